@@ -1,0 +1,1 @@
+//! calybris-finance: not yet implemented; see the open issue for this crate.
