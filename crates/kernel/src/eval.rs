@@ -1,0 +1,594 @@
+//! The one evaluation that `prescribe`, the trace, `explain` and `utility_for_model`
+//! share, so that they cannot disagree.
+//!
+//! Layout of the hot loop: every candidate is first tested against the seven gates that
+//! need no arithmetic, all at once and without branches, into a bit mask whose lowest
+//! set bit is the first gate failed. Only a candidate that passes all seven is priced.
+//! Pricing runs in `u64` when the request's figures and the policy's maxima prove that
+//! no product can overflow (the common case), and in `u128` otherwise; the two paths
+//! give the same value on every input, which the crate's tests check against a plain
+//! reference implementation.
+
+use crate::trace::{RejectionHistogram, UtilityTerms};
+use crate::types::{
+    BPS_SQUARED, KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason,
+    MAX_PROVIDER_ID, NO_MODEL_INDEX, RESERVED_MODEL_ID, TOKENS_PER_PRICE_UNIT,
+};
+
+/// The policy-wide scalars of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PolicyParams {
+    /// Version of the decision rules.
+    pub policy_epoch: u64,
+    /// Version of the catalog.
+    pub catalog_epoch: u64,
+    /// Requests with `risk_bps` at or above this are refused outright (`0..=10_000`).
+    pub hard_risk_limit_bps: u16,
+    /// Requests with `confidence_bps` below this are refused outright (`0..=10_000`).
+    pub minimum_confidence_bps: u16,
+    /// Scales the request's risk into a penalty on value (`0..=50_000`).
+    pub risk_penalty_multiplier_bps: u16,
+    /// Utility charged per millisecond of a candidate's p95 latency, in microunits.
+    pub latency_penalty_microunits_per_ms: u64,
+}
+
+impl Default for PolicyParams {
+    /// Epochs 0, a hard risk limit of 10_000 bps (only a request at 100 % risk is
+    /// refused), no confidence floor, and no risk or latency penalty.
+    fn default() -> Self {
+        Self {
+            policy_epoch: 0,
+            catalog_epoch: 0,
+            hard_risk_limit_bps: crate::MAX_BPS,
+            minimum_confidence_bps: 0,
+            risk_penalty_multiplier_bps: 0,
+            latency_penalty_microunits_per_ms: 0,
+        }
+    }
+}
+
+/// Gate numbers, in evaluation order; also the bit of a gate in a failure mask and the
+/// slot of its counter.
+pub(crate) mod gate {
+    pub(crate) const DISABLED: u32 = 0;
+    pub(crate) const QUALITY: u32 = 1;
+    pub(crate) const LATENCY: u32 = 2;
+    pub(crate) const CAPABILITY: u32 = 3;
+    pub(crate) const PROVIDER: u32 = 4;
+    pub(crate) const REGION: u32 = 5;
+    pub(crate) const RISK_CEILING: u32 = 6;
+    pub(crate) const BUDGET: u32 = 7;
+    pub(crate) const UTILITY: u32 = 8;
+    /// How many gates (and counters) there are.
+    pub(crate) const COUNT: usize = 9;
+}
+
+/// A candidate as the hot loop reads it: the fields it compares, plus what can be
+/// derived once per policy (the provider's mask bit and the exact latency penalty).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Candidate {
+    pub(crate) latency_penalty: u128,
+    pub(crate) capabilities: u64,
+    /// `1 << provider_id`, or 0 when the provider cannot be represented in a mask.
+    pub(crate) provider_bit: u64,
+    pub(crate) region_mask: u64,
+    pub(crate) input_rate: u64,
+    pub(crate) output_rate: u64,
+    pub(crate) model_id: u32,
+    pub(crate) p95_latency_ms: u32,
+    pub(crate) quality_bps: u16,
+    pub(crate) risk_ceiling_bps: u16,
+    pub(crate) enabled: bool,
+}
+
+impl Candidate {
+    #[inline(always)]
+    pub(crate) fn compile(model: &KernelModel, latency_penalty_microunits_per_ms: u64) -> Self {
+        let provider_bit = if model.provider_id <= MAX_PROVIDER_ID {
+            1u64 << model.provider_id
+        } else {
+            0
+        };
+        Self {
+            latency_penalty: u128::from(model.p95_latency_ms)
+                * u128::from(latency_penalty_microunits_per_ms),
+            capabilities: model.capabilities,
+            provider_bit,
+            region_mask: model.region_mask,
+            input_rate: model.input_cost_microunits_per_million_tokens,
+            output_rate: model.output_cost_microunits_per_million_tokens,
+            model_id: model.model_id,
+            p95_latency_ms: model.p95_latency_ms,
+            quality_bps: model.quality_bps,
+            risk_ceiling_bps: model.risk_ceiling_bps,
+            // Validation guarantees 0 or 1; any other value counts as disabled, the
+            // conservative reading.
+            enabled: model.enabled == 1,
+        }
+    }
+}
+
+/// Per-policy maxima that decide, per request, whether `u64` pricing is exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Bounds {
+    pub(crate) max_input_rate: u64,
+    pub(crate) max_output_rate: u64,
+    pub(crate) max_quality_bps: u16,
+}
+
+impl Bounds {
+    pub(crate) fn of(models: &[KernelModel]) -> Self {
+        models.iter().fold(Self::default(), |b, m| Self {
+            max_input_rate: b
+                .max_input_rate
+                .max(m.input_cost_microunits_per_million_tokens),
+            max_output_rate: b
+                .max_output_rate
+                .max(m.output_cost_microunits_per_million_tokens),
+            max_quality_bps: b.max_quality_bps.max(m.quality_bps),
+        })
+    }
+}
+
+/// Everything about a request that is the same for every candidate.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Request {
+    /// `max(business_value, 0) * confidence_bps`, exact.
+    value_confidence: u128,
+    /// The request's risk penalty, exact.
+    risk_penalty: u128,
+    /// The latency cap, with "no limit" turned into `u32::MAX`, which no latency exceeds.
+    latency_cap_ms: u32,
+    input_tokens: u32,
+    output_tokens: u32,
+    budget_limit: u64,
+    required_capabilities: u64,
+    allowed_provider_mask: u64,
+    required_region_mask: u64,
+    minimum_quality_bps: u16,
+    risk_bps: u16,
+    /// Whether the `u64` pricing path is exact for every candidate of the policy.
+    narrow: bool,
+}
+
+/// Exact `floor(x / d)` that takes the cheap `u64` division when `x` fits in 64 bits.
+#[inline(always)]
+fn div_floor(x: u128, d: u64) -> u128 {
+    match u64::try_from(x) {
+        Ok(small) => u128::from(small / d),
+        Err(_) => x / u128::from(d),
+    }
+}
+
+/// The largest product for which `(p + TOKENS_PER_PRICE_UNIT - 1)` cannot overflow.
+const NARROW_PRICE_MAX: u64 = u64::MAX - (TOKENS_PER_PRICE_UNIT - 1);
+
+impl Request {
+    #[inline(always)]
+    pub(crate) fn new(input: &KernelInput, params: &PolicyParams, bounds: &Bounds) -> Self {
+        let value = input.business_value_microunits.max(0).unsigned_abs();
+        let value_confidence = u128::from(value) * u128::from(input.confidence_bps);
+        let risk_penalty = div_floor(
+            u128::from(value)
+                * u128::from(input.risk_bps)
+                * u128::from(params.risk_penalty_multiplier_bps),
+            BPS_SQUARED,
+        );
+        let quality_fits = value_confidence * u128::from(bounds.max_quality_bps)
+            <= u128::from(u64::MAX);
+        let input_fits = u64::from(input.input_tokens)
+            .checked_mul(bounds.max_input_rate)
+            .is_some_and(|p| p <= NARROW_PRICE_MAX);
+        let output_fits = u64::from(input.output_tokens)
+            .checked_mul(bounds.max_output_rate)
+            .is_some_and(|p| p <= NARROW_PRICE_MAX);
+        Self {
+            value_confidence,
+            risk_penalty,
+            latency_cap_ms: if input.max_p95_latency_ms == 0 {
+                u32::MAX
+            } else {
+                input.max_p95_latency_ms
+            },
+            input_tokens: input.input_tokens,
+            output_tokens: input.output_tokens,
+            budget_limit: input.budget_limit_microunits,
+            required_capabilities: input.required_capabilities,
+            allowed_provider_mask: input.allowed_provider_mask,
+            required_region_mask: input.required_region_mask,
+            minimum_quality_bps: input.minimum_quality_bps,
+            risk_bps: input.risk_bps,
+            narrow: quality_fits && input_fits && output_fits,
+        }
+    }
+
+    /// The seven gates that need no arithmetic, as a mask: bit `g` is set when the
+    /// candidate fails gate `g`. Written without branches so the loop stays straight.
+    #[inline(always)]
+    fn cheap_gate_failures(&self, c: &Candidate) -> u32 {
+        let region_fails =
+            (self.required_region_mask != 0) & (c.region_mask & self.required_region_mask == 0);
+        u32::from(!c.enabled) << gate::DISABLED
+            | u32::from(c.quality_bps < self.minimum_quality_bps) << gate::QUALITY
+            | u32::from(c.p95_latency_ms > self.latency_cap_ms) << gate::LATENCY
+            | u32::from(c.capabilities & self.required_capabilities != self.required_capabilities)
+                << gate::CAPABILITY
+            | u32::from(c.provider_bit & self.allowed_provider_mask == 0) << gate::PROVIDER
+            | u32::from(region_fails) << gate::REGION
+            | u32::from(self.risk_bps > c.risk_ceiling_bps) << gate::RISK_CEILING
+    }
+
+    /// `ceil(in_tokens * in_rate / 1e6) + ceil(out_tokens * out_rate / 1e6)`, saturating.
+    #[inline(always)]
+    fn cost<const NARROW: bool>(&self, c: &Candidate) -> u64 {
+        const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
+        if NARROW {
+            // Proven by `Request::new`: both products are at most NARROW_PRICE_MAX, so
+            // neither the rounding addition nor the sum of two quotients overflows.
+            let input = (u64::from(self.input_tokens) * c.input_rate + ROUND_UP)
+                / TOKENS_PER_PRICE_UNIT;
+            let output = (u64::from(self.output_tokens) * c.output_rate + ROUND_UP)
+                / TOKENS_PER_PRICE_UNIT;
+            input + output
+        } else {
+            let input = div_floor(
+                u128::from(self.input_tokens) * u128::from(c.input_rate) + u128::from(ROUND_UP),
+                TOKENS_PER_PRICE_UNIT,
+            );
+            let output = div_floor(
+                u128::from(self.output_tokens) * u128::from(c.output_rate)
+                    + u128::from(ROUND_UP),
+                TOKENS_PER_PRICE_UNIT,
+            );
+            u64::try_from(input + output).unwrap_or(u64::MAX)
+        }
+    }
+
+    /// `floor(value * confidence * quality / 1e8)`.
+    #[inline(always)]
+    fn quality_adjusted<const NARROW: bool>(&self, c: &Candidate) -> u128 {
+        if NARROW {
+            // Proven by `Request::new`: value * confidence * max_quality fits in u64.
+            let vc = self.value_confidence as u64;
+            u128::from(vc * u64::from(c.quality_bps) / BPS_SQUARED)
+        } else {
+            div_floor(self.value_confidence * u128::from(c.quality_bps), BPS_SQUARED)
+        }
+    }
+
+    /// Evaluates one candidate through every gate, in order.
+    #[inline(always)]
+    pub(crate) fn assess<const NARROW: bool>(&self, c: &Candidate) -> Assessment {
+        let failures = self.cheap_gate_failures(c);
+        if failures != 0 {
+            return Assessment::Gated(failures.trailing_zeros());
+        }
+        let cost = self.cost::<NARROW>(c);
+        if cost > self.budget_limit {
+            return Assessment::OverBudget(cost);
+        }
+        let quality_adjusted = self.quality_adjusted::<NARROW>(c);
+        // Every term is below 2^97, so the exact difference fits in i128.
+        let exact = quality_adjusted.cast_signed()
+            - self.risk_penalty.cast_signed()
+            - i128::from(cost)
+            - c.latency_penalty.cast_signed();
+        let utility = clamp_to_i64(exact);
+        Assessment::Priced {
+            quality_adjusted,
+            cost,
+            utility,
+        }
+    }
+
+    /// The terms of a priced candidate, for explanations.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn terms(
+        &self,
+        c: &Candidate,
+        quality_adjusted: u128,
+        cost: u64,
+        utility: i64,
+    ) -> UtilityTerms {
+        UtilityTerms {
+            quality_adjusted: quality_adjusted.cast_signed(),
+            risk_penalty: self.risk_penalty.cast_signed(),
+            cost_microunits: cost,
+            latency_penalty: c.latency_penalty.cast_signed(),
+            utility,
+        }
+    }
+}
+
+/// Clamps (never wraps) an exact utility into the `i64` range.
+#[inline(always)]
+fn clamp_to_i64(x: i128) -> i64 {
+    i64::try_from(x).unwrap_or(if x > 0 { i64::MAX } else { i64::MIN })
+}
+
+/// Where one candidate ended. Without `alloc` nothing reads the priced figures of a
+/// rejected candidate (only `explain` reports them).
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) enum Assessment {
+    /// Failed the gate with this number (one of the seven arithmetic-free gates).
+    Gated(u32),
+    /// Priced above the request's budget.
+    OverBudget(u64),
+    /// Priced and within budget; eligible when `utility > 0`.
+    Priced {
+        quality_adjusted: u128,
+        cost: u64,
+        utility: i64,
+    },
+}
+
+/// Receives each candidate's assessment; `prescribe` passes one that does nothing, so
+/// the compiler removes the calls.
+pub(crate) trait Observer {
+    fn observe(&mut self, index: usize, candidate: &Candidate, request: &Request, a: &Assessment);
+}
+
+/// The observer of the plain `prescribe` path.
+pub(crate) struct Silent;
+
+impl Observer for Silent {
+    #[inline(always)]
+    fn observe(&mut self, _: usize, _: &Candidate, _: &Request, _: &Assessment) {}
+}
+
+/// A ranked, eligible candidate.
+#[derive(Clone, Copy, Debug)]
+struct Ranked {
+    utility: i64,
+    cost: u64,
+    quality_bps: u16,
+    model_id: u32,
+    index: u16,
+}
+
+impl Ranked {
+    /// Stands for "nobody": every eligible candidate (utility >= 1) beats it, and its
+    /// id and utility are what a decision reports when there is no counterfactual.
+    const NOBODY: Self = Self {
+        utility: 0,
+        cost: u64::MAX,
+        quality_bps: 0,
+        model_id: RESERVED_MODEL_ID,
+        index: NO_MODEL_INDEX,
+    };
+
+    /// Higher utility, then lower cost, then higher quality. Candidates arrive in
+    /// ascending `model_id`, so a full tie keeps the earlier one: the lower id.
+    #[inline(always)]
+    fn beats(&self, other: &Self) -> bool {
+        (self.utility, other.cost, self.quality_bps) > (other.utility, self.cost, other.quality_bps)
+    }
+}
+
+/// The per-gate counters of one evaluation.
+pub(crate) type Counts = [u32; gate::COUNT];
+
+/// What one evaluation produced besides the decision.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tally {
+    pub(crate) counts: Counts,
+    pub(crate) evaluated: u16,
+    pub(crate) eligible: u16,
+}
+
+impl Tally {
+    pub(crate) fn histogram(&self) -> RejectionHistogram {
+        let at = |g: u32| u16::try_from(self.counts[g as usize]).unwrap_or(u16::MAX);
+        RejectionHistogram {
+            disabled: at(gate::DISABLED),
+            quality: at(gate::QUALITY),
+            risk_ceiling: at(gate::RISK_CEILING),
+            latency: at(gate::LATENCY),
+            capability: at(gate::CAPABILITY),
+            provider: at(gate::PROVIDER),
+            region: at(gate::REGION),
+            budget: at(gate::BUDGET),
+            utility: at(gate::UTILITY),
+        }
+    }
+}
+
+/// The gates in the order that breaks ties for the dominant rejection reason: when two
+/// gates turned away equally many candidates, the later one in this list wins.
+const DOMINANCE_ORDER: [(u32, KernelReason); gate::COUNT] = [
+    (gate::CAPABILITY, KernelReason::CapabilityConstraint),
+    (gate::REGION, KernelReason::RegionConstraint),
+    (gate::PROVIDER, KernelReason::ProviderConstraint),
+    (gate::QUALITY, KernelReason::QualityConstraint),
+    (gate::RISK_CEILING, KernelReason::RiskCeilingConstraint),
+    (gate::LATENCY, KernelReason::LatencyConstraint),
+    (gate::BUDGET, KernelReason::BudgetConstraint),
+    (gate::UTILITY, KernelReason::NonPositiveUtility),
+    (gate::DISABLED, KernelReason::NoEnabledModel),
+];
+
+fn dominant_reason(counts: &Counts) -> KernelReason {
+    let mut best = (0u32, KernelReason::NoEnabledModel);
+    for (g, reason) in DOMINANCE_ORDER {
+        let count = counts[g as usize];
+        if count >= best.0 {
+            best = (count, reason);
+        }
+    }
+    best.1
+}
+
+/// A rejection decision with the given reason and counters.
+fn rejection(
+    input: &KernelInput,
+    params: &PolicyParams,
+    reason: KernelReason,
+    evaluated: u16,
+) -> KernelDecision {
+    KernelDecision {
+        request_sequence: input.request_sequence,
+        action: KernelAction::Reject,
+        reason,
+        selected_model_id: RESERVED_MODEL_ID,
+        selected_model_index: NO_MODEL_INDEX,
+        estimated_cost_microunits: 0,
+        expected_utility_microunits: 0,
+        counterfactual_model_id: RESERVED_MODEL_ID,
+        counterfactual_utility_microunits: 0,
+        evaluated_models: evaluated,
+        eligible_models: 0,
+        policy_epoch: params.policy_epoch,
+        catalog_epoch: params.catalog_epoch,
+    }
+}
+
+/// The request-level refusal of `input`, if any.
+#[inline(always)]
+pub(crate) fn request_refusal(input: &KernelInput, params: &PolicyParams) -> Option<KernelReason> {
+    if input.risk_bps >= params.hard_risk_limit_bps {
+        Some(KernelReason::RiskHardLimit)
+    } else if input.confidence_bps < params.minimum_confidence_bps {
+        Some(KernelReason::ConfidenceHardLimit)
+    } else {
+        None
+    }
+}
+
+/// Evaluates `input` against a catalog given as candidates in ascending `model_id`.
+#[inline(always)]
+pub(crate) fn evaluate<I, O>(
+    params: &PolicyParams,
+    bounds: &Bounds,
+    candidates: I,
+    input: &KernelInput,
+    observer: &mut O,
+) -> (KernelDecision, Tally)
+where
+    I: Iterator<Item = Candidate>,
+    O: Observer,
+{
+    if let Some(reason) = request_refusal(input, params) {
+        let tally = Tally {
+            counts: [0; gate::COUNT],
+            evaluated: 0,
+            eligible: 0,
+        };
+        return (rejection(input, params, reason, 0), tally);
+    }
+    let request = Request::new(input, params, bounds);
+    if request.narrow {
+        rank::<true, I, O>(params, &request, candidates, input, observer)
+    } else {
+        rank::<false, I, O>(params, &request, candidates, input, observer)
+    }
+}
+
+#[inline(always)]
+fn rank<const NARROW: bool, I, O>(
+    params: &PolicyParams,
+    request: &Request,
+    candidates: I,
+    input: &KernelInput,
+    observer: &mut O,
+) -> (KernelDecision, Tally)
+where
+    I: Iterator<Item = Candidate>,
+    O: Observer,
+{
+    let mut counts: Counts = [0; gate::COUNT];
+    let mut best = Ranked::NOBODY;
+    let mut second = Ranked::NOBODY;
+    let mut evaluated: u32 = 0;
+    let mut eligible: u32 = 0;
+    for (index, c) in candidates.enumerate() {
+        evaluated += 1;
+        let assessment = request.assess::<NARROW>(&c);
+        observer.observe(index, &c, request, &assessment);
+        let (utility, cost) = match assessment {
+            Assessment::Gated(g) => {
+                counts[g as usize] += 1;
+                continue;
+            }
+            Assessment::OverBudget(_) => {
+                counts[gate::BUDGET as usize] += 1;
+                continue;
+            }
+            Assessment::Priced { utility, cost, .. } if utility > 0 => (utility, cost),
+            Assessment::Priced { .. } => {
+                counts[gate::UTILITY as usize] += 1;
+                continue;
+            }
+        };
+        eligible += 1;
+        let ranked = Ranked {
+            utility,
+            cost,
+            quality_bps: c.quality_bps,
+            model_id: c.model_id,
+            index: u16::try_from(index).unwrap_or(NO_MODEL_INDEX),
+        };
+        if ranked.beats(&best) {
+            second = best;
+            best = ranked;
+        } else if ranked.beats(&second) {
+            second = ranked;
+        }
+    }
+    let tally = Tally {
+        counts,
+        evaluated: u16::try_from(evaluated).unwrap_or(u16::MAX),
+        eligible: u16::try_from(eligible).unwrap_or(u16::MAX),
+    };
+    if eligible == 0 {
+        let reason = dominant_reason(&counts);
+        return (rejection(input, params, reason, tally.evaluated), tally);
+    }
+    let (action, reason) = if best.model_id == input.requested_model_id {
+        (
+            KernelAction::ExecuteRequested,
+            KernelReason::RequestedModelMaximizesUtility,
+        )
+    } else {
+        (
+            KernelAction::Substitute,
+            KernelReason::AlternativeMaximizesUtility,
+        )
+    };
+    let decision = KernelDecision {
+        request_sequence: input.request_sequence,
+        action,
+        reason,
+        selected_model_id: best.model_id,
+        selected_model_index: best.index,
+        estimated_cost_microunits: best.cost,
+        expected_utility_microunits: best.utility,
+        counterfactual_model_id: second.model_id,
+        counterfactual_utility_microunits: second.utility,
+        evaluated_models: tally.evaluated,
+        eligible_models: tally.eligible,
+        policy_epoch: params.policy_epoch,
+        catalog_epoch: params.catalog_epoch,
+    };
+    (decision, tally)
+}
+
+/// Assesses a single candidate the way `evaluate` would, for `utility_for_model`.
+pub(crate) fn assess_one(
+    params: &PolicyParams,
+    bounds: &Bounds,
+    candidate: &Candidate,
+    input: &KernelInput,
+) -> Option<(Request, Assessment)> {
+    if request_refusal(input, params).is_some() {
+        return None;
+    }
+    let request = Request::new(input, params, bounds);
+    let assessment = if request.narrow {
+        request.assess::<true>(candidate)
+    } else {
+        request.assess::<false>(candidate)
+    };
+    Some((request, assessment))
+}
