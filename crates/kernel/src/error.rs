@@ -81,7 +81,10 @@ impl fmt::Display for PolicyError {
                 "the candidate at position {position} uses model_id 0, which is reserved for rejections"
             ),
             Self::DuplicateModelId { model_id } => {
-                write!(f, "model_id {model_id} appears more than once in the catalog")
+                write!(
+                    f,
+                    "model_id {model_id} appears more than once in the catalog"
+                )
             }
             Self::InvalidEnabled { model_id, value } => write!(
                 f,
@@ -89,7 +92,10 @@ impl fmt::Display for PolicyError {
             ),
             Self::NoEnabledModel => f.write_str("no candidate in the catalog is enabled"),
             Self::PolicyBpsOutOfRange { field, value, max } => {
-                write!(f, "policy field {field} is {value}, above its maximum {max}")
+                write!(
+                    f,
+                    "policy field {field} is {value}, above its maximum {max}"
+                )
             }
             Self::ModelBpsOutOfRange {
                 model_id,
@@ -137,7 +143,10 @@ impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::BpsOutOfRange { field, value, max } => {
-                write!(f, "request field {field} is {value}, above its maximum {max}")
+                write!(
+                    f,
+                    "request field {field} is {value}, above its maximum {max}"
+                )
             }
         }
     }

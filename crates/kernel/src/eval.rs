@@ -9,7 +9,7 @@
 //! give the same value on every input, which the crate's tests check against a plain
 //! reference implementation.
 
-use crate::trace::{RejectionHistogram, UtilityTerms};
+use crate::trace::RejectionHistogram;
 use crate::types::{
     BPS_SQUARED, KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason,
     MAX_PROVIDER_ID, NO_MODEL_INDEX, RESERVED_MODEL_ID, TOKENS_PER_PRICE_UNIT,
@@ -175,8 +175,8 @@ impl Request {
                 * u128::from(params.risk_penalty_multiplier_bps),
             BPS_SQUARED,
         );
-        let quality_fits = value_confidence * u128::from(bounds.max_quality_bps)
-            <= u128::from(u64::MAX);
+        let quality_fits =
+            value_confidence * u128::from(bounds.max_quality_bps) <= u128::from(u64::MAX);
         let input_fits = u64::from(input.input_tokens)
             .checked_mul(bounds.max_input_rate)
             .is_some_and(|p| p <= NARROW_PRICE_MAX);
@@ -226,10 +226,10 @@ impl Request {
         if NARROW {
             // Proven by `Request::new`: both products are at most NARROW_PRICE_MAX, so
             // neither the rounding addition nor the sum of two quotients overflows.
-            let input = (u64::from(self.input_tokens) * c.input_rate + ROUND_UP)
-                / TOKENS_PER_PRICE_UNIT;
-            let output = (u64::from(self.output_tokens) * c.output_rate + ROUND_UP)
-                / TOKENS_PER_PRICE_UNIT;
+            let input =
+                (u64::from(self.input_tokens) * c.input_rate + ROUND_UP) / TOKENS_PER_PRICE_UNIT;
+            let output =
+                (u64::from(self.output_tokens) * c.output_rate + ROUND_UP) / TOKENS_PER_PRICE_UNIT;
             input + output
         } else {
             let input = div_floor(
@@ -237,8 +237,7 @@ impl Request {
                 TOKENS_PER_PRICE_UNIT,
             );
             let output = div_floor(
-                u128::from(self.output_tokens) * u128::from(c.output_rate)
-                    + u128::from(ROUND_UP),
+                u128::from(self.output_tokens) * u128::from(c.output_rate) + u128::from(ROUND_UP),
                 TOKENS_PER_PRICE_UNIT,
             );
             u64::try_from(input + output).unwrap_or(u64::MAX)
@@ -253,7 +252,10 @@ impl Request {
             let vc = self.value_confidence as u64;
             u128::from(vc * u64::from(c.quality_bps) / BPS_SQUARED)
         } else {
-            div_floor(self.value_confidence * u128::from(c.quality_bps), BPS_SQUARED)
+            div_floor(
+                self.value_confidence * u128::from(c.quality_bps),
+                BPS_SQUARED,
+            )
         }
     }
 
@@ -290,8 +292,8 @@ impl Request {
         quality_adjusted: u128,
         cost: u64,
         utility: i64,
-    ) -> UtilityTerms {
-        UtilityTerms {
+    ) -> crate::trace::UtilityTerms {
+        crate::trace::UtilityTerms {
             quality_adjusted: quality_adjusted.cast_signed(),
             risk_penalty: self.risk_penalty.cast_signed(),
             cost_microunits: cost,

@@ -125,7 +125,10 @@ pub(crate) fn compare(
         (F::RequestSequence, e.request_sequence == r.request_sequence),
         (F::Action, e.action == r.action),
         (F::Reason, e.reason == r.reason),
-        (F::SelectedModelId, e.selected_model_id == r.selected_model_id),
+        (
+            F::SelectedModelId,
+            e.selected_model_id == r.selected_model_id,
+        ),
         (
             F::SelectedModelIndex,
             e.selected_model_index == r.selected_model_index,
@@ -331,8 +334,8 @@ pub use owned::{PolicyBuilder, PolicySnapshot};
 #[cfg(feature = "alloc")]
 mod owned {
     use super::{
-        Catalog, compare, prescribe_with_trace, utility_for_model, validate_input,
-        validate_params, validate_sorted_catalog,
+        Catalog, compare, prescribe_with_trace, utility_for_model, validate_input, validate_params,
+        validate_sorted_catalog,
     };
     use crate::error::{DecisionMismatch, InputError, PolicyError};
     use crate::eval::{
