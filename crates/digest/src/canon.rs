@@ -1,0 +1,128 @@
+//! The canonical byte writer every CALY layout is built with: integers little-endian at
+//! their exact width, enums as their code, booleans as one byte, optionals as a presence
+//! byte followed by the value only when present.
+
+use sha2::{Digest as _, Sha256};
+
+/// A 32-byte SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// The length of every layout tag: 8 ASCII characters and a NUL.
+pub const TAG_LEN: usize = 9;
+
+/// Tag of the policy layout.
+pub const POLICY_DIGEST_TAG: &[u8; TAG_LEN] = b"calypol1\0";
+/// Tag of the input layout.
+pub const INPUT_DIGEST_TAG: &[u8; TAG_LEN] = b"calyinp1\0";
+/// Tag of the decision layout.
+pub const DECISION_DIGEST_TAG: &[u8; TAG_LEN] = b"calydcn1\0";
+/// Tag of the decision identity layout.
+pub const IDENTITY_DIGEST_TAG: &[u8; TAG_LEN] = b"calyidn1\0";
+/// Tag of the selection layout.
+pub const SELECTION_DIGEST_TAG: &[u8; TAG_LEN] = b"calysel1\0";
+/// Tag of the outcome layout.
+pub const OUTCOME_DIGEST_TAG: &[u8; TAG_LEN] = b"calyout1\0";
+/// Tag of the budget ledger layout (its writer lives in `calybris-finance`).
+pub const LEDGER_DIGEST_TAG: &[u8; TAG_LEN] = b"calyldg1\0";
+
+/// Where canonical bytes go: a hasher in production, a byte vector in tests.
+pub trait Sink {
+    /// Appends raw bytes.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Sha256 {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Writes one canonical layout into a [`Sink`].
+///
+/// Public so that other crates of the project (the ledger digest, for one) build their
+/// layouts with the same conventions instead of a second copy of them.
+#[derive(Debug)]
+pub struct Canon<S: Sink> {
+    sink: S,
+}
+
+impl Canon<Sha256> {
+    /// Starts a SHA-256 layout with its tag.
+    #[must_use]
+    pub fn sha256(tag: &[u8; TAG_LEN]) -> Self {
+        let mut c = Self {
+            sink: Sha256::new(),
+        };
+        c.sink.put(tag);
+        c
+    }
+
+    /// The digest of everything written.
+    #[must_use]
+    pub fn finish(self) -> Digest {
+        self.sink.finalize().into()
+    }
+}
+
+impl<S: Sink> Canon<S> {
+    /// Starts a layout with its tag over any sink.
+    pub fn with_sink(tag: &[u8; TAG_LEN], mut sink: S) -> Self {
+        sink.put(tag);
+        Self { sink }
+    }
+
+    /// The sink, with everything written so far.
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    /// Writes raw bytes (a digest, say) as they are.
+    #[inline(always)]
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.sink.put(b);
+        self
+    }
+    /// Writes a `u8`.
+    #[inline(always)]
+    pub fn u8(&mut self, v: u8) -> &mut Self {
+        self.bytes(&[v])
+    }
+    /// Writes a `u16`, little-endian.
+    #[inline(always)]
+    pub fn u16(&mut self, v: u16) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    /// Writes a `u32`, little-endian.
+    #[inline(always)]
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    /// Writes a `u64`, little-endian.
+    #[inline(always)]
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    /// Writes an `i64`, little-endian two's complement.
+    #[inline(always)]
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.bytes(&v.to_le_bytes())
+    }
+    /// Writes a boolean as one byte, 0 or 1.
+    #[inline(always)]
+    pub fn bool(&mut self, v: bool) -> &mut Self {
+        self.u8(u8::from(v))
+    }
+    /// Writes an optional value: a presence byte, then the value only when present.
+    #[inline(always)]
+    pub fn opt<T>(&mut self, v: Option<T>, write: impl FnOnce(&mut Self, T)) -> &mut Self {
+        match v {
+            None => self.u8(0),
+            Some(x) => {
+                self.u8(1);
+                write(self, x);
+                self
+            }
+        }
+    }
+}
