@@ -1,1 +1,317 @@
-fn main() {}
+//! Developer tasks of the Calybris workspace, run as `cargo xtask <task>`.
+//!
+//! `cargo xtask ci` is the one gate: it runs every check in order and stops at the
+//! first failure. CI (`.ci/run`, `.github/workflows/ci.yml`) only calls it, so a green
+//! local run means a green CI run. The other tasks run one part on its own.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The bare-metal target the `no_std` crates must build for.
+const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
+/// The crates that must stay `no_std`.
+const NO_STD_CRATES: [&str; 2] = ["calybris-kernel", "calybris-digest"];
+/// Proptest cases per property under Miri, which runs code about a thousand times slower.
+const MIRI_PROPTEST_CASES: &str = "4";
+/// Loom's preemption bound in CI: enough to find ordering bugs, small enough to finish.
+const LOOM_MAX_PREEMPTIONS: &str = "2";
+/// Seconds each fuzz target runs in the CI smoke run.
+const FUZZ_SMOKE_SECONDS: u32 = 20;
+/// The examples `ci` runs so they cannot rot.
+const EXAMPLES: [(&str, &str); 1] = [("calybris", "quickstart")];
+
+type Result = std::result::Result<(), String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let task = args.first().map_or("help", String::as_str);
+    let rest = args.get(1..).unwrap_or_default();
+    let outcome = match task {
+        "ci" => ci(),
+        "fmt" => fmt_check(),
+        "clippy" => clippy(),
+        "test" => test(),
+        "miri" => miri(),
+        "loom" => loom(),
+        "embedded" => embedded(),
+        "doc" => doc(),
+        "examples" => examples(),
+        "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
+        "bench" => bench(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 ci        every gate below, in order (what CI runs)\n\
+                 fmt       cargo fmt --check\n\
+                 clippy    clippy on all targets and features, warnings denied\n\
+                 test      workspace tests (all features), then no_std crates without defaults\n\
+                 embedded  build the no_std crates for {EMBEDDED_TARGET}\n\
+                 doc       cargo doc with warnings denied\n\
+                 miri      the kernel and digest tests under Miri (nightly)\n\
+                 loom      the Loom models of the budget engine\n\
+                 examples  run every example\n\
+                 fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
+                 bench [ARGS]  criterion benchmarks, side by side with calybris-core"
+            );
+            return if task == "help" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {task}: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result {
+    let steps: [(&str, fn() -> Result); 9] = [
+        ("fmt", fmt_check),
+        ("clippy", clippy),
+        ("test", test),
+        ("embedded", embedded),
+        ("doc", doc),
+        ("examples", examples),
+        ("loom", loom),
+        ("miri", miri),
+        ("fuzz smoke", || fuzz(FUZZ_SMOKE_SECONDS)),
+    ];
+    for (name, step) in steps {
+        eprintln!("\n==> xtask ci: {name}");
+        step().map_err(|e| format!("{name}: {e}"))?;
+    }
+    eprintln!("\n==> xtask ci: every gate passed");
+    Ok(())
+}
+
+fn root() -> PathBuf {
+    // xtask lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// A cargo run on a given toolchain, bypassing the outer cargo's own toolchain choice.
+fn cargo_on(toolchain: &str) -> Command {
+    let mut c = Command::new("cargo");
+    c.arg(format!("+{toolchain}")).current_dir(root());
+    // The outer `cargo xtask` exports these for its own toolchain; a nested run on
+    // another toolchain must pick its own.
+    for var in ["RUSTC", "RUSTDOC", "CARGO", "RUSTUP_TOOLCHAIN"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn run(mut cmd: Command) -> Result {
+    eprintln!("    $ {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} exited with {status}"))
+    }
+}
+
+fn succeeds(mut cmd: Command) -> bool {
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+fn rustup(args: &[&str]) -> Result {
+    let mut c = Command::new("rustup");
+    c.args(args);
+    run(c)
+}
+
+fn fmt_check() -> Result {
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--check"]);
+    run(c)
+}
+
+fn clippy() -> Result {
+    let mut c = cargo();
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(c)
+}
+
+fn test() -> Result {
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--all-features"]);
+    run(c)?;
+    for krate in NO_STD_CRATES {
+        let mut c = cargo();
+        c.args(["test", "-p", krate, "--no-default-features", "--lib", "--tests"]);
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn embedded() -> Result {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(EMBEDDED_TARGET))
+        .unwrap_or(false);
+    if !installed {
+        rustup(&["target", "add", EMBEDDED_TARGET])?;
+    }
+    for krate in NO_STD_CRATES {
+        let mut c = cargo();
+        c.args([
+            "build",
+            "-p",
+            krate,
+            "--no-default-features",
+            "--target",
+            EMBEDDED_TARGET,
+        ]);
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn doc() -> Result {
+    let mut c = cargo();
+    c.args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)
+}
+
+fn examples() -> Result {
+    for (package, example) in EXAMPLES {
+        let mut c = cargo();
+        c.args(["run", "--quiet", "-p", package, "--example", example]);
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn miri() -> Result {
+    let mut probe = cargo_on("nightly");
+    probe.args(["miri", "--version"]);
+    if !succeeds(probe) {
+        rustup(&[
+            "component",
+            "add",
+            "--toolchain",
+            "nightly",
+            "miri",
+            "rust-src",
+        ])?;
+    }
+    let mut setup = cargo_on("nightly");
+    setup.args(["miri", "setup"]);
+    run(setup)?;
+    let mut c = cargo_on("nightly");
+    c.args(["miri", "test"])
+        .args(NO_STD_CRATES.iter().flat_map(|k| ["-p", k]))
+        .env("PROPTEST_CASES", MIRI_PROPTEST_CASES)
+        // Separate target directory: Miri's artifacts never mix with normal builds.
+        .env("CARGO_TARGET_DIR", root().join("target/miri"));
+    run(c)
+}
+
+fn loom() -> Result {
+    let model = root().join("crates/budget/tests/loom.rs");
+    if !model.exists() {
+        eprintln!(
+            "    no Loom models yet ({} is missing); nothing to run",
+            model.display()
+        );
+        return Ok(());
+    }
+    let mut c = cargo();
+    c.args([
+        "test",
+        "-p",
+        "calybris-budget",
+        "--test",
+        "loom",
+        "--release",
+    ])
+    .env("RUSTFLAGS", "--cfg loom")
+    .env("LOOM_MAX_PREEMPTIONS", LOOM_MAX_PREEMPTIONS)
+    .env("CARGO_TARGET_DIR", root().join("target/loom"));
+    run(c)
+}
+
+fn fuzz_targets() -> Vec<String> {
+    let dir = root().join("fuzz/fuzz_targets");
+    let mut targets: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.strip_suffix(".rs").map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    targets
+}
+
+fn fuzz(seconds: u32) -> Result {
+    let targets = fuzz_targets();
+    if targets.is_empty() {
+        eprintln!("    no fuzz targets under fuzz/fuzz_targets; nothing to run");
+        return Ok(());
+    }
+    let mut probe = cargo_on("nightly");
+    probe.args(["fuzz", "--version"]);
+    if !succeeds(probe) {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run(install)?;
+    }
+    for target in targets {
+        let corpus = root().join("fuzz/corpus").join(&target);
+        // Fuzzing writes new inputs into the corpus; work on a scratch copy so a run
+        // never dirties the committed seed corpus.
+        let scratch = root().join("target/fuzz-corpus").join(&target);
+        std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+        if let Ok(entries) = std::fs::read_dir(&corpus) {
+            for entry in entries.filter_map(|e| e.ok()) {
+                let to = scratch.join(entry.file_name());
+                std::fs::copy(entry.path(), &to).map_err(|e| format!("{}: {e}", to.display()))?;
+            }
+        }
+        let mut c = cargo_on("nightly");
+        c.current_dir(root().join("fuzz"))
+            .args(["fuzz", "run", &target])
+            .arg(&scratch)
+            .args(["--", &format!("-max_total_time={seconds}")]);
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    let mut c = cargo();
+    c.args(["bench", "-p", "calybris-benches"]).args(args);
+    run(c)
+}

@@ -5,7 +5,7 @@ use calybris_kernel::{KernelDecision, KernelInput, KernelModel, PolicyParams};
 
 /// Writes the policy layout (after its tag): the scalars, then every candidate in
 /// ascending `model_id`. No count and nothing derived.
-pub(crate) fn write_policy<S: Sink>(c: &mut Canon<S>, p: &PolicyParams, models: &[KernelModel]) {
+pub fn write_policy<S: Sink>(c: &mut Canon<S>, p: &PolicyParams, models: &[KernelModel]) {
     c.u64(p.policy_epoch)
         .u64(p.catalog_epoch)
         .u16(p.hard_risk_limit_bps)
@@ -26,7 +26,8 @@ pub(crate) fn write_policy<S: Sink>(c: &mut Canon<S>, p: &PolicyParams, models: 
     }
 }
 
-pub(crate) fn write_input<S: Sink>(c: &mut Canon<S>, i: &KernelInput) {
+/// Writes the input layout (after its tag).
+pub fn write_input<S: Sink>(c: &mut Canon<S>, i: &KernelInput) {
     c.u64(i.request_sequence)
         .u32(i.requested_model_id)
         .u32(i.input_tokens)
@@ -42,7 +43,8 @@ pub(crate) fn write_input<S: Sink>(c: &mut Canon<S>, i: &KernelInput) {
         .u64(i.required_region_mask);
 }
 
-pub(crate) fn write_decision<S: Sink>(c: &mut Canon<S>, d: &KernelDecision) {
+/// Writes the decision layout (after its tag).
+pub fn write_decision<S: Sink>(c: &mut Canon<S>, d: &KernelDecision) {
     c.u64(d.request_sequence)
         .u8(d.action.code())
         .u16(d.reason.code())

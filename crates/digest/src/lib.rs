@@ -62,7 +62,10 @@ pub use hex::digest_to_hex;
 pub use hex::{DIGEST_HEX_LEN, Hex, HexError, digest_hex, parse_digest_hex};
 #[cfg(feature = "alloc")]
 pub use kernel_digests::policy_digest;
-pub use kernel_digests::{decision_digest, input_digest, policy_digest_of, policy_view_digest};
+pub use kernel_digests::{
+    decision_digest, input_digest, policy_digest_of, policy_view_digest, write_decision,
+    write_input, write_policy,
+};
 pub use outcome::{
     DecisionIdentity, Disposition, IdentityField, Observation, Outcome, OutcomeError, Selection,
     SelectionStrategy, identity_digest, outcome_digest, selection_digest,
