@@ -22,6 +22,8 @@ const FUZZ_SMOKE_SECONDS: u32 = 20;
 const EXAMPLES: [(&str, &str); 1] = [("calybris", "quickstart")];
 
 type Result = std::result::Result<(), String>;
+/// One named gate of `ci`.
+type Step = (&'static str, fn() -> Result);
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -71,7 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result {
-    let steps: [(&str, fn() -> Result); 9] = [
+    let steps: [Step; 9] = [
         ("fmt", fmt_check),
         ("clippy", clippy),
         ("test", test),
