@@ -1,1 +1,66 @@
-//! placeholder
+//! Calybris: a deterministic, proof-carrying decision core.
+//!
+//! A service hands Calybris a frozen policy (a catalog of candidates: LLM models,
+//! trading venues, suppliers) and a typed request; Calybris returns exactly one action
+//! (execute the requested candidate, substitute another, or reject) with canonical
+//! SHA-256 digests, and anyone can replay the same inputs later, on another machine,
+//! and get the identical decision. Integer arithmetic only, no clock, no randomness,
+//! no `unsafe`.
+//!
+//! This crate is the thin facade: it re-exports the `calybris-*` crates, enabled by
+//! feature, and a [`prelude`]. Depend on the micro-crates directly when you want less.
+//!
+//! | module | crate | what it owns |
+//! |---|---|---|
+//! | [`kernel`] | `calybris-kernel` | types, validation, `prescribe`, trace, explain, replay |
+//! | [`digest`] | `calybris-digest` | the CALY digests, sealed policies, audit bundles |
+//!
+//! # Example
+//! ```
+//! use calybris::prelude::*;
+//!
+//! let model = |model_id, quality_bps, input_price| KernelModel {
+//!     model_id, provider_id: 0, quality_bps, risk_ceiling_bps: 8_000, enabled: 1,
+//!     p95_latency_ms: 600, capabilities: 0b1, region_mask: 0b1,
+//!     input_cost_microunits_per_million_tokens: input_price,
+//!     output_cost_microunits_per_million_tokens: input_price * 4,
+//! };
+//! let policy = SealedPolicy::new(
+//!     PolicySnapshot::builder()
+//!         .hard_risk_limit_bps(9_000)
+//!         .models([model(1, 9_300, 3_000_000), model(2, 8_100, 250_000)])
+//!         .build()?,
+//! );
+//! let request = KernelInput {
+//!     request_sequence: 1, requested_model_id: 1, input_tokens: 2_000, output_tokens: 500,
+//!     business_value_microunits: 30_000, confidence_bps: 9_500, ..KernelInput::default()
+//! };
+//! let decision = policy.prescribe(request);
+//! let bundle = policy.verified_audit_bundle(request, &decision)?;
+//! assert!(bundle.replay_valid);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//! - `digest` (default): [`digest`], the CALY digests and audit bundles.
+//! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub use calybris_kernel as kernel;
+
+#[cfg(feature = "digest")]
+pub use calybris_digest as digest;
+
+/// The types most programs need, in one import.
+pub mod prelude {
+    pub use calybris_kernel::{
+        CandidateVerdict, DecisionMismatch, DecisionTrace, Explanation, InputError, KernelAction,
+        KernelDecision, KernelInput, KernelModel, KernelReason, PolicyError, PolicyParams,
+        PolicySnapshot, PolicyView,
+    };
+
+    #[cfg(feature = "digest")]
+    pub use calybris_digest::{AuditBundle, AuditError, DecisionIdentity, Hex, SealedPolicy};
+}
