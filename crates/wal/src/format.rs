@@ -1,0 +1,328 @@
+//! The byte format: named constants, the segment header, the frame header and the
+//! entry hash. Everything here is a pure function of its arguments; the reader and
+//! the writers are the only callers that touch storage.
+//!
+//! The normative description lives in `docs/SPECIFICATION.md` ("The write-ahead
+//! log"); golden files under `crates/wal/tests/data/` pin it.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::WalError;
+
+/// The eight bytes every segment file starts with.
+pub const MAGIC: [u8; 8] = *b"CALYWAL\0";
+
+/// The only format version this crate reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Size of the segment header, in bytes.
+pub const HEADER_LEN_BYTES: usize = 96;
+
+/// Header flag bit: the entry hashes are HMAC-SHA-256 tags under a secret key.
+pub const FLAG_KEYED: u8 = 0x01;
+
+/// Size of a frame header (payload length and its complement), in bytes.
+pub const FRAME_HEADER_LEN_BYTES: usize = 8;
+
+/// Size of an entry hash (SHA-256 digest or HMAC-SHA-256 tag), in bytes.
+pub const ENTRY_HASH_LEN_BYTES: usize = 32;
+
+/// Bytes a frame adds around its payload: the frame header and the entry hash.
+pub const FRAME_OVERHEAD_BYTES: usize = FRAME_HEADER_LEN_BYTES + ENTRY_HASH_LEN_BYTES;
+
+/// The largest payload a frame may carry, in bytes. The reader refuses any frame
+/// header that claims more, so a corrupt length can never make it allocate more
+/// than this (plus [`FRAME_OVERHEAD_BYTES`]).
+pub const MAX_PAYLOAD_BYTES: u32 = 16 * 1024 * 1024;
+
+/// The shortest HMAC key accepted, in bytes.
+pub const MIN_KEY_LEN_BYTES: usize = 32;
+
+/// The entry hash that the first record of a log chains on.
+pub const GENESIS_HASH: [u8; ENTRY_HASH_LEN_BYTES] = [0; ENTRY_HASH_LEN_BYTES];
+
+/// The message whose HMAC under the key is the key fingerprint in the header.
+pub const KEY_FINGERPRINT_LABEL: &[u8] = b"calybris-wal/key-fingerprint/v1";
+
+/// Bytes of the header that the header check covers.
+const HEADER_CHECKED_LEN_BYTES: usize = 88;
+
+/// Size of the header check (a SHA-256 prefix), in bytes.
+const HEADER_CHECK_LEN_BYTES: usize = 8;
+
+/// An entry hash: SHA-256 digest or HMAC-SHA-256 tag.
+pub type EntryHash = [u8; ENTRY_HASH_LEN_BYTES];
+
+/// A secret key for the keyed (HMAC-SHA-256) mode.
+///
+/// The key itself never reaches a file: the header stores only its fingerprint,
+/// `HMAC-SHA-256(key, "calybris-wal/key-fingerprint/v1")`. `Debug` prints the
+/// fingerprint's first bytes, never the key.
+#[derive(Clone)]
+pub struct WalKey {
+    mac: Hmac<Sha256>,
+    fingerprint: EntryHash,
+}
+
+impl WalKey {
+    /// Builds a key from at least [`MIN_KEY_LEN_BYTES`] secret bytes.
+    ///
+    /// # Errors
+    /// [`WalError::KeyTooShort`] when `secret` is shorter than 32 bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, WalError> {
+        if secret.len() < MIN_KEY_LEN_BYTES {
+            return Err(WalError::KeyTooShort {
+                len_bytes: secret.len(),
+            });
+        }
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| {
+            WalError::KeyTooShort {
+                len_bytes: secret.len(),
+            }
+        })?;
+        let fingerprint = mac
+            .clone()
+            .chain_update(KEY_FINGERPRINT_LABEL)
+            .finalize()
+            .into_bytes()
+            .into();
+        Ok(Self { mac, fingerprint })
+    }
+
+    /// The fingerprint written into the header of every segment under this key.
+    #[must_use]
+    pub fn fingerprint(&self) -> EntryHash {
+        self.fingerprint
+    }
+}
+
+impl core::fmt::Debug for WalKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "WalKey {{ fingerprint: ")?;
+        for byte in self.fingerprint.iter().take(8) {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, "… }}")
+    }
+}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Whether entry hashes are HMAC tags.
+    pub keyed: bool,
+    /// Sequence number of the first frame in this segment.
+    pub first_sequence: u64,
+    /// Entry hash the first frame chains on ([`GENESIS_HASH`] for a new log).
+    pub prev_hash: EntryHash,
+    /// Key fingerprint when keyed, all zeros otherwise.
+    pub key_fingerprint: EntryHash,
+}
+
+/// Why a header could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    /// The first eight bytes are not [`MAGIC`].
+    BadMagic,
+    /// The version field names a version this crate does not know.
+    UnknownVersion(u16),
+    /// The header check does not match, or a reserved bit or byte is set.
+    Checksum,
+}
+
+impl SegmentHeader {
+    /// A header for a segment starting at `first_sequence` under `key`.
+    #[must_use]
+    pub fn new(key: Option<&WalKey>, first_sequence: u64, prev_hash: EntryHash) -> Self {
+        Self {
+            keyed: key.is_some(),
+            first_sequence,
+            prev_hash,
+            key_fingerprint: key.map_or([0; ENTRY_HASH_LEN_BYTES], WalKey::fingerprint),
+        }
+    }
+
+    /// Encodes the header into its 96 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; HEADER_LEN_BYTES] {
+        let mut out = [0u8; HEADER_LEN_BYTES];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[10] = if self.keyed { FLAG_KEYED } else { 0 };
+        // Bytes 11..16 are reserved and stay zero.
+        out[16..24].copy_from_slice(&self.first_sequence.to_le_bytes());
+        out[24..56].copy_from_slice(&self.prev_hash);
+        out[56..88].copy_from_slice(&self.key_fingerprint);
+        let check = header_check(&out);
+        out[88..96].copy_from_slice(&check);
+        out
+    }
+
+    /// Decodes a header. Indexing below is on a fixed-size array with constant
+    /// ranges, so it cannot panic whatever the bytes are.
+    pub(crate) fn decode(bytes: &[u8; HEADER_LEN_BYTES]) -> Result<Self, HeaderProblem> {
+        if bytes[0..8] != MAGIC {
+            return Err(HeaderProblem::BadMagic);
+        }
+        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+        if version != FORMAT_VERSION {
+            return Err(HeaderProblem::UnknownVersion(version));
+        }
+        let check = header_check(bytes);
+        if !bool::from(check.ct_eq(&bytes[88..96])) {
+            return Err(HeaderProblem::Checksum);
+        }
+        let flags = bytes[10];
+        if flags & !FLAG_KEYED != 0 || bytes[11..16].iter().any(|b| *b != 0) {
+            return Err(HeaderProblem::Checksum);
+        }
+        let mut first_sequence = [0u8; 8];
+        first_sequence.copy_from_slice(&bytes[16..24]);
+        let mut prev_hash = [0u8; ENTRY_HASH_LEN_BYTES];
+        prev_hash.copy_from_slice(&bytes[24..56]);
+        let mut key_fingerprint = [0u8; ENTRY_HASH_LEN_BYTES];
+        key_fingerprint.copy_from_slice(&bytes[56..88]);
+        Ok(Self {
+            keyed: flags & FLAG_KEYED != 0,
+            first_sequence: u64::from_le_bytes(first_sequence),
+            prev_hash,
+            key_fingerprint,
+        })
+    }
+}
+
+fn header_check(bytes: &[u8; HEADER_LEN_BYTES]) -> [u8; HEADER_CHECK_LEN_BYTES] {
+    let digest = Sha256::digest(&bytes[..HEADER_CHECKED_LEN_BYTES]);
+    let mut check = [0u8; HEADER_CHECK_LEN_BYTES];
+    check.copy_from_slice(&digest[..HEADER_CHECK_LEN_BYTES]);
+    check
+}
+
+/// Encodes a frame header: the payload length and its bitwise complement.
+#[must_use]
+pub fn encode_frame_header(payload_len_bytes: u32) -> [u8; FRAME_HEADER_LEN_BYTES] {
+    let mut out = [0u8; FRAME_HEADER_LEN_BYTES];
+    out[0..4].copy_from_slice(&payload_len_bytes.to_le_bytes());
+    out[4..8].copy_from_slice(&(!payload_len_bytes).to_le_bytes());
+    out
+}
+
+/// Decodes a frame header; `None` when the complement does not match or the length
+/// exceeds [`MAX_PAYLOAD_BYTES`].
+#[must_use]
+pub fn decode_frame_header(bytes: &[u8; FRAME_HEADER_LEN_BYTES]) -> Option<u32> {
+    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let check = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (check == !len && len <= MAX_PAYLOAD_BYTES).then_some(len)
+}
+
+/// The entry hash of a frame: SHA-256, or HMAC-SHA-256 under `key`, over
+/// `prev_hash || sequence (u64 LE) || payload length (u32 LE) || payload`.
+#[must_use]
+pub fn entry_hash(
+    key: Option<&WalKey>,
+    prev_hash: &EntryHash,
+    sequence: u64,
+    payload: &[u8],
+) -> EntryHash {
+    // The writer refuses payloads over MAX_PAYLOAD_BYTES, so the length fits.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    match key {
+        Some(key) => {
+            let mut mac = key.mac.clone();
+            mac.update(prev_hash);
+            mac.update(&sequence.to_le_bytes());
+            mac.update(&len.to_le_bytes());
+            mac.update(payload);
+            mac.finalize().into_bytes().into()
+        }
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(prev_hash);
+            hasher.update(sequence.to_le_bytes());
+            hasher.update(len.to_le_bytes());
+            hasher.update(payload);
+            hasher.finalize().into()
+        }
+    }
+}
+
+/// Compares two entry hashes in constant time.
+#[must_use]
+pub fn hashes_equal(a: &EntryHash, b: &EntryHash) -> bool {
+    bool::from(a.ct_eq(b))
+}
+
+/// Appends one whole frame for `payload` to `out` and returns its entry hash.
+///
+/// # Errors
+/// [`WalError::RecordTooLarge`] when the payload exceeds [`MAX_PAYLOAD_BYTES`].
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    key: Option<&WalKey>,
+    prev_hash: &EntryHash,
+    sequence: u64,
+    payload: &[u8],
+) -> Result<EntryHash, WalError> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|len| *len <= MAX_PAYLOAD_BYTES)
+        .ok_or(WalError::RecordTooLarge {
+            len_bytes: payload.len() as u64,
+            max_bytes: MAX_PAYLOAD_BYTES,
+        })?;
+    let hash = entry_hash(key, prev_hash, sequence, payload);
+    out.reserve(payload.len() + FRAME_OVERHEAD_BYTES);
+    out.extend_from_slice(&encode_frame_header(len));
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&hash);
+    Ok(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_rejects_every_single_byte_flip() {
+        let key = WalKey::new(&[7u8; 32]).ok();
+        let header = SegmentHeader::new(key.as_ref(), 42, [9u8; 32]);
+        let bytes = header.encode();
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+        for index in 0..HEADER_LEN_BYTES {
+            let mut flipped = bytes;
+            flipped[index] ^= 0x01;
+            assert!(SegmentHeader::decode(&flipped).is_err(), "byte {index}");
+        }
+    }
+
+    #[test]
+    fn frame_header_rejects_zero_fill_and_oversize() {
+        assert_eq!(decode_frame_header(&[0; 8]), None);
+        assert_eq!(decode_frame_header(&encode_frame_header(5)), Some(5));
+        assert_eq!(
+            decode_frame_header(&encode_frame_header(MAX_PAYLOAD_BYTES + 1)),
+            None
+        );
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(matches!(
+            WalKey::new(&[1u8; 31]),
+            Err(WalError::KeyTooShort { len_bytes: 31 })
+        ));
+        assert!(WalKey::new(&[1u8; 32]).is_ok());
+    }
+
+    #[test]
+    fn keyed_and_unkeyed_hashes_differ() {
+        let key = WalKey::new(&[3u8; 32]).ok();
+        let a = entry_hash(None, &GENESIS_HASH, 0, b"x");
+        let b = entry_hash(key.as_ref(), &GENESIS_HASH, 0, b"x");
+        assert_ne!(a, b);
+        assert!(!format!("{:?}", key).contains("03030303"));
+    }
+}

@@ -1,0 +1,609 @@
+//! Streaming, verifying readers: [`FrameReader`] walks raw frames of one segment,
+//! [`WalReader`] decodes them as records, [`scan`] returns the [`Recovery`]
+//! outcome. None of them holds more than one frame plus a read chunk in memory.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::WalError;
+use crate::format::{
+    ENTRY_HASH_LEN_BYTES, EntryHash, FRAME_HEADER_LEN_BYTES, FRAME_OVERHEAD_BYTES,
+    HEADER_LEN_BYTES, HeaderProblem, MAX_PAYLOAD_BYTES, SegmentHeader, WalKey, decode_frame_header,
+    entry_hash, hashes_equal,
+};
+use crate::recovery::{CorruptReason, KeyMismatch, Recovery, TornReason, WalAnchor};
+use crate::storage::{FileStorage, Storage};
+
+/// How many bytes the reader asks storage for at a time.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The largest window the reader ever buffers: one maximal frame.
+const MAX_WINDOW_BYTES: usize = MAX_PAYLOAD_BYTES as usize + FRAME_OVERHEAD_BYTES;
+
+/// One verified frame, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Byte offset of its frame header in the segment.
+    pub offset_bytes: u64,
+    /// The postcard payload.
+    pub payload: &'a [u8],
+    /// Its verified entry hash.
+    pub hash: EntryHash,
+}
+
+/// Where a verified frame sits in the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameMeta {
+    sequence: u64,
+    offset_bytes: u64,
+    payload_start: usize,
+    payload_end: usize,
+    hash: EntryHash,
+}
+
+/// One verified, decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<T> {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Its entry hash.
+    pub hash: EntryHash,
+    /// The record.
+    pub record: T,
+}
+
+/// Reads and verifies the frames of one segment, in order.
+#[derive(Debug)]
+pub struct FrameReader<S> {
+    storage: S,
+    key: Option<WalKey>,
+    header: SegmentHeader,
+    file_len_bytes: u64,
+    buf: Vec<u8>,
+    buf_offset_bytes: u64,
+    offset_bytes: u64,
+    position: WalAnchor,
+    anchor: Option<WalAnchor>,
+    last_segment: bool,
+    started: bool,
+    outcome: Option<Recovery>,
+}
+
+/// Checks a header against the key; the refusal, if any.
+fn check_key(header: &SegmentHeader, key: Option<&WalKey>) -> Result<(), Recovery> {
+    let reason = match (header.keyed, key) {
+        (true, None) => KeyMismatch::KeyRequired,
+        (false, Some(_)) => KeyMismatch::LogNotKeyed,
+        (true, Some(key)) if !hashes_equal(&header.key_fingerprint, &key.fingerprint()) => {
+            KeyMismatch::DifferentKey
+        }
+        (false, None) if header.key_fingerprint != [0; ENTRY_HASH_LEN_BYTES] => {
+            return Err(Recovery::Corrupt {
+                sequence: None,
+                offset_bytes: 0,
+                reason: CorruptReason::BadHeader,
+            });
+        }
+        _ => return Ok(()),
+    };
+    Err(Recovery::WrongKey { reason })
+}
+
+/// Decodes a segment header from its bytes, mapping each problem to its refusal.
+fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, Recovery> {
+    let corrupt = |reason| Recovery::Corrupt {
+        sequence: None,
+        offset_bytes: 0,
+        reason,
+    };
+    let Some(array) = bytes
+        .get(..HEADER_LEN_BYTES)
+        .and_then(|prefix| <&[u8; HEADER_LEN_BYTES]>::try_from(prefix).ok())
+    else {
+        return Err(corrupt(CorruptReason::BadMagic));
+    };
+    SegmentHeader::decode(array).map_err(|problem| match problem {
+        HeaderProblem::BadMagic => corrupt(CorruptReason::BadMagic),
+        HeaderProblem::UnknownVersion(found) => Recovery::UnknownVersion { found },
+        HeaderProblem::Checksum => corrupt(CorruptReason::BadHeader),
+    })
+}
+
+impl<S: Storage> FrameReader<S> {
+    /// Reads and checks the segment header.
+    ///
+    /// # Errors
+    /// [`WalError::Refused`] for a bad header, an unknown version or a wrong key;
+    /// [`WalError::Io`] when storage fails.
+    pub fn new(mut storage: S, key: Option<&WalKey>) -> Result<Self, WalError> {
+        let file_len_bytes = storage.len_bytes()?;
+        let mut header_bytes = [0u8; HEADER_LEN_BYTES];
+        let mut have = 0usize;
+        while have < HEADER_LEN_BYTES {
+            let rest = header_bytes.get_mut(have..).unwrap_or_default();
+            let n = storage.read_at(have as u64, rest)?;
+            if n == 0 {
+                break;
+            }
+            have += n;
+        }
+        let header = decode_header(header_bytes.get(..have).unwrap_or_default())
+            .map_err(WalError::Refused)?;
+        check_key(&header, key).map_err(WalError::Refused)?;
+        Ok(Self {
+            storage,
+            key: key.cloned(),
+            header,
+            file_len_bytes,
+            buf: Vec::new(),
+            buf_offset_bytes: HEADER_LEN_BYTES as u64,
+            offset_bytes: HEADER_LEN_BYTES as u64,
+            position: WalAnchor {
+                next_sequence: header.first_sequence,
+                head_hash: header.prev_hash,
+            },
+            anchor: None,
+            last_segment: true,
+            started: false,
+            outcome: None,
+        })
+    }
+
+    /// Checks the log against a trusted anchor as it reads: the record at the
+    /// anchor's position must have the anchor's hash, and (if this is the last
+    /// segment) the log must reach the anchor.
+    #[must_use]
+    pub fn with_anchor(mut self, anchor: Option<WalAnchor>) -> Self {
+        self.anchor = anchor;
+        self
+    }
+
+    /// Marks this segment as followed by another: reaching its end does not
+    /// check the anchor's suffix, and a bad tail is corruption, not a torn write
+    /// (a segment is synced before the next one is created).
+    #[must_use]
+    pub fn not_last_segment(mut self) -> Self {
+        self.last_segment = false;
+        self
+    }
+
+    /// The segment header.
+    #[must_use]
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// The position after the last verified frame.
+    #[must_use]
+    pub fn position(&self) -> WalAnchor {
+        self.position
+    }
+
+    /// The outcome, once the reader has reached the end or a refusal.
+    #[must_use]
+    pub fn outcome(&self) -> Option<&Recovery> {
+        self.outcome.as_ref()
+    }
+
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Ensures `buf` holds file bytes `[offset, offset + len)`; `None` when the
+    /// file ends first.
+    fn window(&mut self, offset_bytes: u64, len_bytes: usize) -> Result<Option<usize>, WalError> {
+        debug_assert!(len_bytes <= MAX_WINDOW_BYTES);
+        let end = offset_bytes.saturating_add(len_bytes as u64);
+        if end > self.file_len_bytes {
+            return Ok(None);
+        }
+        let buf_end = self.buf_offset_bytes + self.buf.len() as u64;
+        if offset_bytes < self.buf_offset_bytes || end > buf_end {
+            if offset_bytes >= self.buf_offset_bytes && offset_bytes <= buf_end {
+                let consumed = usize::try_from(offset_bytes - self.buf_offset_bytes)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                self.buf.drain(..consumed);
+            } else {
+                self.buf.clear();
+            }
+            self.buf_offset_bytes = offset_bytes;
+            let left_in_file =
+                usize::try_from(self.file_len_bytes - offset_bytes).unwrap_or(usize::MAX);
+            let want = len_bytes.max(READ_CHUNK_BYTES).min(left_in_file);
+            let mut have = self.buf.len();
+            self.buf.resize(want, 0);
+            while have < want {
+                let target = self.buf.get_mut(have..want).unwrap_or_default();
+                let n = self.storage.read_at(offset_bytes + have as u64, target)?;
+                if n == 0 {
+                    break;
+                }
+                have += n;
+            }
+            self.buf.truncate(have);
+            if have < len_bytes {
+                // The file shrank under us; treat the missing bytes as absent.
+                self.file_len_bytes = offset_bytes + have as u64;
+                return Ok(None);
+            }
+        }
+        Ok(usize::try_from(offset_bytes - self.buf_offset_bytes).ok())
+    }
+
+    /// True when every byte from `offset_bytes` to the end of the file is zero.
+    fn rest_is_zero(&mut self, offset_bytes: u64) -> Result<bool, WalError> {
+        let mut at = offset_bytes;
+        while at < self.file_len_bytes {
+            let len = usize::try_from(self.file_len_bytes - at)
+                .unwrap_or(usize::MAX)
+                .min(READ_CHUNK_BYTES);
+            let Some(start) = self.window(at, len)? else {
+                return Ok(true);
+            };
+            if self
+                .buf
+                .get(start..start + len)
+                .is_none_or(|chunk| chunk.iter().any(|b| *b != 0))
+            {
+                return Ok(false);
+            }
+            at += len as u64;
+        }
+        Ok(true)
+    }
+
+    fn finish_tail(&mut self, torn: Option<TornReason>) -> Result<(), WalError> {
+        if let Some(anchor) = self.anchor
+            && self.last_segment
+            && self.position.next_sequence < anchor.next_sequence
+        {
+            return Err(self.refuse(
+                Some(self.position.next_sequence),
+                self.offset_bytes,
+                CorruptReason::SuffixMissing {
+                    anchored_records: anchor.next_sequence,
+                    found_records: self.position.next_sequence,
+                },
+            ));
+        }
+        let outcome = match torn {
+            None => Recovery::Clean {
+                anchor: self.position,
+                len_bytes: self.file_len_bytes,
+            },
+            Some(reason) if self.last_segment => Recovery::TornTail {
+                anchor: self.position,
+                valid_len_bytes: self.offset_bytes,
+                cut_bytes: self.file_len_bytes - self.offset_bytes,
+                reason,
+            },
+            Some(_) => {
+                return Err(self.refuse(
+                    Some(self.position.next_sequence),
+                    self.offset_bytes,
+                    CorruptReason::HashMismatch,
+                ));
+            }
+        };
+        self.outcome = Some(outcome);
+        Ok(())
+    }
+
+    /// Records a refusal and returns it as an error.
+    fn refuse(
+        &mut self,
+        sequence: Option<u64>,
+        offset_bytes: u64,
+        reason: CorruptReason,
+    ) -> WalError {
+        let recovery = Recovery::Corrupt {
+            sequence,
+            offset_bytes,
+            reason,
+        };
+        self.outcome = Some(recovery.clone());
+        WalError::Refused(recovery)
+    }
+
+    /// Marks the frame just returned as undecodable and returns the refusal.
+    pub(crate) fn refuse_previous(&mut self, sequence: u64, offset_bytes: u64) -> WalError {
+        self.refuse(Some(sequence), offset_bytes, CorruptReason::Undecodable)
+    }
+
+    /// The next verified frame; `Ok(None)` at a clean end or a torn tail (see
+    /// [`FrameReader::outcome`]).
+    ///
+    /// # Errors
+    /// [`WalError::Refused`] on corruption (and on every call after it);
+    /// [`WalError::Io`] when storage fails.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        Ok(self.advance()?.map(|meta| self.frame(meta)))
+    }
+
+    /// The frame `meta` describes, borrowed from the buffer.
+    pub(crate) fn frame(&self, meta: FrameMeta) -> Frame<'_> {
+        Frame {
+            sequence: meta.sequence,
+            offset_bytes: meta.offset_bytes,
+            payload: self
+                .buf
+                .get(meta.payload_start..meta.payload_end)
+                .unwrap_or_default(),
+            hash: meta.hash,
+        }
+    }
+
+    /// Verifies the next frame and says where it is in the buffer.
+    pub(crate) fn advance(&mut self) -> Result<Option<FrameMeta>, WalError> {
+        match &self.outcome {
+            Some(refusal @ Recovery::Corrupt { .. }) => {
+                return Err(WalError::Refused(refusal.clone()));
+            }
+            Some(_) => return Ok(None),
+            None => {}
+        }
+        if !self.started {
+            self.started = true;
+            self.check_anchor_at_start()?;
+        }
+        let offset = self.offset_bytes;
+        let sequence = self.position.next_sequence;
+        if offset >= self.file_len_bytes {
+            self.finish_tail(None)?;
+            return Ok(None);
+        }
+        let Some(start) = self.window(offset, FRAME_HEADER_LEN_BYTES)? else {
+            self.finish_tail(Some(TornReason::IncompleteHeader))?;
+            return Ok(None);
+        };
+        let mut frame_header = [0u8; FRAME_HEADER_LEN_BYTES];
+        frame_header.copy_from_slice(
+            self.buf
+                .get(start..start + FRAME_HEADER_LEN_BYTES)
+                .unwrap_or(&[0; FRAME_HEADER_LEN_BYTES]),
+        );
+        let Some(payload_len) = decode_frame_header(&frame_header) else {
+            if self.last_segment && self.rest_is_zero(offset)? {
+                self.finish_tail(Some(TornReason::ZeroFilled))?;
+                return Ok(None);
+            }
+            return Err(self.refuse(Some(sequence), offset, CorruptReason::BadLength));
+        };
+        let payload_len = payload_len as usize;
+        let frame_len = payload_len + FRAME_OVERHEAD_BYTES;
+        let Some(start) = self.window(offset, frame_len)? else {
+            self.finish_tail(Some(TornReason::IncompleteFrame))?;
+            return Ok(None);
+        };
+        let payload_start = start + FRAME_HEADER_LEN_BYTES;
+        let hash_start = payload_start + payload_len;
+        let mut stored = [0u8; ENTRY_HASH_LEN_BYTES];
+        stored.copy_from_slice(
+            self.buf
+                .get(hash_start..hash_start + ENTRY_HASH_LEN_BYTES)
+                .unwrap_or(&[0; ENTRY_HASH_LEN_BYTES]),
+        );
+        let payload = self.buf.get(payload_start..hash_start).unwrap_or_default();
+        let computed = entry_hash(
+            self.key.as_ref(),
+            &self.position.head_hash,
+            sequence,
+            payload,
+        );
+        let frame_end = offset + frame_len as u64;
+        if !hashes_equal(&computed, &stored) {
+            if frame_end == self.file_len_bytes {
+                self.finish_tail(Some(TornReason::BadFinalFrame))?;
+                return Ok(None);
+            }
+            return Err(self.refuse(Some(sequence), offset, CorruptReason::HashMismatch));
+        }
+        let Some(next_sequence) = sequence.checked_add(1) else {
+            return Err(self.refuse(Some(sequence), offset, CorruptReason::BadHeader));
+        };
+        if let Some(anchor) = self.anchor
+            && anchor.next_sequence == next_sequence
+            && !hashes_equal(&anchor.head_hash, &computed)
+        {
+            return Err(self.refuse(Some(sequence), offset, CorruptReason::AnchorMismatch));
+        }
+        self.position = WalAnchor {
+            next_sequence,
+            head_hash: computed,
+        };
+        self.offset_bytes = frame_end;
+        Ok(Some(FrameMeta {
+            sequence,
+            offset_bytes: offset,
+            payload_start,
+            payload_end: hash_start,
+            hash: computed,
+        }))
+    }
+
+    /// Checks the anchor against the segment start (an anchor that vouches for
+    /// exactly the records before this segment).
+    fn check_anchor_at_start(&mut self) -> Result<(), WalError> {
+        if let Some(anchor) = self.anchor
+            && anchor.next_sequence == self.header.first_sequence
+            && !hashes_equal(&anchor.head_hash, &self.header.prev_hash)
+        {
+            return Err(self.refuse(
+                Some(self.header.first_sequence),
+                HEADER_LEN_BYTES as u64,
+                CorruptReason::AnchorMismatch,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads to the end without decoding and returns the outcome.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] when storage fails. Refusals are returned as `Ok`.
+    pub fn scan_to_end(&mut self) -> Result<Recovery, WalError> {
+        loop {
+            match self.next_frame() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => return refusal_or_error(error),
+            }
+        }
+        self.outcome.clone().ok_or(WalError::Closed)
+    }
+}
+
+/// Turns a refusal into its outcome and passes other errors on.
+pub(crate) fn refusal_or_error(error: WalError) -> Result<Recovery, WalError> {
+    match error {
+        WalError::Refused(recovery) => Ok(recovery),
+        other => Err(other),
+    }
+}
+
+/// Reads and verifies the records of one segment, decoding each as `T`.
+///
+/// Iterating yields each verified record; it stops at the end or a torn tail
+/// (see [`WalReader::outcome`]) and yields one `Err` at a refusal.
+#[derive(Debug)]
+pub struct WalReader<T, S = FileStorage> {
+    frames: FrameReader<S>,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> WalReader<T, FileStorage> {
+    /// Opens the log file at `path` for reading (no lock is taken).
+    ///
+    /// # Errors
+    /// See [`FrameReader::new`].
+    pub fn open(path: &Path, key: Option<&WalKey>) -> Result<Self, WalError> {
+        Self::from_storage(FileStorage::open_read(path)?, key)
+    }
+}
+
+impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
+    /// Reads a log from any storage.
+    ///
+    /// # Errors
+    /// See [`FrameReader::new`].
+    pub fn from_storage(storage: S, key: Option<&WalKey>) -> Result<Self, WalError> {
+        Ok(Self {
+            frames: FrameReader::new(storage, key)?,
+            _record: PhantomData,
+        })
+    }
+
+    /// Checks the log against a trusted anchor while reading.
+    #[must_use]
+    pub fn with_anchor(mut self, anchor: Option<WalAnchor>) -> Self {
+        self.frames = self.frames.with_anchor(anchor);
+        self
+    }
+
+    /// The outcome, once iteration has ended.
+    #[must_use]
+    pub fn outcome(&self) -> Option<&Recovery> {
+        self.frames.outcome()
+    }
+
+    /// The position after the last verified record.
+    #[must_use]
+    pub fn position(&self) -> WalAnchor {
+        self.frames.position()
+    }
+
+    /// The next verified record.
+    ///
+    /// # Errors
+    /// As for [`FrameReader::next_frame`], plus a refusal with
+    /// [`CorruptReason::Undecodable`] when a verified payload does not decode.
+    pub fn next_entry(&mut self) -> Result<Option<Entry<T>>, WalError> {
+        let Some(frame) = self.frames.next_frame()? else {
+            return Ok(None);
+        };
+        let (sequence, offset, hash) = (frame.sequence, frame.offset_bytes, frame.hash);
+        match decode_record::<T>(frame.payload) {
+            Ok(record) => Ok(Some(Entry {
+                sequence,
+                hash,
+                record,
+            })),
+            Err(_) => Err(self.frames.refuse_previous(sequence, offset)),
+        }
+    }
+
+    /// Reads to the end, decoding every record, and returns the outcome.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] when storage fails. Refusals are returned as `Ok`.
+    pub fn scan_to_end(&mut self) -> Result<Recovery, WalError> {
+        loop {
+            match self.next_entry() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => return refusal_or_error(error),
+            }
+        }
+        self.frames.outcome.clone().ok_or(WalError::Closed)
+    }
+}
+
+impl<T: DeserializeOwned, S: Storage> Iterator for WalReader<T, S> {
+    type Item = Result<Entry<T>, WalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
+
+/// Decodes one record payload: postcard, and every byte must be used.
+///
+/// # Errors
+/// The decoder's complaint, or [`postcard::Error::DeserializeBadEncoding`] when
+/// bytes are left over.
+pub fn decode_record<T: DeserializeOwned>(payload: &[u8]) -> Result<T, postcard::Error> {
+    let (record, rest) = postcard::take_from_bytes::<T>(payload)?;
+    if rest.is_empty() {
+        Ok(record)
+    } else {
+        Err(postcard::Error::DeserializeBadEncoding)
+    }
+}
+
+/// Scans a whole segment, verifying every frame and decoding every record as `T`,
+/// and returns what it found. Refusals (corruption, wrong key, unknown version)
+/// come back as `Ok`; only storage failures are errors.
+///
+/// # Errors
+/// [`WalError::Io`] when storage fails.
+pub fn scan<T: DeserializeOwned, S: Storage>(
+    storage: S,
+    key: Option<&WalKey>,
+    anchor: Option<WalAnchor>,
+) -> Result<Recovery, WalError> {
+    match WalReader::<T, S>::from_storage(storage, key) {
+        Ok(reader) => reader.with_anchor(anchor).scan_to_end(),
+        Err(error) => refusal_or_error(error),
+    }
+}
+
+/// Like [`scan`] but checks only the chain, without decoding records.
+///
+/// # Errors
+/// [`WalError::Io`] when storage fails.
+pub fn scan_frames<S: Storage>(
+    storage: S,
+    key: Option<&WalKey>,
+    anchor: Option<WalAnchor>,
+) -> Result<Recovery, WalError> {
+    match FrameReader::new(storage, key) {
+        Ok(reader) => reader.with_anchor(anchor).scan_to_end(),
+        Err(error) => refusal_or_error(error),
+    }
+}

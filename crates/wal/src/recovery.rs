@@ -1,0 +1,227 @@
+//! What a scan of a log found: the closed [`Recovery`] enum, its reasons, and the
+//! caller-kept [`WalAnchor`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{ENTRY_HASH_LEN_BYTES, EntryHash, GENESIS_HASH};
+
+/// A trusted position in a log, kept by the caller outside the file.
+///
+/// The chain alone cannot tell a log from the same log with its last records cut
+/// off cleanly; an anchor can. Store it after a successful `sync` (for instance in
+/// another system) and pass it to the reader: a log holding fewer records than the
+/// anchor, or whose record `next_sequence - 1` has another hash, is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WalAnchor {
+    /// The sequence number the next record will get, which is the number of
+    /// records in the log.
+    pub next_sequence: u64,
+    /// Entry hash of record `next_sequence - 1` ([`GENESIS_HASH`] for an empty log).
+    pub head_hash: EntryHash,
+}
+
+/// Size of [`WalAnchor::to_bytes`], in bytes.
+pub const ANCHOR_LEN_BYTES: usize = 8 + ENTRY_HASH_LEN_BYTES;
+
+impl WalAnchor {
+    /// The anchor of an empty log.
+    pub const GENESIS: Self = Self {
+        next_sequence: 0,
+        head_hash: GENESIS_HASH,
+    };
+
+    /// Fixed 40-byte encoding: `next_sequence` (u64 LE) then `head_hash`.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; ANCHOR_LEN_BYTES] {
+        let mut out = [0u8; ANCHOR_LEN_BYTES];
+        out[..8].copy_from_slice(&self.next_sequence.to_le_bytes());
+        out[8..].copy_from_slice(&self.head_hash);
+        out
+    }
+
+    /// Inverse of [`WalAnchor::to_bytes`].
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8; ANCHOR_LEN_BYTES]) -> Self {
+        let mut sequence = [0u8; 8];
+        sequence.copy_from_slice(&bytes[..8]);
+        let mut head_hash = [0u8; ENTRY_HASH_LEN_BYTES];
+        head_hash.copy_from_slice(&bytes[8..]);
+        Self {
+            next_sequence: u64::from_le_bytes(sequence),
+            head_hash,
+        }
+    }
+}
+
+/// The outcome of scanning a log. Closed on purpose: every case has a row in the
+/// recovery table of `docs/SPECIFICATION.md` and its own test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// Every byte belongs to a verified frame.
+    Clean {
+        /// Position after the last record.
+        anchor: WalAnchor,
+        /// Length of the (last) segment, in bytes.
+        len_bytes: u64,
+    },
+    /// The last frame is incomplete or bad and nothing follows it: a write that
+    /// was cut short by a crash after the last sync. Reopening for writing cuts
+    /// it off.
+    TornTail {
+        /// Position after the last good record.
+        anchor: WalAnchor,
+        /// Where the good part of the (last) segment ends, in bytes.
+        valid_len_bytes: u64,
+        /// How many bytes follow the good part (and are cut when reopening for
+        /// writing).
+        cut_bytes: u64,
+        /// What the torn bytes looked like.
+        reason: TornReason,
+    },
+    /// A bad frame followed by more data, a bad header, a break in the chain
+    /// between segments, or a log that disagrees with the caller's anchor.
+    /// Refused: nothing is truncated.
+    Corrupt {
+        /// Sequence number of the record at fault (`None` for a segment header).
+        sequence: Option<u64>,
+        /// Byte offset of that record's frame (or of the header) in its segment.
+        offset_bytes: u64,
+        /// What is wrong.
+        reason: CorruptReason,
+    },
+    /// The log was written under another key, or keyed where none was given, or
+    /// unkeyed where a key was given.
+    WrongKey {
+        /// Which of those.
+        reason: KeyMismatch,
+    },
+    /// The header names a format version this crate does not know.
+    UnknownVersion {
+        /// The version found.
+        found: u16,
+    },
+}
+
+/// How a torn tail looked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TornReason {
+    /// The file ends inside a frame header.
+    IncompleteHeader,
+    /// The file ends inside a frame's payload or entry hash.
+    IncompleteFrame,
+    /// The bytes after the last good frame are all zero (a file system that
+    /// extended the file before the data reached it).
+    ZeroFilled,
+    /// The last frame is complete but its entry hash does not verify.
+    BadFinalFrame,
+}
+
+/// What is wrong with a corrupt log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorruptReason {
+    /// The file does not start with the magic bytes (or is shorter than a header).
+    BadMagic,
+    /// The header check fails or a reserved header bit is set.
+    BadHeader,
+    /// A frame header's length and complement disagree or exceed the maximum,
+    /// and non-zero data follows.
+    BadLength,
+    /// A frame's entry hash does not verify and more data follows it.
+    HashMismatch,
+    /// The frame verifies but its payload does not decode as the record type.
+    Undecodable,
+    /// A segment does not start where the previous one ended (sequence or hash).
+    SegmentChainBreak,
+    /// The log holds fewer records than the caller's anchor: a suffix was cut.
+    SuffixMissing {
+        /// Records the anchor vouches for.
+        anchored_records: u64,
+        /// Records found.
+        found_records: u64,
+    },
+    /// The record at the anchor's position has another hash: a different history.
+    AnchorMismatch,
+}
+
+/// How the key disagrees with the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMismatch {
+    /// Both keyed, different fingerprints.
+    DifferentKey,
+    /// The log is keyed but no key was given.
+    KeyRequired,
+    /// A key was given but the log is not keyed.
+    LogNotKeyed,
+}
+
+impl Recovery {
+    /// True for [`Recovery::Clean`].
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::Clean { .. })
+    }
+
+    /// True when a writer may continue the log (clean or torn tail).
+    #[must_use]
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self, Self::Clean { .. } | Self::TornTail { .. })
+    }
+
+    /// The position after the last good record, when the log is usable.
+    #[must_use]
+    pub fn anchor(&self) -> Option<WalAnchor> {
+        match self {
+            Self::Clean { anchor, .. } | Self::TornTail { anchor, .. } => Some(*anchor),
+            _ => None,
+        }
+    }
+
+    /// The sequence number this outcome names: the torn record for a torn tail,
+    /// the record at fault for corruption.
+    #[must_use]
+    pub fn named_sequence(&self) -> Option<u64> {
+        match self {
+            Self::TornTail { anchor, .. } => Some(anchor.next_sequence),
+            Self::Corrupt { sequence, .. } => *sequence,
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Recovery {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Clean { anchor, .. } => {
+                write!(f, "clean log of {} records", anchor.next_sequence)
+            }
+            Self::TornTail {
+                anchor,
+                valid_len_bytes,
+                cut_bytes,
+                reason,
+            } => write!(
+                f,
+                "torn tail at record {} (offset {valid_len_bytes}): {cut_bytes} bytes after the last good record ({reason:?})",
+                anchor.next_sequence
+            ),
+            Self::Corrupt {
+                sequence: Some(sequence),
+                offset_bytes,
+                reason,
+            } => write!(
+                f,
+                "corrupt log at record {sequence}, byte offset {offset_bytes}: {reason:?}"
+            ),
+            Self::Corrupt {
+                sequence: None,
+                offset_bytes,
+                reason,
+            } => write!(
+                f,
+                "corrupt segment header at byte offset {offset_bytes}: {reason:?}"
+            ),
+            Self::WrongKey { reason } => write!(f, "wrong key: {reason:?}"),
+            Self::UnknownVersion { found } => write!(f, "unknown format version {found}"),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Helpers shared by the integration tests: a seeded RNG, temporary directories,
+//! a test record type, and the storage backends every recovery test runs on.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use calybris_wal::WalError;
+use calybris_wal::storage::{FileStorage, MemDisk, Storage};
+use serde::{Deserialize, Serialize};
+
+/// A small deterministic generator (SplitMix64) so tests need no RNG crate.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound > 0`).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound.max(1)
+    }
+}
+
+/// The seed for a randomised test: `CALYBRIS_SEED` if set, otherwise `default`.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("CALYBRIS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A directory under the system temp dir, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "calybris-wal-test-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The record type most tests log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rec {
+    pub id: u64,
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+pub fn rec(id: u64) -> Rec {
+    Rec {
+        id,
+        name: format!("record-{id}"),
+        data: (0..(id % 7) as u8).collect(),
+    }
+}
+
+/// A place one log lives, on a real file or in memory. Every recovery test is
+/// written once against this trait and run on both.
+pub trait Backend {
+    type S: Storage;
+    fn new(tag: &str) -> Self;
+    /// A new, locked, empty storage.
+    fn create(&self) -> Result<Self::S, WalError>;
+    /// The existing storage, locked for writing.
+    fn open(&self) -> Result<Self::S, WalError>;
+    /// The existing storage, for reading.
+    fn reader(&self) -> Self::S;
+    fn bytes(&self) -> Vec<u8>;
+    fn set_bytes(&self, bytes: Vec<u8>);
+}
+
+pub struct FileBackend {
+    _dir: TempDir,
+    path: PathBuf,
+}
+
+impl Backend for FileBackend {
+    type S = FileStorage;
+
+    fn new(tag: &str) -> Self {
+        let dir = TempDir::new(tag);
+        let path = dir.path().join("log.cwal");
+        Self { _dir: dir, path }
+    }
+
+    fn create(&self) -> Result<FileStorage, WalError> {
+        FileStorage::create_locked(&self.path)
+    }
+
+    fn open(&self) -> Result<FileStorage, WalError> {
+        FileStorage::open_locked(&self.path)
+    }
+
+    fn reader(&self) -> FileStorage {
+        FileStorage::open_read(&self.path).expect("open log for reading")
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.path).expect("read log")
+    }
+
+    fn set_bytes(&self, bytes: Vec<u8>) {
+        std::fs::write(&self.path, bytes).expect("write log");
+    }
+}
+
+pub struct MemBackend {
+    disk: MemDisk,
+}
+
+impl Backend for MemBackend {
+    type S = calybris_wal::storage::MemStorage;
+
+    fn new(_tag: &str) -> Self {
+        Self {
+            disk: MemDisk::new(),
+        }
+    }
+
+    fn create(&self) -> Result<Self::S, WalError> {
+        self.disk.lock()
+    }
+
+    fn open(&self) -> Result<Self::S, WalError> {
+        self.disk.lock()
+    }
+
+    fn reader(&self) -> Self::S {
+        self.disk.reader()
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.disk.bytes()
+    }
+
+    fn set_bytes(&self, bytes: Vec<u8>) {
+        self.disk.set_bytes(bytes);
+    }
+}
+
+/// Generates `mod NAME { fn file(); fn mem() }` running `NAME::<Backend>()` on both.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn file() {
+                    super::$name::<super::common::FileBackend>();
+                }
+                #[test]
+                fn mem() {
+                    super::$name::<super::common::MemBackend>();
+                }
+            }
+        )*
+    };
+}
