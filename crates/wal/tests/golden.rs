@@ -1,0 +1,105 @@
+//! Golden files pin the byte format. They change only on purpose: run with
+//! `CALYBRIS_REGENERATE_GOLDEN=1` to rewrite them, then review the diff and
+//! update docs/SPECIFICATION.md.
+
+mod common;
+
+use std::path::PathBuf;
+
+use calybris_wal::storage::MemDisk;
+use calybris_wal::{WalKey, WalReader, WalWriter};
+use serde::{Deserialize, Serialize};
+
+/// Set to `1` to rewrite the golden files instead of checking them.
+const REGENERATE_ENV: &str = "CALYBRIS_REGENERATE_GOLDEN";
+/// The key of the keyed golden log: 32 bytes of 0x42.
+const GOLDEN_KEY: [u8; 32] = [0x42; 32];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GoldenRec {
+    id: u32,
+    label: String,
+    flag: bool,
+}
+
+fn golden_records() -> Vec<GoldenRec> {
+    vec![
+        GoldenRec {
+            id: 1,
+            label: "alpha".into(),
+            flag: true,
+        },
+        GoldenRec {
+            id: 300,
+            label: String::new(),
+            flag: false,
+        },
+        GoldenRec {
+            id: 70_000,
+            label: "gamma-γ".into(),
+            flag: true,
+        },
+    ]
+}
+
+fn build(key: Option<WalKey>) -> Vec<u8> {
+    let disk = MemDisk::new();
+    let mut writer =
+        WalWriter::<GoldenRec, _>::create_in(disk.lock().expect("lock"), key).expect("create");
+    for record in golden_records() {
+        writer.append(&record).expect("append");
+    }
+    writer.sync().expect("sync");
+    drop(writer);
+    disk.bytes()
+}
+
+/// The one helper that reads (or, on request, rewrites) a golden file.
+fn check_golden(name: &str, actual: &[u8]) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    if std::env::var(REGENERATE_ENV).as_deref() == Ok("1") {
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|error| {
+        panic!(
+            "missing golden file {}: {error}; see {REGENERATE_ENV}",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{name}: the byte format changed; if on purpose, regenerate with {REGENERATE_ENV}=1"
+    );
+}
+
+fn read_golden(name: &str, key: Option<&WalKey>) -> Vec<GoldenRec> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
+    WalReader::<GoldenRec>::open(&path, key)
+        .expect("open golden file")
+        .map(|entry| entry.expect("golden file verifies").record)
+        .collect()
+}
+
+#[test]
+fn unkeyed_log_bytes_are_pinned() {
+    check_golden("unkeyed-3-records.cwal", &build(None));
+    assert_eq!(
+        read_golden("unkeyed-3-records.cwal", None),
+        golden_records()
+    );
+}
+
+#[test]
+fn keyed_log_bytes_are_pinned() {
+    let key = WalKey::new(&GOLDEN_KEY).expect("key");
+    check_golden("keyed-3-records.cwal", &build(Some(key.clone())));
+    assert_eq!(
+        read_golden("keyed-3-records.cwal", Some(&key)),
+        golden_records()
+    );
+}
