@@ -42,6 +42,23 @@ pub(crate) fn wait_a_little(_attempt: u32) {
     loom::thread::yield_now();
 }
 
+/// Reads `atomic` again inside a wait loop.
+///
+/// Under Loom a plain load may keep returning a stale value, which makes a
+/// wait loop explode the model; a read-modify-write always reads the latest
+/// value. Outside Loom a plain load is the right spin read: it leaves the
+/// cache line shared instead of pulling it exclusive on every spin.
+pub(crate) fn reload(atomic: &AtomicU64, ordering: Ordering) -> u64 {
+    #[cfg(loom)]
+    {
+        atomic.fetch_add(0, ordering)
+    }
+    #[cfg(not(loom))]
+    {
+        atomic.load(ordering)
+    }
+}
+
 /// A mutual-exclusion lock with a poison-free `lock()`.
 pub(crate) struct Mutex<T> {
     #[cfg(not(loom))]

@@ -26,7 +26,7 @@
 //! `reserved` under a cap can overflow.
 
 use crate::error::BudgetError;
-use crate::sync::{AtomicI64, AtomicU64, Mutex, Ordering, wait_a_little};
+use crate::sync::{AtomicI64, AtomicU64, Mutex, Ordering, reload, wait_a_little};
 use std::collections::HashMap;
 
 /// One operation in flight.
@@ -147,7 +147,7 @@ impl TenantCell {
                 // are in flight); it lets go after copying four numbers.
                 wait_a_little(attempt);
                 attempt = attempt.saturating_add(1);
-                current = gate.load(Ordering::Relaxed);
+                current = reload(gate, Ordering::Relaxed);
                 continue;
             }
             let mut next = current + IN_FLIGHT_ONE;
@@ -366,7 +366,7 @@ impl TenantCell {
             if current & FROZEN != 0 {
                 wait_a_little(attempt);
                 attempt = attempt.saturating_add(1);
-                current = gate.load(Ordering::Relaxed);
+                current = reload(gate, Ordering::Relaxed);
                 continue;
             }
             match gate.compare_exchange_weak(
@@ -383,7 +383,7 @@ impl TenantCell {
         loop {
             // Acquire pairs with the release in `leave`, so every balance update
             // of every finished operation is visible once the count reads zero.
-            let word = gate.load(Ordering::Acquire);
+            let word = reload(gate, Ordering::Acquire);
             if word & IN_FLIGHT_MASK == 0 {
                 return word;
             }

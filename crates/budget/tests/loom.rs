@@ -1,0 +1,210 @@
+//! Loom models of the engine's races, run on the real code through `src/sync.rs`.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p calybris-budget --test loom --release`
+//!
+//! Each model explores every interleaving (up to the preemption bound) of a
+//! few threads and asserts that no interleaving loses an update, grants a
+//! microcent twice, or lets a snapshot see books that do not balance.
+
+#![cfg(loom)]
+
+use calybris_budget::{BudgetEngine, BudgetError, BudgetSnapshot, RestoreError, TenantLedger};
+use loom::sync::Arc;
+use loom::thread;
+
+fn engine_with(tenant_id: &str, initial_microcents: i64) -> Arc<BudgetEngine> {
+    let engine = BudgetEngine::new();
+    engine
+        .ensure_tenant(tenant_id, initial_microcents)
+        .expect("a fresh engine accepts a valid tenant");
+    Arc::new(engine)
+}
+
+fn row(engine: &BudgetEngine, tenant_id: &str) -> TenantLedger {
+    engine.ledger(tenant_id).expect("the tenant exists")
+}
+
+fn assert_balanced(snapshot: &BudgetSnapshot) {
+    assert_eq!(snapshot.verify_conservation(), Ok(()), "{snapshot:?}");
+}
+
+#[test]
+fn two_reservations_race_for_the_last_unit() {
+    loom::model(|| {
+        let engine = engine_with("t", 1);
+        let handle = engine.tenant("t").expect("the tenant exists");
+        let other = handle.clone();
+        let racer = thread::spawn(move || other.try_reserve(1).map(|hold| hold.into_id()));
+        let mine = handle.try_reserve(1);
+        let theirs = racer.join().expect("the racer does not panic");
+        let wins = usize::from(mine.is_ok()) + usize::from(theirs.is_ok());
+        assert_eq!(wins, 1, "exactly one racer gets the last unit");
+        let loser = if mine.is_ok() {
+            theirs.err()
+        } else {
+            mine.err()
+        };
+        assert_eq!(
+            loser,
+            Some(BudgetError::Insufficient {
+                remaining_microcents: 0,
+                requested_microcents: 1
+            })
+        );
+        let books = row(&engine, "t");
+        assert_eq!(
+            (books.remaining_microcents, books.reserved_microcents),
+            (0, 1)
+        );
+    });
+}
+
+#[test]
+fn commit_races_with_a_snapshot() {
+    loom::model(|| {
+        let engine = engine_with("t", 10);
+        let handle = engine.tenant("t").expect("the tenant exists");
+        let committer = thread::spawn(move || {
+            let hold = handle.try_reserve(4).expect("4 of 10 is available");
+            hold.commit(3).expect("3 is within the hold");
+        });
+        let during = engine.snapshot();
+        assert_balanced(&during);
+        let books = &during.tenants[0];
+        // Only whole states: before, holding, or committed.
+        let seen = (books.remaining_microcents, books.reserved_microcents);
+        assert!(matches!(seen, (10, 0) | (6, 4) | (7, 0)), "{during:?}");
+        assert_eq!(during.active_reservations, u64::from(seen == (6, 4)));
+        committer.join().expect("no panic");
+        let after = row(&engine, "t");
+        assert_eq!(
+            (
+                after.remaining_microcents,
+                after.reserved_microcents,
+                after.committed_microcents
+            ),
+            (7, 0, 3)
+        );
+    });
+}
+
+#[test]
+fn commit_races_with_a_release() {
+    loom::model(|| {
+        let engine = engine_with("t", 10);
+        let handle = engine.tenant("t").expect("the tenant exists");
+        let committer = {
+            let handle = handle.clone();
+            thread::spawn(move || {
+                let hold = handle.try_reserve(4).expect("4 of 10 is available");
+                hold.commit(3).expect("3 is within the hold");
+            })
+        };
+        let hold = handle.try_reserve(5).expect("5 of 10 is available");
+        hold.release();
+        committer.join().expect("no panic");
+        let after = engine.snapshot();
+        assert_eq!(after.active_reservations, 0);
+        let books = &after.tenants[0];
+        assert_eq!(
+            (
+                books.initial_microcents,
+                books.remaining_microcents,
+                books.reserved_microcents,
+                books.committed_microcents
+            ),
+            (10, 7, 0, 3)
+        );
+    });
+}
+
+#[test]
+fn top_up_races_with_a_reservation_that_needs_it() {
+    loom::model(|| {
+        let engine = engine_with("t", 1);
+        let topper = {
+            let engine = Arc::clone(&engine);
+            thread::spawn(move || engine.top_up("t", 5).expect("no overflow"))
+        };
+        let reserved = engine.try_reserve("t", 3);
+        match &reserved {
+            Ok(_) => {}
+            Err(BudgetError::Insufficient {
+                remaining_microcents,
+                ..
+            }) => assert_eq!(*remaining_microcents, 1, "saw only the opening budget"),
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+        let committed = match reserved {
+            Ok(hold) => hold.commit(3).map(|s| s.committed_microcents).unwrap_or(0),
+            Err(_) => 0,
+        };
+        topper.join().expect("no panic");
+        let books = row(&engine, "t");
+        assert_eq!(books.initial_microcents, 6);
+        assert_eq!(books.committed_microcents, committed);
+        assert_eq!(books.remaining_microcents, 6 - committed);
+        assert_eq!(books.reserved_microcents, 0);
+    });
+}
+
+#[test]
+fn overrun_commit_races_with_a_reservation_for_the_same_budget() {
+    loom::model(|| {
+        let engine = engine_with("t", 10);
+        let handle = engine.tenant("t").expect("the tenant exists");
+        let hold = handle.try_reserve(4).expect("4 of 10 is available");
+        let overrunner = thread::spawn(move || hold.commit_with_overrun(8).is_ok());
+        let other = handle.try_reserve(5);
+        let overrun_ok = overrunner.join().expect("no panic");
+        // 4 held + 4 more for the overrun + 5 for the other = 13 > 10: at most
+        // one of the two can get the last 6 microcents' worth it needs.
+        let other_ok = other.is_ok();
+        assert!(
+            !(overrun_ok && other_ok),
+            "both were granted: the budget went below zero"
+        );
+        assert!(overrun_ok || other_ok, "one of them fits on its own");
+        drop(other);
+        // A refused overrun hands the hold back and the thread dropped it, so
+        // either way no hold remains.
+        let books = row(&engine, "t");
+        assert_eq!(books.reserved_microcents, 0);
+        assert_eq!(books.committed_microcents, if overrun_ok { 8 } else { 0 });
+        assert_eq!(
+            books.remaining_microcents + books.reserved_microcents + books.committed_microcents,
+            10
+        );
+    });
+}
+
+#[test]
+fn restore_races_with_a_reservation() {
+    loom::model(|| {
+        let engine = engine_with("t", 10);
+        let saved = engine.snapshot();
+        let reserver = {
+            let engine = Arc::clone(&engine);
+            thread::spawn(move || {
+                engine
+                    .try_reserve("t", 2)
+                    .map(|hold| hold.commit(2).is_ok())
+            })
+        };
+        let restored = engine.restore(&saved);
+        let reserved = reserver.join().expect("no panic");
+        assert_eq!(reserved, Ok(true), "the tenant survives the restore");
+        match restored {
+            Ok(()) | Err(RestoreError::ActiveReservations { count: 1 }) => {}
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+        // Whether the restore landed before or after the commit, or was
+        // refused, the books are one of two whole states and balance.
+        let after = engine.snapshot();
+        assert_balanced(&after);
+        assert_eq!(after.active_reservations, 0);
+        let committed = after.tenants[0].committed_microcents;
+        assert!(committed == 0 || committed == 2, "{after:?}");
+    });
+}
