@@ -512,6 +512,11 @@ impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
         self.frames.outcome()
     }
 
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.frames.into_storage()
+    }
+
     /// The position after the last verified record.
     #[must_use]
     pub fn position(&self) -> WalAnchor {

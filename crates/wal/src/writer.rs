@@ -201,6 +201,15 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
     /// [`WalError::Poisoned`], [`WalError::Encode`], [`WalError::RecordTooLarge`],
     /// [`WalError::SequenceExhausted`], or an I/O error from an automatic flush.
     pub fn append(&mut self, record: &T) -> Result<u64, WalError> {
+        self.append_serialized(record)
+    }
+
+    /// Appends any value that serializes like a `T` (used to write borrowed
+    /// forms of owned record types).
+    pub(crate) fn append_serialized<U: Serialize + ?Sized>(
+        &mut self,
+        record: &U,
+    ) -> Result<u64, WalError> {
         self.check_poison()?;
         let mut scratch = std::mem::take(&mut self.scratch);
         let encoded = encode_record(record, &mut scratch);

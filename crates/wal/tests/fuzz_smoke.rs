@@ -1,0 +1,48 @@
+//! Runs the fuzz entry points over seeded random and mutated inputs, so the
+//! invariants the fuzzers check are exercised by every `cargo test` too.
+
+mod common;
+
+use calybris_wal::fuzzing;
+use common::{Rng, seed};
+
+const GOLDEN: &[u8] = include_bytes!("data/unkeyed-3-records.cwal");
+const GOLDEN_KEYED: &[u8] = include_bytes!("data/keyed-3-records.cwal");
+const ROUNDS: u64 = 3_000;
+
+#[test]
+fn frame_entry_point_survives_mutated_logs() {
+    let seed = seed(0x00F0_220E);
+    let mut rng = Rng::new(seed);
+    for round in 0..ROUNDS {
+        let base = if round % 2 == 0 { GOLDEN } else { GOLDEN_KEYED };
+        let mut bytes = base.to_vec();
+        for _ in 0..1 + rng.below(4) {
+            match rng.below(3) {
+                0 => {
+                    let at = rng.below(bytes.len() as u64) as usize;
+                    bytes[at] = rng.next_u64() as u8;
+                }
+                1 => bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize),
+                _ => bytes.extend((0..rng.below(64)).map(|_| rng.next_u64() as u8)),
+            }
+            if bytes.is_empty() {
+                break;
+            }
+        }
+        let result = std::panic::catch_unwind(|| fuzzing::frames(&bytes));
+        assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
+    }
+}
+
+#[test]
+fn record_entry_point_survives_random_payloads() {
+    let seed = seed(0x0DEC_0DE5);
+    let mut rng = Rng::new(seed);
+    for round in 0..ROUNDS {
+        let len = rng.below(300) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let result = std::panic::catch_unwind(|| fuzzing::record(&bytes));
+        assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
+    }
+}
