@@ -1,1 +1,77 @@
-//! calybris-finance: not yet implemented; see the open issue for this crate.
+//! Ledger digests, conservation proofs and financial certificates for a
+//! [`calybris_budget`] engine.
+//!
+//! A budget whose books balance is only useful to an auditor if the balance
+//! can be shown later, elsewhere, without trusting the service. This crate
+//! turns a frozen [`BudgetSnapshot`] into evidence:
+//!
+//! - [`ledger_digest`]: the `calyldg1` SHA-256 digest of the snapshot (every
+//!   tenant's four balances, the snapshot version and the open reservations),
+//!   optionally bound to a WAL high watermark. The layout is the published
+//!   CALY ledger format, so the digest can be recomputed by any other
+//!   implementation of it; it is checked against `calybris-core` 1.3.0 in the
+//!   workspace's conformance tests.
+//! - [`prove_conservation`] / [`prove_snapshot`]: a [`ConservationProof`]
+//!   with per-tenant balances and deltas, exact totals (a total that does not
+//!   fit `i64` is reported as [`Total::DoesNotFit`], never wrapped), the
+//!   ledger digest, and whether every tenant balances.
+//! - [`Certifier`]: issues [`FinancialCertificate`]s that also carry the
+//!   spend since the previous certificate, with a baseline that only moves
+//!   forward.
+//!
+//! # What it does not do
+//!
+//! It does not move money: reservations, commits and top-ups are
+//! [`calybris_budget`]'s. It does not sign anything: a digest is evidence of
+//! content, and binding it to an identity (HMAC, signatures) is the WAL's or
+//! the caller's job. The durable journal of budget operations is not in this
+//! version (see the crate's README in the workspace).
+//!
+//! # Example
+//!
+//! ```
+//! use calybris_budget::BudgetEngine;
+//! use calybris_finance::{Certifier, Total, prove_conservation};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = BudgetEngine::new();
+//! engine.ensure_tenant("acme", 1_000)?;
+//! engine.try_reserve("acme", 400)?.commit(250)?;
+//!
+//! let proof = prove_conservation(&engine, Some(42))?;
+//! assert!(proof.balanced);
+//! assert_eq!(proof.totals.committed, Total::Exact(250));
+//! assert_eq!(proof.ledger_digest.to_hex().len(), 64);
+//!
+//! let certifier = Certifier::new();
+//! let first = certifier.certify_engine(&engine, None)?;
+//! engine.try_reserve("acme", 100)?.commit(100)?;
+//! let second = certifier.certify_engine(&engine, None)?;
+//! assert_eq!(first.committed_since_previous, Total::Exact(250));
+//! assert_eq!(second.committed_since_previous, Total::Exact(100));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! None. The crate needs `std`, `calybris-budget` and `sha2`.
+//!
+//! [`BudgetSnapshot`]: calybris_budget::BudgetSnapshot
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod digest;
+mod proof;
+
+pub use digest::{
+    LEDGER_DIGEST_TAG, LedgerDigest, LedgerDigestError, WAL_WATERMARK_LABEL, ledger_digest,
+};
+pub use proof::{
+    CertificateBaseline, CertificateError, Certifier, ConservationProof, FinancialCertificate,
+    TenantBalance, Total, Totals, prove_conservation, prove_snapshot,
+};
+
+/// Microcents in one cent (re-exported from [`calybris_budget`]).
+pub use calybris_budget::MICROCENTS_PER_CENT;
