@@ -250,7 +250,7 @@ impl<'a> PolicyView<'a> {
         Ok(Self {
             params,
             models,
-            bounds: Bounds::of(models),
+            bounds: Bounds::of(models, params.latency_penalty_microunits_per_ms),
         })
     }
 
@@ -320,7 +320,14 @@ impl Catalog for PolicyView<'_> {
     fn run<O: Observer>(&self, input: &KernelInput, observer: &mut O) -> (KernelDecision, Tally) {
         let rate = self.params.latency_penalty_microunits_per_ms;
         let candidates = self.models.iter().map(|m| Candidate::compile(m, rate));
-        eval::evaluate(&self.params, &self.bounds, candidates, input, observer)
+        eval::evaluate(
+            &self.params,
+            &self.bounds,
+            candidates,
+            self.models,
+            input,
+            observer,
+        )
     }
     fn candidate(&self, index: usize) -> Option<Candidate> {
         let rate = self.params.latency_penalty_microunits_per_ms;
@@ -460,7 +467,7 @@ mod owned {
             validate_sorted_catalog(&models)?;
             let rate = params.latency_penalty_microunits_per_ms;
             let compiled = models.iter().map(|m| Candidate::compile(m, rate)).collect();
-            let bounds = Bounds::of(&models);
+            let bounds = Bounds::of(&models, rate);
             Ok(Self {
                 params,
                 models,
@@ -605,7 +612,14 @@ mod owned {
             observer: &mut O,
         ) -> (KernelDecision, Tally) {
             let candidates = self.compiled.iter().copied();
-            eval::evaluate(&self.params, &self.bounds, candidates, input, observer)
+            eval::evaluate(
+                &self.params,
+                &self.bounds,
+                candidates,
+                &self.models,
+                input,
+                observer,
+            )
         }
         fn candidate(&self, index: usize) -> Option<Candidate> {
             self.compiled.get(index).copied()
@@ -666,6 +680,7 @@ mod owned {
     }
 
     impl Observer for Explainer<'_> {
+        const DETAILED: bool = true;
         fn observe(&mut self, index: usize, c: &Candidate, request: &Request, a: &Assessment) {
             let Some(model) = self.models.get(index) else {
                 return;
