@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{HEADER_LEN_BYTES, WalKey};
+use crate::format::{GENESIS_HASH, HEADER_LEN_BYTES, SegmentHeader, WalKey, encode_frame};
 use crate::reader::{FrameReader, decode_record, scan};
 use crate::recovery::Recovery;
 use crate::storage::MemDisk;
@@ -32,9 +32,82 @@ pub enum FuzzRecord {
     Empty,
 }
 
+/// Fuzz entry for the frame decoder. The first byte picks a mode: odd builds a
+/// valid log from the input, damages it as the input says, and checks the reader
+/// returns only a prefix of the original records; even reads the rest of the
+/// input as a raw segment.
+pub fn frames(bytes: &[u8]) {
+    match bytes.split_first() {
+        Some((mode, rest)) if mode % 2 == 1 => damaged_log(*mode, rest),
+        Some((_, rest)) => raw_segment(rest),
+        None => raw_segment(bytes),
+    }
+}
+
+/// Most frames one damaged-log case builds.
+const MAX_FUZZ_FRAMES: usize = 8;
+
+/// Builds a valid log of up to eight payloads cut from `bytes`, flips or cuts it
+/// where `bytes` says, and checks what the reader returns is a prefix of what
+/// was written: damage may end the log early, never change it.
+fn damaged_log(mode: u8, bytes: &[u8]) {
+    let [count, at_lo, at_hi, kind, mask, rest @ ..] = bytes else {
+        return;
+    };
+    let key = (mode & 2 != 0)
+        .then(|| WalKey::new(&FUZZ_KEY).ok())
+        .flatten();
+    let count = usize::from(*count) % MAX_FUZZ_FRAMES + 1;
+    let chunk = rest.len().div_ceil(count).max(1);
+    let payloads: Vec<&[u8]> = rest.chunks(chunk).collect();
+    let mut log = SegmentHeader::new(key.as_ref(), 0, GENESIS_HASH)
+        .encode()
+        .to_vec();
+    let mut prev = GENESIS_HASH;
+    for (sequence, payload) in payloads.iter().enumerate() {
+        match encode_frame(&mut log, key.as_ref(), &prev, sequence as u64, payload) {
+            Ok(hash) => prev = hash,
+            Err(_) => return,
+        }
+    }
+    let at = usize::from(u16::from_le_bytes([*at_lo, *at_hi])) % log.len().max(1);
+    let damaged = match kind % 3 {
+        0 => false,
+        1 => {
+            if let Some(byte) = log.get_mut(at) {
+                *byte ^= mask | 1;
+            }
+            true
+        }
+        _ => {
+            log.truncate(at);
+            true
+        }
+    };
+    let disk = MemDisk::with_bytes(log);
+    let Ok(mut reader) = FrameReader::new(disk.reader(), key.as_ref()) else {
+        assert!(
+            damaged && at < HEADER_LEN_BYTES,
+            "an undamaged header must decode"
+        );
+        return;
+    };
+    let mut index = 0usize;
+    while let Ok(Some(frame)) = reader.next_frame() {
+        assert!(
+            payloads.get(index) == Some(&frame.payload),
+            "record {index} differs from what was written"
+        );
+        index += 1;
+    }
+    if !damaged {
+        assert!(index == payloads.len() && reader.outcome().is_some_and(Recovery::is_clean));
+    }
+}
+
 /// Reads `bytes` as a log segment, unkeyed and keyed, and checks the outcome is
 /// consistent with what the reader returned.
-pub fn frames(bytes: &[u8]) {
+fn raw_segment(bytes: &[u8]) {
     let key = WalKey::new(&FUZZ_KEY).ok();
     for key in [None, key.as_ref()] {
         let disk = MemDisk::with_bytes(bytes.to_vec());

@@ -16,7 +16,9 @@ fn frame_entry_point_survives_mutated_logs() {
     let mut rng = Rng::new(seed);
     for round in 0..ROUNDS {
         let base = if round % 2 == 0 { GOLDEN } else { GOLDEN_KEYED };
-        let mut bytes = base.to_vec();
+        // Mode byte 0: the rest is a raw segment.
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(base);
         for _ in 0..1 + rng.below(4) {
             match rng.below(3) {
                 0 => {
@@ -30,6 +32,20 @@ fn frame_entry_point_survives_mutated_logs() {
                 break;
             }
         }
+        let result = std::panic::catch_unwind(|| fuzzing::frames(&bytes));
+        assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
+    }
+}
+
+#[test]
+fn frame_entry_point_survives_damaged_built_logs() {
+    let seed = seed(0x0B1D_DA6E);
+    let mut rng = Rng::new(seed);
+    for round in 0..ROUNDS {
+        let len = 6 + rng.below(200) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        // Odd mode byte: build a valid log from the rest, then damage it.
+        bytes[0] |= 1;
         let result = std::panic::catch_unwind(|| fuzzing::frames(&bytes));
         assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
     }
