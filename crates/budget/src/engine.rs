@@ -34,10 +34,78 @@ pub enum TenantCreation {
     AlreadyExists,
 }
 
+/// Hashes tenant ids in the registry.
+///
+/// The by-id hot path hashes the id on every call, and SipHash (std's default)
+/// costs more than the reservation itself on short ids. This is the FxHash
+/// multiply-rotate construction over 8-byte words, keyed per engine with a
+/// random seed drawn from std's `RandomState`, so ids cannot be chosen offline
+/// to collide. Tenant ids are configured by the operator, not supplied per
+/// request; an engine fed hostile ids should key its tenants itself.
+#[derive(Clone)]
+struct IdHashBuilder {
+    seed: u64,
+}
+
+impl Default for IdHashBuilder {
+    fn default() -> Self {
+        use std::hash::BuildHasher as _;
+        Self {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x00ca_1b71_u64),
+        }
+    }
+}
+
+impl std::hash::BuildHasher for IdHashBuilder {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(self.seed)
+    }
+}
+
+/// The hasher built by [`IdHashBuilder`].
+struct IdHasher(u64);
+
+impl IdHasher {
+    /// FxHash's multiplier (from the golden ratio, odd).
+    const MULTIPLIER: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Self::MULTIPLIER);
+    }
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let tail = chunks.remainder();
+        let mut word = [0_u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        // The length in the top byte keeps "a" and "a\0" apart.
+        self.add(u64::from_le_bytes(word) ^ ((tail.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply leaves its entropy in the high bits; the table indexes
+        // with the low ones, so rotate them down.
+        self.0.rotate_left(26)
+    }
+}
+
 /// The tenant registry: ids to cells, and slots to cells for reservation ids.
 #[derive(Default)]
 struct Registry {
-    by_id: HashMap<String, Arc<TenantCell>>,
+    by_id: HashMap<String, Arc<TenantCell>, IdHashBuilder>,
     /// Every cell ever created, by slot; a retired cell keeps its slot so a
     /// stale reservation id can never name a different tenant.
     by_index: Vec<Arc<TenantCell>>,
@@ -412,7 +480,7 @@ impl BudgetEngine {
             }
         };
         // From here on nothing can fail: the engine moves to the snapshot whole.
-        let mut kept: HashMap<String, Arc<TenantCell>> = HashMap::new();
+        let mut kept: HashMap<String, Arc<TenantCell>, IdHashBuilder> = HashMap::default();
         for row in &snapshot.tenants {
             if let Some(cell) = registry.by_id.remove(&row.tenant_id) {
                 cell.write_frozen(&frozen_row(row));
