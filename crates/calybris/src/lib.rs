@@ -14,6 +14,9 @@
 //! |---|---|---|
 //! | [`kernel`] | `calybris-kernel` | types, validation, `prescribe`, trace, explain, replay |
 //! | [`digest`] | `calybris-digest` | the CALY digests, sealed policies, audit bundles |
+//! | `wal` | `calybris-wal` | the hash-chained write-ahead log, group commit, audited records |
+//! | `budget` | `calybris-budget` | lock-free per-tenant budgets and reservations |
+//! | `finance` | `calybris-finance` | ledger digest, conservation proofs, certificates |
 //!
 //! # Example
 //! ```
@@ -43,6 +46,9 @@
 //!
 //! # Features
 //! - `digest` (default): [`digest`], the CALY digests and audit bundles.
+//! - `wal`: `wal`, the write-ahead log (implies `digest`).
+//! - `budget`: `budget`, the budget engine.
+//! - `finance`: `finance`, ledger proofs (implies `budget`).
 //! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
 
 #![forbid(unsafe_code)]
@@ -52,6 +58,15 @@ pub use calybris_kernel as kernel;
 
 #[cfg(feature = "digest")]
 pub use calybris_digest as digest;
+
+#[cfg(feature = "wal")]
+pub use calybris_wal as wal;
+
+#[cfg(feature = "budget")]
+pub use calybris_budget as budget;
+
+#[cfg(feature = "finance")]
+pub use calybris_finance as finance;
 
 /// The types most programs need, in one import.
 pub mod prelude {
