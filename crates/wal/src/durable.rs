@@ -70,6 +70,9 @@ struct State {
     durable: WalAnchor,
     poisoned: Option<(io::ErrorKind, String)>,
     closing: bool,
+    /// Set by the flusher thread as it exits; after that nothing more becomes
+    /// durable.
+    flusher_exited: bool,
     segments_created: u64,
 }
 
@@ -125,7 +128,7 @@ impl Ticket {
             if let Some(poisoned) = &state.poisoned {
                 return Err(Core::poison_error(poisoned));
             }
-            if state.closing && state.pending.is_empty() {
+            if state.flusher_exited {
                 return Err(WalError::Closed);
             }
             self.core.done.wait(&mut state);
@@ -220,6 +223,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
                 durable: position,
                 poisoned: None,
                 closing: false,
+                flusher_exited: false,
                 segments_created: 0,
             }),
             work: Condvar::new(),
@@ -397,6 +401,14 @@ struct Flusher<D: Directory> {
 
 impl<D: Directory> Flusher<D> {
     fn run(mut self) {
+        self.flush_until_closed_or_poisoned();
+        let mut state = self.core.state.lock();
+        state.flusher_exited = true;
+        self.core.done.notify_all();
+        self.core.room.notify_all();
+    }
+
+    fn flush_until_closed_or_poisoned(&mut self) {
         let mut batch = Vec::new();
         while let Some(batch_end) = self.next_batch(&mut batch) {
             let result = self.write_batch(&batch, batch_end);
@@ -427,14 +439,17 @@ impl<D: Directory> Flusher<D> {
             }
             match state.first_pending_at {
                 Some(first) if !state.pending.is_empty() => {
-                    let deadline = first + core.window;
-                    if state.closing
-                        || state.pending.len() >= core.batch_budget_bytes
-                        || Instant::now() >= deadline
-                    {
+                    if state.closing || state.pending.len() >= core.batch_budget_bytes {
                         break;
                     }
-                    let _ = core.work.wait_until(&mut state, deadline);
+                    // A window too long to represent waits for the budget or close.
+                    match first.checked_add(core.window) {
+                        Some(deadline) if Instant::now() >= deadline => break,
+                        Some(deadline) => {
+                            let _ = core.work.wait_until(&mut state, deadline);
+                        }
+                        None => core.work.wait(&mut state),
+                    }
                 }
                 _ if state.closing => return None,
                 _ => core.work.wait(&mut state),

@@ -213,8 +213,8 @@ impl<S: Storage> FrameReader<S> {
                 self.buf.clear();
             }
             self.buf_offset_bytes = offset_bytes;
-            let left_in_file =
-                usize::try_from(self.file_len_bytes - offset_bytes).unwrap_or(usize::MAX);
+            let left_in_file = usize::try_from(self.file_len_bytes.saturating_sub(offset_bytes))
+                .unwrap_or(usize::MAX);
             let want = len_bytes.max(READ_CHUNK_BYTES).min(left_in_file);
             let mut have = self.buf.len();
             self.buf.resize(want, 0);
@@ -280,7 +280,7 @@ impl<S: Storage> FrameReader<S> {
             Some(reason) if self.last_segment => Recovery::TornTail {
                 anchor: self.position,
                 valid_len_bytes: self.offset_bytes,
-                cut_bytes: self.file_len_bytes - self.offset_bytes,
+                cut_bytes: self.file_len_bytes.saturating_sub(self.offset_bytes),
                 reason,
             },
             Some(_) => {
