@@ -264,3 +264,33 @@ fn the_byte_budget_closes_a_batch_before_the_window() {
     assert!(wal.durable_anchor().next_sequence >= 1);
     wal.close().expect("close");
 }
+
+#[test]
+fn a_keyed_directory_refuses_another_key_and_no_key() {
+    let dir = MemDirectory::new();
+    let key = WalKey::new(&[1u8; 32]).expect("key");
+    let wal = DurableWal::<Rec, _>::open_in(
+        dir.clone(),
+        DurableConfig {
+            key: Some(key.clone()),
+            ..config()
+        },
+    )
+    .expect("open");
+    wal.append_durable(&rec(0)).expect("durable");
+    wal.close().expect("close");
+    for offered in [Some(WalKey::new(&[2u8; 32]).expect("key")), None] {
+        let refused = DurableWal::<Rec, _>::open_in(
+            dir.clone(),
+            DurableConfig {
+                key: offered,
+                ..config()
+            },
+        );
+        assert!(
+            matches!(refused, Err(WalError::Refused(Recovery::WrongKey { .. }))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(read_dir(dir, Some(&key)), vec![rec(0)]);
+}

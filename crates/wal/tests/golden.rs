@@ -103,3 +103,64 @@ fn keyed_log_bytes_are_pinned() {
         golden_records()
     );
 }
+
+/// An audited log: one policy record and two decision records. Pins the audited
+/// record layout, including the kernel types' serde forms it embeds.
+#[cfg(feature = "audit")]
+#[test]
+fn audited_log_bytes_are_pinned() {
+    use calybris_digest::SealedPolicy;
+    use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+    use calybris_wal::{AuditWriter, DecisionMeta, replay_audited};
+
+    let model = |model_id: u32, quality_bps: u16, cost: u64| KernelModel {
+        model_id,
+        provider_id: 1,
+        quality_bps,
+        risk_ceiling_bps: 7_000,
+        enabled: 1,
+        p95_latency_ms: 400,
+        capabilities: 0b1,
+        region_mask: 0b1,
+        input_cost_microunits_per_million_tokens: cost,
+        output_cost_microunits_per_million_tokens: cost * 4,
+    };
+    let policy = SealedPolicy::new(
+        PolicySnapshot::builder()
+            .policy_epoch(2)
+            .catalog_epoch(5)
+            .hard_risk_limit_bps(8_000)
+            .models([model(1, 9_000, 2_000_000), model(2, 7_500, 100_000)])
+            .build()
+            .expect("valid policy"),
+    );
+    let disk = MemDisk::new();
+    let mut writer = AuditWriter::create_in(disk.lock().expect("lock"), None).expect("create");
+    for sequence in 0..2u64 {
+        let input = KernelInput {
+            request_sequence: sequence,
+            requested_model_id: 1 + sequence as u32,
+            input_tokens: 1_000,
+            output_tokens: 200,
+            business_value_microunits: 50_000,
+            budget_limit_microunits: 30_000,
+            confidence_bps: 9_000,
+            ..KernelInput::default()
+        };
+        let meta = DecisionMeta {
+            recorded_at_unix_ms: 1_763_800_000_000 + sequence,
+            tenant_id: 7,
+            request_id: [sequence as u8 + 1; 16],
+        };
+        writer
+            .append_verified(&policy, input, &policy.prescribe(input), meta)
+            .expect("append");
+    }
+    writer.sync().expect("sync");
+    drop(writer);
+    check_golden("audited-policy-2-decisions.cwal", &disk.bytes());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/audited-policy-2-decisions.cwal");
+    let summary = replay_audited(WalReader::open(&path, None).expect("open")).expect("replays");
+    assert_eq!((summary.policies, summary.decisions), (1, 2));
+}
