@@ -18,14 +18,21 @@
 //! - [`Certifier`]: issues [`FinancialCertificate`]s that also carry the
 //!   spend since the previous certificate, with a baseline that only moves
 //!   forward.
+//! - [`DurableLedger`]: a budget engine whose every operation (tenant
+//!   created, top-up, reserve, commit, release) is journaled as a
+//!   [`JournalRecord`] through `calybris-wal` with group commit, and
+//!   acknowledged only once durable. [`DurableLedger::open`] replays the
+//!   journal; reservations open at a crash are released (and the release
+//!   journaled), and [`LedgerRecovery::digest_at_recovery`] is the digest of
+//!   the last durable state.
 //!
 //! # What it does not do
 //!
 //! It does not move money: reservations, commits and top-ups are
 //! [`calybris_budget`]'s. It does not sign anything: a digest is evidence of
 //! content, and binding it to an identity (HMAC, signatures) is the WAL's or
-//! the caller's job. The durable journal of budget operations is not in this
-//! version (see the crate's README in the workspace).
+//! the caller's job. The journal does not snapshot or compact: recovery
+//! replays the whole log, so its time grows with the number of operations.
 //!
 //! # Example
 //!
@@ -55,7 +62,8 @@
 //!
 //! # Features
 //!
-//! None. The crate needs `std`, `calybris-budget` and `sha2`.
+//! None. The crate needs `std`, `calybris-budget`, `calybris-wal`, `serde`
+//! and `sha2`.
 //!
 //! [`BudgetSnapshot`]: calybris_budget::BudgetSnapshot
 
@@ -63,11 +71,13 @@
 #![deny(missing_docs)]
 
 mod digest;
+mod journal;
 mod proof;
 
 pub use digest::{
     LEDGER_DIGEST_TAG, LedgerDigest, LedgerDigestError, WAL_WATERMARK_LABEL, ledger_digest,
 };
+pub use journal::{DurableLedger, DurableReservation, JournalRecord, LedgerError, LedgerRecovery};
 pub use proof::{
     CertificateBaseline, CertificateError, Certifier, ConservationProof, FinancialCertificate,
     TenantBalance, Total, Totals, prove_conservation, prove_snapshot,
