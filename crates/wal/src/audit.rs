@@ -15,14 +15,16 @@ use std::path::Path;
 
 use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest};
 use calybris_kernel::{DecisionField, KernelDecision, KernelInput};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::durable::{DurableConfig, DurableWal, Ticket};
 use crate::error::WalError;
 use crate::format::WalKey;
 use crate::reader::{Entry, WalReader};
 use crate::recovery::{Recovery, WalAnchor};
 use crate::segmented::SegmentedReader;
-use crate::storage::{Directory, FileStorage, Storage};
+use crate::storage::{Directory, FileStorage, FsDirectory, Storage};
 use crate::writer::WalWriter;
 
 /// Bound on distinct policies a replay keeps in memory.
@@ -295,6 +297,117 @@ impl<S: Storage> AuditWriter<S> {
     #[must_use]
     pub fn wal(&self) -> &WalWriter<AuditRecord, S> {
         &self.wal
+    }
+}
+
+/// A group-commit audited log: [`DurableWal`] of [`AuditRecord`]s whose
+/// `append_verified` can be called from many threads and returns a [`Ticket`]
+/// that resolves once the decision is durable.
+///
+/// Each policy is written once, before the first decision that names it: the
+/// policy record is appended under a lock, so no decision can get an earlier
+/// sequence number than its policy.
+#[derive(Debug)]
+pub struct DurableAuditWal<D: Directory = FsDirectory> {
+    wal: DurableWal<AuditRecord, D>,
+    policies: Mutex<HashSet<Digest>>,
+}
+
+impl DurableAuditWal<FsDirectory> {
+    /// Opens (or creates) the segment directory at `path`.
+    ///
+    /// # Errors
+    /// As [`DurableAuditWal::open_in`].
+    pub fn open(path: &Path, config: DurableConfig) -> Result<Self, AuditError> {
+        Self::open_in(FsDirectory::new(path).map_err(WalError::Io)?, config)
+    }
+}
+
+impl<D: Directory + Clone> DurableAuditWal<D> {
+    /// Verifies every segment, learns which policies the log holds, and opens it
+    /// for group commit.
+    ///
+    /// # Errors
+    /// As [`DurableWal::open_in`], or a refusal when a record does not decode.
+    pub fn open_in(dir: D, config: DurableConfig) -> Result<Self, AuditError> {
+        let mut policies = HashSet::new();
+        let mut reader =
+            SegmentedReader::<AuditRecord, D>::from_dir(dir.clone(), config.key.as_ref(), None)?;
+        loop {
+            match reader.next_entry() {
+                Ok(Some(entry)) => {
+                    if let AuditRecord::Policy(record) = entry.record {
+                        policies.insert(*record.policy.digest());
+                    }
+                }
+                Ok(None) => break,
+                // A refused log is reported by DurableWal::open_in below, with
+                // the same outcome; a torn tail is cut there.
+                Err(WalError::Refused(_)) => break,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(Self {
+            wal: DurableWal::open_in(dir, config)?,
+            policies: Mutex::new(policies),
+        })
+    }
+}
+
+impl<D: Directory> DurableAuditWal<D> {
+    /// Queues `policy` unless the log already holds it; the ticket of its record
+    /// when queued.
+    ///
+    /// # Errors
+    /// As [`DurableWal::append`].
+    pub fn append_policy(&self, policy: &SealedPolicy) -> Result<Option<Ticket>, AuditError> {
+        let mut policies = self.policies.lock();
+        if policies.contains(policy.digest()) {
+            return Ok(None);
+        }
+        let ticket = self
+            .wal
+            .append_serialized(&AuditRecordRef::Policy(PolicyRecordRef {
+                policy_digest: policy.digest(),
+                policy,
+            }))?;
+        policies.insert(*policy.digest());
+        Ok(Some(ticket))
+    }
+
+    /// Replays `decision` against `policy` and, only if it replays exactly,
+    /// queues it (after its policy, if the log does not hold it yet); wait on the
+    /// ticket for durability.
+    ///
+    /// # Errors
+    /// [`AuditError::DoesNotReplay`] (nothing is queued), or as
+    /// [`DurableWal::append`].
+    pub fn append_verified(
+        &self,
+        policy: &SealedPolicy,
+        input: KernelInput,
+        decision: &KernelDecision,
+        meta: DecisionMeta,
+    ) -> Result<Ticket, AuditError> {
+        let record = DecisionRecord::verified(policy, input, decision, meta)?;
+        self.append_policy(policy)?;
+        Ok(self
+            .wal
+            .append_serialized(&AuditRecordRef::Decision(&record))?)
+    }
+
+    /// The underlying group-commit log.
+    #[must_use]
+    pub fn wal(&self) -> &DurableWal<AuditRecord, D> {
+        &self.wal
+    }
+
+    /// Makes everything queued durable and stops the flusher.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] when a write or sync failed.
+    pub fn close(self) -> Result<WalAnchor, AuditError> {
+        Ok(self.wal.close()?)
     }
 }
 

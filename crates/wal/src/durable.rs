@@ -265,6 +265,15 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// [`WalError::Poisoned`], [`WalError::Closed`], [`WalError::Encode`],
     /// [`WalError::RecordTooLarge`] or [`WalError::SequenceExhausted`].
     pub fn append(&self, record: &T) -> Result<Ticket, WalError> {
+        self.append_serialized(record)
+    }
+
+    /// Appends any value that serializes like a `T` (borrowed forms of owned
+    /// record types).
+    pub(crate) fn append_serialized<U: Serialize + ?Sized>(
+        &self,
+        record: &U,
+    ) -> Result<Ticket, WalError> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             encode_record(record, &mut scratch)?;

@@ -43,7 +43,8 @@
 //! - With the `audit` feature: [`AuditWriter`] (`append_verified` refuses a
 //!   decision that does not replay), [`replay_audited`] (re-runs every decision
 //!   against the policy recorded in the same log and fails closed on the first
-//!   divergence).
+//!   divergence), [`DurableAuditWal`] (the same with group commit, for many
+//!   threads).
 //!
 //! # Example
 //! ```
@@ -112,7 +113,8 @@ mod writer;
 #[cfg(feature = "audit")]
 pub use audit::{
     AuditError, AuditRecord, AuditReplayer, AuditWriter, DecisionMeta, DecisionRecord,
-    PolicyRecord, ReplaySummary, replay_audited, replay_audited_file, replay_audited_segments,
+    DurableAuditWal, PolicyRecord, ReplaySummary, replay_audited, replay_audited_file,
+    replay_audited_segments,
 };
 pub use durable::{
     DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_WINDOW, DurableConfig,

@@ -248,3 +248,55 @@ fn a_decision_record_takes_at_most_320_bytes_on_disk() {
     assert!(per_record <= 320, "{per_record} bytes per decision record");
     println!("bytes per decision record: {per_record}");
 }
+
+#[test]
+fn durable_audited_appends_from_many_threads_replay() {
+    use calybris_wal::storage::MemDirectory;
+    use calybris_wal::{DurableAuditWal, DurableConfig, SegmentedReader, replay_audited_segments};
+
+    let dir = MemDirectory::new();
+    let config = DurableConfig {
+        window: std::time::Duration::from_micros(50),
+        segment_limit_bytes: 4 * 1024,
+        ..DurableConfig::default()
+    };
+    let (p1, p2) = (policy(1), policy(2));
+    let log = DurableAuditWal::open_in(dir.clone(), config.clone()).expect("open");
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let (log, p1, p2) = (&log, &p1, &p2);
+            scope.spawn(move || {
+                let tickets: Vec<_> = (0..50u64)
+                    .map(|k| {
+                        let sequence = thread * 100 + k;
+                        let policy = if k % 2 == 0 { p1 } else { p2 };
+                        let input = input(sequence);
+                        log.append_verified(policy, input, &policy.prescribe(input), meta(sequence))
+                            .expect("append")
+                    })
+                    .collect();
+                for ticket in tickets {
+                    ticket.wait().expect("durable");
+                }
+            });
+        }
+    });
+    log.close().expect("close");
+    let summary = replay_audited_segments(
+        SegmentedReader::<AuditRecord, _>::from_dir(dir.clone(), None, None).expect("list"),
+    )
+    .expect("replays");
+    assert_eq!((summary.policies, summary.decisions), (2, 200));
+
+    let reopened = DurableAuditWal::open_in(dir, config).expect("reopen");
+    assert!(reopened.append_policy(&p2).expect("append").is_none());
+    let mut bad = p1.prescribe(input(1));
+    bad.eligible_models += 1;
+    assert!(matches!(
+        reopened.append_verified(&p1, input(1), &bad, meta(1)),
+        Err(AuditError::DoesNotReplay {
+            field: DecisionField::EligibleModels,
+            ..
+        })
+    ));
+}
