@@ -16,6 +16,7 @@ use crate::types::{
     BPS_SQUARED, KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason,
     MAX_PROVIDER_ID, NO_MODEL_INDEX, RESERVED_MODEL_ID, TOKENS_PER_PRICE_UNIT,
 };
+use core::borrow::Borrow;
 
 /// The policy-wide scalars of a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -228,11 +229,10 @@ impl Request {
         }
     }
 
-    /// The first of the seven gates that need no arithmetic that the candidate fails, as
-    /// a mask with that gate's bit set (0 when it passes all seven).
+    /// The first of the seven gates that need no arithmetic that the candidate fails.
     #[inline(always)]
-    fn cheap_gate_failures(&self, c: &Candidate) -> u32 {
-        let g = if !c.enabled {
+    fn first_cheap_failure(&self, c: &Candidate) -> Option<u32> {
+        Some(if !c.enabled {
             gate::DISABLED
         } else if c.quality_bps < self.minimum_quality_bps {
             gate::QUALITY
@@ -249,9 +249,8 @@ impl Request {
         } else if self.risk_bps > c.risk_ceiling_bps {
             gate::RISK_CEILING
         } else {
-            return 0;
-        };
-        1 << g
+            return None;
+        })
     }
 
     /// `ceil(in_tokens * in_rate / 1e6) + ceil(out_tokens * out_rate / 1e6)`, saturating.
@@ -297,9 +296,8 @@ impl Request {
     /// Evaluates one candidate through every gate, in order.
     #[inline(always)]
     pub(crate) fn assess<const NARROW: bool>(&self, c: &Candidate) -> Assessment {
-        let failures = self.cheap_gate_failures(c);
-        if failures != 0 {
-            return Assessment::Gated(failures.trailing_zeros());
+        if let Some(g) = self.first_cheap_failure(c) {
+            return Assessment::Gated(g);
         }
         let cost = self.cost::<NARROW>(c);
         if cost > self.budget_limit {
@@ -537,7 +535,7 @@ pub(crate) fn request_refusal(input: &KernelInput, params: &PolicyParams) -> Opt
 
 /// Evaluates `input` against a catalog given as candidates in ascending `model_id`.
 #[inline(always)]
-pub(crate) fn evaluate<I, O>(
+pub(crate) fn evaluate<I, C, O>(
     params: &PolicyParams,
     bounds: &Bounds,
     candidates: I,
@@ -546,7 +544,8 @@ pub(crate) fn evaluate<I, O>(
     observer: &mut O,
 ) -> (KernelDecision, Tally)
 where
-    I: Iterator<Item = Candidate>,
+    I: Iterator<Item = C>,
+    C: Borrow<Candidate>,
     O: Observer,
 {
     if let Some(reason) = request_refusal(input, params) {
@@ -561,14 +560,14 @@ where
     if request.narrow && !O::DETAILED {
         rank_narrow(params, &request, candidates, models, input)
     } else if request.narrow {
-        rank::<true, I, O>(params, &request, candidates, input, observer)
+        rank::<true, I, C, O>(params, &request, candidates, input, observer)
     } else {
-        rank::<false, I, O>(params, &request, candidates, input, observer)
+        rank::<false, I, C, O>(params, &request, candidates, input, observer)
     }
 }
 
 #[inline(always)]
-fn rank<const NARROW: bool, I, O>(
+fn rank<const NARROW: bool, I, C, O>(
     params: &PolicyParams,
     request: &Request,
     candidates: I,
@@ -576,7 +575,8 @@ fn rank<const NARROW: bool, I, O>(
     observer: &mut O,
 ) -> (KernelDecision, Tally)
 where
-    I: Iterator<Item = Candidate>,
+    I: Iterator<Item = C>,
+    C: Borrow<Candidate>,
     O: Observer,
 {
     let mut counts: Counts = [0; gate::COUNT];
@@ -585,9 +585,10 @@ where
     let mut evaluated: u32 = 0;
     let mut eligible: u32 = 0;
     for (index, c) in candidates.enumerate() {
+        let c = c.borrow();
         evaluated += 1;
-        let assessment = request.assess::<NARROW>(&c);
-        observer.observe(index, &c, request, &assessment);
+        let assessment = request.assess::<NARROW>(c);
+        observer.observe(index, c, request, &assessment);
         let (utility, cost) = match assessment {
             Assessment::Gated(g) => {
                 counts[g as usize] += 1;
@@ -621,13 +622,8 @@ where
     conclude(params, input, best, second, counts, evaluated, eligible)
 }
 
-/// Slot of the eligible candidates in the packed counters of the narrow loop.
+/// The slot `narrow_priced` reports for a candidate that passed every gate.
 const ELIGIBLE_SLOT: u32 = gate::COUNT as u32;
-/// Bits of one lane of the packed counters: ten lanes (nine gates and "eligible") fit
-/// in a `u64`.
-const LANE_BITS: u32 = 6;
-/// Candidates counted before the packed lanes are flushed, so no lane can overflow.
-const LANE_CAPACITY: u32 = (1 << LANE_BITS) - 1;
 
 /// The narrow loop ranks every candidate by one `u128` key that encodes the whole order:
 /// utility (higher first), then cost (lower first), then quality (higher first), then
@@ -647,14 +643,20 @@ mod key {
     const _: () = assert!(UTILITY_SHIFT + UTILITY_BITS <= 128);
 }
 
-/// The rank key of a candidate; 0 (below every eligible key) when it is not eligible.
+/// The rank key of an eligible candidate; every eligible key is above 0, the key of
+/// "nobody".
 #[inline(always)]
-fn rank_key(eligible: bool, utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
-    let k = u128::from(utility.cast_unsigned()) << key::UTILITY_SHIFT
-        | u128::from(key::COST_MAX.wrapping_sub(cost)) << key::COST_SHIFT
+fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
+    u128::from(utility.cast_unsigned()) << key::UTILITY_SHIFT
+        | u128::from(key::COST_MAX - cost) << key::COST_SHIFT
         | u128::from(quality_bps) << key::QUALITY_SHIFT
-        | u128::from(key::INDEX_MAX - u64::from(index));
-    k & u128::from(eligible).wrapping_neg()
+        | u128::from(key::INDEX_MAX - u64::from(index))
+}
+
+/// The utility encoded in a rank key (0 for the empty key).
+#[inline(always)]
+fn utility_of(k: u128) -> i64 {
+    ((k >> key::UTILITY_SHIFT) as u64).cast_signed()
 }
 
 /// Decodes a rank key; `Ranked::NOBODY` for the empty key.
@@ -675,20 +677,11 @@ fn ranked_of(k: u128, models: &[KernelModel]) -> Ranked {
     }
 }
 
-/// Adds the packed lanes into the counters.
-#[inline(always)]
-fn flush(counts: &mut [u32; gate::COUNT + 1], packed: u64) {
-    for (slot, count) in counts.iter_mut().enumerate() {
-        *count += ((packed >> (LANE_BITS as usize * slot)) as u32) & LANE_CAPACITY;
-    }
-}
-
 /// The hot loop of `prescribe` when `u64` arithmetic is proven exact: the seven
-/// arithmetic-free gates are tested at once into a mask, only survivors are priced, every
-/// candidate is counted in packed lanes (no memory traffic), and the ranking keeps two
-/// integer keys.
+/// arithmetic-free gates are tested in order, only survivors are priced, and the
+/// ranking keeps two integer keys. Same outcome, candidate for candidate, as `rank`.
 #[inline(always)]
-fn rank_narrow<I>(
+fn rank_narrow<I, C>(
     params: &PolicyParams,
     request: &Request,
     candidates: I,
@@ -696,45 +689,53 @@ fn rank_narrow<I>(
     input: &KernelInput,
 ) -> (KernelDecision, Tally)
 where
-    I: Iterator<Item = Candidate>,
+    I: Iterator<Item = C>,
+    C: Borrow<Candidate>,
 {
-    let mut counts = [0u32; gate::COUNT + 1];
-    let mut packed: u64 = 0;
-    let mut in_lanes: u32 = 0;
+    let mut counts: Counts = [0; gate::COUNT];
+    let mut eligible: u32 = 0;
     let mut best: u128 = 0;
     let mut second: u128 = 0;
+    // The utility of `second` (0 for nobody; every eligible utility is above it).
+    let mut second_utility: i64 = 0;
     for (index, c) in candidates.enumerate() {
-        let failures = request.cheap_gate_failures(&c);
-        let (slot, k) = if failures != 0 {
-            (failures.trailing_zeros(), 0)
-        } else {
-            let (slot, cost, utility) = request.narrow_priced(&c);
-            let index = u16::try_from(index).unwrap_or(NO_MODEL_INDEX);
-            let k = rank_key(slot == ELIGIBLE_SLOT, utility, cost, c.quality_bps, index);
-            (slot, k)
-        };
-        packed += 1u64 << (LANE_BITS * slot);
-        in_lanes += 1;
-        if in_lanes == LANE_CAPACITY {
-            flush(&mut counts, packed);
-            packed = 0;
-            in_lanes = 0;
+        let c = c.borrow();
+        if let Some(g) = request.first_cheap_failure(c) {
+            counts[g as usize] += 1;
+            continue;
         }
+        let (slot, cost, utility) = request.narrow_priced(c);
+        if slot != ELIGIBLE_SLOT {
+            counts[slot as usize] += 1;
+            continue;
+        }
+        eligible += 1;
+        // A lower utility than the runner-up's can enter neither place; most candidates
+        // stop here without building a key.
+        if utility < second_utility {
+            continue;
+        }
+        let index = u16::try_from(index).unwrap_or(NO_MODEL_INDEX);
         // Keys are unique (they end in the index), so plain comparisons give the order.
-        second = if k > best { best } else { second.max(k) };
-        best = best.max(k);
+        let k = rank_key(utility, cost, c.quality_bps, index);
+        if k > second {
+            if k > best {
+                second = best;
+                best = k;
+            } else {
+                second = k;
+            }
+            second_utility = utility_of(second);
+        }
     }
-    flush(&mut counts, packed);
-    let evaluated = counts.iter().sum();
-    let eligible = counts[ELIGIBLE_SLOT as usize];
-    let mut gate_counts: Counts = [0; gate::COUNT];
-    gate_counts.copy_from_slice(&counts[..gate::COUNT]);
+    // Every candidate of the catalog is evaluated; the catalog is at most 65,535 long.
+    let evaluated = u32::try_from(models.len()).unwrap_or(u32::MAX);
     conclude(
         params,
         input,
         ranked_of(best, models),
         ranked_of(second, models),
-        gate_counts,
+        counts,
         evaluated,
         eligible,
     )

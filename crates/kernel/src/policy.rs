@@ -611,7 +611,7 @@ mod owned {
             input: &KernelInput,
             observer: &mut O,
         ) -> (KernelDecision, Tally) {
-            let candidates = self.compiled.iter().copied();
+            let candidates = self.compiled.iter();
             eval::evaluate(
                 &self.params,
                 &self.bounds,
