@@ -208,3 +208,21 @@ fn restore_races_with_a_reservation() {
         assert!(committed == 0 || committed == 2, "{after:?}");
     });
 }
+
+#[test]
+fn top_up_races_with_a_snapshot() {
+    loom::model(|| {
+        let engine = engine_with("t", 1);
+        let topper = {
+            let engine = Arc::clone(&engine);
+            thread::spawn(move || engine.top_up("t", 5).expect("no overflow"))
+        };
+        let during = engine.snapshot();
+        assert_balanced(&during);
+        let books = &during.tenants[0];
+        let seen = (books.initial_microcents, books.remaining_microcents);
+        assert!(matches!(seen, (1, 1) | (6, 6)), "{during:?}");
+        topper.join().expect("no panic");
+        assert_eq!(row(&engine, "t").initial_microcents, 6);
+    });
+}
