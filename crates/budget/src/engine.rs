@@ -120,6 +120,11 @@ pub struct BudgetEngine {
     /// Serialises restores (the only operation that holds more than one tenant still).
     restore_lock: Mutex<()>,
     snapshot_version: AtomicU64,
+    /// This engine's identity for the per-thread lookup cache.
+    engine_id: u64,
+    /// Bumped (under the registry's write lock) whenever the id -> cell map
+    /// changes, so per-thread caches of it know when to start over.
+    registry_epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for BudgetEngine {
@@ -205,6 +210,8 @@ impl BudgetEngine {
             registry: RwLock::new(Registry::default()),
             restore_lock: Mutex::new(()),
             snapshot_version: AtomicU64::new(0),
+            engine_id: lookup_cache::next_engine_id(),
+            registry_epoch: AtomicU64::new(0),
         }
     }
 
@@ -231,6 +238,7 @@ impl BudgetEngine {
             return Ok(TenantCreation::AlreadyExists);
         }
         create_cell(&mut registry, tenant_id, initial_microcents)?;
+        self.registry_epoch.fetch_add(1, Ordering::Release);
         Ok(TenantCreation::Created)
     }
 
@@ -496,6 +504,7 @@ impl BudgetEngine {
             cell.thaw(retire);
         }
         registry.by_id = kept;
+        self.registry_epoch.fetch_add(1, Ordering::Release);
         self.snapshot_version
             .fetch_max(snapshot.version, Ordering::Relaxed);
         Ok(())
@@ -513,15 +522,27 @@ impl BudgetEngine {
         previous.saturating_add(1)
     }
 
+    /// The cell of `tenant_id`, from this thread's lookup cache when it is
+    /// current, else from the registry under its read lock.
     fn cell(&self, tenant_id: &str) -> Result<Arc<TenantCell>, BudgetError> {
-        self.registry
+        // Read the epoch before the registry: a cell looked up below is then
+        // at least as new as the epoch it is cached under, and any later
+        // change bumps the epoch past it.
+        let epoch = self.registry_epoch.load(Ordering::Acquire);
+        if let Some(cell) = lookup_cache::get(self.engine_id, epoch, tenant_id) {
+            return Ok(cell);
+        }
+        let cell = self
+            .registry
             .read()
             .by_id
             .get(tenant_id)
             .cloned()
             .ok_or_else(|| BudgetError::UnknownTenant {
                 tenant_id: tenant_id.to_owned(),
-            })
+            })?;
+        lookup_cache::put(self.engine_id, epoch, tenant_id, &cell);
+        Ok(cell)
     }
 
     fn cell_by_index(&self, id: ReservationId) -> Result<Arc<TenantCell>, BudgetError> {
@@ -669,4 +690,88 @@ fn validate_for_restore(snapshot: &BudgetSnapshot) -> Result<(), RestoreError> {
     }
     snapshot.verify_conservation()?;
     Ok(())
+}
+
+/// A per-thread memo of id -> cell lookups, so the by-id hot path takes no
+/// lock and writes no shared cache line.
+///
+/// Each thread remembers the cells of one engine at one registry epoch. Any
+/// change to the registry (a tenant created, a restore) bumps the epoch and
+/// the next lookup starts over from the registry. A cached cell is never
+/// wrong: tenants keep their cell for life, and a cell removed by a restore is
+/// retired, so work on it is refused with [`BudgetError::TenantRetired`]. The
+/// memo holds at most [`lookup_cache::MAX_CACHED_TENANTS`] cells, and keeps
+/// them alive until the thread looks up another engine or exits.
+///
+/// Under Loom the memo is off (the models check the registry path): Loom
+/// checks for leaked `Arc`s when a model ends, before thread-locals are freed.
+mod lookup_cache {
+    use super::{Arc, TenantCell};
+    #[cfg(not(loom))]
+    use {super::IdHashBuilder, std::collections::HashMap};
+
+    /// The most cells one thread remembers; past it the memo starts over.
+    #[cfg(not(loom))]
+    pub(crate) const MAX_CACHED_TENANTS: usize = 64;
+
+    /// Hands out engine identities; 0 means "no engine" in a fresh memo.
+    static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+    pub(crate) fn next_engine_id() -> u64 {
+        // 2^64 engines cannot be created in a process's life, so this never wraps.
+        NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[cfg(not(loom))]
+    #[derive(Default)]
+    struct Memo {
+        engine_id: u64,
+        epoch: u64,
+        cells: HashMap<String, Arc<TenantCell>, IdHashBuilder>,
+    }
+
+    #[cfg(not(loom))]
+    thread_local! {
+        static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo::default());
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) fn get(engine_id: u64, epoch: u64, tenant_id: &str) -> Option<Arc<TenantCell>> {
+        MEMO.try_with(|memo| {
+            let memo = memo.try_borrow().ok()?;
+            if memo.engine_id != engine_id || memo.epoch != epoch {
+                return None;
+            }
+            memo.cells.get(tenant_id).cloned()
+        })
+        .ok()
+        .flatten()
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) fn put(engine_id: u64, epoch: u64, tenant_id: &str, cell: &Arc<TenantCell>) {
+        // A thread being torn down has no memo; the lookup simply is not kept.
+        let _ = MEMO.try_with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.engine_id != engine_id
+                || memo.epoch != epoch
+                || memo.cells.len() >= MAX_CACHED_TENANTS
+            {
+                memo.cells.clear();
+                memo.engine_id = engine_id;
+                memo.epoch = epoch;
+            }
+            memo.cells.insert(tenant_id.to_owned(), Arc::clone(cell));
+        });
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn get(_engine_id: u64, _epoch: u64, _tenant_id: &str) -> Option<Arc<TenantCell>> {
+        None
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn put(_engine_id: u64, _epoch: u64, _tenant_id: &str, _cell: &Arc<TenantCell>) {}
 }

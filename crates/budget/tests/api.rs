@@ -484,3 +484,23 @@ fn handles_skip_the_lookup_but_share_the_books() -> TestResult {
     assert_eq!(books(&engine, "a")?, (110, 105, 0, 5));
     Ok(())
 }
+
+#[test]
+fn by_id_lookups_never_mix_engines_or_miss_new_tenants() -> TestResult {
+    let first = engine_with("shared", 100)?;
+    let second = engine_with("shared", 7)?;
+    for _ in 0..3 {
+        first.try_reserve("shared", 10)?.commit(10)?;
+        second.try_reserve("shared", 1)?.commit(1)?;
+    }
+    assert_eq!(books(&first, "shared")?, (100, 70, 0, 30));
+    assert_eq!(books(&second, "shared")?, (7, 4, 0, 3));
+    assert!(matches!(
+        first.try_reserve("later", 1),
+        Err(BudgetError::UnknownTenant { .. })
+    ));
+    first.ensure_tenant("later", 5)?;
+    first.try_reserve("later", 5)?.commit(5)?;
+    assert_eq!(books(&first, "later")?, (5, 0, 0, 5));
+    Ok(())
+}
