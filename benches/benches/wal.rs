@@ -18,8 +18,9 @@ use calybris_core::{kernel as core_k, wal as core_w};
 use calybris_digest::SealedPolicy;
 use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
 use calybris_wal::storage::FileStorage;
+use calybris_wal::DEFAULT_WINDOW;
 use calybris_wal::{
-    AuditRecord, AuditWriter, DecisionMeta, DurableConfig, DurableWal, WalReader, WalWriter,
+    AuditRecord, AuditWriter, DecisionMeta, DurableAuditWal, DurableConfig, DurableWal, Ticket, WalReader, WalWriter,
     replay_audited, replay_audited_file, scan_frames,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -343,22 +344,43 @@ fn verification(c: &mut Criterion) {
     remove(&theirs);
 }
 
-/// One durable run: `PRODUCERS` threads each append `per_producer` records with up
-/// to `IN_FLIGHT` tickets outstanding; returns the elapsed time and every
-/// append-to-acknowledgement latency in nanoseconds.
+/// One durable run of plain events (see [`producers`]).
 fn durable_run(per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
     let dir = scratch("durable");
     let wal = DurableWal::<Event>::open(&dir, DurableConfig { window, ..DurableConfig::default() }).expect("open");
+    let result = producers(per_producer, |p, k| wal.append(&event(p * 1_000_000 + k)).expect("append"));
+    wal.close().expect("close");
+    remove(&dir);
+    result
+}
+
+/// One durable run of verified audited decisions (see [`producers`]).
+fn durable_audited_run(w: &Workload, per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
+    let dir = scratch("durable-audited");
+    let log = DurableAuditWal::open(&dir, DurableConfig { window, ..DurableConfig::default() }).expect("open");
+    let result = producers(per_producer, |p, k| {
+        let input = w.inputs[((p * 17 + k) % 64) as usize];
+        log.append_verified(&w.ours, input, &w.ours.prescribe(input), meta(k)).expect("append")
+    });
+    log.close().expect("close");
+    remove(&dir);
+    result
+}
+
+/// `PRODUCERS` threads each append `per_producer` records with up to `IN_FLIGHT`
+/// tickets outstanding; returns the elapsed time and every append-to-acknowledgement
+/// latency in nanoseconds.
+fn producers(per_producer: u64, append: impl Fn(u64, u64) -> Ticket + Sync) -> (Duration, Vec<u64>) {
     let start = Instant::now();
     let latencies: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..PRODUCERS)
             .map(|p| {
-                let wal = &wal;
+                let append = &append;
                 scope.spawn(move || {
                     let mut lat = Vec::with_capacity(per_producer as usize);
                     let mut flight = VecDeque::with_capacity(IN_FLIGHT);
                     for k in 0..per_producer {
-                        flight.push_back((Instant::now(), wal.append(&event(p * 1_000_000 + k)).expect("append")));
+                        flight.push_back((Instant::now(), append(p, k)));
                         if flight.len() >= IN_FLIGHT {
                             let (t0, ticket) = flight.pop_front().expect("in flight");
                             ticket.wait().expect("durable");
@@ -375,10 +397,7 @@ fn durable_run(per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("producer")).collect()
     });
-    let elapsed = start.elapsed();
-    wal.close().expect("close");
-    remove(&dir);
-    (elapsed, latencies)
+    (start.elapsed(), latencies)
 }
 
 fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
@@ -406,12 +425,31 @@ fn durable(c: &mut Criterion) {
         );
     }
 
+    let w = workload();
+    let mut all = Vec::new();
+    let mut time = Duration::ZERO;
+    for _ in 0..5 {
+        let (elapsed, lat) = durable_audited_run(&w, DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW);
+        time += elapsed;
+        all.extend(lat);
+    }
+    all.sort_unstable();
+    println!(
+        "wal-figure: durable audited decisions, {PRODUCERS} producers, window 200 us, {IN_FLIGHT} in flight each: {:.0} decisions/s, ack latency p50 {} us, p99 {} us",
+        all.len() as f64 / time.as_secs_f64(),
+        percentile(&all, 500) / 1_000,
+        percentile(&all, 990) / 1_000
+    );
+
     let mut g = c.benchmark_group("wal_durable_4_producers");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
     g.throughput(Throughput::Elements(PRODUCERS * DURABLE_RECORDS_PER_PRODUCER));
     g.bench_function(BenchmarkId::new("calybris-group-commit", "200us"), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| durable_run(DURABLE_RECORDS_PER_PRODUCER, Duration::from_micros(200)).0).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| durable_run(DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0).sum())
+    });
+    g.bench_function(BenchmarkId::new("calybris-audited-decisions", "200us"), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| durable_audited_run(&w, DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0).sum())
     });
     g.finish();
 
