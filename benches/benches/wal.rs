@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use calybris_core::{kernel as core_k, wal as core_w};
 use calybris_digest::SealedPolicy;
 use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
-use calybris_wal::storage::FileStorage;
 use calybris_wal::DEFAULT_WINDOW;
+use calybris_wal::storage::FileStorage;
 use calybris_wal::{
-    AuditRecord, AuditWriter, DecisionMeta, DurableAuditWal, DurableConfig, DurableWal, Ticket, WalReader, WalWriter,
-    replay_audited, replay_audited_file, scan_frames,
+    AuditRecord, AuditWriter, DecisionMeta, DurableAuditWal, DurableConfig, DurableWal, Ticket,
+    WalReader, WalWriter, replay_audited, replay_audited_file, scan_frames,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -70,8 +70,12 @@ fn catalog(n: u32) -> Vec<KernelModel> {
             p95_latency_ms: 250 + (k * 137) % 2_500,
             capabilities: 0b0111 | u64::from(k % 3 == 0) << 3,
             region_mask: 0b001 | u64::from(k % 2) << 1,
-            input_cost_microunits_per_million_tokens: 100_000 + u64::from(k % 5) * 700_000 + u64::from(k) * 13_000,
-            output_cost_microunits_per_million_tokens: 400_000 + u64::from(k % 5) * 2_800_000 + u64::from(k) * 41_000,
+            input_cost_microunits_per_million_tokens: 100_000
+                + u64::from(k % 5) * 700_000
+                + u64::from(k) * 13_000,
+            output_cost_microunits_per_million_tokens: 400_000
+                + u64::from(k % 5) * 2_800_000
+                + u64::from(k) * 41_000,
         })
         .collect()
 }
@@ -88,7 +92,11 @@ fn requests(models: &[KernelModel]) -> Vec<KernelInput> {
             risk_bps: (k as u16 * 97) % 3_000,
             confidence_bps: 7_000 + (k as u16 * 53) % 3_000,
             minimum_quality_bps: 6_000 + (k as u16 * 71) % 2_000,
-            max_p95_latency_ms: if k % 3 == 0 { 0 } else { 1_500 + (k as u32 * 37) % 2_000 },
+            max_p95_latency_ms: if k % 3 == 0 {
+                0
+            } else {
+                1_500 + (k as u32 * 37) % 2_000
+            },
             required_capabilities: 0b0011,
             allowed_provider_mask: u64::MAX,
             required_region_mask: 0,
@@ -139,22 +147,47 @@ struct Workload {
 
 fn workload() -> Workload {
     let models = catalog(22);
-    let ours = SealedPolicy::new(PolicySnapshot::try_new(1, 1, 8_000, 2_000, 10_000, 3, models.clone()).expect("valid policy"));
-    let theirs = core_k::PolicySnapshot::try_new_trusted(1, 1, 8_000, 2_000, 10_000, 3, models.iter().map(to_core_model).collect())
-        .expect("valid policy");
+    let ours = SealedPolicy::new(
+        PolicySnapshot::try_new(1, 1, 8_000, 2_000, 10_000, 3, models.clone())
+            .expect("valid policy"),
+    );
+    let theirs = core_k::PolicySnapshot::try_new_trusted(
+        1,
+        1,
+        8_000,
+        2_000,
+        10_000,
+        3,
+        models.iter().map(to_core_model).collect(),
+    )
+    .expect("valid policy");
     let inputs = requests(&models);
     let core_inputs = inputs.iter().map(to_core_input).collect();
-    Workload { ours, theirs, inputs, core_inputs }
+    Workload {
+        ours,
+        theirs,
+        inputs,
+        core_inputs,
+    }
 }
 
 fn meta(k: u64) -> DecisionMeta {
-    DecisionMeta { recorded_at_unix_ms: 1_763_800_000_000 + k, tenant_id: k % 97, request_id: [(k % 251) as u8; 16] }
+    DecisionMeta {
+        recorded_at_unix_ms: 1_763_800_000_000 + k,
+        tenant_id: k % 97,
+        request_id: [(k % 251) as u8; 16],
+    }
 }
 
 /// Times `iters` appends spread over fresh files of at most `CHUNK_RECORDS`
 /// records; `open` (untimed) makes a writer, `append` appends record `k`, `finish`
 /// (timed) flushes.
-fn chunked<W>(iters: u64, open: impl Fn(&Path) -> W, mut append: impl FnMut(&mut W, u64), finish: impl Fn(W)) -> Duration {
+fn chunked<W>(
+    iters: u64,
+    open: impl Fn(&Path) -> W,
+    mut append: impl FnMut(&mut W, u64),
+    finish: impl Fn(W),
+) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < iters {
@@ -215,7 +248,11 @@ fn audited_append(c: &mut Criterion) {
                 |writer, k| {
                     let input = w.inputs[(k % 64) as usize];
                     let decision = w.ours.prescribe(input);
-                    black_box(writer.append_verified(&w.ours, input, &decision, meta(k)).expect("append"));
+                    black_box(
+                        writer
+                            .append_verified(&w.ours, input, &decision, meta(k))
+                            .expect("append"),
+                    );
                 },
                 |mut writer| writer.flush().expect("flush"),
             )
@@ -229,7 +266,11 @@ fn audited_append(c: &mut Criterion) {
                 |writer, k| {
                     let input = w.core_inputs[(k % 64) as usize];
                     let decision = w.theirs.prescribe(input);
-                    black_box(writer.append_verified_audited(&w.theirs, input, decision, k).expect("append"));
+                    black_box(
+                        writer
+                            .append_verified_audited(&w.theirs, input, decision, k)
+                            .expect("append"),
+                    );
                 },
                 |mut writer| writer.flush().expect("flush"),
             )
@@ -248,7 +289,9 @@ fn audited_logs(w: &Workload) -> (PathBuf, PathBuf) {
     let after_policy = std::fs::metadata(&ours).expect("size").len();
     for k in 0..VERIFY_RECORDS {
         let input = w.inputs[(k % 64) as usize];
-        writer.append_verified(&w.ours, input, &w.ours.prescribe(input), meta(k)).expect("append");
+        writer
+            .append_verified(&w.ours, input, &w.ours.prescribe(input), meta(k))
+            .expect("append");
     }
     writer.sync().expect("sync");
     drop(writer);
@@ -258,7 +301,9 @@ fn audited_logs(w: &Workload) -> (PathBuf, PathBuf) {
     let mut writer = core_w::WalWriter::<core_w::AuditedRecord<u64>>::open(&theirs).expect("open");
     for k in 0..VERIFY_RECORDS {
         let input = w.core_inputs[(k % 64) as usize];
-        writer.append_verified_audited(&w.theirs, input, w.theirs.prescribe(input), k).expect("append");
+        writer
+            .append_verified_audited(&w.theirs, input, w.theirs.prescribe(input), k)
+            .expect("append");
     }
     writer.flush_and_sync().expect("sync");
     drop(writer);
@@ -301,7 +346,8 @@ fn verification(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function(BenchmarkId::new("calybris", "10k-events"), |b| {
         b.iter(|| {
-            let outcome = scan_frames(FileStorage::open_read(&ours).expect("open"), None, None).expect("scan");
+            let outcome = scan_frames(FileStorage::open_read(&ours).expect("open"), None, None)
+                .expect("scan");
             assert!(outcome.is_clean());
             black_box(outcome)
         })
@@ -347,8 +393,17 @@ fn verification(c: &mut Criterion) {
 /// One durable run of plain events (see [`producers`]).
 fn durable_run(per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
     let dir = scratch("durable");
-    let wal = DurableWal::<Event>::open(&dir, DurableConfig { window, ..DurableConfig::default() }).expect("open");
-    let result = producers(per_producer, |p, k| wal.append(&event(p * 1_000_000 + k)).expect("append"));
+    let wal = DurableWal::<Event>::open(
+        &dir,
+        DurableConfig {
+            window,
+            ..DurableConfig::default()
+        },
+    )
+    .expect("open");
+    let result = producers(per_producer, |p, k| {
+        wal.append(&event(p * 1_000_000 + k)).expect("append")
+    });
     wal.close().expect("close");
     remove(&dir);
     result
@@ -357,10 +412,18 @@ fn durable_run(per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
 /// One durable run of verified audited decisions (see [`producers`]).
 fn durable_audited_run(w: &Workload, per_producer: u64, window: Duration) -> (Duration, Vec<u64>) {
     let dir = scratch("durable-audited");
-    let log = DurableAuditWal::open(&dir, DurableConfig { window, ..DurableConfig::default() }).expect("open");
+    let log = DurableAuditWal::open(
+        &dir,
+        DurableConfig {
+            window,
+            ..DurableConfig::default()
+        },
+    )
+    .expect("open");
     let result = producers(per_producer, |p, k| {
         let input = w.inputs[((p * 17 + k) % 64) as usize];
-        log.append_verified(&w.ours, input, &w.ours.prescribe(input), meta(k)).expect("append")
+        log.append_verified(&w.ours, input, &w.ours.prescribe(input), meta(k))
+            .expect("append")
     });
     log.close().expect("close");
     remove(&dir);
@@ -370,7 +433,10 @@ fn durable_audited_run(w: &Workload, per_producer: u64, window: Duration) -> (Du
 /// `PRODUCERS` threads each append `per_producer` records with up to `IN_FLIGHT`
 /// tickets outstanding; returns the elapsed time and every append-to-acknowledgement
 /// latency in nanoseconds.
-fn producers(per_producer: u64, append: impl Fn(u64, u64) -> Ticket + Sync) -> (Duration, Vec<u64>) {
+fn producers(
+    per_producer: u64,
+    append: impl Fn(u64, u64) -> Ticket + Sync,
+) -> (Duration, Vec<u64>) {
     let start = Instant::now();
     let latencies: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..PRODUCERS)
@@ -395,7 +461,10 @@ fn producers(per_producer: u64, append: impl Fn(u64, u64) -> Ticket + Sync) -> (
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("producer")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("producer"))
+            .collect()
     });
     (start.elapsed(), latencies)
 }
@@ -411,7 +480,10 @@ fn durable(c: &mut Criterion) {
         let mut records = 0;
         let mut time = Duration::ZERO;
         for _ in 0..5 {
-            let (elapsed, lat) = durable_run(DURABLE_RECORDS_PER_PRODUCER, Duration::from_micros(window_us));
+            let (elapsed, lat) = durable_run(
+                DURABLE_RECORDS_PER_PRODUCER,
+                Duration::from_micros(window_us),
+            );
             records += lat.len();
             time += elapsed;
             all.extend(lat);
@@ -444,13 +516,28 @@ fn durable(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_durable_4_producers");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
-    g.throughput(Throughput::Elements(PRODUCERS * DURABLE_RECORDS_PER_PRODUCER));
+    g.throughput(Throughput::Elements(
+        PRODUCERS * DURABLE_RECORDS_PER_PRODUCER,
+    ));
     g.bench_function(BenchmarkId::new("calybris-group-commit", "200us"), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| durable_run(DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| durable_run(DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0)
+                .sum()
+        })
     });
-    g.bench_function(BenchmarkId::new("calybris-audited-decisions", "200us"), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| durable_audited_run(&w, DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0).sum())
-    });
+    g.bench_function(
+        BenchmarkId::new("calybris-audited-decisions", "200us"),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        durable_audited_run(&w, DURABLE_RECORDS_PER_PRODUCER, DEFAULT_WINDOW).0
+                    })
+                    .sum()
+            })
+        },
+    );
     g.finish();
 
     // The baseline the target is set against: one fsync per record.
@@ -486,5 +573,11 @@ fn durable(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, buffered_append, audited_append, verification, durable);
+criterion_group!(
+    benches,
+    buffered_append,
+    audited_append,
+    verification,
+    durable
+);
 criterion_main!(benches);
