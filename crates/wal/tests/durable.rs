@@ -294,3 +294,40 @@ fn a_keyed_directory_refuses_another_key_and_no_key() {
     }
     assert_eq!(read_dir(dir, Some(&key)), vec![rec(0)]);
 }
+
+#[test]
+fn a_log_without_its_first_segment_is_refused() {
+    let dir = MemDirectory::new();
+    let wal = DurableWal::<Rec, _>::open_in(
+        dir.clone(),
+        DurableConfig {
+            segment_limit_bytes: 300,
+            ..config()
+        },
+    )
+    .expect("open");
+    for id in 0..20 {
+        wal.append_durable(&rec(id)).expect("durable");
+    }
+    wal.close().expect("close");
+    // Rebuild the directory without segment 0.
+    let trimmed = MemDirectory::new();
+    for (first, disk) in dir.segments().into_iter().skip(1) {
+        let storage = trimmed
+            .create_segment(first, &disk.bytes())
+            .expect("copy segment");
+        drop(storage);
+    }
+    let outcome = scan_dir::<Rec, _>(trimmed, None, None).expect("scan");
+    assert!(
+        matches!(
+            outcome,
+            Recovery::Corrupt {
+                sequence: Some(0),
+                reason: CorruptReason::SegmentChainBreak,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
