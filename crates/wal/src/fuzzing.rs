@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{GENESIS_HASH, HEADER_LEN_BYTES, SegmentHeader, WalKey, encode_frame};
+use crate::format::{
+    FRAME_OVERHEAD_BYTES, GENESIS_HASH, HEADER_LEN_BYTES, SegmentHeader, WalKey, encode_frame,
+};
 use crate::reader::{FrameReader, decode_record, scan};
 use crate::recovery::Recovery;
 use crate::storage::MemDisk;
@@ -118,7 +120,7 @@ fn raw_segment(bytes: &[u8]) {
         let mut end = HEADER_LEN_BYTES as u64;
         while let Ok(Some(frame)) = reader.next_frame() {
             assert!(frame.offset_bytes == end, "frames are contiguous");
-            end = frame.offset_bytes + frame.payload.len() as u64 + 40;
+            end = frame.offset_bytes + (frame.payload.len() + FRAME_OVERHEAD_BYTES) as u64;
             frames += 1;
         }
         let len = bytes.len() as u64;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use calybris_wal::format::HEADER_LEN_BYTES;
+use calybris_wal::format::{FRAME_OVERHEAD_BYTES, HEADER_LEN_BYTES};
 use calybris_wal::storage::MemDisk;
 use calybris_wal::{CorruptReason, FrameReader, Recovery, WalKey, WalReader, WalWriter, scan};
 use common::Rec;
@@ -80,7 +80,7 @@ proptest! {
         let mut boundaries = vec![HEADER_LEN_BYTES as u64];
         let mut reader = FrameReader::new(disk.reader(), None).expect("header");
         while let Some(frame) = reader.next_frame().expect("clean") {
-            boundaries.push(frame.offset_bytes + frame.payload.len() as u64 + 40);
+            boundaries.push(frame.offset_bytes + (frame.payload.len() + FRAME_OVERHEAD_BYTES) as u64);
         }
         let cut = ((bytes.len() as f64) * cut_fraction).floor() as usize;
         let cut = cut.min(bytes.len());
