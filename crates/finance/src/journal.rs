@@ -21,8 +21,10 @@
 //! [`LedgerRecovery::digest_at_recovery`].
 
 use crate::digest::{LedgerDigest, LedgerDigestError, ledger_digest};
+use crate::proof::{ConservationProof, prove_snapshot};
 use calybris_budget::{
-    BudgetEngine, BudgetError, BudgetSnapshot, Reservation, Settlement, TenantCreation,
+    BudgetEngine, BudgetError, BudgetSnapshot, ConservationViolation, Reservation, Settlement,
+    TenantCreation, TenantLedger,
 };
 use calybris_wal::{DurableConfig, DurableWal, SegmentedReader, WalError};
 use parking_lot::Mutex;
@@ -123,6 +125,31 @@ struct Journal {
 }
 
 /// A [`BudgetEngine`] whose every operation is journaled durably.
+///
+/// The engine itself is private: every mutation goes through the ledger's
+/// methods, so nothing can change the books without a journal record.
+///
+/// ```
+/// use calybris_finance::DurableLedger;
+/// use calybris_wal::DurableConfig;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("calybris-ledger-doc-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// let (ledger, _) = DurableLedger::open(&dir, DurableConfig::default())?;
+/// ledger.ensure_tenant("acme", 1_000)?;
+/// ledger.try_reserve("acme", 400)?.commit(250)?; // acknowledged once durable
+/// let digest = ledger.digest()?;
+/// ledger.close()?;
+///
+/// let (reopened, recovery) = DurableLedger::open(&dir, DurableConfig::default())?;
+/// assert_eq!(recovery.digest_at_recovery, digest);
+/// assert_eq!(reopened.ledger("acme")?.committed_microcents, 250);
+/// # drop(reopened);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct DurableLedger {
     engine: BudgetEngine,
     wal: DurableWal<JournalRecord>,
@@ -220,10 +247,40 @@ impl DurableLedger {
         ))
     }
 
-    /// The engine, for reads (snapshots, ledgers, proofs). Mutating it
-    /// directly bypasses the journal; use the ledger's methods instead.
-    pub fn engine(&self) -> &BudgetEngine {
-        &self.engine
+    /// A snapshot of the books (its version is the engine's own counter; see
+    /// [`snapshot_with_watermark`](Self::snapshot_with_watermark) for one
+    /// bound to the journal).
+    pub fn snapshot(&self) -> BudgetSnapshot {
+        self.engine.snapshot()
+    }
+
+    /// A consistent copy of one tenant's books.
+    ///
+    /// # Errors
+    ///
+    /// [`BudgetError::UnknownTenant`].
+    pub fn ledger(&self, tenant_id: &str) -> Result<TenantLedger, BudgetError> {
+        self.engine.ledger(tenant_id)
+    }
+
+    /// Checks that every tenant's books balance.
+    ///
+    /// # Errors
+    ///
+    /// The first tenant whose books do not balance.
+    pub fn verify_conservation(&self) -> Result<(), ConservationViolation> {
+        self.engine.verify_conservation()
+    }
+
+    /// A conservation proof of the current state, bound to the journal (see
+    /// [`digest`](Self::digest)).
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Digest`] (never for tenants created by the engine).
+    pub fn prove_conservation(&self) -> Result<ConservationProof, LedgerError> {
+        let (snapshot, records) = self.snapshot_with_watermark();
+        Ok(prove_snapshot(&snapshot, Some(records))?)
     }
 
     /// The ledger digest of the current state, bound to the journal.

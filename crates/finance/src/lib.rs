@@ -83,5 +83,8 @@ pub use proof::{
     TenantBalance, Total, Totals, prove_conservation, prove_snapshot,
 };
 
+/// The journal's log settings (re-exported from `calybris-wal`).
+pub use calybris_wal::DurableConfig;
+
 /// Microcents in one cent (re-exported from [`calybris_budget`]).
 pub use calybris_budget::MICROCENTS_PER_CENT;

@@ -75,7 +75,11 @@ fn reopening_replays_to_the_same_digest_and_books() -> TestResult {
     ledger.try_reserve("b", 10)?.release()?;
     drop(ledger.try_reserve("a", 5)?);
     let digest = ledger.digest()?;
-    let books = ledger.engine().snapshot().tenants;
+    let proof = ledger.prove_conservation()?;
+    assert!(proof.balanced);
+    assert_eq!(proof.ledger_digest, digest);
+    assert_eq!(proof.wal_high_watermark, Some(11));
+    let books = ledger.snapshot().tenants;
     ledger.close()?;
 
     let (reopened, recovery) = open(dir.path())?;
@@ -83,8 +87,8 @@ fn reopening_replays_to_the_same_digest_and_books() -> TestResult {
     assert_eq!(recovery.digest_at_recovery, digest);
     assert!(recovery.released_reservations.is_empty());
     assert_eq!(reopened.digest()?, digest);
-    assert_eq!(reopened.engine().snapshot().tenants, books);
-    reopened.engine().verify_conservation()?;
+    assert_eq!(reopened.snapshot().tenants, books);
+    reopened.verify_conservation()?;
     Ok(())
 }
 
@@ -104,7 +108,7 @@ fn reservations_open_at_the_crash_are_released_and_journaled() -> TestResult {
     let (reopened, recovery) = open(dir.path())?;
     assert_eq!(recovery.digest_at_recovery, digest_with_hold);
     assert_eq!(recovery.released_reservations, vec![orphan_id]);
-    let row = reopened.engine().ledger("a")?;
+    let row = reopened.ledger("a")?;
     assert_eq!(
         (
             row.remaining_microcents,
@@ -170,7 +174,6 @@ fn concurrent_durable_operations_share_syncs_and_replay_exactly() -> TestResult 
     });
     let digest = ledger.digest()?;
     let committed: i64 = ledger
-        .engine()
         .snapshot()
         .tenants
         .iter()
@@ -186,7 +189,7 @@ fn concurrent_durable_operations_share_syncs_and_replay_exactly() -> TestResult 
         recovery.records_replayed,
         3 + (THREADS as u64) * (OPS as u64) * 2
     );
-    reopened.engine().verify_conservation()?;
+    reopened.verify_conservation()?;
     Ok(())
 }
 
@@ -321,7 +324,6 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
             compared += 1;
         }
         ledger
-            .engine()
             .verify_conservation()
             .map_err(|v| format!("seed {seed}, kill {kill}: {v}"))?;
         // Releases of orphaned holds are journaled: digests of later prefixes
