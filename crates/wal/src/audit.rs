@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest};
 use calybris_kernel::{DecisionField, KernelDecision, KernelInput};
@@ -426,7 +427,10 @@ pub struct ReplaySummary {
 /// [`replay_audited_segments`] drive it; use it directly for another source.
 #[derive(Debug, Default)]
 pub struct AuditReplayer {
-    policies: HashMap<Digest, SealedPolicy>,
+    policies: HashMap<Digest, Arc<SealedPolicy>>,
+    /// The policy of the previous decision: logs mostly run under one policy at a
+    /// time, so this spares a hash-map lookup per decision.
+    last: Option<(Digest, Arc<SealedPolicy>)>,
     policy_records: u64,
     decisions: u64,
 }
@@ -455,16 +459,24 @@ impl AuditReplayer {
                         return Err(AuditError::TooManyPolicies { sequence });
                     }
                     self.policies
-                        .insert(record.policy_digest, record.policy.clone());
+                        .insert(record.policy_digest, Arc::new(record.policy.clone()));
                 }
                 Ok(())
             }
             AuditRecord::Decision(record) => {
-                let Some(policy) = self.policies.get(&record.policy_digest) else {
-                    return Err(AuditError::PolicyMissing {
-                        sequence,
-                        policy_digest: record.policy_digest,
-                    });
+                let missing = || AuditError::PolicyMissing {
+                    sequence,
+                    policy_digest: record.policy_digest,
+                };
+                if self.last.as_ref().map(|(digest, _)| digest) != Some(&record.policy_digest) {
+                    let policy = self
+                        .policies
+                        .get(&record.policy_digest)
+                        .ok_or_else(missing)?;
+                    self.last = Some((record.policy_digest, Arc::clone(policy)));
+                }
+                let Some((_, policy)) = &self.last else {
+                    return Err(missing());
                 };
                 if input_digest(&record.input) != record.input_digest {
                     return Err(AuditError::InputDigestMismatch { sequence });
