@@ -44,7 +44,10 @@
 //! # Concurrency
 //!
 //! Each tenant's balances and a small gate word sit alone on one 128-byte
-//! aligned line, so threads working on different tenants share nothing. A
+//! aligned line, and id lookups are memoised per thread (invalidated by an
+//! epoch whenever a tenant is created or a restore lands), so threads working
+//! on different tenants write no shared cache line, whether they name tenants
+//! by id or through a [`TenantHandle`]. A
 //! reservation is a compare-and-swap loop on the tenant's spendable balance:
 //! reservers never take a lock and never exclude each other, and two
 //! reservations racing for the last microcent cannot both win. A snapshot
