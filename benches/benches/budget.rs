@@ -156,10 +156,64 @@ fn two_threads_one_tenant(c: &mut Criterion) {
     two_thread_group(c, "budget_two_threads_one_tenant", ["acme", "acme"]);
 }
 
+/// Durable reserve + commit through the journaled ledger: 4 threads, each
+/// pair acknowledged only once both records are fsynced (group commit). The
+/// figure is wall time per pair per thread; 4 divided by it is pairs per second.
+fn durable_four_threads(c: &mut Criterion) {
+    const THREADS: usize = 4;
+    let mut group = c.benchmark_group("ledger_durable_reserve_commit_4_threads");
+    group.sample_size(10);
+    let dir = std::env::temp_dir().join(format!("calybris-bench-ledger-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ledger, _) =
+        calybris_finance::DurableLedger::open(&dir, calybris_finance::DurableConfig::default())
+            .expect("the bench journal opens");
+    for t in 0..THREADS {
+        ledger
+            .ensure_tenant(&format!("t{t}"), INITIAL_MICROCENTS)
+            .expect("bench tenants are valid");
+    }
+    let tenants: Vec<String> = (0..THREADS).map(|t| format!("t{t}")).collect();
+    group.bench_function("calybris", |b| {
+        b.iter_custom(|iters| {
+            let barrier = Barrier::new(THREADS);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = tenants
+                    .iter()
+                    .map(|tenant| {
+                        let (ledger, barrier) = (&ledger, &barrier);
+                        scope.spawn(move || {
+                            barrier.wait();
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let hold = ledger
+                                    .try_reserve(tenant, HOLD_MICROCENTS)
+                                    .expect("budget never runs out");
+                                hold.commit(ACTUAL_MICROCENTS).expect("journal is healthy");
+                            }
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("bench thread does not panic"))
+                    .max()
+                    .unwrap_or_default()
+            })
+        })
+    });
+    group.finish();
+    assert_eq!(ledger.verify_conservation(), Ok(()));
+    ledger.close().expect("the journal closes");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 criterion_group!(
     benches,
     one_thread,
     two_threads_two_tenants,
-    two_threads_one_tenant
+    two_threads_one_tenant,
+    durable_four_threads
 );
 criterion_main!(benches);
