@@ -26,7 +26,7 @@ use calybris_budget::{
     BudgetEngine, BudgetError, BudgetSnapshot, ConservationViolation, Reservation, Settlement,
     TenantCreation, TenantLedger,
 };
-use calybris_wal::{DurableConfig, DurableWal, SegmentedReader, WalError};
+use calybris_wal::{DurableConfig, DurableWal, SegmentedReader, WalError, WalKey};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -200,23 +200,7 @@ impl DurableLedger {
         // Opening the writer first takes the directory lock and cuts a torn tail,
         // so the reader below sees exactly the durable records.
         let wal = DurableWal::<JournalRecord>::open(path, config)?;
-        let mut reader = SegmentedReader::<JournalRecord>::open(path, key.as_ref(), None)?;
-        let engine = BudgetEngine::new();
-        let mut open: HashMap<u64, Reservation> = HashMap::new();
-        let mut journal = Journal {
-            next_reservation: 0,
-            records: 0,
-        };
-        while let Some(entry) = reader.next_entry()? {
-            replay(
-                &engine,
-                &mut open,
-                &mut journal,
-                entry.sequence,
-                entry.record,
-            )?;
-            journal.records = entry.sequence.saturating_add(1);
-        }
+        let (engine, open, journal) = replay_log(path, key.as_ref())?;
         let ledger = Self {
             engine,
             wal,
@@ -225,6 +209,7 @@ impl DurableLedger {
         };
         let digest_at_recovery = ledger.digest()?;
         let records_replayed = ledger.journal.lock().records;
+        let mut open = open;
         let mut released_reservations: Vec<u64> = open.keys().copied().collect();
         released_reservations.sort_unstable();
         for id in &released_reservations {
@@ -296,6 +281,39 @@ impl DurableLedger {
     pub fn digest(&self) -> Result<LedgerDigest, LedgerError> {
         let (snapshot, records) = self.snapshot_with_watermark();
         Ok(ledger_digest(&snapshot, Some(records))?)
+    }
+
+    /// Rebuilds the books from the journal at `path` for reading only: no
+    /// writer lock is taken, nothing is written, and a torn tail is ignored
+    /// rather than cut. Reservations open at the end of the journal are
+    /// released in the returned engine (the same rule as [`open`](Self::open),
+    /// but not journaled). For auditors and offline checks; a writer must use
+    /// `open`.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Wal`] if the journal is corrupt, keyed differently or
+    /// unreadable; [`LedgerError::Replay`] if a record does not apply.
+    pub fn recover(
+        path: &Path,
+        key: Option<&WalKey>,
+    ) -> Result<(BudgetEngine, LedgerRecovery), LedgerError> {
+        let (engine, open, journal) = replay_log(path, key)?;
+        let mut snapshot = engine.snapshot();
+        snapshot.version = journal.records;
+        let digest_at_recovery = ledger_digest(&snapshot, Some(journal.records))?;
+        let mut released_reservations: Vec<u64> = open.keys().copied().collect();
+        released_reservations.sort_unstable();
+        // Dropping the handles releases the holds in memory.
+        drop(open);
+        Ok((
+            engine,
+            LedgerRecovery {
+                records_replayed: journal.records,
+                digest_at_recovery,
+                released_reservations,
+            },
+        ))
     }
 
     /// A snapshot taken under the journal lock, its version set to the count
@@ -541,6 +559,31 @@ impl Drop for DurableReservation<'_> {
             self.ledger.poisoned.store(true, Ordering::Release);
         }
     }
+}
+
+/// Replays every verified record of the journal at `path` into a fresh engine.
+fn replay_log(
+    path: &Path,
+    key: Option<&WalKey>,
+) -> Result<(BudgetEngine, HashMap<u64, Reservation>, Journal), LedgerError> {
+    let mut reader = SegmentedReader::<JournalRecord>::open(path, key, None)?;
+    let engine = BudgetEngine::new();
+    let mut open: HashMap<u64, Reservation> = HashMap::new();
+    let mut journal = Journal {
+        next_reservation: 0,
+        records: 0,
+    };
+    while let Some(entry) = reader.next_entry()? {
+        replay(
+            &engine,
+            &mut open,
+            &mut journal,
+            entry.sequence,
+            entry.record,
+        )?;
+        journal.records = entry.sequence.saturating_add(1);
+    }
+    Ok((engine, open, journal))
 }
 
 /// Applies one durable record to the state rebuilt so far.

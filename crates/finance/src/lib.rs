@@ -24,7 +24,8 @@
 //!   acknowledged only once durable. [`DurableLedger::open`] replays the
 //!   journal; reservations open at a crash are released (and the release
 //!   journaled), and [`LedgerRecovery::digest_at_recovery`] is the digest of
-//!   the last durable state.
+//!   the last durable state. [`DurableLedger::recover`] does the same
+//!   read-only, for auditors.
 //!
 //! # What it does not do
 //!

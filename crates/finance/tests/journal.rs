@@ -342,3 +342,36 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn read_only_recovery_rebuilds_the_books_beside_a_live_writer() -> TestResult {
+    let dir = TempDir::new("readonly");
+    let (ledger, _) = open(dir.path())?;
+    ledger.ensure_tenant("a", 100)?;
+    ledger.try_reserve("a", 40)?.commit(25)?;
+    std::mem::forget(ledger.try_reserve("a", 10)?);
+    let digest = ledger.digest()?;
+
+    // The writer still holds the directory: recovery reads without the lock.
+    let (engine, recovery) = DurableLedger::recover(dir.path(), None)?;
+    assert_eq!(recovery.records_replayed, 4);
+    assert_eq!(recovery.digest_at_recovery, digest);
+    assert_eq!(recovery.released_reservations, vec![1]);
+    let row = engine.ledger("a")?;
+    assert_eq!(
+        (
+            row.remaining_microcents,
+            row.reserved_microcents,
+            row.committed_microcents
+        ),
+        (75, 0, 25)
+    );
+    engine.verify_conservation()?;
+    ledger.close()?;
+
+    // Reading wrote nothing: the writer's recovery finds the same state.
+    let (_, reopened) = open(dir.path())?;
+    assert_eq!(reopened.digest_at_recovery, digest);
+    assert_eq!(reopened.released_reservations, vec![1]);
+    Ok(())
+}
