@@ -31,8 +31,12 @@ fn catalog(n: u32) -> Vec<KernelModel> {
                 p95_latency_ms: 250 + (k * 137) % 2_500,
                 capabilities: 0b0111 | u64::from(k % 3 == 0) << 3,
                 region_mask: 0b001 | u64::from(k % 2) << 1 | u64::from(k % 4 == 0) << 2,
-                input_cost_microunits_per_million_tokens: 100_000 + tier * 700_000 + u64::from(k) * 13_000,
-                output_cost_microunits_per_million_tokens: 400_000 + tier * 2_800_000 + u64::from(k) * 41_000,
+                input_cost_microunits_per_million_tokens: 100_000
+                    + tier * 700_000
+                    + u64::from(k) * 13_000,
+                output_cost_microunits_per_million_tokens: 400_000
+                    + tier * 2_800_000
+                    + u64::from(k) * 41_000,
             }
         })
         .collect()
@@ -47,11 +51,19 @@ fn requests(models: &[KernelModel], reject: bool) -> Vec<KernelInput> {
             input_tokens: 500 + (k as u32 * 911) % 8_000,
             output_tokens: 100 + (k as u32 * 331) % 2_000,
             business_value_microunits: 20_000 + (k as i64 * 7_919) % 200_000,
-            budget_limit_microunits: if reject { 1 } else { 50_000 + (k * 3_001) % 100_000 },
+            budget_limit_microunits: if reject {
+                1
+            } else {
+                50_000 + (k * 3_001) % 100_000
+            },
             risk_bps: (k as u16 * 97) % 3_000,
             confidence_bps: 7_000 + (k as u16 * 53) % 3_000,
             minimum_quality_bps: 6_000 + (k as u16 * 71) % 2_000,
-            max_p95_latency_ms: if k % 3 == 0 { 0 } else { 1_500 + (k as u32 * 37) % 2_000 },
+            max_p95_latency_ms: if k % 3 == 0 {
+                0
+            } else {
+                1_500 + (k as u32 * 37) % 2_000
+            },
             required_capabilities: 0b0011,
             allowed_provider_mask: if k % 4 == 0 { 0b011_111 } else { u64::MAX },
             required_region_mask: if k % 2 == 0 { 0 } else { 0b001 },
@@ -66,9 +78,18 @@ struct Pair {
 
 fn pair(n: u32) -> Pair {
     let models = catalog(n);
-    let ours = PolicySnapshot::try_new(1, 1, 8_000, 2_000, 10_000, 3, models.clone()).expect("valid policy");
-    let theirs = core_k::PolicySnapshot::try_new_trusted(1, 1, 8_000, 2_000, 10_000, 3, models.iter().map(to_core_model).collect())
+    let ours = PolicySnapshot::try_new(1, 1, 8_000, 2_000, 10_000, 3, models.clone())
         .expect("valid policy");
+    let theirs = core_k::PolicySnapshot::try_new_trusted(
+        1,
+        1,
+        8_000,
+        2_000,
+        10_000,
+        3,
+        models.iter().map(to_core_model).collect(),
+    )
+    .expect("valid policy");
     Pair { ours, theirs }
 }
 
@@ -135,10 +156,19 @@ fn prescribe(c: &mut Criterion) {
         let ours_in = requests(p.ours.models(), false);
         let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
         // Sanity: the workload selects, and both sides agree on it.
-        let selected = ours_in.iter().filter(|i| p.ours.prescribe(**i).is_selection()).count();
-        assert!(selected * 2 > REQUESTS, "the select workload must mostly select ({selected}/{REQUESTS})");
+        let selected = ours_in
+            .iter()
+            .filter(|i| p.ours.prescribe(**i).is_selection())
+            .count();
+        assert!(
+            selected * 2 > REQUESTS,
+            "the select workload must mostly select ({selected}/{REQUESTS})"
+        );
         for (a, b) in ours_in.iter().zip(&theirs_in) {
-            assert_eq!(p.ours.prescribe(*a).selected_model_id, p.theirs.prescribe(*b).selected_model_id);
+            assert_eq!(
+                p.ours.prescribe(*a).selected_model_id,
+                p.theirs.prescribe(*b).selected_model_id
+            );
         }
         side_by_side(
             c,
@@ -175,7 +205,12 @@ fn verify(c: &mut Criterion) {
         "verify_decision",
         "22",
         |k| u64::from(p.ours.verify_decision(ours_in[k], &ours_out[k]).is_ok()),
-        |k| u64::from(matches!(core_v::verify_decision(&p.theirs, theirs_in[k], &theirs_out[k]), core_v::VerifyResult::Valid)),
+        |k| {
+            u64::from(matches!(
+                core_v::verify_decision(&p.theirs, theirs_in[k], &theirs_out[k]),
+                core_v::VerifyResult::Valid
+            ))
+        },
     );
 }
 
@@ -185,8 +220,20 @@ fn digests(c: &mut Criterion) {
     let ours_out: Vec<KernelDecision> = ours_in.iter().map(|i| p.ours.prescribe(*i)).collect();
     let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
     let theirs_out: Vec<_> = theirs_in.iter().map(|i| p.theirs.prescribe(*i)).collect();
-    side_by_side(c, "policy_digest", "22", |_| u64::from(d::policy_digest(&p.ours)[0]), |_| u64::from(core_d::policy_digest(&p.theirs)[0]));
-    side_by_side(c, "input_digest", "", |k| u64::from(d::input_digest(&ours_in[k])[0]), |k| u64::from(core_d::input_digest(&theirs_in[k])[0]));
+    side_by_side(
+        c,
+        "policy_digest",
+        "22",
+        |_| u64::from(d::policy_digest(&p.ours)[0]),
+        |_| u64::from(core_d::policy_digest(&p.theirs)[0]),
+    );
+    side_by_side(
+        c,
+        "input_digest",
+        "",
+        |k| u64::from(d::input_digest(&ours_in[k])[0]),
+        |k| u64::from(core_d::input_digest(&theirs_in[k])[0]),
+    );
     side_by_side(
         c,
         "decision_digest",

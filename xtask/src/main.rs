@@ -165,7 +165,14 @@ fn test() -> Result {
     run(c)?;
     for krate in NO_STD_CRATES {
         let mut c = cargo();
-        c.args(["test", "-p", krate, "--no-default-features", "--lib", "--tests"]);
+        c.args([
+            "test",
+            "-p",
+            krate,
+            "--no-default-features",
+            "--lib",
+            "--tests",
+        ]);
         run(c)?;
     }
     Ok(())

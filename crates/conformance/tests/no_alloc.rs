@@ -14,7 +14,9 @@ fn prescribe_allocates_nothing() {
     while policies.len() < 50 {
         let models = catalog(&mut rng, 64);
         let s = scalars(&mut rng);
-        if let Ok(p) = calybris_kernel::PolicySnapshot::try_new(s.0, s.1, s.2, s.3, s.4, s.5, models) {
+        if let Ok(p) =
+            calybris_kernel::PolicySnapshot::try_new(s.0, s.1, s.2, s.3, s.4, s.5, models)
+        {
             let inputs: Vec<_> = (0..40).map(|k| request(&mut rng, p.models(), k)).collect();
             policies.push((p, inputs));
         }
@@ -29,12 +31,20 @@ fn prescribe_allocates_nothing() {
                 let v = view.prescribe(*input);
                 let ok = policy.verify_decision(*input, &d).is_ok();
                 sink = sink
-                    .wrapping_add(d.estimated_cost_microunits ^ t.estimated_cost_microunits ^ v.estimated_cost_microunits)
+                    .wrapping_add(
+                        d.estimated_cost_microunits
+                            ^ t.estimated_cost_microunits
+                            ^ v.estimated_cost_microunits,
+                    )
                     .wrapping_add(u64::from(trace.eligible_models) + u64::from(ok));
             }
         }
     });
-    assert_eq!(info.count_total, 0, "seed {seed:#x}: prescribe allocated {} times ({} bytes)", info.count_total, info.bytes_total);
+    assert_eq!(
+        info.count_total, 0,
+        "seed {seed:#x}: prescribe allocated {} times ({} bytes)",
+        info.count_total, info.bytes_total
+    );
     // Keep the work observable so it cannot be optimised away.
     assert_ne!(sink, 1);
     // And the counter does count: explain allocates one row vector.
@@ -43,5 +53,8 @@ fn prescribe_allocates_nothing() {
         let e = policy.explain(inputs[0]);
         assert_eq!(e.decision, policy.prescribe(inputs[0]));
     });
-    assert!(counted.count_total >= 1, "the counting allocator saw no allocation in explain");
+    assert!(
+        counted.count_total >= 1,
+        "the counting allocator saw no allocation in explain"
+    );
 }
