@@ -460,3 +460,33 @@ impl TenantCell {
         debug_assert!(previous.is_none());
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{Hot, TenantCell};
+
+    /// Each tenant's gate and balances fill one 128-byte block of their own, so
+    /// two tenants never share (or prefetch-pair) a written cache line.
+    #[test]
+    fn hot_state_sits_alone_in_a_128_byte_block() {
+        assert_eq!(std::mem::align_of::<Hot>(), 128);
+        assert_eq!(std::mem::size_of::<Hot>(), 128);
+        assert_eq!(std::mem::align_of::<TenantCell>(), 128);
+    }
+
+    /// Two cells allocated back to back do not overlap one 128-byte block.
+    #[test]
+    fn adjacent_tenants_never_share_a_block() {
+        let cells: Vec<std::sync::Arc<TenantCell>> = (0..8)
+            .map(|i| std::sync::Arc::new(TenantCell::new(format!("t{i}"), i, 1)))
+            .collect();
+        let blocks: std::collections::HashSet<usize> = cells
+            .iter()
+            .map(|cell| std::ptr::from_ref(&cell.hot).addr() / 128)
+            .collect();
+        assert_eq!(blocks.len(), cells.len());
+        for cell in &cells {
+            assert_eq!(std::ptr::from_ref(&cell.hot).addr() % 128, 0);
+        }
+    }
+}
