@@ -24,7 +24,7 @@ use crate::digest::{LedgerDigest, LedgerDigestError, ledger_digest};
 use crate::proof::{ConservationProof, prove_snapshot};
 use calybris_budget::{
     BudgetEngine, BudgetError, BudgetSnapshot, ConservationViolation, Reservation, Settlement,
-    TenantCreation, TenantLedger,
+    TenantCreation, TenantLedger, TenantLimits,
 };
 use calybris_wal::{DurableConfig, DurableWal, SegmentedReader, WalError, WalKey};
 use parking_lot::Mutex;
@@ -246,6 +246,18 @@ impl DurableLedger {
     /// [`BudgetError::UnknownTenant`].
     pub fn ledger(&self, tenant_id: &str) -> Result<TenantLedger, BudgetError> {
         self.engine.ledger(tenant_id)
+    }
+
+    /// Sets a tenant's reservation limits (see [`BudgetEngine::set_limits`]).
+    ///
+    /// Limits are configuration, not books: they are not journaled, so set
+    /// them again after every [`open`](Self::open).
+    ///
+    /// # Errors
+    ///
+    /// As [`BudgetEngine::set_limits`].
+    pub fn set_limits(&self, tenant_id: &str, limits: TenantLimits) -> Result<(), BudgetError> {
+        self.engine.set_limits(tenant_id, limits)
     }
 
     /// Checks that every tenant's books balance.

@@ -136,7 +136,15 @@ fn refusals_are_not_journaled() -> TestResult {
     assert!(ledger.try_reserve("a", 11).is_err());
     assert!(ledger.top_up("ghost", 1).is_err());
     assert!(ledger.try_reserve("a", 0).is_err());
+    ledger.set_limits(
+        "a",
+        calybris_budget::TenantLimits {
+            max_reserved_microcents: Some(5),
+            max_active_reservations: None,
+        },
+    )?;
     let hold = ledger.try_reserve("a", 5)?;
+    assert!(ledger.try_reserve("a", 1).is_err(), "over the reserved cap");
     assert!(hold.commit(6).is_err(), "plain commit above the hold");
     let digest = ledger.digest()?;
     ledger.close()?;
