@@ -37,6 +37,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 ///
 /// Journal reservation ids are assigned by the ledger in log order, starting
 /// at 0 and counting every `Reserved` record ever written to the log.
+///
+/// # Encoding
+///
+/// Each record is one `calybris-wal` frame whose payload is the postcard
+/// encoding of this enum: the variant index as a varint (`TenantCreated` 0,
+/// `ToppedUp` 1, `Reserved` 2, `Committed` 3, `Released` 4), then the fields
+/// in declaration order (strings as a varint byte length and UTF-8 bytes,
+/// `i64` as a zigzag varint, `u64` as a varint). New variants are only ever
+/// appended. The bytes of one record of each kind are pinned in
+/// `tests/data/journal_records.txt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum JournalRecord {
