@@ -184,6 +184,8 @@ fn reference(
 /// Largest generated catalog (exclusive). Miri runs about a thousand times slower and
 /// checks for undefined behaviour, which does not depend on size, so it gets small ones.
 const MAX_CATALOG: usize = if cfg!(miri) { 6 } else { 40 };
+/// Proptest cases per property under Miri.
+const MIRI_CASES: u32 = 3;
 /// Most requests per generated policy (exclusive).
 const MAX_INPUTS: usize = if cfg!(miri) { 3 } else { 8 };
 
@@ -341,6 +343,13 @@ fn runner(default_cases: u32) -> (TestRunner, u64) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5EED_CA1B);
+    // Miri does not forward the environment by default and runs about a thousand times
+    // slower, so it gets a handful of cases whatever `PROPTEST_CASES` says.
+    let default_cases = if cfg!(miri) {
+        MIRI_CASES
+    } else {
+        default_cases
+    };
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
