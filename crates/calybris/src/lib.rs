@@ -9,6 +9,9 @@
 //!
 //! This crate is the thin facade: it re-exports the `calybris-*` crates, enabled by
 //! feature, and a [`prelude`]. Depend on the micro-crates directly when you want less.
+//! Its one piece of logic is the `gate` module (feature `gate`): the `Gate` type that
+//! runs decide -> reserve -> log -> settle in the right order over a durable decision
+//! log and a durable budget journal.
 //!
 //! | module | crate | what it owns |
 //! |---|---|---|
@@ -17,6 +20,7 @@
 //! | `wal` | `calybris-wal` | the hash-chained write-ahead log, group commit, audited records |
 //! | `budget` | `calybris-budget` | lock-free per-tenant budgets and reservations |
 //! | `finance` | `calybris-finance` | ledger digest, conservation proofs, certificates |
+//! | `gate` | this crate | `Gate`: prescribe, reserve, log with group commit, settle |
 //!
 //! # Example
 //! ```
@@ -50,6 +54,54 @@
 //! - `budget`: `budget`, the budget engine.
 //! - `finance`: `finance`, ledger proofs (implies `budget`).
 //! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
+//! - `gate`: `gate`, the decision gate (implies `wal`, `budget`, `finance`).
+//! - `tracing`: one `tracing` span per gate decision, named `calybris.gate.decide`,
+//!   with the tenant, request sequence, action, reason, cost, budget outcome and log
+//!   sequence as fields (implies `gate`).
+//!
+//! # The gate
+//! With the `gate` feature (run it with `cargo test -p calybris --features gate`):
+//! ```
+//! # #[cfg(feature = "gate")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use calybris::gate::{BudgetOutcome, Gate, GateConfig};
+//! use calybris::prelude::*;
+//!
+//! # let model = |model_id, quality_bps, input_price| KernelModel {
+//! #     model_id, provider_id: 0, quality_bps, risk_ceiling_bps: 8_000, enabled: 1,
+//! #     p95_latency_ms: 600, capabilities: 0b1, region_mask: 0b1,
+//! #     input_cost_microunits_per_million_tokens: input_price,
+//! #     output_cost_microunits_per_million_tokens: input_price * 4,
+//! # };
+//! let policy = SealedPolicy::new(
+//!     PolicySnapshot::builder()
+//!         .models([model(1, 9_300, 3_000_000), model(2, 8_100, 250_000)])
+//!         .build()?,
+//! );
+//! let dir = std::env::temp_dir().join(format!("calybris-gate-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! // Budgets are in microcents: 1 cent = 1,000,000 microcents.
+//! let gate = Gate::open(GateConfig::new(&dir, policy).tenant("acme", 100_000_000))?;
+//!
+//! let request = KernelInput {
+//!     request_sequence: 1, requested_model_id: 1, input_tokens: 2_000, output_tokens: 500,
+//!     business_value_microunits: 30_000, ..KernelInput::default()
+//! };
+//! let admission = gate.decide("acme", request)?; // prescribed, reserved, logged
+//! assert!(admission.is_admitted());
+//! assert!(matches!(admission.budget(), BudgetOutcome::Reserved { .. }));
+//! let estimate_microunits = admission.decision().estimated_cost_microunits;
+//! // Costs are in the kernel's microunits; the gate converts them exactly.
+//! let settled = gate.settle(admission, estimate_microunits / 2)?;
+//! assert_eq!(settled.committed_microcents, i64::try_from(estimate_microunits / 2)? * 100);
+//! assert!(gate.prove_conservation()?.balanced);
+//! gate.close()?;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "gate"))]
+//! # fn main() {}
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -68,6 +120,9 @@ pub use calybris_budget as budget;
 #[cfg(feature = "finance")]
 pub use calybris_finance as finance;
 
+#[cfg(feature = "gate")]
+pub mod gate;
+
 /// The types most programs need, in one import.
 pub mod prelude {
     pub use calybris_kernel::{
@@ -78,4 +133,7 @@ pub mod prelude {
 
     #[cfg(feature = "digest")]
     pub use calybris_digest::{AuditBundle, AuditError, DecisionIdentity, Hex, SealedPolicy};
+
+    #[cfg(feature = "gate")]
+    pub use crate::gate::{Admission, BudgetOutcome, Gate, GateConfig, GateError};
 }
