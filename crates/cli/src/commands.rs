@@ -1,0 +1,344 @@
+//! The subcommands other than `demo`: `verify`, `inspect`, `show`, `explain` and
+//! `policy check`. Each returns its exit code; each prints its result on stdout
+//! and any error as one line on stderr.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use calybris::digest::{Digest, SealedPolicy, digest_to_hex, policy_digest};
+use calybris::kernel::{KernelAction, KernelReason};
+use calybris::wal::{DecisionRecord, PolicyRecord};
+
+use crate::files::{self, FileError};
+use crate::render;
+use crate::report::{EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Report, parse_anchor};
+use crate::scan::{self, NoVisitor, Target, Visitor};
+use crate::{stderr_line, stdout_text};
+
+/// Where a log is and how to read it, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct LogArgs {
+    /// Segment file or segment directory.
+    pub file: PathBuf,
+    /// File holding the HMAC key.
+    pub key_file: Option<PathBuf>,
+    /// Trusted anchor, `NEXT_SEQUENCE:HEAD_HASH_HEX`.
+    pub anchor: Option<String>,
+}
+
+impl LogArgs {
+    fn target(&self) -> Result<Target, Finding> {
+        let key = self
+            .key_file
+            .as_deref()
+            .map(scan::read_key_file)
+            .transpose()?;
+        let anchor = self.anchor.as_deref().map(parse_anchor).transpose()?;
+        Ok(Target {
+            path: self.file.clone(),
+            key,
+            anchor,
+        })
+    }
+}
+
+/// A report for a target that could not even be set up (bad key file or anchor).
+fn setup_report(args: &LogArgs, finding: Finding) -> Report {
+    Report {
+        path: args.file.clone(),
+        keyed: args.key_file.is_some(),
+        anchored: args.anchor.is_some(),
+        counts: crate::report::Counts::default(),
+        anchor: None,
+        finding: Some(finding),
+    }
+}
+
+/// Prints a verification report: VERIFIED and DIVERGED on stdout, ERROR on
+/// stderr; with `json`, the JSON object on stdout in every case (and the ERROR
+/// line on stderr too).
+fn print_report(report: &Report, json: bool) -> u8 {
+    let outcome = report.outcome();
+    if json {
+        stdout_text(&format!("{}\n", report.json()));
+    } else if outcome != Outcome::Error {
+        stdout_text(&format!("{}\n", report.line()));
+    }
+    if outcome == Outcome::Error {
+        stderr_line(&report.line());
+    }
+    outcome.exit_code()
+}
+
+fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
+    match args.target() {
+        Ok(target) => scan::scan(&target, visitor),
+        Err(finding) => setup_report(args, finding),
+    }
+}
+
+/// `calybris verify`.
+pub fn verify(args: &LogArgs, json: bool) -> u8 {
+    let report = scan_args(args, &mut NoVisitor);
+    print_report(&report, json)
+}
+
+/// What `inspect` gathers.
+#[derive(Default)]
+struct Inventory {
+    first_sequence: Option<u64>,
+    last_sequence: Option<u64>,
+    policies: Vec<(u64, Digest, u64, u64, usize)>,
+    by_action: BTreeMap<KernelAction, u64>,
+    by_reason: BTreeMap<KernelReason, u64>,
+    by_tenant: BTreeMap<u64, (u64, u128)>,
+}
+
+impl Inventory {
+    fn seen(&mut self, sequence: u64) {
+        self.first_sequence.get_or_insert(sequence);
+        self.last_sequence = Some(sequence);
+    }
+}
+
+impl Visitor for Inventory {
+    fn policy(&mut self, sequence: u64, record: &PolicyRecord) {
+        self.seen(sequence);
+        self.policies.push((
+            sequence,
+            record.policy_digest,
+            record.policy.policy_epoch(),
+            record.policy.catalog_epoch(),
+            record.policy.models().len(),
+        ));
+    }
+
+    fn decision(&mut self, sequence: u64, record: &DecisionRecord) {
+        self.seen(sequence);
+        *self.by_action.entry(record.decision.action).or_default() += 1;
+        *self.by_reason.entry(record.decision.reason).or_default() += 1;
+        let tenant = self.by_tenant.entry(record.meta.tenant_id).or_default();
+        tenant.0 += 1;
+        if record.decision.is_selection() {
+            tenant.1 += u128::from(record.decision.estimated_cost_microunits);
+        }
+    }
+}
+
+/// The largest number of tenants `inspect` lists one by one.
+const MAX_TENANTS_LISTED: usize = 64;
+
+fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
+    let c = &report.counts;
+    let mut out = String::new();
+    let _ = writeln!(out, "log: {}", path.display());
+    let range = match (inv.first_sequence, inv.last_sequence) {
+        (Some(first), Some(last)) => format!("sequence {first}..={last}"),
+        _ => "no verified record".to_owned(),
+    };
+    let _ = writeln!(
+        out,
+        "records: {} ({range}), policies {}, decisions {}",
+        c.records, c.policies, c.decisions
+    );
+    let _ = writeln!(out, "policies:");
+    for (sequence, digest, policy_epoch, catalog_epoch, models) in &inv.policies {
+        let _ = writeln!(
+            out,
+            "  record {sequence}: digest {}, policy epoch {policy_epoch}, catalog epoch {catalog_epoch}, {models} models",
+            digest_to_hex(digest)
+        );
+    }
+    let _ = writeln!(out, "decisions by action:");
+    for (action, count) in &inv.by_action {
+        let _ = writeln!(out, "  {:<12} {count}", render::action_word(*action));
+    }
+    let _ = writeln!(out, "decisions by reason:");
+    for (reason, count) in &inv.by_reason {
+        let _ = writeln!(
+            out,
+            "  {:<32} {count}",
+            format!("{reason:?} ({})", reason.code())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "tenants: {} (decisions, estimated cost of selections in microunits)",
+        inv.by_tenant.len()
+    );
+    for (tenant, (count, cost)) in inv.by_tenant.iter().take(MAX_TENANTS_LISTED) {
+        let _ = writeln!(out, "  tenant {tenant:<6} {count:>10} {cost:>16}");
+    }
+    out
+}
+
+/// `calybris inspect`.
+pub fn inspect(args: &LogArgs) -> u8 {
+    let mut inventory = Inventory::default();
+    let report = scan_args(args, &mut inventory);
+    if report.outcome() != Outcome::Error {
+        stdout_text(&inventory_text(&args.file, &report, &inventory));
+    }
+    print_report(&report, false)
+}
+
+/// What `show` looks for.
+struct Finder {
+    sequence: u64,
+    policies: HashMap<Digest, SealedPolicy>,
+    found: Option<Found>,
+}
+
+enum Found {
+    Policy(u64, Box<SealedPolicy>),
+    Decision(Box<DecisionRecord>, Box<SealedPolicy>),
+}
+
+impl Visitor for Finder {
+    fn policy(&mut self, sequence: u64, record: &PolicyRecord) {
+        if sequence == self.sequence {
+            self.found = Some(Found::Policy(sequence, Box::new(record.policy.clone())));
+        }
+        if self.found.is_none() {
+            self.policies
+                .entry(record.policy_digest)
+                .or_insert_with(|| record.policy.clone());
+        }
+    }
+
+    fn decision(&mut self, sequence: u64, record: &DecisionRecord) {
+        if sequence != self.sequence {
+            return;
+        }
+        if let Some(policy) = self.policies.get(&record.policy_digest) {
+            self.found = Some(Found::Decision(Box::new(*record), Box::new(policy.clone())));
+        }
+        // Once found, no more policies need keeping.
+        self.policies.clear();
+    }
+}
+
+/// `calybris show`.
+pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
+    let mut finder = Finder {
+        sequence,
+        policies: HashMap::new(),
+        found: None,
+    };
+    let report = scan_args(args, &mut finder);
+    match finder.found {
+        None if report.outcome() == Outcome::Verified => {
+            stderr_line(&format!(
+                "ERROR NOT_FOUND: {} holds {} records; there is no record {sequence}",
+                args.file.display(),
+                report.counts.records
+            ));
+            return EXIT_ERROR;
+        }
+        None => return print_report(&report, false),
+        Some(Found::Policy(sequence, policy)) => {
+            stdout_text(&format!(
+                "record {sequence} is a policy record: digest {}, policy epoch {}, catalog epoch {}, {} models\n",
+                digest_to_hex(policy.digest()),
+                policy.policy_epoch(),
+                policy.catalog_epoch(),
+                policy.models().len()
+            ));
+        }
+        Some(Found::Decision(record, policy)) => {
+            let explanation = policy.explain(record.input);
+            if json {
+                let body =
+                    render::ExplanationJson::new(policy.digest(), &record.input, &explanation);
+                stdout_text(&format!("{}\n", to_json(&body)));
+            } else {
+                let mut text = format!(
+                    "record {sequence}: tenant {}, recorded at {} ms since the Unix epoch\n",
+                    record.meta.tenant_id, record.meta.recorded_at_unix_ms
+                );
+                text.push_str(&render::explanation_text(
+                    policy.digest(),
+                    &record.input,
+                    &explanation,
+                ));
+                stdout_text(&text);
+            }
+        }
+    }
+    if json {
+        // The explanation was the JSON output; report a failed verification on
+        // stderr only.
+        if report.outcome() != Outcome::Verified {
+            stderr_line(&report.line());
+        }
+        return report.outcome().exit_code();
+    }
+    print_report(&report, false)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value)
+        .unwrap_or_else(|error| format!("{{\"error\":\"cannot encode: {error}\"}}"))
+}
+
+fn file_error(error: &FileError) -> u8 {
+    let outcome = if error.exit_code() == EXIT_ERROR {
+        "ERROR"
+    } else {
+        "INVALID"
+    };
+    stderr_line(&format!("{outcome} {}: {error}", error.code()));
+    error.exit_code()
+}
+
+/// `calybris explain`.
+pub fn explain(policy_path: &Path, request_path: &Path, json: bool) -> u8 {
+    let policy = match files::read_policy(policy_path) {
+        Ok(policy) => SealedPolicy::new(policy),
+        Err(error) => return file_error(&error),
+    };
+    let input = match files::read_request(request_path) {
+        Ok(input) => input,
+        Err(error) => return file_error(&error),
+    };
+    if let Err(source) = policy.prescribe_checked(input) {
+        return file_error(&FileError::InvalidRequest {
+            path: request_path.to_path_buf(),
+            source,
+        });
+    }
+    let explanation = policy.explain(input);
+    if json {
+        let body = render::ExplanationJson::new(policy.digest(), &input, &explanation);
+        stdout_text(&format!("{}\n", to_json(&body)));
+    } else {
+        stdout_text(&render::explanation_text(
+            policy.digest(),
+            &input,
+            &explanation,
+        ));
+    }
+    EXIT_OK
+}
+
+/// `calybris policy check`.
+pub fn policy_check(path: &Path) -> u8 {
+    match files::read_policy(path) {
+        Ok(policy) => {
+            stdout_text(&format!(
+                "VALID {}: policy epoch {}, catalog epoch {}, {} models, digest {}\n",
+                path.display(),
+                policy.policy_epoch(),
+                policy.catalog_epoch(),
+                policy.models().len(),
+                digest_to_hex(&policy_digest(&policy))
+            ));
+            EXIT_OK
+        }
+        Err(error) => {
+            debug_assert!(error.exit_code() == EXIT_DIVERGED || error.exit_code() == EXIT_ERROR);
+            file_error(&error)
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The verification contract: outcomes, reason codes, exit codes and the report
+//! that `calybris verify` prints. Every word and code here is documented in
+//! `docs/CLI.md` and pinned by the tests in `tests/verify.rs`; a change here is a
+//! change of a public contract.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use calybris::digest::digest_to_hex;
+use calybris::wal::WalAnchor;
+use serde::Serialize;
+
+/// Exit code of a log that verified (and of every other command that succeeded).
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a log that does not verify, or of an input file that is invalid.
+pub const EXIT_DIVERGED: u8 = 1;
+/// Exit code when the job could not be done: unreadable input, wrong key, bad
+/// arguments.
+pub const EXIT_ERROR: u8 = 2;
+
+/// The three outcomes of `calybris verify`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// The chain verifies to a clean end and every decision replays.
+    Verified,
+    /// The log is readable but is not what was written: the reason names how.
+    Diverged,
+    /// The log could not be checked at all: the reason names why.
+    Error,
+}
+
+impl Outcome {
+    /// The word printed first on the report line.
+    #[must_use]
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::Verified => "VERIFIED",
+            Self::Diverged => "DIVERGED",
+            Self::Error => "ERROR",
+        }
+    }
+
+    /// The process exit code of the outcome.
+    #[must_use]
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::Verified => EXIT_OK,
+            Self::Diverged => EXIT_DIVERGED,
+            Self::Error => EXIT_ERROR,
+        }
+    }
+}
+
+/// Why a log did not verify. Each reason belongs to exactly one outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// A frame's entry hash, length or segment link does not verify and more data
+    /// follows it, or a segment header fails its check.
+    ChainBroken,
+    /// The last frame is incomplete or does not verify and nothing follows it.
+    TornTail,
+    /// The log holds fewer records than the anchor vouches for.
+    SuffixTruncated,
+    /// The record at the anchor's position has another hash.
+    AnchorMismatch,
+    /// A policy record's stored digest is not the digest of its snapshot.
+    PolicyDigestMismatch,
+    /// A decision record's input digest is not the digest of its input.
+    InputDigestMismatch,
+    /// A decision does not replay against its policy (the field is named).
+    DecisionMismatch,
+    /// A decision record's decision digest is not the digest of its decision.
+    DecisionDigestMismatch,
+    /// The file or directory cannot be read, or the key file cannot.
+    Unreadable,
+    /// Not a Calybris audited log (bad magic, unknown version, a record that is
+    /// not an audited record, a directory with no segment).
+    UnknownFormat,
+    /// The log was written under another key, needs a key, or is not keyed.
+    WrongKey,
+    /// A decision names a policy that no earlier record holds.
+    PolicyMissing,
+    /// More distinct policies than a replay keeps in memory.
+    TooManyPolicies,
+    /// An argument is malformed: the anchor text, or a key shorter than 32 bytes.
+    BadArgument,
+}
+
+impl Reason {
+    /// The reason code as printed and as written in JSON.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::ChainBroken => "CHAIN_BROKEN",
+            Self::TornTail => "TORN_TAIL",
+            Self::SuffixTruncated => "SUFFIX_TRUNCATED",
+            Self::AnchorMismatch => "ANCHOR_MISMATCH",
+            Self::PolicyDigestMismatch => "POLICY_DIGEST_MISMATCH",
+            Self::InputDigestMismatch => "INPUT_DIGEST_MISMATCH",
+            Self::DecisionMismatch => "DECISION_MISMATCH",
+            Self::DecisionDigestMismatch => "DECISION_DIGEST_MISMATCH",
+            Self::Unreadable => "UNREADABLE",
+            Self::UnknownFormat => "UNKNOWN_FORMAT",
+            Self::WrongKey => "WRONG_KEY",
+            Self::PolicyMissing => "POLICY_MISSING",
+            Self::TooManyPolicies => "TOO_MANY_POLICIES",
+            Self::BadArgument => "BAD_ARGUMENT",
+        }
+    }
+
+    /// The outcome a finding with this reason gives.
+    #[must_use]
+    pub const fn outcome(self) -> Outcome {
+        match self {
+            Self::ChainBroken
+            | Self::TornTail
+            | Self::SuffixTruncated
+            | Self::AnchorMismatch
+            | Self::PolicyDigestMismatch
+            | Self::InputDigestMismatch
+            | Self::DecisionMismatch
+            | Self::DecisionDigestMismatch => Outcome::Diverged,
+            Self::Unreadable
+            | Self::UnknownFormat
+            | Self::WrongKey
+            | Self::PolicyMissing
+            | Self::TooManyPolicies
+            | Self::BadArgument => Outcome::Error,
+        }
+    }
+}
+
+/// What stopped a verification, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The reason code.
+    pub reason: Reason,
+    /// The record at fault, when there is one.
+    pub sequence: Option<u64>,
+    /// Byte offset of that record's frame (or of a header) in its file.
+    pub offset_bytes: Option<u64>,
+    /// The segment file holding it, for a segment directory.
+    pub segment: Option<PathBuf>,
+    /// The first differing decision field, for [`Reason::DecisionMismatch`].
+    pub field: Option<&'static str>,
+    /// One human sentence, without a trailing period.
+    pub detail: String,
+}
+
+impl Finding {
+    /// A finding that names no position.
+    #[must_use]
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            sequence: None,
+            offset_bytes: None,
+            segment: None,
+            field: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Names the record and byte offset.
+    #[must_use]
+    pub fn at(mut self, sequence: Option<u64>, offset_bytes: Option<u64>) -> Self {
+        self.sequence = sequence;
+        self.offset_bytes = offset_bytes;
+        self
+    }
+}
+
+/// Counts of what a scan verified before it ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Records verified (policies plus decisions).
+    pub records: u64,
+    /// Policy records verified.
+    pub policies: u64,
+    /// Decision records verified and replayed.
+    pub decisions: u64,
+}
+
+/// The report of one verification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// The file or directory verified.
+    pub path: PathBuf,
+    /// Whether a key was given.
+    pub keyed: bool,
+    /// Whether an anchor was given.
+    pub anchored: bool,
+    /// What was verified before the end (or the finding).
+    pub counts: Counts,
+    /// The position after the last verified record.
+    pub anchor: Option<WalAnchor>,
+    /// Why it did not verify; `None` when it did.
+    pub finding: Option<Finding>,
+}
+
+/// The JSON form of a [`Report`]: one object, every key always present.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    outcome: Outcome,
+    reason: Option<Reason>,
+    path: String,
+    keyed: bool,
+    anchored: bool,
+    records: u64,
+    policies: u64,
+    decisions: u64,
+    sequence: Option<u64>,
+    offset_bytes: Option<u64>,
+    segment: Option<String>,
+    field: Option<&'a str>,
+    anchor: Option<String>,
+    message: String,
+}
+
+/// The text form of an anchor: `NEXT_SEQUENCE:HEAD_HASH_HEX`.
+#[must_use]
+pub fn anchor_text(anchor: &WalAnchor) -> String {
+    format!(
+        "{}:{}",
+        anchor.next_sequence,
+        digest_to_hex(&anchor.head_hash)
+    )
+}
+
+/// Parses the text form of an anchor (see [`anchor_text`]).
+///
+/// # Errors
+/// A [`Finding`] with [`Reason::BadArgument`] naming what is wrong.
+pub fn parse_anchor(text: &str) -> Result<WalAnchor, Finding> {
+    let bad = |why: &str| {
+        Finding::new(
+            Reason::BadArgument,
+            format!("anchor {text:?} is not NEXT_SEQUENCE:HEAD_HASH_HEX ({why})"),
+        )
+    };
+    let (sequence, hash) = text.split_once(':').ok_or_else(|| bad("no ':'"))?;
+    let next_sequence = sequence
+        .parse::<u64>()
+        .map_err(|_| bad("the sequence is not a decimal u64"))?;
+    let head_hash = calybris::digest::parse_digest_hex(hash)
+        .map_err(|_| bad("the hash is not 64 lowercase hex digits"))?;
+    Ok(WalAnchor {
+        next_sequence,
+        head_hash,
+    })
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl Report {
+    /// The outcome.
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        self.finding
+            .as_ref()
+            .map_or(Outcome::Verified, |finding| finding.reason.outcome())
+    }
+
+    /// The one-line human form: the outcome word first, then the reason code.
+    #[must_use]
+    pub fn line(&self) -> String {
+        let c = &self.counts;
+        let Some(finding) = &self.finding else {
+            let anchor = self.anchor.as_ref().map(anchor_text).unwrap_or_default();
+            return format!(
+                "VERIFIED {}: {} records ({} policies, {} decisions replayed), anchor {anchor}",
+                display(&self.path),
+                c.records,
+                c.policies,
+                c.decisions
+            );
+        };
+        let mut line = format!(
+            "{} {}",
+            finding.reason.outcome().word(),
+            finding.reason.code()
+        );
+        if let Some(field) = finding.field {
+            let _ = write!(line, " field={field}");
+        }
+        if let Some(sequence) = finding.sequence {
+            let _ = write!(line, " sequence={sequence}");
+        }
+        if let Some(offset) = finding.offset_bytes {
+            let _ = write!(line, " offset={offset}");
+        }
+        let place = finding.segment.as_deref().unwrap_or(&self.path);
+        let _ = write!(line, " {}: {}", display(place), finding.detail);
+        if finding.reason.outcome() == Outcome::Diverged {
+            let _ = write!(line, " ({} records verified before it)", c.records);
+        }
+        line
+    }
+
+    /// The JSON form, one object on one line.
+    #[must_use]
+    pub fn json(&self) -> String {
+        let finding = self.finding.as_ref();
+        let message = finding.map_or_else(|| self.line(), |f| f.detail.clone());
+        let report = JsonReport {
+            outcome: self.outcome(),
+            reason: finding.map(|f| f.reason),
+            path: display(&self.path),
+            keyed: self.keyed,
+            anchored: self.anchored,
+            records: self.counts.records,
+            policies: self.counts.policies,
+            decisions: self.counts.decisions,
+            sequence: finding.and_then(|f| f.sequence),
+            offset_bytes: finding.and_then(|f| f.offset_bytes),
+            segment: finding.and_then(|f| f.segment.as_deref()).map(display),
+            field: finding.and_then(|f| f.field),
+            anchor: self.anchor.as_ref().map(anchor_text),
+            message,
+        };
+        // Serializing a struct of strings and integers cannot fail; fall back to a
+        // minimal object rather than panic if it ever did.
+        serde_json::to_string(&report).unwrap_or_else(|_| {
+            format!(
+                "{{\"outcome\":\"{}\",\"message\":\"report could not be encoded\"}}",
+                self.outcome().word()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_text_round_trips() {
+        let anchor = WalAnchor {
+            next_sequence: 12,
+            head_hash: [0xab; 32],
+        };
+        let text = anchor_text(&anchor);
+        assert!(text.starts_with("12:abab"));
+        assert_eq!(parse_anchor(&text), Ok(anchor));
+    }
+
+    #[test]
+    fn malformed_anchors_are_bad_arguments() {
+        for text in [
+            "",
+            "12",
+            "x:00",
+            "12:zz",
+            "-1:00",
+            &format!("1:{}", "A".repeat(64)),
+        ] {
+            let finding = parse_anchor(text).err();
+            assert_eq!(
+                finding.map(|f| f.reason),
+                Some(Reason::BadArgument),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_reason_has_one_outcome_and_a_distinct_code() {
+        use Reason::*;
+        let all = [
+            ChainBroken,
+            TornTail,
+            SuffixTruncated,
+            AnchorMismatch,
+            PolicyDigestMismatch,
+            InputDigestMismatch,
+            DecisionMismatch,
+            DecisionDigestMismatch,
+            Unreadable,
+            UnknownFormat,
+            WrongKey,
+            PolicyMissing,
+            TooManyPolicies,
+            BadArgument,
+        ];
+        let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|r| r.outcome() != Outcome::Verified));
+    }
+}

@@ -1,0 +1,377 @@
+//! The verifying scan shared by `verify`, `inspect` and `show`: walk the frames of
+//! a log file or segment directory, decode each as an audited record, replay it
+//! with the wal crate's [`AuditReplayer`], and hand every verified record to a
+//! [`Visitor`]. The scan stops at the first finding and says where it is.
+//!
+//! The scan drives the frame readers itself (rather than calling
+//! `replay_audited_file`) because the frame readers know each record's byte
+//! offset, which the contract reports for every divergence.
+
+use std::path::{Path, PathBuf};
+
+use calybris::wal::storage::{FileStorage, FsDirectory};
+use calybris::wal::{
+    AuditError, AuditRecord, AuditReplayer, CorruptReason, DecisionRecord, Entry, FrameReader,
+    KeyMismatch, PolicyRecord, Recovery, SegmentedFrames, WalAnchor, WalError, WalKey,
+    decode_record,
+};
+
+use crate::report::{Counts, Finding, Reason, Report};
+
+/// Size of the smallest key the log accepts, in bytes.
+const MIN_KEY_LEN_BYTES: usize = calybris::wal::format::MIN_KEY_LEN_BYTES;
+
+/// Sees every record that verified, in log order.
+pub trait Visitor {
+    /// A policy record that verified.
+    fn policy(&mut self, sequence: u64, record: &PolicyRecord);
+    /// A decision record that replayed.
+    fn decision(&mut self, sequence: u64, record: &DecisionRecord);
+}
+
+/// A visitor that looks at nothing.
+pub struct NoVisitor;
+
+impl Visitor for NoVisitor {
+    fn policy(&mut self, _: u64, _: &PolicyRecord) {}
+    fn decision(&mut self, _: u64, _: &DecisionRecord) {}
+}
+
+/// What to verify, and with what.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// A segment file or a segment directory.
+    pub path: PathBuf,
+    /// The HMAC key, for a keyed log.
+    pub key: Option<WalKey>,
+    /// A trusted anchor the log must reach.
+    pub anchor: Option<WalAnchor>,
+}
+
+/// Reads a key file: its bytes exactly as stored, at least 32 of them.
+///
+/// # Errors
+/// [`Reason::Unreadable`] when it cannot be read, [`Reason::BadArgument`] when it
+/// is too short.
+pub fn read_key_file(path: &Path) -> Result<WalKey, Finding> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        Finding::new(
+            Reason::Unreadable,
+            format!("cannot read key file {}: {error}", path.display()),
+        )
+    })?;
+    WalKey::new(&bytes).map_err(|_| {
+        Finding::new(
+            Reason::BadArgument,
+            format!(
+                "key file {} holds {} bytes; a key is at least {MIN_KEY_LEN_BYTES} bytes",
+                path.display(),
+                bytes.len()
+            ),
+        )
+    })
+}
+
+/// The frames of a segment file or of every segment of a directory.
+enum Frames {
+    // Both boxed: the readers are large and of very different sizes.
+    File(Box<FrameReader<FileStorage>>),
+    Dir {
+        frames: Box<SegmentedFrames<FsDirectory>>,
+        dir: PathBuf,
+    },
+}
+
+/// One verified frame: its sequence number, its byte offset, and its record when
+/// the payload decodes as an audited record.
+type ScannedFrame = (u64, u64, Option<Entry<AuditRecord>>);
+
+impl Frames {
+    fn open(target: &Target) -> Result<Self, Finding> {
+        let path = &target.path;
+        let metadata = std::fs::metadata(path).map_err(|error| {
+            Finding::new(
+                Reason::Unreadable,
+                format!("cannot read {}: {error}", path.display()),
+            )
+        })?;
+        if metadata.is_dir() {
+            // The directory exists, so this does not create anything.
+            let dir = FsDirectory::new(path).map_err(|error| wal_finding(&error.into()))?;
+            let frames = SegmentedFrames::new(dir, target.key.as_ref(), target.anchor)
+                .map_err(|error| wal_finding(&error))?;
+            if frames.segments().is_empty() {
+                return Err(Finding::new(
+                    Reason::UnknownFormat,
+                    "the directory holds no log segment (*.cwal)",
+                ));
+            }
+            return Ok(Self::Dir {
+                frames: Box::new(frames),
+                dir: path.clone(),
+            });
+        }
+        let storage = FileStorage::open_read(path).map_err(|error| wal_finding(&error))?;
+        let reader =
+            FrameReader::new(storage, target.key.as_ref()).map_err(|error| wal_finding(&error))?;
+        Ok(Self::File(Box::new(reader.with_anchor(target.anchor))))
+    }
+
+    /// The next verified frame as (sequence, offset, decoded record or the
+    /// sequence and offset of an undecodable one).
+    fn next(&mut self) -> Result<Option<ScannedFrame>, WalError> {
+        let frame = match self {
+            Self::File(reader) => reader.next_frame()?,
+            Self::Dir { frames, .. } => frames.next_frame()?,
+        };
+        Ok(frame.map(|frame| {
+            let entry = decode_record::<AuditRecord>(frame.payload)
+                .ok()
+                .map(|record| Entry {
+                    sequence: frame.sequence,
+                    hash: frame.hash,
+                    record,
+                });
+            (frame.sequence, frame.offset_bytes, entry)
+        }))
+    }
+
+    fn outcome(&self) -> Option<&Recovery> {
+        match self {
+            Self::File(reader) => reader.outcome(),
+            Self::Dir { frames, .. } => frames.outcome(),
+        }
+    }
+
+    fn position(&self) -> WalAnchor {
+        match self {
+            Self::File(reader) => reader.position(),
+            Self::Dir { frames, .. } => frames.position(),
+        }
+    }
+
+    /// The segment file that holds `sequence`, for a directory.
+    fn segment_of(&self, sequence: u64) -> Option<PathBuf> {
+        let Self::Dir { frames, dir } = self else {
+            return None;
+        };
+        let first = frames
+            .segments()
+            .iter()
+            .rev()
+            .find(|first| **first <= sequence)?;
+        Some(dir.join(format!(
+            "{first:020}.{}",
+            calybris::wal::storage::SEGMENT_EXTENSION
+        )))
+    }
+}
+
+/// The finding of a log-level failure.
+fn wal_finding(error: &WalError) -> Finding {
+    match error {
+        WalError::Refused(recovery) => recovery_finding(recovery)
+            .unwrap_or_else(|| Finding::new(Reason::Unreadable, "refused")),
+        WalError::NotFound { path } => Finding::new(
+            Reason::Unreadable,
+            format!("no such file: {}", path.display()),
+        ),
+        other => Finding::new(Reason::Unreadable, other.to_string()),
+    }
+}
+
+/// The finding of a recovery outcome; `None` for a clean log.
+fn recovery_finding(recovery: &Recovery) -> Option<Finding> {
+    let finding = match recovery {
+        Recovery::Clean { .. } => return None,
+        Recovery::TornTail {
+            anchor,
+            valid_len_bytes,
+            cut_bytes,
+            reason,
+        } => Finding::new(
+            Reason::TornTail,
+            format!("the last {cut_bytes} bytes are not a complete, verified record ({reason:?})"),
+        )
+        .at(Some(anchor.next_sequence), Some(*valid_len_bytes)),
+        Recovery::Corrupt {
+            sequence,
+            offset_bytes,
+            reason,
+        } => {
+            let (code, detail) = corrupt_reason(*reason);
+            Finding::new(code, detail).at(*sequence, Some(*offset_bytes))
+        }
+        Recovery::WrongKey { reason } => Finding::new(
+            Reason::WrongKey,
+            match reason {
+                KeyMismatch::DifferentKey => "the log was written under another key",
+                KeyMismatch::KeyRequired => "the log is keyed (HMAC); pass --key-file",
+                KeyMismatch::LogNotKeyed => "a key was given but the log is not keyed",
+            },
+        ),
+        Recovery::UnknownVersion { found } => Finding::new(
+            Reason::UnknownFormat,
+            format!("unknown log format version {found}"),
+        )
+        .at(None, Some(0)),
+    };
+    Some(finding)
+}
+
+fn corrupt_reason(reason: CorruptReason) -> (Reason, String) {
+    match reason {
+        CorruptReason::BadMagic => (
+            Reason::UnknownFormat,
+            "not a Calybris log (bad magic or shorter than a header)".to_owned(),
+        ),
+        CorruptReason::BadHeader => (
+            Reason::ChainBroken,
+            "the segment header fails its check".to_owned(),
+        ),
+        CorruptReason::BadLength => (
+            Reason::ChainBroken,
+            "a frame length is invalid and data follows it".to_owned(),
+        ),
+        CorruptReason::HashMismatch => (
+            Reason::ChainBroken,
+            "the entry hash does not verify".to_owned(),
+        ),
+        CorruptReason::Undecodable => (
+            Reason::UnknownFormat,
+            "the record is not an audited decision record".to_owned(),
+        ),
+        CorruptReason::SegmentChainBreak => (
+            Reason::ChainBroken,
+            "the segment does not continue the previous one".to_owned(),
+        ),
+        CorruptReason::SuffixMissing {
+            anchored_records,
+            found_records,
+        } => (
+            Reason::SuffixTruncated,
+            format!(
+                "the anchor vouches for {anchored_records} records, the log holds {found_records}"
+            ),
+        ),
+        CorruptReason::AnchorMismatch => (
+            Reason::AnchorMismatch,
+            "the record at the anchor's position has another hash".to_owned(),
+        ),
+    }
+}
+
+/// The finding of a replay failure of the record at `sequence`.
+fn audit_finding(error: &AuditError, sequence: u64, offset_bytes: u64) -> Finding {
+    let at = |finding: Finding| finding.at(Some(sequence), Some(offset_bytes));
+    match error {
+        AuditError::PolicyDigestMismatch { .. } => at(Finding::new(
+            Reason::PolicyDigestMismatch,
+            "the policy record's stored digest is not the digest of its snapshot",
+        )),
+        AuditError::InputDigestMismatch { .. } => at(Finding::new(
+            Reason::InputDigestMismatch,
+            "the input digest does not match the recorded request",
+        )),
+        AuditError::DecisionDigestMismatch { .. } => at(Finding::new(
+            Reason::DecisionDigestMismatch,
+            "the decision digest does not match the recorded decision",
+        )),
+        AuditError::DoesNotReplay { field, .. } => {
+            let mut finding = at(Finding::new(
+                Reason::DecisionMismatch,
+                format!("the decision does not replay: field {field} differs"),
+            ));
+            finding.field = Some(field.name());
+            finding
+        }
+        AuditError::PolicyMissing { policy_digest, .. } => at(Finding::new(
+            Reason::PolicyMissing,
+            format!(
+                "the decision names policy {} which no earlier record holds",
+                calybris::digest::digest_to_hex(policy_digest)
+            ),
+        )),
+        AuditError::TooManyPolicies { .. } => at(Finding::new(
+            Reason::TooManyPolicies,
+            format!(
+                "more than {} distinct policies",
+                calybris::wal::audit::MAX_REPLAY_POLICIES
+            ),
+        )),
+        AuditError::ChainBroken(recovery) => recovery_finding(recovery)
+            .unwrap_or_else(|| at(Finding::new(Reason::ChainBroken, recovery.to_string()))),
+        AuditError::Wal(error) => wal_finding(error),
+        other => at(Finding::new(Reason::Unreadable, other.to_string())),
+    }
+}
+
+/// Verifies `target`, showing every verified record to `visitor`.
+pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
+    let mut report = Report {
+        path: target.path.clone(),
+        keyed: target.key.is_some(),
+        anchored: target.anchor.is_some(),
+        counts: Counts::default(),
+        anchor: None,
+        finding: None,
+    };
+    let mut frames = match Frames::open(target) {
+        Ok(frames) => frames,
+        Err(finding) => {
+            report.finding = Some(finding);
+            return report;
+        }
+    };
+    let finding = walk(&mut frames, &mut report.counts, visitor);
+    report.anchor = Some(frames.position());
+    report.finding = finding.map(|mut finding| {
+        if let Some(sequence) = finding.sequence.or(Some(frames.position().next_sequence)) {
+            finding.segment = frames.segment_of(sequence);
+        }
+        finding
+    });
+    report
+}
+
+/// The scan loop; the first finding, or `None` for a clean, replayed log.
+fn walk(frames: &mut Frames, counts: &mut Counts, visitor: &mut impl Visitor) -> Option<Finding> {
+    let mut replayer = AuditReplayer::new();
+    loop {
+        let (sequence, offset_bytes, entry) = match frames.next() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => return Some(wal_finding(&error)),
+        };
+        let Some(entry) = entry else {
+            return Some(
+                Finding::new(
+                    Reason::UnknownFormat,
+                    "the record verifies but is not an audited decision record",
+                )
+                .at(Some(sequence), Some(offset_bytes)),
+            );
+        };
+        if let Err(error) = replayer.check(&entry) {
+            return Some(audit_finding(&error, sequence, offset_bytes));
+        }
+        counts.records += 1;
+        match &entry.record {
+            AuditRecord::Policy(record) => {
+                counts.policies += 1;
+                visitor.policy(sequence, record);
+            }
+            AuditRecord::Decision(record) => {
+                counts.decisions += 1;
+                visitor.decision(sequence, record);
+            }
+        }
+    }
+    match frames.outcome() {
+        Some(recovery) => recovery_finding(recovery),
+        None => Some(Finding::new(
+            Reason::Unreadable,
+            "the reader stopped without an outcome",
+        )),
+    }
+}
