@@ -344,10 +344,11 @@ impl Request {
     #[inline(always)]
     fn narrow_priced(&self, c: &Candidate) -> (u32, u64, i64) {
         let cost = self.cost::<true>(c);
+        if cost > self.budget_limit {
+            return (gate::BUDGET, cost, 0);
+        }
         let utility = self.narrow_utility(c, self.quality_adjusted::<true>(c), cost);
-        let slot = if cost > self.budget_limit {
-            gate::BUDGET
-        } else if utility <= 0 {
+        let slot = if utility <= 0 {
             gate::UTILITY
         } else {
             ELIGIBLE_SLOT
