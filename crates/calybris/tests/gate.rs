@@ -575,3 +575,96 @@ fn budget_outcomes_round_trip_through_the_request_id() {
     assert_eq!(BudgetOutcome::from_request_id(&stray_value), None);
     assert_ne!(tenant_number("acme"), tenant_number("globex"));
 }
+
+/// The `tracing` feature: one `calybris.gate.decide` span per decision, with the
+/// outcome recorded on it.
+#[cfg(feature = "tracing")]
+mod tracing_spans {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Default)]
+    struct Seen {
+        next_id: AtomicU64,
+        decide_spans: AtomicU64,
+        recorded_fields: Mutex<Vec<String>>,
+    }
+
+    struct Recorder(Arc<Seen>);
+
+    struct FieldNames<'a>(&'a mut Vec<String>);
+
+    impl Visit for FieldNames<'_> {
+        fn record_debug(&mut self, field: &Field, _value: &dyn std::fmt::Debug) {
+            self.0.push(field.name().to_owned());
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, _metadata: &Metadata<'_>) -> bool {
+            true
+        }
+
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            if span.metadata().name() == "calybris.gate.decide" {
+                self.0.decide_spans.fetch_add(1, Ordering::Relaxed);
+            }
+            Id::from_u64(self.0.next_id.fetch_add(1, Ordering::Relaxed) + 1)
+        }
+
+        fn record(&self, _span: &Id, values: &Record<'_>) {
+            if let Ok(mut fields) = self.0.recorded_fields.lock() {
+                values.record(&mut FieldNames(&mut fields));
+            }
+        }
+
+        fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+        fn event(&self, _event: &Event<'_>) {}
+
+        fn enter(&self, _span: &Id) {}
+
+        fn exit(&self, _span: &Id) {}
+    }
+
+    #[test]
+    fn every_decision_gets_one_span() -> Result<(), GateError> {
+        let tmp = TempDir::new("tracing");
+        let gate = Gate::open(GateConfig::new(tmp.path(), policy(1)).tenant("acme", 100 * CENT))?;
+        let seen = Arc::new(Seen::default());
+        tracing::subscriber::with_default(
+            Recorder(Arc::clone(&seen)),
+            || -> Result<(), GateError> {
+                for sequence in 0..3 {
+                    let admission = gate.decide("acme", request(sequence))?;
+                    gate.abandon(admission)?;
+                }
+                Ok(())
+            },
+        )?;
+        gate.close()?;
+        assert_eq!(seen.decide_spans.load(Ordering::Relaxed), 3);
+        let fields = seen
+            .recorded_fields
+            .lock()
+            .map(|fields| fields.clone())
+            .unwrap_or_default();
+        for name in [
+            "action",
+            "reason",
+            "cost_microunits",
+            "budget",
+            "log_sequence",
+        ] {
+            assert_eq!(
+                fields.iter().filter(|field| *field == name).count(),
+                3,
+                "field {name} recorded once per decision: {fields:?}"
+            );
+        }
+        Ok(())
+    }
+}
