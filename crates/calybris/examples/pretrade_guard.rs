@@ -144,6 +144,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:>3}  {:<8}  {:>6}  {:<12}  {:<30}  {:>12}  {:>8}  exposure budget",
         "#", "desk", "shares", "type", "decision", "exposure $", "fee $"
     );
+    let mut fees_paid = std::collections::BTreeMap::<&str, u64>::new();
     for (sequence, order) in (0u64..).zip(&children) {
         let notional_microunits = u64::from(order.shares) * PRICE_MICROUNITS_PER_SHARE;
         let input = KernelInput {
@@ -199,6 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if admission.is_admitted() {
             // The order is sent now: commit its exposure and fee on admission.
             gate.settle(admission, exposure)?;
+            *fees_paid.entry(order.desk).or_default() += fee;
         } else {
             gate.abandon(admission)?;
         }
@@ -206,16 +208,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!();
     println!(
-        "{:<8}  {:>14}  {:>14}  {:>14}",
-        "desk", "limit $", "exposure $", "headroom $"
+        "{:<8}  {:>14}  {:>14}  {:>14}  {:>10}",
+        "desk", "limit $", "exposure $", "headroom $", "fees $"
     );
     for (desk, limit) in desks {
         let books = gate.tenant_ledger(desk)?;
+        let fees = fees_paid.get(desk).copied().unwrap_or(0);
         println!(
-            "{desk:<8}  {:>14.2}  {:>14.2}  {:>14.2}",
+            "{desk:<8}  {:>14.2}  {:>14.2}  {:>14.2}  {:>10.2}",
             limit as f64 / DOLLAR_MICROCENTS as f64,
             books.committed_microcents as f64 / DOLLAR_MICROCENTS as f64,
             books.remaining_microcents as f64 / DOLLAR_MICROCENTS as f64,
+            fees as f64 / DOLLAR_MICROUNITS as f64,
         );
     }
     println!("(1 microunit = {MICROCENTS_PER_MICROUNIT} microcents; every conversion is exact)");

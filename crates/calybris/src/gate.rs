@@ -53,6 +53,59 @@
 //!   could lose.
 //! - After a crash, reservations that were open are released when the gate is
 //!   reopened (see [`DurableLedger::open`]).
+//!
+//! # Example: a refusal is a logged decision
+//! ```
+//! use calybris::gate::{BudgetOutcome, Gate, GateConfig};
+//! use calybris::prelude::*;
+//! use calybris::wal::{AuditRecord, SegmentedReader, replay_audited_segments};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let model = KernelModel {
+//!     model_id: 1, provider_id: 0, quality_bps: 9_000, risk_ceiling_bps: 9_000, enabled: 1,
+//!     p95_latency_ms: 300, capabilities: 0, region_mask: 0b1,
+//!     input_cost_microunits_per_million_tokens: 2_000_000,
+//!     output_cost_microunits_per_million_tokens: 8_000_000,
+//! };
+//! let policy = SealedPolicy::new(PolicySnapshot::builder().model(model).build()?);
+//! let dir = std::env::temp_dir().join(format!("calybris-gate-refusal-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! // One cent of budget (1,000,000 microcents); the request below costs 1.2 cents.
+//! let gate = Gate::open(GateConfig::new(&dir, policy).tenant("acme", 1_000_000))?;
+//! let request = KernelInput {
+//!     request_sequence: 9, requested_model_id: 1, input_tokens: 2_000, output_tokens: 1_000,
+//!     business_value_microunits: 50_000, ..KernelInput::default()
+//! };
+//! let admission = gate.decide("acme", request)?;
+//! assert!(admission.decision().is_selection()); // the kernel chose model 1...
+//! assert!(!admission.is_admitted()); // ...but the budget refused it
+//! assert_eq!(admission.decision().estimated_cost_microunits, 12_000);
+//! assert_eq!(
+//!     admission.budget(),
+//!     BudgetOutcome::Insufficient { remaining_microcents: 1_000_000 }
+//! );
+//! let sequence = admission.log_sequence();
+//! gate.abandon(admission)?;
+//! let log = gate.decisions_dir();
+//! gate.close()?;
+//!
+//! // The log replays, and the refusal is in the record's metadata.
+//! let summary = replay_audited_segments(SegmentedReader::open(&log, None, None)?)?;
+//! assert_eq!(summary.decisions, 1);
+//! for entry in SegmentedReader::<AuditRecord>::open(&log, None, None)? {
+//!     if let AuditRecord::Decision(record) = entry?.record {
+//!         assert_eq!(record.decision.request_sequence, 9);
+//!         assert!(matches!(
+//!             BudgetOutcome::from_meta(&record.meta),
+//!             Some(BudgetOutcome::Insufficient { .. })
+//!         ));
+//!     }
+//! }
+//! # assert_eq!(sequence, 1);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -383,9 +436,13 @@ pub struct Gate {
     key: Option<WalKey>,
 }
 
+// A gate is shared by threads; an admission may move to another thread (or
+// task) to be settled there.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
+    const fn assert_send<T: Send>() {}
     assert_send_sync::<Gate>();
+    assert_send::<Admission<'static>>();
 };
 
 impl Gate {
