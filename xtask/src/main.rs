@@ -16,8 +16,13 @@ const NO_STD_CRATES: [&str; 2] = ["calybris-kernel", "calybris-digest"];
 const LOOM_MAX_PREEMPTIONS: &str = "2";
 /// Seconds each fuzz target runs in the CI smoke run.
 const FUZZ_SMOKE_SECONDS: u32 = 20;
-/// The examples `ci` runs so they cannot rot.
-const EXAMPLES: [(&str, &str); 1] = [("calybris", "quickstart")];
+/// The examples `ci` runs so they cannot rot: (package, example, features).
+const EXAMPLES: [(&str, &str, &str); 4] = [
+    ("calybris", "quickstart", ""),
+    ("calybris", "llm_routing", "gate"),
+    ("calybris", "pretrade_guard", "gate"),
+    ("calybris", "replay_audit", "gate"),
+];
 
 type Result = std::result::Result<(), String>;
 /// One named gate of `ci`.
@@ -208,9 +213,12 @@ fn doc() -> Result {
 }
 
 fn examples() -> Result {
-    for (package, example) in EXAMPLES {
+    for (package, example, features) in EXAMPLES {
         let mut c = cargo();
         c.args(["run", "--quiet", "-p", package, "--example", example]);
+        if !features.is_empty() {
+            c.args(["--features", features]);
+        }
         run(c)?;
     }
     Ok(())
