@@ -19,7 +19,8 @@
 //! [`DECISIONS_DIR`] (the audited decision log, a [`DurableAuditWal`]) and
 //! [`BUDGET_DIR`] (the budget journal, a [`DurableLedger`]). Both use the same
 //! optional HMAC key. `calybris_wal::replay_audited_segments` verifies the first
-//! without the gate; `DurableLedger::recover` rebuilds the second read-only.
+//! without the gate; `DurableLedger::recover` rebuilds the second read-only; and
+//! [`audit_dir`] does both and checks that they agree.
 //!
 //! # Units
 //!
@@ -114,12 +115,14 @@ use std::time::Duration;
 use calybris_budget::{BudgetError, Settlement, TenantLedger};
 use calybris_digest::{Canon, Digest, SealedPolicy, TAG_LEN};
 use calybris_finance::{
-    ConservationProof, DurableLedger, DurableReservation, LedgerError, LedgerRecovery,
+    ConservationProof, DurableLedger, DurableReservation, JournalRecord, LedgerError,
+    LedgerRecovery, prove_snapshot,
 };
 use calybris_kernel::{InputError, KernelDecision, KernelInput};
 use calybris_wal::{
-    AuditError, DEFAULT_WINDOW, DecisionMeta, DurableAuditWal, DurableConfig, Recovery, Ticket,
-    WalAnchor, WalError, WalKey,
+    AuditError, AuditRecord, DEFAULT_WINDOW, DecisionMeta, DurableAuditWal, DurableConfig,
+    Recovery, ReplaySummary, SegmentedReader, Ticket, WalAnchor, WalError, WalKey,
+    replay_audited_segments,
 };
 use parking_lot::RwLock;
 
@@ -860,4 +863,153 @@ impl Admission<'_> {
     pub fn wait_durable(&self) -> Result<u64, GateError> {
         Ok(self.ticket.wait()?)
     }
+}
+
+/// What [`audit_dir`] established about a gate directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateAudit {
+    /// The decision log replayed to a clean end.
+    pub decisions: ReplaySummary,
+    /// The budget journal's replay (reservations open at its end released).
+    pub ledger: LedgerRecovery,
+    /// Decisions whose reservation was found in the budget journal with the
+    /// same tenant and amount.
+    pub reservations_matched: u64,
+    /// Conservation proof of the books rebuilt from the journal.
+    pub conservation: ConservationProof,
+}
+
+/// Why [`audit_dir`] refused a gate directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateAuditError {
+    /// The decision log does not verify (chain, policy, replay, digests).
+    #[error("decision log: {0}")]
+    Decisions(#[from] AuditError),
+    /// The budget journal does not replay.
+    #[error("budget journal: {0}")]
+    Ledger(#[from] LedgerError),
+    /// A decision's budget metadata disagrees with the budget journal.
+    #[error("decision {log_sequence}: reservation {journal_id}: {problem}")]
+    ReservationMismatch {
+        /// The decision record.
+        log_sequence: u64,
+        /// The reservation id it names.
+        journal_id: u64,
+        /// What disagrees.
+        problem: ReservationProblem,
+    },
+    /// The rebuilt books cannot be digested.
+    #[error("budget journal: {0}")]
+    Digest(#[from] calybris_finance::LedgerDigestError),
+}
+
+/// How a decision's reservation disagrees with the budget journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReservationProblem {
+    /// The journal holds no `Reserved` record with this id.
+    #[error("not in the budget journal")]
+    Missing,
+    /// Two decisions name the same reservation.
+    #[error("named by an earlier decision too")]
+    Duplicate,
+    /// The reservation was made for another tenant.
+    #[error("made for another tenant")]
+    WrongTenant,
+    /// The amount held is not the decision's estimated cost in microcents.
+    #[error("holds {held_microcents} microcents, the decision estimated {expected_microcents}")]
+    WrongAmount {
+        /// The amount in the journal.
+        held_microcents: i64,
+        /// The decision's estimate, converted.
+        expected_microcents: i64,
+    },
+}
+
+/// Audits a closed gate directory offline, without the gate: replays every
+/// decision of the log (as `calybris_wal::replay_audited_segments`), rebuilds
+/// the books from the budget journal (as [`DurableLedger::recover`]), checks
+/// that every decision logged as [`BudgetOutcome::Reserved`] names a
+/// reservation of the journal made for its tenant and for exactly its
+/// estimated cost, and proves the books balance.
+///
+/// Reads both logs twice and keeps one small entry per reservation in memory.
+/// Run it on a directory no gate is writing (a live writer's unsynced tail
+/// reads as a torn tail, which fails the replay).
+///
+/// # Errors
+/// The first disagreement, as a [`GateAuditError`].
+pub fn audit_dir(dir: &Path, key: Option<&WalKey>) -> Result<GateAudit, GateAuditError> {
+    let decisions_dir = dir.join(DECISIONS_DIR);
+    let budget_dir = dir.join(BUDGET_DIR);
+    let decisions = replay_audited_segments(
+        SegmentedReader::open(&decisions_dir, key, None).map_err(AuditError::Wal)?,
+    )?;
+    let (engine, ledger) = DurableLedger::recover(&budget_dir, key)?;
+    let mut snapshot = engine.snapshot();
+    snapshot.version = ledger.records_replayed;
+    let conservation = prove_snapshot(&snapshot, Some(ledger.records_replayed))?;
+
+    // Reservation id -> (tenant number, amount, named by a decision yet).
+    let mut reservations = std::collections::HashMap::new();
+    for entry in
+        SegmentedReader::<JournalRecord>::open(&budget_dir, key, None).map_err(LedgerError::Wal)?
+    {
+        if let JournalRecord::Reserved {
+            reservation,
+            tenant_id,
+            amount_microcents,
+        } = entry.map_err(LedgerError::Wal)?.record
+        {
+            reservations.insert(
+                reservation,
+                (tenant_number(&tenant_id), amount_microcents, false),
+            );
+        }
+    }
+    let mut reservations_matched = 0;
+    for entry in
+        SegmentedReader::<AuditRecord>::open(&decisions_dir, key, None).map_err(AuditError::Wal)?
+    {
+        let entry = entry.map_err(AuditError::Wal)?;
+        let AuditRecord::Decision(record) = entry.record else {
+            continue;
+        };
+        let Some(BudgetOutcome::Reserved { journal_id }) = BudgetOutcome::from_meta(&record.meta)
+        else {
+            continue;
+        };
+        let mismatch = |problem| GateAuditError::ReservationMismatch {
+            log_sequence: entry.sequence,
+            journal_id,
+            problem,
+        };
+        let (tenant, held_microcents, named) = reservations
+            .get_mut(&journal_id)
+            .ok_or_else(|| mismatch(ReservationProblem::Missing))?;
+        if *named {
+            return Err(mismatch(ReservationProblem::Duplicate));
+        }
+        *named = true;
+        if *tenant != record.meta.tenant_id {
+            return Err(mismatch(ReservationProblem::WrongTenant));
+        }
+        // A cost that does not convert cannot match any amount held.
+        let expected_microcents =
+            microunits_to_microcents(record.decision.estimated_cost_microunits).unwrap_or(-1);
+        if *held_microcents != expected_microcents {
+            return Err(mismatch(ReservationProblem::WrongAmount {
+                held_microcents: *held_microcents,
+                expected_microcents,
+            }));
+        }
+        reservations_matched += 1;
+    }
+    Ok(GateAudit {
+        decisions,
+        ledger,
+        reservations_matched,
+        conservation,
+    })
 }

@@ -20,7 +20,7 @@
 //! | `wal` | `calybris-wal` | the hash-chained write-ahead log, group commit, audited records |
 //! | `budget` | `calybris-budget` | lock-free per-tenant budgets and reservations |
 //! | `finance` | `calybris-finance` | ledger digest, conservation proofs, certificates |
-//! | `gate` | this crate | `Gate`: prescribe, reserve, log with group commit, settle |
+//! | `gate` | this crate | `Gate`: prescribe, reserve, log with group commit, settle; `audit_dir` |
 //!
 //! # Example
 //! ```

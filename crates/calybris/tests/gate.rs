@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use calybris::gate::{
-    BUDGET_META_MAGIC, BudgetOutcome, DECISIONS_DIR, Gate, GateConfig, GateError,
-    MICROCENTS_PER_MICROUNIT, microunits_to_microcents, tenant_number,
+    BUDGET_DIR, BUDGET_META_MAGIC, BudgetOutcome, DECISIONS_DIR, Gate, GateAuditError, GateConfig,
+    GateError, MICROCENTS_PER_MICROUNIT, ReservationProblem, audit_dir, microunits_to_microcents,
+    tenant_number,
 };
 use calybris::prelude::*;
 use calybris::wal::{AuditRecord, Entry, SegmentedReader, WalKey, replay_audited_segments};
@@ -285,6 +286,12 @@ fn concurrent_decide_and_settle_conserve_the_budget() -> Result<(), GateError> {
 
     let summary = replay(tmp.path(), None);
     assert_eq!(summary.decisions, THREADS * DECISIONS_PER_THREAD);
+
+    // Offline, every admitted decision's hold is found in the budget journal.
+    let audit = audit_dir(tmp.path(), None).expect("the gate directory audits clean");
+    assert_eq!(audit.decisions.decisions, THREADS * DECISIONS_PER_THREAD);
+    assert_eq!(audit.reservations_matched, admitted);
+    assert!(audit.conservation.balanced);
     Ok(())
 }
 
@@ -667,4 +674,134 @@ mod tracing_spans {
         }
         Ok(())
     }
+}
+
+/// Copies the segment files of one log directory (not its lock file).
+fn copy_segments(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("the copy's directory is created");
+    for entry in std::fs::read_dir(from).expect("the log directory lists") {
+        let path = entry.expect("a directory entry reads").path();
+        if path.extension().is_some_and(|ext| ext == "cwal") {
+            let name = path.file_name().expect("a segment has a file name");
+            std::fs::copy(&path, to.join(name)).expect("a segment copies");
+        }
+    }
+}
+
+#[test]
+fn the_audit_catches_budget_metadata_that_disagrees_with_the_journal() -> Result<(), GateError> {
+    let tmp = TempDir::new("audit");
+    let gate = Gate::open(GateConfig::new(tmp.path(), policy(1)).tenant("acme", 100 * CENT))?;
+    for sequence in 0..4 {
+        let admission = gate.decide("acme", request(sequence))?;
+        let estimate = admission.decision().estimated_cost_microunits;
+        gate.settle(admission, estimate)?;
+    }
+    gate.close()?;
+    let clean = audit_dir(tmp.path(), None).expect("the directory audits clean");
+    assert_eq!(clean.reservations_matched, 4);
+
+    // Rewrite the (unkeyed) decision log with record 2 naming reservation 0, which
+    // record 1 names: the chain and every replay still verify, the audit does not.
+    let entries = read_log(tmp.path(), None);
+    let forged = TempDir::new("audit-forged");
+    copy_segments(
+        &tmp.path().join(BUDGET_DIR),
+        &forged.path().join(BUDGET_DIR),
+    );
+    let wal = calybris::wal::DurableWal::<AuditRecord>::open(
+        &forged.path().join(DECISIONS_DIR),
+        calybris::wal::DurableConfig::default(),
+    )?;
+    for entry in &entries {
+        let mut record = entry.record.clone();
+        if let AuditRecord::Decision(decision) = &mut record
+            && entry.sequence == 2
+        {
+            decision.meta.request_id = BudgetOutcome::Reserved { journal_id: 0 }.to_request_id();
+        }
+        let _ = wal.append(&record)?;
+    }
+    wal.close()?;
+    assert_eq!(replay(forged.path(), None).decisions, 4);
+    match audit_dir(forged.path(), None) {
+        Err(GateAuditError::ReservationMismatch {
+            log_sequence,
+            journal_id,
+            problem,
+        }) => {
+            assert_eq!((log_sequence, journal_id), (2, 0));
+            assert_eq!(problem, ReservationProblem::Duplicate);
+        }
+        other => panic!("the forged metadata was not caught: {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn overruns_are_committed_and_reported() -> Result<(), GateError> {
+    let tmp = TempDir::new("overrun");
+    let estimate = policy(1).prescribe(request(0)).estimated_cost_microunits;
+    let held = microunits_to_microcents(estimate)?;
+    // Room for the hold plus a little: the first overrun fits, a second does not.
+    let gate = Gate::open(GateConfig::new(tmp.path(), policy(1)).tenant("acme", 3 * held))?;
+
+    let admission = gate.decide("acme", request(0))?;
+    let settlement = gate.settle(admission, estimate + 10)?;
+    assert_eq!(
+        settlement.committed_microcents,
+        held + 10 * MICROCENTS_PER_MICROUNIT
+    );
+    assert_eq!(settlement.overrun_microcents, 10 * MICROCENTS_PER_MICROUNIT);
+
+    let admission = gate.decide("acme", request(1))?;
+    assert!(admission.is_admitted());
+    // Three estimates: the excess (two) is more than the tenant has left.
+    let refused = gate.settle(admission, estimate * 3);
+    assert!(
+        matches!(
+            refused,
+            Err(GateError::Ledger(calybris::finance::LedgerError::Budget(
+                calybris::budget::BudgetError::Insufficient { .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    let books = gate.tenant_ledger("acme")?;
+    assert_eq!(books.reserved_microcents, 0, "the refused hold is released");
+    assert_eq!(
+        books.committed_microcents,
+        held + 10 * MICROCENTS_PER_MICROUNIT
+    );
+    gate.ledger()
+        .verify_conservation()
+        .expect("the books balance");
+    gate.close()?;
+    Ok(())
+}
+
+#[test]
+fn a_second_gate_on_the_same_directory_and_a_wrong_key_are_refused() -> Result<(), GateError> {
+    let tmp = TempDir::new("exclusive");
+    let key = WalKey::new(&[1u8; 32]).expect("a 32-byte key is accepted");
+    let config = || GateConfig::new(tmp.path(), policy(1)).tenant("acme", CENT);
+    let gate = Gate::open(config().key(key.clone()))?;
+    assert!(matches!(
+        Gate::open(config().key(key.clone())),
+        Err(GateError::DecisionLog(_))
+    ));
+    gate.close()?;
+
+    let other = WalKey::new(&[2u8; 32]).expect("a 32-byte key is accepted");
+    assert!(matches!(
+        Gate::open(config().key(other)),
+        Err(GateError::DecisionLog(_))
+    ));
+    assert!(matches!(
+        Gate::open(config()),
+        Err(GateError::DecisionLog(_))
+    ));
+    // The right key still opens it.
+    Gate::open(config().key(key))?.close()?;
+    Ok(())
 }
