@@ -55,6 +55,24 @@
 //! - After a crash, reservations that were open are released when the gate is
 //!   reopened (see [`DurableLedger::open`]).
 //!
+//! # Limits, on purpose or for now
+//!
+//! - `decide` returns once the reservation is durable in the budget journal
+//!   ([`DurableLedger`] acknowledges a reservation only when it is durable), so
+//!   a priced selection waits for one fdatasync, shared with every concurrent
+//!   caller (group commit). The decision record is not awaited: its
+//!   [`Ticket`] is in the admission, and `settle` waits for it.
+//! - The record's `request_id` carries the budget outcome, so it cannot carry
+//!   the caller's own request id; correlate by
+//!   [`KernelInput::request_sequence`], which the record holds.
+//! - An [`Admission`] borrows its gate (the hold is a [`DurableReservation`]
+//!   of the gate's ledger): settle it before the gate is closed. It is `Send`,
+//!   so it can be settled on another thread of the same scope.
+//! - One gate per directory: both logs take an exclusive writer lock.
+//! - Tenants listed in [`GateConfig`] are created when missing and otherwise
+//!   left as the journal has them; budgets change only through
+//!   [`Gate::top_up`].
+//!
 //! # Example: a refusal is a logged decision
 //! ```
 //! use calybris::gate::{BudgetOutcome, Gate, GateConfig};
