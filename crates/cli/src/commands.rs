@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use calybris::digest::{Digest, SealedPolicy, digest_to_hex, policy_digest};
+use calybris::gate::BudgetOutcome;
 use calybris::kernel::{KernelAction, KernelReason};
 use calybris::wal::{DecisionRecord, PolicyRecord};
 
@@ -93,6 +94,7 @@ struct Inventory {
     by_action: BTreeMap<KernelAction, u64>,
     by_reason: BTreeMap<KernelReason, u64>,
     by_tenant: BTreeMap<u64, (u64, u128)>,
+    by_budget: BTreeMap<&'static str, u64>,
 }
 
 impl Inventory {
@@ -118,11 +120,27 @@ impl Visitor for Inventory {
         self.seen(sequence);
         *self.by_action.entry(record.decision.action).or_default() += 1;
         *self.by_reason.entry(record.decision.reason).or_default() += 1;
+        if let Some(outcome) = BudgetOutcome::from_meta(&record.meta) {
+            *self.by_budget.entry(budget_word(outcome)).or_default() += 1;
+        }
         let tenant = self.by_tenant.entry(record.meta.tenant_id).or_default();
         tenant.0 += 1;
         if record.decision.is_selection() {
             tenant.1 += u128::from(record.decision.estimated_cost_microunits);
         }
+    }
+}
+
+/// The name `inspect` gives a budget outcome recorded by the gate.
+fn budget_word(outcome: BudgetOutcome) -> &'static str {
+    match outcome {
+        BudgetOutcome::NotRequired => "not required (rejected by the kernel)",
+        BudgetOutcome::Free => "admitted, free",
+        BudgetOutcome::Reserved { .. } => "admitted, cost reserved",
+        BudgetOutcome::Insufficient { .. } => "refused: insufficient budget",
+        BudgetOutcome::ReservationCapExceeded { .. } => "refused: reservation cap",
+        BudgetOutcome::TooManyOpenReservations => "refused: too many open reservations",
+        _ => "other",
     }
 }
 
@@ -162,13 +180,19 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
             format!("{reason:?} ({})", reason.code())
         );
     }
+    if !inv.by_budget.is_empty() {
+        let _ = writeln!(out, "budget outcomes (recorded by the gate):");
+        for (word, count) in &inv.by_budget {
+            let _ = writeln!(out, "  {word:<40} {count}");
+        }
+    }
     let _ = writeln!(
         out,
         "tenants: {} (decisions, estimated cost of selections in microunits)",
         inv.by_tenant.len()
     );
     for (tenant, (count, cost)) in inv.by_tenant.iter().take(MAX_TENANTS_LISTED) {
-        let _ = writeln!(out, "  tenant {tenant:<6} {count:>10} {cost:>16}");
+        let _ = writeln!(out, "  tenant {tenant:<20} {count:>10} {cost:>16}");
     }
     out
 }

@@ -89,6 +89,24 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order of the table in docs/CLI.md.
+    pub const ALL: [Self; 14] = [
+        Self::ChainBroken,
+        Self::TornTail,
+        Self::SuffixTruncated,
+        Self::AnchorMismatch,
+        Self::PolicyDigestMismatch,
+        Self::InputDigestMismatch,
+        Self::DecisionMismatch,
+        Self::DecisionDigestMismatch,
+        Self::Unreadable,
+        Self::UnknownFormat,
+        Self::WrongKey,
+        Self::PolicyMissing,
+        Self::TooManyPolicies,
+        Self::BadArgument,
+    ];
+
     /// The reason code as printed and as written in JSON.
     #[must_use]
     pub const fn code(self) -> &'static str {
@@ -369,27 +387,14 @@ mod tests {
 
     #[test]
     fn every_reason_has_one_outcome_and_a_distinct_code() {
-        use Reason::*;
-        let all = [
-            ChainBroken,
-            TornTail,
-            SuffixTruncated,
-            AnchorMismatch,
-            PolicyDigestMismatch,
-            InputDigestMismatch,
-            DecisionMismatch,
-            DecisionDigestMismatch,
-            Unreadable,
-            UnknownFormat,
-            WrongKey,
-            PolicyMissing,
-            TooManyPolicies,
-            BadArgument,
-        ];
-        let mut codes: Vec<&str> = all.iter().map(|r| r.code()).collect();
+        let mut codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes.len(), all.len());
-        assert!(all.iter().all(|r| r.outcome() != Outcome::Verified));
+        assert_eq!(codes.len(), Reason::ALL.len());
+        assert!(Reason::ALL.iter().all(|r| r.outcome() != Outcome::Verified));
+        for reason in Reason::ALL {
+            let json = serde_json::to_string(&reason).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", reason.code()));
+        }
     }
 }

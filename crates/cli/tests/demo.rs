@@ -55,6 +55,14 @@ fn a_small_demo_writes_a_log_that_verifies_and_repeats_exactly() {
     let inspect = calybris(&["inspect", args[1]]);
     assert_eq!(inspect.code, 0, "{inspect:?}");
     assert!(inspect.stdout.contains("22 models"), "{}", inspect.stdout);
+    assert!(
+        inspect
+            .stdout
+            .contains("budget outcomes (recorded by the gate):"),
+        "{}",
+        inspect.stdout
+    );
+    assert!(inspect.stdout.contains("\ntenants: "), "{}", inspect.stdout);
 
     // Same arguments, another directory: the same figures.
     let again_dir = root.join("again");

@@ -1,0 +1,107 @@
+//! The JSON schemas in docs/schemas/ must describe what the command actually
+//! reads and writes: their field lists are compared with the serde forms of the
+//! kernel types and with a real `verify --json` report.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use calybris::kernel::{KernelInput, KernelModel, PolicyParams};
+use common::*;
+use serde_json::Value;
+
+fn schema(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/schemas")
+        .join(name);
+    let text = std::fs::read_to_string(&path).expect("schema file");
+    serde_json::from_str(&text).expect("schema is JSON")
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn strings(value: &Value) -> BTreeSet<String> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_policy_schema_lists_every_field_of_the_kernel_types() {
+    let s = schema("policy.schema.json");
+    let params = &s["properties"]["params"];
+    let serialized = serde_json::to_value(PolicyParams::default()).expect("serialize");
+    assert_eq!(keys(&params["properties"]), keys(&serialized));
+    assert_eq!(strings(&params["required"]), keys(&serialized));
+    let model = KernelModel {
+        model_id: 1,
+        provider_id: 0,
+        quality_bps: 0,
+        risk_ceiling_bps: 0,
+        enabled: 1,
+        p95_latency_ms: 0,
+        capabilities: 0,
+        region_mask: 0,
+        input_cost_microunits_per_million_tokens: 0,
+        output_cost_microunits_per_million_tokens: 0,
+    };
+    let serialized = serde_json::to_value(model).expect("serialize");
+    let items = &s["properties"]["models"]["items"];
+    assert_eq!(keys(&items["properties"]), keys(&serialized));
+    assert_eq!(strings(&items["required"]), keys(&serialized));
+}
+
+#[test]
+fn the_request_schema_lists_every_field_of_the_kernel_input() {
+    let s = schema("request.schema.json");
+    let serialized = serde_json::to_value(KernelInput::default()).expect("serialize");
+    assert_eq!(keys(&s["properties"]), keys(&serialized));
+    assert_eq!(s["additionalProperties"], false);
+}
+
+#[test]
+fn the_report_schema_matches_a_real_report_and_every_reason_code() {
+    let s = schema("verify-report.schema.json");
+    let dir = temp_dir("schema");
+    let log = dir.join("audit.cwal");
+    write_log(&log, None, 2);
+    let (_, report) = verify_json(&log, &[]);
+    assert_eq!(keys(&s["properties"]), keys(&report));
+    assert_eq!(strings(&s["required"]), keys(&report));
+    let mut codes: BTreeSet<String> = calybris_cli::report::Reason::ALL
+        .iter()
+        .map(|r| r.code().to_owned())
+        .collect();
+    let listed = strings(&s["properties"]["reason"]["enum"]);
+    assert_eq!(listed, std::mem::take(&mut codes));
+}
+
+#[test]
+fn the_cli_doc_lists_every_reason_code() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CLI.md"))
+            .expect("docs/CLI.md");
+    for reason in calybris_cli::report::Reason::ALL {
+        assert!(
+            doc.contains(&format!(
+                "| `{}` | {} |",
+                reason.code(),
+                reason.outcome().word()
+            )),
+            "docs/CLI.md does not list {} as {}",
+            reason.code(),
+            reason.outcome().word()
+        );
+    }
+}
