@@ -281,6 +281,9 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
                     "record {sequence}: tenant {}, recorded at {} ms since the Unix epoch\n",
                     record.meta.tenant_id, record.meta.recorded_at_unix_ms
                 );
+                if let Some(outcome) = BudgetOutcome::from_meta(&record.meta) {
+                    let _ = writeln!(text, "budget outcome (gate): {outcome:?}");
+                }
                 text.push_str(&render::explanation_text(
                     policy.digest(),
                     &record.input,

@@ -470,7 +470,8 @@ fn serve(gate: &Gate, tenant: &str, jobs: &[Job]) -> Result<Tally, GateError> {
                 .entry(decision.selected_model_id)
                 .or_default() += 1;
             // Floor division: the actual cost never exceeds the estimate.
-            let actual = decision.estimated_cost_microunits / 100 * job.actual_percent;
+            let actual =
+                (decision.estimated_cost_microunits / 100).saturating_mul(job.actual_percent);
             let settlement = gate.settle(admission, actual)?;
             tally.committed_microcents = tally
                 .committed_microcents
@@ -811,12 +812,16 @@ fn summary(s: &Summary<'_>) -> String {
     );
     let _ = writeln!(out, "  {}", s.report.line());
     let _ = writeln!(out);
-    let _ = writeln!(out, "Re-check it yourself:");
-    let _ = writeln!(
-        out,
-        "  calybris verify {} --anchor {}",
+    let verify_args = format!(
+        "verify {} --anchor {}",
         s.dir.join(calybris::gate::DECISIONS_DIR).display(),
         anchor_text(s.anchor)
+    );
+    let _ = writeln!(out, "Re-check it yourself:");
+    let _ = writeln!(out, "  calybris {verify_args}");
+    let _ = writeln!(
+        out,
+        "  (from a checkout: cargo run --release -p calybris-cli -- {verify_args})"
     );
     out
 }

@@ -101,9 +101,16 @@ impl Frames {
             let frames = SegmentedFrames::new(dir, target.key.as_ref(), target.anchor)
                 .map_err(|error| wal_finding(&error))?;
             if frames.segments().is_empty() {
+                // A gate directory holds its decision log one level down.
+                let decisions = path.join("decisions");
+                let hint = if decisions.is_dir() {
+                    format!("; the decision log is {}", decisions.display())
+                } else {
+                    String::new()
+                };
                 return Err(Finding::new(
                     Reason::UnknownFormat,
-                    "the directory holds no log segment (*.cwal)",
+                    format!("the directory holds no log segment (*.cwal){hint}"),
                 ));
             }
             return Ok(Self::Dir {
@@ -326,9 +333,8 @@ pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
     let finding = walk(&mut frames, &mut report.counts, visitor);
     report.anchor = Some(frames.position());
     report.finding = finding.map(|mut finding| {
-        if let Some(sequence) = finding.sequence.or(Some(frames.position().next_sequence)) {
-            finding.segment = frames.segment_of(sequence);
-        }
+        let sequence = finding.sequence.unwrap_or(frames.position().next_sequence);
+        finding.segment = frames.segment_of(sequence);
         finding
     });
     report
