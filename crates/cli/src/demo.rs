@@ -61,8 +61,16 @@ pub enum DemoError {
     #[error("--requests must be between 1 and {MAX_REQUESTS}, not {0}")]
     Requests(u64),
     /// The directory already holds a demo.
-    #[error("{0} already holds a demo log; remove it or pass another --dir")]
+    #[error("{0} already holds a demo log; pass --fresh to replace it, or another --dir")]
     Exists(PathBuf),
+    /// A previous demo could not be removed.
+    #[error("cannot remove the previous demo in {path}: {source}")]
+    Remove {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The embedded policy is invalid (a bug in the demo).
     #[error("the demo policy is invalid: {0}")]
     Policy(PolicyError),
@@ -85,6 +93,7 @@ impl DemoError {
             Self::Requests(_) => "BAD_ARGUMENT",
             Self::Exists(_) => "DIR_NOT_EMPTY",
             Self::Check(_) => "DEMO_CHECK_FAILED",
+            Self::Remove { .. } => "UNREADABLE",
             Self::Policy(_) | Self::Gate(_) | Self::Worker => "DEMO_FAILED",
         }
     }
@@ -535,9 +544,10 @@ fn share(part: u64, whole: u64) -> String {
     format!("{}.{} %", tenths / 10, tenths % 10)
 }
 
-/// Runs the demo; returns the exit code.
-pub fn run(requests: u64, dir: &Path) -> u8 {
-    match run_demo(requests, dir) {
+/// Runs the demo (after deleting a previous one in `dir` when `fresh`);
+/// returns the exit code.
+pub fn run(requests: u64, dir: &Path, fresh: bool) -> u8 {
+    match run_demo(requests, dir, fresh) {
         Ok(text) => {
             stdout_text(&text);
             EXIT_OK
@@ -549,14 +559,24 @@ pub fn run(requests: u64, dir: &Path) -> u8 {
     }
 }
 
-fn run_demo(requests: u64, dir: &Path) -> Result<String, DemoError> {
+fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError> {
     if requests == 0 || requests > MAX_REQUESTS {
         return Err(DemoError::Requests(requests));
     }
     let decisions_dir = dir.join(calybris::gate::DECISIONS_DIR);
     let budget_dir = dir.join(calybris::gate::BUDGET_DIR);
-    if decisions_dir.exists() || budget_dir.exists() {
-        return Err(DemoError::Exists(dir.to_path_buf()));
+    for old in [&decisions_dir, &budget_dir] {
+        if !old.exists() {
+            continue;
+        }
+        if !fresh {
+            return Err(DemoError::Exists(dir.to_path_buf()));
+        }
+        // Only the two log directories the demo itself creates are removed.
+        std::fs::remove_dir_all(old).map_err(|source| DemoError::Remove {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let policy = policy().map_err(DemoError::Policy)?;
     let policy_digest = *policy.digest();

@@ -154,6 +154,9 @@ enum Command {
         /// Directory for the log and the ledger (created; must not hold a demo yet).
         #[arg(long, value_name = "DIR", default_value = demo::DEFAULT_DIR)]
         dir: PathBuf,
+        /// Delete a previous demo's DIR/decisions and DIR/budget first.
+        #[arg(long)]
+        fresh: bool,
     },
 }
 
@@ -189,7 +192,11 @@ where
         Command::Policy {
             command: PolicyCommand::Check { file },
         } => commands::policy_check(&file),
-        Command::Demo { requests, dir } => demo::run(requests, &dir),
+        Command::Demo {
+            requests,
+            dir,
+            fresh,
+        } => demo::run(requests, &dir, fresh),
     }
 }
 

@@ -73,13 +73,27 @@ fn a_small_demo_writes_a_log_that_verifies_and_repeats_exactly() {
         deterministic_part(&again.stdout, path_str(&again_dir))
     );
 
-    // A directory that already holds a demo is refused, not appended to.
+    // A directory that already holds a demo is refused, not appended to...
     let twice = calybris(&["demo", "--requests", "200", "--dir", path_str(&dir)]);
     assert_eq!(twice.code, 2);
     assert!(
         twice.stderr.starts_with("ERROR DIR_NOT_EMPTY: "),
         "{twice:?}"
     );
+
+    // ...unless asked to start afresh, which gives exactly the same figures.
+    let fresh = calybris(&[
+        "demo",
+        "--requests",
+        "200",
+        "--dir",
+        path_str(&dir),
+        "--fresh",
+    ]);
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    let summary = deterministic_part(&run.stdout, path_str(&dir));
+    assert!(summary.contains("Conservation: balanced"));
+    assert_eq!(summary, deterministic_part(&fresh.stdout, path_str(&dir)));
     let zero = calybris(&[
         "demo",
         "--requests",
