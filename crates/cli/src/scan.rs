@@ -340,8 +340,55 @@ pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
     report
 }
 
+/// Records between two progress updates; a log shorter than this shows no progress.
+const PROGRESS_EVERY_RECORDS: u64 = 100_000;
+
+/// A one-line progress count on stderr, only when stderr is a terminal (never in a pipe,
+/// a file or a test), so scripts and the one-line error contract are unaffected.
+struct Progress {
+    enabled: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self, records: u64) {
+        if self.enabled && records.is_multiple_of(PROGRESS_EVERY_RECORDS) {
+            eprint!("\rverifying: {records} records checked and replayed");
+            self.shown = true;
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            // Clear the progress line before the verdict is printed.
+            eprint!("\r{:60}\r", "");
+            self.shown = false;
+        }
+    }
+}
+
 /// The scan loop; the first finding, or `None` for a clean, replayed log.
 fn walk(frames: &mut Frames, counts: &mut Counts, visitor: &mut impl Visitor) -> Option<Finding> {
+    let mut progress = Progress::new();
+    let finding = walk_records(frames, counts, visitor, &mut progress);
+    progress.finish();
+    finding
+}
+
+fn walk_records(
+    frames: &mut Frames,
+    counts: &mut Counts,
+    visitor: &mut impl Visitor,
+    progress: &mut Progress,
+) -> Option<Finding> {
     let mut replayer = AuditReplayer::new();
     loop {
         let (sequence, offset_bytes, entry) = match frames.next() {
@@ -362,6 +409,7 @@ fn walk(frames: &mut Frames, counts: &mut Counts, visitor: &mut impl Visitor) ->
             return Some(audit_finding(&error, sequence, offset_bytes));
         }
         counts.records += 1;
+        progress.tick(counts.records);
         match &entry.record {
             AuditRecord::Policy(record) => {
                 counts.policies += 1;
