@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../common/workload.rs"]
+mod workload;
+
 use calybris_core::{kernel as core_k, wal as core_w};
 use calybris_digest::SealedPolicy;
 use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
@@ -25,6 +28,7 @@ use calybris_wal::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
+use workload::{catalog, to_core_input, to_core_model};
 
 /// Records written into one file before a timed chunk ends, so a long criterion run
 /// never grows a log without bound.
@@ -59,27 +63,6 @@ fn remove(path: &Path) {
     let _ = std::fs::remove_dir_all(path);
 }
 
-fn catalog(n: u32) -> Vec<KernelModel> {
-    (1..=n)
-        .map(|k| KernelModel {
-            model_id: 1_000 + k * 7,
-            provider_id: (k % 6) as u16,
-            quality_bps: 6_500 + ((k * 379) % 3_400) as u16,
-            risk_ceiling_bps: 5_000 + ((k * 613) % 5_000) as u16,
-            enabled: u8::from(k % 11 != 0),
-            p95_latency_ms: 250 + (k * 137) % 2_500,
-            capabilities: 0b0111 | u64::from(k % 3 == 0) << 3,
-            region_mask: 0b001 | u64::from(k % 2) << 1,
-            input_cost_microunits_per_million_tokens: 100_000
-                + u64::from(k % 5) * 700_000
-                + u64::from(k) * 13_000,
-            output_cost_microunits_per_million_tokens: 400_000
-                + u64::from(k % 5) * 2_800_000
-                + u64::from(k) * 41_000,
-        })
-        .collect()
-}
-
 fn requests(models: &[KernelModel]) -> Vec<KernelInput> {
     (0..64u64)
         .map(|k| KernelInput {
@@ -102,39 +85,6 @@ fn requests(models: &[KernelModel]) -> Vec<KernelInput> {
             required_region_mask: 0,
         })
         .collect()
-}
-
-fn to_core_model(m: &KernelModel) -> core_k::KernelModel {
-    core_k::KernelModel {
-        model_id: m.model_id,
-        provider_id: m.provider_id,
-        quality_bps: m.quality_bps,
-        risk_ceiling_bps: m.risk_ceiling_bps,
-        enabled: m.enabled,
-        p95_latency_ms: m.p95_latency_ms,
-        capabilities: m.capabilities,
-        region_mask: m.region_mask,
-        input_cost_microunits_per_million_tokens: m.input_cost_microunits_per_million_tokens,
-        output_cost_microunits_per_million_tokens: m.output_cost_microunits_per_million_tokens,
-    }
-}
-
-fn to_core_input(i: &KernelInput) -> core_k::KernelInput {
-    core_k::KernelInput {
-        request_sequence: i.request_sequence,
-        requested_model_id: i.requested_model_id,
-        input_tokens: i.input_tokens,
-        output_tokens: i.output_tokens,
-        business_value_microunits: i.business_value_microunits,
-        budget_limit_microunits: i.budget_limit_microunits,
-        risk_bps: i.risk_bps,
-        confidence_bps: i.confidence_bps,
-        minimum_quality_bps: i.minimum_quality_bps,
-        max_p95_latency_ms: i.max_p95_latency_ms,
-        required_capabilities: i.required_capabilities,
-        allowed_provider_mask: i.allowed_provider_mask,
-        required_region_mask: i.required_region_mask,
-    }
 }
 
 /// The 22-candidate policy and 64 requests, on both sides.
