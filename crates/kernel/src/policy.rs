@@ -5,6 +5,51 @@
 // It is returned only off the hot path, and boxing is not an option without `alloc`.
 #![allow(clippy::result_large_err)]
 
+/// The decision entry points both policy forms share, written once. Both implement
+/// [`Catalog`], which is all these methods use.
+macro_rules! decision_methods {
+    () => {
+        /// Decides `input`. Never panics and never allocates, whatever the input.
+        #[must_use]
+        pub fn prescribe(&self, input: KernelInput) -> KernelDecision {
+            Catalog::run(self, &input, &mut Silent).0
+        }
+
+        /// Validates `input`, then decides it.
+        ///
+        /// # Errors
+        /// [`InputError`] when a basis-point field of the request is above 10_000.
+        pub fn prescribe_checked(&self, input: KernelInput) -> Result<KernelDecision, InputError> {
+            validate_input(&input)?;
+            Ok(self.prescribe(input))
+        }
+
+        /// Decides `input` and returns the per-gate rejection counts with the decision.
+        #[must_use]
+        pub fn prescribe_with_trace(&self, input: KernelInput) -> (KernelDecision, DecisionTrace) {
+            prescribe_with_trace(self, &input)
+        }
+
+        /// The utility of one candidate for `input`, when it passes every gate.
+        #[must_use]
+        pub fn utility_for_model(&self, input: KernelInput, model_id: u32) -> Option<i64> {
+            utility_for_model(self, &input, model_id)
+        }
+
+        /// Replays `input` and compares every field with `decision`.
+        ///
+        /// # Errors
+        /// [`DecisionMismatch`] naming the first differing field.
+        pub fn verify_decision(
+            &self,
+            input: KernelInput,
+            decision: &KernelDecision,
+        ) -> Result<(), DecisionMismatch> {
+            compare(&self.prescribe(input), decision)
+        }
+    };
+}
+
 use crate::error::{DecisionField, DecisionMismatch, InputError, PolicyError};
 use crate::eval::{self, Assessment, Bounds, Candidate, Observer, PolicyParams, Silent, Tally};
 use crate::trace::DecisionTrace;
@@ -266,44 +311,7 @@ impl<'a> PolicyView<'a> {
         self.models
     }
 
-    /// Decides `input`. Never panics and never allocates, whatever the input.
-    #[must_use]
-    pub fn prescribe(&self, input: KernelInput) -> KernelDecision {
-        self.run(&input, &mut Silent).0
-    }
-
-    /// Validates `input`, then decides it.
-    ///
-    /// # Errors
-    /// [`InputError`] when a basis-point field of the request is above 10_000.
-    pub fn prescribe_checked(&self, input: KernelInput) -> Result<KernelDecision, InputError> {
-        validate_input(&input)?;
-        Ok(self.prescribe(input))
-    }
-
-    /// Decides `input` and returns the per-gate rejection counts with the decision.
-    #[must_use]
-    pub fn prescribe_with_trace(&self, input: KernelInput) -> (KernelDecision, DecisionTrace) {
-        prescribe_with_trace(self, &input)
-    }
-
-    /// The utility of one candidate for `input`, when it passes every gate.
-    #[must_use]
-    pub fn utility_for_model(&self, input: KernelInput, model_id: u32) -> Option<i64> {
-        utility_for_model(self, &input, model_id)
-    }
-
-    /// Replays `input` and compares every field with `decision`.
-    ///
-    /// # Errors
-    /// [`DecisionMismatch`] naming the first differing field.
-    pub fn verify_decision(
-        &self,
-        input: KernelInput,
-        decision: &KernelDecision,
-    ) -> Result<(), DecisionMismatch> {
-        compare(&self.prescribe(input), decision)
-    }
+    decision_methods!();
 }
 
 impl Catalog for PolicyView<'_> {
@@ -515,26 +523,7 @@ mod owned {
             }
         }
 
-        /// Decides `input`. Never panics and never allocates, whatever the input.
-        #[must_use]
-        pub fn prescribe(&self, input: KernelInput) -> KernelDecision {
-            self.run(&input, &mut Silent).0
-        }
-
-        /// Validates `input`, then decides it.
-        ///
-        /// # Errors
-        /// [`InputError`] when a basis-point field of the request is above 10_000.
-        pub fn prescribe_checked(&self, input: KernelInput) -> Result<KernelDecision, InputError> {
-            validate_input(&input)?;
-            Ok(self.prescribe(input))
-        }
-
-        /// Decides `input` and returns the per-gate rejection counts with the decision.
-        #[must_use]
-        pub fn prescribe_with_trace(&self, input: KernelInput) -> (KernelDecision, DecisionTrace) {
-            prescribe_with_trace(self, &input)
-        }
+        decision_methods!();
 
         /// Decides many requests; allocates only the returned vector.
         #[must_use]
@@ -574,24 +563,6 @@ mod owned {
                 },
                 candidates: rows.rows,
             }
-        }
-
-        /// The utility of one candidate for `input`, when it passes every gate.
-        #[must_use]
-        pub fn utility_for_model(&self, input: KernelInput, model_id: u32) -> Option<i64> {
-            utility_for_model(self, &input, model_id)
-        }
-
-        /// Replays `input` and compares every field with `decision`.
-        ///
-        /// # Errors
-        /// [`DecisionMismatch`] naming the first differing field.
-        pub fn verify_decision(
-            &self,
-            input: KernelInput,
-            decision: &KernelDecision,
-        ) -> Result<(), DecisionMismatch> {
-            compare(&self.prescribe(input), decision)
         }
     }
 
