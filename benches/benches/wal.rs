@@ -19,7 +19,7 @@ mod workload;
 
 use calybris_core::{kernel as core_k, wal as core_w};
 use calybris_digest::SealedPolicy;
-use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+use calybris_kernel::{KernelInput, KernelModel};
 use calybris_wal::DEFAULT_WINDOW;
 use calybris_wal::storage::FileStorage;
 use calybris_wal::{
@@ -28,7 +28,7 @@ use calybris_wal::{
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use workload::{catalog, to_core_input, to_core_model};
+use workload::to_core_input;
 
 /// Records written into one file before a timed chunk ends, so a long criterion run
 /// never grows a log without bound.
@@ -96,25 +96,11 @@ struct Workload {
 }
 
 fn workload() -> Workload {
-    let models = catalog(22);
-    let ours = SealedPolicy::new(
-        PolicySnapshot::try_new(1, 1, 8_000, 2_000, 10_000, 3, models.clone())
-            .expect("valid policy"),
-    );
-    let theirs = core_k::PolicySnapshot::try_new_trusted(
-        1,
-        1,
-        8_000,
-        2_000,
-        10_000,
-        3,
-        models.iter().map(to_core_model).collect(),
-    )
-    .expect("valid policy");
-    let inputs = requests(&models);
+    let workload::Pair { ours, theirs } = workload::pair(22);
+    let inputs = requests(ours.models());
     let core_inputs = inputs.iter().map(to_core_input).collect();
     Workload {
-        ours,
+        ours: SealedPolicy::new(ours),
         theirs,
         inputs,
         core_inputs,
