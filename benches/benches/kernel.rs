@@ -84,12 +84,38 @@ fn prescribe_reject(c: &mut Criterion) {
     );
 }
 
-fn verify(c: &mut Criterion) {
+/// The 22-candidate policy, its selecting requests and their decisions, on both sides.
+struct Decided {
+    p: workload::Pair,
+    ours_in: Vec<calybris_kernel::KernelInput>,
+    ours_out: Vec<KernelDecision>,
+    theirs_in: Vec<calybris_core::kernel::KernelInput>,
+    theirs_out: Vec<calybris_core::kernel::KernelDecision>,
+}
+
+fn decided() -> Decided {
     let p = pair(22);
     let ours_in = requests(p.ours.models(), false);
-    let ours_out: Vec<KernelDecision> = ours_in.iter().map(|i| p.ours.prescribe(*i)).collect();
+    let ours_out = ours_in.iter().map(|i| p.ours.prescribe(*i)).collect();
     let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
-    let theirs_out: Vec<_> = theirs_in.iter().map(|i| p.theirs.prescribe(*i)).collect();
+    let theirs_out = theirs_in.iter().map(|i| p.theirs.prescribe(*i)).collect();
+    Decided {
+        p,
+        ours_in,
+        ours_out,
+        theirs_in,
+        theirs_out,
+    }
+}
+
+fn verify(c: &mut Criterion) {
+    let Decided {
+        p,
+        ours_in,
+        ours_out,
+        theirs_in,
+        theirs_out,
+    } = decided();
     side_by_side(
         c,
         "verify_decision",
@@ -105,11 +131,13 @@ fn verify(c: &mut Criterion) {
 }
 
 fn digests(c: &mut Criterion) {
-    let p = pair(22);
-    let ours_in = requests(p.ours.models(), false);
-    let ours_out: Vec<KernelDecision> = ours_in.iter().map(|i| p.ours.prescribe(*i)).collect();
-    let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
-    let theirs_out: Vec<_> = theirs_in.iter().map(|i| p.theirs.prescribe(*i)).collect();
+    let Decided {
+        p,
+        ours_in,
+        ours_out,
+        theirs_in,
+        theirs_out,
+    } = decided();
     side_by_side(
         c,
         "policy_digest",
