@@ -22,8 +22,10 @@ pub const IDENTITY_DIGEST_TAG: &[u8; TAG_LEN] = b"calyidn1\0";
 pub const SELECTION_DIGEST_TAG: &[u8; TAG_LEN] = b"calysel1\0";
 /// Tag of the outcome layout.
 pub const OUTCOME_DIGEST_TAG: &[u8; TAG_LEN] = b"calyout1\0";
-/// Tag of the budget ledger layout (its writer lives in `calybris-finance`).
+/// Tag of the budget ledger layout (written by [`crate::ledger_digest_of`]).
 pub const LEDGER_DIGEST_TAG: &[u8; TAG_LEN] = b"calyldg1\0";
+/// Tag of the tenant-number layout (written by [`crate::tenant_number`]).
+pub const TENANT_NUMBER_TAG: &[u8; TAG_LEN] = b"calytnt1\0";
 
 /// Where canonical bytes go: a hasher in production, a byte vector in tests.
 pub trait Sink {

@@ -48,6 +48,7 @@ mod audit;
 mod canon;
 mod hex;
 mod kernel_digests;
+mod ledger;
 mod outcome;
 
 pub use audit::{AuditBundle, AuditError, audit_bundle_with};
@@ -55,8 +56,9 @@ pub use audit::{AuditBundle, AuditError, audit_bundle_with};
 pub use audit::{SealedPolicy, audit_bundle, verified_audit_bundle};
 pub use canon::{
     Canon, DECISION_DIGEST_TAG, Digest, IDENTITY_DIGEST_TAG, INPUT_DIGEST_TAG, LEDGER_DIGEST_TAG,
-    OUTCOME_DIGEST_TAG, POLICY_DIGEST_TAG, SELECTION_DIGEST_TAG, Sink, TAG_LEN,
+    OUTCOME_DIGEST_TAG, POLICY_DIGEST_TAG, SELECTION_DIGEST_TAG, Sink, TAG_LEN, TENANT_NUMBER_TAG,
 };
+pub use ledger::{LedgerLayoutError, LedgerRow, WAL_WATERMARK_LABEL, ledger_digest_of, tenant_number};
 #[cfg(feature = "alloc")]
 pub use hex::digest_to_hex;
 pub use hex::{DIGEST_HEX_LEN, Hex, HexError, digest_hex, parse_digest_hex};

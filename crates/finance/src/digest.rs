@@ -1,27 +1,17 @@
-//! The ledger digest, layout `calyldg1`.
+//! The ledger digest, layout `calyldg1`, of a [`BudgetSnapshot`].
 //!
-//! One SHA-256 pass over:
-//!
-//! | field | encoding |
-//! |---|---|
-//! | tag | the 9 bytes `calyldg1\0` |
-//! | version | u64 LE |
-//! | tenant count | u64 LE |
-//! | active reservations | u64 LE |
-//! | per tenant, ascending byte order of id | id length u32 LE, id bytes, initial i64 LE, remaining i64 LE, reserved i64 LE, committed i64 LE |
-//! | only when a WAL high watermark is bound | the 33 bytes `calybris.ledger.wal-watermark.v1\0`, watermark u64 LE |
-//!
-//! Nothing at all is appended when no watermark is bound, so an unbound
-//! digest never collides with a bound one by construction of the layout.
+//! The layout itself (every field, byte by byte) is defined once, in
+//! `calybris-digest` ([`calybris_digest::ledger_digest_of`]); this module only hands the
+//! snapshot's rows to it in the order the layout requires.
 
 use calybris_budget::{BudgetSnapshot, TenantLedger};
-use sha2::{Digest as _, Sha256};
+use calybris_digest::{LedgerLayoutError, LedgerRow, ledger_digest_of};
 
-/// The 9-byte tag that opens every ledger digest layout.
-pub const LEDGER_DIGEST_TAG: &[u8; 9] = b"calyldg1\0";
+/// The 9-byte tag that opens every ledger digest layout (defined in `calybris-digest`).
+pub use calybris_digest::LEDGER_DIGEST_TAG;
 
-/// The 33-byte label that precedes a bound WAL high watermark.
-pub const WAL_WATERMARK_LABEL: &[u8; 33] = b"calybris.ledger.wal-watermark.v1\0";
+/// The 33-byte label that precedes a bound WAL high watermark (defined in `calybris-digest`).
+pub use calybris_digest::WAL_WATERMARK_LABEL;
 
 /// A SHA-256 ledger digest (`calyldg1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,6 +48,9 @@ pub enum LedgerDigestError {
         /// The id's length.
         len_bytes: usize,
     },
+    /// Two rows of the snapshot name the same tenant.
+    #[error("the snapshot names a tenant twice")]
+    RepeatedTenant,
 }
 
 /// The `calyldg1` digest of `snapshot`, bound to `wal_high_watermark` if given.
@@ -70,36 +63,35 @@ pub enum LedgerDigestError {
 /// # Errors
 ///
 /// [`LedgerDigestError::TenantIdTooLong`] if an id exceeds `u32::MAX` bytes
-/// (the engine itself never creates one longer than 256 bytes).
+/// (the engine itself never creates one longer than 256 bytes), and
+/// [`LedgerDigestError::RepeatedTenant`] if two rows share an id.
 pub fn ledger_digest(
     snapshot: &BudgetSnapshot,
     wal_high_watermark: Option<u64>,
 ) -> Result<LedgerDigest, LedgerDigestError> {
     let mut rows: Vec<&TenantLedger> = snapshot.tenants.iter().collect();
     rows.sort_by(|a, b| a.tenant_id.as_bytes().cmp(b.tenant_id.as_bytes()));
-    let tenant_count = rows.len() as u64;
-
-    let mut hasher = Sha256::new();
-    hasher.update(LEDGER_DIGEST_TAG);
-    hasher.update(snapshot.version.to_le_bytes());
-    hasher.update(tenant_count.to_le_bytes());
-    hasher.update(snapshot.active_reservations.to_le_bytes());
-    for row in rows {
-        let id = row.tenant_id.as_bytes();
-        let len_bytes =
-            u32::try_from(id.len()).map_err(|_| LedgerDigestError::TenantIdTooLong {
-                len_bytes: id.len(),
-            })?;
-        hasher.update(len_bytes.to_le_bytes());
-        hasher.update(id);
-        hasher.update(row.initial_microcents.to_le_bytes());
-        hasher.update(row.remaining_microcents.to_le_bytes());
-        hasher.update(row.reserved_microcents.to_le_bytes());
-        hasher.update(row.committed_microcents.to_le_bytes());
-    }
-    if let Some(watermark) = wal_high_watermark {
-        hasher.update(WAL_WATERMARK_LABEL);
-        hasher.update(watermark.to_le_bytes());
-    }
-    Ok(LedgerDigest(hasher.finalize().into()))
+    let rows: Vec<LedgerRow<'_>> = rows
+        .into_iter()
+        .map(|row| LedgerRow {
+            tenant_id: row.tenant_id.as_bytes(),
+            initial: row.initial_microcents,
+            remaining: row.remaining_microcents,
+            reserved: row.reserved_microcents,
+            committed: row.committed_microcents,
+        })
+        .collect();
+    ledger_digest_of(
+        snapshot.version,
+        snapshot.active_reservations,
+        &rows,
+        wal_high_watermark,
+    )
+    .map(LedgerDigest)
+    .map_err(|error| match error {
+        LedgerLayoutError::TenantIdTooLong { len_bytes } => {
+            LedgerDigestError::TenantIdTooLong { len_bytes }
+        }
+        LedgerLayoutError::RowsNotSorted => LedgerDigestError::RepeatedTenant,
+    })
 }
