@@ -63,8 +63,8 @@
 //!
 //! # Features
 //!
-//! None. The crate needs `std`, `calybris-budget`, `calybris-wal`, `serde`
-//! and `sha2`.
+//! None. The crate needs `std`, `calybris-budget`, `calybris-digest` (the ledger
+//! layout), `calybris-wal` and `serde`.
 //!
 //! [`BudgetSnapshot`]: calybris_budget::BudgetSnapshot
 

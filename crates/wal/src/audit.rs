@@ -447,53 +447,85 @@ impl AuditReplayer {
     /// # Errors
     /// The first divergence, as an [`AuditError`] naming the record.
     pub fn check(&mut self, entry: &Entry<AuditRecord>) -> Result<(), AuditError> {
-        let sequence = entry.sequence;
         match &entry.record {
-            AuditRecord::Policy(record) => {
-                if record.policy_digest != *record.policy.digest() {
-                    return Err(AuditError::PolicyDigestMismatch { sequence });
-                }
-                self.policy_records += 1;
-                if !self.policies.contains_key(&record.policy_digest) {
-                    if self.policies.len() >= MAX_REPLAY_POLICIES {
-                        return Err(AuditError::TooManyPolicies { sequence });
-                    }
-                    self.policies
-                        .insert(record.policy_digest, Arc::new(record.policy.clone()));
-                }
-                Ok(())
-            }
-            AuditRecord::Decision(record) => {
-                let missing = || AuditError::PolicyMissing {
-                    sequence,
-                    policy_digest: record.policy_digest,
-                };
-                if self.last.as_ref().map(|(digest, _)| digest) != Some(&record.policy_digest) {
-                    let policy = self
-                        .policies
-                        .get(&record.policy_digest)
-                        .ok_or_else(missing)?;
-                    self.last = Some((record.policy_digest, Arc::clone(policy)));
-                }
-                let Some((_, policy)) = &self.last else {
-                    return Err(missing());
-                };
-                if input_digest(&record.input) != record.input_digest {
-                    return Err(AuditError::InputDigestMismatch { sequence });
-                }
-                policy
-                    .verify_decision(record.input, &record.decision)
-                    .map_err(|mismatch| AuditError::DoesNotReplay {
-                        sequence: Some(sequence),
-                        field: mismatch.field,
-                    })?;
-                if decision_digest(&record.decision) != record.decision_digest {
-                    return Err(AuditError::DecisionDigestMismatch { sequence });
-                }
-                self.decisions += 1;
-                Ok(())
-            }
+            AuditRecord::Policy(record) => self.check_policy(entry.sequence, record),
+            AuditRecord::Decision(record) => self.check_decision(entry.sequence, record),
         }
+    }
+
+    /// Checks one policy record at `sequence` and learns its policy. For logs whose
+    /// record type wraps [`PolicyRecord`] (the decision gate's, for one).
+    ///
+    /// # Errors
+    /// [`AuditError::PolicyDigestMismatch`] or [`AuditError::TooManyPolicies`].
+    pub fn check_policy(&mut self, sequence: u64, record: &PolicyRecord) -> Result<(), AuditError> {
+        if record.policy_digest != *record.policy.digest() {
+            return Err(AuditError::PolicyDigestMismatch { sequence });
+        }
+        self.policy_records += 1;
+        if !self.policies.contains_key(&record.policy_digest) {
+            if self.policies.len() >= MAX_REPLAY_POLICIES {
+                return Err(AuditError::TooManyPolicies { sequence });
+            }
+            self.policies
+                .insert(record.policy_digest, Arc::new(record.policy.clone()));
+        }
+        Ok(())
+    }
+
+    /// Replays one decision record at `sequence` against the policy it names (which
+    /// an earlier [`check_policy`](Self::check_policy) must have learnt) and
+    /// recomputes its digests.
+    ///
+    /// # Errors
+    /// The first divergence: [`AuditError::PolicyMissing`],
+    /// [`AuditError::InputDigestMismatch`], [`AuditError::DoesNotReplay`] or
+    /// [`AuditError::DecisionDigestMismatch`].
+    pub fn check_decision(
+        &mut self,
+        sequence: u64,
+        record: &DecisionRecord,
+    ) -> Result<(), AuditError> {
+        let missing = || AuditError::PolicyMissing {
+            sequence,
+            policy_digest: record.policy_digest,
+        };
+        if self.last.as_ref().map(|(digest, _)| digest) != Some(&record.policy_digest) {
+            let policy = self
+                .policies
+                .get(&record.policy_digest)
+                .ok_or_else(missing)?;
+            self.last = Some((record.policy_digest, Arc::clone(policy)));
+        }
+        let Some((_, policy)) = &self.last else {
+            return Err(missing());
+        };
+        if input_digest(&record.input) != record.input_digest {
+            return Err(AuditError::InputDigestMismatch { sequence });
+        }
+        policy
+            .verify_decision(record.input, &record.decision)
+            .map_err(|mismatch| AuditError::DoesNotReplay {
+                sequence: Some(sequence),
+                field: mismatch.field,
+            })?;
+        if decision_digest(&record.decision) != record.decision_digest {
+            return Err(AuditError::DecisionDigestMismatch { sequence });
+        }
+        self.decisions += 1;
+        Ok(())
+    }
+
+    /// Policy records checked so far (repeats included).
+    #[must_use]
+    pub fn policy_records(&self) -> u64 {
+        self.policy_records
+    }
+
+    /// Decision records replayed so far.
+    #[must_use]
+    pub fn decisions(&self) -> u64 {
+        self.decisions
     }
 
     fn summary(&self, outcome: Option<&Recovery>) -> Result<ReplaySummary, AuditError> {
