@@ -1,0 +1,112 @@
+//! Why a gate operation failed.
+
+use std::path::PathBuf;
+
+use calybris_budget::BudgetError;
+use calybris_finance::LedgerDigestError;
+use calybris_kernel::InputError;
+use calybris_wal::WalError;
+
+use crate::books::BooksError;
+use crate::gate::ReservationId;
+
+/// Why a gate operation failed. A failed `decide` holds nothing and logs nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// No tenant has this name.
+    #[error("unknown tenant {tenant:?}")]
+    UnknownTenant {
+        /// The name looked up.
+        tenant: String,
+    },
+    /// A tenant name is empty or longer than [`crate::MAX_TENANT_NAME_BYTES`].
+    #[error("invalid tenant name of {len_bytes} bytes (1 to 256 bytes)")]
+    InvalidTenant {
+        /// Its length.
+        len_bytes: usize,
+    },
+    /// The request is malformed (the kernel's input check); nothing was logged.
+    #[error("invalid request: {0}")]
+    Input(#[from] InputError),
+    /// An amount is zero where it must be positive, or does not fit the books' `i64`.
+    #[error("amount of {amount_microunits} microunits is out of range")]
+    AmountOutOfRange {
+        /// The amount.
+        amount_microunits: u64,
+    },
+    /// A non-zero cost was settled against a decision that was not admitted.
+    #[error("decision {log_sequence} was not admitted; it cannot be charged")]
+    NotAdmitted {
+        /// The decision's sequence number.
+        log_sequence: u64,
+    },
+    /// No hold with this id is open (never admitted, or settled already).
+    #[error("no open reservation {id}")]
+    UnknownReservation {
+        /// The id.
+        id: ReservationId,
+    },
+    /// The tenant cannot cover a settlement's excess over its hold; the hold stays
+    /// open under its reservation id.
+    #[error(
+        "overrun not covered: {actual_microunits} microunits against a hold of {held_microunits} with {remaining_microunits} spendable"
+    )]
+    OverrunNotCovered {
+        /// The amount held.
+        held_microunits: u64,
+        /// The cost to settle.
+        actual_microunits: u64,
+        /// The spendable budget seen.
+        remaining_microunits: i64,
+    },
+    /// An outcome's detail is longer than [`crate::MAX_OUTCOME_DETAIL_BYTES`].
+    #[error("outcome detail of {len_bytes} bytes is over the limit")]
+    OutcomeTooLarge {
+        /// Its length.
+        len_bytes: usize,
+    },
+    /// The budget engine refused an operation the gate had checked (a bug) or a
+    /// configured tenant.
+    #[error("budget: {0}")]
+    Budget(#[from] BudgetError),
+    /// The books rebuilt from the log could not be loaded into the engine.
+    #[error("restoring the books: {0}")]
+    Restore(String),
+    /// The log failed: storage, a refusal on open (corruption, wrong key, another
+    /// writer), or a write or sync error (which poisons the gate).
+    #[error("log: {0}")]
+    Log(#[from] WalError),
+    /// A log record does not fold into balanced books.
+    #[error("record {sequence}: {error}")]
+    Books {
+        /// The record.
+        sequence: u64,
+        /// Why.
+        error: BooksError,
+    },
+    /// A log failure poisoned the gate earlier: nothing is accepted, and the
+    /// in-memory books are not trusted, until the gate is reopened.
+    #[error("the gate is poisoned by an earlier log failure; reopen it")]
+    Poisoned,
+    /// The books do not fit one snapshot record.
+    #[error("the books do not fit one snapshot record")]
+    SnapshotTooLarge,
+    /// `close` was called while other handles or admissions refer to the gate.
+    #[error("{handles} other handles or admissions still refer to the gate")]
+    StillShared {
+        /// How many.
+        handles: usize,
+    },
+    /// The books cannot be digested.
+    #[error("ledger digest: {0}")]
+    Digest(#[from] LedgerDigestError),
+    /// The gate directory could not be created.
+    #[error("gate directory {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,1324 @@
+//! The running gate: [`Gate`], [`GateConfig`], [`Admission`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use calybris_budget::{BudgetEngine, BudgetError, Reservation, TenantLimits};
+use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenant_number};
+use calybris_finance::{ConservationProof, prove_snapshot};
+use calybris_kernel::{KernelDecision, KernelInput};
+use calybris_wal::{
+    DEFAULT_WINDOW, DecisionMeta, DecisionRecord, DurableConfig, DurableWal, PolicyRecord,
+    Recovery, SegmentedReader, Ticket, WalAnchor, WalError, WalKey,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::books::{Books, TenantBooks};
+use crate::error::GateError;
+use crate::record::{
+    BookSnapshot, BudgetOutcome, GATE_FORMAT_VERSION, GateDecision, GateRecord, LimitsChanged,
+    LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, OpenHold, OutcomeRecord,
+    SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+};
+
+/// The log's directory inside a gate directory.
+pub const LOG_DIR: &str = "log";
+
+/// Default number of records between two book snapshots.
+pub const DEFAULT_SNAPSHOT_EVERY_RECORDS: u64 = 65_536;
+
+/// Shards of the open-hold registry (a power of two).
+const OPEN_SHARDS: usize = 64;
+
+/// What reopening does with holds that were open when the gate stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReopenHolds {
+    /// Release each one with a logged [`SettlementKind::ReleasedAtReopen`] record
+    /// (the default: their admissions died with the process).
+    #[default]
+    Release,
+    /// Keep them open, so the service can settle them by [`ReservationId`] after
+    /// the restart ([`Gate::settle_by_id`], [`Gate::release_by_id`]).
+    Keep,
+}
+
+/// Settings of [`Gate::open`].
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    dir: PathBuf,
+    policy: SealedPolicy,
+    key: Option<WalKey>,
+    tenants: Vec<(String, u64)>,
+    window: Duration,
+    snapshot_every_records: u64,
+    reopen_holds: ReopenHolds,
+    clock: fn() -> u64,
+}
+
+impl GateConfig {
+    /// A gate in `dir` deciding under `policy`: unkeyed, no tenants yet, book
+    /// snapshots every [`DEFAULT_SNAPSHOT_EVERY_RECORDS`] records, open holds released
+    /// at reopen, the system clock for decisions that carry no timestamp.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>, policy: SealedPolicy) -> Self {
+        Self {
+            dir: dir.into(),
+            policy,
+            key: None,
+            tenants: Vec::new(),
+            window: DEFAULT_WINDOW,
+            snapshot_every_records: DEFAULT_SNAPSHOT_EVERY_RECORDS,
+            reopen_holds: ReopenHolds::Release,
+            clock: system_clock_unix_ms,
+        }
+    }
+
+    /// Chains the log with HMAC-SHA-256 under `key` (give the same key to reopen
+    /// and to verify it).
+    #[must_use]
+    pub fn key(mut self, key: WalKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Creates `tenant` with an opening budget of `budget_microunits` when the gate
+    /// opens, unless the log already holds it (its books are then kept as logged; use
+    /// [`Gate::top_up`] to add to them).
+    #[must_use]
+    pub fn tenant(mut self, tenant: impl Into<String>, budget_microunits: u64) -> Self {
+        self.tenants.push((tenant.into(), budget_microunits));
+        self
+    }
+
+    /// The group-commit window (default [`calybris_wal::DEFAULT_WINDOW`]).
+    #[must_use]
+    pub fn group_commit_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Records between two book snapshots (at least 1; `u64::MAX` turns them off).
+    #[must_use]
+    pub fn snapshot_every_records(mut self, records: u64) -> Self {
+        self.snapshot_every_records = records.max(1);
+        self
+    }
+
+    /// What reopening does with holds left open (default [`ReopenHolds::Release`]).
+    #[must_use]
+    pub fn reopen_holds(mut self, reopen_holds: ReopenHolds) -> Self {
+        self.reopen_holds = reopen_holds;
+        self
+    }
+
+    /// The clock used for [`Gate::decide`]'s timestamp, in milliseconds since the
+    /// Unix epoch (the kernel reads no clock; give a fixed one for byte-identical
+    /// logs, or pass your own timestamps to [`Gate::decide_with`]).
+    #[must_use]
+    pub fn clock(mut self, clock: fn() -> u64) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// Milliseconds since the Unix epoch, or 0 for a clock set before it.
+fn system_clock_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// What the caller attaches to one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallerMeta {
+    /// The caller's own request id, logged and given back.
+    pub request_id: [u8; 16],
+    /// The caller's timestamp, in milliseconds since the Unix epoch.
+    pub recorded_at_unix_ms: u64,
+}
+
+/// The id of an admitted decision's reservation: the decision record's sequence
+/// number in the log. Stable across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(pub u64);
+
+impl std::fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What a settlement did to the tenant's books, in microunits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    /// The settlement record's sequence number (`None` when nothing was logged: a
+    /// decision that was not admitted, settled at zero).
+    pub log_sequence: Option<u64>,
+    /// Added to the tenant's lifetime spend.
+    pub committed_microunits: u64,
+    /// Returned to the tenant's spendable budget.
+    pub refunded_microunits: u64,
+    /// Taken from the spendable budget beyond the hold (the overrun path).
+    pub overrun_microunits: u64,
+}
+
+/// What [`Gate::open`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRecovery {
+    /// The log's outcome: clean, or a torn tail that was cut.
+    pub log: Recovery,
+    /// Records in the log when it was opened.
+    pub records: u64,
+    /// Records replayed into the books (those after the last book snapshot count,
+    /// the rest are checked against it).
+    pub records_replayed: u64,
+    /// Holds found open.
+    pub open_holds: u64,
+    /// Of those, released by a logged record (see [`ReopenHolds`]).
+    pub released_holds: u64,
+}
+
+/// An open hold in memory: the budget engine's linear reservation, if anything is held.
+#[derive(Debug)]
+struct OpenEntry {
+    tenant: String,
+    held_microunits: u64,
+    hold: Option<Reservation>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    wal: DurableWal<GateRecord>,
+    engine: BudgetEngine,
+    /// The current policy; its lock is also the snapshot barrier: every operation
+    /// holds it shared from its first in-memory effect to its last, and a book
+    /// snapshot holds it exclusively, so the books it copies are exactly the fold of
+    /// the records before it.
+    policy: RwLock<Arc<SealedPolicy>>,
+    open: Box<[Mutex<HashMap<u64, OpenEntry>>]>,
+    /// Serialises tenant creation, top-ups and limit changes (rare, and checked
+    /// before they are logged).
+    admin: Mutex<()>,
+    poisoned: AtomicBool,
+    next_snapshot_at: AtomicU64,
+    snapshot_every_records: u64,
+    snapshots_taken: AtomicU64,
+    clock: fn() -> u64,
+    dir: PathBuf,
+    key: Option<WalKey>,
+    recovery: GateRecovery,
+}
+
+/// The decision gate: one chained log per directory holds every decision, its
+/// reservation, its settlement, its outcome and every change to the budget books.
+/// See the [crate documentation](crate) for the order of operations.
+///
+/// A `Gate` is a cheap handle (`Clone`, `Send`, `Sync`); every method takes `&self`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Gate>();
+    assert_send_sync::<Admission>();
+};
+
+fn shard_of(sequence: u64) -> usize {
+    (sequence as usize) & (OPEN_SHARDS - 1)
+}
+
+fn to_i64(amount_microunits: u64) -> Result<i64, GateError> {
+    i64::try_from(amount_microunits).map_err(|_| GateError::AmountOutOfRange { amount_microunits })
+}
+
+impl Gate {
+    /// Opens (or creates) the gate directory: verifies the log, rebuilds the books
+    /// from it (from the last book snapshot on), settles or keeps the holds left open
+    /// (see [`ReopenHolds`]), creates the configured tenants the log does not hold,
+    /// and writes the policy record unless it is the log's latest.
+    ///
+    /// # Errors
+    /// [`GateError::Directory`]; [`GateError::Log`] when the log is locked by another
+    /// process, corrupt, keyed differently or fails; [`GateError::Books`] when its
+    /// records do not fold into balanced books; [`GateError::Budget`] or
+    /// [`GateError::InvalidTenant`] for a configured tenant.
+    pub fn open(config: GateConfig) -> Result<Self, GateError> {
+        std::fs::create_dir_all(&config.dir).map_err(|source| GateError::Directory {
+            path: config.dir.clone(),
+            source,
+        })?;
+        let log_dir = config.dir.join(LOG_DIR);
+        let wal_config = DurableConfig {
+            key: config.key.clone(),
+            window: config.window,
+            ..DurableConfig::default()
+        };
+        // Opening takes the directory's writer lock first, so a second process is
+        // refused before anything is read; the books come from a read of the same log.
+        let wal = DurableWal::<GateRecord>::open(&log_dir, wal_config)?;
+        let log_recovery = wal.recovery().clone();
+        let (books, last_policy, replayed) = rebuild(&log_dir, config.key.as_ref())?;
+        let records = wal.appended_anchor().next_sequence;
+
+        let engine = BudgetEngine::new();
+        restore_balances(&engine, &books)?;
+        let inner = Inner {
+            wal,
+            engine,
+            policy: RwLock::new(Arc::new(config.policy.clone())),
+            open: (0..OPEN_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            admin: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+            next_snapshot_at: AtomicU64::new(records.saturating_add(config.snapshot_every_records)),
+            snapshot_every_records: config.snapshot_every_records,
+            snapshots_taken: AtomicU64::new(0),
+            clock: config.clock,
+            dir: config.dir.clone(),
+            key: config.key.clone(),
+            recovery: GateRecovery {
+                log: log_recovery,
+                records,
+                records_replayed: replayed,
+                open_holds: books.open_holds().len() as u64,
+                released_holds: 0,
+            },
+        };
+        let mut gate = Self {
+            inner: Arc::new(inner),
+        };
+        if records == 0 {
+            // Not awaited: every later record's durability covers it.
+            let _header = gate.append(&GateRecord::Header(LogHeader {
+                format_version: GATE_FORMAT_VERSION,
+            }))?;
+        }
+        let released = gate.adopt_open_holds(&books, config.reopen_holds)?;
+        restore_limits(&gate.inner.engine, &books)?;
+        if let Some(inner) = Arc::get_mut(&mut gate.inner) {
+            inner.recovery.released_holds = released;
+        }
+        for (tenant, budget) in &config.tenants {
+            if books.tenant(tenant).is_none() {
+                gate.ensure_tenant(tenant, *budget)?;
+            }
+        }
+        if last_policy != Some(*config.policy.digest()) {
+            let _policy = gate.append(&policy_record(&config.policy))?;
+        }
+        Ok(gate)
+    }
+
+    /// Puts the holds the log left open back into the engine and the registry, then
+    /// releases them (logged) unless they are to be kept.
+    fn adopt_open_holds(&self, books: &Books, reopen: ReopenHolds) -> Result<u64, GateError> {
+        let mut released = 0;
+        for (sequence, hold) in books.open_holds() {
+            let tenant = books
+                .tenant_name(hold.tenant_index)
+                .unwrap_or_default()
+                .to_owned();
+            let held_microunits = hold.held_microunits.unsigned_abs();
+            let reservation = if hold.held_microunits > 0 {
+                Some(
+                    self.inner
+                        .engine
+                        .try_reserve(&tenant, hold.held_microunits)?,
+                )
+            } else {
+                None
+            };
+            self.inner.open[shard_of(*sequence)].lock().insert(
+                *sequence,
+                OpenEntry {
+                    tenant,
+                    held_microunits,
+                    hold: reservation,
+                },
+            );
+            if reopen == ReopenHolds::Release {
+                self.settle_entry(*sequence, SettleHow::ReleasedAtReopen)?;
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    fn check_open(&self) -> Result<(), GateError> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            return Err(GateError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Appends one record; any failure poisons the gate.
+    fn append(&self, record: &GateRecord) -> Result<Ticket, GateError> {
+        self.inner
+            .wal
+            .append(record)
+            .map_err(|error| self.poison(error))
+    }
+
+    fn poison(&self, error: WalError) -> GateError {
+        self.inner.poisoned.store(true, Ordering::Release);
+        GateError::Log(error)
+    }
+
+    /// Decides one request for `tenant`, timestamped by the configured clock, with
+    /// no caller request id. See [`decide_with`](Self::decide_with).
+    ///
+    /// # Errors
+    /// As [`decide_with`](Self::decide_with).
+    pub fn decide(&self, tenant: &str, input: KernelInput) -> Result<Admission, GateError> {
+        let caller = CallerMeta {
+            request_id: [0; 16],
+            recorded_at_unix_ms: (self.inner.clock)(),
+        };
+        self.decide_with(tenant, input, caller)
+    }
+
+    /// Decides one request for `tenant`: prescribes under the current policy, holds
+    /// the estimated cost of a selection in memory, and appends ONE record carrying
+    /// the decision and its reservation. Returns at once, without waiting for the
+    /// disk: the [`Admission`] carries the record's durability [`Ticket`].
+    ///
+    /// A refusal by the budget is not an error: it is a logged decision whose
+    /// [`BudgetOutcome`] says why ([`Admission::is_admitted`] is false).
+    ///
+    /// # Errors
+    /// [`GateError::InvalidTenant`], [`GateError::UnknownTenant`] and
+    /// [`GateError::Input`] (nothing logged, nothing held);
+    /// [`GateError::Poisoned`] or [`GateError::Log`] when the log failed.
+    pub fn decide_with(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+    ) -> Result<Admission, GateError> {
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            "calybris.gate.decide",
+            tenant = tenant,
+            request_sequence = input.request_sequence,
+            action = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            cost_microunits = tracing::field::Empty,
+            budget = tracing::field::Empty,
+            log_sequence = tracing::field::Empty,
+        );
+        #[cfg(feature = "tracing")]
+        let _entered = span.enter();
+
+        self.check_open()?;
+        check_tenant_name(tenant)?;
+        let policy = self.inner.policy.read();
+        let decision = policy.prescribe_checked(input)?;
+        // Written from what was just computed; the verifier replays it, and debug
+        // builds check here that it replays before it is written.
+        debug_assert!(policy.verify_decision(input, &decision).is_ok());
+        let (budget, hold) = self.reserve(tenant, &decision)?;
+        let decision_digest = decision_digest(&decision);
+        let record = GateRecord::Decision(GateDecision {
+            audit: DecisionRecord {
+                input,
+                decision,
+                policy_digest: *policy.digest(),
+                input_digest: input_digest(&input),
+                decision_digest,
+                meta: DecisionMeta {
+                    recorded_at_unix_ms: caller.recorded_at_unix_ms,
+                    tenant_id: tenant_number(tenant),
+                    request_id: caller.request_id,
+                },
+            },
+            tenant: tenant.to_owned(),
+            budget,
+        });
+        // On failure the hold is dropped here (released in memory); the gate is
+        // poisoned, so the in-memory books are not used again before a reopen.
+        let ticket = self.append(&record)?;
+        let sequence = ticket.sequence();
+        if budget.is_admitted() {
+            let previous = self.inner.open[shard_of(sequence)].lock().insert(
+                sequence,
+                OpenEntry {
+                    tenant: tenant.to_owned(),
+                    held_microunits: budget.held_microunits(),
+                    hold,
+                },
+            );
+            debug_assert!(previous.is_none(), "a sequence number is never reused");
+        }
+        let policy_digest = *policy.digest();
+        drop(policy);
+
+        #[cfg(feature = "tracing")]
+        {
+            span.record("action", tracing::field::debug(decision.action));
+            span.record("reason", tracing::field::debug(decision.reason));
+            span.record("cost_microunits", decision.estimated_cost_microunits);
+            span.record("budget", tracing::field::debug(budget));
+            span.record("log_sequence", sequence);
+        }
+
+        self.maybe_snapshot(sequence);
+        Ok(Admission {
+            gate: self.clone(),
+            tenant: tenant.to_owned(),
+            input,
+            decision,
+            decision_digest,
+            policy_digest,
+            request_id: caller.request_id,
+            budget,
+            ticket,
+            armed: budget.is_admitted(),
+        })
+    }
+
+    /// Holds the estimated cost of a selection; a refusal is an outcome.
+    fn reserve(
+        &self,
+        tenant: &str,
+        decision: &KernelDecision,
+    ) -> Result<(BudgetOutcome, Option<Reservation>), GateError> {
+        let engine = &self.inner.engine;
+        if !decision.is_selection() {
+            // A rejection needs no budget, but it must still name a tenant we hold.
+            engine
+                .remaining_microcents(tenant)
+                .map_err(|_| unknown(tenant))?;
+            return Ok((BudgetOutcome::RejectedByKernel, None));
+        }
+        let cost = decision.estimated_cost_microunits;
+        if cost == 0 {
+            engine
+                .remaining_microcents(tenant)
+                .map_err(|_| unknown(tenant))?;
+            return Ok((BudgetOutcome::NotPriced, None));
+        }
+        let amount = to_i64(cost)?;
+        match engine.try_reserve(tenant, amount) {
+            Ok(reservation) => Ok((
+                BudgetOutcome::Reserved {
+                    amount_microunits: cost,
+                },
+                Some(reservation),
+            )),
+            Err(BudgetError::Insufficient {
+                remaining_microcents,
+                ..
+            }) => Ok((
+                BudgetOutcome::Insufficient {
+                    remaining_microunits: remaining_microcents,
+                },
+                None,
+            )),
+            Err(BudgetError::ReservedCapExceeded {
+                reserved_microcents,
+                ..
+            }) => Ok((
+                BudgetOutcome::ReservedCapExceeded {
+                    reserved_microunits: reserved_microcents,
+                },
+                None,
+            )),
+            Err(BudgetError::TooManyActiveReservations { .. }) => {
+                Ok((BudgetOutcome::TooManyOpenReservations, None))
+            }
+            Err(BudgetError::UnknownTenant { .. }) => Err(unknown(tenant)),
+            Err(other) => Err(GateError::Budget(other)),
+        }
+    }
+
+    /// Settles an admission with what the work actually cost, in microunits. Does not
+    /// wait for the decision to be durable: the settlement record follows it in the
+    /// same log, so whenever the settlement is durable, so is its decision.
+    ///
+    /// A cost up to the hold is committed and the rest refunded; a cost above it is
+    /// committed through the overrun path (the excess taken from the tenant's
+    /// spendable budget, and logged as such). An admission that was not admitted
+    /// settles only at cost zero (nothing is logged).
+    ///
+    /// # Errors
+    /// [`GateError::NotAdmitted`] for a non-zero cost on a refused decision;
+    /// [`GateError::OverrunNotCovered`] when the tenant cannot cover the excess (the
+    /// hold then stays open under its [`ReservationId`]: settle it again by id with
+    /// less, or release it); [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn settle(
+        &self,
+        admission: Admission,
+        actual_microunits: u64,
+    ) -> Result<Settled, GateError> {
+        let mut admission = admission;
+        if !admission.armed {
+            return if actual_microunits == 0 {
+                Ok(Settled::default())
+            } else {
+                Err(GateError::NotAdmitted {
+                    log_sequence: admission.log_sequence(),
+                })
+            };
+        }
+        admission.armed = false;
+        self.settle_entry(
+            admission.log_sequence(),
+            SettleHow::Commit(actual_microunits),
+        )
+    }
+
+    /// Releases an admission's hold: nothing is spent (logged as a release).
+    ///
+    /// # Errors
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn release(&self, admission: Admission) -> Result<Settled, GateError> {
+        let mut admission = admission;
+        if !std::mem::replace(&mut admission.armed, false) {
+            return Ok(Settled::default());
+        }
+        self.settle_entry(admission.log_sequence(), SettleHow::Release)
+    }
+
+    /// Abandons an admission whose work did not happen (logged as abandoned). This is
+    /// also what dropping an unsettled admission does, ignoring errors.
+    ///
+    /// # Errors
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn abandon(&self, admission: Admission) -> Result<Settled, GateError> {
+        let mut admission = admission;
+        if !std::mem::replace(&mut admission.armed, false) {
+            return Ok(Settled::default());
+        }
+        self.settle_entry(admission.log_sequence(), SettleHow::Abandon)
+    }
+
+    /// Settles the hold of a parked admission ([`Admission::into_reservation_id`]) or
+    /// one kept open across a restart ([`ReopenHolds::Keep`]); as [`settle`](Self::settle).
+    ///
+    /// # Errors
+    /// [`GateError::UnknownReservation`] when no hold with this id is open, and the
+    /// errors of [`settle`](Self::settle).
+    pub fn settle_by_id(
+        &self,
+        id: ReservationId,
+        actual_microunits: u64,
+    ) -> Result<Settled, GateError> {
+        self.settle_entry(id.0, SettleHow::Commit(actual_microunits))
+    }
+
+    /// Releases a parked or kept hold by id.
+    ///
+    /// # Errors
+    /// [`GateError::UnknownReservation`], [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn release_by_id(&self, id: ReservationId) -> Result<Settled, GateError> {
+        self.settle_entry(id.0, SettleHow::Release)
+    }
+
+    /// The one settlement path. Order, so that the books stay a pure function of the
+    /// log: an operation that takes budget (the excess of an overrun) takes it in
+    /// memory before its record is placed; one that frees budget (a refund, a
+    /// release) frees it only after its record has its position.
+    fn settle_entry(&self, sequence: u64, how: SettleHow) -> Result<Settled, GateError> {
+        self.check_open()?;
+        let barrier = self.inner.policy.read();
+        let shard = &self.inner.open[shard_of(sequence)];
+        let Some(mut entry) = shard.lock().remove(&sequence) else {
+            return Err(GateError::UnknownReservation {
+                id: ReservationId(sequence),
+            });
+        };
+        let held = entry.held_microunits;
+        let kind = match how {
+            SettleHow::Commit(actual) if actual > held => SettlementKind::CommitWithOverrun {
+                actual_microunits: actual,
+            },
+            SettleHow::Commit(actual) => SettlementKind::Commit {
+                actual_microunits: actual,
+            },
+            SettleHow::Release => SettlementKind::Release,
+            SettleHow::Abandon => SettlementKind::Abandon,
+            SettleHow::ReleasedAtReopen => SettlementKind::ReleasedAtReopen,
+        };
+        let mut settled = Settled::default();
+        if let SettlementKind::CommitWithOverrun { actual_microunits } = kind {
+            // Take first: the whole excess leaves `remaining` before the record exists.
+            if let Err(error) = self.take_overrun(&mut entry, actual_microunits) {
+                shard.lock().insert(sequence, entry);
+                return Err(error);
+            }
+            settled.committed_microunits = actual_microunits;
+            settled.overrun_microunits = actual_microunits - held;
+        }
+        let record = GateRecord::Settlement(SettlementRecord {
+            decision_sequence: sequence,
+            tenant: entry.tenant.clone(),
+            kind,
+        });
+        let ticket = match self.append(&record) {
+            Ok(ticket) => ticket,
+            Err(error) => {
+                // Poisoned: the entry goes back so nothing is freed without a record.
+                shard.lock().insert(sequence, entry);
+                return Err(error);
+            }
+        };
+        // Free after: the refund or release happens once the record has its place.
+        match kind {
+            SettlementKind::Commit { actual_microunits } => {
+                if let Some(hold) = entry.hold.take() {
+                    let spent = to_i64(actual_microunits)?;
+                    // Cannot be refused: 0 <= actual <= held was checked above.
+                    hold.commit(spent)
+                        .map_err(|refused| GateError::Budget(refused.error))?;
+                }
+                settled.committed_microunits = actual_microunits;
+                settled.refunded_microunits = held - actual_microunits;
+            }
+            SettlementKind::CommitWithOverrun { .. } => {}
+            SettlementKind::Release
+            | SettlementKind::Abandon
+            | SettlementKind::ReleasedAtReopen => {
+                if let Some(hold) = entry.hold.take() {
+                    hold.release();
+                }
+                settled.refunded_microunits = held;
+            }
+        }
+        settled.log_sequence = Some(ticket.sequence());
+        drop(barrier);
+        self.maybe_snapshot(ticket.sequence());
+        Ok(settled)
+    }
+
+    /// The overrun path in memory: commits the whole hold and debits the excess, or
+    /// refuses (the entry is left as it was).
+    fn take_overrun(&self, entry: &mut OpenEntry, actual_microunits: u64) -> Result<(), GateError> {
+        let actual = to_i64(actual_microunits)?;
+        let not_covered = |remaining_microunits| GateError::OverrunNotCovered {
+            held_microunits: entry.held_microunits,
+            actual_microunits,
+            remaining_microunits,
+        };
+        match entry.hold.take() {
+            Some(hold) => match hold.commit_with_overrun(actual) {
+                Ok(_) => Ok(()),
+                Err(refused) => {
+                    let remaining = match refused.error {
+                        BudgetError::Insufficient {
+                            remaining_microcents,
+                            ..
+                        } => remaining_microcents,
+                        _ => self
+                            .inner
+                            .engine
+                            .remaining_microcents(&entry.tenant)
+                            .unwrap_or(0),
+                    };
+                    entry.hold = Some(refused.reservation);
+                    Err(not_covered(remaining))
+                }
+            },
+            None => {
+                // A free admission charged a cost: hold and commit the whole of it.
+                match self.inner.engine.try_reserve(&entry.tenant, actual) {
+                    Ok(hold) => hold
+                        .commit(actual)
+                        .map(|_| ())
+                        .map_err(|refused| GateError::Budget(refused.error)),
+                    Err(BudgetError::Insufficient {
+                        remaining_microcents,
+                        ..
+                    }) => Err(not_covered(remaining_microcents)),
+                    Err(other) => Err(GateError::Budget(other)),
+                }
+            }
+        }
+    }
+
+    /// Records an observed result of a decision, bound to it by its sequence number
+    /// and decision digest (both from [`Admission::decision_ref`]). The gate does not
+    /// look the decision up; the verifier checks the binding.
+    ///
+    /// # Errors
+    /// [`GateError::OutcomeTooLarge`] for a detail over [`MAX_OUTCOME_DETAIL_BYTES`];
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn record_outcome(
+        &self,
+        decision: DecisionRef,
+        outcome: Outcome,
+    ) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        if outcome.detail.len() > MAX_OUTCOME_DETAIL_BYTES {
+            return Err(GateError::OutcomeTooLarge {
+                len_bytes: outcome.detail.len(),
+            });
+        }
+        let ticket = self.append(&GateRecord::Outcome(OutcomeRecord {
+            decision_sequence: decision.sequence,
+            decision_digest: decision.decision_digest,
+            reward_microunits: outcome.reward_microunits,
+            success: outcome.success,
+            latency_ms: outcome.latency_ms,
+            detail: outcome.detail,
+        }))?;
+        self.maybe_snapshot(ticket.sequence());
+        Ok(ticket)
+    }
+
+    /// Creates `tenant` with `budget_microunits`, logged; an existing tenant is left
+    /// untouched (returns `Ok(None)`).
+    ///
+    /// # Errors
+    /// [`GateError::InvalidTenant`], [`GateError::AmountOutOfRange`],
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn ensure_tenant(
+        &self,
+        tenant: &str,
+        budget_microunits: u64,
+    ) -> Result<Option<Ticket>, GateError> {
+        self.check_open()?;
+        check_tenant_name(tenant)?;
+        let initial = to_i64(budget_microunits)?;
+        let _admin = self.inner.admin.lock();
+        let _barrier = self.inner.policy.read();
+        if self.inner.engine.remaining_microcents(tenant).is_ok() {
+            return Ok(None);
+        }
+        let ticket = self.append(&GateRecord::TenantCreated(TenantCreated {
+            tenant: tenant.to_owned(),
+            initial_microunits: budget_microunits,
+        }))?;
+        // No reservation can name the tenant before this, so creating it after its
+        // record is placed frees nothing early.
+        self.inner.engine.ensure_tenant(tenant, initial)?;
+        Ok(Some(ticket))
+    }
+
+    /// Adds `amount_microunits` to a tenant's budget, logged. The budget grows in
+    /// memory only once the record has its place in the log.
+    ///
+    /// # Errors
+    /// [`GateError::UnknownTenant`], [`GateError::AmountOutOfRange`] (zero, or a total
+    /// that would overflow), [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn top_up(&self, tenant: &str, amount_microunits: u64) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let amount = to_i64(amount_microunits)?;
+        if amount == 0 {
+            return Err(GateError::AmountOutOfRange { amount_microunits });
+        }
+        let _admin = self.inner.admin.lock();
+        let _barrier = self.inner.policy.read();
+        let books = self
+            .inner
+            .engine
+            .ledger(tenant)
+            .map_err(|_| unknown(tenant))?;
+        if books.initial_microcents.checked_add(amount).is_none() {
+            return Err(GateError::AmountOutOfRange { amount_microunits });
+        }
+        let ticket = self.append(&GateRecord::TopUp(TopUp {
+            tenant: tenant.to_owned(),
+            amount_microunits,
+        }))?;
+        self.inner.engine.top_up(tenant, amount)?;
+        Ok(ticket)
+    }
+
+    /// Changes a tenant's reservation limits (`None` removes one), logged. Limits
+    /// apply to reservations made after the change; the verifier records them but does
+    /// not re-check refusals against them (a refusal is always safe).
+    ///
+    /// # Errors
+    /// [`GateError::UnknownTenant`], [`GateError::AmountOutOfRange`] for a cap of zero
+    /// or above `i64::MAX`, [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn set_limits(
+        &self,
+        tenant: &str,
+        max_reserved_microunits: Option<u64>,
+        max_open_reservations: Option<u64>,
+    ) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let cap = max_reserved_microunits.map(to_i64).transpose()?;
+        if cap == Some(0) {
+            return Err(GateError::AmountOutOfRange {
+                amount_microunits: 0,
+            });
+        }
+        let _admin = self.inner.admin.lock();
+        let _barrier = self.inner.policy.read();
+        self.inner
+            .engine
+            .ledger(tenant)
+            .map_err(|_| unknown(tenant))?;
+        let ticket = self.append(&GateRecord::LimitsChanged(LimitsChanged {
+            tenant: tenant.to_owned(),
+            max_reserved_microunits,
+            max_open_reservations,
+        }))?;
+        self.inner.engine.set_limits(
+            tenant,
+            TenantLimits {
+                max_reserved_microcents: cap,
+                max_active_reservations: max_open_reservations,
+            },
+        )?;
+        Ok(ticket)
+    }
+
+    /// Installs a new policy: its record is appended before any decision can use it.
+    /// Decisions already under way finish under the policy they started with.
+    ///
+    /// # Errors
+    /// [`GateError::Poisoned`] or [`GateError::Log`] (the policy is then unchanged).
+    pub fn install_policy(&self, policy: SealedPolicy) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let mut current = self.inner.policy.write();
+        let ticket = self.append(&policy_record(&policy))?;
+        *current = Arc::new(policy);
+        Ok(ticket)
+    }
+
+    /// The current policy.
+    #[must_use]
+    pub fn policy(&self) -> Arc<SealedPolicy> {
+        Arc::clone(&self.inner.policy.read())
+    }
+
+    /// One tenant's books now, in microunits (holds of decisions still in flight
+    /// included).
+    ///
+    /// # Errors
+    /// [`GateError::UnknownTenant`].
+    pub fn tenant_books(&self, tenant: &str) -> Result<TenantBooks, GateError> {
+        let row = self
+            .inner
+            .engine
+            .ledger(tenant)
+            .map_err(|_| unknown(tenant))?;
+        let limits = self
+            .inner
+            .engine
+            .limits(tenant)
+            .map_err(|_| unknown(tenant))?;
+        Ok(TenantBooks {
+            tenant: row.tenant_id,
+            initial_microunits: row.initial_microcents,
+            remaining_microunits: row.remaining_microcents,
+            reserved_microunits: row.reserved_microcents,
+            committed_microunits: row.committed_microcents,
+            max_reserved_microunits: limits.max_reserved_microcents.map(i64::unsigned_abs),
+            max_open_reservations: limits.max_active_reservations,
+        })
+    }
+
+    /// A conservation proof of the books now, bound to the log's appended position.
+    ///
+    /// # Errors
+    /// [`GateError::Poisoned`] (the in-memory books are not trusted after a failure),
+    /// or [`GateError::Digest`].
+    pub fn prove_conservation(&self) -> Result<ConservationProof, GateError> {
+        self.check_open()?;
+        let _barrier = self.inner.policy.write();
+        let records = self.inner.wal.appended_anchor().next_sequence;
+        let mut snapshot = self.inner.engine.snapshot();
+        snapshot.version = records;
+        Ok(prove_snapshot(&snapshot, Some(records))?)
+    }
+
+    /// Writes a book snapshot now (followed by the current policy record), holding
+    /// every operation still for as long as it takes to copy the books; returns the
+    /// snapshot record's sequence number.
+    ///
+    /// # Errors
+    /// [`GateError::SnapshotTooLarge`] when the books do not fit one record,
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn snapshot_books(&self) -> Result<u64, GateError> {
+        self.check_open()?;
+        let policy = self.inner.policy.write();
+        let snapshot = self.books_now(*policy.digest());
+        let ticket = self.append(&GateRecord::BookSnapshot(snapshot))?;
+        // The policy in force follows its snapshot, so a suffix that starts at the
+        // snapshot holds every policy its decisions name.
+        let _policy = self.append(&policy_record(&policy))?;
+        self.inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        Ok(ticket.sequence())
+    }
+
+    /// The in-memory books as a snapshot record; only under the exclusive barrier.
+    fn books_now(&self, policy_digest: Digest) -> BookSnapshot {
+        let engine_snapshot = self.inner.engine.snapshot();
+        let tenants: Vec<SnapshotTenant> = engine_snapshot
+            .tenants
+            .iter()
+            .map(|row| {
+                let limits = self.inner.engine.limits(&row.tenant_id).unwrap_or_default();
+                SnapshotTenant {
+                    tenant: row.tenant_id.clone(),
+                    initial_microunits: row.initial_microcents,
+                    remaining_microunits: row.remaining_microcents,
+                    reserved_microunits: row.reserved_microcents,
+                    committed_microunits: row.committed_microcents,
+                    max_reserved_microunits: limits.max_reserved_microcents.map(i64::unsigned_abs),
+                    max_open_reservations: limits.max_active_reservations,
+                }
+            })
+            .collect();
+        let position: HashMap<&str, u32> = tenants
+            .iter()
+            .enumerate()
+            .map(|(index, row)| (row.tenant.as_str(), index as u32))
+            .collect();
+        let mut open = Vec::new();
+        for shard in &*self.inner.open {
+            for (sequence, entry) in shard.lock().iter() {
+                open.push(OpenHold {
+                    decision_sequence: *sequence,
+                    // Every hold's tenant is in the engine: holds are made from it.
+                    tenant_index: position
+                        .get(entry.tenant.as_str())
+                        .copied()
+                        .unwrap_or(u32::MAX),
+                    held_microunits: entry.held_microunits,
+                });
+            }
+        }
+        open.sort_unstable_by_key(|hold| hold.decision_sequence);
+        BookSnapshot {
+            format_version: GATE_FORMAT_VERSION,
+            policy_digest,
+            tenants,
+            open,
+        }
+    }
+
+    /// Takes a book snapshot when `sequence` crossed the next snapshot point; only one
+    /// thread claims it.
+    fn maybe_snapshot(&self, sequence: u64) {
+        let due = self.inner.next_snapshot_at.load(Ordering::Relaxed);
+        if sequence < due {
+            return;
+        }
+        if self
+            .inner
+            .next_snapshot_at
+            .compare_exchange(due, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let next = match self.snapshot_books() {
+            Ok(at) => at.saturating_add(self.inner.snapshot_every_records),
+            // A failed snapshot is retried later; a poisoned log refuses everything.
+            Err(_) => sequence.saturating_add(self.inner.snapshot_every_records),
+        };
+        self.inner.next_snapshot_at.store(next, Ordering::Release);
+    }
+
+    /// Book snapshots written by this gate since it opened.
+    #[must_use]
+    pub fn snapshots_taken(&self) -> u64 {
+        self.inner.snapshots_taken.load(Ordering::Relaxed)
+    }
+
+    /// What opening found.
+    #[must_use]
+    pub fn recovery(&self) -> &GateRecovery {
+        &self.inner.recovery
+    }
+
+    /// The position after the last appended record.
+    #[must_use]
+    pub fn appended_anchor(&self) -> WalAnchor {
+        self.inner.wal.appended_anchor()
+    }
+
+    /// The position after the last durable record.
+    #[must_use]
+    pub fn durable_anchor(&self) -> WalAnchor {
+        self.inner.wal.durable_anchor()
+    }
+
+    /// Whether a log failure has poisoned the gate (reopen to continue).
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poisoned.load(Ordering::Acquire)
+    }
+
+    /// The gate directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The log's directory (give the gate directory to `calybris verify`).
+    #[must_use]
+    pub fn log_dir(&self) -> PathBuf {
+        self.inner.dir.join(LOG_DIR)
+    }
+
+    /// The log's HMAC key, if any.
+    #[must_use]
+    pub fn key(&self) -> Option<&WalKey> {
+        self.inner.key.as_ref()
+    }
+
+    /// Makes everything appended durable, stops the log and releases the directory;
+    /// returns the durable anchor (keep it to detect a cut suffix later).
+    ///
+    /// # Errors
+    /// [`GateError::StillShared`] when other handles or unsettled admissions still
+    /// refer to the gate (the log then closes when the last of them is dropped);
+    /// [`GateError::Log`] when a write or sync failed.
+    pub fn close(self) -> Result<WalAnchor, GateError> {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => Ok(inner.wal.close()?),
+            Err(shared) => Err(GateError::StillShared {
+                handles: Arc::strong_count(&shared) - 1,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SettleHow {
+    Commit(u64),
+    Release,
+    Abandon,
+    ReleasedAtReopen,
+}
+
+fn unknown(tenant: &str) -> GateError {
+    GateError::UnknownTenant {
+        tenant: tenant.to_owned(),
+    }
+}
+
+fn check_tenant_name(tenant: &str) -> Result<(), GateError> {
+    if tenant.is_empty() || tenant.len() > MAX_TENANT_NAME_BYTES {
+        return Err(GateError::InvalidTenant {
+            len_bytes: tenant.len(),
+        });
+    }
+    Ok(())
+}
+
+fn policy_record(policy: &SealedPolicy) -> GateRecord {
+    GateRecord::Policy(PolicyRecord {
+        policy_digest: *policy.digest(),
+        policy: policy.clone(),
+    })
+}
+
+/// Reads the log and folds it into books; returns them, the digest of the latest
+/// policy record, and how many records were folded.
+fn rebuild(
+    log_dir: &Path,
+    key: Option<&WalKey>,
+) -> Result<(Books, Option<Digest>, u64), GateError> {
+    let mut books = Books::new();
+    let mut last_policy = None;
+    let mut replayed = 0;
+    let reader = SegmentedReader::<GateRecord>::open(log_dir, key, None)?;
+    for entry in reader {
+        let entry = match entry {
+            Ok(entry) => entry,
+            // The writer's own open refused or cut this already; a torn tail ends here.
+            Err(error) => return Err(GateError::Log(error)),
+        };
+        if let GateRecord::Policy(policy) = &entry.record {
+            last_policy = Some(policy.policy_digest);
+        }
+        books
+            .apply(entry.sequence, &entry.record)
+            .map_err(|error| GateError::Books {
+                sequence: entry.sequence,
+                error,
+            })?;
+        replayed += 1;
+    }
+    Ok((books, last_policy, replayed))
+}
+
+/// Loads the engine with the books' balances, holds excluded (they are re-made as
+/// reservations by [`Gate::adopt_open_holds`], before the limits are set).
+fn restore_balances(engine: &BudgetEngine, books: &Books) -> Result<(), GateError> {
+    let mut snapshot = books.budget_snapshot(0);
+    for row in &mut snapshot.tenants {
+        // Cannot overflow: remaining + reserved <= initial in balanced books.
+        row.remaining_microcents += row.reserved_microcents;
+        row.reserved_microcents = 0;
+    }
+    snapshot.active_reservations = 0;
+    engine
+        .restore(&snapshot)
+        .map_err(|error| GateError::Restore(error.to_string()))
+}
+
+/// Sets every tenant's limits as the books hold them.
+fn restore_limits(engine: &BudgetEngine, books: &Books) -> Result<(), GateError> {
+    for row in books.tenants() {
+        engine.set_limits(
+            &row.tenant,
+            TenantLimits {
+                max_reserved_microcents: row
+                    .max_reserved_microunits
+                    .and_then(|cap| i64::try_from(cap).ok()),
+                max_active_reservations: row.max_open_reservations,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// A decision's place in the log: what an outcome binds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionRef {
+    /// The decision record's sequence number.
+    pub sequence: u64,
+    /// Its decision digest (`calydcn1`).
+    pub decision_digest: Digest,
+}
+
+/// An observed result of a decision's execution (see [`Gate::record_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// The observed reward, in microunits.
+    pub reward_microunits: i64,
+    /// Whether the execution succeeded.
+    pub success: bool,
+    /// The observed latency, in milliseconds.
+    pub latency_ms: u32,
+    /// Free-form bytes, at most [`MAX_OUTCOME_DETAIL_BYTES`].
+    pub detail: Vec<u8>,
+}
+
+/// One decision made by a [`Gate`]: the kernel decision, what the budget made of it,
+/// and the durability ticket of its record. Owned (`'static`, `Send`): settle it from
+/// any thread or task, or park it as a [`ReservationId`].
+///
+/// # Before the ticket completes
+/// The decision is in the log's order but not yet on disk. A caller may read it, start
+/// work that can be undone, and settle or abandon it (those records follow the
+/// decision, so they can never outlive it). It must not tell anyone outside the process
+/// that the decision was made (answer a client, send an order) before
+/// [`Admission::wait_durable`] (or its async form, the ticket) returns: after a crash
+/// the decision, and everything after it, may be gone.
+///
+/// Dropping an admitted, unsettled admission abandons it (logged), so a hold can never
+/// leak.
+#[must_use = "an admission holds budget until it is settled; dropping it abandons it"]
+#[derive(Debug)]
+pub struct Admission {
+    gate: Gate,
+    tenant: String,
+    input: KernelInput,
+    decision: KernelDecision,
+    decision_digest: Digest,
+    policy_digest: Digest,
+    request_id: [u8; 16],
+    budget: BudgetOutcome,
+    ticket: Ticket,
+    /// True while the admission still owns an open hold it must settle.
+    armed: bool,
+}
+
+impl Admission {
+    /// Whether the work may go ahead: the kernel selected a candidate and the budget
+    /// holds its estimated cost (or it costs nothing).
+    #[must_use]
+    pub fn is_admitted(&self) -> bool {
+        self.budget.is_admitted()
+    }
+
+    /// The kernel decision, exactly as logged.
+    #[must_use]
+    pub fn decision(&self) -> &KernelDecision {
+        &self.decision
+    }
+
+    /// The request, exactly as logged.
+    #[must_use]
+    pub fn input(&self) -> &KernelInput {
+        &self.input
+    }
+
+    /// What the budget made of the decision.
+    #[must_use]
+    pub fn budget(&self) -> BudgetOutcome {
+        self.budget
+    }
+
+    /// The tenant.
+    #[must_use]
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The caller's request id, as logged.
+    #[must_use]
+    pub fn request_id(&self) -> [u8; 16] {
+        self.request_id
+    }
+
+    /// Digest of the policy that decided.
+    #[must_use]
+    pub fn policy_digest(&self) -> &Digest {
+        &self.policy_digest
+    }
+
+    /// The decision's place in the log, for [`Gate::record_outcome`].
+    #[must_use]
+    pub fn decision_ref(&self) -> DecisionRef {
+        DecisionRef {
+            sequence: self.ticket.sequence(),
+            decision_digest: self.decision_digest,
+        }
+    }
+
+    /// The decision record's sequence number (also its [`ReservationId`]).
+    #[must_use]
+    pub fn log_sequence(&self) -> u64 {
+        self.ticket.sequence()
+    }
+
+    /// The decision record's durability ticket.
+    pub fn ticket(&self) -> &Ticket {
+        &self.ticket
+    }
+
+    /// Blocks until the decision record is durable; returns its sequence number.
+    ///
+    /// # Errors
+    /// [`GateError::Log`] when the log failed or closed first.
+    pub fn wait_durable(&self) -> Result<u64, GateError> {
+        Ok(self.ticket.wait()?)
+    }
+
+    /// Parks the hold under its [`ReservationId`], to settle it later with
+    /// [`Gate::settle_by_id`] or [`Gate::release_by_id`] (from anywhere that holds the
+    /// gate). `None` when nothing is to be settled (the decision was not admitted).
+    #[must_use]
+    pub fn into_reservation_id(mut self) -> Option<ReservationId> {
+        std::mem::replace(&mut self.armed, false).then(|| ReservationId(self.log_sequence()))
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if std::mem::replace(&mut self.armed, false) {
+            // Best effort: a failure poisons the gate, which refuses everything after.
+            let _ = self
+                .gate
+                .settle_entry(self.ticket.sequence(), SettleHow::Abandon);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The records of a gate log: one enum, [`GateRecord`], encoded with postcard inside
+//! the frames of a `calybris-wal` log. This module is the only definition of their
+//! layout; `docs/SPECIFICATION.md` ("The gate log") describes it byte by byte and the
+//! golden files under `crates/gate/tests/data/` pin it.
+//!
+//! Amounts are in the kernel's **microunits** (10^-6 of the caller's currency unit),
+//! the same unit as [`KernelDecision::estimated_cost_microunits`]: a gate has one
+//! money unit from its configuration to its reports.
+//!
+//! [`KernelDecision::estimated_cost_microunits`]: calybris_kernel::KernelDecision::estimated_cost_microunits
+
+use calybris_digest::Digest;
+use calybris_wal::{DecisionRecord, PolicyRecord};
+use serde::{Deserialize, Serialize};
+
+/// The version of the gate record set, written in the [`LogHeader`] that opens every
+/// gate log and in every [`BookSnapshot`].
+pub const GATE_FORMAT_VERSION: u16 = 1;
+
+/// The longest tenant name a record may carry, in bytes (the budget engine's bound).
+pub const MAX_TENANT_NAME_BYTES: usize = calybris_budget::MAX_TENANT_ID_BYTES;
+
+/// The longest free-form detail an [`OutcomeRecord`] may carry, in bytes.
+pub const MAX_OUTCOME_DETAIL_BYTES: usize = 4_096;
+
+/// One record of a gate log. The variant's position is its code on disk (postcard
+/// writes it as a varint before the fields), so variants are only ever appended.
+///
+/// Codes 0 and 1 are the layouts of `calybris_wal::AuditRecord`'s policy and decision
+/// records: a policy record is byte for byte the audited log's, and a gate decision
+/// starts with the audited decision record and adds the gate's fields after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GateRecord {
+    /// 0: a policy snapshot, written before the first decision that names it.
+    Policy(PolicyRecord),
+    /// 1: a decision and, for an admitted selection, its reservation.
+    Decision(GateDecision),
+    /// 2: the first record of every gate log.
+    Header(LogHeader),
+    /// 3: a tenant is created with an opening budget.
+    TenantCreated(TenantCreated),
+    /// 4: a tenant's budget grows.
+    TopUp(TopUp),
+    /// 5: a tenant's reservation limits change.
+    LimitsChanged(LimitsChanged),
+    /// 6: an admitted decision is settled (committed, released or abandoned).
+    Settlement(SettlementRecord),
+    /// 7: an observed result, bound to its decision.
+    Outcome(OutcomeRecord),
+    /// 8: the whole budget state after every record before it.
+    BookSnapshot(BookSnapshot),
+}
+
+impl GateRecord {
+    /// A short lowercase name of the record's kind, for reports.
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Policy(_) => "policy",
+            Self::Decision(_) => "decision",
+            Self::Header(_) => "header",
+            Self::TenantCreated(_) => "tenant-created",
+            Self::TopUp(_) => "top-up",
+            Self::LimitsChanged(_) => "limits-changed",
+            Self::Settlement(_) => "settlement",
+            Self::Outcome(_) => "outcome",
+            Self::BookSnapshot(_) => "book-snapshot",
+        }
+    }
+}
+
+/// The first record of every gate log: says which record set follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogHeader {
+    /// [`GATE_FORMAT_VERSION`] of the writer.
+    pub format_version: u16,
+}
+
+/// A decision as the gate logged it.
+///
+/// The reservation of an admitted, priced selection is this record: its id is the
+/// record's own sequence number in the log (the writer cannot know it before the
+/// record is placed, so it is not stored a second time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateDecision {
+    /// The audited decision: request, decision, the three digests, and the caller's
+    /// metadata (`recorded_at_unix_ms` is the caller's timestamp, `request_id` the
+    /// caller's own request id, `tenant_id` the [`tenant_number`] of [`Self::tenant`]).
+    ///
+    /// [`tenant_number`]: calybris_digest::tenant_number
+    pub audit: DecisionRecord,
+    /// The tenant, by name.
+    pub tenant: String,
+    /// What the budget made of the decision.
+    pub budget: BudgetOutcome,
+}
+
+/// What the budget made of one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BudgetOutcome {
+    /// The kernel rejected the request: nothing was priced or held.
+    RejectedByKernel,
+    /// The kernel selected a candidate whose estimated cost is zero: admitted, nothing
+    /// held (a later settlement may still charge it, through the overrun path).
+    NotPriced,
+    /// Admitted: the estimated cost is held. The reservation's id is the decision's
+    /// sequence number.
+    Reserved {
+        /// The amount held, in microunits (the decision's estimated cost).
+        amount_microunits: u64,
+    },
+    /// Not admitted: the tenant's spendable budget was below the estimate.
+    Insufficient {
+        /// The spendable budget the refused attempt saw, in microunits.
+        remaining_microunits: i64,
+    },
+    /// Not admitted: the tenant's cap on the sum of open holds would be exceeded.
+    ReservedCapExceeded {
+        /// The open holds the refused attempt saw, in microunits.
+        reserved_microunits: i64,
+    },
+    /// Not admitted: the tenant already had as many open reservations as it may.
+    TooManyOpenReservations,
+}
+
+impl BudgetOutcome {
+    /// Whether the work may go ahead as far as the budget is concerned.
+    #[must_use]
+    pub const fn is_admitted(self) -> bool {
+        matches!(self, Self::NotPriced | Self::Reserved { .. })
+    }
+
+    /// The amount held, in microunits (zero unless [`BudgetOutcome::Reserved`]).
+    #[must_use]
+    pub const fn held_microunits(self) -> u64 {
+        match self {
+            Self::Reserved { amount_microunits } => amount_microunits,
+            _ => 0,
+        }
+    }
+}
+
+/// A tenant is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCreated {
+    /// The tenant's name.
+    pub tenant: String,
+    /// The opening budget, in microunits.
+    pub initial_microunits: u64,
+}
+
+/// A tenant's budget grows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopUp {
+    /// The tenant's name.
+    pub tenant: String,
+    /// The amount added, in microunits (positive).
+    pub amount_microunits: u64,
+}
+
+/// A tenant's reservation limits change (`None` removes a limit).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsChanged {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Cap on the sum of the tenant's open holds, in microunits.
+    pub max_reserved_microunits: Option<u64>,
+    /// Cap on how many reservations the tenant may have open at once.
+    pub max_open_reservations: Option<u64>,
+}
+
+/// How an admitted decision was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SettlementKind {
+    /// The actual cost, at most the amount held, is spent; the rest is refunded.
+    Commit {
+        /// The actual cost, in microunits.
+        actual_microunits: u64,
+    },
+    /// The actual cost is above the amount held: the whole hold is spent and the
+    /// excess is taken from the tenant's spendable budget (the one overrun path).
+    CommitWithOverrun {
+        /// The actual cost, in microunits (greater than the amount held).
+        actual_microunits: u64,
+    },
+    /// The caller released the hold: nothing was spent.
+    Release,
+    /// The admission was dropped or abandoned without a settlement: nothing spent.
+    Abandon,
+    /// The gate was reopened with the hold still open and released it.
+    ReleasedAtReopen,
+}
+
+/// An admitted decision is settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementRecord {
+    /// The sequence number of the decision record it settles (its reservation id).
+    pub decision_sequence: u64,
+    /// The decision's tenant, by name (checked against the decision).
+    pub tenant: String,
+    /// How it was settled.
+    pub kind: SettlementKind,
+}
+
+/// An observed result of a decision's execution, bound to the decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeRecord {
+    /// The sequence number of the decision record.
+    pub decision_sequence: u64,
+    /// That record's decision digest (`calydcn1`), so the binding survives any
+    /// renumbering doubt.
+    pub decision_digest: Digest,
+    /// The observed reward, in microunits (signed).
+    pub reward_microunits: i64,
+    /// Whether the execution succeeded.
+    pub success: bool,
+    /// The observed latency, in milliseconds.
+    pub latency_ms: u32,
+    /// Free-form bytes, at most [`MAX_OUTCOME_DETAIL_BYTES`].
+    pub detail: Vec<u8>,
+}
+
+/// The whole budget state after every record before it: reopening a long log replays
+/// only what follows the last snapshot, and a verifier starting from a retained suffix
+/// starts from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookSnapshot {
+    /// [`GATE_FORMAT_VERSION`] of the writer.
+    pub format_version: u16,
+    /// Digest of the policy in force; its policy record follows this one.
+    pub policy_digest: Digest,
+    /// Every tenant, in ascending byte order of name.
+    pub tenants: Vec<SnapshotTenant>,
+    /// Every open hold (admitted decisions not yet settled), ascending by sequence.
+    pub open: Vec<OpenHold>,
+}
+
+/// One tenant's books in a [`BookSnapshot`], in microunits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotTenant {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Every amount ever granted (opening budget plus top-ups).
+    pub initial_microunits: i64,
+    /// Spendable now.
+    pub remaining_microunits: i64,
+    /// Held by open reservations.
+    pub reserved_microunits: i64,
+    /// Spent over the tenant's lifetime.
+    pub committed_microunits: i64,
+    /// The cap on open holds, if any.
+    pub max_reserved_microunits: Option<u64>,
+    /// The cap on open reservations, if any.
+    pub max_open_reservations: Option<u64>,
+}
+
+/// One open hold in a [`BookSnapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenHold {
+    /// The decision record's sequence number (the reservation id).
+    pub decision_sequence: u64,
+    /// The tenant's position in [`BookSnapshot::tenants`].
+    pub tenant_index: u32,
+    /// The amount held, in microunits (zero for a [`BudgetOutcome::NotPriced`] admission).
+    pub held_microunits: u64,
+}

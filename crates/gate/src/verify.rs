@@ -1,0 +1,263 @@
+//! The offline verifier of a gate directory: [`verify_dir`].
+
+use std::path::Path;
+
+use calybris_digest::Digest;
+use calybris_finance::{ConservationProof, LedgerDigestError, prove_snapshot};
+use calybris_wal::{
+    AuditError, AuditReplayer, Recovery, SegmentedReader, WalAnchor, WalError, WalKey,
+};
+
+use crate::books::{Books, BooksError, TenantBooks};
+use crate::gate::LOG_DIR;
+use crate::record::{BudgetOutcome, GateRecord, MAX_OUTCOME_DETAIL_BYTES, SettlementKind};
+
+/// What [`verify_dir`] needs besides the directory.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The log's HMAC key, when it is keyed.
+    pub key: Option<WalKey>,
+    /// A trusted position the log must reach with the same hash (catches a cut suffix).
+    pub anchor: Option<WalAnchor>,
+}
+
+/// Counts of what a verified gate log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordCounts {
+    /// Policy records.
+    pub policies: u64,
+    /// Decision records, replayed.
+    pub decisions: u64,
+    /// Of those, admitted (reserved or not priced).
+    pub admitted: u64,
+    /// Of those, selections the budget refused.
+    pub refused_by_budget: u64,
+    /// Of those, rejected by the kernel.
+    pub rejected_by_kernel: u64,
+    /// Settlement records.
+    pub settlements: u64,
+    /// Of those, commits through the overrun path.
+    pub overruns: u64,
+    /// Of those, releases at reopen.
+    pub released_at_reopen: u64,
+    /// Outcome records.
+    pub outcomes: u64,
+    /// Book snapshots, each checked against the books rebuilt before it.
+    pub snapshots: u64,
+    /// Tenant, top-up and limit records.
+    pub budget_changes: u64,
+}
+
+/// What [`verify_dir`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateReport {
+    /// The position after the last record.
+    pub anchor: WalAnchor,
+    /// Records by kind.
+    pub counts: RecordCounts,
+    /// Every tenant's books at the end of the log, in ascending byte order of name.
+    pub tenants: Vec<TenantBooks>,
+    /// Holds still open at the end of the log.
+    pub open_holds: u64,
+    /// The conservation proof of the final books (amounts in microunits), bound to
+    /// the number of records.
+    pub conservation: ConservationProof,
+}
+
+/// Why a gate directory does not verify. Every variant names the record at fault
+/// where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The log could not be read (missing directory, storage error).
+    #[error("log: {0}")]
+    Log(WalError),
+    /// The chain does not verify to a clean end (corruption, torn tail, wrong key,
+    /// unknown version, unmet anchor).
+    #[error("the chain does not verify: {0}")]
+    Chain(Recovery),
+    /// A decision or policy record does not replay (kernel decision, digests).
+    #[error("{0}")]
+    Replay(AuditError),
+    /// A record does not fold into balanced books.
+    #[error("record {sequence}: {error}")]
+    Books {
+        /// The record.
+        sequence: u64,
+        /// Why.
+        error: BooksError,
+    },
+    /// An outcome names no decision record at that sequence.
+    #[error("record {sequence}: outcome of decision {decision_sequence}, which is not a decision")]
+    OutcomeUnknownDecision {
+        /// The outcome record.
+        sequence: u64,
+        /// The sequence it names.
+        decision_sequence: u64,
+    },
+    /// An outcome's decision digest is not that decision's.
+    #[error("record {sequence}: outcome's decision digest is not decision {decision_sequence}'s")]
+    OutcomeDigestMismatch {
+        /// The outcome record.
+        sequence: u64,
+        /// The decision it names.
+        decision_sequence: u64,
+    },
+    /// An outcome's detail is longer than [`MAX_OUTCOME_DETAIL_BYTES`].
+    #[error("record {sequence}: outcome detail of {len_bytes} bytes is over the limit")]
+    OutcomeTooLarge {
+        /// The outcome record.
+        sequence: u64,
+        /// Its length.
+        len_bytes: usize,
+    },
+    /// The final books cannot be digested.
+    #[error("ledger digest: {0}")]
+    Digest(#[from] LedgerDigestError),
+}
+
+impl VerifyError {
+    /// The sequence number of the record at fault, where one is named.
+    #[must_use]
+    pub fn sequence(&self) -> Option<u64> {
+        match self {
+            Self::Log(_) | Self::Digest(_) => None,
+            Self::Chain(recovery) => recovery.named_sequence(),
+            Self::Replay(error) => match error {
+                AuditError::DoesNotReplay { sequence, .. } => *sequence,
+                AuditError::PolicyMissing { sequence, .. }
+                | AuditError::PolicyDigestMismatch { sequence }
+                | AuditError::InputDigestMismatch { sequence }
+                | AuditError::DecisionDigestMismatch { sequence }
+                | AuditError::TooManyPolicies { sequence } => Some(*sequence),
+                _ => None,
+            },
+            Self::Books { sequence, .. }
+            | Self::OutcomeUnknownDecision { sequence, .. }
+            | Self::OutcomeDigestMismatch { sequence, .. }
+            | Self::OutcomeTooLarge { sequence, .. } => Some(*sequence),
+        }
+    }
+}
+
+/// Verifies a gate directory offline, from the directory alone: checks the chain to
+/// a clean end, replays every decision against the policy recorded before it
+/// (never trusting the writer), folds every record into the books in log order
+/// (conservation after every record; every reservation covered in log order; every
+/// settlement naming an open, admitted decision of its tenant, spending more than the
+/// hold only through the overrun path; every book snapshot equal to the books rebuilt
+/// before it), checks every outcome's binding to its decision, and proves the final
+/// books balance.
+///
+/// Memory: one policy per distinct digest, the open holds, and 40 bytes per decision
+/// (to check outcome bindings).
+///
+/// Run it on a directory no gate is writing: a live writer's unsynced tail reads as
+/// a torn tail, which fails verification.
+///
+/// # Errors
+/// The first problem, as a [`VerifyError`].
+pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, VerifyError> {
+    let log_dir = dir.join(LOG_DIR);
+    let chain = |error: WalError| match error {
+        WalError::Refused(recovery) => VerifyError::Chain(recovery),
+        other => VerifyError::Log(other),
+    };
+    if !log_dir.is_dir() {
+        return Err(VerifyError::Log(WalError::NotFound { path: log_dir }));
+    }
+    let mut reader =
+        SegmentedReader::<GateRecord>::open(&log_dir, options.key.as_ref(), options.anchor)
+            .map_err(chain)?;
+    let mut replayer = AuditReplayer::new();
+    let mut books = Books::new();
+    let mut counts = RecordCounts::default();
+    // (sequence, decision digest) of every decision, ascending: outcome bindings.
+    let mut decisions: Vec<(u64, Digest)> = Vec::new();
+    while let Some(entry) = reader.next_entry().map_err(chain)? {
+        let sequence = entry.sequence;
+        match &entry.record {
+            GateRecord::Policy(record) => {
+                replayer
+                    .check_policy(sequence, record)
+                    .map_err(VerifyError::Replay)?;
+                counts.policies += 1;
+            }
+            GateRecord::Decision(record) => {
+                replayer
+                    .check_decision(sequence, &record.audit)
+                    .map_err(VerifyError::Replay)?;
+                counts.decisions += 1;
+                match record.budget {
+                    BudgetOutcome::RejectedByKernel => counts.rejected_by_kernel += 1,
+                    outcome if outcome.is_admitted() => counts.admitted += 1,
+                    _ => counts.refused_by_budget += 1,
+                }
+                decisions.push((sequence, record.audit.decision_digest));
+            }
+            GateRecord::Settlement(record) => {
+                counts.settlements += 1;
+                match record.kind {
+                    SettlementKind::CommitWithOverrun { .. } => counts.overruns += 1,
+                    SettlementKind::ReleasedAtReopen => counts.released_at_reopen += 1,
+                    _ => {}
+                }
+            }
+            GateRecord::Outcome(record) => {
+                if record.detail.len() > MAX_OUTCOME_DETAIL_BYTES {
+                    return Err(VerifyError::OutcomeTooLarge {
+                        sequence,
+                        len_bytes: record.detail.len(),
+                    });
+                }
+                let decision_sequence = record.decision_sequence;
+                let found = decisions
+                    .binary_search_by_key(&decision_sequence, |(at, _)| *at)
+                    .map_err(|_| VerifyError::OutcomeUnknownDecision {
+                        sequence,
+                        decision_sequence,
+                    })?;
+                if decisions[found].1 != record.decision_digest {
+                    return Err(VerifyError::OutcomeDigestMismatch {
+                        sequence,
+                        decision_sequence,
+                    });
+                }
+                counts.outcomes += 1;
+            }
+            GateRecord::BookSnapshot(_) => counts.snapshots += 1,
+            GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
+                counts.budget_changes += 1;
+            }
+            GateRecord::Header(_) => {}
+        }
+        books
+            .apply(sequence, &entry.record)
+            .map_err(|error| VerifyError::Books { sequence, error })?;
+    }
+    let anchor = match reader.outcome() {
+        Some(Recovery::Clean { anchor, .. }) => *anchor,
+        Some(other) => return Err(VerifyError::Chain(other.clone())),
+        None => return Err(VerifyError::Log(WalError::Closed)),
+    };
+    if anchor.next_sequence == 0 {
+        return Err(VerifyError::Books {
+            sequence: 0,
+            error: BooksError::BadHeader {
+                found: "an empty log".to_owned(),
+            },
+        });
+    }
+    let budget = books.budget_snapshot(anchor.next_sequence);
+    let conservation = prove_snapshot(&budget, Some(anchor.next_sequence))?;
+    let mut tenants = books.tenants().to_vec();
+    tenants.sort_unstable_by(|a, b| a.tenant.as_bytes().cmp(b.tenant.as_bytes()));
+    debug_assert_eq!(replayer.decisions(), counts.decisions);
+    Ok(GateReport {
+        anchor,
+        counts,
+        tenants,
+        open_holds: books.open_holds().len() as u64,
+        conservation,
+    })
+}
