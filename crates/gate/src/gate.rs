@@ -10,6 +10,7 @@ use calybris_budget::{BudgetEngine, BudgetError, Reservation, TenantLimits};
 use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenant_number};
 use calybris_finance::{ConservationProof, prove_snapshot};
 use calybris_kernel::{KernelDecision, KernelInput};
+use calybris_wal::storage::{Directory, FsDirectory};
 use calybris_wal::{
     DEFAULT_WINDOW, DecisionMeta, DecisionRecord, DurableConfig, DurableWal, PolicyRecord,
     Recovery, SegmentedReader, Ticket, WalAnchor, WalError, WalKey,
@@ -192,9 +193,33 @@ struct OpenEntry {
     hold: Option<Reservation>,
 }
 
+/// The one log, whatever directory it lives in (real files or, in tests, an
+/// in-memory directory that injects faults).
+trait Log: Send + Sync + std::fmt::Debug {
+    fn append(&self, record: &GateRecord) -> Result<Ticket, WalError>;
+    fn appended_anchor(&self) -> WalAnchor;
+    fn durable_anchor(&self) -> WalAnchor;
+    fn close(self: Box<Self>) -> Result<WalAnchor, WalError>;
+}
+
+impl<D: Directory> Log for DurableWal<GateRecord, D> {
+    fn append(&self, record: &GateRecord) -> Result<Ticket, WalError> {
+        DurableWal::append(self, record)
+    }
+    fn appended_anchor(&self) -> WalAnchor {
+        DurableWal::appended_anchor(self)
+    }
+    fn durable_anchor(&self) -> WalAnchor {
+        DurableWal::durable_anchor(self)
+    }
+    fn close(self: Box<Self>) -> Result<WalAnchor, WalError> {
+        DurableWal::close(*self)
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
-    wal: DurableWal<GateRecord>,
+    wal: Box<dyn Log>,
     engine: BudgetEngine,
     /// The current policy; its lock is also the snapshot barrier: every operation
     /// holds it shared from its first in-memory effect to its last, and a book
@@ -256,6 +281,20 @@ impl Gate {
             source,
         })?;
         let log_dir = config.dir.join(LOG_DIR);
+        let dir = FsDirectory::new(&log_dir).map_err(|source| GateError::Directory {
+            path: log_dir.clone(),
+            source,
+        })?;
+        Self::open_in(config, dir)
+    }
+
+    /// Like [`open`](Self::open), with the log in any segment [`Directory`] (an
+    /// in-memory one that injects faults, for tests); the configured directory is
+    /// then only the gate's name.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_in<D: Directory + Clone>(config: GateConfig, dir: D) -> Result<Self, GateError> {
         let wal_config = DurableConfig {
             key: config.key.clone(),
             window: config.window,
@@ -263,10 +302,11 @@ impl Gate {
         };
         // Opening takes the directory's writer lock first, so a second process is
         // refused before anything is read; the books come from a read of the same log.
-        let wal = DurableWal::<GateRecord>::open(&log_dir, wal_config)?;
+        let wal = DurableWal::<GateRecord, D>::open_in(dir.clone(), wal_config)?;
         let log_recovery = wal.recovery().clone();
-        let (books, last_policy, replayed) = rebuild(&log_dir, config.key.as_ref())?;
+        let (books, last_policy, replayed) = rebuild(dir, config.key.as_ref())?;
         let records = wal.appended_anchor().next_sequence;
+        let wal: Box<dyn Log> = Box::new(wal);
 
         let engine = BudgetEngine::new();
         restore_balances(&engine, &books)?;
@@ -1120,14 +1160,14 @@ fn policy_record(policy: &SealedPolicy) -> GateRecord {
 
 /// Reads the log and folds it into books; returns them, the digest of the latest
 /// policy record, and how many records were folded.
-fn rebuild(
-    log_dir: &Path,
+fn rebuild<D: Directory>(
+    dir: D,
     key: Option<&WalKey>,
 ) -> Result<(Books, Option<Digest>, u64), GateError> {
     let mut books = Books::new();
     let mut last_policy = None;
     let mut replayed = 0;
-    let reader = SegmentedReader::<GateRecord>::open(log_dir, key, None)?;
+    let reader = SegmentedReader::<GateRecord, D>::from_dir(dir, key, None)?;
     for entry in reader {
         let entry = match entry {
             Ok(entry) => entry,

@@ -1,0 +1,98 @@
+//! Shared helpers of the gate's test binaries.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use calybris_digest::SealedPolicy;
+use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+
+/// A model with the given id and input price (output price four times it).
+pub fn model(model_id: u32, quality_bps: u16, input_price: u64) -> KernelModel {
+    KernelModel {
+        model_id,
+        provider_id: 0,
+        quality_bps,
+        risk_ceiling_bps: 9_000,
+        enabled: 1,
+        p95_latency_ms: 300,
+        capabilities: 0,
+        region_mask: 0b1,
+        input_cost_microunits_per_million_tokens: input_price,
+        output_cost_microunits_per_million_tokens: input_price * 4,
+    }
+}
+
+/// Two models: 1 (dear, good) and 2 (cheap); and a free model 3 when `with_free`.
+pub fn policy(with_free: bool) -> SealedPolicy {
+    let mut models = vec![model(1, 9_300, 2_000_000), model(2, 8_100, 250_000)];
+    if with_free {
+        models.push(model(3, 7_000, 0));
+    }
+    SealedPolicy::new(
+        PolicySnapshot::builder()
+            .models(models)
+            .build()
+            .expect("valid policy"),
+    )
+}
+
+/// A request for `model_id`: 2,000 tokens in, 1,000 out (12,000 microunits on model 1).
+pub fn request(sequence: u64, model_id: u32) -> KernelInput {
+    KernelInput {
+        request_sequence: sequence,
+        requested_model_id: model_id,
+        input_tokens: 2_000,
+        output_tokens: 1_000,
+        business_value_microunits: 50_000,
+        ..KernelInput::default()
+    }
+}
+
+static DIRS: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh, empty directory under the system's temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "calybris-gate-test-{name}-{}-{}",
+            std::process::id(),
+            DIRS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// SplitMix64: a small seeded generator for the randomised tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+}
+
+/// The seed of a randomised test: `CALYBRIS_SEED` if set, else a fixed default.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("CALYBRIS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
