@@ -156,11 +156,13 @@ impl std::fmt::Display for ReservationId {
 }
 
 /// What a settlement did to the tenant's books, in microunits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Settled {
     /// The settlement record's sequence number (`None` when nothing was logged: a
     /// decision that was not admitted, settled at zero).
     pub log_sequence: Option<u64>,
+    /// The settlement record's durability ticket (`None` when nothing was logged).
+    pub ticket: Option<Ticket>,
     /// Added to the tenant's lifetime spend.
     pub committed_microunits: u64,
     /// Returned to the tenant's spendable budget.
@@ -736,6 +738,7 @@ impl Gate {
         settled.log_sequence = Some(ticket.sequence());
         drop(barrier);
         self.maybe_snapshot(ticket.sequence());
+        settled.ticket = Some(ticket);
         Ok(settled)
     }
 
