@@ -1,0 +1,162 @@
+//! Golden vectors of the gate record layout: one record of every kind, encoded as it is
+//! written into a frame's payload, pinned in `tests/data/records.golden` (one line per
+//! record: its kind, then its payload in lowercase hex). The file changes only on
+//! purpose: regenerate it with `CALYBRIS_REGENERATE_GOLDEN=1 cargo test -p
+//! calybris-gate --test golden`, and say why in the commit.
+
+mod common;
+
+use calybris_digest::{SealedPolicy, decision_digest, input_digest, tenant_number};
+use calybris_gate::record::{
+    BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord,
+    SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+};
+use calybris_gate::{BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind};
+use calybris_kernel::PolicySnapshot;
+use calybris_wal::{DecisionMeta, DecisionRecord, PolicyRecord};
+
+fn records() -> Vec<GateRecord> {
+    let policy = SealedPolicy::new(
+        PolicySnapshot::builder()
+            .model(common::model(1, 9_000, 2_000_000))
+            .build()
+            .expect("valid policy"),
+    );
+    let input = common::request(7, 1);
+    let decision = policy.prescribe(input);
+    let audit = DecisionRecord {
+        input,
+        decision,
+        policy_digest: *policy.digest(),
+        input_digest: input_digest(&input),
+        decision_digest: decision_digest(&decision),
+        meta: DecisionMeta {
+            recorded_at_unix_ms: 1_764_620_000_000,
+            tenant_id: tenant_number("acme"),
+            request_id: *b"golden-request-1",
+        },
+    };
+    vec![
+        GateRecord::Header(LogHeader {
+            format_version: GATE_FORMAT_VERSION,
+        }),
+        GateRecord::Policy(PolicyRecord {
+            policy_digest: *policy.digest(),
+            policy: policy.clone(),
+        }),
+        GateRecord::TenantCreated(TenantCreated {
+            tenant: "acme".into(),
+            initial_microunits: 1_000_000,
+        }),
+        GateRecord::TopUp(TopUp {
+            tenant: "acme".into(),
+            amount_microunits: 250_000,
+        }),
+        GateRecord::LimitsChanged(LimitsChanged {
+            tenant: "acme".into(),
+            max_reserved_microunits: Some(500_000),
+            max_open_reservations: None,
+        }),
+        GateRecord::Decision(GateDecision {
+            audit,
+            tenant: "acme".into(),
+            budget: BudgetOutcome::Reserved {
+                amount_microunits: decision.estimated_cost_microunits,
+            },
+        }),
+        GateRecord::Decision(GateDecision {
+            audit,
+            tenant: "acme".into(),
+            budget: BudgetOutcome::Insufficient {
+                remaining_microunits: -1,
+            },
+        }),
+        GateRecord::Settlement(SettlementRecord {
+            decision_sequence: 5,
+            tenant: "acme".into(),
+            kind: SettlementKind::CommitWithOverrun {
+                actual_microunits: 12_345,
+            },
+        }),
+        GateRecord::Settlement(SettlementRecord {
+            decision_sequence: 5,
+            tenant: "acme".into(),
+            kind: SettlementKind::ReleasedAtReopen,
+        }),
+        GateRecord::Outcome(OutcomeRecord {
+            decision_sequence: 5,
+            decision_digest: audit.decision_digest,
+            reward_microunits: -42,
+            success: true,
+            latency_ms: 321,
+            detail: b"provider=a".to_vec(),
+        }),
+        GateRecord::BookSnapshot(BookSnapshot {
+            format_version: GATE_FORMAT_VERSION,
+            policy_digest: *policy.digest(),
+            tenants: vec![SnapshotTenant {
+                tenant: "acme".into(),
+                initial_microunits: 1_250_000,
+                remaining_microunits: 1_237_655,
+                reserved_microunits: 0,
+                committed_microunits: 12_345,
+                max_reserved_microunits: Some(500_000),
+                max_open_reservations: None,
+            }],
+            open: vec![OpenHold {
+                decision_sequence: 9,
+                tenant_index: 0,
+                held_microunits: 0,
+            }],
+        }),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn every_record_kind_encodes_as_pinned_and_decodes_back() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/records.golden");
+    let mut lines = String::new();
+    for record in records() {
+        let bytes = postcard::to_allocvec(&record).expect("encodes");
+        let decoded: GateRecord =
+            calybris_wal::decode_record(&bytes).expect("decodes with nothing left over");
+        assert_eq!(decoded, record);
+        lines.push_str(&format!("{} {}\n", record.kind(), hex(&bytes)));
+    }
+    if std::env::var_os("CALYBRIS_REGENERATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("data dir");
+        std::fs::write(&path, &lines).expect("write golden");
+    }
+    let pinned = std::fs::read_to_string(&path)
+        .expect("tests/data/records.golden (regenerate with CALYBRIS_REGENERATE_GOLDEN=1)");
+    for (number, (ours, golden)) in lines.lines().zip(pinned.lines()).enumerate() {
+        assert_eq!(ours, golden, "record {number} of the golden file differs");
+    }
+    assert_eq!(lines.lines().count(), pinned.lines().count());
+}
+
+#[test]
+fn the_first_byte_of_a_payload_is_the_record_code() {
+    let codes: Vec<u8> = records()
+        .iter()
+        .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
+        .collect();
+    // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8]);
+}
+
+#[test]
+fn a_policy_record_is_byte_for_byte_the_audited_logs() {
+    let record = &records()[1];
+    let GateRecord::Policy(policy) = record else {
+        panic!("the second golden record is a policy");
+    };
+    let ours = postcard::to_allocvec(record).expect("encodes");
+    let audited = postcard::to_allocvec(&calybris_wal::AuditRecord::Policy(policy.clone()))
+        .expect("encodes");
+    assert_eq!(ours, audited);
+}
