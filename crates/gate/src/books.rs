@@ -197,6 +197,8 @@ pub struct Books {
     open: BTreeMap<u64, Hold>,
     records: u64,
     header_seen: bool,
+    /// Set by a book snapshot: the next record must be the policy record it names.
+    policy_due: Option<calybris_digest::Digest>,
 }
 
 fn amount(amount_microunits: u64) -> Result<i64, BooksError> {
@@ -234,6 +236,7 @@ impl Books {
         }
         let mut books = Self {
             header_seen: true,
+            policy_due: Some(snapshot.policy_digest),
             ..Self::default()
         };
         for (position, row) in snapshot.tenants.iter().enumerate() {
@@ -375,6 +378,17 @@ impl Books {
                 }
             }
         }
+        if let Some(due) = self.policy_due {
+            match record {
+                GateRecord::Policy(policy) if policy.policy_digest == due => {}
+                _ => {
+                    return Err(BooksError::SnapshotMismatch {
+                        what: "the snapshot is not followed by the policy record it names"
+                            .to_owned(),
+                    });
+                }
+            }
+        }
         let touched = match record {
             GateRecord::Header(_) => return Err(BooksError::MisplacedHeader),
             GateRecord::Policy(_) | GateRecord::Outcome(_) => None,
@@ -391,6 +405,10 @@ impl Books {
         if let Some(index) = touched {
             self.check_balanced(index)?;
         }
+        self.policy_due = match record {
+            GateRecord::BookSnapshot(snapshot) => Some(snapshot.policy_digest),
+            _ => None,
+        };
         self.records += 1;
         Ok(())
     }

@@ -805,6 +805,9 @@ impl Gate {
                 len_bytes: outcome.detail.len(),
             });
         }
+        // Under the barrier like every record, so nothing lands between a book
+        // snapshot and the policy record that follows it.
+        let barrier = self.inner.policy.read();
         let ticket = self.append(&GateRecord::Outcome(OutcomeRecord {
             decision_sequence: decision.sequence,
             decision_digest: decision.decision_digest,
@@ -813,6 +816,7 @@ impl Gate {
             latency_ms: outcome.latency_ms,
             detail: outcome.detail,
         }))?;
+        drop(barrier);
         self.maybe_snapshot(ticket.sequence());
         Ok(ticket)
     }

@@ -156,7 +156,7 @@ fn a_policy_record_is_byte_for_byte_the_audited_logs() {
         panic!("the second golden record is a policy");
     };
     let ours = postcard::to_allocvec(record).expect("encodes");
-    let audited = postcard::to_allocvec(&calybris_wal::AuditRecord::Policy(policy.clone()))
-        .expect("encodes");
+    let audited =
+        postcard::to_allocvec(&calybris_wal::AuditRecord::Policy(policy.clone())).expect("encodes");
     assert_eq!(ours, audited);
 }
