@@ -50,7 +50,7 @@ fn main() -> ExitCode {
                  ci        every gate below, in order (what CI runs)\n\
                  fmt       cargo fmt --check\n\
                  clippy    clippy on all targets and features, warnings denied\n\
-                 test      workspace tests (all features), then no_std crates without defaults\n\
+                 test      workspace tests (all features), no_std crates without defaults, the gate race in release\n\
                  embedded  build the no_std crates for {EMBEDDED_TARGET}\n\
                  doc       cargo doc with warnings denied\n\
                  miri      the kernel and digest tests under Miri (nightly)\n\
@@ -178,7 +178,20 @@ fn test() -> Result {
         ]);
         run(c)?;
     }
-    Ok(())
+    // The gate's budget race at full size (a million decide+settle pairs from 64
+    // threads) needs an optimised build to finish in seconds; the debug run above
+    // does a tenth of it.
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "calybris-gate",
+        "--test",
+        "race",
+    ]);
+    c.env("CALYBRIS_RACE_PAIRS", "1000000");
+    run(c)
 }
 
 fn embedded() -> Result {
