@@ -292,6 +292,13 @@ impl Books {
         Ok(books)
     }
 
+    /// The policy record the next record must be, when the last record was a book
+    /// snapshot (a log cut right after one: its writer appends the policy first).
+    #[must_use]
+    pub fn policy_due(&self) -> Option<calybris_digest::Digest> {
+        self.policy_due
+    }
+
     /// Records applied so far.
     #[must_use]
     pub fn records(&self) -> u64 {

@@ -307,6 +307,7 @@ impl Gate {
         let wal = DurableWal::<GateRecord, D>::open_in(dir.clone(), wal_config)?;
         let log_recovery = wal.recovery().clone();
         let (books, last_policy, replayed) = rebuild(dir, config.key.as_ref())?;
+        let last_policy_digest = last_policy.as_ref().map(|policy| *policy.digest());
         let records = wal.appended_anchor().next_sequence;
         let wal: Box<dyn Log> = Box::new(wal);
 
@@ -344,6 +345,24 @@ impl Gate {
                 format_version: GATE_FORMAT_VERSION,
             }))?;
         }
+        // A log cut right after a book snapshot lacks the policy record that follows
+        // every snapshot: the policy in force then was the log's latest.
+        if let Some(due) = books.policy_due() {
+            match last_policy.as_ref() {
+                Some(policy) if *policy.digest() == due => {
+                    let _policy = gate.append(&policy_record(policy))?;
+                }
+                _ => {
+                    return Err(GateError::Books {
+                        sequence: records,
+                        error: crate::books::BooksError::SnapshotMismatch {
+                            what: "the log ends after a snapshot whose policy it does not hold"
+                                .to_owned(),
+                        },
+                    });
+                }
+            }
+        }
         let released = gate.adopt_open_holds(&books, config.reopen_holds)?;
         restore_limits(&gate.inner.engine, &books)?;
         if let Some(inner) = Arc::get_mut(&mut gate.inner) {
@@ -354,7 +373,7 @@ impl Gate {
                 gate.ensure_tenant(tenant, *budget)?;
             }
         }
-        if last_policy != Some(*config.policy.digest()) {
+        if last_policy_digest != Some(*config.policy.digest()) {
             let _policy = gate.append(&policy_record(&config.policy))?;
         }
         Ok(gate)
@@ -1165,12 +1184,12 @@ fn policy_record(policy: &SealedPolicy) -> GateRecord {
     })
 }
 
-/// Reads the log and folds it into books; returns them, the digest of the latest
-/// policy record, and how many records were folded.
+/// Reads the log and folds it into books; returns them, the latest policy record's
+/// policy, and how many records were folded.
 fn rebuild<D: Directory>(
     dir: D,
     key: Option<&WalKey>,
-) -> Result<(Books, Option<Digest>, u64), GateError> {
+) -> Result<(Books, Option<SealedPolicy>, u64), GateError> {
     let mut books = Books::new();
     let mut last_policy = None;
     let mut replayed = 0;
@@ -1182,7 +1201,7 @@ fn rebuild<D: Directory>(
             Err(error) => return Err(GateError::Log(error)),
         };
         if let GateRecord::Policy(policy) = &entry.record {
-            last_policy = Some(policy.policy_digest);
+            last_policy = Some(policy.policy.clone());
         }
         books
             .apply(entry.sequence, &entry.record)

@@ -589,3 +589,34 @@ fn installing_a_policy_logs_it_before_its_decisions() -> Result<(), GateError> {
     assert_eq!(verify(&dir).counts.policies, 2);
     Ok(())
 }
+
+#[test]
+fn a_log_cut_right_after_a_snapshot_gets_its_policy_record_on_reopen() -> Result<(), GateError> {
+    let dir = TempDir::new("cut-after-snapshot");
+    let sealed = policy(false);
+    let mut books = calybris_gate::Books::new();
+    let mut records = vec![
+        header(),
+        GateRecord::Policy(calybris_wal::PolicyRecord {
+            policy_digest: *sealed.digest(),
+            policy: sealed.clone(),
+        }),
+        created("a", 77),
+    ];
+    for (sequence, record) in records.iter().enumerate() {
+        books.apply(sequence as u64, record).expect("folds");
+    }
+    records.push(GateRecord::BookSnapshot(books.snapshot(*sealed.digest())));
+    forged(&dir, &records);
+    // The snapshot's policy record is missing; nothing follows it, so the log still
+    // verifies as it is...
+    assert!(verify_dir(&dir.0, &VerifyOptions::default()).is_ok());
+    // ...and a reopen completes it before it appends anything else (here a tenant),
+    // which would otherwise make the log invalid.
+    let gate = Gate::open(GateConfig::new(&dir.0, sealed.clone()).tenant("b", 5))?;
+    gate.close()?;
+    let report = verify(&dir);
+    assert_eq!(report.counts.snapshots, 1);
+    assert_eq!(report.tenants.len(), 2);
+    Ok(())
+}
