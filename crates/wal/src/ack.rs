@@ -37,11 +37,16 @@ impl<S> Watermark<S> {
                 slot,
                 damaged_slots,
                 ..
-            } => Acknowledged::Known {
-                point: slot.point,
-                damaged_slots: *damaged_slots,
-            },
+            } => Acknowledged::known(slot.point, *damaged_slots),
             Self::Absent | Self::Damaged => Acknowledged::Unknown,
+        }
+    }
+
+    /// The acknowledged position, when valid.
+    pub(crate) fn point(&self) -> Option<AckPoint> {
+        match self {
+            Self::Valid { slot, .. } => Some(slot.point),
+            Self::Absent | Self::Damaged => None,
         }
     }
 

@@ -247,11 +247,22 @@ impl<S: Storage> FrameReader<S> {
     /// Checks the segment against the log's acknowledgement watermark as it
     /// reads: damage at or before the acknowledged position is refused, never
     /// cut, and only what follows it may be a torn tail (zero-filled or not).
-    /// [`Acknowledged::Unknown`] keeps the rule for logs without a watermark.
+    /// `None` keeps the rule for logs without a watermark.
     #[must_use]
-    pub fn with_watermark(self, acknowledged: Acknowledged) -> Self {
+    pub fn with_watermark(self, point: Option<AckPoint>) -> Self {
+        let acknowledged =
+            point.map_or(Acknowledged::Unknown, |point| Acknowledged::known(point, 0));
+        self.with_watermark_reported(point, acknowledged)
+    }
+
+    /// [`FrameReader::with_watermark`], reporting `acknowledged`.
+    pub(crate) fn with_watermark_reported(
+        self,
+        point: Option<AckPoint>,
+        acknowledged: Acknowledged,
+    ) -> Self {
         let first = self.header.first_sequence;
-        let span = match acknowledged.point() {
+        let span = match point {
             None => AckSpan::Unknown,
             Some(point) if point.segment_first_sequence == first => AckSpan::Through(point),
             Some(point) if point.segment_first_sequence > first => AckSpan::Whole(point),
@@ -735,7 +746,7 @@ fn open_file_frames(
             reason: CorruptReason::AckDamaged,
         }));
     }
-    Ok(frames.with_watermark(watermark.acknowledged()))
+    Ok(frames.with_watermark_reported(watermark.point(), watermark.acknowledged()))
 }
 
 impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
@@ -786,8 +797,8 @@ impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
     /// Checks the log against its acknowledgement watermark (see
     /// [`FrameReader::with_watermark`]).
     #[must_use]
-    pub fn with_watermark(mut self, acknowledged: Acknowledged) -> Self {
-        self.frames = self.frames.with_watermark(acknowledged);
+    pub fn with_watermark(mut self, point: Option<AckPoint>) -> Self {
+        self.frames = self.frames.with_watermark(point);
         self
     }
 
@@ -889,10 +900,11 @@ impl<S: Storage> FrameSource for FrameReader<S> {
 /// file, if any). [`open_log`] picks by what the path is.
 #[derive(Debug)]
 pub enum LogFrames {
+    // Both boxed: the readers are large and of very different sizes.
     /// A single segment file.
-    File(FrameReader<FileStorage>),
+    File(Box<FrameReader<FileStorage>>),
     /// A directory of segments.
-    Dir(SegmentedFrames<FsDirectory>),
+    Dir(Box<SegmentedFrames<FsDirectory>>),
 }
 
 impl LogFrames {
@@ -908,12 +920,14 @@ impl LogFrames {
         anchor: Option<WalAnchor>,
     ) -> Result<Self, WalError> {
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => Ok(Self::Dir(SegmentedFrames::new(
+            Ok(meta) if meta.is_dir() => Ok(Self::Dir(Box::new(SegmentedFrames::new(
                 FsDirectory::new(path)?,
                 key,
                 anchor,
-            )?)),
-            Ok(_) => Ok(Self::File(open_file_frames(path, key)?.with_anchor(anchor))),
+            )?))),
+            Ok(_) => Ok(Self::File(Box::new(
+                open_file_frames(path, key)?.with_anchor(anchor),
+            ))),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(WalError::NotFound {
                 path: path.to_path_buf(),
             }),
@@ -957,8 +971,12 @@ impl FrameSource for LogFrames {
 
     fn refuse_undecodable(&mut self, sequence: u64, offset_bytes: u64) -> WalError {
         match self {
-            Self::File(frames) => FrameSource::refuse_undecodable(frames, sequence, offset_bytes),
-            Self::Dir(frames) => FrameSource::refuse_undecodable(frames, sequence, offset_bytes),
+            Self::File(frames) => {
+                FrameSource::refuse_undecodable(&mut **frames, sequence, offset_bytes)
+            }
+            Self::Dir(frames) => {
+                FrameSource::refuse_undecodable(&mut **frames, sequence, offset_bytes)
+            }
         }
     }
 }

@@ -133,10 +133,16 @@ pub enum Acknowledged {
     /// without its sidecar, or a reader given none. A bad final frame cannot be
     /// told from a torn write and is treated as one.
     Unknown,
-    /// The watermark vouched for `point`; nothing at or before it was cut.
+    /// The watermark vouched for the first `records` records, ending at byte
+    /// `end_offset_bytes` of segment `segment_first_sequence` (their hash was
+    /// checked against it); nothing at or before that was cut.
     Known {
-        /// The acknowledged position.
-        point: AckPoint,
+        /// How many records were acknowledged (the sequence after the last).
+        records: u64,
+        /// First sequence of the segment the acknowledged position is in.
+        segment_first_sequence: u64,
+        /// Where the acknowledged records end in that segment, in bytes.
+        end_offset_bytes: u64,
         /// How many of the two slots were torn or damaged (1: the other slot was
         /// used; the next acknowledgement rewrites the bad one).
         damaged_slots: u8,
@@ -144,11 +150,34 @@ pub enum Acknowledged {
 }
 
 impl Acknowledged {
-    /// The acknowledged position, when known.
+    /// What a valid watermark slot at `point` reports.
     #[must_use]
-    pub fn point(&self) -> Option<AckPoint> {
+    pub fn known(point: AckPoint, damaged_slots: u8) -> Self {
+        Self::Known {
+            records: point.anchor.next_sequence,
+            segment_first_sequence: point.segment_first_sequence,
+            end_offset_bytes: point.end_offset_bytes,
+            damaged_slots,
+        }
+    }
+
+    /// How many records the watermark vouched for, when known.
+    #[must_use]
+    pub fn records(&self) -> Option<u64> {
         match self {
-            Self::Known { point, .. } => Some(*point),
+            Self::Known { records, .. } => Some(*records),
+            Self::Unknown => None,
+        }
+    }
+
+    /// First sequence of the segment the acknowledged position is in, when known.
+    #[must_use]
+    pub fn segment_first_sequence(&self) -> Option<u64> {
+        match self {
+            Self::Known {
+                segment_first_sequence,
+                ..
+            } => Some(*segment_first_sequence),
             Self::Unknown => None,
         }
     }
@@ -265,8 +294,8 @@ impl core::fmt::Display for Recovery {
                 f,
                 "torn tail at record {} (offset {valid_len_bytes}): {cut_bytes} bytes after the last good record ({reason:?}); acknowledged position {}",
                 anchor.next_sequence,
-                match acknowledged.point() {
-                    Some(point) => format!("record {}", point.anchor.next_sequence),
+                match acknowledged.records() {
+                    Some(records) => format!("record {records}"),
                     None => "unknown".to_owned(),
                 }
             ),

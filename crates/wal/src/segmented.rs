@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::ack::{Watermark, read_watermark};
 use crate::error::WalError;
-use crate::format::{HEADER_LEN_BYTES, WalKey, hashes_equal};
+use crate::format::{AckPoint, HEADER_LEN_BYTES, WalKey, hashes_equal};
 use crate::reader::{
     AckSpan, Entry, Frame, FrameReader, FrameSource, decode_next, refusal_or_error,
 };
@@ -30,6 +30,7 @@ pub struct SegmentedFrames<D: Directory> {
     start_anchor: Option<WalAnchor>,
     watermark: Watermark<D::Storage>,
     acknowledged: Acknowledged,
+    ack_point: Option<AckPoint>,
 }
 
 impl<D: Directory> SegmentedFrames<D> {
@@ -43,6 +44,7 @@ impl<D: Directory> SegmentedFrames<D> {
         let segments = dir.list_segments()?;
         let watermark = read_watermark(dir.open_ack()?, key)?;
         let acknowledged = watermark.acknowledged();
+        let ack_point = watermark.point();
         Ok(Self {
             dir,
             key: key.cloned(),
@@ -55,6 +57,7 @@ impl<D: Directory> SegmentedFrames<D> {
             start_anchor: None,
             watermark,
             acknowledged,
+            ack_point,
         })
     }
 
@@ -156,7 +159,7 @@ impl<D: Directory> SegmentedFrames<D> {
             }));
         }
         self.check_start_anchor(self.position, HEADER_LEN_BYTES as u64)?;
-        let span = match self.acknowledged.point() {
+        let span = match self.ack_point {
             None => AckSpan::Unknown,
             Some(point) if first_sequence < point.segment_first_sequence => AckSpan::Whole(point),
             Some(point) if first_sequence == point.segment_first_sequence => {
@@ -197,7 +200,7 @@ impl<D: Directory> SegmentedFrames<D> {
         if self.watermark_damaged() {
             return Err(self.refuse(corrupt(None, CorruptReason::AckDamaged)));
         }
-        if let Some(point) = self.acknowledged.point() {
+        if let Some(point) = self.ack_point {
             let ack_segment = point.segment_first_sequence;
             let last = self.segments.last().copied().unwrap_or(first_sequence);
             let retired =
@@ -314,7 +317,7 @@ impl<D: Directory> SegmentedFrames<D> {
         let vouched = [
             self.anchor,
             self.start_anchor,
-            self.acknowledged.point().map(|point| point.anchor),
+            self.ack_point.map(|point| point.anchor),
         ];
         if let Some(anchor) = vouched
             .into_iter()

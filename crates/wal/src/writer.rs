@@ -225,7 +225,8 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
             crate::recovery::Acknowledged::Unknown,
             Watermark::acknowledged,
         );
-        let mut reader = reader.with_watermark(acknowledged);
+        let point = watermark.as_ref().and_then(Watermark::point);
+        let mut reader = reader.with_watermark_reported(point, acknowledged);
         let first_sequence = reader.header().first_sequence;
         let recovery = reader.scan_to_end()?;
         let mut storage = reader.into_storage();

@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use calybris_wal::format::{ACK_SLOT_LEN_BYTES, HEADER_LEN_BYTES};
+use calybris_wal::format::{ACK_SLOT_LEN_BYTES, AckSlot, HEADER_LEN_BYTES};
 use calybris_wal::storage::{Directory, FsDirectory, MemDirectory, MemDisk};
 use calybris_wal::{
     Acknowledged, CorruptReason, DurableConfig, DurableWal, Recovery, SegmentedReader, TornReason,
@@ -168,12 +168,16 @@ fn clean_reports_the_watermark<B: DirBackend>() {
     let Recovery::Clean { acknowledged, .. } = wal.recovery() else {
         panic!("{:?}", wal.recovery());
     };
-    let point = acknowledged.point().expect("known");
-    assert_eq!(point.anchor.next_sequence, 6);
-    assert_eq!(
-        point.end_offset_bytes,
-        backend.segment_bytes(0).len() as u64
-    );
+    let Acknowledged::Known {
+        records,
+        end_offset_bytes,
+        ..
+    } = *acknowledged
+    else {
+        panic!("{acknowledged:?}");
+    };
+    assert_eq!(records, 6);
+    assert_eq!(end_offset_bytes, backend.segment_bytes(0).len() as u64);
     assert!(matches!(
         acknowledged,
         Acknowledged::Known {
@@ -217,11 +221,7 @@ fn torn_after_watermark<B: DirBackend>(
     assert_eq!(*reason, expected, "{tag}");
     assert_eq!(anchor.next_sequence, kept as u64, "{tag}");
     assert_eq!(*valid_len_bytes, offsets[kept], "{tag}");
-    assert_eq!(
-        acknowledged.point().map(|p| p.anchor.next_sequence),
-        Some(3),
-        "{tag}"
-    );
+    assert_eq!(acknowledged.records(), Some(3), "{tag}");
     wal.append_durable(&rec(100)).expect("continues");
     wal.close().expect("close");
     let mut expected_records: Vec<Rec> = (0..kept as u64).map(rec).collect();
@@ -340,16 +340,13 @@ fn watermark_beyond_the_last_segment_is_refused<B: DirBackend>() {
     assert!(segments.len() >= 3, "{segments:?}");
     // Drop the segment the watermark points into, and every later one.
     let dir = backend.dir();
-    let point = scan_dir::<Rec, _>(backend.dir(), None, None)
+    let ack_segment = scan_dir::<Rec, _>(backend.dir(), None, None)
         .expect("scan")
         .acknowledged()
-        .point()
+        .segment_first_sequence()
         .expect("known");
-    assert!(point.segment_first_sequence > 0);
-    for first in segments
-        .iter()
-        .filter(|first| **first >= point.segment_first_sequence)
-    {
+    assert!(ack_segment > 0);
+    for first in segments.iter().filter(|first| **first >= ack_segment) {
         dir.remove_segment(*first).expect("remove");
     }
     let outcome = refusal(reopen(&backend));
@@ -396,21 +393,32 @@ fn one_damaged_slot_falls_back<B: DirBackend>() {
     let backend = B::new("ack-one-slot");
     let acks = write_batches(&backend, 2, 3);
     let mut ack = acks[2].clone();
-    // The current slot is the one that differs from the previous file; damage it.
-    let current = (0..2)
-        .find(|slot| {
-            let range = slot * ACK_SLOT_LEN_BYTES..(slot + 1) * ACK_SLOT_LEN_BYTES;
-            ack[range.clone()] != acks[1][range]
-        })
-        .expect("one slot changed");
+    // Damage the current slot (the one with the larger generation); the other
+    // one holds an earlier acknowledged position.
+    let (current, _) = AckSlot::decode_file(&ack, None);
+    let current = AckSlot::slot_index(current.expect("valid").generation);
+    let other = 1 - current;
+    let other_slot: &[u8; ACK_SLOT_LEN_BYTES] = ack
+        [other * ACK_SLOT_LEN_BYTES..(other + 1) * ACK_SLOT_LEN_BYTES]
+        .try_into()
+        .expect("slot");
+    let fallback = AckSlot::decode(other_slot, None).expect("the other slot is valid");
+    assert!(fallback.point.anchor.next_sequence < 6);
     ack[current * ACK_SLOT_LEN_BYTES + 30] ^= 0x40;
     backend.set_ack_bytes(Some(ack));
     let wal = reopen(&backend).expect("falls back to the other slot");
     let acknowledged = wal.recovery().acknowledged();
-    assert!(
-        matches!(acknowledged, Acknowledged::Known { damaged_slots: 1, point } if point.anchor.next_sequence == 3),
-        "{acknowledged:?}"
+    assert_eq!(
+        acknowledged,
+        Acknowledged::Known {
+            records: fallback.point.anchor.next_sequence,
+            segment_first_sequence: 0,
+            end_offset_bytes: fallback.point.end_offset_bytes,
+            damaged_slots: 1,
+        }
     );
+    // Records after the fallback position are verified, so kept.
+    assert_eq!(wal.durable_anchor().next_sequence, 6);
     wal.close().expect("close");
     // Opening rewrote the damaged slot.
     let wal = reopen(&backend).expect("reopen");
@@ -465,13 +473,7 @@ fn no_watermark_keeps_the_old_rule<B: DirBackend>() {
     wal.close().expect("close");
     assert!(backend.ack_bytes().is_some(), "reopening wrote a watermark");
     let wal = reopen(&backend).expect("reopen");
-    assert_eq!(
-        wal.recovery()
-            .acknowledged()
-            .point()
-            .map(|p| p.anchor.next_sequence),
-        Some(5)
-    );
+    assert_eq!(wal.recovery().acknowledged().records(), Some(5));
 }
 
 // Row: a directory whose first segment is not at 0 -> GenesisMissing without a
@@ -541,10 +543,7 @@ fn retired_segments_need_the_start_anchor<B: DirBackend>() {
     assert!(wal.recovery().is_clean());
     assert_eq!(wal.durable_anchor().next_sequence, 21);
     assert_eq!(
-        wal.recovery()
-            .acknowledged()
-            .point()
-            .map(|p| p.anchor.next_sequence),
+        wal.recovery().acknowledged().records(),
         Some(21),
         "the watermark still works after retention"
     );
@@ -842,13 +841,7 @@ fn scan_dir_reports_the_watermark() {
     let backend = MemBackend::new("scan");
     write_batches(&backend, 1, 2);
     let outcome = scan_dir::<Rec, _>(backend.dir(), None, None).expect("scan");
-    assert_eq!(
-        outcome
-            .acknowledged()
-            .point()
-            .map(|p| p.anchor.next_sequence),
-        Some(2)
-    );
+    assert_eq!(outcome.acknowledged().records(), Some(2));
 }
 
 trait IsCorrupt {
