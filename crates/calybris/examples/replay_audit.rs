@@ -89,6 +89,7 @@ fn verify(label: &str, log: &Path, key: Option<&WalKey>) -> Result<bool, AuditEr
         Err(AuditError::DoesNotReplay {
             sequence: Some(sequence),
             field,
+            ..
         }) => println!(
             "{label:<34} DIVERGED: record {sequence} does not replay: field `{field}` differs"
         ),

@@ -136,6 +136,8 @@ impl Frames {
                 .ok()
                 .map(|record| Entry {
                     sequence: frame.sequence,
+                    offset_bytes: frame.offset_bytes,
+                    segment: frame.segment,
                     hash: frame.hash,
                     record,
                 });
@@ -196,6 +198,7 @@ fn recovery_finding(recovery: &Recovery) -> Option<Finding> {
             valid_len_bytes,
             cut_bytes,
             reason,
+            ..
         } => Finding::new(
             Reason::TornTail,
             format!("the last {cut_bytes} bytes are not a complete, verified record ({reason:?})"),
@@ -264,6 +267,20 @@ fn corrupt_reason(reason: CorruptReason) -> (Reason, String) {
         CorruptReason::AnchorMismatch => (
             Reason::AnchorMismatch,
             "the record at the anchor's position has another hash".to_owned(),
+        ),
+        CorruptReason::AckMismatch => (
+            Reason::ChainBroken,
+            "the log disagrees with its acknowledgement watermark".to_owned(),
+        ),
+        CorruptReason::AckDamaged => (
+            Reason::ChainBroken,
+            "both slots of the acknowledgement watermark are damaged".to_owned(),
+        ),
+        CorruptReason::GenesisMissing { first_sequence } => (
+            Reason::ChainBroken,
+            format!(
+                "the first segment starts at sequence {first_sequence}, not 0, and no start anchor vouches for it"
+            ),
         ),
     }
 }

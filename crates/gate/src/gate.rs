@@ -11,9 +11,10 @@ use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenan
 use calybris_finance::{ConservationProof, prove_snapshot};
 use calybris_kernel::{KernelDecision, KernelInput};
 use calybris_wal::storage::{Directory, FsDirectory};
+use calybris_wal::{CorruptReason, Frame, FrameReader, RetiredSegments, decode_record};
 use calybris_wal::{
     DEFAULT_WINDOW, DecisionMeta, DecisionRecord, DurableConfig, DurableWal, PolicyRecord,
-    Recovery, SegmentedReader, Ticket, WalAnchor, WalError, WalKey,
+    Recovery, Ticket, WalAnchor, WalError, WalKey,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -47,6 +48,28 @@ pub enum ReopenHolds {
     Keep,
 }
 
+/// How much of the log a gate keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Retention {
+    /// Every segment, from the first record on (the default): the whole history
+    /// verifies from genesis.
+    #[default]
+    KeepAll,
+    /// After each book snapshot is durable, delete the segments whose records all lie
+    /// before it. The log then starts at a segment boundary before the snapshot, the
+    /// snapshot holds the books and the open holds, and the policy record in force
+    /// follows it, so the retained suffix is self-contained. The gate writes where the
+    /// log now starts into [`START_ANCHOR_FILE`]; verifying the suffix needs that
+    /// anchor, kept where the log's writer cannot rewrite it.
+    SinceLastSnapshot,
+}
+
+/// The file, in the gate directory, holding where a retained log starts: the
+/// `SEQ:HEX` text of a [`WalAnchor`] (sequence, then the previous entry hash in
+/// hex), written after each retirement.
+pub const START_ANCHOR_FILE: &str = "log-start.anchor";
+
 /// Settings of [`Gate::open`].
 #[derive(Debug, Clone)]
 pub struct GateConfig {
@@ -57,6 +80,8 @@ pub struct GateConfig {
     window: Duration,
     snapshot_every_records: u64,
     reopen_holds: ReopenHolds,
+    retention: Retention,
+    segment_limit_bytes: u64,
     clock: fn() -> u64,
 }
 
@@ -74,8 +99,25 @@ impl GateConfig {
             window: DEFAULT_WINDOW,
             snapshot_every_records: DEFAULT_SNAPSHOT_EVERY_RECORDS,
             reopen_holds: ReopenHolds::Release,
+            retention: Retention::KeepAll,
+            segment_limit_bytes: calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES,
             clock: system_clock_unix_ms,
         }
+    }
+
+    /// How much of the log to keep (default [`Retention::KeepAll`]).
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The size at which the log moves to a new segment file (default
+    /// [`calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES`]); retention deletes whole segments.
+    #[must_use]
+    pub fn segment_limit_bytes(mut self, bytes: u64) -> Self {
+        self.segment_limit_bytes = bytes.max(1);
+        self
     }
 
     /// Chains the log with HMAC-SHA-256 under `key` (give the same key to reopen
@@ -202,6 +244,7 @@ trait Log: Send + Sync + std::fmt::Debug {
     fn appended_anchor(&self) -> WalAnchor;
     fn durable_anchor(&self) -> WalAnchor;
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError>;
+    fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError>;
 }
 
 impl<D: Directory> Log for DurableWal<GateRecord, D> {
@@ -216,6 +259,9 @@ impl<D: Directory> Log for DurableWal<GateRecord, D> {
     }
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError> {
         DurableWal::close(*self)
+    }
+    fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
+        DurableWal::retire_segments_before(self, sequence)
     }
 }
 
@@ -236,6 +282,11 @@ struct Inner {
     next_snapshot_at: AtomicU64,
     snapshot_every_records: u64,
     snapshots_taken: AtomicU64,
+    retention: Retention,
+    /// Where to write the start anchor after a retirement (`None` for a log in a
+    /// directory that is not a file-system path).
+    start_anchor_file: Option<PathBuf>,
+    start_anchor: Mutex<Option<WalAnchor>>,
     clock: fn() -> u64,
     dir: PathBuf,
     key: Option<WalKey>,
@@ -287,7 +338,12 @@ impl Gate {
             path: log_dir.clone(),
             source,
         })?;
-        Self::open_in(config, dir)
+        let anchor_file = config.dir.join(START_ANCHOR_FILE);
+        let mut gate = Self::open_in(config, dir)?;
+        if let Some(inner) = Arc::get_mut(&mut gate.inner) {
+            inner.start_anchor_file = Some(anchor_file);
+        }
+        Ok(gate)
     }
 
     /// Like [`open`](Self::open), with the log in any segment [`Directory`] (an
@@ -297,16 +353,38 @@ impl Gate {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_in<D: Directory + Clone>(config: GateConfig, dir: D) -> Result<Self, GateError> {
+        let start_anchor = start_of(&dir, config.key.as_ref())?;
         let wal_config = DurableConfig {
             key: config.key.clone(),
             window: config.window,
+            segment_limit_bytes: config.segment_limit_bytes,
+            start_anchor,
             ..DurableConfig::default()
         };
-        // Opening takes the directory's writer lock first, so a second process is
-        // refused before anything is read; the books come from a read of the same log.
-        let wal = DurableWal::<GateRecord, D>::open_in(dir.clone(), wal_config)?;
+        // Opening takes the directory's writer lock first (a second process is
+        // refused before anything is read), then verifies the log once, folding each
+        // verified record into the books as it goes; a torn tail is cut, not folded.
+        let mut fold = Fold::default();
+        let wal = DurableWal::<GateRecord, D>::open_in_visiting(dir, wal_config, |frame| {
+            fold.visit(frame)
+        })?;
+        if let Some(first_sequence) = fold.first_sequence
+            && !fold.started
+        {
+            return Err(GateError::Books {
+                sequence: first_sequence,
+                error: crate::books::BooksError::SnapshotMismatch {
+                    what: "the retained log holds no book snapshot to start from".to_owned(),
+                },
+            });
+        }
         let log_recovery = wal.recovery().clone();
-        let (books, last_policy, replayed) = rebuild(dir, config.key.as_ref())?;
+        let Fold {
+            books,
+            last_policy,
+            folded: replayed,
+            ..
+        } = fold;
         let last_policy_digest = last_policy.as_ref().map(|policy| *policy.digest());
         let records = wal.appended_anchor().next_sequence;
         let wal: Box<dyn Log> = Box::new(wal);
@@ -325,6 +403,9 @@ impl Gate {
             next_snapshot_at: AtomicU64::new(records.saturating_add(config.snapshot_every_records)),
             snapshot_every_records: config.snapshot_every_records,
             snapshots_taken: AtomicU64::new(0),
+            retention: config.retention,
+            start_anchor_file: None,
+            start_anchor: Mutex::new(start_anchor),
             clock: config.clock,
             dir: config.dir.clone(),
             key: config.key.clone(),
@@ -1015,8 +1096,42 @@ impl Gate {
         // The policy in force follows its snapshot, so a suffix that starts at the
         // snapshot holds every policy its decisions name.
         let _policy = self.append(&policy_record(&policy))?;
+        drop(policy);
         self.inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
+        if self.inner.retention == Retention::SinceLastSnapshot {
+            // Only a durable snapshot may stand in for the segments before it: a
+            // crash must never leave a log whose books start nowhere.
+            ticket.wait()?;
+            self.retire_before(ticket.sequence())?;
+        }
         Ok(ticket.sequence())
+    }
+
+    /// Deletes the segments wholly before `sequence` and records where the log now
+    /// starts.
+    fn retire_before(&self, sequence: u64) -> Result<(), GateError> {
+        let retired = self.inner.wal.retire_segments_before(sequence)?;
+        if retired.removed.is_empty() {
+            return Ok(());
+        }
+        *self.inner.start_anchor.lock() = Some(retired.start_anchor);
+        if let Some(path) = &self.inner.start_anchor_file {
+            write_start_anchor(path, retired.start_anchor).map_err(|source| {
+                GateError::Directory {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Where the log starts when older segments were retired (`None`: at genesis).
+    /// Keep it where the log's writer cannot rewrite it: verifying the retained log
+    /// needs it.
+    #[must_use]
+    pub fn start_anchor(&self) -> Option<WalAnchor> {
+        *self.inner.start_anchor.lock()
     }
 
     /// The in-memory books as a snapshot record; only under the exclusive barrier.
@@ -1184,34 +1299,68 @@ fn policy_record(policy: &SealedPolicy) -> GateRecord {
     })
 }
 
-/// Reads the log and folds it into books; returns them, the latest policy record's
-/// policy, and how many records were folded.
-fn rebuild<D: Directory>(
-    dir: D,
-    key: Option<&WalKey>,
-) -> Result<(Books, Option<SealedPolicy>, u64), GateError> {
-    let mut books = Books::new();
-    let mut last_policy = None;
-    let mut replayed = 0;
-    let reader = SegmentedReader::<GateRecord, D>::from_dir(dir, key, None)?;
-    for entry in reader {
-        let entry = match entry {
-            Ok(entry) => entry,
-            // The writer's own open refused or cut this already; a torn tail ends here.
-            Err(error) => return Err(GateError::Log(error)),
-        };
-        if let GateRecord::Policy(policy) = &entry.record {
-            last_policy = Some(policy.policy.clone());
+/// The fold of a log as its writer reopens it: books from the first record (or, for
+/// a retained log, from its first book snapshot), the latest policy record's policy,
+/// and how many records were folded.
+#[derive(Debug, Default)]
+struct Fold {
+    books: Books,
+    last_policy: Option<SealedPolicy>,
+    folded: u64,
+    started: bool,
+    first_sequence: Option<u64>,
+}
+
+impl Fold {
+    fn visit(&mut self, frame: &Frame<'_>) -> Result<(), GateError> {
+        let record: GateRecord = decode_record(frame.payload).map_err(|_| {
+            GateError::Log(WalError::Refused(Recovery::Corrupt {
+                sequence: Some(frame.sequence),
+                offset_bytes: frame.offset_bytes,
+                reason: CorruptReason::Undecodable,
+            }))
+        })?;
+        let sequence = frame.sequence;
+        if self.first_sequence.is_none() {
+            self.first_sequence = Some(sequence);
+            self.started = sequence == 0;
         }
-        books
-            .apply(entry.sequence, &entry.record)
-            .map_err(|error| GateError::Books {
-                sequence: entry.sequence,
-                error,
-            })?;
-        replayed += 1;
+        if let GateRecord::Policy(policy) = &record {
+            self.last_policy = Some(policy.policy.clone());
+        }
+        let books_error = |error| GateError::Books { sequence, error };
+        if !self.started {
+            // A retained log: the books start at its first snapshot.
+            if let GateRecord::BookSnapshot(snapshot) = &record {
+                self.books = Books::from_snapshot(snapshot).map_err(books_error)?;
+                self.started = true;
+                self.folded += 1;
+            }
+            return Ok(());
+        }
+        self.books.apply(sequence, &record).map_err(books_error)?;
+        self.folded += 1;
+        Ok(())
     }
-    Ok((books, last_policy, replayed))
+}
+
+/// Where a retained log starts: the header of its first segment, when that segment
+/// does not start at sequence 0. The writer trusts its own directory (a verifier is
+/// given the anchor from elsewhere, see [`crate::VerifyOptions::start_anchor`]).
+fn start_of<D: Directory>(dir: &D, key: Option<&WalKey>) -> Result<Option<WalAnchor>, GateError> {
+    let segments = dir.list_segments().map_err(WalError::Io)?;
+    let Some(&first) = segments.first() else {
+        return Ok(None);
+    };
+    if first == 0 {
+        return Ok(None);
+    }
+    let storage = dir.open_segment(first).map_err(WalError::Io)?;
+    let header = *FrameReader::new(storage, key)?.header();
+    Ok(Some(WalAnchor {
+        next_sequence: header.first_sequence,
+        head_hash: header.prev_hash,
+    }))
 }
 
 /// Loads the engine with the books' balances, holds excluded (they are re-made as
@@ -1241,6 +1390,28 @@ fn restore_limits(engine: &BudgetEngine, books: &Books) -> Result<(), GateError>
                 max_active_reservations: row.max_open_reservations,
             },
         )?;
+    }
+    Ok(())
+}
+
+/// Writes the start anchor's text atomically: a temporary file, synced, renamed over
+/// the old one, and the directory synced.
+fn write_start_anchor(path: &Path, anchor: WalAnchor) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let text = format!(
+        "{}:{}\n",
+        anchor.next_sequence,
+        calybris_digest::digest_to_hex(&anchor.head_hash)
+    );
+    let temporary = path.with_extension("anchor.tmp");
+    {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
 }

@@ -121,7 +121,8 @@ pub use calybris_wal::Ticket;
 pub use error::GateError;
 pub use gate::{
     Admission, CallerMeta, DEFAULT_SNAPSHOT_EVERY_RECORDS, DecisionRef, Gate, GateConfig,
-    GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Settled,
+    GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention, START_ANCHOR_FILE,
+    Settled,
 };
 pub use record::{
     BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, MAX_OUTCOME_DETAIL_BYTES,

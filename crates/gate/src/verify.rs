@@ -19,6 +19,11 @@ pub struct VerifyOptions {
     pub key: Option<WalKey>,
     /// A trusted position the log must reach with the same hash (catches a cut suffix).
     pub anchor: Option<WalAnchor>,
+    /// A trusted position where a retained log starts (its oldest segments were
+    /// retired; see [`crate::Retention`]): the anchor the gate wrote when it retired
+    /// them, kept somewhere the log's writer cannot rewrite. Without it, a log that
+    /// does not start at sequence 0 is refused as `GenesisMissing`.
+    pub start_anchor: Option<WalAnchor>,
 }
 
 /// Counts of what a verified gate log holds.
@@ -46,6 +51,11 @@ pub struct RecordCounts {
     pub snapshots: u64,
     /// Tenant, top-up and limit records.
     pub budget_changes: u64,
+    /// Records of a retained log before its first book snapshot: their chain is
+    /// verified, but neither replayed nor folded (the books start at the snapshot).
+    pub unfolded_prefix: u64,
+    /// Outcomes naming a decision before the verified range (a retained log).
+    pub outcomes_unchecked: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -80,12 +90,20 @@ pub enum VerifyError {
     #[error("{0}")]
     Replay(AuditError),
     /// A record does not fold into balanced books.
-    #[error("record {sequence}: {error}")]
+    #[error("record {sequence} (byte offset {offset_bytes}): {error}")]
     Books {
         /// The record.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
         /// Why.
         error: BooksError,
+    },
+    /// A retained log holds no book snapshot to start the books from.
+    #[error("the retained log (from record {first_sequence}) holds no book snapshot")]
+    NoSnapshotInSuffix {
+        /// The first record of the retained log.
+        first_sequence: u64,
     },
     /// An outcome names no decision record at that sequence.
     #[error("record {sequence}: outcome of decision {decision_sequence}, which is not a decision")]
@@ -126,12 +144,13 @@ impl VerifyError {
             Self::Replay(error) => match error {
                 AuditError::DoesNotReplay { sequence, .. } => *sequence,
                 AuditError::PolicyMissing { sequence, .. }
-                | AuditError::PolicyDigestMismatch { sequence }
-                | AuditError::InputDigestMismatch { sequence }
-                | AuditError::DecisionDigestMismatch { sequence }
-                | AuditError::TooManyPolicies { sequence } => Some(*sequence),
+                | AuditError::PolicyDigestMismatch { sequence, .. }
+                | AuditError::InputDigestMismatch { sequence, .. }
+                | AuditError::DecisionDigestMismatch { sequence, .. }
+                | AuditError::TooManyPolicies { sequence, .. } => Some(*sequence),
                 _ => None,
             },
+            Self::NoSnapshotInSuffix { first_sequence } => Some(*first_sequence),
             Self::Books { sequence, .. }
             | Self::OutcomeUnknownDecision { sequence, .. }
             | Self::OutcomeDigestMismatch { sequence, .. }
@@ -168,24 +187,47 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     }
     let mut reader =
         SegmentedReader::<GateRecord>::open(&log_dir, options.key.as_ref(), options.anchor)
-            .map_err(chain)?;
+            .map_err(chain)?
+            .with_start_anchor(options.start_anchor);
     let mut replayer = AuditReplayer::new();
     let mut books = Books::new();
     let mut counts = RecordCounts::default();
+    // A retained log (one that starts after sequence 0) is folded from its first
+    // book snapshot on; a log from genesis from its first record.
+    let mut folding = true;
+    let mut first_sequence = None;
     // (sequence, decision digest) of every decision, ascending: outcome bindings.
     let mut decisions: Vec<(u64, Digest)> = Vec::new();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
-        let sequence = entry.sequence;
+        let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
+        if first_sequence.is_none() {
+            first_sequence = Some(sequence);
+            folding = sequence == 0;
+        }
+        if !folding {
+            if let GateRecord::BookSnapshot(snapshot) = &entry.record {
+                books = Books::from_snapshot(snapshot).map_err(|error| VerifyError::Books {
+                    sequence,
+                    offset_bytes,
+                    error,
+                })?;
+                counts.snapshots += 1;
+                folding = true;
+            } else {
+                counts.unfolded_prefix += 1;
+            }
+            continue;
+        }
         match &entry.record {
             GateRecord::Policy(record) => {
                 replayer
-                    .check_policy(sequence, record)
+                    .check_policy(sequence, offset_bytes, record)
                     .map_err(VerifyError::Replay)?;
                 counts.policies += 1;
             }
             GateRecord::Decision(record) => {
                 replayer
-                    .check_decision(sequence, &record.audit)
+                    .check_decision(sequence, offset_bytes, &record.audit)
                     .map_err(VerifyError::Replay)?;
                 counts.decisions += 1;
                 match record.budget {
@@ -211,19 +253,28 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     });
                 }
                 let decision_sequence = record.decision_sequence;
-                let found = decisions
-                    .binary_search_by_key(&decision_sequence, |(at, _)| *at)
-                    .map_err(|_| VerifyError::OutcomeUnknownDecision {
-                        sequence,
-                        decision_sequence,
-                    })?;
-                if decisions[found].1 != record.decision_digest {
-                    return Err(VerifyError::OutcomeDigestMismatch {
-                        sequence,
-                        decision_sequence,
-                    });
+                if decisions
+                    .first()
+                    .is_none_or(|(first, _)| decision_sequence < *first)
+                    && first_sequence.is_some_and(|first| first > 0)
+                {
+                    // Its decision lies before the retained range.
+                    counts.outcomes_unchecked += 1;
+                } else {
+                    let found = decisions
+                        .binary_search_by_key(&decision_sequence, |(at, _)| *at)
+                        .map_err(|_| VerifyError::OutcomeUnknownDecision {
+                            sequence,
+                            decision_sequence,
+                        })?;
+                    if decisions[found].1 != record.decision_digest {
+                        return Err(VerifyError::OutcomeDigestMismatch {
+                            sequence,
+                            decision_sequence,
+                        });
+                    }
+                    counts.outcomes += 1;
                 }
-                counts.outcomes += 1;
             }
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
@@ -233,7 +284,14 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         }
         books
             .apply(sequence, &entry.record)
-            .map_err(|error| VerifyError::Books { sequence, error })?;
+            .map_err(|error| VerifyError::Books {
+                sequence,
+                offset_bytes,
+                error,
+            })?;
+    }
+    if !folding && let Some(first_sequence) = first_sequence {
+        return Err(VerifyError::NoSnapshotInSuffix { first_sequence });
     }
     let anchor = match reader.outcome() {
         Some(Recovery::Clean { anchor, .. }) => *anchor,
@@ -243,6 +301,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     if anchor.next_sequence == 0 {
         return Err(VerifyError::Books {
             sequence: 0,
+            offset_bytes: 0,
             error: BooksError::BadHeader {
                 found: "an empty log".to_owned(),
             },

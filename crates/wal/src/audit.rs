@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::durable::{DurableConfig, DurableWal, Ticket};
 use crate::error::WalError;
 use crate::format::WalKey;
-use crate::reader::{Entry, WalReader};
-use crate::recovery::{Recovery, WalAnchor};
+use crate::reader::{Entry, FrameSource, WalReader, decode_next, decode_record, open_log};
+use crate::recovery::{CorruptReason, Recovery, WalAnchor};
 use crate::segmented::SegmentedReader;
 use crate::storage::{Directory, FileStorage, FsDirectory, Storage};
 use crate::writer::WalWriter;
@@ -87,6 +87,7 @@ impl DecisionRecord {
             .verify_decision(input, decision)
             .map_err(|mismatch| AuditError::DoesNotReplay {
                 sequence: None,
+                offset_bytes: None,
                 field: mismatch.field,
             })?;
         Ok(Self {
@@ -135,44 +136,69 @@ pub enum AuditError {
     #[error("the chain does not verify: {0}")]
     ChainBroken(Recovery),
     /// A decision does not replay against its policy.
-    #[error("decision {sequence:?} does not replay: field {field} differs")]
+    #[error(
+        "decision {sequence:?} (byte offset {offset_bytes:?}) does not replay: field {field} differs"
+    )]
     DoesNotReplay {
         /// The record (`None` when refused before it was written).
         sequence: Option<u64>,
+        /// Byte offset of its frame in its segment (`None` when refused before
+        /// it was written).
+        offset_bytes: Option<u64>,
         /// The first differing field.
         field: DecisionField,
     },
     /// A decision names a policy that no earlier record holds.
-    #[error("decision {sequence} names a policy that no earlier record holds")]
+    #[error(
+        "decision {sequence} (byte offset {offset_bytes}) names a policy that no earlier record holds"
+    )]
     PolicyMissing {
         /// The decision record.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
         /// The digest it names.
         policy_digest: Digest,
     },
     /// A policy record's stored digest is not the digest of its snapshot.
-    #[error("policy record {sequence}: the stored digest is not the snapshot's")]
+    #[error(
+        "policy record {sequence} (byte offset {offset_bytes}): the stored digest is not the snapshot's"
+    )]
     PolicyDigestMismatch {
         /// The policy record.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
     },
     /// A decision record's input digest is not the digest of its input.
-    #[error("decision {sequence}: the input digest does not match the input")]
+    #[error(
+        "decision {sequence} (byte offset {offset_bytes}): the input digest does not match the input"
+    )]
     InputDigestMismatch {
         /// The decision record.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
     },
     /// A decision record's decision digest is not the digest of its decision.
-    #[error("decision {sequence}: the decision digest does not match the decision")]
+    #[error(
+        "decision {sequence} (byte offset {offset_bytes}): the decision digest does not match the decision"
+    )]
     DecisionDigestMismatch {
         /// The decision record.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
     },
     /// More distinct policies than [`MAX_REPLAY_POLICIES`].
-    #[error("policy record {sequence}: more than {MAX_REPLAY_POLICIES} distinct policies")]
+    #[error(
+        "policy record {sequence} (byte offset {offset_bytes}): more than {MAX_REPLAY_POLICIES} distinct policies"
+    )]
     TooManyPolicies {
         /// The policy record over the bound.
         sequence: u64,
+        /// Byte offset of its frame in its segment.
+        offset_bytes: u64,
     },
 }
 
@@ -324,32 +350,30 @@ impl DurableAuditWal<FsDirectory> {
     }
 }
 
-impl<D: Directory + Clone> DurableAuditWal<D> {
-    /// Verifies every segment, learns which policies the log holds, and opens it
-    /// for group commit.
+impl<D: Directory> DurableAuditWal<D> {
+    /// Verifies every segment, learns which policies the log holds (in the same
+    /// single recovery scan), and opens it for group commit.
     ///
     /// # Errors
     /// As [`DurableWal::open_in`], or a refusal when a record does not decode.
     pub fn open_in(dir: D, config: DurableConfig) -> Result<Self, AuditError> {
         let mut policies = HashSet::new();
-        let mut reader =
-            SegmentedReader::<AuditRecord, D>::from_dir(dir.clone(), config.key.as_ref(), None)?;
-        loop {
-            match reader.next_entry() {
-                Ok(Some(entry)) => {
-                    if let AuditRecord::Policy(record) = entry.record {
-                        policies.insert(*record.policy.digest());
-                    }
+        let wal = DurableWal::open_in_visiting(dir, config, |frame| {
+            match decode_record::<AuditRecord>(frame.payload) {
+                Ok(AuditRecord::Policy(record)) => {
+                    policies.insert(*record.policy.digest());
+                    Ok(())
                 }
-                Ok(None) => break,
-                // A refused log is reported by DurableWal::open_in below, with
-                // the same outcome; a torn tail is cut there.
-                Err(WalError::Refused(_)) => break,
-                Err(other) => return Err(other.into()),
+                Ok(AuditRecord::Decision(_)) => Ok(()),
+                Err(_) => Err(AuditError::Wal(WalError::Refused(Recovery::Corrupt {
+                    sequence: Some(frame.sequence),
+                    offset_bytes: frame.offset_bytes,
+                    reason: CorruptReason::Undecodable,
+                }))),
             }
-        }
+        })?;
         Ok(Self {
-            wal: DurableWal::open_in(dir, config)?,
+            wal,
             policies: Mutex::new(policies),
         })
     }
@@ -447,25 +471,38 @@ impl AuditReplayer {
     /// # Errors
     /// The first divergence, as an [`AuditError`] naming the record.
     pub fn check(&mut self, entry: &Entry<AuditRecord>) -> Result<(), AuditError> {
+        let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         match &entry.record {
-            AuditRecord::Policy(record) => self.check_policy(entry.sequence, record),
-            AuditRecord::Decision(record) => self.check_decision(entry.sequence, record),
+            AuditRecord::Policy(record) => self.check_policy(sequence, offset_bytes, record),
+            AuditRecord::Decision(record) => self.check_decision(sequence, offset_bytes, record),
         }
     }
 
-    /// Checks one policy record at `sequence` and learns its policy. For logs whose
-    /// record type wraps [`PolicyRecord`] (the decision gate's, for one).
+    /// Checks one policy record at `sequence` (whose frame starts at `offset_bytes`)
+    /// and learns its policy. For logs whose record type wraps [`PolicyRecord`] (the
+    /// decision gate's, for one).
     ///
     /// # Errors
     /// [`AuditError::PolicyDigestMismatch`] or [`AuditError::TooManyPolicies`].
-    pub fn check_policy(&mut self, sequence: u64, record: &PolicyRecord) -> Result<(), AuditError> {
+    pub fn check_policy(
+        &mut self,
+        sequence: u64,
+        offset_bytes: u64,
+        record: &PolicyRecord,
+    ) -> Result<(), AuditError> {
         if record.policy_digest != *record.policy.digest() {
-            return Err(AuditError::PolicyDigestMismatch { sequence });
+            return Err(AuditError::PolicyDigestMismatch {
+                sequence,
+                offset_bytes,
+            });
         }
         self.policy_records += 1;
         if !self.policies.contains_key(&record.policy_digest) {
             if self.policies.len() >= MAX_REPLAY_POLICIES {
-                return Err(AuditError::TooManyPolicies { sequence });
+                return Err(AuditError::TooManyPolicies {
+                    sequence,
+                    offset_bytes,
+                });
             }
             self.policies
                 .insert(record.policy_digest, Arc::new(record.policy.clone()));
@@ -473,7 +510,8 @@ impl AuditReplayer {
         Ok(())
     }
 
-    /// Replays one decision record at `sequence` against the policy it names (which
+    /// Replays one decision record at `sequence` (frame at `offset_bytes`) against
+    /// the policy it names (which
     /// an earlier [`check_policy`](Self::check_policy) must have learnt) and
     /// recomputes its digests.
     ///
@@ -484,10 +522,12 @@ impl AuditReplayer {
     pub fn check_decision(
         &mut self,
         sequence: u64,
+        offset_bytes: u64,
         record: &DecisionRecord,
     ) -> Result<(), AuditError> {
         let missing = || AuditError::PolicyMissing {
             sequence,
+            offset_bytes,
             policy_digest: record.policy_digest,
         };
         if self.last.as_ref().map(|(digest, _)| digest) != Some(&record.policy_digest) {
@@ -501,16 +541,23 @@ impl AuditReplayer {
             return Err(missing());
         };
         if input_digest(&record.input) != record.input_digest {
-            return Err(AuditError::InputDigestMismatch { sequence });
+            return Err(AuditError::InputDigestMismatch {
+                sequence,
+                offset_bytes,
+            });
         }
         policy
             .verify_decision(record.input, &record.decision)
             .map_err(|mismatch| AuditError::DoesNotReplay {
                 sequence: Some(sequence),
+                offset_bytes: Some(offset_bytes),
                 field: mismatch.field,
             })?;
         if decision_digest(&record.decision) != record.decision_digest {
-            return Err(AuditError::DecisionDigestMismatch { sequence });
+            return Err(AuditError::DecisionDigestMismatch {
+                sequence,
+                offset_bytes,
+            });
         }
         self.decisions += 1;
         Ok(())
@@ -548,20 +595,32 @@ fn chain_error(error: WalError) -> AuditError {
     }
 }
 
-/// Verifies a whole audited log segment: the chain to a clean end, every policy
-/// digest, and every decision replayed with its digests recomputed. Fails closed
-/// on the first divergence; a torn tail is a failure too.
+/// The one replay driver: checks every record of any [`FrameSource`] in order
+/// (chain to a clean end, every policy digest, every decision replayed with its
+/// digests recomputed) and fails closed on the first divergence; a torn tail is a
+/// failure too. [`replay_audited`], [`replay_audited_segments`],
+/// [`replay_audited_file`] and [`replay_audited_log`] are thin calls of it.
+///
+/// # Errors
+/// The first divergence.
+pub fn replay_audited_frames<F: FrameSource + ?Sized>(
+    frames: &mut F,
+) -> Result<ReplaySummary, AuditError> {
+    let mut replayer = AuditReplayer::new();
+    while let Some(entry) = decode_next::<AuditRecord, F>(frames).map_err(chain_error)? {
+        replayer.check(&entry)?;
+    }
+    replayer.summary(frames.outcome())
+}
+
+/// Verifies a whole audited log segment (see [`replay_audited_frames`]).
 ///
 /// # Errors
 /// The first divergence.
 pub fn replay_audited<S: Storage>(
     mut reader: WalReader<AuditRecord, S>,
 ) -> Result<ReplaySummary, AuditError> {
-    let mut replayer = AuditReplayer::new();
-    while let Some(entry) = reader.next_entry().map_err(chain_error)? {
-        replayer.check(&entry)?;
-    }
-    replayer.summary(reader.outcome())
+    replay_audited_frames(reader.frames_mut())
 }
 
 /// [`replay_audited`] over every segment of a directory.
@@ -571,11 +630,7 @@ pub fn replay_audited<S: Storage>(
 pub fn replay_audited_segments<D: Directory>(
     mut reader: SegmentedReader<AuditRecord, D>,
 ) -> Result<ReplaySummary, AuditError> {
-    let mut replayer = AuditReplayer::new();
-    while let Some(entry) = reader.next_entry().map_err(chain_error)? {
-        replayer.check(&entry)?;
-    }
-    replayer.summary(reader.outcome())
+    replay_audited_frames(reader.frames_mut())
 }
 
 /// Opens an audited log file and replays it (see [`replay_audited`]).
@@ -592,6 +647,20 @@ pub fn replay_audited_file(
         Err(error) => return Err(chain_error(error)),
     };
     replay_audited(reader.with_anchor(anchor))
+}
+
+/// Opens the audited log at `path`, a segment file or a segment directory (see
+/// [`open_log`]), and replays it.
+///
+/// # Errors
+/// The first divergence, or [`AuditError::Wal`] when nothing can be opened.
+pub fn replay_audited_log(
+    path: &Path,
+    key: Option<&WalKey>,
+    anchor: Option<WalAnchor>,
+) -> Result<ReplaySummary, AuditError> {
+    let mut reader = open_log::<AuditRecord>(path, key, anchor).map_err(chain_error)?;
+    replay_audited_frames(reader.frames_mut())
 }
 
 /// Fuzz entry: decode an audit record and, when it decodes, check it re-encodes

@@ -1,19 +1,26 @@
 //! Group commit: [`DurableWal`] lets many threads append at once and acknowledges
-//! each record once it is durable, with one write and one fdatasync per batch.
+//! each record once it is durable, with one write and one fdatasync per batch,
+//! then one watermark write and fdatasync (pipelined with the next batch).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::marker::PhantomData;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
+use crate::ack::{AckWriter, initial_file};
 use crate::error::WalError;
-use crate::format::{SegmentHeader, WalKey, encode_frame};
+use crate::format::{AckPoint, SegmentHeader, WalKey, encode_frame};
+use crate::reader::{Frame, FrameReader};
 use crate::recovery::{Recovery, WalAnchor};
 use crate::segmented::SegmentedFrames;
 use crate::storage::{Directory, FsDirectory, Storage};
@@ -48,6 +55,11 @@ pub struct DurableConfig {
     pub segment_limit_bytes: u64,
     /// A trusted anchor the existing log must reach.
     pub anchor: Option<WalAnchor>,
+    /// Where a directory whose oldest segments were retired starts: a trusted
+    /// anchor with `next_sequence` at or after the first segment's first
+    /// sequence (normally [`RetiredSegments::start_anchor`]). `None`: the first
+    /// segment must start at sequence 0.
+    pub start_anchor: Option<WalAnchor>,
 }
 
 impl Default for DurableConfig {
@@ -58,9 +70,26 @@ impl Default for DurableConfig {
             batch_budget_bytes: DEFAULT_BATCH_BUDGET_BYTES,
             segment_limit_bytes: DEFAULT_SEGMENT_LIMIT_BYTES,
             anchor: None,
+            start_anchor: None,
         }
     }
 }
+
+/// What [`DurableWal::retire_segments_before`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredSegments {
+    /// First sequences of the segment files removed, ascending.
+    pub removed: Vec<u64>,
+    /// Where the log now starts: keep it, and pass it as
+    /// [`DurableConfig::start_anchor`] (or to a reader's `with_start_anchor`)
+    /// to open the directory again.
+    pub start_anchor: WalAnchor,
+}
+
+/// Bound on tickets' registered wakers: one per pending [`TicketFuture`] that
+/// was polled, so it is bounded by the records in flight; this names the
+/// capacity the registry is asserted against.
+const MAX_REGISTERED_WAKERS: usize = 1 << 24;
 
 #[derive(Debug)]
 struct State {
@@ -70,10 +99,39 @@ struct State {
     durable: WalAnchor,
     poisoned: Option<(io::ErrorKind, String)>,
     closing: bool,
-    /// Set by the flusher thread as it exits; after that nothing more becomes
-    /// durable.
+    /// The newest position whose data is synced but whose watermark is not
+    /// written yet (latest wins: one watermark write covers every batch before it).
+    ack_pending: Option<AckPoint>,
+    /// Set by the data flusher as it exits.
+    data_exited: bool,
+    /// Set by the watermark thread as it exits (after the data flusher); after
+    /// that nothing more becomes durable.
     flusher_exited: bool,
     segments_created: u64,
+    /// First sequence of the segment the flusher writes to.
+    current_segment: u64,
+    /// Wakers of pending [`TicketFuture`]s: id to (sequence, waker).
+    wakers: BTreeMap<u64, (u64, Waker)>,
+    next_waker_id: u64,
+}
+
+impl State {
+    /// Takes the wakers that may now complete: those whose record is durable,
+    /// or all of them once the log is poisoned or its flusher has exited.
+    fn take_ready_wakers(&mut self) -> Vec<Waker> {
+        let all = self.poisoned.is_some() || self.flusher_exited;
+        let durable = self.durable.next_sequence;
+        let ready: Vec<u64> = self
+            .wakers
+            .iter()
+            .filter(|(_, (sequence, _))| all || *sequence < durable)
+            .map(|(id, _)| *id)
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|id| self.wakers.remove(&id).map(|(_, waker)| waker))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -85,6 +143,8 @@ struct Core {
     done: Condvar,
     /// Appenders wait here while the pending buffer is full.
     room: Condvar,
+    /// The watermark thread waits here for synced batches.
+    ack_work: Condvar,
     key: Option<WalKey>,
     window: Duration,
     batch_budget_bytes: usize,
@@ -96,6 +156,32 @@ impl Core {
             kind: poisoned.0,
             message: poisoned.1.clone(),
         }
+    }
+
+    /// Wakes every thread and future that may have something to do after a
+    /// change of `state` (which the caller has just released or still holds).
+    fn wake_all(&self, wakers: Vec<Waker>) {
+        self.done.notify_all();
+        self.room.notify_all();
+        self.work.notify_all();
+        self.ack_work.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// What a ticket for `sequence` resolves to now; `None` while pending.
+    fn resolution(state: &State, sequence: u64) -> Option<Result<u64, WalError>> {
+        if state.durable.next_sequence > sequence {
+            return Some(Ok(sequence));
+        }
+        if let Some(poisoned) = &state.poisoned {
+            return Some(Err(Self::poison_error(poisoned)));
+        }
+        if state.flusher_exited {
+            return Some(Err(WalError::Closed));
+        }
+        None
     }
 }
 
@@ -122,14 +208,8 @@ impl Ticket {
     pub fn wait(&self) -> Result<u64, WalError> {
         let mut state = self.core.state.lock();
         loop {
-            if state.durable.next_sequence > self.sequence {
-                return Ok(self.sequence);
-            }
-            if let Some(poisoned) = &state.poisoned {
-                return Err(Core::poison_error(poisoned));
-            }
-            if state.flusher_exited {
-                return Err(WalError::Closed);
+            if let Some(resolution) = Core::resolution(&state, self.sequence) {
+                return resolution;
             }
             self.core.done.wait(&mut state);
         }
@@ -140,6 +220,93 @@ impl Ticket {
     pub fn is_durable(&self) -> bool {
         self.core.state.lock().durable.next_sequence > self.sequence
     }
+
+    /// A future that resolves as [`Ticket::wait`] returns, without blocking a
+    /// thread: the flusher wakes it after the batch that makes the record
+    /// durable (or on poison or close). Needs no async runtime; `.await` on the
+    /// ticket itself does the same ([`IntoFuture`]).
+    pub fn durable(&self) -> TicketFuture {
+        TicketFuture {
+            ticket: self.clone(),
+            waker_id: None,
+        }
+    }
+}
+
+impl IntoFuture for Ticket {
+    type Output = Result<u64, WalError>;
+    type IntoFuture = TicketFuture;
+
+    fn into_future(self) -> TicketFuture {
+        TicketFuture {
+            ticket: self,
+            waker_id: None,
+        }
+    }
+}
+
+/// Resolves once a ticket's record is durable (`Ok(sequence)`), or with the
+/// error [`Ticket::wait`] would return. Registers its [`Waker`] in the log's
+/// shared state; the flusher wakes it. `Send`, `Unpin`, and removes its
+/// registration when dropped.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct TicketFuture {
+    ticket: Ticket,
+    waker_id: Option<u64>,
+}
+
+impl TicketFuture {
+    /// The record's sequence number.
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.ticket.sequence
+    }
+}
+
+impl Future for TicketFuture {
+    type Output = Result<u64, WalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = &*this.ticket.core;
+        let mut state = core.state.lock();
+        if let Some(resolution) = Core::resolution(&state, this.ticket.sequence) {
+            if let Some(id) = this.waker_id.take() {
+                state.wakers.remove(&id);
+            }
+            return Poll::Ready(resolution);
+        }
+        match this.waker_id {
+            Some(id) => match state.wakers.get_mut(&id) {
+                Some((_, waker)) if waker.will_wake(cx.waker()) => {}
+                Some((_, waker)) => waker.clone_from(cx.waker()),
+                None => {
+                    state
+                        .wakers
+                        .insert(id, (this.ticket.sequence, cx.waker().clone()));
+                }
+            },
+            None => {
+                debug_assert!(state.wakers.len() < MAX_REGISTERED_WAKERS);
+                let id = state.next_waker_id;
+                state.next_waker_id = id.wrapping_add(1);
+                state
+                    .wakers
+                    .insert(id, (this.ticket.sequence, cx.waker().clone()));
+                this.waker_id = Some(id);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for TicketFuture {
+    fn drop(&mut self) {
+        if let Some(id) = self.waker_id.take() {
+            self.ticket.core.state.lock().wakers.remove(&id);
+        }
+    }
 }
 
 thread_local! {
@@ -147,20 +314,24 @@ thread_local! {
 }
 
 /// A log that many threads append to at once, with group commit and segment
-/// rotation, in a directory of segment files.
+/// rotation, in a directory of segment files and one watermark file (`ACK`).
 ///
 /// `append` encodes and chains the record and returns a [`Ticket`]; one
 /// background flusher thread writes everything that arrived within the window
-/// (or the byte budget) with one write and one fdatasync, then wakes the tickets.
-/// A failed write or sync poisons the log: every waiting ticket and every later
-/// append gets [`WalError::Poisoned`]; reopening recovers to the last durable
-/// record.
+/// (or the byte budget) with one write and one fdatasync, and hands the synced
+/// position to a second thread that writes it into the watermark file and
+/// fdatasyncs that, then wakes the tickets. The watermark sync of one batch
+/// overlaps the data write and sync of the next; one watermark write covers
+/// every batch synced before it. A failed write or sync (data or watermark)
+/// poisons the log: every waiting ticket and every later append gets
+/// [`WalError::Poisoned`]; reopening recovers to the last durable record.
 #[derive(Debug)]
 pub struct DurableWal<T: ?Sized, D: Directory = FsDirectory> {
     core: Arc<Core>,
+    dir: Arc<D>,
     flusher: Option<JoinHandle<()>>,
+    acker: Option<JoinHandle<()>>,
     recovery: Recovery,
-    _dir: PhantomData<fn() -> D>,
     _record: PhantomData<fn(&T)>,
 }
 
@@ -172,26 +343,82 @@ impl<T: Serialize + ?Sized> DurableWal<T, FsDirectory> {
     pub fn open(path: &Path, config: DurableConfig) -> Result<Self, WalError> {
         Self::open_in(FsDirectory::new(path)?, config)
     }
+
+    /// Opens (or creates) the segment directory at `path`, calling `visit` on
+    /// every verified frame of the single recovery scan (see
+    /// [`DurableWal::open_in_visiting`]).
+    ///
+    /// # Errors
+    /// As [`DurableWal::open_in_visiting`].
+    pub fn open_visiting<E, F>(path: &Path, config: DurableConfig, visit: F) -> Result<Self, E>
+    where
+        E: From<WalError>,
+        F: FnMut(&Frame<'_>) -> Result<(), E>,
+    {
+        Self::open_in_visiting(FsDirectory::new(path).map_err(WalError::Io)?, config, visit)
+    }
 }
 
 impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
-    /// Takes the directory's writer lock, verifies every segment, cuts a torn
-    /// tail of the last one, and starts the flusher thread.
+    /// Takes the directory's writer lock, verifies every segment against the
+    /// watermark, cuts a torn tail of the last one, and starts the flusher.
     ///
     /// # Errors
     /// [`WalError::Locked`] when another writer holds the directory;
-    /// [`WalError::Refused`] for corruption, a wrong key, an unknown version or
-    /// an unmet anchor; an I/O error.
+    /// [`WalError::Refused`] for corruption (including damage at or before the
+    /// acknowledged position), a wrong key, an unknown version, an unmet anchor,
+    /// a missing genesis without a start anchor; an I/O error.
     pub fn open_in(dir: D, config: DurableConfig) -> Result<Self, WalError> {
+        Self::open_in_visiting(dir, config, |_| Ok::<(), WalError>(()))
+    }
+
+    /// [`DurableWal::open_in`], calling `visit` on every verified frame, in
+    /// order, during the one recovery scan, so a caller rebuilding its state
+    /// from the log reads it once. Frames of a torn tail are never visited (they
+    /// do not verify); when the log is refused, frames before the refusal may
+    /// have been visited. An error from `visit` aborts the open with that error
+    /// (nothing is modified, the lock is released).
+    ///
+    /// # Errors
+    /// As [`DurableWal::open_in`] (converted with `From<WalError>`), or the
+    /// visitor's error.
+    pub fn open_in_visiting<E, F>(dir: D, config: DurableConfig, mut visit: F) -> Result<Self, E>
+    where
+        E: From<WalError>,
+        F: FnMut(&Frame<'_>) -> Result<(), E>,
+    {
         let guard = dir.lock()?;
-        let mut frames = SegmentedFrames::new(dir, config.key.as_ref(), config.anchor)?;
-        let recovery = frames.scan_to_end()?;
-        let last_segment = frames.segments().last().copied();
-        let dir = frames.into_dir();
-        let (position, storage, segment_len_bytes) = match (&recovery, last_segment) {
-            (Recovery::Clean { anchor, len_bytes }, Some(first)) => {
-                (*anchor, dir.open_segment(first)?, *len_bytes)
+        let mut frames = SegmentedFrames::new(dir, config.key.as_ref(), config.anchor)?
+            .with_start_anchor(config.start_anchor);
+        let recovery = loop {
+            match frames.next_frame() {
+                Ok(Some(frame)) => visit(&frame)?,
+                Ok(None) => break frames.outcome().cloned().ok_or(WalError::Closed)?,
+                Err(WalError::Refused(refusal)) => return Err(WalError::Refused(refusal).into()),
+                Err(other) => return Err(other.into()),
             }
+        };
+        Ok(Self::start(frames, guard, config, recovery)?)
+    }
+
+    /// Cuts a torn tail, makes what recovery kept durable, records it in the
+    /// watermark, and starts the two threads.
+    fn start(
+        mut frames: SegmentedFrames<D>,
+        guard: D::Guard,
+        config: DurableConfig,
+        recovery: Recovery,
+    ) -> Result<Self, WalError> {
+        let last_segment = frames.segments().last().copied();
+        let watermark = frames.take_watermark();
+        let dir = frames.into_dir();
+        let (position, segment, mut storage, segment_len_bytes) = match (&recovery, last_segment) {
+            (
+                Recovery::Clean {
+                    anchor, len_bytes, ..
+                },
+                Some(first),
+            ) => (*anchor, first, dir.open_segment(first)?, *len_bytes),
             (
                 Recovery::TornTail {
                     anchor,
@@ -202,18 +429,36 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             ) => {
                 let mut storage = dir.open_segment(first)?;
                 storage.truncate(*valid_len_bytes)?;
-                storage.sync_data()?;
-                (*anchor, storage, *valid_len_bytes)
+                (*anchor, first, storage, *valid_len_bytes)
             }
             (Recovery::Clean { anchor, .. }, None) => {
                 let header = SegmentHeader::new(config.key.as_ref(), 0, anchor.head_hash).encode();
                 (
                     *anchor,
+                    0,
                     dir.create_segment(0, &header)?,
                     header.len() as u64,
                 )
             }
             (refusal, _) => return Err(WalError::Refused(refusal.clone())),
+        };
+        // What recovery kept is made durable before the watermark vouches for it.
+        storage.sync_data()?;
+        let point = AckPoint {
+            segment_first_sequence: segment,
+            end_offset_bytes: segment_len_bytes,
+            anchor: position,
+        };
+        let ack = match watermark {
+            Some((ack, generation)) => {
+                let mut ack = AckWriter::new(ack, config.key.clone(), generation, point);
+                ack.write(point)?;
+                ack
+            }
+            None => {
+                let ack = dir.create_ack(&initial_file(point, config.key.as_ref()))?;
+                AckWriter::new(ack, config.key.clone(), 1, point)
+            }
         };
         let core = Arc::new(Core {
             state: Mutex::new(State {
@@ -223,37 +468,66 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
                 durable: position,
                 poisoned: None,
                 closing: false,
+                ack_pending: None,
+                data_exited: false,
                 flusher_exited: false,
                 segments_created: 0,
+                current_segment: segment,
+                wakers: BTreeMap::new(),
+                next_waker_id: 0,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
             room: Condvar::new(),
+            ack_work: Condvar::new(),
             key: config.key.clone(),
             window: config.window,
             batch_budget_bytes: config.batch_budget_bytes.max(1),
         });
+        let dir = Arc::new(dir);
         let flusher = Flusher {
             core: Arc::clone(&core),
-            dir,
-            _guard: guard,
+            dir: Arc::clone(&dir),
             storage,
+            segment,
             segment_len_bytes,
             segment_limit_bytes: config.segment_limit_bytes,
         };
-        let handle = std::thread::Builder::new()
+        let acker = Acker {
+            core: Arc::clone(&core),
+            ack,
+            _guard: guard,
+        };
+        let acker = std::thread::Builder::new()
+            .name("calybris-wal-ack".into())
+            .spawn(move || acker.run())?;
+        let flusher = match std::thread::Builder::new()
             .name("calybris-wal-flusher".into())
-            .spawn(move || flusher.run())?;
+            .spawn(move || flusher.run())
+        {
+            Ok(handle) => handle,
+            Err(error) => {
+                let mut state = core.state.lock();
+                state.data_exited = true;
+                state.closing = true;
+                drop(state);
+                core.ack_work.notify_all();
+                let _ = acker.join();
+                return Err(WalError::Io(error));
+            }
+        };
         Ok(Self {
             core,
-            flusher: Some(handle),
+            dir,
+            flusher: Some(flusher),
+            acker: Some(acker),
             recovery,
-            _dir: PhantomData,
             _record: PhantomData,
         })
     }
 
-    /// What opening found: clean, or a torn tail that was cut.
+    /// What opening found: clean, or a torn tail that was cut, and what the
+    /// watermark vouched for.
     #[must_use]
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
@@ -347,6 +621,54 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         self.core.state.lock().segments_created
     }
 
+    /// Deletes the segment files whose records all lie before `sequence` (never
+    /// the segment being written, never one holding `sequence` or a record not
+    /// yet durable), oldest first, then syncs the directory. Returns what was
+    /// removed and the anchor the log now starts at: keep it and pass it as
+    /// [`DurableConfig::start_anchor`] to reopen, since the log no longer
+    /// verifies from genesis.
+    ///
+    /// # Errors
+    /// An I/O error (segments removed before it stay removed; the log stays
+    /// readable from the first one left, given the anchor of its header), or a
+    /// refusal when the first segment left has a bad header.
+    pub fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
+        let (limit, current) = {
+            let state = self.core.state.lock();
+            (
+                sequence.min(state.durable.next_sequence),
+                state.current_segment,
+            )
+        };
+        let segments = self.dir.list_segments()?;
+        let mut removed = Vec::new();
+        for pair in segments.windows(2) {
+            let [first, next] = [pair[0], pair[1]];
+            // A segment holds the records from its first sequence up to the next
+            // segment's; the one being written has no successor yet.
+            if next > limit || first >= current {
+                break;
+            }
+            debug_assert!(first < next && next <= sequence);
+            self.dir.remove_segment(first)?;
+            removed.push(first);
+        }
+        if !removed.is_empty() {
+            self.dir.sync()?;
+        }
+        let first_left = segments.get(removed.len()).copied().unwrap_or(current);
+        let reader = FrameReader::new(self.dir.open_segment(first_left)?, self.core.key.as_ref())?;
+        let header = reader.header();
+        debug_assert_eq!(header.first_sequence, first_left);
+        Ok(RetiredSegments {
+            removed,
+            start_anchor: WalAnchor {
+                next_sequence: header.first_sequence,
+                head_hash: header.prev_hash,
+            },
+        })
+    }
+
     /// Makes everything appended so far durable, stops the flusher and releases
     /// the lock; returns the durable position.
     ///
@@ -362,48 +684,56 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     }
 
     fn stop(&mut self) {
+        self.core.state.lock().closing = true;
+        self.core.wake_all(Vec::new());
+        let mut panicked = false;
+        for handle in [self.flusher.take(), self.acker.take()]
+            .into_iter()
+            .flatten()
         {
-            let mut state = self.core.state.lock();
-            state.closing = true;
-            self.core.work.notify_all();
-            self.core.room.notify_all();
-        }
-        if let Some(handle) = self.flusher.take() {
-            // The flusher does not panic on any input; if it did, the poisoned
+            // The threads do not panic on any input; if one did, the poisoned
             // state below still tells waiters the truth.
-            if handle.join().is_err() {
-                let mut state = self.core.state.lock();
-                state.poisoned.get_or_insert((
-                    io::ErrorKind::Other,
-                    "the flusher thread panicked".to_owned(),
-                ));
-            }
+            panicked |= handle.join().is_err();
         }
-        self.core.done.notify_all();
+        let wakers = {
+            let mut state = self.core.state.lock();
+            if panicked {
+                state
+                    .poisoned
+                    .get_or_insert((io::ErrorKind::Other, "a flusher thread panicked".to_owned()));
+            }
+            state.flusher_exited = true;
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
     }
 }
 
 impl<T: ?Sized, D: Directory> Drop for DurableWal<T, D> {
     fn drop(&mut self) {
+        self.core.state.lock().closing = true;
+        self.core.wake_all(Vec::new());
+        for handle in [self.flusher.take(), self.acker.take()]
+            .into_iter()
+            .flatten()
         {
-            let mut state = self.core.state.lock();
-            state.closing = true;
-            self.core.work.notify_all();
-            self.core.room.notify_all();
-        }
-        if let Some(handle) = self.flusher.take() {
             let _ = handle.join();
         }
-        self.core.done.notify_all();
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.flusher_exited = true;
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
     }
 }
 
-/// The background thread's state: it alone touches storage.
+/// The data thread: it alone touches the segments.
 struct Flusher<D: Directory> {
     core: Arc<Core>,
-    dir: D,
-    _guard: D::Guard,
+    dir: Arc<D>,
     storage: D::Storage,
+    segment: u64,
     segment_len_bytes: u64,
     segment_limit_bytes: u64,
 }
@@ -411,10 +741,12 @@ struct Flusher<D: Directory> {
 impl<D: Directory> Flusher<D> {
     fn run(mut self) {
         self.flush_until_closed_or_poisoned();
-        let mut state = self.core.state.lock();
-        state.flusher_exited = true;
-        self.core.done.notify_all();
-        self.core.room.notify_all();
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.data_exited = true;
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
     }
 
     fn flush_until_closed_or_poisoned(&mut self) {
@@ -424,15 +756,23 @@ impl<D: Directory> Flusher<D> {
             batch.clear();
             let mut state = self.core.state.lock();
             match result {
-                Ok(()) => state.durable = batch_end,
+                Ok(point) => {
+                    debug_assert!(
+                        state
+                            .ack_pending
+                            .is_none_or(|p| p.anchor.next_sequence < point.anchor.next_sequence)
+                    );
+                    state.ack_pending = Some(point);
+                    drop(state);
+                    self.core.ack_work.notify_one();
+                }
                 Err(error) => {
                     state.poisoned = Some((error.kind(), error.to_string()));
+                    let wakers = state.take_ready_wakers();
+                    drop(state);
+                    self.core.wake_all(wakers);
+                    return;
                 }
-            }
-            self.core.done.notify_all();
-            self.core.room.notify_all();
-            if state.poisoned.is_some() {
-                return;
             }
         }
     }
@@ -471,10 +811,17 @@ impl<D: Directory> Flusher<D> {
     }
 
     /// One write and one fdatasync; then a new segment if this one is full.
-    fn write_batch(&mut self, batch: &[u8], batch_end: WalAnchor) -> io::Result<()> {
+    /// Returns the synced position for the watermark.
+    fn write_batch(&mut self, batch: &[u8], batch_end: WalAnchor) -> io::Result<AckPoint> {
+        debug_assert!(!batch.is_empty());
         self.storage.append(batch)?;
         self.storage.sync_data()?;
         self.segment_len_bytes += batch.len() as u64;
+        let point = AckPoint {
+            segment_first_sequence: self.segment,
+            end_offset_bytes: self.segment_len_bytes,
+            anchor: batch_end,
+        };
         if self.segment_len_bytes >= self.segment_limit_bytes {
             let header = SegmentHeader::new(
                 self.core.key.as_ref(),
@@ -483,9 +830,68 @@ impl<D: Directory> Flusher<D> {
             )
             .encode();
             self.storage = self.dir.create_segment(batch_end.next_sequence, &header)?;
+            self.segment = batch_end.next_sequence;
             self.segment_len_bytes = header.len() as u64;
-            self.core.state.lock().segments_created += 1;
+            let mut state = self.core.state.lock();
+            state.segments_created += 1;
+            state.current_segment = self.segment;
         }
-        Ok(())
+        Ok(point)
+    }
+}
+
+/// The watermark thread: it alone writes the `ACK` file, and it alone moves the
+/// durable position, so no ticket completes before the watermark covers it.
+struct Acker<S: Storage, G> {
+    core: Arc<Core>,
+    ack: AckWriter<S>,
+    /// Held until the last watermark is written.
+    _guard: G,
+}
+
+impl<S: Storage, G> Acker<S, G> {
+    fn run(mut self) {
+        while let Some(point) = self.next_point() {
+            let result = self.ack.write(point);
+            let wakers = {
+                let mut state = self.core.state.lock();
+                match result {
+                    Ok(()) => {
+                        debug_assert!(point.anchor.next_sequence >= state.durable.next_sequence);
+                        debug_assert!(point.anchor.next_sequence <= state.appended.next_sequence);
+                        state.durable = point.anchor;
+                    }
+                    Err(error) => {
+                        state.poisoned = Some((error.kind(), error.to_string()));
+                    }
+                }
+                state.take_ready_wakers()
+            };
+            self.core.wake_all(wakers);
+        }
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.flusher_exited = true;
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
+    }
+
+    /// Waits for a synced position to record; `None` once poisoned, or once
+    /// the data thread has exited with nothing left to record.
+    fn next_point(&self) -> Option<AckPoint> {
+        let mut state = self.core.state.lock();
+        loop {
+            if state.poisoned.is_some() {
+                return None;
+            }
+            if let Some(point) = state.ack_pending.take() {
+                return Some(point);
+            }
+            if state.data_exited {
+                return None;
+            }
+            self.core.ack_work.wait(&mut state);
+        }
     }
 }

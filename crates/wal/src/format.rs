@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::WalError;
+use crate::recovery::{ANCHOR_LEN_BYTES, WalAnchor};
 
 /// The eight bytes every segment file starts with.
 pub const MAGIC: [u8; 8] = *b"CALYWAL\0";
@@ -281,6 +282,185 @@ pub fn encode_frame(
     Ok(hash)
 }
 
+/// The eight bytes every acknowledgement watermark slot starts with.
+pub const ACK_MAGIC: [u8; 8] = *b"CALYACK\0";
+
+/// The only watermark slot version this crate reads and writes.
+pub const ACK_VERSION: u16 = 1;
+
+/// Size of one watermark slot, in bytes.
+pub const ACK_SLOT_LEN_BYTES: usize = 128;
+
+/// How many slots a watermark file holds: written alternately, so a torn write of
+/// one slot always leaves the other intact.
+pub const ACK_SLOT_COUNT: usize = 2;
+
+/// Size of a whole watermark file, in bytes.
+pub const ACK_FILE_LEN_BYTES: usize = ACK_SLOT_LEN_BYTES * ACK_SLOT_COUNT;
+
+/// The label the slot check starts with, separating it from every entry hash.
+pub const ACK_CHECK_LABEL: &[u8] = b"calybris-wal/ack-slot/v1";
+
+/// Bytes of a slot that its check covers.
+const ACK_CHECKED_LEN_BYTES: usize = 96;
+
+/// A position in a log that was acknowledged as durable: the records before
+/// `anchor.next_sequence` end at byte `end_offset_bytes` of the segment whose
+/// first sequence is `segment_first_sequence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckPoint {
+    /// First sequence number of the segment the position is in (the header's
+    /// first sequence for a single file).
+    pub segment_first_sequence: u64,
+    /// Where the acknowledged records end in that segment, in bytes (the header
+    /// length when no record of it is acknowledged).
+    pub end_offset_bytes: u64,
+    /// The position after the last acknowledged record.
+    pub anchor: WalAnchor,
+}
+
+/// One decoded watermark slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckSlot {
+    /// Write counter: the valid slot with the larger one is the current watermark.
+    pub generation: u64,
+    /// The acknowledged position.
+    pub point: AckPoint,
+}
+
+impl AckSlot {
+    /// Index of the slot this generation is written to.
+    #[must_use]
+    pub fn slot_index(generation: u64) -> usize {
+        usize::from(generation % ACK_SLOT_COUNT as u64 == 1)
+    }
+
+    /// Byte offset of this generation's slot in the watermark file.
+    #[must_use]
+    pub fn slot_offset_bytes(generation: u64) -> u64 {
+        (Self::slot_index(generation) * ACK_SLOT_LEN_BYTES) as u64
+    }
+
+    /// Encodes the slot into its 128 bytes, checked (HMAC under `key`, SHA-256
+    /// without one).
+    #[must_use]
+    pub fn encode(&self, key: Option<&WalKey>) -> [u8; ACK_SLOT_LEN_BYTES] {
+        let mut out = [0u8; ACK_SLOT_LEN_BYTES];
+        out[0..8].copy_from_slice(&ACK_MAGIC);
+        out[8..10].copy_from_slice(&ACK_VERSION.to_le_bytes());
+        out[10] = if key.is_some() { FLAG_KEYED } else { 0 };
+        // Bytes 11..16 are reserved and stay zero.
+        out[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        out[24..32].copy_from_slice(&self.point.segment_first_sequence.to_le_bytes());
+        out[32..40].copy_from_slice(&self.point.end_offset_bytes.to_le_bytes());
+        out[40..80].copy_from_slice(&self.point.anchor.to_bytes());
+        // Bytes 80..96 are reserved and stay zero.
+        let check = ack_check(key, &out);
+        out[96..128].copy_from_slice(&check);
+        debug_assert_eq!(Self::decode(&out, key), Some(*self));
+        out
+    }
+
+    /// Decodes a slot; `None` when it is absent, torn, damaged, written under
+    /// another key, or its fields are inconsistent. Indexing is on a fixed-size
+    /// array with constant ranges, so it cannot panic whatever the bytes are.
+    #[must_use]
+    pub fn decode(bytes: &[u8; ACK_SLOT_LEN_BYTES], key: Option<&WalKey>) -> Option<Self> {
+        if bytes[0..8] != ACK_MAGIC
+            || u16::from_le_bytes([bytes[8], bytes[9]]) != ACK_VERSION
+            || !hashes_equal(&ack_check(key, bytes), &slice_32(&bytes[96..128]))
+        {
+            return None;
+        }
+        let keyed = bytes[10] == FLAG_KEYED;
+        if (bytes[10] & !FLAG_KEYED) != 0
+            || keyed != key.is_some()
+            || bytes[11..16].iter().chain(&bytes[80..96]).any(|b| *b != 0)
+        {
+            return None;
+        }
+        let mut anchor = [0u8; ANCHOR_LEN_BYTES];
+        anchor.copy_from_slice(&bytes[40..80]);
+        let point = AckPoint {
+            segment_first_sequence: u64_at(bytes, 24),
+            end_offset_bytes: u64_at(bytes, 32),
+            anchor: WalAnchor::from_bytes(&anchor),
+        };
+        // A position before its own segment's header, or a segment that starts
+        // after the records it vouches for, is not one this crate writes.
+        if point.end_offset_bytes < HEADER_LEN_BYTES as u64
+            || point.segment_first_sequence > point.anchor.next_sequence
+        {
+            return None;
+        }
+        Some(Self {
+            generation: u64_at(bytes, 16),
+            point,
+        })
+    }
+
+    /// The current watermark of a whole watermark file: the valid slot with the
+    /// larger generation, and how many slots were not valid. A file shorter than
+    /// [`ACK_FILE_LEN_BYTES`] has its missing slots counted as not valid.
+    #[must_use]
+    pub fn decode_file(bytes: &[u8], key: Option<&WalKey>) -> (Option<Self>, u8) {
+        let mut best: Option<Self> = None;
+        let mut damaged = 0u8;
+        for index in 0..ACK_SLOT_COUNT {
+            let start = index * ACK_SLOT_LEN_BYTES;
+            let slot = bytes
+                .get(start..start + ACK_SLOT_LEN_BYTES)
+                .and_then(|s| <&[u8; ACK_SLOT_LEN_BYTES]>::try_from(s).ok())
+                .and_then(|s| Self::decode(s, key))
+                .filter(|slot| Self::slot_index(slot.generation) == index);
+            match slot {
+                Some(slot) if best.is_none_or(|b| slot.generation > b.generation) => {
+                    best = Some(slot);
+                }
+                Some(_) => {}
+                None => damaged += 1,
+            }
+        }
+        (best, damaged)
+    }
+}
+
+fn u64_at(bytes: &[u8; ACK_SLOT_LEN_BYTES], at: usize) -> u64 {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(bytes.get(at..at + 8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(out)
+}
+
+fn slice_32(bytes: &[u8]) -> EntryHash {
+    let mut out = [0u8; ENTRY_HASH_LEN_BYTES];
+    if let Some(src) = bytes.get(..ENTRY_HASH_LEN_BYTES) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+/// The slot check: `H(ACK_CHECK_LABEL || bytes 0..96)`, HMAC-SHA-256 under the key
+/// or SHA-256 without one.
+fn ack_check(key: Option<&WalKey>, bytes: &[u8; ACK_SLOT_LEN_BYTES]) -> EntryHash {
+    let checked = &bytes[..ACK_CHECKED_LEN_BYTES];
+    match key {
+        Some(key) => key
+            .mac
+            .clone()
+            .chain_update(ACK_CHECK_LABEL)
+            .chain_update(checked)
+            .finalize()
+            .into_bytes()
+            .into(),
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(ACK_CHECK_LABEL);
+            hasher.update(checked);
+            hasher.finalize().into()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +504,36 @@ mod tests {
         let b = entry_hash(key.as_ref(), &GENESIS_HASH, 0, b"x");
         assert_ne!(a, b);
         assert!(!format!("{:?}", key).contains("03030303"));
+    }
+
+    #[test]
+    fn ack_slots_round_trip_and_reject_every_single_byte_flip() {
+        let key = WalKey::new(&[7u8; 32]).ok();
+        let slot = AckSlot {
+            generation: 5,
+            point: AckPoint {
+                segment_first_sequence: 3,
+                end_offset_bytes: 400,
+                anchor: WalAnchor {
+                    next_sequence: 9,
+                    head_hash: [4; 32],
+                },
+            },
+        };
+        for key in [None, key.as_ref()] {
+            let bytes = slot.encode(key);
+            assert_eq!(AckSlot::decode(&bytes, key), Some(slot));
+            for index in 0..ACK_SLOT_LEN_BYTES {
+                let mut flipped = bytes;
+                flipped[index] ^= 0x10;
+                assert_eq!(AckSlot::decode(&flipped, key), None, "byte {index}");
+            }
+        }
+        let bytes = slot.encode(key.as_ref());
+        assert_eq!(AckSlot::decode(&bytes, None), None);
+        let mut file = vec![0u8; ACK_FILE_LEN_BYTES];
+        let at = AckSlot::slot_offset_bytes(5) as usize;
+        file[at..at + ACK_SLOT_LEN_BYTES].copy_from_slice(&bytes);
+        assert_eq!(AckSlot::decode_file(&file, key.as_ref()), (Some(slot), 1));
     }
 }

@@ -125,7 +125,9 @@ fn raw_segment(bytes: &[u8]) {
         }
         let len = bytes.len() as u64;
         match reader.outcome() {
-            Some(Recovery::Clean { anchor, len_bytes }) => {
+            Some(Recovery::Clean {
+                anchor, len_bytes, ..
+            }) => {
                 assert!(*len_bytes == len && end == len);
                 assert!(anchor.next_sequence - reader.header().first_sequence == frames);
             }

@@ -97,6 +97,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod ack;
 #[cfg(feature = "audit")]
 pub mod audit;
 mod durable;
@@ -114,15 +115,18 @@ mod writer;
 pub use audit::{
     AuditError, AuditRecord, AuditReplayer, AuditWriter, DecisionMeta, DecisionRecord,
     DurableAuditWal, PolicyRecord, ReplaySummary, replay_audited, replay_audited_file,
-    replay_audited_segments,
+    replay_audited_frames, replay_audited_log, replay_audited_segments,
 };
 pub use durable::{
     DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_WINDOW, DurableConfig,
-    DurableWal, MAX_PENDING_BYTES, Ticket,
+    DurableWal, MAX_PENDING_BYTES, RetiredSegments, Ticket, TicketFuture,
 };
 pub use error::WalError;
-pub use format::{EntryHash, WalKey};
-pub use reader::{Entry, Frame, FrameReader, WalReader, decode_record, scan, scan_frames};
-pub use recovery::{CorruptReason, KeyMismatch, Recovery, TornReason, WalAnchor};
+pub use format::{AckPoint, EntryHash, WalKey};
+pub use reader::{
+    Entry, Frame, FrameReader, FrameSource, LogFrames, LogReader, WalReader, decode_next,
+    decode_record, open_log, scan, scan_frames,
+};
+pub use recovery::{Acknowledged, CorruptReason, KeyMismatch, Recovery, TornReason, WalAnchor};
 pub use segmented::{SegmentedFrames, SegmentedReader, scan_dir};
 pub use writer::WalWriter;

@@ -7,14 +7,17 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::ack::{Watermark, read_watermark};
 use crate::error::WalError;
+use crate::format::AckPoint;
 use crate::format::{
     ENTRY_HASH_LEN_BYTES, EntryHash, FRAME_HEADER_LEN_BYTES, FRAME_OVERHEAD_BYTES,
     HEADER_LEN_BYTES, HeaderProblem, MAX_PAYLOAD_BYTES, SegmentHeader, WalKey, decode_frame_header,
     entry_hash, hashes_equal,
 };
-use crate::recovery::{CorruptReason, KeyMismatch, Recovery, TornReason, WalAnchor};
-use crate::storage::{FileStorage, Storage};
+use crate::recovery::{Acknowledged, CorruptReason, KeyMismatch, Recovery, TornReason, WalAnchor};
+use crate::segmented::SegmentedFrames;
+use crate::storage::{FileStorage, FsDirectory, Storage};
 
 /// How many bytes the reader asks storage for at a time.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -33,6 +36,9 @@ pub struct Frame<'a> {
     pub payload: &'a [u8],
     /// Its verified entry hash.
     pub hash: EntryHash,
+    /// First sequence of the segment it is in; `None` when read from a single
+    /// file.
+    pub segment: Option<u64>,
 }
 
 /// Where a verified frame sits in the reader's buffer.
@@ -50,10 +56,75 @@ pub(crate) struct FrameMeta {
 pub struct Entry<T> {
     /// Its sequence number.
     pub sequence: u64,
+    /// Byte offset of its frame header in its segment (or file).
+    pub offset_bytes: u64,
+    /// First sequence of the segment it is in; `None` when read from a single
+    /// file.
+    pub segment: Option<u64>,
     /// Its entry hash.
     pub hash: EntryHash,
     /// The record.
     pub record: T,
+}
+
+impl FrameMeta {
+    /// Byte offset of the frame header.
+    pub(crate) fn offset_bytes(&self) -> u64 {
+        self.offset_bytes
+    }
+}
+
+/// Where verified frames come from: one segment file ([`FrameReader`]), a
+/// segment directory ([`crate::SegmentedFrames`]), or whichever a path is
+/// ([`LogFrames`]). Every decoding reader and the audited replay are written
+/// once over it.
+pub trait FrameSource {
+    /// The next verified frame; `Ok(None)` at a clean end or a torn tail (see
+    /// [`FrameSource::outcome`]).
+    ///
+    /// # Errors
+    /// [`WalError::Refused`] on corruption (and on every call after it);
+    /// [`WalError::Io`] when storage fails.
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError>;
+
+    /// The outcome, once the end or a refusal was reached.
+    fn outcome(&self) -> Option<&Recovery>;
+
+    /// The position after the last verified frame.
+    fn position(&self) -> WalAnchor;
+
+    /// Marks the frame just returned as undecodable and returns the refusal
+    /// ([`CorruptReason::Undecodable`]), which later calls repeat.
+    fn refuse_undecodable(&mut self, sequence: u64, offset_bytes: u64) -> WalError;
+}
+
+/// The one decoding step every reader shares: the next verified frame of
+/// `frames`, decoded as `T`, or the refusal when its payload does not decode.
+///
+/// # Errors
+/// As [`FrameSource::next_frame`], plus [`CorruptReason::Undecodable`].
+pub fn decode_next<T: DeserializeOwned, F: FrameSource + ?Sized>(
+    frames: &mut F,
+) -> Result<Option<Entry<T>>, WalError> {
+    let Some(frame) = frames.next_frame()? else {
+        return Ok(None);
+    };
+    let (sequence, offset_bytes, hash, segment) = (
+        frame.sequence,
+        frame.offset_bytes,
+        frame.hash,
+        frame.segment,
+    );
+    match decode_record::<T>(frame.payload) {
+        Ok(record) => Ok(Some(Entry {
+            sequence,
+            offset_bytes,
+            segment,
+            hash,
+            record,
+        })),
+        Err(_) => Err(frames.refuse_undecodable(sequence, offset_bytes)),
+    }
 }
 
 /// Reads and verifies the frames of one segment, in order.
@@ -71,6 +142,23 @@ pub struct FrameReader<S> {
     last_segment: bool,
     started: bool,
     outcome: Option<Recovery>,
+    ack: AckSpan,
+    acknowledged: Acknowledged,
+    segment: Option<u64>,
+}
+
+/// How a segment relates to the log's acknowledged position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckSpan {
+    /// No watermark: a bad final frame cannot be told from a torn write.
+    Unknown,
+    /// The acknowledged position is in this segment.
+    Through(AckPoint),
+    /// The acknowledged position is in a later segment: all of this one is
+    /// acknowledged.
+    Whole(AckPoint),
+    /// The acknowledged position is in an earlier segment: none of this one is.
+    After,
 }
 
 /// Checks a header against the key; the refusal, if any.
@@ -150,7 +238,121 @@ impl<S: Storage> FrameReader<S> {
             last_segment: true,
             started: false,
             outcome: None,
+            ack: AckSpan::Unknown,
+            acknowledged: Acknowledged::Unknown,
+            segment: None,
         })
+    }
+
+    /// Checks the segment against the log's acknowledgement watermark as it
+    /// reads: damage at or before the acknowledged position is refused, never
+    /// cut, and only what follows it may be a torn tail (zero-filled or not).
+    /// `None` keeps the rule for logs without a watermark.
+    #[must_use]
+    pub fn with_watermark(self, point: Option<AckPoint>) -> Self {
+        let acknowledged =
+            point.map_or(Acknowledged::Unknown, |point| Acknowledged::known(point, 0));
+        self.with_watermark_reported(point, acknowledged)
+    }
+
+    /// [`FrameReader::with_watermark`], reporting `acknowledged`.
+    pub(crate) fn with_watermark_reported(
+        self,
+        point: Option<AckPoint>,
+        acknowledged: Acknowledged,
+    ) -> Self {
+        let first = self.header.first_sequence;
+        let span = match point {
+            None => AckSpan::Unknown,
+            Some(point) if point.segment_first_sequence == first => AckSpan::Through(point),
+            Some(point) if point.segment_first_sequence > first => AckSpan::Whole(point),
+            Some(_) => AckSpan::After,
+        };
+        self.with_ack_span(span, acknowledged)
+    }
+
+    /// Sets how this segment relates to the acknowledged position.
+    pub(crate) fn with_ack_span(mut self, span: AckSpan, acknowledged: Acknowledged) -> Self {
+        self.ack = span;
+        self.acknowledged = acknowledged;
+        self
+    }
+
+    /// Names the segment the frames come from (for [`Frame::segment`]).
+    pub(crate) fn in_segment(mut self, first_sequence: u64) -> Self {
+        self.segment = Some(first_sequence);
+        self
+    }
+
+    /// Everything before this byte offset is acknowledged.
+    fn acked_until(&self) -> u64 {
+        match self.ack {
+            AckSpan::Through(point) => point.end_offset_bytes,
+            AckSpan::Whole(_) => u64::MAX,
+            AckSpan::Unknown | AckSpan::After => 0,
+        }
+    }
+
+    /// The number of records the watermark vouches for.
+    fn acked_records(&self) -> u64 {
+        match self.ack {
+            AckSpan::Through(point) | AckSpan::Whole(point) => point.anchor.next_sequence,
+            AckSpan::Unknown | AckSpan::After => 0,
+        }
+    }
+
+    /// Whether a watermark exists (so garbage after it is a torn tail).
+    fn ack_known(&self) -> bool {
+        !matches!(self.ack, AckSpan::Unknown)
+    }
+
+    /// Checks the watermark at a frame boundary `end_bytes` reached at
+    /// `position`, or a frame that straddles the acknowledged position.
+    fn check_ack(
+        &mut self,
+        start_bytes: u64,
+        end_bytes: u64,
+        position: WalAnchor,
+    ) -> Result<(), WalError> {
+        let AckSpan::Through(point) = self.ack else {
+            return Ok(());
+        };
+        let at_point = end_bytes == point.end_offset_bytes;
+        let straddles = start_bytes < point.end_offset_bytes && end_bytes > point.end_offset_bytes;
+        if straddles
+            || (at_point
+                && (position.next_sequence != point.anchor.next_sequence
+                    || !hashes_equal(&position.head_hash, &point.anchor.head_hash)))
+        {
+            return Err(self.refuse(
+                Some(position.next_sequence.saturating_sub(1)),
+                start_bytes,
+                CorruptReason::AckMismatch,
+            ));
+        }
+        Ok(())
+    }
+
+    /// A frame at `offset_bytes` is incomplete: a cut suffix when the watermark
+    /// vouches for it, a torn tail otherwise.
+    fn incomplete(
+        &mut self,
+        sequence: u64,
+        offset_bytes: u64,
+        torn: TornReason,
+    ) -> Result<(), WalError> {
+        if offset_bytes < self.acked_until() {
+            let anchored_records = self.acked_records();
+            return Err(self.refuse(
+                Some(sequence),
+                offset_bytes,
+                CorruptReason::SuffixMissing {
+                    anchored_records,
+                    found_records: sequence,
+                },
+            ));
+        }
+        self.finish_tail(Some(torn))
     }
 
     /// Checks the log against a trusted anchor as it reads: the record at the
@@ -276,12 +478,14 @@ impl<S: Storage> FrameReader<S> {
             None => Recovery::Clean {
                 anchor: self.position,
                 len_bytes: self.file_len_bytes,
+                acknowledged: self.acknowledged,
             },
             Some(reason) if self.last_segment => Recovery::TornTail {
                 anchor: self.position,
                 valid_len_bytes: self.offset_bytes,
                 cut_bytes: self.file_len_bytes.saturating_sub(self.offset_bytes),
                 reason,
+                acknowledged: self.acknowledged,
             },
             Some(_) => {
                 return Err(self.refuse(
@@ -326,6 +530,12 @@ impl<S: Storage> FrameReader<S> {
         Ok(self.advance()?.map(|meta| self.frame(meta)))
     }
 
+    /// The watermark this reader checks against.
+    #[must_use]
+    pub fn acknowledged(&self) -> Acknowledged {
+        self.acknowledged
+    }
+
     /// The frame `meta` describes, borrowed from the buffer.
     pub(crate) fn frame(&self, meta: FrameMeta) -> Frame<'_> {
         Frame {
@@ -336,6 +546,7 @@ impl<S: Storage> FrameReader<S> {
                 .get(meta.payload_start..meta.payload_end)
                 .unwrap_or_default(),
             hash: meta.hash,
+            segment: self.segment,
         }
     }
 
@@ -355,11 +566,20 @@ impl<S: Storage> FrameReader<S> {
         let offset = self.offset_bytes;
         let sequence = self.position.next_sequence;
         if offset >= self.file_len_bytes {
+            let acked_missing = match self.ack {
+                AckSpan::Through(point) => offset < point.end_offset_bytes,
+                AckSpan::Whole(_) => self.last_segment,
+                AckSpan::Unknown | AckSpan::After => false,
+            };
+            if acked_missing {
+                self.incomplete(sequence, offset, TornReason::IncompleteHeader)?;
+                return Ok(None);
+            }
             self.finish_tail(None)?;
             return Ok(None);
         }
         let Some(start) = self.window(offset, FRAME_HEADER_LEN_BYTES)? else {
-            self.finish_tail(Some(TornReason::IncompleteHeader))?;
+            self.incomplete(sequence, offset, TornReason::IncompleteHeader)?;
             return Ok(None);
         };
         let mut frame_header = [0u8; FRAME_HEADER_LEN_BYTES];
@@ -369,8 +589,15 @@ impl<S: Storage> FrameReader<S> {
                 .unwrap_or(&[0; FRAME_HEADER_LEN_BYTES]),
         );
         let Some(payload_len) = decode_frame_header(&frame_header) else {
+            if offset < self.acked_until() {
+                return Err(self.refuse(Some(sequence), offset, CorruptReason::BadLength));
+            }
             if self.last_segment && self.rest_is_zero(offset)? {
                 self.finish_tail(Some(TornReason::ZeroFilled))?;
+                return Ok(None);
+            }
+            if self.last_segment && self.ack_known() {
+                self.finish_tail(Some(TornReason::Garbage))?;
                 return Ok(None);
             }
             return Err(self.refuse(Some(sequence), offset, CorruptReason::BadLength));
@@ -378,7 +605,7 @@ impl<S: Storage> FrameReader<S> {
         let payload_len = payload_len as usize;
         let frame_len = payload_len + FRAME_OVERHEAD_BYTES;
         let Some(start) = self.window(offset, frame_len)? else {
-            self.finish_tail(Some(TornReason::IncompleteFrame))?;
+            self.incomplete(sequence, offset, TornReason::IncompleteFrame)?;
             return Ok(None);
         };
         let payload_start = start + FRAME_HEADER_LEN_BYTES;
@@ -398,8 +625,15 @@ impl<S: Storage> FrameReader<S> {
         );
         let frame_end = offset + frame_len as u64;
         if !hashes_equal(&computed, &stored) {
+            if offset < self.acked_until() {
+                return Err(self.refuse(Some(sequence), offset, CorruptReason::HashMismatch));
+            }
             if frame_end == self.file_len_bytes {
                 self.finish_tail(Some(TornReason::BadFinalFrame))?;
+                return Ok(None);
+            }
+            if self.last_segment && self.ack_known() {
+                self.finish_tail(Some(TornReason::Garbage))?;
                 return Ok(None);
             }
             return Err(self.refuse(Some(sequence), offset, CorruptReason::HashMismatch));
@@ -413,10 +647,12 @@ impl<S: Storage> FrameReader<S> {
         {
             return Err(self.refuse(Some(sequence), offset, CorruptReason::AnchorMismatch));
         }
-        self.position = WalAnchor {
+        let position = WalAnchor {
             next_sequence,
             head_hash: computed,
         };
+        self.check_ack(offset, frame_end, position)?;
+        self.position = position;
         self.offset_bytes = frame_end;
         Ok(Some(FrameMeta {
             sequence,
@@ -440,7 +676,8 @@ impl<S: Storage> FrameReader<S> {
                 CorruptReason::AnchorMismatch,
             ));
         }
-        Ok(())
+        let start = self.position;
+        self.check_ack(HEADER_LEN_BYTES as u64, HEADER_LEN_BYTES as u64, start)
     }
 
     /// Reads to the end without decoding and returns the outcome.
@@ -482,9 +719,34 @@ impl<T: DeserializeOwned> WalReader<T, FileStorage> {
     ///
     /// # Errors
     /// See [`FrameReader::new`].
+    ///
+    /// The file's watermark sidecar (`<file>.ack`), when present, says how far
+    /// the log was acknowledged: damage at or before that is refused, never
+    /// taken for a torn tail. Without one the outcome says the acknowledged
+    /// position is unknown.
     pub fn open(path: &Path, key: Option<&WalKey>) -> Result<Self, WalError> {
-        Self::from_storage(FileStorage::open_read(path)?, key)
+        Ok(Self {
+            frames: open_file_frames(path, key)?,
+            _record: PhantomData,
+        })
     }
+}
+
+/// Opens a single log file for reading with its watermark sidecar, if any.
+fn open_file_frames(
+    path: &Path,
+    key: Option<&WalKey>,
+) -> Result<FrameReader<FileStorage>, WalError> {
+    let frames = FrameReader::new(FileStorage::open_read(path)?, key)?;
+    let watermark = read_watermark(FileStorage::open_ack_for(path)?, key)?;
+    if matches!(watermark, Watermark::Damaged) {
+        return Err(WalError::Refused(Recovery::Corrupt {
+            sequence: None,
+            offset_bytes: 0,
+            reason: CorruptReason::AckDamaged,
+        }));
+    }
+    Ok(frames.with_watermark_reported(watermark.point(), watermark.acknowledged()))
 }
 
 impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
@@ -529,18 +791,20 @@ impl<T: DeserializeOwned, S: Storage> WalReader<T, S> {
     /// As for [`FrameReader::next_frame`], plus a refusal with
     /// [`CorruptReason::Undecodable`] when a verified payload does not decode.
     pub fn next_entry(&mut self) -> Result<Option<Entry<T>>, WalError> {
-        let Some(frame) = self.frames.next_frame()? else {
-            return Ok(None);
-        };
-        let (sequence, offset, hash) = (frame.sequence, frame.offset_bytes, frame.hash);
-        match decode_record::<T>(frame.payload) {
-            Ok(record) => Ok(Some(Entry {
-                sequence,
-                hash,
-                record,
-            })),
-            Err(_) => Err(self.frames.refuse_previous(sequence, offset)),
-        }
+        decode_next(&mut self.frames)
+    }
+
+    /// Checks the log against its acknowledgement watermark (see
+    /// [`FrameReader::with_watermark`]).
+    #[must_use]
+    pub fn with_watermark(mut self, point: Option<AckPoint>) -> Self {
+        self.frames = self.frames.with_watermark(point);
+        self
+    }
+
+    /// The frames underneath, for a driver that works on any [`FrameSource`].
+    pub fn frames_mut(&mut self) -> &mut FrameReader<S> {
+        &mut self.frames
     }
 
     /// Reads to the end, decoding every record, and returns the outcome.
@@ -611,4 +875,194 @@ pub fn scan_frames<S: Storage>(
         Ok(reader) => reader.with_anchor(anchor).scan_to_end(),
         Err(error) => refusal_or_error(error),
     }
+}
+
+impl<S: Storage> FrameSource for FrameReader<S> {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        FrameReader::next_frame(self)
+    }
+
+    fn outcome(&self) -> Option<&Recovery> {
+        FrameReader::outcome(self)
+    }
+
+    fn position(&self) -> WalAnchor {
+        FrameReader::position(self)
+    }
+
+    fn refuse_undecodable(&mut self, sequence: u64, offset_bytes: u64) -> WalError {
+        self.refuse_previous(sequence, offset_bytes)
+    }
+}
+
+/// The frames of a log on disk, whichever shape it has: one segment file (with
+/// its `<file>.ack` sidecar, if any) or a segment directory (with its `ACK`
+/// file, if any). [`open_log`] picks by what the path is.
+#[derive(Debug)]
+pub enum LogFrames {
+    // Both boxed: the readers are large and of very different sizes.
+    /// A single segment file.
+    File(Box<FrameReader<FileStorage>>),
+    /// A directory of segments.
+    Dir(Box<SegmentedFrames<FsDirectory>>),
+}
+
+impl LogFrames {
+    /// Opens the log at `path`: a directory is read as segments, anything else
+    /// as one segment file. Nothing is created.
+    ///
+    /// # Errors
+    /// [`WalError::NotFound`] when nothing is at `path`; a refusal of the file
+    /// header, key or watermark; an I/O error.
+    pub fn open(
+        path: &Path,
+        key: Option<&WalKey>,
+        anchor: Option<WalAnchor>,
+    ) -> Result<Self, WalError> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => Ok(Self::Dir(Box::new(SegmentedFrames::new(
+                FsDirectory::new(path)?,
+                key,
+                anchor,
+            )?))),
+            Ok(_) => Ok(Self::File(Box::new(
+                open_file_frames(path, key)?.with_anchor(anchor),
+            ))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(WalError::NotFound {
+                path: path.to_path_buf(),
+            }),
+            Err(error) => Err(WalError::Io(error)),
+        }
+    }
+
+    /// Reads to the end without decoding and returns the outcome.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] when storage fails. Refusals are returned as `Ok`.
+    pub fn scan_to_end(&mut self) -> Result<Recovery, WalError> {
+        match self {
+            Self::File(frames) => frames.scan_to_end(),
+            Self::Dir(frames) => frames.scan_to_end(),
+        }
+    }
+}
+
+impl FrameSource for LogFrames {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        match self {
+            Self::File(frames) => frames.next_frame(),
+            Self::Dir(frames) => frames.next_frame(),
+        }
+    }
+
+    fn outcome(&self) -> Option<&Recovery> {
+        match self {
+            Self::File(frames) => frames.outcome(),
+            Self::Dir(frames) => frames.outcome(),
+        }
+    }
+
+    fn position(&self) -> WalAnchor {
+        match self {
+            Self::File(frames) => frames.position(),
+            Self::Dir(frames) => frames.position(),
+        }
+    }
+
+    fn refuse_undecodable(&mut self, sequence: u64, offset_bytes: u64) -> WalError {
+        match self {
+            Self::File(frames) => {
+                FrameSource::refuse_undecodable(&mut **frames, sequence, offset_bytes)
+            }
+            Self::Dir(frames) => {
+                FrameSource::refuse_undecodable(&mut **frames, sequence, offset_bytes)
+            }
+        }
+    }
+}
+
+/// Decodes the records of any [`FrameSource`] as `T`: iterating yields each
+/// verified record with its sequence, byte offset and segment, stops at the end
+/// or a torn tail (see [`LogReader::outcome`]) and yields one `Err` at a refusal.
+#[derive(Debug)]
+pub struct LogReader<T, F = LogFrames> {
+    frames: F,
+    _record: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned, F: FrameSource> LogReader<T, F> {
+    /// Decodes the frames of `frames`.
+    pub fn new(frames: F) -> Self {
+        Self {
+            frames,
+            _record: PhantomData,
+        }
+    }
+
+    /// The next verified record.
+    ///
+    /// # Errors
+    /// As [`decode_next`].
+    pub fn next_entry(&mut self) -> Result<Option<Entry<T>>, WalError> {
+        decode_next(&mut self.frames)
+    }
+
+    /// The outcome, once iteration has ended.
+    #[must_use]
+    pub fn outcome(&self) -> Option<&Recovery> {
+        self.frames.outcome()
+    }
+
+    /// The position after the last verified record.
+    #[must_use]
+    pub fn position(&self) -> WalAnchor {
+        self.frames.position()
+    }
+
+    /// The frames underneath.
+    pub fn frames_mut(&mut self) -> &mut F {
+        &mut self.frames
+    }
+
+    /// Gives the frames back.
+    pub fn into_frames(self) -> F {
+        self.frames
+    }
+
+    /// Reads to the end, decoding every record, and returns the outcome.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] when storage fails. Refusals are returned as `Ok`.
+    pub fn scan_to_end(&mut self) -> Result<Recovery, WalError> {
+        loop {
+            match self.next_entry() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(error) => return refusal_or_error(error),
+            }
+        }
+        self.frames.outcome().cloned().ok_or(WalError::Closed)
+    }
+}
+
+impl<T: DeserializeOwned, F: FrameSource> Iterator for LogReader<T, F> {
+    type Item = Result<Entry<T>, WalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_entry().transpose()
+    }
+}
+
+/// Opens the log at `path` for reading, whichever shape it has (a segment
+/// directory or one segment file, see [`LogFrames::open`]), decoding records as
+/// `T` and checking them against `anchor` and the log's watermark.
+///
+/// # Errors
+/// As [`LogFrames::open`].
+pub fn open_log<T: DeserializeOwned>(
+    path: &Path,
+    key: Option<&WalKey>,
+    anchor: Option<WalAnchor>,
+) -> Result<LogReader<T, LogFrames>, WalError> {
+    Ok(LogReader::new(LogFrames::open(path, key, anchor)?))
 }

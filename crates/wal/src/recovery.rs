@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{ENTRY_HASH_LEN_BYTES, EntryHash, GENESIS_HASH};
+use crate::format::{AckPoint, ENTRY_HASH_LEN_BYTES, EntryHash, GENESIS_HASH};
 
 /// A trusted position in a log, kept by the caller outside the file.
 ///
@@ -63,6 +63,8 @@ pub enum Recovery {
         anchor: WalAnchor,
         /// Length of the (last) segment, in bytes.
         len_bytes: u64,
+        /// What the log's acknowledgement watermark vouched for.
+        acknowledged: Acknowledged,
     },
     /// The last frame is incomplete or bad and nothing follows it: a write that
     /// was cut short by a crash after the last sync. Reopening for writing cuts
@@ -77,6 +79,9 @@ pub enum Recovery {
         cut_bytes: u64,
         /// What the torn bytes looked like.
         reason: TornReason,
+        /// What the log's acknowledgement watermark vouched for: everything cut
+        /// lies after it.
+        acknowledged: Acknowledged,
     },
     /// A bad frame followed by more data, a bad header, a break in the chain
     /// between segments, or a log that disagrees with the caller's anchor.
@@ -114,6 +119,68 @@ pub enum TornReason {
     ZeroFilled,
     /// The last frame is complete but its entry hash does not verify.
     BadFinalFrame,
+    /// A bad frame followed by bytes that are not all zero, after the
+    /// acknowledged position of a log with a watermark: what a power loss leaves
+    /// when a file system extended the file with stale blocks.
+    Garbage,
+}
+
+/// What a log's acknowledgement watermark (its `ACK` file, or `<file>.ack`) said
+/// when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// No watermark: a log written before watermarks existed, a file copied
+    /// without its sidecar, or a reader given none. A bad final frame cannot be
+    /// told from a torn write and is treated as one.
+    Unknown,
+    /// The watermark vouched for the first `records` records, ending at byte
+    /// `end_offset_bytes` of segment `segment_first_sequence` (their hash was
+    /// checked against it); nothing at or before that was cut.
+    Known {
+        /// How many records were acknowledged (the sequence after the last).
+        records: u64,
+        /// First sequence of the segment the acknowledged position is in.
+        segment_first_sequence: u64,
+        /// Where the acknowledged records end in that segment, in bytes.
+        end_offset_bytes: u64,
+        /// How many of the two slots were torn or damaged (1: the other slot was
+        /// used; the next acknowledgement rewrites the bad one).
+        damaged_slots: u8,
+    },
+}
+
+impl Acknowledged {
+    /// What a valid watermark slot at `point` reports.
+    #[must_use]
+    pub fn known(point: AckPoint, damaged_slots: u8) -> Self {
+        Self::Known {
+            records: point.anchor.next_sequence,
+            segment_first_sequence: point.segment_first_sequence,
+            end_offset_bytes: point.end_offset_bytes,
+            damaged_slots,
+        }
+    }
+
+    /// How many records the watermark vouched for, when known.
+    #[must_use]
+    pub fn records(&self) -> Option<u64> {
+        match self {
+            Self::Known { records, .. } => Some(*records),
+            Self::Unknown => None,
+        }
+    }
+
+    /// First sequence of the segment the acknowledged position is in, when known.
+    #[must_use]
+    pub fn segment_first_sequence(&self) -> Option<u64> {
+        match self {
+            Self::Known {
+                segment_first_sequence,
+                ..
+            } => Some(*segment_first_sequence),
+            Self::Unknown => None,
+        }
+    }
 }
 
 /// What is wrong with a corrupt log.
@@ -141,6 +208,20 @@ pub enum CorruptReason {
     },
     /// The record at the anchor's position has another hash: a different history.
     AnchorMismatch,
+    /// The log disagrees with its own acknowledgement watermark: the record at
+    /// the acknowledged position has another hash, or the position does not fall
+    /// on a frame boundary.
+    AckMismatch,
+    /// Both slots of the acknowledgement watermark are damaged: how far the log
+    /// was acknowledged is unknown, so nothing may be cut. Removing the watermark
+    /// file on purpose falls back to the rule for logs without one.
+    AckDamaged,
+    /// The first segment does not start at sequence 0 and no trusted start anchor
+    /// vouches for where it starts (older segments were retired or lost).
+    GenesisMissing {
+        /// The first sequence of the first segment present.
+        first_sequence: u64,
+    },
 }
 
 /// How the key disagrees with the log.
@@ -155,6 +236,15 @@ pub enum KeyMismatch {
 }
 
 impl Recovery {
+    /// What the watermark vouched for (`Unknown` for refusals).
+    #[must_use]
+    pub fn acknowledged(&self) -> Acknowledged {
+        match self {
+            Self::Clean { acknowledged, .. } | Self::TornTail { acknowledged, .. } => *acknowledged,
+            _ => Acknowledged::Unknown,
+        }
+    }
+
     /// True for [`Recovery::Clean`].
     #[must_use]
     pub fn is_clean(&self) -> bool {
@@ -199,10 +289,15 @@ impl core::fmt::Display for Recovery {
                 valid_len_bytes,
                 cut_bytes,
                 reason,
+                acknowledged,
             } => write!(
                 f,
-                "torn tail at record {} (offset {valid_len_bytes}): {cut_bytes} bytes after the last good record ({reason:?})",
-                anchor.next_sequence
+                "torn tail at record {} (offset {valid_len_bytes}): {cut_bytes} bytes after the last good record ({reason:?}); acknowledged position {}",
+                anchor.next_sequence,
+                match acknowledged.records() {
+                    Some(records) => format!("record {records}"),
+                    None => "unknown".to_owned(),
+                }
             ),
             Self::Corrupt {
                 sequence: Some(sequence),

@@ -7,10 +7,13 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+use crate::ack::{Watermark, read_watermark};
 use crate::error::WalError;
-use crate::format::{HEADER_LEN_BYTES, WalKey, hashes_equal};
-use crate::reader::{Entry, Frame, FrameReader, decode_record, refusal_or_error};
-use crate::recovery::{CorruptReason, Recovery, WalAnchor};
+use crate::format::{AckPoint, HEADER_LEN_BYTES, WalKey, hashes_equal};
+use crate::reader::{
+    AckSpan, Entry, Frame, FrameReader, FrameSource, decode_next, refusal_or_error,
+};
+use crate::recovery::{Acknowledged, CorruptReason, Recovery, WalAnchor};
 use crate::storage::{Directory, FsDirectory};
 
 /// Verifies the frames of every segment in a directory, in order.
@@ -24,15 +27,24 @@ pub struct SegmentedFrames<D: Directory> {
     current: Option<FrameReader<D::Storage>>,
     position: WalAnchor,
     outcome: Option<Recovery>,
+    start_anchor: Option<WalAnchor>,
+    watermark: Watermark<D::Storage>,
+    acknowledged: Acknowledged,
+    ack_point: Option<AckPoint>,
 }
 
 impl<D: Directory> SegmentedFrames<D> {
-    /// Lists the segments of `dir`; nothing is read yet.
+    /// Lists the segments of `dir` and reads its acknowledgement watermark (the
+    /// `ACK` file, if any); no segment is read yet.
     ///
     /// # Errors
-    /// [`WalError::Io`] when the directory cannot be listed.
+    /// [`WalError::Io`] when the directory cannot be listed or the watermark
+    /// cannot be read.
     pub fn new(dir: D, key: Option<&WalKey>, anchor: Option<WalAnchor>) -> Result<Self, WalError> {
         let segments = dir.list_segments()?;
+        let watermark = read_watermark(dir.open_ack()?, key)?;
+        let acknowledged = watermark.acknowledged();
+        let ack_point = watermark.point();
         Ok(Self {
             dir,
             key: key.cloned(),
@@ -42,7 +54,38 @@ impl<D: Directory> SegmentedFrames<D> {
             current: None,
             position: WalAnchor::GENESIS,
             outcome: None,
+            start_anchor: None,
+            watermark,
+            acknowledged,
+            ack_point,
         })
+    }
+
+    /// Accepts a directory whose oldest segments were retired: with a trusted
+    /// `start` anchor (for instance [`crate::RetiredSegments::start_anchor`]),
+    /// the first segment may start at any sequence up to `start.next_sequence`,
+    /// and the chain must pass through `start`. Without one, the first segment
+    /// must start at sequence 0 ([`CorruptReason::GenesisMissing`] otherwise).
+    #[must_use]
+    pub fn with_start_anchor(mut self, start: Option<WalAnchor>) -> Self {
+        self.start_anchor = start;
+        self
+    }
+
+    /// What the directory's watermark vouches for.
+    #[must_use]
+    pub fn acknowledged(&self) -> Acknowledged {
+        self.acknowledged
+    }
+
+    /// The watermark file and the generation of its current slot, when valid.
+    pub(crate) fn take_watermark(&mut self) -> Option<(D::Storage, u64)> {
+        std::mem::replace(&mut self.watermark, Watermark::Absent).into_parts()
+    }
+
+    /// Whether the directory has a watermark file that could not be read.
+    pub(crate) fn watermark_damaged(&self) -> bool {
+        matches!(self.watermark, Watermark::Damaged)
     }
 
     /// First sequence numbers of the segments, ascending.
@@ -79,6 +122,7 @@ impl<D: Directory> SegmentedFrames<D> {
         let Some(&first_sequence) = self.segments.get(self.next_index) else {
             return Ok(false);
         };
+        let is_first = self.next_index == 0;
         let is_last = self.next_index + 1 == self.segments.len();
         self.next_index += 1;
         let storage = self.dir.open_segment(first_sequence)?;
@@ -88,6 +132,22 @@ impl<D: Directory> SegmentedFrames<D> {
             Err(other) => return Err(other),
         };
         let header = *reader.header();
+        if is_first {
+            self.check_first_segment(header.first_sequence)?;
+            self.position = WalAnchor {
+                next_sequence: header.first_sequence,
+                head_hash: header.prev_hash,
+            };
+            if first_sequence == 0
+                && !hashes_equal(&header.prev_hash, &WalAnchor::GENESIS.head_hash)
+            {
+                return Err(self.refuse(Recovery::Corrupt {
+                    sequence: Some(0),
+                    offset_bytes: HEADER_LEN_BYTES as u64,
+                    reason: CorruptReason::SegmentChainBreak,
+                }));
+            }
+        }
         if header.first_sequence != first_sequence
             || header.first_sequence != self.position.next_sequence
             || !hashes_equal(&header.prev_hash, &self.position.head_hash)
@@ -98,13 +158,100 @@ impl<D: Directory> SegmentedFrames<D> {
                 reason: CorruptReason::SegmentChainBreak,
             }));
         }
-        let reader = reader.with_anchor(self.anchor);
+        self.check_start_anchor(self.position, HEADER_LEN_BYTES as u64)?;
+        let span = match self.ack_point {
+            None => AckSpan::Unknown,
+            Some(point) if first_sequence < point.segment_first_sequence => AckSpan::Whole(point),
+            Some(point) if first_sequence == point.segment_first_sequence => {
+                AckSpan::Through(point)
+            }
+            Some(_) => AckSpan::After,
+        };
+        let reader = reader
+            .with_anchor(self.anchor)
+            .with_ack_span(span, self.acknowledged)
+            .in_segment(first_sequence);
         self.current = Some(if is_last {
             reader
         } else {
             reader.not_last_segment()
         });
         Ok(true)
+    }
+
+    /// Checks, once the first segment's header has passed, that the log starts
+    /// where it may and agrees with its watermark about which segment that is.
+    fn check_first_segment(&mut self, first_sequence: u64) -> Result<(), WalError> {
+        let corrupt = |sequence, reason| Recovery::Corrupt {
+            sequence,
+            offset_bytes: 0,
+            reason,
+        };
+        let start_ok = first_sequence == 0
+            || self
+                .start_anchor
+                .is_some_and(|start| first_sequence <= start.next_sequence);
+        if !start_ok {
+            return Err(self.refuse(corrupt(
+                Some(first_sequence),
+                CorruptReason::GenesisMissing { first_sequence },
+            )));
+        }
+        if self.watermark_damaged() {
+            return Err(self.refuse(corrupt(None, CorruptReason::AckDamaged)));
+        }
+        if let Some(point) = self.ack_point {
+            let ack_segment = point.segment_first_sequence;
+            let last = self.segments.last().copied().unwrap_or(first_sequence);
+            let retired =
+                ack_segment < first_sequence && point.anchor.next_sequence <= first_sequence;
+            let present = self.segments.contains(&ack_segment);
+            // A watermark in a segment after the last one is a cut suffix, found
+            // at the end of the last segment; any other absent segment disagrees.
+            if !(present || retired || ack_segment > last) {
+                return Err(self.refuse(corrupt(
+                    Some(point.anchor.next_sequence),
+                    CorruptReason::AckMismatch,
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the trusted start anchor at `position` (reached at `offset_bytes`).
+    fn check_start_anchor(
+        &mut self,
+        position: WalAnchor,
+        offset_bytes: u64,
+    ) -> Result<(), WalError> {
+        if let Some(start) = self.start_anchor
+            && start.next_sequence == position.next_sequence
+            && !hashes_equal(&start.head_hash, &position.head_hash)
+        {
+            return Err(self.refuse(Recovery::Corrupt {
+                sequence: Some(position.next_sequence),
+                offset_bytes,
+                reason: CorruptReason::AnchorMismatch,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Checks at the end that the log reached the trusted start anchor.
+    fn check_start_reached(&mut self) -> Result<(), WalError> {
+        if let Some(start) = self.start_anchor
+            && self.position.next_sequence < start.next_sequence
+        {
+            return Err(self.refuse(Recovery::Corrupt {
+                sequence: Some(self.position.next_sequence),
+                offset_bytes: 0,
+                reason: CorruptReason::SuffixMissing {
+                    anchored_records: start.next_sequence,
+                    found_records: self.position.next_sequence,
+                },
+            }));
+        }
+        Ok(())
     }
 
     /// The next verified frame across segments; `Ok(None)` at the end (see
@@ -132,11 +279,14 @@ impl<D: Directory> SegmentedFrames<D> {
             match reader.advance() {
                 Ok(Some(meta)) => {
                     self.position = reader.position();
+                    self.check_start_anchor(self.position, meta.offset_bytes())?;
                     return Ok(self.current.as_ref().map(|reader| reader.frame(meta)));
                 }
                 Ok(None) => {
                     if self.next_index >= self.segments.len() {
-                        self.outcome = reader.outcome().cloned();
+                        let outcome = reader.outcome().cloned();
+                        self.check_start_reached()?;
+                        self.outcome = outcome;
                         return Ok(None);
                     }
                     self.current = None;
@@ -157,8 +307,22 @@ impl<D: Directory> SegmentedFrames<D> {
         if self.outcome.is_some() {
             return Ok(());
         }
-        if let Some(anchor) = self.anchor
-            && anchor.next_sequence > 0
+        if self.watermark_damaged() {
+            return Err(self.refuse(Recovery::Corrupt {
+                sequence: None,
+                offset_bytes: 0,
+                reason: CorruptReason::AckDamaged,
+            }));
+        }
+        let vouched = [
+            self.anchor,
+            self.start_anchor,
+            self.ack_point.map(|point| point.anchor),
+        ];
+        if let Some(anchor) = vouched
+            .into_iter()
+            .flatten()
+            .find(|anchor| anchor.next_sequence > 0)
         {
             return Err(self.refuse(Recovery::Corrupt {
                 sequence: Some(0),
@@ -172,6 +336,7 @@ impl<D: Directory> SegmentedFrames<D> {
         self.outcome = Some(Recovery::Clean {
             anchor: WalAnchor::GENESIS,
             len_bytes: 0,
+            acknowledged: self.acknowledged,
         });
         Ok(())
     }
@@ -249,22 +414,20 @@ impl<T: DeserializeOwned, D: Directory> SegmentedReader<T, D> {
     /// As [`SegmentedFrames::next_frame`], plus a refusal with
     /// [`CorruptReason::Undecodable`].
     pub fn next_entry(&mut self) -> Result<Option<Entry<T>>, WalError> {
-        let Some(frame) = self.frames.next_frame()? else {
-            return Ok(None);
-        };
-        let (sequence, offset_bytes, hash) = (frame.sequence, frame.offset_bytes, frame.hash);
-        match decode_record::<T>(frame.payload) {
-            Ok(record) => Ok(Some(Entry {
-                sequence,
-                hash,
-                record,
-            })),
-            Err(_) => Err(self.frames.refuse(Recovery::Corrupt {
-                sequence: Some(sequence),
-                offset_bytes,
-                reason: CorruptReason::Undecodable,
-            })),
-        }
+        decode_next(&mut self.frames)
+    }
+
+    /// Accepts a directory whose oldest segments were retired (see
+    /// [`SegmentedFrames::with_start_anchor`]).
+    #[must_use]
+    pub fn with_start_anchor(mut self, start: Option<WalAnchor>) -> Self {
+        self.frames = self.frames.with_start_anchor(start);
+        self
+    }
+
+    /// The frames underneath, for a driver that works on any [`FrameSource`].
+    pub fn frames_mut(&mut self) -> &mut SegmentedFrames<D> {
+        &mut self.frames
     }
 
     /// Reads to the end, decoding every record, and returns the outcome.
@@ -302,4 +465,26 @@ pub fn scan_dir<T: DeserializeOwned, D: Directory>(
     anchor: Option<WalAnchor>,
 ) -> Result<Recovery, WalError> {
     SegmentedReader::<T, D>::from_dir(dir, key, anchor)?.scan_to_end()
+}
+
+impl<D: Directory> FrameSource for SegmentedFrames<D> {
+    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, WalError> {
+        SegmentedFrames::next_frame(self)
+    }
+
+    fn outcome(&self) -> Option<&Recovery> {
+        SegmentedFrames::outcome(self)
+    }
+
+    fn position(&self) -> WalAnchor {
+        SegmentedFrames::position(self)
+    }
+
+    fn refuse_undecodable(&mut self, sequence: u64, offset_bytes: u64) -> WalError {
+        self.refuse(Recovery::Corrupt {
+            sequence: Some(sequence),
+            offset_bytes,
+            reason: CorruptReason::Undecodable,
+        })
+    }
 }

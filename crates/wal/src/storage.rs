@@ -49,6 +49,13 @@ pub trait Storage: Send + std::fmt::Debug + 'static {
     /// # Errors
     /// The storage's own failure.
     fn truncate(&mut self, len_bytes: u64) -> io::Result<()>;
+
+    /// Overwrites (or extends) the bytes at `offset_bytes` with `bytes`. Only the
+    /// acknowledgement watermark is written in place; segments are append-only.
+    ///
+    /// # Errors
+    /// The storage's own failure (after which an unknown part may be written).
+    fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()>;
 }
 
 /// A set of segments named by their first sequence number, with one writer lock.
@@ -82,6 +89,93 @@ pub trait Directory: Send + Sync + std::fmt::Debug + 'static {
     /// # Errors
     /// The storage's own failure, or the segment does not exist.
     fn open_segment(&self, first_sequence: u64) -> io::Result<Self::Storage>;
+
+    /// Removes segment `first_sequence`; durable after [`Directory::sync`].
+    ///
+    /// # Errors
+    /// The storage's own failure, or the segment does not exist.
+    fn remove_segment(&self, first_sequence: u64) -> io::Result<()>;
+
+    /// Makes created and removed entries durable (syncs the directory).
+    ///
+    /// # Errors
+    /// The storage's own failure.
+    fn sync(&self) -> io::Result<()>;
+
+    /// Opens the acknowledgement watermark file; `None` when there is none.
+    ///
+    /// # Errors
+    /// The storage's own failure.
+    fn open_ack(&self) -> io::Result<Option<Self::Storage>>;
+
+    /// Creates the acknowledgement watermark file holding exactly `bytes`,
+    /// durably and atomically, replacing any existing one.
+    ///
+    /// # Errors
+    /// The storage's own failure.
+    fn create_ack(&self, bytes: &[u8]) -> io::Result<Self::Storage>;
+}
+
+/// The path of a single log file's acknowledgement watermark: `<file>.ack`.
+#[must_use]
+pub fn ack_path(log_path: &Path) -> PathBuf {
+    let mut name = log_path.as_os_str().to_owned();
+    name.push(".");
+    name.push(ACK_EXTENSION);
+    PathBuf::from(name)
+}
+
+/// Extension of a single log file's watermark sidecar.
+pub const ACK_EXTENSION: &str = "ack";
+
+/// Name of the acknowledgement watermark file in a segment directory.
+pub const ACK_FILE_NAME: &str = "ACK";
+
+/// Writes `bytes` under a temporary name, syncs, renames to `final_path` and
+/// syncs the directory: a crash leaves the old file (or none) or the whole new one.
+fn create_atomically(final_path: &Path, bytes: &[u8]) -> io::Result<FileStorage> {
+    let mut temp_name = final_path.as_os_str().to_owned();
+    temp_name.push(".tmp");
+    let temp_path = PathBuf::from(temp_name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp_path)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&temp_path, final_path)?;
+    sync_parent_dir(final_path)?;
+    Ok(FileStorage {
+        file,
+        path: final_path.to_path_buf(),
+    })
+}
+
+impl FileStorage {
+    /// Creates (or replaces) the watermark sidecar of the log file at `log_path`
+    /// holding exactly `bytes`, atomically and durably.
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub fn create_ack_for(log_path: &Path, bytes: &[u8]) -> io::Result<Self> {
+        create_atomically(&ack_path(log_path), bytes)
+    }
+
+    /// Opens the watermark sidecar of the log file at `log_path`; `None` when
+    /// there is none.
+    ///
+    /// # Errors
+    /// An I/O error other than "not found".
+    pub fn open_ack_for(log_path: &Path) -> io::Result<Option<Self>> {
+        let path = ack_path(log_path);
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => Ok(Some(Self { file, path })),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// A segment in a real file.
@@ -217,6 +311,11 @@ impl Storage for FileStorage {
     fn truncate(&mut self, len_bytes: u64) -> io::Result<()> {
         self.file.set_len(len_bytes)
     }
+
+    fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
+        self.file.seek(SeekFrom::Start(offset_bytes))?;
+        self.file.write_all(bytes)
+    }
 }
 
 /// A directory of segment files `<first sequence, 20 digits>.cwal`, locked through
@@ -298,29 +397,34 @@ impl Directory for FsDirectory {
         }
         // Write the header under a temporary name, sync, then rename: a crash
         // leaves either no segment or a complete header, never half of one.
-        let temp_path = self
-            .path
-            .join(format!("{first_sequence:020}.{SEGMENT_EXTENSION}.tmp"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp_path)?;
-        file.write_all(header)?;
-        file.sync_data()?;
-        std::fs::rename(&temp_path, &final_path)?;
-        sync_dir(&self.path)?;
-        Ok(FileStorage {
-            file,
-            path: final_path,
-        })
+        create_atomically(&final_path, header)
     }
 
     fn open_segment(&self, first_sequence: u64) -> io::Result<FileStorage> {
         let path = self.segment_path(first_sequence);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         Ok(FileStorage { file, path })
+    }
+
+    fn remove_segment(&self, first_sequence: u64) -> io::Result<()> {
+        std::fs::remove_file(self.segment_path(first_sequence))
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        sync_dir(&self.path)
+    }
+
+    fn open_ack(&self) -> io::Result<Option<FileStorage>> {
+        let path = self.path.join(ACK_FILE_NAME);
+        match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(file) => Ok(Some(FileStorage { file, path })),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn create_ack(&self, bytes: &[u8]) -> io::Result<FileStorage> {
+        create_atomically(&self.path.join(ACK_FILE_NAME), bytes)
     }
 }
 
@@ -543,6 +647,24 @@ impl Storage for MemStorage {
         state.data.truncate(len);
         Ok(())
     }
+
+    fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.disk.state.lock();
+        if state.failing_writes > 0 {
+            state.failing_writes -= 1;
+            return Err(injected("write"));
+        }
+        let start = usize::try_from(offset_bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let end = start.saturating_add(bytes.len());
+        if state.data.len() < end {
+            state.data.resize(end, 0);
+        }
+        if let Some(target) = state.data.get_mut(start..end) {
+            target.copy_from_slice(bytes);
+        }
+        Ok(())
+    }
 }
 
 /// An in-memory segment directory of [`MemDisk`]s, for tests and simulations.
@@ -554,6 +676,7 @@ pub struct MemDirectory {
 #[derive(Debug, Default)]
 struct MemDirState {
     segments: BTreeMap<u64, MemDisk>,
+    ack: Option<MemDisk>,
     locked: bool,
 }
 
@@ -593,11 +716,27 @@ impl MemDirectory {
             .collect()
     }
 
-    /// Simulates power loss on every segment and releases the writer lock.
+    /// The disk of the acknowledgement watermark file, if present.
+    #[must_use]
+    pub fn ack(&self) -> Option<MemDisk> {
+        self.inner.lock().ack.clone()
+    }
+
+    /// Replaces (or, with `None`, removes) the watermark file.
+    pub fn set_ack(&self, ack: Option<MemDisk>) {
+        self.inner.lock().ack = ack;
+    }
+
+    /// Simulates power loss on every segment and the watermark, and releases the
+    /// writer lock.
     pub fn crash(&self, mode: CrashMode) {
         let mut inner = self.inner.lock();
         for disk in inner.segments.values() {
             disk.crash(mode);
+        }
+        if let Some(ack) = &inner.ack {
+            // The watermark is written in place: a crash keeps its synced bytes.
+            ack.crash(CrashMode::DropUnsynced);
         }
         inner.locked = false;
     }
@@ -644,5 +783,28 @@ impl Directory for MemDirectory {
             .get(&first_sequence)
             .map(MemDisk::reader)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such segment"))
+    }
+
+    fn remove_segment(&self, first_sequence: u64) -> io::Result<()> {
+        self.inner
+            .lock()
+            .segments
+            .remove(&first_sequence)
+            .map(|_| ())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such segment"))
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn open_ack(&self) -> io::Result<Option<MemStorage>> {
+        Ok(self.inner.lock().ack.as_ref().map(MemDisk::reader))
+    }
+
+    fn create_ack(&self, bytes: &[u8]) -> io::Result<MemStorage> {
+        let disk = MemDisk::with_bytes(bytes.to_vec());
+        self.inner.lock().ack = Some(disk.clone());
+        Ok(disk.reader())
     }
 }

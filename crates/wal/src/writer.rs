@@ -5,10 +5,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::ack::{AckWriter, Watermark, initial_file, read_watermark};
 use crate::error::WalError;
-use crate::format::{SegmentHeader, WalKey, encode_frame};
+use crate::format::{AckPoint, HEADER_LEN_BYTES, SegmentHeader, WalKey, encode_frame};
 use crate::reader::FrameReader;
-use crate::recovery::{Recovery, WalAnchor};
+use crate::recovery::{CorruptReason, Recovery, WalAnchor};
 use crate::storage::{FileStorage, Storage};
 
 /// How many encoded bytes [`WalWriter::append`] buffers before it writes them out
@@ -44,26 +45,41 @@ pub struct WalWriter<T: ?Sized, S: Storage = FileStorage> {
     recovery: Recovery,
     poisoned: Option<WalError>,
     buffer_limit_bytes: usize,
+    /// First sequence of the file's header (the watermark names it).
+    first_sequence: u64,
+    /// Bytes in the file once the buffer written so far lands.
+    written_len_bytes: u64,
+    /// The watermark sidecar, when this log has one.
+    ack: Option<AckWriter<S>>,
     _record: PhantomData<fn(&T)>,
 }
 
 impl<T: Serialize + ?Sized> WalWriter<T, FileStorage> {
-    /// Creates a new, empty log file at `path` and takes its lock.
+    /// Creates a new, empty log file at `path` and its watermark sidecar
+    /// `<path>.ack`, and takes the log's lock.
     ///
     /// # Errors
     /// [`WalError::AlreadyExists`], [`WalError::Locked`] or an I/O error.
     pub fn create(path: &Path, key: Option<WalKey>) -> Result<Self, WalError> {
-        Self::create_in(FileStorage::create_locked(path)?, key)
+        let mut writer = Self::create_in(FileStorage::create_locked(path)?, key)?;
+        let point = writer.ack_point();
+        let bytes = initial_file(point, writer.key.as_ref());
+        let ack = FileStorage::create_ack_for(path, &bytes)?;
+        writer.ack = Some(AckWriter::new(ack, writer.key.clone(), 1, point));
+        Ok(writer)
     }
 
-    /// Opens an existing log file, verifies its whole chain, cuts a torn tail
-    /// (see [`WalWriter::recovery`]) and continues after the last good record.
+    /// Opens an existing log file, verifies its whole chain against its
+    /// watermark sidecar (if any), cuts a torn tail (see [`WalWriter::recovery`])
+    /// and continues after the last good record. A log without a sidecar gets
+    /// one, vouching for what recovery kept.
     ///
     /// # Errors
     /// [`WalError::NotFound`], [`WalError::Locked`], [`WalError::Refused`] for
-    /// corruption, a wrong key or an unknown version, or an I/O error.
+    /// corruption, damage at or before the acknowledged position, a wrong key or
+    /// an unknown version, or an I/O error.
     pub fn open(path: &Path, key: Option<WalKey>) -> Result<Self, WalError> {
-        Self::open_in(FileStorage::open_locked(path)?, key, None)
+        Self::open_file(path, key, None)
     }
 
     /// Like [`WalWriter::open`], also refusing a log that does not reach
@@ -76,12 +92,25 @@ impl<T: Serialize + ?Sized> WalWriter<T, FileStorage> {
         key: Option<WalKey>,
         anchor: WalAnchor,
     ) -> Result<Self, WalError> {
-        Self::open_in(FileStorage::open_locked(path)?, key, Some(anchor))
+        Self::open_file(path, key, Some(anchor))
+    }
+
+    fn open_file(
+        path: &Path,
+        key: Option<WalKey>,
+        anchor: Option<WalAnchor>,
+    ) -> Result<Self, WalError> {
+        let storage = FileStorage::open_locked(path)?;
+        let watermark = read_watermark(FileStorage::open_ack_for(path)?, key.as_ref())?;
+        Self::open_watermarked(storage, key, anchor, Some(watermark), |bytes| {
+            FileStorage::create_ack_for(path, bytes)
+        })
     }
 }
 
 impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
-    /// Starts a new log in empty `storage` (which should hold the writer lock).
+    /// Starts a new log in empty `storage` (which should hold the writer lock),
+    /// without a watermark.
     ///
     /// # Errors
     /// [`WalError::AlreadyExists`] when the storage is not empty, or an I/O error.
@@ -102,12 +131,32 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
             Recovery::Clean {
                 anchor: WalAnchor::GENESIS,
                 len_bytes: header_bytes.len() as u64,
+                acknowledged: crate::recovery::Acknowledged::Unknown,
             },
+            0,
+            header_bytes.len() as u64,
         ))
+    }
+
+    /// [`WalWriter::create_in`] with a watermark kept in `ack` (empty storage),
+    /// which every [`WalWriter::sync`] updates.
+    ///
+    /// # Errors
+    /// As [`WalWriter::create_in`].
+    pub fn create_in_acked(storage: S, mut ack: S, key: Option<WalKey>) -> Result<Self, WalError> {
+        let mut writer = Self::create_in(storage, key)?;
+        let point = writer.ack_point();
+        ack.truncate(0)?;
+        ack.write_at(0, &initial_file(point, writer.key.as_ref()))?;
+        ack.sync_data()?;
+        writer.ack = Some(AckWriter::new(ack, writer.key.clone(), 1, point));
+        Ok(writer)
     }
 
     /// Opens the log in `storage` (which should hold the writer lock): verifies
     /// the chain, cuts a torn tail and continues after the last good record.
+    /// Without a watermark, a bad final frame is taken for a torn tail (the
+    /// outcome says the acknowledged position is unknown).
     ///
     /// # Errors
     /// [`WalError::Refused`] for corruption, a wrong key, an unknown version or
@@ -117,23 +166,105 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
         key: Option<WalKey>,
         anchor: Option<WalAnchor>,
     ) -> Result<Self, WalError> {
-        let mut reader = FrameReader::new(storage, key.as_ref())?.with_anchor(anchor);
+        Self::open_watermarked(storage, key, anchor, None, |_| {
+            Err(std::io::Error::other("no watermark storage"))
+        })
+    }
+
+    /// [`WalWriter::open_in`] with the watermark kept in `ack`: damage at or
+    /// before the acknowledged position is refused, garbage after it is a torn
+    /// tail. An empty `ack` is a log without a watermark yet: one is written
+    /// vouching for what recovery kept.
+    ///
+    /// # Errors
+    /// As [`WalWriter::open_in`], plus [`CorruptReason::AckDamaged`] when both
+    /// slots are bad.
+    pub fn open_in_acked(
+        storage: S,
+        mut ack: S,
+        key: Option<WalKey>,
+        anchor: Option<WalAnchor>,
+    ) -> Result<Self, WalError> {
+        if ack.len_bytes()? == 0 {
+            return Self::open_watermarked(
+                storage,
+                key,
+                anchor,
+                Some(Watermark::Absent),
+                |bytes| {
+                    ack.write_at(0, bytes)?;
+                    ack.sync_data()?;
+                    Ok(ack)
+                },
+            );
+        }
+        let watermark = read_watermark(Some(ack), key.as_ref())?;
+        Self::open_watermarked(storage, key, anchor, Some(watermark), |_| {
+            Err(std::io::Error::other("the watermark exists"))
+        })
+    }
+
+    /// Opens with an optional watermark: `None` when the storage has no place for
+    /// one; `Some(Absent)` when one is created with `create_ack` after recovery.
+    fn open_watermarked(
+        storage: S,
+        key: Option<WalKey>,
+        anchor: Option<WalAnchor>,
+        watermark: Option<Watermark<S>>,
+        create_ack: impl FnOnce(&[u8]) -> std::io::Result<S>,
+    ) -> Result<Self, WalError> {
+        let reader = FrameReader::new(storage, key.as_ref())?.with_anchor(anchor);
+        if matches!(watermark, Some(Watermark::Damaged)) {
+            return Err(WalError::Refused(Recovery::Corrupt {
+                sequence: None,
+                offset_bytes: 0,
+                reason: CorruptReason::AckDamaged,
+            }));
+        }
+        let acknowledged = watermark.as_ref().map_or(
+            crate::recovery::Acknowledged::Unknown,
+            Watermark::acknowledged,
+        );
+        let point = watermark.as_ref().and_then(Watermark::point);
+        let mut reader = reader.with_watermark_reported(point, acknowledged);
+        let first_sequence = reader.header().first_sequence;
         let recovery = reader.scan_to_end()?;
         let mut storage = reader.into_storage();
-        let position = match &recovery {
-            Recovery::Clean { anchor, .. } => *anchor,
+        let (position, len_bytes) = match &recovery {
+            Recovery::Clean {
+                anchor, len_bytes, ..
+            } => (*anchor, *len_bytes),
             Recovery::TornTail {
                 anchor,
                 valid_len_bytes,
                 ..
             } => {
                 storage.truncate(*valid_len_bytes)?;
-                storage.sync_data()?;
-                *anchor
+                (*anchor, *valid_len_bytes)
             }
             refusal => return Err(WalError::Refused(refusal.clone())),
         };
-        Ok(Self::continuing(storage, key, position, recovery))
+        // What recovery kept is made durable before a watermark vouches for it.
+        storage.sync_data()?;
+        let mut writer =
+            Self::continuing(storage, key, position, recovery, first_sequence, len_bytes);
+        let point = writer.ack_point();
+        writer.ack = match watermark {
+            None | Some(Watermark::Damaged) => None,
+            Some(Watermark::Absent) => {
+                let ack = create_ack(&initial_file(point, writer.key.as_ref()))?;
+                Some(AckWriter::new(ack, writer.key.clone(), 1, point))
+            }
+            Some(valid @ Watermark::Valid { .. }) => {
+                let Some((ack, generation)) = valid.into_parts() else {
+                    return Err(WalError::Closed);
+                };
+                let mut ack = AckWriter::new(ack, writer.key.clone(), generation, point);
+                ack.write(point)?;
+                Some(ack)
+            }
+        };
+        Ok(writer)
     }
 
     fn continuing(
@@ -141,7 +272,10 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
         key: Option<WalKey>,
         position: WalAnchor,
         recovery: Recovery,
+        first_sequence: u64,
+        len_bytes: u64,
     ) -> Self {
+        debug_assert!(len_bytes >= HEADER_LEN_BYTES as u64);
         Self {
             storage,
             key,
@@ -153,8 +287,26 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
             recovery,
             poisoned: None,
             buffer_limit_bytes: DEFAULT_BUFFER_LIMIT_BYTES,
+            first_sequence,
+            written_len_bytes: len_bytes,
+            ack: None,
             _record: PhantomData,
         }
+    }
+
+    /// The position a watermark written now would vouch for.
+    fn ack_point(&self) -> AckPoint {
+        AckPoint {
+            segment_first_sequence: self.first_sequence,
+            end_offset_bytes: self.written_len_bytes,
+            anchor: self.written,
+        }
+    }
+
+    /// Whether this writer keeps a watermark (`<file>.ack`).
+    #[must_use]
+    pub fn has_watermark(&self) -> bool {
+        self.ack.is_some()
     }
 
     /// Sets how many bytes `append` buffers before writing them out by itself.
@@ -252,6 +404,7 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
             self.poisoned = Some(WalError::poisoned_by(&error));
             return Err(WalError::Io(error));
         }
+        self.written_len_bytes += self.buf.len() as u64;
         self.buf.clear();
         self.written = self.appended;
         Ok(())
@@ -265,6 +418,16 @@ impl<T: Serialize + ?Sized, S: Storage> WalWriter<T, S> {
     pub fn sync(&mut self) -> Result<WalAnchor, WalError> {
         self.flush()?;
         if let Err(error) = self.storage.sync_data() {
+            self.poisoned = Some(WalError::poisoned_by(&error));
+            return Err(WalError::Io(error));
+        }
+        // The watermark is written after the data it covers is durable, and
+        // before the position is returned as acknowledged.
+        let point = self.ack_point();
+        if let Some(ack) = self.ack.as_mut()
+            && ack.last() != point
+            && let Err(error) = ack.write(point)
+        {
             self.poisoned = Some(WalError::poisoned_by(&error));
             return Err(WalError::Io(error));
         }

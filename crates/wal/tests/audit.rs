@@ -133,6 +133,7 @@ fn append_verified_refuses_a_decision_that_does_not_replay() {
     match writer.append_verified(&p, input, &decision, meta(5)) {
         Err(AuditError::DoesNotReplay {
             sequence: None,
+            offset_bytes: None,
             field: DecisionField::EstimatedCostMicrounits,
         }) => {}
         other => panic!("expected a replay refusal, got {other:?}"),
@@ -146,7 +147,7 @@ fn a_decision_without_its_policy_is_refused() {
     let disk = raw_log(&[AuditRecord::Decision(good_decision(&p, 0))]);
     assert!(matches!(
         replay(&disk),
-        Err(AuditError::PolicyMissing { sequence: 0, policy_digest }) if policy_digest == *p.digest()
+        Err(AuditError::PolicyMissing { sequence: 0, offset_bytes: 96, policy_digest }) if policy_digest == *p.digest()
     ));
 }
 
@@ -158,7 +159,7 @@ fn a_wrong_input_digest_is_refused() {
     let disk = raw_log(&[policy_record(&p), AuditRecord::Decision(record)]);
     assert!(matches!(
         replay(&disk),
-        Err(AuditError::InputDigestMismatch { sequence: 1 })
+        Err(AuditError::InputDigestMismatch { sequence: 1, offset_bytes }) if offset_bytes > 96
     ));
 }
 
@@ -173,6 +174,7 @@ fn a_decision_that_does_not_replay_is_refused_naming_the_field() {
         replay(&disk),
         Err(AuditError::DoesNotReplay {
             sequence: Some(1),
+            offset_bytes: Some(_),
             field: DecisionField::SelectedModelId
         })
     ));
@@ -186,7 +188,7 @@ fn a_wrong_decision_digest_is_refused() {
     let disk = raw_log(&[policy_record(&p), AuditRecord::Decision(record)]);
     assert!(matches!(
         replay(&disk),
-        Err(AuditError::DecisionDigestMismatch { sequence: 1 })
+        Err(AuditError::DecisionDigestMismatch { sequence: 1, offset_bytes }) if offset_bytes > 96
     ));
 }
 
@@ -201,7 +203,10 @@ fn a_policy_record_with_a_wrong_digest_is_refused() {
     })]);
     assert!(matches!(
         replay(&disk),
-        Err(AuditError::PolicyDigestMismatch { sequence: 0 })
+        Err(AuditError::PolicyDigestMismatch {
+            sequence: 0,
+            offset_bytes: 96
+        })
     ));
 }
 

@@ -141,10 +141,23 @@ fn parent(seed: u64) {
             });
             found.insert(entry.sequence, entry.record);
         }
-        match reader.outcome() {
+        let outcome = reader.outcome().cloned();
+        match &outcome {
             Some(Recovery::Clean { .. }) => {}
             Some(Recovery::TornTail { .. }) => torn_tails += 1,
             other => panic!("seed {seed} run {run}: unexpected outcome {other:?}"),
+        }
+        // The watermark covers every acknowledged record: none was completed
+        // before its watermark was durable.
+        let watermark = outcome
+            .as_ref()
+            .and_then(|outcome| outcome.acknowledged().records())
+            .unwrap_or_else(|| panic!("seed {seed} run {run}: no watermark"));
+        if let Some((&last_acked, _)) = acked.last_key_value() {
+            assert!(
+                watermark > last_acked,
+                "seed {seed} run {run}: record {last_acked} was acknowledged but the watermark stops at {watermark}"
+            );
         }
         for (seq, record) in &acked {
             assert_eq!(

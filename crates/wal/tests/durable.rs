@@ -318,16 +318,16 @@ fn a_log_without_its_first_segment_is_refused() {
             .expect("copy segment");
         drop(storage);
     }
+    let first = dir.segments()[1].0;
     let outcome = scan_dir::<Rec, _>(trimmed, None, None).expect("scan");
-    assert!(
-        matches!(
-            outcome,
-            Recovery::Corrupt {
-                sequence: Some(0),
-                reason: CorruptReason::SegmentChainBreak,
-                ..
-            }
-        ),
-        "{outcome:?}"
+    assert_eq!(
+        outcome,
+        Recovery::Corrupt {
+            sequence: Some(first),
+            offset_bytes: 0,
+            reason: CorruptReason::GenesisMissing {
+                first_sequence: first
+            },
+        }
     );
 }

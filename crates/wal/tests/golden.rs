@@ -164,3 +164,51 @@ fn audited_log_bytes_are_pinned() {
     let summary = replay_audited(WalReader::open(&path, None).expect("open")).expect("replays");
     assert_eq!((summary.policies, summary.decisions), (1, 2));
 }
+
+/// The watermark sidecar of the three-record golden logs, as `WalWriter::sync`
+/// leaves it: generation 2 in slot 0 (the position after record 2), generation 1
+/// in slot 1 (the empty log's position, from creation).
+fn build_watermark(key: Option<WalKey>) -> (Vec<u8>, Vec<u8>) {
+    let (disk, ack) = (MemDisk::new(), MemDisk::new());
+    let mut writer = WalWriter::<GoldenRec, _>::create_in_acked(
+        disk.lock().expect("lock"),
+        ack.lock().expect("lock"),
+        key,
+    )
+    .expect("create");
+    for record in golden_records() {
+        writer.append(&record).expect("append");
+    }
+    writer.sync().expect("sync");
+    drop(writer);
+    (disk.bytes(), ack.bytes())
+}
+
+#[test]
+fn watermark_golden_files_match() {
+    let (log, ack) = build_watermark(None);
+    assert_eq!(
+        log,
+        build(None),
+        "the watermark does not change the log bytes"
+    );
+    check_golden("unkeyed-3-records.cwal.ack", &ack);
+    let key = WalKey::new(&GOLDEN_KEY).expect("key");
+    let (log, ack) = build_watermark(Some(key.clone()));
+    assert_eq!(log, build(Some(key.clone())));
+    check_golden("keyed-3-records.cwal.ack", &ack);
+    // Slot 0 holds generation 2: the position after the third record.
+    assert_eq!(&ack[0..8], b"CALYACK\0");
+    assert_eq!(
+        u64::from_le_bytes(ack[16..24].try_into().expect("8 bytes")),
+        2
+    );
+    assert_eq!(
+        u64::from_le_bytes(ack[40..48].try_into().expect("8 bytes")),
+        3
+    );
+    assert_eq!(
+        u64::from_le_bytes(ack[32..40].try_into().expect("8 bytes")),
+        log.len() as u64
+    );
+}

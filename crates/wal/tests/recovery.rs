@@ -4,8 +4,8 @@ mod common;
 
 use calybris_wal::format::HEADER_LEN_BYTES;
 use calybris_wal::{
-    CorruptReason, FrameReader, KeyMismatch, Recovery, TornReason, WalAnchor, WalError, WalKey,
-    WalReader, WalWriter, scan,
+    Acknowledged, CorruptReason, FrameReader, KeyMismatch, Recovery, TornReason, WalAnchor,
+    WalError, WalKey, WalReader, WalWriter, scan,
 };
 use common::{Backend, Rec, rec};
 
@@ -79,11 +79,13 @@ fn torn_case<B: Backend>(tag: &str, damage: impl Fn(&mut Vec<u8>, usize), expect
         valid_len_bytes,
         cut_bytes,
         reason,
+        acknowledged,
     } = outcome
     else {
         panic!("{tag}: expected a torn tail, got {outcome:?}");
     };
     assert_eq!(reason, expected, "{tag}");
+    assert_eq!(acknowledged, Acknowledged::Unknown, "{tag}: no watermark");
     assert_eq!(anchor.next_sequence, 5, "{tag}");
     assert_eq!(valid_len_bytes, offsets[5], "{tag}");
     assert_eq!(cut_bytes, damaged_len - offsets[5], "{tag}");
@@ -259,14 +261,16 @@ fn anchor_detects_clean_suffix_cut<B: Backend>() {
         scan::<Rec, _>(backend.reader(), None, None).expect("scan"),
         Recovery::Clean {
             anchor: anchor4,
-            len_bytes: offsets[4]
+            len_bytes: offsets[4],
+            acknowledged: Acknowledged::Unknown,
         }
     );
     assert_eq!(
         scan::<Rec, _>(backend.reader(), None, Some(anchor4)).expect("scan"),
         Recovery::Clean {
             anchor: anchor4,
-            len_bytes: offsets[4]
+            len_bytes: offsets[4],
+            acknowledged: Acknowledged::Unknown,
         }
     );
     // ...the anchor knows six were written.
@@ -332,7 +336,8 @@ fn header_only_log_is_clean_and_empty<B: Backend>() {
         scan::<Rec, _>(backend.reader(), None, None).expect("scan"),
         Recovery::Clean {
             anchor: WalAnchor::GENESIS,
-            len_bytes: HEADER_LEN_BYTES as u64
+            len_bytes: HEADER_LEN_BYTES as u64,
+            acknowledged: Acknowledged::Unknown,
         }
     );
 }

@@ -187,3 +187,23 @@ macro_rules! on_both_backends {
         )*
     };
 }
+
+/// Generates `mod NAME { fn file(); fn mem() }` running `NAME::<FsBackend>()` and
+/// `NAME::<MemBackend>()` for the directory backends a test file defines.
+#[macro_export]
+macro_rules! on_both_backends_dir {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn file() {
+                    super::$name::<super::FsBackend>();
+                }
+                #[test]
+                fn mem() {
+                    super::$name::<super::MemBackend>();
+                }
+            }
+        )*
+    };
+}
