@@ -23,6 +23,37 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
     ("calybris", "pretrade_guard", "gate"),
     ("calybris", "replay_audit", "gate"),
 ];
+/// The oldest toolchain each published crate builds on, as measured, with the cargo
+/// arguments that select it: (toolchain, package, features arguments). Each package's
+/// `rust-version` says the same; what sets it is named in a comment.
+const MSRV_BUILDS: [(&str, &str, &[&str]); 9] = [
+    // `cast_unsigned` and friends (1.87); no dependencies.
+    ("1.87", "calybris-kernel", &["--no-default-features"]),
+    ("1.87", "calybris-kernel", &["--all-features"]),
+    // `sha2` 0.11 declares 1.88 (it uses `slice::as_chunks`).
+    ("1.88", "calybris-digest", &["--no-default-features"]),
+    ("1.88", "calybris-digest", &["--all-features"]),
+    // `let` chains (1.88).
+    ("1.88", "calybris-budget", &[]),
+    // `File::try_lock` (1.89), and everything that builds on the log.
+    ("1.89", "calybris-wal", &["--all-features"]),
+    ("1.89", "calybris-finance", &[]),
+    ("1.89", "calybris", &["--all-features"]),
+    ("1.89", "calybris-cli", &[]),
+];
+/// The crates that go to crates.io, in dependency order.
+const PUBLISHED: [&str; 7] = [
+    "calybris-kernel",
+    "calybris-digest",
+    "calybris-wal",
+    "calybris-budget",
+    "calybris-finance",
+    "calybris",
+    "calybris-cli",
+];
+/// The published crates that depend on no other crate of the workspace: only these can
+/// be packaged with verification before the others are on crates.io.
+const PUBLISHED_LEAVES: [&str; 2] = ["calybris-kernel", "calybris-budget"];
 
 type Result = std::result::Result<(), String>;
 /// One named gate of `ci`.
@@ -42,6 +73,8 @@ fn main() -> ExitCode {
         "embedded" => embedded(),
         "doc" => doc(),
         "examples" => examples(),
+        "msrv" => msrv(),
+        "package" => package(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
         _ => {
@@ -56,6 +89,8 @@ fn main() -> ExitCode {
                  miri      the kernel and digest tests under Miri (nightly)\n\
                  loom      the Loom models of the budget engine\n\
                  examples  run every example\n\
+                 msrv      build each published crate on its minimum supported Rust\n\
+                 package   cargo package of every published crate\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core"
             );
@@ -76,13 +111,15 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result {
-    let steps: [Step; 9] = [
+    let steps: [Step; 11] = [
         ("fmt", fmt_check),
         ("clippy", clippy),
         ("test", test),
         ("embedded", embedded),
         ("doc", doc),
         ("examples", examples),
+        ("msrv", msrv),
+        ("package", package),
         ("loom", loom),
         ("miri", miri),
         ("fuzz smoke", || fuzz(FUZZ_SMOKE_SECONDS)),
@@ -219,6 +256,49 @@ fn examples() -> Result {
         if !features.is_empty() {
             c.args(["--features", features]);
         }
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn msrv() -> Result {
+    let mut installed: Vec<&str> = Vec::new();
+    for (toolchain, package, args) in MSRV_BUILDS {
+        if !installed.contains(&toolchain) {
+            let mut probe = cargo_on(toolchain);
+            probe.arg("--version");
+            if !succeeds(probe) {
+                rustup(&["toolchain", "install", toolchain, "--profile", "minimal"])?;
+            }
+            installed.push(toolchain);
+        }
+        let mut c = cargo_on(toolchain);
+        // The workspace Cargo.lock is used as it is, so a dependency version whose own
+        // MSRV is above ours fails here rather than on a user's machine.
+        c.args(["build", "--locked", "-p", package])
+            .args(args)
+            // One target directory for every old toolchain, apart from the normal one.
+            .env("CARGO_TARGET_DIR", root().join("target/msrv"));
+        run(c)?;
+    }
+    Ok(())
+}
+
+/// What this checks: every published crate's package (the file list, a manifest that
+/// crates.io accepts, a README and LICENSE inside it). The leaves are also built and
+/// tested from their packaged sources, which is what catches a test reading a file
+/// outside the crate. What it cannot check before the first publish: building the
+/// crates that depend on other workspace crates from the packaged sources, since
+/// cargo resolves those dependencies from crates.io, where they are not yet; those are
+/// packaged with `--no-verify` (their tests from the workspace run in `test`).
+fn package() -> Result {
+    for krate in PUBLISHED {
+        let mut c = cargo();
+        c.args(["package", "--locked", "--allow-dirty", "-p", krate]);
+        if !PUBLISHED_LEAVES.contains(&krate) {
+            c.arg("--no-verify");
+        }
+        c.env("CARGO_TARGET_DIR", root().join("target/package"));
         run(c)?;
     }
     Ok(())

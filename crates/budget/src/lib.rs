@@ -91,6 +91,7 @@
 //! None. The crate needs `std` and `parking_lot`; under `--cfg loom` it also
 //! uses `loom`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

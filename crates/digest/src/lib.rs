@@ -38,6 +38,7 @@
 //! - `serde`: `Serialize`/`Deserialize` on the public types.
 
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -80,6 +80,7 @@
 //! by the `calybris-conformance` test crate.
 
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

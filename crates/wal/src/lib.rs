@@ -94,6 +94,7 @@
 //! segments, on syncing the parent directory (Unix). The writer lock is
 //! `File::try_lock` (flock on Unix): advisory, so it excludes other writers that
 //! use this crate, not arbitrary programs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
