@@ -8,6 +8,7 @@ use calybris_kernel::{BASIS_POINTS, KernelDecision, KernelInput};
 /// sequence number in the clear so a record can be found without rehashing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct DecisionIdentity {
     /// Digest of the policy in force.
     pub policy_digest: Digest,
@@ -65,6 +66,7 @@ pub enum SelectionStrategy {
 /// How a candidate was acted on, and with what probability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Selection {
     /// The mechanism that chose.
     pub strategy: SelectionStrategy,
@@ -160,6 +162,7 @@ pub enum Disposition {
 /// The measurements that came back, each optional so a missing one never reads as zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Observation {
     /// What it actually cost, in microunits.
     pub realized_cost_microunits: Option<u64>,
@@ -182,6 +185,7 @@ impl Observation {
 /// One decision, what was done about it, and what came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Outcome {
     /// The decision this follows.
     pub identity: DecisionIdentity,

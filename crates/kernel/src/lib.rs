@@ -90,6 +90,7 @@ extern crate alloc;
 mod error;
 mod eval;
 mod policy;
+mod text;
 mod trace;
 mod types;
 
@@ -98,6 +99,7 @@ pub use eval::PolicyParams;
 pub use policy::PolicyView;
 #[cfg(feature = "alloc")]
 pub use policy::{PolicyBuilder, PolicySnapshot, verify_decision};
+pub use text::{ParseActionError, ParseReasonError};
 #[cfg(feature = "alloc")]
 pub use trace::{CandidateExplanation, Explanation};
 pub use trace::{CandidateVerdict, DecisionTrace, GateKind, RejectionHistogram, UtilityTerms};

@@ -98,6 +98,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod anchor_text;
 #[cfg(feature = "audit")]
 pub mod audit;
 mod durable;
@@ -111,6 +112,7 @@ mod segmented;
 pub mod storage;
 mod writer;
 
+pub use anchor_text::AnchorTextError;
 #[cfg(feature = "audit")]
 pub use audit::{
     AuditError, AuditRecord, AuditReplayer, AuditWriter, DecisionMeta, DecisionRecord,
