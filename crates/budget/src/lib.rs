@@ -112,3 +112,9 @@ pub use tenant::MAX_ACTIVE_RESERVATIONS_PER_TENANT;
 
 /// Microcents in one cent: amounts are `i64` microcents throughout.
 pub const MICROCENTS_PER_CENT: i64 = 1_000_000;
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -6,7 +6,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use calybris::digest::digest_to_hex;
 use calybris::wal::WalAnchor;
 use serde::Serialize;
 

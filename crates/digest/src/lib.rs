@@ -71,3 +71,9 @@ pub use outcome::{
     DecisionIdentity, Disposition, IdentityField, Observation, Outcome, OutcomeError, Selection,
     SelectionStrategy, identity_digest, outcome_digest, selection_digest,
 };
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -108,3 +108,9 @@ pub use types::{
     KernelInput, KernelModel, KernelReason, MAX_BPS, MAX_CATALOG_MODELS, MAX_PROVIDER_ID,
     MAX_RISK_PENALTY_MULTIPLIER_BPS, NO_MODEL_INDEX, RESERVED_MODEL_ID, TOKENS_PER_PRICE_UNIT,
 };
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
