@@ -2,9 +2,10 @@
 //! each of a policy, a request, a decision, a decision's identity, a selection and an
 //! outcome, and the [`AuditBundle`] that binds a decision to its policy and request.
 //!
-//! The layouts are normative in the project's `spec/digests.md` and bit-compatible with
-//! the published CALY formats, so a digest written here can be checked by any other
-//! implementation of them. The crate is `#![no_std]`; with the default `alloc` feature
+//! The layouts are written down byte by byte in the repository's `docs/DIGESTS.md` and
+//! are bit-compatible with the published CALY formats, so a digest written here can be
+//! checked by any other implementation of them. A [`Digest`] prints as 64 lowercase hex
+//! characters and parses back from them. The crate is `#![no_std]`; with the default `alloc` feature
 //! it adds [`SealedPolicy`], which computes a policy's digest once rather than once per
 //! decision.
 //!

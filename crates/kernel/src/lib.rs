@@ -75,9 +75,9 @@
 //! - `serde`: `Serialize`/`Deserialize` on the public types. A deserialized
 //!   [`PolicySnapshot`] is validated like one built by hand.
 //!
-//! The semantics implemented here are normative in the project's
-//! `spec/decision-semantics.md`, and checked against the published implementation
-//! by the `calybris-conformance` test crate.
+//! The semantics implemented here (every gate, formula, rounding and tie-break) are
+//! written down in the repository's `docs/DECISION-SEMANTICS.md`, and checked
+//! against the published implementation by the `calybris-conformance` test crate.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
