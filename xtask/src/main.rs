@@ -51,9 +51,6 @@ const PUBLISHED: [&str; 7] = [
     "calybris",
     "calybris-cli",
 ];
-/// The published crates that depend on no other crate of the workspace: only these can
-/// be packaged with verification before the others are on crates.io.
-const PUBLISHED_LEAVES: [&str; 2] = ["calybris-kernel", "calybris-budget"];
 
 type Result = std::result::Result<(), String>;
 /// One named gate of `ci`.
@@ -90,7 +87,7 @@ fn main() -> ExitCode {
                  loom      the Loom models of the budget engine\n\
                  examples  run every example\n\
                  msrv      build each published crate on its minimum supported Rust\n\
-                 package   cargo package of every published crate\n\
+                 package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core"
             );
@@ -284,21 +281,46 @@ fn msrv() -> Result {
     Ok(())
 }
 
-/// What this checks: every published crate's package (the file list, a manifest that
-/// crates.io accepts, a README and LICENSE inside it). The leaves are also built and
-/// tested from their packaged sources, which is what catches a test reading a file
-/// outside the crate. What it cannot check before the first publish: building the
-/// crates that depend on other workspace crates from the packaged sources, since
-/// cargo resolves those dependencies from crates.io, where they are not yet; those are
-/// packaged with `--no-verify` (their tests from the workspace run in `test`).
+/// `cargo package` of every published crate, then each crate's tests run from its
+/// packaged sources.
+///
+/// What is checked: that every package can be made (a manifest crates.io accepts,
+/// the README and LICENSE inside it, the files the build needs); that each one
+/// builds from its `.crate` alone (cargo's verification, which builds the crates
+/// that depend on other workspace crates against the freshly packaged ones through
+/// a temporary local registry, since they are not on crates.io yet); and that each
+/// crate's tests pass from the unpacked package, every workspace dependency patched
+/// to its unpacked package too. That last part is what catches a test reading a
+/// file the package does not contain.
+///
+/// What is not checked: the upload itself, name ownership on crates.io, and
+/// resolution against what crates.io will hold at publish time (the dependency
+/// versions come from the workspace Cargo.lock, `--locked`).
 fn package() -> Result {
+    // Outside the workspace: cargo would take an unpacked package below the
+    // workspace root for a member that is missing from it.
+    let target = env::temp_dir().join("calybris-xtask-package");
+    let mut c = cargo();
+    // `--allow-dirty`: package what is on disk, so a local run checks uncommitted
+    // work too (CI runs on a clean clone either way).
+    c.args(["package", "--locked", "--allow-dirty"])
+        .args(PUBLISHED.iter().flat_map(|k| ["-p", k]))
+        .env("CARGO_TARGET_DIR", &target);
+    run(c)?;
+    let unpacked = target.join("package");
+    let version = env!("CARGO_PKG_VERSION");
+    let dir_of = |krate: &str| unpacked.join(format!("{krate}-{version}"));
     for krate in PUBLISHED {
         let mut c = cargo();
-        c.args(["package", "--locked", "--allow-dirty", "-p", krate]);
-        if !PUBLISHED_LEAVES.contains(&krate) {
-            c.arg("--no-verify");
+        c.current_dir(dir_of(krate))
+            .args(["test", "--all-features"])
+            .env("CARGO_TARGET_DIR", target.join("tests"));
+        for dependency in PUBLISHED.into_iter().filter(|d| *d != krate) {
+            let path = dir_of(dependency);
+            let path = path.to_str().ok_or("temporary directory is not UTF-8")?;
+            c.arg("--config")
+                .arg(format!("patch.crates-io.{dependency}.path={path:?}"));
         }
-        c.env("CARGO_TARGET_DIR", root().join("target/package"));
         run(c)?;
     }
     Ok(())
