@@ -168,11 +168,16 @@ impl<S: Sink> Canon<S> {
         self.sink
     }
 
-    /// Writes raw bytes (a [`Digest`], say) as they are.
+    /// Writes raw bytes as they are.
     #[inline(always)]
-    pub fn bytes(&mut self, b: impl AsRef<[u8]>) -> &mut Self {
-        self.sink.put(b.as_ref());
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.sink.put(b);
         self
+    }
+    /// Writes a [`Digest`] as its 32 raw bytes.
+    #[inline(always)]
+    pub fn digest(&mut self, d: &Digest) -> &mut Self {
+        self.bytes(d.as_bytes())
     }
     /// Writes a `u8`.
     #[inline(always)]

@@ -43,9 +43,9 @@ impl DecisionIdentity {
 #[must_use]
 pub fn identity_digest(identity: &DecisionIdentity) -> Digest {
     let mut c = Canon::sha256(IDENTITY_DIGEST_TAG);
-    c.bytes(&identity.policy_digest)
-        .bytes(&identity.input_digest)
-        .bytes(&identity.decision_digest)
+    c.digest(&identity.policy_digest)
+        .digest(&identity.input_digest)
+        .digest(&identity.decision_digest)
         .u64(identity.request_sequence);
     c.finish()
 }
@@ -286,10 +286,10 @@ impl Outcome {
 pub fn outcome_digest(outcome: &Outcome) -> Digest {
     let o = &outcome.observation;
     let mut c = Canon::sha256(OUTCOME_DIGEST_TAG);
-    c.bytes(&identity_digest(&outcome.identity))
+    c.digest(&identity_digest(&outcome.identity))
         .u64(outcome.observed_at_micros)
         .u32(outcome.revision)
-        .bytes(&selection_digest(&outcome.selection))
+        .digest(&selection_digest(&outcome.selection))
         .u8(outcome.disposition as u8)
         .opt(o.realized_cost_microunits, |c, v| {
             c.u64(v);
