@@ -82,7 +82,7 @@ fn main() -> ExitCode {
                  clippy    clippy on all targets and features, warnings denied\n\
                  test      workspace tests (all features), then no_std crates without defaults\n\
                  embedded  build the no_std crates for {EMBEDDED_TARGET}\n\
-                 doc       cargo doc with warnings denied\n\
+                 doc       cargo doc with warnings denied, then as docs.rs builds it (nightly)\n\
                  miri      the kernel and digest tests under Miri (nightly)\n\
                  loom      the Loom models of the budget engine\n\
                  examples  run every example\n\
@@ -243,6 +243,15 @@ fn doc() -> Result {
     let mut c = cargo();
     c.args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)?;
+    // What docs.rs runs (`[package.metadata.docs.rs]`): nightly with `--cfg docsrs`,
+    // which turns on the `doc_cfg` feature badges. Built here so a change that only
+    // breaks under that cfg is caught before a release, not on docs.rs.
+    let mut c = cargo_on("nightly");
+    c.args(["doc", "--all-features", "--no-deps"])
+        .args(PUBLISHED.iter().flat_map(|k| ["-p", k]))
+        .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
+        .env("CARGO_TARGET_DIR", root().join("target/docsrs"));
     run(c)
 }
 
