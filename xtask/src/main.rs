@@ -23,6 +23,34 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
     ("calybris", "pretrade_guard", "gate"),
     ("calybris", "replay_audit", "gate"),
 ];
+/// The oldest toolchain each published crate builds on, as measured, with the cargo
+/// arguments that select it: (toolchain, package, features arguments). Each package's
+/// `rust-version` says the same; what sets it is named in a comment.
+const MSRV_BUILDS: [(&str, &str, &[&str]); 9] = [
+    // `cast_unsigned` and friends (1.87); no dependencies.
+    ("1.87", "calybris-kernel", &["--no-default-features"]),
+    ("1.87", "calybris-kernel", &["--all-features"]),
+    // `sha2` 0.11 declares 1.88 (it uses `slice::as_chunks`).
+    ("1.88", "calybris-digest", &["--no-default-features"]),
+    ("1.88", "calybris-digest", &["--all-features"]),
+    // `let` chains (1.88).
+    ("1.88", "calybris-budget", &[]),
+    // `File::try_lock` (1.89), and everything that builds on the log.
+    ("1.89", "calybris-wal", &["--all-features"]),
+    ("1.89", "calybris-finance", &[]),
+    ("1.89", "calybris", &["--all-features"]),
+    ("1.89", "calybris-cli", &[]),
+];
+/// The crates that go to crates.io, in dependency order.
+const PUBLISHED: [&str; 7] = [
+    "calybris-kernel",
+    "calybris-digest",
+    "calybris-wal",
+    "calybris-budget",
+    "calybris-finance",
+    "calybris",
+    "calybris-cli",
+];
 
 type Result = std::result::Result<(), String>;
 /// One named gate of `ci`.
@@ -42,6 +70,8 @@ fn main() -> ExitCode {
         "embedded" => embedded(),
         "doc" => doc(),
         "examples" => examples(),
+        "msrv" => msrv(),
+        "package" => package(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
         _ => {
@@ -52,10 +82,12 @@ fn main() -> ExitCode {
                  clippy    clippy on all targets and features, warnings denied\n\
                  test      workspace tests (all features), no_std crates without defaults, the gate race in release\n\
                  embedded  build the no_std crates for {EMBEDDED_TARGET}\n\
-                 doc       cargo doc with warnings denied\n\
+                 doc       cargo doc with warnings denied, then as docs.rs builds it (nightly)\n\
                  miri      the kernel and digest tests under Miri (nightly)\n\
                  loom      the Loom models of the budget engine\n\
                  examples  run every example\n\
+                 msrv      build each published crate on its minimum supported Rust\n\
+                 package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core"
             );
@@ -76,13 +108,15 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result {
-    let steps: [Step; 9] = [
+    let steps: [Step; 11] = [
         ("fmt", fmt_check),
         ("clippy", clippy),
         ("test", test),
         ("embedded", embedded),
         ("doc", doc),
         ("examples", examples),
+        ("msrv", msrv),
+        ("package", package),
         ("loom", loom),
         ("miri", miri),
         ("fuzz smoke", || fuzz(FUZZ_SMOKE_SECONDS)),
@@ -215,6 +249,15 @@ fn doc() -> Result {
     let mut c = cargo();
     c.args(["doc", "--workspace", "--all-features", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
+    run(c)?;
+    // What docs.rs runs (`[package.metadata.docs.rs]`): nightly with `--cfg docsrs`,
+    // which turns on the `doc_cfg` feature badges. Built here so a change that only
+    // breaks under that cfg is caught before a release, not on docs.rs.
+    let mut c = cargo_on("nightly");
+    c.args(["doc", "--all-features", "--no-deps"])
+        .args(PUBLISHED.iter().flat_map(|k| ["-p", k]))
+        .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
+        .env("CARGO_TARGET_DIR", root().join("target/docsrs"));
     run(c)
 }
 
@@ -224,6 +267,74 @@ fn examples() -> Result {
         c.args(["run", "--quiet", "-p", package, "--example", example]);
         if !features.is_empty() {
             c.args(["--features", features]);
+        }
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn msrv() -> Result {
+    let mut installed: Vec<&str> = Vec::new();
+    for (toolchain, package, args) in MSRV_BUILDS {
+        if !installed.contains(&toolchain) {
+            let mut probe = cargo_on(toolchain);
+            probe.arg("--version");
+            if !succeeds(probe) {
+                rustup(&["toolchain", "install", toolchain, "--profile", "minimal"])?;
+            }
+            installed.push(toolchain);
+        }
+        let mut c = cargo_on(toolchain);
+        // The workspace Cargo.lock is used as it is, so a dependency version whose own
+        // MSRV is above ours fails here rather than on a user's machine.
+        c.args(["build", "--locked", "-p", package])
+            .args(args)
+            // One target directory for every old toolchain, apart from the normal one.
+            .env("CARGO_TARGET_DIR", root().join("target/msrv"));
+        run(c)?;
+    }
+    Ok(())
+}
+
+/// `cargo package` of every published crate, then each crate's tests run from its
+/// packaged sources.
+///
+/// What is checked: that every package can be made (a manifest crates.io accepts,
+/// the README and LICENSE inside it, the files the build needs); that each one
+/// builds from its `.crate` alone (cargo's verification, which builds the crates
+/// that depend on other workspace crates against the freshly packaged ones through
+/// a temporary local registry, since they are not on crates.io yet); and that each
+/// crate's tests pass from the unpacked package, every workspace dependency patched
+/// to its unpacked package too. That last part is what catches a test reading a
+/// file the package does not contain.
+///
+/// What is not checked: the upload itself, name ownership on crates.io, and
+/// resolution against what crates.io will hold at publish time (the dependency
+/// versions come from the workspace Cargo.lock, `--locked`).
+fn package() -> Result {
+    // Outside the workspace: cargo would take an unpacked package below the
+    // workspace root for a member that is missing from it.
+    let target = env::temp_dir().join("calybris-xtask-package");
+    let mut c = cargo();
+    // `--allow-dirty`: package what is on disk, so a local run checks uncommitted
+    // work too (CI runs on a clean clone either way).
+    c.args(["package", "--locked", "--allow-dirty"])
+        .args(PUBLISHED.iter().flat_map(|k| ["-p", k]))
+        .env("CARGO_TARGET_DIR", &target);
+    run(c)?;
+    let unpacked = target.join("package");
+    let version = env!("CARGO_PKG_VERSION");
+    let dir_of = |krate: &str| unpacked.join(format!("{krate}-{version}"));
+    for krate in PUBLISHED {
+        let mut c = cargo();
+        c.current_dir(dir_of(krate))
+            .args(["test", "--all-features"])
+            .env("CARGO_TARGET_DIR", target.join("tests"));
+        for dependency in PUBLISHED.into_iter().filter(|d| *d != krate) {
+            let path = dir_of(dependency);
+            let path = path.to_str().ok_or("temporary directory is not UTF-8")?;
+            c.arg("--config")
+                .arg(format!("patch.crates-io.{dependency}.path={path:?}"));
         }
         run(c)?;
     }

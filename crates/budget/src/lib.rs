@@ -91,6 +91,7 @@
 //! None. The crate needs `std` and `parking_lot`; under `--cfg loom` it also
 //! uses `loom`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -111,3 +112,9 @@ pub use tenant::MAX_ACTIVE_RESERVATIONS_PER_TENANT;
 
 /// Microcents in one cent: amounts are `i64` microcents throughout.
 pub const MICROCENTS_PER_CENT: i64 = 1_000_000;
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -3,7 +3,7 @@
 //!
 //! Run with `cargo run --example quickstart`.
 
-use calybris::digest::{Hex, SealedPolicy};
+use calybris::digest::SealedPolicy;
 use calybris::prelude::*;
 
 /// One catalog row: a model with its provider, quality, latency and prices.
@@ -124,9 +124,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The audit bundle binds the decision to the exact policy and request by digest.
     let bundle = policy.verified_audit_bundle(request, &decision)?;
     println!("audit bundle:");
-    println!("  policy   {}", Hex(&bundle.policy_digest));
-    println!("  input    {}", Hex(&bundle.input_digest));
-    println!("  decision {}", Hex(&bundle.decision_digest));
+    println!("  policy   {}", bundle.policy_digest);
+    println!("  input    {}", bundle.input_digest);
+    println!("  decision {}", bundle.decision_digest);
 
     // An auditor replays the same inputs and gets the identical decision...
     policy.verify_decision(request, &decision)?;

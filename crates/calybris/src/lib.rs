@@ -103,6 +103,7 @@
 //! # fn main() {}
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -137,3 +138,9 @@ pub mod prelude {
     #[cfg(feature = "gate")]
     pub use crate::gate::{Admission, BudgetOutcome, Gate, GateConfig, GateError};
 }
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

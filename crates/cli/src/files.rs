@@ -30,13 +30,14 @@ pub enum FileError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is larger than [`MAX_JSON_FILE_BYTES`].
-    #[error("{path} holds {len_bytes} bytes, more than the {MAX_JSON_FILE_BYTES} allowed")]
+    /// The file holds more than [`MAX_JSON_FILE_BYTES`] (found by reading one byte
+    /// past the limit, whatever size the file reports).
+    #[error("{path} holds more than the {limit_bytes} bytes allowed")]
     TooLarge {
         /// The file.
         path: PathBuf,
-        /// Its size.
-        len_bytes: u64,
+        /// The limit it exceeds, in bytes.
+        limit_bytes: u64,
     },
     /// The file is not JSON of the expected shape.
     #[error("{path} is not a valid {what} file: {message}")]
@@ -97,67 +98,47 @@ struct PolicyFile {
     models: Vec<KernelModel>,
 }
 
-/// The request file: every field optional, defaults from `KernelInput::default()`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RequestFile {
-    request_sequence: Option<u64>,
-    requested_model_id: Option<u32>,
-    input_tokens: Option<u32>,
-    output_tokens: Option<u32>,
-    business_value_microunits: Option<i64>,
-    budget_limit_microunits: Option<u64>,
-    risk_bps: Option<u16>,
-    confidence_bps: Option<u16>,
-    minimum_quality_bps: Option<u16>,
-    max_p95_latency_ms: Option<u32>,
-    required_capabilities: Option<u64>,
-    allowed_provider_mask: Option<u64>,
-    required_region_mask: Option<u64>,
-}
-
-impl RequestFile {
-    fn into_input(self) -> KernelInput {
-        let d = KernelInput::default();
-        KernelInput {
-            request_sequence: self.request_sequence.unwrap_or(d.request_sequence),
-            requested_model_id: self.requested_model_id.unwrap_or(d.requested_model_id),
-            input_tokens: self.input_tokens.unwrap_or(d.input_tokens),
-            output_tokens: self.output_tokens.unwrap_or(d.output_tokens),
-            business_value_microunits: self
-                .business_value_microunits
-                .unwrap_or(d.business_value_microunits),
-            budget_limit_microunits: self
-                .budget_limit_microunits
-                .unwrap_or(d.budget_limit_microunits),
-            risk_bps: self.risk_bps.unwrap_or(d.risk_bps),
-            confidence_bps: self.confidence_bps.unwrap_or(d.confidence_bps),
-            minimum_quality_bps: self.minimum_quality_bps.unwrap_or(d.minimum_quality_bps),
-            max_p95_latency_ms: self.max_p95_latency_ms.unwrap_or(d.max_p95_latency_ms),
-            required_capabilities: self
-                .required_capabilities
-                .unwrap_or(d.required_capabilities),
-            allowed_provider_mask: self
-                .allowed_provider_mask
-                .unwrap_or(d.allowed_provider_mask),
-            required_region_mask: self.required_region_mask.unwrap_or(d.required_region_mask),
-        }
-    }
-}
-
+/// Reads at most [`MAX_JSON_FILE_BYTES`] of `path`, refusing a file with more.
+///
+/// The bound is on what is read, not on the size the file system reports: a device
+/// or a pipe reports 0 and can be endless (`/dev/zero`), and a file can grow while
+/// it is read. One byte past the limit is enough to know it is too large.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, FileError> {
-    let unreadable = |source| FileError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len_bytes = std::fs::metadata(path).map_err(unreadable)?.len();
-    if len_bytes > MAX_JSON_FILE_BYTES {
-        return Err(FileError::TooLarge {
+    read_at_most(path, MAX_JSON_FILE_BYTES).map_err(|error| match error {
+        BoundedReadError::Io(source) => FileError::Unreadable {
             path: path.to_path_buf(),
-            len_bytes,
-        });
+            source,
+        },
+        BoundedReadError::TooLarge => FileError::TooLarge {
+            path: path.to_path_buf(),
+            limit_bytes: MAX_JSON_FILE_BYTES,
+        },
+    })
+}
+
+/// Why [`read_at_most`] gave no bytes.
+#[derive(Debug)]
+pub(crate) enum BoundedReadError {
+    /// The file cannot be opened or read.
+    Io(std::io::Error),
+    /// The file holds more than the limit.
+    TooLarge,
+}
+
+/// The whole content of `path` if it is at most `limit_bytes` long, reading no more
+/// than `limit_bytes + 1` bytes whatever the file is.
+pub(crate) fn read_at_most(path: &Path, limit_bytes: u64) -> Result<Vec<u8>, BoundedReadError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(BoundedReadError::Io)?;
+    let mut bytes = Vec::new();
+    file.take(limit_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(BoundedReadError::Io)?;
+    let read_bytes = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read_bytes > limit_bytes {
+        return Err(BoundedReadError::TooLarge);
     }
-    std::fs::read(path).map_err(unreadable)
+    Ok(bytes)
 }
 
 /// Reads and validates a policy file.
@@ -187,13 +168,13 @@ pub fn read_policy(path: &Path) -> Result<PolicySnapshot, FileError> {
 /// A [`FileError`] naming the file and what is wrong with it.
 pub fn read_request(path: &Path) -> Result<KernelInput, FileError> {
     let bytes = read_bounded(path)?;
-    let file: RequestFile =
-        serde_json::from_slice(&bytes).map_err(|error| FileError::InvalidJson {
-            path: path.to_path_buf(),
-            what: "request",
-            message: error.to_string(),
-        })?;
-    Ok(file.into_input())
+    // The kernel's serde form takes `KernelInput::default()` for missing fields and
+    // refuses unknown ones, so a request file is exactly what a service would send.
+    serde_json::from_slice(&bytes).map_err(|error| FileError::InvalidJson {
+        path: path.to_path_buf(),
+        what: "request",
+        message: error.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -202,12 +183,52 @@ mod tests {
 
     #[test]
     fn an_empty_request_is_the_default_request() {
-        let file: RequestFile = serde_json::from_str("{}").unwrap_or_default();
-        assert_eq!(file.into_input(), KernelInput::default());
+        let input: Result<KernelInput, _> = serde_json::from_str("{}");
+        assert_eq!(input.ok(), Some(KernelInput::default()));
+    }
+
+    #[test]
+    fn a_partial_request_keeps_the_defaults_of_the_rest() {
+        let input: Result<KernelInput, _> = serde_json::from_str(r#"{"risk_bps": 10}"#);
+        let expected = KernelInput {
+            risk_bps: 10,
+            ..KernelInput::default()
+        };
+        assert_eq!(input.ok(), Some(expected));
     }
 
     #[test]
     fn unknown_request_keys_are_refused() {
-        assert!(serde_json::from_str::<RequestFile>(r#"{"risk_bsp": 10}"#).is_err());
+        assert!(serde_json::from_str::<KernelInput>(r#"{"risk_bsp": 10}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_inside_a_model_are_refused() {
+        let policy = r#"{"params": {"policy_epoch": 0, "catalog_epoch": 0,
+            "hard_risk_limit_bps": 10000, "minimum_confidence_bps": 0,
+            "risk_penalty_multiplier_bps": 0, "latency_penalty_microunits_per_ms": 0},
+            "models": [{"model_id": 1, "provider_id": 0, "quality_bps": 1, "qualty_bps": 1,
+            "risk_ceiling_bps": 0, "enabled": 1, "p95_latency_ms": 0, "capabilities": 0,
+            "region_mask": 0, "input_cost_microunits_per_million_tokens": 0,
+            "output_cost_microunits_per_million_tokens": 0}]}"#;
+        let error = serde_json::from_str::<PolicyFile>(policy).err();
+        assert!(
+            error.is_some_and(|e| e.to_string().contains("qualty_bps")),
+            "a misspelled model field must be named in the refusal"
+        );
+    }
+
+    #[test]
+    fn a_read_stops_one_byte_past_the_limit() {
+        let dir = std::env::temp_dir().join(format!("calybris-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        let path = dir.join("ten.json");
+        std::fs::write(&path, [b' '; 10]).ok();
+        assert_eq!(read_at_most(&path, 10).ok().map(|b| b.len()), Some(10));
+        assert!(matches!(
+            read_at_most(&path, 9),
+            Err(BoundedReadError::TooLarge)
+        ));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -38,6 +38,7 @@
 //! # Features
 //! None.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

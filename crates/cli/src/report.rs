@@ -6,7 +6,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use calybris::digest::digest_to_hex;
 use calybris::wal::WalAnchor;
 use serde::Serialize;
 
@@ -237,36 +236,23 @@ struct JsonReport<'a> {
     message: String,
 }
 
-/// The text form of an anchor: `NEXT_SEQUENCE:HEAD_HASH_HEX`.
+/// The text form of an anchor: `NEXT_SEQUENCE:HEAD_HASH_HEX` (its `Display`).
 #[must_use]
 pub fn anchor_text(anchor: &WalAnchor) -> String {
-    format!(
-        "{}:{}",
-        anchor.next_sequence,
-        digest_to_hex(&anchor.head_hash)
-    )
+    anchor.to_string()
 }
 
-/// Parses the text form of an anchor (see [`anchor_text`]).
+/// Parses the text form of an anchor (see [`anchor_text`]; the parser is the
+/// `FromStr` of [`WalAnchor`]).
 ///
 /// # Errors
 /// A [`Finding`] with [`Reason::BadArgument`] naming what is wrong.
 pub fn parse_anchor(text: &str) -> Result<WalAnchor, Finding> {
-    let bad = |why: &str| {
+    text.parse::<WalAnchor>().map_err(|error| {
         Finding::new(
             Reason::BadArgument,
-            format!("anchor {text:?} is not NEXT_SEQUENCE:HEAD_HASH_HEX ({why})"),
+            format!("anchor {text:?} is not NEXT_SEQUENCE:HEAD_HASH_HEX ({error})"),
         )
-    };
-    let (sequence, hash) = text.split_once(':').ok_or_else(|| bad("no ':'"))?;
-    let next_sequence = sequence
-        .parse::<u64>()
-        .map_err(|_| bad("the sequence is not a decimal u64"))?;
-    let head_hash = calybris::digest::parse_digest_hex(hash)
-        .map_err(|_| bad("the hash is not 64 lowercase hex digits"))?;
-    Ok(WalAnchor {
-        next_sequence,
-        head_hash,
     })
 }
 

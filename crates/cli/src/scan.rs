@@ -20,6 +20,10 @@ use crate::report::{Counts, Finding, Reason, Report};
 
 /// Size of the smallest key the log accepts, in bytes.
 const MIN_KEY_LEN_BYTES: usize = calybris::wal::format::MIN_KEY_LEN_BYTES;
+/// The largest key file read, in bytes. An HMAC key longer than the hash's block is
+/// hashed down anyway, so this is generous; it exists so that `--key-file
+/// /dev/zero` is refused instead of read until memory runs out.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// Sees every record that verified, in log order.
 pub trait Visitor {
@@ -48,18 +52,29 @@ pub struct Target {
     pub anchor: Option<WalAnchor>,
 }
 
-/// Reads a key file: its bytes exactly as stored, at least 32 of them.
+/// Reads a key file: its bytes exactly as stored, at least 32 of them and at most
+/// [`MAX_KEY_FILE_BYTES`] (read one byte past the limit at most, whatever size the
+/// file reports).
 ///
 /// # Errors
 /// [`Reason::Unreadable`] when it cannot be read, [`Reason::BadArgument`] when it
-/// is too short.
+/// is too short or too long.
 pub fn read_key_file(path: &Path) -> Result<WalKey, Finding> {
-    let bytes = std::fs::read(path).map_err(|error| {
-        Finding::new(
-            Reason::Unreadable,
-            format!("cannot read key file {}: {error}", path.display()),
-        )
-    })?;
+    let bytes =
+        crate::files::read_at_most(path, MAX_KEY_FILE_BYTES).map_err(|error| match error {
+            crate::files::BoundedReadError::Io(error) => Finding::new(
+                Reason::Unreadable,
+                format!("cannot read key file {}: {error}", path.display()),
+            ),
+            crate::files::BoundedReadError::TooLarge => Finding::new(
+                Reason::BadArgument,
+                format!(
+                    "key file {} holds more than {MAX_KEY_FILE_BYTES} bytes; a key is 32 to \
+                 {MAX_KEY_FILE_BYTES} bytes",
+                    path.display()
+                ),
+            ),
+        })?;
     WalKey::new(&bytes).map_err(|_| {
         Finding::new(
             Reason::BadArgument,

@@ -44,9 +44,9 @@ fn random_decision(rng: &mut Rng) -> KernelDecision {
 
 fn core_identity(i: &d::DecisionIdentity) -> core_o::DecisionIdentity {
     core_o::DecisionIdentity {
-        policy_digest: i.policy_digest,
-        input_digest: i.input_digest,
-        decision_digest: i.decision_digest,
+        policy_digest: i.policy_digest.to_bytes(),
+        input_digest: i.input_digest.to_bytes(),
+        decision_digest: i.decision_digest.to_bytes(),
         request_sequence: i.request_sequence,
     }
 }

@@ -11,6 +11,7 @@ use calybris_kernel::{DecisionMismatch, KernelDecision, KernelInput};
 /// Binds a decision to its policy and request by their raw digests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct AuditBundle {
     /// Digest of the policy in force (`calypol1`).
     pub policy_digest: Digest,

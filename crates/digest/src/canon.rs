@@ -5,7 +5,98 @@
 use sha2::{Digest as _, Sha256};
 
 /// A 32-byte SHA-256 digest.
-pub type Digest = [u8; 32];
+///
+/// It prints (`Display`, `Debug`, `{:x}`) as 64 lowercase hex characters and parses
+/// back from them (`FromStr`, [`HexError`](crate::HexError) on anything else). It
+/// dereferences to its bytes and converts to and from `[u8; 32]`, and compares with
+/// one, so code written for plain byte arrays keeps working. With the `serde`
+/// feature it is serialized exactly as a `[u8; 32]` (transparent), so every stored
+/// record keeps its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(transparent)
+)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest's bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest's bytes, by value.
+    #[must_use]
+    pub const fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+}
+
+impl core::ops::Deref for Digest {
+    type Target = [u8; 32];
+    fn deref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Digest {
+    fn deref_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+}
+
+impl AsRef<[u8]> for Digest {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8; 32]> for Digest {
+    fn as_ref(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl core::borrow::Borrow<[u8; 32]> for Digest {
+    fn borrow(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for Digest {
+    fn from(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl TryFrom<&[u8]> for Digest {
+    type Error = core::array::TryFromSliceError;
+
+    /// A digest from exactly 32 bytes.
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        <[u8; 32]>::try_from(bytes).map(Self)
+    }
+}
+
+impl From<Digest> for [u8; 32] {
+    fn from(digest: Digest) -> Self {
+        digest.0
+    }
+}
+
+impl PartialEq<[u8; 32]> for Digest {
+    fn eq(&self, other: &[u8; 32]) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<Digest> for [u8; 32] {
+    fn eq(&self, other: &Digest) -> bool {
+        *self == other.0
+    }
+}
 
 /// The length of every layout tag: 8 ASCII characters and a NUL.
 pub const TAG_LEN: usize = 9;
@@ -63,7 +154,7 @@ impl Canon<Sha256> {
     /// The digest of everything written.
     #[must_use]
     pub fn finish(self) -> Digest {
-        self.sink.finalize().into()
+        Digest(self.sink.finalize().into())
     }
 }
 
@@ -79,11 +170,16 @@ impl<S: Sink> Canon<S> {
         self.sink
     }
 
-    /// Writes raw bytes (a digest, say) as they are.
+    /// Writes raw bytes as they are.
     #[inline(always)]
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.sink.put(b);
         self
+    }
+    /// Writes a [`Digest`] as its 32 raw bytes.
+    #[inline(always)]
+    pub fn digest(&mut self, d: &Digest) -> &mut Self {
+        self.bytes(d.as_bytes())
     }
     /// Writes a `u8`.
     #[inline(always)]

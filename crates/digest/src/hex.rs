@@ -86,3 +86,32 @@ pub fn parse_digest_hex(text: &str) -> Result<[u8; 32], HexError> {
     }
     Ok(out)
 }
+
+impl fmt::Display for crate::Digest {
+    /// The 64 lowercase hex characters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Hex(&self.0), f)
+    }
+}
+
+impl fmt::LowerHex for crate::Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&Hex(&self.0), f)
+    }
+}
+
+impl fmt::Debug for crate::Digest {
+    /// `Digest(` the 64 lowercase hex characters `)`, not 32 numbers.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", Hex(&self.0))
+    }
+}
+
+impl core::str::FromStr for crate::Digest {
+    type Err = HexError;
+
+    /// Exactly 64 lowercase hex characters, as `Display` writes them.
+    fn from_str(text: &str) -> Result<Self, HexError> {
+        parse_digest_hex(text).map(Self)
+    }
+}

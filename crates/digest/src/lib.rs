@@ -2,9 +2,10 @@
 //! each of a policy, a request, a decision, a decision's identity, a selection and an
 //! outcome, and the [`AuditBundle`] that binds a decision to its policy and request.
 //!
-//! The layouts are normative in the project's `spec/digests.md` and bit-compatible with
-//! the published CALY formats, so a digest written here can be checked by any other
-//! implementation of them. The crate is `#![no_std]`; with the default `alloc` feature
+//! The layouts are written down byte by byte in the repository's `docs/DIGESTS.md` and
+//! are bit-compatible with the published CALY formats, so a digest written here can be
+//! checked by any other implementation of them. A [`Digest`] prints as 64 lowercase hex
+//! characters and parses back from them. The crate is `#![no_std]`; with the default `alloc` feature
 //! it adds [`SealedPolicy`], which computes a policy's digest once rather than once per
 //! decision.
 //!
@@ -38,6 +39,7 @@
 //! - `serde`: `Serialize`/`Deserialize` on the public types.
 
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -74,3 +76,9 @@ pub use outcome::{
     DecisionIdentity, Disposition, IdentityField, Observation, Outcome, OutcomeError, Selection,
     SelectionStrategy, identity_digest, outcome_digest, selection_digest,
 };
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -8,6 +8,7 @@ use calybris_kernel::{BASIS_POINTS, KernelDecision, KernelInput};
 /// sequence number in the clear so a record can be found without rehashing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct DecisionIdentity {
     /// Digest of the policy in force.
     pub policy_digest: Digest,
@@ -42,9 +43,9 @@ impl DecisionIdentity {
 #[must_use]
 pub fn identity_digest(identity: &DecisionIdentity) -> Digest {
     let mut c = Canon::sha256(IDENTITY_DIGEST_TAG);
-    c.bytes(&identity.policy_digest)
-        .bytes(&identity.input_digest)
-        .bytes(&identity.decision_digest)
+    c.digest(&identity.policy_digest)
+        .digest(&identity.input_digest)
+        .digest(&identity.decision_digest)
         .u64(identity.request_sequence);
     c.finish()
 }
@@ -65,6 +66,7 @@ pub enum SelectionStrategy {
 /// How a candidate was acted on, and with what probability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Selection {
     /// The mechanism that chose.
     pub strategy: SelectionStrategy,
@@ -160,6 +162,7 @@ pub enum Disposition {
 /// The measurements that came back, each optional so a missing one never reads as zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Observation {
     /// What it actually cost, in microunits.
     pub realized_cost_microunits: Option<u64>,
@@ -182,6 +185,7 @@ impl Observation {
 /// One decision, what was done about it, and what came back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Outcome {
     /// The decision this follows.
     pub identity: DecisionIdentity,
@@ -282,10 +286,10 @@ impl Outcome {
 pub fn outcome_digest(outcome: &Outcome) -> Digest {
     let o = &outcome.observation;
     let mut c = Canon::sha256(OUTCOME_DIGEST_TAG);
-    c.bytes(&identity_digest(&outcome.identity))
+    c.digest(&identity_digest(&outcome.identity))
         .u64(outcome.observed_at_micros)
         .u32(outcome.revision)
-        .bytes(&selection_digest(&outcome.selection))
+        .digest(&selection_digest(&outcome.selection))
         .u8(outcome.disposition as u8)
         .opt(o.realized_cost_microunits, |c, v| {
             c.u64(v);

@@ -87,7 +87,7 @@ pub fn ledger_digest(
         &rows,
         wal_high_watermark,
     )
-    .map(LedgerDigest)
+    .map(|digest| LedgerDigest(digest.to_bytes()))
     .map_err(|error| match error {
         LedgerLayoutError::TenantIdTooLong { len_bytes } => {
             LedgerDigestError::TenantIdTooLong { len_bytes }

@@ -99,7 +99,7 @@ fn decision(
         audit: DecisionRecord {
             input,
             decision,
-            policy_digest: [0; 32],
+            policy_digest: calybris_digest::Digest::from([0; 32]),
             input_digest: input_digest(&input),
             decision_digest: decision_digest(&decision),
             meta: DecisionMeta::default(),
@@ -257,7 +257,7 @@ proptest! {
                     kind: settlement_kind(kind, actual),
                 }),
                 Op::Snapshot { tamper } => {
-                    let mut snapshot = books.snapshot([0; 32]);
+                    let mut snapshot = books.snapshot(calybris_digest::Digest::from([0; 32]));
                     if tamper && let Some(row) = snapshot.tenants.first_mut() {
                         row.committed_microunits += 1;
                         row.remaining_microunits -= 1;
@@ -290,7 +290,7 @@ proptest! {
                         );
                         // The fold checks the digest a snapshot names (the replay checks
                         // that a policy record's digest is its snapshot's).
-                        let named = calybris_wal::PolicyRecord { policy_digest: [0; 32], policy };
+                        let named = calybris_wal::PolicyRecord { policy_digest: calybris_digest::Digest::from([0; 32]), policy };
                         let mut other = named.clone();
                         other.policy_digest[0] = 1;
                         let before = books.clone();

@@ -109,7 +109,7 @@ fn decision_record(sequence: u64, cost: i64, reserved: bool) -> GateRecord {
         audit: DecisionRecord {
             input,
             decision,
-            policy_digest: [0; 32],
+            policy_digest: calybris_digest::Digest::from([0; 32]),
             input_digest: input_digest(&input),
             decision_digest: decision_digest(&decision),
             meta: DecisionMeta::default(),

@@ -21,6 +21,7 @@ use core::borrow::Borrow;
 /// The policy-wide scalars of a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct PolicyParams {
     /// Version of the decision rules.
     pub policy_epoch: u64,

@@ -75,11 +75,12 @@
 //! - `serde`: `Serialize`/`Deserialize` on the public types. A deserialized
 //!   [`PolicySnapshot`] is validated like one built by hand.
 //!
-//! The semantics implemented here are normative in the project's
-//! `spec/decision-semantics.md`, and checked against the published implementation
-//! by the `calybris-conformance` test crate.
+//! The semantics implemented here (every gate, formula, rounding and tie-break) are
+//! written down in the repository's `docs/DECISION-SEMANTICS.md`, and checked
+//! against the published implementation by the `calybris-conformance` test crate.
 
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -89,6 +90,7 @@ extern crate alloc;
 mod error;
 mod eval;
 mod policy;
+mod text;
 mod trace;
 mod types;
 
@@ -97,6 +99,7 @@ pub use eval::PolicyParams;
 pub use policy::PolicyView;
 #[cfg(feature = "alloc")]
 pub use policy::{PolicyBuilder, PolicySnapshot, verify_decision};
+pub use text::{ParseActionError, ParseReasonError};
 #[cfg(feature = "alloc")]
 pub use trace::{CandidateExplanation, Explanation};
 pub use trace::{CandidateVerdict, DecisionTrace, GateKind, RejectionHistogram, UtilityTerms};
@@ -105,3 +108,9 @@ pub use types::{
     KernelInput, KernelModel, KernelReason, MAX_BPS, MAX_CATALOG_MODELS, MAX_PROVIDER_ID,
     MAX_RISK_PENALTY_MULTIPLIER_BPS, NO_MODEL_INDEX, RESERVED_MODEL_ID, TOKENS_PER_PRICE_UNIT,
 };
+
+/// The README's example, compiled and run as a doctest so the crates.io page
+/// cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

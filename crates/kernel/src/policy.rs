@@ -762,6 +762,7 @@ mod owned {
         }
 
         #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct WireOwned {
             params: PolicyParams,
             models: Vec<KernelModel>,

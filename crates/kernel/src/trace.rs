@@ -4,6 +4,7 @@
 /// How many candidates each gate turned away in one evaluation (saturating).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct RejectionHistogram {
     /// Candidates switched off in the catalog.
     pub disabled: u16,
@@ -49,6 +50,7 @@ impl RejectionHistogram {
 /// `prescribe_with_trace`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct DecisionTrace {
     /// Per-gate rejection counts.
     pub rejections: RejectionHistogram,
@@ -84,6 +86,7 @@ pub enum GateKind {
 /// `utility = quality_adjusted - risk_penalty - cost - latency_penalty`, clamped into `i64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct UtilityTerms {
     /// `floor(value * confidence_bps * quality_bps / 1e8)`, in microunits.
     pub quality_adjusted: i128,
@@ -100,6 +103,7 @@ pub struct UtilityTerms {
 /// Where one candidate ended, with the numbers that decided it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub enum CandidateVerdict {
     /// Failed an arithmetic-free gate (the first one, in gate order).
     Rejected {
@@ -128,6 +132,7 @@ pub enum CandidateVerdict {
 #[cfg(feature = "alloc")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct CandidateExplanation {
     /// The candidate.
     pub model_id: u32,
@@ -142,6 +147,7 @@ pub struct CandidateExplanation {
 #[cfg(feature = "alloc")]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct Explanation {
     /// The decision, identical to what `prescribe` returns.
     pub decision: crate::KernelDecision,

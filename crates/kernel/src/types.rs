@@ -28,6 +28,7 @@ pub const BPS_SQUARED: u64 = 100_000_000;
 /// Every field is plain data; a [`crate::PolicySnapshot`] validates a catalog of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct KernelModel {
     /// Unique, non-zero identifier of the candidate.
     pub model_id: u32,
@@ -54,9 +55,12 @@ pub struct KernelModel {
 /// One request to decide.
 ///
 /// `Default` gives the most permissive request: no limits, every provider allowed,
-/// no region constraint, zero tokens and zero value.
+/// no region constraint, zero tokens and zero value. With the `serde` feature a
+/// field missing from a self-describing form (JSON, say) takes its `Default` value,
+/// so a request file names only what it sets; an unknown field is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct KernelInput {
     /// Caller-chosen sequence number, echoed in the decision.
     pub request_sequence: u64,
@@ -210,6 +214,7 @@ impl KernelReason {
 /// The outcome of evaluating one request against one policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
 pub struct KernelDecision {
     /// Echoed from the request.
     pub request_sequence: u64,

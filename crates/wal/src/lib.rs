@@ -94,10 +94,12 @@
 //! segments, on syncing the parent directory (Unix). The writer lock is
 //! `File::try_lock` (flock on Unix): advisory, so it excludes other writers that
 //! use this crate, not arbitrary programs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod ack;
+mod anchor_text;
 #[cfg(feature = "audit")]
 pub mod audit;
 mod durable;
@@ -111,6 +113,7 @@ mod segmented;
 pub mod storage;
 mod writer;
 
+pub use anchor_text::AnchorTextError;
 #[cfg(feature = "audit")]
 pub use audit::{
     AuditError, AuditRecord, AuditReplayer, AuditWriter, DecisionMeta, DecisionRecord,
