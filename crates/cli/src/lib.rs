@@ -50,6 +50,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod commands;
 pub mod demo;
 pub mod files;
+pub mod gate;
 pub mod render;
 pub mod report;
 pub mod scan;

@@ -38,36 +38,38 @@ fn concurrent_decide_and_settle_conserve_the_budget() -> Result<(), GateError> {
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
                 let gate = &gate;
-                scope.spawn(move || -> Result<Vec<(usize, u64, bool, bool)>, GateError> {
-                    let mut rng = Rng(seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    let mut spent = Vec::new();
-                    for i in 0..DECISIONS_PER_THREAD {
-                        let tenant = usize::try_from(rng.below(3)).unwrap_or(0);
-                        let sequence = thread * 1_000 + i;
-                        let input = if rng.below(5) == 0 {
-                            risky(sequence)
-                        } else {
-                            request(sequence, 1 + u32::from(rng.below(2) == 0))
-                        };
-                        let admission = gate.decide(tenants[tenant], input)?;
-                        let admitted = admission.is_admitted();
-                        let budget_refused = admission.decision().is_selection() && !admitted;
-                        let estimate = admission.decision().estimated_cost_microunits;
-                        let settled = match rng.below(4) {
-                            0 => gate.abandon(admission)?,
-                            _ if !admitted => gate.settle(admission, 0)?,
-                            // Anything from zero to the estimate.
-                            _ => gate.settle(admission, rng.below(estimate + 1))?,
-                        };
-                        spent.push((
-                            tenant,
-                            settled.committed_microunits,
-                            admitted,
-                            budget_refused,
-                        ));
-                    }
-                    Ok(spent)
-                })
+                scope.spawn(
+                    move || -> Result<Vec<(usize, u64, bool, bool)>, GateError> {
+                        let mut rng = Rng(seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        let mut spent = Vec::new();
+                        for i in 0..DECISIONS_PER_THREAD {
+                            let tenant = usize::try_from(rng.below(3)).unwrap_or(0);
+                            let sequence = thread * 1_000 + i;
+                            let input = if rng.below(5) == 0 {
+                                risky(sequence)
+                            } else {
+                                request(sequence, 1 + u32::from(rng.below(2) == 0))
+                            };
+                            let admission = gate.decide(tenants[tenant], input)?;
+                            let admitted = admission.is_admitted();
+                            let budget_refused = admission.decision().is_selection() && !admitted;
+                            let estimate = admission.decision().estimated_cost_microunits;
+                            let settled = match rng.below(4) {
+                                0 => gate.abandon(admission)?,
+                                _ if !admitted => gate.settle(admission, 0)?,
+                                // Anything from zero to the estimate.
+                                _ => gate.settle(admission, rng.below(estimate + 1))?,
+                            };
+                            spent.push((
+                                tenant,
+                                settled.committed_microunits,
+                                admitted,
+                                budget_refused,
+                            ));
+                        }
+                        Ok(spent)
+                    },
+                )
             })
             .collect();
         handles

@@ -72,16 +72,13 @@ fn every_decision_gets_one_span_with_its_fields() -> Result<(), GateError> {
     let dir = TempDir::new("tracing");
     let gate = Gate::open(GateConfig::new(&dir.0, policy(false)).tenant("acme", 1_000_000))?;
     let seen = Arc::new(Seen::default());
-    tracing::subscriber::with_default(
-        Recorder(Arc::clone(&seen)),
-        || -> Result<(), GateError> {
-            for sequence in 0..DECISIONS {
-                let admission = gate.decide("acme", request(sequence, 1))?;
-                gate.abandon(admission)?;
-            }
-            Ok(())
-        },
-    )?;
+    tracing::subscriber::with_default(Recorder(Arc::clone(&seen)), || -> Result<(), GateError> {
+        for sequence in 0..DECISIONS {
+            let admission = gate.decide("acme", request(sequence, 1))?;
+            gate.abandon(admission)?;
+        }
+        Ok(())
+    })?;
     gate.close()?;
     assert_eq!(seen.decide_spans.load(Ordering::Relaxed), DECISIONS);
     let created = seen
