@@ -412,3 +412,37 @@ fn inspect_and_show_read_gate_records() {
         "{run:?}"
     );
 }
+
+#[test]
+fn show_on_a_forged_gate_directory_ends_with_verify_s_verdict() {
+    let good = temp_dir("gate-source");
+    let written = write_gate(&good, None);
+    let (settlement, _) = written.settlements[0];
+    let dir = temp_dir("gate-show-forged");
+    forge(
+        &dir,
+        read_records(&good)
+            .into_iter()
+            .map(|entry| match entry.record {
+                GateRecord::Settlement(mut record) if entry.sequence == settlement => {
+                    record.decision_sequence = 0;
+                    GateRecord::Settlement(record)
+                }
+                other => other,
+            }),
+    );
+    let run = calybris(&["show", path_str(&dir), "--seq", "0"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.starts_with("record 0 is a gate header record"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "\nDIVERGED SETTLEMENT_UNKNOWN_DECISION sequence={settlement} "
+        )),
+        "{run:?}"
+    );
+    let run = calybris(&["inspect", path_str(&dir)]);
+    assert_eq!(run.code, 1, "{run:?}");
+}
