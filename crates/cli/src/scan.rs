@@ -93,7 +93,7 @@ pub(crate) enum Decoded {
     /// A record of an audited log.
     Audit(AuditRecord),
     /// A record of a gate log.
-    Gate(Box<GateRecord>),
+    Gate(GateRecord),
 }
 
 /// The frames of a segment file or of every segment of a directory.
@@ -176,7 +176,7 @@ impl Frames {
             let record = if is_gate {
                 decode_record::<GateRecord>(frame.payload)
                     .ok()
-                    .map(|record| Decoded::Gate(Box::new(record)))
+                    .map(Decoded::Gate)
             } else {
                 decode_record::<AuditRecord>(frame.payload)
                     .ok()
@@ -460,7 +460,7 @@ fn walk_records(
             Decoded::Audit(AuditRecord::Decision(decision)) => {
                 replayer.check_decision(sequence, decision)
             }
-            Decoded::Gate(record) => match record.as_ref() {
+            Decoded::Gate(record) => match record {
                 GateRecord::Policy(policy) => replayer.check_policy(sequence, policy),
                 GateRecord::Decision(decision) => {
                     replayer.check_decision(sequence, &decision.audit)
@@ -483,7 +483,7 @@ fn walk_records(
                 visitor.decision(sequence, record);
             }
             Decoded::Gate(record) => {
-                match record.as_ref() {
+                match record {
                     GateRecord::Policy(_) => counts.policies += 1,
                     GateRecord::Decision(_) => counts.decisions += 1,
                     _ => {}
