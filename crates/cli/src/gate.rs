@@ -6,7 +6,7 @@
 //! become reason codes.
 
 use calybris::finance::LedgerDigestError;
-use calybris::gate::{BooksError, GateReport, VerifyError, VerifyOptions, verify_dir};
+use calybris::gate::{BooksError, GateReport, LOG_DIR, VerifyError, VerifyOptions, verify_dir};
 
 use crate::report::{Counts, Finding, GateCounts, GateSummary, Reason, Report, TenantTotals};
 use crate::scan::{self, Target};
@@ -90,6 +90,17 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
     }
 }
 
+/// Whether `dir` holds at least one segment file (unreadable: let `verify_dir` say why).
+fn holds_a_segment(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        entry.path().extension().and_then(|ext| ext.to_str())
+            == Some(calybris::wal::storage::SEGMENT_EXTENSION)
+    })
+}
+
 fn summary(report: &GateReport) -> GateSummary {
     let c = &report.counts;
     GateSummary {
@@ -139,6 +150,13 @@ pub fn verify(target: &Target) -> Report {
         finding: None,
         gate: None,
     };
+    if !holds_a_segment(&target.path.join(LOG_DIR)) {
+        report.finding = Some(Finding::new(
+            Reason::UnknownFormat,
+            format!("the gate directory's {LOG_DIR}/ holds no log segment (*.cwal)"),
+        ));
+        return report;
+    }
     match verify_dir(&target.path, &options) {
         Ok(gate) => {
             report.counts = Counts {

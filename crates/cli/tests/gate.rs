@@ -446,3 +446,23 @@ fn show_on_a_forged_gate_directory_ends_with_verify_s_verdict() {
     let run = calybris(&["inspect", path_str(&dir)]);
     assert_eq!(run.code, 1, "{run:?}");
 }
+
+#[test]
+fn an_empty_gate_log_is_an_unknown_format_and_a_cut_one_a_torn_tail() {
+    let dir = temp_dir("gate-empty");
+    std::fs::create_dir_all(dir.join(LOG_DIR)).expect("dir");
+    let (run, json) = verify_json(&dir, &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(json["reason"], "UNKNOWN_FORMAT", "{json}");
+
+    let dir = temp_dir("gate-torn");
+    let written = write_gate(&dir, None);
+    let segment = dir.join(LOG_DIR).join(format!("{:020}.cwal", 0));
+    let len = std::fs::metadata(&segment).expect("segment").len();
+    truncate(&segment, len - 3);
+    let (run, json) = verify_json(&dir, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(json["reason"], "TORN_TAIL", "{json}");
+    assert_eq!(json["sequence"], written.anchor.next_sequence - 1, "{json}");
+    assert_eq!(json["segment"], path_str(&segment), "{json}");
+}
