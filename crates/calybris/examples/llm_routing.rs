@@ -1,16 +1,23 @@
 //! LLM routing through the gate: three tenants with budgets share one catalog of six
 //! models; every request is decided, held against its tenant's budget, logged with
-//! group commit, and settled with what it actually cost. At the end the log is
-//! replayed from disk and the budget's conservation proof is printed.
+//! every other record of the gate in one chained log, and settled with what it
+//! actually cost. At the end the gate directory is verified from disk alone
+//! (`verify_dir`: chain, replay, books rebuilt in log order) and the budget's
+//! conservation proof is printed. Every amount is in microunits (millionths of a
+//! dollar here); the tables show cents.
 //!
 //! Run with `cargo run -p calybris --example llm_routing --features gate`.
 
-use calybris::gate::{BudgetOutcome, Gate, GateConfig};
+use calybris::gate::{BudgetOutcome, Gate, GateConfig, VerifyOptions, verify_dir};
 use calybris::prelude::*;
-use calybris::wal::{SegmentedReader, replay_audited_segments};
 
-/// One cent, in the budget's microcents.
-const CENT: i64 = 1_000_000;
+/// One cent, in microunits (millionths of a dollar).
+const CENT: u64 = 10_000;
+
+/// Cents, for display only.
+fn cents(microunits: i64) -> f64 {
+    microunits as f64 / CENT as f64
+}
 
 /// A catalog row. Prices are in microunits (millionths of a dollar) per million tokens.
 fn model(model_id: u32, provider_id: u16, quality_bps: u16, p95_latency_ms: u32) -> KernelModel {
@@ -59,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("calybris-llm-routing-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Budgets are in microcents. "startup" can afford only a handful of large requests.
+    // Budgets are in microunits. "startup" can afford only a handful of large requests.
     let tenants = [
         ("enterprise", 50 * CENT),
         ("team", 10 * CENT),
@@ -103,21 +110,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             KernelAction::Substitute => format!("substitute {}", decision.selected_model_id),
         };
         let budget = match admission.budget() {
-            BudgetOutcome::Reserved { journal_id } => format!("held (journal #{journal_id})"),
+            BudgetOutcome::Reserved { .. } => {
+                format!("held (reservation #{})", admission.log_sequence())
+            }
             BudgetOutcome::Insufficient {
-                remaining_microcents,
-            } => format!(
-                "REFUSED: {:.4}¢ left",
-                remaining_microcents as f64 / CENT as f64
-            ),
-            BudgetOutcome::NotRequired => "nothing to hold".to_owned(),
+                remaining_microunits,
+            } => format!("REFUSED: {:.4}¢ left", cents(remaining_microunits)),
+            BudgetOutcome::RejectedByKernel => "nothing to hold".to_owned(),
             other => format!("{other:?}"),
         };
         println!(
             "{sequence:>4}  {tenant:<10}  {:>5}  {shown:<28}  {:>9.4}  {budget}",
             input.requested_model_id,
             // Display only: one microunit is 1e-4 cent.
-            decision.estimated_cost_microunits as f64 / 10_000.0,
+            decision.estimated_cost_microunits as f64 / CENT as f64,
         );
 
         let row = counts.entry(tenant).or_default();
@@ -147,15 +153,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for (tenant, _) in tenants {
         let row = counts.get(tenant).copied().unwrap_or_default();
-        let books = gate.tenant_ledger(tenant)?;
+        let books = gate.tenant_books(tenant)?;
         println!(
             "{tenant:<10}  {:>7}  {:>10}  {:>14}  {:>8}  {:>10.4}  {:>10.4}",
             row[0],
             row[1],
             row[2],
             row[3],
-            books.committed_microcents as f64 / CENT as f64,
-            books.remaining_microcents as f64 / CENT as f64,
+            cents(books.committed_microunits),
+            cents(books.remaining_microunits),
         );
     }
 
@@ -170,15 +176,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         proof.ledger_digest
     );
-    let decisions_dir = gate.decisions_dir();
     gate.close()?;
 
-    // An auditor replays every decision from the log alone.
-    let summary = replay_audited_segments(SegmentedReader::open(&decisions_dir, None, None)?)?;
+    // An auditor checks the directory alone: the chain, every decision replayed, the
+    // books rebuilt in log order, every settlement matched to its decision.
+    let report = verify_dir(&dir, &VerifyOptions::default())?;
     println!(
-        "decision log: VERIFIED ({} policy, {} decisions replayed from disk)",
-        summary.policies, summary.decisions
+        "gate log: VERIFIED ({} policy, {} decisions replayed, {} settlements matched; ledger digest {})",
+        report.counts.policies,
+        report.counts.decisions,
+        report.counts.settlements,
+        report.conservation.ledger_digest
     );
+    if report.conservation.ledger_digest != proof.ledger_digest {
+        return Err("the books rebuilt from the log are not the gate's".into());
+    }
     std::fs::remove_dir_all(&dir)?;
     if !proof.balanced {
         return Err("the budget does not balance".into());

@@ -6,18 +6,21 @@
 //! million tokens" is the reference price of a share plus the venue's fee, times a
 //! million, so a child order of N shares costs its notional plus fees, and the desk's
 //! budget is its exposure limit. An admitted order goes out at once, so its cost is
-//! committed on admission (exposure taken, fee charged).
+//! committed on admission (exposure taken, fee charged). Every amount, the desks'
+//! budgets included, is in the kernel's microunits (millionths of a dollar here).
 //!
 //! Run with `cargo run -p calybris --example pretrade_guard --features gate`.
 
-use calybris::gate::{BudgetOutcome, Gate, GateConfig, MICROCENTS_PER_MICROUNIT};
+use calybris::gate::{BudgetOutcome, Gate, GateConfig, VerifyOptions, verify_dir};
 use calybris::prelude::*;
-use calybris::wal::{SegmentedReader, replay_audited_segments};
 
 /// One dollar in the kernel's microunits.
 const DOLLAR_MICROUNITS: u64 = 1_000_000;
-/// One dollar in the budget's microcents.
-const DOLLAR_MICROCENTS: i64 = 100 * 1_000_000;
+
+/// Dollars, for display only.
+fn dollars(microunits: i64) -> f64 {
+    microunits as f64 / DOLLAR_MICROUNITS as f64
+}
 /// The instrument's reference price: $50.00 a share.
 const PRICE_MICROUNITS_PER_SHARE: u64 = 50 * DOLLAR_MICROUNITS;
 
@@ -107,10 +110,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let dir = std::env::temp_dir().join(format!("calybris-pretrade-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    // Exposure budgets, in microcents: $600k for the US desk, $100k for the EU desk.
+    // Exposure budgets, in microunits: $600k for the US desk, $100k for the EU desk.
     let desks = [
-        ("us-desk", 600_000 * DOLLAR_MICROCENTS),
-        ("eu-desk", 100_000 * DOLLAR_MICROCENTS),
+        ("us-desk", 600_000 * DOLLAR_MICROUNITS),
+        ("eu-desk", 100_000 * DOLLAR_MICROUNITS),
     ];
     let gate = Gate::open(
         GateConfig::new(&dir, venues)
@@ -181,13 +184,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let budget = match admission.budget() {
             BudgetOutcome::Reserved { .. } => "admitted".to_owned(),
-            BudgetOutcome::NotRequired => "-".to_owned(),
+            BudgetOutcome::RejectedByKernel => "-".to_owned(),
             BudgetOutcome::Insufficient {
-                remaining_microcents,
-            } => format!(
-                "REFUSED: ${:.2} headroom",
-                remaining_microcents as f64 / DOLLAR_MICROCENTS as f64
-            ),
+                remaining_microunits,
+            } => format!("REFUSED: ${:.2} headroom", dollars(remaining_microunits)),
             other => format!("{other:?}"),
         };
         println!(
@@ -212,30 +212,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "desk", "limit $", "exposure $", "headroom $", "fees $"
     );
     for (desk, limit) in desks {
-        let books = gate.tenant_ledger(desk)?;
+        let books = gate.tenant_books(desk)?;
         let fees = fees_paid.get(desk).copied().unwrap_or(0);
         println!(
             "{desk:<8}  {:>14.2}  {:>14.2}  {:>14.2}  {:>10.2}",
-            limit as f64 / DOLLAR_MICROCENTS as f64,
-            books.committed_microcents as f64 / DOLLAR_MICROCENTS as f64,
-            books.remaining_microcents as f64 / DOLLAR_MICROCENTS as f64,
+            limit as f64 / DOLLAR_MICROUNITS as f64,
+            dollars(books.committed_microunits),
+            dollars(books.remaining_microunits),
             fees as f64 / DOLLAR_MICROUNITS as f64,
         );
     }
-    println!("(1 microunit = {MICROCENTS_PER_MICROUNIT} microcents; every conversion is exact)");
+    println!("(one unit from budget to report: 1 microunit = $0.000001, no conversion)");
 
     let proof = gate.prove_conservation()?;
-    let decisions_dir = gate.decisions_dir();
     gate.close()?;
-    let summary = replay_audited_segments(SegmentedReader::open(&decisions_dir, None, None)?)?;
+    // From the directory alone: the chain, every order replayed, the books rebuilt.
+    let report = verify_dir(&dir, &VerifyOptions::default())?;
     println!(
-        "exposure books: {}; decision log: VERIFIED ({} orders replayed)",
-        if proof.balanced {
+        "exposure books: {}; gate log: VERIFIED ({} orders replayed, {} settlements matched)",
+        if proof.balanced && report.conservation.ledger_digest == proof.ledger_digest {
             "BALANCED"
         } else {
             "VIOLATED"
         },
-        summary.decisions
+        report.counts.decisions,
+        report.counts.settlements
     );
     std::fs::remove_dir_all(&dir)?;
     if !proof.balanced {

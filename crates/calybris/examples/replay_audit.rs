@@ -1,11 +1,13 @@
-//! Replay audit: write a decision log through the gate, then tamper with it three ways
-//! and watch verification name the record each time.
+//! Replay audit: write a gate directory (one chained log), then tamper with it four
+//! ways and watch `verify_dir` name the record each time.
 //!
 //! 1. A flipped byte: the hash chain breaks at that record.
 //! 2. A forged decision in an unkeyed log, re-chained so every hash checks out and
 //!    its digest recomputed: replaying the decision against the logged policy exposes
 //!    it, naming the field.
-//! 3. The same forgery in an HMAC-keyed log: the forger cannot produce the chain
+//! 3. A forged settlement, re-chained: spending more than the hold without the
+//!    overrun path; the books rebuilt from the log expose it.
+//! 4. The decision forgery in an HMAC-keyed log: the forger cannot produce the chain
 //!    without the key, so verification refuses it.
 //!
 //! Run with `cargo run -p calybris --example replay_audit --features gate`.
@@ -13,15 +15,18 @@
 use std::path::{Path, PathBuf};
 
 use calybris::digest::decision_digest;
-use calybris::gate::{DECISIONS_DIR, Gate, GateConfig};
+use calybris::gate::record::SettlementKind;
+use calybris::gate::{
+    Gate, GateConfig, GateRecord, LOG_DIR, VerifyError, VerifyOptions, verify_dir,
+};
 use calybris::prelude::*;
 use calybris::wal::storage::FileStorage;
 use calybris::wal::{
-    AuditError, AuditRecord, DurableConfig, DurableWal, Entry, FrameReader, Recovery,
-    SegmentedReader, WalKey, replay_audited_segments,
+    AuditError, DurableConfig, DurableWal, Entry, FrameReader, Recovery, SegmentedReader, WalKey,
 };
 
-/// The log record the examples tamper with (record 0 is the policy).
+/// The log record the examples tamper with: a decision (records 0 to 2 are the
+/// gate's header, the tenant and the policy; decisions and settlements alternate).
 const TAMPERED_SEQUENCE: u64 = 5;
 
 fn policy() -> Result<SealedPolicy, PolicyError> {
@@ -44,9 +49,10 @@ fn policy() -> Result<SealedPolicy, PolicyError> {
     ))
 }
 
-/// Writes eight decisions through a gate in `dir`; returns the log directory.
-fn write_log(dir: &Path, key: Option<WalKey>) -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let mut config = GateConfig::new(dir, policy()?).tenant("acme", 100_000_000);
+/// Writes eight decisions, each settled, through a gate in `dir` (budget in
+/// microunits).
+fn write_gate(dir: &Path, key: Option<WalKey>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = GateConfig::new(dir, policy()?).tenant("acme", 1_000_000);
     if let Some(key) = key {
         config = config.key(key);
     }
@@ -65,47 +71,58 @@ fn write_log(dir: &Path, key: Option<WalKey>) -> Result<PathBuf, Box<dyn std::er
         gate.settle(admission, cost)?;
     }
     gate.close()?;
-    Ok(dir.join(DECISIONS_DIR))
+    Ok(())
 }
 
-/// Verifies a log directory and prints the verdict as an auditor would read it.
-fn verify(label: &str, log: &Path, key: Option<&WalKey>) -> Result<bool, AuditError> {
-    let verdict = replay_audited_segments(SegmentedReader::open(log, key, None)?);
+/// Verifies a gate directory and prints the verdict as an auditor would read it.
+fn verify(label: &str, dir: &Path, key: Option<&WalKey>) -> bool {
+    let options = VerifyOptions {
+        key: key.cloned(),
+        ..VerifyOptions::default()
+    };
+    let verdict = verify_dir(dir, &options);
     match &verdict {
-        Ok(summary) => println!(
-            "{label:<34} VERIFIED: {} policy, {} decisions replayed",
-            summary.policies, summary.decisions
+        Ok(report) => println!(
+            "{label:<36} VERIFIED: {} decisions replayed, {} settlements matched, books balanced: {}",
+            report.counts.decisions, report.counts.settlements, report.conservation.balanced
         ),
-        Err(AuditError::ChainBroken(Recovery::Corrupt {
+        Err(VerifyError::Chain(Recovery::Corrupt {
             sequence: Some(sequence),
             offset_bytes,
             reason,
         })) => println!(
-            "{label:<34} DIVERGED: chain broken at record {sequence}, byte offset {offset_bytes} ({reason:?})"
+            "{label:<36} DIVERGED: chain broken at record {sequence}, byte offset {offset_bytes} ({reason:?})"
         ),
-        Err(AuditError::ChainBroken(other)) => {
-            println!("{label:<34} DIVERGED: chain does not verify: {other}");
+        Err(VerifyError::Chain(other)) => {
+            println!("{label:<36} DIVERGED: chain does not verify: {other}");
         }
-        Err(AuditError::DoesNotReplay {
+        Err(VerifyError::Replay(AuditError::DoesNotReplay {
             sequence: Some(sequence),
             field,
             ..
-        }) => println!(
-            "{label:<34} DIVERGED: record {sequence} does not replay: field `{field}` differs"
+        })) => println!(
+            "{label:<36} DIVERGED: record {sequence} does not replay: field `{field}` differs"
         ),
-        Err(other) => println!("{label:<34} DIVERGED: {other}"),
+        Err(VerifyError::Books {
+            sequence, error, ..
+        }) => {
+            println!(
+                "{label:<36} DIVERGED: record {sequence} does not fold into the books: {error}"
+            );
+        }
+        Err(other) => println!("{label:<36} DIVERGED: {other}"),
     }
-    Ok(verdict.is_ok())
+    verdict.is_ok()
 }
 
-/// The only segment file of a small log.
-fn segment(log: &Path) -> PathBuf {
-    log.join(format!("{:020}.cwal", 0))
+/// The only segment file of a small gate directory's log.
+fn segment(dir: &Path) -> PathBuf {
+    dir.join(LOG_DIR).join(format!("{:020}.cwal", 0))
 }
 
 /// Flips one byte in the middle of the frame of record `sequence`.
-fn flip_byte_in_record(log: &Path, sequence: u64) -> Result<u64, Box<dyn std::error::Error>> {
-    let path = segment(log);
+fn flip_byte_in_record(dir: &Path, sequence: u64) -> Result<u64, Box<dyn std::error::Error>> {
+    let path = segment(dir);
     let mut frames = FrameReader::new(FileStorage::open_read(&path)?, None)?;
     let (mut start, mut end) = (None, None);
     while let Some(frame) = frames.next_frame()? {
@@ -126,37 +143,55 @@ fn flip_byte_in_record(log: &Path, sequence: u64) -> Result<u64, Box<dyn std::er
     Ok(middle)
 }
 
-/// What a forger does: rewrite one decision (halving its cost, with a matching
-/// digest) and write the whole log again, chaining every hash under `key`.
+/// What a forger does: rewrite the records with `edit` and write the whole log
+/// again into `dir`, chaining every hash under `key`.
 fn forge(
-    entries: &[Entry<AuditRecord>],
-    log: &Path,
+    entries: &[Entry<GateRecord>],
+    dir: &Path,
     key: Option<WalKey>,
+    edit: impl Fn(u64, &mut GateRecord),
 ) -> Result<(), Box<dyn std::error::Error>> {
     let config = DurableConfig {
         key,
         ..DurableConfig::default()
     };
-    let wal = DurableWal::<AuditRecord>::open(log, config)?;
+    let wal = DurableWal::<GateRecord>::open(&dir.join(LOG_DIR), config)?;
     for entry in entries {
         let mut record = entry.record.clone();
-        if let AuditRecord::Decision(decision) = &mut record
-            && entry.sequence == TAMPERED_SEQUENCE
-        {
-            decision.decision.estimated_cost_microunits /= 2;
-            decision.decision_digest = decision_digest(&decision.decision);
-        }
+        edit(entry.sequence, &mut record);
         let _ = wal.append(&record)?;
     }
     wal.close()?;
     Ok(())
 }
 
+/// Halves the estimated cost of the decision at [`TAMPERED_SEQUENCE`], with a
+/// matching digest.
+fn cheaper_decision(sequence: u64, record: &mut GateRecord) {
+    if let GateRecord::Decision(decision) = record
+        && sequence == TAMPERED_SEQUENCE
+    {
+        decision.audit.decision.estimated_cost_microunits /= 2;
+        decision.audit.decision_digest = decision_digest(&decision.audit.decision);
+    }
+}
+
+/// Doubles what the settlement of the decision at [`TAMPERED_SEQUENCE`] spent, as a
+/// plain commit (more than its hold).
+fn dearer_settlement(_: u64, record: &mut GateRecord) {
+    if let GateRecord::Settlement(settlement) = record
+        && settlement.decision_sequence == TAMPERED_SEQUENCE
+        && let SettlementKind::Commit { actual_microunits } = &mut settlement.kind
+    {
+        *actual_microunits *= 2;
+    }
+}
+
 fn read_all(
-    log: &Path,
+    dir: &Path,
     key: Option<&WalKey>,
-) -> Result<Vec<Entry<AuditRecord>>, Box<dyn std::error::Error>> {
-    Ok(SegmentedReader::open(log, key, None)?.collect::<Result<_, _>>()?)
+) -> Result<Vec<Entry<GateRecord>>, Box<dyn std::error::Error>> {
+    Ok(SegmentedReader::open(&dir.join(LOG_DIR), key, None)?.collect::<Result<_, _>>()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -164,38 +199,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = std::fs::remove_dir_all(&root);
     let mut verdicts = Vec::new();
 
-    // An unkeyed log, as the gate wrote it.
-    let log = write_log(&root.join("plain"), None)?;
-    verdicts.push(verify("the log as written:", &log, None)?);
-    let entries = read_all(&log, None)?;
+    // An unkeyed gate directory, as the gate wrote it.
+    let plain = root.join("plain");
+    write_gate(&plain, None)?;
+    verdicts.push(verify("the directory as written:", &plain, None));
+    let entries = read_all(&plain, None)?;
+    if !matches!(
+        entries
+            .get(usize::try_from(TAMPERED_SEQUENCE)?)
+            .map(|e| &e.record),
+        Some(GateRecord::Decision(_))
+    ) {
+        return Err(format!("record {TAMPERED_SEQUENCE} is not a decision").into());
+    }
 
     // 1. One flipped bit in the middle of record 5.
-    let offset = flip_byte_in_record(&log, TAMPERED_SEQUENCE)?;
+    let offset = flip_byte_in_record(&plain, TAMPERED_SEQUENCE)?;
     println!("  (flipped one bit at byte offset {offset} of the segment)");
-    verdicts.push(!verify("1. a flipped bit:", &log, None)?);
+    verdicts.push(!verify("1. a flipped bit:", &plain, None));
 
     // 2. A forged, re-chained copy: every hash is valid, the decision is not.
     let forged = root.join("forged");
-    forge(&entries, &forged, None)?;
-    verdicts.push(!verify(
-        "2. forged and re-chained, unkeyed:",
-        &forged,
-        None,
-    )?);
+    forge(&entries, &forged, None, cheaper_decision)?;
+    verdicts.push(!verify("2. forged decision, re-chained:", &forged, None));
 
-    // 3. With a key, the forger (who lacks it) must chain under another key.
+    // 3. A forged settlement: every hash and every decision is valid, the books are not.
+    let overspent = root.join("overspent");
+    forge(&entries, &overspent, None, dearer_settlement)?;
+    verdicts.push(!verify(
+        "3. forged settlement, re-chained:",
+        &overspent,
+        None,
+    ));
+
+    // 4. With a key, the forger (who lacks it) must chain under another key.
     let key = WalKey::new(b"the auditor's key, 32 bytes or more")?;
-    let keyed = write_log(&root.join("keyed"), Some(key.clone()))?;
-    verdicts.push(verify("3. the keyed log as written:", &keyed, Some(&key))?);
+    let keyed = root.join("keyed");
+    write_gate(&keyed, Some(key.clone()))?;
+    verdicts.push(verify(
+        "4. the keyed directory as written:",
+        &keyed,
+        Some(&key),
+    ));
     let keyed_entries = read_all(&keyed, Some(&key))?;
     let forged_keyed = root.join("forged-keyed");
     let forger_key = WalKey::new(b"a forger's guess at the key, 32 b")?;
-    forge(&keyed_entries, &forged_keyed, Some(forger_key))?;
+    forge(
+        &keyed_entries,
+        &forged_keyed,
+        Some(forger_key),
+        cheaper_decision,
+    )?;
     verdicts.push(!verify(
         "   forged without the key:",
         &forged_keyed,
         Some(&key),
-    )?);
+    ));
 
     std::fs::remove_dir_all(&root)?;
     if verdicts.iter().all(|expected| *expected) {

@@ -9,9 +9,7 @@
 //!
 //! This crate is the thin facade: it re-exports the `calybris-*` crates, enabled by
 //! feature, and a [`prelude`]. Depend on the micro-crates directly when you want less.
-//! Its one piece of logic is the `gate` module (feature `gate`): the `Gate` type that
-//! runs decide -> reserve -> log -> settle in the right order over a durable decision
-//! log and a durable budget journal.
+//! It holds no logic of its own.
 //!
 //! | module | crate | what it owns |
 //! |---|---|---|
@@ -20,7 +18,7 @@
 //! | `wal` | `calybris-wal` | the hash-chained write-ahead log, group commit, audited records |
 //! | `budget` | `calybris-budget` | lock-free per-tenant budgets and reservations |
 //! | `finance` | `calybris-finance` | ledger digest, conservation proofs, certificates |
-//! | `gate` | this crate | `Gate`: prescribe, reserve, log with group commit, settle; `audit_dir` |
+//! | `gate` | `calybris-gate` | `Gate`: decide, reserve, settle, outcomes in one chained log per directory; `verify_dir` |
 //!
 //! # Example
 //! ```
@@ -54,48 +52,44 @@
 //! - `budget`: `budget`, the budget engine.
 //! - `finance`: `finance`, ledger proofs (implies `budget`).
 //! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
-//! - `gate`: `gate`, the decision gate (implies `wal`, `budget`, `finance`).
+//! - `gate`: `gate`, the decision gate `calybris-gate` (implies `wal`, `budget`,
+//!   `finance`).
 //! - `tracing`: one `tracing` span per gate decision, named `calybris.gate.decide`,
 //!   with the tenant, request sequence, action, reason, cost, budget outcome and log
-//!   sequence as fields (implies `gate`).
+//!   sequence as fields (implies `gate`; forwards to `calybris-gate/tracing`).
 //!
 //! # The gate
-//! With the `gate` feature (run it with `cargo test -p calybris --features gate`):
+//! With the `gate` feature (run it with `cargo test -p calybris --features gate`); the
+//! README's "The gate in twenty lines" is this example. Every amount is in the
+//! kernel's microunits (10^-6 of the caller's currency unit).
 //! ```
 //! # #[cfg(feature = "gate")]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use calybris::gate::{BudgetOutcome, Gate, GateConfig};
+//! use calybris::gate::{BudgetOutcome, Gate, GateConfig, VerifyOptions, verify_dir};
 //! use calybris::prelude::*;
 //!
-//! # let model = |model_id, quality_bps, input_price| KernelModel {
-//! #     model_id, provider_id: 0, quality_bps, risk_ceiling_bps: 8_000, enabled: 1,
-//! #     p95_latency_ms: 600, capabilities: 0b1, region_mask: 0b1,
-//! #     input_cost_microunits_per_million_tokens: input_price,
-//! #     output_cost_microunits_per_million_tokens: input_price * 4,
-//! # };
-//! let policy = SealedPolicy::new(
-//!     PolicySnapshot::builder()
-//!         .models([model(1, 9_300, 3_000_000), model(2, 8_100, 250_000)])
-//!         .build()?,
-//! );
+//! let model = |model_id, quality_bps, input_price| KernelModel {
+//!     model_id, provider_id: 0, quality_bps, risk_ceiling_bps: 8_000, enabled: 1,
+//!     p95_latency_ms: 600, capabilities: 0b1, region_mask: 0b1,
+//!     input_cost_microunits_per_million_tokens: input_price,
+//!     output_cost_microunits_per_million_tokens: input_price * 4,
+//! };
+//! let policy = SealedPolicy::new(PolicySnapshot::builder()
+//!     .models([model(1, 9_300, 3_000_000), model(2, 8_100, 250_000)]).build()?);
 //! let dir = std::env::temp_dir().join(format!("calybris-gate-doc-{}", std::process::id()));
 //! # let _ = std::fs::remove_dir_all(&dir);
-//! // Budgets are in microcents: 1 cent = 1,000,000 microcents.
-//! let gate = Gate::open(GateConfig::new(&dir, policy).tenant("acme", 100_000_000))?;
-//!
-//! let request = KernelInput {
-//!     request_sequence: 1, requested_model_id: 1, input_tokens: 2_000, output_tokens: 500,
-//!     business_value_microunits: 30_000, ..KernelInput::default()
-//! };
-//! let admission = gate.decide("acme", request)?; // prescribed, reserved, logged
-//! assert!(admission.is_admitted());
+//! // One directory, one chained log; budgets in microunits (1,000,000 = one unit).
+//! let gate = Gate::open(GateConfig::new(&dir, policy).tenant("acme", 1_000_000))?;
+//! let request = KernelInput { request_sequence: 1, requested_model_id: 1, input_tokens: 2_000,
+//!     output_tokens: 500, business_value_microunits: 30_000, ..KernelInput::default() };
+//! let admission = gate.decide("acme", request)?;         // prescribed, reserved, logged
 //! assert!(matches!(admission.budget(), BudgetOutcome::Reserved { .. }));
-//! let estimate_microunits = admission.decision().estimated_cost_microunits;
-//! // Costs are in the kernel's microunits; the gate converts them exactly.
-//! let settled = gate.settle(admission, estimate_microunits / 2)?;
-//! assert_eq!(settled.committed_microcents, i64::try_from(estimate_microunits / 2)? * 100);
-//! assert!(gate.prove_conservation()?.balanced);
+//! let estimate = admission.decision().estimated_cost_microunits;
+//! gate.settle(admission, estimate / 2)?;                 // settled, logged
+//! assert!(gate.prove_conservation()?.balanced);          // the books balance
 //! gate.close()?;
+//! let report = verify_dir(&dir, &VerifyOptions::default())?; // offline, from the files
+//! assert_eq!(report.tenants[0].committed_microunits, i64::try_from(estimate / 2)?);
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok(())
 //! # }
@@ -122,7 +116,7 @@ pub use calybris_budget as budget;
 pub use calybris_finance as finance;
 
 #[cfg(feature = "gate")]
-pub mod gate;
+pub use calybris_gate as gate;
 
 /// The types most programs need, in one import.
 pub mod prelude {
@@ -136,7 +130,7 @@ pub mod prelude {
     pub use calybris_digest::{AuditBundle, AuditError, DecisionIdentity, Hex, SealedPolicy};
 
     #[cfg(feature = "gate")]
-    pub use crate::gate::{Admission, BudgetOutcome, Gate, GateConfig, GateError};
+    pub use calybris_gate::{Admission, BudgetOutcome, Gate, GateConfig, GateError};
 }
 
 /// The README's example, compiled and run as a doctest so the crates.io page

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use calybris::digest::{Digest, SealedPolicy, digest_to_hex, policy_digest};
-use calybris::gate::BudgetOutcome;
+use calybris::gate::record::SettlementKind;
+use calybris::gate::{BudgetOutcome, GateRecord};
 use calybris::kernel::{KernelAction, KernelReason};
 use calybris::wal::{DecisionRecord, PolicyRecord};
 
@@ -26,6 +27,8 @@ pub struct LogArgs {
     pub key_file: Option<PathBuf>,
     /// Trusted anchor, `NEXT_SEQUENCE:HEAD_HASH_HEX`.
     pub anchor: Option<String>,
+    /// Trusted start of a retained log, `NEXT_SEQUENCE:HEAD_HASH_HEX`.
+    pub start_anchor: Option<String>,
 }
 
 impl LogArgs {
@@ -36,10 +39,12 @@ impl LogArgs {
             .map(scan::read_key_file)
             .transpose()?;
         let anchor = self.anchor.as_deref().map(parse_anchor).transpose()?;
+        let start_anchor = self.start_anchor.as_deref().map(parse_anchor).transpose()?;
         Ok(Target {
             path: self.file.clone(),
             key,
             anchor,
+            start_anchor,
         })
     }
 }
@@ -53,6 +58,7 @@ fn setup_report(args: &LogArgs, finding: Finding) -> Report {
         counts: crate::report::Counts::default(),
         anchor: None,
         finding: Some(finding),
+        gate: None,
     }
 }
 
@@ -64,7 +70,12 @@ fn print_report(report: &Report, json: bool) -> u8 {
     if json {
         stdout_text(&format!("{}\n", report.json()));
     } else if outcome != Outcome::Error {
-        stdout_text(&format!("{}\n", report.line()));
+        let gate = report
+            .gate
+            .as_ref()
+            .map(|gate| gate.text())
+            .unwrap_or_default();
+        stdout_text(&format!("{}\n{gate}", report.line()));
     }
     if outcome == Outcome::Error {
         stderr_line(&report.line());
@@ -72,16 +83,32 @@ fn print_report(report: &Report, json: bool) -> u8 {
     outcome.exit_code()
 }
 
+/// Scans the log for `visitor`; for a gate directory whose log scans clean, the
+/// report is then `verify`'s (books included), so `inspect` and `show` end with
+/// exactly what `verify` says.
 fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
     match args.target() {
-        Ok(target) => scan::scan(&target, visitor),
+        Ok(target) => {
+            let report = scan::scan(&target, visitor);
+            if report.finding.is_none() && scan::is_gate_dir(&target.path) {
+                crate::gate::verify(&target)
+            } else {
+                report
+            }
+        }
         Err(finding) => setup_report(args, finding),
     }
 }
 
-/// `calybris verify`.
+/// `calybris verify`: a gate directory (one holding `log/`) with
+/// `calybris_gate::verify_dir` (chain, replay, books); a file or a segment directory
+/// with the scan (chain, replay).
 pub fn verify(args: &LogArgs, json: bool) -> u8 {
-    let report = scan_args(args, &mut NoVisitor);
+    let report = match args.target() {
+        Ok(target) if scan::is_gate_dir(&target.path) => crate::gate::verify(&target),
+        Ok(target) => scan::scan(&target, &mut NoVisitor),
+        Err(finding) => setup_report(args, finding),
+    };
     print_report(&report, json)
 }
 
@@ -93,14 +120,29 @@ struct Inventory {
     policies: Vec<(u64, Digest, u64, u64, usize)>,
     by_action: BTreeMap<KernelAction, u64>,
     by_reason: BTreeMap<KernelReason, u64>,
-    by_tenant: BTreeMap<u64, (u64, u128)>,
+    /// Decisions and estimated cost of selections, by tenant (the tenant number of
+    /// an audited log, the name of a gate log).
+    by_tenant: BTreeMap<String, (u64, u128)>,
     by_budget: BTreeMap<&'static str, u64>,
+    /// Records of a gate log by kind (empty for an audited log).
+    by_kind: BTreeMap<&'static str, u64>,
 }
 
 impl Inventory {
     fn seen(&mut self, sequence: u64) {
         self.first_sequence.get_or_insert(sequence);
         self.last_sequence = Some(sequence);
+    }
+
+    fn count_decision(&mut self, sequence: u64, record: &DecisionRecord, tenant: String) {
+        self.seen(sequence);
+        *self.by_action.entry(record.decision.action).or_default() += 1;
+        *self.by_reason.entry(record.decision.reason).or_default() += 1;
+        let tenant = self.by_tenant.entry(tenant).or_default();
+        tenant.0 += 1;
+        if record.decision.is_selection() {
+            tenant.1 += u128::from(record.decision.estimated_cost_microunits);
+        }
     }
 }
 
@@ -117,30 +159,59 @@ impl Visitor for Inventory {
     }
 
     fn decision(&mut self, sequence: u64, record: &DecisionRecord) {
+        self.count_decision(sequence, record, record.meta.tenant_id.to_string());
+    }
+
+    fn gate(&mut self, sequence: u64, record: &GateRecord) {
         self.seen(sequence);
-        *self.by_action.entry(record.decision.action).or_default() += 1;
-        *self.by_reason.entry(record.decision.reason).or_default() += 1;
-        if let Some(outcome) = BudgetOutcome::from_meta(&record.meta) {
-            *self.by_budget.entry(budget_word(outcome)).or_default() += 1;
-        }
-        let tenant = self.by_tenant.entry(record.meta.tenant_id).or_default();
-        tenant.0 += 1;
-        if record.decision.is_selection() {
-            tenant.1 += u128::from(record.decision.estimated_cost_microunits);
+        *self.by_kind.entry(record.kind()).or_default() += 1;
+        match record {
+            GateRecord::Policy(policy) => self.policy(sequence, policy),
+            GateRecord::Decision(decision) => {
+                *self
+                    .by_budget
+                    .entry(budget_word(decision.budget))
+                    .or_default() += 1;
+                self.count_decision(sequence, &decision.audit, decision.tenant.clone());
+            }
+            _ => {}
         }
     }
 }
 
-/// The name `inspect` gives a budget outcome recorded by the gate.
-fn budget_word(outcome: BudgetOutcome) -> &'static str {
+/// The words `inspect` and `show` give a budget outcome recorded by the gate.
+#[must_use]
+pub fn budget_word(outcome: BudgetOutcome) -> &'static str {
     match outcome {
-        BudgetOutcome::NotRequired => "not required (rejected by the kernel)",
-        BudgetOutcome::Free => "admitted, free",
+        BudgetOutcome::RejectedByKernel => "not priced: rejected by the kernel",
+        BudgetOutcome::NotPriced => "admitted, nothing to hold (free)",
         BudgetOutcome::Reserved { .. } => "admitted, cost reserved",
         BudgetOutcome::Insufficient { .. } => "refused: insufficient budget",
-        BudgetOutcome::ReservationCapExceeded { .. } => "refused: reservation cap",
+        BudgetOutcome::ReservedCapExceeded { .. } => "refused: reservation cap",
         BudgetOutcome::TooManyOpenReservations => "refused: too many open reservations",
-        _ => "other",
+    }
+}
+
+/// A budget outcome in words, with its amount.
+fn budget_text(outcome: BudgetOutcome) -> String {
+    match outcome {
+        BudgetOutcome::Reserved { amount_microunits } => format!(
+            "{}: {amount_microunits} microunits held",
+            budget_word(outcome)
+        ),
+        BudgetOutcome::Insufficient {
+            remaining_microunits,
+        } => format!(
+            "{}: {remaining_microunits} microunits spendable",
+            budget_word(outcome)
+        ),
+        BudgetOutcome::ReservedCapExceeded {
+            reserved_microunits,
+        } => format!(
+            "{}: {reserved_microunits} microunits already held",
+            budget_word(outcome)
+        ),
+        _ => budget_word(outcome).to_owned(),
     }
 }
 
@@ -180,6 +251,12 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
             format!("{reason:?} ({})", reason.code())
         );
     }
+    if !inv.by_kind.is_empty() {
+        let _ = writeln!(out, "gate records by kind:");
+        for (kind, count) in &inv.by_kind {
+            let _ = writeln!(out, "  {kind:<16} {count}");
+        }
+    }
     if !inv.by_budget.is_empty() {
         let _ = writeln!(out, "budget outcomes (recorded by the gate):");
         for (word, count) in &inv.by_budget {
@@ -192,7 +269,7 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
         inv.by_tenant.len()
     );
     for (tenant, (count, cost)) in inv.by_tenant.iter().take(MAX_TENANTS_LISTED) {
-        let _ = writeln!(out, "  tenant {tenant:<20} {count:>10} {cost:>16}");
+        let _ = writeln!(out, "  tenant {tenant:<24} {count:>10} {cost:>16}");
     }
     out
 }
@@ -216,7 +293,43 @@ struct Finder {
 
 enum Found {
     Policy(u64, Box<SealedPolicy>),
-    Decision(Box<DecisionRecord>, Box<SealedPolicy>),
+    /// A decision, its policy, and for a gate log its tenant name, request id and
+    /// budget outcome.
+    Decision(
+        Box<DecisionRecord>,
+        Box<SealedPolicy>,
+        Option<GateDecisionInfo>,
+    ),
+    /// A gate record other than a policy or a decision, described in words.
+    GateOther(String),
+}
+
+/// What a gate log adds to a decision.
+struct GateDecisionInfo {
+    tenant: String,
+    budget: BudgetOutcome,
+}
+
+impl Finder {
+    fn found_decision(
+        &mut self,
+        sequence: u64,
+        record: &DecisionRecord,
+        gate: Option<GateDecisionInfo>,
+    ) {
+        if sequence != self.sequence {
+            return;
+        }
+        if let Some(policy) = self.policies.get(&record.policy_digest) {
+            self.found = Some(Found::Decision(
+                Box::new(*record),
+                Box::new(policy.clone()),
+                gate,
+            ));
+        }
+        // Once found, no more policies need keeping.
+        self.policies.clear();
+    }
 }
 
 impl Visitor for Finder {
@@ -232,15 +345,119 @@ impl Visitor for Finder {
     }
 
     fn decision(&mut self, sequence: u64, record: &DecisionRecord) {
-        if sequence != self.sequence {
-            return;
-        }
-        if let Some(policy) = self.policies.get(&record.policy_digest) {
-            self.found = Some(Found::Decision(Box::new(*record), Box::new(policy.clone())));
-        }
-        // Once found, no more policies need keeping.
-        self.policies.clear();
+        self.found_decision(sequence, record, None);
     }
+
+    fn gate(&mut self, sequence: u64, record: &GateRecord) {
+        match record {
+            GateRecord::Policy(policy) => self.policy(sequence, policy),
+            GateRecord::Decision(decision) => {
+                let info = GateDecisionInfo {
+                    tenant: decision.tenant.clone(),
+                    budget: decision.budget,
+                };
+                self.found_decision(sequence, &decision.audit, Some(info));
+            }
+            other if sequence == self.sequence => {
+                self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Microunits, and the same as decimal units.
+fn amount_text(microunits: i64) -> String {
+    format!(
+        "{microunits} microunits ({} units)",
+        crate::report::units_text(microunits)
+    )
+}
+
+fn amount_u64(microunits: u64) -> String {
+    amount_text(i64::try_from(microunits).unwrap_or(i64::MAX))
+}
+
+/// One gate record other than a policy or a decision, in words.
+fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
+    let head = format!("record {sequence} is a gate {} record", record.kind());
+    match record {
+        GateRecord::Header(header) => {
+            format!("{head}: gate format version {}\n", header.format_version)
+        }
+        GateRecord::TenantCreated(created) => format!(
+            "{head}: tenant {} created with {}\n",
+            created.tenant,
+            amount_u64(created.initial_microunits)
+        ),
+        GateRecord::TopUp(top_up) => format!(
+            "{head}: tenant {} tops up by {}\n",
+            top_up.tenant,
+            amount_u64(top_up.amount_microunits)
+        ),
+        GateRecord::LimitsChanged(limits) => format!(
+            "{head}: tenant {}, cap on open holds {}, cap on open reservations {}\n",
+            limits.tenant,
+            limits
+                .max_reserved_microunits
+                .map_or_else(|| "none".to_owned(), amount_u64),
+            limits
+                .max_open_reservations
+                .map_or_else(|| "none".to_owned(), |cap| cap.to_string())
+        ),
+        GateRecord::Settlement(settlement) => {
+            let how = match settlement.kind {
+                SettlementKind::Commit { actual_microunits } => {
+                    format!(
+                        "committed {} (the rest of the hold refunded)",
+                        amount_u64(actual_microunits)
+                    )
+                }
+                SettlementKind::CommitWithOverrun { actual_microunits } => format!(
+                    "committed {} through the overrun path (more than the hold)",
+                    amount_u64(actual_microunits)
+                ),
+                SettlementKind::Release => "released: nothing spent".to_owned(),
+                SettlementKind::Abandon => "abandoned: nothing spent".to_owned(),
+                SettlementKind::ReleasedAtReopen => {
+                    "released when the gate was reopened: nothing spent".to_owned()
+                }
+            };
+            format!(
+                "{head}: settles decision {} (record {}) of tenant {}: {how}\n",
+                settlement.decision_sequence, settlement.decision_sequence, settlement.tenant
+            )
+        }
+        GateRecord::Outcome(outcome) => format!(
+            "{head}: outcome of decision {} (decision digest {}): {}, reward {}, latency {} ms, {} bytes of detail\n",
+            outcome.decision_sequence,
+            digest_to_hex(&outcome.decision_digest),
+            if outcome.success {
+                "success"
+            } else {
+                "failure"
+            },
+            amount_text(outcome.reward_microunits),
+            outcome.latency_ms,
+            outcome.detail.len()
+        ),
+        GateRecord::BookSnapshot(snapshot) => format!(
+            "{head}: {} tenants, {} open holds, policy {}\n",
+            snapshot.tenants.len(),
+            snapshot.open.len(),
+            digest_to_hex(&snapshot.policy_digest)
+        ),
+        GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
+    }
+}
+
+fn hex16(bytes: &[u8; 16]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(32), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }
 
 /// `calybris show`.
@@ -270,19 +487,29 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
                 policy.models().len()
             ));
         }
-        Some(Found::Decision(record, policy)) => {
+        Some(Found::GateOther(text)) => stdout_text(&text),
+        Some(Found::Decision(record, policy, gate)) => {
             let explanation = policy.explain(record.input);
             if json {
                 let body =
                     render::ExplanationJson::new(policy.digest(), &record.input, &explanation);
                 stdout_text(&format!("{}\n", to_json(&body)));
             } else {
-                let mut text = format!(
-                    "record {sequence}: tenant {}, recorded at {} ms since the Unix epoch\n",
-                    record.meta.tenant_id, record.meta.recorded_at_unix_ms
-                );
-                if let Some(outcome) = BudgetOutcome::from_meta(&record.meta) {
-                    let _ = writeln!(text, "budget outcome (gate): {outcome:?}");
+                let mut text = match &gate {
+                    Some(gate) => format!(
+                        "record {sequence}: tenant {} (number {}), request id {}, recorded at {} ms since the Unix epoch\n",
+                        gate.tenant,
+                        record.meta.tenant_id,
+                        hex16(&record.meta.request_id),
+                        record.meta.recorded_at_unix_ms
+                    ),
+                    None => format!(
+                        "record {sequence}: tenant {}, recorded at {} ms since the Unix epoch\n",
+                        record.meta.tenant_id, record.meta.recorded_at_unix_ms
+                    ),
+                };
+                if let Some(gate) = &gate {
+                    let _ = writeln!(text, "budget outcome (gate): {}", budget_text(gate.budget));
                 }
                 text.push_str(&render::explanation_text(
                     policy.digest(),

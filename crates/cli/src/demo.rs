@@ -1,6 +1,7 @@
 //! `calybris demo`: a realistic LLM-routing workload through the decision gate
-//! (`calybris::gate`) into a durable decision log and budget journal, verified at
-//! the end, with a summary a person can read at a glance.
+//! (`calybris::gate`) into one gate directory (one chained log, `DIR/log/`, holding
+//! every decision, reservation, settlement and budget change), verified at the end
+//! with `calybris_gate::verify_dir`, with a summary a person can read at a glance.
 //!
 //! # The workload
 //! 22 models from 6 (fictional) providers, with prices, p95 latencies, qualities,
@@ -11,12 +12,19 @@
 //!
 //! # Determinism
 //! Requests come from a SplitMix64 generator with a fixed seed ([`SEED`]); the
-//! clock written into the log is fixed ([`DEMO_CLOCK_UNIX_MS`]). Each tenant is
-//! served by one worker thread in request order, so every budget outcome, every
+//! clock written into the log is fixed ([`DEMO_CLOCK_UNIX_MS`]). The tenants are
+//! split into [`WORKERS`] fixed groups, one worker thread each, and a worker serves
+//! its tenants' requests each in request order, so every budget outcome, every
 //! count, every spend and the ledger's conservation-proof digest depend only on
 //! `--requests`. What depends on thread scheduling is the interleaving of
 //! tenants in the log (and so its bytes and its anchor), never its content per
 //! tenant.
+//!
+//! # Throughput
+//! `decide` does not wait for the disk: a worker decides and settles at once (the
+//! settlement follows its decision in the same log, so it can never outlive it) and
+//! waits for durability once per batch of [`BATCH`] decisions, on the batch's last
+//! ticket, so many admissions are in flight and each group commit is large.
 //!
 //! # Budgets
 //! Each tenant's opening budget is a fixed share of what its own requests would
@@ -30,14 +38,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use calybris::digest::SealedPolicy;
-use calybris::gate::{BudgetOutcome, Gate, GateConfig, GateError, microunits_to_microcents};
+use calybris::gate::{BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, TenantBooks, Ticket};
 use calybris::kernel::{
     ALL_PROVIDERS, KernelAction, KernelInput, KernelModel, KernelReason, PolicyError,
     PolicySnapshot,
 };
 
-use crate::report::{EXIT_ERROR, EXIT_OK, anchor_text};
-use crate::scan::{self, Target, Visitor};
+use crate::report::{EXIT_ERROR, EXIT_OK, Report, anchor_text};
+use crate::scan::Target;
 use crate::{stderr_line, stdout_text};
 
 /// Requests routed when `--requests` is not given.
@@ -50,8 +58,12 @@ pub const MAX_REQUESTS: u64 = 1_000_000;
 pub const SEED: u64 = 0xCA1B_0015_DE30_2026;
 /// The fixed clock written into every decision record (2026-01-01T00:00:00Z).
 pub const DEMO_CLOCK_UNIX_MS: u64 = 1_767_225_600_000;
-/// Group-commit window of both logs.
+/// Group-commit window of the log.
 const GROUP_COMMIT_WINDOW: Duration = Duration::from_micros(200);
+/// Worker threads; tenant `t` is served by worker `t % WORKERS`.
+pub const WORKERS: usize = 4;
+/// Decisions a worker makes between two waits for durability.
+pub const BATCH: usize = 1_024;
 
 /// Why the demo stopped.
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +173,8 @@ const CATALOG: [Row; 22] = [
     ("dl-vl",         603, 5, 8_200, 8_500, 1, 1_500, cap::CHAT | cap::VISION, region::APAC, 15, 60),
 ];
 
-/// The smallest opening budget of a team: one cent.
-const MIN_BUDGET_MICROCENTS: i64 = 1_000_000;
+/// The smallest opening budget of a team: one cent, in microunits.
+const MIN_BUDGET_MICROUNITS: u64 = 10_000;
 
 /// Microunits (10^-6 USD) per cent.
 const MICROUNITS_PER_CENT: u64 = 10_000;
@@ -406,7 +418,7 @@ fn workload(requests: u64) -> Vec<Vec<Job>> {
 
 /// Each tenant's opening budget: its `budget_percent` of what its selections
 /// would cost, at least one cent.
-fn budgets(policy: &SealedPolicy, jobs: &[Vec<Job>]) -> Result<Vec<i64>, GateError> {
+fn budgets(policy: &SealedPolicy, jobs: &[Vec<Job>]) -> Vec<u64> {
     jobs.iter()
         .enumerate()
         .map(|(tenant, jobs)| {
@@ -418,7 +430,7 @@ fn budgets(policy: &SealedPolicy, jobs: &[Vec<Job>]) -> Result<Vec<i64>, GateErr
                 .map(|decision| decision.estimated_cost_microunits)
                 .fold(0u64, u64::saturating_add);
             let budget_microunits = (cost_microunits / 100).saturating_mul(profile.budget_percent);
-            Ok(microunits_to_microcents(budget_microunits)?.max(MIN_BUDGET_MICROCENTS))
+            budget_microunits.max(MIN_BUDGET_MICROUNITS)
         })
         .collect()
 }
@@ -431,7 +443,7 @@ struct Tally {
     budget_refused: BTreeMap<&'static str, u64>,
     admitted: u64,
     by_model: BTreeMap<u32, u64>,
-    committed_microcents: i64,
+    committed_microunits: u64,
 }
 
 impl Tally {
@@ -449,51 +461,73 @@ impl Tally {
             *self.by_model.entry(k).or_default() += v;
         }
         self.admitted += other.admitted;
-        self.committed_microcents = self
-            .committed_microcents
-            .saturating_add(other.committed_microcents);
+        self.committed_microunits = self
+            .committed_microunits
+            .saturating_add(other.committed_microunits);
     }
 }
 
 fn budget_refusal_name(outcome: BudgetOutcome) -> &'static str {
     match outcome {
         BudgetOutcome::Insufficient { .. } => "insufficient budget",
-        BudgetOutcome::ReservationCapExceeded { .. } => "reservation cap",
+        BudgetOutcome::ReservedCapExceeded { .. } => "reservation cap",
         BudgetOutcome::TooManyOpenReservations => "too many open reservations",
         _ => "other",
     }
 }
 
-/// Serves one tenant's jobs, in order.
-fn serve(gate: &Gate, tenant: &str, jobs: &[Job]) -> Result<Tally, GateError> {
+/// Serves the jobs of a group of tenants, each tenant's in request order (the
+/// tenants take turns), settling every admission at once and waiting for
+/// durability once per [`BATCH`] decisions.
+fn serve(gate: &Gate, group: &[(&str, &[Job])]) -> Result<Tally, GateError> {
     let mut tally = Tally::default();
-    for job in jobs {
-        let admission = gate.decide(tenant, job.input)?;
-        let decision = *admission.decision();
-        *tally.by_action.entry(decision.action).or_default() += 1;
-        *tally.by_reason.entry(decision.reason).or_default() += 1;
-        if admission.is_admitted() {
-            tally.admitted += 1;
-            *tally
-                .by_model
-                .entry(decision.selected_model_id)
-                .or_default() += 1;
-            // Floor division: the actual cost never exceeds the estimate.
-            let actual =
-                (decision.estimated_cost_microunits / 100).saturating_mul(job.actual_percent);
-            let settlement = gate.settle(admission, actual)?;
-            tally.committed_microcents = tally
-                .committed_microcents
-                .saturating_add(settlement.committed_microcents);
-        } else {
-            if decision.is_selection() {
+    let mut last_ticket: Option<Ticket> = None;
+    let mut in_batch = 0;
+    let longest = group.iter().map(|(_, jobs)| jobs.len()).max().unwrap_or(0);
+    for index in 0..longest {
+        for (tenant, jobs) in group {
+            let Some(job) = jobs.get(index) else {
+                continue;
+            };
+            let admission = gate.decide(tenant, job.input)?;
+            let decision = *admission.decision();
+            *tally.by_action.entry(decision.action).or_default() += 1;
+            *tally.by_reason.entry(decision.reason).or_default() += 1;
+            last_ticket = Some(admission.ticket().clone());
+            if admission.is_admitted() {
+                tally.admitted += 1;
                 *tally
-                    .budget_refused
-                    .entry(budget_refusal_name(admission.budget()))
+                    .by_model
+                    .entry(decision.selected_model_id)
                     .or_default() += 1;
+                // Floor division: the actual cost never exceeds the estimate.
+                let actual =
+                    (decision.estimated_cost_microunits / 100).saturating_mul(job.actual_percent);
+                let settled = gate.settle(admission, actual)?;
+                tally.committed_microunits = tally
+                    .committed_microunits
+                    .saturating_add(settled.committed_microunits);
+            } else {
+                if decision.is_selection() {
+                    *tally
+                        .budget_refused
+                        .entry(budget_refusal_name(admission.budget()))
+                        .or_default() += 1;
+                }
+                // Nothing is held: nothing to settle, nothing more logged.
+                drop(admission);
             }
-            gate.abandon(admission)?;
+            in_batch += 1;
+            if in_batch == BATCH {
+                in_batch = 0;
+                if let Some(ticket) = last_ticket.take() {
+                    ticket.wait()?;
+                }
+            }
         }
+    }
+    if let Some(ticket) = last_ticket {
+        ticket.wait()?;
     }
     Ok(tally)
 }
@@ -502,24 +536,9 @@ fn demo_clock() -> u64 {
     DEMO_CLOCK_UNIX_MS
 }
 
-/// Counts decisions in the verified log, to cross-check the workers' tallies.
-#[derive(Default)]
-struct LogCount {
-    decisions: u64,
-    by_action: BTreeMap<KernelAction, u64>,
-}
-
-impl Visitor for LogCount {
-    fn policy(&mut self, _: u64, _: &calybris::wal::PolicyRecord) {}
-    fn decision(&mut self, _: u64, record: &calybris::wal::DecisionRecord) {
-        self.decisions += 1;
-        *self.by_action.entry(record.decision.action).or_default() += 1;
-    }
-}
-
-/// US dollars with two decimals, from microcents (floor).
-fn dollars(microcents: i64) -> String {
-    let cents = microcents.div_euclid(1_000_000);
+/// US dollars with two decimals, from microunits (floor).
+fn dollars(microunits: i64) -> String {
+    let cents = microunits.div_euclid(10_000);
     format!("${}.{:02}", cents.div_euclid(100), cents.rem_euclid(100))
 }
 
@@ -563,17 +582,13 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
     if requests == 0 || requests > MAX_REQUESTS {
         return Err(DemoError::Requests(requests));
     }
-    let decisions_dir = dir.join(calybris::gate::DECISIONS_DIR);
-    let budget_dir = dir.join(calybris::gate::BUDGET_DIR);
-    for old in [&decisions_dir, &budget_dir] {
-        if !old.exists() {
-            continue;
-        }
+    let log_dir = dir.join(LOG_DIR);
+    if log_dir.exists() {
         if !fresh {
             return Err(DemoError::Exists(dir.to_path_buf()));
         }
-        // Only the two log directories the demo itself creates are removed.
-        std::fs::remove_dir_all(old).map_err(|source| DemoError::Remove {
+        // Only the log directory the demo itself creates is removed.
+        std::fs::remove_dir_all(&log_dir).map_err(|source| DemoError::Remove {
             path: dir.to_path_buf(),
             source,
         })?;
@@ -581,7 +596,7 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
     let policy = policy().map_err(DemoError::Policy)?;
     let policy_digest = *policy.digest();
     let jobs = workload(requests);
-    let budgets = budgets(&policy, &jobs)?;
+    let budgets = budgets(&policy, &jobs);
 
     let mut config = GateConfig::new(dir, policy)
         .group_commit_window(GROUP_COMMIT_WINDOW)
@@ -594,22 +609,31 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
     }
     let gate = Gate::open(config)?;
 
+    let groups: Vec<Vec<(&str, &[Job])>> = (0..WORKERS)
+        .map(|worker| {
+            tenants
+                .iter()
+                .zip(&jobs)
+                .skip(worker)
+                .step_by(WORKERS)
+                .map(|(tenant, jobs)| (tenant.as_str(), jobs.as_slice()))
+                .collect()
+        })
+        .collect();
     let started = Instant::now();
-    let results: Vec<Result<Tally, GateError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = tenants
+    let results: Vec<Result<Tally, DemoError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
             .iter()
-            .zip(&jobs)
-            .map(|(tenant, jobs)| {
+            .map(|group| {
                 let gate = &gate;
-                scope.spawn(move || serve(gate, tenant, jobs))
+                scope.spawn(move || serve(gate, group))
             })
             .collect();
         handles
             .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or(Err(GateError::UnknownTenant {
-                    tenant_id: "worker".to_owned(),
-                }))
+            .map(|handle| match handle.join() {
+                Ok(result) => result.map_err(DemoError::Gate),
+                Err(_) => Err(DemoError::Worker),
             })
             .collect()
     });
@@ -620,70 +644,105 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
     let decide_elapsed = started.elapsed();
 
     let proof = gate.prove_conservation()?;
-    let ledgers: Vec<_> = tenants
+    let books: Vec<TenantBooks> = tenants
         .iter()
-        .map(|tenant| gate.tenant_ledger(tenant))
+        .map(|tenant| gate.tenant_books(tenant))
         .collect::<Result<_, _>>()?;
     let anchor = gate.close()?;
 
-    // Verify the whole log against the anchor the gate handed back, and check
-    // that it holds exactly what the workers decided.
+    // Verify the whole directory against the anchor the gate handed back, with
+    // `verify_dir` (chain, replay, books rebuilt in log order), and check that it
+    // holds exactly what the workers decided.
     let verify_started = Instant::now();
-    let mut counted = LogCount::default();
-    let report = scan::scan(
-        &Target {
-            path: decisions_dir.clone(),
-            key: None,
-            anchor: Some(anchor),
-        },
-        &mut counted,
-    );
+    let report = crate::gate::verify(&Target {
+        path: dir.to_path_buf(),
+        key: None,
+        anchor: Some(anchor),
+        start_anchor: None,
+    });
     let verify_elapsed = verify_started.elapsed();
-    if report.finding.is_some() {
-        return Err(DemoError::Check(report.line()));
-    }
-    if counted.decisions != requests || counted.by_action != tally.by_action {
-        return Err(DemoError::Check(format!(
-            "the log holds {} decisions, {requests} were made",
-            counted.decisions
-        )));
-    }
-    // The budget journal replays, read-only, to the digest the proof states.
-    let (_, recovery) = calybris::finance::DurableLedger::recover(&budget_dir, None)
-        .map_err(|error| DemoError::Check(format!("budget journal: {error}")))?;
-    if recovery.digest_at_recovery != proof.ledger_digest || !proof.balanced {
-        return Err(DemoError::Check(
-            "the budget journal does not replay to the proven books".to_owned(),
-        ));
-    }
+    check(&report, requests, &tally, &books, &proof)?;
 
     Ok(summary(&Summary {
         requests,
         dir,
         tally: &tally,
-        ledgers: &ledgers,
+        books: &books,
         proof: &proof,
         decide_elapsed,
         verify_elapsed,
         report: &report,
         anchor: &anchor,
         policy_digest: &policy_digest,
-        journal_records: recovery.records_replayed,
     }))
+}
+
+/// The verified directory holds what the workers decided, and its books are the
+/// gate's.
+fn check(
+    report: &Report,
+    requests: u64,
+    tally: &Tally,
+    books: &[TenantBooks],
+    proof: &calybris::finance::ConservationProof,
+) -> Result<(), DemoError> {
+    if report.finding.is_some() {
+        return Err(DemoError::Check(report.line()));
+    }
+    let Some(gate) = &report.gate else {
+        return Err(DemoError::Check("no books were rebuilt".to_owned()));
+    };
+    let rejected = tally
+        .by_action
+        .get(&KernelAction::Reject)
+        .copied()
+        .unwrap_or(0);
+    let refused: u64 = tally.budget_refused.values().sum();
+    let c = &gate.counts;
+    if c.decisions != requests
+        || c.rejected_by_kernel != rejected
+        || c.admitted != tally.admitted
+        || c.refused_by_budget != refused
+        || c.settlements != tally.admitted
+    {
+        return Err(DemoError::Check(format!(
+            "the log holds {} decisions ({} admitted, {} settlements), {requests} were made ({} admitted)",
+            c.decisions, c.admitted, c.settlements, tally.admitted
+        )));
+    }
+    let mut sorted: Vec<&TenantBooks> = books.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.tenant.as_bytes().cmp(b.tenant.as_bytes()));
+    let same_books = gate.tenants.len() == sorted.len()
+        && gate.tenants.iter().zip(&sorted).all(|(logged, live)| {
+            logged.tenant == live.tenant
+                && logged.initial_microunits == live.initial_microunits
+                && logged.committed_microunits == live.committed_microunits
+                && logged.reserved_microunits == live.reserved_microunits
+                && logged.remaining_microunits == live.remaining_microunits
+        });
+    if !same_books
+        || gate.open_holds != 0
+        || !proof.balanced
+        || gate.ledger_digest != proof.ledger_digest
+    {
+        return Err(DemoError::Check(
+            "the books rebuilt from the log are not the gate's".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 struct Summary<'a> {
     requests: u64,
     dir: &'a Path,
     tally: &'a Tally,
-    ledgers: &'a [calybris::budget::TenantLedger],
+    books: &'a [TenantBooks],
     proof: &'a calybris::finance::ConservationProof,
     decide_elapsed: Duration,
     verify_elapsed: Duration,
-    report: &'a crate::report::Report,
+    report: &'a Report,
     anchor: &'a calybris::wal::WalAnchor,
     policy_digest: &'a calybris::digest::Digest,
-    journal_records: u64,
 }
 
 fn per_second(count: u64, elapsed: Duration) -> u64 {
@@ -710,7 +769,7 @@ fn summary(s: &Summary<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "  policy {} (seed {SEED:#x}); log and ledger in {}",
+        "  policy {} (seed {SEED:#x}); one gate log in {}",
         calybris::digest::digest_to_hex(s.policy_digest),
         s.dir.display()
     );
@@ -779,23 +838,23 @@ fn summary(s: &Summary<'_>) -> String {
     );
     for (org, profile) in PROFILES.iter().enumerate() {
         let teams = s
-            .ledgers
+            .books
             .get(org * TEAMS_PER_ORG..(org + 1) * TEAMS_PER_ORG)
             .unwrap_or_default();
-        let sum = |field: fn(&calybris::budget::TenantLedger) -> i64| {
+        let sum = |field: fn(&TenantBooks) -> i64| {
             teams.iter().map(field).fold(0i64, i64::saturating_add)
         };
         let dry = teams
             .iter()
-            .filter(|l| l.remaining_microcents < MIN_BUDGET_MICROCENTS)
+            .filter(|l| l.remaining_microunits.unsigned_abs() < MIN_BUDGET_MICROUNITS)
             .count();
         let _ = writeln!(
             out,
             "  {:<17} {:>12} {:>12} {:>12} {:>10}",
             profile.name,
-            dollars(sum(|l| l.initial_microcents)),
-            dollars(sum(|l| l.committed_microcents)),
-            dollars(sum(|l| l.remaining_microcents)),
+            dollars(sum(|l| l.initial_microunits)),
+            dollars(sum(|l| l.committed_microunits)),
+            dollars(sum(|l| l.remaining_microunits)),
             dry
         );
     }
@@ -811,21 +870,20 @@ fn summary(s: &Summary<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "  proof digest {} (budget journal of {} records replays to it)",
-        s.proof.ledger_digest.to_hex(),
-        thousands(s.journal_records)
+        "  proof digest {} (verify_dir rebuilt the same books from the log, in log order)",
+        s.proof.ledger_digest.to_hex()
     );
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Speed: {} decisions in {} ms = {} decisions/s, each durable (fsync, group commit) before settling",
+        "Speed: {} decisions in {} ms = {} decisions/s ({WORKERS} threads; decided and settled at once, durable by group commit, waited on every {BATCH} decisions)",
         thousands(n),
         s.decide_elapsed.as_millis(),
         thousands(per_second(n, s.decide_elapsed))
     );
     let _ = writeln!(
         out,
-        "Verified: {} records (chain + replay of every decision) in {} ms = {} records/s",
+        "Verified: {} records (chain, replay of every decision, books rebuilt in log order) in {} ms = {} records/s",
         thousands(s.report.counts.records),
         s.verify_elapsed.as_millis(),
         thousands(per_second(s.report.counts.records, s.verify_elapsed))
@@ -834,7 +892,7 @@ fn summary(s: &Summary<'_>) -> String {
     let _ = writeln!(out);
     let verify_args = format!(
         "verify {} --anchor {}",
-        s.dir.join(calybris::gate::DECISIONS_DIR).display(),
+        s.dir.display(),
         anchor_text(s.anchor)
     );
     let _ = writeln!(out, "Re-check it yourself:");
@@ -884,7 +942,7 @@ mod tests {
 
     #[test]
     fn money_and_counts_format_exactly() {
-        assert_eq!(dollars(123_456_789), "$1.23");
+        assert_eq!(dollars(1_234_567), "$1.23");
         assert_eq!(dollars(0), "$0.00");
         assert_eq!(thousands(20_000), "20,000");
         assert_eq!(thousands(999), "999");

@@ -1,5 +1,5 @@
-//! The `calybris` command: check an audited Calybris decision log without writing
-//! code, explain one decision, validate a policy file, and run the demo.
+//! The `calybris` command: check an audited Calybris decision log or a decision
+//! gate's directory without writing code, explain one decision, validate a policy file, and run the demo.
 //!
 //! This library holds the command's logic so it can be documented and unit
 //! tested; the binary (`src/main.rs`) only calls [`run`]. The command-line
@@ -15,14 +15,15 @@
 //! # Subcommands
 //! - `verify FILE [--key-file F] [--anchor A] [--json]`: VERIFIED (0), DIVERGED
 //!   (1) or ERROR (2) with a reason code, a sequence number and a byte offset;
-//!   see [`report`].
+//!   see [`report`]. `FILE` may be a gate directory: then [`gate`] runs
+//!   `calybris_gate::verify_dir`, books included.
 //! - `inspect FILE`: records, policies, sequence range, counts by action and
-//!   reason.
-//! - `show FILE --seq N`: one decision with its explanation.
+//!   reason (and, for a gate log, by record kind and budget outcome).
+//! - `show FILE --seq N`: one decision with its explanation, or a gate record.
 //! - `explain --policy P --request R` and `policy check P`: decide or validate
 //!   from JSON files ([`files`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
-//!   decision gate into a durable log and ledger, verified at the end.
+//!   decision gate into one gate directory, verified at the end with `verify_dir`.
 //!
 //! # Example
 //! ```
@@ -51,6 +52,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod commands;
 pub mod demo;
 pub mod files;
+pub mod gate;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -83,7 +85,7 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct LogOptions {
-    /// A log segment file (*.cwal) or a segment directory.
+    /// A log segment file (*.cwal), a segment directory, or a gate directory (holding log/).
     file: PathBuf,
     /// File holding the HMAC key of a keyed log, its bytes used as they are.
     #[arg(long, value_name = "F")]
@@ -91,6 +93,10 @@ struct LogOptions {
     /// Trusted anchor NEXT_SEQUENCE:HEAD_HASH_HEX (as printed by a VERIFIED line).
     #[arg(long, value_name = "A")]
     anchor: Option<String>,
+    /// Trusted start of a retained gate log, NEXT_SEQUENCE:HEAD_HASH_HEX (the gate
+    /// writes it to DIR/log-start.anchor when it retires old segments).
+    #[arg(long, value_name = "A")]
+    start_anchor: Option<String>,
 }
 
 impl LogOptions {
@@ -99,13 +105,15 @@ impl LogOptions {
             file: self.file,
             key_file: self.key_file,
             anchor: self.anchor,
+            start_anchor: self.start_anchor,
         }
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the chain and replay every decision against its policy from the log.
+    /// Check the chain and replay every decision against its policy from the log
+    /// (for a gate directory, also rebuild and check the budget books).
     Verify {
         #[command(flatten)]
         log: LogOptions,
@@ -146,16 +154,16 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Route a realistic LLM workload through the gate into a durable log and
-    /// ledger, verify it, and print a summary.
+    /// Route a realistic LLM workload through the gate into one gate directory (one
+    /// log), verify it, and print a summary.
     Demo {
         /// Requests to route.
         #[arg(long, value_name = "N", default_value_t = demo::DEFAULT_REQUESTS)]
         requests: u64,
-        /// Directory for the log and the ledger (created; must not hold a demo yet).
+        /// The gate directory (created; must not hold a demo log yet).
         #[arg(long, value_name = "DIR", default_value = demo::DEFAULT_DIR)]
         dir: PathBuf,
-        /// Delete a previous demo's DIR/decisions and DIR/budget first.
+        /// Delete a previous demo's DIR/log first.
         #[arg(long)]
         fresh: bool,
     },

@@ -85,11 +85,43 @@ pub enum Reason {
     TooManyPolicies,
     /// An argument is malformed: the anchor text, or a key shorter than 32 bytes.
     BadArgument,
+    /// A gate log does not start with a gate header of a known version (or is empty).
+    BooksBadHeader,
+    /// A gate header appears after the first record of a gate log.
+    BooksMisplacedHeader,
+    /// A gate record names a tenant that no earlier record created.
+    TenantUnknown,
+    /// A gate log creates the same tenant twice.
+    TenantDuplicate,
+    /// A gate record's tenant name is empty or longer than 256 bytes.
+    TenantNameInvalid,
+    /// A gate record's amount does not fit the books (or a top-up is zero).
+    AmountOutOfRange,
+    /// A gate decision's budget outcome does not fit its kernel decision.
+    BudgetOutcomeMismatch,
+    /// A reservation in log order takes more than the tenant's spendable budget.
+    Overspend,
+    /// A settlement names no open, admitted decision (unknown, refused, or settled already).
+    SettlementUnknownDecision,
+    /// A settlement names another tenant than its decision's.
+    SettlementWrongTenant,
+    /// A plain commit spends more than its hold, or an overrun commit does not exceed it.
+    SettlementExceedsHold,
+    /// A book snapshot disagrees with the books rebuilt from the records before it.
+    BooksSnapshotMismatch,
+    /// A tenant's books do not balance after a record (remaining + reserved + committed != initial).
+    BooksUnbalanced,
+    /// An outcome record names no decision record.
+    OutcomeUnknownDecision,
+    /// An outcome record's decision digest is not its decision's.
+    OutcomeDigestMismatch,
+    /// An outcome record's detail is longer than 4,096 bytes.
+    OutcomeTooLarge,
 }
 
 impl Reason {
     /// Every reason, in the order of the table in docs/CLI.md.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 30] = [
         Self::ChainBroken,
         Self::TornTail,
         Self::SuffixTruncated,
@@ -104,6 +136,22 @@ impl Reason {
         Self::PolicyMissing,
         Self::TooManyPolicies,
         Self::BadArgument,
+        Self::BooksBadHeader,
+        Self::BooksMisplacedHeader,
+        Self::TenantUnknown,
+        Self::TenantDuplicate,
+        Self::TenantNameInvalid,
+        Self::AmountOutOfRange,
+        Self::BudgetOutcomeMismatch,
+        Self::Overspend,
+        Self::SettlementUnknownDecision,
+        Self::SettlementWrongTenant,
+        Self::SettlementExceedsHold,
+        Self::BooksSnapshotMismatch,
+        Self::BooksUnbalanced,
+        Self::OutcomeUnknownDecision,
+        Self::OutcomeDigestMismatch,
+        Self::OutcomeTooLarge,
     ];
 
     /// The reason code as printed and as written in JSON.
@@ -124,6 +172,22 @@ impl Reason {
             Self::PolicyMissing => "POLICY_MISSING",
             Self::TooManyPolicies => "TOO_MANY_POLICIES",
             Self::BadArgument => "BAD_ARGUMENT",
+            Self::BooksBadHeader => "BOOKS_BAD_HEADER",
+            Self::BooksMisplacedHeader => "BOOKS_MISPLACED_HEADER",
+            Self::TenantUnknown => "TENANT_UNKNOWN",
+            Self::TenantDuplicate => "TENANT_DUPLICATE",
+            Self::TenantNameInvalid => "TENANT_NAME_INVALID",
+            Self::AmountOutOfRange => "AMOUNT_OUT_OF_RANGE",
+            Self::BudgetOutcomeMismatch => "BUDGET_OUTCOME_MISMATCH",
+            Self::Overspend => "OVERSPEND",
+            Self::SettlementUnknownDecision => "SETTLEMENT_UNKNOWN_DECISION",
+            Self::SettlementWrongTenant => "SETTLEMENT_WRONG_TENANT",
+            Self::SettlementExceedsHold => "SETTLEMENT_EXCEEDS_HOLD",
+            Self::BooksSnapshotMismatch => "BOOKS_SNAPSHOT_MISMATCH",
+            Self::BooksUnbalanced => "BOOKS_UNBALANCED",
+            Self::OutcomeUnknownDecision => "OUTCOME_UNKNOWN_DECISION",
+            Self::OutcomeDigestMismatch => "OUTCOME_DIGEST_MISMATCH",
+            Self::OutcomeTooLarge => "OUTCOME_TOO_LARGE",
         }
     }
 
@@ -138,7 +202,23 @@ impl Reason {
             | Self::PolicyDigestMismatch
             | Self::InputDigestMismatch
             | Self::DecisionMismatch
-            | Self::DecisionDigestMismatch => Outcome::Diverged,
+            | Self::DecisionDigestMismatch
+            | Self::BooksBadHeader
+            | Self::BooksMisplacedHeader
+            | Self::TenantUnknown
+            | Self::TenantDuplicate
+            | Self::TenantNameInvalid
+            | Self::AmountOutOfRange
+            | Self::BudgetOutcomeMismatch
+            | Self::Overspend
+            | Self::SettlementUnknownDecision
+            | Self::SettlementWrongTenant
+            | Self::SettlementExceedsHold
+            | Self::BooksSnapshotMismatch
+            | Self::BooksUnbalanced
+            | Self::OutcomeUnknownDecision
+            | Self::OutcomeDigestMismatch
+            | Self::OutcomeTooLarge => Outcome::Diverged,
             Self::Unreadable
             | Self::UnknownFormat
             | Self::WrongKey
@@ -200,6 +280,134 @@ pub struct Counts {
     pub decisions: u64,
 }
 
+/// One tenant's books at the end of a verified gate log, in microunits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TenantTotals {
+    /// The tenant's name.
+    pub tenant: String,
+    /// Every amount ever granted (opening budget plus top-ups).
+    pub initial_microunits: i64,
+    /// Spent over the tenant's lifetime.
+    pub committed_microunits: i64,
+    /// Held by open reservations.
+    pub reserved_microunits: i64,
+    /// Spendable.
+    pub remaining_microunits: i64,
+}
+
+/// Counts by record kind of a verified gate log (see `calybris_gate::RecordCounts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GateCounts {
+    /// Policy records.
+    pub policies: u64,
+    /// Decision records, replayed.
+    pub decisions: u64,
+    /// Of those, admitted (reserved or not priced).
+    pub admitted: u64,
+    /// Of those, selections the budget refused.
+    pub refused_by_budget: u64,
+    /// Of those, rejected by the kernel.
+    pub rejected_by_kernel: u64,
+    /// Settlement records.
+    pub settlements: u64,
+    /// Of those, commits through the overrun path.
+    pub overruns: u64,
+    /// Of those, releases at reopen.
+    pub released_at_reopen: u64,
+    /// Outcome records.
+    pub outcomes: u64,
+    /// Book snapshots, each checked.
+    pub snapshots: u64,
+    /// Tenant, top-up and limit records.
+    pub budget_changes: u64,
+}
+
+/// What verifying a gate directory established besides the chain and the replay:
+/// the books rebuilt in log order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateSummary {
+    /// Records by kind.
+    pub counts: GateCounts,
+    /// Every tenant's books, in ascending byte order of name.
+    pub tenants: Vec<TenantTotals>,
+    /// Holds still open at the end of the log.
+    pub open_holds: u64,
+    /// The conservation proof's `calyldg1` ledger digest of the final books.
+    pub ledger_digest: calybris::finance::LedgerDigest,
+    /// Whether every tenant's books balance.
+    pub balanced: bool,
+}
+
+/// Microunits as decimal units with six decimals (`-0.000123`, `12.500000`): exact.
+#[must_use]
+pub fn units_text(microunits: i64) -> String {
+    let sign = if microunits < 0 { "-" } else { "" };
+    let magnitude = microunits.unsigned_abs();
+    format!(
+        "{sign}{}.{:06}",
+        magnitude / 1_000_000,
+        magnitude % 1_000_000
+    )
+}
+
+impl GateSummary {
+    /// The lines `calybris verify` prints after the VERIFIED line of a gate directory.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let c = &self.counts;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "records by kind: {} policies, {} decisions ({} admitted, {} refused by the budget, {} rejected by the kernel), {} settlements ({} overruns, {} released at reopen), {} outcomes, {} book snapshots, {} budget changes",
+            c.policies,
+            c.decisions,
+            c.admitted,
+            c.refused_by_budget,
+            c.rejected_by_kernel,
+            c.settlements,
+            c.overruns,
+            c.released_at_reopen,
+            c.outcomes,
+            c.snapshots,
+            c.budget_changes
+        );
+        let _ = writeln!(
+            out,
+            "tenants: {} (microunits; units in parentheses)",
+            self.tenants.len()
+        );
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>28} {:>28} {:>28} {:>28}",
+            "tenant", "initial", "committed", "reserved", "remaining"
+        );
+        let cell = |microunits: i64| format!("{microunits} ({})", units_text(microunits));
+        for row in &self.tenants {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>28} {:>28} {:>28} {:>28}",
+                row.tenant,
+                cell(row.initial_microunits),
+                cell(row.committed_microunits),
+                cell(row.reserved_microunits),
+                cell(row.remaining_microunits)
+            );
+        }
+        let _ = writeln!(out, "open holds: {}", self.open_holds);
+        let _ = writeln!(
+            out,
+            "conservation: {}, ledger digest {}",
+            if self.balanced {
+                "balanced"
+            } else {
+                "NOT BALANCED"
+            },
+            self.ledger_digest.to_hex()
+        );
+        out
+    }
+}
+
 /// The report of one verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
@@ -215,6 +423,8 @@ pub struct Report {
     pub anchor: Option<WalAnchor>,
     /// Why it did not verify; `None` when it did.
     pub finding: Option<Finding>,
+    /// For a gate directory that verified: the books rebuilt from its log.
+    pub gate: Option<GateSummary>,
 }
 
 /// The JSON form of a [`Report`]: one object, every key always present.
@@ -234,6 +444,57 @@ struct JsonReport<'a> {
     field: Option<&'a str>,
     anchor: Option<String>,
     message: String,
+    gate: Option<JsonGate<'a>>,
+}
+
+/// The JSON form of a [`GateSummary`].
+#[derive(Serialize)]
+struct JsonGate<'a> {
+    counts: GateCounts,
+    tenants: Vec<JsonTenant<'a>>,
+    open_holds: u64,
+    ledger_digest: String,
+    balanced: bool,
+}
+
+/// One tenant in [`JsonGate`]: microunits as integers, units as exact decimal strings.
+#[derive(Serialize)]
+struct JsonTenant<'a> {
+    tenant: &'a str,
+    initial_microunits: i64,
+    committed_microunits: i64,
+    reserved_microunits: i64,
+    remaining_microunits: i64,
+    initial_units: String,
+    committed_units: String,
+    reserved_units: String,
+    remaining_units: String,
+}
+
+impl<'a> JsonGate<'a> {
+    fn new(summary: &'a GateSummary) -> Self {
+        Self {
+            counts: summary.counts,
+            tenants: summary
+                .tenants
+                .iter()
+                .map(|row| JsonTenant {
+                    tenant: &row.tenant,
+                    initial_microunits: row.initial_microunits,
+                    committed_microunits: row.committed_microunits,
+                    reserved_microunits: row.reserved_microunits,
+                    remaining_microunits: row.remaining_microunits,
+                    initial_units: units_text(row.initial_microunits),
+                    committed_units: units_text(row.committed_microunits),
+                    reserved_units: units_text(row.reserved_microunits),
+                    remaining_units: units_text(row.remaining_microunits),
+                })
+                .collect(),
+            open_holds: summary.open_holds,
+            ledger_digest: summary.ledger_digest.to_hex(),
+            balanced: summary.balanced,
+        }
+    }
 }
 
 /// The text form of an anchor: `NEXT_SEQUENCE:HEAD_HASH_HEX` (its `Display`).
@@ -325,6 +586,7 @@ impl Report {
             field: finding.and_then(|f| f.field),
             anchor: self.anchor.as_ref().map(anchor_text),
             message,
+            gate: self.gate.as_ref().map(JsonGate::new),
         };
         // Serializing a struct of strings and integers cannot fail; fall back to a
         // minimal object rather than panic if it ever did.
@@ -369,6 +631,14 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn units_are_exact_decimals() {
+        assert_eq!(units_text(0), "0.000000");
+        assert_eq!(units_text(12_500_000), "12.500000");
+        assert_eq!(units_text(-123), "-0.000123");
+        assert_eq!(units_text(i64::MIN), "-9223372036854.775808");
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The verifying scan shared by `verify`, `inspect` and `show`: walk the frames of
-//! a log file or segment directory, decode each as an audited record, replay it
-//! with the wal crate's [`AuditReplayer`], and hand every verified record to a
-//! [`Visitor`]. The scan stops at the first finding and says where it is.
+//! a log file or segment directory, decode each as an audited record (or, in a gate
+//! log, which starts with a gate header, as a [`GateRecord`]), replay every policy
+//! and decision with the wal crate's [`AuditReplayer`], and hand every verified record
+//! to a [`Visitor`]. The scan stops at the first finding and says where it is.
+//!
+//! Given a gate directory (one holding [`LOG_DIR`]), the scan reads its log. The
+//! scan checks the chain and the replay only; `calybris verify` of a gate directory
+//! also rebuilds the books, with `calybris_gate::verify_dir` (see [`crate::gate`]).
 //!
 //! The scan drives the frame readers itself (rather than calling
 //! `replay_audited_file`) because the frame readers know each record's byte
@@ -9,9 +14,10 @@
 
 use std::path::{Path, PathBuf};
 
+use calybris::gate::{GateRecord, LOG_DIR};
 use calybris::wal::storage::{FileStorage, FsDirectory};
 use calybris::wal::{
-    AuditError, AuditRecord, AuditReplayer, CorruptReason, DecisionRecord, Entry, FrameReader,
+    AuditError, AuditRecord, AuditReplayer, CorruptReason, DecisionRecord, FrameReader,
     KeyMismatch, PolicyRecord, Recovery, SegmentedFrames, WalAnchor, WalError, WalKey,
     decode_record,
 };
@@ -31,6 +37,16 @@ pub trait Visitor {
     fn policy(&mut self, sequence: u64, record: &PolicyRecord);
     /// A decision record that replayed.
     fn decision(&mut self, sequence: u64, record: &DecisionRecord);
+    /// A record of a gate log that verified (its policy and decision records
+    /// replayed). By default, a policy goes to [`Visitor::policy`], a decision to
+    /// [`Visitor::decision`], and the other records are skipped.
+    fn gate(&mut self, sequence: u64, record: &GateRecord) {
+        match record {
+            GateRecord::Policy(policy) => self.policy(sequence, policy),
+            GateRecord::Decision(decision) => self.decision(sequence, &decision.audit),
+            _ => {}
+        }
+    }
 }
 
 /// A visitor that looks at nothing.
@@ -50,6 +66,8 @@ pub struct Target {
     pub key: Option<WalKey>,
     /// A trusted anchor the log must reach.
     pub anchor: Option<WalAnchor>,
+    /// A trusted start of a retained gate log (see `calybris_gate::Retention`).
+    pub start_anchor: Option<WalAnchor>,
 }
 
 /// Reads a key file: its bytes exactly as stored, at least 32 of them and at most
@@ -87,6 +105,14 @@ pub fn read_key_file(path: &Path) -> Result<WalKey, Finding> {
     })
 }
 
+/// A verified record, decoded.
+pub(crate) enum Decoded {
+    /// A record of an audited log.
+    Audit(AuditRecord),
+    /// A record of a gate log.
+    Gate(GateRecord),
+}
+
 /// The frames of a segment file or of every segment of a directory.
 enum Frames {
     // Both boxed: the readers are large and of very different sizes.
@@ -98,12 +124,29 @@ enum Frames {
 }
 
 /// One verified frame: its sequence number, its byte offset, and its record when
-/// the payload decodes as an audited record.
-type ScannedFrame = (u64, u64, Option<Entry<AuditRecord>>);
+/// the payload decodes as a record of the log's kind.
+type ScannedFrame = (u64, u64, Option<Decoded>);
+
+/// The segment directory to read for `path`: a gate directory's log, or `path`.
+#[must_use]
+pub fn log_dir_of(path: &Path) -> PathBuf {
+    let log = path.join(LOG_DIR);
+    if log.is_dir() {
+        log
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Whether `path` is a gate directory (a directory holding [`LOG_DIR`]).
+#[must_use]
+pub fn is_gate_dir(path: &Path) -> bool {
+    path.join(LOG_DIR).is_dir()
+}
 
 impl Frames {
     fn open(target: &Target) -> Result<Self, Finding> {
-        let path = &target.path;
+        let path = &log_dir_of(&target.path);
         let metadata = std::fs::metadata(path).map_err(|error| {
             Finding::new(
                 Reason::Unreadable,
@@ -116,16 +159,9 @@ impl Frames {
             let frames = SegmentedFrames::new(dir, target.key.as_ref(), target.anchor)
                 .map_err(|error| wal_finding(&error))?;
             if frames.segments().is_empty() {
-                // A gate directory holds its decision log one level down.
-                let decisions = path.join("decisions");
-                let hint = if decisions.is_dir() {
-                    format!("; the decision log is {}", decisions.display())
-                } else {
-                    String::new()
-                };
                 return Err(Finding::new(
                     Reason::UnknownFormat,
-                    format!("the directory holds no log segment (*.cwal){hint}"),
+                    "the directory holds no log segment (*.cwal) and no gate log (log/)",
                 ));
             }
             return Ok(Self::Dir {
@@ -140,23 +176,30 @@ impl Frames {
     }
 
     /// The next verified frame as (sequence, offset, decoded record or the
-    /// sequence and offset of an undecodable one).
-    fn next(&mut self) -> Result<Option<ScannedFrame>, WalError> {
+    /// sequence and offset of an undecodable one). `gate` is the log's kind: `None`
+    /// until the first frame, which decides it (a gate log starts with its header).
+    fn next(&mut self, gate: &mut Option<bool>) -> Result<Option<ScannedFrame>, WalError> {
         let frame = match self {
             Self::File(reader) => reader.next_frame()?,
             Self::Dir { frames, .. } => frames.next_frame()?,
         };
         Ok(frame.map(|frame| {
-            let entry = decode_record::<AuditRecord>(frame.payload)
-                .ok()
-                .map(|record| Entry {
-                    sequence: frame.sequence,
-                    offset_bytes: frame.offset_bytes,
-                    segment: frame.segment,
-                    hash: frame.hash,
-                    record,
-                });
-            (frame.sequence, frame.offset_bytes, entry)
+            let is_gate = *gate.get_or_insert_with(|| {
+                matches!(
+                    decode_record::<GateRecord>(frame.payload),
+                    Ok(GateRecord::Header(_))
+                )
+            });
+            let record = if is_gate {
+                decode_record::<GateRecord>(frame.payload)
+                    .ok()
+                    .map(Decoded::Gate)
+            } else {
+                decode_record::<AuditRecord>(frame.payload)
+                    .ok()
+                    .map(Decoded::Audit)
+            };
+            (frame.sequence, frame.offset_bytes, record)
         }))
     }
 
@@ -192,7 +235,7 @@ impl Frames {
 }
 
 /// The finding of a log-level failure.
-fn wal_finding(error: &WalError) -> Finding {
+pub(crate) fn wal_finding(error: &WalError) -> Finding {
     match error {
         WalError::Refused(recovery) => recovery_finding(recovery)
             .unwrap_or_else(|| Finding::new(Reason::Unreadable, "refused")),
@@ -205,7 +248,7 @@ fn wal_finding(error: &WalError) -> Finding {
 }
 
 /// The finding of a recovery outcome; `None` for a clean log.
-fn recovery_finding(recovery: &Recovery) -> Option<Finding> {
+pub(crate) fn recovery_finding(recovery: &Recovery) -> Option<Finding> {
     let finding = match recovery {
         Recovery::Clean { .. } => return None,
         Recovery::TornTail {
@@ -301,8 +344,12 @@ fn corrupt_reason(reason: CorruptReason) -> (Reason, String) {
 }
 
 /// The finding of a replay failure of the record at `sequence`.
-fn audit_finding(error: &AuditError, sequence: u64, offset_bytes: u64) -> Finding {
-    let at = |finding: Finding| finding.at(Some(sequence), Some(offset_bytes));
+pub(crate) fn audit_finding(
+    error: &AuditError,
+    sequence: u64,
+    offset_bytes: Option<u64>,
+) -> Finding {
+    let at = |finding: Finding| finding.at(Some(sequence), offset_bytes);
     match error {
         AuditError::PolicyDigestMismatch { .. } => at(Finding::new(
             Reason::PolicyDigestMismatch,
@@ -354,6 +401,7 @@ pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
         counts: Counts::default(),
         anchor: None,
         finding: None,
+        gate: None,
     };
     let mut frames = match Frames::open(target) {
         Ok(frames) => frames,
@@ -422,34 +470,57 @@ fn walk_records(
     progress: &mut Progress,
 ) -> Option<Finding> {
     let mut replayer = AuditReplayer::new();
+    let mut gate = None;
     loop {
-        let (sequence, offset_bytes, entry) = match frames.next() {
+        let (sequence, offset_bytes, record) = match frames.next(&mut gate) {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error) => return Some(wal_finding(&error)),
         };
-        let Some(entry) = entry else {
+        let Some(record) = record else {
+            let what = if gate == Some(true) {
+                "the record verifies but is not a gate record"
+            } else {
+                "the record verifies but is not an audited decision record"
+            };
             return Some(
-                Finding::new(
-                    Reason::UnknownFormat,
-                    "the record verifies but is not an audited decision record",
-                )
-                .at(Some(sequence), Some(offset_bytes)),
+                Finding::new(Reason::UnknownFormat, what).at(Some(sequence), Some(offset_bytes)),
             );
         };
-        if let Err(error) = replayer.check(&entry) {
-            return Some(audit_finding(&error, sequence, offset_bytes));
+        let checked = match &record {
+            Decoded::Audit(AuditRecord::Policy(policy)) => replayer.check_policy(sequence, offset_bytes, policy),
+            Decoded::Audit(AuditRecord::Decision(decision)) => {
+                replayer.check_decision(sequence, offset_bytes, decision)
+            }
+            Decoded::Gate(record) => match record {
+                GateRecord::Policy(policy) => replayer.check_policy(sequence, offset_bytes, policy),
+                GateRecord::Decision(decision) => {
+                    replayer.check_decision(sequence, offset_bytes, &decision.audit)
+                }
+                _ => Ok(()),
+            },
+        };
+        if let Err(error) = checked {
+            return Some(audit_finding(&error, sequence, Some(offset_bytes)));
         }
         counts.records += 1;
         progress.tick(counts.records);
-        match &entry.record {
-            AuditRecord::Policy(record) => {
+        match &record {
+            Decoded::Audit(AuditRecord::Policy(record)) => {
                 counts.policies += 1;
                 visitor.policy(sequence, record);
             }
-            AuditRecord::Decision(record) => {
+            Decoded::Audit(AuditRecord::Decision(record)) => {
                 counts.decisions += 1;
                 visitor.decision(sequence, record);
+            }
+            Decoded::Gate(record) => {
+                match record {
+                    GateRecord::Policy(_) => counts.policies += 1,
+                    GateRecord::Decision(_) => counts.decisions += 1,
+                    _ => {}
+                }
+                visitor.gate(sequence, record);
             }
         }
     }
@@ -459,5 +530,29 @@ fn walk_records(
             Reason::Unreadable,
             "the reader stopped without an outcome",
         )),
+    }
+}
+
+/// The byte offset of record `sequence` and the segment file holding it (for a
+/// directory), found by walking the verified frames of `target`; `None` where the
+/// record cannot be reached.
+#[must_use]
+pub fn locate(target: &Target, sequence: u64) -> (Option<u64>, Option<PathBuf>) {
+    let Ok(mut frames) = Frames::open(target) else {
+        return (None, None);
+    };
+    let segment = frames.segment_of(sequence);
+    loop {
+        let frame = match &mut frames {
+            Frames::File(reader) => reader.next_frame(),
+            Frames::Dir { frames, .. } => frames.next_frame(),
+        };
+        match frame {
+            Ok(Some(frame)) if frame.sequence == sequence => {
+                return (Some(frame.offset_bytes), segment);
+            }
+            Ok(Some(frame)) if frame.sequence < sequence => {}
+            _ => return (None, segment),
+        }
     }
 }

@@ -114,6 +114,51 @@ fn the_report_schema_matches_a_real_report_and_every_reason_code() {
         .collect();
     let listed = strings(&s["properties"]["reason"]["enum"]);
     assert_eq!(listed, std::mem::take(&mut codes));
+    assert_eq!(report["gate"], Value::Null);
+}
+
+#[test]
+fn the_report_schema_matches_a_real_gate_report() {
+    let Some(docs) = workspace_docs() else {
+        return;
+    };
+    let s = schema(&docs, "verify-report.schema.json");
+    let dir = temp_dir("schema-gate");
+    let gate = calybris::gate::Gate::open(
+        calybris::gate::GateConfig::new(&dir, policy(1)).tenant("acme", 1_000_000),
+    )
+    .expect("open the gate");
+    let admission = gate.decide("acme", request(0)).expect("decide");
+    let cost = admission.decision().estimated_cost_microunits;
+    gate.settle(admission, cost / 2).expect("settle");
+    gate.close().expect("close");
+
+    let (run, report) = verify_json(&dir, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(keys(&s["properties"]), keys(&report));
+    assert_eq!(strings(&s["required"]), keys(&report));
+    let gate_schema = &s["properties"]["gate"];
+    let gate = &report["gate"];
+    assert_eq!(keys(&gate_schema["properties"]), keys(gate));
+    assert_eq!(strings(&gate_schema["required"]), keys(gate));
+    let counts = &gate_schema["properties"]["counts"];
+    assert_eq!(keys(&counts["properties"]), keys(&gate["counts"]));
+    assert_eq!(strings(&counts["required"]), keys(&gate["counts"]));
+    let tenant = &gate_schema["properties"]["tenants"]["items"];
+    let tenants = gate["tenants"].as_array().expect("tenants");
+    assert_eq!(tenants.len(), 1);
+    assert_eq!(keys(&tenant["properties"]), keys(&tenants[0]));
+    assert_eq!(strings(&tenant["required"]), keys(&tenants[0]));
+    // The patterns of the strings hold for the real values.
+    let digest = gate["ledger_digest"].as_str().expect("a digest");
+    assert_eq!(digest.len(), 64);
+    assert!(
+        digest
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    let units = tenants[0]["initial_units"].as_str().expect("units");
+    assert_eq!(units, "1.000000");
 }
 
 #[test]
