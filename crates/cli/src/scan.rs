@@ -488,7 +488,9 @@ fn walk_records(
             );
         };
         let checked = match &record {
-            Decoded::Audit(AuditRecord::Policy(policy)) => replayer.check_policy(sequence, offset_bytes, policy),
+            Decoded::Audit(AuditRecord::Policy(policy)) => {
+                replayer.check_policy(sequence, offset_bytes, policy)
+            }
             Decoded::Audit(AuditRecord::Decision(decision)) => {
                 replayer.check_decision(sequence, offset_bytes, decision)
             }

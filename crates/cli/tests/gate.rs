@@ -448,7 +448,7 @@ fn show_on_a_forged_gate_directory_ends_with_verify_s_verdict() {
 }
 
 #[test]
-fn an_empty_gate_log_is_an_unknown_format_and_a_cut_one_a_torn_tail() {
+fn an_empty_gate_log_is_an_unknown_format_a_cut_one_truncated_and_garbage_a_torn_tail() {
     let dir = temp_dir("gate-empty");
     std::fs::create_dir_all(dir.join(LOG_DIR)).expect("dir");
     let (run, json) = verify_json(&dir, &[]);
@@ -459,10 +459,24 @@ fn an_empty_gate_log_is_an_unknown_format_and_a_cut_one_a_torn_tail() {
     let written = write_gate(&dir, None);
     let segment = dir.join(LOG_DIR).join(format!("{:020}.cwal", 0));
     let len = std::fs::metadata(&segment).expect("segment").len();
+    // The log's watermark vouches for every record: a cut one is a truncated
+    // suffix, never a torn tail to cut.
     truncate(&segment, len - 3);
     let (run, json) = verify_json(&dir, &[]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(json["reason"], "TORN_TAIL", "{json}");
+    assert_eq!(json["reason"], "SUFFIX_TRUNCATED", "{json}");
     assert_eq!(json["sequence"], written.anchor.next_sequence - 1, "{json}");
     assert_eq!(json["segment"], path_str(&segment), "{json}");
+
+    // Bytes after the acknowledged end are a torn tail (reported, not verified).
+    let dir = temp_dir("gate-garbage");
+    let written = write_gate(&dir, None);
+    let segment = dir.join(LOG_DIR).join(format!("{:020}.cwal", 0));
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes.extend_from_slice(&[0x5a; 37]);
+    std::fs::write(&segment, &bytes).expect("write");
+    let (run, json) = verify_json(&dir, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(json["reason"], "TORN_TAIL", "{json}");
+    assert_eq!(json["sequence"], written.anchor.next_sequence, "{json}");
 }
