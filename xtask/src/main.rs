@@ -26,7 +26,7 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
 /// The oldest toolchain each published crate builds on, as measured, with the cargo
 /// arguments that select it: (toolchain, package, features arguments). Each package's
 /// `rust-version` says the same; what sets it is named in a comment.
-const MSRV_BUILDS: [(&str, &str, &[&str]); 9] = [
+const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
     // `cast_unsigned` and friends (1.87); no dependencies.
     ("1.87", "calybris-kernel", &["--no-default-features"]),
     ("1.87", "calybris-kernel", &["--all-features"]),
@@ -38,16 +38,18 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 9] = [
     // `File::try_lock` (1.89), and everything that builds on the log.
     ("1.89", "calybris-wal", &["--all-features"]),
     ("1.89", "calybris-finance", &[]),
+    ("1.89", "calybris-gate", &["--all-features"]),
     ("1.89", "calybris", &["--all-features"]),
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 7] = [
+const PUBLISHED: [&str; 8] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
     "calybris-budget",
     "calybris-finance",
+    "calybris-gate",
     "calybris",
     "calybris-cli",
 ];

@@ -109,6 +109,7 @@
 //!   request sequence, action, reason, cost, budget outcome and log sequence.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod books;
 mod error;
