@@ -378,6 +378,7 @@ impl Gate {
                 },
             });
         }
+        fold.fold_unfolded()?;
         let log_recovery = wal.recovery().clone();
         let Fold {
             books,
@@ -1299,9 +1300,23 @@ fn policy_record(policy: &SealedPolicy) -> GateRecord {
     })
 }
 
-/// The fold of a log as its writer reopens it: books from the first record (or, for
-/// a retained log, from its first book snapshot), the latest policy record's policy,
-/// and how many records were folded.
+/// The payload code (first byte) of a book snapshot record.
+const SNAPSHOT_CODE: u8 = 8;
+/// The payload code (first byte) of a policy record.
+const POLICY_CODE: u8 = 0;
+/// Payload bytes kept unfolded since the last book snapshot before they are folded
+/// anyway (bounds reopen's memory when snapshots are rare or off).
+const MAX_UNFOLDED_BYTES: usize = 64 << 20;
+
+/// The fold of a log as its writer reopens it, in the log's own recovery scan.
+///
+/// The books of the last book snapshot are the books at that point (the verifier
+/// checks every snapshot against the full fold; the writer trusts its own log, whose
+/// chain it has just verified). So the payloads after each snapshot are kept raw and
+/// folded only at the end, or when they pass [`MAX_UNFOLDED_BYTES`]: reopening a long
+/// log decodes and folds little more than the records after its last snapshot. Policy
+/// records are decoded as they come (the latest one is needed), and a retained log's
+/// records before its first snapshot are skipped.
 #[derive(Debug, Default)]
 struct Fold {
     books: Books,
@@ -1309,37 +1324,87 @@ struct Fold {
     folded: u64,
     started: bool,
     first_sequence: Option<u64>,
+    /// Payloads not folded yet, back to back.
+    unfolded: Vec<u8>,
+    /// (sequence, offset in its segment, end in `unfolded`) of each of them.
+    unfolded_frames: Vec<(u64, u64, usize)>,
+}
+
+fn decode_gate_record(
+    sequence: u64,
+    offset_bytes: u64,
+    payload: &[u8],
+) -> Result<GateRecord, GateError> {
+    decode_record(payload).map_err(|_| {
+        GateError::Log(WalError::Refused(Recovery::Corrupt {
+            sequence: Some(sequence),
+            offset_bytes,
+            reason: CorruptReason::Undecodable,
+        }))
+    })
 }
 
 impl Fold {
     fn visit(&mut self, frame: &Frame<'_>) -> Result<(), GateError> {
-        let record: GateRecord = decode_record(frame.payload).map_err(|_| {
-            GateError::Log(WalError::Refused(Recovery::Corrupt {
-                sequence: Some(frame.sequence),
-                offset_bytes: frame.offset_bytes,
-                reason: CorruptReason::Undecodable,
-            }))
-        })?;
         let sequence = frame.sequence;
         if self.first_sequence.is_none() {
             self.first_sequence = Some(sequence);
             self.started = sequence == 0;
         }
-        if let GateRecord::Policy(policy) = &record {
-            self.last_policy = Some(policy.policy.clone());
-        }
         let books_error = |error| GateError::Books { sequence, error };
+        match frame.payload.first() {
+            Some(&SNAPSHOT_CODE) => {
+                let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;
+                if let GateRecord::BookSnapshot(snapshot) = &record {
+                    if self.started && self.unfolded_frames.is_empty() {
+                        // Everything before it is folded: check it against the fold.
+                        self.books.apply(sequence, &record).map_err(books_error)?;
+                    } else {
+                        self.books = Books::from_snapshot(snapshot).map_err(books_error)?;
+                        self.unfolded.clear();
+                        self.unfolded_frames.clear();
+                        self.started = true;
+                    }
+                    self.folded += 1;
+                    return Ok(());
+                }
+            }
+            Some(&POLICY_CODE) => {
+                if let GateRecord::Policy(policy) =
+                    decode_gate_record(sequence, frame.offset_bytes, frame.payload)?
+                {
+                    self.last_policy = Some(policy.policy);
+                }
+            }
+            _ => {}
+        }
         if !self.started {
             // A retained log: the books start at its first snapshot.
-            if let GateRecord::BookSnapshot(snapshot) = &record {
-                self.books = Books::from_snapshot(snapshot).map_err(books_error)?;
-                self.started = true;
-                self.folded += 1;
-            }
             return Ok(());
         }
-        self.books.apply(sequence, &record).map_err(books_error)?;
-        self.folded += 1;
+        self.unfolded.extend_from_slice(frame.payload);
+        self.unfolded_frames
+            .push((sequence, frame.offset_bytes, self.unfolded.len()));
+        if self.unfolded.len() > MAX_UNFOLDED_BYTES {
+            self.fold_unfolded()?;
+        }
+        Ok(())
+    }
+
+    /// Decodes and folds every payload kept since the last snapshot.
+    fn fold_unfolded(&mut self) -> Result<(), GateError> {
+        let mut start = 0;
+        for &(sequence, offset_bytes, end) in &self.unfolded_frames {
+            let payload = self.unfolded.get(start..end).unwrap_or_default();
+            start = end;
+            let record = decode_gate_record(sequence, offset_bytes, payload)?;
+            self.books
+                .apply(sequence, &record)
+                .map_err(|error| GateError::Books { sequence, error })?;
+            self.folded += 1;
+        }
+        self.unfolded.clear();
+        self.unfolded_frames.clear();
         Ok(())
     }
 }
