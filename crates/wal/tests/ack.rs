@@ -490,8 +490,20 @@ fn retired_segments_need_the_start_anchor<B: DirBackend>() {
     }
     let before = backend.dir().list_segments().expect("list");
     assert!(before.len() >= 4, "{before:?}");
-    let retired = wal.retire_segments_before(before[2]).expect("retire");
+    let plan = wal.plan_retirement(before[2]).expect("plan");
+    assert_eq!(
+        backend.dir().list_segments().expect("list"),
+        before,
+        "planning removes nothing"
+    );
+    let retired = wal
+        .retire_segments_before(plan.before_sequence)
+        .expect("retire");
+    assert_eq!(retired, plan, "retiring follows the plan");
     assert_eq!(retired.removed, before[..2].to_vec());
+    // Beyond the durable position nothing more is retired.
+    let clamped = wal.plan_retirement(u64::MAX).expect("plan");
+    assert_eq!(clamped.before_sequence, wal.durable_anchor().next_sequence);
     assert_eq!(retired.start_anchor.next_sequence, before[2]);
     // Nothing at or after the sequence is touched, and the writer goes on.
     wal.append_durable(&rec(20)).expect("append after retiring");
@@ -852,4 +864,52 @@ impl IsCorrupt for Recovery {
     fn recovery_is_corrupt(&self) -> bool {
         matches!(self, Recovery::Corrupt { .. })
     }
+}
+
+/// A crash in the middle of a retirement leaves a directory that still opens
+/// from the start anchor persisted from the plan.
+#[test]
+fn a_retirement_interrupted_by_a_crash_opens_from_the_planned_anchor() {
+    let dir = MemDirectory::new();
+    let small = DurableConfig {
+        segment_limit_bytes: 300,
+        ..config()
+    };
+    let wal = DurableWal::<Rec, _>::open_in(dir.clone(), small.clone()).expect("open");
+    for id in 0..20 {
+        wal.append_durable(&rec(id)).expect("durable");
+    }
+    let segments = dir.list_segments().expect("list");
+    assert!(segments.len() >= 4, "{segments:?}");
+    let plan = wal.plan_retirement(segments[3]).expect("plan");
+    assert_eq!(plan.removed, segments[..3].to_vec());
+    wal.close().expect("close");
+    // The crash: only the oldest segment was removed.
+    dir.remove_segment(segments[0]).expect("remove");
+    dir.crash(calybris_wal::storage::CrashMode::DropUnsynced);
+    let wal = DurableWal::<Rec, _>::open_in(
+        dir.clone(),
+        DurableConfig {
+            start_anchor: Some(plan.start_anchor),
+            ..small.clone()
+        },
+    )
+    .expect("opens from the planned anchor");
+    assert_eq!(wal.durable_anchor().next_sequence, 20);
+    let retired = wal
+        .retire_segments_before(plan.before_sequence)
+        .expect("finish");
+    assert_eq!(retired.removed, segments[1..3].to_vec());
+    assert_eq!(retired.start_anchor, plan.start_anchor);
+    wal.close().expect("close");
+    assert_eq!(dir.list_segments().expect("list")[0], segments[3]);
+    let wal = DurableWal::<Rec, _>::open_in(
+        dir,
+        DurableConfig {
+            start_anchor: Some(plan.start_anchor),
+            ..small
+        },
+    )
+    .expect("reopen");
+    assert!(wal.recovery().is_clean());
 }

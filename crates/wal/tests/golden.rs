@@ -187,7 +187,11 @@ fn build_watermark(key: Option<WalKey>) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn watermark_golden_files_match() {
     let (log, ack) = build_watermark(None);
-    assert_eq!(log, build(None), "the watermark does not change the log bytes");
+    assert_eq!(
+        log,
+        build(None),
+        "the watermark does not change the log bytes"
+    );
     check_golden("unkeyed-3-records.cwal.ack", &ack);
     let key = WalKey::new(&GOLDEN_KEY).expect("key");
     let (log, ack) = build_watermark(Some(key.clone()));
@@ -195,8 +199,14 @@ fn watermark_golden_files_match() {
     check_golden("keyed-3-records.cwal.ack", &ack);
     // Slot 0 holds generation 2: the position after the third record.
     assert_eq!(&ack[0..8], b"CALYACK\0");
-    assert_eq!(u64::from_le_bytes(ack[16..24].try_into().expect("8 bytes")), 2);
-    assert_eq!(u64::from_le_bytes(ack[40..48].try_into().expect("8 bytes")), 3);
+    assert_eq!(
+        u64::from_le_bytes(ack[16..24].try_into().expect("8 bytes")),
+        2
+    );
+    assert_eq!(
+        u64::from_le_bytes(ack[40..48].try_into().expect("8 bytes")),
+        3
+    );
     assert_eq!(
         u64::from_le_bytes(ack[32..40].try_into().expect("8 bytes")),
         log.len() as u64
