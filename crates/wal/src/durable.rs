@@ -658,7 +658,6 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         let reader = FrameReader::new(self.dir.open_segment(first_left)?, self.core.key.as_ref())?;
         let header = reader.header();
         debug_assert_eq!(header.first_sequence, first_left);
-        debug_assert!(first_left <= limit.max(first_left));
         Ok(RetiredSegments {
             removed,
             before_sequence: limit,
