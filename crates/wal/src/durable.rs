@@ -78,8 +78,12 @@ impl Default for DurableConfig {
 /// What [`DurableWal::retire_segments_before`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetiredSegments {
-    /// First sequences of the segment files removed, ascending.
+    /// First sequences of the segment files removed (or, from
+    /// [`DurableWal::plan_retirement`], to be removed), ascending.
     pub removed: Vec<u64>,
+    /// The bound actually used: the requested sequence, clamped to the durable
+    /// position. Retiring before it again removes exactly the same segments.
+    pub before_sequence: u64,
     /// Where the log now starts: keep it, and pass it as
     /// [`DurableConfig::start_anchor`] (or to a reader's `with_start_anchor`)
     /// to open the directory again.
@@ -621,18 +625,16 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         self.core.state.lock().segments_created
     }
 
-    /// Deletes the segment files whose records all lie before `sequence` (never
-    /// the segment being written, never one holding `sequence` or a record not
-    /// yet durable), oldest first, then syncs the directory. Returns what was
-    /// removed and the anchor the log now starts at: keep it and pass it as
-    /// [`DurableConfig::start_anchor`] to reopen, since the log no longer
-    /// verifies from genesis.
+    /// What [`DurableWal::retire_segments_before`] would remove for `sequence`,
+    /// without removing anything: the segments, the effective bound (`sequence`
+    /// clamped to the durable position) and the start anchor the log will have.
+    /// Persist `start_anchor` first, then retire with `before_sequence`: a crash
+    /// in the middle of the removal then leaves a directory that opens from the
+    /// persisted anchor, because the first segment left is at or before it.
     ///
     /// # Errors
-    /// An I/O error (segments removed before it stay removed; the log stays
-    /// readable from the first one left, given the anchor of its header), or a
-    /// refusal when the first segment left has a bad header.
-    pub fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
+    /// An I/O error, or a refusal when the first segment kept has a bad header.
+    pub fn plan_retirement(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
         let (limit, current) = {
             let state = self.core.state.lock();
             (
@@ -650,11 +652,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
                 break;
             }
             debug_assert!(first < next && next <= sequence);
-            self.dir.remove_segment(first)?;
             removed.push(first);
-        }
-        if !removed.is_empty() {
-            self.dir.sync()?;
         }
         let first_left = segments.get(removed.len()).copied().unwrap_or(current);
         let reader = FrameReader::new(self.dir.open_segment(first_left)?, self.core.key.as_ref())?;
@@ -662,11 +660,36 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         debug_assert_eq!(header.first_sequence, first_left);
         Ok(RetiredSegments {
             removed,
+            before_sequence: limit,
             start_anchor: WalAnchor {
                 next_sequence: header.first_sequence,
                 head_hash: header.prev_hash,
             },
         })
+    }
+
+    /// Deletes the segment files whose records all lie before `sequence` (never
+    /// the segment being written, never one holding `sequence` or a record not
+    /// yet durable), oldest first, then syncs the directory. Returns what was
+    /// removed and the anchor the log now starts at: keep it and pass it as
+    /// [`DurableConfig::start_anchor`] to reopen, since the log no longer
+    /// verifies from genesis. To survive a crash during the removal, persist the
+    /// anchor of [`DurableWal::plan_retirement`] first and pass its
+    /// `before_sequence` here: the result is then the same plan.
+    ///
+    /// # Errors
+    /// An I/O error (segments removed before it stay removed; the log stays
+    /// readable from the first one left, given the anchor of its header), or a
+    /// refusal when the first segment left has a bad header.
+    pub fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
+        let plan = self.plan_retirement(sequence)?;
+        for first in &plan.removed {
+            self.dir.remove_segment(*first)?;
+        }
+        if !plan.removed.is_empty() {
+            self.dir.sync()?;
+        }
+        Ok(plan)
     }
 
     /// Makes everything appended so far durable, stops the flusher and releases

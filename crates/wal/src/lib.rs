@@ -8,7 +8,12 @@
 //! rewrites the file cannot forge a consistent chain. A trusted [`WalAnchor`] kept
 //! outside the file also catches a cleanly cut suffix. A crash never loses what was
 //! acknowledged as durable, and reopening tells a torn tail (cut and reported) from
-//! corruption in the middle (refused, naming the record and its byte offset).
+//! corruption (refused, naming the record and its byte offset): an acknowledgement
+//! watermark kept beside the segments (`ACK`, or `<file>.ack`; two checksummed
+//! slots written alternately, after the data is synced and before anything is
+//! acknowledged) says how far the log was acknowledged, so damage at or before it
+//! is refused even in the last record, and only what follows it, zero-filled or
+//! garbage, is a torn tail.
 //!
 //! The byte format is specified field by field in `docs/SPECIFICATION.md` ("The
 //! write-ahead log") and pinned by golden files under `tests/data/`.
@@ -16,8 +21,9 @@
 //! # What it deliberately does not do
 //! - Encrypt: records are readable by anyone who can read the file. The key only
 //!   authenticates.
-//! - Delete or compact: segments are kept until the caller removes them (and a log
-//!   whose first segment is gone no longer verifies from genesis).
+//! - Compact: whole segments are removed only on request
+//!   ([`DurableWal::retire_segments_before`]), and the suffix then verifies only
+//!   from the trusted start anchor that call returns.
 //! - Index or query: reading is a verifying scan from the start.
 //! - Store the anchor: keeping a [`WalAnchor`] somewhere the attacker cannot
 //!   rewrite is the caller's job.
@@ -29,11 +35,19 @@
 //! - [`DurableWal`]: many threads append at once; each gets a [`Ticket`] that
 //!   [`Ticket::wait`]s until its record is durable. One flusher thread writes each
 //!   batch (a 200 µs window or a byte budget) with one write and one fdatasync, and
-//!   rotates to a new segment file at a size limit. A failed write or sync poisons
-//!   it: every waiter gets the error, nothing later is acknowledged.
+//!   rotates to a new segment file at a size limit; a second thread records each
+//!   synced batch in the watermark (overlapping the next batch) before its tickets
+//!   complete. `ticket.await` ([`TicketFuture`]) waits without blocking a thread
+//!   and without a runtime. [`DurableWal::open_in_visiting`] hands every verified
+//!   frame of the recovery scan to the caller. A failed write or sync (data or
+//!   watermark) poisons it: every waiter gets the error, nothing later is
+//!   acknowledged.
 //! - [`WalReader`], [`SegmentedReader`], [`scan`], [`scan_dir`]: streaming
 //!   readers that verify as they go and never hold more than one frame plus a read
-//!   chunk; the outcome is the closed [`Recovery`] enum.
+//!   chunk; the outcome is the closed [`Recovery`] enum. All of them decode
+//!   through one [`FrameSource`] abstraction; [`open_log`] opens a file or a
+//!   segment directory by what the path is, and every [`Entry`] carries its byte
+//!   offset and segment.
 //! - [`WalKey`]: an HMAC key of at least 32 bytes; the file stores only its
 //!   fingerprint.
 //! - [`storage::Storage`] and [`storage::Directory`]: where bytes go, with

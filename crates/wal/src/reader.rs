@@ -737,8 +737,11 @@ fn open_file_frames(
     path: &Path,
     key: Option<&WalKey>,
 ) -> Result<FrameReader<FileStorage>, WalError> {
-    let frames = FrameReader::new(FileStorage::open_read(path)?, key)?;
+    // The watermark first, then the file (and its length): the writer syncs the
+    // data before the watermark that covers it, so a reader racing it never finds
+    // a watermark beyond the bytes it reads.
     let watermark = read_watermark(FileStorage::open_ack_for(path)?, key)?;
+    let frames = FrameReader::new(FileStorage::open_read(path)?, key)?;
     if matches!(watermark, Watermark::Damaged) {
         return Err(WalError::Refused(Recovery::Corrupt {
             sequence: None,

@@ -41,8 +41,11 @@ impl<D: Directory> SegmentedFrames<D> {
     /// [`WalError::Io`] when the directory cannot be listed or the watermark
     /// cannot be read.
     pub fn new(dir: D, key: Option<&WalKey>, anchor: Option<WalAnchor>) -> Result<Self, WalError> {
-        let segments = dir.list_segments()?;
+        // The watermark is read before the segments are listed and measured: a
+        // writer syncs data before the watermark that covers it, so a reader racing
+        // a live writer never finds a watermark beyond the bytes it then reads.
         let watermark = read_watermark(dir.open_ack()?, key)?;
+        let segments = dir.list_segments()?;
         let acknowledged = watermark.acknowledged();
         let ack_point = watermark.point();
         Ok(Self {

@@ -62,3 +62,31 @@ fn record_entry_point_survives_random_payloads() {
         assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
     }
 }
+
+#[test]
+fn watermark_entry_point_survives_mutated_watermarks() {
+    use calybris_wal::format::{AckPoint, AckSlot, HEADER_LEN_BYTES};
+    let seed = seed(0x0AC4_0AC4);
+    let mut rng = Rng::new(seed);
+    let point = AckPoint {
+        segment_first_sequence: 0,
+        end_offset_bytes: HEADER_LEN_BYTES as u64,
+        anchor: calybris_wal::WalAnchor::GENESIS,
+    };
+    let mut base = Vec::new();
+    for generation in 0..2 {
+        base.extend_from_slice(&AckSlot { generation, point }.encode(None));
+    }
+    for round in 0..ROUNDS {
+        let mut bytes = base.clone();
+        for _ in 0..rng.below(4) {
+            let at = rng.below(bytes.len() as u64) as usize;
+            bytes[at] ^= (rng.next_u64() as u8) | 1;
+        }
+        if rng.below(4) == 0 {
+            bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize);
+        }
+        let result = std::panic::catch_unwind(|| fuzzing::watermark(&bytes));
+        assert!(result.is_ok(), "seed {seed} round {round}: {bytes:02x?}");
+    }
+}
