@@ -244,6 +244,7 @@ trait Log: Send + Sync + std::fmt::Debug {
     fn appended_anchor(&self) -> WalAnchor;
     fn durable_anchor(&self) -> WalAnchor;
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError>;
+    fn plan_retirement(&self, sequence: u64) -> Result<RetiredSegments, WalError>;
     fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError>;
 }
 
@@ -259,6 +260,9 @@ impl<D: Directory> Log for DurableWal<GateRecord, D> {
     }
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError> {
         DurableWal::close(*self)
+    }
+    fn plan_retirement(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
+        DurableWal::plan_retirement(self, sequence)
     }
     fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
         DurableWal::retire_segments_before(self, sequence)
@@ -1111,19 +1115,24 @@ impl Gate {
     /// Deletes the segments wholly before `sequence` and records where the log now
     /// starts.
     fn retire_before(&self, sequence: u64) -> Result<(), GateError> {
-        let retired = self.inner.wal.retire_segments_before(sequence)?;
-        if retired.removed.is_empty() {
+        // Plan, persist where the log will start, then delete: a crash in the middle
+        // leaves a directory that still opens (and verifies) from the persisted anchor.
+        let plan = self.inner.wal.plan_retirement(sequence)?;
+        if plan.removed.is_empty() {
             return Ok(());
         }
-        *self.inner.start_anchor.lock() = Some(retired.start_anchor);
         if let Some(path) = &self.inner.start_anchor_file {
-            write_start_anchor(path, retired.start_anchor).map_err(|source| {
-                GateError::Directory {
-                    path: path.clone(),
-                    source,
-                }
+            write_start_anchor(path, plan.start_anchor).map_err(|source| GateError::Directory {
+                path: path.clone(),
+                source,
             })?;
         }
+        let retired = self
+            .inner
+            .wal
+            .retire_segments_before(plan.before_sequence)?;
+        debug_assert_eq!(retired.start_anchor, plan.start_anchor);
+        *self.inner.start_anchor.lock() = Some(retired.start_anchor);
         Ok(())
     }
 
