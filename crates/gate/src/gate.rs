@@ -278,7 +278,7 @@ struct Inner {
     /// snapshot holds it exclusively, so the books it copies are exactly the fold of
     /// the records before it.
     policy: RwLock<Arc<SealedPolicy>>,
-    open: Box<[Mutex<HashMap<u64, OpenEntry>>]>,
+    open: Box<[Mutex<OpenShard>]>,
     /// Serialises tenant creation, top-ups and limit changes (rare, and checked
     /// before they are logged).
     admin: Mutex<()>,
@@ -312,6 +312,52 @@ const _: () = {
     assert_send_sync::<Gate>();
     assert_send_sync::<Admission>();
 };
+
+/// Hashes the open-hold registry's keys (log sequence numbers, unique and dense): one
+/// multiplication, high bits folded down. The keys are assigned by the log, not chosen
+/// by callers, so no keyed hash is needed against collisions.
+#[derive(Debug, Default, Clone, Copy)]
+struct SequenceHasher(u64);
+
+impl std::hash::Hasher for SequenceHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+/// One shard of the open-hold registry.
+type OpenShard = HashMap<u64, OpenEntry, std::hash::BuildHasherDefault<SequenceHasher>>;
+
+thread_local! {
+    /// The last tenant this thread decided for and its number: services mostly decide
+    /// for the same tenant many times in a row, and the number costs a SHA-256.
+    static LAST_TENANT_NUMBER: std::cell::RefCell<(String, u64)> =
+        const { std::cell::RefCell::new((String::new(), 0)) };
+}
+
+/// [`tenant_number`] of `tenant`, remembered for the thread's last tenant.
+fn cached_tenant_number(tenant: &str) -> u64 {
+    LAST_TENANT_NUMBER.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.0 != tenant || last.0.is_empty() {
+            last.0.clear();
+            last.0.push_str(tenant);
+            last.1 = tenant_number(tenant);
+        }
+        debug_assert_eq!(last.1, tenant_number(tenant));
+        last.1
+    })
+}
 
 fn shard_of(sequence: u64) -> usize {
     (sequence as usize) & (OPEN_SHARDS - 1)
@@ -401,7 +447,7 @@ impl Gate {
             engine,
             policy: RwLock::new(Arc::new(config.policy.clone())),
             open: (0..OPEN_SHARDS)
-                .map(|_| Mutex::new(HashMap::new()))
+                .map(|_| Mutex::new(OpenShard::default()))
                 .collect(),
             admin: Mutex::new(()),
             poisoned: AtomicBool::new(false),
@@ -583,7 +629,7 @@ impl Gate {
                 decision_digest,
                 meta: DecisionMeta {
                     recorded_at_unix_ms: caller.recorded_at_unix_ms,
-                    tenant_id: tenant_number(tenant),
+                    tenant_id: cached_tenant_number(tenant),
                     request_id: caller.request_id,
                 },
             },
