@@ -488,13 +488,13 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// admitted decisions.
 fn build_reopen_log(w: &Workload, dir: &Path, decisions: u64) -> u64 {
     let gate = Gate::open(w.config(dir, LONG_WINDOW)).expect("open");
-    let mut admitted = 0;
+    let mut admitted = 0u64;
     for k in 0..decisions {
         let (tenant, input) = w.request(0, k);
         let admission = gate.decide(tenant, input).expect("decide");
         if admission.is_admitted() {
             admitted += 1;
-            if admitted % REOPEN_LEFT_OPEN_EVERY == 0 {
+            if admitted.is_multiple_of(REOPEN_LEFT_OPEN_EVERY) {
                 // Parked: open in the log, as a crash would leave it.
                 let _ = admission.into_reservation_id();
                 continue;

@@ -198,7 +198,7 @@ fn main() {
                 let admission = gate.decide(tenant, input).expect("decide");
                 if admission.is_admitted() {
                     admitted += 1;
-                    if admitted % 1_000 == 0 {
+                    if admitted.is_multiple_of(1_000) {
                         let _ = admission.into_reservation_id();
                         continue;
                     }
