@@ -36,7 +36,7 @@ const IN_FLIGHT: usize = 64;
 /// Decisions per thread in one durable run.
 const DURABLE_PER_THREAD: u64 = 5_000;
 /// Durable runs per configuration for the `gate-figure` lines.
-const DURABLE_RUNS: usize = 3;
+const DURABLE_RUNS: usize = 5;
 /// Tenants of every gate.
 const TENANTS: usize = 8;
 /// Each tenant's opening budget, in microunits: far above what a run can hold.
