@@ -396,8 +396,98 @@ fn gate_buffered(w: &Workload, iters: u64, timed_settle: bool) -> Duration {
     total
 }
 
+/// Times `iters` verified appends to a `DurableAuditWal` with the long window, not
+/// waiting (the same group-commit machinery as the gate, without the gate).
+fn durable_audit_buffered(w: &Workload, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(CHUNK);
+        let dir = Scratch::new("buffered-durable-audit");
+        let log = DurableAuditWal::open(
+            dir.path(),
+            DurableConfig {
+                window: LONG_WINDOW,
+                ..DurableConfig::default()
+            },
+        )
+        .expect("open");
+        let start = Instant::now();
+        for k in done..done + n {
+            let (_, input) = w.request(0, k);
+            let decision = w.policy.prescribe(input);
+            let _ticket = black_box(
+                log.append_verified(&w.policy, input, &decision, meta(k))
+                    .expect("append"),
+            );
+        }
+        total += start.elapsed();
+        log.close().expect("close");
+        done += n;
+    }
+    total
+}
+
+/// Times `iters` buffered `AuditWriter::append_verified` calls, as the wal bench's
+/// `wal_audited_append_buffered` does (one file per chunk, flush timed).
+fn audit_writer_buffered(w: &Workload, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(CHUNK);
+        let file = Scratch::new("buffered-audit-writer");
+        let mut writer = AuditWriter::create(file.path(), None).expect("create");
+        let start = Instant::now();
+        for k in done..done + n {
+            let (_, input) = w.request(0, k);
+            let decision = w.policy.prescribe(input);
+            black_box(
+                writer
+                    .append_verified(&w.policy, input, &decision, meta(k))
+                    .expect("append"),
+            );
+        }
+        writer.flush().expect("flush");
+        total += start.elapsed();
+        done += n;
+    }
+    total
+}
+
+/// Decisions per variant in one round of the interleaved buffered figure.
+const BUFFERED_ROUND: u64 = 20_000;
+/// Rounds of the interleaved buffered figure.
+const BUFFERED_ROUNDS: usize = 5;
+
 fn buffered(c: &mut Criterion) {
     let w = workload();
+    if selected("gate_buffered") {
+        // Interleaved rounds, so the machine's load hits every variant alike; the
+        // ratios are medians of the per-round ratios.
+        let mut per = [const { Vec::new() }; 4];
+        let mut ratios = [const { Vec::new() }; 3];
+        for _ in 0..BUFFERED_ROUNDS {
+            let ns = |d: Duration| d.as_nanos() as f64 / BUFFERED_ROUND as f64;
+            let round = [
+                ns(gate_buffered(&w, BUFFERED_ROUND, false)),
+                ns(gate_buffered(&w, BUFFERED_ROUND, true)),
+                ns(durable_audit_buffered(&w, BUFFERED_ROUND)),
+                ns(audit_writer_buffered(&w, BUFFERED_ROUND)),
+            ];
+            for (all, value) in per.iter_mut().zip(round) {
+                all.push(value);
+            }
+            ratios[0].push(round[0] / round[3]);
+            ratios[1].push(round[1] / round[3]);
+            ratios[2].push(round[0] / round[2]);
+        }
+        let [decide, life, durable_audit, writer] = per.map(|mut v| median(&mut v));
+        let [decide_ratio, life_ratio, same_machinery] = ratios.map(|mut v| median(&mut v));
+        println!(
+            "gate-figure: buffered, 1 thread, medians of {BUFFERED_ROUNDS} interleaved rounds of {BUFFERED_ROUND}: gate decide {decide:.0} ns, gate decide + settle {life:.0} ns, DurableAuditWal::append_verified (same window, not waiting) {durable_audit:.0} ns, AuditWriter::append_verified {writer:.0} ns; decide / AuditWriter {decide_ratio:.2}x, decide + settle / AuditWriter {life_ratio:.2}x, decide / DurableAuditWal {same_machinery:.2}x"
+        );
+    }
+
     let mut g = c.benchmark_group("gate_buffered");
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("calybris-gate", "decide"), |b| {
@@ -406,66 +496,12 @@ fn buffered(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("calybris-gate", "decide+settle"), |b| {
         b.iter_custom(|iters| gate_buffered(&w, iters, true))
     });
-    // The same group-commit machinery without the gate: DurableAuditWal, not waiting.
     g.bench_function(
         BenchmarkId::new("calybris-wal-durable-audit", "append_verified"),
-        |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let n = (iters - done).min(CHUNK);
-                    let dir = Scratch::new("buffered-durable-audit");
-                    let log = DurableAuditWal::open(
-                        dir.path(),
-                        DurableConfig {
-                            window: LONG_WINDOW,
-                            ..DurableConfig::default()
-                        },
-                    )
-                    .expect("open");
-                    let start = Instant::now();
-                    for k in done..done + n {
-                        let (_, input) = w.request(0, k);
-                        let decision = w.policy.prescribe(input);
-                        let _ticket = black_box(
-                            log.append_verified(&w.policy, input, &decision, meta(k))
-                                .expect("append"),
-                        );
-                    }
-                    total += start.elapsed();
-                    log.close().expect("close");
-                    done += n;
-                }
-                total
-            })
-        },
+        |b| b.iter_custom(|iters| durable_audit_buffered(&w, iters)),
     );
-    // As the wal bench's `wal_audited_append_buffered`: one file, flush timed.
     g.bench_function(BenchmarkId::new("calybris-wal", "audited-append"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(CHUNK);
-                let file = Scratch::new("buffered-audit-writer");
-                let mut writer = AuditWriter::create(file.path(), None).expect("create");
-                let start = Instant::now();
-                for k in done..done + n {
-                    let (_, input) = w.request(0, k);
-                    let decision = w.policy.prescribe(input);
-                    black_box(
-                        writer
-                            .append_verified(&w.policy, input, &decision, meta(k))
-                            .expect("append"),
-                    );
-                }
-                writer.flush().expect("flush");
-                total += start.elapsed();
-                done += n;
-            }
-            total
-        })
+        b.iter_custom(|iters| audit_writer_buffered(&w, iters))
     });
     g.finish();
 }
