@@ -264,8 +264,16 @@ impl Runs {
 
 /// Whether a benchmark named `name` is selected by the command line's filter (a
 /// plain substring of criterion's filter, or one of its `|` alternatives), for the
-/// figure runs criterion does not drive.
+/// figure runs criterion does not drive. Never in criterion's test or list modes
+/// (`cargo test --benches`, `-- --test`, `-- --list`), which only check that every
+/// benchmark runs.
 fn selected(name: &str) -> bool {
+    let flags: Vec<String> = std::env::args().collect();
+    if !flags.iter().any(|arg| arg == "--bench")
+        || flags.iter().any(|arg| arg == "--test" || arg == "--list")
+    {
+        return false;
+    }
     const VALUED: [&str; 16] = [
         "--warm-up-time",
         "--measurement-time",
