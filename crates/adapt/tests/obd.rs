@@ -22,7 +22,7 @@ const FIXTURES: [&str; 3] = ["random-all", "bts-all", "random-men"];
 
 /// The asserted bound on the relative error against obp. The fixtures' README measured
 /// 1.2e-14 for a naive left-to-right sum in file order (obp sums pairwise), and the
-/// brief's floor is 1e-9; 1e-12 keeps a hundredfold margin over what we reach.
+/// project's floor is 1e-9; 1e-12 keeps a hundredfold margin over what we reach.
 const TOLERANCE_RELATIVE: f64 = 1e-12;
 
 /// The CSV header the parser expects, in order.
