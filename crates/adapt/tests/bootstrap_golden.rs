@@ -18,9 +18,7 @@ fn golden_lines() -> impl Iterator<Item = Vec<&'static str>> {
 }
 
 fn key() -> BootstrapKey {
-    let hex = golden_lines()
-        .find(|w| w[0] == "key")
-        .expect("a key line")[1];
+    let hex = golden_lines().find(|w| w[0] == "key").expect("a key line")[1];
     let mut bytes = [0u8; 32];
     for (i, b) in bytes.iter_mut().enumerate() {
         *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex key");
@@ -52,7 +50,9 @@ fn index_streams_match_the_reference() {
         let replicate: u64 = w[1].parse().expect("replicate");
         let n: u64 = w[2].parse().expect("n");
         let want: Vec<u64> = w[3..].iter().map(|x| x.parse().expect("index")).collect();
-        let got: Vec<u64> = IndexStream::new(&key, replicate, n).take(want.len()).collect();
+        let got: Vec<u64> = IndexStream::new(&key, replicate, n)
+            .take(want.len())
+            .collect();
         assert_eq!(got, want, "replicate {replicate}, n {n}");
         checked += 1;
     }

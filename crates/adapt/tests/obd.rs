@@ -15,7 +15,9 @@
 
 use std::path::PathBuf;
 
-use calybris_adapt::ope::{Estimate, Estimator, EstimatorConfig, LoggedRound, Probability, estimate};
+use calybris_adapt::ope::{
+    Estimate, Estimator, EstimatorConfig, LoggedRound, Probability, estimate,
+};
 
 /// The fixtures checked here (the other three are held back for acceptance tests).
 const FIXTURES: [&str; 3] = ["random-all", "bts-all", "random-men"];
@@ -98,7 +100,10 @@ impl Checker {
             .as_f64()
             .unwrap_or_else(|| panic!("{}.expected.json has no number {key}", self.name));
         let err = relative_error(got, want);
-        println!("{:>11} {key:>22}: ours {got:.17e} obp {want:.17e} rel {err:.2e}", self.name);
+        println!(
+            "{:>11} {key:>22}: ours {got:.17e} obp {want:.17e} rel {err:.2e}",
+            self.name
+        );
         assert!(
             err <= TOLERANCE_RELATIVE,
             "{} {key}: ours {got:e}, obp {want:e}, relative error {err:e}",
@@ -139,7 +144,10 @@ fn check_fixture(name: &'static str) -> f64 {
     c.check("sndr", run(&rows, Estimator::SnDr, plain).value);
     let switch = run(&rows, Estimator::SwitchDr { tau: TAU }, plain);
     c.check("switch-dr", switch.value);
-    c.check("dr-os", run(&rows, Estimator::DrOs { lambda: LAMBDA }, plain).value);
+    c.check(
+        "dr-os",
+        run(&rows, Estimator::DrOs { lambda: LAMBDA }, plain).value,
+    );
     let ipw_cap = run(&rows, Estimator::Ips, capped);
     c.check("ipw_cap20", ipw_cap.value);
     c.check("dr_cap20", run(&rows, Estimator::Dr, capped).value);
@@ -155,7 +163,10 @@ fn check_fixture(name: &'static str) -> f64 {
     assert_eq!(switch.counts.switched_off, ipw_cap.counts.clipped);
     assert_eq!(ipw.counts.clipped, 0, "no cap, nothing clipped");
     assert_eq!(c.checked, 14);
-    println!("{name}: worst relative error {:.2e} over {} figures", c.worst, c.checked);
+    println!(
+        "{name}: worst relative error {:.2e} over {} figures",
+        c.worst, c.checked
+    );
     c.worst
 }
 
@@ -182,8 +193,15 @@ fn ground_truth_is_the_other_logs_click_rate() {
         let want = expected(name)["ground_truth_ctr"]
             .as_f64()
             .expect("ground_truth_ctr");
-        let got = run(&parse_csv(other), Estimator::Ips, EstimatorConfig::uncapped())
-            .logged_reward_mean;
-        assert!(relative_error(got, want) <= TOLERANCE_RELATIVE, "{name}: {got} vs {want}");
+        let got = run(
+            &parse_csv(other),
+            Estimator::Ips,
+            EstimatorConfig::uncapped(),
+        )
+        .logged_reward_mean;
+        assert!(
+            relative_error(got, want) <= TOLERANCE_RELATIVE,
+            "{name}: {got} vs {want}"
+        );
     }
 }

@@ -42,7 +42,13 @@ fn reward() -> impl Strategy<Value = f64> {
 
 /// A usable round (behaviour propensity positive).
 fn valid_round() -> impl Strategy<Value = LoggedRound> {
-    (reward(), positive_probability(), probability(), 0.0f64..=1.0, 0.0f64..=1.0)
+    (
+        reward(),
+        positive_probability(),
+        probability(),
+        0.0f64..=1.0,
+        0.0f64..=1.0,
+    )
         .prop_map(|(r, b, e, q, m)| LoggedRound::new(r, b, e, q, m))
 }
 

@@ -78,10 +78,12 @@ impl Estimator {
 
     fn check(self) -> Result<(), OpeError> {
         match self {
-            Self::SwitchDr { tau } if tau.is_nan() || tau < 0.0 => Err(OpeError::InvalidParameter {
-                name: "tau",
-                value: tau,
-            }),
+            Self::SwitchDr { tau } if tau.is_nan() || tau < 0.0 => {
+                Err(OpeError::InvalidParameter {
+                    name: "tau",
+                    value: tau,
+                })
+            }
             Self::DrOs { lambda } if lambda.is_nan() || lambda < 0.0 => {
                 Err(OpeError::InvalidParameter {
                     name: "lambda",

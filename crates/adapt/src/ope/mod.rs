@@ -22,8 +22,8 @@ pub use bootstrap::{
     IndexStream, PERCENTILE_LOWER_PER_MILLE, PERCENTILE_UPPER_PER_MILLE, bootstrap,
 };
 pub use estimate::{
-    DEFAULT_WEIGHT_CAP, Estimate, Estimator, EstimatorConfig, Interval, RowCounts, RowPolicy,
-    Z_95, estimate,
+    DEFAULT_WEIGHT_CAP, Estimate, Estimator, EstimatorConfig, Interval, RowCounts, RowPolicy, Z_95,
+    estimate,
 };
 pub use probability::{EXACT_F64_INTEGER_MAX, Probability, ProbabilityDefect, importance_weight};
 pub use round::{Field, LoggedRound, RewardModel, RowDefect};

@@ -114,7 +114,9 @@ pub enum RowDefect {
     /// The evaluation policy gives the logged action a positive probability that the
     /// behaviour policy did not: no importance weight exists (counted apart from the
     /// other defects, as an unsupported round).
-    #[error("unsupported: evaluation probability is positive where the behaviour propensity is zero")]
+    #[error(
+        "unsupported: evaluation probability is positive where the behaviour propensity is zero"
+    )]
     Unsupported,
     /// The weight `π_e / π_b` overflows binary64.
     #[error("importance weight overflows")]
