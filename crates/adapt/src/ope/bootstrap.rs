@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use super::OpeError;
-use super::estimate::{Estimator, EstimatorConfig, Interval, Part, Prepared, mean_only};
+use super::estimate::{Estimator, EstimatorConfig, Interval, Prepared, Store, Summand, mean_only};
 use super::round::LoggedRound;
 
 /// The domain-separation prefix of the seed derivation (25 ASCII bytes).
@@ -189,19 +189,11 @@ pub fn bootstrap(
         });
     }
     let prepared = Prepared::new(rows, estimator, config)?;
-    let normalised = estimator.is_normalised();
-    let parts = &prepared.parts;
-    let n = parts.len() as u64;
     let seed = key.seed();
-    let mut resample: Vec<Part> = Vec::with_capacity(parts.len());
-    let mut values = Vec::with_capacity(replicates as usize);
-    for replicate in 0..u64::from(replicates) {
-        resample.clear();
-        let stream = IndexStream::from_seed(seed, replicate, n);
-        resample.extend(stream.take(parts.len()).map(|i| parts[i as usize]));
-        debug_assert_eq!(resample.len(), parts.len());
-        values.push(mean_only(&resample, normalised));
-    }
+    let mut values = match &prepared.store {
+        Store::Plain(terms) => replicate_values(terms, seed, replicates),
+        Store::Normalised(parts) => replicate_values(parts, seed, replicates),
+    };
     values.sort_by(f64::total_cmp);
     let count = u64::from(replicates);
     let interval = Interval {
@@ -213,6 +205,22 @@ pub fn bootstrap(
         interval,
         replicates: values,
     })
+}
+
+/// Every replicate's estimate, in replicate order: replicate `b` draws `n` indices
+/// from its own stream and takes the mean over the resample in draw order.
+fn replicate_values<T: Summand>(items: &[T], seed: [u8; 32], replicates: u32) -> Vec<f64> {
+    let n = items.len() as u64;
+    let mut resample: Vec<T> = Vec::with_capacity(items.len());
+    let mut values = Vec::with_capacity(replicates as usize);
+    for replicate in 0..u64::from(replicates) {
+        resample.clear();
+        let stream = IndexStream::from_seed(seed, replicate, n);
+        resample.extend(stream.take(items.len()).map(|i| items[i as usize]));
+        debug_assert_eq!(resample.len(), items.len());
+        values.push(mean_only(&resample));
+    }
+    values
 }
 
 #[cfg(test)]

@@ -210,8 +210,10 @@ pub struct Estimate {
     pub normal_interval: Option<Interval>,
 }
 
-/// One used round reduced to the three numbers its term is made of:
-/// `term = base + correction` or, when normalised, `base + correction / mean(norm)`.
+/// One used round of a normalised estimator, reduced to the three numbers its term is
+/// made of: `term = base + correction / mean(norm)`. The other estimators store the
+/// term itself (`base + correction`, one `f64`), which keeps their memory traffic to
+/// a third.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Part {
     pub(crate) base: f64,
@@ -219,11 +221,70 @@ pub(crate) struct Part {
     pub(crate) norm: f64,
 }
 
+/// What a used round is summed as: a plain term (`f64`) or a normalised [`Part`].
+pub(crate) trait Summand: Copy {
+    /// The normaliser of a sequence: `mean(norm)` for parts, unused (1) for terms.
+    fn norm_mean(items: &[Self]) -> f64;
+    /// The round's term given the normaliser.
+    fn term(&self, norm_mean: f64) -> f64;
+}
+
+impl Summand for f64 {
+    fn norm_mean(_: &[Self]) -> f64 {
+        1.0
+    }
+
+    #[inline]
+    fn term(&self, _: f64) -> f64 {
+        *self
+    }
+}
+
+impl Summand for Part {
+    /// Zero only when every norm is zero, and then every correction is zero too.
+    fn norm_mean(items: &[Self]) -> f64 {
+        let mut sum = 0.0;
+        for p in items {
+            sum += p.norm;
+        }
+        sum / items.len() as f64
+    }
+
+    /// A zero normaliser means every weight is zero, so every correction is zero, and
+    /// the term is defined as `base` (the limit, not `0/0`).
+    #[inline]
+    fn term(&self, norm_mean: f64) -> f64 {
+        if norm_mean == 0.0 {
+            debug_assert!(self.correction == 0.0);
+            self.base
+        } else {
+            self.base + self.correction / norm_mean
+        }
+    }
+}
+
+/// The used rounds in the form their estimator sums them.
+pub(crate) enum Store {
+    /// Terms of an estimator without normalisation.
+    Plain(Vec<f64>),
+    /// Parts of a normalised estimator (SNIPS, SNDR).
+    Normalised(Vec<Part>),
+}
+
+impl Store {
+    fn len(&self) -> usize {
+        match self {
+            Self::Plain(v) => v.len(),
+            Self::Normalised(v) => v.len(),
+        }
+    }
+}
+
 /// The used rounds of a log, ready to be summed, with their counts and weight
 /// statistics.
 pub(crate) struct Prepared {
     pub(crate) estimator: Estimator,
-    pub(crate) parts: Vec<Part>,
+    pub(crate) store: Store,
     counts: RowCounts,
     weight_max: f64,
     weight_sum: f64,
@@ -293,8 +354,74 @@ fn part_of(estimator: Estimator, round: &CheckedRound, capped: f64) -> Part {
     }
 }
 
+/// The running totals of the checking pass, kept in a local value (not behind the
+/// output vector) so that they can live in registers.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    counts: RowCounts,
+    weight_max: f64,
+    weight_sum: f64,
+    weight_square_sum: f64,
+    reward_sum: f64,
+}
+
+/// Checks every round in order, counts it, and pushes `keep(part)` of each used one.
+fn fill<T>(
+    rows: &[LoggedRound],
+    estimator: Estimator,
+    cap: f64,
+    row_policy: RowPolicy,
+    out: &mut Vec<T>,
+    keep: impl Fn(Part) -> T,
+) -> Result<Tally, OpeError> {
+    let needs_model = estimator.needs_model();
+    let tau = match estimator {
+        Estimator::SwitchDr { tau } => tau,
+        _ => f64::INFINITY,
+    };
+    let mut t = Tally::default();
+    for (index, row) in rows.iter().enumerate() {
+        t.counts.rows += 1;
+        let round = match check_round(row, needs_model) {
+            Ok(round) => round,
+            Err(defect) => {
+                if row_policy == RowPolicy::Refuse {
+                    return Err(OpeError::RowRefused {
+                        index: index as u64,
+                        defect,
+                    });
+                }
+                if defect == RowDefect::Unsupported {
+                    t.counts.unsupported += 1;
+                } else {
+                    t.counts.excluded += 1;
+                }
+                continue;
+            }
+        };
+        let w = round.weight;
+        let capped = if w > cap {
+            t.counts.clipped += 1;
+            cap
+        } else {
+            w
+        };
+        // `tau` is infinite for every estimator but switch-DR, so this counts nothing
+        // for them.
+        t.counts.switched_off += u64::from(w > tau);
+        t.counts.used += 1;
+        t.weight_max = t.weight_max.max(w);
+        t.weight_sum += w;
+        t.weight_square_sum += w * w;
+        t.reward_sum += round.reward;
+        out.push(keep(part_of(estimator, &round, capped)));
+    }
+    Ok(t)
+}
+
 impl Prepared {
-    /// Checks every round in order, counts, and keeps the parts of the used ones.
+    /// Checks every round in order, counts, and keeps the terms (or parts) of the
+    /// used ones.
     pub(crate) fn new(
         rows: &[LoggedRound],
         estimator: Estimator,
@@ -302,71 +429,43 @@ impl Prepared {
     ) -> Result<Self, OpeError> {
         estimator.check()?;
         let cap = config.cap()?;
-        let needs_model = estimator.needs_model();
-        let mut prepared = Self {
-            estimator,
-            parts: Vec::with_capacity(rows.len()),
-            counts: RowCounts::default(),
-            weight_max: 0.0,
-            weight_sum: 0.0,
-            weight_square_sum: 0.0,
-            reward_sum: 0.0,
+        let policy = config.row_policy;
+        let (store, t) = if estimator.is_normalised() {
+            let mut parts = Vec::with_capacity(rows.len());
+            let t = fill(rows, estimator, cap, policy, &mut parts, |p| p)?;
+            (Store::Normalised(parts), t)
+        } else {
+            let mut terms = Vec::with_capacity(rows.len());
+            let t = fill(rows, estimator, cap, policy, &mut terms, |p| {
+                p.base + p.correction
+            })?;
+            (Store::Plain(terms), t)
         };
-        for (index, row) in rows.iter().enumerate() {
-            prepared.counts.rows += 1;
-            let round = match check_round(row, needs_model) {
-                Ok(round) => round,
-                Err(defect) => {
-                    if config.row_policy == RowPolicy::Refuse {
-                        return Err(OpeError::RowRefused {
-                            index: index as u64,
-                            defect,
-                        });
-                    }
-                    if defect == RowDefect::Unsupported {
-                        prepared.counts.unsupported += 1;
-                    } else {
-                        prepared.counts.excluded += 1;
-                    }
-                    continue;
-                }
-            };
-            prepared.add(round, cap);
-        }
-        let c = prepared.counts;
+        let c = t.counts;
         debug_assert_eq!(c.used + c.excluded + c.unsupported, c.rows);
-        debug_assert_eq!(c.used, prepared.parts.len() as u64);
+        debug_assert_eq!(c.used, store.len() as u64);
+        debug_assert!(c.clipped <= c.used && c.switched_off <= c.used);
         if c.used == 0 {
             return Err(OpeError::NoUsableRows { counts: c });
         }
-        Ok(prepared)
-    }
-
-    fn add(&mut self, round: CheckedRound, cap: f64) {
-        let w = round.weight;
-        let capped = if w > cap {
-            self.counts.clipped += 1;
-            cap
-        } else {
-            w
-        };
-        if let Estimator::SwitchDr { tau } = self.estimator
-            && w > tau
-        {
-            self.counts.switched_off += 1;
-        }
-        self.counts.used += 1;
-        self.weight_max = self.weight_max.max(w);
-        self.weight_sum += w;
-        self.weight_square_sum += w * w;
-        self.reward_sum += round.reward;
-        self.parts.push(part_of(self.estimator, &round, capped));
+        Ok(Self {
+            estimator,
+            store,
+            counts: c,
+            weight_max: t.weight_max,
+            weight_sum: t.weight_sum,
+            weight_square_sum: t.weight_square_sum,
+            reward_sum: t.reward_sum,
+        })
     }
 
     /// The full report: value, counts, weight statistics and the normal interval.
     pub(crate) fn estimate(&self) -> Estimate {
-        let n = self.parts.len() as f64;
-        let (value, variance) = mean_and_variance(&self.parts, self.estimator.is_normalised());
+        let n = self.store.len() as f64;
+        let (value, variance) = match &self.store {
+            Store::Plain(terms) => mean_and_variance(terms),
+            Store::Normalised(parts) => mean_and_variance(parts),
+        };
         let normal_interval = variance.map(|v| {
             let half_width = Z_95 * (v / n).sqrt();
             Interval {
@@ -392,64 +491,32 @@ impl Prepared {
     }
 }
 
-/// The normaliser `mean(norm)` of normalised estimators, or 1 for the others.
-/// Zero only when every norm is zero, and then every correction is zero too.
-fn mean_norm(parts: &[Part], normalised: bool) -> f64 {
-    if !normalised {
-        return 1.0;
-    }
-    let mut sum = 0.0;
-    for p in parts {
-        sum += p.norm;
-    }
-    sum / parts.len() as f64
-}
-
-/// One round's term. A zero normaliser means every weight is zero, so every
-/// correction is zero, and the term is defined as `base` (the limit, not `0/0`).
-#[inline]
-fn term(p: &Part, normalised: bool, norm_mean: f64) -> f64 {
-    if !normalised {
-        p.base + p.correction
-    } else if norm_mean == 0.0 {
-        debug_assert!(p.correction == 0.0);
-        p.base
-    } else {
-        p.base + p.correction / norm_mean
-    }
-}
-
 /// The mean of the terms (left-to-right sum divided by `n`), and the terms' sample
 /// variance (divisor `n − 1`, second pass around that mean) when `n ≥ 2`.
-pub(crate) fn mean_and_variance(parts: &[Part], normalised: bool) -> (f64, Option<f64>) {
-    assert!(!parts.is_empty(), "an estimate needs at least one round");
-    let n = parts.len() as f64;
-    let norm_mean = mean_norm(parts, normalised);
-    let mut sum = 0.0;
-    for p in parts {
-        sum += term(p, normalised, norm_mean);
-    }
-    let mean = sum / n;
-    if parts.len() < 2 {
+pub(crate) fn mean_and_variance<T: Summand>(items: &[T]) -> (f64, Option<f64>) {
+    let mean = mean_only(items);
+    if items.len() < 2 {
         return (mean, None);
     }
+    let norm_mean = T::norm_mean(items);
     let mut square_sum = 0.0;
-    for p in parts {
-        let d = term(p, normalised, norm_mean) - mean;
+    for item in items {
+        let d = item.term(norm_mean) - mean;
         square_sum += d * d;
     }
-    (mean, Some(square_sum / (n - 1.0)))
+    (mean, Some(square_sum / (items.len() as f64 - 1.0)))
 }
 
-/// The mean of the terms only (the bootstrap's replicate statistic).
-pub(crate) fn mean_only(parts: &[Part], normalised: bool) -> f64 {
-    assert!(!parts.is_empty(), "an estimate needs at least one round");
-    let norm_mean = mean_norm(parts, normalised);
+/// The mean of the terms only: the point estimate, and the bootstrap's replicate
+/// statistic.
+pub(crate) fn mean_only<T: Summand>(items: &[T]) -> f64 {
+    assert!(!items.is_empty(), "an estimate needs at least one round");
+    let norm_mean = T::norm_mean(items);
     let mut sum = 0.0;
-    for p in parts {
-        sum += term(p, normalised, norm_mean);
+    for item in items {
+        sum += item.term(norm_mean);
     }
-    sum / parts.len() as f64
+    sum / items.len() as f64
 }
 
 /// Estimates the value of the evaluation policy from a log.
