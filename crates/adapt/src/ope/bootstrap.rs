@@ -28,6 +28,10 @@ pub const PERCENTILE_LOWER_PER_MILLE: u64 = 25;
 /// The upper percentile of the 95 % interval, in per mille.
 pub const PERCENTILE_UPPER_PER_MILLE: u64 = 975;
 
+/// The most words [`IndexStream`] may reject in a row (each with probability below
+/// n / 2^64) before it gives up.
+const REJECTED_WORDS_MAX: u32 = 64;
+
 /// The number of 64-bit words one SHA-256 block output gives.
 const WORDS_PER_BLOCK: usize = 4;
 
@@ -134,15 +138,16 @@ impl Iterator for IndexStream {
     type Item = u64;
 
     fn next(&mut self) -> Option<u64> {
-        // A word is rejected with probability below n / 2^64, so this loop ends after
-        // one pass for any practical n; it is unbounded only in the sense that a
-        // hash could repeat rejected words forever, which SHA-256 does not.
-        loop {
+        // A word is rejected with probability below n / 2^64, so a run of
+        // `REJECTED_WORDS_MAX` rejections in a row would mean SHA-256 is broken; the
+        // bound turns that into a loud failure instead of a silent hang.
+        for _ in 0..=REJECTED_WORDS_MAX {
             let word = self.next_word();
             if word <= self.accept_max {
                 return Some(word % self.n);
             }
         }
+        panic!("{REJECTED_WORDS_MAX} index words rejected in a row");
     }
 }
 
