@@ -205,3 +205,28 @@ fn ground_truth_is_the_other_logs_click_rate() {
         );
     }
 }
+
+/// The uniform Random logs' propensity is exactly 1/K; logged as the fraction 1/K it
+/// gives the same estimates bit for bit as the float the file holds (the nearest
+/// double to 1/K).
+#[test]
+fn exact_uniform_propensities_give_the_same_bits() {
+    for (name, actions) in [("random-all", 80u64), ("random-men", 34)] {
+        let rows = parse_csv(name);
+        let exact: Vec<LoggedRound> = rows
+            .iter()
+            .map(|r| {
+                assert_eq!(r.behaviour_propensity.to_f64(), 1.0 / actions as f64);
+                LoggedRound {
+                    behaviour_propensity: Probability::ratio(1, actions),
+                    ..*r
+                }
+            })
+            .collect();
+        for estimator in Estimator::ALL {
+            let a = run(&rows, estimator, EstimatorConfig::default());
+            let b = run(&exact, estimator, EstimatorConfig::default());
+            assert_eq!(a.value.to_bits(), b.value.to_bits(), "{name} {estimator:?}");
+        }
+    }
+}
