@@ -241,7 +241,8 @@ impl Summand for f64 {
 }
 
 impl Summand for Part {
-    /// Zero only when every norm is zero, and then every correction is zero too.
+    /// Zero when every norm is zero (and then every correction is zero too), or when
+    /// the norms are subnormal and their mean underflows.
     fn norm_mean(items: &[Self]) -> f64 {
         let mut sum = 0.0;
         for p in items {
@@ -251,11 +252,13 @@ impl Summand for Part {
     }
 
     /// A zero normaliser means every weight is zero, so every correction is zero, and
-    /// the term is defined as `base` (the limit, not `0/0`).
+    /// the term is defined as `base` (the limit, not `0/0`). The one other way to get
+    /// a zero mean is weights so tiny (subnormal, below about 1e-308) that their mean
+    /// underflows; the same rule then drops their corrections rather than dividing
+    /// by zero.
     #[inline]
     fn term(&self, norm_mean: f64) -> f64 {
         if norm_mean == 0.0 {
-            debug_assert!(self.correction == 0.0);
             self.base
         } else {
             self.base + self.correction / norm_mean
