@@ -316,13 +316,30 @@ fn msrv() -> Result {
 fn package() -> Result {
     // Outside the workspace: cargo would take an unpacked package below the
     // workspace root for a member that is missing from it.
-    let target = env::temp_dir().join("calybris-xtask-package");
+    // A fresh directory per run: cargo extracts the packaged crates into
+    // $CARGO_HOME/registry/src under a name derived from this path, and would reuse an
+    // extraction from an earlier run of the same version (stale sources) if the path
+    // repeated.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let target = env::temp_dir().join(format!(
+        "calybris-xtask-package-{}-{stamp}",
+        std::process::id()
+    ));
+    let outcome = package_in(&target);
+    let _ = std::fs::remove_dir_all(&target);
+    outcome
+}
+
+/// `package` in the scratch directory `target`.
+fn package_in(target: &Path) -> Result {
     let mut c = cargo();
     // `--allow-dirty`: package what is on disk, so a local run checks uncommitted
     // work too (CI runs on a clean clone either way).
     c.args(["package", "--locked", "--allow-dirty"])
         .args(PUBLISHED.iter().flat_map(|k| ["-p", k]))
-        .env("CARGO_TARGET_DIR", &target);
+        .env("CARGO_TARGET_DIR", target);
     run(c)?;
     let unpacked = target.join("package");
     let version = env!("CARGO_PKG_VERSION");
