@@ -66,6 +66,7 @@
 //! stream and `thiserror`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 pub mod ope;
