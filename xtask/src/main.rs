@@ -76,6 +76,7 @@ fn main() -> ExitCode {
         "package" => package(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
+        "man" => man(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -91,7 +92,8 @@ fn main() -> ExitCode {
                  msrv      build each published crate on its minimum supported Rust\n\
                  package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
-                 bench [ARGS]  criterion benchmarks, side by side with calybris-core"
+                 bench [ARGS]  criterion benchmarks, side by side with calybris-core\n\
+                 man       write docs/calybris.1, the man page of the calybris command, from its clap definition"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -261,6 +263,18 @@ fn doc() -> Result {
         .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
         .env("CARGO_TARGET_DIR", root().join("target/docsrs"));
     run(c)
+}
+
+/// The man page of the `calybris` command, generated from its clap definition by
+/// `calybris_cli::man::man_page()`. The CLI's tests render it again and compare it
+/// with the committed `docs/calybris.1`, so the page cannot drift.
+fn man() -> Result {
+    let page =
+        calybris_cli::man::man_page().map_err(|e| format!("cannot render the man page: {e}"))?;
+    let path = root().join("docs").join("calybris.1");
+    std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn examples() -> Result {

@@ -39,7 +39,8 @@
 //! ```
 //!
 //! # Features
-//! None.
+//! - `man` (off): [`man::man_page`], the man page rendered from [`command`] with
+//!   `clap_mangen` (what `cargo xtask man` writes to `docs/calybris.1`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -56,6 +57,9 @@ pub mod demo;
 pub mod files;
 pub mod gate;
 pub mod human;
+#[cfg(feature = "man")]
+#[cfg_attr(docsrs, doc(cfg(feature = "man")))]
+pub mod man;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -117,6 +121,7 @@ macro_rules! after {
     version,
     about = "Verify, inspect and explain audited Calybris decision logs; run the demo",
     long_about = None,
+    after_help = "Exit codes (every subcommand):\n  0  success (VERIFIED, VALID, the output asked for)\n  1  DIVERGED (a log) or INVALID (a JSON file): read, and not what it should be\n  2  ERROR: the job could not be done (unreadable, unknown format, wrong key, usage)\n\nEach subcommand's --help shows an example. The contract: docs/CLI.md; the manual: man calybris.",
 )]
 struct Cli {
     #[command(subcommand)]

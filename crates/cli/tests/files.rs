@@ -177,9 +177,11 @@ fn inspect_counts_records_policies_and_decisions() {
         if count > 0 {
             // `  WORD  words of the action  count  share %`
             assert!(
-                run.stdout.lines().any(|line| line
-                    .starts_with(&format!("  {word:<12} "))
-                    && line.split_whitespace().rev().nth(2) == Some(count.to_string().as_str())),
+                run.stdout
+                    .lines()
+                    .any(|line| line.starts_with(&format!("  {word:<12} "))
+                        && line.split_whitespace().rev().nth(2)
+                            == Some(count.to_string().as_str())),
                 "{word} {count}: {}",
                 run.stdout
             );
