@@ -764,18 +764,34 @@ pub fn explain(policy_path: &Path, request_path: &Path, json: bool) -> u8 {
     EXIT_OK
 }
 
-/// `calybris policy check`.
-pub fn policy_check(path: &Path) -> u8 {
+/// `calybris policy check`; with `json`, one object on one line
+/// (`outcome`, `path`, `policy_epoch`, `catalog_epoch`, `models`, `digest`), and
+/// a failure as its one line on stderr.
+pub fn policy_check(path: &Path, json: bool) -> u8 {
     match files::read_policy(path) {
         Ok(policy) => {
-            stdout_text(&format!(
-                "VALID {}: policy epoch {}, catalog epoch {}, {} models, digest {}\n",
-                path.display(),
-                policy.policy_epoch(),
-                policy.catalog_epoch(),
-                policy.models().len(),
-                digest_to_hex(&policy_digest(&policy))
-            ));
+            let digest = digest_to_hex(&policy_digest(&policy));
+            if json {
+                stdout_text(&format!(
+                    "{}\n",
+                    to_json(&serde_json::json!({
+                        "outcome": "VALID",
+                        "path": path.display().to_string(),
+                        "policy_epoch": policy.policy_epoch(),
+                        "catalog_epoch": policy.catalog_epoch(),
+                        "models": policy.models().len(),
+                        "digest": digest,
+                    }))
+                ));
+            } else {
+                stdout_text(&crate::human::paint_outcome(&format!(
+                    "VALID {}: policy epoch {}, catalog epoch {}, {} models, digest {digest}\n",
+                    path.display(),
+                    policy.policy_epoch(),
+                    policy.catalog_epoch(),
+                    policy.models().len(),
+                )));
+            }
             EXIT_OK
         }
         Err(error) => {

@@ -554,8 +554,9 @@ fn dollars(microunits: i64) -> String {
 
 /// Runs the demo (after deleting a previous one in `dir` when `fresh`);
 /// returns the exit code.
-pub fn run(requests: u64, dir: &Path, fresh: bool) -> u8 {
-    match run_demo(requests, dir, fresh) {
+/// With `json`, the summary is one JSON object on one line (same figures).
+pub fn run(requests: u64, dir: &Path, fresh: bool, json: bool) -> u8 {
+    match run_demo(requests, dir, fresh, json) {
         Ok(text) => {
             stdout_text(&text);
             EXIT_OK
@@ -567,7 +568,7 @@ pub fn run(requests: u64, dir: &Path, fresh: bool) -> u8 {
     }
 }
 
-fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError> {
+fn run_demo(requests: u64, dir: &Path, fresh: bool, json: bool) -> Result<String, DemoError> {
     if requests == 0 || requests > MAX_REQUESTS {
         return Err(DemoError::Requests(requests));
     }
@@ -656,7 +657,8 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
 
     check(&report, requests, &tally, &books, &proof)?;
 
-    Ok(summary(&Summary {
+    let render = if json { summary_json } else { summary };
+    Ok(render(&Summary {
         requests,
         dir,
         tally: &tally,
@@ -746,6 +748,102 @@ fn per_second(count: u64, elapsed: Duration) -> u64 {
     )
 }
 
+/// Each organisation's teams' books summed: (budget, spent, remaining, teams dry).
+fn organisation_books(books: &[TenantBooks], org: usize) -> (i64, i64, i64, usize) {
+    let teams = books
+        .get(org * TEAMS_PER_ORG..(org + 1) * TEAMS_PER_ORG)
+        .unwrap_or_default();
+    let sum =
+        |field: fn(&TenantBooks) -> i64| teams.iter().map(field).fold(0i64, i64::saturating_add);
+    let dry = teams
+        .iter()
+        .filter(|l| l.remaining_microunits.unsigned_abs() < MIN_BUDGET_MICROUNITS)
+        .count();
+    (
+        sum(|l| l.initial_microunits),
+        sum(|l| l.committed_microunits),
+        sum(|l| l.remaining_microunits),
+        dry,
+    )
+}
+
+/// The most used models, most used first (ties by model id).
+fn most_used(t: &Tally) -> Vec<(u32, u64)> {
+    let mut top: Vec<(u32, u64)> = t.by_model.iter().map(|(m, c)| (*m, *c)).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(5);
+    top
+}
+
+/// The summary as one JSON object on one line.
+fn summary_json(s: &Summary<'_>) -> String {
+    use serde_json::json;
+    let t = s.tally;
+    let count = |action| t.by_action.get(&action).copied().unwrap_or(0);
+    let refused: u64 = t.budget_refused.values().sum();
+    let rejected = count(KernelAction::Reject);
+    let shares = human::shares_tenths(&[t.admitted, refused, rejected]);
+    let organisations: Vec<serde_json::Value> = PROFILES
+        .iter()
+        .enumerate()
+        .map(|(org, profile)| {
+            let (budget, spent, remaining, dry) = organisation_books(s.books, org);
+            json!({
+                "organisation": profile.name,
+                "budget_microunits": budget,
+                "spent_microunits": spent,
+                "remaining_microunits": remaining,
+                "budget_units": crate::report::units_text(budget),
+                "spent_units": crate::report::units_text(spent),
+                "remaining_units": crate::report::units_text(remaining),
+                "teams_dry": dry,
+            })
+        })
+        .collect();
+    let rejected_by_reason: Vec<serde_json::Value> = t
+        .by_reason
+        .iter()
+        .filter(|(reason, _)| !reason.is_selection())
+        .map(|(reason, count)| json!({"reason": reason.name(), "words": reason.words(), "count": count}))
+        .collect();
+    let most_used: Vec<serde_json::Value> = most_used(t)
+        .iter()
+        .map(|(model, count)| json!({"model": model_name(*model), "model_id": model, "count": count}))
+        .collect();
+    let body = json!({
+        "requests": s.requests,
+        "tenants": PROFILES.len() * TEAMS_PER_ORG,
+        "organisations": organisations,
+        "models": CATALOG.len(),
+        "providers": PROVIDERS.len(),
+        "seed": format!("{SEED:#x}"),
+        "dir": s.dir.display().to_string(),
+        "policy_digest": calybris::digest::digest_to_hex(s.policy_digest),
+        "admitted": t.admitted,
+        "refused_by_budget": refused,
+        "rejected_by_kernel": rejected,
+        "shares_tenths_percent": {
+            "admitted": shares[0],
+            "refused_by_budget": shares[1],
+            "rejected_by_kernel": shares[2],
+        },
+        "executed_as_requested": count(KernelAction::ExecuteRequested),
+        "substituted": count(KernelAction::Substitute),
+        "refused_by_budget_by_cause": t.budget_refused,
+        "rejected_by_reason": rejected_by_reason,
+        "most_used": most_used,
+        "balanced": s.proof.balanced,
+        "proof_digest": s.proof.ledger_digest.to_hex(),
+        "decide_ms": u64::try_from(s.decide_elapsed.as_millis()).unwrap_or(u64::MAX),
+        "decisions_per_second": per_second(s.requests, s.decide_elapsed),
+        "verify_ms": u64::try_from(s.verify_elapsed.as_millis()).unwrap_or(u64::MAX),
+        "records_per_second": per_second(s.report.counts.records, s.verify_elapsed),
+        "anchor": anchor_text(s.anchor),
+        "verify": s.report.json_value(),
+    });
+    format!("{body}\n")
+}
+
 fn summary(s: &Summary<'_>) -> String {
     let t = s.tally;
     let n = s.requests;
@@ -812,11 +910,8 @@ fn summary(s: &Summary<'_>) -> String {
         thousands(substituted),
         human::percent_text(selection_shares[1])
     );
-    let mut top: Vec<(u32, u64)> = t.by_model.iter().map(|(m, c)| (*m, *c)).collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top: Vec<String> = top
+    let top: Vec<String> = most_used(t)
         .iter()
-        .take(5)
         .map(|(model, c)| format!("{} {}", model_name(*model), thousands(*c)))
         .collect();
     let _ = writeln!(out, "  most used: {}", top.join(", "));
@@ -831,24 +926,14 @@ fn summary(s: &Summary<'_>) -> String {
         "teams dry"
     );
     for (org, profile) in PROFILES.iter().enumerate() {
-        let teams = s
-            .books
-            .get(org * TEAMS_PER_ORG..(org + 1) * TEAMS_PER_ORG)
-            .unwrap_or_default();
-        let sum = |field: fn(&TenantBooks) -> i64| {
-            teams.iter().map(field).fold(0i64, i64::saturating_add)
-        };
-        let dry = teams
-            .iter()
-            .filter(|l| l.remaining_microunits.unsigned_abs() < MIN_BUDGET_MICROUNITS)
-            .count();
+        let (budget, spent, remaining, dry) = organisation_books(s.books, org);
         let _ = writeln!(
             out,
             "  {:<17} {:>14} {:>14} {:>14} {:>10}",
             profile.name,
-            dollars(sum(|l| l.initial_microunits)),
-            dollars(sum(|l| l.committed_microunits)),
-            dollars(sum(|l| l.remaining_microunits)),
+            dollars(budget),
+            dollars(spent),
+            dollars(remaining),
             dry
         );
     }

@@ -238,6 +238,9 @@ enum Command {
         /// Delete a previous demo's DIR/log first.
         #[arg(long)]
         fresh: bool,
+        /// Print the summary as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a shell completion script on stdout.
     #[command(after_help = after!(
@@ -261,6 +264,9 @@ enum PolicyCommand {
     Check {
         /// Policy file (docs/schemas/policy.schema.json).
         file: PathBuf,
+        /// Print the result as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -285,13 +291,14 @@ where
             json,
         } => commands::explain(&policy, &request, json),
         Command::Policy {
-            command: PolicyCommand::Check { file },
-        } => commands::policy_check(&file),
+            command: PolicyCommand::Check { file, json },
+        } => commands::policy_check(&file, json),
         Command::Demo {
             requests,
             dir,
             fresh,
-        } => demo::run(requests, &dir, fresh),
+            json,
+        } => demo::run(requests, &dir, fresh, json),
         Command::Completions { shell } => completions(shell),
     }
 }

@@ -272,3 +272,74 @@ fn demo_and_verify_money_adds_up_as_printed_and_shares_make_100_percent() {
         "{show:?}"
     );
 }
+
+#[test]
+fn every_reporting_command_has_json_on_one_line() {
+    let root = temp_dir("json-everywhere");
+    let log = root.join("audit.cwal");
+    write_log(&log, None, 4);
+    let log = path_str(&log);
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/examples-data");
+    let policy = format!("{data}/policy.json");
+    let request = format!("{data}/request.json");
+    let demo_dir = root.join("demo");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["verify", "--json", log],
+        vec!["inspect", "--json", log],
+        vec!["show", "--json", log, "--seq", "2"],
+        vec![
+            "explain",
+            "--json",
+            "--policy",
+            &policy,
+            "--request",
+            &request,
+        ],
+        vec!["policy", "check", "--json", &policy],
+        vec![
+            "demo",
+            "--json",
+            "--requests",
+            "300",
+            "--dir",
+            path_str(&demo_dir),
+        ],
+    ];
+    for args in runs {
+        let run = calybris(&args);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "{args:?}: {}", run.stdout);
+        let value = run.json();
+        assert!(value.is_object(), "{args:?}");
+        match args[0] {
+            "policy" => {
+                assert_eq!(value["outcome"], "VALID");
+                assert_eq!(value["digest"].as_str().map(str::len), Some(64));
+            }
+            "demo" => {
+                assert_eq!(value["requests"], 300);
+                assert_eq!(value["verify"]["outcome"], "VERIFIED");
+                assert_eq!(value["balanced"], true);
+                let decided = ["admitted", "refused_by_budget", "rejected_by_kernel"]
+                    .iter()
+                    .map(|key| value[*key].as_u64().expect("a count"))
+                    .sum::<u64>();
+                assert_eq!(decided, 300);
+                let shares = &value["shares_tenths_percent"];
+                let total: u64 = ["admitted", "refused_by_budget", "rejected_by_kernel"]
+                    .iter()
+                    .map(|key| shares[*key].as_u64().expect("a share"))
+                    .sum();
+                assert_eq!(total, 1_000);
+                for org in value["organisations"].as_array().expect("organisations") {
+                    let n = |key: &str| org[key].as_i64().expect("microunits");
+                    assert_eq!(
+                        n("budget_microunits"),
+                        n("spent_microunits") + n("remaining_microunits")
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
