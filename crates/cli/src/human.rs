@@ -185,8 +185,9 @@ fn progress_wanted() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// A progress bar on stderr of `len` steps counted in `unit`, or a hidden one
-/// (which costs next to nothing) when stderr is not a terminal.
+/// A progress bar on stderr of `len` steps (bytes when `bytes`), labelled
+/// `message`, or a hidden one (which costs next to nothing) when stderr is not a
+/// terminal.
 #[must_use]
 pub fn progress_bar(len: u64, message: &'static str, bytes: bool) -> ProgressBar {
     if !progress_wanted() {
@@ -195,10 +196,24 @@ pub fn progress_bar(len: u64, message: &'static str, bytes: bool) -> ProgressBar
     let template = if bytes {
         "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left)"
     } else {
-        "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, {eta} left)"
+        "{msg} [{bar:40}] {human_pos}/{human_len} ({rate}/s, {eta} left)"
     };
     let style = ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                // A whole number of steps per second, grouped: `12,345`.
+                let rate = state.per_sec();
+                let whole = if rate.is_finite() && rate > 0.0 {
+                    // Saturating float-to-integer conversion.
+                    rate as u64
+                } else {
+                    0
+                };
+                let _ = w.write_str(&grouped(whole));
+            },
+        )
         .progress_chars("=> ");
     ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
         .with_style(style)
