@@ -156,7 +156,7 @@ fn outcome_style(word: &str) -> Option<Style> {
 }
 
 /// `line` with its leading outcome word (after any indentation) in colour. The
-/// escape codes are removed again by the output stream ([`crate::stdout_text`])
+/// escape codes are removed again by the output stream (the crate writes through `anstream`)
 /// when stdout is not a colour terminal or `NO_COLOR` is set.
 #[must_use]
 pub fn paint_outcome(line: &str) -> String {

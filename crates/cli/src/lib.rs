@@ -39,7 +39,7 @@
 //! ```
 //!
 //! # Features
-//! - `man` (off): [`man::man_page`], the man page rendered from [`command`] with
+//! - `man` (off): `man::man_page()`, the man page rendered from [`command`] with
 //!   `clap_mangen` (what `cargo xtask man` writes to `docs/calybris.1`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -75,7 +75,7 @@ fn verdict_text(verdict: &CandidateVerdict) -> String {
 /// The decision in one line.
 #[must_use]
 pub fn decision_line(d: &KernelDecision) -> String {
-    let mut line = format!("{}: {}", action_word(d.action), d.reason);
+    let mut line = format!("{} ({})", action_word(d.action), d.reason);
     if d.is_selection() {
         let _ = write!(
             line,
