@@ -266,13 +266,35 @@ fn doc() -> Result {
 }
 
 /// The man page of the `calybris` command, generated from its clap definition by
-/// `calybris_cli::man::man_page()`. The CLI's tests render it again and compare it
-/// with the committed `docs/calybris.1`, so the page cannot drift.
+/// `calybris_cli::man::man_page()` (run through the CLI's `man` example, so xtask
+/// needs no dependency), written to `docs/calybris.1`. The CLI's tests render it
+/// again and compare it with the committed page, so the page cannot drift.
 fn man() -> Result {
-    let page =
-        calybris_cli::man::man_page().map_err(|e| format!("cannot render the man page: {e}"))?;
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "-p",
+        "calybris-cli",
+        "--features",
+        "man",
+        "--example",
+        "man",
+    ]);
+    eprintln!("    $ {c:?}");
+    let output = c
+        .output()
+        .map_err(|e| format!("cannot start {c:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{c:?} exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
     let path = root().join("docs").join("calybris.1");
-    std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, &output.stdout)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
