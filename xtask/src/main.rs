@@ -282,9 +282,7 @@ fn man() -> Result {
         "man",
     ]);
     eprintln!("    $ {c:?}");
-    let output = c
-        .output()
-        .map_err(|e| format!("cannot start {c:?}: {e}"))?;
+    let output = c.output().map_err(|e| format!("cannot start {c:?}: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "{c:?} exited with {}: {}",
