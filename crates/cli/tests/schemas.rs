@@ -179,6 +179,13 @@ fn the_cli_doc_lists_every_reason_code() {
             reason.outcome().word()
         );
     }
+    for code in calybris_cli::report::Code::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", code.code())),
+            "docs/CLI.md does not name the code {}",
+            code.code()
+        );
+    }
 }
 
 /// Checks the keys of `value` against the `properties` and `required` of `schema`,
