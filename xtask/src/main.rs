@@ -77,6 +77,7 @@ fn main() -> ExitCode {
         "package" => package(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
+        "man" => man(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -92,7 +93,8 @@ fn main() -> ExitCode {
                  msrv      build each published crate on its minimum supported Rust\n\
                  package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
-                 bench [ARGS]  criterion benchmarks, side by side with calybris-core"
+                 bench [ARGS]  criterion benchmarks, side by side with calybris-core\n\
+                 man       write docs/calybris.1, the man page of the calybris command, from its clap definition"
             );
             return if task == "help" {
                 ExitCode::SUCCESS
@@ -262,6 +264,38 @@ fn doc() -> Result {
         .env("RUSTDOCFLAGS", "--cfg docsrs -D warnings")
         .env("CARGO_TARGET_DIR", root().join("target/docsrs"));
     run(c)
+}
+
+/// The man page of the `calybris` command, generated from its clap definition by
+/// `calybris_cli::man::man_page()` (run through the CLI's `man` example, so xtask
+/// needs no dependency), written to `docs/calybris.1`. The CLI's tests render it
+/// again and compare it with the committed page, so the page cannot drift.
+fn man() -> Result {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "-p",
+        "calybris-cli",
+        "--features",
+        "man",
+        "--example",
+        "man",
+    ]);
+    eprintln!("    $ {c:?}");
+    let output = c.output().map_err(|e| format!("cannot start {c:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{c:?} exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let path = root().join("docs").join("calybris.1");
+    std::fs::write(&path, &output.stdout)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn examples() -> Result {

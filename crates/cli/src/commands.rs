@@ -11,11 +11,14 @@ use calybris::gate::record::SettlementKind;
 use calybris::gate::{BudgetOutcome, GateRecord};
 use calybris::kernel::{KernelAction, KernelReason};
 use calybris::wal::{DecisionRecord, PolicyRecord};
+use serde::Serialize;
 
 use crate::files::{self, FileError};
-use crate::render;
-use crate::report::{EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Report, parse_anchor};
+use crate::report::{
+    Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Report, parse_anchor,
+};
 use crate::scan::{self, NoVisitor, Target, Visitor};
+use crate::{human, render};
 use crate::{stderr_line, stdout_text};
 
 /// Where a log is and how to read it, as given on the command line.
@@ -75,7 +78,10 @@ fn print_report(report: &Report, json: bool) -> u8 {
             .as_ref()
             .map(|gate| gate.text())
             .unwrap_or_default();
-        stdout_text(&format!("{}\n{gate}", report.line()));
+        stdout_text(&format!(
+            "{}\n{gate}",
+            crate::human::paint_outcome(&report.line())
+        ));
     }
     if outcome == Outcome::Error {
         stderr_line(&report.line());
@@ -126,6 +132,8 @@ struct Inventory {
     by_budget: BTreeMap<&'static str, u64>,
     /// Records of a gate log by kind (empty for an audited log).
     by_kind: BTreeMap<&'static str, u64>,
+    /// The earliest and latest `recorded_at_unix_ms` of the decisions.
+    recorded: Option<(u64, u64)>,
 }
 
 impl Inventory {
@@ -136,6 +144,11 @@ impl Inventory {
 
     fn count_decision(&mut self, sequence: u64, record: &DecisionRecord, tenant: String) {
         self.seen(sequence);
+        let at = record.meta.recorded_at_unix_ms;
+        self.recorded = Some(match self.recorded {
+            Some((first, last)) => (first.min(at), last.max(at)),
+            None => (at, at),
+        });
         *self.by_action.entry(record.decision.action).or_default() += 1;
         *self.by_reason.entry(record.decision.reason).or_default() += 1;
         let tenant = self.by_tenant.entry(tenant).or_default();
@@ -196,20 +209,23 @@ pub fn budget_word(outcome: BudgetOutcome) -> &'static str {
 fn budget_text(outcome: BudgetOutcome) -> String {
     match outcome {
         BudgetOutcome::Reserved { amount_microunits } => format!(
-            "{}: {amount_microunits} microunits held",
-            budget_word(outcome)
+            "{}: {} held",
+            budget_word(outcome),
+            amount_u64(amount_microunits)
         ),
         BudgetOutcome::Insufficient {
             remaining_microunits,
         } => format!(
-            "{}: {remaining_microunits} microunits spendable",
-            budget_word(outcome)
+            "{}: {} spendable",
+            budget_word(outcome),
+            amount_text(remaining_microunits)
         ),
         BudgetOutcome::ReservedCapExceeded {
             reserved_microunits,
         } => format!(
-            "{}: {reserved_microunits} microunits already held",
-            budget_word(outcome)
+            "{}: {} already held",
+            budget_word(outcome),
+            amount_text(reserved_microunits)
         ),
         _ => budget_word(outcome).to_owned(),
     }
@@ -231,6 +247,14 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
         "records: {} ({range}), policies {}, decisions {}",
         c.records, c.policies, c.decisions
     );
+    if let Some((first, last)) = inv.recorded {
+        let _ = writeln!(
+            out,
+            "decisions recorded from {} to {}",
+            human::rfc3339_utc(first),
+            human::rfc3339_utc(last)
+        );
+    }
     let _ = writeln!(out, "policies:");
     for (sequence, digest, policy_epoch, catalog_epoch, models) in &inv.policies {
         let _ = writeln!(
@@ -239,16 +263,37 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
             digest_to_hex(digest)
         );
     }
+    let decisions: u64 = inv.by_action.values().sum();
+    let shares = human::shares_tenths(&inv.by_action.values().copied().collect::<Vec<_>>());
     let _ = writeln!(out, "decisions by action:");
-    for (action, count) in &inv.by_action {
-        let _ = writeln!(out, "  {:<12} {count}", render::action_word(*action));
-    }
-    let _ = writeln!(out, "decisions by reason:");
-    for (reason, count) in &inv.by_reason {
+    for ((action, count), share) in inv.by_action.iter().zip(shares) {
         let _ = writeln!(
             out,
-            "  {:<32} {count}",
-            format!("{reason:?} ({})", reason.code())
+            "  {:<12} {:<32} {:>12} {:>8}",
+            render::action_word(*action),
+            action.to_string(),
+            human::grouped(*count),
+            human::percent_text(share)
+        );
+    }
+    let shares = human::shares_tenths(&inv.by_reason.values().copied().collect::<Vec<_>>());
+    let _ = writeln!(out, "decisions by reason:");
+    for ((reason, count), share) in inv.by_reason.iter().zip(shares) {
+        let _ = writeln!(
+            out,
+            "  {:<56} {:>10} {:>8}",
+            format!("{reason} (code {})", reason.code()),
+            human::grouped(*count),
+            human::percent_text(share)
+        );
+    }
+    if decisions > 0 {
+        let _ = writeln!(
+            out,
+            "  {:<56} {:>10} {:>8}",
+            "total",
+            human::grouped(decisions),
+            human::percent_text(1_000)
         );
     }
     if !inv.by_kind.is_empty() {
@@ -265,19 +310,158 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
     }
     let _ = writeln!(
         out,
-        "tenants: {} (decisions, estimated cost of selections in microunits)",
+        "tenants: {} (decisions; estimated cost of selections in units, 1 unit = 1,000,000 microunits)",
         inv.by_tenant.len()
     );
     for (tenant, (count, cost)) in inv.by_tenant.iter().take(MAX_TENANTS_LISTED) {
-        let _ = writeln!(out, "  tenant {tenant:<24} {count:>10} {cost:>16}");
+        let _ = writeln!(
+            out,
+            "  tenant {tenant:<24} {:>10} {:>20}",
+            human::grouped(*count),
+            human::units(i128::try_from(*cost).unwrap_or(i128::MAX))
+        );
+    }
+    if inv.by_tenant.len() > MAX_TENANTS_LISTED {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (all of them with --json)",
+            inv.by_tenant.len() - MAX_TENANTS_LISTED
+        );
     }
     out
 }
 
-/// `calybris inspect`.
-pub fn inspect(args: &LogArgs) -> u8 {
+/// The JSON form of `inspect` (docs/schemas/inspect-report.schema.json).
+#[derive(Serialize)]
+struct InspectJson {
+    path: String,
+    records: u64,
+    first_sequence: Option<u64>,
+    last_sequence: Option<u64>,
+    first_recorded_at: Option<String>,
+    last_recorded_at: Option<String>,
+    policies: Vec<PolicyJson>,
+    by_action: Vec<ActionJson>,
+    by_reason: Vec<ReasonJson>,
+    by_kind: BTreeMap<&'static str, u64>,
+    by_budget: BTreeMap<&'static str, u64>,
+    tenants: Vec<TenantJson>,
+    verify: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct PolicyJson {
+    sequence: u64,
+    digest: String,
+    policy_epoch: u64,
+    catalog_epoch: u64,
+    models: usize,
+}
+
+#[derive(Serialize)]
+struct ActionJson {
+    action: &'static str,
+    words: &'static str,
+    count: u64,
+    share_tenths_percent: u64,
+}
+
+#[derive(Serialize)]
+struct ReasonJson {
+    reason: &'static str,
+    code: u16,
+    words: &'static str,
+    count: u64,
+    share_tenths_percent: u64,
+}
+
+#[derive(Serialize)]
+struct TenantJson {
+    tenant: String,
+    decisions: u64,
+    estimated_cost_microunits: u128,
+    estimated_cost_units: String,
+}
+
+fn inventory_json(path: &Path, report: &Report, inv: &Inventory) -> String {
+    let action_shares = human::shares_tenths(&inv.by_action.values().copied().collect::<Vec<_>>());
+    let reason_shares = human::shares_tenths(&inv.by_reason.values().copied().collect::<Vec<_>>());
+    let body = InspectJson {
+        path: path.display().to_string(),
+        records: report.counts.records,
+        first_sequence: inv.first_sequence,
+        last_sequence: inv.last_sequence,
+        first_recorded_at: inv.recorded.map(|(first, _)| human::rfc3339_utc(first)),
+        last_recorded_at: inv.recorded.map(|(_, last)| human::rfc3339_utc(last)),
+        policies: inv
+            .policies
+            .iter()
+            .map(
+                |(sequence, digest, policy_epoch, catalog_epoch, models)| PolicyJson {
+                    sequence: *sequence,
+                    digest: digest_to_hex(digest),
+                    policy_epoch: *policy_epoch,
+                    catalog_epoch: *catalog_epoch,
+                    models: *models,
+                },
+            )
+            .collect(),
+        by_action: inv
+            .by_action
+            .iter()
+            .zip(action_shares)
+            .map(|((action, count), share)| ActionJson {
+                action: render::action_word(*action),
+                words: action.words(),
+                count: *count,
+                share_tenths_percent: share,
+            })
+            .collect(),
+        by_reason: inv
+            .by_reason
+            .iter()
+            .zip(reason_shares)
+            .map(|((reason, count), share)| ReasonJson {
+                reason: reason.name(),
+                code: reason.code(),
+                words: reason.words(),
+                count: *count,
+                share_tenths_percent: share,
+            })
+            .collect(),
+        by_kind: inv.by_kind.clone(),
+        by_budget: inv.by_budget.clone(),
+        tenants: inv
+            .by_tenant
+            .iter()
+            .map(|(tenant, (count, cost))| TenantJson {
+                tenant: tenant.clone(),
+                decisions: *count,
+                estimated_cost_microunits: *cost,
+                estimated_cost_units: human::units(i128::try_from(*cost).unwrap_or(i128::MAX))
+                    .replace(',', ""),
+            })
+            .collect(),
+        verify: report.json_value(),
+    };
+    to_json(&body)
+}
+
+/// `calybris inspect`; with `json`, one JSON object on one line on stdout whatever
+/// the outcome (an `ERROR` also as its line on stderr).
+pub fn inspect(args: &LogArgs, json: bool) -> u8 {
     let mut inventory = Inventory::default();
     let report = scan_args(args, &mut inventory);
+    if json {
+        stdout_text(&format!(
+            "{}\n",
+            inventory_json(&args.file, &report, &inventory)
+        ));
+        if report.outcome() == Outcome::Error {
+            stderr_line(&report.line());
+        }
+        return report.outcome().exit_code();
+    }
     if report.outcome() != Outcome::Error {
         stdout_text(&inventory_text(&args.file, &report, &inventory));
     }
@@ -471,7 +655,9 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
     match finder.found {
         None if report.outcome() == Outcome::Verified => {
             stderr_line(&format!(
-                "ERROR NOT_FOUND: {} holds {} records; there is no record {sequence}",
+                "{} {}: {} holds {} records; there is no record {sequence}",
+                Outcome::Error.word(),
+                Code::NotFound.code(),
                 args.file.display(),
                 report.counts.records
             ));
@@ -497,15 +683,16 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
             } else {
                 let mut text = match &gate {
                     Some(gate) => format!(
-                        "record {sequence}: tenant {} (number {}), request id {}, recorded at {} ms since the Unix epoch\n",
+                        "record {sequence}: tenant {} (number {}), request id {}, recorded at {}\n",
                         gate.tenant,
                         record.meta.tenant_id,
                         hex16(&record.meta.request_id),
-                        record.meta.recorded_at_unix_ms
+                        human::rfc3339_utc(record.meta.recorded_at_unix_ms)
                     ),
                     None => format!(
-                        "record {sequence}: tenant {}, recorded at {} ms since the Unix epoch\n",
-                        record.meta.tenant_id, record.meta.recorded_at_unix_ms
+                        "record {sequence}: tenant {}, recorded at {}\n",
+                        record.meta.tenant_id,
+                        human::rfc3339_utc(record.meta.recorded_at_unix_ms)
                     ),
                 };
                 if let Some(gate) = &gate {
@@ -531,14 +718,15 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
     print_report(&report, false)
 }
 
+/// One JSON value on one line.
 fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value)
+    serde_json::to_string(value)
         .unwrap_or_else(|error| format!("{{\"error\":\"cannot encode: {error}\"}}"))
 }
 
 fn file_error(error: &FileError) -> u8 {
     let outcome = if error.exit_code() == EXIT_ERROR {
-        "ERROR"
+        Outcome::Error.word()
     } else {
         "INVALID"
     };
@@ -576,18 +764,34 @@ pub fn explain(policy_path: &Path, request_path: &Path, json: bool) -> u8 {
     EXIT_OK
 }
 
-/// `calybris policy check`.
-pub fn policy_check(path: &Path) -> u8 {
+/// `calybris policy check`; with `json`, one object on one line
+/// (`outcome`, `path`, `policy_epoch`, `catalog_epoch`, `models`, `digest`), and
+/// a failure as its one line on stderr.
+pub fn policy_check(path: &Path, json: bool) -> u8 {
     match files::read_policy(path) {
         Ok(policy) => {
-            stdout_text(&format!(
-                "VALID {}: policy epoch {}, catalog epoch {}, {} models, digest {}\n",
-                path.display(),
-                policy.policy_epoch(),
-                policy.catalog_epoch(),
-                policy.models().len(),
-                digest_to_hex(&policy_digest(&policy))
-            ));
+            let digest = digest_to_hex(&policy_digest(&policy));
+            if json {
+                stdout_text(&format!(
+                    "{}\n",
+                    to_json(&serde_json::json!({
+                        "outcome": "VALID",
+                        "path": path.display().to_string(),
+                        "policy_epoch": policy.policy_epoch(),
+                        "catalog_epoch": policy.catalog_epoch(),
+                        "models": policy.models().len(),
+                        "digest": digest,
+                    }))
+                ));
+            } else {
+                stdout_text(&crate::human::paint_outcome(&format!(
+                    "VALID {}: policy epoch {}, catalog epoch {}, {} models, digest {digest}\n",
+                    path.display(),
+                    policy.policy_epoch(),
+                    policy.catalog_epoch(),
+                    policy.models().len(),
+                )));
+            }
             EXIT_OK
         }
         Err(error) => {

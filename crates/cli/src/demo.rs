@@ -44,7 +44,8 @@ use calybris::kernel::{
     PolicySnapshot,
 };
 
-use crate::report::{EXIT_ERROR, EXIT_OK, Report, anchor_text};
+use crate::human::{self, grouped as thousands};
+use crate::report::{Code, EXIT_ERROR, EXIT_OK, Reason, Report, anchor_text};
 use crate::scan::Target;
 use crate::{stderr_line, stdout_text};
 
@@ -102,11 +103,11 @@ impl DemoError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Requests(_) => "BAD_ARGUMENT",
-            Self::Exists(_) => "DIR_NOT_EMPTY",
-            Self::Check(_) => "DEMO_CHECK_FAILED",
-            Self::Remove { .. } => "UNREADABLE",
-            Self::Policy(_) | Self::Gate(_) | Self::Worker => "DEMO_FAILED",
+            Self::Requests(_) => Reason::BadArgument.code(),
+            Self::Exists(_) => Code::DirNotEmpty.code(),
+            Self::Check(_) => Code::DemoCheckFailed.code(),
+            Self::Remove { .. } => Reason::Unreadable.code(),
+            Self::Policy(_) | Self::Gate(_) | Self::Worker => Code::DemoFailed.code(),
         }
     }
 }
@@ -479,7 +480,11 @@ fn budget_refusal_name(outcome: BudgetOutcome) -> &'static str {
 /// Serves the jobs of a group of tenants, each tenant's in request order (the
 /// tenants take turns), settling every admission at once and waiting for
 /// durability once per [`BATCH`] decisions.
-fn serve(gate: &Gate, group: &[(&str, &[Job])]) -> Result<Tally, GateError> {
+fn serve(
+    gate: &Gate,
+    group: &[(&str, &[Job])],
+    progress: &indicatif::ProgressBar,
+) -> Result<Tally, GateError> {
     let mut tally = Tally::default();
     let mut last_ticket: Option<Ticket> = None;
     let mut in_batch = 0;
@@ -518,6 +523,7 @@ fn serve(gate: &Gate, group: &[(&str, &[Job])]) -> Result<Tally, GateError> {
                 drop(admission);
             }
             in_batch += 1;
+            progress.inc(1);
             if in_batch == BATCH {
                 in_batch = 0;
                 if let Some(ticket) = last_ticket.take() {
@@ -536,37 +542,21 @@ fn demo_clock() -> u64 {
     DEMO_CLOCK_UNIX_MS
 }
 
-/// US dollars with two decimals, from microunits (floor).
+/// US dollars from microunits, exact (six decimals, no rounding), so that the
+/// columns of the budget table add up exactly as printed.
 fn dollars(microunits: i64) -> String {
-    let cents = microunits.div_euclid(10_000);
-    format!("${}.{:02}", cents.div_euclid(100), cents.rem_euclid(100))
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
+    let text = human::units(i128::from(microunits));
+    match text.strip_prefix('-') {
+        Some(magnitude) => format!("-${magnitude}"),
+        None => format!("${text}"),
     }
-    out
-}
-
-fn share(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        return "-".to_owned();
-    }
-    // Tenths of a percent, rounded down.
-    let tenths = part * 1_000 / whole;
-    format!("{}.{} %", tenths / 10, tenths % 10)
 }
 
 /// Runs the demo (after deleting a previous one in `dir` when `fresh`);
 /// returns the exit code.
-pub fn run(requests: u64, dir: &Path, fresh: bool) -> u8 {
-    match run_demo(requests, dir, fresh) {
+/// With `json`, the summary is one JSON object on one line (same figures).
+pub fn run(requests: u64, dir: &Path, fresh: bool, json: bool) -> u8 {
+    match run_demo(requests, dir, fresh, json) {
         Ok(text) => {
             stdout_text(&text);
             EXIT_OK
@@ -578,7 +568,7 @@ pub fn run(requests: u64, dir: &Path, fresh: bool) -> u8 {
     }
 }
 
-fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError> {
+fn run_demo(requests: u64, dir: &Path, fresh: bool, json: bool) -> Result<String, DemoError> {
     if requests == 0 || requests > MAX_REQUESTS {
         return Err(DemoError::Requests(requests));
     }
@@ -620,13 +610,15 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
                 .collect()
         })
         .collect();
+    let progress = human::progress_bar(requests, "deciding", false);
     let started = Instant::now();
     let results: Vec<Result<Tally, DemoError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = groups
             .iter()
             .map(|group| {
                 let gate = &gate;
-                scope.spawn(move || serve(gate, group))
+                let progress = &progress;
+                scope.spawn(move || serve(gate, group, progress))
             })
             .collect();
         handles
@@ -642,6 +634,7 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
         tally.merge(result?);
     }
     let decide_elapsed = started.elapsed();
+    progress.finish_and_clear();
 
     let proof = gate.prove_conservation()?;
     let books: Vec<TenantBooks> = tenants
@@ -661,9 +654,11 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool) -> Result<String, DemoError>
         start_anchor: None,
     });
     let verify_elapsed = verify_started.elapsed();
+
     check(&report, requests, &tally, &books, &proof)?;
 
-    Ok(summary(&Summary {
+    let render = if json { summary_json } else { summary };
+    Ok(render(&Summary {
         requests,
         dir,
         tally: &tally,
@@ -753,6 +748,102 @@ fn per_second(count: u64, elapsed: Duration) -> u64 {
     )
 }
 
+/// Each organisation's teams' books summed: (budget, spent, remaining, teams dry).
+fn organisation_books(books: &[TenantBooks], org: usize) -> (i64, i64, i64, usize) {
+    let teams = books
+        .get(org * TEAMS_PER_ORG..(org + 1) * TEAMS_PER_ORG)
+        .unwrap_or_default();
+    let sum =
+        |field: fn(&TenantBooks) -> i64| teams.iter().map(field).fold(0i64, i64::saturating_add);
+    let dry = teams
+        .iter()
+        .filter(|l| l.remaining_microunits.unsigned_abs() < MIN_BUDGET_MICROUNITS)
+        .count();
+    (
+        sum(|l| l.initial_microunits),
+        sum(|l| l.committed_microunits),
+        sum(|l| l.remaining_microunits),
+        dry,
+    )
+}
+
+/// The most used models, most used first (ties by model id).
+fn most_used(t: &Tally) -> Vec<(u32, u64)> {
+    let mut top: Vec<(u32, u64)> = t.by_model.iter().map(|(m, c)| (*m, *c)).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(5);
+    top
+}
+
+/// The summary as one JSON object on one line.
+fn summary_json(s: &Summary<'_>) -> String {
+    use serde_json::json;
+    let t = s.tally;
+    let count = |action| t.by_action.get(&action).copied().unwrap_or(0);
+    let refused: u64 = t.budget_refused.values().sum();
+    let rejected = count(KernelAction::Reject);
+    let shares = human::shares_tenths(&[t.admitted, refused, rejected]);
+    let organisations: Vec<serde_json::Value> = PROFILES
+        .iter()
+        .enumerate()
+        .map(|(org, profile)| {
+            let (budget, spent, remaining, dry) = organisation_books(s.books, org);
+            json!({
+                "organisation": profile.name,
+                "budget_microunits": budget,
+                "spent_microunits": spent,
+                "remaining_microunits": remaining,
+                "budget_units": crate::report::units_text(budget),
+                "spent_units": crate::report::units_text(spent),
+                "remaining_units": crate::report::units_text(remaining),
+                "teams_dry": dry,
+            })
+        })
+        .collect();
+    let rejected_by_reason: Vec<serde_json::Value> = t
+        .by_reason
+        .iter()
+        .filter(|(reason, _)| !reason.is_selection())
+        .map(|(reason, count)| json!({"reason": reason.name(), "words": reason.words(), "count": count}))
+        .collect();
+    let most_used: Vec<serde_json::Value> = most_used(t)
+        .iter()
+        .map(|(model, count)| json!({"model": model_name(*model), "model_id": model, "count": count}))
+        .collect();
+    let body = json!({
+        "requests": s.requests,
+        "tenants": PROFILES.len() * TEAMS_PER_ORG,
+        "organisations": organisations,
+        "models": CATALOG.len(),
+        "providers": PROVIDERS.len(),
+        "seed": format!("{SEED:#x}"),
+        "dir": s.dir.display().to_string(),
+        "policy_digest": calybris::digest::digest_to_hex(s.policy_digest),
+        "admitted": t.admitted,
+        "refused_by_budget": refused,
+        "rejected_by_kernel": rejected,
+        "shares_tenths_percent": {
+            "admitted": shares[0],
+            "refused_by_budget": shares[1],
+            "rejected_by_kernel": shares[2],
+        },
+        "executed_as_requested": count(KernelAction::ExecuteRequested),
+        "substituted": count(KernelAction::Substitute),
+        "refused_by_budget_by_cause": t.budget_refused,
+        "rejected_by_reason": rejected_by_reason,
+        "most_used": most_used,
+        "balanced": s.proof.balanced,
+        "proof_digest": s.proof.ledger_digest.to_hex(),
+        "decide_ms": u64::try_from(s.decide_elapsed.as_millis()).unwrap_or(u64::MAX),
+        "decisions_per_second": per_second(s.requests, s.decide_elapsed),
+        "verify_ms": u64::try_from(s.verify_elapsed.as_millis()).unwrap_or(u64::MAX),
+        "records_per_second": per_second(s.report.counts.records, s.verify_elapsed),
+        "anchor": anchor_text(s.anchor),
+        "verify": s.report.json_value(),
+    });
+    format!("{body}\n")
+}
+
 fn summary(s: &Summary<'_>) -> String {
     let t = s.tally;
     let n = s.requests;
@@ -774,87 +865,75 @@ fn summary(s: &Summary<'_>) -> String {
         s.dir.display()
     );
     let _ = writeln!(out);
-    let _ = writeln!(out, "Decisions");
     let refused: u64 = t.budget_refused.values().sum();
-    let rows = [
-        (
-            "executed as requested",
-            count(KernelAction::ExecuteRequested),
-        ),
-        (
-            "substituted by a better model",
-            count(KernelAction::Substitute),
-        ),
-        ("rejected by the kernel", count(KernelAction::Reject)),
-    ];
-    for (label, value) in rows {
+    let rejected = count(KernelAction::Reject);
+    // One partition of the requests, so its shares add up to 100.0 %.
+    let shares = human::shares_tenths(&[t.admitted, refused, rejected]);
+    let _ = writeln!(out, "{:<38} {:>9}  {:>7}", "Decisions", "count", "share");
+    let row = |out: &mut String, label: &str, value: u64, share: u64| {
         let _ = writeln!(
             out,
             "  {label:<36} {:>9}  {:>7}",
             thousands(value),
-            share(value, n)
+            human::percent_text(share)
         );
-    }
-    for (reason, value) in &t.by_reason {
-        if !reason.is_selection() {
-            let _ = writeln!(
-                out,
-                "    {:<34} {:>9}",
-                format!("{reason:?}"),
-                thousands(*value)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "  {:<36} {:>9}  {:>7}",
+    };
+    let detail = |out: &mut String, label: &str, value: u64| {
+        let _ = writeln!(out, "    {label:<34} {:>9}", thousands(value));
+    };
+    row(&mut out, "admitted and settled", t.admitted, shares[0]);
+    row(
+        &mut out,
         "selected, then refused by the budget",
-        thousands(refused),
-        share(refused, n)
+        refused,
+        shares[1],
     );
     for (why, value) in &t.budget_refused {
-        let _ = writeln!(out, "    {why:<34} {:>9}", thousands(*value));
+        detail(&mut out, why, *value);
     }
+    row(&mut out, "rejected by the kernel", rejected, shares[2]);
+    for (reason, value) in &t.by_reason {
+        if !reason.is_selection() {
+            detail(&mut out, &reason.to_string(), *value);
+        }
+    }
+    row(&mut out, "total", n, if n == 0 { 0 } else { 1_000 });
+    let executed = count(KernelAction::ExecuteRequested);
+    let substituted = count(KernelAction::Substitute);
+    let selection_shares = human::shares_tenths(&[executed, substituted]);
     let _ = writeln!(
         out,
-        "  {:<36} {:>9}  {:>7}",
-        "admitted and settled",
-        thousands(t.admitted),
-        share(t.admitted, n)
+        "  of the {} selections: {} executed as requested ({}), {} substituted by a better model ({})",
+        thousands(executed + substituted),
+        thousands(executed),
+        human::percent_text(selection_shares[0]),
+        thousands(substituted),
+        human::percent_text(selection_shares[1])
     );
-    let mut top: Vec<(u32, u64)> = t.by_model.iter().map(|(m, c)| (*m, *c)).collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let top: Vec<String> = top
+    let top: Vec<String> = most_used(t)
         .iter()
-        .take(5)
         .map(|(model, c)| format!("{} {}", model_name(*model), thousands(*c)))
         .collect();
     let _ = writeln!(out, "  most used: {}", top.join(", "));
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Budgets ({TEAMS_PER_ORG} teams each) {:>10} {:>12} {:>12} {:>10}",
-        "budget", "spent", "remaining", "teams dry"
+        "{:<19} {:>14} {:>14} {:>14} {:>10}",
+        format!("Budgets ({TEAMS_PER_ORG} teams)"),
+        "budget",
+        "spent",
+        "remaining",
+        "teams dry"
     );
     for (org, profile) in PROFILES.iter().enumerate() {
-        let teams = s
-            .books
-            .get(org * TEAMS_PER_ORG..(org + 1) * TEAMS_PER_ORG)
-            .unwrap_or_default();
-        let sum = |field: fn(&TenantBooks) -> i64| {
-            teams.iter().map(field).fold(0i64, i64::saturating_add)
-        };
-        let dry = teams
-            .iter()
-            .filter(|l| l.remaining_microunits.unsigned_abs() < MIN_BUDGET_MICROUNITS)
-            .count();
+        let (budget, spent, remaining, dry) = organisation_books(s.books, org);
         let _ = writeln!(
             out,
-            "  {:<17} {:>12} {:>12} {:>12} {:>10}",
+            "  {:<17} {:>14} {:>14} {:>14} {:>10}",
             profile.name,
-            dollars(sum(|l| l.initial_microunits)),
-            dollars(sum(|l| l.committed_microunits)),
-            dollars(sum(|l| l.remaining_microunits)),
+            dollars(budget),
+            dollars(spent),
+            dollars(remaining),
             dry
         );
     }
@@ -876,19 +955,19 @@ fn summary(s: &Summary<'_>) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Speed: {} decisions in {} ms = {} decisions/s ({WORKERS} threads; decided and settled at once, durable by group commit, waited on every {BATCH} decisions)",
+        "Speed: {} decisions in {} = {} decisions/s ({WORKERS} threads; decided and settled at once, durable by group commit, waited on every {BATCH} decisions)",
         thousands(n),
-        s.decide_elapsed.as_millis(),
+        human::duration_text(s.decide_elapsed),
         thousands(per_second(n, s.decide_elapsed))
     );
     let _ = writeln!(
         out,
-        "Verified: {} records (chain, replay of every decision, books rebuilt in log order) in {} ms = {} records/s",
+        "Verified: {} records (chain, replay of every decision, books rebuilt in log order) in {} = {} records/s",
         thousands(s.report.counts.records),
-        s.verify_elapsed.as_millis(),
+        human::duration_text(s.verify_elapsed),
         thousands(per_second(s.report.counts.records, s.verify_elapsed))
     );
-    let _ = writeln!(out, "  {}", s.report.line());
+    let _ = writeln!(out, "  {}", human::paint_outcome(&s.report.line()));
     let _ = writeln!(out);
     let verify_args = format!(
         "verify {} --anchor {}",
@@ -942,10 +1021,10 @@ mod tests {
 
     #[test]
     fn money_and_counts_format_exactly() {
-        assert_eq!(dollars(1_234_567), "$1.23");
-        assert_eq!(dollars(0), "$0.00");
-        assert_eq!(thousands(20_000), "20,000");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(share(1, 3), "33.3 %");
+        assert_eq!(dollars(1_234_567), "$1.234567");
+        assert_eq!(dollars(0), "$0.000000");
+        assert_eq!(dollars(-5), "-$0.000005");
+        assert_eq!(thousands(20_000u64), "20,000");
+        assert_eq!(thousands(999u64), "999");
     }
 }

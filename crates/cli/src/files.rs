@@ -15,6 +15,8 @@ use calybris::kernel::{
 };
 use serde::Deserialize;
 
+use crate::report::{Code, Reason};
+
 /// The largest JSON file read, in bytes: far above any valid policy of
 /// `MAX_CATALOG_MODELS` candidates, and small enough to read whole.
 pub const MAX_JSON_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -72,11 +74,11 @@ impl FileError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Unreadable { .. } => "UNREADABLE",
-            Self::TooLarge { .. } => "TOO_LARGE",
-            Self::InvalidJson { .. } => "INVALID_JSON",
-            Self::InvalidPolicy { .. } => "INVALID_POLICY",
-            Self::InvalidRequest { .. } => "INVALID_REQUEST",
+            Self::Unreadable { .. } => Reason::Unreadable.code(),
+            Self::TooLarge { .. } => Code::TooLarge.code(),
+            Self::InvalidJson { .. } => Code::InvalidJson.code(),
+            Self::InvalidPolicy { .. } => Code::InvalidPolicy.code(),
+            Self::InvalidRequest { .. } => Code::InvalidRequest.code(),
         }
     }
 

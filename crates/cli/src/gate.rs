@@ -165,7 +165,11 @@ pub fn verify(target: &Target) -> Report {
         ));
         return report;
     }
-    match verify_dir(&target.path, &options) {
+    // verify_dir reports no progress of its own: a spinner shows it is working.
+    let spinner = crate::human::spinner("verifying the gate directory (chain, replay, books)");
+    let verified = verify_dir(&target.path, &options);
+    spinner.finish_and_clear();
+    match verified {
         Ok(gate) => {
             report.counts = Counts {
                 records: gate.anchor.next_sequence,

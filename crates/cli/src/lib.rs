@@ -17,13 +17,15 @@
 //!   (1) or ERROR (2) with a reason code, a sequence number and a byte offset;
 //!   see [`report`]. `FILE` may be a gate directory: then [`gate`] runs
 //!   `calybris_gate::verify_dir`, books included.
-//! - `inspect FILE`: records, policies, sequence range, counts by action and
+//! - `inspect FILE [--json]`: records, policies, sequence range, counts by action and
 //!   reason (and, for a gate log, by record kind and budget outcome).
 //! - `show FILE --seq N`: one decision with its explanation, or a gate record.
 //! - `explain --policy P --request R` and `policy check P`: decide or validate
 //!   from JSON files ([`files`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
+//! - `completions SHELL`: a shell completion script generated from [`command`],
+//!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
 //!
 //! # Example
 //! ```
@@ -37,7 +39,8 @@
 //! ```
 //!
 //! # Features
-//! None.
+//! - `man` (off): `man::man_page()`, the man page rendered from [`command`] with
+//!   `clap_mangen` (what `cargo xtask man` writes to `docs/calybris.1`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
@@ -53,22 +56,63 @@ pub mod commands;
 pub mod demo;
 pub mod files;
 pub mod gate;
+pub mod human;
+#[cfg(feature = "man")]
+#[cfg_attr(docsrs, doc(cfg(feature = "man")))]
+pub mod man;
 pub mod render;
 pub mod report;
 pub mod scan;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
-/// error worth a panic, so write failures are ignored.
+/// error worth a panic, so write failures are ignored. Colour escape codes (see
+/// [`human::paint_outcome`]) are removed unless stdout is a colour terminal and
+/// `NO_COLOR` is not set (`CLICOLOR_FORCE=1` keeps them).
 pub(crate) fn stdout_text(text: &str) {
-    let mut out = std::io::stdout().lock();
+    let mut out = anstream::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
 
-/// Writes one line to stderr.
+/// Writes one line to stderr, its outcome word in colour under the same rules as
+/// [`stdout_text`].
 pub(crate) fn stderr_line(line: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "{}", human::paint_outcome(line));
+}
+
+/// The clap definition of the whole command line, for shell completions
+/// (`calybris completions SHELL`) and the man page (`cargo xtask man`).
+///
+/// ```
+/// let command = calybris_cli::command();
+/// assert_eq!(command.get_name(), "calybris");
+/// assert!(command.get_subcommands().any(|sub| sub.get_name() == "verify"));
+/// ```
+#[must_use]
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
+/// The exit codes of the commands that check a log, for `--help`.
+macro_rules! log_exit_codes {
+    () => {
+        "Exit codes:\n  0  VERIFIED: the log verifies (and the command did its job)\n  1  DIVERGED: the log is readable but is not what was written\n  2  ERROR: the log could not be checked (unreadable, unknown format, wrong key), a bad argument"
+    };
+}
+
+/// The exit codes of the commands that read JSON files, for `--help`.
+macro_rules! file_exit_codes {
+    () => {
+        "Exit codes:\n  0  success (VALID, or the explanation was printed)\n  1  INVALID: the file is not a valid policy or request\n  2  ERROR: the file cannot be read, or a bad argument"
+    };
+}
+
+/// `--help` text after the options: one example, then the exit codes.
+macro_rules! after {
+    ($example:literal, $codes:expr) => {
+        concat!("Example:\n  ", $example, "\n\n", $codes)
+    };
 }
 
 #[derive(Debug, Parser)]
@@ -77,6 +121,7 @@ pub(crate) fn stderr_line(line: &str) {
     version,
     about = "Verify, inspect and explain audited Calybris decision logs; run the demo",
     long_about = None,
+    after_help = "Exit codes (every subcommand):\n  0  success (VERIFIED, VALID, the output asked for)\n  1  DIVERGED (a log) or INVALID (a JSON file): read, and not what it should be\n  2  ERROR: the job could not be done (unreadable, unknown format, wrong key, usage)\n\nEach subcommand's --help shows an example. The contract: docs/CLI.md; the manual: man calybris.",
 )]
 struct Cli {
     #[command(subcommand)]
@@ -110,34 +155,53 @@ impl LogOptions {
     }
 }
 
+/// The subcommands. A new subcommand is a new variant here (with its `after_help`:
+/// an example and its exit codes) and one arm in [`run`]; its logic lives in its
+/// own module.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check the chain and replay every decision against its policy from the log
     /// (for a gate directory, also rebuild and check the budget books).
+    #[command(after_help = after!(
+        "calybris verify ./calybris-demo --anchor 38160:67fd942d274feff9670c521bf01102263b51602cf4b948456f1af37994b7041a",
+        log_exit_codes!()
+    ))]
     Verify {
         #[command(flatten)]
         log: LogOptions,
-        /// Print one JSON report on stdout.
+        /// Print one JSON report on stdout (docs/schemas/verify-report.schema.json).
         #[arg(long)]
         json: bool,
     },
     /// Records, policies, sequence range, decision counts by action and reason.
+    #[command(after_help = after!("calybris inspect ./calybris-demo --json", log_exit_codes!()))]
     Inspect {
         #[command(flatten)]
         log: LogOptions,
+        /// Print one JSON report on stdout (docs/schemas/inspect-report.schema.json).
+        #[arg(long)]
+        json: bool,
     },
     /// One record; for a decision, its explanation.
+    #[command(after_help = after!(
+        "calybris show ./calybris-demo --seq 2",
+        concat!(log_exit_codes!(), "; also a sequence number the log does not hold (NOT_FOUND)")
+    ))]
     Show {
         #[command(flatten)]
         log: LogOptions,
         /// Sequence number of the record.
         #[arg(long, value_name = "N")]
         seq: u64,
-        /// Print the explanation as JSON.
+        /// Print the explanation as JSON, on one line.
         #[arg(long)]
         json: bool,
     },
     /// Decide one request from JSON files and explain the decision.
+    #[command(after_help = after!(
+        "calybris explain --policy crates/cli/examples-data/policy.json --request crates/cli/examples-data/request.json",
+        file_exit_codes!()
+    ))]
     Explain {
         /// Policy file (docs/schemas/policy.schema.json).
         #[arg(long, value_name = "FILE")]
@@ -145,17 +209,25 @@ enum Command {
         /// Request file (docs/schemas/request.schema.json).
         #[arg(long, value_name = "FILE")]
         request: PathBuf,
-        /// Print the explanation as JSON.
+        /// Print the explanation as JSON, on one line.
         #[arg(long)]
         json: bool,
     },
     /// Policy files.
+    #[command(after_help = after!(
+        "calybris policy check crates/cli/examples-data/policy.json",
+        file_exit_codes!()
+    ))]
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
     /// Route a realistic LLM workload through the gate into one gate directory (one
     /// log), verify it, and print a summary.
+    #[command(after_help = after!(
+        "calybris demo --requests 20000 --dir ./calybris-demo --fresh",
+        "Exit codes:\n  0  the demo ran and its log verified\n  2  ERROR: a bad argument, a directory that already holds a demo, or the gate failed"
+    ))]
     Demo {
         /// Requests to route.
         #[arg(long, value_name = "N", default_value_t = demo::DEFAULT_REQUESTS)]
@@ -166,15 +238,35 @@ enum Command {
         /// Delete a previous demo's DIR/log first.
         #[arg(long)]
         fresh: bool,
+        /// Print the summary as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script on stdout.
+    #[command(after_help = after!(
+        "calybris completions bash > ~/.local/share/bash-completion/completions/calybris",
+        "Exit codes:\n  0  the script was printed\n  2  ERROR: an unknown shell (a usage error)"
+    ))]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file and print its digest.
+    #[command(after_help = after!(
+        "calybris policy check crates/cli/examples-data/policy.json",
+        file_exit_codes!()
+    ))]
     Check {
         /// Policy file (docs/schemas/policy.schema.json).
         file: PathBuf,
+        /// Print the result as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -191,7 +283,7 @@ where
     };
     match cli.command {
         Command::Verify { log, json } => commands::verify(&log.into_args(), json),
-        Command::Inspect { log } => commands::inspect(&log.into_args()),
+        Command::Inspect { log, json } => commands::inspect(&log.into_args(), json),
         Command::Show { log, seq, json } => commands::show(&log.into_args(), seq, json),
         Command::Explain {
             policy,
@@ -199,14 +291,26 @@ where
             json,
         } => commands::explain(&policy, &request, json),
         Command::Policy {
-            command: PolicyCommand::Check { file },
-        } => commands::policy_check(&file),
+            command: PolicyCommand::Check { file, json },
+        } => commands::policy_check(&file, json),
         Command::Demo {
             requests,
             dir,
             fresh,
-        } => demo::run(requests, &dir, fresh),
+            json,
+        } => demo::run(requests, &dir, fresh, json),
+        Command::Completions { shell } => completions(shell),
     }
+}
+
+/// `calybris completions SHELL`: the completion script, generated from [`command`].
+fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "calybris", &mut script);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&script);
+    let _ = out.flush();
+    report::EXIT_OK
 }
 
 /// Help and version go to stdout with exit 0; a usage error is one line on
@@ -234,7 +338,11 @@ fn usage_error(error: &clap::Error) -> u8 {
                 .collect();
             let problem = problem.join(" ");
             let problem = problem.trim_start_matches("error: ");
-            stderr_line(&format!("ERROR USAGE: {problem} (see `calybris --help`)"));
+            stderr_line(&format!(
+                "{} {}: {problem} (see `calybris --help`)",
+                report::Outcome::Error.word(),
+                report::Code::Usage.code()
+            ));
             report::EXIT_ERROR
         }
     }

@@ -75,7 +75,7 @@ fn verdict_text(verdict: &CandidateVerdict) -> String {
 /// The decision in one line.
 #[must_use]
 pub fn decision_line(d: &KernelDecision) -> String {
-    let mut line = format!("{} ({:?})", action_word(d.action), d.reason);
+    let mut line = format!("{} ({})", action_word(d.action), d.reason);
     if d.is_selection() {
         let _ = write!(
             line,
@@ -131,7 +131,7 @@ pub fn explanation_text(
     if explanation.candidates.is_empty() {
         let _ = writeln!(
             out,
-            "no candidate was evaluated: the request was refused as a whole ({:?})",
+            "no candidate was evaluated: the request was refused as a whole ({})",
             d.reason
         );
         return out;

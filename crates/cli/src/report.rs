@@ -229,6 +229,63 @@ impl Reason {
     }
 }
 
+/// The codes of failures that are not findings of a log (usage errors, input
+/// files, the demo). Together with [`Reason`] this is the one place where a code
+/// is spelt; every command prints codes through [`Reason::code`] and
+/// [`Code::code`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The command line is malformed (exit 2).
+    Usage,
+    /// `show --seq N` names a record the log does not hold (exit 2).
+    NotFound,
+    /// A JSON file holds more than the limit (exit 1).
+    TooLarge,
+    /// A JSON file is not JSON of the right shape (exit 1).
+    InvalidJson,
+    /// A policy file breaks a policy rule (exit 1).
+    InvalidPolicy,
+    /// A request file breaks a request rule (exit 1).
+    InvalidRequest,
+    /// The demo's directory already holds a demo log (exit 2).
+    DirNotEmpty,
+    /// The demo's gate failed (exit 2).
+    DemoFailed,
+    /// The demo's log does not verify or disagrees with what was decided (exit 2).
+    DemoCheckFailed,
+}
+
+impl Code {
+    /// Every code.
+    pub const ALL: [Self; 9] = [
+        Self::Usage,
+        Self::NotFound,
+        Self::TooLarge,
+        Self::InvalidJson,
+        Self::InvalidPolicy,
+        Self::InvalidRequest,
+        Self::DirNotEmpty,
+        Self::DemoFailed,
+        Self::DemoCheckFailed,
+    ];
+
+    /// The code as printed.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Usage => "USAGE",
+            Self::NotFound => "NOT_FOUND",
+            Self::TooLarge => "TOO_LARGE",
+            Self::InvalidJson => "INVALID_JSON",
+            Self::InvalidPolicy => "INVALID_POLICY",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::DirNotEmpty => "DIR_NOT_EMPTY",
+            Self::DemoFailed => "DEMO_FAILED",
+            Self::DemoCheckFailed => "DEMO_CHECK_FAILED",
+        }
+    }
+}
+
 /// What stopped a verification, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -536,8 +593,13 @@ impl Report {
         let c = &self.counts;
         let Some(finding) = &self.finding else {
             let anchor = self.anchor.as_ref().map(anchor_text).unwrap_or_default();
+            let anchored = if self.anchored {
+                "checked against the given anchor"
+            } else {
+                "not anchored: keep this anchor and pass it with --anchor to detect a cut-off end"
+            };
             return format!(
-                "VERIFIED {}: {} records ({} policies, {} decisions replayed), anchor {anchor}",
+                "VERIFIED {}: {} records ({} policies, {} decisions replayed), anchor {anchor} ({anchored})",
                 display(&self.path),
                 c.records,
                 c.policies,
@@ -569,6 +631,19 @@ impl Report {
     /// The JSON form, one object on one line.
     #[must_use]
     pub fn json(&self) -> String {
+        // Encoding a value of strings, integers and booleans cannot fail; fall
+        // back to a minimal object rather than panic if it ever did.
+        serde_json::to_string(&self.json_value()).unwrap_or_else(|_| {
+            format!(
+                "{{\"outcome\":\"{}\",\"message\":\"report could not be encoded\"}}",
+                self.outcome().word()
+            )
+        })
+    }
+
+    /// The JSON form as a value (the `verify` object of `inspect --json`).
+    #[must_use]
+    pub fn json_value(&self) -> serde_json::Value {
         let finding = self.finding.as_ref();
         let message = finding.map_or_else(|| self.line(), |f| f.detail.clone());
         let report = JsonReport {
@@ -588,13 +663,11 @@ impl Report {
             message,
             gate: self.gate.as_ref().map(JsonGate::new),
         };
-        // Serializing a struct of strings and integers cannot fail; fall back to a
-        // minimal object rather than panic if it ever did.
-        serde_json::to_string(&report).unwrap_or_else(|_| {
-            format!(
-                "{{\"outcome\":\"{}\",\"message\":\"report could not be encoded\"}}",
-                self.outcome().word()
-            )
+        serde_json::to_value(&report).unwrap_or_else(|_| {
+            serde_json::json!({
+                "outcome": self.outcome().word(),
+                "message": "report could not be encoded",
+            })
         })
     }
 }
@@ -652,5 +725,42 @@ mod tests {
             let json = serde_json::to_string(&reason).unwrap_or_default();
             assert_eq!(json, format!("\"{}\"", reason.code()));
         }
+        for code in Code::ALL {
+            assert!(codes.binary_search(&code.code()).is_err(), "{code:?}");
+        }
+    }
+
+    /// Codes are spelt here only: no other source file of the command holds one
+    /// as a string literal.
+    #[test]
+    fn codes_are_spelt_in_this_file_only() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let codes: Vec<&str> = Reason::ALL
+            .iter()
+            .map(|r| r.code())
+            .chain(Code::ALL.iter().map(|c| c.code()))
+            .collect();
+        let entries = std::fs::read_dir(&src).expect("src/");
+        let mut read = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.file_name().is_some_and(|name| name == "report.rs") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            read += 1;
+            for code in &codes {
+                assert!(
+                    !text.contains(&format!("\"{code}\""))
+                        && !text.contains(&format!("\"ERROR {code}"))
+                        && !text.contains(&format!("\"INVALID {code}")),
+                    "{} spells the code {code}; use report::Reason or report::Code",
+                    path.display()
+                );
+            }
+        }
+        assert!(read >= 5, "read only {read} source files");
     }
 }

@@ -410,7 +410,12 @@ pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
             return report;
         }
     };
-    let finding = walk(&mut frames, &mut report.counts, visitor);
+    let finding = walk(
+        &mut frames,
+        &log_dir_of(&target.path),
+        &mut report.counts,
+        visitor,
+    );
     report.anchor = Some(frames.position());
     report.finding = finding.map(|mut finding| {
         let sequence = finding.sequence.unwrap_or(frames.position().next_sequence);
@@ -420,45 +425,85 @@ pub fn scan(target: &Target, visitor: &mut impl Visitor) -> Report {
     report
 }
 
-/// Records between two progress updates; a log shorter than this shows no progress.
-const PROGRESS_EVERY_RECORDS: u64 = 100_000;
+/// Records between two progress updates.
+const PROGRESS_EVERY_RECORDS: u64 = 4_096;
+/// A log smaller than this (in bytes, about 80,000 records) shows no progress.
+const PROGRESS_MIN_BYTES: u64 = 16 * 1024 * 1024;
 
-/// A one-line progress count on stderr, only when stderr is a terminal (never in a pipe,
-/// a file or a test), so scripts and the one-line error contract are unaffected.
+/// A progress bar over the bytes of the log on stderr, drawn only when stderr is a
+/// terminal and the log is large (never in a pipe, a file or a test), so scripts
+/// and the one-line error contract are unaffected.
 struct Progress {
-    enabled: bool,
-    shown: bool,
+    bar: indicatif::ProgressBar,
+    /// For a segment directory: each segment's first sequence and the bytes of
+    /// the segments before it.
+    segments: Vec<(u64, u64)>,
 }
 
 impl Progress {
-    fn new() -> Self {
+    fn new(frames: &Frames, path: &Path) -> Self {
         use std::io::IsTerminal;
+        let hidden = Self {
+            bar: indicatif::ProgressBar::hidden(),
+            segments: Vec::new(),
+        };
+        if !std::io::stderr().is_terminal() {
+            return hidden;
+        }
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let (total, segments) = match frames {
+            Frames::File(_) => (size(path), Vec::new()),
+            Frames::Dir { frames, dir } => {
+                let mut before = 0u64;
+                let mut segments = Vec::with_capacity(frames.segments().len());
+                for first in frames.segments() {
+                    segments.push((*first, before));
+                    before = before.saturating_add(size(&dir.join(format!(
+                        "{first:020}.{}",
+                        calybris::wal::storage::SEGMENT_EXTENSION
+                    ))));
+                }
+                (before, segments)
+            }
+        };
+        if total < PROGRESS_MIN_BYTES {
+            return hidden;
+        }
         Self {
-            enabled: std::io::stderr().is_terminal(),
-            shown: false,
+            bar: crate::human::progress_bar(total, "verifying", true),
+            segments,
         }
     }
 
-    fn tick(&mut self, records: u64) {
-        if self.enabled && records.is_multiple_of(PROGRESS_EVERY_RECORDS) {
-            eprint!("\rverifying: {records} records checked and replayed");
-            self.shown = true;
+    fn tick(&self, records: u64, sequence: u64, offset_bytes: u64) {
+        if !records.is_multiple_of(PROGRESS_EVERY_RECORDS) || self.bar.is_hidden() {
+            return;
         }
+        let index = self
+            .segments
+            .partition_point(|(first, _)| *first <= sequence);
+        let before = index
+            .checked_sub(1)
+            .and_then(|i| self.segments.get(i))
+            .map_or(0, |(_, before)| *before);
+        self.bar.set_position(before.saturating_add(offset_bytes));
     }
 
-    fn finish(&mut self) {
-        if self.shown {
-            // Clear the progress line before the verdict is printed.
-            eprint!("\r{:60}\r", "");
-            self.shown = false;
-        }
+    fn finish(&self) {
+        // Clear the bar before the verdict is printed.
+        self.bar.finish_and_clear();
     }
 }
 
 /// The scan loop; the first finding, or `None` for a clean, replayed log.
-fn walk(frames: &mut Frames, counts: &mut Counts, visitor: &mut impl Visitor) -> Option<Finding> {
-    let mut progress = Progress::new();
-    let finding = walk_records(frames, counts, visitor, &mut progress);
+fn walk(
+    frames: &mut Frames,
+    path: &Path,
+    counts: &mut Counts,
+    visitor: &mut impl Visitor,
+) -> Option<Finding> {
+    let progress = Progress::new(frames, path);
+    let finding = walk_records(frames, counts, visitor, &progress);
     progress.finish();
     finding
 }
@@ -467,7 +512,7 @@ fn walk_records(
     frames: &mut Frames,
     counts: &mut Counts,
     visitor: &mut impl Visitor,
-    progress: &mut Progress,
+    progress: &Progress,
 ) -> Option<Finding> {
     let mut replayer = AuditReplayer::new();
     let mut gate = None;
@@ -506,7 +551,7 @@ fn walk_records(
             return Some(audit_finding(&error, sequence, Some(offset_bytes)));
         }
         counts.records += 1;
-        progress.tick(counts.records);
+        progress.tick(counts.records, sequence, offset_bytes);
         match &record {
             Decoded::Audit(AuditRecord::Policy(record)) => {
                 counts.policies += 1;

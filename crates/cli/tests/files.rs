@@ -175,14 +175,42 @@ fn inspect_counts_records_policies_and_decisions() {
         ("REJECT", rejected),
     ] {
         if count > 0 {
+            // `  WORD  words of the action  count  share %`
             assert!(
-                run.stdout.contains(&format!("  {word:<12} {count}\n")),
+                run.stdout
+                    .lines()
+                    .any(|line| line.starts_with(&format!("  {word:<12} "))
+                        && line.split_whitespace().rev().nth(2)
+                            == Some(count.to_string().as_str())),
                 "{word} {count}: {}",
                 run.stdout
             );
         }
     }
     assert!(rejected > 0 && executed + substituted > 0);
+    // Reasons in words, never as Rust names; the shares of each table add up to 100.0 %.
+    assert!(!run.stdout.contains("RiskHardLimit"), "{}", run.stdout);
+    let section = |title: &str| -> Vec<String> {
+        run.stdout
+            .lines()
+            .skip_while(|line| *line != title)
+            .skip(1)
+            .take_while(|line| line.starts_with("  ") && !line.starts_with("  total"))
+            .map(str::to_owned)
+            .collect()
+    };
+    for title in ["decisions by action:", "decisions by reason:"] {
+        let rows = section(title);
+        assert!(!rows.is_empty(), "{title} {}", run.stdout);
+        let tenths: u64 = rows
+            .iter()
+            .map(|row| {
+                let share = row.split_whitespace().rev().nth(1).expect("a share");
+                share.replace('.', "").parse::<u64>().expect("a percentage")
+            })
+            .sum();
+        assert_eq!(tenths, 1_000, "{title} {}", run.stdout);
+    }
     assert!(
         run.stdout
             .lines()

@@ -179,4 +179,95 @@ fn the_cli_doc_lists_every_reason_code() {
             reason.outcome().word()
         );
     }
+    for code in calybris_cli::report::Code::ALL {
+        assert!(
+            doc.contains(&format!("`{}`", code.code())),
+            "docs/CLI.md does not name the code {}",
+            code.code()
+        );
+    }
+}
+
+/// Checks the keys of `value` against the `properties` and `required` of `schema`,
+/// then each listed array's items and nested objects, one level down.
+fn assert_object_matches(schema: &Value, value: &Value, what: &str) {
+    assert_eq!(keys(&schema["properties"]), keys(value), "{what}");
+    assert_eq!(strings(&schema["required"]), keys(value), "{what}");
+    assert_eq!(schema["additionalProperties"], false, "{what}");
+}
+
+#[test]
+fn the_inspect_schema_matches_real_reports() {
+    let Some(docs) = workspace_docs() else {
+        return;
+    };
+    let s = schema(&docs, "inspect-report.schema.json");
+    let verify_schema = schema(&docs, "verify-report.schema.json");
+    assert_eq!(
+        s["properties"]["verify"]["$ref"],
+        "verify-report.schema.json"
+    );
+
+    // An audited log and a gate directory.
+    let dir = temp_dir("schema-inspect");
+    let log = dir.join("audit.cwal");
+    write_log(&log, None, 6);
+    let gate_dir = dir.join("gate");
+    let gate = calybris::gate::Gate::open(
+        calybris::gate::GateConfig::new(&gate_dir, policy(1)).tenant("acme", 1_000_000),
+    )
+    .expect("open the gate");
+    for i in 0..4 {
+        let admission = gate.decide("acme", request(i)).expect("decide");
+        if admission.is_admitted() {
+            let cost = admission.decision().estimated_cost_microunits;
+            gate.settle(admission, cost / 2).expect("settle");
+        }
+    }
+    gate.close().expect("close");
+
+    for target in [&log, &gate_dir] {
+        let run = calybris(&["inspect", "--json", path_str(target)]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout.lines().count(), 1, "one JSON value on one line");
+        let report = run.json();
+        assert_object_matches(&s, &report, "inspect");
+        for (list, item) in [
+            ("policies", &report["policies"]),
+            ("by_action", &report["by_action"]),
+            ("by_reason", &report["by_reason"]),
+            ("tenants", &report["tenants"]),
+        ] {
+            let items = item.as_array().expect("an array");
+            assert!(!items.is_empty(), "{list}");
+            for value in items {
+                assert_object_matches(&s["properties"][list]["items"], value, list);
+            }
+        }
+        for list in ["by_action", "by_reason"] {
+            let total: u64 = report[list]
+                .as_array()
+                .expect("an array")
+                .iter()
+                .filter_map(|row| row["share_tenths_percent"].as_u64())
+                .sum();
+            assert_eq!(total, 1_000, "{list} shares");
+        }
+        let actions: BTreeSet<String> =
+            strings(&s["properties"]["by_action"]["items"]["properties"]["action"]["enum"]);
+        for row in report["by_action"].as_array().expect("an array") {
+            assert!(actions.contains(row["action"].as_str().expect("a word")));
+        }
+        assert_object_matches(&verify_schema, &report["verify"], "inspect's verify");
+        assert_eq!(report["verify"]["outcome"], "VERIFIED");
+        let at = report["first_recorded_at"].as_str().expect("a timestamp");
+        assert!(at.ends_with('Z') && at.len() == 24, "{at}");
+    }
+
+    // An unreadable target: still one object, with the ERROR in `verify`.
+    let run = calybris(&["inspect", "--json", path_str(&dir.join("missing"))]);
+    assert_eq!(run.code, 2);
+    let report = run.json();
+    assert_object_matches(&s, &report, "inspect of a missing file");
+    assert_eq!(report["verify"]["reason"], "UNREADABLE");
 }

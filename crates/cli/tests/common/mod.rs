@@ -56,10 +56,22 @@ impl Run {
     }
 }
 
-/// Runs `calybris` with `args`.
+/// Runs `calybris` with `args`, without the colour variables of the caller's
+/// environment.
 pub fn calybris(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_calybris"))
+    calybris_env(args, &[])
+}
+
+/// Runs `calybris` with `args` and the environment variables `env` (the colour
+/// variables of the caller's environment removed first).
+pub fn calybris_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_calybris"));
+    for name in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE"] {
+        command.env_remove(name);
+    }
+    let output = command
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run the calybris binary");
     let run = Run {
