@@ -56,6 +56,7 @@ pub mod gate;
 pub mod render;
 pub mod report;
 pub mod scan;
+pub mod tlog;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
 /// error worth a panic, so write failures are ignored.
@@ -167,6 +168,8 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    #[command(flatten)]
+    Tlog(tlog::TlogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +209,7 @@ where
             dir,
             fresh,
         } => demo::run(requests, &dir, fresh),
+        Command::Tlog(command) => tlog::run(command),
     }
 }
 

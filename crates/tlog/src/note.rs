@@ -304,10 +304,9 @@ impl Signer for Ed25519Signer {
 
 /// Splits `name+id+base64` into its name, key id, type byte and key material.
 fn split_key(text: &str) -> Result<(&str, u32, u8, Vec<u8>), NoteError> {
-    let mut fields = text.split('+');
-    let (Some(name), Some(id), Some(key), None) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
+    // The base64 key may itself hold `+`: only the first two are separators.
+    let mut fields = text.splitn(3, '+');
+    let (Some(name), Some(id), Some(key)) = (fields.next(), fields.next(), fields.next()) else {
         return Err(NoteError::BadKey {
             detail: "a key has three +-separated fields",
         });
