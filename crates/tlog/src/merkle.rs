@@ -194,7 +194,7 @@ impl RightEdge {
             let left = self
                 .edge
                 .pop()
-                .ok_or_else(|| ProofError::WrongLength { hashes: 0 })?;
+                .ok_or(ProofError::WrongLength { hashes: 0 })?;
             hash = node_hash(&left, &hash);
             level += 1;
             visit(level, index >> level, &hash);

@@ -153,7 +153,7 @@ fn checkpoint_text_is_strict() {
             format!("o\n3\n{}\n", &root[..root.len() - 1]),
             CheckpointError::BadRoot,
         ),
-        (format!("o\n3\nAAAA\n"), CheckpointError::BadRoot),
+        ("o\n3\nAAAA\n".to_owned(), CheckpointError::BadRoot),
     ] {
         assert_eq!(Checkpoint::parse(&bad), Err(want), "{bad:?}");
     }
