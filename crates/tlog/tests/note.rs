@@ -69,7 +69,7 @@ fn keys_round_trip_and_key_ids_follow_c2sp() {
     ));
     assert!(matches!(
         Verifier::from_vkey(&format!("{vkey}+x")),
-        Err(NoteError::BadKey { .. })
+        Err(NoteError::Base64 { .. })
     ));
     assert_eq!(
         Verifier::from_vkey(&format!("a b+{id}+{key}")),
