@@ -43,10 +43,11 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 9] = [
+const PUBLISHED: [&str; 10] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
+    "calybris-tlog",
     "calybris-budget",
     "calybris-finance",
     "calybris-gate",

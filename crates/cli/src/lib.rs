@@ -63,6 +63,7 @@ pub mod man;
 pub mod render;
 pub mod report;
 pub mod scan;
+pub mod tlog;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
 /// error worth a panic, so write failures are ignored. Colour escape codes (see
@@ -252,6 +253,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    #[command(flatten)]
+    Tlog(tlog::TlogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +303,7 @@ where
             json,
         } => demo::run(requests, &dir, fresh, json),
         Command::Completions { shell } => completions(shell),
+        Command::Tlog(command) => tlog::run(command),
     }
 }
 

@@ -117,11 +117,17 @@ pub enum Reason {
     OutcomeDigestMismatch,
     /// An outcome record's detail is longer than 4,096 bytes.
     OutcomeTooLarge,
+    /// A checkpoint is not signed by the given key, or a signature does not verify.
+    CheckpointSignatureInvalid,
+    /// An inclusion proof does not lead to the checkpoint's root.
+    InclusionProofInvalid,
+    /// Two checkpoints (or a checkpoint and a witness's state) are not consistent.
+    NotConsistent,
 }
 
 impl Reason {
     /// Every reason, in the order of the table in docs/CLI.md.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 33] = [
         Self::ChainBroken,
         Self::TornTail,
         Self::SuffixTruncated,
@@ -152,6 +158,9 @@ impl Reason {
         Self::OutcomeUnknownDecision,
         Self::OutcomeDigestMismatch,
         Self::OutcomeTooLarge,
+        Self::CheckpointSignatureInvalid,
+        Self::InclusionProofInvalid,
+        Self::NotConsistent,
     ];
 
     /// The reason code as printed and as written in JSON.
@@ -188,6 +197,9 @@ impl Reason {
             Self::OutcomeUnknownDecision => "OUTCOME_UNKNOWN_DECISION",
             Self::OutcomeDigestMismatch => "OUTCOME_DIGEST_MISMATCH",
             Self::OutcomeTooLarge => "OUTCOME_TOO_LARGE",
+            Self::CheckpointSignatureInvalid => "CHECKPOINT_SIGNATURE_INVALID",
+            Self::InclusionProofInvalid => "INCLUSION_PROOF_INVALID",
+            Self::NotConsistent => "NOT_CONSISTENT",
         }
     }
 
@@ -218,7 +230,10 @@ impl Reason {
             | Self::BooksUnbalanced
             | Self::OutcomeUnknownDecision
             | Self::OutcomeDigestMismatch
-            | Self::OutcomeTooLarge => Outcome::Diverged,
+            | Self::OutcomeTooLarge
+            | Self::CheckpointSignatureInvalid
+            | Self::InclusionProofInvalid
+            | Self::NotConsistent => Outcome::Diverged,
             Self::Unreadable
             | Self::UnknownFormat
             | Self::WrongKey

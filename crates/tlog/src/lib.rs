@@ -1,0 +1,129 @@
+//! Transparency for Calybris logs: an RFC 6962 / RFC 9162 Merkle tree over the
+//! entry hashes of a `calybris-wal` log, inclusion and consistency proofs, tree
+//! heads as C2SP signed checkpoints (Ed25519 signed notes, tlog-cosignature/v1
+//! witness cosignatures) and the tree on disk as C2SP tlog-tiles.
+//!
+//! **The leaf** of record `n` is leaf `n` of the tree, and its leaf input is the
+//! record's 32-byte entry hash as stored in its frame: the leaf hash is
+//! SHA-256(0x00 || entry hash), an interior node SHA-256(0x01 || left || right).
+//! The entry hash already binds the record's payload, its sequence number and
+//! the whole chain before it, so a proof for it proves the record's place in
+//! history; for a keyed log it is an HMAC tag, so a checkpoint or a proof
+//! reveals nothing about the payload.
+//!
+//! # What it deliberately does not do
+//! - Serve tiles or checkpoints over a network: the files are laid out so any
+//!   static file server can.
+//! - Store entry bundles (`tile/entries/`): the records stay in the log.
+//! - Handle logs whose first segments were retired: leaf `n` is sequence `n`,
+//!   so the log must start at sequence 0.
+//!
+//! # Main types
+//! - [`merkle`]: [`RightEdge`] (append with O(log n) memory), [`MemoryTree`],
+//!   [`inclusion_proof`], [`consistency_proof`], [`verify_inclusion`],
+//!   [`verify_consistency`], all against a [`HashSource`].
+//! - [`note`]: [`Signer`] (for a KMS or HSM), [`Ed25519Signer`], [`Verifier`],
+//!   [`sign_note`], [`open_note`], [`cosignature_line`].
+//! - [`checkpoint`]: [`Checkpoint`], [`open_checkpoint`], [`witness_cosign`].
+//! - [`tiles`]: [`TileWriter`] (writes each tile once), [`TileStore`] (a
+//!   [`HashSource`] reading tiles), [`tile_path`].
+//! - [`build_from_log`]: tiles for every record of a log file or directory.
+//!
+//! # Example
+//! ```
+//! use calybris_tlog::{Checkpoint, Ed25519Signer, MemoryTree, inclusion_proof, leaf_hash,
+//!     open_checkpoint, verify_inclusion};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut tree = MemoryTree::new();
+//! for n in 0u8..10 {
+//!     tree.append(leaf_hash(&[n; 32]))?;
+//! }
+//! let signer = Ed25519Signer::from_seed("example.com/log", &[7; 32])?;
+//! let checkpoint = Checkpoint { origin: "example.com/log".into(), size: tree.size(),
+//!     root: tree.root(), extensions: vec![] };
+//! let note = checkpoint.sign(&[&signer])?;
+//! let (opened, _) = open_checkpoint(note.as_bytes(), &[signer.verifier()])?;
+//! let proof = inclusion_proof(&tree, 3, opened.size)?;
+//! verify_inclusion(&leaf_hash(&[3; 32]), 3, opened.size, &proof, &opened.root)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//! None.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod merkle;
+pub mod note;
+pub mod tiles;
+
+use std::path::Path;
+
+pub use checkpoint::{Checkpoint, CheckpointError, WitnessError, open_checkpoint, witness_cosign};
+pub use merkle::{
+    Hash, HashSource, MemoryTree, ProofError, RightEdge, consistency_proof, empty_root,
+    inclusion_proof, leaf_hash, node_hash, tree_hash, verify_consistency, verify_inclusion,
+};
+pub use note::{
+    Ed25519Signer, NoteError, Signer, VerifiedNote, Verifier, cosignature_line, open_note,
+    sign_note,
+};
+pub use tiles::{FsTiles, MemTiles, TileError, TileStorage, TileStore, TileWriter, tile_path};
+
+use calybris_wal::{FrameSource as _, LogFrames, Recovery, WalError, WalKey};
+
+/// Why a log's tree cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The log cannot be read or does not verify.
+    #[error("log: {0}")]
+    Log(#[from] WalError),
+    /// The log does not verify to a clean end.
+    #[error("the log does not verify cleanly: {0:?}")]
+    NotClean(Box<Recovery>),
+    /// The first record is not sequence 0, or sequences skip.
+    #[error("record {found} where leaf {expected} was expected")]
+    Sequence {
+        /// The leaf index expected.
+        expected: u64,
+        /// The sequence found.
+        found: u64,
+    },
+    /// Tiles.
+    #[error(transparent)]
+    Tiles(#[from] TileError),
+}
+
+/// Reads every record of the log at `log` (a segment file or directory),
+/// verifying the chain, and appends each entry hash as a leaf to `writer`,
+/// then writes the partial tiles. Returns the tree size and root.
+///
+/// # Errors
+/// [`BuildError`].
+pub fn build_from_log<S: TileStorage>(
+    log: &Path,
+    key: Option<&WalKey>,
+    writer: &mut TileWriter<S>,
+) -> Result<(u64, Hash), BuildError> {
+    let mut frames = LogFrames::open(log, key, None)?;
+    while let Some(frame) = frames.next_frame()? {
+        let expected = writer.size();
+        if frame.sequence != expected {
+            return Err(BuildError::Sequence {
+                expected,
+                found: frame.sequence,
+            });
+        }
+        writer.append(leaf_hash(&frame.hash))?;
+    }
+    match frames.scan_to_end()? {
+        Recovery::Clean { .. } => {}
+        other => return Err(BuildError::NotClean(Box::new(other))),
+    }
+    Ok(writer.checkpoint()?)
+}

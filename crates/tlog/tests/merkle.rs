@@ -1,0 +1,363 @@
+//! The tree against the RFC 6962 reference vectors, and proofs against the
+//! recursive definitions on seeded random trees, from memory and from tiles.
+
+use calybris_tlog::merkle::{HASH_LEN_BYTES, MAX_TREE_SIZE};
+use calybris_tlog::{
+    Hash, MemTiles, MemoryTree, ProofError, RightEdge, TileStore, TileWriter, consistency_proof,
+    empty_root, inclusion_proof, leaf_hash, tile_path, tree_hash, verify_consistency,
+    verify_inclusion,
+};
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex in the vector file"))
+        .collect()
+}
+
+fn hash(text: &str) -> Hash {
+    hex(text).try_into().expect("a 32-byte hash")
+}
+
+struct Vectors {
+    leaves: Vec<Vec<u8>>,
+    roots: Vec<(u64, Hash)>,
+    inclusions: Vec<(u64, u64, Vec<Hash>)>,
+    consistencies: Vec<(u64, u64, Vec<Hash>)>,
+}
+
+fn vectors() -> Vectors {
+    let text = include_str!("data/rfc6962.txt");
+    let mut v = Vectors {
+        leaves: vec![],
+        roots: vec![],
+        inclusions: vec![],
+        consistencies: vec![],
+    };
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let num = |i: usize| fields[i].parse::<u64>().expect("a number");
+        match fields[0] {
+            "leaf" if fields[1] == "-" => v.leaves.push(vec![]),
+            "leaf" => v.leaves.push(hex(fields[1])),
+            "root" => v.roots.push((num(1), hash(fields[2]))),
+            "inclusion" => v.inclusions.push((
+                num(1),
+                num(2),
+                fields[3..].iter().map(|h| hash(h)).collect(),
+            )),
+            "consistency" => v.consistencies.push((
+                num(1),
+                num(2),
+                fields[3..].iter().map(|h| hash(h)).collect(),
+            )),
+            other => panic!("unknown record {other}"),
+        }
+    }
+    v
+}
+
+fn tree_of(leaves: &[Vec<u8>]) -> MemoryTree {
+    let mut tree = MemoryTree::new();
+    for leaf in leaves {
+        tree.append(leaf_hash(leaf)).expect("append");
+    }
+    tree
+}
+
+#[test]
+fn rfc6962_roots_and_proofs() {
+    let v = vectors();
+    assert_eq!(v.leaves.len(), 8);
+    assert_eq!(empty_root(), v.roots[0].1);
+    for &(size, root) in &v.roots {
+        let tree = tree_of(&v.leaves[..size as usize]);
+        assert_eq!(tree.root(), root, "root of size {size}");
+        let hashes: Vec<Hash> = v.leaves[..size as usize]
+            .iter()
+            .map(|l| leaf_hash(l))
+            .collect();
+        assert_eq!(tree_hash(&hashes), root);
+    }
+    let full = tree_of(&v.leaves);
+    let root_of = |size: u64| v.roots.iter().find(|r| r.0 == size).expect("a root").1;
+    for (index, size, want) in &v.inclusions {
+        let tree = tree_of(&v.leaves[..*size as usize]);
+        assert_eq!(&inclusion_proof(&tree, *index, *size).expect("proof"), want);
+        // The larger tree gives the same proof for the smaller size.
+        assert_eq!(&inclusion_proof(&full, *index, *size).expect("proof"), want);
+        let leaf = leaf_hash(&v.leaves[*index as usize]);
+        verify_inclusion(&leaf, *index, *size, want, &root_of(*size)).expect("verifies");
+    }
+    for (old, new, want) in &v.consistencies {
+        assert_eq!(&consistency_proof(&full, *old, *new).expect("proof"), want);
+        verify_consistency(*old, *new, &root_of(*old), &root_of(*new), want).expect("verifies");
+    }
+}
+
+/// A splitmix64 generator: seeded, reproducible.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("TLOG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7106)
+}
+
+fn ref_path(leaves: &[Hash], index: usize) -> Vec<Hash> {
+    if leaves.len() <= 1 {
+        return vec![];
+    }
+    let k = (leaves.len() - 1).next_power_of_two()
+        / if (leaves.len() - 1).is_power_of_two() {
+            1
+        } else {
+            2
+        };
+    let k = if k >= leaves.len() { k / 2 } else { k };
+    if index < k {
+        let mut p = ref_path(&leaves[..k], index);
+        p.push(tree_hash(&leaves[k..]));
+        p
+    } else {
+        let mut p = ref_path(&leaves[k..], index - k);
+        p.push(tree_hash(&leaves[..k]));
+        p
+    }
+}
+
+#[test]
+fn random_proofs_match_the_definition_and_verify_from_tiles() {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let leaves: Vec<Hash> = (0..3000u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut tree = MemoryTree::new();
+    let mut writer = TileWriter::new(MemTiles::new());
+    let mut roots = vec![empty_root()];
+    for leaf in &leaves {
+        tree.append(*leaf).expect("append");
+        writer.append(*leaf).expect("append");
+        roots.push(tree.root());
+    }
+    let (size, root) = writer.checkpoint().expect("partial tiles");
+    assert_eq!((size, root), (3000, tree.root()));
+    let tiles = TileStore::new(writer.storage(), size).expect("store");
+    for _ in 0..300 {
+        let size = 1 + rng.below(3000);
+        let index = rng.below(size);
+        let proof = inclusion_proof(&tree, index, size).expect("proof");
+        assert_eq!(
+            proof,
+            ref_path(&leaves[..size as usize], index as usize),
+            "seed {seed}: {index} in {size}"
+        );
+        let leaf = &leaves[index as usize];
+        verify_inclusion(leaf, index, size, &proof, &roots[size as usize])
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        // The wrong leaf, index or root fails.
+        assert!(
+            verify_inclusion(
+                &leaves[((index + 1) % 3000) as usize],
+                index,
+                size,
+                &proof,
+                &roots[size as usize]
+            )
+            .is_err()
+                || size == 1 && index == 0 && leaves.len() == 1
+        );
+        if size > 1 {
+            assert!(
+                verify_inclusion(
+                    leaf,
+                    (index + 1) % size,
+                    size,
+                    &proof,
+                    &roots[size as usize]
+                )
+                .is_err(),
+                "seed {seed}"
+            );
+        }
+        let old = 1 + rng.below(size);
+        let proof = consistency_proof(&tree, old, size).expect("consistency");
+        verify_consistency(
+            old,
+            size,
+            &roots[old as usize],
+            &roots[size as usize],
+            &proof,
+        )
+        .unwrap_or_else(|e| panic!("seed {seed}: {old}->{size}: {e}"));
+        if old < size {
+            assert!(
+                verify_consistency(
+                    old,
+                    size,
+                    &roots[old as usize - 1],
+                    &roots[size as usize],
+                    &proof
+                )
+                .is_err(),
+                "seed {seed}"
+            );
+        }
+    }
+    // From tiles, at the tiled size, proofs are the same.
+    for _ in 0..100 {
+        let index = rng.below(3000);
+        assert_eq!(
+            inclusion_proof(&tiles, index, 3000).expect("tiles"),
+            inclusion_proof(&tree, index, 3000).expect("memory"),
+            "seed {seed}"
+        );
+        let old = 1 + rng.below(3000);
+        assert_eq!(
+            consistency_proof(&tiles, old, 3000).expect("tiles"),
+            consistency_proof(&tree, old, 3000).expect("memory"),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn tiles_are_written_once_with_standard_paths() {
+    assert_eq!(tile_path(0, 1_234_067, 256), "tile/0/x001/x234/067");
+    assert_eq!(tile_path(1, 5, 17), "tile/1/005.p/17");
+    assert_eq!(tile_path(2, 1000, 256), "tile/2/x001/000");
+    let tiles = MemTiles::new();
+    let mut writer = TileWriter::new(&tiles);
+    for i in 0..(256u64 * 3 + 5) {
+        writer.append(leaf_hash(&i.to_be_bytes())).expect("append");
+    }
+    assert_eq!(tiles.len(), 3);
+    writer.checkpoint().expect("partials");
+    // Three full level-0 tiles, one partial level-0 tile, one partial level-1 tile.
+    assert_eq!(tiles.len(), 5);
+    assert_eq!(
+        tiles_read(&tiles, "tile/0/003.p/5").len(),
+        5 * HASH_LEN_BYTES
+    );
+    assert_eq!(
+        tiles_read(&tiles, "tile/1/000.p/3").len(),
+        3 * HASH_LEN_BYTES
+    );
+    // Another tree cannot overwrite them.
+    let mut other = TileWriter::new(&tiles);
+    let err = (0..256u64).try_for_each(|i| other.append(leaf_hash(&(i + 1).to_be_bytes())));
+    assert!(matches!(
+        err,
+        Err(calybris_tlog::TileError::Conflict { .. })
+    ));
+}
+
+fn tiles_read(tiles: &MemTiles, path: &str) -> Vec<u8> {
+    use calybris_tlog::TileStorage as _;
+    tiles.read(path).expect("tile")
+}
+
+#[test]
+fn proofs_out_of_range_are_typed_errors() {
+    let tree = tree_of(&[vec![1], vec![2], vec![3]]);
+    let root = tree.root();
+    let leaf = leaf_hash(&[1]);
+    assert!(matches!(
+        inclusion_proof(&tree, 3, 3),
+        Err(ProofError::IndexOutOfRange { .. })
+    ));
+    assert!(matches!(
+        inclusion_proof(&tree, 0, 4),
+        Err(ProofError::HashUnavailable { .. })
+    ));
+    assert!(matches!(
+        consistency_proof(&tree, 4, 3),
+        Err(ProofError::SizeOutOfRange { .. })
+    ));
+    assert!(matches!(
+        verify_inclusion(&leaf, 0, MAX_TREE_SIZE + 1, &[], &root),
+        Err(ProofError::SizeOutOfRange { .. })
+    ));
+    assert!(matches!(
+        verify_inclusion(&leaf, 0, 3, &[root; 64], &root),
+        Err(ProofError::WrongLength { .. })
+    ));
+    assert!(matches!(
+        verify_inclusion(&leaf, 0, 3, &[], &root),
+        Err(ProofError::WrongLength { .. })
+    ));
+    assert!(matches!(
+        verify_consistency(2, 3, &root, &root, &[]),
+        Err(ProofError::WrongLength { .. })
+    ));
+    assert!(matches!(
+        verify_consistency(0, 3, &root, &root, &[]),
+        Err(ProofError::RootMismatch)
+    ));
+    verify_consistency(0, 3, &empty_root(), &root, &[]).expect("any tree extends the empty one");
+    verify_consistency(3, 3, &root, &root, &[]).expect("a tree extends itself");
+    let mut edge = RightEdge::new();
+    assert_eq!(edge.root(), empty_root());
+    edge.append(leaf).expect("append");
+    assert_eq!(
+        RightEdge::from_parts(1, edge.edge().to_vec()).expect("parts"),
+        edge
+    );
+    assert!(RightEdge::from_parts(3, edge.edge().to_vec()).is_err());
+}
+
+#[test]
+fn mutating_any_byte_of_a_proof_is_rejected() {
+    let seed = seed();
+    let mut rng = Rng(seed);
+    let leaves: Vec<Hash> = (0..777u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+    let mut tree = MemoryTree::new();
+    for leaf in &leaves {
+        tree.append(*leaf).expect("append");
+    }
+    let root = tree.root();
+    for _ in 0..20 {
+        let index = rng.below(777);
+        let proof = inclusion_proof(&tree, index, 777).expect("proof");
+        for (i, byte) in proof.iter().flat_map(|h| h.iter()).enumerate() {
+            let mut bad = proof.clone();
+            bad[i / HASH_LEN_BYTES][i % HASH_LEN_BYTES] = byte ^ (1 << rng.below(8));
+            assert!(
+                verify_inclusion(&leaves[index as usize], index, 777, &bad, &root).is_err(),
+                "seed {seed}: byte {i}"
+            );
+        }
+        let old = 1 + rng.below(776);
+        let old_root = tree_hash(&leaves[..old as usize]);
+        let proof = consistency_proof(&tree, old, 777).expect("proof");
+        for i in 0..proof.len() * HASH_LEN_BYTES {
+            let mut bad = proof.clone();
+            bad[i / HASH_LEN_BYTES][i % HASH_LEN_BYTES] ^= 1 << rng.below(8);
+            assert!(
+                verify_consistency(old, 777, &old_root, &root, &bad).is_err(),
+                "seed {seed}: byte {i}"
+            );
+        }
+        let mut short = proof.clone();
+        short.pop();
+        assert!(
+            verify_consistency(old, 777, &old_root, &root, &short).is_err(),
+            "seed {seed}"
+        );
+    }
+}
