@@ -68,4 +68,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod beta;
+pub mod engine;
+pub mod error;
 pub mod ope;
+pub mod prf;
+pub mod regime;
+pub mod thompson;
