@@ -19,6 +19,9 @@ use crate::thompson::{
 /// The domain-separation prefix of the state digest (30 ASCII bytes).
 pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
 
+/// The domain-separation prefix of one regime's digest (24 ASCII bytes).
+pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
+
 /// The engine's configuration: fixed for its lifetime (a verifier gets it with the
 /// snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -71,6 +74,8 @@ pub struct Engine {
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
+    /// The digest of each regime's bytes, so an update rehashes one regime only.
+    regime_digests: Vec<[u8; DIGEST_LEN]>,
     digest: [u8; DIGEST_LEN],
 }
 
@@ -124,8 +129,12 @@ impl Engine {
             key,
             regimes,
             posteriors,
+            regime_digests: Vec::new(),
             digest: [0; DIGEST_LEN],
         };
+        engine.regime_digests = (0..engine.regimes.len())
+            .map(|r| engine.regime_digest(r))
+            .collect();
         engine.digest = engine.compute_digest();
         Ok(engine)
     }
@@ -169,23 +178,34 @@ impl Engine {
         self.digest
     }
 
-    fn compute_digest(&self) -> [u8; DIGEST_LEN] {
+    /// `SHA-256(REGIME_STATE_TAG ‖ r ‖ floor ‖ Welford states ‖ posteriors)`.
+    fn regime_digest(&self, r: usize) -> [u8; DIGEST_LEN] {
         let features = self.config.regimes.features;
         let arms = self.arms();
         let mut h = Sha256::new();
+        h.update(REGIME_STATE_TAG);
+        h.update(u32_of(r).to_be_bytes());
+        h.update(self.regimes.floors_bps()[r].to_be_bytes());
+        for w in &self.regimes.all_stats()[r * features..(r + 1) * features] {
+            write_welford(&mut h, w);
+        }
+        for p in &self.posteriors[r * arms..(r + 1) * arms] {
+            h.update(p.alpha().to_be_bytes());
+            h.update(p.beta().to_be_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// `SHA-256(ENGINE_STATE_TAG ‖ regimes ‖ features ‖ arms ‖ regime digests)`.
+    fn compute_digest(&self) -> [u8; DIGEST_LEN] {
+        debug_assert_eq!(self.regime_digests.len(), self.regimes.len());
+        let mut h = Sha256::new();
         h.update(ENGINE_STATE_TAG);
         h.update(u32_of(self.regimes.len()).to_be_bytes());
-        h.update(u32_of(features).to_be_bytes());
-        h.update(u32_of(arms).to_be_bytes());
-        for r in 0..self.regimes.len() {
-            h.update(self.regimes.floors_bps()[r].to_be_bytes());
-            for w in &self.regimes.all_stats()[r * features..(r + 1) * features] {
-                write_welford(&mut h, w);
-            }
-            for p in &self.posteriors[r * arms..(r + 1) * arms] {
-                h.update(p.alpha().to_be_bytes());
-                h.update(p.beta().to_be_bytes());
-            }
+        h.update(u32_of(self.config.regimes.features).to_be_bytes());
+        h.update(u32_of(self.arms()).to_be_bytes());
+        for d in &self.regime_digests {
+            h.update(d);
         }
         h.finalize().into()
     }
@@ -303,7 +323,15 @@ impl Engine {
             self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
         self.regimes.observe(decision.regime, features, success)?;
         self.posteriors[index] = posterior;
+        self.regime_digests[decision.regime as usize] =
+            self.regime_digest(decision.regime as usize);
         self.digest = self.compute_digest();
+        debug_assert!(
+            self.regime_digests
+                .iter()
+                .enumerate()
+                .all(|(r, d)| *d == self.regime_digest(r))
+        );
         Ok(())
     }
 }
@@ -317,4 +345,60 @@ fn write_welford(h: &mut Sha256, w: &Welford) {
     h.update(w.count().to_be_bytes());
     h.update(w.sum().to_be_bytes());
     h.update(w.spread().to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regime::{Domain, RegimeSpec};
+
+    #[test]
+    fn the_digest_is_the_documented_layout() {
+        let regimes = RegimeConfig {
+            regimes: vec![RegimeSpec {
+                label: "coding".to_owned(),
+                domain: Domain::Coding,
+            }],
+            features: 1,
+            fallback: 0,
+            ..RegimeConfig::default()
+        };
+        let config = EngineConfig {
+            regimes,
+            priors: vec![Posterior::new(3, 4).unwrap(), Posterior::UNIFORM],
+            policy: Policy::Thompson { redraws: 4 },
+            exploration_bps: 0,
+        };
+        let mut e = Engine::new(config, PrfKey::from_bytes([0; 32])).unwrap();
+        let d = e
+            .decide(&Request {
+                input_digest: [0; 32],
+                label: None,
+                features: &[-5],
+                client_floor_bps: None,
+                static_arm: 1,
+            })
+            .unwrap();
+        e.update(&d, &[-5], false).unwrap();
+        // By hand: regime 0, floor 7200 + 20, Welford (1, -5, 0), arms (3, 4), (1, 2).
+        let mut regime = Vec::new();
+        regime.extend_from_slice(b"calybris/adapt/regime/v1");
+        regime.extend_from_slice(&0u32.to_be_bytes());
+        regime.extend_from_slice(&7_220u32.to_be_bytes());
+        regime.extend_from_slice(&1u64.to_be_bytes());
+        regime.extend_from_slice(&(-5i128).to_be_bytes());
+        regime.extend_from_slice(&0i128.to_be_bytes());
+        for x in [3u32, 4, 1, 2] {
+            regime.extend_from_slice(&x.to_be_bytes());
+        }
+        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16);
+        let mut top = Vec::new();
+        top.extend_from_slice(b"calybris/adapt/engine-state/v1");
+        for x in [1u32, 1, 2] {
+            top.extend_from_slice(&x.to_be_bytes());
+        }
+        top.extend_from_slice(&Sha256::digest(&regime));
+        let expected: [u8; 32] = Sha256::digest(&top).into();
+        assert_eq!(e.state_digest(), expected);
+    }
 }
