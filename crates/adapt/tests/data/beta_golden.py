@@ -5,6 +5,7 @@ correctly rounded + - * / and math.sqrt; no libm logarithm is used).
 
     python3 crates/adapt/tests/data/beta_golden.py | diff - crates/adapt/tests/data/beta_golden.txt
 """
+import decimal
 import hashlib
 import hmac
 import math
@@ -92,20 +93,12 @@ class Sampler:
 
 
 def rust_exp(x):
-    """Rust's `{:e}` of an f64: shortest round-trip digits, exponent without padding."""
-    s = repr(x)
-    if "e" in s:
-        m, e = s.split("e")
-        e = int(e)
-    else:
-        m, e = s, 0
-    intpart, _, frac = m.partition(".")
-    frac = frac.rstrip("0") if frac != "0" else ""
-    digits = (intpart + frac).lstrip("0")
-    e10 = e + point - 1 if intpart != "0" else e - (len(frac) - len(frac.lstrip("0"))) - 1
-    digits = digits.rstrip("0") or "0"
-    body = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return "%se%d" % (body, e10)
+    """Rust's `{:e}` of a positive f64: the shortest round-trip digits (Python's repr)."""
+    sign, digits, exponent = decimal.Decimal(repr(x)).normalize().as_tuple()
+    assert sign == 0
+    text = "".join(map(str, digits))
+    body = text[0] + ("." + text[1:] if len(text) > 1 else "")
+    return "%se%d" % (body, exponent + len(text) - 1)
 
 
 def main():
