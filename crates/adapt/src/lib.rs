@@ -1,6 +1,22 @@
-//! The adaptive layer of Calybris. For now it holds one module, [`ope`]: off-policy
-//! estimators that say what a new policy would have earned, from rounds logged under
-//! the policy that actually ran.
+//! The adaptive layer of Calybris: replayable learning primitives and off-policy
+//! estimators.
+//!
+//! The learning modules propose a regime, a quality floor and a tier (arm) for each
+//! request, so that an auditor can re-derive every suggestion, draw and propensity
+//! from the log and a state snapshot alone (definitions in `docs/ADAPT.md`):
+//! - [`prf`]: the keyed PRF (HMAC-SHA-256 seed over the engine-state digest and the
+//!   input digest, SHA-256 counter blocks): unbiased uniform integers, exact uniform
+//!   fractions; no clock, no OS randomness.
+//! - [`beta`]: Beta draws bit-identical on every platform (Marsaglia–Tsang Gamma
+//!   pairs, polar normals, our own logarithm; only correctly rounded `+ − × ÷ sqrt`).
+//! - [`thompson`]: Thompson selection over Beta posteriors with the exact propensity
+//!   `(c + 1)/(K + 1)` over `K` keyed re-draws, and a keyed epsilon-greedy baseline.
+//! - [`regime`]: exact integer Welford statistics, an anomaly score, classification,
+//!   and floors calibrated by outcomes (failures count twice) within bounds.
+//! - [`engine`]: the engine tying them together, with its SHA-256 state digest.
+//!
+//! The other module, [`ope`], holds off-policy estimators that say what a new policy
+//! would have earned, from rounds logged under the policy that actually ran.
 //!
 //! The estimators are IPS, self-normalised IPS, the direct method, doubly robust,
 //! self-normalised DR, switch-DR and DR with optimistic shrinkage, each with an
@@ -16,7 +32,10 @@
 //! - Read files or decision logs: the caller turns them into [`ope::LoggedRound`]s.
 //! - Fit reward models: `q̂` and the DM term come with each round.
 //! - Use randomness: the bootstrap's "random" indices are a keyed hash stream.
-//! - Regimes, Thompson sampling, calibration, shadow evaluation and promotion: later.
+//! - Call the gate or log decisions: the gate integration, `calybris verify`
+//!   re-deriving draws from the log, `calybris show` and the routing simulator come
+//!   next. Shadow evaluation and promotion: later.
+//! - Use libm: no `ln`, `exp` or `pow` of the platform anywhere in the draws.
 //!
 //! # Main types
 //! - [`ope::LoggedRound`] with [`ope::Probability`] (binary64 or an exact fraction)
@@ -25,6 +44,10 @@
 //!   [`ope::estimate`] returning an [`ope::Estimate`].
 //! - [`ope::bootstrap`] with a [`ope::BootstrapKey`], returning an [`ope::Bootstrap`].
 //! - [`ope::OpeError`] and [`ope::RowDefect`]: typed reasons.
+//! - [`engine::Engine`] with [`engine::EngineConfig`], [`engine::Request`] and
+//!   [`engine::Decision`]; [`thompson::Posterior`], [`thompson::Policy`],
+//!   [`thompson::Propensity`]; [`regime::RegimeConfig`], [`regime::Welford`];
+//!   [`prf::Prf`] and [`beta::Sampler`]; [`error::LearnError`].
 //!
 //! # Example
 //! ```
@@ -61,12 +84,52 @@
 //! # Ok::<(), calybris_adapt::ope::OpeError>(())
 //! ```
 //!
+//! A learning decision, its exact propensity and its update:
+//! ```
+//! use calybris_adapt::engine::{Engine, EngineConfig, Request};
+//! use calybris_adapt::prf::PrfKey;
+//! use calybris_adapt::regime::RegimeConfig;
+//! use calybris_adapt::thompson::{Policy, Posterior};
+//!
+//! let config = EngineConfig {
+//!     regimes: RegimeConfig::default(), // 8 regimes, 4 features
+//!     priors: vec![Posterior::new(60, 40)?, Posterior::new(80, 20)?, Posterior::UNIFORM],
+//!     policy: Policy::Thompson { redraws: 999 },
+//!     exploration_bps: 2_000, // explore 20 % of the time
+//! };
+//! let mut engine = Engine::new(config, PrfKey::from_bytes([7; 32]))?;
+//! let features = [120, 3, 0, 1];
+//! let request = Request {
+//!     input_digest: [1; 32], // the digest of the decision's input
+//!     label: Some("coding"),
+//!     features: &features,
+//!     client_floor_bps: Some(8_000),
+//!     static_arm: 0,
+//! };
+//! let decision = engine.decide(&request)?;
+//! assert_eq!(decision.regime, 1); // "coding"
+//! assert_eq!(decision.floor_bps, 8_000); // the client floor wins over 0.72
+//! let p = engine.propensity(&request, &decision)?; // an exact fraction
+//! assert!(p.numerator > 0 && p.numerator <= p.denominator);
+//! // The same key, state and request give the same decision, bit for bit.
+//! assert_eq!(engine.decide(&request)?, decision);
+//! engine.update(&decision, &features, true)?;
+//! assert_ne!(engine.state_digest(), decision.state_digest);
+//! # Ok::<(), calybris_adapt::error::LearnError>(())
+//! ```
+//!
 //! # Features
-//! None. The crate needs `std` (vectors for the bootstrap), `sha2` for the keyed
-//! stream and `thiserror`.
+//! None. The crate needs `std` (vectors), `sha2` for the keyed streams and the state
+//! digest, `hmac` for the PRF seed and `thiserror`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
+pub mod beta;
+pub mod engine;
+pub mod error;
 pub mod ope;
+pub mod prf;
+pub mod regime;
+pub mod thompson;

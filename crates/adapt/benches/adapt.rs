@@ -1,0 +1,120 @@
+//! The adaptive step for 22 arms: classify, draw (22 keyed Beta samples), update
+//! (posterior, Welford, floor, state digest), and its parts; the Thompson
+//! propensity's cost per re-draw; the epsilon-greedy baseline.
+//!
+//! Target (issue "The adaptive engine"): at most 200 ns added per decision.
+//! `cargo bench -p calybris-adapt --bench adapt`.
+
+// criterion's group macros generate public functions without docs.
+#![allow(missing_docs)]
+
+use calybris_adapt::engine::{Engine, EngineConfig, Request};
+use calybris_adapt::prf::{Prf, PrfKey};
+use calybris_adapt::regime::RegimeConfig;
+use calybris_adapt::thompson::{Policy, Posterior, thompson_draw};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+/// Arms (tiers) of the benchmarked engine.
+const ARMS: u32 = 22;
+
+/// Re-draws of the propensity group (its cost is linear in them).
+const REDRAWS: u32 = 100;
+
+fn engine(policy: Policy) -> Engine {
+    // Tiers with a few thousand outcomes each, success rates from 0.6 to 0.9.
+    let priors = (0..ARMS)
+        .map(|i| Posterior::new(600 + 15 * i, 400 - 15 * i).expect("shapes in range"))
+        .collect();
+    let config = EngineConfig {
+        regimes: RegimeConfig::default(),
+        priors,
+        policy,
+        exploration_bps: 10_000,
+    };
+    let mut e = Engine::new(config, PrfKey::from_bytes([7; 32])).expect("valid configuration");
+    // Warm every regime so that classification compares real statistics.
+    for i in 0..64u8 {
+        let features = [i32::from(i), 100 + i32::from(i % 7), i32::from(i % 3), 4];
+        let request = Request {
+            input_digest: [i; 32],
+            label: Some(["support", "coding", "compliance", "security"][usize::from(i % 4)]),
+            features: &features,
+            client_floor_bps: None,
+            static_arm: 0,
+        };
+        let d = e.decide(&request).expect("decide");
+        e.update(&d, &features, i % 3 != 0).expect("update");
+    }
+    e
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("adapt");
+    group.measurement_time(Duration::from_secs(4));
+    let features = [17, 103, 2, 4];
+    let request = Request {
+        input_digest: [0xab; 32],
+        label: None,
+        features: &features,
+        client_floor_bps: Some(6_000),
+        static_arm: 3,
+    };
+    let thompson = engine(Policy::Thompson { redraws: REDRAWS });
+    let greedy = engine(Policy::EpsilonGreedy { epsilon_bps: 500 });
+
+    group.bench_function("step_thompson_22_arms", |b| {
+        b.iter_batched_ref(
+            || thompson.clone(),
+            |e| {
+                let d = e.decide(black_box(&request)).expect("decide");
+                e.update(&d, &features, true).expect("update");
+                d
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("step_epsilon_greedy_22_arms", |b| {
+        b.iter_batched_ref(
+            || greedy.clone(),
+            |e| {
+                let d = e.decide(black_box(&request)).expect("decide");
+                e.update(&d, &features, true).expect("update");
+                d
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("classify", |b| {
+        b.iter(|| {
+            thompson
+                .regimes()
+                .classify(black_box(None), black_box(&features))
+        });
+    });
+    let posteriors = thompson.posteriors(0).expect("regime 0").to_vec();
+    let prf = Prf::new(&PrfKey::from_bytes([7; 32]), &[1; 32], &[2; 32]);
+    group.bench_function("draw_22_arms", |b| {
+        b.iter(|| thompson_draw(black_box(&prf), 0, black_box(&posteriors)));
+    });
+    group.bench_function("prf_context", |b| {
+        b.iter(|| Prf::new(black_box(&PrfKey::from_bytes([7; 32])), &[1; 32], &[2; 32]));
+    });
+    group.bench_function("update_with_digest", |b| {
+        let d = thompson.decide(&request).expect("decide");
+        b.iter_batched_ref(
+            || thompson.clone(),
+            |e| e.update(black_box(&d), &features, false),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("propensity_100_redraws_22_arms", |b| {
+        let d = thompson.decide(&request).expect("decide");
+        b.iter(|| thompson.propensity(black_box(&request), black_box(&d)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,404 @@
+//! The adaptive engine: regimes, per-regime Beta posteriors per arm and floors, one
+//! keyed decision at a time, and the state digest a verifier starts from.
+//!
+//! A decision is a pure function of the engine key, the engine state (through its
+//! digest) and the request; the state is a pure function of the initial configuration
+//! and the sequence of updates. See `docs/ADAPT.md` for the procedure, the propensity
+//! and the byte layout of [`Engine::state_digest`].
+
+use sha2::{Digest, Sha256};
+
+use crate::error::LearnError;
+use crate::prf::{DIGEST_LEN, Prf, PrfKey, Purpose};
+use crate::regime::{RegimeConfig, Regimes, Welford};
+use crate::thompson::{
+    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, epsilon_greedy_propensity,
+    epsilon_greedy_select, thompson_draw, thompson_propensity,
+};
+
+/// The domain-separation prefix of the state digest (30 ASCII bytes).
+pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
+
+/// The domain-separation prefix of one regime's digest (24 ASCII bytes).
+pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
+
+/// The engine's configuration: fixed for its lifetime (a verifier gets it with the
+/// snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineConfig {
+    /// Regimes, features, floor bounds and the calibration step.
+    pub regimes: RegimeConfig,
+    /// The prior of each arm (the number of arms is its length), in every regime.
+    pub priors: Vec<Posterior>,
+    /// The learning policy used when the engine explores.
+    pub policy: Policy,
+    /// The probability of exploring, in basis points; 0 is the static policy.
+    pub exploration_bps: u32,
+}
+
+/// One request to decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The digest of the decision's input (from the gate's record).
+    pub input_digest: [u8; DIGEST_LEN],
+    /// A caller-given regime label, if any.
+    pub label: Option<&'a str>,
+    /// The request's integer features (the configured number of them).
+    pub features: &'a [i32],
+    /// The client's quality floor, in basis points; it always wins.
+    pub client_floor_bps: Option<u32>,
+    /// The arm (tier) the static policy would choose.
+    pub static_arm: u32,
+}
+
+/// What the engine proposes for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Decision {
+    /// The regime the request was classified into.
+    pub regime: u32,
+    /// The proposed arm (tier).
+    pub arm: u32,
+    /// The proposed quality floor, in basis points.
+    pub floor_bps: u32,
+    /// Whether the exploration gate opened (the policy chose the arm).
+    pub explored: bool,
+    /// The digest of the state the decision saw.
+    pub state_digest: [u8; DIGEST_LEN],
+}
+
+/// The adaptive engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    key: PrfKey,
+    regimes: Regimes,
+    /// Regime-major: `posteriors[r * arms + a]`.
+    posteriors: Vec<Posterior>,
+    /// The digest of each regime's bytes, so an update rehashes one regime only.
+    regime_digests: Vec<[u8; DIGEST_LEN]>,
+    digest: [u8; DIGEST_LEN],
+}
+
+impl Engine {
+    /// A fresh engine: warm-start floors, empty statistics, the priors in every regime.
+    ///
+    /// # Errors
+    /// [`LearnError::RegimeConfig`], [`LearnError::ArmCount`],
+    /// [`LearnError::BasisPoints`], [`LearnError::Redraws`].
+    pub fn new(config: EngineConfig, key: PrfKey) -> Result<Self, LearnError> {
+        if config.priors.is_empty() || config.priors.len() > ARMS_MAX {
+            return Err(LearnError::ArmCount {
+                arms: config.priors.len(),
+                max: ARMS_MAX,
+            });
+        }
+        if config.exploration_bps > BPS_ONE {
+            return Err(LearnError::BasisPoints {
+                what: "exploration",
+                bps: config.exploration_bps,
+            });
+        }
+        match config.policy {
+            Policy::Thompson { redraws } => {
+                if redraws == 0 || redraws > crate::thompson::REDRAWS_MAX {
+                    return Err(LearnError::Redraws {
+                        redraws,
+                        max: crate::thompson::REDRAWS_MAX,
+                    });
+                }
+            }
+            Policy::EpsilonGreedy { epsilon_bps } => {
+                if epsilon_bps > BPS_ONE {
+                    return Err(LearnError::BasisPoints {
+                        what: "epsilon",
+                        bps: epsilon_bps,
+                    });
+                }
+            }
+        }
+        let regimes = Regimes::new(config.regimes.clone())?;
+        let posteriors = config
+            .priors
+            .iter()
+            .copied()
+            .cycle()
+            .take(config.priors.len() * regimes.len())
+            .collect();
+        let mut engine = Self {
+            config,
+            key,
+            regimes,
+            posteriors,
+            regime_digests: Vec::new(),
+            digest: [0; DIGEST_LEN],
+        };
+        engine.regime_digests = (0..engine.regimes.len())
+            .map(|r| engine.regime_digest(r))
+            .collect();
+        engine.digest = engine.compute_digest();
+        Ok(engine)
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The regimes' statistics and floors.
+    #[must_use]
+    pub const fn regimes(&self) -> &Regimes {
+        &self.regimes
+    }
+
+    /// The number of arms.
+    #[must_use]
+    pub fn arms(&self) -> usize {
+        self.config.priors.len()
+    }
+
+    /// The posteriors of `regime`, by arm.
+    ///
+    /// # Errors
+    /// [`LearnError::RegimeOutOfRange`].
+    pub fn posteriors(&self, regime: u32) -> Result<&[Posterior], LearnError> {
+        if regime as usize >= self.regimes.len() {
+            return Err(LearnError::RegimeOutOfRange {
+                regime,
+                regimes: u32::try_from(self.regimes.len()).unwrap_or(u32::MAX),
+            });
+        }
+        let a = self.arms();
+        Ok(&self.posteriors[regime as usize * a..(regime as usize + 1) * a])
+    }
+
+    /// The SHA-256 digest of the state's canonical byte layout (`docs/ADAPT.md`).
+    #[must_use]
+    pub const fn state_digest(&self) -> [u8; DIGEST_LEN] {
+        self.digest
+    }
+
+    /// `SHA-256(REGIME_STATE_TAG ‖ r ‖ floor ‖ Welford states ‖ posteriors)`.
+    fn regime_digest(&self, r: usize) -> [u8; DIGEST_LEN] {
+        let features = self.config.regimes.features;
+        let arms = self.arms();
+        let mut h = Sha256::new();
+        h.update(REGIME_STATE_TAG);
+        h.update(u32_of(r).to_be_bytes());
+        h.update(self.regimes.floors_bps()[r].to_be_bytes());
+        for w in &self.regimes.all_stats()[r * features..(r + 1) * features] {
+            write_welford(&mut h, w);
+        }
+        for p in &self.posteriors[r * arms..(r + 1) * arms] {
+            h.update(p.alpha().to_be_bytes());
+            h.update(p.beta().to_be_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// `SHA-256(ENGINE_STATE_TAG ‖ regimes ‖ features ‖ arms ‖ regime digests)`.
+    fn compute_digest(&self) -> [u8; DIGEST_LEN] {
+        debug_assert_eq!(self.regime_digests.len(), self.regimes.len());
+        let mut h = Sha256::new();
+        h.update(ENGINE_STATE_TAG);
+        h.update(u32_of(self.regimes.len()).to_be_bytes());
+        h.update(u32_of(self.config.regimes.features).to_be_bytes());
+        h.update(u32_of(self.arms()).to_be_bytes());
+        for d in &self.regime_digests {
+            h.update(d);
+        }
+        h.finalize().into()
+    }
+
+    fn check_static_arm(&self, arm: u32) -> Result<(), LearnError> {
+        if arm as usize >= self.arms() {
+            return Err(LearnError::ArmOutOfRange {
+                arm,
+                arms: u32_of(self.arms()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decides on `request`: classify, then the exploration gate, then the arm and the
+    /// floor (see `docs/ADAPT.md`). Pure: the engine does not change.
+    ///
+    /// # Errors
+    /// [`LearnError::FeatureCount`], [`LearnError::ArmOutOfRange`],
+    /// [`LearnError::BasisPoints`], [`LearnError::Exhausted`].
+    pub fn decide(&self, request: &Request<'_>) -> Result<Decision, LearnError> {
+        self.check_static_arm(request.static_arm)?;
+        let regime = self.regimes.classify(request.label, request.features)?;
+        let exploring = self.config.exploration_bps > 0;
+        let floor_bps =
+            self.regimes
+                .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
+        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
+        let explored = exploring
+            && prf
+                .stream(Purpose::Exploration, 0)
+                .below(u64::from(BPS_ONE))?
+                < u64::from(self.config.exploration_bps);
+        let arm = if explored {
+            let posteriors = self.posteriors(regime)?;
+            match self.config.policy {
+                Policy::Thompson { .. } => thompson_draw(&prf, 0, posteriors)?,
+                Policy::EpsilonGreedy { epsilon_bps } => {
+                    epsilon_greedy_select(&prf, posteriors, epsilon_bps)?.0
+                }
+            }
+        } else {
+            request.static_arm
+        };
+        Ok(Decision {
+            regime,
+            arm,
+            floor_bps,
+            explored,
+            state_digest: self.digest,
+        })
+    }
+
+    /// The exact propensity of `decision.arm` for `request` on this state:
+    /// `((10,000 − e)·[arm = static]·d + e·n) / (10,000·d)` with `n / d` the policy's
+    /// propensity of the arm (Thompson: `(c + 1) / (K + 1)`; epsilon-greedy: exact);
+    /// 1 when exploration is off.
+    ///
+    /// # Errors
+    /// [`LearnError::StaleState`] if the decision saw another state; those of the
+    /// policy's propensity.
+    pub fn propensity(
+        &self,
+        request: &Request<'_>,
+        decision: &Decision,
+    ) -> Result<Propensity, LearnError> {
+        if decision.state_digest != self.digest {
+            return Err(LearnError::StaleState);
+        }
+        let e = u64::from(self.config.exploration_bps);
+        if e == 0 {
+            return Ok(Propensity::ONE);
+        }
+        let posteriors = self.posteriors(decision.regime)?;
+        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
+        let policy = match self.config.policy {
+            Policy::Thompson { redraws } => {
+                thompson_propensity(&prf, posteriors, decision.arm, redraws)?
+            }
+            Policy::EpsilonGreedy { epsilon_bps } => {
+                epsilon_greedy_propensity(posteriors, epsilon_bps, decision.arm)?
+            }
+        };
+        let one = u64::from(BPS_ONE);
+        let stays = if decision.arm == request.static_arm {
+            (one - e) * policy.denominator
+        } else {
+            0
+        };
+        let p = Propensity {
+            numerator: stays + e * policy.numerator,
+            denominator: one * policy.denominator,
+        };
+        debug_assert!(p.numerator <= p.denominator && p.numerator > 0);
+        Ok(p)
+    }
+
+    /// Applies the outcome of `decision`: the arm's posterior in its regime, the
+    /// regime's statistics (with `features`) and its floor; then the digest. Atomic:
+    /// on an error nothing changes.
+    ///
+    /// # Errors
+    /// [`LearnError::RegimeOutOfRange`], [`LearnError::ArmOutOfRange`],
+    /// [`LearnError::FeatureCount`], [`LearnError::ShapeOutOfRange`],
+    /// [`LearnError::Overflow`].
+    pub fn update(
+        &mut self,
+        decision: &Decision,
+        features: &[i32],
+        success: bool,
+    ) -> Result<(), LearnError> {
+        self.check_static_arm(decision.arm)?;
+        let index = decision.regime as usize * self.arms() + decision.arm as usize;
+        let posterior =
+            self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
+        self.regimes.observe(decision.regime, features, success)?;
+        self.posteriors[index] = posterior;
+        self.regime_digests[decision.regime as usize] =
+            self.regime_digest(decision.regime as usize);
+        self.digest = self.compute_digest();
+        debug_assert!(
+            self.regime_digests
+                .iter()
+                .enumerate()
+                .all(|(r, d)| *d == self.regime_digest(r))
+        );
+        Ok(())
+    }
+}
+
+fn u32_of(n: usize) -> u32 {
+    // Every count here is bounded far below 2^32 (REGIMES_MAX, FEATURES_MAX, ARMS_MAX).
+    u32::try_from(n).unwrap_or_else(|_| unreachable!("bounded count"))
+}
+
+fn write_welford(h: &mut Sha256, w: &Welford) {
+    h.update(w.count().to_be_bytes());
+    h.update(w.sum().to_be_bytes());
+    h.update(w.spread().to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regime::{Domain, RegimeSpec};
+
+    #[test]
+    fn the_digest_is_the_documented_layout() {
+        let regimes = RegimeConfig {
+            regimes: vec![RegimeSpec {
+                label: "coding".to_owned(),
+                domain: Domain::Coding,
+            }],
+            features: 1,
+            fallback: 0,
+            ..RegimeConfig::default()
+        };
+        let config = EngineConfig {
+            regimes,
+            priors: vec![Posterior::new(3, 4).unwrap(), Posterior::UNIFORM],
+            policy: Policy::Thompson { redraws: 4 },
+            exploration_bps: 0,
+        };
+        let mut e = Engine::new(config, PrfKey::from_bytes([0; 32])).unwrap();
+        let d = e
+            .decide(&Request {
+                input_digest: [0; 32],
+                label: None,
+                features: &[-5],
+                client_floor_bps: None,
+                static_arm: 1,
+            })
+            .unwrap();
+        e.update(&d, &[-5], false).unwrap();
+        // By hand: regime 0, floor 7200 + 20, Welford (1, -5, 0), arms (3, 4), (1, 2).
+        let mut regime = Vec::new();
+        regime.extend_from_slice(b"calybris/adapt/regime/v1");
+        regime.extend_from_slice(&0u32.to_be_bytes());
+        regime.extend_from_slice(&7_220u32.to_be_bytes());
+        regime.extend_from_slice(&1u64.to_be_bytes());
+        regime.extend_from_slice(&(-5i128).to_be_bytes());
+        regime.extend_from_slice(&0i128.to_be_bytes());
+        for x in [3u32, 4, 1, 2] {
+            regime.extend_from_slice(&x.to_be_bytes());
+        }
+        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16);
+        let mut top = Vec::new();
+        top.extend_from_slice(b"calybris/adapt/engine-state/v1");
+        for x in [1u32, 1, 2] {
+            top.extend_from_slice(&x.to_be_bytes());
+        }
+        top.extend_from_slice(&Sha256::digest(&regime));
+        let expected: [u8; 32] = Sha256::digest(&top).into();
+        assert_eq!(e.state_digest(), expected);
+    }
+}
