@@ -43,13 +43,14 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 8] = [
+const PUBLISHED: [&str; 9] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
     "calybris-budget",
     "calybris-finance",
     "calybris-gate",
+    "calybris-policy",
     "calybris",
     "calybris-cli",
 ];

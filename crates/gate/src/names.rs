@@ -16,6 +16,10 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// The most capability (or region) names: one per bit of a `u64` mask.
 pub const MAX_BIT_NAMES: usize = 64;
 
+/// The most bytes all the names of a [`NameMap`] may hold together, so that its
+/// record stays well under the log's largest payload.
+pub const MAX_NAME_MAP_BYTES: usize = 8 << 20;
+
 /// The most provider names: one per bit of the kernel's `u64` provider mask.
 pub const MAX_PROVIDER_NAMES: usize = MAX_PROVIDER_ID as usize + 1;
 
@@ -102,6 +106,12 @@ pub enum NameMapError {
         /// The name.
         name: String,
     },
+    /// The names together hold more than [`MAX_NAME_MAP_BYTES`].
+    #[error("the names hold {total_bytes} bytes, more than the {MAX_NAME_MAP_BYTES} allowed")]
+    TooLarge {
+        /// Their total length.
+        total_bytes: usize,
+    },
     /// An id is out of its range (a bit above 63, a provider above 63, model 0).
     #[error("{list}: id {id} is out of range")]
     IdOutOfRange {
@@ -171,12 +181,23 @@ fn bit_name(bits: &[BitName], mask: u64) -> Vec<&str> {
 }
 
 impl NameMap {
-    /// Checks the map on its own: bounded counts, names of 1 to [`MAX_NAME_BYTES`]
+    /// Checks the map on its own: bounded counts and total size, names of 1 to [`MAX_NAME_BYTES`]
     /// bytes, ids strictly ascending and in range, no name twice in a list.
     ///
     /// # Errors
     /// The first [`NameMapError`] found.
     pub fn validate(&self) -> Result<(), NameMapError> {
+        let total_bytes = self
+            .models
+            .iter()
+            .map(|m| m.name.len())
+            .chain(self.providers.iter().map(|p| p.name.len()))
+            .chain(self.capabilities.iter().map(|b| b.name.len()))
+            .chain(self.regions.iter().map(|b| b.name.len()))
+            .fold(0usize, usize::saturating_add);
+        if total_bytes > MAX_NAME_MAP_BYTES {
+            return Err(NameMapError::TooLarge { total_bytes });
+        }
         check_list(
             "models",
             MAX_CATALOG_MODELS,
