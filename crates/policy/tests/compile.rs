@@ -473,3 +473,30 @@ proptest! {
         prop_assert_eq!(calybris_policy::decimal_to_microunits(&text), Ok(micro));
     }
 }
+
+#[test]
+fn the_catalog_example_compiles_to_31_models_of_10_providers() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/policies/catalog.toml");
+    let bytes = std::fs::read(&path).expect("examples/policies/catalog.toml");
+    let compiled = compile_bytes(&bytes, Format::Toml).expect("the catalog compiles");
+    assert_eq!(compiled.policy.models().len(), 31);
+    assert_eq!(compiled.names.providers.len(), 10);
+    let mini = compiled
+        .names
+        .model_id("gpt-4o-mini-2024-07-18")
+        .expect("gpt-4o-mini is in the catalog");
+    let model = compiled
+        .policy
+        .models()
+        .iter()
+        .find(|m| m.model_id == mini)
+        .expect("in the snapshot");
+    assert_eq!(model.input_cost_microunits_per_million_tokens, 150_000);
+    assert_eq!(model.output_cost_microunits_per_million_tokens, 600_000);
+    assert_eq!(model.quality_bps, 5_073);
+    assert_eq!(
+        compiled.names.capability_names(model.capabilities),
+        ["function_calling", "vision"]
+    );
+}
