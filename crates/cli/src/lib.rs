@@ -53,6 +53,7 @@ pub mod commands;
 pub mod demo;
 pub mod files;
 pub mod gate;
+pub mod policy_file;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -139,7 +140,8 @@ enum Command {
     },
     /// Decide one request from JSON files and explain the decision.
     Explain {
-        /// Policy file (docs/schemas/policy.schema.json).
+        /// Policy file: TOML or JSON by name (docs/schemas/policy-file.schema.json), or
+        /// the kernel's numeric JSON (docs/schemas/policy.schema.json).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// Request file (docs/schemas/request.schema.json).
@@ -171,9 +173,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy file and print its digest.
+    /// Validate a policy file and print its digest (and, for a file with names, its
+    /// models by name).
     Check {
-        /// Policy file (docs/schemas/policy.schema.json).
+        /// Policy file: TOML or JSON by name (docs/schemas/policy-file.schema.json), or
+        /// the kernel's numeric JSON (docs/schemas/policy.schema.json).
         file: PathBuf,
     },
 }
@@ -197,10 +201,10 @@ where
             policy,
             request,
             json,
-        } => commands::explain(&policy, &request, json),
+        } => policy_file::explain(&policy, &request, json),
         Command::Policy {
             command: PolicyCommand::Check { file },
-        } => commands::policy_check(&file),
+        } => policy_file::policy_check(&file),
         Command::Demo {
             requests,
             dir,

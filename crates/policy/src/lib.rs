@@ -116,12 +116,26 @@ pub fn parse(bytes: &[u8], format: Format) -> Result<PolicyFile, PolicyFileError
         Format::Toml => {
             let text = std::str::from_utf8(bytes).map_err(|_| PolicyFileError::NotUtf8)?;
             toml::from_str(text).map_err(|error| PolicyFileError::Toml {
-                message: error.to_string().trim_end().replace('\n', " | "),
+                message: toml_message(&error),
             })
         }
         Format::Json => serde_json::from_slice(bytes).map_err(|error| PolicyFileError::Json {
             message: error.to_string(),
         }),
+    }
+}
+
+/// The toml error on one line: where (line and column), then what (the parser also
+/// draws the line, which is left out).
+fn toml_message(error: &toml::de::Error) -> String {
+    let text = error.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or_default().to_owned();
+    match lines.last() {
+        Some(last) if !last.starts_with('|') && !last.starts_with('^') => {
+            format!("{first}: {last}")
+        }
+        _ => first,
     }
 }
 
