@@ -131,7 +131,7 @@ fn toml_message(error: &toml::de::Error) -> String {
     let text = error.to_string();
     let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
     let first = lines.next().unwrap_or_default().to_owned();
-    match lines.last() {
+    match lines.next_back() {
         Some(last) if !last.starts_with('|') && !last.starts_with('^') => {
             format!("{first}: {last}")
         }
