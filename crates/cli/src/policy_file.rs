@@ -63,12 +63,13 @@ impl PolicyFileFailure {
                 ..
             } => "TOO_LARGE",
             Self::Human {
-                source:
-                    PolicyFileError::Toml { .. }
-                    | PolicyFileError::Json { .. }
-                    | PolicyFileError::NotUtf8,
+                source: PolicyFileError::Toml { .. } | PolicyFileError::NotUtf8,
                 ..
-            } => "INVALID_POLICY_FILE",
+            } => "INVALID_TOML",
+            Self::Human {
+                source: PolicyFileError::Json { .. },
+                ..
+            } => "INVALID_JSON",
             Self::Human { .. } => "INVALID_POLICY",
             Self::Request {
                 source: RequestError::Json { .. },

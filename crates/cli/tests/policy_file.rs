@@ -185,10 +185,7 @@ fn unknown_names_bad_prices_and_unknown_keys_are_refused_with_their_place() {
     );
     let run = calybris(&["policy", "check", path_str(&typo)]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(
-        run.stderr.starts_with("INVALID INVALID_POLICY_FILE: "),
-        "{run:?}"
-    );
+    assert!(run.stderr.starts_with("INVALID INVALID_TOML: "), "{run:?}");
     assert!(
         run.stderr.contains("qualty_bps") && run.stderr.contains("line"),
         "{run:?}"
