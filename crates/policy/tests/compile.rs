@@ -476,8 +476,17 @@ proptest! {
 
 #[test]
 fn the_catalog_example_compiles_to_31_models_of_10_providers() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/policies/catalog.toml");
+    // The example is in the repository, not in the crate's package: built from the
+    // package (crates.io, `cargo xtask package`) this test does not apply. Inside the
+    // workspace a missing example fails it.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !std::fs::read_to_string(workspace.join("Cargo.toml"))
+        .is_ok_and(|manifest| manifest.contains("crates/policy"))
+    {
+        eprintln!("not inside the Calybris workspace: the catalog example does not apply");
+        return;
+    }
+    let path = workspace.join("examples/policies/catalog.toml");
     let bytes = std::fs::read(&path).expect("examples/policies/catalog.toml");
     let compiled = compile_bytes(&bytes, Format::Toml).expect("the catalog compiles");
     assert_eq!(compiled.policy.models().len(), 31);
