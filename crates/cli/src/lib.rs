@@ -21,7 +21,8 @@
 //!   reason (and, for a gate log, by record kind and budget outcome).
 //! - `show FILE --seq N`: one decision with its explanation, or a gate record.
 //! - `explain --policy P --request R` and `policy check P`: decide or validate
-//!   from JSON files ([`files`]).
+//!   from JSON files ([`files`]) or human policy files in TOML or JSON, by name
+//!   ([`policy_file`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
 //!
