@@ -8,6 +8,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod catalog;
+
 /// The bare-metal target the `no_std` crates must build for.
 const EMBEDDED_TARGET: &str = "thumbv7em-none-eabihf";
 /// The crates that must stay `no_std`.
@@ -26,7 +28,7 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
 /// The oldest toolchain each published crate builds on, as measured, with the cargo
 /// arguments that select it: (toolchain, package, features arguments). Each package's
 /// `rust-version` says the same; what sets it is named in a comment.
-const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
+const MSRV_BUILDS: [(&str, &str, &[&str]); 11] = [
     // `cast_unsigned` and friends (1.87); no dependencies.
     ("1.87", "calybris-kernel", &["--no-default-features"]),
     ("1.87", "calybris-kernel", &["--all-features"]),
@@ -39,11 +41,13 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
     ("1.89", "calybris-wal", &["--all-features"]),
     ("1.89", "calybris-finance", &[]),
     ("1.89", "calybris-gate", &["--all-features"]),
+    // Builds on the gate (its name map).
+    ("1.89", "calybris-policy", &["--all-features"]),
     ("1.89", "calybris", &["--all-features"]),
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 10] = [
+const PUBLISHED: [&str; 11] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
@@ -52,6 +56,7 @@ const PUBLISHED: [&str; 10] = [
     "calybris-finance",
     "calybris-gate",
     "calybris-adapt",
+    "calybris-policy",
     "calybris",
     "calybris-cli",
 ];
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
         "man" => man(),
+        "catalog" => catalog::run(&root(), rest.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -95,7 +101,8 @@ fn main() -> ExitCode {
                  package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core\n\
-                 man       write docs/calybris.1, the man page of the calybris command, from its clap definition"
+                 man       write docs/calybris.1, the man page of the calybris command, from its clap definition\n\
+                 catalog [--check]  write (or check) examples/policies/catalog.toml from ../shared/data/catalog/models.csv"
             );
             return if task == "help" {
                 ExitCode::SUCCESS

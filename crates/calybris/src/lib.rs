@@ -54,6 +54,8 @@
 //! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
 //! - `gate`: `gate`, the decision gate `calybris-gate` (implies `wal`, `budget`,
 //!   `finance`).
+//! - `policy`: `policy`, human policy files `calybris-policy` (TOML or JSON, names
+//!   compiled to a snapshot and a name map; implies `gate`).
 //! - `tracing`: one `tracing` span per gate decision, named `calybris.gate.decide`,
 //!   with the tenant, request sequence, action, reason, cost, budget outcome and log
 //!   sequence as fields (implies `gate`; forwards to `calybris-gate/tracing`).
@@ -117,6 +119,9 @@ pub use calybris_finance as finance;
 
 #[cfg(feature = "gate")]
 pub use calybris_gate as gate;
+
+#[cfg(feature = "policy")]
+pub use calybris_policy as policy;
 
 /// The types most programs need, in one import.
 pub mod prelude {

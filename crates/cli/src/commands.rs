@@ -631,6 +631,7 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             snapshot.open.len(),
             digest_to_hex(&snapshot.policy_digest)
         ),
+        GateRecord::PolicyNames(names) => crate::policy_file::names_record_text(&head, names),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -93,6 +93,11 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *first_sequence,
             Finding::new(Reason::BooksSnapshotMismatch, error.to_string()),
         ),
+        // A names record of a policy no earlier record holds.
+        VerifyError::NamesUnknownPolicy { sequence, .. } => located(
+            *sequence,
+            Finding::new(Reason::PolicyMissing, error.to_string()),
+        ),
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }
 }

@@ -21,7 +21,8 @@
 //!   reason (and, for a gate log, by record kind and budget outcome).
 //! - `show FILE --seq N`: one decision with its explanation, or a gate record.
 //! - `explain --policy P --request R` and `policy check P`: decide or validate
-//!   from JSON files ([`files`]).
+//!   from JSON files ([`files`]) or human policy files in TOML or JSON, by name
+//!   ([`policy_file`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
 //! - `completions SHELL`: a shell completion script generated from [`command`],
@@ -60,6 +61,7 @@ pub mod human;
 #[cfg(feature = "man")]
 #[cfg_attr(docsrs, doc(cfg(feature = "man")))]
 pub mod man;
+pub mod policy_file;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -204,7 +206,8 @@ enum Command {
         file_exit_codes!()
     ))]
     Explain {
-        /// Policy file (docs/schemas/policy.schema.json).
+        /// Policy file: TOML or JSON by name (docs/schemas/policy-file.schema.json), or
+        /// the kernel's numeric JSON (docs/schemas/policy.schema.json).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
         /// Request file (docs/schemas/request.schema.json).
@@ -259,13 +262,15 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy file and print its digest.
+    /// Validate a policy file and print its digest (and, for a file with names, its
+    /// models by name).
     #[command(after_help = after!(
         "calybris policy check crates/cli/examples-data/policy.json",
         file_exit_codes!()
     ))]
     Check {
-        /// Policy file (docs/schemas/policy.schema.json).
+        /// Policy file: TOML or JSON by name (docs/schemas/policy-file.schema.json), or
+        /// the kernel's numeric JSON (docs/schemas/policy.schema.json).
         file: PathBuf,
         /// Print the result as one JSON object on one line.
         #[arg(long)]
@@ -292,10 +297,10 @@ where
             policy,
             request,
             json,
-        } => commands::explain(&policy, &request, json),
+        } => policy_file::explain(&policy, &request, json),
         Command::Policy {
             command: PolicyCommand::Check { file, json },
-        } => commands::policy_check(&file, json),
+        } => policy_file::policy_check(&file, json),
         Command::Demo {
             requests,
             dir,

@@ -258,6 +258,8 @@ pub enum Code {
     TooLarge,
     /// A JSON file is not JSON of the right shape (exit 1).
     InvalidJson,
+    /// A TOML policy file is not TOML of the right shape (exit 1).
+    InvalidToml,
     /// A policy file breaks a policy rule (exit 1).
     InvalidPolicy,
     /// A request file breaks a request rule (exit 1).
@@ -272,11 +274,12 @@ pub enum Code {
 
 impl Code {
     /// Every code.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Usage,
         Self::NotFound,
         Self::TooLarge,
         Self::InvalidJson,
+        Self::InvalidToml,
         Self::InvalidPolicy,
         Self::InvalidRequest,
         Self::DirNotEmpty,
@@ -292,6 +295,7 @@ impl Code {
             Self::NotFound => "NOT_FOUND",
             Self::TooLarge => "TOO_LARGE",
             Self::InvalidJson => "INVALID_JSON",
+            Self::InvalidToml => "INVALID_TOML",
             Self::InvalidPolicy => "INVALID_POLICY",
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::DirNotEmpty => "DIR_NOT_EMPTY",

@@ -271,3 +271,63 @@ fn the_inspect_schema_matches_real_reports() {
     assert_object_matches(&s, &report, "inspect of a missing file");
     assert_eq!(report["verify"]["reason"], "UNREADABLE");
 }
+
+#[test]
+fn the_policy_file_schema_lists_every_field_and_default_of_the_human_format() {
+    let Some(docs) = workspace_docs() else {
+        return;
+    };
+    let s = schema(&docs, "policy-file.schema.json");
+    assert_eq!(s["additionalProperties"], false);
+    // The smallest file: every key the schema gives a default is left out.
+    let minimal = r#"
+        [[models]]
+        name = "m"
+        provider = "p"
+        quality_bps = 1
+        input_usd_per_mtok = "1"
+        output_usd_per_mtok = "1"
+    "#;
+    let file = calybris_policy::parse(minimal.as_bytes(), calybris_policy::Format::Toml)
+        .expect("the minimal file parses");
+    let mut serialized = serde_json::to_value(&file).expect("serialize");
+    assert_eq!(keys(&s["properties"]), keys(&serialized));
+    assert_eq!(
+        strings(&s["required"]),
+        BTreeSet::from(["models".to_owned()])
+    );
+    let items = &s["properties"]["models"]["items"];
+    assert_eq!(items["additionalProperties"], false);
+    let mut model = serialized["models"][0].take();
+    // `id` is optional without a default (left out when not set).
+    assert!(model.get("id").is_none());
+    let mut with_id = keys(&model);
+    with_id.insert("id".to_owned());
+    assert_eq!(keys(&items["properties"]), with_id);
+    assert_eq!(
+        strings(&items["required"]),
+        [
+            "input_usd_per_mtok",
+            "name",
+            "output_usd_per_mtok",
+            "provider",
+            "quality_bps"
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>()
+    );
+    // Every default the schema documents is the one the parser applies.
+    for (level, schema_props, value) in [
+        ("policy", &s["properties"], &mut serialized),
+        ("model", &items["properties"], &mut model),
+    ] {
+        for (key, property) in schema_props.as_object().expect("properties") {
+            if let Some(default) = property.get("default") {
+                assert_eq!(&value[key.as_str()], default, "{level} default of {key}");
+            } else if level == "policy" && key != "models" {
+                panic!("policy key {key} has no documented default");
+            }
+        }
+    }
+}

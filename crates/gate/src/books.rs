@@ -398,7 +398,7 @@ impl Books {
         }
         let touched = match record {
             GateRecord::Header(_) => return Err(BooksError::MisplacedHeader),
-            GateRecord::Policy(_) | GateRecord::Outcome(_) => None,
+            GateRecord::Policy(_) | GateRecord::Outcome(_) | GateRecord::PolicyNames(_) => None,
             GateRecord::TenantCreated(created) => Some(self.create(created)?),
             GateRecord::TopUp(top_up) => Some(self.top_up(top_up)?),
             GateRecord::LimitsChanged(limits) => Some(self.limits(limits)?),

@@ -14,6 +14,10 @@ use crate::gate::ReservationId;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GateError {
+    /// A policy's name map is not valid on its own or for the policy; nothing was
+    /// logged.
+    #[error("invalid policy names: {0}")]
+    InvalidNames(#[from] crate::names::NameMapError),
     /// No tenant has this name.
     #[error("unknown tenant {tenant:?}")]
     UnknownTenant {

@@ -20,10 +20,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
+use crate::names::NameMap;
 use crate::record::{
     BookSnapshot, BudgetOutcome, GATE_FORMAT_VERSION, GateDecision, GateRecord, LimitsChanged,
     LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, OpenHold, OutcomeRecord,
-    SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    PolicyNames, SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 
 /// The log's directory inside a gate directory.
@@ -75,6 +76,7 @@ pub const START_ANCHOR_FILE: &str = "log-start.anchor";
 pub struct GateConfig {
     dir: PathBuf,
     policy: SealedPolicy,
+    names: Option<NameMap>,
     key: Option<WalKey>,
     tenants: Vec<(String, u64)>,
     window: Duration,
@@ -94,6 +96,7 @@ impl GateConfig {
         Self {
             dir: dir.into(),
             policy,
+            names: None,
             key: None,
             tenants: Vec::new(),
             window: DEFAULT_WINDOW,
@@ -103,6 +106,16 @@ impl GateConfig {
             segment_limit_bytes: calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES,
             clock: system_clock_unix_ms,
         }
+    }
+
+    /// The names of the policy's ids and bits (built by `calybris-policy` from a
+    /// policy file): logged in a [`GateRecord::PolicyNames`] record right after the
+    /// policy record, so reports on the log speak in names. [`Gate::open`] refuses
+    /// names that do not fit the policy ([`GateError::InvalidNames`]).
+    #[must_use]
+    pub fn policy_names(mut self, names: NameMap) -> Self {
+        self.names = Some(names);
+        self
     }
 
     /// How much of the log to keep (default [`Retention::KeepAll`]).
@@ -278,6 +291,9 @@ struct Inner {
     /// snapshot holds it exclusively, so the books it copies are exactly the fold of
     /// the records before it.
     policy: RwLock<Arc<SealedPolicy>>,
+    /// The names of the current policy, if it has any; changed only while the
+    /// policy's lock is held exclusively.
+    names: Mutex<Option<Arc<NameMap>>>,
     open: Box<[Mutex<OpenShard>]>,
     /// Serialises tenant creation, top-ups and limit changes (rare, and checked
     /// before they are logged).
@@ -403,6 +419,9 @@ impl Gate {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_in<D: Directory + Clone>(config: GateConfig, dir: D) -> Result<Self, GateError> {
+        if let Some(names) = &config.names {
+            names.validate_for(&config.policy)?;
+        }
         let start_anchor = start_of(&dir, config.key.as_ref())?;
         let wal_config = DurableConfig {
             key: config.key.clone(),
@@ -433,9 +452,19 @@ impl Gate {
         let Fold {
             books,
             last_policy,
+            last_names,
             folded: replayed,
             ..
         } = fold;
+        let config_digest = *config.policy.digest();
+        // The names in force: the configured ones, or else the log's latest names of
+        // the configured policy.
+        let names_in_force = config.names.clone().or_else(|| {
+            last_names
+                .as_ref()
+                .filter(|names| names.policy_digest == config_digest)
+                .map(|names| names.names.clone())
+        });
         let last_policy_digest = last_policy.as_ref().map(|policy| *policy.digest());
         let records = wal.appended_anchor().next_sequence;
         let wal: Box<dyn Log> = Box::new(wal);
@@ -446,6 +475,7 @@ impl Gate {
             wal,
             engine,
             policy: RwLock::new(Arc::new(config.policy.clone())),
+            names: Mutex::new(names_in_force.map(Arc::new)),
             open: (0..OPEN_SHARDS)
                 .map(|_| Mutex::new(OpenShard::default()))
                 .collect(),
@@ -483,6 +513,9 @@ impl Gate {
             match last_policy.as_ref() {
                 Some(policy) if *policy.digest() == due => {
                     let _policy = gate.append(&policy_record(policy))?;
+                    if let Some(names) = last_names.as_ref().filter(|n| n.policy_digest == due) {
+                        let _names = gate.append(&GateRecord::PolicyNames(names.clone()))?;
+                    }
                 }
                 _ => {
                     return Err(GateError::Books {
@@ -505,8 +538,17 @@ impl Gate {
                 gate.ensure_tenant(tenant, *budget)?;
             }
         }
-        if last_policy_digest != Some(*config.policy.digest()) {
+        let policy_written = last_policy_digest != Some(config_digest);
+        if policy_written {
             let _policy = gate.append(&policy_record(&config.policy))?;
+        }
+        if let Some(names) = &config.names {
+            let logged = last_names
+                .as_ref()
+                .is_some_and(|last| last.policy_digest == config_digest && last.names == *names);
+            if policy_written || !logged {
+                let _names = gate.append(&names_record(config_digest, names))?;
+            }
         }
         Ok(gate)
     }
@@ -1078,11 +1120,42 @@ impl Gate {
     /// # Errors
     /// [`GateError::Poisoned`] or [`GateError::Log`] (the policy is then unchanged).
     pub fn install_policy(&self, policy: SealedPolicy) -> Result<Ticket, GateError> {
+        self.install(policy, None)
+    }
+
+    /// Installs a new policy with the names of its ids and bits: the policy record,
+    /// then a [`GateRecord::PolicyNames`] record right after it, both before any
+    /// decision can use the policy. Returns the names record's ticket.
+    ///
+    /// # Errors
+    /// [`GateError::InvalidNames`] when `names` does not fit `policy` (nothing is
+    /// logged), [`GateError::Poisoned`] or [`GateError::Log`] (the policy is then
+    /// unchanged).
+    pub fn install_policy_with_names(
+        &self,
+        policy: SealedPolicy,
+        names: NameMap,
+    ) -> Result<Ticket, GateError> {
+        names.validate_for(&policy)?;
+        self.install(policy, Some(names))
+    }
+
+    fn install(&self, policy: SealedPolicy, names: Option<NameMap>) -> Result<Ticket, GateError> {
         self.check_open()?;
         let mut current = self.inner.policy.write();
-        let ticket = self.append(&policy_record(&policy))?;
+        let mut ticket = self.append(&policy_record(&policy))?;
+        if let Some(names) = &names {
+            ticket = self.append(&names_record(*policy.digest(), names))?;
+        }
+        *self.inner.names.lock() = names.map(Arc::new);
         *current = Arc::new(policy);
         Ok(ticket)
+    }
+
+    /// The names of the current policy's ids and bits, when it was given any.
+    #[must_use]
+    pub fn policy_names(&self) -> Option<Arc<NameMap>> {
+        self.inner.names.lock().clone()
     }
 
     /// The current policy.
@@ -1147,6 +1220,10 @@ impl Gate {
         // The policy in force follows its snapshot, so a suffix that starts at the
         // snapshot holds every policy its decisions name.
         let _policy = self.append(&policy_record(&policy))?;
+        let names = self.inner.names.lock().clone();
+        if let Some(names) = names {
+            let _names = self.append(&names_record(*policy.digest(), &names))?;
+        }
         drop(policy);
         self.inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         if self.inner.retention == Retention::SinceLastSnapshot {
@@ -1348,6 +1425,13 @@ fn check_tenant_name(tenant: &str) -> Result<(), GateError> {
     Ok(())
 }
 
+fn names_record(policy_digest: Digest, names: &NameMap) -> GateRecord {
+    GateRecord::PolicyNames(PolicyNames {
+        policy_digest,
+        names: names.clone(),
+    })
+}
+
 fn policy_record(policy: &SealedPolicy) -> GateRecord {
     GateRecord::Policy(PolicyRecord {
         policy_digest: *policy.digest(),
@@ -1359,6 +1443,8 @@ fn policy_record(policy: &SealedPolicy) -> GateRecord {
 const SNAPSHOT_CODE: u8 = 8;
 /// The payload code (first byte) of a policy record.
 const POLICY_CODE: u8 = 0;
+/// The payload code (first byte) of a policy-names record.
+const NAMES_CODE: u8 = 9;
 /// Payload bytes kept unfolded since the last book snapshot before they are folded
 /// anyway (bounds reopen's memory when snapshots are rare or off).
 const MAX_UNFOLDED_BYTES: usize = 64 << 20;
@@ -1376,6 +1462,7 @@ const MAX_UNFOLDED_BYTES: usize = 64 << 20;
 struct Fold {
     books: Books,
     last_policy: Option<SealedPolicy>,
+    last_names: Option<PolicyNames>,
     folded: u64,
     started: bool,
     first_sequence: Option<u64>,
@@ -1429,6 +1516,13 @@ impl Fold {
                     decode_gate_record(sequence, frame.offset_bytes, frame.payload)?
                 {
                     self.last_policy = Some(policy.policy);
+                }
+            }
+            Some(&NAMES_CODE) => {
+                if let GateRecord::PolicyNames(names) =
+                    decode_gate_record(sequence, frame.offset_bytes, frame.payload)?
+                {
+                    self.last_names = Some(names);
                 }
             }
             _ => {}

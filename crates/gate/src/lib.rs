@@ -114,6 +114,7 @@
 mod books;
 mod error;
 mod gate;
+pub mod names;
 pub mod record;
 mod verify;
 
@@ -125,6 +126,7 @@ pub use gate::{
     GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention, START_ANCHOR_FILE,
     Settled,
 };
+pub use names::{NameMap, NameMapError};
 pub use record::{
     BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, MAX_OUTCOME_DETAIL_BYTES,
     MAX_TENANT_NAME_BYTES, SettlementKind,

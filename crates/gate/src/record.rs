@@ -10,6 +10,8 @@
 //! [`KernelDecision::estimated_cost_microunits`]: calybris_kernel::KernelDecision::estimated_cost_microunits
 
 use calybris_digest::Digest;
+
+use crate::names::NameMap;
 use calybris_wal::{DecisionRecord, PolicyRecord};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +51,8 @@ pub enum GateRecord {
     Outcome(OutcomeRecord),
     /// 8: the whole budget state after every record before it.
     BookSnapshot(BookSnapshot),
+    /// 9: the names of a policy's ids and bits, written right after its policy record.
+    PolicyNames(PolicyNames),
 }
 
 impl GateRecord {
@@ -65,6 +69,7 @@ impl GateRecord {
             Self::Settlement(_) => "settlement",
             Self::Outcome(_) => "outcome",
             Self::BookSnapshot(_) => "book-snapshot",
+            Self::PolicyNames(_) => "policy-names",
         }
     }
 }
@@ -263,4 +268,17 @@ pub struct OpenHold {
     pub tenant_index: u32,
     /// The amount held, in microunits (zero for a [`BudgetOutcome::NotPriced`] admission).
     pub held_microunits: u64,
+}
+
+/// The names of a policy's model and provider ids and of its capability and region
+/// bits, so that every report on the decisions under that policy speaks in names.
+/// Written right after the [`GateRecord::Policy`] record it names; the verifier checks
+/// that a policy of that digest was recorded before it and that every id it names
+/// exists in that policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyNames {
+    /// Digest of the policy named (`calypol1`).
+    pub policy_digest: Digest,
+    /// The names.
+    pub names: NameMap,
 }

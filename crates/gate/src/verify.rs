@@ -10,6 +10,7 @@ use calybris_wal::{
 
 use crate::books::{Books, BooksError, TenantBooks};
 use crate::gate::LOG_DIR;
+use crate::names::NameMapError;
 use crate::record::{BudgetOutcome, GateRecord, MAX_OUTCOME_DETAIL_BYTES, SettlementKind};
 
 /// What [`verify_dir`] needs besides the directory.
@@ -56,6 +57,8 @@ pub struct RecordCounts {
     pub unfolded_prefix: u64,
     /// Outcomes naming a decision before the verified range (a retained log).
     pub outcomes_unchecked: u64,
+    /// Policy-names records, each checked against the policy it names.
+    pub policy_names: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -132,6 +135,22 @@ pub enum VerifyError {
     /// The final books cannot be digested.
     #[error("ledger digest: {0}")]
     Digest(#[from] LedgerDigestError),
+    /// A policy-names record names a policy no record before it holds.
+    #[error("record {sequence}: names of policy {policy_digest}, which no earlier record holds", policy_digest = calybris_digest::Hex(policy_digest.as_slice()))]
+    NamesUnknownPolicy {
+        /// The names record.
+        sequence: u64,
+        /// The digest it names.
+        policy_digest: Digest,
+    },
+    /// A policy-names record is not valid on its own or for its policy.
+    #[error("record {sequence}: invalid policy names: {error}")]
+    InvalidNames {
+        /// The names record.
+        sequence: u64,
+        /// Why.
+        error: NameMapError,
+    },
 }
 
 impl VerifyError {
@@ -154,7 +173,9 @@ impl VerifyError {
             Self::Books { sequence, .. }
             | Self::OutcomeUnknownDecision { sequence, .. }
             | Self::OutcomeDigestMismatch { sequence, .. }
-            | Self::OutcomeTooLarge { sequence, .. } => Some(*sequence),
+            | Self::OutcomeTooLarge { sequence, .. }
+            | Self::NamesUnknownPolicy { sequence, .. }
+            | Self::InvalidNames { sequence, .. } => Some(*sequence),
         }
     }
 }
@@ -198,6 +219,10 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut first_sequence = None;
     // (sequence, decision digest) of every decision, ascending: outcome bindings.
     let mut decisions: Vec<(u64, Digest)> = Vec::new();
+    // The policies recorded so far, by digest: what a names record is checked against
+    // (as many as the replayer holds; it refuses more).
+    let mut policies: std::collections::HashMap<Digest, calybris_digest::SealedPolicy> =
+        std::collections::HashMap::new();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
@@ -224,6 +249,23 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     .check_policy(sequence, offset_bytes, record)
                     .map_err(VerifyError::Replay)?;
                 counts.policies += 1;
+                policies
+                    .entry(record.policy_digest)
+                    .or_insert_with(|| record.policy.clone());
+            }
+            GateRecord::PolicyNames(record) => {
+                let policy =
+                    policies
+                        .get(&record.policy_digest)
+                        .ok_or(VerifyError::NamesUnknownPolicy {
+                            sequence,
+                            policy_digest: record.policy_digest,
+                        })?;
+                record
+                    .names
+                    .validate_for(policy)
+                    .map_err(|error| VerifyError::InvalidNames { sequence, error })?;
+                counts.policy_names += 1;
             }
             GateRecord::Decision(record) => {
                 replayer

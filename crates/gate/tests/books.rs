@@ -124,6 +124,7 @@ impl Model {
             GateRecord::Header(_)
             | GateRecord::Policy(_)
             | GateRecord::Outcome(_)
+            | GateRecord::PolicyNames(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

@@ -7,8 +7,9 @@
 mod common;
 
 use calybris_digest::{SealedPolicy, decision_digest, input_digest, tenant_number};
+use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
-    BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord,
+    BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
     SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind};
@@ -109,6 +110,27 @@ fn records() -> Vec<GateRecord> {
                 held_microunits: 0,
             }],
         }),
+        GateRecord::PolicyNames(PolicyNames {
+            policy_digest: *policy.digest(),
+            names: NameMap {
+                models: vec![ModelName {
+                    model_id: 1,
+                    name: "gpt-4o-mini-2024-07-18".into(),
+                }],
+                providers: vec![ProviderName {
+                    provider_id: 0,
+                    name: "openai".into(),
+                }],
+                capabilities: vec![BitName {
+                    bit: 0,
+                    name: "vision".into(),
+                }],
+                regions: vec![BitName {
+                    bit: 1,
+                    name: "eu".into(),
+                }],
+            },
+        }),
     ]
 }
 
@@ -145,8 +167,9 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .iter()
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
-    // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8]);
+    // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
+    // policy names
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9]);
 }
 
 #[test]
