@@ -43,7 +43,7 @@ const TWO_POW_54: f64 = 18_014_398_509_481_984.0;
 
 /// The natural logarithm, deterministic: `x = m · 2^e` with `m ∈ [√½, √2)` by exact bit
 /// manipulation, then `ln m = 2·atanh(f)`, `f = (m − 1)/(m + 1)`, by the first
-/// [`LN_SERIES_TERMS`] odd terms in Horner form, and `ln x = e·ln 2 + ln m`. Within a
+/// `LN_SERIES_TERMS` odd terms in Horner form, and `ln x = e·ln 2 + ln m`. Within a
 /// few ulps of the true value (tested against the platform's `ln`); the point is not
 /// the last ulp but that every platform gives the same bits.
 ///

@@ -117,7 +117,7 @@ pub enum NoteError {
     },
 }
 
-/// The C2SP key id: SHA-256(name || 0x0A || type || public key)[:4], big-endian.
+/// The C2SP key id: SHA-256(name || 0x0A || type || public key)`[:4]`, big-endian.
 #[must_use]
 pub fn key_id(name: &str, alg: u8, public_key: &[u8]) -> u32 {
     let mut hasher = Sha256::new();
