@@ -32,6 +32,8 @@ pub enum MockBehavior {
     Truncated,
     /// Accept and never answer.
     Hang,
+    /// A good stream, one event every this many milliseconds (a whole answer: at once).
+    Drip(u64),
 }
 
 #[derive(Debug)]
@@ -118,13 +120,15 @@ struct Asked {
 
 fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    let chars: usize = value
+    // The gateway's own estimate, so that a mock's usage equals the reservation.
+    let input_tokens: u64 = value
         .get("messages")?
         .as_array()?
         .iter()
         .filter_map(|m| m.get("content").and_then(Value::as_str))
-        .map(str::len)
-        .sum();
+        .map(|content| (content.len() as u64).div_ceil(4) + 4)
+        .sum::<u64>()
+        + 3;
     let max_tokens = max_path
         .iter()
         .try_fold(&value, |v, k| v.get(k))
@@ -133,7 +137,7 @@ fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
     Some(Asked {
         stream: value.get("stream").and_then(Value::as_bool) == Some(true),
         max_tokens,
-        input_tokens: (chars as u64).div_ceil(4) + 1,
+        input_tokens,
     })
 }
 
@@ -162,7 +166,7 @@ async fn prelude(state: &MockState) -> Option<Response> {
             )
                 .into_response(),
         ),
-        MockBehavior::Ok | MockBehavior::Truncated => None,
+        MockBehavior::Ok | MockBehavior::Truncated | MockBehavior::Drip(_) => None,
     }
 }
 
@@ -181,7 +185,20 @@ fn words(state: &MockState, max_tokens: u64) -> Vec<String> {
         .collect()
 }
 
-fn sse(lines: Vec<String>, truncated: bool) -> Response {
+fn sse(lines: Vec<String>, behavior: MockBehavior) -> Response {
+    if let MockBehavior::Drip(ms) = behavior {
+        let stream = futures_util::stream::unfold(lines.into_iter(), move |mut lines| async move {
+            let line = lines.next()?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), lines))
+        });
+        return (
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let truncated = behavior == MockBehavior::Truncated;
     let mut body: String = lines.concat();
     if truncated {
         let cut = body.len() / 2;
@@ -224,7 +241,7 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
                    "usage": {"prompt_tokens": asked.input_tokens, "completion_tokens": output}})
         ));
         lines.push("data: [DONE]\n\n".to_owned());
-        return sse(lines, state.behavior == MockBehavior::Truncated);
+        return sse(lines, state.behavior);
     }
     let value = json!({
         "id": "mock", "object": "chat.completion",
@@ -271,7 +288,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
                    "usage": {"output_tokens": output}})
         ));
         lines.push("event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_owned());
-        return sse(lines, state.behavior == MockBehavior::Truncated);
+        return sse(lines, state.behavior);
     }
     let value = json!({
         "id": "mock", "type": "message", "role": "assistant",
@@ -307,7 +324,7 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
                    "done_reason": "stop", "prompt_eval_count": asked.input_tokens,
                    "eval_count": output})
         ));
-        return sse(lines, state.behavior == MockBehavior::Truncated);
+        return sse(lines, state.behavior);
     }
     let value = json!({
         "message": {"role": "assistant", "content": words.concat()}, "done": true,

@@ -40,6 +40,9 @@ pub enum GatewayError {
     /// The gate could not be opened.
     #[error("gate: {0}")]
     Gate(#[from] GateError),
+    /// Other handles still share the gateway.
+    #[error("other handles still share the gateway")]
+    StillShared,
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),
@@ -154,6 +157,22 @@ impl Gateway {
                 routing: config.routing.clone(),
             }),
         })
+    }
+
+    /// How many handles share this gateway (clones, and streams still settling).
+    #[must_use]
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
+    /// Closes the gate once this is the last handle (every record durable).
+    ///
+    /// # Errors
+    /// [`GatewayError::StillShared`] while other handles live; [`GatewayError::Gate`].
+    pub fn close(self) -> Result<(), GatewayError> {
+        let inner = Arc::try_unwrap(self.inner).map_err(|_| GatewayError::StillShared)?;
+        inner.gate.close()?;
+        Ok(())
     }
 
     /// The gate the gateway decides through.
@@ -987,7 +1006,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         match result {
             Ok((stream, first)) => {
                 attempts.push(gateway.attempt_done(model, started, Ok(())));
-                opened = Some((index, stream, first));
+                opened = Some((index, max_tokens, stream, first));
                 break;
             }
             Err(error) => {
@@ -996,7 +1015,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         }
     }
-    let Some((index, mut stream, first)) = opened else {
+    let Some((index, max_tokens, mut stream, first)) = opened else {
         let error = failure(last_error.as_ref());
         let result = async {
             gateway.settle(admission, 0)?;
@@ -1091,13 +1110,11 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             ExecutionStatus::ClientDisconnected
         };
         let input_tokens = input.unwrap_or(plan.input_estimate);
-        let output_tokens = if ended {
-            output.unwrap_or_else(|| generated.div_ceil(4))
-        } else {
-            // Cut short: what was generated, counted from the text (the provider's
-            // count, if it sent one, is at least as good).
-            output.unwrap_or_else(|| generated.div_ceil(4))
-        };
+        // The provider's count when it sent one; otherwise (a stream cut short, or a
+        // provider that reports none) the relayed text's bytes / 4, rounded up, and never
+        // more than the attempt asked for.
+        let output_tokens =
+            output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
         let cost = model.cost_microunits(input_tokens, output_tokens);
         let tail = if ended {
             let mut tail = chunk(&id, &model.name, &json!({}), Some("stop"));
