@@ -22,9 +22,9 @@ use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
 use crate::record::{
     BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
-    LeaseRefusal, LimitsChanged,
-    LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, OpenHold, OutcomeRecord,
-    SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    LeaseRefusal, LimitsChanged, LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES,
+    OpenHold, OutcomeRecord, SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated,
+    TopUp,
 };
 
 /// The log's directory inside a gate directory.

@@ -373,7 +373,8 @@ pub struct LeaseRefusal {
     pub lease_id: String,
     /// Who the presented lease names as its issuer (empty when none was).
     pub issued_by: String,
-    /// Why it was refused: `missing`, `expired`, `out-of-scope` or `malformed`.
+    /// Why it was refused: `missing`, `expired`, `out-of-scope`, `unknown-issuer` or
+    /// `malformed`.
     pub reason: String,
 }
 

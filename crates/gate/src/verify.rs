@@ -149,9 +149,7 @@ pub enum VerifyError {
         decision_sequence: u64,
     },
     /// An execution's decision digest is not that decision's.
-    #[error(
-        "record {sequence}: execution's decision digest is not decision {decision_sequence}'s"
-    )]
+    #[error("record {sequence}: execution's decision digest is not decision {decision_sequence}'s")]
     ExecutionDigestMismatch {
         /// The execution record.
         sequence: u64,

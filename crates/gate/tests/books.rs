@@ -124,6 +124,9 @@ impl Model {
             GateRecord::Header(_)
             | GateRecord::Policy(_)
             | GateRecord::Outcome(_)
+            | GateRecord::Reserved9
+            | GateRecord::Execution(_)
+            | GateRecord::LeaseRefused(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {
