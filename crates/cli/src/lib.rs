@@ -24,6 +24,8 @@
 //!   from JSON files ([`files`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
+//! - `serve --config FILE | --demo [--listen ADDR] [--dir DIR]`: the OpenAI-compatible
+//!   gateway ([`serve`]).
 //!
 //! # Example
 //! ```
@@ -56,6 +58,7 @@ pub mod gate;
 pub mod render;
 pub mod report;
 pub mod scan;
+pub mod serve;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
 /// error worth a panic, so write failures are ignored.
@@ -167,6 +170,23 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    /// Serve the OpenAI-compatible gateway (budgets reserved through the gate, every
+    /// routing decision and execution logged) from a TOML file, or `--demo` with mock
+    /// providers on loopback.
+    Serve {
+        /// The gateway's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Built-in mock providers on loopback and a demo tenant.
+        #[arg(long)]
+        demo: bool,
+        /// Address to listen on (overrides the file's).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// The gate directory (overrides the file's).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +226,12 @@ where
             dir,
             fresh,
         } => demo::run(requests, &dir, fresh),
+        Command::Serve {
+            config,
+            demo,
+            listen,
+            dir,
+        } => serve::run(config.as_deref(), demo, listen.as_deref(), dir.as_deref()),
     }
 }
 
