@@ -482,7 +482,7 @@ fn check_lease(
     let Ok(lease) = serde_json::from_value::<Lease>(raw) else {
         return refused("malformed", "", "");
     };
-    if !routing.lease_issuers.iter().any(|i| *i == lease.issued_by) {
+    if !routing.lease_issuers.contains(&lease.issued_by) {
         return refused("unknown-issuer", &lease.lease_id, &lease.issued_by);
     }
     let now_s = now_ms() / 1_000;
