@@ -43,7 +43,7 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 10] = [
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 9] = [
+const PUBLISHED: [&str; 10] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
@@ -51,6 +51,7 @@ const PUBLISHED: [&str; 9] = [
     "calybris-finance",
     "calybris-gate",
     "calybris-adapt",
+    "calybris-gateway",
     "calybris",
     "calybris-cli",
 ];
