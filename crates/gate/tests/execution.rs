@@ -80,7 +80,9 @@ fn an_execution_bound_to_its_decision_verifies_and_changes_no_books() {
     let decision = admission.decision_ref();
     gate.settle(admission, 11_200).expect("settle");
     gate.record_execution(decision, execution(2))
-        .expect("execution");
+        .expect("execution")
+        .wait()
+        .expect("durable");
     let refusal = LeaseRefusal {
         tenant: "acme".into(),
         request_id: [3; 16],
@@ -89,7 +91,10 @@ fn an_execution_bound_to_its_decision_verifies_and_changes_no_books() {
         issued_by: String::new(),
         reason: "missing".into(),
     };
-    gate.record_lease_refusal(refusal.clone()).expect("refusal");
+    gate.record_lease_refusal(refusal.clone())
+        .expect("refusal")
+        .wait()
+        .expect("durable");
     let too_long = LeaseRefusal {
         reason: "x".repeat(300),
         ..refusal
@@ -131,7 +136,10 @@ fn an_execution_naming_no_decision_or_the_wrong_digest_is_refused_by_the_verifie
                 decision_digest: real.decision_digest,
             }
         };
-        gate.record_execution(bogus, execution(1)).expect("written");
+        gate.record_execution(bogus, execution(1))
+            .expect("written")
+            .wait()
+            .expect("durable");
         gate.close().expect("close");
         let error = verify_dir(&dir, &VerifyOptions::default()).expect_err("refused");
         if wrong_digest {

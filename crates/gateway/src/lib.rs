@@ -13,7 +13,8 @@
 //! model configured (or "auto")?              404
 //! rate limits (key, tenant; requests, tokens) 429
 //! authority lease, when the contract wants it 403 + a logged LeaseRefused record
-//! gate.decide_with(tenant, input, request id) 402 when the budget refuses (logged)
+//! gate.decide_with(tenant, input, request id) 402 when the budget refuses (logged),
+//!                                             400 request_rejected when the policy does
 //!   -> the estimated cost is HELD before any provider is called
 //! providers along the chain: the decision's model, then the contract's order
 //!   each later model asked for no more output than the hold covers at its prices
@@ -34,6 +35,13 @@
 //! Microunits (10^-6 USD) throughout, as in the gate. A settlement above the hold goes
 //! through the gate's overrun path; an overrun the tenant cannot cover commits the whole
 //! hold, and the execution record keeps the real cost.
+//!
+//! # Which model serves
+//! The kernel decides among the configured models with the requested one (or, for
+//! `"auto"`, the contract's default) as the request's model: it may substitute a model
+//! of better utility, and says so in the logged decision. The answer's `model` field,
+//! the `x-calybris-served-by` header and the execution record name the model that
+//! actually served; `x-calybris-decision` gives the decision's log sequence.
 //!
 //! The configuration is described in [`config`].
 #![forbid(unsafe_code)]

@@ -526,11 +526,35 @@ async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) ->
     };
     // The rest runs in its own task: a client that goes away does not cut the
     // settlement and the execution record short.
-    let task = tokio::spawn(handle(gateway.clone(), headers, body, tenant, key));
+    let decided = Arc::new(parking_lot::Mutex::new(None));
+    let request_sha256 = sha256(&body);
+    let task = tokio::spawn(handle(
+        gateway.clone(),
+        headers,
+        body,
+        (tenant, key),
+        decided.clone(),
+    ));
     match task.await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => gateway.refuse(error),
-        Err(_) => gateway.refuse(ApiError::internal("internal failure; nothing was served")),
+        Err(_) => {
+            // The task failed unexpectedly (a bug): its admission was abandoned as it
+            // unwound (logged); log a failure record bound to the decision, if any.
+            let error = ApiError::internal("internal failure; nothing was served");
+            let decision = *decided.lock();
+            if let Some(decision) = decision {
+                let record = ExecutionRecord {
+                    request_sha256,
+                    response_sha256: sha256(error.body().to_string().as_bytes()),
+                    ..blank_execution(request_sha256, ExecutionStatus::InternalError, 500)
+                };
+                if let Err(logged) = gateway.log_execution(decision, record).await {
+                    return gateway.refuse(logged);
+                }
+            }
+            gateway.refuse(error)
+        }
     }
 }
 
@@ -547,8 +571,8 @@ async fn handle(
     gateway: Gateway,
     headers: HeaderMap,
     body: Bytes,
-    tenant_index: usize,
-    key_index: usize,
+    (tenant_index, key_index): (usize, usize),
+    decided: Arc<parking_lot::Mutex<Option<calybris_gate::DecisionRef>>>,
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let started = Instant::now();
@@ -643,6 +667,7 @@ async fn handle(
             },
         )
         .map_err(|e| ApiError::internal(format!("the gate refused to decide: {e}")))?;
+    *decided.lock() = Some(admission.decision_ref());
     let decision = *admission.decision();
     inner.metrics.inc(
         "calybris_gateway_decisions_total",
@@ -711,11 +736,9 @@ async fn handle(
 }
 
 /// The most output tokens (at most `wanted`) whose cost at `model`'s prices, with
-/// `input` tokens, stays within `held`; all of `wanted` when nothing is held.
+/// `input` tokens, stays within `held` (so a decision that held nothing falls back only
+/// to models that cost nothing).
 fn max_output_within(model: &CompiledModel, input: u64, held: u64, wanted: u32) -> u32 {
-    if held == 0 {
-        return wanted;
-    }
     let input_cost = model.cost_microunits(input, 0);
     if input_cost > held {
         return 0;
@@ -857,12 +880,20 @@ fn failure(last: Option<&AttemptError>) -> ApiError {
 }
 
 fn execution(plan: &Plan, status: ExecutionStatus, http_status: u16) -> ExecutionRecord {
+    blank_execution(plan.request_sha256, status, http_status)
+}
+
+fn blank_execution(
+    request_sha256: [u8; 32],
+    status: ExecutionStatus,
+    http_status: u16,
+) -> ExecutionRecord {
     ExecutionRecord {
         decision_sequence: 0,
         decision_digest: calybris_digest::Digest::default(),
         provider: String::new(),
         model: String::new(),
-        request_sha256: plan.request_sha256,
+        request_sha256,
         response_sha256: [0; 32],
         latency_ms: 0,
         status,

@@ -202,8 +202,9 @@ impl Harness {
             .expect("text")
     }
 
-    /// Stops the server, waits for in-flight work, drops the gateway (closing the gate).
-    pub async fn stop(mut self) -> PathBuf {
+    /// Stops the server, waits for in-flight work, closes the gate; the returned
+    /// directory is removed when dropped.
+    pub async fn stop(mut self) -> GateDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -220,7 +221,29 @@ impl Harness {
             }
             gateway.close().expect("the gate closes cleanly");
         }
-        self.dir.join("gate")
+        GateDir {
+            root: self.dir.clone(),
+            gate: self.dir.join("gate"),
+        }
+    }
+}
+
+/// A stopped gateway's gate directory; its scratch root is removed on drop.
+pub struct GateDir {
+    root: PathBuf,
+    gate: PathBuf,
+}
+
+impl std::ops::Deref for GateDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.gate
+    }
+}
+
+impl Drop for GateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
