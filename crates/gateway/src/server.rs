@@ -189,6 +189,14 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    "method not allowed on this route",
+                )
+            })
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,

@@ -149,6 +149,7 @@ async fn the_primary_fails_the_secondary_serves_and_the_record_names_the_seconda
         MockBehavior::Malformed,
         MockBehavior::Truncated,
         MockBehavior::Hang,
+        MockBehavior::Slow(1_500),
     ] {
         for stream in [false, true] {
             if behavior == MockBehavior::Truncated && stream {
