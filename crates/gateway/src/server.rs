@@ -1113,6 +1113,11 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             match next {
                 Some(StreamEvent::Delta(text)) => {
                     generated += text.len() as u64;
+                    if generated > crate::provider::MAX_PROVIDER_BYTES as u64 {
+                        // A provider that never stops: cut it, as a failure.
+                        failed = true;
+                        break;
+                    }
                     send(
                         chunk(&id, &model.name, &json!({"content": text}), None),
                         &mut hasher,
