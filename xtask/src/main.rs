@@ -47,7 +47,7 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 11] = [
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
-const PUBLISHED: [&str; 11] = [
+const PUBLISHED: [&str; 12] = [
     "calybris-kernel",
     "calybris-digest",
     "calybris-wal",
@@ -57,6 +57,7 @@ const PUBLISHED: [&str; 11] = [
     "calybris-gate",
     "calybris-adapt",
     "calybris-policy",
+    "calybris-gateway",
     "calybris",
     "calybris-cli",
 ];

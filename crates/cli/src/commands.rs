@@ -632,6 +632,21 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&snapshot.policy_digest)
         ),
         GateRecord::PolicyNames(names) => crate::policy_file::names_record_text(&head, names),
+        GateRecord::Execution(execution) => format!(
+            "{head}: executes decision {} ({:?}, HTTP {}): served by {} model {}, {} attempts, {} ms, cost {}\n",
+            execution.decision_sequence,
+            execution.status,
+            execution.http_status,
+            execution.provider,
+            execution.model,
+            execution.attempts.len(),
+            execution.latency_ms,
+            amount_u64(execution.cost_microunits)
+        ),
+        GateRecord::LeaseRefused(refusal) => format!(
+            "{head}: tenant {} refused for its lease ({}), lease {:?} issued by {:?}\n",
+            refusal.tenant, refusal.reason, refusal.lease_id, refusal.issued_by
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

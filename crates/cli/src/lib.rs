@@ -27,6 +27,8 @@
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
 //! - `completions SHELL`: a shell completion script generated from [`command`],
 //!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
+//! - `serve --config FILE | --demo [--listen ADDR] [--dir DIR]`: the OpenAI-compatible
+//!   gateway ([`serve`]).
 //!
 //! # Example
 //! ```
@@ -65,6 +67,7 @@ pub mod policy_file;
 pub mod render;
 pub mod report;
 pub mod scan;
+pub mod serve;
 pub mod tlog;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
@@ -258,6 +261,27 @@ enum Command {
     },
     #[command(flatten)]
     Tlog(tlog::TlogCommand),
+    #[command(after_help = after!(
+        "calybris serve --demo --listen 127.0.0.1:8080",
+        "Exit codes:\n  0  the gateway stopped cleanly (Ctrl-C)\n  2  ERROR: the configuration or the gate directory could not be opened, or a usage error"
+    ))]
+    /// Serve the OpenAI-compatible gateway (budgets reserved through the gate, every
+    /// routing decision and execution logged) from a TOML file, or `--demo` with mock
+    /// providers on loopback.
+    Serve {
+        /// The gateway's TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Built-in mock providers on loopback and a demo tenant.
+        #[arg(long)]
+        demo: bool,
+        /// Address to listen on (overrides the file's).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// The gate directory (overrides the file's).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +333,12 @@ where
         } => demo::run(requests, &dir, fresh, json),
         Command::Completions { shell } => completions(shell),
         Command::Tlog(command) => tlog::run(command),
+        Command::Serve {
+            config,
+            demo,
+            listen,
+            dir,
+        } => serve::run(config.as_deref(), demo, listen.as_deref(), dir.as_deref()),
     }
 }
 

@@ -70,6 +70,12 @@ pub enum GateError {
         /// Its length.
         len_bytes: usize,
     },
+    /// An execution or lease-refusal record breaks a bound (attempts, name lengths).
+    #[error("a {kind} record out of bounds")]
+    RecordOutOfBounds {
+        /// The record's kind.
+        kind: &'static str,
+    },
     /// The budget engine refused an operation the gate had checked (a bug) or a
     /// configured tenant.
     #[error("budget: {0}")]

@@ -22,9 +22,10 @@ use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
 use crate::names::NameMap;
 use crate::record::{
-    BookSnapshot, BudgetOutcome, GATE_FORMAT_VERSION, GateDecision, GateRecord, LimitsChanged,
-    LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, OpenHold, OutcomeRecord,
-    PolicyNames, SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
+    LeaseRefusal, LimitsChanged, LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES,
+    OpenHold, OutcomeRecord, PolicyNames, SettlementKind, SettlementRecord, SnapshotTenant,
+    TenantCreated, TopUp,
 };
 
 /// The log's directory inside a gate directory.
@@ -1009,6 +1010,54 @@ impl Gate {
             latency_ms: outcome.latency_ms,
             detail: outcome.detail,
         }))?;
+        drop(barrier);
+        self.maybe_snapshot(ticket.sequence());
+        Ok(ticket)
+    }
+
+    /// Records what executed a decision (the provider and model that served, after
+    /// any fallback, and every attempt), bound to it by `decision` (from
+    /// [`Admission::decision_ref`]); the record's own `decision_sequence` and
+    /// `decision_digest` are overwritten from it. The verifier checks the binding.
+    ///
+    /// # Errors
+    /// [`GateError::RecordOutOfBounds`] when the record breaks a bound of
+    /// [`ExecutionRecord::within_bounds`]; [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn record_execution(
+        &self,
+        decision: DecisionRef,
+        execution: ExecutionRecord,
+    ) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let mut execution = execution;
+        execution.decision_sequence = decision.sequence;
+        execution.decision_digest = decision.decision_digest;
+        if !execution.within_bounds() {
+            return Err(GateError::RecordOutOfBounds { kind: "execution" });
+        }
+        let barrier = self.inner.policy.read();
+        let ticket = self.append(&GateRecord::Execution(execution))?;
+        drop(barrier);
+        self.maybe_snapshot(ticket.sequence());
+        Ok(ticket)
+    }
+
+    /// Records a request refused for its authority lease before any decision (nothing
+    /// priced or held).
+    ///
+    /// # Errors
+    /// [`GateError::RecordOutOfBounds`] when a field is over
+    /// [`crate::record::MAX_EXECUTION_NAME_BYTES`]; [`GateError::Poisoned`] or
+    /// [`GateError::Log`].
+    pub fn record_lease_refusal(&self, refusal: LeaseRefusal) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        if !refusal.within_bounds() {
+            return Err(GateError::RecordOutOfBounds {
+                kind: "lease-refused",
+            });
+        }
+        let barrier = self.inner.policy.read();
+        let ticket = self.append(&GateRecord::LeaseRefused(refusal))?;
         drop(barrier);
         self.maybe_snapshot(ticket.sequence());
         Ok(ticket)

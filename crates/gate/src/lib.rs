@@ -128,7 +128,8 @@ pub use gate::{
 };
 pub use names::{NameMap, NameMapError};
 pub use record::{
-    BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, MAX_OUTCOME_DETAIL_BYTES,
-    MAX_TENANT_NAME_BYTES, SettlementKind,
+    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
+    GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
+    MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, SettlementKind,
 };
 pub use verify::{GateReport, RecordCounts, VerifyError, VerifyOptions, verify_dir};

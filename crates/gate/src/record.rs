@@ -22,6 +22,13 @@ pub const GATE_FORMAT_VERSION: u16 = 1;
 /// The longest tenant name a record may carry, in bytes (the budget engine's bound).
 pub const MAX_TENANT_NAME_BYTES: usize = calybris_budget::MAX_TENANT_ID_BYTES;
 
+/// The most attempts an [`ExecutionRecord`] may list.
+pub const MAX_EXECUTION_ATTEMPTS: usize = 16;
+
+/// The longest name (provider, model, lease field, reason) an [`ExecutionRecord`] or a
+/// [`LeaseRefusal`] may carry, in bytes.
+pub const MAX_EXECUTION_NAME_BYTES: usize = 256;
+
 /// The longest free-form detail an [`OutcomeRecord`] may carry, in bytes.
 pub const MAX_OUTCOME_DETAIL_BYTES: usize = 4_096;
 
@@ -53,6 +60,13 @@ pub enum GateRecord {
     BookSnapshot(BookSnapshot),
     /// 9: the names of a policy's ids and bits, written right after its policy record.
     PolicyNames(PolicyNames),
+    /// 10: what executed an admitted decision: the provider and model that actually
+    /// served (after any fallback), digests of the request and response, latency,
+    /// status and every attempt. Bound to its decision; folded as a no-op.
+    Execution(ExecutionRecord),
+    /// 11: a request refused before any decision because its authority lease was
+    /// missing, expired or out of scope. Nothing is priced or held; folded as a no-op.
+    LeaseRefused(LeaseRefusal),
 }
 
 impl GateRecord {
@@ -70,6 +84,8 @@ impl GateRecord {
             Self::Outcome(_) => "outcome",
             Self::BookSnapshot(_) => "book-snapshot",
             Self::PolicyNames(_) => "policy-names",
+            Self::Execution(_) => "execution",
+            Self::LeaseRefused(_) => "lease-refused",
         }
     }
 }
@@ -281,4 +297,107 @@ pub struct PolicyNames {
     pub policy_digest: Digest,
     /// The names.
     pub names: NameMap,
+}
+
+/// How the execution of an admitted decision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecutionStatus {
+    /// A provider served the whole response.
+    Served,
+    /// Every attempt failed; nothing was served.
+    ProviderFailed,
+    /// The client went away during a streamed response; what was generated until then
+    /// is what was settled.
+    ClientDisconnected,
+    /// The executor itself failed before a response could be given.
+    InternalError,
+}
+
+/// One attempt at a provider, in the order tried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionAttempt {
+    /// The provider tried, by name.
+    pub provider: String,
+    /// The model asked of it, by name.
+    pub model: String,
+    /// The provider's HTTP status (0 when no response came: timeout, connection).
+    pub http_status: u16,
+    /// Whether this attempt served.
+    pub success: bool,
+    /// How long it took, in milliseconds.
+    pub latency_ms: u32,
+}
+
+/// What executed an admitted decision (see [`GateRecord::Execution`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// The sequence number of the decision record it executes.
+    pub decision_sequence: u64,
+    /// That record's decision digest (`calydcn1`).
+    pub decision_digest: Digest,
+    /// The provider that served, by name (empty when nothing served).
+    pub provider: String,
+    /// The model that actually served, by name (empty when nothing served).
+    pub model: String,
+    /// SHA-256 of the request body as received.
+    pub request_sha256: [u8; 32],
+    /// SHA-256 of the response body as sent (for a stream, of the bytes sent).
+    pub response_sha256: [u8; 32],
+    /// Latency from the decision to the end of the response, in milliseconds.
+    pub latency_ms: u32,
+    /// How it ended.
+    pub status: ExecutionStatus,
+    /// The HTTP status given to the client.
+    pub http_status: u16,
+    /// Prompt tokens the provider reported (or the estimate when it reported none).
+    pub input_tokens: u64,
+    /// Completion tokens the provider reported (or counted from a cut stream).
+    pub output_tokens: u64,
+    /// The cost settled for it, in microunits.
+    pub cost_microunits: u64,
+    /// Every attempt in order, at most [`MAX_EXECUTION_ATTEMPTS`]: the fallback chain.
+    pub attempts: Vec<ExecutionAttempt>,
+}
+
+impl ExecutionRecord {
+    /// Whether every bound holds (attempt count and name lengths).
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.attempts.len() <= MAX_EXECUTION_ATTEMPTS
+            && self.provider.len() <= MAX_EXECUTION_NAME_BYTES
+            && self.model.len() <= MAX_EXECUTION_NAME_BYTES
+            && self.attempts.iter().all(|attempt| {
+                attempt.provider.len() <= MAX_EXECUTION_NAME_BYTES
+                    && attempt.model.len() <= MAX_EXECUTION_NAME_BYTES
+            })
+    }
+}
+
+/// A request refused for its authority lease (see [`GateRecord::LeaseRefused`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRefusal {
+    /// The tenant the caller authenticated as.
+    pub tenant: String,
+    /// The caller's request id.
+    pub request_id: [u8; 16],
+    /// The caller's timestamp, in milliseconds since the Unix epoch.
+    pub recorded_at_unix_ms: u64,
+    /// The lease id presented (empty when none was).
+    pub lease_id: String,
+    /// Who the presented lease names as its issuer (empty when none was).
+    pub issued_by: String,
+    /// Why it was refused: `missing`, `expired`, `out-of-scope`, `unknown-issuer` or
+    /// `malformed`.
+    pub reason: String,
+}
+
+impl LeaseRefusal {
+    /// Whether every bound holds (name lengths).
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.tenant.len() <= MAX_TENANT_NAME_BYTES
+            && self.lease_id.len() <= MAX_EXECUTION_NAME_BYTES
+            && self.issued_by.len() <= MAX_EXECUTION_NAME_BYTES
+            && self.reason.len() <= MAX_EXECUTION_NAME_BYTES
+    }
 }

@@ -59,6 +59,12 @@ pub struct RecordCounts {
     pub outcomes_unchecked: u64,
     /// Policy-names records, each checked against the policy it names.
     pub policy_names: u64,
+    /// Execution records, each bound to a decision record.
+    pub executions: u64,
+    /// Executions naming a decision before the verified range (a retained log).
+    pub executions_unchecked: u64,
+    /// Requests refused for their authority lease.
+    pub lease_refusals: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -151,6 +157,32 @@ pub enum VerifyError {
         /// Why.
         error: NameMapError,
     },
+    /// An execution names no decision record at that sequence.
+    #[error(
+        "record {sequence}: execution of decision {decision_sequence}, which is not a decision"
+    )]
+    ExecutionUnknownDecision {
+        /// The execution record.
+        sequence: u64,
+        /// The sequence it names.
+        decision_sequence: u64,
+    },
+    /// An execution's decision digest is not that decision's.
+    #[error("record {sequence}: execution's decision digest is not decision {decision_sequence}'s")]
+    ExecutionDigestMismatch {
+        /// The execution record.
+        sequence: u64,
+        /// The decision it names.
+        decision_sequence: u64,
+    },
+    /// An execution or lease refusal breaks a bound (attempts, name lengths).
+    #[error("record {sequence}: a {kind} record out of bounds")]
+    RecordOutOfBounds {
+        /// The record.
+        sequence: u64,
+        /// Its kind.
+        kind: &'static str,
+    },
 }
 
 impl VerifyError {
@@ -175,7 +207,10 @@ impl VerifyError {
             | Self::OutcomeDigestMismatch { sequence, .. }
             | Self::OutcomeTooLarge { sequence, .. }
             | Self::NamesUnknownPolicy { sequence, .. }
-            | Self::InvalidNames { sequence, .. } => Some(*sequence),
+            | Self::InvalidNames { sequence, .. }
+            | Self::ExecutionUnknownDecision { sequence, .. }
+            | Self::ExecutionDigestMismatch { sequence, .. }
+            | Self::RecordOutOfBounds { sequence, .. } => Some(*sequence),
         }
     }
 }
@@ -323,6 +358,45 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 counts.budget_changes += 1;
             }
             GateRecord::Header(_) => {}
+            GateRecord::Execution(record) => {
+                if !record.within_bounds() {
+                    return Err(VerifyError::RecordOutOfBounds {
+                        sequence,
+                        kind: entry.record.kind(),
+                    });
+                }
+                let decision_sequence = record.decision_sequence;
+                if decisions
+                    .first()
+                    .is_none_or(|(first, _)| decision_sequence < *first)
+                    && first_sequence.is_some_and(|first| first > 0)
+                {
+                    counts.executions_unchecked += 1;
+                } else {
+                    let found = decisions
+                        .binary_search_by_key(&decision_sequence, |(at, _)| *at)
+                        .map_err(|_| VerifyError::ExecutionUnknownDecision {
+                            sequence,
+                            decision_sequence,
+                        })?;
+                    if decisions[found].1 != record.decision_digest {
+                        return Err(VerifyError::ExecutionDigestMismatch {
+                            sequence,
+                            decision_sequence,
+                        });
+                    }
+                    counts.executions += 1;
+                }
+            }
+            GateRecord::LeaseRefused(record) => {
+                if !record.within_bounds() {
+                    return Err(VerifyError::RecordOutOfBounds {
+                        sequence,
+                        kind: entry.record.kind(),
+                    });
+                }
+                counts.lease_refusals += 1;
+            }
         }
         books
             .apply(sequence, &entry.record)

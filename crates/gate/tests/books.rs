@@ -125,6 +125,8 @@ impl Model {
             | GateRecord::Policy(_)
             | GateRecord::Outcome(_)
             | GateRecord::PolicyNames(_)
+            | GateRecord::Execution(_)
+            | GateRecord::LeaseRefused(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

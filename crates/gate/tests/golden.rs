@@ -12,7 +12,10 @@ use calybris_gate::record::{
     BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
     SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
-use calybris_gate::{BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind};
+use calybris_gate::{
+    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
+    GateRecord, LeaseRefusal, SettlementKind,
+};
 use calybris_kernel::PolicySnapshot;
 use calybris_wal::{DecisionMeta, DecisionRecord, PolicyRecord};
 
@@ -131,6 +134,44 @@ fn records() -> Vec<GateRecord> {
                 }],
             },
         }),
+        GateRecord::Execution(ExecutionRecord {
+            decision_sequence: 5,
+            decision_digest: audit.decision_digest,
+            provider: "local".into(),
+            model: "llama-3.1-8b".into(),
+            request_sha256: [0x11; 32],
+            response_sha256: [0x22; 32],
+            latency_ms: 87,
+            status: ExecutionStatus::Served,
+            http_status: 200,
+            input_tokens: 120,
+            output_tokens: 40,
+            cost_microunits: 3_210,
+            attempts: vec![
+                ExecutionAttempt {
+                    provider: "openai".into(),
+                    model: "gpt-4o-mini".into(),
+                    http_status: 503,
+                    success: false,
+                    latency_ms: 12,
+                },
+                ExecutionAttempt {
+                    provider: "local".into(),
+                    model: "llama-3.1-8b".into(),
+                    http_status: 200,
+                    success: true,
+                    latency_ms: 70,
+                },
+            ],
+        }),
+        GateRecord::LeaseRefused(LeaseRefusal {
+            tenant: "acme".into(),
+            request_id: [7; 16],
+            recorded_at_unix_ms: 1_700_000_000_000,
+            lease_id: "lease-1".into(),
+            issued_by: "ops".into(),
+            reason: "expired".into(),
+        }),
     ]
 }
 
@@ -168,8 +209,8 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9]);
+    // policy names, execution, lease refusal
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11]);
 }
 
 #[test]

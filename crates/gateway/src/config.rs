@@ -1,0 +1,632 @@
+//! The gateway's configuration: one TOML file, compiled to the kernel's numeric policy.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"        # address to serve on
+//! gate_dir = "gateway-gate"        # the gate directory (one chained log)
+//! max_body_bytes = 1048576         # larger request bodies get 413
+//!
+//! [providers.openai]
+//! kind = "openai"                  # openai | anthropic | ollama
+//! base_url = "https://api.openai.com/v1"
+//! api_key_env = "OPENAI_API_KEY"   # the NAME of an environment variable, never a key
+//! timeout_ms = 30000
+//!
+//! [models."gpt-4o-mini-2024-07-18"]
+//! provider = "openai"
+//! upstream = "gpt-4o-mini"         # the provider's own name (default: the key)
+//! input_usd_per_mtok = "0.15"      # exact decimals, as strings
+//! output_usd_per_mtok = "0.6"
+//! quality = "0.5073"               # 0 to 1
+//! p95_latency_ms = 900
+//! capabilities = ["function_calling", "vision"]
+//! regions = ["us"]
+//!
+//! [tenants.acme]
+//! budget_usd = "10"
+//! api_key_sha256 = ["<64 hex digits: SHA-256 of the key>"]
+//! requests_per_minute = 600        # per tenant (0: no limit)
+//! tokens_per_minute = 200000
+//! key_requests_per_minute = 300    # per key
+//! key_tokens_per_minute = 100000
+//!
+//! [routing]
+//! default_model = "gpt-4o-mini-2024-07-18"   # what "auto" asks for
+//! local_first = true                          # ollama models first
+//! fallback = ["claude-3-5-sonnet-20240620"]   # tried in order after the decision's
+//! authority_required = false
+//! required_scope = "chat"
+//! lease_issuers = ["ops"]
+//! value_usd_per_request = "0.05"
+//! default_max_tokens = 256
+//! max_output_tokens = 4096
+//! ```
+//!
+//! The model section is "models by name, each with its provider, prices, quality,
+//! latency, capabilities and regions by name" on purpose: the same shape as the general
+//! policy crate's, so it can later be read by it.
+//!
+//! # Names to numbers
+//! Compilation is deterministic: model ids are 1, 2, ... in ascending byte order of
+//! model name; provider ids 0, 1, ... in ascending byte order of provider name (at most
+//! 64); capability and region bits likewise (at most 64 names each). Prices become
+//! microunits (10^-6 USD) per million tokens, exactly; a price with more than six
+//! decimals is refused rather than rounded. Quality becomes basis points (at most four
+//! decimals).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use calybris_kernel::{KernelModel, PolicySnapshot};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("parsing the configuration: {0}")]
+    Parse(String),
+    /// A value is out of range or refers to something undefined.
+    #[error("{0}")]
+    Invalid(String),
+    /// The compiled policy is refused by the kernel.
+    #[error("the compiled policy: {0}")]
+    Policy(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// The kind of a provider's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// An OpenAI-compatible API (`POST {base_url}/chat/completions`).
+    Openai,
+    /// Anthropic's messages API (`POST {base_url}/v1/messages`).
+    Anthropic,
+    /// Ollama's chat API (`POST {base_url}/api/chat`); counts as local.
+    Ollama,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The gate directory, relative to the configuration file's directory.
+    #[serde(default = "default_gate_dir")]
+    pub gate_dir: PathBuf,
+    /// The largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// The most requests processed at once (others wait in the accept queue).
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_gate_dir() -> PathBuf {
+    PathBuf::from("gateway-gate")
+}
+const fn default_max_body() -> usize {
+    1 << 20
+}
+const fn default_concurrency() -> usize {
+    1024
+}
+const fn default_timeout() -> u64 {
+    30_000
+}
+const fn default_max_tokens() -> u32 {
+    256
+}
+const fn default_max_output() -> u32 {
+    4_096
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            gate_dir: default_gate_dir(),
+            max_body_bytes: default_max_body(),
+            max_concurrent_requests: default_concurrency(),
+        }
+    }
+}
+
+/// One `[providers.NAME]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The API's kind.
+    pub kind: ProviderKind,
+    /// The base URL (for OpenAI, up to and including `/v1`).
+    pub base_url: String,
+    /// The name of the environment variable holding the API key (none for Ollama).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The whole-call timeout (for a stream: the wait for each chunk), milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+/// One `[models.NAME]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The provider, by name.
+    pub provider: String,
+    /// The provider's name of the model (default: the section's name).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// USD per million input tokens, an exact decimal string.
+    pub input_usd_per_mtok: String,
+    /// USD per million output tokens, an exact decimal string.
+    pub output_usd_per_mtok: String,
+    /// Quality, a decimal string from 0 to 1.
+    pub quality: String,
+    /// 95th percentile latency, milliseconds.
+    #[serde(default)]
+    pub p95_latency_ms: u32,
+    /// Capabilities, by name.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Regions served, by name.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// One `[tenants.NAME]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The opening budget, USD as an exact decimal string (used when the gate log does
+    /// not hold the tenant yet).
+    pub budget_usd: String,
+    /// SHA-256 of each API key, as 64 hex digits.
+    pub api_key_sha256: Vec<String>,
+    /// Requests per minute for the tenant (0: no limit).
+    #[serde(default)]
+    pub requests_per_minute: u32,
+    /// Estimated tokens per minute for the tenant (0: no limit).
+    #[serde(default)]
+    pub tokens_per_minute: u32,
+    /// Requests per minute for each key (0: no limit).
+    #[serde(default)]
+    pub key_requests_per_minute: u32,
+    /// Estimated tokens per minute for each key (0: no limit).
+    #[serde(default)]
+    pub key_tokens_per_minute: u32,
+}
+
+/// The `[routing]` section: the routing contract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The model a request for `"auto"` asks for (default: the first of the order).
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Try local (Ollama) models before the others, and ask for one on `"auto"`.
+    #[serde(default)]
+    pub local_first: bool,
+    /// Models tried, in order, after the one the decision selected fails.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// Whether every request must carry a valid authority lease.
+    #[serde(default)]
+    pub authority_required: bool,
+    /// The scope a lease must grant.
+    #[serde(default = "default_scope")]
+    pub required_scope: String,
+    /// Issuers whose leases are accepted.
+    #[serde(default)]
+    pub lease_issuers: Vec<String>,
+    /// What a good answer is worth to the caller, USD (the kernel's business value).
+    #[serde(default = "default_value")]
+    pub value_usd_per_request: String,
+    /// Output tokens estimated (and asked for) when the request names none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    /// The most output tokens a request may ask for.
+    #[serde(default = "default_max_output")]
+    pub max_output_tokens: u32,
+}
+
+fn default_scope() -> String {
+    "chat".to_owned()
+}
+fn default_value() -> String {
+    "1".to_owned()
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Server settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Providers, by name.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Models, by name.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Tenants, by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// The routing contract.
+    pub routing: RoutingConfig,
+}
+
+impl GatewayConfig {
+    /// Parses a configuration from TOML text (nothing is checked beyond the shape; see
+    /// [`GatewayConfig::compile`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))
+    }
+
+    /// Reads and parses a file; a relative `gate_dir` is taken from the file's directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::from_toml(&text)?;
+        if config.server.gate_dir.is_relative()
+            && let Some(parent) = path.parent()
+        {
+            config.server.gate_dir = parent.join(&config.server.gate_dir);
+        }
+        Ok(config)
+    }
+
+    /// Checks every reference and compiles the kernel policy.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] or [`ConfigError::Policy`].
+    pub fn compile(&self) -> Result<Compiled, ConfigError> {
+        if self.models.is_empty() {
+            return Err(invalid("no models"));
+        }
+        if self.providers.len() > 64 {
+            return Err(invalid("at most 64 providers"));
+        }
+        let provider_ids: BTreeMap<&str, u16> = self
+            .providers
+            .keys()
+            .enumerate()
+            .map(|(index, name)| (name.as_str(), index as u16))
+            .collect();
+        let capabilities = bit_names(self.models.values().flat_map(|m| &m.capabilities))?;
+        let regions = bit_names(self.models.values().flat_map(|m| &m.regions))?;
+        let mut models = Vec::new();
+        let mut kernel_models = Vec::new();
+        for (index, (name, model)) in self.models.iter().enumerate() {
+            let provider = self.providers.get(&model.provider).ok_or_else(|| {
+                invalid(format!(
+                    "model {name:?} names provider {:?}, which is not defined",
+                    model.provider
+                ))
+            })?;
+            let id = u32::try_from(index + 1).map_err(|_| invalid("too many models"))?;
+            let input = parse_micro(&model.input_usd_per_mtok)
+                .map_err(|e| invalid(format!("model {name:?} input price: {e}")))?;
+            let output = parse_micro(&model.output_usd_per_mtok)
+                .map_err(|e| invalid(format!("model {name:?} output price: {e}")))?;
+            let quality = parse_fixed(&model.quality, 4)
+                .ok()
+                .filter(|q| *q <= 10_000)
+                .ok_or_else(|| invalid(format!("model {name:?} quality must be 0 to 1")))?;
+            let kernel = KernelModel {
+                model_id: id,
+                provider_id: provider_ids[model.provider.as_str()],
+                quality_bps: quality as u16,
+                risk_ceiling_bps: 10_000,
+                enabled: 1,
+                p95_latency_ms: model.p95_latency_ms,
+                capabilities: mask(&capabilities, &model.capabilities),
+                region_mask: mask(&regions, &model.regions),
+                input_cost_microunits_per_million_tokens: input,
+                output_cost_microunits_per_million_tokens: output,
+            };
+            kernel_models.push(kernel);
+            models.push(CompiledModel {
+                name: name.clone(),
+                id,
+                provider: model.provider.clone(),
+                kind: provider.kind,
+                upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
+                input_micro_per_mtok: input,
+                output_micro_per_mtok: output,
+            });
+        }
+        let policy = PolicySnapshot::builder()
+            .models(kernel_models)
+            .build()
+            .map_err(|error| ConfigError::Policy(format!("{error:?}")))?;
+        let by_name = |name: &str| models.iter().position(|m| m.name == name);
+        let mut order = Vec::new();
+        for name in &self.routing.fallback {
+            let index = by_name(name)
+                .ok_or_else(|| invalid(format!("fallback names unknown model {name:?}")))?;
+            if !order.contains(&index) {
+                order.push(index);
+            }
+        }
+        if self.routing.local_first {
+            order.sort_by_key(|&index| models[index].kind != ProviderKind::Ollama);
+        }
+        let default_model = match &self.routing.default_model {
+            Some(name) => by_name(name)
+                .ok_or_else(|| invalid(format!("default_model names unknown model {name:?}")))?,
+            None => order.first().copied().unwrap_or(0),
+        };
+        let default_model = if self.routing.local_first {
+            order
+                .iter()
+                .copied()
+                .find(|&index| models[index].kind == ProviderKind::Ollama)
+                .unwrap_or(default_model)
+        } else {
+            default_model
+        };
+        let mut tenants = Vec::new();
+        for (name, tenant) in &self.tenants {
+            if name.is_empty() || name.len() > calybris_gate::MAX_TENANT_NAME_BYTES {
+                return Err(invalid(format!(
+                    "tenant name {name:?} is empty or too long"
+                )));
+            }
+            let budget = parse_fixed(&tenant.budget_usd, 6)
+                .map_err(|e| invalid(format!("tenant {name:?} budget: {e}")))?;
+            let mut keys = Vec::new();
+            for hex in &tenant.api_key_sha256 {
+                keys.push(parse_hex32(hex).ok_or_else(|| {
+                    invalid(format!(
+                        "tenant {name:?}: an api_key_sha256 is not 64 hex digits"
+                    ))
+                })?);
+            }
+            tenants.push(CompiledTenant {
+                name: name.clone(),
+                budget_microunits: budget,
+                key_hashes: keys,
+                limits: config_limits(tenant),
+            });
+        }
+        let value = parse_fixed(&self.routing.value_usd_per_request, 6)
+            .map_err(|e| invalid(format!("value_usd_per_request: {e}")))?;
+        if self.routing.authority_required && self.routing.lease_issuers.is_empty() {
+            return Err(invalid(
+                "authority_required needs at least one entry in lease_issuers",
+            ));
+        }
+        Ok(Compiled {
+            policy,
+            models,
+            order,
+            default_model,
+            tenants,
+            value_microunits: i64::try_from(value).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+fn config_limits(tenant: &TenantConfig) -> RateLimits {
+    RateLimits {
+        tenant_requests_per_minute: tenant.requests_per_minute,
+        tenant_tokens_per_minute: tenant.tokens_per_minute,
+        key_requests_per_minute: tenant.key_requests_per_minute,
+        key_tokens_per_minute: tenant.key_tokens_per_minute,
+    }
+}
+
+/// Per-minute limits of one tenant and each of its keys (0: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    /// Requests per minute, the tenant as a whole.
+    pub tenant_requests_per_minute: u32,
+    /// Estimated tokens per minute, the tenant as a whole.
+    pub tenant_tokens_per_minute: u32,
+    /// Requests per minute, each key.
+    pub key_requests_per_minute: u32,
+    /// Estimated tokens per minute, each key.
+    pub key_tokens_per_minute: u32,
+}
+
+/// A model as the gateway routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledModel {
+    /// Its name.
+    pub name: String,
+    /// Its kernel id.
+    pub id: u32,
+    /// Its provider, by name.
+    pub provider: String,
+    /// The provider's kind.
+    pub kind: ProviderKind,
+    /// The provider's name of the model.
+    pub upstream: String,
+    /// Input price, microunits per million tokens.
+    pub input_micro_per_mtok: u64,
+    /// Output price, microunits per million tokens.
+    pub output_micro_per_mtok: u64,
+}
+
+impl CompiledModel {
+    /// The cost of `input` and `output` tokens, in microunits, rounded up.
+    #[must_use]
+    pub fn cost_microunits(&self, input: u64, output: u64) -> u64 {
+        let total = u128::from(input) * u128::from(self.input_micro_per_mtok)
+            + u128::from(output) * u128::from(self.output_micro_per_mtok);
+        u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// A tenant as the gateway serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompiledTenant {
+    /// Its name.
+    pub name: String,
+    /// The opening budget, microunits.
+    pub budget_microunits: u64,
+    /// SHA-256 of each key.
+    pub key_hashes: Vec<[u8; 32]>,
+    /// Its rate limits.
+    pub limits: RateLimits,
+}
+
+/// A configuration checked and compiled.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The kernel policy.
+    pub policy: PolicySnapshot,
+    /// The models, in id order (index = id - 1).
+    pub models: Vec<CompiledModel>,
+    /// The fallback order, as indexes into [`Compiled::models`].
+    pub order: Vec<usize>,
+    /// What `"auto"` asks for, as an index.
+    pub default_model: usize,
+    /// The tenants, in name order.
+    pub tenants: Vec<CompiledTenant>,
+    /// The business value of one request, microunits.
+    pub value_microunits: i64,
+}
+
+fn bit_names<'a>(names: impl Iterator<Item = &'a String>) -> Result<Vec<String>, ConfigError> {
+    let set: BTreeSet<&String> = names.collect();
+    if set.len() > 64 {
+        return Err(invalid("at most 64 capability (or region) names"));
+    }
+    Ok(set.into_iter().cloned().collect())
+}
+
+fn mask(all: &[String], names: &[String]) -> u64 {
+    names
+        .iter()
+        .filter_map(|name| all.iter().position(|n| n == name))
+        .fold(0, |mask, bit| mask | (1 << bit))
+}
+
+/// An exact decimal USD amount as microunits (six decimals at most).
+///
+/// # Errors
+/// A message when the text is not a non-negative decimal with at most six decimals.
+pub fn parse_micro(text: &str) -> Result<u64, String> {
+    parse_fixed(text, 6)
+}
+
+/// A non-negative decimal scaled by 10^`decimals`, exactly.
+fn parse_fixed(text: &str, decimals: u32) -> Result<u64, String> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (!fraction.is_empty() && !digits(fraction)) || text.ends_with('.') {
+        return Err(format!("{text:?} is not a plain decimal number"));
+    }
+    if fraction.len() > decimals as usize {
+        return Err(format!(
+            "{text:?} has more than {decimals} decimals (refused rather than rounded)"
+        ));
+    }
+    let scale = 10u64.pow(decimals);
+    let whole: u64 = whole
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    let mut frac: u64 = if fraction.is_empty() {
+        0
+    } else {
+        fraction
+            .parse()
+            .map_err(|_| format!("{text:?} is malformed"))?
+    };
+    frac *= 10u64.pow(decimals - fraction.len() as u32);
+    whole
+        .checked_mul(scale)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (index, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[index] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// SHA-256 of `bytes`.
+#[must_use]
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// SHA-256 of an API key, as the 64 hex digits a configuration stores.
+#[must_use]
+pub fn key_hash_hex(key: &str) -> String {
+    hex(&sha256(key.as_bytes()))
+}
+
+/// Lowercase hex of `bytes`.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        assert_eq!(parse_micro("0.15"), Ok(150_000));
+        assert_eq!(parse_micro("15"), Ok(15_000_000));
+        assert_eq!(parse_micro("0.000001"), Ok(1));
+        assert!(parse_micro("0.0000001").is_err());
+        assert!(parse_micro("-1").is_err());
+        assert!(parse_micro("1e-7").is_err());
+        assert!(parse_micro("1.").is_err());
+        assert!(parse_micro("").is_err());
+        assert!(parse_micro("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn key_hashes_are_sha256() {
+        assert_eq!(
+            key_hash_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(parse_hex32(&key_hash_hex("abc")).is_some());
+        assert!(parse_hex32("zz").is_none());
+    }
+}

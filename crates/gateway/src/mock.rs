@@ -1,0 +1,334 @@
+//! Mock providers: real HTTP servers on loopback answering in the OpenAI
+//! (`/v1/chat/completions`), Anthropic (`/v1/messages`) and Ollama (`/api/chat`)
+//! shapes, for `calybris serve --demo` and for tests. Nothing here reaches a network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::config::ProviderKind;
+
+/// How a mock answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MockBehavior {
+    /// A good answer at once.
+    Ok,
+    /// A good answer after this many milliseconds.
+    Slow(u64),
+    /// This HTTP status with an error body.
+    Fail(u16),
+    /// A body that is not the expected JSON.
+    Malformed,
+    /// A stream cut before its end marker (a whole answer: a body cut short).
+    Truncated,
+    /// Accept and never answer.
+    Hang,
+    /// A good stream, one event every this many milliseconds (a whole answer: at once).
+    Drip(u64),
+}
+
+#[derive(Debug)]
+struct MockState {
+    name: String,
+    behavior: MockBehavior,
+    calls: AtomicU64,
+    words: usize,
+}
+
+/// A running mock provider; stopped when dropped.
+#[derive(Debug)]
+pub struct MockProvider {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<MockState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl MockProvider {
+    /// Starts a mock on `127.0.0.1` (a free port) that answers with `behavior`, naming
+    /// itself `name` in its answers, `words` words long.
+    ///
+    /// # Errors
+    /// The bind error.
+    pub async fn start(name: &str, behavior: MockBehavior, words: usize) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(MockState {
+            name: name.to_owned(),
+            behavior,
+            calls: AtomicU64::new(0),
+            words: words.max(1),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
+            .route("/api/chat", post(ollama))
+            .with_state(state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            state,
+            stop: Some(stop),
+        })
+    }
+
+    /// The base URL a provider of `kind` is configured with.
+    #[must_use]
+    pub fn base_url(&self, kind: ProviderKind) -> String {
+        match kind {
+            ProviderKind::Openai => format!("http://{}/v1", self.addr),
+            ProviderKind::Anthropic | ProviderKind::Ollama => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Requests received so far.
+    #[must_use]
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for MockProvider {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+struct Asked {
+    stream: bool,
+    max_tokens: u64,
+    input_tokens: u64,
+}
+
+fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    // The gateway's own estimate, so that a mock's usage equals the reservation.
+    let input_tokens: u64 = value
+        .get("messages")?
+        .as_array()?
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_str))
+        .map(|content| (content.len() as u64).div_ceil(4) + 4)
+        .sum::<u64>()
+        + 3;
+    let max_tokens = max_path
+        .iter()
+        .try_fold(&value, |v, k| v.get(k))
+        .and_then(Value::as_u64)
+        .unwrap_or(16);
+    Some(Asked {
+        stream: value.get("stream").and_then(Value::as_bool) == Some(true),
+        max_tokens,
+        input_tokens,
+    })
+}
+
+async fn prelude(state: &MockState) -> Option<Response> {
+    state.calls.fetch_add(1, Ordering::Relaxed);
+    match state.behavior {
+        MockBehavior::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            None
+        }
+        MockBehavior::Hang => {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            None
+        }
+        MockBehavior::Fail(status) => Some(
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                axum::Json(json!({"error": {"message": "mock failure", "type": "server_error"}})),
+            )
+                .into_response(),
+        ),
+        MockBehavior::Malformed => Some(
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"choices\": [tru",
+            )
+                .into_response(),
+        ),
+        MockBehavior::Ok | MockBehavior::Truncated | MockBehavior::Drip(_) => None,
+    }
+}
+
+fn words(state: &MockState, max_tokens: u64) -> Vec<String> {
+    let count = state
+        .words
+        .min(usize::try_from(max_tokens).unwrap_or(usize::MAX));
+    (0..count.max(1))
+        .map(|i| {
+            if i == 0 {
+                format!("Hello from {}.", state.name)
+            } else {
+                " word".to_owned()
+            }
+        })
+        .collect()
+}
+
+fn sse(lines: Vec<String>, behavior: MockBehavior) -> Response {
+    if let MockBehavior::Drip(ms) = behavior {
+        let stream = futures_util::stream::unfold(lines.into_iter(), move |mut lines| async move {
+            let line = lines.next()?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), lines))
+        });
+        return (
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            Body::from_stream(stream),
+        )
+            .into_response();
+    }
+    let truncated = behavior == MockBehavior::Truncated;
+    let mut body: String = lines.concat();
+    if truncated {
+        let cut = body.len() / 2;
+        let cut = (0..=cut)
+            .rev()
+            .find(|i| body.is_char_boundary(*i))
+            .unwrap_or(0);
+        body.truncate(cut);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    if let Some(response) = prelude(&state).await {
+        return response;
+    }
+    let Some(asked) = asked(&body, &["max_tokens"]) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let words = words(&state, asked.max_tokens);
+    let output = words.len() as u64;
+    if asked.stream {
+        let mut lines: Vec<String> = words
+            .iter()
+            .map(|w| {
+                format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"content": w}}]})
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "data: {}\n\n",
+            json!({"object": "chat.completion.chunk", "choices": [],
+                   "usage": {"prompt_tokens": asked.input_tokens, "completion_tokens": output}})
+        ));
+        lines.push("data: [DONE]\n\n".to_owned());
+        return sse(lines, state.behavior);
+    }
+    let value = json!({
+        "id": "mock", "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": words.concat()}}],
+        "usage": {"prompt_tokens": asked.input_tokens, "completion_tokens": output},
+    });
+    whole(&state, &value)
+}
+
+fn whole(state: &MockState, value: &Value) -> Response {
+    let mut text = value.to_string();
+    if state.behavior == MockBehavior::Truncated {
+        text.truncate(text.len() / 2);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    if let Some(response) = prelude(&state).await {
+        return response;
+    }
+    let Some(asked) = asked(&body, &["max_tokens"]) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let words = words(&state, asked.max_tokens);
+    let output = words.len() as u64;
+    if asked.stream {
+        let mut lines = vec![format!(
+            "event: message_start\ndata: {}\n\n",
+            json!({"type": "message_start",
+                   "message": {"usage": {"input_tokens": asked.input_tokens, "output_tokens": 0}}})
+        )];
+        lines.extend(words.iter().map(|w| {
+            format!(
+                "event: content_block_delta\ndata: {}\n\n",
+                json!({"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": w}})
+            )
+        }));
+        lines.push(format!(
+            "event: message_delta\ndata: {}\n\n",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                   "usage": {"output_tokens": output}})
+        ));
+        lines.push("event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_owned());
+        return sse(lines, state.behavior);
+    }
+    let value = json!({
+        "id": "mock", "type": "message", "role": "assistant",
+        "content": [{"type": "text", "text": words.concat()}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": asked.input_tokens, "output_tokens": output},
+    });
+    whole(&state, &value)
+}
+
+async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    if let Some(response) = prelude(&state).await {
+        return response;
+    }
+    let Some(asked) = asked(&body, &["options", "num_predict"]) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let words = words(&state, asked.max_tokens);
+    let output = words.len() as u64;
+    if asked.stream {
+        let mut lines: Vec<String> = words
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}\n",
+                    json!({"message": {"role": "assistant", "content": w}, "done": false})
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{}\n",
+            json!({"message": {"role": "assistant", "content": ""}, "done": true,
+                   "done_reason": "stop", "prompt_eval_count": asked.input_tokens,
+                   "eval_count": output})
+        ));
+        return sse(lines, state.behavior);
+    }
+    let value = json!({
+        "message": {"role": "assistant", "content": words.concat()}, "done": true,
+        "done_reason": "stop", "prompt_eval_count": asked.input_tokens, "eval_count": output,
+    });
+    whole(&state, &value)
+}

@@ -1,0 +1,1218 @@
+//! The HTTP server: routes, the per-request pipeline, streaming.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use calybris_digest::SealedPolicy;
+use calybris_gate::{
+    Admission, BudgetOutcome, CallerMeta, ExecutionAttempt, ExecutionRecord, ExecutionStatus, Gate,
+    GateConfig, GateError, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
+    ReservationId,
+};
+use calybris_kernel::KernelInput;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{Compiled, CompiledModel, GatewayConfig, sha256};
+use crate::error::ApiError;
+use crate::limits::RateLimiter;
+use crate::metrics::{Metrics, escape};
+use crate::provider::{AttemptError, ChatMessage, Provider, StreamEvent, UpstreamRequest};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The gate could not be opened.
+    #[error("gate: {0}")]
+    Gate(#[from] GateError),
+    /// Other handles still share the gateway.
+    #[error("other handles still share the gateway")]
+    StillShared,
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Client(String),
+}
+
+/// The most bytes of a lease, in a header or the body.
+const MAX_LEASE_BYTES: usize = 4_096;
+
+struct Inner {
+    gate: Gate,
+    compiled: Compiled,
+    providers: HashMap<String, Provider>,
+    client: reqwest::Client,
+    metrics: Metrics,
+    limiter: RateLimiter,
+    keys: Vec<(usize, usize, [u8; 32])>,
+    max_body_bytes: usize,
+    concurrency: Semaphore,
+    sequence: AtomicU64,
+    nonce: [u8; 16],
+    routing: crate::config::RoutingConfig,
+}
+
+/// A running gateway: the gate, the compiled contract, the providers. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("gate_dir", &self.inner.gate.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn elapsed_ms(since: Instant) -> u32 {
+    u32::try_from(since.elapsed().as_millis()).unwrap_or(u32::MAX)
+}
+
+fn bounded(name: &str) -> String {
+    let mut end = name.len().min(MAX_EXECUTION_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
+impl Gateway {
+    /// Compiles `config`, opens its gate directory (creating each tenant the log does not
+    /// hold yet with its configured budget) and sets up the providers.
+    ///
+    /// # Errors
+    /// [`GatewayError`].
+    pub fn open(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let compiled = config.compile()?;
+        let mut gate_config = GateConfig::new(
+            &config.server.gate_dir,
+            SealedPolicy::new(compiled.policy.clone()),
+        );
+        for tenant in &compiled.tenants {
+            gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
+        }
+        let gate = Gate::open(gate_config)?;
+        let providers = config
+            .providers
+            .iter()
+            .map(|(name, provider)| (name.clone(), Provider::from_config(name, provider)))
+            .collect();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|error| GatewayError::Client(error.to_string()))?;
+        let keys = compiled
+            .tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(tenant, t)| {
+                t.key_hashes
+                    .iter()
+                    .enumerate()
+                    .map(move |(key, hash)| (tenant, key, *hash))
+            })
+            .collect();
+        let sequence = gate.appended_anchor().next_sequence;
+        let mut nonce_source = Sha256::new();
+        nonce_source.update(now_ms().to_le_bytes());
+        nonce_source.update(std::process::id().to_le_bytes());
+        let nonce_full: [u8; 32] = nonce_source.finalize().into();
+        let mut nonce = [0u8; 16];
+        nonce.copy_from_slice(&nonce_full[..16]);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                gate,
+                limiter: RateLimiter::new(compiled.tenants.len()),
+                compiled,
+                providers,
+                client,
+                metrics: Metrics::default(),
+                keys,
+                max_body_bytes: config.server.max_body_bytes,
+                concurrency: Semaphore::new(config.server.max_concurrent_requests.max(1)),
+                sequence: AtomicU64::new(sequence),
+                nonce,
+                routing: config.routing.clone(),
+            }),
+        })
+    }
+
+    /// How many handles share this gateway (clones, and streams still settling).
+    #[must_use]
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
+    /// Closes the gate once this is the last handle (every record durable).
+    ///
+    /// # Errors
+    /// [`GatewayError::StillShared`] while other handles live; [`GatewayError::Gate`].
+    pub fn close(self) -> Result<(), GatewayError> {
+        let inner = Arc::try_unwrap(self.inner).map_err(|_| GatewayError::StillShared)?;
+        inner.gate.close()?;
+        Ok(())
+    }
+
+    /// The gate the gateway decides through.
+    #[must_use]
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
+    /// The routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /healthz`,
+    /// `GET /metrics`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/models", get(models))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    "method not allowed on this route",
+                )
+            })
+            .fallback(|| async {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "not_found",
+                    "no such route",
+                )
+            })
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    ///
+    /// # Errors
+    /// The server's I/O error.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// The Prometheus text of the counters and of every tenant's books.
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        let mut gauges = Vec::new();
+        for tenant in &self.inner.compiled.tenants {
+            if let Ok(books) = self.inner.gate.tenant_books(&tenant.name) {
+                let labels = format!("tenant=\"{}\"", escape(&tenant.name));
+                gauges.push((
+                    "calybris_gateway_tenant_spent_microunits",
+                    "Committed spend per tenant, microunits (10^-6 USD).",
+                    labels.clone(),
+                    books.committed_microunits,
+                ));
+                gauges.push((
+                    "calybris_gateway_tenant_remaining_microunits",
+                    "Spendable budget per tenant, microunits (10^-6 USD).",
+                    labels.clone(),
+                    books.remaining_microunits,
+                ));
+                gauges.push((
+                    "calybris_gateway_tenant_reserved_microunits",
+                    "Budget held by open reservations per tenant, microunits.",
+                    labels,
+                    books.reserved_microunits,
+                ));
+            }
+        }
+        gauges.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.2.cmp(&b.2)));
+        self.inner.metrics.render(&gauges)
+    }
+
+    fn refuse(&self, error: ApiError) -> Response {
+        self.inner.metrics.inc(
+            "calybris_gateway_refusals_total",
+            format!(
+                "status=\"{}\",code=\"{}\"",
+                error.status.as_u16(),
+                error.code
+            ),
+        );
+        error.into_response()
+    }
+
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(usize, usize), ApiError> {
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing API key (Authorization: Bearer ...)"))?;
+        let key = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header is not Bearer"))?
+            .trim();
+        let hash = sha256(key.as_bytes());
+        let mut found = None;
+        // Every configured key is compared, each in constant time.
+        for (tenant, index, stored) in &self.inner.keys {
+            if bool::from(stored.ct_eq(&hash)) {
+                found = Some((*tenant, *index));
+            }
+        }
+        found.ok_or_else(|| ApiError::unauthorized("invalid API key"))
+    }
+
+    fn request_id(&self, headers: &HeaderMap, sequence: u64) -> [u8; 16] {
+        let mut hasher = Sha256::new();
+        match headers
+            .get("x-request-id")
+            .map(HeaderValue::as_bytes)
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+        {
+            Some(id) => hasher.update(id),
+            None => {
+                hasher.update(self.inner.nonce);
+                hasher.update(sequence.to_le_bytes());
+            }
+        }
+        let full: [u8; 32] = hasher.finalize().into();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&full[..16]);
+        id
+    }
+}
+
+async fn healthz(State(gateway): State<Gateway>) -> Response {
+    if gateway.inner.gate.is_poisoned() {
+        return ApiError::internal("the gate log failed").into_response();
+    }
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(gateway): State<Gateway>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gateway.metrics_text(),
+    )
+        .into_response()
+}
+
+async fn models(State(gateway): State<Gateway>) -> Response {
+    let data: Vec<Value> = gateway
+        .inner
+        .compiled
+        .models
+        .iter()
+        .map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": m.provider}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+// ---- the request ----
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// An authority lease as presented.
+#[derive(Debug, Deserialize)]
+struct Lease {
+    lease_id: String,
+    issued_by: String,
+    scope: Scope,
+    /// Seconds of validity from `issued_at`.
+    ttl: u64,
+    /// Unix seconds.
+    issued_at: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scope {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The estimate of a request's input tokens: a quarter of each message's bytes,
+/// rounded up, plus 4 per message and 3 for the reply's priming. Simple, documented,
+/// and not a tokenizer: the provider's usage settles the real cost.
+#[must_use]
+pub fn estimate_input_tokens(messages: &[ChatMessage]) -> u64 {
+    messages
+        .iter()
+        .map(|m| (m.content.len() as u64).div_ceil(4) + 4)
+        .sum::<u64>()
+        + 3
+}
+
+fn parse_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    serde_json::from_slice::<ChatRequest>(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::bad_request("invalid_type", format!("invalid request: {error}"))
+        }
+        _ => ApiError::bad_request("invalid_json", format!("malformed JSON: {error}")),
+    })
+}
+
+fn flatten(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_messages",
+            "messages must not be empty",
+        ));
+    }
+    messages
+        .into_iter()
+        .map(|m| {
+            if !matches!(
+                m.role.as_str(),
+                "system" | "developer" | "user" | "assistant" | "tool"
+            ) {
+                return Err(ApiError::bad_request(
+                    "invalid_role",
+                    format!("unknown role {:?}", bounded(&m.role)),
+                ));
+            }
+            let content = match m.content {
+                None => String::new(),
+                Some(Content::Text(text)) => text,
+                Some(Content::Parts(parts)) => parts
+                    .into_iter()
+                    .filter(|p| p.kind == "text")
+                    .filter_map(|p| p.text)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            };
+            let role = if m.role == "developer" {
+                "system".to_owned()
+            } else {
+                m.role
+            };
+            Ok(ChatMessage { role, content })
+        })
+        .collect()
+}
+
+enum LeaseCheck {
+    Ok,
+    Refused {
+        reason: &'static str,
+        lease_id: String,
+        issued_by: String,
+    },
+}
+
+fn check_lease(
+    routing: &crate::config::RoutingConfig,
+    headers: &HeaderMap,
+    metadata: Option<&serde_json::Map<String, Value>>,
+) -> LeaseCheck {
+    let refused = |reason, lease_id: &str, issued_by: &str| LeaseCheck::Refused {
+        reason,
+        lease_id: bounded(lease_id),
+        issued_by: bounded(issued_by),
+    };
+    let raw: Option<Value> = match headers.get("x-calybris-lease") {
+        Some(value) if value.len() > MAX_LEASE_BYTES => return refused("malformed", "", ""),
+        Some(value) => match serde_json::from_slice(value.as_bytes()) {
+            Ok(v) => Some(v),
+            Err(_) => return refused("malformed", "", ""),
+        },
+        None => match metadata.and_then(|m| m.get("lease")) {
+            Some(Value::String(text)) => match serde_json::from_str(text) {
+                Ok(v) => Some(v),
+                Err(_) => return refused("malformed", "", ""),
+            },
+            Some(other) => Some(other.clone()),
+            None => None,
+        },
+    };
+    let Some(raw) = raw else {
+        return refused("missing", "", "");
+    };
+    let Ok(lease) = serde_json::from_value::<Lease>(raw) else {
+        return refused("malformed", "", "");
+    };
+    if !routing.lease_issuers.contains(&lease.issued_by) {
+        return refused("unknown-issuer", &lease.lease_id, &lease.issued_by);
+    }
+    let now_s = now_ms() / 1_000;
+    if lease.issued_at > now_s.saturating_add(60)
+        || now_s >= lease.issued_at.saturating_add(lease.ttl)
+    {
+        return refused("expired", &lease.lease_id, &lease.issued_by);
+    }
+    let scopes: Vec<&str> = match &lease.scope {
+        Scope::One(scope) => scope.split_whitespace().collect(),
+        Scope::Many(scopes) => scopes.iter().map(String::as_str).collect(),
+    };
+    if !scopes
+        .iter()
+        .any(|s| *s == routing.required_scope || *s == "*")
+    {
+        return refused("out-of-scope", &lease.lease_id, &lease.issued_by);
+    }
+    LeaseCheck::Ok
+}
+
+async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    let Ok(_permit) = gateway.inner.concurrency.acquire().await else {
+        return gateway.refuse(ApiError::internal("shutting down"));
+    };
+    let limit = gateway.inner.max_body_bytes;
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|length| length > limit as u64)
+    {
+        return gateway.refuse(ApiError::too_large(limit));
+    }
+    let (tenant, key) = match gateway.authenticate(&headers) {
+        Ok(found) => found,
+        Err(error) => return gateway.refuse(error),
+    };
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        return gateway.refuse(ApiError::too_large(limit));
+    };
+    // The rest runs in its own task: a client that goes away does not cut the
+    // settlement and the execution record short.
+    let decided = Arc::new(parking_lot::Mutex::new(None));
+    let request_sha256 = sha256(&body);
+    let task = tokio::spawn(handle(
+        gateway.clone(),
+        headers,
+        body,
+        (tenant, key),
+        decided.clone(),
+    ));
+    match task.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => gateway.refuse(error),
+        Err(_) => {
+            // The task failed unexpectedly (a bug): its admission was abandoned as it
+            // unwound (logged); log a failure record bound to the decision, if any.
+            let error = ApiError::internal("internal failure; nothing was served");
+            let decision = *decided.lock();
+            if let Some(decision) = decision {
+                let record = ExecutionRecord {
+                    request_sha256,
+                    response_sha256: sha256(error.body().to_string().as_bytes()),
+                    ..blank_execution(request_sha256, ExecutionStatus::InternalError, 500)
+                };
+                if let Err(logged) = gateway.log_execution(decision, record).await {
+                    return gateway.refuse(logged);
+                }
+            }
+            gateway.refuse(error)
+        }
+    }
+}
+
+struct Plan {
+    chain: Vec<(usize, u32)>,
+    input_estimate: u64,
+    request_sha256: [u8; 32],
+    messages: Vec<ChatMessage>,
+    temperature: Option<f64>,
+    started: Instant,
+}
+
+async fn handle(
+    gateway: Gateway,
+    headers: HeaderMap,
+    body: Bytes,
+    (tenant_index, key_index): (usize, usize),
+    decided: Arc<parking_lot::Mutex<Option<calybris_gate::DecisionRef>>>,
+) -> Result<Response, ApiError> {
+    let inner = &gateway.inner;
+    let started = Instant::now();
+    let request = parse_request(&body)?;
+    let routing = &inner.routing;
+    let compiled = &inner.compiled;
+    let requested = if request.model == "auto" {
+        compiled.default_model
+    } else {
+        compiled
+            .models
+            .iter()
+            .position(|m| m.name == request.model)
+            .ok_or_else(|| ApiError::unknown_model(&bounded(&request.model)))?
+    };
+    let output_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(routing.default_max_tokens);
+    if output_tokens == 0 || output_tokens > routing.max_output_tokens {
+        return Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!("max_tokens must be 1 to {}", routing.max_output_tokens),
+        ));
+    }
+    let stream = request.stream.unwrap_or(false);
+    let temperature = request.temperature;
+    let metadata = request.metadata;
+    let messages = flatten(request.messages)?;
+    let input_estimate = estimate_input_tokens(&messages);
+    let tenant = &compiled.tenants[tenant_index];
+    if let Err(limited) = inner.limiter.admit(
+        tenant_index,
+        key_index,
+        tenant.limits,
+        input_estimate + u64::from(output_tokens),
+    ) {
+        inner.metrics.inc(
+            "calybris_gateway_rate_limited_total",
+            format!("scope=\"{}\",kind=\"{}\"", limited.scope(), limited.what()),
+        );
+        return Err(ApiError::rate_limited(format!(
+            "the {} limit of {} per minute is reached",
+            limited.scope(),
+            limited.what()
+        )));
+    }
+    let sequence = inner.sequence.fetch_add(1, Ordering::Relaxed);
+    let request_id = gateway.request_id(&headers, sequence);
+    let recorded_at_unix_ms = now_ms();
+    if routing.authority_required
+        && let LeaseCheck::Refused {
+            reason,
+            lease_id,
+            issued_by,
+        } = check_lease(routing, &headers, metadata.as_ref())
+    {
+        let ticket = inner
+            .gate
+            .record_lease_refusal(LeaseRefusal {
+                tenant: tenant.name.clone(),
+                request_id,
+                recorded_at_unix_ms,
+                lease_id,
+                issued_by,
+                reason: reason.to_owned(),
+            })
+            .map_err(|e| ApiError::internal(format!("logging the refusal: {e}")))?;
+        ticket
+            .await
+            .map_err(|e| ApiError::internal(format!("logging the refusal: {e}")))?;
+        return Err(ApiError::lease(format!(
+            "authority lease refused: {reason}"
+        )));
+    }
+    let input = KernelInput {
+        request_sequence: sequence,
+        requested_model_id: compiled.models[requested].id,
+        input_tokens: u32::try_from(input_estimate).unwrap_or(u32::MAX),
+        output_tokens,
+        business_value_microunits: compiled.value_microunits,
+        ..KernelInput::default()
+    };
+    let admission = inner
+        .gate
+        .decide_with(
+            &tenant.name,
+            input,
+            CallerMeta {
+                request_id,
+                recorded_at_unix_ms,
+            },
+        )
+        .map_err(|e| ApiError::internal(format!("the gate refused to decide: {e}")))?;
+    *decided.lock() = Some(admission.decision_ref());
+    let decision = *admission.decision();
+    inner.metrics.inc(
+        "calybris_gateway_decisions_total",
+        format!(
+            "action=\"{:?}\",reason=\"{:?}\",budget=\"{}\"",
+            decision.action,
+            decision.reason,
+            budget_label(admission.budget())
+        ),
+    );
+    if !admission.is_admitted() {
+        let budget = admission.budget();
+        admission
+            .ticket()
+            .clone()
+            .await
+            .map_err(|e| ApiError::internal(format!("logging the decision: {e}")))?;
+        return Err(match budget {
+            BudgetOutcome::RejectedByKernel => ApiError::bad_request(
+                "request_rejected",
+                format!("the policy rejected the request: {:?}", decision.reason),
+            ),
+            BudgetOutcome::Insufficient {
+                remaining_microunits,
+            } => ApiError::budget(format!(
+                "budget refused: {remaining_microunits} microunits left, {} needed",
+                decision.estimated_cost_microunits
+            )),
+            _ => ApiError::budget(format!("budget refused: {}", budget_label(budget))),
+        });
+    }
+    // The chain: the decision's model, then the contract's order; each model asked for
+    // no more output than the hold covers at its own prices.
+    let held = admission.budget().held_microunits();
+    let selected = compiled
+        .models
+        .iter()
+        .position(|m| m.id == decision.selected_model_id)
+        .unwrap_or(requested);
+    let mut chain = vec![(selected, output_tokens)];
+    for &index in &compiled.order {
+        if chain.len() >= MAX_EXECUTION_ATTEMPTS {
+            break;
+        }
+        if chain.iter().any(|(i, _)| *i == index) {
+            continue;
+        }
+        let cap = max_output_within(&compiled.models[index], input_estimate, held, output_tokens);
+        if cap > 0 {
+            chain.push((index, cap));
+        }
+    }
+    let plan = Plan {
+        chain,
+        input_estimate,
+        request_sha256: sha256(&body),
+        messages,
+        temperature,
+        started,
+    };
+    if stream {
+        Ok(run_stream(gateway.clone(), admission, plan).await)
+    } else {
+        run_whole(&gateway, admission, plan).await
+    }
+}
+
+/// The most output tokens (at most `wanted`) whose cost at `model`'s prices, with
+/// `input` tokens, stays within `held` (so a decision that held nothing falls back only
+/// to models that cost nothing).
+fn max_output_within(model: &CompiledModel, input: u64, held: u64, wanted: u32) -> u32 {
+    let input_cost = model.cost_microunits(input, 0);
+    if input_cost > held {
+        return 0;
+    }
+    if model.output_micro_per_mtok == 0 {
+        return wanted;
+    }
+    let room = u128::from(held - input_cost) * 1_000_000 / u128::from(model.output_micro_per_mtok);
+    u32::try_from(room.min(u128::from(wanted))).unwrap_or(wanted)
+}
+
+fn budget_label(budget: BudgetOutcome) -> &'static str {
+    match budget {
+        BudgetOutcome::RejectedByKernel => "rejected_by_kernel",
+        BudgetOutcome::NotPriced => "not_priced",
+        BudgetOutcome::Reserved { .. } => "reserved",
+        BudgetOutcome::Insufficient { .. } => "insufficient",
+        BudgetOutcome::ReservedCapExceeded { .. } => "reserved_cap_exceeded",
+        BudgetOutcome::TooManyOpenReservations => "too_many_open_reservations",
+    }
+}
+
+fn upstream(plan: &Plan, model: &CompiledModel, max_tokens: u32) -> UpstreamRequest {
+    UpstreamRequest {
+        model: model.upstream.clone(),
+        messages: plan.messages.clone(),
+        max_tokens,
+        temperature: plan.temperature,
+    }
+}
+
+impl Gateway {
+    fn attempt_done(
+        &self,
+        model: &CompiledModel,
+        started: Instant,
+        result: Result<(), &AttemptError>,
+    ) -> ExecutionAttempt {
+        let latency_ms = elapsed_ms(started);
+        let provider = escape(&model.provider);
+        self.inner.metrics.inc(
+            "calybris_gateway_provider_requests_total",
+            format!(
+                "provider=\"{provider}\",outcome=\"{}\"",
+                match result {
+                    Ok(()) => "ok",
+                    Err(AttemptError::Timeout) => "timeout",
+                    Err(AttemptError::Status(_)) => "status",
+                    Err(_) => "error",
+                }
+            ),
+        );
+        self.inner.metrics.add(
+            "calybris_gateway_provider_latency_ms_sum",
+            format!("provider=\"{provider}\""),
+            u64::from(latency_ms),
+        );
+        self.inner.metrics.inc(
+            "calybris_gateway_provider_latency_ms_count",
+            format!("provider=\"{provider}\""),
+        );
+        ExecutionAttempt {
+            provider: bounded(&model.provider),
+            model: bounded(&model.name),
+            http_status: match result {
+                Ok(()) => 200,
+                Err(error) => error.http_status(),
+            },
+            success: result.is_ok(),
+            latency_ms,
+        }
+    }
+
+    fn fallback_served(&self, attempts: &[ExecutionAttempt], model: &CompiledModel) {
+        if attempts.len() > 1 {
+            self.inner.metrics.inc(
+                "calybris_gateway_fallbacks_total",
+                format!("model=\"{}\"", escape(&model.name)),
+            );
+        }
+    }
+
+    /// Settles `admission` at `cost`; an overrun the budget cannot cover commits the
+    /// whole hold instead (the execution record keeps the real cost). Returns what was
+    /// settled.
+    fn settle(&self, admission: Admission, cost: u64) -> Result<u64, ApiError> {
+        let gate = &self.inner.gate;
+        let sequence = admission.log_sequence();
+        let held = admission.budget().held_microunits();
+        let result = if cost == 0 {
+            gate.release(admission).map(|_| 0)
+        } else {
+            gate.settle(admission, cost).map(|_| cost)
+        };
+        match result {
+            Ok(settled) => Ok(settled),
+            Err(GateError::OverrunNotCovered { .. }) => gate
+                .settle_by_id(ReservationId(sequence), held)
+                .map(|_| held)
+                .map_err(|e| ApiError::internal(format!("settling: {e}"))),
+            Err(e) => Err(ApiError::internal(format!("settling: {e}"))),
+        }
+    }
+
+    /// Records the execution and waits until it, and so everything before it, is durable.
+    async fn log_execution(
+        &self,
+        decision: calybris_gate::DecisionRef,
+        record: ExecutionRecord,
+    ) -> Result<(), ApiError> {
+        let ticket = self
+            .inner
+            .gate
+            .record_execution(decision, record)
+            .map_err(|e| ApiError::internal(format!("logging the execution: {e}")))?;
+        ticket
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::internal(format!("logging the execution: {e}")))
+    }
+}
+
+struct Served {
+    model: usize,
+    text: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    finish_reason: String,
+}
+
+fn failure(last: Option<&AttemptError>) -> ApiError {
+    match last {
+        Some(AttemptError::Timeout) => {
+            ApiError::timeout("every provider attempt timed out or failed")
+        }
+        Some(error) => ApiError::provider(format!("every provider attempt failed; last: {error}")),
+        None => ApiError::provider("no provider could serve within the reservation"),
+    }
+}
+
+fn execution(plan: &Plan, status: ExecutionStatus, http_status: u16) -> ExecutionRecord {
+    blank_execution(plan.request_sha256, status, http_status)
+}
+
+fn blank_execution(
+    request_sha256: [u8; 32],
+    status: ExecutionStatus,
+    http_status: u16,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        decision_sequence: 0,
+        decision_digest: calybris_digest::Digest::default(),
+        provider: String::new(),
+        model: String::new(),
+        request_sha256,
+        response_sha256: [0; 32],
+        latency_ms: 0,
+        status,
+        http_status,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_microunits: 0,
+        attempts: Vec::new(),
+    }
+}
+
+async fn run_whole(
+    gateway: &Gateway,
+    admission: Admission,
+    plan: Plan,
+) -> Result<Response, ApiError> {
+    let inner = &gateway.inner;
+    let decision = admission.decision_ref();
+    let mut attempts = Vec::new();
+    let mut last_error = None;
+    let mut served = None;
+    for &(index, max_tokens) in &plan.chain {
+        let model = &inner.compiled.models[index];
+        let Some(provider) = inner.providers.get(&model.provider) else {
+            continue;
+        };
+        let started = Instant::now();
+        match provider
+            .complete(&inner.client, &upstream(&plan, model, max_tokens))
+            .await
+        {
+            Ok(completion) => {
+                attempts.push(gateway.attempt_done(model, started, Ok(())));
+                let output = completion
+                    .output_tokens
+                    .unwrap_or_else(|| (completion.text.len() as u64).div_ceil(4));
+                served = Some(Served {
+                    model: index,
+                    input_tokens: completion.input_tokens.unwrap_or(plan.input_estimate),
+                    output_tokens: output,
+                    text: completion.text,
+                    finish_reason: completion.finish_reason,
+                });
+                break;
+            }
+            Err(error) => {
+                attempts.push(gateway.attempt_done(model, started, Err(&error)));
+                last_error = Some(error);
+            }
+        }
+    }
+    let sequence = admission.log_sequence();
+    let Some(served) = served else {
+        let error = failure(last_error.as_ref());
+        gateway.settle(admission, 0)?;
+        let mut record = execution(
+            &plan,
+            ExecutionStatus::ProviderFailed,
+            error.status.as_u16(),
+        );
+        record.response_sha256 = sha256(error.body().to_string().as_bytes());
+        record.latency_ms = elapsed_ms(plan.started);
+        record.attempts = attempts;
+        gateway.log_execution(decision, record).await?;
+        return Err(error);
+    };
+    let model = &inner.compiled.models[served.model];
+    gateway.fallback_served(&attempts, model);
+    let cost = model.cost_microunits(served.input_tokens, served.output_tokens);
+    gateway.settle(admission, cost)?;
+    let body = json!({
+        "id": format!("chatcmpl-{sequence}"),
+        "object": "chat.completion",
+        "created": now_ms() / 1_000,
+        "model": model.name,
+        "choices": [{"index": 0, "finish_reason": served.finish_reason,
+                     "message": {"role": "assistant", "content": served.text}}],
+        "usage": {"prompt_tokens": served.input_tokens,
+                  "completion_tokens": served.output_tokens,
+                  "total_tokens": served.input_tokens + served.output_tokens},
+    })
+    .to_string();
+    let mut record = execution(&plan, ExecutionStatus::Served, 200);
+    record.provider = bounded(&model.provider);
+    record.model = bounded(&model.name);
+    record.response_sha256 = sha256(body.as_bytes());
+    record.latency_ms = elapsed_ms(plan.started);
+    record.input_tokens = served.input_tokens;
+    record.output_tokens = served.output_tokens;
+    record.cost_microunits = cost;
+    record.attempts = attempts;
+    gateway.log_execution(decision, record).await?;
+    Ok(with_headers(
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        sequence,
+        model,
+    ))
+}
+
+fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) -> Response {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&sequence.to_string()) {
+        headers.insert("x-calybris-decision", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", model.provider, model.name)) {
+        headers.insert("x-calybris-served-by", value);
+    }
+    response
+}
+
+fn chunk(id: &str, model: &str, delta: &Value, finish: Option<&str>) -> String {
+    format!(
+        "data: {}\n\n",
+        json!({"id": id, "object": "chat.completion.chunk", "created": now_ms() / 1_000,
+               "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    )
+}
+
+async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Response {
+    let inner = &gateway.inner;
+    let decision = admission.decision_ref();
+    let sequence = admission.log_sequence();
+    let mut attempts = Vec::new();
+    let mut last_error = None;
+    let mut opened = None;
+    for &(index, max_tokens) in &plan.chain {
+        let model = &inner.compiled.models[index];
+        let Some(provider) = inner.providers.get(&model.provider) else {
+            continue;
+        };
+        let started = Instant::now();
+        let result = async {
+            let mut stream = provider
+                .stream(&inner.client, &upstream(&plan, model, max_tokens))
+                .await?;
+            let first = stream.next().await?;
+            Ok::<_, AttemptError>((stream, first))
+        }
+        .await;
+        match result {
+            Ok((stream, first)) => {
+                attempts.push(gateway.attempt_done(model, started, Ok(())));
+                opened = Some((index, max_tokens, stream, first));
+                break;
+            }
+            Err(error) => {
+                attempts.push(gateway.attempt_done(model, started, Err(&error)));
+                last_error = Some(error);
+            }
+        }
+    }
+    let Some((index, max_tokens, mut stream, first)) = opened else {
+        let error = failure(last_error.as_ref());
+        let result = async {
+            gateway.settle(admission, 0)?;
+            let mut record = execution(
+                &plan,
+                ExecutionStatus::ProviderFailed,
+                error.status.as_u16(),
+            );
+            record.response_sha256 = sha256(error.body().to_string().as_bytes());
+            record.latency_ms = elapsed_ms(plan.started);
+            record.attempts = attempts;
+            gateway.log_execution(decision, record).await
+        }
+        .await;
+        return gateway.refuse(result.err().unwrap_or(error));
+    };
+    // Nothing reaches the client before the decision is durable.
+    if let Err(e) = admission.ticket().clone().await {
+        drop(admission);
+        return gateway.refuse(ApiError::internal(format!("logging the decision: {e}")));
+    }
+    let model = inner.compiled.models[index].clone();
+    gateway.fallback_served(&attempts, &model);
+    let (sender, receiver) = mpsc::channel::<Bytes>(16);
+    let id = format!("chatcmpl-{sequence}");
+    let pump_gateway = gateway.clone();
+    tokio::spawn(async move {
+        let gateway = pump_gateway;
+        let mut hasher = Sha256::new();
+        let mut connected = true;
+        let send = async |text: String, hasher: &mut Sha256, connected: &mut bool| {
+            if *connected {
+                hasher.update(text.as_bytes());
+                if sender.send(Bytes::from(text)).await.is_err() {
+                    *connected = false;
+                }
+            }
+        };
+        send(
+            chunk(
+                &id,
+                &model.name,
+                &json!({"role": "assistant", "content": ""}),
+                None,
+            ),
+            &mut hasher,
+            &mut connected,
+        )
+        .await;
+        let (mut input, mut output) = (None, None);
+        let mut generated = 0u64;
+        let mut next = first;
+        let mut ended = false;
+        let mut failed = false;
+        while connected {
+            match next {
+                Some(StreamEvent::Delta(text)) => {
+                    generated += text.len() as u64;
+                    if generated > crate::provider::MAX_PROVIDER_BYTES as u64 {
+                        // A provider that never stops: cut it, as a failure.
+                        failed = true;
+                        break;
+                    }
+                    send(
+                        chunk(&id, &model.name, &json!({"content": text}), None),
+                        &mut hasher,
+                        &mut connected,
+                    )
+                    .await;
+                }
+                Some(StreamEvent::Usage {
+                    input: i,
+                    output: o,
+                }) => {
+                    input = i.or(input);
+                    output = o.or(output);
+                }
+                Some(StreamEvent::Done) | None => {
+                    ended = true;
+                    break;
+                }
+            }
+            match stream.next().await {
+                Ok(event) => next = event,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        let status = if ended {
+            ExecutionStatus::Served
+        } else if failed {
+            ExecutionStatus::ProviderFailed
+        } else {
+            ExecutionStatus::ClientDisconnected
+        };
+        let input_tokens = input.unwrap_or(plan.input_estimate);
+        // The provider's count when it sent one; otherwise (a stream cut short, or a
+        // provider that reports none) the relayed text's bytes / 4, rounded up, and never
+        // more than the attempt asked for.
+        let output_tokens =
+            output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
+        let cost = model.cost_microunits(input_tokens, output_tokens);
+        let tail = if ended {
+            let mut tail = chunk(&id, &model.name, &json!({}), Some("stop"));
+            tail.push_str(&format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                json!({"id": id, "object": "chat.completion.chunk", "model": model.name,
+                       "choices": [],
+                       "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                                 "total_tokens": input_tokens + output_tokens}})
+            ));
+            tail
+        } else {
+            format!(
+                "data: {}\n\n",
+                ApiError::provider("the provider stream failed").body()
+            )
+        };
+        hasher.update(tail.as_bytes());
+        let response_sha256: [u8; 32] = hasher.finalize().into();
+        let logged = async {
+            gateway.settle(admission, cost)?;
+            let mut record = execution(&plan, status, 200);
+            record.provider = bounded(&model.provider);
+            record.model = bounded(&model.name);
+            record.response_sha256 = response_sha256;
+            record.latency_ms = elapsed_ms(plan.started);
+            record.input_tokens = input_tokens;
+            record.output_tokens = output_tokens;
+            record.cost_microunits = cost;
+            record.attempts = attempts;
+            gateway.log_execution(decision, record).await
+        }
+        .await;
+        // The end marker goes out only once the execution is in the log.
+        if logged.is_ok() && connected {
+            let _ = sender.send(Bytes::from(tail)).await;
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async {
+            receiver
+                .recv()
+                .await
+                .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), receiver))
+        },
+    ));
+    let response = (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response();
+    with_headers(response, sequence, &gateway.inner.compiled.models[index])
+}
