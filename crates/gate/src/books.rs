@@ -398,7 +398,11 @@ impl Books {
         }
         let touched = match record {
             GateRecord::Header(_) => return Err(BooksError::MisplacedHeader),
-            GateRecord::Policy(_) | GateRecord::Outcome(_) | GateRecord::PolicyNames(_) => None,
+            GateRecord::Policy(_)
+            | GateRecord::Outcome(_)
+            | GateRecord::PolicyNames(_)
+            | GateRecord::Reserved10
+            | GateRecord::Promotion(_) => None,
             GateRecord::TenantCreated(created) => Some(self.create(created)?),
             GateRecord::TopUp(top_up) => Some(self.top_up(top_up)?),
             GateRecord::LimitsChanged(limits) => Some(self.limits(limits)?),

@@ -129,6 +129,6 @@ pub use gate::{
 pub use names::{NameMap, NameMapError};
 pub use record::{
     BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, MAX_OUTCOME_DETAIL_BYTES,
-    MAX_TENANT_NAME_BYTES, SettlementKind,
+    MAX_TENANT_NAME_BYTES, PromotionRecord, SettlementKind,
 };
 pub use verify::{GateReport, RecordCounts, VerifyError, VerifyOptions, verify_dir};

@@ -53,6 +53,11 @@ pub enum GateRecord {
     BookSnapshot(BookSnapshot),
     /// 9: the names of a policy's ids and bits, written right after its policy record.
     PolicyNames(PolicyNames),
+    /// 10: reserved for the execution record of a concurrent branch; this version
+    /// never writes it and the verifier refuses it.
+    Reserved10,
+    /// 11: a policy was promoted (or rolled back) after an offline evaluation.
+    Promotion(PromotionRecord),
 }
 
 impl GateRecord {
@@ -70,6 +75,8 @@ impl GateRecord {
             Self::Outcome(_) => "outcome",
             Self::BookSnapshot(_) => "book-snapshot",
             Self::PolicyNames(_) => "policy-names",
+            Self::Reserved10 => "reserved-10",
+            Self::Promotion(_) => "promotion",
         }
     }
 }
@@ -281,4 +288,23 @@ pub struct PolicyNames {
     pub policy_digest: Digest,
     /// The names.
     pub names: NameMap,
+}
+
+/// A policy promotion: the policy installed after an offline evaluation passed, bound
+/// to the digest of that evaluation's report; or a rollback to the policy in force
+/// before the last promotion. Written right after the policy record it installs; the
+/// verifier checks that policies of both digests were recorded before it. It changes
+/// no books.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    /// Digest of the policy installed (`calypol1`).
+    pub policy_digest: Digest,
+    /// Digest of the policy in force before it.
+    pub previous_policy_digest: Digest,
+    /// SHA-256 of the promotion report's canonical bytes (`docs/CLI.md`, "promote");
+    /// all zero for a rollback.
+    pub report_digest: Digest,
+    /// Whether this is a rollback to [`Self::policy_digest`], the policy in force
+    /// before the last promotion.
+    pub rollback: bool,
 }

@@ -59,6 +59,8 @@ pub struct RecordCounts {
     pub outcomes_unchecked: u64,
     /// Policy-names records, each checked against the policy it names.
     pub policy_names: u64,
+    /// Promotion and rollback records, each checked to name recorded policies.
+    pub promotions: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -143,6 +145,22 @@ pub enum VerifyError {
         /// The digest it names.
         policy_digest: Digest,
     },
+    /// A promotion record names a policy no record before it holds.
+    #[error("record {sequence}: promotion names policy {policy_digest}, which no earlier record holds", policy_digest = calybris_digest::Hex(policy_digest.as_slice()))]
+    PromotionUnknownPolicy {
+        /// The promotion record.
+        sequence: u64,
+        /// The digest it names.
+        policy_digest: Digest,
+    },
+    /// A record of a kind this version reserves and never writes.
+    #[error("record {sequence}: a reserved record kind ({kind})")]
+    ReservedRecord {
+        /// The record.
+        sequence: u64,
+        /// Its kind.
+        kind: &'static str,
+    },
     /// A policy-names record is not valid on its own or for its policy.
     #[error("record {sequence}: invalid policy names: {error}")]
     InvalidNames {
@@ -175,6 +193,8 @@ impl VerifyError {
             | Self::OutcomeDigestMismatch { sequence, .. }
             | Self::OutcomeTooLarge { sequence, .. }
             | Self::NamesUnknownPolicy { sequence, .. }
+            | Self::PromotionUnknownPolicy { sequence, .. }
+            | Self::ReservedRecord { sequence, .. }
             | Self::InvalidNames { sequence, .. } => Some(*sequence),
         }
     }
@@ -321,6 +341,23 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
                 counts.budget_changes += 1;
+            }
+            GateRecord::Promotion(record) => {
+                for digest in [record.policy_digest, record.previous_policy_digest] {
+                    if !policies.contains_key(&digest) {
+                        return Err(VerifyError::PromotionUnknownPolicy {
+                            sequence,
+                            policy_digest: digest,
+                        });
+                    }
+                }
+                counts.promotions += 1;
+            }
+            GateRecord::Reserved10 => {
+                return Err(VerifyError::ReservedRecord {
+                    sequence,
+                    kind: entry.record.kind(),
+                });
             }
             GateRecord::Header(_) => {}
         }

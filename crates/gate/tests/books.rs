@@ -125,7 +125,9 @@ impl Model {
             | GateRecord::Policy(_)
             | GateRecord::Outcome(_)
             | GateRecord::PolicyNames(_)
+            | GateRecord::Promotion(_)
             | GateRecord::LimitsChanged(_) => true,
+            GateRecord::Reserved10 => false,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {
                     return false;
