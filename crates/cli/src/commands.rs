@@ -632,7 +632,20 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&snapshot.policy_digest)
         ),
         GateRecord::PolicyNames(names) => crate::policy_file::names_record_text(&head, names),
-        GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
+        GateRecord::Promotion(promotion) => format!(
+            "{head}: {} policy {} (previous {}), report digest {}\n",
+            if promotion.rollback {
+                "rollback to"
+            } else {
+                "promotes"
+            },
+            digest_to_hex(&promotion.policy_digest),
+            digest_to_hex(&promotion.previous_policy_digest),
+            digest_to_hex(&promotion.report_digest)
+        ),
+        GateRecord::Policy(_) | GateRecord::Decision(_) | GateRecord::Reserved10 => {
+            format!("{head}\n")
+        }
     }
 }
 

@@ -24,7 +24,8 @@ use crate::names::NameMap;
 use crate::record::{
     BookSnapshot, BudgetOutcome, GATE_FORMAT_VERSION, GateDecision, GateRecord, LimitsChanged,
     LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, OpenHold, OutcomeRecord,
-    PolicyNames, PromotionRecord, SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    PolicyNames, PromotionRecord, SettlementKind, SettlementRecord, SnapshotTenant, TenantCreated,
+    TopUp,
 };
 
 /// The log's directory inside a gate directory.
