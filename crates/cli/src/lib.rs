@@ -54,6 +54,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod commands;
+pub mod counterfactual;
 pub mod demo;
 pub mod files;
 pub mod gate;
@@ -276,7 +277,7 @@ enum Command {
     /// estimate its value and judge it for promotion.
     #[command(after_help = after!(
         "calybris shadow ./calybris-demo --candidate candidate.toml --json > report.json",
-        "Exit codes:\n  0  the report was printed (whether or not the candidate is promotable)\n  1  INVALID: the candidate policy file is invalid\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), holds no outcome (NO_OUTCOMES), an unreadable file, or a bad argument"
+        "Exit codes:\n  0  the report was printed (whether or not the candidate is promotable)\n  1  INVALID: the candidate policy file is invalid\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), an unreadable file, or a bad argument"
     ))]
     Shadow {
         /// The gate directory.
@@ -311,6 +312,22 @@ enum Command {
     Rollback {
         /// The gate directory.
         dir: PathBuf,
+    },
+    /// For one logged decision: the margin by which the winner won, and for each
+    /// numeric request field the nearest value that changes the decision.
+    #[command(after_help = after!(
+        "calybris counterfactual ./calybris-demo --seq 5",
+        "Exit codes:\n  0  the answer was printed\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), the record is not a decision (NOT_FOUND), or a bad argument"
+    ))]
+    Counterfactual {
+        /// The gate directory.
+        dir: PathBuf,
+        /// Sequence number of the decision record.
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// Print one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
     #[command(flatten)]
     Tlog(tlog::TlogCommand),
@@ -407,6 +424,7 @@ where
             report,
         } => ope_cmd::promote(&dir, &candidate, &report),
         Command::Rollback { dir } => ope_cmd::rollback(&dir),
+        Command::Counterfactual { dir, seq, json } => counterfactual::run(&dir, seq, json),
         Command::Tlog(command) => tlog::run(command),
     }
 }

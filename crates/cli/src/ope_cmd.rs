@@ -217,12 +217,6 @@ fn evaluate(
     };
     let shadow =
         ope::shadow(&log, &loaded.policy).map_err(|e| error(Code::NoOutcomes, &e.to_string()))?;
-    if shadow.rows == 0 {
-        return Err(error(
-            Code::NoOutcomes,
-            "no selection with an outcome in the log",
-        ));
-    }
     let report = PromotionReport::new(&incumbent, &loaded.policy, log.anchor, criteria, shadow);
     Ok((log, loaded, report))
 }

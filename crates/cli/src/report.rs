@@ -273,7 +273,7 @@ pub enum Code {
     /// `regret`, `shadow`, `promote`, `rollback`: the gate directory does not verify
     /// or cannot be read (exit 2).
     LogNotVerified,
-    /// `regret`, `shadow`, `promote`: no selection with an outcome to estimate from (exit 2).
+    /// `regret`: no selection with an outcome to estimate from (exit 2).
     NoOutcomes,
     /// `promote`: the report does not pass its criteria (exit 1).
     NotPromotable,

@@ -372,3 +372,70 @@ fn the_join_counts_unknown_decisions_and_wrong_digests_on_raw_records() {
         "every outcome record lands in one count"
     );
 }
+
+#[test]
+fn counterfactual_names_the_margin_and_an_exact_nearest_change() {
+    let root = temp_dir("counterfactual");
+    let dir = root.join("gate");
+    write(&dir, 20, 0, 0);
+    let (sequence, input, decision) = records(&dir)
+        .into_iter()
+        .enumerate()
+        .find_map(|(seq, r)| match r {
+            GateRecord::Decision(d) if d.audit.decision.is_selection() => {
+                Some((seq as u64, d.audit.input, d.audit.decision))
+            }
+            _ => None,
+        })
+        .expect("a selection");
+    let run = calybris(&[
+        "counterfactual",
+        s(&dir),
+        "--seq",
+        &sequence.to_string(),
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let v = run.json();
+    let snapshot = policy(1).into_snapshot();
+    let winner = snapshot
+        .utility_for_model(input, decision.selected_model_id)
+        .expect("winner utility");
+    let runner = if decision.eligible_models >= 2 {
+        decision.counterfactual_utility_microunits
+    } else {
+        0
+    };
+    assert_eq!(v["margin_microunits"], winner - runner);
+    let changes = v["changes"].as_array().expect("changes");
+    let risk = changes
+        .iter()
+        .find(|c| c["field"] == "risk_bps")
+        .expect("risk changes the decision (the hard limit is 9,000)");
+    // Exact: at the value found the decision differs, one step nearer it does not.
+    let to: u16 = risk["to"].as_str().expect("to").parse().expect("u16");
+    let at = snapshot.prescribe(KernelInput {
+        risk_bps: to,
+        ..input
+    });
+    let step = if to > input.risk_bps { to - 1 } else { to + 1 };
+    let before = snapshot.prescribe(KernelInput {
+        risk_bps: step,
+        ..input
+    });
+    assert_ne!(
+        (at.action, at.selected_model_id),
+        (decision.action, decision.selected_model_id)
+    );
+    assert_eq!(
+        (before.action, before.selected_model_id),
+        (decision.action, decision.selected_model_id)
+    );
+    // Every boundary reported is verified the same way.
+    for c in changes {
+        assert_ne!(c["from"], c["to"], "{c}");
+    }
+    let missing = calybris(&["counterfactual", s(&dir), "--seq", "0"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("NOT_FOUND"), "{missing:?}");
+}
