@@ -18,7 +18,13 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let dir_text = dir.to_str().expect("utf-8 temp dir").to_owned();
     let code = calybris_cli::run([
-        "calybris", "demo", "--requests", "20000", "--dir", &dir_text, "--json",
+        "calybris",
+        "demo",
+        "--requests",
+        "20000",
+        "--dir",
+        &dir_text,
+        "--json",
     ]);
     assert_eq!(code, 0, "the demo failed");
     let policy = calybris_cli::demo::policy().expect("the demo policy");
@@ -34,7 +40,12 @@ fn main() {
     for run in 1..=5 {
         let start = Instant::now();
         let code = calybris_cli::run([
-            "calybris", "shadow", &dir_text, "--candidate", &candidate, "--json",
+            "calybris",
+            "shadow",
+            &dir_text,
+            "--candidate",
+            &candidate,
+            "--json",
         ]);
         let seconds = start.elapsed().as_secs_f64();
         assert_eq!(code, 0, "shadow failed");
