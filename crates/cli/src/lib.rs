@@ -25,6 +25,11 @@
 //!   ([`policy_file`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
+//! - `regret DIR`, `shadow DIR --candidate P`, `promote DIR --candidate P --report R`,
+//!   `rollback DIR`: off-policy evaluation of a gate directory's outcomes and the
+//!   promotion gate ([`ope`], [`promotion`], [`ope_cmd`]).
+//! - `counterfactual DIR --seq N`: the winner's margin and the nearest change of each
+//!   numeric request field that changes a logged decision ([`counterfactual`]).
 //! - `completions SHELL`: a shell completion script generated from [`command`],
 //!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
 //!

@@ -439,3 +439,38 @@ fn counterfactual_names_the_margin_and_an_exact_nearest_change() {
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("NOT_FOUND"), "{missing:?}");
 }
+
+#[test]
+fn a_promotion_naming_an_unrecorded_policy_does_not_verify() {
+    use calybris::gate::record::PromotionRecord;
+    use calybris::wal::{DurableConfig, DurableWal};
+    let root = temp_dir("forged-promotion");
+    let dir = root.join("gate");
+    write(&dir, 10, 0, 0);
+    let mut forged = records(&dir);
+    let at = forged.len();
+    forged.push(GateRecord::Promotion(PromotionRecord {
+        policy_digest: Digest([7; 32]),
+        previous_policy_digest: *policy(1).digest(),
+        report_digest: Digest([0; 32]),
+        rollback: false,
+    }));
+    let copy = root.join("copy");
+    std::fs::create_dir_all(&copy).expect("dir");
+    let wal = DurableWal::<GateRecord>::open(&copy.join(LOG_DIR), DurableConfig::default())
+        .expect("open the forged log");
+    for record in &forged {
+        let _ = wal.append(record).expect("append");
+    }
+    wal.close().expect("close");
+    // Named like a names record of an unrecorded policy: POLICY_MISSING, exit 2.
+    let run = calybris(&["verify", s(&copy), "--json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["reason"], "POLICY_MISSING", "{v}");
+    assert_eq!(v["sequence"], at as u64, "{v}");
+    // The evaluation commands refuse it too.
+    let refused = calybris(&["regret", s(&copy)]);
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("LOG_NOT_VERIFIED"), "{refused:?}");
+}
