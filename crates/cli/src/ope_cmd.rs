@@ -125,10 +125,13 @@ pub fn regret(dir: &Path, json: bool) -> u8 {
     let mut text = join_text(&log);
     text.push_str("regret = alternative's predicted utility - selected model's observed reward (microunits per decision, 95% interval)\n");
     for row in r.rows.iter().chain(r.total.iter()) {
+        let group = if row.model_id == 0 {
+            "all tenants, all models".to_owned()
+        } else {
+            format!("tenant {} model {}", row.tenant, row.model_id)
+        };
         text.push_str(&format!(
-            "  tenant {} model {}: n {}, observed {}, predicted {}, alternative {}, regret {}\n",
-            row.tenant,
-            row.model_id,
+            "  {group}: n {}, observed {}, predicted {}, alternative {}, regret {}\n",
             row.observed.n,
             mean_text(&row.observed),
             mean_text(&row.predicted),
@@ -281,10 +284,14 @@ pub fn shadow(dir: &Path, candidate_path: &Path, criteria: Criteria, json: bool)
         text.push_str(&format!("  {word}: {}\n", if ok { "pass" } else { "FAIL" }));
     }
     for l in &report.loosened {
+        let model = if l.gate == 3 {
+            format!(" of model {}", l.model_id)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
-            "  loosened {} (model {}): {} -> {}\n",
+            "  loosened {}{model}: {} -> {}\n",
             l.name(),
-            l.model_id,
             l.incumbent,
             l.candidate
         ));
