@@ -647,6 +647,17 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             "{head}: tenant {} refused for its lease ({}), lease {:?} issued by {:?}\n",
             refusal.tenant, refusal.reason, refusal.lease_id, refusal.issued_by
         ),
+        GateRecord::Promotion(promotion) => format!(
+            "{head}: {} policy {} (previous {}), report digest {}\n",
+            if promotion.rollback {
+                "rollback to"
+            } else {
+                "promotes"
+            },
+            digest_to_hex(&promotion.policy_digest),
+            digest_to_hex(&promotion.previous_policy_digest),
+            digest_to_hex(&promotion.report_digest)
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -93,8 +93,9 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *first_sequence,
             Finding::new(Reason::BooksSnapshotMismatch, error.to_string()),
         ),
-        // A names record of a policy no earlier record holds.
-        VerifyError::NamesUnknownPolicy { sequence, .. } => located(
+        // A names or promotion record of a policy no earlier record holds.
+        VerifyError::NamesUnknownPolicy { sequence, .. }
+        | VerifyError::PromotionUnknownPolicy { sequence, .. } => located(
             *sequence,
             Finding::new(Reason::PolicyMissing, error.to_string()),
         ),

@@ -25,6 +25,11 @@
 //!   ([`policy_file`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
+//! - `regret DIR`, `shadow DIR --candidate P`, `promote DIR --candidate P --report R`,
+//!   `rollback DIR`: off-policy evaluation of a gate directory's outcomes and the
+//!   promotion gate ([`ope`], [`promotion`], [`ope_cmd`]).
+//! - `counterfactual DIR --seq N`: the winner's margin and the nearest change of each
+//!   numeric request field that changes a logged decision ([`counterfactual`]).
 //! - `completions SHELL`: a shell completion script generated from [`command`],
 //!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
 //! - `serve --config FILE | --demo [--listen ADDR] [--dir DIR]`: the OpenAI-compatible
@@ -56,6 +61,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub mod commands;
+pub mod counterfactual;
 pub mod demo;
 pub mod files;
 pub mod gate;
@@ -63,7 +69,10 @@ pub mod human;
 #[cfg(feature = "man")]
 #[cfg_attr(docsrs, doc(cfg(feature = "man")))]
 pub mod man;
+pub mod ope;
+pub mod ope_cmd;
 pub mod policy_file;
+pub mod promotion;
 pub mod render;
 pub mod report;
 pub mod scan;
@@ -259,6 +268,75 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Estimated regret per tenant and selected model from the outcomes bound to
+    /// decisions, and the calibration of the kernel's expected utility.
+    #[command(after_help = after!(
+        "calybris regret ./calybris-demo --json",
+        "Exit codes:\n  0  the report was printed\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), holds no outcome (NO_OUTCOMES), or a bad argument"
+    ))]
+    Regret {
+        /// The gate directory.
+        dir: PathBuf,
+        /// Print one JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay every logged request under a candidate policy, count the mismatches,
+    /// estimate its value and judge it for promotion.
+    #[command(after_help = after!(
+        "calybris shadow ./calybris-demo --candidate candidate.toml --json > report.json",
+        "Exit codes:\n  0  the report was printed (whether or not the candidate is promotable)\n  1  INVALID: the candidate policy file is invalid\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), an unreadable file, or a bad argument"
+    ))]
+    Shadow {
+        /// The gate directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        criteria: CriteriaArgs,
+        /// Print one JSON object on one line (what `promote --report` reads).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a candidate policy when its promotion report passes and its digest
+    /// matches the report recomputed from the directory.
+    #[command(after_help = after!(
+        "calybris promote ./calybris-demo --candidate candidate.toml --report report.json",
+        "Exit codes:\n  0  PROMOTED: installed, and the promotion recorded in the log\n  1  REFUSED: the report does not pass (NOT_PROMOTABLE) or its digest does not match (REPORT_MISMATCH); INVALID: a bad file\n  2  ERROR: the directory does not verify, the gate failed (GATE_FAILED), or a bad argument"
+    ))]
+    Promote {
+        /// The gate directory.
+        dir: PathBuf,
+        /// The candidate policy: TOML or JSON by name, or the kernel's numeric JSON.
+        #[arg(long, value_name = "POLICY")]
+        candidate: PathBuf,
+        /// The report (`shadow --json` output).
+        #[arg(long, value_name = "R")]
+        report: PathBuf,
+    },
+    /// Reinstall the policy in force before the last promotion.
+    #[command(after_help = after!(
+        "calybris rollback ./calybris-demo",
+        "Exit codes:\n  0  ROLLED_BACK: reinstalled, and recorded in the log\n  2  ERROR: nothing to roll back (NOTHING_TO_ROLL_BACK), the directory does not verify, or the gate failed"
+    ))]
+    Rollback {
+        /// The gate directory.
+        dir: PathBuf,
+    },
+    /// For one logged decision: the margin by which the winner won, and for each
+    /// numeric request field the nearest value that changes the decision.
+    #[command(after_help = after!(
+        "calybris counterfactual ./calybris-demo --seq 5",
+        "Exit codes:\n  0  the answer was printed\n  2  ERROR: the directory does not verify (LOG_NOT_VERIFIED), the record is not a decision (NOT_FOUND), or a bad argument"
+    ))]
+    Counterfactual {
+        /// The gate directory.
+        dir: PathBuf,
+        /// Sequence number of the decision record.
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// Print one JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Tlog(tlog::TlogCommand),
     #[command(after_help = after!(
@@ -282,6 +360,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// The candidate and the promotion criteria of `shadow`.
+#[derive(Debug, Args)]
+struct CriteriaArgs {
+    /// The candidate policy: TOML or JSON by name, or the kernel's numeric JSON.
+    #[arg(long, value_name = "POLICY")]
+    candidate: PathBuf,
+    /// Fewest supported rows (the effective sample size).
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    min_ess: u64,
+    /// Least lower 95 % bound of the gain per decision, in microunits.
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    margin: i64,
+    /// Most decisions decided otherwise, per mille.
+    #[arg(long, value_name = "K", default_value_t = 200)]
+    max_mismatch_per_mille: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +432,28 @@ where
             json,
         } => demo::run(requests, &dir, fresh, json),
         Command::Completions { shell } => completions(shell),
+        Command::Regret { dir, json } => ope_cmd::regret(&dir, json),
+        Command::Shadow {
+            dir,
+            criteria,
+            json,
+        } => ope_cmd::shadow(
+            &dir,
+            &criteria.candidate,
+            promotion::Criteria {
+                min_ess: criteria.min_ess,
+                margin_microunits: criteria.margin,
+                max_mismatch_per_mille: criteria.max_mismatch_per_mille,
+            },
+            json,
+        ),
+        Command::Promote {
+            dir,
+            candidate,
+            report,
+        } => ope_cmd::promote(&dir, &candidate, &report),
+        Command::Rollback { dir } => ope_cmd::rollback(&dir),
+        Command::Counterfactual { dir, seq, json } => counterfactual::run(&dir, seq, json),
         Command::Tlog(command) => tlog::run(command),
         Command::Serve {
             config,

@@ -270,11 +270,25 @@ pub enum Code {
     DemoFailed,
     /// The demo's log does not verify or disagrees with what was decided (exit 2).
     DemoCheckFailed,
+    /// `regret`, `shadow`, `promote`, `rollback`: the gate directory does not verify
+    /// or cannot be read (exit 2).
+    LogNotVerified,
+    /// `regret`: no selection with an outcome to estimate from (exit 2).
+    NoOutcomes,
+    /// `promote`: the report does not pass its criteria (exit 1).
+    NotPromotable,
+    /// `promote`: the report's digest is not the digest of the report recomputed from
+    /// the directory and the candidate (exit 1).
+    ReportMismatch,
+    /// `rollback`: no promotion installed the policy in force (exit 2).
+    NothingToRollBack,
+    /// `promote`, `rollback`: the gate failed to open or to write (exit 2).
+    GateFailed,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 16] = [
         Self::Usage,
         Self::NotFound,
         Self::TooLarge,
@@ -285,6 +299,12 @@ impl Code {
         Self::DirNotEmpty,
         Self::DemoFailed,
         Self::DemoCheckFailed,
+        Self::LogNotVerified,
+        Self::NoOutcomes,
+        Self::NotPromotable,
+        Self::ReportMismatch,
+        Self::NothingToRollBack,
+        Self::GateFailed,
     ];
 
     /// The code as printed.
@@ -301,6 +321,12 @@ impl Code {
             Self::DirNotEmpty => "DIR_NOT_EMPTY",
             Self::DemoFailed => "DEMO_FAILED",
             Self::DemoCheckFailed => "DEMO_CHECK_FAILED",
+            Self::LogNotVerified => "LOG_NOT_VERIFIED",
+            Self::NoOutcomes => "NO_OUTCOMES",
+            Self::NotPromotable => "NOT_PROMOTABLE",
+            Self::ReportMismatch => "REPORT_MISMATCH",
+            Self::NothingToRollBack => "NOTHING_TO_ROLL_BACK",
+            Self::GateFailed => "GATE_FAILED",
         }
     }
 }

@@ -24,8 +24,8 @@ use crate::names::NameMap;
 use crate::record::{
     BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
     LeaseRefusal, LimitsChanged, LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES,
-    OpenHold, OutcomeRecord, PolicyNames, SettlementKind, SettlementRecord, SnapshotTenant,
-    TenantCreated, TopUp,
+    OpenHold, OutcomeRecord, PolicyNames, PromotionRecord, SettlementKind, SettlementRecord,
+    SnapshotTenant, TenantCreated, TopUp,
 };
 
 /// The log's directory inside a gate directory.
@@ -1198,6 +1198,22 @@ impl Gate {
         }
         *self.inner.names.lock() = names.map(Arc::new);
         *current = Arc::new(policy);
+        Ok(ticket)
+    }
+
+    /// Records a promotion or a rollback ([`GateRecord::Promotion`]) after the policy
+    /// it names was installed with [`install_policy`](Self::install_policy). The gate
+    /// does not judge the report; the verifier checks that both policies were
+    /// recorded before the record.
+    ///
+    /// # Errors
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn record_promotion(&self, record: PromotionRecord) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let barrier = self.inner.policy.read();
+        let ticket = self.append(&GateRecord::Promotion(record))?;
+        drop(barrier);
+        self.maybe_snapshot(ticket.sequence());
         Ok(ticket)
     }
 

@@ -67,6 +67,8 @@ pub enum GateRecord {
     /// 11: a request refused before any decision because its authority lease was
     /// missing, expired or out of scope. Nothing is priced or held; folded as a no-op.
     LeaseRefused(LeaseRefusal),
+    /// 12: a policy was promoted (or rolled back) after an offline evaluation.
+    Promotion(PromotionRecord),
 }
 
 impl GateRecord {
@@ -86,6 +88,7 @@ impl GateRecord {
             Self::PolicyNames(_) => "policy-names",
             Self::Execution(_) => "execution",
             Self::LeaseRefused(_) => "lease-refused",
+            Self::Promotion(_) => "promotion",
         }
     }
 }
@@ -400,4 +403,23 @@ impl LeaseRefusal {
             && self.issued_by.len() <= MAX_EXECUTION_NAME_BYTES
             && self.reason.len() <= MAX_EXECUTION_NAME_BYTES
     }
+}
+
+/// A policy promotion: the policy installed after an offline evaluation passed, bound
+/// to the digest of that evaluation's report; or a rollback to the policy in force
+/// before the last promotion. Written right after the policy record it installs; the
+/// verifier checks that policies of both digests were recorded before it. It changes
+/// no books.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    /// Digest of the policy installed (`calypol1`).
+    pub policy_digest: Digest,
+    /// Digest of the policy in force before it.
+    pub previous_policy_digest: Digest,
+    /// SHA-256 of the promotion report's canonical bytes (`docs/CLI.md`, "promote");
+    /// all zero for a rollback.
+    pub report_digest: Digest,
+    /// Whether this is a rollback to [`Self::policy_digest`], the policy in force
+    /// before the last promotion.
+    pub rollback: bool,
 }

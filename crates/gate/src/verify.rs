@@ -65,6 +65,8 @@ pub struct RecordCounts {
     pub executions_unchecked: u64,
     /// Requests refused for their authority lease.
     pub lease_refusals: u64,
+    /// Promotion and rollback records, each checked to name recorded policies.
+    pub promotions: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -149,6 +151,14 @@ pub enum VerifyError {
         /// The digest it names.
         policy_digest: Digest,
     },
+    /// A promotion record names a policy no record before it holds.
+    #[error("record {sequence}: promotion names policy {policy_digest}, which no earlier record holds", policy_digest = calybris_digest::Hex(policy_digest.as_slice()))]
+    PromotionUnknownPolicy {
+        /// The promotion record.
+        sequence: u64,
+        /// The digest it names.
+        policy_digest: Digest,
+    },
     /// A policy-names record is not valid on its own or for its policy.
     #[error("record {sequence}: invalid policy names: {error}")]
     InvalidNames {
@@ -210,7 +220,8 @@ impl VerifyError {
             | Self::InvalidNames { sequence, .. }
             | Self::ExecutionUnknownDecision { sequence, .. }
             | Self::ExecutionDigestMismatch { sequence, .. }
-            | Self::RecordOutOfBounds { sequence, .. } => Some(*sequence),
+            | Self::RecordOutOfBounds { sequence, .. }
+            | Self::PromotionUnknownPolicy { sequence, .. } => Some(*sequence),
         }
     }
 }
@@ -356,6 +367,17 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
                 counts.budget_changes += 1;
+            }
+            GateRecord::Promotion(record) => {
+                for digest in [record.policy_digest, record.previous_policy_digest] {
+                    if !policies.contains_key(&digest) {
+                        return Err(VerifyError::PromotionUnknownPolicy {
+                            sequence,
+                            policy_digest: digest,
+                        });
+                    }
+                }
+                counts.promotions += 1;
             }
             GateRecord::Header(_) => {}
             GateRecord::Execution(record) => {

@@ -127,6 +127,7 @@ impl Model {
             | GateRecord::PolicyNames(_)
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
+            | GateRecord::Promotion(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

@@ -10,7 +10,7 @@ use calybris_digest::{SealedPolicy, decision_digest, input_digest, tenant_number
 use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
     BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
-    SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
@@ -172,6 +172,12 @@ fn records() -> Vec<GateRecord> {
             issued_by: "ops".into(),
             reason: "expired".into(),
         }),
+        GateRecord::Promotion(PromotionRecord {
+            policy_digest: *policy.digest(),
+            previous_policy_digest: calybris_digest::Digest([0x11; 32]),
+            report_digest: calybris_digest::Digest([0x22; 32]),
+            rollback: false,
+        }),
     ]
 }
 
@@ -209,8 +215,8 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11]);
+    // policy names, execution, lease refusal, promotion
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12]);
 }
 
 #[test]
