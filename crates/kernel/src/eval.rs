@@ -154,23 +154,23 @@ impl Bounds {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Request {
     /// `max(business_value, 0) * confidence_bps`, exact.
-    value_confidence: u128,
+    pub(crate) value_confidence: u128,
     /// The request's risk penalty, exact.
-    risk_penalty: u128,
+    pub(crate) risk_penalty: u128,
     /// The policy's latency penalty rate, for the exact wide path.
-    latency_rate: u64,
+    pub(crate) latency_rate: u64,
     /// The latency cap, with "no limit" turned into `u32::MAX`, which no latency exceeds.
-    latency_cap_ms: u32,
-    input_tokens: u32,
-    output_tokens: u32,
-    budget_limit: u64,
-    required_capabilities: u64,
-    allowed_provider_mask: u64,
-    required_region_mask: u64,
-    minimum_quality_bps: u16,
-    risk_bps: u16,
+    pub(crate) latency_cap_ms: u32,
+    pub(crate) input_tokens: u32,
+    pub(crate) output_tokens: u32,
+    pub(crate) budget_limit: u64,
+    pub(crate) required_capabilities: u64,
+    pub(crate) allowed_provider_mask: u64,
+    pub(crate) required_region_mask: u64,
+    pub(crate) minimum_quality_bps: u16,
+    pub(crate) risk_bps: u16,
     /// Whether the `u64` pricing path is exact for every candidate of the policy.
-    narrow: bool,
+    pub(crate) narrow: bool,
 }
 
 /// Exact `floor(x / d)` that takes the cheap `u64` division when `x` fits in 64 bits.
@@ -255,7 +255,7 @@ impl Request {
 
     /// `ceil(in_tokens * in_rate / 1e6) + ceil(out_tokens * out_rate / 1e6)`, saturating.
     #[inline(always)]
-    fn cost<const NARROW: bool>(&self, c: &Candidate) -> u64 {
+    pub(crate) fn cost<const NARROW: bool>(&self, c: &Candidate) -> u64 {
         const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
         if NARROW {
             // Proven by `Request::new`: both products are at most NARROW_PRICE_MAX, so
@@ -280,7 +280,7 @@ impl Request {
 
     /// `floor(value * confidence * quality / 1e8)`.
     #[inline(always)]
-    fn quality_adjusted<const NARROW: bool>(&self, c: &Candidate) -> u128 {
+    pub(crate) fn quality_adjusted<const NARROW: bool>(&self, c: &Candidate) -> u128 {
         if NARROW {
             // Proven by `Request::new`: value * confidence * max_quality fits in u64.
             let vc = self.value_confidence as u64;
@@ -330,7 +330,7 @@ impl Request {
     /// Utility on the narrow path: every term is below [`NARROW_TERM_LIMIT`] (proven by
     /// `Request::new`), so the `i64` arithmetic is exact and needs no clamp.
     #[inline(always)]
-    fn narrow_utility(&self, c: &Candidate, quality_adjusted: u128, cost: u64) -> i64 {
+    pub(crate) fn narrow_utility(&self, c: &Candidate, quality_adjusted: u128, cost: u64) -> i64 {
         let term = |x: u64| x.cast_signed();
         term(quality_adjusted as u64)
             - term(self.risk_penalty as u64)
@@ -404,6 +404,10 @@ pub(crate) trait Observer {
     /// Whether the observer needs every candidate's assessment; when it does not, the
     /// branch-free narrow loop runs instead.
     const DETAILED: bool;
+    /// Whether the caller reads the per-gate counters of the evaluation (a trace does,
+    /// a plain `prescribe` does not once a candidate is eligible).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    const COUNTS: bool;
     fn observe(&mut self, index: usize, candidate: &Candidate, request: &Request, a: &Assessment);
 }
 
@@ -412,13 +416,24 @@ pub(crate) struct Silent;
 
 impl Observer for Silent {
     const DETAILED: bool = false;
+    const COUNTS: bool = false;
+    #[inline(always)]
+    fn observe(&mut self, _: usize, _: &Candidate, _: &Request, _: &Assessment) {}
+}
+
+/// The observer of `prescribe_with_trace`: no per-candidate detail, every counter.
+pub(crate) struct Counting;
+
+impl Observer for Counting {
+    const DETAILED: bool = false;
+    const COUNTS: bool = true;
     #[inline(always)]
     fn observe(&mut self, _: usize, _: &Candidate, _: &Request, _: &Assessment) {}
 }
 
 /// A ranked, eligible candidate.
 #[derive(Clone, Copy, Debug)]
-struct Ranked {
+pub(crate) struct Ranked {
     utility: i64,
     cost: u64,
     quality_bps: u16,
@@ -534,6 +549,18 @@ pub(crate) fn request_refusal(input: &KernelInput, params: &PolicyParams) -> Opt
     }
 }
 
+/// The decision and (empty) tally of a request refused before any candidate, if it is.
+#[inline(always)]
+pub(crate) fn refusal(input: &KernelInput, params: &PolicyParams) -> Option<(KernelDecision, Tally)> {
+    let reason = request_refusal(input, params)?;
+    let tally = Tally {
+        counts: [0; gate::COUNT],
+        evaluated: 0,
+        eligible: 0,
+    };
+    Some((rejection(input, params, reason, 0), tally))
+}
+
 /// Evaluates `input` against a catalog given as candidates in ascending `model_id`.
 #[inline(always)]
 pub(crate) fn evaluate<I, C, O>(
@@ -549,13 +576,8 @@ where
     C: Borrow<Candidate>,
     O: Observer,
 {
-    if let Some(reason) = request_refusal(input, params) {
-        let tally = Tally {
-            counts: [0; gate::COUNT],
-            evaluated: 0,
-            eligible: 0,
-        };
-        return (rejection(input, params, reason, 0), tally);
+    if let Some(refused) = refusal(input, params) {
+        return refused;
     }
     let request = Request::new(input, params, bounds);
     if request.narrow && !O::DETAILED {
@@ -568,7 +590,7 @@ where
 }
 
 #[inline(always)]
-fn rank<const NARROW: bool, I, C, O>(
+pub(crate) fn rank<const NARROW: bool, I, C, O>(
     params: &PolicyParams,
     request: &Request,
     candidates: I,
@@ -631,7 +653,7 @@ const ELIGIBLE_SLOT: u32 = gate::COUNT as u32;
 /// index (lower first, which is the lower `model_id`). It fits because on the narrow
 /// path a positive utility is below 2^38 (it is at most `u64::MAX / 1e8`), a cost is
 /// below 2^46 (two quotients of at most `u64::MAX / 1e6`) and a quality below 2^14.
-mod key {
+pub(crate) mod key {
     pub(super) const INDEX_BITS: u32 = 16;
     pub(super) const QUALITY_BITS: u32 = 14;
     pub(super) const COST_BITS: u32 = 46;
@@ -639,7 +661,7 @@ mod key {
     pub(super) const QUALITY_SHIFT: u32 = INDEX_BITS;
     pub(super) const COST_SHIFT: u32 = QUALITY_SHIFT + QUALITY_BITS;
     pub(super) const UTILITY_SHIFT: u32 = COST_SHIFT + COST_BITS;
-    pub(super) const COST_MAX: u64 = (1 << COST_BITS) - 1;
+    pub(crate) const COST_MAX: u64 = (1 << COST_BITS) - 1;
     pub(super) const INDEX_MAX: u64 = (1 << INDEX_BITS) - 1;
     const _: () = assert!(UTILITY_SHIFT + UTILITY_BITS <= 128);
 }
@@ -647,7 +669,7 @@ mod key {
 /// The rank key of an eligible candidate; every eligible key is above 0, the key of
 /// "nobody".
 #[inline(always)]
-fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
+pub(crate) fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
     u128::from(utility.cast_unsigned()) << key::UTILITY_SHIFT
         | u128::from(key::COST_MAX - cost) << key::COST_SHIFT
         | u128::from(quality_bps) << key::QUALITY_SHIFT
@@ -656,12 +678,12 @@ fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
 
 /// The utility encoded in a rank key (0 for the empty key).
 #[inline(always)]
-fn utility_of(k: u128) -> i64 {
+pub(crate) fn utility_of(k: u128) -> i64 {
     ((k >> key::UTILITY_SHIFT) as u64).cast_signed()
 }
 
 /// Decodes a rank key; `Ranked::NOBODY` for the empty key.
-fn ranked_of(k: u128, models: &[KernelModel]) -> Ranked {
+pub(crate) fn ranked_of(k: u128, models: &[KernelModel]) -> Ranked {
     if k == 0 {
         return Ranked::NOBODY;
     }
@@ -744,7 +766,7 @@ where
 
 /// Turns the ranking and the counters into the decision.
 #[inline(always)]
-fn conclude(
+pub(crate) fn conclude(
     params: &PolicyParams,
     input: &KernelInput,
     best: Ranked,

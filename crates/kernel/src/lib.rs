@@ -89,6 +89,8 @@ extern crate alloc;
 mod error;
 mod eval;
 mod policy;
+#[cfg(feature = "alloc")]
+mod soa;
 mod trace;
 mod types;
 

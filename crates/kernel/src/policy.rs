@@ -51,7 +51,9 @@ macro_rules! decision_methods {
 }
 
 use crate::error::{DecisionField, DecisionMismatch, InputError, PolicyError};
-use crate::eval::{self, Assessment, Bounds, Candidate, Observer, PolicyParams, Silent, Tally};
+use crate::eval::{
+    self, Assessment, Bounds, Candidate, Counting, Observer, PolicyParams, Silent, Tally,
+};
 use crate::trace::DecisionTrace;
 use crate::types::{
     KernelDecision, KernelInput, KernelModel, MAX_BPS, MAX_CATALOG_MODELS, MAX_PROVIDER_ID,
@@ -235,7 +237,7 @@ pub(crate) fn prescribe_with_trace<C: Catalog>(
     c: &C,
     input: &KernelInput,
 ) -> (KernelDecision, DecisionTrace) {
-    let (decision, tally) = c.run(input, &mut Silent);
+    let (decision, tally) = c.run(input, &mut Counting);
     (decision, trace_of(&tally))
 }
 
@@ -359,8 +361,9 @@ mod owned {
     };
     use crate::error::{DecisionMismatch, InputError, PolicyError};
     use crate::eval::{
-        self, Assessment, Bounds, Candidate, Observer, PolicyParams, Request, Silent, Tally,
+        Assessment, Bounds, Candidate, Observer, PolicyParams, Request, Silent, Tally,
     };
+    use crate::soa::{self, Block};
     use crate::trace::{
         CandidateExplanation, CandidateVerdict, DecisionTrace, Explanation, GateKind,
     };
@@ -408,6 +411,8 @@ mod owned {
         params: PolicyParams,
         models: Vec<KernelModel>,
         compiled: Vec<Candidate>,
+        /// The structure-of-arrays index of the catalog, for the mask evaluation.
+        blocks: Vec<Block>,
         bounds: Bounds,
     }
 
@@ -481,10 +486,12 @@ mod owned {
             let rate = params.latency_penalty_microunits_per_ms;
             let compiled = models.iter().map(|m| Candidate::compile(m, rate)).collect();
             let bounds = Bounds::of(&models, rate);
+            let blocks = soa::build(&models);
             Ok(Self {
                 params,
                 models,
                 compiled,
+                blocks,
                 bounds,
             })
         }
@@ -587,11 +594,11 @@ mod owned {
             input: &KernelInput,
             observer: &mut O,
         ) -> (KernelDecision, Tally) {
-            let candidates = self.compiled.iter();
-            eval::evaluate(
+            soa::evaluate(
                 &self.params,
                 &self.bounds,
-                candidates,
+                &self.blocks,
+                &self.compiled,
                 &self.models,
                 input,
                 observer,
@@ -657,6 +664,7 @@ mod owned {
 
     impl Observer for Explainer<'_> {
         const DETAILED: bool = true;
+        const COUNTS: bool = true;
         fn observe(&mut self, index: usize, c: &Candidate, request: &Request, a: &Assessment) {
             let Some(model) = self.models.get(index) else {
                 return;
