@@ -26,7 +26,9 @@
 //! eligible.
 
 use crate::eval::{self, Bounds, Candidate, Counts, Observer, PolicyParams, Request, Tally, gate};
-use crate::types::{KernelDecision, KernelInput, KernelModel, MAX_PROVIDER_ID};
+use crate::types::{
+    BPS_SQUARED, KernelDecision, KernelInput, KernelModel, MAX_PROVIDER_ID, TOKENS_PER_PRICE_UNIT,
+};
 use alloc::vec::Vec;
 
 /// Candidates per block: one bit each of a `u64` mask.
@@ -77,14 +79,14 @@ impl<T: Copy + Ord> Threshold<T> {
         let mut step = width / 2;
         while step > 0 {
             // Invariant: `holds` is true for every key below `base`.
-            if holds(self.keys[(base + step - 1) % LANES]) {
-                base += step;
-            }
+            // Branch-free: the outcome of each probe is data, not control flow.
+            let probe = usize::from(holds(self.keys[(base + step - 1) % LANES]));
+            base += step & probe.wrapping_neg();
             step /= 2;
         }
         let n = base + usize::from(holds(self.keys[base % LANES]));
         debug_assert!(n <= width);
-        self.prefix[n % (LANES + 1)]
+        self.prefix[n.min(LANES)]
     }
 }
 
@@ -121,11 +123,25 @@ pub(crate) struct Block {
     quality: Threshold<u16>,
     latency: Threshold<u32>,
     ceiling: Threshold<u16>,
+    /// What pricing reads, lane by lane.
+    prices: Prices,
+}
+
+/// The priced fields of a block's lanes, one array each, so the survivor loop indexes
+/// them directly by lane.
+#[derive(Clone, Debug)]
+struct Prices {
+    input_rate: [u64; LANES],
+    output_rate: [u64; LANES],
+    /// As [`Candidate::latency_penalty`]: exact on the narrow path.
+    latency_penalty: [u64; LANES],
+    quality: [u16; LANES],
 }
 
 impl Block {
-    fn new(models: &[KernelModel]) -> Self {
+    fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
         debug_assert!(!models.is_empty() && models.len() <= LANES);
+        debug_assert_eq!(models.len(), compiled.len());
         let mut b = Self {
             all: u64::MAX >> (LANES - models.len()),
             width: models.len().next_power_of_two(),
@@ -140,7 +156,19 @@ impl Block {
             quality: Threshold::new(&[], u16::MAX),
             latency: Threshold::new(&[], u32::MAX),
             ceiling: Threshold::new(&[], u16::MAX),
+            prices: Prices {
+                input_rate: [0; LANES],
+                output_rate: [0; LANES],
+                latency_penalty: [0; LANES],
+                quality: [0; LANES],
+            },
         };
+        for (lane, c) in compiled.iter().enumerate() {
+            b.prices.input_rate[lane] = c.input_rate;
+            b.prices.output_rate[lane] = c.output_rate;
+            b.prices.latency_penalty[lane] = c.latency_penalty;
+            b.prices.quality[lane] = c.quality_bps;
+        }
         let mut quality = [0u16; LANES];
         let mut latency = [0u32; LANES];
         let mut ceiling = [0u16; LANES];
@@ -207,8 +235,12 @@ impl Block {
 }
 
 /// The blocks of a catalog sorted by ascending `model_id`.
-pub(crate) fn build(models: &[KernelModel]) -> Vec<Block> {
-    models.chunks(LANES).map(Block::new).collect()
+pub(crate) fn build(models: &[KernelModel], compiled: &[Candidate]) -> Vec<Block> {
+    models
+        .chunks(LANES)
+        .zip(compiled.chunks(LANES))
+        .map(|(m, c)| Block::new(m, c))
+        .collect()
 }
 
 /// Decides `input` over the blocks (and the compiled candidates, in the same order) of a
@@ -243,35 +275,52 @@ pub(crate) fn evaluate<O: Observer>(
     // The lowest utility that can still enter the top two: every eligible utility is at
     // least 1, and below the runner-up's nothing can.
     let mut floor: i64 = 1;
-    for (b, (block, lanes)) in blocks.iter().zip(compiled.chunks(LANES)).enumerate() {
-        debug_assert_eq!(block.all.count_ones() as usize, lanes.len());
+    const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
+    // Proven by `Request::new` on the narrow path: `value * confidence * quality` fits
+    // in u64, both token products stay at most `u64::MAX - ROUND_UP`, and every term
+    // of a utility is below 2^61.
+    let input_tokens = u64::from(request.input_tokens);
+    let output_tokens = u64::from(request.output_tokens);
+    let value_confidence = request.value_confidence as u64;
+    let risk_penalty = request.risk_penalty as u64;
+    let budget = request.budget_limit;
+    for (b, block) in blocks.iter().enumerate() {
         let fails = block.failures(&request);
         let survivors = block.all & !fails.iter().fold(0, |acc, f| acc | f);
         let base = b * LANES;
-        let mut over_budget: u32 = 0;
+        let p = &block.prices;
+        let mut within_budget: u32 = 0;
         let mut block_eligible: u32 = 0;
         let mut todo = survivors;
         while todo != 0 {
-            let lane = todo.trailing_zeros() as usize;
+            let lane = todo.trailing_zeros() as usize % LANES;
             todo &= todo - 1;
-            let Some(c) = lanes.get(lane) else {
-                debug_assert!(false, "a survivor lane past the block");
-                continue;
-            };
-            // Narrow: every term is below 2^61, so the utility is exact even for a
-            // candidate over budget, and computing it for every survivor avoids a branch.
-            let cost = request.cost::<true>(c);
-            let within = cost <= request.budget_limit;
-            let utility = request.narrow_utility(c, request.quality_adjusted::<true>(c), cost);
-            let ok = within & (utility > 0);
-            over_budget += u32::from(!within);
-            block_eligible += u32::from(ok);
-            let ranked = if ok { utility } else { 0 };
+            let cost = (input_tokens * p.input_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
+                + (output_tokens * p.output_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT;
+            let quality_adjusted = value_confidence * u64::from(p.quality[lane]) / BPS_SQUARED;
+            // Three terms below 2^61 each: the sum and the difference are exact in i64,
+            // so the utility is exact even for a candidate over budget, and computing it
+            // for every survivor saves a branch.
+            let utility = quality_adjusted.cast_signed()
+                - (risk_penalty + p.latency_penalty[lane] + cost).cast_signed();
+            debug_assert_eq!(
+                (cost, utility),
+                {
+                    let c = &compiled[base + lane];
+                    let cost = request.cost::<true>(c);
+                    (cost, request.narrow_utility(c, request.quality_adjusted::<true>(c), cost))
+                },
+                "the lane arrays price like the scalar loop"
+            );
+            let within = cost <= budget;
+            within_budget += u32::from(within);
+            block_eligible += u32::from(within & (utility > 0));
+            let ranked = if within { utility } else { 0 };
             if ranked >= floor {
                 debug_assert!(cost <= eval::key::COST_MAX && utility < 1 << 38);
                 // Catalogs hold at most 65,535 candidates, so the index fits.
                 let index = u16::try_from(base + lane).unwrap_or(u16::MAX);
-                let k = eval::rank_key(utility, cost, c.quality_bps, index);
+                let k = eval::rank_key(utility, cost, p.quality[lane], index);
                 if k > second {
                     if k > best {
                         second = best;
@@ -283,7 +332,7 @@ pub(crate) fn evaluate<O: Observer>(
                 }
             }
         }
-        debug_assert!(block_eligible + over_budget <= survivors.count_ones());
+        debug_assert!(block_eligible <= within_budget && within_budget <= survivors.count_ones());
         eligible += block_eligible;
         // The counters decide only a trace and a rejection's reason; once a candidate is
         // eligible, a plain `prescribe` no longer needs them.
@@ -294,8 +343,8 @@ pub(crate) fn evaluate<O: Observer>(
                 rest &= !f;
             }
             debug_assert_eq!(rest, survivors);
-            counts[gate::BUDGET as usize] += over_budget;
-            counts[gate::UTILITY as usize] += rest.count_ones() - over_budget - block_eligible;
+            counts[gate::BUDGET as usize] += rest.count_ones() - within_budget;
+            counts[gate::UTILITY as usize] += within_budget - block_eligible;
         }
     }
     debug_assert!(second <= best && (second == 0 || second < best));
