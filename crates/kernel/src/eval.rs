@@ -114,7 +114,9 @@ impl Candidate {
     }
 }
 
-/// Per-policy maxima that decide, per request, whether `u64` pricing is exact.
+/// Per-policy maxima that decide, per request, whether `u64` pricing is exact, and the
+/// limits derived from them once per policy, so that the per-request proof is a few
+/// comparisons instead of wide multiplications.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Bounds {
     pub(crate) max_input_rate: u64,
@@ -122,31 +124,68 @@ pub(crate) struct Bounds {
     pub(crate) max_quality_bps: u16,
     /// Every candidate's latency penalty is below [`NARROW_TERM_LIMIT`].
     pub(crate) latency_penalty_fits: bool,
+    /// The most input tokens for which `tokens * max_input_rate <= NARROW_PRICE_MAX`.
+    pub(crate) narrow_input_tokens: u64,
+    /// The same for output tokens and `max_output_rate`.
+    pub(crate) narrow_output_tokens: u64,
+    /// The largest `value * confidence` for which `value * confidence * max_quality_bps`
+    /// fits in `u64`.
+    pub(crate) narrow_value_confidence: u128,
 }
 
 /// Every term of a narrow utility is below this, so `qa - rp - cost - lp` is exact in
 /// `i64` (the sum of three terms stays below 2^63) and never needs clamping.
 pub(crate) const NARROW_TERM_LIMIT: u64 = 1 << 61;
 
+/// The most `tokens` for which `tokens * rate <= NARROW_PRICE_MAX` (every count when
+/// the rate is 0).
+fn narrow_tokens(rate: u64) -> u64 {
+    NARROW_PRICE_MAX.checked_div(rate).unwrap_or(u64::MAX)
+}
+
 impl Bounds {
     pub(crate) fn of(models: &[KernelModel], latency_penalty_microunits_per_ms: u64) -> Self {
         let max_p95 = models.iter().map(|m| m.p95_latency_ms).max().unwrap_or(0);
         let max_latency_penalty =
             u128::from(max_p95) * u128::from(latency_penalty_microunits_per_ms);
-        Self {
-            max_input_rate: models
-                .iter()
-                .map(|m| m.input_cost_microunits_per_million_tokens)
-                .max()
-                .unwrap_or(0),
-            max_output_rate: models
-                .iter()
-                .map(|m| m.output_cost_microunits_per_million_tokens)
-                .max()
-                .unwrap_or(0),
-            max_quality_bps: models.iter().map(|m| m.quality_bps).max().unwrap_or(0),
+        let max_input_rate = models
+            .iter()
+            .map(|m| m.input_cost_microunits_per_million_tokens)
+            .max()
+            .unwrap_or(0);
+        let max_output_rate = models
+            .iter()
+            .map(|m| m.output_cost_microunits_per_million_tokens)
+            .max()
+            .unwrap_or(0);
+        let max_quality_bps = models.iter().map(|m| m.quality_bps).max().unwrap_or(0);
+        let bounds = Self {
+            max_input_rate,
+            max_output_rate,
+            max_quality_bps,
             latency_penalty_fits: max_latency_penalty < u128::from(NARROW_TERM_LIMIT),
-        }
+            narrow_input_tokens: narrow_tokens(max_input_rate),
+            narrow_output_tokens: narrow_tokens(max_output_rate),
+            narrow_value_confidence: u128::from(u64::MAX)
+                .checked_div(u128::from(max_quality_bps))
+                .unwrap_or(u128::MAX),
+        };
+        // Postconditions: each limit is the largest value whose product stays in range.
+        debug_assert!(
+            u128::from(bounds.narrow_input_tokens) * u128::from(max_input_rate)
+                <= u128::from(NARROW_PRICE_MAX)
+        );
+        debug_assert!(
+            max_input_rate == 0
+                || (u128::from(bounds.narrow_input_tokens) + 1) * u128::from(max_input_rate)
+                    > u128::from(NARROW_PRICE_MAX)
+        );
+        debug_assert!(
+            max_quality_bps == 0
+                || bounds.narrow_value_confidence * u128::from(max_quality_bps)
+                    <= u128::from(u64::MAX)
+        );
+        bounds
     }
 }
 
@@ -190,20 +229,25 @@ impl Request {
     pub(crate) fn new(input: &KernelInput, params: &PolicyParams, bounds: &Bounds) -> Self {
         let value = input.business_value_microunits.max(0).unsigned_abs();
         let value_confidence = u128::from(value) * u128::from(input.confidence_bps);
-        let risk_penalty = div_floor(
-            u128::from(value)
-                * u128::from(input.risk_bps)
-                * u128::from(params.risk_penalty_multiplier_bps),
-            BPS_SQUARED,
+        // `risk_bps * multiplier` is below 2^32, so the product is one wide multiply.
+        let risk_factor = u64::from(input.risk_bps) * u64::from(params.risk_penalty_multiplier_bps);
+        let risk_penalty = div_floor(u128::from(value) * u128::from(risk_factor), BPS_SQUARED);
+        // One comparison per product against the policy's precomputed limits: the same
+        // proof as multiplying by the policy's maxima, without the multiplications.
+        let narrow = bounds.latency_penalty_fits
+            & (value_confidence <= bounds.narrow_value_confidence)
+            & (u64::from(input.input_tokens) <= bounds.narrow_input_tokens)
+            & (u64::from(input.output_tokens) <= bounds.narrow_output_tokens)
+            & (risk_penalty < u128::from(NARROW_TERM_LIMIT));
+        debug_assert!(
+            !narrow
+                || (value_confidence * u128::from(bounds.max_quality_bps) <= u128::from(u64::MAX)
+                    && u128::from(input.input_tokens) * u128::from(bounds.max_input_rate)
+                        <= u128::from(NARROW_PRICE_MAX)
+                    && u128::from(input.output_tokens) * u128::from(bounds.max_output_rate)
+                        <= u128::from(NARROW_PRICE_MAX)),
+            "the narrow path is proven exact for every candidate"
         );
-        let quality_fits =
-            value_confidence * u128::from(bounds.max_quality_bps) <= u128::from(u64::MAX);
-        let input_fits = u64::from(input.input_tokens)
-            .checked_mul(bounds.max_input_rate)
-            .is_some_and(|p| p <= NARROW_PRICE_MAX);
-        let output_fits = u64::from(input.output_tokens)
-            .checked_mul(bounds.max_output_rate)
-            .is_some_and(|p| p <= NARROW_PRICE_MAX);
         Self {
             value_confidence,
             risk_penalty,
@@ -221,11 +265,7 @@ impl Request {
             required_region_mask: input.required_region_mask,
             minimum_quality_bps: input.minimum_quality_bps,
             risk_bps: input.risk_bps,
-            narrow: quality_fits
-                && input_fits
-                && output_fits
-                && risk_penalty < u128::from(NARROW_TERM_LIMIT)
-                && bounds.latency_penalty_fits,
+            narrow,
         }
     }
 
@@ -434,17 +474,17 @@ impl Observer for Counting {
 /// A ranked, eligible candidate.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ranked {
-    utility: i64,
-    cost: u64,
-    quality_bps: u16,
-    model_id: u32,
-    index: u16,
+    pub(crate) utility: i64,
+    pub(crate) cost: u64,
+    pub(crate) quality_bps: u16,
+    pub(crate) model_id: u32,
+    pub(crate) index: u16,
 }
 
 impl Ranked {
     /// Stands for "nobody": every eligible candidate (utility >= 1) beats it, and its
     /// id and utility are what a decision reports when there is no counterfactual.
-    const NOBODY: Self = Self {
+    pub(crate) const NOBODY: Self = Self {
         utility: 0,
         cost: u64::MAX,
         quality_bps: 0,
@@ -455,7 +495,7 @@ impl Ranked {
     /// Higher utility, then lower cost, then higher quality. Candidates arrive in
     /// ascending `model_id`, so a full tie keeps the earlier one: the lower id.
     #[inline(always)]
-    fn beats(&self, other: &Self) -> bool {
+    pub(crate) fn beats(&self, other: &Self) -> bool {
         (self.utility, other.cost, self.quality_bps) > (other.utility, self.cost, other.quality_bps)
     }
 }

@@ -363,7 +363,7 @@ mod owned {
     use crate::eval::{
         Assessment, Bounds, Candidate, Observer, PolicyParams, Request, Silent, Tally,
     };
-    use crate::soa::{self, Block};
+    use crate::soa;
     use crate::trace::{
         CandidateExplanation, CandidateVerdict, DecisionTrace, Explanation, GateKind,
     };
@@ -412,7 +412,7 @@ mod owned {
         models: Vec<KernelModel>,
         compiled: Vec<Candidate>,
         /// The structure-of-arrays index of the catalog, for the mask evaluation.
-        blocks: Vec<Block>,
+        index: soa::Index,
         bounds: Bounds,
     }
 
@@ -486,12 +486,12 @@ mod owned {
             let rate = params.latency_penalty_microunits_per_ms;
             let compiled: Vec<Candidate> = models.iter().map(|m| Candidate::compile(m, rate)).collect();
             let bounds = Bounds::of(&models, rate);
-            let blocks = soa::build(&models, &compiled);
+            let index = soa::Index::new(&models, &compiled);
             Ok(Self {
                 params,
                 models,
                 compiled,
-                blocks,
+                index,
                 bounds,
             })
         }
@@ -597,7 +597,7 @@ mod owned {
             soa::evaluate(
                 &self.params,
                 &self.bounds,
-                &self.blocks,
+                &self.index,
                 &self.compiled,
                 &self.models,
                 input,

@@ -25,9 +25,12 @@
 //! masks by popcount, and only when needed: `prescribe` skips them once a candidate is
 //! eligible.
 
-use crate::eval::{self, Bounds, Candidate, Counts, Observer, PolicyParams, Request, Tally, gate};
+use crate::eval::{
+    self, Bounds, Candidate, Counts, Observer, PolicyParams, Ranked, Request, Tally, gate,
+};
 use crate::types::{
-    BPS_SQUARED, KernelDecision, KernelInput, KernelModel, MAX_PROVIDER_ID, TOKENS_PER_PRICE_UNIT,
+    BPS_SQUARED, KernelDecision, KernelInput, KernelModel, MAX_PROVIDER_ID, NO_MODEL_INDEX,
+    TOKENS_PER_PRICE_UNIT,
 };
 use alloc::vec::Vec;
 
@@ -70,22 +73,24 @@ impl<T: Copy + Ord> Threshold<T> {
     }
 
     /// The lanes whose value satisfies `holds`, a predicate that holds for a prefix of
-    /// the ascending keys (padding included): a branch-free binary search over the first
-    /// `width` keys, `width` a power of two covering the block.
+    /// the ascending keys (padding included): a branch-free binary search over all 64.
     #[inline(always)]
-    fn leading(&self, width: usize, holds: impl Fn(T) -> bool) -> u64 {
-        debug_assert!(width.is_power_of_two() && width <= LANES);
+    fn leading(&self, holds: impl Fn(T) -> bool) -> u64 {
+        // The common case of a threshold that turns nobody away costs one comparison.
+        if !holds(self.keys[0]) {
+            return 0;
+        }
         let mut base = 0usize;
-        let mut step = width / 2;
-        while step > 0 {
+        // Six halvings cover 64 keys whatever the block's length (the padding never
+        // holds unless every key does), and unroll into straight-line code.
+        for step in [32, 16, 8, 4, 2, 1] {
             // Invariant: `holds` is true for every key below `base`.
             // Branch-free: the outcome of each probe is data, not control flow.
-            let probe = usize::from(holds(self.keys[(base + step - 1) % LANES]));
-            base += step & probe.wrapping_neg();
-            step /= 2;
+            let probe = holds(self.keys[(base + step - 1) % LANES]);
+            base += core::hint::select_unpredictable(probe, step, 0);
         }
         let n = base + usize::from(holds(self.keys[base % LANES]));
-        debug_assert!(n <= width);
+        debug_assert!(n <= LANES);
         self.prefix[n.min(LANES)]
     }
 }
@@ -106,8 +111,6 @@ fn union(table: &[u64; LANES], mut bits: u64) -> u64 {
 pub(crate) struct Block {
     /// One bit per lane in use.
     all: u64,
-    /// The binary-search width: the lane count rounded up to a power of two.
-    width: usize,
     disabled: u64,
     /// Lanes whose provider no mask bit can name (none in a validated catalog).
     unrepresentable: u64,
@@ -131,10 +134,15 @@ pub(crate) struct Block {
 /// them directly by lane.
 #[derive(Clone, Debug)]
 struct Prices {
+    /// [`cost_multiplier`] of each rate (0 where it does not fit; the policy's limits
+    /// then keep the reciprocal path off).
+    input_multiplier: [u64; LANES],
+    output_multiplier: [u64; LANES],
     input_rate: [u64; LANES],
     output_rate: [u64; LANES],
     /// As [`Candidate::latency_penalty`]: exact on the narrow path.
     latency_penalty: [u64; LANES],
+    model_id: [u32; LANES],
     quality: [u16; LANES],
 }
 
@@ -144,7 +152,6 @@ impl Block {
         debug_assert_eq!(models.len(), compiled.len());
         let mut b = Self {
             all: u64::MAX >> (LANES - models.len()),
-            width: models.len().next_power_of_two(),
             disabled: 0,
             unrepresentable: 0,
             providers: 0,
@@ -157,17 +164,23 @@ impl Block {
             latency: Threshold::new(&[], u32::MAX),
             ceiling: Threshold::new(&[], u16::MAX),
             prices: Prices {
+                input_multiplier: [0; LANES],
+                output_multiplier: [0; LANES],
                 input_rate: [0; LANES],
                 output_rate: [0; LANES],
                 latency_penalty: [0; LANES],
+                model_id: [0; LANES],
                 quality: [0; LANES],
             },
         };
         for (lane, c) in compiled.iter().enumerate() {
+            b.prices.input_multiplier[lane] = cost_multiplier(c.input_rate).unwrap_or(0);
+            b.prices.output_multiplier[lane] = cost_multiplier(c.output_rate).unwrap_or(0);
             b.prices.input_rate[lane] = c.input_rate;
             b.prices.output_rate[lane] = c.output_rate;
             b.prices.latency_penalty[lane] = c.latency_penalty;
             b.prices.quality[lane] = c.quality_bps;
+            b.prices.model_id[lane] = c.model_id;
         }
         let mut quality = [0u16; LANES];
         let mut latency = [0u32; LANES];
@@ -211,8 +224,8 @@ impl Block {
     fn failures(&self, r: &Request) -> [u64; CHEAP_GATES] {
         let quality = self
             .quality
-            .leading(self.width, |q| q < r.minimum_quality_bps);
-        let latency = self.all & !self.latency.leading(self.width, |l| l <= r.latency_cap_ms);
+            .leading(|q| q < r.minimum_quality_bps);
+        let latency = self.all & !self.latency.leading(|l| l <= r.latency_cap_ms);
         let capability = union(&self.lacking, r.required_capabilities & self.lacked);
         let provider = self.unrepresentable
             | union(&self.by_provider, self.providers & !r.allowed_provider_mask);
@@ -221,7 +234,7 @@ impl Block {
         } else {
             self.all & !union(&self.serving, r.required_region_mask & self.served)
         };
-        let risk = self.ceiling.leading(self.width, |c| c < r.risk_bps);
+        let risk = self.ceiling.leading(|c| c < r.risk_bps);
         [
             self.disabled,
             quality,
@@ -234,30 +247,116 @@ impl Block {
     }
 }
 
-/// The blocks of a catalog sorted by ascending `model_id`.
-pub(crate) fn build(models: &[KernelModel], compiled: &[Candidate]) -> Vec<Block> {
-    models
-        .chunks(LANES)
-        .zip(compiled.chunks(LANES))
-        .map(|(m, c)| Block::new(m, c))
-        .collect()
+/// The fixed-point shift of the reciprocal pricing: a multiplier scaled by 2^40.
+const SHIFT: u32 = 40;
+/// `2^SHIFT / 1e6` rounded down: the most tokens the reciprocal cost is exact for.
+const FIXED_TOKENS_MAX: u64 = (1 << SHIFT) / TOKENS_PER_PRICE_UNIT;
+/// Added before the shift to turn the reciprocal floor into the exact ceiling.
+const CEIL_BIAS: u64 = (1 << SHIFT) - FIXED_TOKENS_MAX;
+/// Qualities below `2^SHIFT / 1e8` (about 10_995) are exact with a request's reciprocal
+/// quality multiplier; validation caps them at 10_000.
+const FIXED_QUALITY_MAX: u64 = (1 << SHIFT) / BPS_SQUARED;
+const _: () = assert!(crate::types::MAX_BPS as u64 <= FIXED_QUALITY_MAX);
+
+/// `ceil(rate * 2^SHIFT / 1e6)`, the per-candidate multiplier of the reciprocal cost, if
+/// it fits in `u64`.
+///
+/// With `M` this multiplier, for every `tokens <= FIXED_TOKENS_MAX` with
+/// `tokens * M + CEIL_BIAS < 2^64`:
+/// `(tokens * M + CEIL_BIAS) >> SHIFT == ceil(tokens * rate / 1e6)`. Proof: write
+/// `tokens * rate = q * 1e6 + f` and `M * 1e6 = rate * 2^SHIFT + d`, `0 <= d < 1e6`;
+/// then `tokens * M = q * 2^SHIFT + R` with `R = (2^SHIFT * f + tokens * d) / 1e6`.
+/// If `f == 0`, `R < tokens <= 2^SHIFT - CEIL_BIAS`, so the bias leaves the quotient
+/// at `q`; if `f >= 1`, `2^SHIFT / 1e6 <= R < 2^SHIFT + tokens`, so with the bias it is
+/// `q + 1`.
+fn cost_multiplier(rate: u64) -> Option<u64> {
+    let scaled = u128::from(rate) << SHIFT;
+    u64::try_from(scaled.div_ceil(u128::from(TOKENS_PER_PRICE_UNIT))).ok()
 }
 
-/// Decides `input` over the blocks (and the compiled candidates, in the same order) of a
+/// `(tokens * multiplier + CEIL_BIAS) >> SHIFT`: the exact ceiling of `tokens * rate /
+/// 1e6` under the conditions of [`cost_multiplier`].
+#[inline(always)]
+fn fixed_cost(tokens: u64, multiplier: u64) -> u64 {
+    (tokens * multiplier + CEIL_BIAS) >> SHIFT
+}
+
+/// `ceil(value_confidence * 2^SHIFT / 1e8)` in `u64` arithmetic, if it fits: with it,
+/// `(quality * M) >> SHIFT == floor(value_confidence * quality / 1e8)` for every
+/// quality below [`FIXED_QUALITY_MAX`] (the rounding error of `M` adds less than
+/// `quality / 2^SHIFT < 1e-8` to a quotient whose fraction is at most `1 - 1e-8`).
+#[inline(always)]
+fn quality_multiplier(value_confidence: u64) -> Option<u64> {
+    // 1e8 = 2^8 * 390_625, so `x * 2^40 / 1e8 = x * 2^32 / 390_625`; split `x` at 1e8 so
+    // that every step stays in 64 bits.
+    let whole = value_confidence / BPS_SQUARED;
+    let rest = value_confidence % BPS_SQUARED;
+    let rest_scaled = (rest << 32).div_ceil(BPS_SQUARED >> 8);
+    whole
+        .checked_mul(1 << SHIFT)
+        .and_then(|w| w.checked_add(rest_scaled))
+}
+
+/// The structure-of-arrays index of a policy's catalog: its blocks, and the per-policy
+/// limits under which the reciprocal (multiply-and-shift) pricing is exact.
+#[derive(Clone, Debug)]
+pub(crate) struct Index {
+    blocks: Vec<Block>,
+    /// Requests with at most this many input tokens are priced by reciprocal (0 when a
+    /// multiplier does not fit, which only the token count 0 then satisfies, exactly).
+    fixed_input_tokens: u64,
+    fixed_output_tokens: u64,
+    /// The largest quality multiplier whose product with every quality fits in `u64`.
+    fixed_quality_multiplier: u64,
+}
+
+impl Index {
+    /// Builds the index of a catalog sorted by ascending `model_id`, and its compiled
+    /// candidates in the same order.
+    pub(crate) fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
+        debug_assert_eq!(models.len(), compiled.len());
+        let blocks = models
+            .chunks(LANES)
+            .zip(compiled.chunks(LANES))
+            .map(|(m, c)| Block::new(m, c))
+            .collect();
+        let limit = |rate: fn(&KernelModel) -> u64| {
+            let worst = models.iter().map(rate).max().unwrap_or(0);
+            match cost_multiplier(worst) {
+                Some(0) => FIXED_TOKENS_MAX,
+                Some(m) => FIXED_TOKENS_MAX.min((u64::MAX - CEIL_BIAS) / m),
+                None => 0,
+            }
+        };
+        let max_quality = models.iter().map(|m| m.quality_bps).max().unwrap_or(0);
+        Self {
+            blocks,
+            fixed_input_tokens: limit(|m| m.input_cost_microunits_per_million_tokens),
+            fixed_output_tokens: limit(|m| m.output_cost_microunits_per_million_tokens),
+            fixed_quality_multiplier: if u64::from(max_quality) > FIXED_QUALITY_MAX {
+                0
+            } else {
+                u64::MAX.checked_div(u64::from(max_quality)).unwrap_or(u64::MAX)
+            },
+        }
+    }
+}
+
+/// Decides `input` over the index (and the compiled candidates, in the same order) of a
 /// policy: the same decision and, when `O::COUNTS`, the same counters as the scalar
 /// [`eval::evaluate`], which `O::DETAILED` observers get instead.
 #[inline(always)]
 pub(crate) fn evaluate<O: Observer>(
     params: &PolicyParams,
     bounds: &Bounds,
-    blocks: &[Block],
+    index: &Index,
     compiled: &[Candidate],
     models: &[KernelModel],
     input: &KernelInput,
     observer: &mut O,
 ) -> (KernelDecision, Tally) {
     debug_assert_eq!(compiled.len(), models.len());
-    debug_assert_eq!(blocks.len(), models.len().div_ceil(LANES));
+    debug_assert_eq!(index.blocks.len(), models.len().div_ceil(LANES));
     if O::DETAILED {
         return eval::evaluate(params, bounds, compiled.iter(), models, input, observer);
     }
@@ -268,14 +367,43 @@ pub(crate) fn evaluate<O: Observer>(
     if !request.narrow {
         return eval::rank::<false, _, _, _>(params, &request, compiled.iter(), input, observer);
     }
+    // Narrow: `value * confidence` fits in u64 (its product with every quality does).
+    let value_confidence = request.value_confidence as u64;
+    let quality = quality_multiplier(value_confidence)
+        .filter(|&m| m <= index.fixed_quality_multiplier);
+    let (decision, tally) = match quality {
+        Some(quality_multiplier)
+            if u64::from(request.input_tokens) <= index.fixed_input_tokens
+                && u64::from(request.output_tokens) <= index.fixed_output_tokens =>
+        {
+            rank_blocks::<O, true>(params, &request, index, quality_multiplier, models, input)
+        }
+        _ => rank_blocks::<O, false>(params, &request, index, 0, models, input),
+    };
+    (decision, tally)
+}
+
+/// The survivors' ranking over every block. `FIXED`: price by reciprocal multipliers
+/// (the caller checked their conditions); otherwise by the compiler's exact division by
+/// the constants.
+#[inline(always)]
+fn rank_blocks<O: Observer, const FIXED: bool>(
+    params: &PolicyParams,
+    request: &Request,
+    index: &Index,
+    quality_multiplier: u64,
+    models: &[KernelModel],
+    input: &KernelInput,
+) -> (KernelDecision, Tally) {
+    debug_assert!(request.narrow);
+    const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
     let mut counts: Counts = [0; gate::COUNT];
     let mut eligible: u32 = 0;
-    let mut best: u128 = 0;
-    let mut second: u128 = 0;
+    let mut best = Ranked::NOBODY;
+    let mut second = Ranked::NOBODY;
     // The lowest utility that can still enter the top two: every eligible utility is at
     // least 1, and below the runner-up's nothing can.
     let mut floor: i64 = 1;
-    const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
     // Proven by `Request::new` on the narrow path: `value * confidence * quality` fits
     // in u64, both token products stay at most `u64::MAX - ROUND_UP`, and every term
     // of a utility is below 2^61.
@@ -284,20 +412,31 @@ pub(crate) fn evaluate<O: Observer>(
     let value_confidence = request.value_confidence as u64;
     let risk_penalty = request.risk_penalty as u64;
     let budget = request.budget_limit;
-    for (b, block) in blocks.iter().enumerate() {
-        let fails = block.failures(&request);
+    for (b, block) in index.blocks.iter().enumerate() {
+        let fails = block.failures(request);
         let survivors = block.all & !fails.iter().fold(0, |acc, f| acc | f);
         let base = b * LANES;
         let p = &block.prices;
-        let mut within_budget: u32 = 0;
+        let cost_of = |lane: usize| {
+            if FIXED {
+                fixed_cost(input_tokens, p.input_multiplier[lane])
+                    + fixed_cost(output_tokens, p.output_multiplier[lane])
+            } else {
+                (input_tokens * p.input_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
+                    + (output_tokens * p.output_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
+            }
+        };
         let mut block_eligible: u32 = 0;
         let mut todo = survivors;
         while todo != 0 {
             let lane = todo.trailing_zeros() as usize % LANES;
             todo &= todo - 1;
-            let cost = (input_tokens * p.input_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
-                + (output_tokens * p.output_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT;
-            let quality_adjusted = value_confidence * u64::from(p.quality[lane]) / BPS_SQUARED;
+            let cost = cost_of(lane);
+            let quality_adjusted = if FIXED {
+                (u64::from(p.quality[lane]) * quality_multiplier) >> SHIFT
+            } else {
+                value_confidence * u64::from(p.quality[lane]) / BPS_SQUARED
+            };
             // Three terms below 2^61 each: the sum and the difference are exact in i64,
             // so the utility is exact even for a candidate over budget, and computing it
             // for every survivor saves a branch.
@@ -306,33 +445,42 @@ pub(crate) fn evaluate<O: Observer>(
             debug_assert_eq!(
                 (cost, utility),
                 {
-                    let c = &compiled[base + lane];
-                    let cost = request.cost::<true>(c);
-                    (cost, request.narrow_utility(c, request.quality_adjusted::<true>(c), cost))
+                    let exact_cost = (input_tokens * p.input_rate[lane] + ROUND_UP)
+                        / TOKENS_PER_PRICE_UNIT
+                        + (output_tokens * p.output_rate[lane] + ROUND_UP)
+                            / TOKENS_PER_PRICE_UNIT;
+                    let exact_quality =
+                        value_confidence * u64::from(p.quality[lane]) / BPS_SQUARED;
+                    (
+                        exact_cost,
+                        exact_quality.cast_signed()
+                            - (risk_penalty + p.latency_penalty[lane] + exact_cost).cast_signed(),
+                    )
                 },
-                "the lane arrays price like the scalar loop"
+                "the reciprocal pricing is exact"
             );
-            let within = cost <= budget;
-            within_budget += u32::from(within);
-            block_eligible += u32::from(within & (utility > 0));
-            let ranked = if within { utility } else { 0 };
+            // Zero stands for "not eligible": over budget, or a utility of 0 or below.
+            let ranked = core::hint::select_unpredictable(cost <= budget, utility, 0);
+            block_eligible += u32::from(ranked > 0);
             if ranked >= floor {
-                debug_assert!(cost <= eval::key::COST_MAX && utility < 1 << 38);
-                // Catalogs hold at most 65,535 candidates, so the index fits.
-                let index = u16::try_from(base + lane).unwrap_or(u16::MAX);
-                let k = eval::rank_key(utility, cost, p.quality[lane], index);
-                if k > second {
-                    if k > best {
-                        second = best;
-                        best = k;
-                    } else {
-                        second = k;
-                    }
-                    floor = eval::utility_of(second).max(1);
+                let candidate = Ranked {
+                    utility,
+                    cost,
+                    quality_bps: p.quality[lane],
+                    model_id: p.model_id[lane],
+                    // Catalogs hold at most 65,535 candidates, so the index fits.
+                    index: u16::try_from(base + lane).unwrap_or(u16::MAX),
+                };
+                // Candidates arrive in ascending index, so a full tie keeps the earlier.
+                if candidate.beats(&best) {
+                    second = best;
+                    best = candidate;
+                } else if candidate.beats(&second) {
+                    second = candidate;
                 }
+                floor = second.utility.max(1);
             }
         }
-        debug_assert!(block_eligible <= within_budget && within_budget <= survivors.count_ones());
         eligible += block_eligible;
         // The counters decide only a trace and a rejection's reason; once a candidate is
         // eligible, a plain `prescribe` no longer needs them.
@@ -343,26 +491,29 @@ pub(crate) fn evaluate<O: Observer>(
                 rest &= !f;
             }
             debug_assert_eq!(rest, survivors);
-            counts[gate::BUDGET as usize] += rest.count_ones() - within_budget;
-            counts[gate::UTILITY as usize] += within_budget - block_eligible;
+            // A second, cheaper pass over the survivors splits the ineligible ones
+            // between the budget and the utility gates.
+            let mut over_budget: u32 = 0;
+            let mut todo = survivors;
+            while todo != 0 {
+                let lane = todo.trailing_zeros() as usize % LANES;
+                todo &= todo - 1;
+                over_budget += u32::from(cost_of(lane) > budget);
+            }
+            let priced = survivors.count_ones();
+            debug_assert!(over_budget + block_eligible <= priced);
+            counts[gate::BUDGET as usize] += over_budget;
+            counts[gate::UTILITY as usize] += priced - over_budget - block_eligible;
         }
     }
-    debug_assert!(second <= best && (second == 0 || second < best));
+    debug_assert!(second.index == NO_MODEL_INDEX || best.beats(&second));
     let evaluated = u32::try_from(models.len()).unwrap_or(u32::MAX);
     debug_assert!(eligible <= evaluated);
     debug_assert!(
         !O::COUNTS || counts.iter().sum::<u32>() + eligible == evaluated,
         "every candidate lands in exactly one slot"
     );
-    eval::conclude(
-        params,
-        input,
-        eval::ranked_of(best, models),
-        eval::ranked_of(second, models),
-        counts,
-        evaluated,
-        eligible,
-    )
+    eval::conclude(params, input, best, second, counts, evaluated, eligible)
 }
 
 #[cfg(test)]
@@ -374,18 +525,17 @@ mod tests {
         for len in 1..=super::LANES {
             let values: alloc::vec::Vec<u16> = (0..len).map(|i| ((i * 37) % 11) as u16).collect();
             let t = Threshold::new(&values, u16::MAX);
-            let width = len.next_power_of_two();
             for x in 0..=12u16 {
                 let expected = values
                     .iter()
                     .enumerate()
                     .filter(|&(_, v)| *v < x)
                     .fold(0u64, |m, (i, _)| m | 1 << i);
-                assert_eq!(t.leading(width, |v| v < x), expected, "len {len} x {x}");
+                assert_eq!(t.leading(|v| v < x), expected, "len {len} x {x}");
             }
             // A predicate true for the padding too gives every lane, and no more.
             let all = u64::MAX >> (64 - len);
-            assert_eq!(t.leading(width, |_| true), all);
+            assert_eq!(t.leading(|_| true), all);
         }
     }
 }
