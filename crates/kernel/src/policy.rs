@@ -15,6 +15,21 @@ macro_rules! decision_methods {
             Catalog::run(self, &input, &mut Silent).0
         }
 
+        /// Decides `inputs[i]` into `decisions[i]` for every `i` below the shorter of the
+        /// two lengths, and returns that count: the same decisions as [`Self::prescribe`]
+        /// one request at a time, for bursts. Never panics and never allocates.
+        pub fn prescribe_batch_into(
+            &self,
+            inputs: &[KernelInput],
+            decisions: &mut [KernelDecision],
+        ) -> usize {
+            let n = inputs.len().min(decisions.len());
+            for (input, decision) in inputs.iter().zip(decisions.iter_mut()) {
+                *decision = Catalog::run(self, input, &mut Silent).0;
+            }
+            n
+        }
+
         /// Validates `input`, then decides it.
         ///
         /// # Errors

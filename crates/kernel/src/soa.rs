@@ -247,6 +247,9 @@ impl Block {
     }
 }
 
+/// Catalogs this small are faster through the scalar loop.
+const SCALAR_MAX: usize = 4;
+
 /// The fixed-point shift of the reciprocal pricing: a multiplier scaled by 2^40.
 const SHIFT: u32 = 40;
 /// `2^SHIFT / 1e6` rounded down: the most tokens the reciprocal cost is exact for.
@@ -342,6 +345,55 @@ impl Index {
     }
 }
 
+/// One of the two best candidates so far: its utility and its index in the catalog.
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    utility: i64,
+    slot: usize,
+}
+
+impl Place {
+    /// Nobody: utility 0, which every eligible candidate (utility >= 1) beats.
+    const EMPTY: Self = Self {
+        utility: 0,
+        slot: usize::MAX,
+    };
+}
+
+/// The cost of lane `lane` of a block on the narrow path; `FIXED`: by reciprocal.
+#[inline(always)]
+fn price<const FIXED: bool>(p: &Prices, lane: usize, input_tokens: u64, output_tokens: u64) -> u64 {
+    const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
+    if FIXED {
+        fixed_cost(input_tokens, p.input_multiplier[lane])
+            + fixed_cost(output_tokens, p.output_multiplier[lane])
+    } else {
+        (input_tokens * p.input_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
+            + (output_tokens * p.output_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
+    }
+}
+
+impl Index {
+    /// The cost and quality of the candidate at `slot` (0 and 0 past the catalog).
+    fn cost_and_quality<const FIXED: bool>(
+        &self,
+        slot: usize,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> (u64, u16) {
+        match self.blocks.get(slot / LANES) {
+            Some(block) => {
+                let lane = slot % LANES;
+                (
+                    price::<FIXED>(&block.prices, lane, input_tokens, output_tokens),
+                    block.prices.quality[lane],
+                )
+            }
+            None => (0, 0),
+        }
+    }
+}
+
 /// Decides `input` over the index (and the compiled candidates, in the same order) of a
 /// policy: the same decision and, when `O::COUNTS`, the same counters as the scalar
 /// [`eval::evaluate`], which `O::DETAILED` observers get instead.
@@ -357,7 +409,7 @@ pub(crate) fn evaluate<O: Observer>(
 ) -> (KernelDecision, Tally) {
     debug_assert_eq!(compiled.len(), models.len());
     debug_assert_eq!(index.blocks.len(), models.len().div_ceil(LANES));
-    if O::DETAILED {
+    if O::DETAILED || models.len() <= SCALAR_MAX {
         return eval::evaluate(params, bounds, compiled.iter(), models, input, observer);
     }
     if let Some(refused) = eval::refusal(input, params) {
@@ -399,8 +451,8 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
     const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
     let mut counts: Counts = [0; gate::COUNT];
     let mut eligible: u32 = 0;
-    let mut best = Ranked::NOBODY;
-    let mut second = Ranked::NOBODY;
+    let mut best = Place::EMPTY;
+    let mut second = Place::EMPTY;
     // The lowest utility that can still enter the top two: every eligible utility is at
     // least 1, and below the runner-up's nothing can.
     let mut floor: i64 = 1;
@@ -417,15 +469,7 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
         let survivors = block.all & !fails.iter().fold(0, |acc, f| acc | f);
         let base = b * LANES;
         let p = &block.prices;
-        let cost_of = |lane: usize| {
-            if FIXED {
-                fixed_cost(input_tokens, p.input_multiplier[lane])
-                    + fixed_cost(output_tokens, p.output_multiplier[lane])
-            } else {
-                (input_tokens * p.input_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
-                    + (output_tokens * p.output_rate[lane] + ROUND_UP) / TOKENS_PER_PRICE_UNIT
-            }
-        };
+        let cost_of = |lane: usize| price::<FIXED>(p, lane, input_tokens, output_tokens);
         let mut block_eligible: u32 = 0;
         let mut todo = survivors;
         while todo != 0 {
@@ -463,20 +507,28 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
             let ranked = core::hint::select_unpredictable(cost <= budget, utility, 0);
             block_eligible += u32::from(ranked > 0);
             if ranked >= floor {
-                let candidate = Ranked {
+                // Rare (a new best or runner-up): only the utility and the place are kept;
+                // the tie-breaks recompute the cost, and the decision the rest.
+                let place = Place {
                     utility,
-                    cost,
-                    quality_bps: p.quality[lane],
-                    model_id: p.model_id[lane],
-                    // Catalogs hold at most 65,535 candidates, so the index fits.
-                    index: u16::try_from(base + lane).unwrap_or(u16::MAX),
+                    slot: base + lane,
                 };
                 // Candidates arrive in ascending index, so a full tie keeps the earlier.
-                if candidate.beats(&best) {
+                let tie_wins = |other: Place| {
+                    debug_assert!(other.slot != Place::EMPTY.slot);
+                    let (cost, quality) = (cost, p.quality[lane]);
+                    let (other_cost, other_quality) = index.cost_and_quality::<FIXED>(
+                        other.slot,
+                        input_tokens,
+                        output_tokens,
+                    );
+                    (cost, other_quality) < (other_cost, quality)
+                };
+                if ranked > best.utility || (ranked == best.utility && tie_wins(best)) {
                     second = best;
-                    best = candidate;
-                } else if candidate.beats(&second) {
-                    second = candidate;
+                    best = place;
+                } else if ranked > second.utility || tie_wins(second) {
+                    second = place;
                 }
                 floor = second.utility.max(1);
             }
@@ -506,6 +558,22 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
             counts[gate::UTILITY as usize] += priced - over_budget - block_eligible;
         }
     }
+    let ranked = |place: Place| {
+        if place.slot == Place::EMPTY.slot {
+            return Ranked::NOBODY;
+        }
+        let (cost, quality_bps) =
+            index.cost_and_quality::<FIXED>(place.slot, input_tokens, output_tokens);
+        Ranked {
+            utility: place.utility,
+            cost,
+            quality_bps,
+            model_id: models.get(place.slot).map_or(0, |m| m.model_id),
+            // Catalogs hold at most 65,535 candidates, so the index fits.
+            index: u16::try_from(place.slot).unwrap_or(NO_MODEL_INDEX),
+        }
+    };
+    let (best, second) = (ranked(best), ranked(second));
     debug_assert!(second.index == NO_MODEL_INDEX || best.beats(&second));
     let evaluated = u32::try_from(models.len()).unwrap_or(u32::MAX);
     debug_assert!(eligible <= evaluated);
