@@ -15,7 +15,8 @@
 //!   prefixed `calybris-core` for the published crate where it has them
 //!   (`calybris-core`, `calybris-core-batch` — a loop of `prescribe`, as it has no batch
 //!   entry point — and `calybris-core-verify`);
-//! - workload: `llm` (default: `benches/common/workload.rs`, sizes 4, 22, 64) or
+//! - workload: `llm` (default: `benches/common/workload.rs`, sizes 4, 22, 64),
+//!   `llm-reject` (the same with every budget at 1 microunit, as `prescribe_reject`) or
 //!   `stress` (`benches/common/stress.rs`, sizes 9, 40, 128).
 //!
 //! Every variant makes 204,800 calls (200 bursts of 1,024 for the batches); divide the
@@ -47,9 +48,9 @@ fn main() {
             let i = stress::requests(p.ours.models());
             (p, i)
         }
-        _ => {
+        load => {
             let p = workload::pair(n);
-            let i = workload::requests(p.ours.models(), false);
+            let i = workload::requests(p.ours.models(), load == "llm-reject");
             (p, i)
         }
     };

@@ -591,7 +591,10 @@ pub(crate) fn request_refusal(input: &KernelInput, params: &PolicyParams) -> Opt
 
 /// The decision and (empty) tally of a request refused before any candidate, if it is.
 #[inline(always)]
-pub(crate) fn refusal(input: &KernelInput, params: &PolicyParams) -> Option<(KernelDecision, Tally)> {
+pub(crate) fn refusal(
+    input: &KernelInput,
+    params: &PolicyParams,
+) -> Option<(KernelDecision, Tally)> {
     let reason = request_refusal(input, params)?;
     let tally = Tally {
         counts: [0; gate::COUNT],

@@ -499,7 +499,8 @@ mod owned {
             models.sort_unstable_by_key(|m| m.model_id);
             validate_sorted_catalog(&models)?;
             let rate = params.latency_penalty_microunits_per_ms;
-            let compiled: Vec<Candidate> = models.iter().map(|m| Candidate::compile(m, rate)).collect();
+            let compiled: Vec<Candidate> =
+                models.iter().map(|m| Candidate::compile(m, rate)).collect();
             let bounds = Bounds::of(&models, rate);
             let index = soa::Index::new(&models, &compiled);
             Ok(Self {
