@@ -95,7 +95,7 @@ impl Candidate {
         } else {
             0
         };
-        Self {
+        let compiled = Self {
             latency_penalty: u64::from(model.p95_latency_ms)
                 .saturating_mul(latency_penalty_microunits_per_ms),
             capabilities: model.capabilities,
@@ -110,7 +110,16 @@ impl Candidate {
             // Validation guarantees 0 or 1; any other value counts as disabled, the
             // conservative reading.
             enabled: model.enabled == 1,
-        }
+        };
+        // Postconditions: at most one provider bit, and an exact penalty when it fits.
+        debug_assert!(compiled.provider_bit.count_ones() <= 1);
+        debug_assert!(
+            u128::from(compiled.latency_penalty)
+                == (u128::from(model.p95_latency_ms)
+                    * u128::from(latency_penalty_microunits_per_ms))
+                .min(u128::from(u64::MAX))
+        );
+        compiled
     }
 }
 
@@ -684,6 +693,8 @@ where
         } else if ranked.beats(&second) {
             second = ranked;
         }
+        // Invariant: the two places stay ordered.
+        debug_assert!(second.index == NO_MODEL_INDEX || !second.beats(&best));
     }
     conclude(params, input, best, second, counts, evaluated, eligible)
 }
@@ -818,6 +829,16 @@ pub(crate) fn conclude(
     evaluated: u32,
     eligible: u32,
 ) -> (KernelDecision, Tally) {
+    // Preconditions: the ranking is consistent with the counters.
+    debug_assert!(eligible <= evaluated, "more eligible than evaluated");
+    debug_assert_eq!(
+        eligible == 0,
+        best.index == NO_MODEL_INDEX,
+        "a best iff eligible"
+    );
+    debug_assert!(eligible >= 2 || second.index == NO_MODEL_INDEX);
+    debug_assert!(best.index == NO_MODEL_INDEX || best.utility > 0);
+    debug_assert!(second.index == NO_MODEL_INDEX || !second.beats(&best));
     let tally = Tally {
         counts,
         evaluated: u16::try_from(evaluated).unwrap_or(u16::MAX),
@@ -853,6 +874,10 @@ pub(crate) fn conclude(
         policy_epoch: params.policy_epoch,
         catalog_epoch: params.catalog_epoch,
     };
+    // Postconditions: a selection names a candidate and echoes the request and policy.
+    debug_assert!(decision.is_selection() && decision.selected_model_id != RESERVED_MODEL_ID);
+    debug_assert_eq!(decision.request_sequence, input.request_sequence);
+    debug_assert!(decision.estimated_cost_microunits <= input.budget_limit_microunits);
     (decision, tally)
 }
 

@@ -163,7 +163,7 @@ fn snapshot_masks_agree_with_the_scalar_view() {
     let seed: u64 = std::env::var("CALYBRIS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5_0A_5EED);
+        .unwrap_or(0x050A_5EED);
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
