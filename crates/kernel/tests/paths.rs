@@ -202,6 +202,10 @@ fn snapshot_masks_agree_with_the_scalar_view() {
     if let Err(e) = result {
         panic!("seed {seed:#x}: {e}");
     }
-    // The generator must exercise selections, not only rejections.
-    assert!(selected.get() > 0, "no case selected anything");
+    // The generator must exercise selections, not only rejections (Miri runs too few
+    // cases to promise one).
+    assert!(
+        cfg!(miri) || selected.get() > 0,
+        "no case selected anything"
+    );
 }
