@@ -1,6 +1,11 @@
 //! The one evaluation that `prescribe`, the trace, `explain` and `utility_for_model`
 //! share, so that they cannot disagree.
 //!
+//! This is the scalar loop: the borrowed `PolicyView`, `explain`, catalogs of at most
+//! 12 candidates and requests on the wide path run it, and it is the reference the
+//! owned snapshot's structure-of-arrays evaluation (`soa.rs`, which reuses its request
+//! set-up, ranking order and conclusion) is tested against.
+//!
 //! Layout of the hot loop: every candidate is first tested against the seven gates that
 //! need no arithmetic, in gate order, stopping at the first it fails. Only a candidate
 //! that passes all seven is priced. (A branch-free variant that priced every candidate
