@@ -529,7 +529,13 @@ fn survey<const FIXED: bool>(
         mut floor,
     } = *top;
     let cost_of = |lane: usize| price::<FIXED>(p, lane, input_tokens, output_tokens);
-    let mut block_eligible: u32 = 0;
+    if todo == 0 {
+        return 0;
+    }
+    // Every priced lane counts as eligible, and each ineligible one takes one back: the
+    // sign of `ranked - 1` is the whole test, with no flag to materialise.
+    let priced = todo.count_ones();
+    let mut ineligible: u64 = 0;
     while todo != 0 {
         let lane = todo.trailing_zeros() as usize % LANES;
         todo &= todo - 1;
@@ -561,7 +567,9 @@ fn survey<const FIXED: bool>(
         );
         // Zero stands for "not eligible": over budget, or a utility of 0 or below.
         let ranked = core::hint::select_unpredictable(cost <= budget, utility, 0);
-        block_eligible += u32::from(ranked > 0);
+        // `ranked` is at most 2^61, so `ranked - 1` cannot overflow; its sign bit is 1
+        // exactly when the lane is not eligible.
+        ineligible += (ranked - 1).cast_unsigned() >> 63;
         if ranked >= floor {
             // Rare (a new best or runner-up): only the utility and the place are kept;
             // the tie-breaks recompute the cost, and the decision the rest.
@@ -591,6 +599,9 @@ fn survey<const FIXED: bool>(
         second,
         floor,
     };
+    // At most 64 lanes, so the count fits.
+    let block_eligible = priced - ineligible as u32;
+    debug_assert!(block_eligible <= priced);
     block_eligible
 }
 
