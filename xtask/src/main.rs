@@ -182,7 +182,14 @@ fn test() -> Result {
     // threads) needs an optimised build to finish in seconds; the debug run above
     // does a tenth of it.
     let mut c = cargo();
-    c.args(["test", "--release", "-p", "calybris-gate", "--test", "race"]);
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "calybris-gate",
+        "--test",
+        "race",
+    ]);
     c.env("CALYBRIS_RACE_PAIRS", "1000000");
     run(c)
 }

@@ -58,6 +58,7 @@ pub use canon::{
     Canon, DECISION_DIGEST_TAG, Digest, IDENTITY_DIGEST_TAG, INPUT_DIGEST_TAG, LEDGER_DIGEST_TAG,
     OUTCOME_DIGEST_TAG, POLICY_DIGEST_TAG, SELECTION_DIGEST_TAG, Sink, TAG_LEN, TENANT_NUMBER_TAG,
 };
+pub use ledger::{LedgerLayoutError, LedgerRow, WAL_WATERMARK_LABEL, ledger_digest_of, tenant_number};
 #[cfg(feature = "alloc")]
 pub use hex::digest_to_hex;
 pub use hex::{DIGEST_HEX_LEN, Hex, HexError, digest_hex, parse_digest_hex};
@@ -66,9 +67,6 @@ pub use kernel_digests::policy_digest;
 pub use kernel_digests::{
     decision_digest, input_digest, policy_digest_of, policy_view_digest, write_decision,
     write_input, write_policy,
-};
-pub use ledger::{
-    LedgerLayoutError, LedgerRow, WAL_WATERMARK_LABEL, ledger_digest_of, tenant_number,
 };
 pub use outcome::{
     DecisionIdentity, Disposition, IdentityField, Observation, Outcome, OutcomeError, Selection,
