@@ -9,10 +9,13 @@
 #[path = "../common/workload.rs"]
 mod workload;
 
+#[path = "../common/stress.rs"]
+mod stress;
+
 use calybris_core::{digest as core_d, verify as core_v};
 use calybris_digest as d;
 use calybris_kernel::KernelDecision;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use workload::{REQUESTS, pair, requests, to_core_input};
 
@@ -130,6 +133,67 @@ fn verify(c: &mut Criterion) {
     );
 }
 
+/// Requests in one burst of the batch group.
+const BURST: usize = 1_024;
+
+/// A burst of 1,024 requests over 22 candidates: our `prescribe_batch_into` against a
+/// loop of the published crate's `prescribe` (it has no batch entry point). Throughput
+/// is per request, so criterion reports the time of one decision.
+fn prescribe_batch(c: &mut Criterion) {
+    let p = pair(22);
+    let cycle = requests(p.ours.models(), false);
+    let ours_in: Vec<_> = (0..BURST)
+        .map(|k| calybris_kernel::KernelInput {
+            request_sequence: k as u64,
+            ..cycle[k % REQUESTS]
+        })
+        .collect();
+    let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
+    let mut out = vec![p.ours.prescribe(ours_in[0]); BURST];
+    assert_eq!(p.ours.prescribe_batch_into(&ours_in, &mut out), BURST);
+    for (i, d) in ours_in.iter().zip(&out) {
+        assert_eq!(*d, p.ours.prescribe(*i), "the batch decides like prescribe");
+    }
+    let mut g = c.benchmark_group("prescribe_batch");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function(BenchmarkId::new("calybris", "1024x22"), |b| {
+        b.iter(|| {
+            p.ours
+                .prescribe_batch_into(black_box(&ours_in), black_box(&mut out))
+        })
+    });
+    g.bench_function(BenchmarkId::new("calybris-core", "1024x22"), |b| {
+        b.iter(|| {
+            black_box(&theirs_in).iter().fold(0u64, |a, i| {
+                a.wrapping_add(p.theirs.prescribe(*i).estimated_cost_microunits)
+            })
+        })
+    });
+    g.finish();
+}
+
+/// The second, independent workload (`benches/common/stress.rs`): other catalog sizes,
+/// mostly rejections, some wide-path and refused requests.
+fn stress_prescribe(c: &mut Criterion) {
+    for n in stress::SIZES {
+        let p = stress::pair(n);
+        let ours_in = stress::requests(p.ours.models());
+        let theirs_in: Vec<_> = ours_in.iter().map(to_core_input).collect();
+        for (a, b) in ours_in.iter().zip(&theirs_in) {
+            let (ours, theirs) = (p.ours.prescribe(*a), p.theirs.prescribe(*b));
+            assert_eq!(ours.selected_model_id, theirs.selected_model_id);
+            assert_eq!(ours.reason.code(), theirs.reason as u16);
+        }
+        side_by_side(
+            c,
+            "stress_prescribe",
+            &n.to_string(),
+            |k| p.ours.prescribe(ours_in[k]).estimated_cost_microunits,
+            |k| p.theirs.prescribe(theirs_in[k]).estimated_cost_microunits,
+        );
+    }
+}
+
 fn digests(c: &mut Criterion) {
     let Decided {
         p,
@@ -161,5 +225,13 @@ fn digests(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, prescribe, prescribe_reject, verify, digests);
+criterion_group!(
+    benches,
+    prescribe,
+    prescribe_reject,
+    verify,
+    prescribe_batch,
+    stress_prescribe,
+    digests
+);
 criterion_main!(benches);

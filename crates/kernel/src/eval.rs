@@ -1,6 +1,11 @@
 //! The one evaluation that `prescribe`, the trace, `explain` and `utility_for_model`
 //! share, so that they cannot disagree.
 //!
+//! This is the scalar loop: the borrowed `PolicyView`, `explain`, catalogs of at most
+//! 12 candidates and requests on the wide path run it, and it is the reference the
+//! owned snapshot's structure-of-arrays evaluation (`soa.rs`, which reuses its request
+//! set-up, ranking order and conclusion) is tested against.
+//!
 //! Layout of the hot loop: every candidate is first tested against the seven gates that
 //! need no arithmetic, in gate order, stopping at the first it fails. Only a candidate
 //! that passes all seven is priced. (A branch-free variant that priced every candidate
@@ -96,7 +101,7 @@ impl Candidate {
         } else {
             0
         };
-        Self {
+        let compiled = Self {
             latency_penalty: u64::from(model.p95_latency_ms)
                 .saturating_mul(latency_penalty_microunits_per_ms),
             capabilities: model.capabilities,
@@ -111,11 +116,22 @@ impl Candidate {
             // Validation guarantees 0 or 1; any other value counts as disabled, the
             // conservative reading.
             enabled: model.enabled == 1,
-        }
+        };
+        // Postconditions: at most one provider bit, and an exact penalty when it fits.
+        debug_assert!(compiled.provider_bit.count_ones() <= 1);
+        debug_assert!(
+            u128::from(compiled.latency_penalty)
+                == (u128::from(model.p95_latency_ms)
+                    * u128::from(latency_penalty_microunits_per_ms))
+                .min(u128::from(u64::MAX))
+        );
+        compiled
     }
 }
 
-/// Per-policy maxima that decide, per request, whether `u64` pricing is exact.
+/// Per-policy maxima that decide, per request, whether `u64` pricing is exact, and the
+/// limits derived from them once per policy, so that the per-request proof is a few
+/// comparisons instead of wide multiplications.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Bounds {
     pub(crate) max_input_rate: u64,
@@ -123,31 +139,68 @@ pub(crate) struct Bounds {
     pub(crate) max_quality_bps: u16,
     /// Every candidate's latency penalty is below [`NARROW_TERM_LIMIT`].
     pub(crate) latency_penalty_fits: bool,
+    /// The most input tokens for which `tokens * max_input_rate <= NARROW_PRICE_MAX`.
+    pub(crate) narrow_input_tokens: u64,
+    /// The same for output tokens and `max_output_rate`.
+    pub(crate) narrow_output_tokens: u64,
+    /// The largest `value * confidence` for which `value * confidence * max_quality_bps`
+    /// fits in `u64`.
+    pub(crate) narrow_value_confidence: u128,
 }
 
 /// Every term of a narrow utility is below this, so `qa - rp - cost - lp` is exact in
 /// `i64` (the sum of three terms stays below 2^63) and never needs clamping.
 pub(crate) const NARROW_TERM_LIMIT: u64 = 1 << 61;
 
+/// The most `tokens` for which `tokens * rate <= NARROW_PRICE_MAX` (every count when
+/// the rate is 0).
+fn narrow_tokens(rate: u64) -> u64 {
+    NARROW_PRICE_MAX.checked_div(rate).unwrap_or(u64::MAX)
+}
+
 impl Bounds {
     pub(crate) fn of(models: &[KernelModel], latency_penalty_microunits_per_ms: u64) -> Self {
         let max_p95 = models.iter().map(|m| m.p95_latency_ms).max().unwrap_or(0);
         let max_latency_penalty =
             u128::from(max_p95) * u128::from(latency_penalty_microunits_per_ms);
-        Self {
-            max_input_rate: models
-                .iter()
-                .map(|m| m.input_cost_microunits_per_million_tokens)
-                .max()
-                .unwrap_or(0),
-            max_output_rate: models
-                .iter()
-                .map(|m| m.output_cost_microunits_per_million_tokens)
-                .max()
-                .unwrap_or(0),
-            max_quality_bps: models.iter().map(|m| m.quality_bps).max().unwrap_or(0),
+        let max_input_rate = models
+            .iter()
+            .map(|m| m.input_cost_microunits_per_million_tokens)
+            .max()
+            .unwrap_or(0);
+        let max_output_rate = models
+            .iter()
+            .map(|m| m.output_cost_microunits_per_million_tokens)
+            .max()
+            .unwrap_or(0);
+        let max_quality_bps = models.iter().map(|m| m.quality_bps).max().unwrap_or(0);
+        let bounds = Self {
+            max_input_rate,
+            max_output_rate,
+            max_quality_bps,
             latency_penalty_fits: max_latency_penalty < u128::from(NARROW_TERM_LIMIT),
-        }
+            narrow_input_tokens: narrow_tokens(max_input_rate),
+            narrow_output_tokens: narrow_tokens(max_output_rate),
+            narrow_value_confidence: u128::from(u64::MAX)
+                .checked_div(u128::from(max_quality_bps))
+                .unwrap_or(u128::MAX),
+        };
+        // Postconditions: each limit is the largest value whose product stays in range.
+        debug_assert!(
+            u128::from(bounds.narrow_input_tokens) * u128::from(max_input_rate)
+                <= u128::from(NARROW_PRICE_MAX)
+        );
+        debug_assert!(
+            max_input_rate == 0
+                || (u128::from(bounds.narrow_input_tokens) + 1) * u128::from(max_input_rate)
+                    > u128::from(NARROW_PRICE_MAX)
+        );
+        debug_assert!(
+            max_quality_bps == 0
+                || bounds.narrow_value_confidence * u128::from(max_quality_bps)
+                    <= u128::from(u64::MAX)
+        );
+        bounds
     }
 }
 
@@ -155,23 +208,23 @@ impl Bounds {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Request {
     /// `max(business_value, 0) * confidence_bps`, exact.
-    value_confidence: u128,
+    pub(crate) value_confidence: u128,
     /// The request's risk penalty, exact.
-    risk_penalty: u128,
+    pub(crate) risk_penalty: u128,
     /// The policy's latency penalty rate, for the exact wide path.
-    latency_rate: u64,
+    pub(crate) latency_rate: u64,
     /// The latency cap, with "no limit" turned into `u32::MAX`, which no latency exceeds.
-    latency_cap_ms: u32,
-    input_tokens: u32,
-    output_tokens: u32,
-    budget_limit: u64,
-    required_capabilities: u64,
-    allowed_provider_mask: u64,
-    required_region_mask: u64,
-    minimum_quality_bps: u16,
-    risk_bps: u16,
+    pub(crate) latency_cap_ms: u32,
+    pub(crate) input_tokens: u32,
+    pub(crate) output_tokens: u32,
+    pub(crate) budget_limit: u64,
+    pub(crate) required_capabilities: u64,
+    pub(crate) allowed_provider_mask: u64,
+    pub(crate) required_region_mask: u64,
+    pub(crate) minimum_quality_bps: u16,
+    pub(crate) risk_bps: u16,
     /// Whether the `u64` pricing path is exact for every candidate of the policy.
-    narrow: bool,
+    pub(crate) narrow: bool,
 }
 
 /// Exact `floor(x / d)` that takes the cheap `u64` division when `x` fits in 64 bits.
@@ -191,20 +244,25 @@ impl Request {
     pub(crate) fn new(input: &KernelInput, params: &PolicyParams, bounds: &Bounds) -> Self {
         let value = input.business_value_microunits.max(0).unsigned_abs();
         let value_confidence = u128::from(value) * u128::from(input.confidence_bps);
-        let risk_penalty = div_floor(
-            u128::from(value)
-                * u128::from(input.risk_bps)
-                * u128::from(params.risk_penalty_multiplier_bps),
-            BPS_SQUARED,
+        // `risk_bps * multiplier` is below 2^32, so the product is one wide multiply.
+        let risk_factor = u64::from(input.risk_bps) * u64::from(params.risk_penalty_multiplier_bps);
+        let risk_penalty = div_floor(u128::from(value) * u128::from(risk_factor), BPS_SQUARED);
+        // One comparison per product against the policy's precomputed limits: the same
+        // proof as multiplying by the policy's maxima, without the multiplications.
+        let narrow = bounds.latency_penalty_fits
+            & (value_confidence <= bounds.narrow_value_confidence)
+            & (u64::from(input.input_tokens) <= bounds.narrow_input_tokens)
+            & (u64::from(input.output_tokens) <= bounds.narrow_output_tokens)
+            & (risk_penalty < u128::from(NARROW_TERM_LIMIT));
+        debug_assert!(
+            !narrow
+                || (value_confidence * u128::from(bounds.max_quality_bps) <= u128::from(u64::MAX)
+                    && u128::from(input.input_tokens) * u128::from(bounds.max_input_rate)
+                        <= u128::from(NARROW_PRICE_MAX)
+                    && u128::from(input.output_tokens) * u128::from(bounds.max_output_rate)
+                        <= u128::from(NARROW_PRICE_MAX)),
+            "the narrow path is proven exact for every candidate"
         );
-        let quality_fits =
-            value_confidence * u128::from(bounds.max_quality_bps) <= u128::from(u64::MAX);
-        let input_fits = u64::from(input.input_tokens)
-            .checked_mul(bounds.max_input_rate)
-            .is_some_and(|p| p <= NARROW_PRICE_MAX);
-        let output_fits = u64::from(input.output_tokens)
-            .checked_mul(bounds.max_output_rate)
-            .is_some_and(|p| p <= NARROW_PRICE_MAX);
         Self {
             value_confidence,
             risk_penalty,
@@ -222,11 +280,7 @@ impl Request {
             required_region_mask: input.required_region_mask,
             minimum_quality_bps: input.minimum_quality_bps,
             risk_bps: input.risk_bps,
-            narrow: quality_fits
-                && input_fits
-                && output_fits
-                && risk_penalty < u128::from(NARROW_TERM_LIMIT)
-                && bounds.latency_penalty_fits,
+            narrow,
         }
     }
 
@@ -256,7 +310,7 @@ impl Request {
 
     /// `ceil(in_tokens * in_rate / 1e6) + ceil(out_tokens * out_rate / 1e6)`, saturating.
     #[inline(always)]
-    fn cost<const NARROW: bool>(&self, c: &Candidate) -> u64 {
+    pub(crate) fn cost<const NARROW: bool>(&self, c: &Candidate) -> u64 {
         const ROUND_UP: u64 = TOKENS_PER_PRICE_UNIT - 1;
         if NARROW {
             // Proven by `Request::new`: both products are at most NARROW_PRICE_MAX, so
@@ -281,7 +335,7 @@ impl Request {
 
     /// `floor(value * confidence * quality / 1e8)`.
     #[inline(always)]
-    fn quality_adjusted<const NARROW: bool>(&self, c: &Candidate) -> u128 {
+    pub(crate) fn quality_adjusted<const NARROW: bool>(&self, c: &Candidate) -> u128 {
         if NARROW {
             // Proven by `Request::new`: value * confidence * max_quality fits in u64.
             let vc = self.value_confidence as u64;
@@ -331,7 +385,7 @@ impl Request {
     /// Utility on the narrow path: every term is below [`NARROW_TERM_LIMIT`] (proven by
     /// `Request::new`), so the `i64` arithmetic is exact and needs no clamp.
     #[inline(always)]
-    fn narrow_utility(&self, c: &Candidate, quality_adjusted: u128, cost: u64) -> i64 {
+    pub(crate) fn narrow_utility(&self, c: &Candidate, quality_adjusted: u128, cost: u64) -> i64 {
         let term = |x: u64| x.cast_signed();
         term(quality_adjusted as u64)
             - term(self.risk_penalty as u64)
@@ -405,6 +459,10 @@ pub(crate) trait Observer {
     /// Whether the observer needs every candidate's assessment; when it does not, the
     /// branch-free narrow loop runs instead.
     const DETAILED: bool;
+    /// Whether the caller reads the per-gate counters of the evaluation (a trace does,
+    /// a plain `prescribe` does not once a candidate is eligible).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    const COUNTS: bool;
     fn observe(&mut self, index: usize, candidate: &Candidate, request: &Request, a: &Assessment);
 }
 
@@ -413,24 +471,35 @@ pub(crate) struct Silent;
 
 impl Observer for Silent {
     const DETAILED: bool = false;
+    const COUNTS: bool = false;
+    #[inline(always)]
+    fn observe(&mut self, _: usize, _: &Candidate, _: &Request, _: &Assessment) {}
+}
+
+/// The observer of `prescribe_with_trace`: no per-candidate detail, every counter.
+pub(crate) struct Counting;
+
+impl Observer for Counting {
+    const DETAILED: bool = false;
+    const COUNTS: bool = true;
     #[inline(always)]
     fn observe(&mut self, _: usize, _: &Candidate, _: &Request, _: &Assessment) {}
 }
 
 /// A ranked, eligible candidate.
 #[derive(Clone, Copy, Debug)]
-struct Ranked {
-    utility: i64,
-    cost: u64,
-    quality_bps: u16,
-    model_id: u32,
-    index: u16,
+pub(crate) struct Ranked {
+    pub(crate) utility: i64,
+    pub(crate) cost: u64,
+    pub(crate) quality_bps: u16,
+    pub(crate) model_id: u32,
+    pub(crate) index: u16,
 }
 
 impl Ranked {
     /// Stands for "nobody": every eligible candidate (utility >= 1) beats it, and its
     /// id and utility are what a decision reports when there is no counterfactual.
-    const NOBODY: Self = Self {
+    pub(crate) const NOBODY: Self = Self {
         utility: 0,
         cost: u64::MAX,
         quality_bps: 0,
@@ -441,7 +510,7 @@ impl Ranked {
     /// Higher utility, then lower cost, then higher quality. Candidates arrive in
     /// ascending `model_id`, so a full tie keeps the earlier one: the lower id.
     #[inline(always)]
-    fn beats(&self, other: &Self) -> bool {
+    pub(crate) fn beats(&self, other: &Self) -> bool {
         (self.utility, other.cost, self.quality_bps) > (other.utility, self.cost, other.quality_bps)
     }
 }
@@ -535,6 +604,21 @@ pub(crate) fn request_refusal(input: &KernelInput, params: &PolicyParams) -> Opt
     }
 }
 
+/// The decision and (empty) tally of a request refused before any candidate, if it is.
+#[inline(always)]
+pub(crate) fn refusal(
+    input: &KernelInput,
+    params: &PolicyParams,
+) -> Option<(KernelDecision, Tally)> {
+    let reason = request_refusal(input, params)?;
+    let tally = Tally {
+        counts: [0; gate::COUNT],
+        evaluated: 0,
+        eligible: 0,
+    };
+    Some((rejection(input, params, reason, 0), tally))
+}
+
 /// Evaluates `input` against a catalog given as candidates in ascending `model_id`.
 #[inline(always)]
 pub(crate) fn evaluate<I, C, O>(
@@ -550,13 +634,8 @@ where
     C: Borrow<Candidate>,
     O: Observer,
 {
-    if let Some(reason) = request_refusal(input, params) {
-        let tally = Tally {
-            counts: [0; gate::COUNT],
-            evaluated: 0,
-            eligible: 0,
-        };
-        return (rejection(input, params, reason, 0), tally);
+    if let Some(refused) = refusal(input, params) {
+        return refused;
     }
     let request = Request::new(input, params, bounds);
     if request.narrow && !O::DETAILED {
@@ -569,7 +648,7 @@ where
 }
 
 #[inline(always)]
-fn rank<const NARROW: bool, I, C, O>(
+pub(crate) fn rank<const NARROW: bool, I, C, O>(
     params: &PolicyParams,
     request: &Request,
     candidates: I,
@@ -620,6 +699,8 @@ where
         } else if ranked.beats(&second) {
             second = ranked;
         }
+        // Invariant: the two places stay ordered.
+        debug_assert!(second.index == NO_MODEL_INDEX || !second.beats(&best));
     }
     conclude(params, input, best, second, counts, evaluated, eligible)
 }
@@ -632,7 +713,7 @@ const ELIGIBLE_SLOT: u32 = gate::COUNT as u32;
 /// index (lower first, which is the lower `model_id`). It fits because on the narrow
 /// path a positive utility is below 2^38 (it is at most `u64::MAX / 1e8`), a cost is
 /// below 2^46 (two quotients of at most `u64::MAX / 1e6`) and a quality below 2^14.
-mod key {
+pub(crate) mod key {
     pub(super) const INDEX_BITS: u32 = 16;
     pub(super) const QUALITY_BITS: u32 = 14;
     pub(super) const COST_BITS: u32 = 46;
@@ -640,7 +721,7 @@ mod key {
     pub(super) const QUALITY_SHIFT: u32 = INDEX_BITS;
     pub(super) const COST_SHIFT: u32 = QUALITY_SHIFT + QUALITY_BITS;
     pub(super) const UTILITY_SHIFT: u32 = COST_SHIFT + COST_BITS;
-    pub(super) const COST_MAX: u64 = (1 << COST_BITS) - 1;
+    pub(crate) const COST_MAX: u64 = (1 << COST_BITS) - 1;
     pub(super) const INDEX_MAX: u64 = (1 << INDEX_BITS) - 1;
     const _: () = assert!(UTILITY_SHIFT + UTILITY_BITS <= 128);
 }
@@ -648,7 +729,7 @@ mod key {
 /// The rank key of an eligible candidate; every eligible key is above 0, the key of
 /// "nobody".
 #[inline(always)]
-fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
+pub(crate) fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
     u128::from(utility.cast_unsigned()) << key::UTILITY_SHIFT
         | u128::from(key::COST_MAX - cost) << key::COST_SHIFT
         | u128::from(quality_bps) << key::QUALITY_SHIFT
@@ -657,12 +738,12 @@ fn rank_key(utility: i64, cost: u64, quality_bps: u16, index: u16) -> u128 {
 
 /// The utility encoded in a rank key (0 for the empty key).
 #[inline(always)]
-fn utility_of(k: u128) -> i64 {
+pub(crate) fn utility_of(k: u128) -> i64 {
     ((k >> key::UTILITY_SHIFT) as u64).cast_signed()
 }
 
 /// Decodes a rank key; `Ranked::NOBODY` for the empty key.
-fn ranked_of(k: u128, models: &[KernelModel]) -> Ranked {
+pub(crate) fn ranked_of(k: u128, models: &[KernelModel]) -> Ranked {
     if k == 0 {
         return Ranked::NOBODY;
     }
@@ -745,7 +826,7 @@ where
 
 /// Turns the ranking and the counters into the decision.
 #[inline(always)]
-fn conclude(
+pub(crate) fn conclude(
     params: &PolicyParams,
     input: &KernelInput,
     best: Ranked,
@@ -754,6 +835,16 @@ fn conclude(
     evaluated: u32,
     eligible: u32,
 ) -> (KernelDecision, Tally) {
+    // Preconditions: the ranking is consistent with the counters.
+    debug_assert!(eligible <= evaluated, "more eligible than evaluated");
+    debug_assert_eq!(
+        eligible == 0,
+        best.index == NO_MODEL_INDEX,
+        "a best iff eligible"
+    );
+    debug_assert!(eligible >= 2 || second.index == NO_MODEL_INDEX);
+    debug_assert!(best.index == NO_MODEL_INDEX || best.utility > 0);
+    debug_assert!(second.index == NO_MODEL_INDEX || !second.beats(&best));
     let tally = Tally {
         counts,
         evaluated: u16::try_from(evaluated).unwrap_or(u16::MAX),
@@ -789,6 +880,10 @@ fn conclude(
         policy_epoch: params.policy_epoch,
         catalog_epoch: params.catalog_epoch,
     };
+    // Postconditions: a selection names a candidate and echoes the request and policy.
+    debug_assert!(decision.is_selection() && decision.selected_model_id != RESERVED_MODEL_ID);
+    debug_assert_eq!(decision.request_sequence, input.request_sequence);
+    debug_assert!(decision.estimated_cost_microunits <= input.budget_limit_microunits);
     (decision, tally)
 }
 

@@ -90,6 +90,8 @@ extern crate alloc;
 mod error;
 mod eval;
 mod policy;
+#[cfg(feature = "alloc")]
+mod soa;
 mod text;
 mod trace;
 mod types;

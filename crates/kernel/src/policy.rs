@@ -15,6 +15,21 @@ macro_rules! decision_methods {
             Catalog::run(self, &input, &mut Silent).0
         }
 
+        /// Decides `inputs[i]` into `decisions[i]` for every `i` below the shorter of the
+        /// two lengths, and returns that count: the same decisions as [`Self::prescribe`]
+        /// one request at a time, for bursts. Never panics and never allocates.
+        pub fn prescribe_batch_into(
+            &self,
+            inputs: &[KernelInput],
+            decisions: &mut [KernelDecision],
+        ) -> usize {
+            let n = inputs.len().min(decisions.len());
+            for (input, decision) in inputs.iter().zip(decisions.iter_mut()) {
+                *decision = Catalog::run(self, input, &mut Silent).0;
+            }
+            n
+        }
+
         /// Validates `input`, then decides it.
         ///
         /// # Errors
@@ -51,7 +66,9 @@ macro_rules! decision_methods {
 }
 
 use crate::error::{DecisionField, DecisionMismatch, InputError, PolicyError};
-use crate::eval::{self, Assessment, Bounds, Candidate, Observer, PolicyParams, Silent, Tally};
+use crate::eval::{
+    self, Assessment, Bounds, Candidate, Counting, Observer, PolicyParams, Silent, Tally,
+};
 use crate::trace::DecisionTrace;
 use crate::types::{
     KernelDecision, KernelInput, KernelModel, MAX_BPS, MAX_CATALOG_MODELS, MAX_PROVIDER_ID,
@@ -235,7 +252,7 @@ pub(crate) fn prescribe_with_trace<C: Catalog>(
     c: &C,
     input: &KernelInput,
 ) -> (KernelDecision, DecisionTrace) {
-    let (decision, tally) = c.run(input, &mut Silent);
+    let (decision, tally) = c.run(input, &mut Counting);
     (decision, trace_of(&tally))
 }
 
@@ -359,8 +376,9 @@ mod owned {
     };
     use crate::error::{DecisionMismatch, InputError, PolicyError};
     use crate::eval::{
-        self, Assessment, Bounds, Candidate, Observer, PolicyParams, Request, Silent, Tally,
+        Assessment, Bounds, Candidate, Observer, PolicyParams, Request, Silent, Tally,
     };
+    use crate::soa;
     use crate::trace::{
         CandidateExplanation, CandidateVerdict, DecisionTrace, Explanation, GateKind,
     };
@@ -408,6 +426,8 @@ mod owned {
         params: PolicyParams,
         models: Vec<KernelModel>,
         compiled: Vec<Candidate>,
+        /// The structure-of-arrays index of the catalog, for the mask evaluation.
+        index: soa::Index,
         bounds: Bounds,
     }
 
@@ -479,12 +499,15 @@ mod owned {
             models.sort_unstable_by_key(|m| m.model_id);
             validate_sorted_catalog(&models)?;
             let rate = params.latency_penalty_microunits_per_ms;
-            let compiled = models.iter().map(|m| Candidate::compile(m, rate)).collect();
+            let compiled: Vec<Candidate> =
+                models.iter().map(|m| Candidate::compile(m, rate)).collect();
             let bounds = Bounds::of(&models, rate);
+            let index = soa::Index::new(&models, &compiled);
             Ok(Self {
                 params,
                 models,
                 compiled,
+                index,
                 bounds,
             })
         }
@@ -587,11 +610,11 @@ mod owned {
             input: &KernelInput,
             observer: &mut O,
         ) -> (KernelDecision, Tally) {
-            let candidates = self.compiled.iter();
-            eval::evaluate(
+            soa::evaluate(
                 &self.params,
                 &self.bounds,
-                candidates,
+                &self.index,
+                &self.compiled,
                 &self.models,
                 input,
                 observer,
@@ -657,6 +680,7 @@ mod owned {
 
     impl Observer for Explainer<'_> {
         const DETAILED: bool = true;
+        const COUNTS: bool = true;
         fn observe(&mut self, index: usize, c: &Candidate, request: &Request, a: &Assessment) {
             let Some(model) = self.models.get(index) else {
                 return;
