@@ -270,11 +270,15 @@ pub enum Code {
     DemoFailed,
     /// The demo's log does not verify or disagrees with what was decided (exit 2).
     DemoCheckFailed,
+    /// The simulation's gate or engine failed (exit 2).
+    SimulateFailed,
+    /// A simulation log does not verify or disagrees with the closed-form table (exit 2).
+    SimulateCheckFailed,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Usage,
         Self::NotFound,
         Self::TooLarge,
@@ -285,6 +289,8 @@ impl Code {
         Self::DirNotEmpty,
         Self::DemoFailed,
         Self::DemoCheckFailed,
+        Self::SimulateFailed,
+        Self::SimulateCheckFailed,
     ];
 
     /// The code as printed.
@@ -301,6 +307,8 @@ impl Code {
             Self::DirNotEmpty => "DIR_NOT_EMPTY",
             Self::DemoFailed => "DEMO_FAILED",
             Self::DemoCheckFailed => "DEMO_CHECK_FAILED",
+            Self::SimulateFailed => "SIMULATE_FAILED",
+            Self::SimulateCheckFailed => "SIMULATE_CHECK_FAILED",
         }
     }
 }
