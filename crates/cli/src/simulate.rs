@@ -8,10 +8,12 @@
 //!   printed seed, over eight regimes ([`REGIMES`]), each with its share, value per
 //!   success, ease, token ranges and hard limits (a quality minimum, required
 //!   capabilities, allowed providers, a per-request budget limit).
-//! - **Arms are tiers.** Tier `m` (one per catalog model) is the quality floor
-//!   `q_m` and the price ceiling `cost_m(request)`; the kernel decides under it
-//!   through `Gate::decide_with` (hard gates stay in the kernel) and picks the model
-//!   of highest utility in that box: model `m` itself when it is not dominated.
+//! - **Tiers.** A floor tier is a quality floor (0, or the win rate of a model of the
+//!   catalog's Pareto frontier); a model tier `m` is the floor `q_m` and the price
+//!   ceiling `cost_m(request)`. The kernel decides under the tier through
+//!   `Gate::decide_with` (hard gates stay in the kernel) and picks the model of
+//!   highest utility it allows. The learners' arms are the floor tiers; the random
+//!   baseline draws among the eligible model tiers (every model of the catalog).
 //! - **Link function.** A model of length-controlled win rate `q` succeeds in a
 //!   regime of ease `A` with probability `p = A·q² / (A·q² + (1 − q)²)`, i.e. success
 //!   odds `A·(q / (1 − q))²`: exact integers in basis points.
@@ -19,11 +21,11 @@
 //!   `Gate::record_outcome`; the engine learns from one Bernoulli draw of the
 //!   reward normalised into `[0, 1]` (the standard reduction of bounded rewards to
 //!   Beta–Bernoulli Thompson sampling).
-//! - **Strategies:** static (the best fixed tier in hindsight, the engine with
-//!   exploration off), uniform random among eligible tiers, epsilon-greedy at 2 %,
-//!   Thompson sampling (both the engine with exploration on) and the oracle (the
-//!   best tier per request, in closed form from the success probabilities). Each
-//!   writes its own gate directory `DIR/<strategy>`, verified with `verify_dir`.
+//! - **Strategies:** static (the best fixed floor in hindsight), uniform random among
+//!   eligible models, epsilon-greedy at 2 % and Thompson sampling (both the engine,
+//!   per regime) and the oracle (the best floor of each regime, in closed form from
+//!   the success probabilities). Each writes its own gate directory
+//!   `DIR/<strategy>`, verified with `verify_dir`.
 //!
 //! # Determinism
 //! Everything (requests, success draws, the random baseline, the engine's keyed
@@ -69,6 +71,10 @@ pub const EPSILON_BPS: u32 = 200;
 pub const THOMPSON_REDRAWS: u32 = 16;
 /// The per-request regret window at the end of the run.
 pub const LAST_WINDOW: u64 = 10_000;
+/// The confidence every request declares to the kernel (whose utility is value ×
+/// confidence × quality − cost): full, so the kernel weighs quality at the regime's
+/// value (linearly in the win rate; the floor corrects where the link is steeper).
+pub const DECLARED_CONFIDENCE_BPS: u16 = 10_000;
 /// The one tenant of every gate directory.
 pub const TENANT: &str = "simulation";
 /// Its opening budget: far above what any run spends (10^6 units).
@@ -258,6 +264,8 @@ struct Catalog {
     names: NameMap,
     /// Per regime: capability mask, provider mask.
     masks: Vec<(u64, u64)>,
+    /// The levels of the floor tiers: 0, then the quality of each frontier model.
+    floors: Vec<u16>,
 }
 
 fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
@@ -269,9 +277,9 @@ fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
         .map_err(|e| SimulateError::Catalog(format!("{}: {e}", path.display())))?;
     let names = compiled.names;
     let models = compiled.policy.models();
-    if models.len() > 64 {
+    if models.len() + models.len() + 1 > 64 {
         return Err(SimulateError::Catalog(format!(
-            "{}: at most 64 models (tiers are a 64-bit mask), not {}",
+            "{}: at most 31 models (tiers are a 64-bit mask), not {}",
             path.display(),
             models.len()
         )));
@@ -298,10 +306,20 @@ fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
         }
         masks.push((caps, providers));
     }
+    let mut floors: Vec<u16> = std::iter::once(0)
+        .chain(
+            pareto_models(models)
+                .into_iter()
+                .map(|i| models[i].quality_bps),
+        )
+        .collect();
+    floors.sort_unstable();
+    floors.dedup();
     Ok(Catalog {
         policy: compiled.policy,
         names,
         masks,
+        floors,
     })
 }
 
@@ -395,11 +413,28 @@ fn success_probability(quality_bps: u16, ease_centi: u64) -> f64 {
     num as f64 / den as f64
 }
 
-/// The request under tier `arm`: floor `max(regime minimum, q_arm)`, budget
-/// `min(regime limit, cost_arm)`, the regime's capabilities and providers.
+/// The request under tier `arm`. A model tier (`arm` below the catalog's length):
+/// floor `max(regime minimum, q_arm)`, budget `min(regime limit, cost_arm)`. A floor
+/// tier: floor `max(regime minimum, its level)`, the regime's budget limit. Both with
+/// the regime's value, capabilities and providers.
 fn tier_input(catalog: &Catalog, job: &Job, sequence: u64, arm: usize) -> KernelInput {
     let regime = &REGIMES[job.regime];
-    let model = &catalog.policy.models()[arm];
+    let models = catalog.policy.models();
+    let (model, floor, budget) = match models.get(arm) {
+        Some(model) => (
+            model,
+            model.quality_bps,
+            regime.budget_limit_microunits.min(cost_of(model, job)),
+        ),
+        None => {
+            let level = catalog.floors[arm - models.len()];
+            let model = models
+                .iter()
+                .find(|m| m.quality_bps >= level)
+                .unwrap_or(&models[0]);
+            (model, level, regime.budget_limit_microunits)
+        }
+    };
     let (caps, providers) = catalog.masks[job.regime];
     KernelInput {
         request_sequence: sequence,
@@ -407,10 +442,10 @@ fn tier_input(catalog: &Catalog, job: &Job, sequence: u64, arm: usize) -> Kernel
         input_tokens: job.input_tokens,
         output_tokens: job.output_tokens,
         business_value_microunits: i64::try_from(regime.value_microunits).unwrap_or(i64::MAX),
-        budget_limit_microunits: regime.budget_limit_microunits.min(cost_of(model, job)),
+        budget_limit_microunits: budget,
         risk_bps: 0,
-        confidence_bps: 10_000,
-        minimum_quality_bps: regime.min_quality_bps.max(model.quality_bps),
+        confidence_bps: DECLARED_CONFIDENCE_BPS,
+        minimum_quality_bps: regime.min_quality_bps.max(floor),
         max_p95_latency_ms: 0,
         required_capabilities: caps,
         allowed_provider_mask: providers,
@@ -428,19 +463,24 @@ struct TierOutcome {
 
 /// The closed-form table: every tier of every request, as the kernel decides it.
 struct Table {
+    /// Tiers: one per catalog model, then the floor tiers.
     arms: usize,
+    /// Catalog models (the model tiers come first).
+    models: usize,
     outcomes: Vec<TierOutcome>,
     /// `p[model * 8 + regime]`.
     p: Vec<f64>,
     /// The learners' arms: the tiers of the catalog's Pareto frontier, in catalog order.
     tiers: Vec<usize>,
-    /// Per request: the oracle's tier (over every tier) and its expected reward.
+    /// Per request: the oracle's tier (the best arm of its regime, in closed form) and
+    /// its expected reward on this request.
     oracle: Vec<(u32, f64)>,
-    /// The oracle's expected reward when restricted to [`Table::tiers`], summed.
-    oracle_on_tiers: f64,
+    /// The best tier of each request (of every tier, in closed form), summed: the
+    /// bound of a router that would know each request's best tier.
+    per_request_oracle: f64,
     /// Per request: the mask of tiers the kernel admits.
     eligible: Vec<u64>,
-    /// The best fixed tier over the whole workload.
+    /// The best fixed arm over the whole workload.
     static_arm: u32,
 }
 
@@ -465,7 +505,7 @@ impl Table {
 /// the quality, no higher input or output price, at least the capabilities, enabled;
 /// better in one of them). Under a link increasing in quality, a dominated model is
 /// never strictly better for a request its dominator may serve.
-fn pareto_tiers(models: &[KernelModel]) -> Vec<usize> {
+fn pareto_models(models: &[KernelModel]) -> Vec<usize> {
     let dominates = |b: &KernelModel, a: &KernelModel| {
         b.enabled != 0
             && b.quality_bps >= a.quality_bps
@@ -497,7 +537,7 @@ fn index_of(catalog: &Catalog, model_id: u32) -> Option<u8> {
 
 fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
     let models = catalog.policy.models();
-    let arms = models.len();
+    let arms = models.len() + catalog.floors.len();
     let p: Vec<f64> = models
         .iter()
         .flat_map(|m| {
@@ -506,28 +546,32 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
                 .map(|r| success_probability(m.quality_bps, r.ease_centi))
         })
         .collect();
-    let tiers = pareto_tiers(models);
+    // The learners' arms: the frontier models' tiers, then every floor tier.
+    let tiers = (models.len()..arms).collect();
     let mut table = Table {
         arms,
+        models: models.len(),
         outcomes: Vec::with_capacity(jobs.len() * arms),
         p,
         tiers,
         oracle: Vec::with_capacity(jobs.len()),
-        oracle_on_tiers: 0.0,
+        per_request_oracle: 0.0,
         eligible: Vec::with_capacity(jobs.len()),
         static_arm: 0,
     };
     let mut totals = vec![0f64; arms];
+    let mut regime_totals = vec![vec![0f64; arms]; REGIMES.len()];
     for (i, job) in jobs.iter().enumerate() {
-        let mut best = (0u32, f64::NEG_INFINITY);
-        let mut best_tier = f64::NEG_INFINITY;
+        let mut best = f64::NEG_INFINITY;
         let mut eligible = 0u64;
         for (arm, total) in totals.iter_mut().enumerate() {
             let decision = catalog
                 .policy
                 .prescribe(tier_input(catalog, job, i as u64, arm));
             let outcome = if decision.is_selection() {
-                eligible |= 1 << arm;
+                if arm < models.len() {
+                    eligible |= 1 << arm;
+                }
                 TierOutcome {
                     model: index_of(catalog, decision.selected_model_id),
                     cost: decision.estimated_cost_microunits,
@@ -541,24 +585,29 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
             table.outcomes.push(outcome);
             let reward = table.expected_reward(job, outcome);
             *total += reward;
-            if reward > best.1 {
-                best = (u32::try_from(arm).unwrap_or(0), reward);
-            }
-            if reward > best_tier && table.tiers.contains(&arm) {
-                best_tier = reward;
-            }
+            regime_totals[job.regime][arm] += reward;
+            best = best.max(reward);
         }
-        table.oracle_on_tiers += best_tier;
-        table.oracle.push(best);
+        table.per_request_oracle += best;
         table.eligible.push(eligible);
     }
-    let mut best = 0;
-    for (arm, total) in totals.iter().enumerate() {
-        if *total > totals[best] {
-            best = arm;
+    let argmax = |totals: &[f64]| {
+        let mut best = table.tiers[0];
+        for &arm in &table.tiers {
+            if totals[arm] > totals[best] {
+                best = arm;
+            }
         }
+        best
+    };
+    let static_arm = argmax(&totals);
+    let oracle_arms: Vec<usize> = regime_totals.iter().map(|t| argmax(t)).collect();
+    table.static_arm = u32::try_from(static_arm).unwrap_or(0);
+    for (i, job) in jobs.iter().enumerate() {
+        let arm = oracle_arms[job.regime];
+        let reward = table.expected_reward(job, table.outcome(i, arm));
+        table.oracle.push((u32::try_from(arm).unwrap_or(0), reward));
     }
-    table.static_arm = u32::try_from(best).unwrap_or(0);
     table
 }
 
@@ -748,7 +797,7 @@ fn run_strategy(
                 } else {
                     let mut k = job.u_random % count;
                     let mut arm = 0;
-                    for bit in 0..table.arms {
+                    for bit in 0..table.models {
                         if eligible & (1 << bit) != 0 {
                             if k == 0 {
                                 arm = bit;
@@ -824,10 +873,12 @@ fn run_strategy(
             },
         )?;
         if let (Some(engine), Some(d)) = (engine.as_mut(), engine_decision.as_ref()) {
-            // The reward normalised into [0, 1] with V the value and B = V (the
-            // kernel's utility gate keeps every cost below V·q < V):
-            // (V·success − cost + V) / 2V; the engine sees one Bernoulli draw of it.
-            let b = u128::from(regime.value_microunits.min(regime.budget_limit_microunits));
+            // The reward normalised into [0, 1]: with V the value and B = V·c the
+            // value times the declared confidence (the kernel's utility gate keeps
+            // every cost below V·c·q < B), (V·success − cost + B) / (V + B); the
+            // engine sees one Bernoulli draw of it.
+            let b = u128::from(regime.value_microunits) * u128::from(DECLARED_CONFIDENCE_BPS)
+                / u128::from(BPS);
             let span = u128::from(regime.value_microunits) + b;
             let shifted = u128::from(value) + b - u128::from(cost).min(b);
             let bit = u128::from(job.u_feedback) * span < shifted * UNIT_53;
@@ -956,12 +1007,16 @@ pub struct Summary {
     pub requests: u64,
     /// The seed.
     pub seed: u64,
-    /// Tiers (catalog models).
+    /// Tiers: one per catalog model, then the floor tiers.
     pub tiers: usize,
+    /// Catalog models (the model tiers).
+    pub models: usize,
     /// The static strategy's tier (its model's name).
     pub static_tier: String,
     /// The oracle's expected reward, in microunits.
     pub oracle_reward_microunits: f64,
+    /// The per-request bound (each request's best tier of all), in microunits.
+    pub per_request_oracle_microunits: f64,
     /// The oracle's expected reward per request over the last window.
     pub oracle_last_window_per_request: f64,
     /// Always the best quality: mean cost per request and expected success rate.
@@ -1065,17 +1120,25 @@ pub fn simulate(options: &Options) -> Result<Summary, SimulateError> {
     let always_best = always_best(&table, &jobs);
     let frontier = frontier(&table, &jobs);
     let cost_at_95 = cost_at(&frontier, 0.95 * always_best.1);
-    let static_model = catalog.policy.models()[table.static_arm as usize].model_id;
+    let static_arm = table.static_arm as usize;
+    let static_tier = match catalog.policy.models().get(static_arm) {
+        Some(m) => format!(
+            "model tier {}",
+            catalog.names.model_name(m.model_id).unwrap_or("?")
+        ),
+        None => format!(
+            "floor tier {} bps",
+            catalog.floors[static_arm - table.models]
+        ),
+    };
     let summary = Summary {
         requests: n,
         seed: options.seed,
         tiers: table.arms,
-        static_tier: catalog
-            .names
-            .model_name(static_model)
-            .unwrap_or("?")
-            .to_owned(),
+        models: table.models,
+        static_tier,
         oracle_reward_microunits: table.oracle.iter().map(|o| o.1).sum(),
+        per_request_oracle_microunits: table.per_request_oracle,
         oracle_last_window_per_request: oracle_last / (jobs.len() - window_start).max(1) as f64,
         always_best,
         frontier,
@@ -1099,14 +1162,9 @@ fn write_file(path: &Path, text: &str) -> Result<(), SimulateError> {
     })
 }
 
-/// `calybris simulate`: runs, prints the summary (text or JSON), returns the exit code.
+/// `calybris simulate`: runs, prints the summary (text or JSON, both with the seed),
+/// returns the exit code.
 pub fn run(options: &Options) -> u8 {
-    if !options.json {
-        stderr_line(&format!(
-            "simulate: {} requests, seed {:#x}",
-            options.requests, options.seed
-        ));
-    }
     match simulate(options) {
         Ok(summary) => {
             if options.json {
@@ -1131,17 +1189,21 @@ fn summary_text(s: &Summary, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Calybris routing simulation: {} requests over {} regimes, {} tiers (catalog models), seed {:#x}",
+        "Calybris routing simulation: {} requests over {} regimes, seed {:#x}; {} tiers ({} model tiers, {} floor tiers: the learners' arms)",
         crate::human::grouped(s.requests),
         REGIMES.len(),
+        s.seed,
         s.tiers,
-        s.seed
+        s.models,
+        s.tiers - s.models
     );
     let _ = writeln!(
         out,
-        "  static tier (best fixed in hindsight): {}; oracle expected reward {} units",
+        "  static: {} (the best fixed floor in hindsight); oracle expected reward {} units (each request's best of all {} tiers: {} units)",
         s.static_tier,
-        units(s.oracle_reward_microunits)
+        units(s.oracle_reward_microunits),
+        s.tiers,
+        units(s.per_request_oracle_microunits)
     );
     let _ = writeln!(out);
     let _ = writeln!(
@@ -1264,6 +1326,7 @@ pub fn summary_json(s: &Summary) -> serde_json::Value {
         "tiers": s.tiers,
         "static_tier": s.static_tier,
         "oracle_reward_microunits": s.oracle_reward_microunits,
+        "per_request_oracle_microunits": s.per_request_oracle_microunits,
         "oracle_last_window_per_request_microunits": s.oracle_last_window_per_request,
         "always_best": {"cost_per_request_microunits": s.always_best.0, "success_rate": s.always_best.1},
         "cost_at_95_per_request_microunits": s.cost_at_95,
