@@ -898,7 +898,7 @@ fn run_strategy(
         if sequence >= window_start {
             window_regret += regret;
         }
-        if (sequence + 1) % stride == 0 || sequence + 1 == n {
+        if (sequence + 1).is_multiple_of(stride) || sequence + 1 == n {
             run.curve.push((sequence + 1, run.regret_microunits));
         }
     }
