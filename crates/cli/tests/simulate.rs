@@ -13,6 +13,11 @@ use common::*;
 const REQUESTS: u64 = 3_000;
 const SEED: u64 = 0x00C0_FFEE;
 
+/// Runs, with the error's code and sentence in the panic message.
+fn run(options: &Options, what: &str) -> calybris_cli::simulate::Summary {
+    simulate(options).unwrap_or_else(|e| panic!("{what}: ERROR {}: {e}", e.code()))
+}
+
 fn options(dir: &Path) -> Options {
     Options {
         requests: REQUESTS,
@@ -28,8 +33,8 @@ fn options(dir: &Path) -> Options {
 #[test]
 fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
     let (a_dir, b_dir) = (temp_dir("simulate-a"), temp_dir("simulate-b"));
-    let a = simulate(&options(&a_dir)).expect("first run");
-    let b = simulate(&options(&b_dir)).expect("second run");
+    let a = run(&options(&a_dir), "first run");
+    let b = run(&options(&b_dir), "second run");
     assert_eq!(a.runs.len(), Strategy::ALL.len());
     for (x, y) in a.runs.iter().zip(&b.runs) {
         assert_eq!(x.strategy, y.strategy);
@@ -87,7 +92,7 @@ fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
     let c_dir = temp_dir("simulate-c");
     let mut other = options(&c_dir);
     other.seed = SEED + 1;
-    let c = simulate(&other).expect("third run");
+    let c = run(&other, "third run");
     assert_ne!(a.runs[3].anchor, c.runs[3].anchor);
 }
 
