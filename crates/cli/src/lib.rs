@@ -30,6 +30,8 @@
 //!   promotion gate ([`ope`], [`promotion`], [`ope_cmd`]).
 //! - `counterfactual DIR --seq N`: the winner's margin and the nearest change of each
 //!   numeric request field that changes a logged decision ([`counterfactual`]).
+//! - `simulate [--requests N] [--seed S] [--dir DIR]`: a routing simulation on the
+//!   real catalog through the gate with the adaptive engine ([`simulate`]).
 //! - `completions SHELL`: a shell completion script generated from [`command`],
 //!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
 //! - `serve --config FILE | --demo [--listen ADDR] [--dir DIR]`: the OpenAI-compatible
@@ -77,6 +79,7 @@ pub mod render;
 pub mod report;
 pub mod scan;
 pub mod serve;
+pub mod simulate;
 pub mod tlog;
 
 /// Writes text to stdout. A closed pipe (`calybris inspect | head`) is not an
@@ -258,6 +261,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Route a seeded workload over the real catalog through the gate with the
+    /// adaptive engine, comparing static, random, epsilon-greedy, Thompson and oracle
+    /// routing: regret, cost, success, plots (SVG) and one verified gate directory
+    /// per strategy (docs/ADAPT.md, "Simulation").
+    #[command(after_help = after!(
+        "calybris simulate --requests 100000 --seed 0x5eedca1b20260ada --dir ./calybris-simulate --fresh",
+        "Exit codes:\n  0  the simulation ran and every strategy's log verified (the targets are reported, not enforced)\n  2  ERROR: a bad argument, a directory that already holds a run, an unreadable catalog, or the gate failed"
+    ))]
+    Simulate {
+        /// Requests to route (at least 1,000).
+        #[arg(long, value_name = "N", default_value_t = simulate::DEFAULT_REQUESTS)]
+        requests: u64,
+        /// The seed of the workload, the outcomes and the engine key (decimal or 0x hex).
+        #[arg(long, value_name = "SEED", default_value = "0x5eedca1b20260ada", value_parser = parse_seed)]
+        seed: u64,
+        /// The output directory: DIR/<strategy>/ gate directories, plots, summary.json.
+        #[arg(long, value_name = "DIR", default_value = simulate::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// The catalog policy file (TOML).
+        #[arg(long, value_name = "FILE", default_value = simulate::DEFAULT_CATALOG)]
+        catalog: PathBuf,
+        /// Delete the logs of a previous run in DIR first.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the summary as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script on stdout.
     #[command(after_help = after!(
         "calybris completions bash > ~/.local/share/bash-completion/completions/calybris",
@@ -431,6 +462,21 @@ where
             fresh,
             json,
         } => demo::run(requests, &dir, fresh, json),
+        Command::Simulate {
+            requests,
+            seed,
+            dir,
+            catalog,
+            fresh,
+            json,
+        } => simulate::run(&simulate::Options {
+            requests,
+            seed,
+            dir,
+            catalog,
+            fresh,
+            json,
+        }),
         Command::Completions { shell } => completions(shell),
         Command::Regret { dir, json } => ope_cmd::regret(&dir, json),
         Command::Shadow {
@@ -462,6 +508,15 @@ where
             dir,
         } => serve::run(config.as_deref(), demo, listen.as_deref(), dir.as_deref()),
     }
+}
+
+/// A seed in decimal or `0x` hexadecimal.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => text.replace('_', "").parse(),
+    };
+    parsed.map_err(|e| format!("not a 64-bit seed: {e}"))
 }
 
 /// `calybris completions SHELL`: the completion script, generated from [`command`].

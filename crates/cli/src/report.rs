@@ -284,11 +284,15 @@ pub enum Code {
     NothingToRollBack,
     /// `promote`, `rollback`: the gate failed to open or to write (exit 2).
     GateFailed,
+    /// The simulation's gate or engine failed (exit 2).
+    SimulateFailed,
+    /// A simulation log does not verify or disagrees with the closed-form table (exit 2).
+    SimulateCheckFailed,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::Usage,
         Self::NotFound,
         Self::TooLarge,
@@ -305,6 +309,8 @@ impl Code {
         Self::ReportMismatch,
         Self::NothingToRollBack,
         Self::GateFailed,
+        Self::SimulateFailed,
+        Self::SimulateCheckFailed,
     ];
 
     /// The code as printed.
@@ -327,6 +333,8 @@ impl Code {
             Self::ReportMismatch => "REPORT_MISMATCH",
             Self::NothingToRollBack => "NOTHING_TO_ROLL_BACK",
             Self::GateFailed => "GATE_FAILED",
+            Self::SimulateFailed => "SIMULATE_FAILED",
+            Self::SimulateCheckFailed => "SIMULATE_CHECK_FAILED",
         }
     }
 }
