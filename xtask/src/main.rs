@@ -29,9 +29,9 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
 /// arguments that select it: (toolchain, package, features arguments). Each package's
 /// `rust-version` says the same; what sets it is named in a comment.
 const MSRV_BUILDS: [(&str, &str, &[&str]); 11] = [
-    // `cast_unsigned` and friends (1.87); no dependencies.
-    ("1.87", "calybris-kernel", &["--no-default-features"]),
-    ("1.87", "calybris-kernel", &["--all-features"]),
+    // `core::hint::select_unpredictable` (1.88); no dependencies.
+    ("1.88", "calybris-kernel", &["--no-default-features"]),
+    ("1.88", "calybris-kernel", &["--all-features"]),
     // `sha2` 0.11 declares 1.88 (it uses `slice::as_chunks`).
     ("1.88", "calybris-digest", &["--no-default-features"]),
     ("1.88", "calybris-digest", &["--all-features"]),
