@@ -28,7 +28,7 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
 /// The oldest toolchain each published crate builds on, as measured, with the cargo
 /// arguments that select it: (toolchain, package, features arguments). Each package's
 /// `rust-version` says the same; what sets it is named in a comment.
-const MSRV_BUILDS: [(&str, &str, &[&str]); 11] = [
+const MSRV_BUILDS: [(&str, &str, &[&str]); 12] = [
     // `core::hint::select_unpredictable` (1.88); no dependencies.
     ("1.88", "calybris-kernel", &["--no-default-features"]),
     ("1.88", "calybris-kernel", &["--all-features"]),
@@ -44,6 +44,7 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 11] = [
     // Builds on the gate (its name map).
     ("1.89", "calybris-policy", &["--all-features"]),
     ("1.89", "calybris", &["--all-features"]),
+    ("1.89", "calybris-adapt", &[]),
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.
