@@ -15,6 +15,7 @@ pub use calybris_digest::WAL_WATERMARK_LABEL;
 
 /// A SHA-256 ledger digest (`calyldg1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct LedgerDigest(pub [u8; 32]);
 
 impl LedgerDigest {
