@@ -28,7 +28,7 @@ pub struct VerifyOptions {
 }
 
 /// Counts of what a verified gate log holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RecordCounts {
     /// Policy records.
     pub policies: u64,
@@ -62,7 +62,7 @@ pub struct RecordCounts {
 }
 
 /// What [`verify_dir`] established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GateReport {
     /// The position after the last record.
     pub anchor: WalAnchor,
