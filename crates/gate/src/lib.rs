@@ -131,4 +131,6 @@ pub use record::{
     BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, MAX_OUTCOME_DETAIL_BYTES,
     MAX_TENANT_NAME_BYTES, SettlementKind,
 };
-pub use verify::{GateReport, RecordCounts, VerifyError, VerifyOptions, verify_dir};
+pub use verify::{
+    GateReport, ModelSelections, RecordCounts, VerifyError, VerifyOptions, verify_dir,
+};
