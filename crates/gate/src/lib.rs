@@ -132,5 +132,6 @@ pub use record::{
     MAX_TENANT_NAME_BYTES, SettlementKind,
 };
 pub use verify::{
-    GateReport, ModelSelections, RecordCounts, VerifyError, VerifyOptions, verify_dir,
+    GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
+    verify_dir,
 };

@@ -108,9 +108,11 @@ struct ModelLabel {
     provider: Option<String>,
 }
 
-/// Per-policy model labels, and the tally of selections by labelled model.
+/// Selections by model, named by the policy-names records seen so far: what
+/// [`verify_dir`] reports as [`GateReport::selections`], for any reader that walks a
+/// log record by record (feed it the policy, names and decision records in log order).
 #[derive(Debug, Default)]
-struct SelectionTally {
+pub struct SelectionTally {
     labels: std::collections::HashMap<Digest, std::collections::HashMap<u32, ModelLabel>>,
     tally: std::collections::BTreeMap<(u32, Option<String>, u16, Option<String>), (u64, u128)>,
 }
@@ -118,7 +120,7 @@ struct SelectionTally {
 impl SelectionTally {
     /// A policy record: its models, unnamed until a names record follows (a policy
     /// installed again without names is unnamed again, as in the gate).
-    fn policy(&mut self, digest: Digest, policy: &calybris_digest::SealedPolicy) {
+    pub fn policy(&mut self, digest: Digest, policy: &calybris_digest::SealedPolicy) {
         let labels = policy
             .models()
             .iter()
@@ -135,7 +137,9 @@ impl SelectionTally {
         self.labels.insert(digest, labels);
     }
 
-    fn names(&mut self, digest: &Digest, names: &crate::NameMap) {
+    /// A names record of the policy `digest` (ignored when no policy record of that
+    /// digest came before it).
+    pub fn names(&mut self, digest: &Digest, names: &crate::NameMap) {
         if let Some(labels) = self.labels.get_mut(digest) {
             for (model_id, label) in labels.iter_mut() {
                 label.model = names.model_name(*model_id).map(str::to_owned);
@@ -144,7 +148,9 @@ impl SelectionTally {
         }
     }
 
-    fn decision(&mut self, record: &calybris_wal::DecisionRecord) {
+    /// A decision record: counted when it is a selection, under the names its policy
+    /// has at this point of the log.
+    pub fn decision(&mut self, record: &calybris_wal::DecisionRecord) {
         let decision = &record.decision;
         if !decision.is_selection() {
             return;
@@ -168,7 +174,9 @@ impl SelectionTally {
         entry.1 += u128::from(decision.estimated_cost_microunits);
     }
 
-    fn into_selections(self) -> Vec<ModelSelections> {
+    /// The tally, in ascending order of model id, then of name.
+    #[must_use]
+    pub fn into_selections(self) -> Vec<ModelSelections> {
         self.tally
             .into_iter()
             .map(
