@@ -14,8 +14,9 @@ pub use calybris_digest::LEDGER_DIGEST_TAG;
 pub use calybris_digest::WAL_WATERMARK_LABEL;
 
 /// A SHA-256 ledger digest (`calyldg1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LedgerDigest(pub [u8; 32]);
 
 impl LedgerDigest {

@@ -58,8 +58,7 @@ fn a_certificate_round_trips_and_resumes_its_certifier() -> TestResult {
     assert_eq!(back.committed_since_previous, Total::Exact(1_200));
 
     let baseline = CertificateBaseline::after(&back);
-    let baseline: CertificateBaseline =
-        serde_json::from_str(&serde_json::to_string(&baseline)?)?;
+    let baseline: CertificateBaseline = serde_json::from_str(&serde_json::to_string(&baseline)?)?;
     let resumed = Certifier::resume(baseline);
     engine
         .try_reserve("globex", 100)?
