@@ -8,6 +8,7 @@
 
 use calybris_core::kernel as core_k;
 use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+#[allow(unused_imports)]
 pub use calybris_testkit::oracle::{to_core_input, to_core_model};
 
 /// Requests cycled through per workload, so no single input is memorised by the

@@ -6,6 +6,7 @@
 use calybris_core::kernel as core_k;
 use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason};
 use calybris_testkit::SplitMix64;
+#[allow(unused_imports)]
 pub use calybris_testkit::oracle::{to_core_input, to_core_model};
 
 /// The seed of a run: `CALYBRIS_SEED` when set (decimal or 0x-hex), else a fixed default.
