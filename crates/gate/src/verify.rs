@@ -108,13 +108,16 @@ struct ModelLabel {
     provider: Option<String>,
 }
 
+/// A tally key: model id, model name, provider id, provider name.
+type ModelKey = (u32, Option<String>, u16, Option<String>);
+
 /// Selections by model, named by the policy-names records seen so far: what
 /// [`verify_dir`] reports as [`GateReport::selections`], for any reader that walks a
 /// log record by record (feed it the policy, names and decision records in log order).
 #[derive(Debug, Default)]
 pub struct SelectionTally {
     labels: std::collections::HashMap<Digest, std::collections::HashMap<u32, ModelLabel>>,
-    tally: std::collections::BTreeMap<(u32, Option<String>, u16, Option<String>), (u64, u128)>,
+    tally: std::collections::BTreeMap<ModelKey, (u64, u128)>,
 }
 
 impl SelectionTally {
