@@ -4,6 +4,7 @@
 //! with `calybris_gate::verify_dir`, with a summary a person can read at a glance.
 //!
 //! # The workload
+//! The workload is `calybris-workload`'s (whose generator the test suites share):
 //! 22 models from 6 (fictional) providers, with prices, p95 latencies, qualities,
 //! capabilities and regions in the range of today's hosted LLMs; 8 tenants, each
 //! with its own request profile (sizes, value, quality floor, latency limit,
