@@ -1,7 +1,7 @@
 //! Test support shared by the test suites and the benches of the workspace that are
 //! not published: the seeded generator ([`SplitMix64`]) and the `CALYBRIS_SEED`
-//! convention ([`seed_from_env`]), both from `calybris-workload` so that the demo, the
-//! benches and the tests draw from one generator, [`TempDir`], and (feature `oracle`)
+//! convention ([`seed_from_env`]), both from `calybris-workload` so that the demo and the
+//! tests draw from one generator, [`TempDir`], and (feature `oracle`)
 //! the conversions of the kernel's types to those of `calybris-core`, the published
 //! implementation the conformance tests and the benches compare against.
 //!

@@ -4,8 +4,8 @@
 //! [`seed_from_env`], the `CALYBRIS_SEED` convention of the randomised tests).
 //!
 //! Everything is a pure function of its seed: the same seed gives the same requests on
-//! every machine, so the demo, the benches and the test suites share one workload
-//! instead of each repeating it.
+//! every machine. The demo runs it, and the test suites draw their seeded cases from
+//! its generator instead of each repeating one.
 //!
 //! ```
 //! use calybris_workload::{SEED, SplitMix64, catalog, generate, tenants};
