@@ -57,6 +57,27 @@ fn strings(value: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// Names of the three models and three providers of `policy`.
+fn names() -> calybris::gate::NameMap {
+    calybris::gate::NameMap {
+        models: [(1, "dear"), (2, "mid"), (3, "cheap")]
+            .into_iter()
+            .map(|(model_id, name)| calybris::gate::names::ModelName {
+                model_id,
+                name: name.into(),
+            })
+            .collect(),
+        providers: [(0, "north"), (1, "south"), (2, "east")]
+            .into_iter()
+            .map(|(provider_id, name)| calybris::gate::names::ProviderName {
+                provider_id,
+                name: name.into(),
+            })
+            .collect(),
+        ..calybris::gate::NameMap::default()
+    }
+}
+
 #[test]
 fn the_policy_schema_lists_every_field_of_the_kernel_types() {
     let Some(docs) = workspace_docs() else {
@@ -220,23 +241,7 @@ fn the_inspect_schema_matches_real_reports() {
     let log = dir.join("audit.cwal");
     write_log(&log, None, 6);
     let gate_dir = dir.join("gate");
-    let names = calybris::gate::NameMap {
-        models: [(1, "dear"), (2, "mid"), (3, "cheap")]
-            .into_iter()
-            .map(|(model_id, name)| calybris::gate::names::ModelName {
-                model_id,
-                name: name.into(),
-            })
-            .collect(),
-        providers: [(0, "north"), (1, "south"), (2, "east")]
-            .into_iter()
-            .map(|(provider_id, name)| calybris::gate::names::ProviderName {
-                provider_id,
-                name: name.into(),
-            })
-            .collect(),
-        ..calybris::gate::NameMap::default()
-    };
+    let names = names();
     let gate = calybris::gate::Gate::open(
         calybris::gate::GateConfig::new(&gate_dir, policy(1))
             .policy_names(names)
@@ -362,23 +367,7 @@ fn the_policy_file_schema_lists_every_field_and_default_of_the_human_format() {
 #[test]
 fn inspect_and_verify_name_models_and_providers_where_the_log_holds_names() {
     let dir = temp_dir("names-inspect");
-    let names = calybris::gate::NameMap {
-        models: [(1, "dear"), (2, "mid"), (3, "cheap")]
-            .into_iter()
-            .map(|(model_id, name)| calybris::gate::names::ModelName {
-                model_id,
-                name: name.into(),
-            })
-            .collect(),
-        providers: [(0, "north"), (1, "south"), (2, "east")]
-            .into_iter()
-            .map(|(provider_id, name)| calybris::gate::names::ProviderName {
-                provider_id,
-                name: name.into(),
-            })
-            .collect(),
-        ..calybris::gate::NameMap::default()
-    };
+    let names = names();
     let gate = calybris::gate::Gate::open(
         calybris::gate::GateConfig::new(&dir, policy(1))
             .policy_names(names.clone())
