@@ -8,6 +8,8 @@
 
 use calybris_core::kernel as core_k;
 use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+#[allow(unused_imports)]
+pub use calybris_testkit::oracle::{to_core_input, to_core_model};
 
 /// Requests cycled through per workload, so no single input is memorised by the
 /// branch predictor.
@@ -88,37 +90,4 @@ pub fn pair(n: u32) -> Pair {
     )
     .expect("valid policy");
     Pair { ours, theirs }
-}
-
-pub fn to_core_model(m: &KernelModel) -> core_k::KernelModel {
-    core_k::KernelModel {
-        model_id: m.model_id,
-        provider_id: m.provider_id,
-        quality_bps: m.quality_bps,
-        risk_ceiling_bps: m.risk_ceiling_bps,
-        enabled: m.enabled,
-        p95_latency_ms: m.p95_latency_ms,
-        capabilities: m.capabilities,
-        region_mask: m.region_mask,
-        input_cost_microunits_per_million_tokens: m.input_cost_microunits_per_million_tokens,
-        output_cost_microunits_per_million_tokens: m.output_cost_microunits_per_million_tokens,
-    }
-}
-
-pub fn to_core_input(i: &KernelInput) -> core_k::KernelInput {
-    core_k::KernelInput {
-        request_sequence: i.request_sequence,
-        requested_model_id: i.requested_model_id,
-        input_tokens: i.input_tokens,
-        output_tokens: i.output_tokens,
-        business_value_microunits: i.business_value_microunits,
-        budget_limit_microunits: i.budget_limit_microunits,
-        risk_bps: i.risk_bps,
-        confidence_bps: i.confidence_bps,
-        minimum_quality_bps: i.minimum_quality_bps,
-        max_p95_latency_ms: i.max_p95_latency_ms,
-        required_capabilities: i.required_capabilities,
-        allowed_provider_mask: i.allowed_provider_mask,
-        required_region_mask: i.required_region_mask,
-    }
 }

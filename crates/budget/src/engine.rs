@@ -18,6 +18,7 @@ pub const MAX_TENANT_ID_BYTES: usize = 256;
 /// Limits apply to reservations opened after they are set; lowering a limit
 /// never revokes a hold already granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TenantLimits {
     /// Cap on the sum of the tenant's open holds, in microcents.
     pub max_reserved_microcents: Option<i64>,

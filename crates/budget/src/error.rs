@@ -169,6 +169,7 @@ pub enum RestoreError {
 /// A tenant whose books do not balance: `remaining + reserved + committed != initial`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tenant {tenant_id:?} is off by {delta_microcents} microcents")]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ConservationViolation {
     /// The tenant.
     pub tenant_id: String,

@@ -88,8 +88,11 @@
 //!
 //! # Features
 //!
-//! None. The crate needs `std` and `parking_lot`; under `--cfg loom` it also
-//! uses `loom`.
+//! - `serde` (off by default): `Serialize`/`Deserialize` on the result types a
+//!   service sends elsewhere: [`TenantLedger`], [`BudgetSnapshot`], [`Settlement`],
+//!   [`TenantLimits`] and [`ConservationViolation`].
+//!
+//! The crate needs `std` and `parking_lot`; under `--cfg loom` it also uses `loom`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

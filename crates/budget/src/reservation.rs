@@ -37,6 +37,7 @@ impl std::fmt::Debug for Reservation {
 
 /// What a settlement did to the tenant's books.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Settlement {
     /// Amount added to the tenant's lifetime spend.
     pub committed_microcents: i64,

@@ -8,6 +8,7 @@ use crate::error::ConservationViolation;
 /// with every top-up, so a sound row satisfies
 /// `remaining + reserved + committed == initial`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TenantLedger {
     /// The tenant's id.
     pub tenant_id: String,
@@ -39,6 +40,7 @@ impl TenantLedger {
 /// returns the tenants in ascending byte order of their ids; restored by
 /// [`BudgetEngine::restore`](crate::BudgetEngine::restore).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BudgetSnapshot {
     /// The engine's snapshot counter: strictly increasing across the
     /// snapshots of one engine (and kept at least as high through a restore).

@@ -51,7 +51,8 @@
 //! - `wal`: `wal`, the write-ahead log (implies `digest`).
 //! - `budget`: `budget`, the budget engine.
 //! - `finance`: `finance`, ledger proofs (implies `budget`).
-//! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types.
+//! - `serde`: `Serialize`/`Deserialize` on the kernel and digest types and on the
+//!   budget engine's results (the wal, finance and gate results always have them).
 //! - `gate`: `gate`, the decision gate `calybris-gate` (implies `wal`, `budget`,
 //!   `finance`).
 //! - `policy`: `policy`, human policy files `calybris-policy` (TOML or JSON, names

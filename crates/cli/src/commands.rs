@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use calybris::digest::{Digest, SealedPolicy, digest_to_hex, policy_digest};
 use calybris::gate::record::SettlementKind;
-use calybris::gate::{BudgetOutcome, GateRecord};
+use calybris::gate::{BudgetOutcome, GateRecord, ModelSelections, SelectionTally};
 use calybris::kernel::{KernelAction, KernelReason};
 use calybris::wal::{DecisionRecord, PolicyRecord};
 use serde::Serialize;
@@ -134,6 +134,8 @@ struct Inventory {
     by_kind: BTreeMap<&'static str, u64>,
     /// The earliest and latest `recorded_at_unix_ms` of the decisions.
     recorded: Option<(u64, u64)>,
+    /// Selections by selected model, named by the log's policy-names records.
+    by_model: SelectionTally,
 }
 
 impl Inventory {
@@ -144,6 +146,7 @@ impl Inventory {
 
     fn count_decision(&mut self, sequence: u64, record: &DecisionRecord, tenant: String) {
         self.seen(sequence);
+        self.by_model.decision(record);
         let at = record.meta.recorded_at_unix_ms;
         self.recorded = Some(match self.recorded {
             Some((first, last)) => (first.min(at), last.max(at)),
@@ -162,6 +165,7 @@ impl Inventory {
 impl Visitor for Inventory {
     fn policy(&mut self, sequence: u64, record: &PolicyRecord) {
         self.seen(sequence);
+        self.by_model.policy(record.policy_digest, &record.policy);
         self.policies.push((
             sequence,
             record.policy_digest,
@@ -186,6 +190,9 @@ impl Visitor for Inventory {
                     .entry(budget_word(decision.budget))
                     .or_default() += 1;
                 self.count_decision(sequence, &decision.audit, decision.tenant.clone());
+            }
+            GateRecord::PolicyNames(names) => {
+                self.by_model.names(&names.policy_digest, &names.names);
             }
             _ => {}
         }
@@ -234,7 +241,12 @@ fn budget_text(outcome: BudgetOutcome) -> String {
 /// The largest number of tenants `inspect` lists one by one.
 const MAX_TENANTS_LISTED: usize = 64;
 
-fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
+fn inventory_text(
+    path: &Path,
+    report: &Report,
+    inv: &Inventory,
+    models: &[ModelSelections],
+) -> String {
     let c = &report.counts;
     let mut out = String::new();
     let _ = writeln!(out, "log: {}", path.display());
@@ -296,6 +308,23 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
             human::percent_text(1_000)
         );
     }
+    if !models.is_empty() {
+        let _ = writeln!(
+            out,
+            "selections by model: {} (model, provider, selections, estimated cost in units)",
+            models.len()
+        );
+        for row in models {
+            let _ = writeln!(
+                out,
+                "  {:<32} {:<24} {:>10} {:>20}",
+                crate::report::model_label(row.model_id, row.model.as_deref()),
+                crate::report::provider_label(row.provider_id, row.provider.as_deref()),
+                human::grouped(row.selections),
+                human::units(i128::try_from(row.estimated_cost_microunits).unwrap_or(i128::MAX))
+            );
+        }
+    }
     if !inv.by_kind.is_empty() {
         let _ = writeln!(out, "gate records by kind:");
         for (kind, count) in &inv.by_kind {
@@ -333,7 +362,7 @@ fn inventory_text(path: &Path, report: &Report, inv: &Inventory) -> String {
 
 /// The JSON form of `inspect` (docs/schemas/inspect-report.schema.json).
 #[derive(Serialize)]
-struct InspectJson {
+struct InspectJson<'a> {
     path: String,
     records: u64,
     first_sequence: Option<u64>,
@@ -345,8 +374,21 @@ struct InspectJson {
     by_reason: Vec<ReasonJson>,
     by_kind: BTreeMap<&'static str, u64>,
     by_budget: BTreeMap<&'static str, u64>,
+    by_model: Vec<ModelJson<'a>>,
     tenants: Vec<TenantJson>,
     verify: serde_json::Value,
+}
+
+/// Selections of one model, named where the log holds the names.
+#[derive(Serialize)]
+struct ModelJson<'a> {
+    model_id: u32,
+    model: Option<&'a str>,
+    provider_id: u16,
+    provider: Option<&'a str>,
+    selections: u64,
+    estimated_cost_microunits: u128,
+    estimated_cost_units: String,
 }
 
 #[derive(Serialize)]
@@ -383,7 +425,12 @@ struct TenantJson {
     estimated_cost_units: String,
 }
 
-fn inventory_json(path: &Path, report: &Report, inv: &Inventory) -> String {
+fn inventory_json(
+    path: &Path,
+    report: &Report,
+    inv: &Inventory,
+    models: &[ModelSelections],
+) -> String {
     let action_shares = human::shares_tenths(&inv.by_action.values().copied().collect::<Vec<_>>());
     let reason_shares = human::shares_tenths(&inv.by_reason.values().copied().collect::<Vec<_>>());
     let body = InspectJson {
@@ -431,6 +478,21 @@ fn inventory_json(path: &Path, report: &Report, inv: &Inventory) -> String {
             .collect(),
         by_kind: inv.by_kind.clone(),
         by_budget: inv.by_budget.clone(),
+        by_model: models
+            .iter()
+            .map(|row| ModelJson {
+                model_id: row.model_id,
+                model: row.model.as_deref(),
+                provider_id: row.provider_id,
+                provider: row.provider.as_deref(),
+                selections: row.selections,
+                estimated_cost_microunits: row.estimated_cost_microunits,
+                estimated_cost_units: human::units(
+                    i128::try_from(row.estimated_cost_microunits).unwrap_or(i128::MAX),
+                )
+                .replace(',', ""),
+            })
+            .collect(),
         tenants: inv
             .by_tenant
             .iter()
@@ -452,10 +514,11 @@ fn inventory_json(path: &Path, report: &Report, inv: &Inventory) -> String {
 pub fn inspect(args: &LogArgs, json: bool) -> u8 {
     let mut inventory = Inventory::default();
     let report = scan_args(args, &mut inventory);
+    let models = std::mem::take(&mut inventory.by_model).into_selections();
     if json {
         stdout_text(&format!(
             "{}\n",
-            inventory_json(&args.file, &report, &inventory)
+            inventory_json(&args.file, &report, &inventory, &models)
         ));
         if report.outcome() == Outcome::Error {
             stderr_line(&report.line());
@@ -463,7 +526,7 @@ pub fn inspect(args: &LogArgs, json: bool) -> u8 {
         return report.outcome().exit_code();
     }
     if report.outcome() != Outcome::Error {
-        stdout_text(&inventory_text(&args.file, &report, &inventory));
+        stdout_text(&inventory_text(&args.file, &report, &inventory, &models));
     }
     print_report(&report, false)
 }

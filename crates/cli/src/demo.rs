@@ -4,6 +4,7 @@
 //! with `calybris_gate::verify_dir`, with a summary a person can read at a glance.
 //!
 //! # The workload
+//! The workload is `calybris-workload`'s (whose generator the test suites share):
 //! 22 models from 6 (fictional) providers, with prices, p95 latencies, qualities,
 //! capabilities and regions in the range of today's hosted LLMs; 8 tenants, each
 //! with its own request profile (sizes, value, quality floor, latency limit,
@@ -39,10 +40,10 @@ use std::time::{Duration, Instant};
 
 use calybris::digest::SealedPolicy;
 use calybris::gate::{BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, TenantBooks, Ticket};
-use calybris::kernel::{
-    ALL_PROVIDERS, KernelAction, KernelInput, KernelModel, KernelReason, PolicyError,
-    PolicySnapshot,
-};
+use calybris::kernel::{KernelAction, KernelReason, PolicyError};
+use calybris_workload::catalog::{self, CATALOG, PROVIDERS};
+use calybris_workload::tenants::{MIN_BUDGET_MICROUNITS, PROFILES, tenant_name};
+use calybris_workload::{Job, budgets};
 
 use crate::human::{self, grouped as thousands};
 use crate::report::{Code, EXIT_ERROR, EXIT_OK, Reason, Report, anchor_text};
@@ -55,8 +56,8 @@ pub const DEFAULT_REQUESTS: u64 = 20_000;
 pub const DEFAULT_DIR: &str = "./calybris-demo";
 /// The most requests one run routes (the workload is generated in memory first).
 pub const MAX_REQUESTS: u64 = 1_000_000;
-/// Seed of the request generator.
-pub const SEED: u64 = 0xCA1B_0015_DE30_2026;
+/// Seed of the request generator (the seed of `calybris-workload`).
+pub const SEED: u64 = calybris_workload::SEED;
 /// The fixed clock written into every decision record (2026-01-01T00:00:00Z).
 pub const DEMO_CLOCK_UNIX_MS: u64 = 1_767_225_600_000;
 /// Group-commit window of the log.
@@ -112,328 +113,27 @@ impl DemoError {
     }
 }
 
-/// Capability bits of the demo catalog.
-mod cap {
-    pub const CHAT: u64 = 1 << 0;
-    pub const TOOLS: u64 = 1 << 1;
-    pub const VISION: u64 = 1 << 2;
-    pub const LONG_CONTEXT: u64 = 1 << 3;
-}
+/// The teams (tenants) per organisation: each team has its own budget and its own
+/// worker thread, so the number of decisions waiting on an fsync at once (and so the
+/// size of each group commit) is `PROFILES.len() * TEAMS_PER_ORG`.
+pub use calybris_workload::tenants::TEAMS_PER_ORG;
 
-/// Region bits of the demo catalog.
-mod region {
-    pub const US: u64 = 1 << 0;
-    pub const EU: u64 = 1 << 1;
-    pub const APAC: u64 = 1 << 2;
-    pub const ALL: u64 = US | EU | APAC;
-}
-
-/// The six providers, by `provider_id`.
-const PROVIDERS: [&str; 6] = ["northwind", "helix", "aurora", "basalt", "cirrus", "delta"];
-
-/// One catalog row: name, id, provider, quality, risk ceiling, enabled, p95 ms,
-/// capabilities, regions, and prices in US cents per million tokens (in, out).
-type Row = (
-    &'static str,
-    u32,
-    u16,
-    u16,
-    u16,
-    u8,
-    u32,
-    u64,
-    u64,
-    u64,
-    u64,
-);
-
-/// The 22 models. Prices are in cents per million tokens.
-#[rustfmt::skip]
-const CATALOG: [Row; 22] = [
-    ("nw-ultra",      101, 0, 9_600, 7_000, 1, 4_200, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::US | region::EU, 1_500, 6_000),
-    ("nw-pro",        102, 0, 9_300, 8_000, 1, 2_100, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::US | region::EU, 250, 1_000),
-    ("nw-mini",       103, 0, 8_400, 8_500, 1,   900, cap::CHAT | cap::TOOLS | cap::VISION, region::ALL, 15, 60),
-    ("nw-nano",       104, 0, 7_200, 9_000, 1,   450, cap::CHAT | cap::TOOLS, region::ALL, 5, 20),
-    ("hx-opus",       201, 1, 9_700, 6_500, 1, 5_200, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::US | region::EU, 1_500, 7_500),
-    ("hx-sonnet",     202, 1, 9_400, 7_500, 1, 2_400, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::US | region::EU, 300, 1_500),
-    ("hx-haiku",      203, 1, 8_500, 8_500, 1,   800, cap::CHAT | cap::TOOLS | cap::VISION, region::US | region::EU, 80, 400),
-    ("hx-lite",       204, 1, 7_600, 9_000, 1,   500, cap::CHAT | cap::TOOLS, region::US, 25, 125),
-    ("au-ultra",      301, 2, 9_500, 7_000, 1, 3_000, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::ALL, 125, 1_000),
-    ("au-flash",      302, 2, 8_700, 8_500, 1,   700, cap::CHAT | cap::TOOLS | cap::VISION | cap::LONG_CONTEXT, region::ALL, 30, 250),
-    ("au-flash-lite", 303, 2, 7_900, 9_000, 1,   400, cap::CHAT | cap::TOOLS | cap::VISION, region::ALL, 10, 40),
-    ("bs-large",      401, 3, 9_000, 8_000, 1, 1_800, cap::CHAT | cap::TOOLS | cap::LONG_CONTEXT, region::EU, 200, 600),
-    ("bs-medium",     402, 3, 8_600, 8_500, 1, 1_000, cap::CHAT | cap::TOOLS, region::EU, 40, 200),
-    ("bs-small",      403, 3, 7_700, 9_000, 1,   500, cap::CHAT | cap::TOOLS, region::EU | region::US, 10, 30),
-    ("bs-code",       404, 3, 8_800, 8_500, 0,   900, cap::CHAT | cap::TOOLS, region::EU, 30, 90),
-    ("cr-llama-405b", 501, 4, 9_000, 8_000, 1, 2_600, cap::CHAT | cap::TOOLS, region::US, 350, 350),
-    ("cr-llama-70b",  502, 4, 8_500, 8_500, 1,   900, cap::CHAT | cap::TOOLS, region::US | region::EU, 88, 88),
-    ("cr-llama-8b",   503, 4, 7_300, 9_000, 1,   300, cap::CHAT, region::US | region::EU, 18, 18),
-    ("cr-mixtral",    504, 4, 8_000, 8_500, 1,   700, cap::CHAT | cap::TOOLS, region::US, 60, 60),
-    ("dl-reasoner",   601, 5, 9_200, 7_500, 1, 6_000, cap::CHAT | cap::TOOLS | cap::LONG_CONTEXT, region::APAC | region::US, 55, 219),
-    ("dl-chat",       602, 5, 8_700, 8_500, 1, 1_200, cap::CHAT | cap::TOOLS, region::APAC | region::US, 27, 110),
-    ("dl-vl",         603, 5, 8_200, 8_500, 1, 1_500, cap::CHAT | cap::VISION, region::APAC, 15, 60),
-];
-
-/// The smallest opening budget of a team: one cent, in microunits.
-const MIN_BUDGET_MICROUNITS: u64 = 10_000;
-
-/// Microunits (10^-6 USD) per cent.
-const MICROUNITS_PER_CENT: u64 = 10_000;
-
-fn models() -> Vec<KernelModel> {
-    CATALOG
-        .iter()
-        .map(
-            |&(
-                _,
-                model_id,
-                provider_id,
-                quality,
-                risk_ceiling,
-                enabled,
-                p95,
-                caps,
-                regions,
-                input,
-                output,
-            )| KernelModel {
-                model_id,
-                provider_id,
-                quality_bps: quality,
-                risk_ceiling_bps: risk_ceiling,
-                enabled,
-                p95_latency_ms: p95,
-                capabilities: caps,
-                region_mask: regions,
-                input_cost_microunits_per_million_tokens: input * MICROUNITS_PER_CENT,
-                output_cost_microunits_per_million_tokens: output * MICROUNITS_PER_CENT,
-            },
-        )
-        .collect()
-}
-
+/// The name of a catalog model (`?` for an id the catalog does not hold).
 fn model_name(model_id: u32) -> &'static str {
-    CATALOG
-        .iter()
-        .find(|row| row.1 == model_id)
-        .map_or("?", |row| row.0)
+    catalog::model_name(model_id).unwrap_or("?")
 }
 
-/// The demo policy: the catalog and the policy-wide limits.
+/// The demo policy: the catalog of `calybris-workload` and the policy-wide limits.
 ///
 /// # Errors
 /// Never for the embedded catalog; the error is kept typed all the same.
 pub fn policy() -> Result<SealedPolicy, PolicyError> {
-    Ok(SealedPolicy::new(
-        PolicySnapshot::builder()
-            .policy_epoch(1)
-            .catalog_epoch(202_601)
-            .hard_risk_limit_bps(9_000)
-            .minimum_confidence_bps(3_000)
-            .risk_penalty_multiplier_bps(10_000)
-            .latency_penalty_microunits_per_ms(2)
-            .models(models())
-            .build()?,
-    ))
+    catalog::policy()
 }
 
-/// How one tenant's requests look.
-struct Profile {
-    name: &'static str,
-    /// Share of all requests, in parts of [`WEIGHT_TOTAL`].
-    weight: u64,
-    /// Opening budget as a percentage of what its requests would cost.
-    budget_percent: u64,
-    preferred: &'static [u32],
-    input_tokens: (u64, u64),
-    output_tokens: (u64, u64),
-    value_microunits: (u64, u64),
-    budget_limit_microunits: u64,
-    minimum_quality_bps: u16,
-    max_p95_latency_ms: u32,
-    required_capabilities: u64,
-    allowed_provider_mask: u64,
-    required_region_mask: u64,
-    /// Percentage of requests carrying elevated risk.
-    risky_percent: u64,
-}
-
-const fn providers(ids: &[u16]) -> u64 {
-    let mut mask = 0;
-    let mut i = 0;
-    while i < ids.len() {
-        mask |= 1 << ids[i];
-        i += 1;
-    }
-    mask
-}
-
-const WEIGHT_TOTAL: u64 = 100;
-
-#[rustfmt::skip]
-const PROFILES: [Profile; 8] = [
-    Profile { name: "acme-support", weight: 30, budget_percent: 150, preferred: &[103, 203, 302],
-        input_tokens: (300, 3_000), output_tokens: (100, 600), value_microunits: (20_000, 80_000),
-        budget_limit_microunits: 20_000, minimum_quality_bps: 8_000, max_p95_latency_ms: 1_500,
-        required_capabilities: cap::CHAT, allowed_provider_mask: ALL_PROVIDERS,
-        required_region_mask: region::US, risky_percent: 3 },
-    Profile { name: "globex-legal", weight: 10, budget_percent: 140, preferred: &[202, 401, 102],
-        input_tokens: (8_000, 60_000), output_tokens: (500, 3_000), value_microunits: (500_000, 2_000_000),
-        budget_limit_microunits: 2_000_000, minimum_quality_bps: 9_000, max_p95_latency_ms: 0,
-        required_capabilities: cap::CHAT | cap::LONG_CONTEXT, allowed_provider_mask: providers(&[0, 1, 2, 3]),
-        required_region_mask: region::EU, risky_percent: 5 },
-    Profile { name: "initech-dev", weight: 20, budget_percent: 130, preferred: &[102, 202, 502, 404],
-        input_tokens: (1_000, 12_000), output_tokens: (200, 2_000), value_microunits: (50_000, 300_000),
-        budget_limit_microunits: 200_000, minimum_quality_bps: 8_500, max_p95_latency_ms: 3_000,
-        required_capabilities: cap::TOOLS, allowed_provider_mask: ALL_PROVIDERS,
-        required_region_mask: region::US | region::EU, risky_percent: 5 },
-    Profile { name: "umbrella-research", weight: 8, budget_percent: 200, preferred: &[201, 101, 301],
-        input_tokens: (2_000, 20_000), output_tokens: (500, 4_000), value_microunits: (200_000, 1_000_000),
-        budget_limit_microunits: 1_000_000, minimum_quality_bps: 9_000, max_p95_latency_ms: 0,
-        required_capabilities: cap::VISION, allowed_provider_mask: ALL_PROVIDERS,
-        required_region_mask: 0, risky_percent: 10 },
-    Profile { name: "hooli-search", weight: 15, budget_percent: 120, preferred: &[104, 303, 503],
-        input_tokens: (100, 1_500), output_tokens: (20, 200), value_microunits: (5_000, 20_000),
-        budget_limit_microunits: 5_000, minimum_quality_bps: 7_500, max_p95_latency_ms: 800,
-        required_capabilities: cap::CHAT, allowed_provider_mask: ALL_PROVIDERS,
-        required_region_mask: 0, risky_percent: 2 },
-    Profile { name: "stark-analytics", weight: 7, budget_percent: 55, preferred: &[101, 201, 501],
-        input_tokens: (4_000, 30_000), output_tokens: (500, 3_000), value_microunits: (200_000, 600_000),
-        budget_limit_microunits: 500_000, minimum_quality_bps: 8_800, max_p95_latency_ms: 0,
-        required_capabilities: cap::TOOLS, allowed_provider_mask: ALL_PROVIDERS,
-        required_region_mask: region::US, risky_percent: 5 },
-    Profile { name: "wayne-finance", weight: 5, budget_percent: 150, preferred: &[102, 202],
-        input_tokens: (1_000, 8_000), output_tokens: (200, 1_500), value_microunits: (100_000, 500_000),
-        budget_limit_microunits: 300_000, minimum_quality_bps: 9_000, max_p95_latency_ms: 3_000,
-        required_capabilities: cap::CHAT | cap::TOOLS, allowed_provider_mask: providers(&[0, 1]),
-        required_region_mask: region::US, risky_percent: 40 },
-    Profile { name: "tyrell-bio", weight: 5, budget_percent: 150, preferred: &[601, 602, 302],
-        input_tokens: (500, 5_000), output_tokens: (100, 1_000), value_microunits: (30_000, 150_000),
-        budget_limit_microunits: 100_000, minimum_quality_bps: 8_000, max_p95_latency_ms: 0,
-        required_capabilities: cap::CHAT, allowed_provider_mask: providers(&[2, 5]),
-        required_region_mask: region::APAC, risky_percent: 5 },
-];
-
-/// SplitMix64: small, seeded, and the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `low..=high` (the modulo bias is irrelevant for a demo).
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        debug_assert!(low <= high);
-        low + self.next() % (high - low + 1)
-    }
-
-    /// True with probability `percent` / 100.
-    fn percent(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-fn narrow<T: TryFrom<u64>>(value: u64, max: T) -> T {
-    T::try_from(value).unwrap_or(max)
-}
-
-/// One request of the workload and what its work will actually cost, as a
-/// percentage of the estimate.
-#[derive(Clone, Copy)]
-struct Job {
-    input: KernelInput,
-    actual_percent: u64,
-}
-
-/// Teams (tenants) per organisation: each team has its own budget and its own
-/// worker thread, so the number of decisions waiting on an fsync at once (and
-/// so the size of each group commit) is `PROFILES.len() * TEAMS_PER_ORG`.
-pub const TEAMS_PER_ORG: usize = 12;
-
-/// The tenant id of a team.
-fn tenant_name(org: usize, team: usize) -> String {
-    format!("{}/team-{team:02}", PROFILES[org].name)
-}
-
-/// Generates the workload: the jobs of each tenant (index `org *
-/// TEAMS_PER_ORG + team`), in request order.
+/// The demo's requests: the workload of `calybris-workload` from [`SEED`].
 fn workload(requests: u64) -> Vec<Vec<Job>> {
-    let mut rng = SplitMix64(SEED);
-    let mut jobs: Vec<Vec<Job>> = (0..PROFILES.len() * TEAMS_PER_ORG)
-        .map(|_| Vec::new())
-        .collect();
-    for sequence in 0..requests {
-        let mut pick = rng.next() % WEIGHT_TOTAL;
-        let org = PROFILES
-            .iter()
-            .position(|p| {
-                let hit = pick < p.weight;
-                pick = pick.saturating_sub(p.weight);
-                hit
-            })
-            .unwrap_or(0);
-        let team = narrow(rng.next() % TEAMS_PER_ORG as u64, 0usize);
-        let p = &PROFILES[org];
-        let preferred = p.preferred[narrow(rng.next() % p.preferred.len() as u64, 0usize)];
-        let risk_bps = if rng.percent(p.risky_percent) {
-            rng.between(6_000, 9_800)
-        } else {
-            rng.between(0, 3_000)
-        };
-        let confidence_bps = if rng.percent(4) {
-            rng.between(1_000, 3_500)
-        } else {
-            rng.between(6_000, 10_000)
-        };
-        let input = KernelInput {
-            request_sequence: sequence,
-            requested_model_id: preferred,
-            input_tokens: narrow(rng.between(p.input_tokens.0, p.input_tokens.1), u32::MAX),
-            output_tokens: narrow(rng.between(p.output_tokens.0, p.output_tokens.1), u32::MAX),
-            business_value_microunits: narrow(
-                rng.between(p.value_microunits.0, p.value_microunits.1),
-                i64::MAX,
-            ),
-            budget_limit_microunits: p.budget_limit_microunits,
-            risk_bps: narrow(risk_bps, u16::MAX),
-            confidence_bps: narrow(confidence_bps, u16::MAX),
-            minimum_quality_bps: p.minimum_quality_bps,
-            max_p95_latency_ms: p.max_p95_latency_ms,
-            required_capabilities: p.required_capabilities,
-            allowed_provider_mask: p.allowed_provider_mask,
-            required_region_mask: p.required_region_mask,
-        };
-        let actual_percent = rng.between(60, 100);
-        jobs[org * TEAMS_PER_ORG + team].push(Job {
-            input,
-            actual_percent,
-        });
-    }
-    jobs
-}
-
-/// Each tenant's opening budget: its `budget_percent` of what its selections
-/// would cost, at least one cent.
-fn budgets(policy: &SealedPolicy, jobs: &[Vec<Job>]) -> Vec<u64> {
-    jobs.iter()
-        .enumerate()
-        .map(|(tenant, jobs)| {
-            let profile = &PROFILES[tenant / TEAMS_PER_ORG];
-            let cost_microunits: u64 = jobs
-                .iter()
-                .map(|job| policy.prescribe(job.input))
-                .filter(|decision| decision.is_selection())
-                .map(|decision| decision.estimated_cost_microunits)
-                .fold(0u64, u64::saturating_add);
-            let budget_microunits = (cost_microunits / 100).saturating_mul(profile.budget_percent);
-            budget_microunits.max(MIN_BUDGET_MICROUNITS)
-        })
-        .collect()
+    calybris_workload::generate(requests, SEED)
 }
 
 /// What one worker saw.
@@ -742,10 +442,7 @@ struct Summary<'a> {
 
 fn per_second(count: u64, elapsed: Duration) -> u64 {
     let micros = elapsed.as_micros().max(1);
-    narrow(
-        u64::try_from(u128::from(count) * 1_000_000 / micros).unwrap_or(u64::MAX),
-        u64::MAX,
-    )
+    u64::try_from(u128::from(count) * 1_000_000 / micros).unwrap_or(u64::MAX)
 }
 
 /// Each organisation's teams' books summed: (budget, spent, remaining, teams dry).
@@ -986,6 +683,8 @@ fn summary(s: &Summary<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use calybris::kernel::KernelInput;
+    use calybris_workload::tenants::WEIGHT_TOTAL;
 
     #[test]
     fn the_catalog_is_22_valid_models_of_6_providers() {

@@ -144,6 +144,7 @@ fn summary(report: &GateReport) -> GateSummary {
         open_holds: report.open_holds,
         ledger_digest: report.conservation.ledger_digest,
         balanced: report.conservation.balanced,
+        models: report.selections.clone(),
     }
 }
 

@@ -446,6 +446,22 @@ pub struct GateSummary {
     pub ledger_digest: calybris::finance::LedgerDigest,
     /// Whether every tenant's books balance.
     pub balanced: bool,
+    /// Selections by selected model, with the model's and its provider's names where
+    /// the log holds them (ascending model id).
+    pub models: Vec<calybris::gate::ModelSelections>,
+}
+
+/// A model as a report names it: its name where the log holds one, else `model ID`.
+#[must_use]
+pub fn model_label(model_id: u32, name: Option<&str>) -> String {
+    name.map_or_else(|| format!("model {model_id}"), str::to_owned)
+}
+
+/// A provider as a report names it: its name where the log holds one, else
+/// `provider ID`.
+#[must_use]
+pub fn provider_label(provider_id: u16, name: Option<&str>) -> String {
+    name.map_or_else(|| format!("provider {provider_id}"), str::to_owned)
 }
 
 /// Microunits as decimal units with six decimals (`-0.000123`, `12.500000`): exact.
@@ -502,6 +518,23 @@ impl GateSummary {
                 cell(row.reserved_microunits),
                 cell(row.remaining_microunits)
             );
+        }
+        if !self.models.is_empty() {
+            let _ = writeln!(
+                out,
+                "selections by model: {} (model, provider, selections, estimated cost in microunits)",
+                self.models.len()
+            );
+            for row in &self.models {
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {:<24} {:>12} {:>24}",
+                    model_label(row.model_id, row.model.as_deref()),
+                    provider_label(row.provider_id, row.provider.as_deref()),
+                    row.selections,
+                    row.estimated_cost_microunits
+                );
+            }
         }
         let _ = writeln!(out, "open holds: {}", self.open_holds);
         let _ = writeln!(
@@ -565,6 +598,7 @@ struct JsonGate<'a> {
     open_holds: u64,
     ledger_digest: String,
     balanced: bool,
+    models: &'a [calybris::gate::ModelSelections],
 }
 
 /// One tenant in [`JsonGate`]: microunits as integers, units as exact decimal strings.
@@ -603,6 +637,7 @@ impl<'a> JsonGate<'a> {
             open_holds: summary.open_holds,
             ledger_digest: summary.ledger_digest.to_hex(),
             balanced: summary.balanced,
+            models: &summary.models,
         }
     }
 }

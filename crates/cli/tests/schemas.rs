@@ -57,6 +57,27 @@ fn strings(value: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// Names of the three models and three providers of `policy`.
+fn names() -> calybris::gate::NameMap {
+    calybris::gate::NameMap {
+        models: [(1, "dear"), (2, "mid"), (3, "cheap")]
+            .into_iter()
+            .map(|(model_id, name)| calybris::gate::names::ModelName {
+                model_id,
+                name: name.into(),
+            })
+            .collect(),
+        providers: [(0, "north"), (1, "south"), (2, "east")]
+            .into_iter()
+            .map(|(provider_id, name)| calybris::gate::names::ProviderName {
+                provider_id,
+                name: name.into(),
+            })
+            .collect(),
+        ..calybris::gate::NameMap::default()
+    }
+}
+
 #[test]
 fn the_policy_schema_lists_every_field_of_the_kernel_types() {
     let Some(docs) = workspace_docs() else {
@@ -159,6 +180,13 @@ fn the_report_schema_matches_a_real_gate_report() {
     );
     let units = tenants[0]["initial_units"].as_str().expect("units");
     assert_eq!(units, "1.000000");
+    let model = &gate_schema["properties"]["models"]["items"];
+    let models = gate["models"].as_array().expect("models");
+    assert_eq!(models.len(), 1, "one selection, one model");
+    assert_object_matches(model, &models[0], "gate.models");
+    assert_eq!(models[0]["selections"], 1);
+    // No policy-names record in this log: the model is named by id only.
+    assert_eq!(models[0]["model"], Value::Null);
 }
 
 #[test]
@@ -213,8 +241,11 @@ fn the_inspect_schema_matches_real_reports() {
     let log = dir.join("audit.cwal");
     write_log(&log, None, 6);
     let gate_dir = dir.join("gate");
+    let names = names();
     let gate = calybris::gate::Gate::open(
-        calybris::gate::GateConfig::new(&gate_dir, policy(1)).tenant("acme", 1_000_000),
+        calybris::gate::GateConfig::new(&gate_dir, policy(1))
+            .policy_names(names)
+            .tenant("acme", 1_000_000),
     )
     .expect("open the gate");
     for i in 0..4 {
@@ -236,6 +267,7 @@ fn the_inspect_schema_matches_real_reports() {
             ("policies", &report["policies"]),
             ("by_action", &report["by_action"]),
             ("by_reason", &report["by_reason"]),
+            ("by_model", &report["by_model"]),
             ("tenants", &report["tenants"]),
         ] {
             let items = item.as_array().expect("an array");
@@ -330,4 +362,98 @@ fn the_policy_file_schema_lists_every_field_and_default_of_the_human_format() {
             }
         }
     }
+}
+
+#[test]
+fn inspect_and_verify_name_models_and_providers_where_the_log_holds_names() {
+    let dir = temp_dir("names-inspect");
+    let names = names();
+    let gate = calybris::gate::Gate::open(
+        calybris::gate::GateConfig::new(&dir, policy(1))
+            .policy_names(names.clone())
+            .tenant("acme", 1_000_000),
+    )
+    .expect("open the gate");
+    for i in 0..6 {
+        let admission = gate.decide("acme", request(i)).expect("decide");
+        if admission.is_admitted() {
+            gate.release(admission).expect("release");
+        }
+    }
+    gate.close().expect("close");
+
+    let run = calybris(&["inspect", "--json", path_str(&dir)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    let rows = report["by_model"].as_array().expect("by_model");
+    assert!(!rows.is_empty(), "{report}");
+    for row in rows {
+        let id = u32::try_from(row["model_id"].as_u64().expect("an id")).expect("u32");
+        assert_eq!(row["model"].as_str(), names.model_name(id), "{row}");
+        let provider = u16::try_from(row["provider_id"].as_u64().expect("an id")).expect("u16");
+        assert_eq!(
+            row["provider"].as_str(),
+            names.provider_name(provider),
+            "{row}"
+        );
+    }
+    let total: u64 = rows
+        .iter()
+        .filter_map(|row| row["selections"].as_u64())
+        .sum();
+    let selections: u64 = report["by_action"]
+        .as_array()
+        .expect("by_action")
+        .iter()
+        .filter(|row| row["action"] != "REJECT")
+        .filter_map(|row| row["count"].as_u64())
+        .sum();
+    assert_eq!(total, selections);
+    // verify's rows are inspect's without the units string.
+    let without_units: Vec<Value> = rows
+        .iter()
+        .cloned()
+        .map(|mut row| {
+            row.as_object_mut()
+                .expect("an object")
+                .remove("estimated_cost_units");
+            row
+        })
+        .collect();
+    assert_eq!(
+        report["verify"]["gate"]["models"].as_array(),
+        Some(&without_units)
+    );
+
+    let run = calybris(&["inspect", path_str(&dir)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let first = &rows[0];
+    let line = run
+        .stdout
+        .lines()
+        .find(|line| {
+            line.trim_start()
+                .starts_with(first["model"].as_str().expect("named"))
+        })
+        .unwrap_or_else(|| panic!("no line names the model: {}", run.stdout));
+    assert!(
+        line.contains(first["provider"].as_str().expect("named")),
+        "{line}"
+    );
+
+    let run = calybris(&["verify", path_str(&dir)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("selections by model:"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.lines().any(
+            |line| line.contains(first["model"].as_str().expect("named"))
+                && line.contains(first["provider"].as_str().expect("named"))
+        ),
+        "{}",
+        run.stdout
+    );
 }

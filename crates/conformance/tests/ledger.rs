@@ -14,6 +14,7 @@ use calybris_budget::{BudgetEngine, BudgetSnapshot, TenantLedger};
 use calybris_core::budget as core_b;
 use calybris_core::finance as core_f;
 use calybris_finance::{LedgerDigest, ledger_digest};
+use calybris_testkit::SplitMix64;
 
 const DEFAULT_SEED: u64 = 0x1ed9_e7c0_47a3_5b21;
 const SNAPSHOT_CASES: u64 = 5_000;
@@ -21,30 +22,19 @@ const ENGINE_CASES: u64 = 200;
 const OPS_PER_ENGINE_CASE: u64 = 60;
 
 fn seed() -> u64 {
-    let Ok(text) = std::env::var("CALYBRIS_SEED") else {
-        return DEFAULT_SEED;
-    };
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    };
-    parsed.unwrap_or(DEFAULT_SEED)
+    calybris_testkit::seed_from_env(DEFAULT_SEED)
 }
 
-/// SplitMix64: small, deterministic, and independent of any crate's RNG.
-struct Rng(u64);
+/// The workspace's SplitMix64 (from `calybris-testkit`), with the draws of this test.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
     }
 
     fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
+        self.0.below(bound)
     }
 
     fn chance(&mut self, one_in: u64) -> bool {
@@ -58,7 +48,7 @@ impl Rng {
             2 => i64::MIN,
             3 => -1,
             4 => self.below(1_000) as i64,
-            _ => self.next() as i64,
+            _ => self.0.next_u64() as i64,
         }
     }
 
@@ -67,7 +57,7 @@ impl Rng {
             0 => 0,
             1 => u64::MAX,
             2 => self.below(100),
-            _ => self.next(),
+            _ => self.0.next_u64(),
         }
     }
 
@@ -140,7 +130,7 @@ fn ours(snapshot: &BudgetSnapshot, watermark: Option<u64>, seed: u64) -> LedgerD
 #[test]
 fn ledger_digests_match_the_oracle_with_and_without_watermark() {
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut bound = 0_u64;
     for case in 0..SNAPSHOT_CASES {
         let snapshot = random_snapshot(&mut rng);
@@ -171,7 +161,7 @@ fn ledger_digests_match_the_oracle_with_and_without_watermark() {
 #[test]
 fn ledger_digest_of_rows_in_any_order_matches_the_oracle_given_sorted_rows() {
     let seed = seed() ^ 0x5a5a;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for case in 0..500 {
         let mut snapshot = random_snapshot(&mut rng);
         snapshot.tenants.reverse();
@@ -248,7 +238,7 @@ fn step(
 #[test]
 fn same_operations_give_the_same_books_and_digest_as_the_oracle() {
     let seed = seed() ^ 0xe9_91e5;
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     for case in 0..ENGINE_CASES {
         let ours_engine = BudgetEngine::new();
         let theirs = core_b::BudgetEngine::new();

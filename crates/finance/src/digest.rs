@@ -14,7 +14,9 @@ pub use calybris_digest::LEDGER_DIGEST_TAG;
 pub use calybris_digest::WAL_WATERMARK_LABEL;
 
 /// A SHA-256 ledger digest (`calyldg1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct LedgerDigest(pub [u8; 32]);
 
 impl LedgerDigest {

@@ -63,8 +63,10 @@
 //!
 //! # Features
 //!
-//! None. The crate needs `std`, `calybris-budget`, `calybris-digest` (the ledger
-//! layout), `calybris-wal` and `serde`.
+//! None. The crate needs `std`, `calybris-budget` (with its `serde` feature),
+//! `calybris-digest` (the ledger layout), `calybris-wal` and `serde`. Every result type
+//! ([`ConservationProof`], [`Totals`], [`Total`], [`TenantBalance`], [`LedgerDigest`],
+//! [`FinancialCertificate`], [`CertificateBaseline`]) is `Serialize` and `Deserialize`.
 //!
 //! [`BudgetSnapshot`]: calybris_budget::BudgetSnapshot
 

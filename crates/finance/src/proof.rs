@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 ///
 /// Totals are computed in `i128`, which cannot overflow for any number of
 /// `i64` rows a snapshot can hold, so a total is never wrapped or clamped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Total {
     /// The sum fits in an `i64`.
     Exact(i64),
@@ -46,7 +46,7 @@ impl Total {
 }
 
 /// The four balances summed over every tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     /// Sum of `initial_microcents`.
     pub initial: Total,
@@ -81,7 +81,7 @@ impl Totals {
 }
 
 /// One tenant's row in a proof, with its conservation delta.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TenantBalance {
     /// The tenant's books at the snapshot.
     pub ledger: TenantLedger,
@@ -100,7 +100,7 @@ impl TenantBalance {
 ///
 /// Everything in it refers to one snapshot: the per-tenant rows, their
 /// totals, and the ledger digest that binds them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ConservationProof {
     /// The `calyldg1` digest of the snapshot (bound to the watermark if any).
     pub ledger_digest: LedgerDigest,
@@ -174,7 +174,7 @@ pub fn prove_conservation(
 }
 
 /// A conservation proof plus the spend since the previous certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct FinancialCertificate {
     /// 1 for the first certificate of a [`Certifier`], then +1 each time.
     pub sequence: u64,
@@ -224,7 +224,9 @@ pub enum CertificateError {
 }
 
 /// Where a certifier stands: what the last certificate recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct CertificateBaseline {
     /// Sequence of the last certificate issued (0 before the first).
     pub sequence: u64,

@@ -24,7 +24,7 @@ use crate::record::{
 };
 
 /// One tenant's books, in microunits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TenantBooks {
     /// The tenant's name.
     pub tenant: String,

@@ -192,7 +192,7 @@ fn system_clock_unix_ms() -> u64 {
 }
 
 /// What the caller attaches to one decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CallerMeta {
     /// The caller's own request id, logged and given back.
     pub request_id: [u8; 16],
@@ -202,7 +202,9 @@ pub struct CallerMeta {
 
 /// The id of an admitted decision's reservation: the decision record's sequence
 /// number in the log. Stable across restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ReservationId(pub u64);
 
 impl std::fmt::Display for ReservationId {
@@ -212,12 +214,15 @@ impl std::fmt::Display for ReservationId {
 }
 
 /// What a settlement did to the tenant's books, in microunits.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Settled {
     /// The settlement record's sequence number (`None` when nothing was logged: a
     /// decision that was not admitted, settled at zero).
     pub log_sequence: Option<u64>,
     /// The settlement record's durability ticket (`None` when nothing was logged).
+    /// A ticket belongs to this process: it is not serialized, and a deserialized
+    /// `Settled` has none.
+    #[serde(skip)]
     pub ticket: Option<Ticket>,
     /// Added to the tenant's lifetime spend.
     pub committed_microunits: u64,
@@ -228,7 +233,7 @@ pub struct Settled {
 }
 
 /// What [`Gate::open`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GateRecovery {
     /// The log's outcome: clean, or a torn tail that was cut.
     pub log: Recovery,

@@ -132,4 +132,7 @@ pub use record::{
     GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
     MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord, SettlementKind,
 };
-pub use verify::{GateReport, RecordCounts, VerifyError, VerifyOptions, verify_dir};
+pub use verify::{
+    GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
+    verify_dir,
+};

@@ -28,7 +28,7 @@ pub struct VerifyOptions {
 }
 
 /// Counts of what a verified gate log holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RecordCounts {
     /// Policy records.
     pub policies: u64,
@@ -70,7 +70,7 @@ pub struct RecordCounts {
 }
 
 /// What [`verify_dir`] established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GateReport {
     /// The position after the last record.
     pub anchor: WalAnchor,
@@ -83,6 +83,125 @@ pub struct GateReport {
     /// The conservation proof of the final books (amounts in microunits), bound to
     /// the number of records.
     pub conservation: ConservationProof,
+    /// The replayed selections by selected model, named where the log holds the
+    /// names of the deciding policy (a [`PolicyNames`](crate::record::PolicyNames)
+    /// record), in ascending order of model id, then of name.
+    pub selections: Vec<ModelSelections>,
+}
+
+/// How often one model was selected in a verified log, and by which names the log
+/// knows it and its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ModelSelections {
+    /// The kernel's `model_id`.
+    pub model_id: u32,
+    /// The model's name in the deciding policy's names, when the log holds them.
+    pub model: Option<String>,
+    /// The model's `provider_id` in the deciding policy.
+    pub provider_id: u16,
+    /// The provider's name in the deciding policy's names, when the log holds them.
+    pub provider: Option<String>,
+    /// Decisions that selected the model (executed or substituted).
+    pub selections: u64,
+    /// The sum of their estimated costs, in microunits.
+    pub estimated_cost_microunits: u128,
+}
+
+/// What one policy of the log says of a model: its provider, and their names once a
+/// names record gives them.
+#[derive(Debug, Clone, Default)]
+struct ModelLabel {
+    provider_id: u16,
+    model: Option<String>,
+    provider: Option<String>,
+}
+
+/// A tally key: model id, model name, provider id, provider name.
+type ModelKey = (u32, Option<String>, u16, Option<String>);
+
+/// Selections by model, named by the policy-names records seen so far: what
+/// [`verify_dir`] reports as [`GateReport::selections`], for any reader that walks a
+/// log record by record (feed it the policy, names and decision records in log order).
+#[derive(Debug, Default)]
+pub struct SelectionTally {
+    labels: std::collections::HashMap<Digest, std::collections::HashMap<u32, ModelLabel>>,
+    tally: std::collections::BTreeMap<ModelKey, (u64, u128)>,
+}
+
+impl SelectionTally {
+    /// A policy record: its models, unnamed until a names record follows (a policy
+    /// installed again without names is unnamed again, as in the gate).
+    pub fn policy(&mut self, digest: Digest, policy: &calybris_digest::SealedPolicy) {
+        let labels = policy
+            .models()
+            .iter()
+            .map(|model| {
+                (
+                    model.model_id,
+                    ModelLabel {
+                        provider_id: model.provider_id,
+                        ..ModelLabel::default()
+                    },
+                )
+            })
+            .collect();
+        self.labels.insert(digest, labels);
+    }
+
+    /// A names record of the policy `digest` (ignored when no policy record of that
+    /// digest came before it).
+    pub fn names(&mut self, digest: &Digest, names: &crate::NameMap) {
+        if let Some(labels) = self.labels.get_mut(digest) {
+            for (model_id, label) in labels.iter_mut() {
+                label.model = names.model_name(*model_id).map(str::to_owned);
+                label.provider = names.provider_name(label.provider_id).map(str::to_owned);
+            }
+        }
+    }
+
+    /// A decision record: counted when it is a selection, under the names its policy
+    /// has at this point of the log.
+    pub fn decision(&mut self, record: &calybris_wal::DecisionRecord) {
+        let decision = &record.decision;
+        if !decision.is_selection() {
+            return;
+        }
+        let label = self
+            .labels
+            .get(&record.policy_digest)
+            .and_then(|labels| labels.get(&decision.selected_model_id))
+            .cloned()
+            .unwrap_or_default();
+        let entry = self
+            .tally
+            .entry((
+                decision.selected_model_id,
+                label.model,
+                label.provider_id,
+                label.provider,
+            ))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += u128::from(decision.estimated_cost_microunits);
+    }
+
+    /// The tally, in ascending order of model id, then of name.
+    #[must_use]
+    pub fn into_selections(self) -> Vec<ModelSelections> {
+        self.tally
+            .into_iter()
+            .map(
+                |((model_id, model, provider_id, provider), (selections, cost))| ModelSelections {
+                    model_id,
+                    model,
+                    provider_id,
+                    provider,
+                    selections,
+                    estimated_cost_microunits: cost,
+                },
+            )
+            .collect()
+    }
 }
 
 /// Why a gate directory does not verify. Every variant names the record at fault
@@ -269,6 +388,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     // (as many as the replayer holds; it refuses more).
     let mut policies: std::collections::HashMap<Digest, calybris_digest::SealedPolicy> =
         std::collections::HashMap::new();
+    let mut tally = SelectionTally::default();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
@@ -295,6 +415,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     .check_policy(sequence, offset_bytes, record)
                     .map_err(VerifyError::Replay)?;
                 counts.policies += 1;
+                tally.policy(record.policy_digest, &record.policy);
                 policies
                     .entry(record.policy_digest)
                     .or_insert_with(|| record.policy.clone());
@@ -312,12 +433,14 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     .validate_for(policy)
                     .map_err(|error| VerifyError::InvalidNames { sequence, error })?;
                 counts.policy_names += 1;
+                tally.names(&record.policy_digest, &record.names);
             }
             GateRecord::Decision(record) => {
                 replayer
                     .check_decision(sequence, offset_bytes, &record.audit)
                     .map_err(VerifyError::Replay)?;
                 counts.decisions += 1;
+                tally.decision(&record.audit);
                 match record.budget {
                     BudgetOutcome::RejectedByKernel => counts.rejected_by_kernel += 1,
                     outcome if outcome.is_admitted() => counts.admitted += 1,
@@ -456,5 +579,6 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         tenants,
         open_holds: books.open_holds().len() as u64,
         conservation,
+        selections: tally.into_selections(),
     })
 }

@@ -94,7 +94,7 @@ fn child(dir: &Path, seed: u64) -> ! {
             let gate = gate.clone();
             let say = &say;
             scope.spawn(move || {
-                let mut rng = Rng(seed ^ (thread + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+                let mut rng = Rng::new(seed ^ (thread + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
                 for k in 0.. {
                     let tenant = TENANTS[rng.below(TENANTS.len() as u64) as usize];
                     if rng.below(25) == 0 {
@@ -221,7 +221,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
     let exe = std::env::current_exe().expect("own executable");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
     let mut dir = TempDir::new("crash");
     let mut acked_total = 0_u64;
@@ -230,7 +230,7 @@ fn main() {
             dir = TempDir::new("crash");
         }
         let context = format!("seed {seed:#x}, kill {kill}");
-        let child_seed = rng.next();
+        let child_seed = rng.next_u64();
         let mut child = Command::new(&exe)
             .env(CHILD_ENV, format!("{}|{child_seed}", dir.0.display()))
             .stdout(Stdio::piped())

@@ -729,7 +729,7 @@ fn last_segment(dir: &TempDir) -> std::path::PathBuf {
 fn garbage_after_the_acknowledged_end_is_a_torn_tail_and_damage_before_it_is_refused()
 -> Result<(), GateError> {
     let seed = common::seed(0x7042_7a11);
-    let mut rng = common::Rng(seed);
+    let mut rng = common::Rng::new(seed);
     for round in 0..8 {
         let dir = TempDir::new("torn");
         let config = || GateConfig::new(&dir.0, policy(false)).tenant("a", 10_000_000);
@@ -746,7 +746,7 @@ fn garbage_after_the_acknowledged_end_is_a_torn_tail_and_damage_before_it_is_ref
         let acknowledged_len = bytes.len();
         // A power loss's shape: part of a never-acknowledged write, then garbage.
         let garbage = 1 + rng.below(9_000) as usize;
-        bytes.extend((0..garbage).map(|_| rng.next() as u8));
+        bytes.extend((0..garbage).map(|_| rng.next_u64() as u8));
         std::fs::write(&segment, &bytes).expect("write");
         let gate = Gate::open(config())
             .unwrap_or_else(|e| panic!("seed {seed:#x} round {round}: garbage refused: {e}"));

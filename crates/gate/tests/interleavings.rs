@@ -271,7 +271,7 @@ impl Sim {
 /// Runs one seeded simulation: `threads` simulated threads, `operations` operations in
 /// all, steps interleaved at random. The first problem, if any.
 fn simulate(rule: Rule, seed: u64, threads: usize, operations: usize) -> Result<(), String> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut sim = Sim::new(rule);
     let mut workers: Vec<Thread> = (0..threads).map(|_| Thread::default()).collect();
     let mut planned = 0;

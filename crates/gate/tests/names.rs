@@ -188,3 +188,52 @@ fn the_verifier_refuses_names_of_ids_the_policy_lacks() {
         other => panic!("expected the unknown provider to be named, got {other:?}"),
     }
 }
+
+#[test]
+fn the_report_counts_selections_by_model_and_provider_name() -> Result<(), GateError> {
+    let dir = TempDir::new("names-report");
+    let gate = Gate::open(
+        GateConfig::new(&dir.0, policy(false))
+            .policy_names(names())
+            .tenant("acme", 100_000_000),
+    )?;
+    for k in 0..3 {
+        let model = if k == 0 { 1 } else { 2 };
+        gate.release(gate.decide("acme", common::request(k, model))?)?;
+    }
+    // A policy installed without names: its selections are reported by id only.
+    let _ = gate.install_policy(policy(true))?;
+    gate.release(gate.decide("acme", common::request(3, 3))?)?;
+    gate.close()?;
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    let rows: Vec<_> = report
+        .selections
+        .iter()
+        .map(|row| {
+            (
+                row.model_id,
+                row.model.as_deref(),
+                row.provider.as_deref(),
+                row.selections,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            // The selection under the second, unnamed policy (the kernel picked 2).
+            (2, None, None, 1),
+            // The three under the named policy (the kernel substituted 2 for 1).
+            (2, Some("cheap"), Some("acme-ai"), 3),
+        ]
+    );
+    let decisions: u64 = report.selections.iter().map(|row| row.selections).sum();
+    assert_eq!(decisions, report.counts.decisions);
+    let cost: u128 = report
+        .selections
+        .iter()
+        .map(|row| row.estimated_cost_microunits)
+        .sum();
+    assert!(cost > 0, "the priced selections carry their estimates");
+    Ok(())
+}

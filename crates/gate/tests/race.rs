@@ -48,7 +48,7 @@ fn sixty_four_threads_never_overspend_one_small_budget() -> Result<(), GateError
             let gate = gate.clone();
             let (overrun_extra, refused, admitted) = (&overrun_extra, &refused, &admitted);
             scope.spawn(move || {
-                let mut rng = Rng(seed ^ (thread + 1).wrapping_mul(0x9e37_79b9));
+                let mut rng = Rng::new(seed ^ (thread + 1).wrapping_mul(0x9e37_79b9));
                 for k in 0..per_thread {
                     let model = 1 + (rng.below(2) as u32);
                     let admission = gate

@@ -437,7 +437,7 @@ impl<D: Directory> DurableAuditWal<D> {
 }
 
 /// What a successful replay covered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplaySummary {
     /// Policy records seen.
     pub policies: u64,

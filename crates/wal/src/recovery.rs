@@ -55,7 +55,7 @@ impl WalAnchor {
 
 /// The outcome of scanning a log. Closed on purpose: every case has a row in the
 /// recovery table of `docs/SPECIFICATION.md` and its own test.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Recovery {
     /// Every byte belongs to a verified frame.
     Clean {
@@ -108,7 +108,7 @@ pub enum Recovery {
 }
 
 /// How a torn tail looked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TornReason {
     /// The file ends inside a frame header.
     IncompleteHeader,
@@ -127,7 +127,7 @@ pub enum TornReason {
 
 /// What a log's acknowledgement watermark (its `ACK` file, or `<file>.ack`) said
 /// when it was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Acknowledged {
     /// No watermark: a log written before watermarks existed, a file copied
     /// without its sidecar, or a reader given none. A bad final frame cannot be
@@ -184,7 +184,7 @@ impl Acknowledged {
 }
 
 /// What is wrong with a corrupt log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CorruptReason {
     /// The file does not start with the magic bytes (or is shorter than a header).
     BadMagic,
@@ -225,7 +225,7 @@ pub enum CorruptReason {
 }
 
 /// How the key disagrees with the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyMismatch {
     /// Both keyed, different fingerprints.
     DifferentKey,

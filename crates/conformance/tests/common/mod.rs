@@ -5,40 +5,30 @@
 
 use calybris_core::kernel as core_k;
 use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason};
+use calybris_testkit::SplitMix64;
+#[allow(unused_imports)]
+pub use calybris_testkit::oracle::{to_core_input, to_core_model};
 
 /// The seed of a run: `CALYBRIS_SEED` when set (decimal or 0x-hex), else a fixed default.
 pub fn seed() -> u64 {
-    match std::env::var("CALYBRIS_SEED") {
-        Ok(s) => {
-            let s = s.trim();
-            let parsed = match s.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => s.parse(),
-            };
-            parsed.unwrap_or_else(|_| panic!("CALYBRIS_SEED={s} is not a u64"))
-        }
-        Err(_) => 0x0C41_B815_5EED_2026,
-    }
+    calybris_testkit::seed_from_env(0x0C41_B815_5EED_2026)
 }
 
-/// SplitMix64: small, fast, and fully determined by its seed.
+/// The workspace's SplitMix64 (from `calybris-testkit`), with the edge-value draws of
+/// the conformance tests on top.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `0..n` (n > 0), with negligible bias for the small n used here.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        self.0.below(n)
     }
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
@@ -230,39 +220,6 @@ pub fn request(rng: &mut Rng, models: &[KernelModel], sequence: u64) -> KernelIn
             rng.next_u64()
         },
         required_region_mask: if rng.chance(50) { 0 } else { rng.mask(3) },
-    }
-}
-
-pub fn to_core_model(m: &KernelModel) -> core_k::KernelModel {
-    core_k::KernelModel {
-        model_id: m.model_id,
-        provider_id: m.provider_id,
-        quality_bps: m.quality_bps,
-        risk_ceiling_bps: m.risk_ceiling_bps,
-        enabled: m.enabled,
-        p95_latency_ms: m.p95_latency_ms,
-        capabilities: m.capabilities,
-        region_mask: m.region_mask,
-        input_cost_microunits_per_million_tokens: m.input_cost_microunits_per_million_tokens,
-        output_cost_microunits_per_million_tokens: m.output_cost_microunits_per_million_tokens,
-    }
-}
-
-pub fn to_core_input(i: &KernelInput) -> core_k::KernelInput {
-    core_k::KernelInput {
-        request_sequence: i.request_sequence,
-        requested_model_id: i.requested_model_id,
-        input_tokens: i.input_tokens,
-        output_tokens: i.output_tokens,
-        business_value_microunits: i.business_value_microunits,
-        budget_limit_microunits: i.budget_limit_microunits,
-        risk_bps: i.risk_bps,
-        confidence_bps: i.confidence_bps,
-        minimum_quality_bps: i.minimum_quality_bps,
-        max_p95_latency_ms: i.max_p95_latency_ms,
-        required_capabilities: i.required_capabilities,
-        allowed_provider_mask: i.allowed_provider_mask,
-        required_region_mask: i.required_region_mask,
     }
 }
 

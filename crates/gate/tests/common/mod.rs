@@ -72,27 +72,13 @@ impl Drop for TempDir {
     }
 }
 
-/// SplitMix64: a small seeded generator for the randomised tests.
-pub struct Rng(pub u64);
+/// The workspace's seeded generator (SplitMix64, from `calybris-workload`: these tests
+/// run from the published package too, so not from the unpublished testkit).
+#[allow(unused_imports)]
+pub use calybris_workload::SplitMix64 as Rng;
 
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-}
-
-/// The seed of a randomised test: `CALYBRIS_SEED` if set, else a fixed default.
+/// The seed of a randomised test: `CALYBRIS_SEED` if set (decimal or 0x-hex), else a
+/// fixed default.
 pub fn seed(default: u64) -> u64 {
-    std::env::var("CALYBRIS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    calybris_workload::seed_from_env(default)
 }

@@ -9,35 +9,15 @@ use calybris_wal::WalError;
 use calybris_wal::storage::{FileStorage, MemDisk, Storage};
 use serde::{Deserialize, Serialize};
 
-/// A small deterministic generator (SplitMix64) so tests need no RNG crate.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The workspace's seeded generator (SplitMix64, from `calybris-workload`: these tests
+/// run from the published package too, so not from the unpublished testkit).
+#[allow(unused_imports)]
+pub use calybris_workload::SplitMix64 as Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound` (`bound > 0`).
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound.max(1)
-    }
-}
-
-/// The seed for a randomised test: `CALYBRIS_SEED` if set, otherwise `default`.
+/// The seed for a randomised test: `CALYBRIS_SEED` if set (decimal or 0x-hex),
+/// otherwise `default`.
 pub fn seed(default: u64) -> u64 {
-    std::env::var("CALYBRIS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    calybris_workload::seed_from_env(default)
 }
 
 /// A directory under the system temp dir, removed when dropped.
