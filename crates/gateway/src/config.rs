@@ -5,6 +5,7 @@
 //! listen = "127.0.0.1:8080"        # address to serve on
 //! gate_dir = "gateway-gate"        # the gate directory (one chained log)
 //! max_body_bytes = 1048576         # larger request bodies get 413
+//! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -116,6 +117,11 @@ pub struct ServerConfig {
     /// The most requests processed at once (others wait in the accept queue).
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Where to keep the request-body archive (see [`crate::archive`]), relative to the
+    /// configuration file's directory; none by default. `calybris replay` re-executes
+    /// a request only from its archived body.
+    #[serde(default)]
+    pub request_archive: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -147,6 +153,7 @@ impl Default for ServerConfig {
             gate_dir: default_gate_dir(),
             max_body_bytes: default_max_body(),
             max_concurrent_requests: default_concurrency(),
+            request_archive: None,
         }
     }
 }
@@ -297,6 +304,11 @@ impl GatewayConfig {
             && let Some(parent) = path.parent()
         {
             config.server.gate_dir = parent.join(&config.server.gate_dir);
+        }
+        if let (Some(archive), Some(parent)) = (&config.server.request_archive, path.parent())
+            && archive.is_relative()
+        {
+            config.server.request_archive = Some(parent.join(archive));
         }
         Ok(config)
     }
