@@ -25,11 +25,11 @@
 
 use std::path::{Path, PathBuf};
 
-use calybris::gate::record::GateDecision;
 use calybris::digest::{Digest, SealedPolicy, decision_digest, digest_to_hex, input_digest};
+use calybris::gate::record::GateDecision;
 use calybris::gate::{
-    BudgetOutcome, ExecutionRecord, ExecutionStatus, GateRecord, LOG_DIR,
-    SettlementKind, VerifyError, VerifyOptions, verify_dir,
+    BudgetOutcome, ExecutionRecord, ExecutionStatus, GateRecord, LOG_DIR, SettlementKind,
+    VerifyError, VerifyOptions, verify_dir,
 };
 use calybris::wal::{AuditError, SegmentedReader, WalError};
 use calybris_gateway::GatewayConfig;
@@ -216,7 +216,10 @@ pub fn run(options: &Options) -> u8 {
 fn load_config(options: &Options) -> Result<Option<(GatewayConfig, Compiled)>, (Code, String)> {
     let config = match (&options.config, options.demo) {
         (Some(_), true) => {
-            return Err((Code::Usage, "give at most one of --config and --demo".to_owned()));
+            return Err((
+                Code::Usage,
+                "give at most one of --config and --demo".to_owned(),
+            ));
         }
         (Some(path), false) => match GatewayConfig::load(path) {
             Ok(config) => config,
@@ -226,7 +229,11 @@ fn load_config(options: &Options) -> Result<Option<(GatewayConfig, Compiled)>, (
             Err(error) => return Err((Code::InvalidToml, error.to_string())),
         },
         (None, true) => {
-            let placeholder = ["http://127.0.0.1:9".to_owned(), "http://127.0.0.1:9".to_owned(), "http://127.0.0.1:9".to_owned()];
+            let placeholder = [
+                "http://127.0.0.1:9".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ];
             let text = demo_config(&placeholder, &options.dir, "127.0.0.1:0");
             GatewayConfig::from_toml(&text).map_err(|e| (Code::InvalidToml, e.to_string()))?
         }
@@ -260,7 +267,10 @@ fn verify_stop(error: &VerifyError) -> Stop {
         | VerifyError::PromotionUnknownPolicy { .. } => ReplayReason::EnvironmentMismatch,
         _ => ReplayReason::EdrHashMismatch,
     };
-    stop(reason, format!("the directory does not verify{at}: {error}"))
+    stop(
+        reason,
+        format!("the directory does not verify{at}: {error}"),
+    )
 }
 
 fn read_error(error: &WalError) -> Stop {
@@ -274,9 +284,7 @@ fn read_error(error: &WalError) -> Stop {
 /// and settlement.
 fn find(dir: &Path, seq: u64) -> Result<Found, Stop> {
     let log = dir.join(LOG_DIR);
-    let open = || {
-        SegmentedReader::<GateRecord>::open(&log, None, None).map_err(|e| read_error(&e))
-    };
+    let open = || SegmentedReader::<GateRecord>::open(&log, None, None).map_err(|e| read_error(&e));
     // Pass 1: what record `seq` is.
     let mut reader = open()?;
     let mut target = None;
@@ -316,7 +324,10 @@ fn find(dir: &Path, seq: u64) -> Result<Found, Stop> {
     while let Some(entry) = reader.next_entry().map_err(|e| read_error(&e))? {
         match entry.record {
             GateRecord::Policy(record) if decision.is_none() => {
-                if !policies.iter().any(|p| p.digest() == record.policy.digest()) {
+                if !policies
+                    .iter()
+                    .any(|p| p.digest() == record.policy.digest())
+                {
                     policies.push(record.policy);
                 }
             }
@@ -412,7 +423,9 @@ fn replay(
             report.checks.settlement = Check::Failed;
             return Err(stop(
                 ReplayReason::DecisionCoreMismatch,
-                format!("decision {decision_seq} was not admitted, yet the log executes or settles it"),
+                format!(
+                    "decision {decision_seq} was not admitted, yet the log executes or settles it"
+                ),
             ));
         }
         report.checks.settlement = Check::Passed;
@@ -429,7 +442,9 @@ fn replay(
     let Some((_, execution)) = &found.execution else {
         return Err(stop(
             ReplayReason::ReplayNotReplayable,
-            format!("decision {decision_seq} was admitted but has no execution record (not a gateway request, or the gateway stopped before it finished)"),
+            format!(
+                "decision {decision_seq} was admitted but has no execution record (not a gateway request, or the gateway stopped before it finished)"
+            ),
         ));
     };
     report.provider = Some(execution.provider.clone());
@@ -440,16 +455,16 @@ fn replay(
         report.checks.settlement = Check::Failed;
         return Err(stop(
             ReplayReason::EdrHashMismatch,
-            format!("the execution record of decision {decision_seq} is bound to another decision digest"),
+            format!(
+                "the execution record of decision {decision_seq} is bound to another decision digest"
+            ),
         ));
     }
     let held = decision.budget.held_microunits();
     let settled = found.settlement.as_ref().map(|(_, kind)| match kind {
         SettlementKind::Commit { actual_microunits }
         | SettlementKind::CommitWithOverrun { actual_microunits } => *actual_microunits,
-        SettlementKind::Release
-        | SettlementKind::Abandon
-        | SettlementKind::ReleasedAtReopen => 0,
+        SettlementKind::Release | SettlementKind::Abandon | SettlementKind::ReleasedAtReopen => 0,
     });
     let cost = execution.cost_microunits;
     let follows = settled.is_some_and(|s| s == cost || (cost > held && s == held))
@@ -570,7 +585,11 @@ fn replay(
                 format!(
                     "provider {:?} ({kind:?} at {base_url}) is not local and deterministic: only an Ollama on loopback asked for temperature 0, or the demo's mocks, are re-executed{}",
                     execution.provider,
-                    if local { " (this request did not ask for temperature 0)" } else { "" }
+                    if local {
+                        " (this request did not ask for temperature 0)"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -590,7 +609,11 @@ fn replay(
             ReplayReason::NetworkNotAllowed,
             format!(
                 "re-executing decision {decision_seq} connects to {}; pass --allow-network",
-                if options.demo { "the demo's mock providers on loopback" } else { base_url }
+                if options.demo {
+                    "the demo's mock providers on loopback"
+                } else {
+                    base_url
+                }
             ),
         ));
     }
@@ -649,7 +672,12 @@ fn reexecute(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| stop(ReplayReason::ExecutionError, format!("starting the runtime: {e}")))?;
+        .map_err(|e| {
+            stop(
+                ReplayReason::ExecutionError,
+                format!("starting the runtime: {e}"),
+            )
+        })?;
     let logged = (
         decision.audit.input.request_sequence,
         decision.audit.meta.recorded_at_unix_ms,
