@@ -92,25 +92,31 @@ base_url = "{anthropic}"
 kind = "ollama"
 base_url = "{ollama}"
 
-[models."gpt-4o-mini-2024-07-18"]
+[policy]
+capabilities = ["function_calling", "vision"]
+
+[[policy.models]]
+name = "gpt-4o-mini-2024-07-18"
 provider = "openai-mock"
 input_usd_per_mtok = "0.15"
 output_usd_per_mtok = "0.6"
-quality = "0.5073"
+quality_bps = 5073
 capabilities = ["function_calling", "vision"]
 
-[models."claude-3-5-sonnet-20240620"]
+[[policy.models]]
+name = "claude-3-5-sonnet-20240620"
 provider = "anthropic-mock"
 input_usd_per_mtok = "3"
 output_usd_per_mtok = "15"
-quality = "0.5237"
+quality_bps = 5237
 capabilities = ["function_calling", "vision"]
 
-[models."Meta-Llama-3-8B-Instruct"]
+[[policy.models]]
+name = "Meta-Llama-3-8B-Instruct"
 provider = "ollama-mock"
 input_usd_per_mtok = "0.03"
 output_usd_per_mtok = "0.06"
-quality = "0.2292"
+quality_bps = 2292
 
 [tenants.demo]
 budget_usd = "1"

@@ -350,17 +350,19 @@ base_url = "{local}"
 kind = "openai"
 base_url = "{url}/v1"
 
-[models.llama]
+[[policy.models]]
+name = "llama"
 provider = "local"
 input_usd_per_mtok = "{price}"
 output_usd_per_mtok = "0.06"
-quality = "0.9"
+quality_bps = 9000
 
-[models.gpt]
+[[policy.models]]
+name = "gpt"
 provider = "remote"
 input_usd_per_mtok = "0.15"
 output_usd_per_mtok = "0.6"
-quality = "0.5"
+quality_bps = 5000
 
 [tenants.acme]
 budget_usd = "0.001"

@@ -113,7 +113,8 @@ impl Gateway {
         let mut gate_config = GateConfig::new(
             &config.server.gate_dir,
             SealedPolicy::new(compiled.policy.clone()),
-        );
+        )
+        .policy_names(compiled.names.clone());
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
