@@ -499,6 +499,55 @@ fn an_ollama_request_replays_against_the_provider_and_a_changed_one_diverges() {
     );
     expect(&run, "ERROR", Some("EXECUTION_ERROR"), 2);
     assert!(failing.calls() >= 1);
+    // Forged logs, each rewritten whole so that its chain verifies: an execution
+    // whose cost the settlement does not follow, and a decision that does not replay.
+    let forged = |name: &str, forge: &dyn Fn(u64, &mut GateRecord)| {
+        let copy = dir.join(name);
+        let wal = calybris::wal::DurableWal::<GateRecord>::open(
+            &copy.join(LOG_DIR),
+            calybris::wal::DurableConfig::default(),
+        )
+        .expect("a new log");
+        for (seq, mut record) in records(&gate) {
+            forge(seq, &mut record);
+            wal.append_durable(&record).expect("append");
+        }
+        wal.close().expect("close");
+        copy
+    };
+    let overcharged = forged("overcharged", &|_, record| {
+        if let GateRecord::Execution(execution) = record
+            && execution.decision_sequence == greedy_seq
+        {
+            execution.cost_microunits += 1;
+        }
+    });
+    let archive = dir.join("archive");
+    let archive_args = ["--archive", path_str(&archive)];
+    let run = replay(
+        &overcharged,
+        greedy_seq,
+        &[&all[..], &archive_args[..]].concat(),
+    );
+    let report = expect(&run, "DIVERGED", Some("DECISION_CORE_MISMATCH"), 1);
+    assert_eq!(report["checks"]["log"], "passed");
+    assert_eq!(report["checks"]["settlement"], "failed");
+    let misdecided = forged("misdecided", &|seq, record| {
+        if let GateRecord::Decision(decision) = record
+            && seq == greedy_seq
+        {
+            decision.audit.decision.expected_utility_microunits += 1;
+            decision.audit.decision_digest =
+                calybris::digest::decision_digest(&decision.audit.decision);
+        }
+    });
+    let run = replay(
+        &misdecided,
+        greedy_seq,
+        &[&all[..], &archive_args[..]].concat(),
+    );
+    let report = expect(&run, "DIVERGED", Some("DECISION_CORE_MISMATCH"), 1);
+    assert_eq!(report["checks"]["log"], "failed");
     drop((good, short, failing));
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
