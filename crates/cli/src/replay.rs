@@ -323,13 +323,13 @@ fn find(dir: &Path, seq: u64) -> Result<Found, Stop> {
     let mut settlement = None;
     while let Some(entry) = reader.next_entry().map_err(|e| read_error(&e))? {
         match entry.record {
-            GateRecord::Policy(record) if decision.is_none() => {
-                if !policies
-                    .iter()
-                    .any(|p| p.digest() == record.policy.digest())
-                {
-                    policies.push(record.policy);
-                }
+            GateRecord::Policy(record)
+                if decision.is_none()
+                    && !policies
+                        .iter()
+                        .any(|p| p.digest() == record.policy.digest()) =>
+            {
+                policies.push(record.policy);
             }
             GateRecord::Decision(record) if entry.sequence == target => {
                 decision = Some((entry.sequence, record));

@@ -114,7 +114,7 @@ fn expect(run: &Run, outcome: &str, reason: Option<&str>, code: i32) -> Value {
     assert_eq!(report["outcome"], outcome, "{run:?}");
     assert_eq!(
         report["reason"],
-        reason.map_or(Value::Null, |r| Value::from(r)),
+        reason.map_or(Value::Null, Value::from),
         "{run:?}"
     );
     assert_eq!(run.code, code, "{run:?}");
