@@ -14,7 +14,7 @@
 //!    record) -> VERIFIED;
 //! 5. the execution record (code 10) is bound to the decision, and the settlement
 //!    follows from it (the cost, or the whole hold when an overrun was not covered);
-//! 6. the execution served a whole answer (not a failure, a disconnect or a stream);
+//! 6. the execution served a whole answer (not a failure or a disconnect);
 //! 7. the input pointer: the archived body, which must hash to the logged request
 //!    SHA-256;
 //! 8. the environment: `--config FILE` or `--demo` compiles to the logged policy, and
@@ -559,12 +559,6 @@ fn replay(
         ));
     }
     report.checks.input = Check::Passed;
-    if rederived.stream {
-        return Err(stop(
-            ReplayReason::ReplayNotReplayable,
-            "the answer was streamed: its bytes depend on how the provider's reply was cut into chunks, so it is not re-executed",
-        ));
-    }
     // 9. A local deterministic provider.
     let (kind, base_url) = calybris_gateway::replay::provider_of(
         config,
@@ -619,7 +613,14 @@ fn replay(
     }
     // 11. The re-execution.
     report.reexecuted = true;
-    let again = reexecute(options, config, compiled, &rederived, decision, execution)?;
+    let again = reexecute(
+        options,
+        config,
+        compiled,
+        &rederived,
+        (*decision_seq, decision),
+        execution,
+    )?;
     report.replayed_response_sha256 = Some(hex32(&again.response_sha256));
     if again.response_sha256 != execution.response_sha256 {
         report.checks.output = Check::Failed;
@@ -666,7 +667,7 @@ fn reexecute(
     config: &GatewayConfig,
     compiled: &Compiled,
     rederived: &calybris_gateway::replay::Rederived,
-    decision: &GateDecision,
+    (decision_seq, decision): (u64, &GateDecision),
     execution: &ExecutionRecord,
 ) -> Result<calybris_gateway::replay::Reexecuted, Stop> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -678,10 +679,8 @@ fn reexecute(
                 format!("starting the runtime: {e}"),
             )
         })?;
-    let logged = (
-        decision.audit.input.request_sequence,
-        decision.audit.meta.recorded_at_unix_ms,
-    );
+    // The answer's id names the decision record's log sequence.
+    let logged = (decision_seq, decision.audit.meta.recorded_at_unix_ms);
     let held = decision.budget.held_microunits();
     runtime.block_on(async {
         let (mocks, config) = if options.demo {

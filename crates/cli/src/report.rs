@@ -390,7 +390,7 @@ pub enum ReplayReason {
     /// Re-executing opens a connection, and `--allow-network` was not given.
     NetworkNotAllowed,
     /// The record is not a request the gateway decided, or its execution cannot be
-    /// reproduced (it did not serve a whole answer, or it was streamed).
+    /// reproduced (it did not serve a whole answer).
     ReplayNotReplayable,
     /// The request's body is not in the request-body archive.
     InputPointerMissing,

@@ -274,10 +274,14 @@ fn a_demo_request_replays_and_every_tampering_is_named() {
     expect(&run, "ERROR", Some("REPLAY_NOT_REPLAYABLE"), 2);
     let run = replay(&gate, 1_000_000, &all);
     expect(&run, "ERROR", Some("REPLAY_NOT_REPLAYABLE"), 2);
-    // A streamed answer is re-derived but not re-executed.
+    // A streamed answer is re-executed as a stream: the same events, the same bytes.
     let run = replay(&gate, stream_decision, &all);
-    let report = expect(&run, "ERROR", Some("REPLAY_NOT_REPLAYABLE"), 2);
-    assert_eq!(report["checks"]["input"], "passed");
+    let report = expect(&run, "VERIFIED", None, 0);
+    assert_eq!(report["reexecuted"], true);
+    assert_eq!(
+        report["response_sha256"],
+        report["replayed_response_sha256"]
+    );
     // A configuration whose policy is not the logged one.
     let other = dir.join("other.toml");
     std::fs::write(

@@ -3,14 +3,15 @@
 //! it against the provider that served it, rebuilding the answer's bytes to compare
 //! their SHA-256 with the logged one.
 //!
-//! Only whole (non-streamed) answers are rebuilt: the bytes of a streamed answer
-//! also depend on how the provider's reply was cut into chunks.
+//! A streamed answer is rebuilt from the provider's stream with the server's own event
+//! renderers, so its bytes match only when the provider cuts its reply into the same
+//! pieces again (a deterministic provider does).
 
 use calybris_kernel::{KernelDecision, KernelInput};
 
-use crate::answer::{Whole, whole_body};
+use crate::answer::{Whole, stream_delta, stream_first, stream_tail, whole_body};
 use crate::config::{Compiled, GatewayConfig, ProviderKind, sha256};
-use crate::provider::{AttemptError, Provider, UpstreamRequest};
+use crate::provider::{AttemptError, MAX_PROVIDER_BYTES, Provider, StreamEvent, UpstreamRequest};
 use crate::server::{Interpreted, interpret, kernel_input, max_output_within};
 
 /// A logged request's body, read again.
@@ -133,8 +134,10 @@ pub fn provider_of<'a>(
 }
 
 /// Asks the provider that served (`model`, by name) for the answer again, with the
-/// request the pipeline made of it (the output cap the reservation allowed that model),
-/// and rebuilds the whole answer's bytes with the log's `sequence` and timestamp.
+/// request the pipeline made of it (the output cap the reservation allowed that model;
+/// streamed when the request was), and rebuilds the answer's bytes with `logged`: the
+/// decision record's log sequence (the answer's `id`) and the decision's
+/// `recorded_at_unix_ms` (its `created`).
 ///
 /// # Errors
 /// [`ReexecuteError`].
@@ -180,30 +183,67 @@ pub async fn reexecute(
     let client = reqwest::Client::builder()
         .build()
         .map_err(|e| ReexecuteError::Client(e.to_string()))?;
-    let completion = provider
-        .complete(
-            &client,
-            &UpstreamRequest {
-                model: served.upstream.clone(),
-                messages: parts.messages.clone(),
-                max_tokens,
-                temperature: rederived.temperature,
-            },
-        )
-        .await?;
-    let input_tokens = completion.input_tokens.unwrap_or(parts.input_estimate);
-    let output_tokens = completion
-        .output_tokens
-        .unwrap_or_else(|| (completion.text.len() as u64).div_ceil(4));
-    let body = whole_body(&Whole {
-        sequence,
-        created: recorded_at_unix_ms / 1_000,
-        model: &served.name,
-        text: &completion.text,
-        finish_reason: &completion.finish_reason,
-        input_tokens,
-        output_tokens,
-    });
+    let request = UpstreamRequest {
+        model: served.upstream.clone(),
+        messages: parts.messages.clone(),
+        max_tokens,
+        temperature: rederived.temperature,
+    };
+    let created = recorded_at_unix_ms / 1_000;
+    let (body, input_tokens, output_tokens) = if rederived.stream {
+        // As the server's pump: the role, each piece, then the finish and the usage.
+        let mut stream = provider.stream(&client, &request).await?;
+        let id = format!("chatcmpl-{sequence}");
+        let mut body = stream_first(&id, created, &served.name);
+        let (mut input, mut output) = (None, None);
+        let mut generated = 0u64;
+        loop {
+            match stream.next().await? {
+                Some(StreamEvent::Delta(text)) => {
+                    generated += text.len() as u64;
+                    if generated > MAX_PROVIDER_BYTES as u64 {
+                        return Err(AttemptError::Malformed("answer too large").into());
+                    }
+                    body.push_str(&stream_delta(&id, created, &served.name, &text));
+                }
+                Some(StreamEvent::Usage {
+                    input: i,
+                    output: o,
+                }) => {
+                    input = i.or(input);
+                    output = o.or(output);
+                }
+                Some(StreamEvent::Done) | None => break,
+            }
+        }
+        let input_tokens = input.unwrap_or(parts.input_estimate);
+        let output_tokens =
+            output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
+        body.push_str(&stream_tail(
+            &id,
+            created,
+            &served.name,
+            input_tokens,
+            output_tokens,
+        ));
+        (body, input_tokens, output_tokens)
+    } else {
+        let completion = provider.complete(&client, &request).await?;
+        let input_tokens = completion.input_tokens.unwrap_or(parts.input_estimate);
+        let output_tokens = completion
+            .output_tokens
+            .unwrap_or_else(|| (completion.text.len() as u64).div_ceil(4));
+        let body = whole_body(&Whole {
+            sequence,
+            created,
+            model: &served.name,
+            text: &completion.text,
+            finish_reason: &completion.finish_reason,
+            input_tokens,
+            output_tokens,
+        });
+        (body, input_tokens, output_tokens)
+    };
     Ok(Reexecuted {
         response_sha256: sha256(body.as_bytes()),
         body,

@@ -1099,15 +1099,6 @@ fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) ->
     response
 }
 
-fn chunk(id: &str, model: &str, delta: &Value, finish: Option<&str>) -> String {
-    format!(
-        "data: {}\n\n",
-        json!({"id": id, "object": "chat.completion.chunk", "created": now_ms() / 1_000,
-               "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    )
-}
-
 async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Response {
     let inner = &gateway.inner;
     let decision = admission.decision_ref();
@@ -1167,6 +1158,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     gateway.fallback_served(&attempts, &model);
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let id = format!("chatcmpl-{sequence}");
+    let created = plan.created;
     let pump_gateway = gateway.clone();
     tokio::spawn(async move {
         let gateway = pump_gateway;
@@ -1181,12 +1173,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         };
         send(
-            chunk(
-                &id,
-                &model.name,
-                &json!({"role": "assistant", "content": ""}),
-                None,
-            ),
+            crate::answer::stream_first(&id, created, &model.name),
             &mut hasher,
             &mut connected,
         )
@@ -1206,7 +1193,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
                         break;
                     }
                     send(
-                        chunk(&id, &model.name, &json!({"content": text}), None),
+                        crate::answer::stream_delta(&id, created, &model.name, &text),
                         &mut hasher,
                         &mut connected,
                     )
@@ -1248,15 +1235,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
         let cost = model.cost_microunits(input_tokens, output_tokens);
         let tail = if ended {
-            let mut tail = chunk(&id, &model.name, &json!({}), Some("stop"));
-            tail.push_str(&format!(
-                "data: {}\n\ndata: [DONE]\n\n",
-                json!({"id": id, "object": "chat.completion.chunk", "model": model.name,
-                       "choices": [],
-                       "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                                 "total_tokens": input_tokens + output_tokens}})
-            ));
-            tail
+            crate::answer::stream_tail(&id, created, &model.name, input_tokens, output_tokens)
         } else {
             format!(
                 "data: {}\n\n",
