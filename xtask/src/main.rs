@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
         "man" => man(),
+        "openai" => openai_client(),
         "catalog" => catalog::run(&root(), rest.iter().any(|a| a == "--check")),
         _ => {
             eprintln!(
@@ -108,6 +109,7 @@ fn main() -> ExitCode {
                  package   cargo package of every published crate, then its tests from the package\n\
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core\n\
+                 openai    the official `openai` Python client against `calybris serve --demo`, then replay\n\
                  man       write docs/calybris.1, the man page of the calybris command, from its clap definition\n\
                  catalog [--check]  write (or check) examples/policies/catalog.toml from ../shared/data/catalog/models.csv"
             );
@@ -128,13 +130,14 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result {
-    let steps: [Step; 11] = [
+    let steps: [Step; 12] = [
         ("fmt", fmt_check),
         ("clippy", clippy),
         ("test", test),
         ("embedded", embedded),
         ("doc", doc),
         ("examples", examples),
+        ("openai client", openai_client),
         ("msrv", msrv),
         ("package", package),
         ("loom", loom),
@@ -147,6 +150,127 @@ fn ci() -> Result {
     }
     eprintln!("\n==> xtask ci: every gate passed");
     Ok(())
+}
+
+/// The `openai` package version `.ci/run` installs and this step expects.
+const OPENAI_PY_VERSION: &str = "3.51.0";
+/// The longest the Python client may take before the step fails.
+const OPENAI_CLIENT_TIMEOUT_SECONDS: u64 = 60;
+
+/// The official `openai` Python client (`xtask/py/openai_client.py`) against
+/// `calybris serve --demo` on a free loopback port: models, a whole answer, a stream,
+/// and typed errors (401, 404, 400). Then the gate directory must verify and the whole
+/// answer's decision must replay (`calybris replay --demo`, re-executed) VERIFIED.
+fn openai_client() -> Result {
+    let version = Command::new("python3")
+        .args(["-c", "import openai; print(openai.__version__)"])
+        .output()
+        .map_err(|e| format!("python3 is needed: {e}"))?;
+    let found = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    if !version.status.success() || found != OPENAI_PY_VERSION {
+        return Err(format!(
+            "the Python package openai=={OPENAI_PY_VERSION} is needed (found {:?}); .ci/run installs it: python3 -m pip install openai=={OPENAI_PY_VERSION}",
+            if found.is_empty() { "none" } else { &found }
+        ));
+    }
+    let mut c = cargo();
+    c.args([
+        "build",
+        "--quiet",
+        "-p",
+        "calybris-cli",
+        "--bin",
+        "calybris",
+    ]);
+    run(c)?;
+    let target =
+        env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let calybris = target.join("debug").join("calybris");
+    let scratch = env::temp_dir().join(format!("calybris-xtask-openai-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let gate = scratch.join("gate");
+    let result = openai_against(&calybris, &gate);
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn openai_against(calybris: &Path, gate: &Path) -> Result {
+    use std::io::BufRead as _;
+    let mut server = Command::new(calybris)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(gate)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", calybris.display()))?;
+    let mut line = String::new();
+    if let Some(stdout) = server.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned);
+    let outcome = match addr {
+        Some(addr) => python_client(&format!("http://{addr}/v1")),
+        None => Err(format!("the gateway printed no address: {line:?}")),
+    };
+    // Every answer's records were durable before it went out: a kill loses nothing.
+    let _ = server.kill();
+    let _ = server.wait();
+    let decision = outcome?;
+    let mut c = Command::new(calybris);
+    c.arg("verify").arg(gate);
+    run(c)?;
+    let mut c = Command::new(calybris);
+    c.arg("replay").arg(gate).args([
+        "--seq",
+        &decision.to_string(),
+        "--demo",
+        "--allow-side-effects",
+        "--allow-network",
+    ]);
+    run(c)
+}
+
+/// Runs the script against `base_url`; returns the decision sequence it printed last.
+fn python_client(base_url: &str) -> std::result::Result<u64, String> {
+    let script = root().join("xtask/py/openai_client.py");
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .args([base_url, "sk-calybris-demo"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting python3: {e}"))?;
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        if started.elapsed().as_secs() > OPENAI_CLIENT_TIMEOUT_SECONDS {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the Python client took over {OPENAI_CLIENT_TIMEOUT_SECONDS} s"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprint!("{text}");
+    if !output.status.success() {
+        return Err(format!(
+            "{} exited with {}",
+            script.display(),
+            output.status
+        ));
+    }
+    text.lines()
+        .last()
+        .and_then(|l| l.strip_prefix("decision "))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("the client's last line is not `decision N`: {text:?}"))
 }
 
 fn root() -> PathBuf {

@@ -36,6 +36,9 @@
 //!   the clap definition (which `cargo xtask man` also turns into `docs/calybris.1`).
 //! - `serve --config FILE | --demo [--listen ADDR] [--dir DIR]`: the OpenAI-compatible
 //!   gateway ([`serve`]).
+//! - `replay DIR --seq N [--allow-network] [--allow-side-effects] [--config FILE | --demo]
+//!   [--archive DIR] [--json]`: re-derive, and where allowed re-execute, one gateway
+//!   request ([`replay`]).
 //!
 //! # Example
 //! ```
@@ -76,6 +79,7 @@ pub mod ope_cmd;
 pub mod policy_file;
 pub mod promotion;
 pub mod render;
+pub mod replay;
 pub mod report;
 pub mod scan;
 pub mod serve;
@@ -370,6 +374,40 @@ enum Command {
     },
     #[command(flatten)]
     Tlog(tlog::TlogCommand),
+    /// Re-derive one request the gateway logged (the kernel re-run under the logged
+    /// policy, the execution record and the settlement, the request's hash) and, for a
+    /// local deterministic provider and when allowed, re-execute it and compare the
+    /// answer's hash.
+    #[command(after_help = after!(
+        "calybris replay ./calybris-serve-demo --seq 5 --demo --allow-side-effects --allow-network",
+        "Exit codes:\n  0  VERIFIED: everything the request did re-derives and matches the log\n  1  DIVERGED: something re-derived differs from the log (INPUT_HASH_MISMATCH, OUTPUT_HASH_MISMATCH, DECISION_CORE_MISMATCH, EDR_HASH_MISMATCH, ENVIRONMENT_MISMATCH)\n  2  ERROR: the replay could not be done (REPLAY_NOT_REPLAYABLE, INPUT_POINTER_MISSING, PROVIDER_NOT_SUPPORTED, EXECUTION_ERROR), or a bad argument\n  3  REFUSED: re-executing needs --allow-side-effects (SIDE_EFFECTS_NOT_ALLOWED) or --allow-network (NETWORK_NOT_ALLOWED)"
+    ))]
+    Replay {
+        /// The gate directory.
+        dir: PathBuf,
+        /// Sequence number of the decision record, or of its execution record.
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// Allow re-executing to open connections (even to loopback).
+        #[arg(long)]
+        allow_network: bool,
+        /// Allow re-executing to call a provider.
+        #[arg(long)]
+        allow_side_effects: bool,
+        /// The gateway configuration that served (its providers and policy).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The gateway ran as `calybris serve --demo` (its mock providers).
+        #[arg(long)]
+        demo: bool,
+        /// The request-body archive (default: the configuration's
+        /// `request_archive`, else DIR/request-archive).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+        /// Print one JSON object on one line.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(after_help = after!(
         "calybris serve --demo --listen 127.0.0.1:8080",
         "Exit codes:\n  0  the gateway stopped cleanly (Ctrl-C)\n  2  ERROR: the configuration or the gate directory could not be opened, or a usage error"
@@ -507,6 +545,25 @@ where
             listen,
             dir,
         } => serve::run(config.as_deref(), demo, listen.as_deref(), dir.as_deref()),
+        Command::Replay {
+            dir,
+            seq,
+            allow_network,
+            allow_side_effects,
+            config,
+            demo,
+            archive,
+            json,
+        } => replay::run(&replay::Options {
+            dir,
+            seq,
+            allow_network,
+            allow_side_effects,
+            json,
+            config,
+            demo,
+            archive,
+        }),
     }
 }
 

@@ -339,6 +339,134 @@ impl Code {
     }
 }
 
+/// Exit code of `calybris replay` when it refused to re-execute (REFUSED).
+pub const EXIT_REFUSED: u8 = 3;
+
+/// The four outcomes of `calybris replay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplayOutcome {
+    /// Everything the request did was re-derived and matches the log.
+    Verified,
+    /// Something re-derived differs from the log: the reason names what.
+    Diverged,
+    /// The replay could not be done: the reason names why.
+    Error,
+    /// Re-executing is possible but was not allowed: the reason names the flag.
+    Refused,
+}
+
+impl ReplayOutcome {
+    /// The word printed first on the report line.
+    #[must_use]
+    pub const fn word(self) -> &'static str {
+        match self {
+            Self::Verified => "VERIFIED",
+            Self::Diverged => "DIVERGED",
+            Self::Error => "ERROR",
+            Self::Refused => "REFUSED",
+        }
+    }
+
+    /// The process exit code of the outcome.
+    #[must_use]
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::Verified => EXIT_OK,
+            Self::Diverged => EXIT_DIVERGED,
+            Self::Error => EXIT_ERROR,
+            Self::Refused => EXIT_REFUSED,
+        }
+    }
+}
+
+/// Why a replay did not end VERIFIED (`docs/CLI.md`, "replay"). Each reason belongs
+/// to exactly one outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplayReason {
+    /// Re-executing calls a provider, and `--allow-side-effects` was not given.
+    SideEffectsNotAllowed,
+    /// Re-executing opens a connection, and `--allow-network` was not given.
+    NetworkNotAllowed,
+    /// The record is not a request the gateway decided, or its execution cannot be
+    /// reproduced (it did not serve a whole answer).
+    ReplayNotReplayable,
+    /// The request's body is not in the request-body archive.
+    InputPointerMissing,
+    /// The provider that served is not a local deterministic one, or is not known to
+    /// the replay.
+    ProviderNotSupported,
+    /// The re-execution failed (the provider failed or is unreachable).
+    ExecutionError,
+    /// The archived body does not hash to the logged request SHA-256, or the kernel
+    /// input re-derived from it is not the logged one.
+    InputHashMismatch,
+    /// The re-executed answer's SHA-256 is not the logged response SHA-256.
+    OutputHashMismatch,
+    /// The kernel, re-run under the logged policy, decides otherwise, or the books or
+    /// the settlement do not follow from the decision and the execution.
+    DecisionCoreMismatch,
+    /// A record's bytes do not match their digests: the chain, a decision's digests,
+    /// or the execution record's binding to its decision.
+    EdrHashMismatch,
+    /// The replay's environment is not the one that decided: the configuration's
+    /// policy is not the logged one, or the log names a policy it does not hold.
+    EnvironmentMismatch,
+}
+
+impl ReplayReason {
+    /// Every reason.
+    pub const ALL: [Self; 11] = [
+        Self::SideEffectsNotAllowed,
+        Self::NetworkNotAllowed,
+        Self::ReplayNotReplayable,
+        Self::InputPointerMissing,
+        Self::ProviderNotSupported,
+        Self::ExecutionError,
+        Self::InputHashMismatch,
+        Self::OutputHashMismatch,
+        Self::DecisionCoreMismatch,
+        Self::EdrHashMismatch,
+        Self::EnvironmentMismatch,
+    ];
+
+    /// The code as printed.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::SideEffectsNotAllowed => "SIDE_EFFECTS_NOT_ALLOWED",
+            Self::NetworkNotAllowed => "NETWORK_NOT_ALLOWED",
+            Self::ReplayNotReplayable => "REPLAY_NOT_REPLAYABLE",
+            Self::InputPointerMissing => "INPUT_POINTER_MISSING",
+            Self::ProviderNotSupported => "PROVIDER_NOT_SUPPORTED",
+            Self::ExecutionError => "EXECUTION_ERROR",
+            Self::InputHashMismatch => "INPUT_HASH_MISMATCH",
+            Self::OutputHashMismatch => "OUTPUT_HASH_MISMATCH",
+            Self::DecisionCoreMismatch => "DECISION_CORE_MISMATCH",
+            Self::EdrHashMismatch => "EDR_HASH_MISMATCH",
+            Self::EnvironmentMismatch => "ENVIRONMENT_MISMATCH",
+        }
+    }
+
+    /// The outcome the reason belongs to.
+    #[must_use]
+    pub const fn outcome(self) -> ReplayOutcome {
+        match self {
+            Self::SideEffectsNotAllowed | Self::NetworkNotAllowed => ReplayOutcome::Refused,
+            Self::ReplayNotReplayable
+            | Self::InputPointerMissing
+            | Self::ProviderNotSupported
+            | Self::ExecutionError => ReplayOutcome::Error,
+            Self::InputHashMismatch
+            | Self::OutputHashMismatch
+            | Self::DecisionCoreMismatch
+            | Self::EdrHashMismatch
+            | Self::EnvironmentMismatch => ReplayOutcome::Diverged,
+        }
+    }
+}
+
 /// What stopped a verification, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
@@ -816,6 +944,16 @@ mod tests {
         for code in Code::ALL {
             assert!(codes.binary_search(&code.code()).is_err(), "{code:?}");
         }
+        let mut replay: Vec<&str> = ReplayReason::ALL.iter().map(|r| r.code()).collect();
+        replay.sort_unstable();
+        replay.dedup();
+        assert_eq!(replay.len(), ReplayReason::ALL.len());
+        for reason in ReplayReason::ALL {
+            assert_ne!(reason.outcome(), ReplayOutcome::Verified);
+            let json = serde_json::to_string(&reason).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", reason.code()));
+            assert!(codes.binary_search(&reason.code()).is_err(), "{reason:?}");
+        }
     }
 
     /// Codes are spelt here only: no other source file of the command holds one
@@ -827,6 +965,7 @@ mod tests {
             .iter()
             .map(|r| r.code())
             .chain(Code::ALL.iter().map(|c| c.code()))
+            .chain(ReplayReason::ALL.iter().map(|r| r.code()))
             .collect();
         let entries = std::fs::read_dir(&src).expect("src/");
         let mut read = 0;
@@ -843,6 +982,8 @@ mod tests {
                 assert!(
                     !text.contains(&format!("\"{code}\""))
                         && !text.contains(&format!("\"ERROR {code}"))
+                        && !text.contains(&format!("\"DIVERGED {code}"))
+                        && !text.contains(&format!("\"REFUSED {code}"))
                         && !text.contains(&format!("\"INVALID {code}")),
                     "{} spells the code {code}; use report::Reason or report::Code",
                     path.display()

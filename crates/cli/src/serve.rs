@@ -16,6 +16,34 @@ pub const DEMO_KEY: &str = "sk-calybris-demo";
 /// The default gate directory of `serve --demo`.
 pub const DEFAULT_DEMO_DIR: &str = "calybris-serve-demo";
 
+/// The request-body archive of `serve --demo`, inside its gate directory.
+pub const DEMO_ARCHIVE: &str = "request-archive";
+
+/// The demo's three mock providers (OpenAI, Anthropic and Ollama shapes), started on
+/// loopback, and their base URLs.
+///
+/// # Errors
+/// A message when a mock cannot bind.
+pub(crate) async fn demo_mocks() -> Result<([MockProvider; 3], [String; 3]), String> {
+    let mut mocks = Vec::new();
+    for name in ["openai-mock", "anthropic-mock", "ollama-mock"] {
+        mocks.push(
+            MockProvider::start(name, MockBehavior::Ok, 12)
+                .await
+                .map_err(|e| format!("starting a mock provider: {e}"))?,
+        );
+    }
+    let [openai, anthropic, ollama]: [MockProvider; 3] = mocks
+        .try_into()
+        .map_err(|_| "three mock providers".to_owned())?;
+    let urls = [
+        openai.base_url(ProviderKind::Openai),
+        anthropic.base_url(ProviderKind::Anthropic),
+        ollama.base_url(ProviderKind::Ollama),
+    ];
+    Ok(([openai, anthropic, ollama], urls))
+}
+
 /// Runs the gateway; returns the exit code.
 #[must_use]
 pub fn run(config: Option<&Path>, demo: bool, listen: Option<&str>, dir: Option<&Path>) -> u8 {
@@ -41,11 +69,16 @@ pub fn run(config: Option<&Path>, demo: bool, listen: Option<&str>, dir: Option<
 /// The demo's configuration: three real catalog models (prices from
 /// `shared/data/catalog/models.csv`, which takes them from litellm 1.110.2; quality
 /// from AlpacaEval 2.0 length-controlled win rates), each served by a mock provider.
-fn demo_config(mocks: &[MockProvider; 3], dir: &Path, listen: &str) -> String {
+///
+/// `urls` are the base URLs of the three mocks (OpenAI, Anthropic and Ollama shapes).
+/// The request-body archive is kept in `DIR/request-archive`, so that
+/// `calybris replay DIR --seq N --demo` can re-execute any request of the demo.
+pub(crate) fn demo_config(urls: &[String; 3], dir: &Path, listen: &str) -> String {
     format!(
         r#"[server]
 listen = "{listen}"
 gate_dir = {dir:?}
+request_archive = {archive:?}
 
 [providers.openai-mock]
 kind = "openai"
@@ -59,25 +92,31 @@ base_url = "{anthropic}"
 kind = "ollama"
 base_url = "{ollama}"
 
-[models."gpt-4o-mini-2024-07-18"]
+[policy]
+capabilities = ["function_calling", "vision"]
+
+[[policy.models]]
+name = "gpt-4o-mini-2024-07-18"
 provider = "openai-mock"
 input_usd_per_mtok = "0.15"
 output_usd_per_mtok = "0.6"
-quality = "0.5073"
+quality_bps = 5073
 capabilities = ["function_calling", "vision"]
 
-[models."claude-3-5-sonnet-20240620"]
+[[policy.models]]
+name = "claude-3-5-sonnet-20240620"
 provider = "anthropic-mock"
 input_usd_per_mtok = "3"
 output_usd_per_mtok = "15"
-quality = "0.5237"
+quality_bps = 5237
 capabilities = ["function_calling", "vision"]
 
-[models."Meta-Llama-3-8B-Instruct"]
+[[policy.models]]
+name = "Meta-Llama-3-8B-Instruct"
 provider = "ollama-mock"
 input_usd_per_mtok = "0.03"
 output_usd_per_mtok = "0.06"
-quality = "0.2292"
+quality_bps = 2292
 
 [tenants.demo]
 budget_usd = "1"
@@ -91,9 +130,10 @@ value_usd_per_request = "0.05"
 default_max_tokens = 64
 "#,
         dir = dir.display().to_string(),
-        openai = mocks[0].base_url(ProviderKind::Openai),
-        anthropic = mocks[1].base_url(ProviderKind::Anthropic),
-        ollama = mocks[2].base_url(ProviderKind::Ollama),
+        archive = dir.join(DEMO_ARCHIVE).display().to_string(),
+        openai = urls[0],
+        anthropic = urls[1],
+        ollama = urls[2],
         key = key_hash_hex(DEMO_KEY),
     )
 }
@@ -104,23 +144,12 @@ async fn serve(
     listen: Option<&str>,
     dir: Option<&Path>,
 ) -> Result<(), String> {
-    let mut mocks = Vec::new();
     let mut config = match (config, demo) {
         (Some(path), false) => GatewayConfig::load(path).map_err(|e| e.to_string())?,
         (None, true) => {
-            for name in ["openai-mock", "anthropic-mock", "ollama-mock"] {
-                mocks.push(
-                    MockProvider::start(name, MockBehavior::Ok, 12)
-                        .await
-                        .map_err(|e| format!("starting a mock provider: {e}"))?,
-                );
-            }
-            let [openai, anthropic, ollama]: [MockProvider; 3] = mocks
-                .try_into()
-                .map_err(|_| "three mock providers".to_owned())?;
-            let mocks = [openai, anthropic, ollama];
+            let (mocks, urls) = demo_mocks().await?;
             let dir = dir.map_or_else(|| PathBuf::from(DEFAULT_DEMO_DIR), Path::to_path_buf);
-            let text = demo_config(&mocks, &dir, listen.unwrap_or("127.0.0.1:8080"));
+            let text = demo_config(&urls, &dir, listen.unwrap_or("127.0.0.1:8080"));
             let config = GatewayConfig::from_toml(&text).map_err(|e| e.to_string())?;
             return run_gateway(config, Some(mocks)).await;
         }

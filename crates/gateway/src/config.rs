@@ -5,6 +5,7 @@
 //! listen = "127.0.0.1:8080"        # address to serve on
 //! gate_dir = "gateway-gate"        # the gate directory (one chained log)
 //! max_body_bytes = 1048576         # larger request bodies get 413
+//! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -12,15 +13,20 @@
 //! api_key_env = "OPENAI_API_KEY"   # the NAME of an environment variable, never a key
 //! timeout_ms = 30000
 //!
-//! [models."gpt-4o-mini-2024-07-18"]
-//! provider = "openai"
-//! upstream = "gpt-4o-mini"         # the provider's own name (default: the key)
-//! input_usd_per_mtok = "0.15"      # exact decimals, as strings
-//! output_usd_per_mtok = "0.6"
-//! quality = "0.5073"               # 0 to 1
+//! [policy]                         # a calybris-policy policy file, inline
+//! capabilities = ["function_calling", "vision"]
+//!
+//! [[policy.models]]
+//! name = "gpt-4o-mini-2024-07-18"
+//! provider = "openai"              # one of [providers]
+//! quality_bps = 5073               # 0 to 10000
 //! p95_latency_ms = 900
 //! capabilities = ["function_calling", "vision"]
-//! regions = ["us"]
+//! input_usd_per_mtok = "0.15"      # exact decimals
+//! output_usd_per_mtok = "0.6"
+//!
+//! [upstream]                       # optional: the provider's own model names
+//! "gpt-4o-mini-2024-07-18" = "gpt-4o-mini"
 //!
 //! [tenants.acme]
 //! budget_usd = "10"
@@ -42,22 +48,26 @@
 //! max_output_tokens = 4096
 //! ```
 //!
-//! The model section is "models by name, each with its provider, prices, quality,
-//! latency, capabilities and regions by name" on purpose: the same shape as the general
-//! policy crate's, so it can later be read by it.
+//! # The models: a policy file
+//! The `[policy]` table is a policy file of `calybris-policy` (its [`PolicyFile`]:
+//! the same keys, defaults and checks as a `.toml` policy file, documented in
+//! `docs/CLI.md`, "Policy files"), with `[[policy.models]]` rows. Each model's
+//! `provider` must be one of `[providers]`; `[upstream]` maps a model's name to the
+//! provider's own name of it (default: the same name).
 //!
 //! # Names to numbers
-//! Compilation is deterministic: model ids are 1, 2, ... in ascending byte order of
-//! model name; provider ids 0, 1, ... in ascending byte order of provider name (at most
-//! 64); capability and region bits likewise (at most 64 names each). Prices become
-//! microunits (10^-6 USD) per million tokens, exactly; a price with more than six
-//! decimals is refused rather than rounded. Quality becomes basis points (at most four
-//! decimals).
+//! `calybris_policy::compile`: model ids are the models' `id`s or their positions in
+//! the file from 1, provider ids by first appearance from 0, capability and region bits
+//! by position in the policy's lists; prices are exact microunits per million tokens
+//! (more than six decimals is refused, not rounded). The names are logged after the
+//! policy (a `PolicyNames` record), so reports on the gate directory speak in names.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use calybris_kernel::{KernelModel, PolicySnapshot};
+use calybris_gate::NameMap;
+use calybris_kernel::PolicySnapshot;
+use calybris_policy::PolicyFile;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
@@ -116,6 +126,11 @@ pub struct ServerConfig {
     /// The most requests processed at once (others wait in the accept queue).
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Where to keep the request-body archive (see [`crate::archive`]), relative to the
+    /// configuration file's directory; none by default. `calybris replay` re-executes
+    /// a request only from its archived body.
+    #[serde(default)]
+    pub request_archive: Option<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -147,6 +162,7 @@ impl Default for ServerConfig {
             gate_dir: default_gate_dir(),
             max_body_bytes: default_max_body(),
             max_concurrent_requests: default_concurrency(),
+            request_archive: None,
         }
     }
 }
@@ -165,32 +181,6 @@ pub struct ProviderConfig {
     /// The whole-call timeout (for a stream: the wait for each chunk), milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
-}
-
-/// One `[models.NAME]` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// The provider, by name.
-    pub provider: String,
-    /// The provider's name of the model (default: the section's name).
-    #[serde(default)]
-    pub upstream: Option<String>,
-    /// USD per million input tokens, an exact decimal string.
-    pub input_usd_per_mtok: String,
-    /// USD per million output tokens, an exact decimal string.
-    pub output_usd_per_mtok: String,
-    /// Quality, a decimal string from 0 to 1.
-    pub quality: String,
-    /// 95th percentile latency, milliseconds.
-    #[serde(default)]
-    pub p95_latency_ms: u32,
-    /// Capabilities, by name.
-    #[serde(default)]
-    pub capabilities: Vec<String>,
-    /// Regions served, by name.
-    #[serde(default)]
-    pub regions: Vec<String>,
 }
 
 /// One `[tenants.NAME]` section.
@@ -265,8 +255,11 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// Providers, by name.
     pub providers: BTreeMap<String, ProviderConfig>,
-    /// Models, by name.
-    pub models: BTreeMap<String, ModelConfig>,
+    /// The models: a `calybris-policy` policy file.
+    pub policy: PolicyFile,
+    /// The provider's own name of a model, by the model's name (default: the same).
+    #[serde(default)]
+    pub upstream: BTreeMap<String, String>,
     /// Tenants, by name.
     pub tenants: BTreeMap<String, TenantConfig>,
     /// The routing contract.
@@ -298,6 +291,11 @@ impl GatewayConfig {
         {
             config.server.gate_dir = parent.join(&config.server.gate_dir);
         }
+        if let (Some(archive), Some(parent)) = (&config.server.request_archive, path.parent())
+            && archive.is_relative()
+        {
+            config.server.request_archive = Some(parent.join(archive));
+        }
         Ok(config)
     }
 
@@ -306,65 +304,41 @@ impl GatewayConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] or [`ConfigError::Policy`].
     pub fn compile(&self) -> Result<Compiled, ConfigError> {
-        if self.models.is_empty() {
-            return Err(invalid("no models"));
-        }
-        if self.providers.len() > 64 {
-            return Err(invalid("at most 64 providers"));
-        }
-        let provider_ids: BTreeMap<&str, u16> = self
-            .providers
-            .keys()
-            .enumerate()
-            .map(|(index, name)| (name.as_str(), index as u16))
-            .collect();
-        let capabilities = bit_names(self.models.values().flat_map(|m| &m.capabilities))?;
-        let regions = bit_names(self.models.values().flat_map(|m| &m.regions))?;
+        let policy = calybris_policy::compile(&self.policy)
+            .map_err(|error| ConfigError::Policy(error.to_string()))?;
         let mut models = Vec::new();
-        let mut kernel_models = Vec::new();
-        for (index, (name, model)) in self.models.iter().enumerate() {
-            let provider = self.providers.get(&model.provider).ok_or_else(|| {
+        for (entry, kernel) in self.policy.models.iter().zip(policy.policy.models()) {
+            let provider = self.providers.get(&entry.provider).ok_or_else(|| {
                 invalid(format!(
-                    "model {name:?} names provider {:?}, which is not defined",
-                    model.provider
+                    "model {:?} names provider {:?}, which is not in [providers]",
+                    entry.name, entry.provider
                 ))
             })?;
-            let id = u32::try_from(index + 1).map_err(|_| invalid("too many models"))?;
-            let input = parse_micro(&model.input_usd_per_mtok)
-                .map_err(|e| invalid(format!("model {name:?} input price: {e}")))?;
-            let output = parse_micro(&model.output_usd_per_mtok)
-                .map_err(|e| invalid(format!("model {name:?} output price: {e}")))?;
-            let quality = parse_fixed(&model.quality, 4)
-                .ok()
-                .filter(|q| *q <= 10_000)
-                .ok_or_else(|| invalid(format!("model {name:?} quality must be 0 to 1")))?;
-            let kernel = KernelModel {
-                model_id: id,
-                provider_id: provider_ids[model.provider.as_str()],
-                quality_bps: quality as u16,
-                risk_ceiling_bps: 10_000,
-                enabled: 1,
-                p95_latency_ms: model.p95_latency_ms,
-                capabilities: mask(&capabilities, &model.capabilities),
-                region_mask: mask(&regions, &model.regions),
-                input_cost_microunits_per_million_tokens: input,
-                output_cost_microunits_per_million_tokens: output,
-            };
-            kernel_models.push(kernel);
+            debug_assert_eq!(policy.names.model_id(&entry.name), Some(kernel.model_id));
             models.push(CompiledModel {
-                name: name.clone(),
-                id,
-                provider: model.provider.clone(),
+                name: entry.name.clone(),
+                id: kernel.model_id,
+                provider: entry.provider.clone(),
                 kind: provider.kind,
-                upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
-                input_micro_per_mtok: input,
-                output_micro_per_mtok: output,
+                upstream: self
+                    .upstream
+                    .get(&entry.name)
+                    .cloned()
+                    .unwrap_or_else(|| entry.name.clone()),
+                input_micro_per_mtok: kernel.input_cost_microunits_per_million_tokens,
+                output_micro_per_mtok: kernel.output_cost_microunits_per_million_tokens,
             });
         }
-        let policy = PolicySnapshot::builder()
-            .models(kernel_models)
-            .build()
-            .map_err(|error| ConfigError::Policy(format!("{error:?}")))?;
+        if let Some(name) = self
+            .upstream
+            .keys()
+            .find(|name| !models.iter().any(|m| &m.name == *name))
+        {
+            return Err(invalid(format!("[upstream] names unknown model {name:?}")));
+        }
+        models.sort_by_key(|m| m.id);
+        let names = policy.names;
+        let policy = (*policy.policy).clone();
         let by_name = |name: &str| models.iter().position(|m| m.name == name);
         let mut order = Vec::new();
         for name in &self.routing.fallback {
@@ -424,6 +398,7 @@ impl GatewayConfig {
         }
         Ok(Compiled {
             policy,
+            names,
             models,
             order,
             default_model,
@@ -502,7 +477,9 @@ pub struct CompiledTenant {
 pub struct Compiled {
     /// The kernel policy.
     pub policy: PolicySnapshot,
-    /// The models, in id order (index = id - 1).
+    /// The names of its ids and bits (logged after the policy).
+    pub names: NameMap,
+    /// The models, in ascending id.
     pub models: Vec<CompiledModel>,
     /// The fallback order, as indexes into [`Compiled::models`].
     pub order: Vec<usize>,
@@ -512,21 +489,6 @@ pub struct Compiled {
     pub tenants: Vec<CompiledTenant>,
     /// The business value of one request, microunits.
     pub value_microunits: i64,
-}
-
-fn bit_names<'a>(names: impl Iterator<Item = &'a String>) -> Result<Vec<String>, ConfigError> {
-    let set: BTreeSet<&String> = names.collect();
-    if set.len() > 64 {
-        return Err(invalid("at most 64 capability (or region) names"));
-    }
-    Ok(set.into_iter().cloned().collect())
-}
-
-fn mask(all: &[String], names: &[String]) -> u64 {
-    names
-        .iter()
-        .filter_map(|name| all.iter().position(|n| n == name))
-        .fold(0, |mask, bit| mask | (1 << bit))
 }
 
 /// An exact decimal USD amount as microunits (six decimals at most).

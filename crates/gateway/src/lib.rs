@@ -43,17 +43,22 @@
 //! the `x-calybris-served-by` header and the execution record name the model that
 //! actually served; `x-calybris-decision` gives the decision's log sequence.
 //!
-//! The configuration is described in [`config`].
+//! The configuration is described in [`config`]; the optional request-body archive,
+//! which `calybris replay` re-executes from, in [`archive`]; what replay needs of the
+//! pipeline in [`replay`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
+pub mod archive;
 pub mod config;
 mod error;
 pub mod limits;
 pub mod metrics;
 pub mod mock;
 pub mod provider;
+pub mod replay;
 mod server;
 
 pub use config::{ConfigError, GatewayConfig};

@@ -46,6 +46,9 @@ pub enum GatewayError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),
+    /// The request-body archive could not be opened.
+    #[error("request archive: {0}")]
+    Archive(String),
 }
 
 /// The most bytes of a lease, in a header or the body.
@@ -64,6 +67,7 @@ struct Inner {
     sequence: AtomicU64,
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
+    archive: Option<crate::archive::RequestArchive>,
 }
 
 /// A running gateway: the gate, the compiled contract, the providers. Cheap to clone.
@@ -109,7 +113,8 @@ impl Gateway {
         let mut gate_config = GateConfig::new(
             &config.server.gate_dir,
             SealedPolicy::new(compiled.policy.clone()),
-        );
+        )
+        .policy_names(compiled.names.clone());
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
@@ -134,6 +139,13 @@ impl Gateway {
                     .map(move |(key, hash)| (tenant, key, *hash))
             })
             .collect();
+        let archive = match &config.server.request_archive {
+            Some(dir) => Some(
+                crate::archive::RequestArchive::open(dir)
+                    .map_err(|e| GatewayError::Archive(format!("{}: {e}", dir.display())))?,
+            ),
+            None => None,
+        };
         let sequence = gate.appended_anchor().next_sequence;
         let mut nonce_source = Sha256::new();
         nonce_source.update(now_ms().to_le_bytes());
@@ -155,6 +167,7 @@ impl Gateway {
                 sequence: AtomicU64::new(sequence),
                 nonce,
                 routing: config.routing.clone(),
+                archive,
             }),
         })
     }
@@ -450,6 +463,81 @@ fn flatten(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>, ApiError> {
         .collect()
 }
 
+/// A request body as the pipeline reads it (also what `calybris replay` re-derives).
+pub(crate) struct Interpreted {
+    /// The model asked for, as an index into the compiled models (`"auto"` resolved).
+    pub(crate) requested: usize,
+    /// Output tokens estimated and asked for.
+    pub(crate) output_tokens: u32,
+    /// Whether the answer is streamed.
+    pub(crate) stream: bool,
+    /// The sampling temperature, passed through.
+    pub(crate) temperature: Option<f64>,
+    /// The request's `metadata` (where a lease may be).
+    pub(crate) metadata: Option<serde_json::Map<String, Value>>,
+    /// The conversation, flattened.
+    pub(crate) messages: Vec<ChatMessage>,
+    /// [`estimate_input_tokens`] of it.
+    pub(crate) input_estimate: u64,
+}
+
+/// Parses and checks a request body against the contract.
+pub(crate) fn interpret(
+    compiled: &Compiled,
+    routing: &crate::config::RoutingConfig,
+    body: &[u8],
+) -> Result<Interpreted, ApiError> {
+    let request = parse_request(body)?;
+    let requested = if request.model == "auto" {
+        compiled.default_model
+    } else {
+        compiled
+            .models
+            .iter()
+            .position(|m| m.name == request.model)
+            .ok_or_else(|| ApiError::unknown_model(&bounded(&request.model)))?
+    };
+    let output_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(routing.default_max_tokens);
+    if output_tokens == 0 || output_tokens > routing.max_output_tokens {
+        return Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!("max_tokens must be 1 to {}", routing.max_output_tokens),
+        ));
+    }
+    let messages = flatten(request.messages)?;
+    let input_estimate = estimate_input_tokens(&messages);
+    Ok(Interpreted {
+        requested,
+        output_tokens,
+        stream: request.stream.unwrap_or(false),
+        temperature: request.temperature,
+        metadata: request.metadata,
+        messages,
+        input_estimate,
+    })
+}
+
+/// The kernel's input for an interpreted request.
+pub(crate) fn kernel_input(
+    compiled: &Compiled,
+    requested: usize,
+    input_estimate: u64,
+    output_tokens: u32,
+    sequence: u64,
+) -> KernelInput {
+    KernelInput {
+        request_sequence: sequence,
+        requested_model_id: compiled.models[requested].id,
+        input_tokens: u32::try_from(input_estimate).unwrap_or(u32::MAX),
+        output_tokens,
+        business_value_microunits: compiled.value_microunits,
+        ..KernelInput::default()
+    }
+}
+
 enum LeaseCheck {
     Ok,
     Refused {
@@ -573,6 +661,9 @@ struct Plan {
     messages: Vec<ChatMessage>,
     temperature: Option<f64>,
     started: Instant,
+    /// The answer's `created`: the decision's timestamp, in seconds (so the whole
+    /// answer is a function of the log and the provider's reply; see `answer`).
+    created: u64,
 }
 
 async fn handle(
@@ -584,33 +675,17 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let started = Instant::now();
-    let request = parse_request(&body)?;
     let routing = &inner.routing;
     let compiled = &inner.compiled;
-    let requested = if request.model == "auto" {
-        compiled.default_model
-    } else {
-        compiled
-            .models
-            .iter()
-            .position(|m| m.name == request.model)
-            .ok_or_else(|| ApiError::unknown_model(&bounded(&request.model)))?
-    };
-    let output_tokens = request
-        .max_completion_tokens
-        .or(request.max_tokens)
-        .unwrap_or(routing.default_max_tokens);
-    if output_tokens == 0 || output_tokens > routing.max_output_tokens {
-        return Err(ApiError::bad_request(
-            "invalid_max_tokens",
-            format!("max_tokens must be 1 to {}", routing.max_output_tokens),
-        ));
-    }
-    let stream = request.stream.unwrap_or(false);
-    let temperature = request.temperature;
-    let metadata = request.metadata;
-    let messages = flatten(request.messages)?;
-    let input_estimate = estimate_input_tokens(&messages);
+    let Interpreted {
+        requested,
+        output_tokens,
+        stream,
+        temperature,
+        metadata,
+        messages,
+        input_estimate,
+    } = interpret(compiled, routing, &body)?;
     let tenant = &compiled.tenants[tenant_index];
     if let Err(limited) = inner.limiter.admit(
         tenant_index,
@@ -656,14 +731,28 @@ async fn handle(
             "authority lease refused: {reason}"
         )));
     }
-    let input = KernelInput {
-        request_sequence: sequence,
-        requested_model_id: compiled.models[requested].id,
-        input_tokens: u32::try_from(input_estimate).unwrap_or(u32::MAX),
-        output_tokens,
-        business_value_microunits: compiled.value_microunits,
-        ..KernelInput::default()
-    };
+    // The input pointer of `calybris replay`: the body, durable before its decision.
+    if let Some(archive) = &inner.archive {
+        let stored = gateway.clone();
+        let hash = sha256(&body);
+        let bytes = body.clone();
+        tokio::task::spawn_blocking(move || {
+            stored
+                .inner
+                .archive
+                .as_ref()
+                .map_or(Ok(()), |a| a.store(&hash, &bytes))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("archiving the request: {e}")))?
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "archiving the request in {}: {e}",
+                archive.dir().display()
+            ))
+        })?;
+    }
+    let input = kernel_input(compiled, requested, input_estimate, output_tokens, sequence);
     let admission = inner
         .gate
         .decide_with(
@@ -735,6 +824,7 @@ async fn handle(
         messages,
         temperature,
         started,
+        created: recorded_at_unix_ms / 1_000,
     };
     if stream {
         Ok(run_stream(gateway.clone(), admission, plan).await)
@@ -746,7 +836,7 @@ async fn handle(
 /// The most output tokens (at most `wanted`) whose cost at `model`'s prices, with
 /// `input` tokens, stays within `held` (so a decision that held nothing falls back only
 /// to models that cost nothing).
-fn max_output_within(model: &CompiledModel, input: u64, held: u64, wanted: u32) -> u32 {
+pub(crate) fn max_output_within(model: &CompiledModel, input: u64, held: u64, wanted: u32) -> u32 {
     let input_cost = model.cost_microunits(input, 0);
     if input_cost > held {
         return 0;
@@ -972,18 +1062,15 @@ async fn run_whole(
     gateway.fallback_served(&attempts, model);
     let cost = model.cost_microunits(served.input_tokens, served.output_tokens);
     gateway.settle(admission, cost)?;
-    let body = json!({
-        "id": format!("chatcmpl-{sequence}"),
-        "object": "chat.completion",
-        "created": now_ms() / 1_000,
-        "model": model.name,
-        "choices": [{"index": 0, "finish_reason": served.finish_reason,
-                     "message": {"role": "assistant", "content": served.text}}],
-        "usage": {"prompt_tokens": served.input_tokens,
-                  "completion_tokens": served.output_tokens,
-                  "total_tokens": served.input_tokens + served.output_tokens},
-    })
-    .to_string();
+    let body = crate::answer::whole_body(&crate::answer::Whole {
+        sequence,
+        created: plan.created,
+        model: &model.name,
+        text: &served.text,
+        finish_reason: &served.finish_reason,
+        input_tokens: served.input_tokens,
+        output_tokens: served.output_tokens,
+    });
     let mut record = execution(&plan, ExecutionStatus::Served, 200);
     record.provider = bounded(&model.provider);
     record.model = bounded(&model.name);
@@ -1010,15 +1097,6 @@ fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) ->
         headers.insert("x-calybris-served-by", value);
     }
     response
-}
-
-fn chunk(id: &str, model: &str, delta: &Value, finish: Option<&str>) -> String {
-    format!(
-        "data: {}\n\n",
-        json!({"id": id, "object": "chat.completion.chunk", "created": now_ms() / 1_000,
-               "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    )
 }
 
 async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Response {
@@ -1080,6 +1158,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     gateway.fallback_served(&attempts, &model);
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let id = format!("chatcmpl-{sequence}");
+    let created = plan.created;
     let pump_gateway = gateway.clone();
     tokio::spawn(async move {
         let gateway = pump_gateway;
@@ -1094,12 +1173,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         };
         send(
-            chunk(
-                &id,
-                &model.name,
-                &json!({"role": "assistant", "content": ""}),
-                None,
-            ),
+            crate::answer::stream_first(&id, created, &model.name),
             &mut hasher,
             &mut connected,
         )
@@ -1119,7 +1193,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
                         break;
                     }
                     send(
-                        chunk(&id, &model.name, &json!({"content": text}), None),
+                        crate::answer::stream_delta(&id, created, &model.name, &text),
                         &mut hasher,
                         &mut connected,
                     )
@@ -1161,15 +1235,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
         let cost = model.cost_microunits(input_tokens, output_tokens);
         let tail = if ended {
-            let mut tail = chunk(&id, &model.name, &json!({}), Some("stop"));
-            tail.push_str(&format!(
-                "data: {}\n\ndata: [DONE]\n\n",
-                json!({"id": id, "object": "chat.completion.chunk", "model": model.name,
-                       "choices": [],
-                       "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-                                 "total_tokens": input_tokens + output_tokens}})
-            ));
-            tail
+            crate::answer::stream_tail(&id, created, &model.name, input_tokens, output_tokens)
         } else {
             format!(
                 "data: {}\n\n",

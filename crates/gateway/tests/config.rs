@@ -19,17 +19,29 @@ fn the_example_configuration_compiles_to_a_policy_of_every_catalog_model() {
         "31 catalog rows and one local model"
     );
     assert_eq!(compiled.policy.models().len(), 32);
-    // Ids follow the byte order of names, from 1.
-    let names: Vec<&str> = compiled.models.iter().map(|m| m.name.as_str()).collect();
-    let mut sorted = names.clone();
-    sorted.sort_unstable();
-    assert_eq!(names, sorted);
-    assert!(
-        compiled
-            .models
-            .iter()
-            .enumerate()
-            .all(|(i, m)| m.id as usize == i + 1)
+    // Ids follow the file order of the policy's models, from 1, and the names are
+    // the policy's (logged after it).
+    for (index, (model, entry)) in compiled
+        .models
+        .iter()
+        .zip(&config.policy.models)
+        .enumerate()
+    {
+        assert_eq!(model.id as usize, index + 1);
+        assert_eq!(model.name, entry.name);
+        assert_eq!(
+            compiled.names.model_name(model.id),
+            Some(entry.name.as_str())
+        );
+    }
+    let hermes = compiled
+        .models
+        .iter()
+        .find(|m| m.name == "OpenHermes-2.5-Mistral-7B")
+        .expect("a model with an upstream name");
+    assert_eq!(
+        hermes.upstream,
+        "accounts/fireworks/models/openhermes-2p5-mistral-7b"
     );
     let mini = compiled
         .models
@@ -53,8 +65,8 @@ fn inexact_prices_unknown_references_and_bad_hashes_are_refused() {
     let base = |price: &str, provider: &str, hash: &str, fallback: &str| {
         format!(
             "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n\
-             [models.m]\nprovider = {provider:?}\ninput_usd_per_mtok = {price:?}\n\
-             output_usd_per_mtok = \"1\"\nquality = \"0.5\"\n\n\
+             [[policy.models]]\nname = \"m\"\nprovider = {provider:?}\ninput_usd_per_mtok = {price:?}\n\
+             output_usd_per_mtok = \"1\"\nquality_bps = 5000\n\n\
              [tenants.t]\nbudget_usd = \"1\"\napi_key_sha256 = [{hash:?}]\n\n\
              [routing]\nfallback = [{fallback:?}]\n"
         )
@@ -62,12 +74,28 @@ fn inexact_prices_unknown_references_and_bad_hashes_are_refused() {
     let good_hash = calybris_gateway::config::key_hash_hex("k");
     let ok = GatewayConfig::from_toml(&base("0.15", "p", &good_hash, "m")).expect("parses");
     ok.compile().expect("compiles");
+    // The policy file's own checks: prices that are not exact microunits.
     for (text, what) in [
         (
             base("0.0000001", "p", &good_hash, "m"),
             "more than 6 decimals",
         ),
         (base("1e-7", "p", &good_hash, "m"), "not a plain decimal"),
+    ] {
+        let config = GatewayConfig::from_toml(&text).expect("parses");
+        assert!(
+            matches!(config.compile(), Err(ConfigError::Policy(_))),
+            "{what}"
+        );
+    }
+    let unknown_upstream = base("1", "p", &good_hash, "m")
+        .replace("[routing]", "[upstream]\nnope = \"x\"\n\n[routing]");
+    let config = GatewayConfig::from_toml(&unknown_upstream).expect("parses");
+    assert!(
+        matches!(config.compile(), Err(ConfigError::Invalid(_))),
+        "an [upstream] entry naming no model"
+    );
+    for (text, what) in [
         (base("1", "q", &good_hash, "m"), "unknown provider"),
         (base("1", "p", "abc", "m"), "bad hash"),
         (base("1", "p", &good_hash, "nope"), "unknown fallback"),

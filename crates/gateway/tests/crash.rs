@@ -148,7 +148,7 @@ fn parent() {
         &config_path,
         format!(
             "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
-             [models.gpt-mock]\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality = \"0.5\"\n\n\
+             [[policy.models]]\nname = \"gpt-mock\"\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality_bps = 5000\n\n\
              [tenants.acme]\nbudget_usd = \"100\"\napi_key_sha256 = [{:?}]\n\n\
              [routing]\nfallback = [\"gpt-mock\"]\n",
             gate_dir.display().to_string(),

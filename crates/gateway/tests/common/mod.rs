@@ -98,6 +98,11 @@ impl Harness {
     /// Mocks for `upstreams` (in that order: the first model is the default, the rest
     /// the fallback order), a gateway in a fresh directory, on 127.0.0.1.
     pub async fn start(name: &str, upstreams: Vec<Upstream>, options: Options) -> Self {
+        // The quality of a model, "0.5", as the policy file's basis points.
+        fn quality_bps(quality: &str) -> u16 {
+            let value: f64 = quality.parse().expect("a quality from 0 to 1");
+            (value * 10_000.0).round() as u16
+        }
         let dir = scratch(name);
         let mut mocks = Vec::new();
         let mut text = format!(
@@ -122,8 +127,8 @@ impl Harness {
                 upstream.timeout_ms
             ));
             text.push_str(&format!(
-                "[models.{:?}]\nprovider = {:?}\ninput_usd_per_mtok = {:?}\noutput_usd_per_mtok = {:?}\nquality = {:?}\np95_latency_ms = 0\n\n",
-                upstream.model, upstream.provider, options.price, options.price, upstream.quality
+                "[[policy.models]]\nname = {:?}\nprovider = {:?}\ninput_usd_per_mtok = {:?}\noutput_usd_per_mtok = {:?}\nquality_bps = {}\np95_latency_ms = 0\n\n",
+                upstream.model, upstream.provider, options.price, options.price, quality_bps(upstream.quality)
             ));
             mocks.push(mock);
         }
