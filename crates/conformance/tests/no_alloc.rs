@@ -81,7 +81,11 @@ fn prescribe_batch_into_allocates_nothing() {
             }
         }
     }
-    assert_eq!(policies.len(), 6, "seed {seed:#x}: every size built a policy");
+    assert_eq!(
+        policies.len(),
+        6,
+        "seed {seed:#x}: every size built a policy"
+    );
     // Buffers are made before counting; the batch writes into them. One longer than the
     // inputs, so the count returned is the shorter length, and one shorter, the other.
     let longest = policies.iter().map(|(_, i)| i.len()).max().unwrap_or(0);

@@ -49,6 +49,10 @@ struct Threshold<T> {
     keys: [T; LANES],
     /// `prefix[k]`: the lanes of `keys[..k]`; every `k` past the length gives all lanes.
     prefix: [u64; LANES + 1],
+    /// The block's largest value (`keys[len - 1]`; the padding for an empty block).
+    last: T,
+    /// The block has at most 32 lanes, so five halvings cover its keys.
+    short: bool,
 }
 
 impl<T: Copy + Ord> Threshold<T> {
@@ -69,28 +73,47 @@ impl<T: Copy + Ord> Threshold<T> {
             *p = mask;
         }
         debug_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "keys are sorted");
-        Self { keys, prefix }
+        Self {
+            keys,
+            prefix,
+            last: values.len().checked_sub(1).map_or(pad, |i| keys[i]),
+            short: values.len() <= LANES / 2,
+        }
     }
 
     /// The lanes whose value satisfies `holds`, a predicate that holds for a prefix of
-    /// the ascending keys (padding included): a branch-free binary search over all 64.
+    /// the ascending keys (padding included): a branch-free binary search, over 32 keys
+    /// for a short block and 64 otherwise.
     #[inline(always)]
     fn leading(&self, holds: impl Fn(T) -> bool) -> u64 {
-        // The common case of a threshold that turns nobody away costs one comparison.
+        // The common cases of a threshold that turns nobody away, or every lane, cost
+        // one comparison each.
         if !holds(self.keys[0]) {
             return 0;
         }
+        if holds(self.last) {
+            // Every lane holds (`prefix[LANES]` is every lane in use).
+            return self.prefix[LANES];
+        }
+        // From here the largest key fails, so no padding holds: the prefix ends inside
+        // the block, and a search over the block's power-of-two span finds its end.
         let mut base = 0usize;
-        // Six halvings cover 64 keys whatever the block's length (the padding never
-        // holds unless every key does), and unroll into straight-line code.
-        for step in [32, 16, 8, 4, 2, 1] {
+        let mut probe = |step: usize| {
             // Invariant: `holds` is true for every key below `base`.
             // Branch-free: the outcome of each probe is data, not control flow.
-            let probe = holds(self.keys[(base + step - 1) % LANES]);
-            base += core::hint::select_unpredictable(probe, step, 0);
+            let hit = holds(self.keys[(base + step - 1) % LANES]);
+            base += core::hint::select_unpredictable(hit, step, 0);
+        };
+        // Unrolled into straight-line code; the branch is the same for every request.
+        if !self.short {
+            probe(32);
+        }
+        for step in [16, 8, 4, 2, 1] {
+            probe(step);
         }
         let n = base + usize::from(holds(self.keys[base % LANES]));
         debug_assert!(n <= LANES);
+        debug_assert!(!self.short || n <= LANES / 2);
         self.prefix[n.min(LANES)]
     }
 }
@@ -491,6 +514,9 @@ struct Terms {
     quality_multiplier: u64,
     risk_penalty: u64,
     budget: u64,
+    /// [`CEIL_BIAS`], read from memory: as an operand it costs no register in the
+    /// survivor loop, where the constant took one and an instruction per survivor.
+    ceil_bias: u64,
 }
 
 /// The two best candidates so far, and the lowest utility that can still enter.
@@ -522,20 +548,29 @@ fn survey<const FIXED: bool>(
         quality_multiplier,
         risk_penalty,
         budget,
+        ceil_bias,
     } = *terms;
     let Top {
         mut best,
         mut second,
         mut floor,
     } = *top;
-    let cost_of = |lane: usize| price::<FIXED>(p, lane, input_tokens, output_tokens);
+    let cost_of = |lane: usize| {
+        if FIXED {
+            let term = |tokens: u64, m: u64| (tokens * m + ceil_bias) >> SHIFT;
+            term(input_tokens, p.input_multiplier[lane])
+                + term(output_tokens, p.output_multiplier[lane])
+        } else {
+            price::<FIXED>(p, lane, input_tokens, output_tokens)
+        }
+    };
     if todo == 0 {
         return 0;
     }
-    // Every priced lane counts as eligible, and each ineligible one takes one back: the
-    // sign of `ranked - 1` is the whole test, with no flag to materialise.
-    let priced = todo.count_ones();
-    let mut ineligible: u64 = 0;
+    // The sign of `-ranked` is the whole eligibility test (1 exactly when `ranked >= 1`),
+    // with no flag to materialise and no popcount (software on baseline x86-64).
+    let priced = todo;
+    let mut eligible: u64 = 0;
     while todo != 0 {
         let lane = todo.trailing_zeros() as usize % LANES;
         todo &= todo - 1;
@@ -567,9 +602,9 @@ fn survey<const FIXED: bool>(
         );
         // Zero stands for "not eligible": over budget, or a utility of 0 or below.
         let ranked = core::hint::select_unpredictable(cost <= budget, utility, 0);
-        // `ranked` is at most 2^61, so `ranked - 1` cannot overflow; its sign bit is 1
-        // exactly when the lane is not eligible.
-        ineligible += (ranked - 1).cast_unsigned() >> 63;
+        // `|ranked|` is below 2^62, so `-ranked` cannot overflow; its sign bit is 1
+        // exactly when the lane is eligible.
+        eligible += ranked.wrapping_neg().cast_unsigned() >> 63;
         if ranked >= floor {
             // Rare (a new best or runner-up): only the utility and the place are kept;
             // the tie-breaks recompute the cost, and the decision the rest.
@@ -600,8 +635,8 @@ fn survey<const FIXED: bool>(
         floor,
     };
     // At most 64 lanes, so the count fits.
-    let block_eligible = priced - ineligible as u32;
-    debug_assert!(block_eligible <= priced);
+    let block_eligible = eligible as u32;
+    debug_assert!(block_eligible <= priced.count_ones());
     block_eligible
 }
 
@@ -640,6 +675,7 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
         quality_multiplier,
         risk_penalty,
         budget,
+        ceil_bias: CEIL_BIAS,
     };
     for (b, block) in index.blocks.iter().enumerate() {
         let fails = block.failures(request);
