@@ -1,8 +1,8 @@
 //! The structure-of-arrays form of an owned policy's catalog, built once per policy, and
 //! the mask evaluation of `prescribe` over it.
 //!
-//! The catalog is cut into blocks of 64 candidates in `model_id` order, so lane `i` of
-//! block `b` is candidate `64 b + i`. For every block the index holds what turns each of
+//! The catalog, ordered cheapest first (see [`Index::new`]), is cut into blocks of 64
+//! candidates; each lane records its candidate's catalog position. For every block the index holds what turns each of
 //! the seven arithmetic-free gates into a few word operations per request, whatever the
 //! number of candidates:
 //! - disabled: one fixed mask;
@@ -168,7 +168,8 @@ struct Prices {
     output_rate: [u64; LANES],
     /// As [`Candidate::latency_penalty`]: exact on the narrow path.
     latency_penalty: [u64; LANES],
-    model_id: [u32; LANES],
+    /// Each lane's position in the catalog (the lanes are in the index's order).
+    position: [u16; LANES],
     quality: [u16; LANES],
 }
 
@@ -194,9 +195,11 @@ impl Corner {
 }
 
 impl Block {
-    fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
+    /// The block of the given candidates, at the given catalog positions.
+    fn new(models: &[KernelModel], compiled: &[Candidate], positions: &[u16]) -> Self {
         debug_assert!(!models.is_empty() && models.len() <= LANES);
         debug_assert_eq!(models.len(), compiled.len());
+        debug_assert_eq!(models.len(), positions.len());
         let mut b = Self {
             all: u64::MAX >> (LANES - models.len()),
             disabled: 0,
@@ -217,10 +220,11 @@ impl Block {
                 input_rate: [0; LANES],
                 output_rate: [0; LANES],
                 latency_penalty: [0; LANES],
-                model_id: [0; LANES],
+                position: [0; LANES],
                 quality: [0; LANES],
             },
         };
+        b.prices.position[..positions.len()].copy_from_slice(positions);
         for (lane, c) in compiled.iter().enumerate() {
             b.prices.input_multiplier[lane] = cost_multiplier(c.input_rate).unwrap_or(0);
             b.prices.output_multiplier[lane] = cost_multiplier(c.output_rate).unwrap_or(0);
@@ -228,7 +232,6 @@ impl Block {
             b.prices.output_rate[lane] = c.output_rate;
             b.prices.latency_penalty[lane] = c.latency_penalty;
             b.prices.quality[lane] = c.quality_bps;
-            b.prices.model_id[lane] = c.model_id;
         }
         let mut quality = [0u16; LANES];
         let mut latency = [0u32; LANES];
@@ -366,12 +369,31 @@ pub(crate) struct Index {
 impl Index {
     /// Builds the index of a catalog sorted by ascending `model_id`, and its compiled
     /// candidates in the same order.
+    ///
+    /// The index orders candidates cheapest first (by the sum of their two rates, then
+    /// by catalog position), so that the survivor loop tends to meet the winners early:
+    /// the runner-up's utility, below which nothing is ranked, rises sooner, and fewer
+    /// survivors take the ranking branch. On the bench workload that is 3.4 instead of
+    /// 4.9 entries a request at 22 candidates and 4.4 instead of 6.7 at 64. The order
+    /// changes no result: the ranking compares catalog positions on a full tie.
     pub(crate) fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
         debug_assert_eq!(models.len(), compiled.len());
-        let blocks = models
+        debug_assert!(models.len() <= usize::from(u16::MAX));
+        let mut order: Vec<u16> = (0..models.len())
+            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .collect();
+        order.sort_unstable_by_key(|&i| {
+            let c = &compiled[usize::from(i)];
+            (c.input_rate.saturating_add(c.output_rate), i)
+        });
+        let ordered_models: Vec<KernelModel> =
+            order.iter().map(|&i| models[usize::from(i)]).collect();
+        let ordered: Vec<Candidate> = order.iter().map(|&i| compiled[usize::from(i)]).collect();
+        let blocks = ordered_models
             .chunks(LANES)
-            .zip(compiled.chunks(LANES))
-            .map(|(m, c)| Block::new(m, c))
+            .zip(ordered.chunks(LANES))
+            .zip(order.chunks(LANES))
+            .map(|((m, c), p)| Block::new(m, c, p))
             .collect();
         let limit = |rate: fn(&KernelModel) -> u64| {
             let worst = models.iter().map(rate).max().unwrap_or(0);
@@ -397,7 +419,8 @@ impl Index {
     }
 }
 
-/// One of the two best candidates so far: its utility and its index in the catalog.
+/// One of the two best candidates so far: its utility and its place in the index's
+/// order (`64 * block + lane`).
 #[derive(Clone, Copy, Debug)]
 struct Place {
     utility: i64,
@@ -444,6 +467,14 @@ enum Verdict {
 }
 
 impl Index {
+    /// The catalog position of the candidate at `slot` of the index (`usize::MAX` past
+    /// the catalog).
+    fn position(&self, slot: usize) -> usize {
+        self.blocks.get(slot / LANES).map_or(usize::MAX, |block| {
+            usize::from(block.prices.position[slot % LANES])
+        })
+    }
+
     /// The cost and quality of the candidate at `slot` (0 and 0 past the catalog).
     fn cost_and_quality<const FIXED: bool>(
         &self,
@@ -612,13 +643,15 @@ fn survey<const FIXED: bool>(
                 utility,
                 slot: base + lane,
             };
-            // Candidates arrive in ascending index, so a full tie keeps the earlier.
+            // Lower cost, then higher quality, then the lower catalog position (the
+            // lower `model_id`) wins a tie.
             let tie_wins = |other: Place| {
                 debug_assert!(other.slot != Place::EMPTY.slot);
                 let (cost, quality) = (cost, p.quality[lane]);
                 let (other_cost, other_quality) =
                     index.cost_and_quality::<FIXED>(other.slot, input_tokens, output_tokens);
-                (cost, other_quality) < (other_cost, quality)
+                (cost, other_quality, usize::from(p.position[lane]))
+                    < (other_cost, quality, index.position(other.slot))
             };
             if ranked > best.utility || (ranked == best.utility && tie_wins(best)) {
                 second = best;
@@ -759,13 +792,14 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
         }
         let (cost, quality_bps) =
             index.cost_and_quality::<FIXED>(place.slot, input_tokens, output_tokens);
+        let position = index.position(place.slot);
         Ranked {
             utility: place.utility,
             cost,
             quality_bps,
-            model_id: models.get(place.slot).map_or(0, |m| m.model_id),
-            // Catalogs hold at most 65,535 candidates, so the index fits.
-            index: u16::try_from(place.slot).unwrap_or(NO_MODEL_INDEX),
+            model_id: models.get(position).map_or(0, |m| m.model_id),
+            // Catalogs hold at most 65,535 candidates, so the position fits.
+            index: u16::try_from(position).unwrap_or(NO_MODEL_INDEX),
         }
     };
     let (best, second) = (ranked(top.best), ranked(top.second));
