@@ -1,8 +1,8 @@
 //! The structure-of-arrays form of an owned policy's catalog, built once per policy, and
 //! the mask evaluation of `prescribe` over it.
 //!
-//! The catalog is cut into blocks of 64 candidates in `model_id` order, so lane `i` of
-//! block `b` is candidate `64 b + i`. For every block the index holds what turns each of
+//! The catalog, ordered cheapest first (see [`Index::new`]), is cut into blocks of 64
+//! candidates; each lane records its candidate's catalog position. For every block the index holds what turns each of
 //! the seven arithmetic-free gates into a few word operations per request, whatever the
 //! number of candidates:
 //! - disabled: one fixed mask;
@@ -49,6 +49,10 @@ struct Threshold<T> {
     keys: [T; LANES],
     /// `prefix[k]`: the lanes of `keys[..k]`; every `k` past the length gives all lanes.
     prefix: [u64; LANES + 1],
+    /// The block's largest value (`keys[len - 1]`; the padding for an empty block).
+    last: T,
+    /// The block has at most 32 lanes, so five halvings cover its keys.
+    short: bool,
 }
 
 impl<T: Copy + Ord> Threshold<T> {
@@ -69,28 +73,47 @@ impl<T: Copy + Ord> Threshold<T> {
             *p = mask;
         }
         debug_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "keys are sorted");
-        Self { keys, prefix }
+        Self {
+            keys,
+            prefix,
+            last: values.len().checked_sub(1).map_or(pad, |i| keys[i]),
+            short: values.len() <= LANES / 2,
+        }
     }
 
     /// The lanes whose value satisfies `holds`, a predicate that holds for a prefix of
-    /// the ascending keys (padding included): a branch-free binary search over all 64.
+    /// the ascending keys (padding included): a branch-free binary search, over 32 keys
+    /// for a short block and 64 otherwise.
     #[inline(always)]
     fn leading(&self, holds: impl Fn(T) -> bool) -> u64 {
-        // The common case of a threshold that turns nobody away costs one comparison.
+        // The common cases of a threshold that turns nobody away, or every lane, cost
+        // one comparison each.
         if !holds(self.keys[0]) {
             return 0;
         }
+        if holds(self.last) {
+            // Every lane holds (`prefix[LANES]` is every lane in use).
+            return self.prefix[LANES];
+        }
+        // From here the largest key fails, so no padding holds: the prefix ends inside
+        // the block, and a search over the block's power-of-two span finds its end.
         let mut base = 0usize;
-        // Six halvings cover 64 keys whatever the block's length (the padding never
-        // holds unless every key does), and unroll into straight-line code.
-        for step in [32, 16, 8, 4, 2, 1] {
+        let mut probe = |step: usize| {
             // Invariant: `holds` is true for every key below `base`.
             // Branch-free: the outcome of each probe is data, not control flow.
-            let probe = holds(self.keys[(base + step - 1) % LANES]);
-            base += core::hint::select_unpredictable(probe, step, 0);
+            let hit = holds(self.keys[(base + step - 1) % LANES]);
+            base += core::hint::select_unpredictable(hit, step, 0);
+        };
+        // Unrolled into straight-line code; the branch is the same for every request.
+        if !self.short {
+            probe(32);
+        }
+        for step in [16, 8, 4, 2, 1] {
+            probe(step);
         }
         let n = base + usize::from(holds(self.keys[base % LANES]));
         debug_assert!(n <= LANES);
+        debug_assert!(!self.short || n <= LANES / 2);
         self.prefix[n.min(LANES)]
     }
 }
@@ -145,7 +168,8 @@ struct Prices {
     output_rate: [u64; LANES],
     /// As [`Candidate::latency_penalty`]: exact on the narrow path.
     latency_penalty: [u64; LANES],
-    model_id: [u32; LANES],
+    /// Each lane's position in the catalog (the lanes are in the index's order).
+    position: [u16; LANES],
     quality: [u16; LANES],
 }
 
@@ -171,9 +195,11 @@ impl Corner {
 }
 
 impl Block {
-    fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
+    /// The block of the given candidates, at the given catalog positions.
+    fn new(models: &[KernelModel], compiled: &[Candidate], positions: &[u16]) -> Self {
         debug_assert!(!models.is_empty() && models.len() <= LANES);
         debug_assert_eq!(models.len(), compiled.len());
+        debug_assert_eq!(models.len(), positions.len());
         let mut b = Self {
             all: u64::MAX >> (LANES - models.len()),
             disabled: 0,
@@ -194,10 +220,11 @@ impl Block {
                 input_rate: [0; LANES],
                 output_rate: [0; LANES],
                 latency_penalty: [0; LANES],
-                model_id: [0; LANES],
+                position: [0; LANES],
                 quality: [0; LANES],
             },
         };
+        b.prices.position[..positions.len()].copy_from_slice(positions);
         for (lane, c) in compiled.iter().enumerate() {
             b.prices.input_multiplier[lane] = cost_multiplier(c.input_rate).unwrap_or(0);
             b.prices.output_multiplier[lane] = cost_multiplier(c.output_rate).unwrap_or(0);
@@ -205,7 +232,6 @@ impl Block {
             b.prices.output_rate[lane] = c.output_rate;
             b.prices.latency_penalty[lane] = c.latency_penalty;
             b.prices.quality[lane] = c.quality_bps;
-            b.prices.model_id[lane] = c.model_id;
         }
         let mut quality = [0u16; LANES];
         let mut latency = [0u32; LANES];
@@ -343,12 +369,31 @@ pub(crate) struct Index {
 impl Index {
     /// Builds the index of a catalog sorted by ascending `model_id`, and its compiled
     /// candidates in the same order.
+    ///
+    /// The index orders candidates cheapest first (by the sum of their two rates, then
+    /// by catalog position), so that the survivor loop tends to meet the winners early:
+    /// the runner-up's utility, below which nothing is ranked, rises sooner, and fewer
+    /// survivors take the ranking branch. On the bench workload that is 3.4 instead of
+    /// 4.9 entries a request at 22 candidates and 4.4 instead of 6.7 at 64. The order
+    /// changes no result: the ranking compares catalog positions on a full tie.
     pub(crate) fn new(models: &[KernelModel], compiled: &[Candidate]) -> Self {
         debug_assert_eq!(models.len(), compiled.len());
-        let blocks = models
+        debug_assert!(models.len() <= usize::from(u16::MAX));
+        let mut order: Vec<u16> = (0..models.len())
+            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .collect();
+        order.sort_unstable_by_key(|&i| {
+            let c = &compiled[usize::from(i)];
+            (c.input_rate.saturating_add(c.output_rate), i)
+        });
+        let ordered_models: Vec<KernelModel> =
+            order.iter().map(|&i| models[usize::from(i)]).collect();
+        let ordered: Vec<Candidate> = order.iter().map(|&i| compiled[usize::from(i)]).collect();
+        let blocks = ordered_models
             .chunks(LANES)
-            .zip(compiled.chunks(LANES))
-            .map(|(m, c)| Block::new(m, c))
+            .zip(ordered.chunks(LANES))
+            .zip(order.chunks(LANES))
+            .map(|((m, c), p)| Block::new(m, c, p))
             .collect();
         let limit = |rate: fn(&KernelModel) -> u64| {
             let worst = models.iter().map(rate).max().unwrap_or(0);
@@ -374,7 +419,8 @@ impl Index {
     }
 }
 
-/// One of the two best candidates so far: its utility and its index in the catalog.
+/// One of the two best candidates so far: its utility and its place in the index's
+/// order (`64 * block + lane`).
 #[derive(Clone, Copy, Debug)]
 struct Place {
     utility: i64,
@@ -421,6 +467,14 @@ enum Verdict {
 }
 
 impl Index {
+    /// The catalog position of the candidate at `slot` of the index (`usize::MAX` past
+    /// the catalog).
+    fn position(&self, slot: usize) -> usize {
+        self.blocks.get(slot / LANES).map_or(usize::MAX, |block| {
+            usize::from(block.prices.position[slot % LANES])
+        })
+    }
+
     /// The cost and quality of the candidate at `slot` (0 and 0 past the catalog).
     fn cost_and_quality<const FIXED: bool>(
         &self,
@@ -491,6 +545,9 @@ struct Terms {
     quality_multiplier: u64,
     risk_penalty: u64,
     budget: u64,
+    /// [`CEIL_BIAS`], read from memory: as an operand it costs no register in the
+    /// survivor loop, where the constant took one and an instruction per survivor.
+    ceil_bias: u64,
 }
 
 /// The two best candidates so far, and the lowest utility that can still enter.
@@ -522,20 +579,29 @@ fn survey<const FIXED: bool>(
         quality_multiplier,
         risk_penalty,
         budget,
+        ceil_bias,
     } = *terms;
     let Top {
         mut best,
         mut second,
         mut floor,
     } = *top;
-    let cost_of = |lane: usize| price::<FIXED>(p, lane, input_tokens, output_tokens);
+    let cost_of = |lane: usize| {
+        if FIXED {
+            let term = |tokens: u64, m: u64| (tokens * m + ceil_bias) >> SHIFT;
+            term(input_tokens, p.input_multiplier[lane])
+                + term(output_tokens, p.output_multiplier[lane])
+        } else {
+            price::<FIXED>(p, lane, input_tokens, output_tokens)
+        }
+    };
     if todo == 0 {
         return 0;
     }
-    // Every priced lane counts as eligible, and each ineligible one takes one back: the
-    // sign of `ranked - 1` is the whole test, with no flag to materialise.
-    let priced = todo.count_ones();
-    let mut ineligible: u64 = 0;
+    // The sign of `-ranked` is the whole eligibility test (1 exactly when `ranked >= 1`),
+    // with no flag to materialise and no popcount (software on baseline x86-64).
+    let priced = todo;
+    let mut eligible: u64 = 0;
     while todo != 0 {
         let lane = todo.trailing_zeros() as usize % LANES;
         todo &= todo - 1;
@@ -567,9 +633,9 @@ fn survey<const FIXED: bool>(
         );
         // Zero stands for "not eligible": over budget, or a utility of 0 or below.
         let ranked = core::hint::select_unpredictable(cost <= budget, utility, 0);
-        // `ranked` is at most 2^61, so `ranked - 1` cannot overflow; its sign bit is 1
-        // exactly when the lane is not eligible.
-        ineligible += (ranked - 1).cast_unsigned() >> 63;
+        // `|ranked|` is below 2^62, so `-ranked` cannot overflow; its sign bit is 1
+        // exactly when the lane is eligible.
+        eligible += ranked.wrapping_neg().cast_unsigned() >> 63;
         if ranked >= floor {
             // Rare (a new best or runner-up): only the utility and the place are kept;
             // the tie-breaks recompute the cost, and the decision the rest.
@@ -577,13 +643,15 @@ fn survey<const FIXED: bool>(
                 utility,
                 slot: base + lane,
             };
-            // Candidates arrive in ascending index, so a full tie keeps the earlier.
+            // Lower cost, then higher quality, then the lower catalog position (the
+            // lower `model_id`) wins a tie.
             let tie_wins = |other: Place| {
                 debug_assert!(other.slot != Place::EMPTY.slot);
                 let (cost, quality) = (cost, p.quality[lane]);
                 let (other_cost, other_quality) =
                     index.cost_and_quality::<FIXED>(other.slot, input_tokens, output_tokens);
-                (cost, other_quality) < (other_cost, quality)
+                (cost, other_quality, usize::from(p.position[lane]))
+                    < (other_cost, quality, index.position(other.slot))
             };
             if ranked > best.utility || (ranked == best.utility && tie_wins(best)) {
                 second = best;
@@ -600,8 +668,8 @@ fn survey<const FIXED: bool>(
         floor,
     };
     // At most 64 lanes, so the count fits.
-    let block_eligible = priced - ineligible as u32;
-    debug_assert!(block_eligible <= priced);
+    let block_eligible = eligible as u32;
+    debug_assert!(block_eligible <= priced.count_ones());
     block_eligible
 }
 
@@ -640,6 +708,7 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
         quality_multiplier,
         risk_penalty,
         budget,
+        ceil_bias: CEIL_BIAS,
     };
     for (b, block) in index.blocks.iter().enumerate() {
         let fails = block.failures(request);
@@ -723,13 +792,14 @@ fn rank_blocks<O: Observer, const FIXED: bool>(
         }
         let (cost, quality_bps) =
             index.cost_and_quality::<FIXED>(place.slot, input_tokens, output_tokens);
+        let position = index.position(place.slot);
         Ranked {
             utility: place.utility,
             cost,
             quality_bps,
-            model_id: models.get(place.slot).map_or(0, |m| m.model_id),
-            // Catalogs hold at most 65,535 candidates, so the index fits.
-            index: u16::try_from(place.slot).unwrap_or(NO_MODEL_INDEX),
+            model_id: models.get(position).map_or(0, |m| m.model_id),
+            // Catalogs hold at most 65,535 candidates, so the position fits.
+            index: u16::try_from(position).unwrap_or(NO_MODEL_INDEX),
         }
     };
     let (best, second) = (ranked(top.best), ranked(top.second));

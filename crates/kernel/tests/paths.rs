@@ -209,3 +209,68 @@ fn snapshot_masks_agree_with_the_scalar_view() {
         "no case selected anything"
     );
 }
+
+/// The index visits candidates cheapest first, not in catalog order, so a full tie
+/// (same utility, cost and quality) must still go to the lower catalog position. Here
+/// the prices fall along the catalog, so the index meets the candidates in reverse:
+/// with no tokens every cost is 0 and every candidate ties, and with tokens the cost
+/// decides instead.
+#[test]
+fn full_ties_go_to_the_lower_position_whatever_the_index_order() {
+    for n in [13u32, 22, 64, 65, 130] {
+        let models: Vec<KernelModel> = (0..n)
+            .map(|k| KernelModel {
+                model_id: 10 + k,
+                provider_id: 0,
+                quality_bps: 9_000,
+                risk_ceiling_bps: 10_000,
+                enabled: 1,
+                p95_latency_ms: 100,
+                capabilities: 0,
+                region_mask: 1,
+                input_cost_microunits_per_million_tokens: u64::from(n - k) * 1_000,
+                output_cost_microunits_per_million_tokens: u64::from(n - k) * 3_000,
+            })
+            .collect();
+        let policy = PolicySnapshot::from_params(PolicyParams::default(), models.clone())
+            .expect("valid policy");
+        let view = policy.view();
+        let mut input = KernelInput {
+            request_sequence: 1,
+            requested_model_id: 10,
+            input_tokens: 0,
+            output_tokens: 0,
+            business_value_microunits: 1_000_000,
+            budget_limit_microunits: 1_000_000,
+            risk_bps: 0,
+            confidence_bps: 10_000,
+            minimum_quality_bps: 0,
+            max_p95_latency_ms: 0,
+            required_capabilities: 0,
+            allowed_provider_mask: u64::MAX,
+            required_region_mask: 0,
+        };
+        let tie = policy.prescribe(input);
+        assert_eq!(
+            tie,
+            view.prescribe(input),
+            "n {n}: the index and the scalar loop"
+        );
+        assert_eq!(
+            (tie.selected_model_index, tie.counterfactual_model_id),
+            (0, 11),
+            "n {n}: the two lowest positions win the full tie"
+        );
+        assert_eq!(u32::from(tie.eligible_models), n);
+        // With tokens the last (cheapest) candidate wins on cost, the one before it is
+        // the runner-up.
+        input.input_tokens = 1_000_000;
+        let priced = policy.prescribe(input);
+        assert_eq!(priced, view.prescribe(input), "n {n}: priced");
+        assert_eq!(
+            (priced.selected_model_id, priced.counterfactual_model_id),
+            (10 + n - 1, 10 + n - 2),
+            "n {n}: the cheapest wins"
+        );
+    }
+}
