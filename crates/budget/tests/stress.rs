@@ -6,8 +6,8 @@
 //! counts to the microcent. A watcher thread snapshots throughout and every
 //! snapshot must balance.
 
-use calybris_workload::SplitMix64;
 use calybris_budget::{BudgetEngine, BudgetError, TenantHandle};
+use calybris_workload::SplitMix64;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -613,8 +613,7 @@ impl Visitor for Finder {
             }
             GateRecord::PolicyNames(names) if sequence != self.sequence => {
                 if self.found.is_none() {
-                    self.names
-                        .insert(names.policy_digest, names.names.clone());
+                    self.names.insert(names.policy_digest, names.names.clone());
                 }
             }
             other if sequence == self.sequence => {

@@ -754,7 +754,10 @@ mod tests {
             names.capability_names(catalog::cap::TOOLS | catalog::cap::VISION),
             ["tools", "vision"]
         );
-        assert_eq!(names.region_names(catalog::region::ALL), ["us", "eu", "apac"]);
+        assert_eq!(
+            names.region_names(catalog::region::ALL),
+            ["us", "eu", "apac"]
+        );
     }
 
     #[test]

@@ -261,17 +261,19 @@ fn demo_and_verify_money_adds_up_as_printed_and_shares_make_100_percent() {
 
     // The demo logs its catalog's names: verify counts the names record (it is not
     // described as a record of its own) and names the selected models and providers.
+    assert!(verify.stdout.starts_with("VERIFIED"), "{}", verify.stdout);
     assert!(
-        verify.stdout.starts_with("VERIFIED"),
+        verify
+            .stdout
+            .contains("1 policies (1 policy-names records)"),
         "{}",
         verify.stdout
     );
     assert!(
-        verify.stdout.contains("1 policies (1 policy-names records)"),
+        !verify.stdout.contains("policy-names record:"),
         "{}",
         verify.stdout
     );
-    assert!(!verify.stdout.contains("policy-names record:"), "{}", verify.stdout);
     let model_rows: Vec<&str> = verify
         .stdout
         .lines()
@@ -303,7 +305,10 @@ fn demo_and_verify_money_adds_up_as_printed_and_shares_make_100_percent() {
     let by_model = json["by_model"].as_array().expect("by_model");
     assert_eq!(by_model.len(), model_rows.len(), "{json}");
     for row in by_model {
-        assert!(row["model"].is_string() && row["provider"].is_string(), "{row}");
+        assert!(
+            row["model"].is_string() && row["provider"].is_string(),
+            "{row}"
+        );
     }
     // show: the names record right after the policy, then a decision by name.
     let policy = json["policies"][0]["sequence"].as_u64().expect("a policy");

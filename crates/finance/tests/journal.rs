@@ -11,9 +11,9 @@
 //! the one the child reported for that log prefix, and that the books balance.
 //! Set `CALYBRIS_CRASH_SEED` to replay a run; the seed is printed on failure.
 
-use calybris_workload::SplitMix64;
 use calybris_finance::{DurableLedger, LedgerRecovery};
 use calybris_wal::DurableConfig;
+use calybris_workload::SplitMix64;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -943,7 +943,10 @@ impl Gate {
         }
         // Postconditions: the hold is gone (committed, debited or released), and what
         // was committed and refunded is what was held plus any overrun.
-        debug_assert!(entry.hold.is_none(), "settlement {sequence} left its hold open");
+        debug_assert!(
+            entry.hold.is_none(),
+            "settlement {sequence} left its hold open"
+        );
         debug_assert_eq!(
             u128::from(settled.committed_microunits) + u128::from(settled.refunded_microunits),
             u128::from(held) + u128::from(settled.overrun_microunits),

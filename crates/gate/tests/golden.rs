@@ -9,8 +9,8 @@ mod common;
 use calybris_digest::{SealedPolicy, tenant_number};
 use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
-    BookSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
-    PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    BookSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames, PromotionRecord,
+    SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,

@@ -2,13 +2,13 @@
 //! recursive definitions on seeded random trees, from memory and from tiles.
 
 // The workspace's seeded generator (SplitMix64).
-use calybris_workload::SplitMix64 as Rng;
 use calybris_tlog::merkle::{HASH_LEN_BYTES, MAX_TREE_SIZE};
 use calybris_tlog::{
     Hash, MemTiles, MemoryTree, ProofError, RightEdge, TileStore, TileWriter, consistency_proof,
     empty_root, inclusion_proof, leaf_hash, tile_path, tree_hash, verify_consistency,
     verify_inclusion,
 };
+use calybris_workload::SplitMix64 as Rng;
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
