@@ -611,10 +611,8 @@ impl Visitor for Finder {
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
             }
-            GateRecord::PolicyNames(names) if sequence != self.sequence => {
-                if self.found.is_none() {
-                    self.names.insert(names.policy_digest, names.names.clone());
-                }
+            GateRecord::PolicyNames(names) if sequence != self.sequence && self.found.is_none() => {
+                self.names.insert(names.policy_digest, names.names.clone());
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
