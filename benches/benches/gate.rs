@@ -16,11 +16,12 @@
 // criterion's group macros generate public functions without docs.
 #![allow(missing_docs)]
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../common/durable.rs"]
+mod durable;
 #[path = "../common/workload.rs"]
 mod workload;
 
@@ -29,6 +30,7 @@ use calybris_gate::{Admission, Gate, GateConfig, ReopenHolds};
 use calybris_kernel::KernelInput;
 use calybris_wal::{AuditWriter, DEFAULT_WINDOW, DecisionMeta, DurableAuditWal, DurableConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use durable::percentile;
 use std::hint::black_box;
 
 /// Admissions (or tickets) each thread keeps in flight in the durable group.
@@ -147,42 +149,23 @@ fn settle(gate: &Gate, admission: Admission, k: u64) {
 fn gate_durable_run(w: &Workload, threads: u64, per_thread: u64) -> (Duration, Vec<u64>) {
     let dir = Scratch::new("durable");
     let gate = Gate::open(w.config(dir.path(), DEFAULT_WINDOW)).expect("open");
-    let start = Instant::now();
-    let latencies: Vec<u64> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|p| {
-                let gate = &gate;
-                scope.spawn(move || {
-                    let mut lat = Vec::with_capacity(per_thread as usize);
-                    let mut flight: VecDeque<(Instant, u64, Admission)> =
-                        VecDeque::with_capacity(IN_FLIGHT);
-                    let mut retire = |(t0, k, admission): (Instant, u64, Admission)| {
-                        admission.wait_durable().expect("durable");
-                        lat.push(t0.elapsed().as_nanos() as u64);
-                        settle(gate, admission, k);
-                    };
-                    for k in 0..per_thread {
-                        let (tenant, input) = w.request(p, k);
-                        let t0 = Instant::now();
-                        let admission = gate.decide(tenant, input).expect("decide");
-                        flight.push_back((t0, k, admission));
-                        if flight.len() >= IN_FLIGHT {
-                            retire(flight.pop_front().expect("in flight"));
-                        }
-                    }
-                    flight.into_iter().for_each(&mut retire);
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("decider"))
-            .collect()
-    });
-    let elapsed = start.elapsed();
+    let result = durable::producers(
+        threads,
+        per_thread,
+        IN_FLIGHT,
+        |p, k| {
+            let (tenant, input) = w.request(p, k);
+            (k, gate.decide(tenant, input).expect("decide"))
+        },
+        |(k, admission): (u64, Admission), t0| {
+            admission.wait_durable().expect("durable");
+            let latency = durable::nanos_since(t0);
+            settle(&gate, admission, k);
+            latency
+        },
+    );
     gate.close().expect("close");
-    (elapsed, latencies)
+    result
 }
 
 /// The same shape of run with `DurableAuditWal::append_verified` alone (as the wal
@@ -190,47 +173,22 @@ fn gate_durable_run(w: &Workload, threads: u64, per_thread: u64) -> (Duration, V
 fn audit_durable_run(w: &Workload, threads: u64, per_thread: u64) -> (Duration, Vec<u64>) {
     let dir = Scratch::new("durable-audit");
     let log = DurableAuditWal::open(dir.path(), DurableConfig::default()).expect("open");
-    let start = Instant::now();
-    let latencies: Vec<u64> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|p| {
-                let log = &log;
-                scope.spawn(move || {
-                    let mut lat = Vec::with_capacity(per_thread as usize);
-                    let mut flight = VecDeque::with_capacity(IN_FLIGHT);
-                    for k in 0..per_thread {
-                        let (_, input) = w.request(p, k);
-                        let t0 = Instant::now();
-                        let ticket = log
-                            .append_verified(&w.policy, input, &w.policy.prescribe(input), meta(k))
-                            .expect("append");
-                        flight.push_back((t0, ticket));
-                        if flight.len() >= IN_FLIGHT {
-                            let (t0, ticket) = flight.pop_front().expect("in flight");
-                            ticket.wait().expect("durable");
-                            lat.push(t0.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    for (t0, ticket) in flight {
-                        ticket.wait().expect("durable");
-                        lat.push(t0.elapsed().as_nanos() as u64);
-                    }
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("producer"))
-            .collect()
-    });
-    let elapsed = start.elapsed();
+    let result = durable::producers(
+        threads,
+        per_thread,
+        IN_FLIGHT,
+        |p, k| {
+            let (_, input) = w.request(p, k);
+            log.append_verified(&w.policy, input, &w.policy.prescribe(input), meta(k))
+                .expect("append")
+        },
+        |ticket: calybris_wal::Ticket, t0| {
+            ticket.wait().expect("durable");
+            durable::nanos_since(t0)
+        },
+    );
     log.close().expect("close");
-    (elapsed, latencies)
-}
-
-fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
-    sorted[(sorted.len() * per_mille / 1_000).min(sorted.len() - 1)]
+    result
 }
 
 fn median(values: &mut [f64]) -> f64 {

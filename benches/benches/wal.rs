@@ -9,11 +9,12 @@
 // criterion's group macros generate public functions without docs.
 #![allow(missing_docs)]
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../common/durable.rs"]
+mod durable;
 #[path = "../common/workload.rs"]
 mod workload;
 
@@ -27,6 +28,7 @@ use calybris_wal::{
     WalReader, WalWriter, replay_audited, replay_audited_file, scan_frames,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use durable::percentile;
 use std::hint::black_box;
 use workload::to_core_input;
 
@@ -367,46 +369,22 @@ fn durable_audited_run(w: &Workload, per_producer: u64, window: Duration) -> (Du
 }
 
 /// `PRODUCERS` threads each append `per_producer` records with up to `IN_FLIGHT`
-/// tickets outstanding; returns the elapsed time and every append-to-acknowledgement
-/// latency in nanoseconds.
+/// tickets outstanding ([`durable::producers`]); returns the elapsed time and every
+/// append-to-acknowledgement latency in nanoseconds.
 fn producers(
     per_producer: u64,
     append: impl Fn(u64, u64) -> Ticket + Sync,
 ) -> (Duration, Vec<u64>) {
-    let start = Instant::now();
-    let latencies: Vec<u64> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let append = &append;
-                scope.spawn(move || {
-                    let mut lat = Vec::with_capacity(per_producer as usize);
-                    let mut flight = VecDeque::with_capacity(IN_FLIGHT);
-                    for k in 0..per_producer {
-                        flight.push_back((Instant::now(), append(p, k)));
-                        if flight.len() >= IN_FLIGHT {
-                            let (t0, ticket) = flight.pop_front().expect("in flight");
-                            ticket.wait().expect("durable");
-                            lat.push(t0.elapsed().as_nanos() as u64);
-                        }
-                    }
-                    for (t0, ticket) in flight {
-                        ticket.wait().expect("durable");
-                        lat.push(t0.elapsed().as_nanos() as u64);
-                    }
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("producer"))
-            .collect()
-    });
-    (start.elapsed(), latencies)
-}
-
-fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
-    sorted[(sorted.len() * per_mille / 1_000).min(sorted.len() - 1)]
+    durable::producers(
+        PRODUCERS,
+        per_producer,
+        IN_FLIGHT,
+        append,
+        |ticket: Ticket, t0| {
+            ticket.wait().expect("durable");
+            durable::nanos_since(t0)
+        },
+    )
 }
 
 fn durable(c: &mut Criterion) {

@@ -20,19 +20,16 @@ pub const REQUESTS: usize = 64;
 /// The catalog sizes of this workload.
 pub const SIZES: [u32; 3] = [9, 40, 128];
 
-/// splitmix64: small, fast and good enough to spread a benchmark's fields.
-struct Rng(u64);
+/// The workspace's seeded generator (SplitMix64, from `calybris-testkit`), with the
+/// draws of this workload.
+struct Rng(calybris_testkit::SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    fn new(seed: u64) -> Self {
+        Self(calybris_testkit::SplitMix64::new(seed))
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
     /// A mask of `bits` low bits, each set with probability `percent` / 100.
     fn bits(&mut self, bits: u32, percent: u64) -> u64 {
@@ -42,7 +39,7 @@ impl Rng {
 
 /// `n` candidates with fields drawn at random (seeded by `n`).
 pub fn catalog(n: u32) -> Vec<KernelModel> {
-    let mut rng = Rng(0x5EED_0000 + u64::from(n));
+    let mut rng = Rng::new(0x5EED_0000 + u64::from(n));
     (1..=n)
         .map(|k| {
             let input = 10_000 + rng.below(60_000_000);
@@ -64,7 +61,7 @@ pub fn catalog(n: u32) -> Vec<KernelModel> {
 
 /// Requests that mostly reject, with some on the wide path and some refused.
 pub fn requests(models: &[KernelModel]) -> Vec<KernelInput> {
-    let mut rng = Rng(0xC0FF_EE00 + models.len() as u64);
+    let mut rng = Rng::new(0xC0FF_EE00 + models.len() as u64);
     (0..REQUESTS as u64)
         .map(|k| {
             let wide = k % 8 == 3;

@@ -7,6 +7,7 @@
 //! snapshot must balance.
 
 use calybris_budget::{BudgetEngine, BudgetError, TenantHandle};
+use calybris_workload::SplitMix64;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,15 +20,6 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(DEFAULT_SEED)
-}
-
-/// SplitMix64: a tiny deterministic generator, enough to vary the scripts.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What one thread did to one tenant.
@@ -45,13 +37,13 @@ fn script(
     handles: &[TenantHandle],
     seed: u64,
 ) -> Result<Vec<Tally>, String> {
-    let mut state = seed;
+    let mut rng = SplitMix64::new(seed);
     let mut tallies = vec![Tally::default(); handles.len()];
     for _ in 0..OPS_PER_THREAD {
-        let pick = usize::try_from(next(&mut state) % handles.len() as u64).unwrap_or(0);
+        let pick = usize::try_from(rng.next_u64() % handles.len() as u64).unwrap_or(0);
         let (handle, tally) = (&handles[pick], &mut tallies[pick]);
-        let amount = i64::try_from(next(&mut state) % 1_000 + 1).unwrap_or(1);
-        match next(&mut state) % 10 {
+        let amount = i64::try_from(rng.next_u64() % 1_000 + 1).unwrap_or(1);
+        match rng.next_u64() % 10 {
             0 => {
                 handle.top_up(amount).map_err(|e| e.to_string())?;
                 tally.topped_up_microcents += amount;

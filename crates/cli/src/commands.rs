@@ -535,6 +535,8 @@ pub fn inspect(args: &LogArgs, json: bool) -> u8 {
 struct Finder {
     sequence: u64,
     policies: HashMap<Digest, SealedPolicy>,
+    /// The names of those policies, from the log's policy-names records.
+    names: HashMap<Digest, calybris::gate::NameMap>,
     found: Option<Found>,
 }
 
@@ -546,6 +548,7 @@ enum Found {
         Box<DecisionRecord>,
         Box<SealedPolicy>,
         Option<GateDecisionInfo>,
+        Option<Box<calybris::gate::NameMap>>,
     ),
     /// A gate record other than a policy or a decision, described in words.
     GateOther(String),
@@ -568,14 +571,17 @@ impl Finder {
             return;
         }
         if let Some(policy) = self.policies.get(&record.policy_digest) {
+            let names = self.names.remove(&record.policy_digest).map(Box::new);
             self.found = Some(Found::Decision(
                 Box::new(*record),
                 Box::new(policy.clone()),
                 gate,
+                names,
             ));
         }
         // Once found, no more policies need keeping.
         self.policies.clear();
+        self.names.clear();
     }
 }
 
@@ -604,6 +610,9 @@ impl Visitor for Finder {
                     budget: decision.budget,
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
+            }
+            GateRecord::PolicyNames(names) if sequence != self.sequence && self.found.is_none() => {
+                self.names.insert(names.policy_digest, names.names.clone());
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
@@ -739,6 +748,7 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
     let mut finder = Finder {
         sequence,
         policies: HashMap::new(),
+        names: HashMap::new(),
         found: None,
     };
     let report = scan_args(args, &mut finder);
@@ -764,12 +774,22 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
             ));
         }
         Some(Found::GateOther(text)) => stdout_text(&text),
-        Some(Found::Decision(record, policy, gate)) => {
+        Some(Found::Decision(record, policy, gate, names)) => {
             let explanation = policy.explain(record.input);
+            let named = names.as_deref().map(|names| {
+                crate::policy_file::NamedDecision::new(names, &record.input, &explanation)
+            });
             if json {
                 let body =
                     render::ExplanationJson::new(policy.digest(), &record.input, &explanation);
-                stdout_text(&format!("{}\n", to_json(&body)));
+                let mut value = serde_json::to_value(&body).unwrap_or_default();
+                if let (Some(named), Some(object)) = (&named, value.as_object_mut()) {
+                    object.insert(
+                        "names".into(),
+                        serde_json::to_value(named).unwrap_or_default(),
+                    );
+                }
+                stdout_text(&format!("{}\n", to_json(&value)));
             } else {
                 let mut text = match &gate {
                     Some(gate) => format!(
@@ -793,6 +813,9 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
                     &record.input,
                     &explanation,
                 ));
+                if let Some(named) = &named {
+                    text.push_str(&named.text());
+                }
                 stdout_text(&text);
             }
         }

@@ -39,7 +39,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use calybris::digest::SealedPolicy;
-use calybris::gate::{BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, TenantBooks, Ticket};
+use calybris::gate::names::{BitName, ModelName, ProviderName};
+use calybris::gate::{
+    BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, NameMap, TenantBooks, Ticket,
+};
 use calybris::kernel::{KernelAction, KernelReason, PolicyError};
 use calybris_workload::catalog::{self, CATALOG, PROVIDERS};
 use calybris_workload::tenants::{MIN_BUDGET_MICROUNITS, PROFILES, tenant_name};
@@ -129,6 +132,47 @@ fn model_name(model_id: u32) -> &'static str {
 /// Never for the embedded catalog; the error is kept typed all the same.
 pub fn policy() -> Result<SealedPolicy, PolicyError> {
     catalog::policy()
+}
+
+/// The names of the demo catalog's models, providers, capabilities and regions, logged
+/// with its policy (a `PolicyNames` record) so that `inspect`, `verify` and `show` of a
+/// demo directory speak in names.
+#[must_use]
+pub fn catalog_names() -> NameMap {
+    let mut models: Vec<ModelName> = CATALOG
+        .iter()
+        .map(|m| ModelName {
+            model_id: m.model_id,
+            name: m.name.to_owned(),
+        })
+        .collect();
+    models.sort_by_key(|m| m.model_id);
+    let bit = |mask: u64, name: &str| BitName {
+        // Each constant of the catalog is one bit.
+        bit: u8::try_from(mask.trailing_zeros()).unwrap_or(u8::MAX),
+        name: name.to_owned(),
+    };
+    NameMap {
+        models,
+        providers: (0u16..)
+            .zip(PROVIDERS)
+            .map(|(provider_id, name)| ProviderName {
+                provider_id,
+                name: name.to_owned(),
+            })
+            .collect(),
+        capabilities: vec![
+            bit(catalog::cap::CHAT, "chat"),
+            bit(catalog::cap::TOOLS, "tools"),
+            bit(catalog::cap::VISION, "vision"),
+            bit(catalog::cap::LONG_CONTEXT, "long-context"),
+        ],
+        regions: vec![
+            bit(catalog::region::US, "us"),
+            bit(catalog::region::EU, "eu"),
+            bit(catalog::region::APAC, "apac"),
+        ],
+    }
 }
 
 /// The demo's requests: the workload of `calybris-workload` from [`SEED`].
@@ -289,6 +333,7 @@ fn run_demo(requests: u64, dir: &Path, fresh: bool, json: bool) -> Result<String
     let budgets = budgets(&policy, &jobs);
 
     let mut config = GateConfig::new(dir, policy)
+        .policy_names(catalog_names())
         .group_commit_window(GROUP_COMMIT_WINDOW)
         .clock(demo_clock);
     let tenants: Vec<String> = (0..jobs.len())
@@ -694,6 +739,25 @@ mod tests {
         providers.dedup();
         assert_eq!(providers.len(), PROVIDERS.len());
         assert_eq!(PROFILES.iter().map(|p| p.weight).sum::<u64>(), WEIGHT_TOTAL);
+    }
+
+    #[test]
+    fn the_catalog_names_fit_the_demo_policy() {
+        let policy = policy().expect("valid demo policy");
+        let names = catalog_names();
+        names.validate_for(policy.snapshot()).expect("names fit");
+        assert_eq!(names.models.len(), CATALOG.len());
+        assert_eq!(names.providers.len(), PROVIDERS.len());
+        assert_eq!(names.model_name(101), Some("nw-ultra"));
+        assert_eq!(names.provider_name(1), Some("helix"));
+        assert_eq!(
+            names.capability_names(catalog::cap::TOOLS | catalog::cap::VISION),
+            ["tools", "vision"]
+        );
+        assert_eq!(
+            names.region_names(catalog::region::ALL),
+            ["us", "eu", "apac"]
+        );
     }
 
     #[test]

@@ -222,15 +222,17 @@ mod tests {
 
     #[test]
     fn a_read_stops_one_byte_past_the_limit() {
-        let dir = std::env::temp_dir().join(format!("calybris-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok();
-        let path = dir.join("ten.json");
+        // Removed on drop, also when an assertion fails.
+        let dir = tempfile::Builder::new()
+            .prefix("calybris-files-")
+            .tempdir()
+            .expect("temp dir");
+        let path = dir.path().join("ten.json");
         std::fs::write(&path, [b' '; 10]).ok();
         assert_eq!(read_at_most(&path, 10).ok().map(|b| b.len()), Some(10));
         assert!(matches!(
             read_at_most(&path, 9),
             Err(BoundedReadError::TooLarge)
         ));
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

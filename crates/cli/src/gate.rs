@@ -129,6 +129,13 @@ fn summary(report: &GateReport) -> GateSummary {
             outcomes: c.outcomes,
             snapshots: c.snapshots,
             budget_changes: c.budget_changes,
+            policy_names: c.policy_names,
+            executions: c.executions + c.executions_unchecked,
+            executions_served: c.executions_served,
+            executions_failed: (c.executions + c.executions_unchecked)
+                .saturating_sub(c.executions_served),
+            lease_refusals: c.lease_refusals,
+            promotions: c.promotions,
         },
         tenants: report
             .tenants

@@ -304,14 +304,10 @@ mod tests {
         assert_eq!(shares_tenths(&[0, 0]), vec![0, 0]);
         assert_eq!(shares_tenths(&[5]), vec![1_000]);
         assert_eq!(shares_tenths(&[2, 1, 0]), vec![667, 333, 0]);
-        let mut seed = 7u64;
+        // Parts from the workspace's seeded generator (SplitMix64).
+        let mut rng = calybris_workload::SplitMix64::new(7);
         for n in 1..40 {
-            let parts: Vec<u64> = (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    seed >> 40
-                })
-                .collect();
+            let parts: Vec<u64> = (0..n).map(|_| rng.next_u64() >> 40).collect();
             let shares = shares_tenths(&parts);
             assert_eq!(shares.iter().sum::<u64>(), 1_000, "{parts:?}");
             // Each share is within one tenth of the exact value.

@@ -263,7 +263,8 @@ pub struct NamedDecision {
 }
 
 impl NamedDecision {
-    fn new(
+    /// The names `names` gives the models of `explanation` (of `input`).
+    pub(crate) fn new(
         names: &NameMap,
         input: &calybris::kernel::KernelInput,
         explanation: &calybris::kernel::Explanation,
@@ -276,7 +277,8 @@ impl NamedDecision {
         }
     }
 
-    fn text(&self) -> String {
+    /// One line: `by name: requested A, selected B, counterfactual C`.
+    pub(crate) fn text(&self) -> String {
         let show = |name: &Option<String>| name.clone().unwrap_or_else(|| "-".to_owned());
         format!(
             "by name: requested {}, selected {}, counterfactual {}\n",

@@ -558,6 +558,19 @@ pub struct GateCounts {
     pub snapshots: u64,
     /// Tenant, top-up and limit records.
     pub budget_changes: u64,
+    /// Policy-names records, each checked against the policy it names.
+    pub policy_names: u64,
+    /// Execution records (the gateway's provider calls), checked or not.
+    pub executions: u64,
+    /// Of those, served in full by a provider.
+    pub executions_served: u64,
+    /// Of those, not served: every provider failed, the client went away, or the
+    /// executor failed.
+    pub executions_failed: u64,
+    /// Requests refused for their authority lease.
+    pub lease_refusals: u64,
+    /// Promotion and rollback records.
+    pub promotions: u64,
 }
 
 /// What verifying a gate directory established besides the chain and the replay:
@@ -612,8 +625,9 @@ impl GateSummary {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "records by kind: {} policies, {} decisions ({} admitted, {} refused by the budget, {} rejected by the kernel), {} settlements ({} overruns, {} released at reopen), {} outcomes, {} book snapshots, {} budget changes",
+            "records by kind: {} policies ({} policy-names records), {} decisions ({} admitted, {} refused by the budget, {} rejected by the kernel), {} settlements ({} overruns, {} released at reopen), {} outcomes, {} book snapshots, {} budget changes",
             c.policies,
+            c.policy_names,
             c.decisions,
             c.admitted,
             c.refused_by_budget,
@@ -624,6 +638,11 @@ impl GateSummary {
             c.outcomes,
             c.snapshots,
             c.budget_changes
+        );
+        let _ = writeln!(
+            out,
+            "executions: {} ({} served, {} failed), {} lease refusals, {} promotions",
+            c.executions, c.executions_served, c.executions_failed, c.lease_refusals, c.promotions
         );
         let _ = writeln!(
             out,

@@ -32,6 +32,7 @@
 //! draws, the log's clock) derives from the seed, so two runs write the same logs
 //! byte for byte: the same anchors (a test checks it).
 
+use calybris_workload::SplitMix64;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -323,23 +324,10 @@ fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
     })
 }
 
-/// SplitMix64: small, seeded, and the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `low..=high` (the modulo bias, below 2^-40, is irrelevant here).
-    fn between(&mut self, low: u32, high: u32) -> u32 {
-        let span = u64::from(high - low) + 1;
-        low + u32::try_from(self.next() % span).unwrap_or(0)
-    }
+/// Uniform in `low..=high` from the workspace's generator (the modulo bias, below
+/// 2^-40, is irrelevant here).
+fn between(rng: &mut SplitMix64, low: u32, high: u32) -> u32 {
+    u32::try_from(rng.between(u64::from(low), u64::from(high))).unwrap_or(low)
 }
 
 /// One request of the workload, with its common random numbers (the same for every
@@ -358,11 +346,11 @@ struct Job {
 }
 
 fn workload(requests: u64, seed: u64) -> Vec<Job> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let total: u64 = REGIMES.iter().map(|r| r.share).sum();
     (0..requests)
         .map(|_| {
-            let mut pick = rng.next() % total;
+            let mut pick = rng.next_u64() % total;
             let regime = REGIMES
                 .iter()
                 .position(|r| {
@@ -374,11 +362,11 @@ fn workload(requests: u64, seed: u64) -> Vec<Job> {
             let r = &REGIMES[regime];
             Job {
                 regime,
-                input_tokens: rng.between(r.input_tokens.0, r.input_tokens.1),
-                output_tokens: rng.between(r.output_tokens.0, r.output_tokens.1),
-                u_success: rng.next() >> 11,
-                u_feedback: rng.next() >> 11,
-                u_random: rng.next(),
+                input_tokens: between(&mut rng, r.input_tokens.0, r.input_tokens.1),
+                output_tokens: between(&mut rng, r.output_tokens.0, r.output_tokens.1),
+                u_success: rng.next_u64() >> 11,
+                u_feedback: rng.next_u64() >> 11,
+                u_random: rng.next_u64(),
             }
         })
         .collect()
@@ -696,10 +684,10 @@ fn engine_config(policy: Policy, arms: usize) -> EngineConfig {
 
 /// The engine key of a run: the seed, spread over 32 bytes.
 fn engine_key(seed: u64) -> PrfKey {
-    let mut rng = SplitMix64(seed ^ 0xE4_61AE);
+    let mut rng = SplitMix64::new(seed ^ 0xE4_61AE);
     let mut key = [0u8; 32];
     for chunk in key.chunks_mut(8) {
-        chunk.copy_from_slice(&rng.next().to_be_bytes());
+        chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
     }
     PrfKey::from_bytes(key)
 }

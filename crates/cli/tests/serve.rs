@@ -18,7 +18,6 @@ fn serve_needs_exactly_one_of_config_and_demo() {
     let run = calybris(&["serve", "--config", path_str(&missing)]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("missing.toml"), "{run:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -73,5 +72,4 @@ fn the_demo_serves_a_chat_completion_and_its_directory_verifies() {
     let run = calybris(&["verify", path_str(&gate)]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.starts_with("VERIFIED"), "{run:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -259,16 +259,84 @@ fn demo_and_verify_money_adds_up_as_printed_and_shares_make_100_percent() {
         }
     }
 
-    // show: the record's time in RFC 3339 (the demo's fixed clock).
+    // The demo logs its catalog's names: verify counts the names record (it is not
+    // described as a record of its own) and names the selected models and providers.
+    assert!(verify.stdout.starts_with("VERIFIED"), "{}", verify.stdout);
+    assert!(
+        verify
+            .stdout
+            .contains("1 policies (1 policy-names records)"),
+        "{}",
+        verify.stdout
+    );
+    assert!(
+        !verify.stdout.contains("policy-names record:"),
+        "{}",
+        verify.stdout
+    );
+    let model_rows: Vec<&str> = verify
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("selections by model:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .collect();
+    assert!(!model_rows.is_empty(), "{}", verify.stdout);
+    for row in &model_rows {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let model = calybris_workload::catalog::CATALOG
+            .iter()
+            .find(|m| m.name == cells[0])
+            .unwrap_or_else(|| panic!("no catalog model named in {row:?}"));
+        assert_eq!(
+            cells[1],
+            calybris_workload::catalog::PROVIDERS[usize::from(model.provider_id)],
+            "{row}"
+        );
+    }
+
+    // inspect: every selected model and its provider by name; the time in RFC 3339
+    // (the demo's fixed clock).
     let inspect = calybris(&["inspect", "--json", path_str(&dir)]);
     assert_eq!(inspect.code, 0, "{inspect:?}");
     let json = inspect.json();
     assert_eq!(json["first_recorded_at"], "2026-01-01T00:00:00.000Z");
-    let decision = json["policies"][0]["sequence"].as_u64().expect("a policy") + 1;
+    assert_eq!(json["by_kind"]["policy-names"], 1, "{json}");
+    let by_model = json["by_model"].as_array().expect("by_model");
+    assert_eq!(by_model.len(), model_rows.len(), "{json}");
+    for row in by_model {
+        assert!(
+            row["model"].is_string() && row["provider"].is_string(),
+            "{row}"
+        );
+    }
+    // show: the names record right after the policy, then a decision by name.
+    let policy = json["policies"][0]["sequence"].as_u64().expect("a policy");
+    let names = calybris(&["show", path_str(&dir), "--seq", &(policy + 1).to_string()]);
+    assert_eq!(names.code, 0, "{names:?}");
+    assert!(
+        names.stdout.contains("policy-names record")
+            && names.stdout.contains("101 nw-ultra")
+            && names.stdout.contains("1 helix")
+            && names.stdout.contains("bit 3 long-context"),
+        "{names:?}"
+    );
+    let decision = policy + 2;
     let show = calybris(&["show", path_str(&dir), "--seq", &decision.to_string()]);
     assert_eq!(show.code, 0, "{show:?}");
     assert!(
         show.stdout.contains("recorded at 2026-01-01T00:00:00.000Z"),
+        "{show:?}"
+    );
+    let selected = show
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("by name: "))
+        .unwrap_or_else(|| panic!("no names in {show:?}"));
+    assert!(
+        calybris_workload::catalog::CATALOG
+            .iter()
+            .any(|m| selected.contains(&format!("selected {}", m.name))),
         "{show:?}"
     );
 }

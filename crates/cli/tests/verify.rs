@@ -159,7 +159,7 @@ fn garbage_empty_and_missing_files_are_errors() {
         (garbage.clone(), "UNKNOWN_FORMAT"),
         (empty, "UNKNOWN_FORMAT"),
         (dir.join("missing.cwal"), "UNREADABLE"),
-        (dir.clone(), "UNKNOWN_FORMAT"),
+        (dir.to_path_buf(), "UNKNOWN_FORMAT"),
     ] {
         let (run, json) = verify_json(&path, &[]);
         assert_eq!(run.code, 2, "{path:?}");

@@ -13,6 +13,7 @@
 
 use calybris_finance::{DurableLedger, LedgerRecovery};
 use calybris_wal::DurableConfig;
+use calybris_workload::SplitMix64;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -203,15 +204,6 @@ fn concurrent_durable_operations_share_syncs_and_replay_exactly() -> TestResult 
 
 // ---- crash test ----------------------------------------------------------
 
-/// SplitMix64.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The child: a seeded script of durable operations, reported on stdout.
 fn child(path: &Path, seed: u64) -> TestResult {
     use std::io::Write as _;
@@ -222,20 +214,20 @@ fn child(path: &Path, seed: u64) -> TestResult {
         writeln!(out, "{line}")?;
         out.flush()
     };
-    let mut state = seed;
+    let mut rng = SplitMix64::new(seed);
     for tenant in ["a", "b", "c"] {
         ledger.ensure_tenant(tenant, 1_000_000)?;
     }
     loop {
-        let tenant = ["a", "b", "c"][(next(&mut state) % 3) as usize];
-        let amount = (next(&mut state) % 1_000 + 1) as i64;
+        let tenant = ["a", "b", "c"][(rng.next_u64() % 3) as usize];
+        let amount = (rng.next_u64() % 1_000 + 1) as i64;
         let hold = ledger.try_reserve(tenant, amount)?;
         // The state after the reserve, then its acknowledgement (try_reserve
         // only returns once durable).
         let (_, records) = ledger.snapshot_with_watermark();
         report(format!("applied {records} {}", ledger.digest()?))?;
         report(format!("ack {records}"))?;
-        let settled = match next(&mut state) % 3 {
+        let settled = match rng.next_u64() % 3 {
             0 => hold.release(),
             _ => hold.commit(amount / 2),
         };
@@ -243,7 +235,7 @@ fn child(path: &Path, seed: u64) -> TestResult {
         let (_, records) = ledger.snapshot_with_watermark();
         report(format!("applied {records} {}", ledger.digest()?))?;
         report(format!("ack {records}"))?;
-        if next(&mut state).is_multiple_of(7) {
+        if rng.next_u64().is_multiple_of(7) {
             ledger.top_up(tenant, amount)?;
             let (_, records) = ledger.snapshot_with_watermark();
             report(format!("applied {records} {}", ledger.digest()?))?;
@@ -267,12 +259,12 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
     }
     let seed = crash_seed();
     let dir = TempDir::new("crash");
-    let mut state = seed;
+    let mut rng = SplitMix64::new(seed);
     let mut digests: HashMap<u64, String> = HashMap::new();
     let mut compared = 0_u64;
     let mut acked_total = 0_u64;
     for kill in 0..KILLS {
-        let wanted_acks = 1 + next(&mut state) % 40;
+        let wanted_acks = 1 + rng.next_u64() % 40;
         let mut child = Command::new(std::env::current_exe()?)
             .args([
                 "--exact",
@@ -281,7 +273,7 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, dir.path())
-            .env("CALYBRIS_CHILD_SEED", next(&mut state).to_string())
+            .env("CALYBRIS_CHILD_SEED", rng.next_u64().to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()?;

@@ -417,6 +417,13 @@ impl Books {
         if let Some(index) = touched {
             self.check_balanced(index)?;
         }
+        // Postcondition (conservation after every record): the record touched at most
+        // the one tenant checked above, so every tenant still balances.
+        debug_assert!(
+            self.tenants.iter().all(TenantBooks::balances),
+            "record {sequence} ({}) unbalanced a tenant it did not name",
+            record.kind()
+        );
         self.policy_due = match record {
             GateRecord::BookSnapshot(snapshot) => Some(snapshot.policy_digest),
             _ => None,

@@ -878,6 +878,13 @@ impl Gate {
             });
         };
         let held = entry.held_microunits;
+        // Precondition: a priced admission holds exactly what it says it holds; a free
+        // one holds nothing.
+        debug_assert_eq!(
+            entry.hold.as_ref().map_or(0, |hold| hold.held_microcents()),
+            to_i64(held).unwrap_or(i64::MAX),
+            "open entry {sequence}: its hold and its held amount disagree"
+        );
         let kind = match how {
             SettleHow::Commit(actual) if actual > held => SettlementKind::CommitWithOverrun {
                 actual_microunits: actual,
@@ -934,6 +941,17 @@ impl Gate {
                 settled.refunded_microunits = held;
             }
         }
+        // Postconditions: the hold is gone (committed, debited or released), and what
+        // was committed and refunded is what was held plus any overrun.
+        debug_assert!(
+            entry.hold.is_none(),
+            "settlement {sequence} left its hold open"
+        );
+        debug_assert_eq!(
+            u128::from(settled.committed_microunits) + u128::from(settled.refunded_microunits),
+            u128::from(held) + u128::from(settled.overrun_microunits),
+            "settlement {sequence}: committed + refunded != held + overrun"
+        );
         settled.log_sequence = Some(ticket.sequence());
         drop(barrier);
         self.maybe_snapshot(ticket.sequence());
@@ -1376,6 +1394,39 @@ impl Gate {
             }
         }
         open.sort_unstable_by_key(|hold| hold.decision_sequence);
+        #[cfg(debug_assertions)]
+        {
+            // Under the exclusive barrier no decision or settlement is half done: every
+            // tenant balances, every hold names a tenant, and each tenant's open holds
+            // add up to what the engine says it has reserved.
+            let mut held = vec![0u128; tenants.len()];
+            for hold in &open {
+                debug_assert!(
+                    (hold.tenant_index as usize) < tenants.len(),
+                    "open hold {} names no tenant of the engine",
+                    hold.decision_sequence
+                );
+                if let Some(sum) = held.get_mut(hold.tenant_index as usize) {
+                    *sum += u128::from(hold.held_microunits);
+                }
+            }
+            for (row, held) in tenants.iter().zip(held) {
+                debug_assert_eq!(
+                    i128::from(row.remaining_microunits)
+                        + i128::from(row.reserved_microunits)
+                        + i128::from(row.committed_microunits),
+                    i128::from(row.initial_microunits),
+                    "tenant {:?} does not balance in memory",
+                    row.tenant
+                );
+                debug_assert_eq!(
+                    u128::try_from(row.reserved_microunits).ok(),
+                    Some(held),
+                    "tenant {:?}: reserved differs from its open holds",
+                    row.tenant
+                );
+            }
+        }
         BookSnapshot {
             format_version: GATE_FORMAT_VERSION,
             policy_digest,

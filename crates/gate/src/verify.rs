@@ -67,6 +67,11 @@ pub struct RecordCounts {
     pub lease_refusals: u64,
     /// Promotion and rollback records, each checked to name recorded policies.
     pub promotions: u64,
+    /// Of the execution records (checked or not), those a provider served in full
+    /// ([`ExecutionStatus::Served`](crate::record::ExecutionStatus::Served)); the
+    /// others failed (every provider failed, the client went away, or the executor
+    /// failed).
+    pub executions_served: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -509,6 +514,9 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                         sequence,
                         kind: entry.record.kind(),
                     });
+                }
+                if record.status == crate::record::ExecutionStatus::Served {
+                    counts.executions_served += 1;
                 }
                 let decision_sequence = record.decision_sequence;
                 if decisions

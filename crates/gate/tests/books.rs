@@ -3,13 +3,12 @@
 //! exactly as they were; and the fold agrees with a small reference model of the
 //! rules written independently here.
 
+mod common;
+
 use std::collections::HashMap;
 
-use calybris_digest::{decision_digest, input_digest};
-use calybris_gate::record::{GateDecision, LogHeader, SettlementRecord, TenantCreated, TopUp};
+use calybris_gate::record::{LogHeader, SettlementRecord, TenantCreated, TopUp};
 use calybris_gate::{Books, BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind};
-use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelReason};
-use calybris_wal::{DecisionMeta, DecisionRecord};
 use proptest::prelude::*;
 
 const TENANTS: [&str; 3] = ["a", "b", "c"];
@@ -57,56 +56,6 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         any::<bool>().prop_map(|tamper| Op::Snapshot { tamper }),
     ]
-}
-
-fn decision(
-    sequence: u64,
-    tenant: &str,
-    cost: u64,
-    selection: bool,
-    budget: BudgetOutcome,
-) -> GateRecord {
-    let input = KernelInput {
-        request_sequence: sequence,
-        requested_model_id: 1,
-        input_tokens: 1,
-        ..KernelInput::default()
-    };
-    let (action, reason) = if selection {
-        (
-            KernelAction::ExecuteRequested,
-            KernelReason::RequestedModelMaximizesUtility,
-        )
-    } else {
-        (KernelAction::Reject, KernelReason::BudgetConstraint)
-    };
-    let decision = KernelDecision {
-        request_sequence: sequence,
-        action,
-        reason,
-        selected_model_id: 1,
-        selected_model_index: 0,
-        estimated_cost_microunits: cost,
-        expected_utility_microunits: 1,
-        counterfactual_model_id: 0,
-        counterfactual_utility_microunits: 0,
-        evaluated_models: 1,
-        eligible_models: 1,
-        policy_epoch: 0,
-        catalog_epoch: 0,
-    };
-    GateRecord::Decision(GateDecision {
-        audit: DecisionRecord {
-            input,
-            decision,
-            policy_digest: calybris_digest::Digest::from([0; 32]),
-            input_digest: input_digest(&input),
-            decision_digest: decision_digest(&decision),
-            meta: DecisionMeta::default(),
-        },
-        tenant: tenant.into(),
-        budget,
-    })
 }
 
 /// The reference model: per tenant (remaining, reserved, committed, initial), and
@@ -253,7 +202,7 @@ proptest! {
                         _ => BudgetOutcome::TooManyOpenReservations,
                     };
                     decisions.push(sequence);
-                    decision(sequence, TENANTS[tenant], cost, selection, budget)
+                    common::synthetic_decision(sequence, TENANTS[tenant], cost, selection, budget)
                 }
                 Op::Settle { decision, tenant, kind, actual } => GateRecord::Settlement(SettlementRecord {
                     decision_sequence: decisions.get(decision).copied().unwrap_or(u64::MAX),

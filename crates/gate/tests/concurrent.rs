@@ -35,13 +35,15 @@ fn concurrent_decide_and_settle_conserve_the_budget() -> Result<(), GateError> {
     let gate = Gate::open(config)?;
 
     let results = std::thread::scope(|scope| {
+        // One seed per thread, drawn from the test's seed.
+        let mut root = Rng::new(seed);
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
                 let gate = &gate;
+                let thread_seed = root.next_u64();
                 scope.spawn(
                     move || -> Result<Vec<(usize, u64, bool, bool)>, GateError> {
-                        let mut rng =
-                            Rng::new(seed ^ (thread + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        let mut rng = Rng::new(thread_seed);
                         let mut spent = Vec::new();
                         for i in 0..DECISIONS_PER_THREAD {
                             let tenant = usize::try_from(rng.below(3)).unwrap_or(0);

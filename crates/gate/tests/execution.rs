@@ -83,6 +83,15 @@ fn an_execution_bound_to_its_decision_verifies_and_changes_no_books() {
         .expect("execution")
         .wait()
         .expect("durable");
+    // A second attempt at the same decision that no provider served.
+    let failed = ExecutionRecord {
+        status: ExecutionStatus::ProviderFailed,
+        ..execution(1)
+    };
+    gate.record_execution(decision, failed)
+        .expect("failed execution")
+        .wait()
+        .expect("durable");
     let refusal = LeaseRefusal {
         tenant: "acme".into(),
         request_id: [3; 16],
@@ -109,7 +118,8 @@ fn an_execution_bound_to_its_decision_verifies_and_changes_no_books() {
     ));
     gate.close().expect("close");
     let report = verify_dir(&dir, &VerifyOptions::default()).expect("verifies");
-    assert_eq!(report.counts.executions, 1);
+    assert_eq!(report.counts.executions, 2);
+    assert_eq!(report.counts.executions_served, 1);
     assert_eq!(report.counts.lease_refusals, 1);
     assert_eq!(report.tenants[0].committed_microunits, 11_200);
     assert!(report.conservation.balanced);

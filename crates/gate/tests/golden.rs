@@ -6,18 +6,18 @@
 
 mod common;
 
-use calybris_digest::{SealedPolicy, decision_digest, input_digest, tenant_number};
+use calybris_digest::{SealedPolicy, tenant_number};
 use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
-    BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
-    PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    BookSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames, PromotionRecord,
+    SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
     GateRecord, LeaseRefusal, SettlementKind,
 };
 use calybris_kernel::PolicySnapshot;
-use calybris_wal::{DecisionMeta, DecisionRecord, PolicyRecord};
+use calybris_wal::{DecisionMeta, PolicyRecord};
 
 fn records() -> Vec<GateRecord> {
     let policy = SealedPolicy::new(
@@ -28,18 +28,16 @@ fn records() -> Vec<GateRecord> {
     );
     let input = common::request(7, 1);
     let decision = policy.prescribe(input);
-    let audit = DecisionRecord {
+    let audit = common::audit(
         input,
         decision,
-        policy_digest: *policy.digest(),
-        input_digest: input_digest(&input),
-        decision_digest: decision_digest(&decision),
-        meta: DecisionMeta {
+        *policy.digest(),
+        DecisionMeta {
             recorded_at_unix_ms: 1_764_620_000_000,
             tenant_id: tenant_number("acme"),
             request_id: *b"golden-request-1",
         },
-    };
+    );
     vec![
         GateRecord::Header(LogHeader {
             format_version: GATE_FORMAT_VERSION,
@@ -61,20 +59,20 @@ fn records() -> Vec<GateRecord> {
             max_reserved_microunits: Some(500_000),
             max_open_reservations: None,
         }),
-        GateRecord::Decision(GateDecision {
+        common::gate_decision(
             audit,
-            tenant: "acme".into(),
-            budget: BudgetOutcome::Reserved {
+            "acme",
+            BudgetOutcome::Reserved {
                 amount_microunits: decision.estimated_cost_microunits,
             },
-        }),
-        GateRecord::Decision(GateDecision {
+        ),
+        common::gate_decision(
             audit,
-            tenant: "acme".into(),
-            budget: BudgetOutcome::Insufficient {
+            "acme",
+            BudgetOutcome::Insufficient {
                 remaining_microunits: -1,
             },
-        }),
+        ),
         GateRecord::Settlement(SettlementRecord {
             decision_sequence: 5,
             tenant: "acme".into(),

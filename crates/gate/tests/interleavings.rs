@@ -13,13 +13,10 @@
 
 mod common;
 
-use calybris_digest::{decision_digest, input_digest};
-use calybris_gate::record::{GateDecision, LogHeader, SettlementRecord, TenantCreated, TopUp};
+use calybris_gate::record::{LogHeader, SettlementRecord, TenantCreated, TopUp};
 use calybris_gate::{
     Books, BooksError, BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind,
 };
-use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelReason};
-use calybris_wal::{DecisionMeta, DecisionRecord};
 use common::{Rng, seed};
 
 const TENANT: &str = "t";
@@ -84,47 +81,16 @@ struct Sim {
 }
 
 fn decision_record(sequence: u64, cost: i64, reserved: bool) -> GateRecord {
-    let input = KernelInput {
-        request_sequence: sequence,
-        requested_model_id: 1,
-        input_tokens: 1,
-        ..KernelInput::default()
+    let budget = if reserved {
+        BudgetOutcome::Reserved {
+            amount_microunits: cost.unsigned_abs(),
+        }
+    } else {
+        BudgetOutcome::Insufficient {
+            remaining_microunits: 0,
+        }
     };
-    let decision = KernelDecision {
-        request_sequence: sequence,
-        action: KernelAction::ExecuteRequested,
-        reason: KernelReason::RequestedModelMaximizesUtility,
-        selected_model_id: 1,
-        selected_model_index: 0,
-        estimated_cost_microunits: cost.unsigned_abs(),
-        expected_utility_microunits: 1,
-        counterfactual_model_id: 0,
-        counterfactual_utility_microunits: 0,
-        evaluated_models: 1,
-        eligible_models: 1,
-        policy_epoch: 0,
-        catalog_epoch: 0,
-    };
-    GateRecord::Decision(GateDecision {
-        audit: DecisionRecord {
-            input,
-            decision,
-            policy_digest: calybris_digest::Digest::from([0; 32]),
-            input_digest: input_digest(&input),
-            decision_digest: decision_digest(&decision),
-            meta: DecisionMeta::default(),
-        },
-        tenant: TENANT.into(),
-        budget: if reserved {
-            BudgetOutcome::Reserved {
-                amount_microunits: cost.unsigned_abs(),
-            }
-        } else {
-            BudgetOutcome::Insufficient {
-                remaining_microunits: 0,
-            }
-        },
-    })
+    common::synthetic_decision(sequence, TENANT, cost.unsigned_abs(), true, budget)
 }
 
 impl Sim {

@@ -799,6 +799,17 @@ async fn handle(
     // The chain: the decision's model, then the contract's order; each model asked for
     // no more output than the hold covers at its own prices.
     let held = admission.budget().held_microunits();
+    // An admitted decision selected a model: the gate's policy was compiled from the
+    // same contract, so the model is one of the contract's.
+    debug_assert!(
+        decision.is_selection()
+            && compiled
+                .models
+                .iter()
+                .any(|m| m.id == decision.selected_model_id),
+        "admitted decision selects model {}, which the contract does not hold",
+        decision.selected_model_id
+    );
     let selected = compiled
         .models
         .iter()
@@ -923,6 +934,8 @@ impl Gateway {
     /// whole hold instead (the execution record keeps the real cost). Returns what was
     /// settled.
     fn settle(&self, admission: Admission, cost: u64) -> Result<u64, ApiError> {
+        // Only an admitted decision has something to settle.
+        debug_assert!(admission.is_admitted(), "settling a refused decision");
         let gate = &self.inner.gate;
         let sequence = admission.log_sequence();
         let held = admission.budget().held_microunits();
@@ -947,6 +960,14 @@ impl Gateway {
         decision: calybris_gate::DecisionRef,
         record: ExecutionRecord,
     ) -> Result<(), ApiError> {
+        // The chain is cut at MAX_EXECUTION_ATTEMPTS and every name is bounded, so the
+        // gate never refuses the record for its size (a refused one would leave an
+        // answered request without its execution record).
+        debug_assert!(
+            record.within_bounds(),
+            "execution record over its bounds: {} attempts",
+            record.attempts.len()
+        );
         let ticket = self
             .inner
             .gate

@@ -88,14 +88,7 @@ async fn a_stream_is_openai_chunks_ending_with_done_for_each_shape() {
             Options::default(),
         )
         .await;
-        let response = harness
-            .client
-            .post(harness.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .body(body(model, true))
-            .send()
-            .await
-            .expect("answers");
+        let response = harness.post_chat(body(model, true)).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"].to_str().unwrap_or(""),
@@ -168,14 +161,7 @@ async fn the_primary_fails_the_secondary_serves_and_the_record_names_the_seconda
                 Options::default(),
             )
             .await;
-            let response = harness
-                .client
-                .post(harness.url("/v1/chat/completions"))
-                .bearer_auth(KEY)
-                .body(body("gpt-mock", stream))
-                .send()
-                .await
-                .expect("answers");
+            let response = harness.post_chat(body("gpt-mock", stream)).await;
             assert_eq!(response.status(), 200, "{behavior:?} stream {stream}");
             assert_eq!(
                 response.headers()["x-calybris-served-by"]
@@ -315,15 +301,10 @@ async fn bad_input_gets_the_right_status_and_body_and_leaves_nothing_open() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..2).map(|_| Ok(vec![b' '; 550])).collect();
     let response = harness
-        .client
-        .post(harness.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        .post_chat(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
-        .send()
-        .await
-        .expect("answers");
+        .await;
     assert_eq!(response.status(), 413);
     let metrics = harness.metrics().await;
     assert!(
@@ -521,14 +502,7 @@ async fn a_thousand_concurrent_requests_never_overspend_a_budget_for_a_hundred()
         let harness = harness.clone();
         tasks.push(tokio::spawn(async move {
             let stream = index % 4 == 0;
-            let response = harness
-                .client
-                .post(harness.url("/v1/chat/completions"))
-                .bearer_auth(KEY)
-                .body(body("gpt-mock", stream))
-                .send()
-                .await
-                .expect("answers");
+            let response = harness.post_chat(body("gpt-mock", stream)).await;
             let status = response.status().as_u16();
             let text = response.text().await.expect("body");
             (status, text)
@@ -586,14 +560,7 @@ async fn a_client_that_goes_away_mid_stream_is_charged_what_was_generated() {
     let long = serde_json::json!({"model": "gpt-mock", "stream": true, "max_tokens": 4000,
         "messages": [{"role": "user", "content": "hi"}]})
     .to_string();
-    let mut response = harness
-        .client
-        .post(harness.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .body(long)
-        .send()
-        .await
-        .expect("answers");
+    let mut response = harness.post_chat(long).await;
     assert_eq!(response.status(), 200);
     let first = response.chunk().await.expect("a chunk");
     assert!(first.is_some());
@@ -686,14 +653,7 @@ async fn a_stream_cut_short_ends_without_done_and_is_charged_what_was_relayed() 
             Options::default(),
         )
         .await;
-        let response = harness
-            .client
-            .post(harness.url("/v1/chat/completions"))
-            .bearer_auth(KEY)
-            .body(body("gpt-mock", true))
-            .send()
-            .await
-            .expect("answers");
+        let response = harness.post_chat(body("gpt-mock", true)).await;
         assert_eq!(response.status(), 200);
         let text = response.text().await.expect("body");
         assert!(!text.contains("[DONE]"), "{text}");

@@ -39,13 +39,9 @@ fn benches(c: &mut Criterion) {
     }
     let (size, root) = writer.checkpoint().expect("checkpoint");
     let store = TileStore::new(writer.storage(), size).expect("store");
-    let mut state = 1u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1);
-        (state >> 11) % LEAVES
-    };
+    // Leaf indices from the workspace's seeded generator (SplitMix64).
+    let mut rng = calybris_workload::SplitMix64::new(1);
+    let mut next = move || rng.below(LEAVES);
     c.bench_function("inclusion_proof_from_tiles_1M", |b| {
         b.iter(|| black_box(inclusion_proof(&store, next(), size).expect("proof")));
     });

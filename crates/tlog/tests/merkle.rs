@@ -1,12 +1,14 @@
 //! The tree against the RFC 6962 reference vectors, and proofs against the
 //! recursive definitions on seeded random trees, from memory and from tiles.
 
+// The workspace's seeded generator (SplitMix64).
 use calybris_tlog::merkle::{HASH_LEN_BYTES, MAX_TREE_SIZE};
 use calybris_tlog::{
     Hash, MemTiles, MemoryTree, ProofError, RightEdge, TileStore, TileWriter, consistency_proof,
     empty_root, inclusion_proof, leaf_hash, tile_path, tree_hash, verify_consistency,
     verify_inclusion,
 };
+use calybris_workload::SplitMix64 as Rng;
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -98,21 +100,6 @@ fn rfc6962_roots_and_proofs() {
     }
 }
 
-/// A splitmix64 generator: seeded, reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn seed() -> u64 {
     std::env::var("TLOG_SEED")
         .ok()
@@ -145,7 +132,7 @@ fn ref_path(leaves: &[Hash], index: usize) -> Vec<Hash> {
 #[test]
 fn random_proofs_match_the_definition_and_verify_from_tiles() {
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let leaves: Vec<Hash> = (0..3000u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     let mut tree = MemoryTree::new();
     let mut writer = TileWriter::new(MemTiles::new());
@@ -324,7 +311,7 @@ fn proofs_out_of_range_are_typed_errors() {
 #[test]
 fn mutating_any_byte_of_a_proof_is_rejected() {
     let seed = seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let leaves: Vec<Hash> = (0..777u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
     let mut tree = MemoryTree::new();
     for leaf in &leaves {

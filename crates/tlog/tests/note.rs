@@ -254,13 +254,9 @@ fn mutating_any_byte_of_a_signed_checkpoint_is_rejected() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x7106);
-    let mut state = seed;
-    let mut next = || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) as u8
-    };
+    // The workspace's seeded generator (SplitMix64): a byte of each draw.
+    let mut rng = calybris_workload::SplitMix64::new(seed);
+    let mut next = || rng.next_u64().to_le_bytes()[0];
     let log = signer("calybris.example/log", 1);
     let (cp, _) = checkpoint(1234);
     let note = cp.sign(&[&log]).expect("sign").into_bytes();

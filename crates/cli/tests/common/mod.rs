@@ -3,27 +3,47 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use calybris::digest::SealedPolicy;
 use calybris::kernel::{KernelInput, KernelModel, PolicySnapshot};
 use calybris::wal::storage::FileStorage;
 use calybris::wal::{AuditWriter, DecisionMeta, FrameReader, WalAnchor, WalKey};
 
-/// A fresh, empty directory under the system temp dir, unique to this process
-/// and call.
-pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "calybris-cli-test-{}-{name}-{n}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+/// A fresh, empty directory under the system temp dir, removed with everything in it
+/// when the guard is dropped (at the end of the test, and when an assertion fails).
+#[derive(Debug)]
+pub struct TempDir(tempfile::TempDir);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.path().as_os_str()
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A fresh, empty directory for this call, named after `name`, removed on drop.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir(
+        tempfile::Builder::new()
+            .prefix(&format!("calybris-cli-test-{name}-"))
+            .tempdir()
+            .expect("create temp dir"),
+    )
 }
 
 /// What one run of the binary gave.

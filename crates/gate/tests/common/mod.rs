@@ -4,8 +4,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use calybris_digest::SealedPolicy;
-use calybris_kernel::{KernelInput, KernelModel, PolicySnapshot};
+use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest};
+use calybris_gate::record::GateDecision;
+use calybris_gate::{BudgetOutcome, GateRecord};
+use calybris_kernel::{
+    KernelAction, KernelDecision, KernelInput, KernelModel, KernelReason, PolicySnapshot,
+};
+use calybris_wal::{DecisionMeta, DecisionRecord};
 
 /// A model with the given id and input price (output price four times it).
 pub fn model(model_id: u32, quality_bps: u16, input_price: u64) -> KernelModel {
@@ -81,4 +86,82 @@ pub use calybris_workload::SplitMix64 as Rng;
 /// fixed default.
 pub fn seed(default: u64) -> u64 {
     calybris_workload::seed_from_env(default)
+}
+
+/// The audit part of a decision record: `input` and `decision` under `policy_digest`,
+/// with both digests computed from them.
+pub fn audit(
+    input: KernelInput,
+    decision: KernelDecision,
+    policy_digest: Digest,
+    meta: DecisionMeta,
+) -> DecisionRecord {
+    DecisionRecord {
+        input,
+        decision,
+        policy_digest,
+        input_digest: input_digest(&input),
+        decision_digest: decision_digest(&decision),
+        meta,
+    }
+}
+
+/// The gate's decision record of `audit` for `tenant` with the budget outcome `budget`.
+pub fn gate_decision(audit: DecisionRecord, tenant: &str, budget: BudgetOutcome) -> GateRecord {
+    GateRecord::Decision(GateDecision {
+        audit,
+        tenant: tenant.into(),
+        budget,
+    })
+}
+
+/// A decision record made up for the fold (no policy prescribed it; the books do not
+/// replay): request `sequence` of `tenant`, a selection of model 1 at `cost` when
+/// `selection`, else a rejection, with the budget outcome `budget`.
+pub fn synthetic_decision(
+    sequence: u64,
+    tenant: &str,
+    cost: u64,
+    selection: bool,
+    budget: BudgetOutcome,
+) -> GateRecord {
+    let input = KernelInput {
+        request_sequence: sequence,
+        requested_model_id: 1,
+        input_tokens: 1,
+        ..KernelInput::default()
+    };
+    let (action, reason) = if selection {
+        (
+            KernelAction::ExecuteRequested,
+            KernelReason::RequestedModelMaximizesUtility,
+        )
+    } else {
+        (KernelAction::Reject, KernelReason::BudgetConstraint)
+    };
+    let decision = KernelDecision {
+        request_sequence: sequence,
+        action,
+        reason,
+        selected_model_id: 1,
+        selected_model_index: 0,
+        estimated_cost_microunits: cost,
+        expected_utility_microunits: 1,
+        counterfactual_model_id: 0,
+        counterfactual_utility_microunits: 0,
+        evaluated_models: 1,
+        eligible_models: 1,
+        policy_epoch: 0,
+        catalog_epoch: 0,
+    };
+    gate_decision(
+        audit(
+            input,
+            decision,
+            Digest::from([0; 32]),
+            DecisionMeta::default(),
+        ),
+        tenant,
+        budget,
+    )
 }

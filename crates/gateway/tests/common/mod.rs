@@ -179,6 +179,18 @@ impl Harness {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POSTs `body` to the chat route with [`KEY`]: the response as it comes (status,
+    /// headers, a body that may stream).
+    pub async fn post_chat(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .body(body)
+            .send()
+            .await
+            .expect("the gateway answers")
+    }
+
     /// POSTs `body` to the chat route with `key`.
     pub async fn chat(&self, key: Option<&str>, body: &str) -> (u16, serde_json::Value) {
         let mut request = self
