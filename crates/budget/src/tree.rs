@@ -484,7 +484,9 @@ impl Node {
 /// reservation path then does no lookup.
 #[derive(Clone)]
 pub struct HoldPlan {
-    nodes: Arc<[Arc<Node>]>,
+    // A plain std `Arc`: the plan is immutable once built, so Loom has nothing
+    // to model in it (and loom's `Arc` does not hold slices).
+    nodes: std::sync::Arc<[Arc<Node>]>,
 }
 
 impl std::fmt::Debug for HoldPlan {

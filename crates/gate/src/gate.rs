@@ -683,6 +683,7 @@ impl Gate {
             },
             tenant: tenant.to_owned(),
             budget,
+            scopes: Vec::new(),
         });
         // On failure the hold is dropped here (released in memory); the gate is
         // poisoned, so the in-memory books are not used again before a reopen.

@@ -117,6 +117,7 @@ mod gate;
 pub mod names;
 pub mod record;
 mod verify;
+pub mod windows;
 
 pub use books::{Books, BooksError, Hold, TenantBooks};
 pub use calybris_wal::Ticket;
