@@ -939,6 +939,69 @@ impl BudgetTree {
         }))
     }
 
+    /// Sets `node`'s current window and its books, for recovery from a log.
+    ///
+    /// Only for a node with no open hold in any window; `books` must balance with
+    /// nothing reserved, no hold open and nothing expired.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::UnknownNode`], or [`TreeError::InvalidSpec`] when the node has
+    /// open holds or `books` is not such a state.
+    pub fn restore_window(&self, node: NodeId, books: &WindowBooks) -> Result<(), TreeError> {
+        let node = self.node(node)?;
+        if books.imbalance() != 0
+            || books.reserved_microcents != 0
+            || books.open_holds != 0
+            || books.expired_microcents != 0
+            || books.remaining_microcents < 0
+            || books.committed_microcents < 0
+        {
+            return Err(TreeError::InvalidSpec("restored books must balance with no hold"));
+        }
+        node.freeze();
+        let busy = node.hot.open_holds.load(Ordering::Relaxed) != 0 || !node.closed.lock().is_empty();
+        if !busy {
+            node.hot.window.store(books.window, Ordering::Relaxed);
+            node.hot
+                .granted
+                .store(books.granted_microcents, Ordering::Relaxed);
+            node.hot
+                .remaining
+                .store(books.remaining_microcents, Ordering::Relaxed);
+            node.hot.reserved.store(0, Ordering::Relaxed);
+            node.hot
+                .committed
+                .store(books.committed_microcents, Ordering::Relaxed);
+            node.hot
+                .fired
+                .store(u64::from(books.fired_mask), Ordering::Relaxed);
+        }
+        node.thaw();
+        if busy {
+            return Err(TreeError::InvalidSpec("the node has open holds"));
+        }
+        Ok(())
+    }
+
+    /// The calendar `node`'s windows follow.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::UnknownNode`].
+    pub fn window_spec(&self, node: NodeId) -> Result<WindowSpec, TreeError> {
+        Ok(self.node(node)?.spec.window)
+    }
+
+    /// `node`'s current window id (one relaxed read).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::UnknownNode`].
+    pub fn current_window(&self, node: NodeId) -> Result<u64, TreeError> {
+        Ok(self.node(node)?.hot.window.load(Ordering::Relaxed))
+    }
+
     /// The books of `node`'s current window (a consistent copy) and of every
     /// closed window that still has open holds, current first.
     ///

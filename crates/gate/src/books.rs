@@ -525,7 +525,8 @@ impl Books {
                 if !decision.is_selection() || cost != 0 {
                     return Err(mismatch("only a selection of zero cost is not priced"));
                 }
-                self.windows.hold(sequence, &record.scopes, 0)?;
+                self.windows
+                    .hold(sequence, &record.scopes, 0, record.audit.meta.recorded_at_unix_ms)?;
                 self.open.insert(
                     sequence,
                     Hold {
@@ -550,7 +551,12 @@ impl Books {
                         remaining_microunits: row.remaining_microunits,
                     });
                 }
-                self.windows.hold(sequence, &record.scopes, held)?;
+                self.windows.hold(
+                    sequence,
+                    &record.scopes,
+                    held,
+                    record.audit.meta.recorded_at_unix_ms,
+                )?;
                 let row = self.row_mut(index);
                 row.remaining_microunits -= held;
                 // Cannot overflow: reserved + remaining <= initial before the move.

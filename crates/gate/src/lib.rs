@@ -123,7 +123,7 @@ pub use books::{Books, BooksError, Hold, TenantBooks};
 pub use calybris_wal::Ticket;
 pub use error::GateError;
 pub use gate::{
-    Admission, CallerMeta, DEFAULT_SNAPSHOT_EVERY_RECORDS, DecisionRef, Gate, GateConfig,
+    Admission, BudgetRoute, CallerMeta, DEFAULT_SNAPSHOT_EVERY_RECORDS, DecisionRef, Gate, GateConfig,
     GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention, START_ANCHOR_FILE,
     Settled,
 };

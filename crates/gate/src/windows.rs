@@ -233,6 +233,27 @@ pub enum WindowError {
         /// The window named.
         named: u64,
     },
+    /// A decision held a node in a window its caller's clock had passed: the reset
+    /// was missed.
+    #[error("budget node {node:?} held in window {held} at a time of window {due}: a missed reset")]
+    MissedReset {
+        /// The node.
+        node: String,
+        /// The window held.
+        held: u64,
+        /// The window of the decision's caller time.
+        due: u64,
+    },
+    /// A reset to a window the caller's clock has not reached.
+    #[error("budget node {node:?} reset to window {to} at a time of window {due}: too early")]
+    EarlyReset {
+        /// The node.
+        node: String,
+        /// The window opened.
+        to: u64,
+        /// The window of the reset's caller time.
+        due: u64,
+    },
     /// A reset's expired amount is not the old window's spendable rest.
     #[error("reset of {node:?} expires {logged}, the window had {remaining} spendable")]
     WrongExpiry {
@@ -462,6 +483,15 @@ impl WindowFold {
                 named: record.to_window,
             });
         }
+        if let Some(due) = window_of(&node.definition, record.recorded_at_unix_ms)
+            && record.to_window > due
+        {
+            return Err(WindowError::EarlyReset {
+                node: record.node.clone(),
+                to: record.to_window,
+                due,
+            });
+        }
         let old = node.windows[&node.current];
         if to_i64(record.expired_microunits)? != old.remaining_microunits {
             return Err(WindowError::WrongExpiry {
@@ -572,7 +602,11 @@ impl WindowFold {
     /// Resolves a decision's scopes and checks they form one key's chain (every
     /// chain node's parent is named too) plus distinct scope nodes, each in its
     /// node's current window.
-    fn resolve(&self, scopes: &[ScopeHold]) -> Result<Vec<(usize, u64)>, WindowError> {
+    fn resolve(
+        &self,
+        scopes: &[ScopeHold],
+        recorded_at_unix_ms: u64,
+    ) -> Result<Vec<(usize, u64)>, WindowError> {
         if scopes.len() > calybris_budget::MAX_PLAN_NODES {
             return Err(WindowError::BadScopes {
                 why: "too many nodes",
@@ -592,6 +626,15 @@ impl WindowFold {
                     node: scope.node.clone(),
                     current: node.current,
                     named: scope.window,
+                });
+            }
+            if let Some(due) = window_of(&node.definition, recorded_at_unix_ms)
+                && scope.window < due
+            {
+                return Err(WindowError::MissedReset {
+                    node: scope.node.clone(),
+                    held: scope.window,
+                    due,
                 });
             }
             out.push((index, scope.window));
@@ -614,7 +657,7 @@ impl WindowFold {
     }
 
     /// Folds the holds of an admitted decision (`amount` is what it holds; zero for
-    /// a decision that held nothing).
+    /// a decision that held nothing), timestamped `recorded_at_unix_ms` by its caller.
     ///
     /// # Errors
     /// [`WindowError`]; nothing changes on error.
@@ -623,11 +666,12 @@ impl WindowFold {
         sequence: u64,
         scopes: &[ScopeHold],
         amount: i64,
+        recorded_at_unix_ms: u64,
     ) -> Result<(), WindowError> {
         if scopes.is_empty() {
             return Ok(());
         }
-        let resolved = self.resolve(scopes)?;
+        let resolved = self.resolve(scopes, recorded_at_unix_ms)?;
         for (index, window) in &resolved {
             let books = &self.nodes[*index].windows[window];
             if books.remaining_microunits < amount {
@@ -758,6 +802,13 @@ impl NodeWindowBooks {
                     || !reached(self.committed_microunits, self.granted_microunits, *bps)
             })
     }
+}
+
+/// The window of `definition`'s calendar at `unix_ms` (`None` before its first window).
+fn window_of(definition: &BudgetDefined, unix_ms: u64) -> Option<u64> {
+    calybris_budget::WindowSpec::from(definition.window)
+        .window_at(unix_ms)
+        .ok()
 }
 
 fn reached(committed: i64, granted: i64, bps: u16) -> bool {
