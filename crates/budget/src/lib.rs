@@ -107,13 +107,13 @@ mod sync;
 mod tenant;
 mod tree;
 
+pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use engine::{
     BudgetEngine, MAX_TENANT_ID_BYTES, MAX_TENANTS, TenantCreation, TenantHandle, TenantLimits,
 };
 pub use error::{BudgetError, ConservationViolation, Refused, RestoreError};
 pub use reservation::{Reservation, ReservationId, Settlement};
 pub use snapshot::{BudgetSnapshot, TenantLedger};
-pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use tenant::MAX_ACTIVE_RESERVATIONS_PER_TENANT;
 pub use tree::{
     AlertEvent, BudgetTree, HoldPlan, MAX_ALERT_THRESHOLDS, MAX_CHAIN_DEPTH, MAX_NODE_NAME_BYTES,

@@ -388,7 +388,9 @@ impl Node {
                 0
             };
             if held > actual {
-                self.hot.remaining.fetch_add(held - actual, Ordering::Relaxed);
+                self.hot
+                    .remaining
+                    .fetch_add(held - actual, Ordering::Relaxed);
             }
             let before = self.hot.open_holds.fetch_sub(1, Ordering::Relaxed);
             debug_assert!(before >= 1);
@@ -491,7 +493,9 @@ pub struct HoldPlan {
 
 impl std::fmt::Debug for HoldPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.nodes.iter().map(|n| n.id)).finish()
+        f.debug_list()
+            .entries(self.nodes.iter().map(|n| n.id))
+            .finish()
     }
 }
 
@@ -610,7 +614,12 @@ impl TreeReservation {
         };
         if let Some(plan) = self.plan.take() {
             for (node, window) in plan.nodes.iter().zip(self.windows.iter()) {
-                node.settle(*window, self.held_microcents, actual, &mut settlement.alerts);
+                node.settle(
+                    *window,
+                    self.held_microcents,
+                    actual,
+                    &mut settlement.alerts,
+                );
             }
         }
         settlement
@@ -957,10 +966,13 @@ impl BudgetTree {
             || books.remaining_microcents < 0
             || books.committed_microcents < 0
         {
-            return Err(TreeError::InvalidSpec("restored books must balance with no hold"));
+            return Err(TreeError::InvalidSpec(
+                "restored books must balance with no hold",
+            ));
         }
         node.freeze();
-        let busy = node.hot.open_holds.load(Ordering::Relaxed) != 0 || !node.closed.lock().is_empty();
+        let busy =
+            node.hot.open_holds.load(Ordering::Relaxed) != 0 || !node.closed.lock().is_empty();
         if !busy {
             node.hot.window.store(books.window, Ordering::Relaxed);
             node.hot

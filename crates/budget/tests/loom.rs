@@ -308,7 +308,10 @@ fn two_level_reservation_races_a_reset() {
         if team_window == 0 {
             // Held before the reset: the new window is untouched; the reset
             // expired 10 - 6 (hold open) or 10 - 5 (already committed).
-            assert_eq!((now.remaining_microcents, now.committed_microcents), (10, 0));
+            assert_eq!(
+                (now.remaining_microcents, now.committed_microcents),
+                (10, 0)
+            );
             assert!(matches!(reset.expired_microcents, 4 | 5), "{reset:?}");
             assert_eq!(reset.open_holds, u64::from(reset.expired_microcents == 4));
         } else {

@@ -271,7 +271,10 @@ fn run(spec: &[GenNode], ops: &[Op]) -> Result<(), TestCaseError> {
                     }
                 }
             }
-            Op::Commit { open: i, actual_pct } => {
+            Op::Commit {
+                open: i,
+                actual_pct,
+            } => {
                 if open.is_empty() {
                     continue;
                 }

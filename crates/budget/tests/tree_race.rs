@@ -59,8 +59,13 @@ fn run(seed: u64) {
         .expect("valid");
     let keys: Vec<NodeId> = (0..KEYS)
         .map(|k| {
-            tree.define(node(&format!("key{k}"), Some(team), NodeScope::Chain, KEY_LIMIT))
-                .expect("valid")
+            tree.define(node(
+                &format!("key{k}"),
+                Some(team),
+                NodeScope::Chain,
+                KEY_LIMIT,
+            ))
+            .expect("valid")
         })
         .collect();
     let model = tree
@@ -125,7 +130,12 @@ fn run(seed: u64) {
                 window += 1;
                 let reset = tree.advance_window(team, window).expect("forward");
                 assert!(reset.is_some(), "each window is opened once");
-                assert!(tree.books(team).expect("exists").iter().all(|b| b.imbalance() == 0));
+                assert!(
+                    tree.books(team)
+                        .expect("exists")
+                        .iter()
+                        .all(|b| b.imbalance() == 0)
+                );
             }
             window
         });
@@ -179,7 +189,10 @@ fn run(seed: u64) {
     assert_eq!(team_books.len(), 1);
     assert_eq!(
         team_books[0].committed_microcents,
-        tallies.get(&(team, team_books[0].window)).copied().unwrap_or(0)
+        tallies
+            .get(&(team, team_books[0].window))
+            .copied()
+            .unwrap_or(0)
     );
     // Every alert is unique per (node, window, threshold).
     let mut seen = std::collections::HashSet::new();

@@ -525,8 +525,12 @@ impl Books {
                 if !decision.is_selection() || cost != 0 {
                     return Err(mismatch("only a selection of zero cost is not priced"));
                 }
-                self.windows
-                    .hold(sequence, &record.scopes, 0, record.audit.meta.recorded_at_unix_ms)?;
+                self.windows.hold(
+                    sequence,
+                    &record.scopes,
+                    0,
+                    record.audit.meta.recorded_at_unix_ms,
+                )?;
                 self.open.insert(
                     sequence,
                     Hold {

@@ -24,13 +24,13 @@ use parking_lot::{Mutex, RwLock};
 use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
 use crate::names::NameMap;
-use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
 use crate::record::{
     BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
     LeaseRefusal, LimitsChanged, LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES,
     OpenHold, OutcomeRecord, PolicyNames, PromotionRecord, SettlementKind, SettlementRecord,
     SnapshotTenant, TenantCreated, TopUp,
 };
+use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
 
 /// The log's directory inside a gate directory.
 pub const LOG_DIR: &str = "log";
@@ -667,7 +667,9 @@ impl Gate {
                 ..definition.clone()
             };
             let id = self.define_node(&definition)?;
-            let Some(window) = fold.books(&definition.node).and_then(|all| all.first().copied())
+            let Some(window) = fold
+                .books(&definition.node)
+                .and_then(|all| all.first().copied())
             else {
                 continue;
             };
@@ -951,15 +953,18 @@ impl Gate {
         let (mut budget, mut hold) = self.reserve(tenant, &decision)?;
         let mut tree_hold = None;
         let mut scopes = Vec::new();
-        if let (Some((key, extra)), BudgetOutcome::Reserved { amount_microunits }) =
-            (route, budget)
+        if let (Some((key, extra)), BudgetOutcome::Reserved { amount_microunits }) = (route, budget)
         {
             let model_name = self
                 .inner
                 .names
                 .lock()
                 .as_ref()
-                .and_then(|names| names.model_name(decision.selected_model_id).map(str::to_owned))
+                .and_then(|names| {
+                    names
+                        .model_name(decision.selected_model_id)
+                        .map(str::to_owned)
+                })
                 .unwrap_or_else(|| decision.selected_model_id.to_string());
             let mut plan_scopes = extra;
             if let Some(model) = self.inner.model_scopes.read().get(&model_name)
@@ -1263,7 +1268,9 @@ impl Gate {
         // Free after: the refund or release happens once the record has its place.
         if let Some(tree_hold) = entry.tree_hold.take() {
             let settlement = match kind {
-                SettlementKind::Commit { actual_microunits } => tree_hold.commit(to_i64(actual_microunits)?)?,
+                SettlementKind::Commit { actual_microunits } => {
+                    tree_hold.commit(to_i64(actual_microunits)?)?
+                }
                 _ => tree_hold.release(),
             };
             for alert in &settlement.alerts {

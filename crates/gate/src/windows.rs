@@ -371,11 +371,7 @@ impl WindowFold {
                 holds
                     .iter()
                     .map(|(node, window, amount)| {
-                        (
-                            self.nodes[*node].definition.node.as_str(),
-                            *window,
-                            *amount,
-                        )
+                        (self.nodes[*node].definition.node.as_str(), *window, *amount)
                     })
                     .collect(),
             )
@@ -683,12 +679,13 @@ impl WindowFold {
             }
         }
         for (index, window) in &resolved {
-            let books = self.nodes[*index]
-                .windows
-                .get_mut(window)
-                .ok_or(WindowError::BadScopes {
-                    why: "window vanished",
-                })?;
+            let books =
+                self.nodes[*index]
+                    .windows
+                    .get_mut(window)
+                    .ok_or(WindowError::BadScopes {
+                        why: "window vanished",
+                    })?;
             books.remaining_microunits -= amount;
             books.reserved_microunits += amount;
             books.open_holds += 1;
@@ -794,13 +791,10 @@ impl NodeWindowBooks {
     /// Whether no more alert can be due in this window (every reached threshold
     /// has fired), so a closed window with no open holds can be forgotten.
     fn fired_complete(&self, thresholds: &[u16]) -> bool {
-        thresholds
-            .iter()
-            .enumerate()
-            .all(|(bit, bps)| {
-                self.fired_mask & (1 << bit) != 0
-                    || !reached(self.committed_microunits, self.granted_microunits, *bps)
-            })
+        thresholds.iter().enumerate().all(|(bit, bps)| {
+            self.fired_mask & (1 << bit) != 0
+                || !reached(self.committed_microunits, self.granted_microunits, *bps)
+        })
     }
 }
 

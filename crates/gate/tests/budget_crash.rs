@@ -135,11 +135,15 @@ fn child(dir: &Path, seed: u64) -> ! {
 fn check_after_kill(dir: &Path, context: &str) -> (u64, u64) {
     let gate = Gate::open(config(dir)).unwrap_or_else(|e| panic!("{context}: reopen: {e}"));
     let team_window = gate.budget_books("team").ok().map(|books| books[0].window);
-    gate.close().unwrap_or_else(|e| panic!("{context}: close: {e}"));
+    gate.close()
+        .unwrap_or_else(|e| panic!("{context}: close: {e}"));
     let report = verify_dir(dir, &VerifyOptions::default())
         .unwrap_or_else(|e| panic!("{context}: the directory does not verify: {e}"));
     assert!(report.conservation.balanced, "{context}");
-    assert_eq!(report.open_holds, 0, "{context}: reopen released every hold");
+    assert_eq!(
+        report.open_holds, 0,
+        "{context}: reopen released every hold"
+    );
     let reader = SegmentedReader::<GateRecord>::open(&dir.join(calybris_gate::LOG_DIR), None, None)
         .unwrap_or_else(|e| panic!("{context}: read the log: {e}"));
     let mut resets = HashSet::new();
@@ -235,7 +239,10 @@ fn main() {
             alerts_total += alerts;
         }
     }
-    assert!(resets_total > kills, "seed {seed:#x}: too few resets ({resets_total})");
+    assert!(
+        resets_total > kills,
+        "seed {seed:#x}: too few resets ({resets_total})"
+    );
     assert!(alerts_total > 0, "seed {seed:#x}: no alert fired");
     println!(
         "budget crash: {kills} kills, {resets_total} window resets and {alerts_total} alerts checked, seed {seed:#x}, {:.1} s",

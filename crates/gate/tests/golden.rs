@@ -12,13 +12,13 @@ use calybris_gate::record::{
     BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
     PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
-use calybris_gate::{
-    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
-    GateRecord, LeaseRefusal, SettlementKind,
-};
 use calybris_gate::windows::{
     AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
     WindowResetRecord,
+};
+use calybris_gate::{
+    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
+    GateRecord, LeaseRefusal, SettlementKind,
 };
 use calybris_kernel::PolicySnapshot;
 use calybris_wal::{DecisionMeta, DecisionRecord, PolicyRecord};
@@ -276,7 +276,9 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
     // alert fired, budget top-up
     assert_eq!(
         codes,
-        [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16]
+        [
+            2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16
+        ]
     );
 }
 

@@ -9,7 +9,9 @@ use calybris_gate::windows::{
     AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
     WindowError, WindowResetRecord,
 };
-use calybris_gate::{Books, BooksError, BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind};
+use calybris_gate::{
+    Books, BooksError, BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind,
+};
 use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelReason};
 use calybris_wal::{DecisionMeta, DecisionRecord};
 
@@ -222,10 +224,7 @@ fn the_binding_level_refuses_in_log_order() {
     .expect("a refusal names its node");
     // Not a key with its ancestors: the team is missing from the chain.
     assert!(matches!(
-        apply(
-            &mut books,
-            &reserved(8, 1, &[("org", 10), ("key", 10)])
-        ),
+        apply(&mut books, &reserved(8, 1, &[("org", 10), ("key", 10)])),
         Err(BooksError::Windows(WindowError::BadScopes { .. }))
     ));
     // An alert not reached yet is refused.
@@ -253,17 +252,19 @@ fn the_binding_level_refuses_in_log_order() {
         (150, 40, 110)
     );
     // The overrun path is refused for a decision holding budget nodes.
-    assert!(apply(
-        &mut books,
-        &GateRecord::Settlement(SettlementRecord {
-            decision_sequence: 6,
-            tenant: "t".into(),
-            kind: SettlementKind::CommitWithOverrun {
-                actual_microunits: 80,
-            },
-        })
-    )
-    .is_err());
+    assert!(
+        apply(
+            &mut books,
+            &GateRecord::Settlement(SettlementRecord {
+                decision_sequence: 6,
+                tenant: "t".into(),
+                kind: SettlementKind::CommitWithOverrun {
+                    actual_microunits: 80,
+                },
+            })
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -278,5 +279,11 @@ fn definitions_are_checked() {
         assert!(apply(&mut books, &bad).is_err(), "{bad:?}");
     }
     apply(&mut books, &node("sub", Some("key"), BudgetScope::Chain, 1)).expect("depth 4");
-    assert!(apply(&mut books, &node("too-deep", Some("sub"), BudgetScope::Chain, 1)).is_err());
+    assert!(
+        apply(
+            &mut books,
+            &node("too-deep", Some("sub"), BudgetScope::Chain, 1)
+        )
+        .is_err()
+    );
 }
