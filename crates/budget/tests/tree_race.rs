@@ -155,6 +155,16 @@ fn run(seed: u64) {
         (all, refused)
     });
     assert!(refused_by_team > 0, "the team budget was binding");
+    // The org (node 0) is taken before the team (node 1) in every plan, so every
+    // refusal by the team rolled the org back: partial holds were seen and undone.
+    let stats = tree.stats();
+    assert!(stats.rollbacks >= refused_by_team, "{stats:?}");
+    println!(
+        "tree_race: {refused_by_team} refusals by the team, {} rollbacks of {} node holds, of {} attempts",
+        stats.rollbacks,
+        stats.nodes_rolled_back,
+        THREADS as u64 * OPS_PER_THREAD
+    );
     tree.verify_conservation().expect("every window balances");
     // Never overspent, at any level, in any window.
     let mut team_windows = 0;
