@@ -57,8 +57,15 @@ pub const MAX_TREE_NODES: usize = 1 << 20;
 /// The longest node name, in bytes.
 pub const MAX_NODE_NAME_BYTES: usize = 256;
 
+// The gate word of a node: bits 0..32 count operations in flight, bits 32..62 the
+// holds open in the current window, bit 62 is set while a reset or a copy holds the
+// node still. Counting open holds in the word the operation already writes saves a
+// read-modify-write per node on reserve and on settle.
 const IN_FLIGHT_ONE: u64 = 1;
 const IN_FLIGHT_MASK: u64 = 0xFFFF_FFFF;
+const OPEN_SHIFT: u32 = 32;
+const OPEN_ONE: u64 = 1 << OPEN_SHIFT;
+const OPEN_MASK: u64 = ((1 << 30) - 1) << OPEN_SHIFT;
 const FROZEN: u64 = 1 << 62;
 
 /// A node's position in its tree (assigned in definition order).
@@ -148,7 +155,8 @@ pub enum TreeError {
         /// The refused amount.
         amount_microcents: i64,
     },
-    /// A node could not cover the reservation: the refusal names it.
+    /// A node could not cover the reservation (or already has 2^30 - 1 holds open
+    /// in its window): the refusal names it.
     #[error(
         "node {node_name:?} ({scope_kind}, depth {depth}) has {remaining_microcents} of {requested_microcents} requested"
     )]
@@ -271,7 +279,6 @@ struct Hot {
     reserved: AtomicI64,
     committed: AtomicI64,
     granted: AtomicI64,
-    open_holds: AtomicU64,
     fired: AtomicU64,
 }
 
@@ -285,10 +292,17 @@ struct Node {
 }
 
 impl Node {
-    fn enter(&self) {
+    /// Enters as one more operation in flight, and with `open` one more open hold;
+    /// `false` if the node already has the most open holds the word counts.
+    fn enter(&self, open: bool) -> bool {
         let gate = &self.hot.gate;
         let mut current = gate.load(Ordering::Relaxed);
         let mut attempt = 0_u32;
+        let delta = if open {
+            IN_FLIGHT_ONE + OPEN_ONE
+        } else {
+            IN_FLIGHT_ONE
+        };
         loop {
             if current & FROZEN != 0 || current & IN_FLIGHT_MASK == IN_FLIGHT_MASK {
                 wait_a_little(attempt);
@@ -296,21 +310,31 @@ impl Node {
                 current = reload(gate, Ordering::Relaxed);
                 continue;
             }
+            if open && current & OPEN_MASK == OPEN_MASK {
+                return false;
+            }
             match gate.compare_exchange_weak(
                 current,
-                current + IN_FLIGHT_ONE,
+                current + delta,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(seen) => current = seen,
             }
         }
     }
 
-    fn leave(&self) {
-        let before = self.hot.gate.fetch_sub(IN_FLIGHT_ONE, Ordering::Release);
+    /// Leaves, closing one open hold of the current window when `close` is set.
+    fn leave(&self, close: bool) {
+        let delta = if close {
+            IN_FLIGHT_ONE + OPEN_ONE
+        } else {
+            IN_FLIGHT_ONE
+        };
+        let before = self.hot.gate.fetch_sub(delta, Ordering::Release);
         debug_assert!(before & IN_FLIGHT_MASK >= 1);
+        debug_assert!(!close || before & OPEN_MASK >= OPEN_ONE);
     }
 
     fn freeze(&self) {
@@ -350,13 +374,15 @@ impl Node {
     /// spendable.
     fn hold(&self, amount: i64) -> Result<u64, i64> {
         debug_assert!(amount > 0);
-        self.enter();
+        if !self.enter(true) {
+            return Err(self.hot.remaining.load(Ordering::Relaxed));
+        }
         let window = self.hot.window.load(Ordering::Relaxed);
         let remaining = &self.hot.remaining;
         let mut current = remaining.load(Ordering::Relaxed);
         loop {
             if current < amount {
-                self.leave();
+                self.leave(true);
                 return Err(current);
             }
             match remaining.compare_exchange_weak(
@@ -371,15 +397,15 @@ impl Node {
         }
         // Cannot overflow: remaining + reserved <= granted before the debit.
         self.hot.reserved.fetch_add(amount, Ordering::Relaxed);
-        self.hot.open_holds.fetch_add(1, Ordering::Relaxed);
-        self.leave();
+        self.leave(false);
         Ok(window)
     }
 
     /// Settles a hold of `held` taken in `window`, spending `actual <= held`.
     fn settle(&self, window: u64, held: i64, actual: i64, alerts: &mut Vec<AlertEvent>) {
         debug_assert!(0 <= actual && actual <= held);
-        self.enter();
+        let entered = self.enter(false);
+        debug_assert!(entered, "only an opening entry can be refused");
         if self.hot.window.load(Ordering::Relaxed) == window {
             self.hot.reserved.fetch_sub(held, Ordering::Relaxed);
             let committed = if actual > 0 {
@@ -392,8 +418,6 @@ impl Node {
                     .remaining
                     .fetch_add(held - actual, Ordering::Relaxed);
             }
-            let before = self.hot.open_holds.fetch_sub(1, Ordering::Relaxed);
-            debug_assert!(before >= 1);
             if actual > 0 && !self.spec.alert_thresholds_bps.is_empty() {
                 let granted = self.hot.granted.load(Ordering::Relaxed);
                 let fired = &self.hot.fired;
@@ -404,10 +428,10 @@ impl Node {
                     }
                 }
             }
-            self.leave();
+            self.leave(true);
             return;
         }
-        self.leave();
+        self.leave(false);
         // The window was closed by a reset after the hold: settle in its record,
         // which the reset filed before letting anyone in again.
         let mut closed = self.closed.lock();
@@ -474,7 +498,8 @@ impl Node {
             reserved_microcents: self.hot.reserved.load(Ordering::Relaxed),
             committed_microcents: self.hot.committed.load(Ordering::Relaxed),
             expired_microcents: 0,
-            open_holds: self.hot.open_holds.load(Ordering::Relaxed),
+            // Exact only while the node is held still (every caller freezes it).
+            open_holds: (self.hot.gate.load(Ordering::Relaxed) & OPEN_MASK) >> OPEN_SHIFT,
             fired_mask: u32::try_from(self.hot.fired.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
         }
     }
@@ -708,7 +733,6 @@ impl BudgetTree {
                 reserved: AtomicI64::new(0),
                 committed: AtomicI64::new(0),
                 granted: AtomicI64::new(spec.limit_microcents),
-                open_holds: AtomicU64::new(0),
                 fired: AtomicU64::new(0),
             },
             id,
@@ -871,12 +895,13 @@ impl BudgetTree {
             return Err(TreeError::InvalidAmount { amount_microcents });
         }
         let node = self.node(node)?;
-        node.enter();
+        let entered = node.enter(false);
+        debug_assert!(entered, "only an opening entry can be refused");
         let granted = &node.hot.granted;
         let mut current = granted.load(Ordering::Relaxed);
         loop {
             let Some(next) = current.checked_add(amount_microcents) else {
-                node.leave();
+                node.leave(false);
                 return Err(TreeError::Overflow);
             };
             match granted.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -888,7 +913,7 @@ impl BudgetTree {
         node.hot
             .remaining
             .fetch_add(amount_microcents, Ordering::Relaxed);
-        node.leave();
+        node.leave(false);
         Ok(())
     }
 
@@ -936,7 +961,9 @@ impl BudgetTree {
         node.hot.remaining.store(limit, Ordering::Relaxed);
         node.hot.reserved.store(0, Ordering::Relaxed);
         node.hot.committed.store(0, Ordering::Relaxed);
-        node.hot.open_holds.store(0, Ordering::Relaxed);
+        // The open holds moved to the closed window's record: none is open in the
+        // new window (nothing is in flight while the node is frozen).
+        node.hot.gate.fetch_and(!OPEN_MASK, Ordering::Relaxed);
         node.hot.fired.store(0, Ordering::Relaxed);
         node.thaw();
         Ok(Some(WindowReset {
@@ -971,8 +998,7 @@ impl BudgetTree {
             ));
         }
         node.freeze();
-        let busy =
-            node.hot.open_holds.load(Ordering::Relaxed) != 0 || !node.closed.lock().is_empty();
+        let busy = node.current_books().open_holds != 0 || !node.closed.lock().is_empty();
         if !busy {
             node.hot.window.store(books.window, Ordering::Relaxed);
             node.hot
