@@ -287,3 +287,86 @@ fn definitions_are_checked() {
         .is_err()
     );
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// The running gate: a reset is logged when the caller's clock passes the boundary,
+/// a hold open across it settles in its own window, the team refuses by name, an
+/// alert is logged and published, and a reopen rebuilds the node in its window.
+#[test]
+fn the_gate_resets_on_the_callers_clock_and_settles_in_the_old_window() {
+    use calybris_gate::{BudgetRoute, CallerMeta, Gate, GateConfig, VerifyOptions, verify_dir};
+    let dir = common::TempDir::new("windows-gate");
+    let config = || {
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0)
+    };
+    let gate = Gate::open(config()).expect("opens");
+    let fixed = |name: &str, parent: Option<&str>, limit| BudgetDefined {
+        node: name.into(),
+        parent: parent.map(Into::into),
+        scope: BudgetScope::Chain,
+        limit_microunits: limit,
+        window: BudgetWindow::Fixed {
+            duration_ms: 1_000,
+            origin_unix_ms: 0,
+        },
+        start_window: 1,
+        alert_thresholds_bps: vec![5_000],
+    };
+    for node in [
+        fixed("org", None, 1_000_000),
+        fixed("team", Some("org"), 2_000),
+        fixed("key", Some("team"), 1_000_000),
+    ] {
+        let _ticket = gate.define_budget(&node).expect("valid");
+    }
+    let alerts = gate.subscribe_alerts();
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let at = |ms| CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    };
+    // Model 2 is selected: 1,500 per request.
+    let first = gate
+        .decide_budgeted("t", common::request(1, 2), at(1_500), &route)
+        .expect("decides");
+    assert!(first.is_admitted());
+    let second = gate
+        .decide_budgeted("t", common::request(2, 2), at(1_600), &route)
+        .expect("decides");
+    assert!(!second.is_admitted(), "the team has 500 left");
+    drop(second);
+    let third = gate
+        .decide_budgeted("t", common::request(3, 2), at(2_500), &route)
+        .expect("decides");
+    assert!(third.is_admitted(), "window 2 opened with a fresh 2,000");
+    gate.settle(first, 1_500).expect("settles");
+    let alert = alerts
+        .try_recv()
+        .expect("the team's 50 % alert of window 1");
+    assert_eq!((alert.window, alert.threshold_bps), (1, 5_000));
+    let team = gate.budget_books("team").expect("defined");
+    assert_eq!(team.len(), 1, "window 1 is settled and forgotten");
+    assert_eq!((team[0].window, team[0].reserved_microcents), (2, 1_500));
+    drop(third);
+    gate.close().expect("closes");
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.conservation.balanced);
+    let gate = Gate::open(config()).expect("reopens");
+    let team = gate.budget_books("team").expect("rebuilt");
+    assert_eq!(
+        (
+            team[0].window,
+            team[0].remaining_microcents,
+            team[0].reserved_microcents
+        ),
+        (2, 2_000, 0)
+    );
+    gate.close().expect("closes");
+}
