@@ -323,6 +323,8 @@ struct Inner {
     /// Model-scope nodes by model name (checked for a window change before every
     /// routed decision, since the model is known only after the kernel chose it).
     model_scopes: RwLock<HashMap<String, NodeId>>,
+    /// Provider-scope nodes by provider name (likewise).
+    provider_scopes: RwLock<HashMap<String, NodeId>>,
     /// Serialises tenant creation, top-ups and limit changes (rare, and checked
     /// before they are logged).
     admin: Mutex<()>,
@@ -509,6 +511,7 @@ impl Gate {
                 .collect(),
             tree: BudgetTree::new(),
             model_scopes: RwLock::new(HashMap::new()),
+            provider_scopes: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             next_snapshot_at: AtomicU64::new(records.saturating_add(config.snapshot_every_records)),
@@ -772,8 +775,9 @@ impl Gate {
     /// Decides one request like [`decide_with`](Self::decide_with), also holding the
     /// estimated cost on every budget node of `route`: the key, its ancestors, the
     /// model scope of the selected model (a [`BudgetScope::Model`] node named by the
-    /// policy's model name, or by the model id in decimal without names), and the
-    /// route's further scopes. All or none: a node that cannot cover it refuses the
+    /// policy's model name, or by the model id in decimal without names), the
+    /// provider scope of its provider ([`BudgetScope::Provider`], likewise by name or
+    /// decimal id), and the route's further scopes (tags). All or none: a node that cannot cover it refuses the
     /// decision, which is logged as [`BudgetOutcome::Insufficient`] naming that node
     /// in [`GateDecision::scopes`].
     ///
@@ -802,6 +806,7 @@ impl Gate {
         let plan = self.inner.tree.plan(key, &scopes)?;
         let mut due: Vec<NodeId> = plan.nodes().collect();
         due.extend(self.inner.model_scopes.read().values().copied());
+        due.extend(self.inner.provider_scopes.read().values().copied());
         self.advance_nodes(&due, caller.recorded_at_unix_ms)?;
         self.decide_routed(tenant, input, caller, Some((key, scopes)))
     }
@@ -901,8 +906,14 @@ impl Gate {
             start_window: definition.start_window,
             alert_thresholds_bps: definition.alert_thresholds_bps.clone(),
         })?;
-        if let BudgetScope::Model(name) = &definition.scope {
-            self.inner.model_scopes.write().insert(name.clone(), id);
+        match &definition.scope {
+            BudgetScope::Model(name) => {
+                self.inner.model_scopes.write().insert(name.clone(), id);
+            }
+            BudgetScope::Provider(name) => {
+                self.inner.provider_scopes.write().insert(name.clone(), id);
+            }
+            BudgetScope::Chain | BudgetScope::Tag(_) => {}
         }
         Ok(id)
     }
@@ -955,22 +966,38 @@ impl Gate {
         let mut scopes = Vec::new();
         if let (Some((key, extra)), BudgetOutcome::Reserved { amount_microunits }) = (route, budget)
         {
-            let model_name = self
-                .inner
-                .names
-                .lock()
-                .as_ref()
-                .and_then(|names| {
+            let selected = decision.selected_model_id;
+            let provider = policy
+                .snapshot()
+                .models()
+                .iter()
+                .find(|model| model.model_id == selected)
+                .map(|model| model.provider_id);
+            let (model_name, provider_name) = {
+                let names = self.inner.names.lock();
+                let names = names.as_ref();
+                (
                     names
-                        .model_name(decision.selected_model_id)
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| decision.selected_model_id.to_string());
+                        .and_then(|n| n.model_name(selected).map(str::to_owned))
+                        .unwrap_or_else(|| selected.to_string()),
+                    provider.map(|id| {
+                        names
+                            .and_then(|n| n.provider_name(id).map(str::to_owned))
+                            .unwrap_or_else(|| id.to_string())
+                    }),
+                )
+            };
             let mut plan_scopes = extra;
             if let Some(model) = self.inner.model_scopes.read().get(&model_name)
                 && !plan_scopes.contains(model)
             {
                 plan_scopes.push(*model);
+            }
+            if let Some(name) = provider_name
+                && let Some(node) = self.inner.provider_scopes.read().get(&name)
+                && !plan_scopes.contains(node)
+            {
+                plan_scopes.push(*node);
             }
             let plan = self.inner.tree.plan(key, &plan_scopes)?;
             match self

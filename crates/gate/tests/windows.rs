@@ -320,6 +320,11 @@ fn the_gate_resets_on_the_callers_clock_and_settles_in_the_old_window() {
         fixed("org", None, 1_000_000),
         fixed("team", Some("org"), 2_000),
         fixed("key", Some("team"), 1_000_000),
+        // Provider 0 serves both models; without names it is named "0".
+        BudgetDefined {
+            scope: BudgetScope::Provider("0".into()),
+            ..fixed("provider-0", None, 1_000_000)
+        },
     ] {
         let _ticket = gate.define_budget(&node).expect("valid");
     }
@@ -337,6 +342,11 @@ fn the_gate_resets_on_the_callers_clock_and_settles_in_the_old_window() {
         .decide_budgeted("t", common::request(1, 2), at(1_500), &route)
         .expect("decides");
     assert!(first.is_admitted());
+    let provider = gate.budget_books("provider-0").expect("defined");
+    assert_eq!(
+        provider[0].reserved_microcents, 1_500,
+        "the provider scope is held"
+    );
     let second = gate
         .decide_budgeted("t", common::request(2, 2), at(1_600), &route)
         .expect("decides");
