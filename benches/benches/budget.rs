@@ -209,11 +209,112 @@ fn durable_four_threads(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The budget tree (issue 14): reserve + commit through org -> team -> key plus one
+/// model scope (four nodes, all or none), next to the flat tenant path by handle.
+/// Run alone with `cargo bench -p calybris-benches --bench budget -- budget_tree`.
+///
+/// One thread: one key. Four threads: the flat path has four threads on one tenant;
+/// the tree has four keys under one team, so the team, the org and the model node
+/// are shared by all four threads (the contended case a gateway has).
+fn tree(c: &mut Criterion) {
+    use calybris_budget::{BudgetTree, NodeId, NodeScope, NodeSpec, WindowSpec};
+    const THREADS: usize = 4;
+    let spec = |name: &str, parent: Option<NodeId>, scope: NodeScope| NodeSpec {
+        name: name.to_owned(),
+        parent,
+        scope,
+        limit_microcents: INITIAL_MICROCENTS,
+        window: WindowSpec::Daily {
+            utc_offset_minutes: 0,
+        },
+        start_window: 0,
+        alert_thresholds_bps: vec![5_000, 8_000, 10_000],
+    };
+    let tree = BudgetTree::new();
+    let org = tree
+        .define(spec("org", None, NodeScope::Chain))
+        .expect("valid");
+    let team = tree
+        .define(spec("team", Some(org), NodeScope::Chain))
+        .expect("valid");
+    let model = tree
+        .define(spec("model", None, NodeScope::Model("large".to_owned())))
+        .expect("valid");
+    let plans: Vec<_> = (0..THREADS)
+        .map(|k| {
+            let key = tree
+                .define(spec(&format!("key{k}"), Some(team), NodeScope::Chain))
+                .expect("valid");
+            tree.plan(key, &[model]).expect("valid")
+        })
+        .collect();
+    let engine = ours(&["acme"]);
+    let handle = engine.tenant("acme").expect("tenant exists");
+    let tree_pair = |plan: &calybris_budget::HoldPlan| {
+        let hold = tree
+            .try_reserve(black_box(plan), black_box(HOLD_MICROCENTS))
+            .expect("budget never runs out");
+        let settled = hold.commit(black_box(ACTUAL_MICROCENTS));
+        black_box(settled.is_ok());
+    };
+    let mut group = c.benchmark_group("budget_tree_one_thread");
+    group.bench_function("flat_by_handle", |b| b.iter(|| ours_by_handle(&handle)));
+    group.bench_function("tree_3_levels_1_scope", |b| b.iter(|| tree_pair(&plans[0])));
+    group.finish();
+    let mut group = c.benchmark_group("budget_tree_four_threads");
+    group.bench_function("flat_by_handle_one_tenant", |b| {
+        b.iter_custom(|iters| {
+            n_threads(THREADS, iters, &|_, n| {
+                for _ in 0..n {
+                    ours_by_handle(&handle);
+                }
+            })
+        })
+    });
+    group.bench_function("tree_3_levels_1_scope_shared_team", |b| {
+        b.iter_custom(|iters| {
+            n_threads(THREADS, iters, &|index, n| {
+                for _ in 0..n {
+                    tree_pair(&plans[index]);
+                }
+            })
+        })
+    });
+    group.finish();
+    assert_eq!(engine.verify_conservation(), Ok(()));
+    assert!(tree.verify_conservation().is_ok());
+}
+
+/// Runs `work(thread_index, iters)` on `threads` threads started together; returns
+/// the wall time of the slowest.
+fn n_threads(threads: usize, iters: u64, work: &(dyn Fn(usize, u64) + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|index| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(index, iters);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("bench thread does not panic"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
 criterion_group!(
     benches,
     one_thread,
     two_threads_two_tenants,
     two_threads_one_tenant,
-    durable_four_threads
+    durable_four_threads,
+    tree
 );
 criterion_main!(benches);

@@ -98,13 +98,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod calendar;
 mod engine;
 mod error;
 mod reservation;
 mod snapshot;
 mod sync;
 mod tenant;
+mod tree;
 
+pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use engine::{
     BudgetEngine, MAX_TENANT_ID_BYTES, MAX_TENANTS, TenantCreation, TenantHandle, TenantLimits,
 };
@@ -112,6 +115,11 @@ pub use error::{BudgetError, ConservationViolation, Refused, RestoreError};
 pub use reservation::{Reservation, ReservationId, Settlement};
 pub use snapshot::{BudgetSnapshot, TenantLedger};
 pub use tenant::MAX_ACTIVE_RESERVATIONS_PER_TENANT;
+pub use tree::{
+    AlertEvent, BudgetTree, HoldPlan, MAX_ALERT_THRESHOLDS, MAX_CHAIN_DEPTH, MAX_NODE_NAME_BYTES,
+    MAX_PLAN_NODES, MAX_PLAN_SCOPES, MAX_TREE_NODES, NodeId, NodeScope, NodeSpec, TreeError,
+    TreeReservation, TreeSettlement, TreeStats, WindowBooks, WindowReset,
+};
 
 /// Microcents in one cent: amounts are `i64` microcents throughout.
 pub const MICROCENTS_PER_CENT: i64 = 1_000_000;

@@ -263,3 +263,68 @@ fn commit_and_release_race_with_a_snapshot() {
         );
     });
 }
+
+/// A key -> team reservation races a reset of the team's window: whichever way it
+/// falls, the hold settles in the window it was taken in, the reset expires exactly
+/// what was spendable at its instant, and every window balances.
+#[test]
+fn two_level_reservation_races_a_reset() {
+    use calybris_budget::{BudgetTree, NodeScope, NodeSpec, WindowSpec};
+    loom::model(|| {
+        let tree = Arc::new(BudgetTree::new());
+        let spec = |name: &str, parent, limit| NodeSpec {
+            name: name.to_owned(),
+            parent,
+            scope: NodeScope::Chain,
+            limit_microcents: limit,
+            window: WindowSpec::Lifetime,
+            start_window: 0,
+            alert_thresholds_bps: vec![5_000],
+        };
+        let team = tree.define(spec("team", None, 10)).expect("valid");
+        let key = tree.define(spec("key", Some(team), 10)).expect("valid");
+        let plan = tree.plan(key, &[]).expect("valid");
+        let resetter = {
+            let tree = Arc::clone(&tree);
+            thread::spawn(move || {
+                tree.advance_window(team, 1)
+                    .expect("forward")
+                    .expect("opened once")
+            })
+        };
+        let hold = tree.try_reserve(&plan, 6).expect("both levels cover 6");
+        let team_window = hold
+            .windows()
+            .find(|(node, _)| *node == team)
+            .map(|(_, window)| window)
+            .expect("the team is held");
+        let settled = hold.commit(5).expect("within the hold");
+        let reset = resetter.join().expect("no panic");
+        tree.verify_conservation().expect("every window balances");
+        let books = tree.books(team).expect("exists");
+        assert_eq!(books.len(), 1, "no hold is left open");
+        let now = books[0];
+        assert_eq!(now.window, 1);
+        if team_window == 0 {
+            // Held before the reset: the new window is untouched; the reset
+            // expired 10 - 6 (hold open) or 10 - 5 (already committed).
+            assert_eq!(
+                (now.remaining_microcents, now.committed_microcents),
+                (10, 0)
+            );
+            assert!(matches!(reset.expired_microcents, 4 | 5), "{reset:?}");
+            assert_eq!(reset.open_holds, u64::from(reset.expired_microcents == 4));
+        } else {
+            assert_eq!(team_window, 1);
+            assert_eq!((now.remaining_microcents, now.committed_microcents), (5, 5));
+            assert_eq!(reset.expired_microcents, 10);
+        }
+        // 5 of 10 is 50 %: the team's alert fires once, in the hold's window.
+        assert!(
+            settled
+                .alerts
+                .iter()
+                .any(|a| a.node == team && a.window == team_window)
+        );
+    });
+}

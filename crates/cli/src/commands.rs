@@ -730,6 +730,37 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&promotion.previous_policy_digest),
             digest_to_hex(&promotion.report_digest)
         ),
+        GateRecord::BudgetDefined(node) => format!(
+            "{head}: budget node {} ({:?}, parent {}) with {} per {:?} window, from window {}, alerts at {:?} bps\n",
+            node.node,
+            node.scope,
+            node.parent.as_deref().unwrap_or("none"),
+            amount_u64(node.limit_microunits),
+            node.window,
+            node.start_window,
+            node.alert_thresholds_bps
+        ),
+        GateRecord::WindowReset(reset) => format!(
+            "{head}: budget node {} moves from window {} to {}, {} expires\n",
+            reset.node,
+            reset.from_window,
+            reset.to_window,
+            amount_u64(reset.expired_microunits)
+        ),
+        GateRecord::AlertFired(alert) => format!(
+            "{head}: budget node {} reached {} bps in window {} ({} of {})\n",
+            alert.node,
+            alert.threshold_bps,
+            alert.window,
+            amount_u64(alert.committed_microunits),
+            amount_u64(alert.granted_microunits)
+        ),
+        GateRecord::BudgetTopUp(top_up) => format!(
+            "{head}: budget node {} tops up window {} by {}\n",
+            top_up.node,
+            top_up.window,
+            amount_u64(top_up.amount_microunits)
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -177,6 +177,9 @@ pub enum BooksError {
         /// The first difference.
         what: String,
     },
+    /// A budget-node record (hierarchy, scope, window, alert) does not fit.
+    #[error(transparent)]
+    Windows(#[from] crate::windows::WindowError),
     /// The books do not balance after a record (a bug, or an edited log).
     #[error(
         "tenant {tenant:?} does not balance (remaining + reserved + committed - initial = {delta_microunits})"
@@ -199,6 +202,8 @@ pub struct Books {
     header_seen: bool,
     /// Set by a book snapshot: the next record must be the policy record it names.
     policy_due: Option<calybris_digest::Digest>,
+    /// The budget nodes' books, per window (records 13 to 16 and decision scopes).
+    windows: crate::windows::WindowFold,
 }
 
 fn amount(amount_microunits: u64) -> Result<i64, BooksError> {
@@ -319,6 +324,12 @@ impl Books {
             .and_then(|index| self.tenants.get(*index as usize))
     }
 
+    /// The budget nodes' books, per window.
+    #[must_use]
+    pub fn windows(&self) -> &crate::windows::WindowFold {
+        &self.windows
+    }
+
     /// The open holds, by decision sequence.
     #[must_use]
     pub fn open_holds(&self) -> &BTreeMap<u64, Hold> {
@@ -404,6 +415,22 @@ impl Books {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_) => None,
+            GateRecord::BudgetDefined(record) => {
+                self.windows.define(record)?;
+                None
+            }
+            GateRecord::WindowReset(record) => {
+                self.windows.reset(record)?;
+                None
+            }
+            GateRecord::AlertFired(record) => {
+                self.windows.alert(record)?;
+                None
+            }
+            GateRecord::BudgetTopUp(record) => {
+                self.windows.top_up(record)?;
+                None
+            }
             GateRecord::TenantCreated(created) => Some(self.create(created)?),
             GateRecord::TopUp(top_up) => Some(self.top_up(top_up)?),
             GateRecord::LimitsChanged(limits) => Some(self.limits(limits)?),
@@ -496,12 +523,21 @@ impl Books {
                 if decision.is_selection() {
                     return Err(mismatch("the kernel selected a candidate"));
                 }
+                if !record.scopes.is_empty() {
+                    return Err(mismatch("a rejected request holds no budget node"));
+                }
                 Ok(None)
             }
             BudgetOutcome::NotPriced => {
                 if !decision.is_selection() || cost != 0 {
                     return Err(mismatch("only a selection of zero cost is not priced"));
                 }
+                self.windows.hold(
+                    sequence,
+                    &record.scopes,
+                    0,
+                    record.audit.meta.recorded_at_unix_ms,
+                )?;
                 self.open.insert(
                     sequence,
                     Hold {
@@ -526,6 +562,12 @@ impl Books {
                         remaining_microunits: row.remaining_microunits,
                     });
                 }
+                self.windows.hold(
+                    sequence,
+                    &record.scopes,
+                    held,
+                    record.audit.meta.recorded_at_unix_ms,
+                )?;
                 let row = self.row_mut(index);
                 row.remaining_microunits -= held;
                 // Cannot overflow: reserved + remaining <= initial before the move.
@@ -544,6 +586,13 @@ impl Books {
             | BudgetOutcome::TooManyOpenReservations => {
                 if !decision.is_selection() || cost == 0 {
                     return Err(mismatch("only a priced selection can be refused"));
+                }
+                match record.budget {
+                    _ if record.scopes.is_empty() => {}
+                    BudgetOutcome::Insufficient { .. } => {
+                        self.windows.check_refusal(&record.scopes)?;
+                    }
+                    _ => return Err(mismatch("only a budget-node refusal names a node")),
                 }
                 Ok(None)
             }
@@ -607,6 +656,15 @@ impl Books {
                 amount_microunits: spent.unsigned_abs(),
             });
         };
+        if self.windows.holds(sequence) {
+            if extra > 0 {
+                return Err(crate::windows::WindowError::BadScopes {
+                    why: "a decision holding budget nodes has no overrun path",
+                }
+                .into());
+            }
+            self.windows.settle(sequence, spent)?;
+        }
         let row = self.row_mut(index);
         row.remaining_microunits = row.remaining_microunits - extra + refund;
         row.reserved_microunits -= held;

@@ -80,6 +80,10 @@ pub enum GateError {
     /// configured tenant.
     #[error("budget: {0}")]
     Budget(#[from] BudgetError),
+    /// A budget node operation was refused (unknown node, invalid definition or
+    /// route, or a commit above the hold of a decision holding budget nodes).
+    #[error("budget node: {0}")]
+    Tree(#[from] calybris_budget::TreeError),
     /// The books rebuilt from the log could not be loaded into the engine.
     #[error("restoring the books: {0}")]
     Restore(String),

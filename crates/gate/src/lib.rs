@@ -117,14 +117,15 @@ mod gate;
 pub mod names;
 pub mod record;
 mod verify;
+pub mod windows;
 
 pub use books::{Books, BooksError, Hold, TenantBooks};
 pub use calybris_wal::Ticket;
 pub use error::GateError;
 pub use gate::{
-    Admission, CallerMeta, DEFAULT_SNAPSHOT_EVERY_RECORDS, DecisionRef, Gate, GateConfig,
-    GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention, START_ANCHOR_FILE,
-    Settled,
+    Admission, BudgetRoute, CallerMeta, DEFAULT_SNAPSHOT_EVERY_RECORDS, DecisionRef, Gate,
+    GateConfig, GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention,
+    START_ANCHOR_FILE, Settled,
 };
 pub use names::{NameMap, NameMapError};
 pub use record::{

@@ -69,6 +69,16 @@ pub enum GateRecord {
     LeaseRefused(LeaseRefusal),
     /// 12: a policy was promoted (or rolled back) after an offline evaluation.
     Promotion(PromotionRecord),
+    /// 13: a budget node (chain level or model / provider / tag scope) is defined.
+    BudgetDefined(crate::windows::BudgetDefined),
+    /// 14: a budget node moves to a later window; the old window's spendable rest
+    /// expires. Written before any decision in the new window.
+    WindowReset(crate::windows::WindowResetRecord),
+    /// 15: a budget node's committed spend in a window reached an alert threshold
+    /// (once per node, window and threshold).
+    AlertFired(crate::windows::AlertFiredRecord),
+    /// 16: a budget node's current window grows.
+    BudgetTopUp(crate::windows::BudgetTopUp),
 }
 
 impl GateRecord {
@@ -89,6 +99,10 @@ impl GateRecord {
             Self::Execution(_) => "execution",
             Self::LeaseRefused(_) => "lease-refused",
             Self::Promotion(_) => "promotion",
+            Self::BudgetDefined(_) => "budget-defined",
+            Self::WindowReset(_) => "window-reset",
+            Self::AlertFired(_) => "alert-fired",
+            Self::BudgetTopUp(_) => "budget-top-up",
         }
     }
 }
@@ -117,6 +131,11 @@ pub struct GateDecision {
     pub tenant: String,
     /// What the budget made of the decision.
     pub budget: BudgetOutcome,
+    /// The budget nodes the decision held, each with the window it was held in
+    /// (empty when no budget node applies). For a decision refused by a budget node
+    /// ([`BudgetOutcome::Insufficient`] with a non-empty list), exactly the refusing
+    /// node.
+    pub scopes: Vec<crate::windows::ScopeHold>,
 }
 
 /// What the budget made of one decision.

@@ -493,7 +493,15 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 }
             }
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
-            GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
+            // Budget nodes, windows and alerts (codes 13..=16) are checked by the fold,
+            // per node and per window, at every record.
+            GateRecord::TenantCreated(_)
+            | GateRecord::TopUp(_)
+            | GateRecord::LimitsChanged(_)
+            | GateRecord::BudgetDefined(_)
+            | GateRecord::WindowReset(_)
+            | GateRecord::AlertFired(_)
+            | GateRecord::BudgetTopUp(_) => {
                 counts.budget_changes += 1;
             }
             GateRecord::Promotion(record) => {

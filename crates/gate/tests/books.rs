@@ -78,6 +78,11 @@ impl Model {
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
             | GateRecord::LimitsChanged(_) => true,
+            // Budget nodes are not generated here (tests/windows.rs covers them).
+            GateRecord::BudgetDefined(_)
+            | GateRecord::WindowReset(_)
+            | GateRecord::AlertFired(_)
+            | GateRecord::BudgetTopUp(_) => false,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {
                     return false;

@@ -12,6 +12,10 @@ use calybris_gate::record::{
     BookSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames, PromotionRecord,
     SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
+use calybris_gate::windows::{
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
+    WindowResetRecord,
+};
 use calybris_gate::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
     GateRecord, LeaseRefusal, SettlementKind,
@@ -59,13 +63,28 @@ fn records() -> Vec<GateRecord> {
             max_reserved_microunits: Some(500_000),
             max_open_reservations: None,
         }),
-        common::gate_decision(
-            audit,
-            "acme",
-            BudgetOutcome::Reserved {
-                amount_microunits: decision.estimated_cost_microunits,
-            },
-        ),
+        {
+            let mut record = common::gate_decision(
+                audit,
+                "acme",
+                BudgetOutcome::Reserved {
+                    amount_microunits: decision.estimated_cost_microunits,
+                },
+            );
+            if let GateRecord::Decision(ref mut d) = record {
+                d.scopes = vec![
+                    ScopeHold {
+                        node: "acme-org".into(),
+                        window: 20_789,
+                    },
+                    ScopeHold {
+                        node: "model-large".into(),
+                        window: 0,
+                    },
+                ];
+            }
+            record
+        },
         common::gate_decision(
             audit,
             "acme",
@@ -176,6 +195,48 @@ fn records() -> Vec<GateRecord> {
             report_digest: calybris_digest::Digest([0x22; 32]),
             rollback: false,
         }),
+        GateRecord::BudgetDefined(BudgetDefined {
+            node: "acme-team".into(),
+            parent: Some("acme-org".into()),
+            scope: BudgetScope::Chain,
+            limit_microunits: 5_000_000,
+            window: BudgetWindow::Monthly {
+                utc_offset_minutes: -300,
+            },
+            start_window: 683,
+            alert_thresholds_bps: vec![5_000, 8_000, 10_000],
+        }),
+        GateRecord::BudgetDefined(BudgetDefined {
+            node: "model-large".into(),
+            parent: None,
+            scope: BudgetScope::Model("large".into()),
+            limit_microunits: 9_000_000,
+            window: BudgetWindow::Fixed {
+                duration_ms: 3_600_000,
+                origin_unix_ms: 1_764_547_200_000,
+            },
+            start_window: 0,
+            alert_thresholds_bps: Vec::new(),
+        }),
+        GateRecord::WindowReset(WindowResetRecord {
+            node: "acme-team".into(),
+            from_window: 683,
+            to_window: 684,
+            expired_microunits: 1_250_000,
+            recorded_at_unix_ms: 1_796_085_000_000,
+        }),
+        GateRecord::AlertFired(AlertFiredRecord {
+            node: "acme-team".into(),
+            window: 684,
+            threshold_bps: 8_000,
+            committed_microunits: 4_000_000,
+            granted_microunits: 5_000_000,
+        }),
+        GateRecord::BudgetTopUp(BudgetTopUp {
+            node: "acme-team".into(),
+            window: 684,
+            amount_microunits: 1_000_000,
+        }),
     ]
 }
 
@@ -213,8 +274,14 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12]);
+    // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
+    // alert fired, budget top-up
+    assert_eq!(
+        codes,
+        [
+            2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16
+        ]
+    );
 }
 
 #[test]

@@ -112,6 +112,7 @@ pub fn gate_decision(audit: DecisionRecord, tenant: &str, budget: BudgetOutcome)
         audit,
         tenant: tenant.into(),
         budget,
+        scopes: Vec::new(),
     })
 }
 

@@ -1,0 +1,382 @@
+//! The fold of budget nodes, windows and alerts (records 13 to 16 and decision
+//! scopes): a hold open across a reset settles in its own window, a double or a
+//! missed reset is refused, an alert fires once per window, an overspend at any level
+//! is refused, and every refused record leaves the books exactly as they were.
+
+use calybris_digest::{decision_digest, input_digest};
+use calybris_gate::record::{GateDecision, LogHeader, SettlementRecord, TenantCreated};
+use calybris_gate::windows::{
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
+    WindowError, WindowResetRecord,
+};
+use calybris_gate::{
+    Books, BooksError, BudgetOutcome, GATE_FORMAT_VERSION, GateRecord, SettlementKind,
+};
+use calybris_kernel::{KernelAction, KernelDecision, KernelInput, KernelReason};
+use calybris_wal::{DecisionMeta, DecisionRecord};
+
+fn decision(sequence: u64, cost: u64, budget: BudgetOutcome, scopes: &[(&str, u64)]) -> GateRecord {
+    let input = KernelInput {
+        request_sequence: sequence,
+        requested_model_id: 1,
+        input_tokens: 1,
+        ..KernelInput::default()
+    };
+    let decision = KernelDecision {
+        request_sequence: sequence,
+        action: KernelAction::ExecuteRequested,
+        reason: KernelReason::RequestedModelMaximizesUtility,
+        selected_model_id: 1,
+        selected_model_index: 0,
+        estimated_cost_microunits: cost,
+        expected_utility_microunits: 1,
+        counterfactual_model_id: 0,
+        counterfactual_utility_microunits: 0,
+        evaluated_models: 1,
+        eligible_models: 1,
+        policy_epoch: 0,
+        catalog_epoch: 0,
+    };
+    GateRecord::Decision(GateDecision {
+        audit: DecisionRecord {
+            input,
+            decision,
+            policy_digest: calybris_digest::Digest::from([0; 32]),
+            input_digest: input_digest(&input),
+            decision_digest: decision_digest(&decision),
+            meta: DecisionMeta::default(),
+        },
+        tenant: "t".into(),
+        budget,
+        scopes: scopes
+            .iter()
+            .map(|(node, window)| ScopeHold {
+                node: (*node).into(),
+                window: *window,
+            })
+            .collect(),
+    })
+}
+
+fn reserved(sequence: u64, cost: u64, scopes: &[(&str, u64)]) -> GateRecord {
+    decision(
+        sequence,
+        cost,
+        BudgetOutcome::Reserved {
+            amount_microunits: cost,
+        },
+        scopes,
+    )
+}
+
+fn node(name: &str, parent: Option<&str>, scope: BudgetScope, limit: u64) -> GateRecord {
+    GateRecord::BudgetDefined(BudgetDefined {
+        node: name.into(),
+        parent: parent.map(Into::into),
+        scope,
+        limit_microunits: limit,
+        window: BudgetWindow::Daily {
+            utc_offset_minutes: 0,
+        },
+        start_window: 10,
+        alert_thresholds_bps: vec![5_000, 10_000],
+    })
+}
+
+fn commit(sequence: u64, actual: u64) -> GateRecord {
+    GateRecord::Settlement(SettlementRecord {
+        decision_sequence: sequence,
+        tenant: "t".into(),
+        kind: SettlementKind::Commit {
+            actual_microunits: actual,
+        },
+    })
+}
+
+fn reset(name: &str, from: u64, to: u64, expired: u64) -> GateRecord {
+    GateRecord::WindowReset(WindowResetRecord {
+        node: name.into(),
+        from_window: from,
+        to_window: to,
+        expired_microunits: expired,
+        recorded_at_unix_ms: to * 86_400_000,
+    })
+}
+
+fn alert(name: &str, window: u64, bps: u16) -> GateRecord {
+    GateRecord::AlertFired(AlertFiredRecord {
+        node: name.into(),
+        window,
+        threshold_bps: bps,
+        committed_microunits: 0,
+        granted_microunits: 0,
+    })
+}
+
+/// Applies `record` as the next record, asserting a refusal leaves the books as they were.
+fn apply(books: &mut Books, record: &GateRecord) -> Result<(), BooksError> {
+    let before = books.clone();
+    let sequence = books.records();
+    let result = books.apply(sequence, record);
+    if result.is_err() {
+        assert_eq!(*books, before, "a refused record changed the books");
+    }
+    result
+}
+
+fn start() -> Books {
+    let mut books = Books::new();
+    let setup = [
+        GateRecord::Header(LogHeader {
+            format_version: GATE_FORMAT_VERSION,
+        }),
+        GateRecord::TenantCreated(TenantCreated {
+            tenant: "t".into(),
+            initial_microunits: 1_000_000,
+        }),
+        node("org", None, BudgetScope::Chain, 10_000),
+        node("team", Some("org"), BudgetScope::Chain, 100),
+        node("key", Some("team"), BudgetScope::Chain, 1_000),
+        node("model", None, BudgetScope::Model("m".into()), 5_000),
+    ];
+    for record in &setup {
+        apply(&mut books, record).expect("setup folds");
+    }
+    books
+}
+
+const PLAN: [(&str, u64); 4] = [("org", 10), ("team", 10), ("key", 10), ("model", 10)];
+
+#[test]
+fn a_hold_across_a_reset_settles_in_its_window() {
+    let mut books = start();
+    apply(&mut books, &reserved(6, 60, &PLAN)).expect("fits every level");
+    // The team's window closes with 60 held and 40 spendable: 40 expires.
+    assert!(matches!(
+        apply(&mut books, &reset("team", 10, 11, 60)),
+        Err(BooksError::Windows(WindowError::WrongExpiry { .. }))
+    ));
+    apply(&mut books, &reset("team", 10, 11, 40)).expect("the right expiry");
+    // A second reset to the same window is refused: exactly once.
+    assert!(matches!(
+        apply(&mut books, &reset("team", 10, 11, 40)),
+        Err(BooksError::Windows(WindowError::WrongWindow { .. }))
+    ));
+    // A decision naming the closed window after the reset is refused: no missed reset.
+    assert!(matches!(
+        apply(&mut books, &reserved(8, 10, &PLAN)),
+        Err(BooksError::Windows(WindowError::WrongWindow { .. }))
+    ));
+    apply(&mut books, &commit(6, 50)).expect("within the hold");
+    let team = books.windows().books("team").expect("defined");
+    // Window 11 is untouched; closed window 10 is kept while its 50 % alert is due.
+    assert_eq!(team[0].window, 11);
+    assert_eq!(
+        (team[0].remaining_microunits, team[0].committed_microunits),
+        (100, 0)
+    );
+    let closed = team[1];
+    assert_eq!(closed.window, 10);
+    assert_eq!(
+        (
+            closed.committed_microunits,
+            closed.expired_microunits,
+            closed.reserved_microunits
+        ),
+        (50, 50, 0)
+    );
+    assert_eq!(closed.imbalance(), 0);
+    assert_eq!(
+        books.windows().pending_alerts(),
+        vec![("team".to_owned(), 10, 5_000)]
+    );
+    apply(&mut books, &alert("team", 10, 5_000)).expect("reached in window 10");
+    assert!(books.windows().pending_alerts().is_empty());
+    // Fired once per window.
+    assert!(matches!(
+        apply(&mut books, &alert("team", 10, 5_000)),
+        Err(BooksError::Windows(WindowError::BadAlert { .. }))
+    ));
+}
+
+#[test]
+fn the_binding_level_refuses_in_log_order() {
+    let mut books = start();
+    apply(&mut books, &reserved(6, 70, &PLAN)).expect("fits");
+    // The team has 30 left: a hold of 40 is an overspend at the team.
+    let refused = apply(&mut books, &reserved(7, 40, &PLAN));
+    assert!(
+        matches!(&refused, Err(BooksError::Windows(WindowError::Overspend { node, .. })) if node == "team"),
+        "{refused:?}"
+    );
+    // A refusal by the team is logged as Insufficient naming the team alone.
+    apply(
+        &mut books,
+        &decision(
+            7,
+            40,
+            BudgetOutcome::Insufficient {
+                remaining_microunits: 30,
+            },
+            &[("team", 10)],
+        ),
+    )
+    .expect("a refusal names its node");
+    // Not a key with its ancestors: the team is missing from the chain.
+    assert!(matches!(
+        apply(&mut books, &reserved(8, 1, &[("org", 10), ("key", 10)])),
+        Err(BooksError::Windows(WindowError::BadScopes { .. }))
+    ));
+    // An alert not reached yet is refused.
+    assert!(matches!(
+        apply(&mut books, &alert("team", 10, 10_000)),
+        Err(BooksError::Windows(WindowError::BadAlert { .. }))
+    ));
+    apply(
+        &mut books,
+        &GateRecord::BudgetTopUp(BudgetTopUp {
+            node: "team".into(),
+            window: 10,
+            amount_microunits: 50,
+        }),
+    )
+    .expect("a top-up of the current window");
+    apply(&mut books, &reserved(9, 40, &PLAN)).expect("fits after the top-up");
+    let team = books.windows().books("team").expect("defined");
+    assert_eq!(
+        (
+            team[0].granted_microunits,
+            team[0].remaining_microunits,
+            team[0].reserved_microunits
+        ),
+        (150, 40, 110)
+    );
+    // The overrun path is refused for a decision holding budget nodes.
+    assert!(
+        apply(
+            &mut books,
+            &GateRecord::Settlement(SettlementRecord {
+                decision_sequence: 6,
+                tenant: "t".into(),
+                kind: SettlementKind::CommitWithOverrun {
+                    actual_microunits: 80,
+                },
+            })
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn definitions_are_checked() {
+    let mut books = start();
+    for bad in [
+        node("org", None, BudgetScope::Chain, 1),
+        node("scoped", Some("org"), BudgetScope::Tag("x".into()), 1),
+        node("orphan", Some("nobody"), BudgetScope::Chain, 1),
+        node("under-model", Some("model"), BudgetScope::Chain, 1),
+    ] {
+        assert!(apply(&mut books, &bad).is_err(), "{bad:?}");
+    }
+    apply(&mut books, &node("sub", Some("key"), BudgetScope::Chain, 1)).expect("depth 4");
+    assert!(
+        apply(
+            &mut books,
+            &node("too-deep", Some("sub"), BudgetScope::Chain, 1)
+        )
+        .is_err()
+    );
+}
+
+#[path = "common/mod.rs"]
+mod common;
+
+/// The running gate: a reset is logged when the caller's clock passes the boundary,
+/// a hold open across it settles in its own window, the team refuses by name, an
+/// alert is logged and published, and a reopen rebuilds the node in its window.
+#[test]
+fn the_gate_resets_on_the_callers_clock_and_settles_in_the_old_window() {
+    use calybris_gate::{BudgetRoute, CallerMeta, Gate, GateConfig, VerifyOptions, verify_dir};
+    let dir = common::TempDir::new("windows-gate");
+    let config = || {
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0)
+    };
+    let gate = Gate::open(config()).expect("opens");
+    let fixed = |name: &str, parent: Option<&str>, limit| BudgetDefined {
+        node: name.into(),
+        parent: parent.map(Into::into),
+        scope: BudgetScope::Chain,
+        limit_microunits: limit,
+        window: BudgetWindow::Fixed {
+            duration_ms: 1_000,
+            origin_unix_ms: 0,
+        },
+        start_window: 1,
+        alert_thresholds_bps: vec![5_000],
+    };
+    for node in [
+        fixed("org", None, 1_000_000),
+        fixed("team", Some("org"), 2_000),
+        fixed("key", Some("team"), 1_000_000),
+        // Provider 0 serves both models; without names it is named "0".
+        BudgetDefined {
+            scope: BudgetScope::Provider("0".into()),
+            ..fixed("provider-0", None, 1_000_000)
+        },
+    ] {
+        let _ticket = gate.define_budget(&node).expect("valid");
+    }
+    let alerts = gate.subscribe_alerts();
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let at = |ms| CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    };
+    // Model 2 is selected: 1,500 per request.
+    let first = gate
+        .decide_budgeted("t", common::request(1, 2), at(1_500), &route)
+        .expect("decides");
+    assert!(first.is_admitted());
+    let provider = gate.budget_books("provider-0").expect("defined");
+    assert_eq!(
+        provider[0].reserved_microcents, 1_500,
+        "the provider scope is held"
+    );
+    let second = gate
+        .decide_budgeted("t", common::request(2, 2), at(1_600), &route)
+        .expect("decides");
+    assert!(!second.is_admitted(), "the team has 500 left");
+    drop(second);
+    let third = gate
+        .decide_budgeted("t", common::request(3, 2), at(2_500), &route)
+        .expect("decides");
+    assert!(third.is_admitted(), "window 2 opened with a fresh 2,000");
+    gate.settle(first, 1_500).expect("settles");
+    let alert = alerts
+        .try_recv()
+        .expect("the team's 50 % alert of window 1");
+    assert_eq!((alert.window, alert.threshold_bps), (1, 5_000));
+    let team = gate.budget_books("team").expect("defined");
+    assert_eq!(team.len(), 1, "window 1 is settled and forgotten");
+    assert_eq!((team[0].window, team[0].reserved_microcents), (2, 1_500));
+    drop(third);
+    gate.close().expect("closes");
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.conservation.balanced);
+    let gate = Gate::open(config()).expect("reopens");
+    let team = gate.budget_books("team").expect("rebuilt");
+    assert_eq!(
+        (
+            team[0].window,
+            team[0].remaining_microcents,
+            team[0].reserved_microcents
+        ),
+        (2, 2_000, 0)
+    );
+    gate.close().expect("closes");
+}
