@@ -117,6 +117,15 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str) {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let stats = gateway.gate().log_stats();
+        let per = |total: u64, n: u64| total as f64 / n.max(1) as f64;
+        println!(
+            "log: {} batches, {:.1} records per batch, data fdatasync mean {:.3} ms, watermark write+fdatasync mean {:.3} ms",
+            stats.batches,
+            per(stats.records, stats.batches),
+            per(stats.data_sync_nanos, stats.batches) / 1e6,
+            per(stats.watermark_sync_nanos, stats.watermarks) / 1e6
+        );
         gateway.close().expect("close");
     });
     let report = calybris_gate::verify_dir(&dir, &calybris_gate::VerifyOptions::default())

@@ -119,8 +119,14 @@ impl Gateway {
             .iter()
             .map(|(name, provider)| (name.clone(), Provider::from_config(name, provider)))
             .collect();
+        // Keep-alive connections to providers are kept for as many requests as may run at
+        // once (a smaller pool closes and reopens connections under load); no proxy
+        // lookup from the environment per request; Nagle off.
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(config.server.max_concurrent_requests.max(1))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .no_proxy()
             .build()
             .map_err(|error| GatewayError::Client(error.to_string()))?;
         let keys = compiled
@@ -250,7 +256,44 @@ impl Gateway {
             }
         }
         gauges.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.2.cmp(&b.2)));
-        self.inner.metrics.render(&gauges)
+        let mut text = self.inner.metrics.render(&gauges);
+        let stats = self.inner.gate.log_stats();
+        for (name, help, value) in [
+            (
+                "calybris_gateway_log_batches_total",
+                "Group-commit batches written and fdatasynced.",
+                stats.batches,
+            ),
+            (
+                "calybris_gateway_log_records_total",
+                "Records in those batches (records / batches: the mean batch size).",
+                stats.records,
+            ),
+            (
+                "calybris_gateway_log_bytes_total",
+                "Bytes in those batches.",
+                stats.bytes,
+            ),
+            (
+                "calybris_gateway_log_data_sync_nanoseconds_total",
+                "Time in the batches' data fdatasyncs, nanoseconds.",
+                stats.data_sync_nanos,
+            ),
+            (
+                "calybris_gateway_log_watermarks_total",
+                "Acknowledgement watermark writes (each fdatasynced).",
+                stats.watermarks,
+            ),
+            (
+                "calybris_gateway_log_watermark_sync_nanoseconds_total",
+                "Time in watermark writes and fdatasyncs, nanoseconds.",
+                stats.watermark_sync_nanos,
+            ),
+        ] {
+            use std::fmt::Write as _;
+            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
+        text
     }
 
     fn refuse(&self, error: ApiError) -> Response {
