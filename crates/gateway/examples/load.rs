@@ -158,8 +158,8 @@ impl Proc {
 
     /// User + system CPU time so far (from /proc, clock ticks of 10 ms).
     fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let after = stat.rsplit(')').next().unwrap_or("");
         let fields: Vec<&str> = after.split_whitespace().collect();
         let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -292,8 +292,7 @@ fn drive(args: &[String]) {
     let connections = (arg(1, 256.0) as usize).max(1);
     let paced = arg(2, 2_000.0).max(1.0);
     let threads = (arg(3, 2.0) as usize).max(1);
-    let dir =
-        std::env::temp_dir().join(format!("calybris-gateway-load-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("calybris-gateway-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (mock, mock_url) = Proc::spawn(&["--role-mock"]);
     let (gateway, gateway_addr) = Proc::spawn(&[

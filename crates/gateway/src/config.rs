@@ -11,6 +11,10 @@
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # the NAME of an environment variable, never a key
 //! timeout_ms = 30000
+//! probe_interval_ms = 0            # health probes (0: none)
+//! probe_timeout_ms = 1000
+//! breaker_failures = 3             # consecutive failures that open the breaker
+//! breaker_cooldown_ms = 10000      # open, then one trial (half-open)
 //!
 //! [models."gpt-4o-mini-2024-07-18"]
 //! provider = "openai"
@@ -40,6 +44,7 @@
 //! value_usd_per_request = "0.05"
 //! default_max_tokens = 256
 //! max_output_tokens = 4096
+//! local_slot_wait_ms = 250                    # wait for the single local slot
 //! ```
 //!
 //! The model section is "models by name, each with its provider, prices, quality,
@@ -165,6 +170,32 @@ pub struct ProviderConfig {
     /// The whole-call timeout (for a stream: the wait for each chunk), milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// How often the gateway probes the provider's health, milliseconds (0: never; a
+    /// probe is `GET /api/tags` for Ollama, `GET {base_url}/models` for OpenAI,
+    /// `GET /v1/models` for Anthropic, and any 2xx answer is healthy).
+    #[serde(default)]
+    pub probe_interval_ms: u64,
+    /// How long a probe may take, milliseconds.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout_ms: u64,
+    /// Consecutive failures (attempts or probes) that open the provider's circuit
+    /// breaker (at least 1).
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker skips the provider before letting one trial through
+    /// (half-open), milliseconds.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown_ms: u64,
+}
+
+const fn default_probe_timeout() -> u64 {
+    1_000
+}
+const fn default_breaker_failures() -> u32 {
+    3
+}
+const fn default_breaker_cooldown() -> u64 {
+    10_000
 }
 
 /// One `[models.NAME]` section.
@@ -247,6 +278,14 @@ pub struct RoutingConfig {
     /// The most output tokens a request may ask for.
     #[serde(default = "default_max_output")]
     pub max_output_tokens: u32,
+    /// How long a request waits for a local (Ollama) provider's single inference slot
+    /// before that attempt is skipped and the chain falls back, milliseconds.
+    #[serde(default = "default_local_slot_wait")]
+    pub local_slot_wait_ms: u64,
+}
+
+const fn default_local_slot_wait() -> u64 {
+    250
 }
 
 fn default_scope() -> String {

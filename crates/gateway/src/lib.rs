@@ -50,6 +50,7 @@
 
 pub mod config;
 mod error;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod mock;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use calybris_digest::SealedPolicy;
 use calybris_gate::{
-    Admission, BudgetOutcome, CallerMeta, ExecutionAttempt, ExecutionRecord, ExecutionStatus, Gate,
-    GateConfig, GateError, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
-    ReservationId,
+    Admission, AttemptSkip, BudgetOutcome, CallerMeta, ExecutionAttempt, ExecutionRecord,
+    ExecutionStatus, Gate, GateConfig, GateError, LeaseRefusal, MAX_EXECUTION_ATTEMPTS,
+    MAX_EXECUTION_NAME_BYTES, ReservationId,
 };
 use calybris_kernel::KernelInput;
 use serde::Deserialize;
@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{Compiled, CompiledModel, GatewayConfig, sha256};
 use crate::error::ApiError;
+use crate::health::{Admit, ProviderHealth, Transition, counts_as_failure};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, escape};
 use crate::provider::{AttemptError, ChatMessage, Provider, StreamEvent, UpstreamRequest};
@@ -61,6 +62,8 @@ struct Inner {
     keys: Vec<(usize, usize, [u8; 32])>,
     max_body_bytes: usize,
     concurrency: Semaphore,
+    health: HashMap<String, ProviderHealth>,
+    local_slot_wait: Duration,
     sequence: AtomicU64,
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
@@ -119,6 +122,11 @@ impl Gateway {
             .iter()
             .map(|(name, provider)| (name.clone(), Provider::from_config(name, provider)))
             .collect();
+        let health = config
+            .providers
+            .iter()
+            .map(|(name, provider)| (name.clone(), ProviderHealth::from_config(provider)))
+            .collect();
         // Keep-alive connections to providers are kept for as many requests as may run at
         // once (a smaller pool closes and reopens connections under load); no proxy
         // lookup from the environment per request; Nagle off.
@@ -158,6 +166,8 @@ impl Gateway {
                 keys,
                 max_body_bytes: config.server.max_body_bytes,
                 concurrency: Semaphore::new(config.server.max_concurrent_requests.max(1)),
+                health,
+                local_slot_wait: Duration::from_millis(config.routing.local_slot_wait_ms),
                 sequence: AtomicU64::new(sequence),
                 nonce,
                 routing: config.routing.clone(),
@@ -223,9 +233,90 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
+        let probes = self.spawn_probes();
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        for probe in probes {
+            probe.abort();
+        }
+        served
+    }
+
+    /// Starts one task per provider with a probe interval: every interval it asks the
+    /// provider's health URL (within the probe timeout) and reports the outcome to the
+    /// provider's breaker (while the breaker is open and cooling down, it does not
+    /// probe). The tasks hold the gateway weakly and end with it (or when aborted).
+    pub fn spawn_probes(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        for (name, health) in &self.inner.health {
+            let Some(interval) = health.probe_interval else {
+                continue;
+            };
+            let weak = Arc::downgrade(&self.inner);
+            let name = name.clone();
+            handles.push(tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let gateway = Gateway { inner };
+                    gateway.probe(&name).await;
+                }
+            }));
+        }
+        handles
+    }
+
+    /// One health probe of provider `name` (see [`Gateway::spawn_probes`]).
+    pub async fn probe(&self, name: &str) {
+        let Some(health) = self.inner.health.get(name) else {
+            return;
+        };
+        let (counts, transition) = health.breaker.probe_counts(Instant::now());
+        self.breaker_moved(name, transition);
+        if !counts {
+            return;
+        }
+        let healthy = matches!(
+            tokio::time::timeout(
+                health.probe_timeout,
+                self.inner.client.get(&health.probe_url).send()
+            )
+            .await,
+            Ok(Ok(response)) if response.status().is_success()
+        );
+        self.inner.metrics.inc(
+            "calybris_gateway_probes_total",
+            format!(
+                "provider=\"{}\",outcome=\"{}\"",
+                escape(name),
+                if healthy { "ok" } else { "failed" }
+            ),
+        );
+        let transition = health.breaker.record(healthy, Instant::now());
+        self.breaker_moved(name, transition);
+    }
+
+    fn breaker_moved(&self, provider: &str, transition: Transition) {
+        if let Some((from, to)) = transition {
+            self.inner.metrics.inc(
+                "calybris_gateway_breaker_transitions_total",
+                format!(
+                    "provider=\"{}\",from=\"{}\",to=\"{}\"",
+                    escape(provider),
+                    from.label(),
+                    to.label()
+                ),
+            );
+        }
+    }
+
+    /// The breaker state of provider `name`, if it is configured.
+    #[must_use]
+    pub fn breaker_state(&self, name: &str) -> Option<crate::health::BreakerState> {
+        self.inner.health.get(name).map(|h| h.breaker.state())
     }
 
     /// The Prometheus text of the counters and of every tenant's books.
@@ -254,6 +345,14 @@ impl Gateway {
                     books.reserved_microunits,
                 ));
             }
+        }
+        for (name, health) in &self.inner.health {
+            gauges.push((
+                "calybris_gateway_breaker_state",
+                "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open.",
+                format!("provider=\"{}\"", escape(name)),
+                i64::from(health.breaker.state().code()),
+            ));
         }
         gauges.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.2.cmp(&b.2)));
         let mut text = self.inner.metrics.render(&gauges);
@@ -291,7 +390,10 @@ impl Gateway {
             ),
         ] {
             use std::fmt::Write as _;
-            let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
         }
         text
     }
@@ -829,6 +931,18 @@ impl Gateway {
         result: Result<(), &AttemptError>,
     ) -> ExecutionAttempt {
         let latency_ms = elapsed_ms(started);
+        if let Some(health) = self.inner.health.get(&model.provider) {
+            let now = Instant::now();
+            let transition = match result {
+                Ok(()) => health.breaker.record(true, now),
+                Err(error) if counts_as_failure(error) => health.breaker.record(false, now),
+                Err(_) => {
+                    health.breaker.abandon_trial();
+                    None
+                }
+            };
+            self.breaker_moved(&model.provider, transition);
+        }
         let provider = escape(&model.provider);
         self.inner.metrics.inc(
             "calybris_gateway_provider_requests_total",
@@ -860,6 +974,61 @@ impl Gateway {
             },
             success: result.is_ok(),
             latency_ms,
+            skipped: None,
+        }
+    }
+
+    /// Whether `model`'s provider may be called now: its breaker admits the attempt and,
+    /// for a local provider, its single slot was free within the configured wait (the
+    /// permit is then held for the attempt). Otherwise the skipped attempt to record.
+    async fn gate_attempt(
+        &self,
+        model: &CompiledModel,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ExecutionAttempt> {
+        let Some(health) = self.inner.health.get(&model.provider) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let (admit, transition) = health.breaker.admit(started);
+        self.breaker_moved(&model.provider, transition);
+        if admit == Admit::Skip {
+            return Err(self.attempt_skipped(model, started, AttemptSkip::CircuitOpen));
+        }
+        match health.take_slot(self.inner.local_slot_wait).await {
+            Ok(permit) => Ok(permit),
+            Err(()) => {
+                if admit == Admit::Trial {
+                    health.breaker.abandon_trial();
+                }
+                Err(self.attempt_skipped(model, started, AttemptSkip::LocalSlotBusy))
+            }
+        }
+    }
+
+    fn attempt_skipped(
+        &self,
+        model: &CompiledModel,
+        started: Instant,
+        skip: AttemptSkip,
+    ) -> ExecutionAttempt {
+        self.inner.metrics.inc(
+            "calybris_gateway_attempts_skipped_total",
+            format!(
+                "provider=\"{}\",reason=\"{}\"",
+                escape(&model.provider),
+                match skip {
+                    AttemptSkip::CircuitOpen => "circuit_open",
+                    AttemptSkip::LocalSlotBusy => "local_slot_busy",
+                }
+            ),
+        );
+        ExecutionAttempt {
+            provider: bounded(&model.provider),
+            model: bounded(&model.name),
+            http_status: 0,
+            success: false,
+            latency_ms: elapsed_ms(started),
+            skipped: Some(skip),
         }
     }
 
@@ -920,7 +1089,15 @@ struct Served {
     finish_reason: String,
 }
 
-fn failure(last: Option<&AttemptError>) -> ApiError {
+fn failure(last: Option<&AttemptError>, attempts: &[ExecutionAttempt]) -> ApiError {
+    if last.is_none()
+        && let Some(skip) = attempts.iter().rev().find_map(|a| a.skipped)
+    {
+        return ApiError::provider(format!(
+            "no provider could be called (last {})",
+            skip.as_str()
+        ));
+    }
     match last {
         Some(AttemptError::Timeout) => {
             ApiError::timeout("every provider attempt timed out or failed")
@@ -971,6 +1148,13 @@ async fn run_whole(
         let Some(provider) = inner.providers.get(&model.provider) else {
             continue;
         };
+        let _slot = match gateway.gate_attempt(model).await {
+            Ok(slot) => slot,
+            Err(skipped) => {
+                attempts.push(skipped);
+                continue;
+            }
+        };
         let started = Instant::now();
         match provider
             .complete(&inner.client, &upstream(&plan, model, max_tokens))
@@ -998,7 +1182,7 @@ async fn run_whole(
     }
     let sequence = admission.log_sequence();
     let Some(served) = served else {
-        let error = failure(last_error.as_ref());
+        let error = failure(last_error.as_ref(), &attempts);
         gateway.settle(admission, 0)?;
         let mut record = execution(
             &plan,
@@ -1076,6 +1260,13 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         let Some(provider) = inner.providers.get(&model.provider) else {
             continue;
         };
+        let slot = match gateway.gate_attempt(model).await {
+            Ok(slot) => slot,
+            Err(skipped) => {
+                attempts.push(skipped);
+                continue;
+            }
+        };
         let started = Instant::now();
         let result = async {
             let mut stream = provider
@@ -1088,7 +1279,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         match result {
             Ok((stream, first)) => {
                 attempts.push(gateway.attempt_done(model, started, Ok(())));
-                opened = Some((index, max_tokens, stream, first));
+                // A local provider's slot is held until its stream ends.
+                opened = Some((index, max_tokens, stream, first, slot));
                 break;
             }
             Err(error) => {
@@ -1097,8 +1289,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         }
     }
-    let Some((index, max_tokens, mut stream, first)) = opened else {
-        let error = failure(last_error.as_ref());
+    let Some((index, max_tokens, mut stream, first, slot)) = opened else {
+        let error = failure(last_error.as_ref(), &attempts);
         let result = async {
             gateway.settle(admission, 0)?;
             let mut record = execution(
@@ -1189,6 +1381,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         }
         drop(stream);
+        drop(slot);
         let status = if ended {
             ExecutionStatus::Served
         } else if failed {
