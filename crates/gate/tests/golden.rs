@@ -13,8 +13,8 @@ use calybris_gate::record::{
     PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{
-    AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
-    GateRecord, LeaseRefusal, SettlementKind,
+    AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
+    GATE_FORMAT_VERSION, GateRecord, LeaseRefusal, SettlementKind,
 };
 use calybris_kernel::PolicySnapshot;
 use calybris_wal::{DecisionMeta, DecisionRecord, PolicyRecord};

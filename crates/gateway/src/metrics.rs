@@ -61,6 +61,10 @@ const HELP: &[(&str, &str)] = &[
         "Providers of a chain passed over without a call, by provider and reason.",
     ),
     (
+        "calybris_gateway_internal_failures_total",
+        "Unexpected internal failures after an admitted decision (each logged as an InternalError execution).",
+    ),
+    (
         "calybris_gateway_probes_total",
         "Health probes, by provider and outcome.",
     ),

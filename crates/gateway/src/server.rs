@@ -64,6 +64,8 @@ struct Inner {
     concurrency: Semaphore,
     health: HashMap<String, ProviderHealth>,
     local_slot_wait: Duration,
+    #[cfg(test)]
+    fault: parking_lot::Mutex<Option<Fault>>,
     sequence: AtomicU64,
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
@@ -168,6 +170,8 @@ impl Gateway {
                 concurrency: Semaphore::new(config.server.max_concurrent_requests.max(1)),
                 health,
                 local_slot_wait: Duration::from_millis(config.routing.local_slot_wait_ms),
+                #[cfg(test)]
+                fault: parking_lot::Mutex::new(None),
                 sequence: AtomicU64::new(sequence),
                 nonce,
                 routing: config.routing.clone(),
@@ -679,40 +683,89 @@ async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) ->
     };
     // The rest runs in its own task: a client that goes away does not cut the
     // settlement and the execution record short.
-    let decided = Arc::new(parking_lot::Mutex::new(None));
+    let progress = Progress::shared();
     let request_sha256 = sha256(&body);
     let task = tokio::spawn(handle(
         gateway.clone(),
         headers,
         body,
         (tenant, key),
-        decided.clone(),
+        request_sha256,
+        progress.clone(),
     ));
     match task.await {
         Ok(Ok(response)) => response,
+        // An internal error after an admitted decision whose execution was not logged
+        // yet (a failed settlement, say): the failure record still goes to the log.
+        Ok(Err(error)) if error.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            match gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await
+            {
+                Ok(()) => gateway.refuse(error),
+                Err(logged) => gateway.refuse(logged),
+            }
+        }
         Ok(Err(error)) => gateway.refuse(error),
         Err(_) => {
             // The task failed unexpectedly (a bug): its admission was abandoned as it
             // unwound (logged); log a failure record bound to the decision, if any.
             let error = ApiError::internal("internal failure; nothing was served");
-            let decision = *decided.lock();
-            if let Some(decision) = decision {
-                let record = ExecutionRecord {
-                    request_sha256,
-                    response_sha256: sha256(error.body().to_string().as_bytes()),
-                    ..blank_execution(request_sha256, ExecutionStatus::InternalError, 500)
-                };
-                if let Err(logged) = gateway.log_execution(decision, record).await {
-                    return gateway.refuse(logged);
-                }
+            match gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await
+            {
+                Ok(()) => gateway.refuse(error),
+                Err(logged) => gateway.refuse(logged),
             }
-            gateway.refuse(error)
         }
     }
 }
 
+/// How far a request got: its admitted decision, and whether its execution record
+/// was handed to the log (so an internal failure logs one exactly when none was).
+#[derive(Debug, Default)]
+struct Progress {
+    decision: Option<calybris_gate::DecisionRef>,
+    executed: bool,
+}
+
+type SharedProgress = Arc<parking_lot::Mutex<Progress>>;
+
+impl Progress {
+    fn shared() -> SharedProgress {
+        Arc::new(parking_lot::Mutex::new(Self::default()))
+    }
+}
+
+/// Places where a unit test makes the gateway fail on purpose (compiled only for the
+/// crate's own tests): the internal-failure path must still log a failure record and
+/// answer with a clean error body.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Panic in the request task after the provider served, before settling.
+    PanicAfterProvider,
+    /// The settlement reports an internal error.
+    FailSettle,
+    /// Panic in a stream's relay task before it settles.
+    PanicInStream,
+}
+
+#[cfg(test)]
+fn inject(gateway: &Gateway, at: Fault) -> Result<(), ApiError> {
+    if *gateway.inner.fault.lock() == Some(at) {
+        if at == Fault::FailSettle {
+            return Err(ApiError::internal("settling: injected failure"));
+        }
+        panic!("injected failure at {at:?}");
+    }
+    Ok(())
+}
+
 struct Plan {
     chain: Vec<(usize, u32)>,
+    progress: SharedProgress,
     input_estimate: u64,
     request_sha256: [u8; 32],
     messages: Vec<ChatMessage>,
@@ -725,7 +778,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
     (tenant_index, key_index): (usize, usize),
-    decided: Arc<parking_lot::Mutex<Option<calybris_gate::DecisionRef>>>,
+    request_sha256: [u8; 32],
+    progress: SharedProgress,
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let started = Instant::now();
@@ -820,7 +874,6 @@ async fn handle(
             },
         )
         .map_err(|e| ApiError::internal(format!("the gate refused to decide: {e}")))?;
-    *decided.lock() = Some(admission.decision_ref());
     let decision = *admission.decision();
     inner.metrics.inc(
         "calybris_gateway_decisions_total",
@@ -852,6 +905,7 @@ async fn handle(
             _ => ApiError::budget(format!("budget refused: {}", budget_label(budget))),
         });
     }
+    progress.lock().decision = Some(admission.decision_ref());
     // The chain: the decision's model, then the contract's order; each model asked for
     // no more output than the hold covers at its own prices.
     let held = admission.budget().held_microunits();
@@ -876,7 +930,8 @@ async fn handle(
     let plan = Plan {
         chain,
         input_estimate,
-        request_sha256: sha256(&body),
+        request_sha256,
+        progress,
         messages,
         temperature,
         started,
@@ -1063,6 +1118,45 @@ impl Gateway {
         }
     }
 
+    /// Logs the failure record of an internal error, bound to the request's admitted
+    /// decision, unless its execution was already handed to the log (or no decision
+    /// was admitted: a refused decision's record is its own account).
+    async fn log_internal_failure(
+        &self,
+        progress: &SharedProgress,
+        request_sha256: [u8; 32],
+        error: &ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = {
+            let mut progress = progress.lock();
+            match progress.decision {
+                Some(decision) if !progress.executed => {
+                    progress.executed = true;
+                    decision
+                }
+                _ => return Ok(()),
+            }
+        };
+        self.inner
+            .metrics
+            .inc("calybris_gateway_internal_failures_total", String::new());
+        let mut record = blank_execution(request_sha256, ExecutionStatus::InternalError, 500);
+        record.response_sha256 = sha256(error.body().to_string().as_bytes());
+        self.log_execution(decision, record).await
+    }
+
+    /// Marks the request's execution as logged, then logs it (see
+    /// [`Gateway::log_execution`]).
+    async fn log_execution_of(
+        &self,
+        plan: &Plan,
+        decision: calybris_gate::DecisionRef,
+        record: ExecutionRecord,
+    ) -> Result<(), ApiError> {
+        plan.progress.lock().executed = true;
+        self.log_execution(decision, record).await
+    }
+
     /// Records the execution and waits until it, and so everything before it, is durable.
     async fn log_execution(
         &self,
@@ -1192,12 +1286,16 @@ async fn run_whole(
         record.response_sha256 = sha256(error.body().to_string().as_bytes());
         record.latency_ms = elapsed_ms(plan.started);
         record.attempts = attempts;
-        gateway.log_execution(decision, record).await?;
+        gateway.log_execution_of(&plan, decision, record).await?;
         return Err(error);
     };
     let model = &inner.compiled.models[served.model];
     gateway.fallback_served(&attempts, model);
     let cost = model.cost_microunits(served.input_tokens, served.output_tokens);
+    #[cfg(test)]
+    inject(gateway, Fault::PanicAfterProvider)?;
+    #[cfg(test)]
+    inject(gateway, Fault::FailSettle)?;
     gateway.settle(admission, cost)?;
     let body = json!({
         "id": format!("chatcmpl-{sequence}"),
@@ -1220,7 +1318,7 @@ async fn run_whole(
     record.output_tokens = served.output_tokens;
     record.cost_microunits = cost;
     record.attempts = attempts;
-    gateway.log_execution(decision, record).await?;
+    gateway.log_execution_of(&plan, decision, record).await?;
     Ok(with_headers(
         ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         sequence,
@@ -1301,22 +1399,37 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             record.response_sha256 = sha256(error.body().to_string().as_bytes());
             record.latency_ms = elapsed_ms(plan.started);
             record.attempts = attempts;
-            gateway.log_execution(decision, record).await
+            gateway.log_execution_of(&plan, decision, record).await
         }
         .await;
-        return gateway.refuse(result.err().unwrap_or(error));
+        return match result {
+            Ok(()) => gateway.refuse(error),
+            Err(internal) => {
+                // A failed settlement, say: the failure record still goes to the log.
+                let logged = gateway
+                    .log_internal_failure(&plan.progress, plan.request_sha256, &internal)
+                    .await;
+                gateway.refuse(logged.err().unwrap_or(internal))
+            }
+        };
     };
     // Nothing reaches the client before the decision is durable.
     if let Err(e) = admission.ticket().clone().await {
         drop(admission);
-        return gateway.refuse(ApiError::internal(format!("logging the decision: {e}")));
+        let error = ApiError::internal(format!("logging the decision: {e}"));
+        let logged = gateway
+            .log_internal_failure(&plan.progress, plan.request_sha256, &error)
+            .await;
+        return gateway.refuse(logged.err().unwrap_or(error));
     }
     let model = inner.compiled.models[index].clone();
     gateway.fallback_served(&attempts, &model);
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
     let id = format!("chatcmpl-{sequence}");
     let pump_gateway = gateway.clone();
-    tokio::spawn(async move {
+    let (supervisor_gateway, progress, request_sha256) =
+        (gateway.clone(), plan.progress.clone(), plan.request_sha256);
+    let pump = tokio::spawn(async move {
         let gateway = pump_gateway;
         let mut hasher = Sha256::new();
         let mut connected = true;
@@ -1414,6 +1527,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         };
         hasher.update(tail.as_bytes());
         let response_sha256: [u8; 32] = hasher.finalize().into();
+        #[cfg(test)]
+        let _ = inject(&gateway, Fault::PanicInStream);
         let logged = async {
             gateway.settle(admission, cost)?;
             let mut record = execution(&plan, status, 200);
@@ -1425,12 +1540,32 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             record.output_tokens = output_tokens;
             record.cost_microunits = cost;
             record.attempts = attempts;
-            gateway.log_execution(decision, record).await
+            gateway.log_execution_of(&plan, decision, record).await
         }
         .await;
-        // The end marker goes out only once the execution is in the log.
-        if logged.is_ok() && connected {
-            let _ = sender.send(Bytes::from(tail)).await;
+        match logged {
+            // The end marker goes out only once the execution is in the log.
+            Ok(()) if connected => {
+                let _ = sender.send(Bytes::from(tail)).await;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                // The client sees the stream end without its end marker.
+                let _ = gateway
+                    .log_internal_failure(&plan.progress, plan.request_sha256, &error)
+                    .await;
+            }
+        }
+    });
+    // A relay task that fails unexpectedly (a bug) dropped its admission as it unwound
+    // (abandoned, logged) and its sender (the client's stream ends without its end
+    // marker); its failure record is logged here.
+    tokio::spawn(async move {
+        if pump.await.is_err() {
+            let error = ApiError::internal("internal failure; the stream was cut");
+            let _ = supervisor_gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await;
         }
     });
     let body = Body::from_stream(futures_util::stream::unfold(
@@ -1451,4 +1586,188 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     )
         .into_response();
     with_headers(response, sequence, &gateway.inner.compiled.models[index])
+}
+
+#[cfg(test)]
+mod tests {
+    //! The internal-failure path, driven by the typed [`Fault`] hook over real loopback
+    //! HTTP: a failure record is logged, bound to the admitted decision, the client
+    //! gets a clean OpenAI-style error body, the hold is released and the log verifies.
+
+    use super::*;
+    use crate::config::{ProviderKind, key_hash_hex};
+    use crate::mock::{MockBehavior, MockProvider};
+    use calybris_gate::GateRecord;
+    use calybris_testkit::TempDir;
+
+    const KEY: &str = "sk-fault";
+
+    struct Running {
+        gateway: Gateway,
+        addr: std::net::SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+        _mock: MockProvider,
+    }
+
+    async fn start(dir: &std::path::Path) -> Running {
+        let mock = MockProvider::start("mock", MockBehavior::Ok, 8)
+            .await
+            .expect("mock");
+        let text = format!(
+            "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+             [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality = \"0.5\"\n\n\
+             [tenants.t]\nbudget_usd = \"10\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
+            dir.join("gate").display().to_string(),
+            mock.base_url(ProviderKind::Openai),
+            key_hash_hex(KEY)
+        );
+        let config = GatewayConfig::from_toml(&text).expect("config");
+        let gateway = Gateway::open(&config).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = gateway.clone();
+        let server = tokio::spawn(async move {
+            serving
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running {
+            gateway,
+            addr,
+            stop,
+            server,
+            _mock: mock,
+        }
+    }
+
+    async fn stop(running: Running) {
+        let _ = running.stop.send(());
+        let _ = running.server.await;
+        for _ in 0..500 {
+            if running.gateway.handles() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.gateway.close().expect("the gate closes");
+    }
+
+    async fn chat(addr: std::net::SocketAddr, stream: bool) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(
+                json!({"model": "m", "max_tokens": 8, "stream": stream,
+                       "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    fn executions(gate_dir: &std::path::Path) -> Vec<ExecutionRecord> {
+        let frames =
+            calybris_wal::LogFrames::open(&gate_dir.join("log"), None, None).expect("log opens");
+        let mut reader = calybris_wal::LogReader::<GateRecord>::new(frames);
+        let mut out = Vec::new();
+        while let Some(entry) = reader.next_entry().expect("log reads") {
+            if let GateRecord::Execution(execution) = entry.record {
+                out.push(execution);
+            }
+        }
+        out
+    }
+
+    fn verified(gate_dir: &std::path::Path) {
+        let report = calybris_gate::verify_dir(gate_dir, &calybris_gate::VerifyOptions::default())
+            .expect("the directory verifies");
+        assert!(report.conservation.balanced, "the books balance");
+        assert_eq!(report.open_holds, 0, "no reservation left open");
+        assert_eq!(
+            report.tenants[0].committed_microunits, 0,
+            "nothing served, nothing spent"
+        );
+    }
+
+    async fn whole_request_fails_cleanly(fault: Fault) {
+        let dir = TempDir::new("gateway-fault");
+        let running = start(dir.path()).await;
+        *running.gateway.inner.fault.lock() = Some(fault);
+        let (status, body) = chat(running.addr, false).await;
+        assert_eq!(status, 500, "{body}");
+        let value: Value = serde_json::from_str(&body).expect("a JSON error body");
+        assert_eq!(value["error"]["code"], "internal_error", "{value}");
+        assert_eq!(value["error"]["type"], "api_error", "{value}");
+        // The next request, without the fault, is served: the gate is not poisoned.
+        *running.gateway.inner.fault.lock() = None;
+        let (status, body) = chat(running.addr, false).await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = running.gateway.metrics_text();
+        assert!(
+            metrics.contains("calybris_gateway_internal_failures_total{} 1"),
+            "{metrics}"
+        );
+        stop(running).await;
+        let gate_dir = dir.path().join("gate");
+        let executions = executions(&gate_dir);
+        assert_eq!(executions.len(), 2, "{executions:?}");
+        let failed = &executions[0];
+        assert_eq!(failed.status, ExecutionStatus::InternalError);
+        assert_eq!(failed.http_status, 500);
+        assert_eq!(failed.cost_microunits, 0);
+        assert_eq!(
+            failed.response_sha256,
+            sha256(body_of_internal(&value).as_bytes()),
+            "the record hashes the error body the client got"
+        );
+        assert_eq!(executions[1].status, ExecutionStatus::Served);
+        let report = calybris_gate::verify_dir(&gate_dir, &calybris_gate::VerifyOptions::default())
+            .expect("verifies");
+        assert!(report.conservation.balanced);
+        assert_eq!(report.open_holds, 0);
+    }
+
+    fn body_of_internal(value: &Value) -> String {
+        value.to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_after_the_provider_logs_a_failure_record_and_answers_cleanly() {
+        whole_request_fails_cleanly(Fault::PanicAfterProvider).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_settlement_logs_a_failure_record_and_answers_cleanly() {
+        whole_request_fails_cleanly(Fault::FailSettle).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_stream_logs_a_failure_record_and_no_end_marker() {
+        let dir = TempDir::new("gateway-fault-stream");
+        let running = start(dir.path()).await;
+        *running.gateway.inner.fault.lock() = Some(Fault::PanicInStream);
+        let (status, body) = chat(running.addr, true).await;
+        assert_eq!(status, 200, "the stream had started");
+        assert!(body.starts_with("data: "), "{body}");
+        assert!(
+            !body.contains("[DONE]"),
+            "no end marker without an execution record: {body}"
+        );
+        stop(running).await;
+        let gate_dir = dir.path().join("gate");
+        let executions = executions(&gate_dir);
+        assert_eq!(executions.len(), 1, "{executions:?}");
+        assert_eq!(executions[0].status, ExecutionStatus::InternalError);
+        verified(&gate_dir);
+    }
 }
