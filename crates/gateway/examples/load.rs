@@ -4,10 +4,10 @@
 //!
 //! ```text
 //! cargo run --release -p calybris-gateway --example load -- \
-//!     [REQUESTS] [CONNECTIONS] [PACED_RATE] [GATEWAY_THREADS]
+//!     [REQUESTS] [CONNECTIONS] [PACED_RATE] [GATEWAY_THREADS] [WINDOW_US]
 //! ```
 //! (defaults 20,000 requests, 256 connections, 2,000 requests/s for the paced phase, 2
-//! gateway worker threads).
+//! gateway worker threads, the default group-commit window of 200 microseconds).
 //!
 //! Three processes, so that each one's CPU time can be read apart: this one drives the
 //! load (a lean keep-alive HTTP/1 client, hyper, one task per connection, one tokio
@@ -48,7 +48,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--role-mock") => role_mock(),
-        Some("--role-gateway") => role_gateway(&args[1], &args[2], &args[3]),
+        Some("--role-gateway") => role_gateway(&args[1], &args[2], &args[3], &args[4]),
         _ => drive(&args),
     }
 }
@@ -79,7 +79,7 @@ fn role_mock() {
     });
 }
 
-fn role_gateway(mock_url: &str, dir: &str, threads: &str) {
+fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
     let threads: usize = threads.parse().expect("threads");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -89,7 +89,7 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str) {
     let dir = std::path::PathBuf::from(dir);
     runtime.block_on(async {
         let text = format!(
-            "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
              [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality = \"0.5\"\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.display().to_string(),
@@ -292,6 +292,7 @@ fn drive(args: &[String]) {
     let connections = (arg(1, 256.0) as usize).max(1);
     let paced = arg(2, 2_000.0).max(1.0);
     let threads = (arg(3, 2.0) as usize).max(1);
+    let window_us = arg(4, 200.0) as u64;
     let dir = std::env::temp_dir().join(format!("calybris-gateway-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (mock, mock_url) = Proc::spawn(&["--role-mock"]);
@@ -300,6 +301,7 @@ fn drive(args: &[String]) {
         &mock_url,
         &dir.display().to_string(),
         &threads.to_string(),
+        &window_us.to_string(),
     ]);
     let mock_addr = mock_url
         .trim_start_matches("http://")
@@ -330,7 +332,7 @@ fn drive(args: &[String]) {
         let _ = run(direct.clone(), body.clone(), connections * 8, connections, None).await;
         let _ = run(through.clone(), body.clone(), connections * 8, connections, None).await;
         println!(
-            "{requests} requests per phase, {connections} connections, loopback, gateway threads {threads}"
+            "{requests} requests per phase, {connections} connections, loopback, gateway threads {threads}, group-commit window {window_us} us"
         );
         let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
         let mock_cpu = mock.cpu();

@@ -5,6 +5,7 @@
 //! listen = "127.0.0.1:8080"        # address to serve on
 //! gate_dir = "gateway-gate"        # the gate directory (one chained log)
 //! max_body_bytes = 1048576         # larger request bodies get 413
+//! group_commit_window_us = 200     # the gate log's group-commit window
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -121,6 +122,16 @@ pub struct ServerConfig {
     /// The most requests processed at once (others wait in the accept queue).
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// The gate log's group-commit window, microseconds: how long the log waits after
+    /// a batch's first record before writing and syncing it (records arriving during
+    /// a sync join the next batch whatever the window). Smaller: less latency at low
+    /// load; larger: bigger batches.
+    #[serde(default = "default_window_us")]
+    pub group_commit_window_us: u64,
+}
+
+const fn default_window_us() -> u64 {
+    200
 }
 
 fn default_listen() -> String {
@@ -152,6 +163,7 @@ impl Default for ServerConfig {
             gate_dir: default_gate_dir(),
             max_body_bytes: default_max_body(),
             max_concurrent_requests: default_concurrency(),
+            group_commit_window_us: default_window_us(),
         }
     }
 }

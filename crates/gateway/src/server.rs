@@ -114,7 +114,8 @@ impl Gateway {
         let mut gate_config = GateConfig::new(
             &config.server.gate_dir,
             SealedPolicy::new(compiled.policy.clone()),
-        );
+        )
+        .group_commit_window(Duration::from_micros(config.server.group_commit_window_us));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
