@@ -158,13 +158,7 @@ impl Proc {
 
     /// User + system CPU time so far (from /proc, clock ticks of 10 ms).
     fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Duration::from_millis(ticks * 10)
+        cpu_of(&self.child.id().to_string())
     }
 
     /// Resident memory, bytes.
@@ -190,6 +184,17 @@ impl Proc {
         let _ = self.child.wait();
         lines
     }
+}
+
+/// User + system CPU time of process `pid` (`self` for this one) so far, from /proc
+/// (clock ticks of 10 ms).
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 struct Target {
@@ -339,10 +344,14 @@ fn drive(args: &[String]) {
         let (direct_time, direct_lat) =
             run(direct.clone(), body.clone(), requests, connections, None).await;
         let mock_cpu = mock.cpu() - mock_cpu;
-        let (gateway_cpu, mock_cpu2) = (gateway.cpu(), mock.cpu());
+        let (gateway_cpu, mock_cpu2, driver_cpu) = (gateway.cpu(), mock.cpu(), cpu_of("self"));
         let (through_time, through_lat) =
             run(through.clone(), body.clone(), requests, connections, None).await;
-        let (gateway_cpu, mock_cpu2) = (gateway.cpu() - gateway_cpu, mock.cpu() - mock_cpu2);
+        let (gateway_cpu, mock_cpu2, driver_cpu) = (
+            gateway.cpu() - gateway_cpu,
+            mock.cpu() - mock_cpu2,
+            cpu_of("self") - driver_cpu,
+        );
         println!(
             "saturation, mock directly:   {:>7.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   mock CPU {:>5.1} us/req",
             rate(direct_lat.len(), direct_time),
@@ -357,6 +366,18 @@ fn drive(args: &[String]) {
             ms(percentile(&through_lat, 0.99)),
             gateway_cpu.as_secs_f64() * 1e6 / through_lat.len() as f64,
             mock_cpu2.as_secs_f64() * 1e6 / through_lat.len() as f64
+        );
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / through_lat.len() as f64;
+        let total = per_request(gateway_cpu + mock_cpu2 + driver_cpu);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "CPU per request through the gateway: gateway {:.1} + mock {:.1} + load generator {:.1} = {total:.1} us; \
+             CPU-bound capacity of {cores} cores for all three: {:.0} req/s (gateway alone: {:.0} req/s)",
+            per_request(gateway_cpu),
+            per_request(mock_cpu2),
+            per_request(driver_cpu),
+            cores as f64 * 1e6 / total,
+            cores as f64 * 1e6 / per_request(gateway_cpu)
         );
         let paced_requests = ((paced * 5.0) as usize).max(connections);
         let (_, direct_lat) =
