@@ -1298,18 +1298,28 @@ async fn run_whole(
     #[cfg(test)]
     inject(gateway, Fault::FailSettle)?;
     gateway.settle(admission, cost)?;
-    let body = json!({
-        "id": format!("chatcmpl-{sequence}"),
-        "object": "chat.completion",
-        "created": now_ms() / 1_000,
-        "model": model.name,
-        "choices": [{"index": 0, "finish_reason": served.finish_reason,
-                     "message": {"role": "assistant", "content": served.text}}],
-        "usage": {"prompt_tokens": served.input_tokens,
-                  "completion_tokens": served.output_tokens,
-                  "total_tokens": served.input_tokens + served.output_tokens},
+    // Serialized straight from the parts (no intermediate JSON tree), keys in the
+    // same (sorted) order a JSON tree would give.
+    let body = serde_json::to_string(&Answer {
+        choices: [AnswerChoice {
+            finish_reason: &served.finish_reason,
+            index: 0,
+            message: AnswerMessage {
+                content: &served.text,
+                role: "assistant",
+            },
+        }],
+        created: now_ms() / 1_000,
+        id: format_args!("chatcmpl-{sequence}"),
+        model: &model.name,
+        object: "chat.completion",
+        usage: AnswerUsage {
+            completion_tokens: served.output_tokens,
+            prompt_tokens: served.input_tokens,
+            total_tokens: served.input_tokens + served.output_tokens,
+        },
     })
-    .to_string();
+    .map_err(|e| ApiError::internal(format!("encoding the answer: {e}")))?;
     let mut record = execution(&plan, ExecutionStatus::Served, 200);
     record.provider = bounded(&model.provider);
     record.model = bounded(&model.name);
@@ -1325,6 +1335,44 @@ async fn run_whole(
         sequence,
         model,
     ))
+}
+
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    choices: [AnswerChoice<'a>; 1],
+    created: u64,
+    #[serde(serialize_with = "display")]
+    id: std::fmt::Arguments<'a>,
+    model: &'a str,
+    object: &'static str,
+    usage: AnswerUsage,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerChoice<'a> {
+    finish_reason: &'a str,
+    index: u32,
+    message: AnswerMessage<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerMessage<'a> {
+    content: &'a str,
+    role: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerUsage {
+    completion_tokens: u64,
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+fn display<S: serde::Serializer>(
+    value: &std::fmt::Arguments<'_>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) -> Response {
