@@ -27,6 +27,10 @@
 //! request) and reports the growth of the gateway's resident memory per connection.
 //! At the end the gateway child closes its gate and verifies the directory (every
 //! decision and execution chained, the books balanced).
+//!
+//! `CALYBRIS_LOAD_GATEWAY_WRAP="valgrind --tool=callgrind --callgrind-out-file=F"` runs
+//! the gateway child under that command (instruction counts per request: run twice
+//! with different request counts and divide the difference).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -143,8 +147,23 @@ struct Proc {
 }
 
 impl Proc {
+    /// Starts this executable with `args`; the gateway child under the command in
+    /// `CALYBRIS_LOAD_GATEWAY_WRAP` when set (e.g. `valgrind --tool=callgrind`).
     fn spawn(args: &[&str]) -> (Self, String) {
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
+        let exe = std::env::current_exe().expect("exe");
+        let wrap = std::env::var("CALYBRIS_LOAD_GATEWAY_WRAP")
+            .ok()
+            .filter(|_| args.first() == Some(&"--role-gateway"));
+        let mut command = match &wrap {
+            Some(wrap) => {
+                let mut words = wrap.split_whitespace();
+                let mut command = Command::new(words.next().expect("a wrapper command"));
+                command.args(words).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
