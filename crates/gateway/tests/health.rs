@@ -319,3 +319,49 @@ async fn a_second_local_request_waits_for_the_slot_within_the_wait() {
     );
     verified(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_stream_holds_the_slot_until_it_ends() {
+    let harness = Harness::start(
+        "slot-stream",
+        vec![
+            Upstream::new("local", "ollama", "llama-mock")
+                .quality("0.9")
+                .behaving(MockBehavior::Drip(100)),
+            Upstream::new("remote", "openai", "gpt-mock"),
+        ],
+        Options {
+            routing_extra: "local_slot_wait_ms = 50".to_owned(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let stream_body = body("llama-mock", true);
+    let streaming = harness.chat(Some(KEY), &stream_body);
+    let whole = async {
+        // Well inside the stream's ten 100 ms events.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        harness.chat(Some(KEY), &body("llama-mock", false)).await
+    };
+    let ((stream_status, streamed), (status, value)) = tokio::join!(streaming, whole);
+    assert_eq!(stream_status, 200);
+    let streamed = streamed.as_str().unwrap_or_default().to_owned();
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    assert_eq!(status, 200, "{value}");
+    assert_eq!(
+        served_by(&value),
+        "gpt-mock",
+        "the slot was held by the stream"
+    );
+    let dir = harness.stop().await;
+    let executions = executions(&dir);
+    let fell_back = executions
+        .iter()
+        .find(|e| e.model == "gpt-mock")
+        .expect("one fell back");
+    assert_eq!(
+        fell_back.attempts[0].skipped,
+        Some(AttemptSkip::LocalSlotBusy)
+    );
+    verified(&dir);
+}
