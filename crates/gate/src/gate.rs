@@ -282,6 +282,7 @@ trait Log: Send + Sync + std::fmt::Debug {
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError>;
     fn plan_retirement(&self, sequence: u64) -> Result<RetiredSegments, WalError>;
     fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError>;
+    fn stats(&self) -> calybris_wal::DurableStats;
 }
 
 impl<D: Directory> Log for DurableWal<GateRecord, D> {
@@ -302,6 +303,9 @@ impl<D: Directory> Log for DurableWal<GateRecord, D> {
     }
     fn retire_segments_before(&self, sequence: u64) -> Result<RetiredSegments, WalError> {
         DurableWal::retire_segments_before(self, sequence)
+    }
+    fn stats(&self) -> calybris_wal::DurableStats {
+        DurableWal::stats(self)
     }
 }
 
@@ -1886,6 +1890,13 @@ impl Gate {
     #[must_use]
     pub fn durable_anchor(&self) -> WalAnchor {
         self.inner.wal.durable_anchor()
+    }
+
+    /// The log's group-commit counters since the gate opened: batches, records, bytes,
+    /// and the time spent in data and watermark fdatasyncs.
+    #[must_use]
+    pub fn log_stats(&self) -> calybris_wal::DurableStats {
+        self.inner.wal.stats()
     }
 
     /// Whether a log failure has poisoned the gate (reopen to continue).

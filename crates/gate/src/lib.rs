@@ -129,9 +129,10 @@ pub use gate::{
 };
 pub use names::{NameMap, NameMapError};
 pub use record::{
-    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
-    GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
-    MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord, SettlementKind,
+    AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
+    GATE_FORMAT_VERSION, GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS,
+    MAX_EXECUTION_NAME_BYTES, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord,
+    SettlementKind,
 };
 pub use verify::{
     GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,

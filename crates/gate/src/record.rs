@@ -335,6 +335,28 @@ pub enum ExecutionStatus {
     InternalError,
 }
 
+/// Why a provider of the chain was passed over without being called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttemptSkip {
+    /// Its circuit breaker is open (or half-open with its one trial already out).
+    CircuitOpen,
+    /// It is a local provider whose single inference slot stayed busy for the
+    /// configured wait.
+    LocalSlotBusy,
+}
+
+impl AttemptSkip {
+    /// The attempt status as reports show it: `skipped: circuit open`, `skipped: local
+    /// slot busy`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CircuitOpen => "skipped: circuit open",
+            Self::LocalSlotBusy => "skipped: local slot busy",
+        }
+    }
+}
+
 /// One attempt at a provider, in the order tried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionAttempt {
@@ -346,8 +368,11 @@ pub struct ExecutionAttempt {
     pub http_status: u16,
     /// Whether this attempt served.
     pub success: bool,
-    /// How long it took, in milliseconds.
+    /// How long it took, in milliseconds (for a skip: how long it waited first).
     pub latency_ms: u32,
+    /// `Some` when the provider was passed over without a call (then `http_status` is
+    /// 0 and `success` false).
+    pub skipped: Option<AttemptSkip>,
 }
 
 /// What executed an admitted decision (see [`GateRecord::Execution`]).
@@ -382,7 +407,8 @@ pub struct ExecutionRecord {
 }
 
 impl ExecutionRecord {
-    /// Whether every bound holds (attempt count and name lengths).
+    /// Whether every bound holds (attempt count and name lengths) and every skipped
+    /// attempt is marked as not called (no HTTP status, no success).
     #[must_use]
     pub fn within_bounds(&self) -> bool {
         self.attempts.len() <= MAX_EXECUTION_ATTEMPTS
@@ -391,6 +417,7 @@ impl ExecutionRecord {
             && self.attempts.iter().all(|attempt| {
                 attempt.provider.len() <= MAX_EXECUTION_NAME_BYTES
                     && attempt.model.len() <= MAX_EXECUTION_NAME_BYTES
+                    && (attempt.skipped.is_none() || (!attempt.success && attempt.http_status == 0))
             })
     }
 }

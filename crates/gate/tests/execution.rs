@@ -67,6 +67,7 @@ fn execution(attempts: usize) -> ExecutionRecord {
                 http_status: 200,
                 success: true,
                 latency_ms: 5,
+                skipped: None,
             })
             .collect(),
     }
@@ -112,6 +113,22 @@ fn an_execution_bound_to_its_decision_verifies_and_changes_no_books() {
         gate.record_lease_refusal(too_long),
         Err(GateError::RecordOutOfBounds { .. })
     ));
+    // A skipped attempt is one that was never called: no success, no HTTP status.
+    let mut skipped_but_served = execution(1);
+    skipped_but_served.attempts[0].skipped = Some(calybris_gate::AttemptSkip::CircuitOpen);
+    assert!(matches!(
+        gate.record_execution(decision, skipped_but_served),
+        Err(GateError::RecordOutOfBounds { .. })
+    ));
+    let mut skipped = execution(2);
+    skipped.attempts[0].skipped = Some(calybris_gate::AttemptSkip::LocalSlotBusy);
+    skipped.attempts[0].success = false;
+    skipped.attempts[0].http_status = 0;
+    assert!(skipped.within_bounds());
+    assert_eq!(
+        calybris_gate::AttemptSkip::LocalSlotBusy.as_str(),
+        "skipped: local slot busy"
+    );
     assert!(matches!(
         gate.record_execution(decision, execution(MAX_EXECUTION_ATTEMPTS + 1)),
         Err(GateError::RecordOutOfBounds { .. })

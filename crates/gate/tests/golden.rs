@@ -17,8 +17,8 @@ use calybris_gate::windows::{
     WindowResetRecord,
 };
 use calybris_gate::{
-    BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
-    GateRecord, LeaseRefusal, SettlementKind,
+    AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
+    GATE_FORMAT_VERSION, GateRecord, LeaseRefusal, SettlementKind,
 };
 use calybris_kernel::PolicySnapshot;
 use calybris_wal::{DecisionMeta, PolicyRecord};
@@ -166,11 +166,20 @@ fn records() -> Vec<GateRecord> {
             cost_microunits: 3_210,
             attempts: vec![
                 ExecutionAttempt {
+                    provider: "ollama".into(),
+                    model: "llama-3.2-1b".into(),
+                    http_status: 0,
+                    success: false,
+                    latency_ms: 3,
+                    skipped: Some(AttemptSkip::LocalSlotBusy),
+                },
+                ExecutionAttempt {
                     provider: "openai".into(),
                     model: "gpt-4o-mini".into(),
                     http_status: 503,
                     success: false,
                     latency_ms: 12,
+                    skipped: None,
                 },
                 ExecutionAttempt {
                     provider: "local".into(),
@@ -178,6 +187,7 @@ fn records() -> Vec<GateRecord> {
                     http_status: 200,
                     success: true,
                     latency_ms: 70,
+                    skipped: None,
                 },
             ],
         }),

@@ -29,18 +29,67 @@ pub(crate) struct Whole<'a> {
 
 /// The JSON body of a whole answer, exactly as sent.
 pub(crate) fn whole_body(answer: &Whole<'_>) -> String {
-    json!({
-        "id": format!("chatcmpl-{}", answer.sequence),
-        "object": "chat.completion",
-        "created": answer.created,
-        "model": answer.model,
-        "choices": [{"index": 0, "finish_reason": answer.finish_reason,
-                     "message": {"role": "assistant", "content": answer.text}}],
-        "usage": {"prompt_tokens": answer.input_tokens,
-                  "completion_tokens": answer.output_tokens,
-                  "total_tokens": answer.input_tokens + answer.output_tokens},
+    // Serialized straight from typed parts (no intermediate JSON tree), keys in sorted
+    // order whatever serde_json's features, so the bytes (and their logged hash) do
+    // not depend on how the binary was built.
+    serde_json::to_string(&Answer {
+        choices: [AnswerChoice {
+            finish_reason: answer.finish_reason,
+            index: 0,
+            message: AnswerMessage {
+                content: answer.text,
+                role: "assistant",
+            },
+        }],
+        created: answer.created,
+        id: format_args!("chatcmpl-{}", answer.sequence),
+        model: answer.model,
+        object: "chat.completion",
+        usage: AnswerUsage {
+            completion_tokens: answer.output_tokens,
+            prompt_tokens: answer.input_tokens,
+            total_tokens: answer.input_tokens.saturating_add(answer.output_tokens),
+        },
     })
-    .to_string()
+    .expect("serialising borrowed strings and integers cannot fail")
+}
+
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    choices: [AnswerChoice<'a>; 1],
+    created: u64,
+    #[serde(serialize_with = "display")]
+    id: std::fmt::Arguments<'a>,
+    model: &'a str,
+    object: &'static str,
+    usage: AnswerUsage,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerChoice<'a> {
+    finish_reason: &'a str,
+    index: u32,
+    message: AnswerMessage<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerMessage<'a> {
+    content: &'a str,
+    role: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct AnswerUsage {
+    completion_tokens: u64,
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+fn display<S: serde::Serializer>(
+    value: &std::fmt::Arguments<'_>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// One server-sent event of a stream: a chunk with `delta` and `finish_reason`.

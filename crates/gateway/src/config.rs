@@ -6,12 +6,17 @@
 //! gate_dir = "gateway-gate"        # the gate directory (one chained log)
 //! max_body_bytes = 1048576         # larger request bodies get 413
 //! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
+//! group_commit_window_us = 200     # the gate log's group-commit window
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"   # the NAME of an environment variable, never a key
 //! timeout_ms = 30000
+//! probe_interval_ms = 0            # health probes (0: none)
+//! probe_timeout_ms = 1000
+//! breaker_failures = 3             # consecutive failures that open the breaker
+//! breaker_cooldown_ms = 10000      # open, then one trial (half-open)
 //!
 //! [policy]                         # a calybris-policy policy file, inline
 //! capabilities = ["function_calling", "vision"]
@@ -46,6 +51,7 @@
 //! value_usd_per_request = "0.05"
 //! default_max_tokens = 256
 //! max_output_tokens = 4096
+//! local_slot_wait_ms = 250                    # wait for the single local slot
 //! ```
 //!
 //! # The models: a policy file
@@ -131,6 +137,16 @@ pub struct ServerConfig {
     /// a request only from its archived body.
     #[serde(default)]
     pub request_archive: Option<PathBuf>,
+    /// The gate log's group-commit window, microseconds: how long the log waits after
+    /// a batch's first record before writing and syncing it (records arriving during
+    /// a sync join the next batch whatever the window). Smaller: less latency at low
+    /// load; larger: bigger batches.
+    #[serde(default = "default_window_us")]
+    pub group_commit_window_us: u64,
+}
+
+const fn default_window_us() -> u64 {
+    200
 }
 
 fn default_listen() -> String {
@@ -163,6 +179,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_concurrent_requests: default_concurrency(),
             request_archive: None,
+            group_commit_window_us: default_window_us(),
         }
     }
 }
@@ -181,6 +198,32 @@ pub struct ProviderConfig {
     /// The whole-call timeout (for a stream: the wait for each chunk), milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// How often the gateway probes the provider's health, milliseconds (0: never; a
+    /// probe is `GET /api/tags` for Ollama, `GET {base_url}/models` for OpenAI,
+    /// `GET /v1/models` for Anthropic, and any 2xx answer is healthy).
+    #[serde(default)]
+    pub probe_interval_ms: u64,
+    /// How long a probe may take, milliseconds.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout_ms: u64,
+    /// Consecutive failures (attempts or probes) that open the provider's circuit
+    /// breaker (at least 1).
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker skips the provider before letting one trial through
+    /// (half-open), milliseconds.
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown_ms: u64,
+}
+
+const fn default_probe_timeout() -> u64 {
+    1_000
+}
+const fn default_breaker_failures() -> u32 {
+    3
+}
+const fn default_breaker_cooldown() -> u64 {
+    10_000
 }
 
 /// One `[tenants.NAME]` section.
@@ -237,6 +280,14 @@ pub struct RoutingConfig {
     /// The most output tokens a request may ask for.
     #[serde(default = "default_max_output")]
     pub max_output_tokens: u32,
+    /// How long a request waits for a local (Ollama) provider's single inference slot
+    /// before that attempt is skipped and the chain falls back, milliseconds.
+    #[serde(default = "default_local_slot_wait")]
+    pub local_slot_wait_ms: u64,
+}
+
+const fn default_local_slot_wait() -> u64 {
+    250
 }
 
 fn default_scope() -> String {

@@ -18,6 +18,8 @@
 //!   -> the estimated cost is HELD before any provider is called
 //! providers along the chain: the decision's model, then the contract's order
 //!   each later model asked for no more output than the hold covers at its prices
+//!   a provider whose breaker is open, or a local one whose single slot stays busy,
+//!   is skipped (a skipped attempt in the record; see [`health`])
 //! settle the actual cost from the provider's usage (a stream: at its end)
 //! log an Execution record bound to the decision (what served, every attempt)
 //! wait until that record is durable, then answer     502 / 504 when nothing served
@@ -54,6 +56,7 @@ mod answer;
 pub mod archive;
 pub mod config;
 mod error;
+pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod mock;

@@ -52,6 +52,22 @@ const HELP: &[(&str, &str)] = &[
         "calybris_gateway_fallbacks_total",
         "Requests served by a model after the decision's failed, by the serving model.",
     ),
+    (
+        "calybris_gateway_breaker_transitions_total",
+        "Circuit breaker state changes, by provider, from and to.",
+    ),
+    (
+        "calybris_gateway_attempts_skipped_total",
+        "Providers of a chain passed over without a call, by provider and reason.",
+    ),
+    (
+        "calybris_gateway_internal_failures_total",
+        "Unexpected internal failures after an admitted decision (each logged as an InternalError execution).",
+    ),
+    (
+        "calybris_gateway_probes_total",
+        "Health probes, by provider and outcome.",
+    ),
 ];
 
 impl Metrics {

@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::config::ProviderKind;
@@ -39,8 +39,9 @@ pub enum MockBehavior {
 #[derive(Debug)]
 struct MockState {
     name: String,
-    behavior: MockBehavior,
+    behavior: parking_lot::Mutex<MockBehavior>,
     calls: AtomicU64,
+    probes: AtomicU64,
     words: usize,
 }
 
@@ -64,14 +65,17 @@ impl MockProvider {
         let addr = listener.local_addr()?;
         let state = Arc::new(MockState {
             name: name.to_owned(),
-            behavior,
+            behavior: parking_lot::Mutex::new(behavior),
             calls: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
             words: words.max(1),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
             .route("/v1/messages", post(anthropic))
             .route("/api/chat", post(ollama))
+            .route("/v1/models", get(probe))
+            .route("/api/tags", get(probe))
             .with_state(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -97,6 +101,17 @@ impl MockProvider {
         }
     }
 
+    /// Changes how it answers from now on (chat requests and health probes).
+    pub fn set_behavior(&self, behavior: MockBehavior) {
+        *self.state.behavior.lock() = behavior;
+    }
+
+    /// Health probes received so far (`GET /v1/models`, `GET /api/tags`).
+    #[must_use]
+    pub fn probes(&self) -> u64 {
+        self.state.probes.load(Ordering::Relaxed)
+    }
+
     /// Requests received so far.
     #[must_use]
     pub fn calls(&self) -> u64 {
@@ -109,6 +124,32 @@ impl Drop for MockProvider {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+impl MockState {
+    fn behavior(&self) -> MockBehavior {
+        *self.behavior.lock()
+    }
+}
+
+/// A health probe: 200 with an empty model list, or the failing behaviour's status
+/// (hanging and slow behaviours hang and wait as for a chat request).
+async fn probe(State(state): State<Arc<MockState>>) -> Response {
+    state.probes.fetch_add(1, Ordering::Relaxed);
+    match state.behavior() {
+        MockBehavior::Fail(status) => StatusCode::from_u16(status)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            .into_response(),
+        MockBehavior::Hang => {
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        MockBehavior::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            axum::Json(json!({"object": "list", "data": [], "models": []})).into_response()
+        }
+        _ => axum::Json(json!({"object": "list", "data": [], "models": []})).into_response(),
     }
 }
 
@@ -143,7 +184,7 @@ fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
 
 async fn prelude(state: &MockState) -> Option<Response> {
     state.calls.fetch_add(1, Ordering::Relaxed);
-    match state.behavior {
+    match state.behavior() {
         MockBehavior::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             None
@@ -241,7 +282,7 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
                    "usage": {"prompt_tokens": asked.input_tokens, "completion_tokens": output}})
         ));
         lines.push("data: [DONE]\n\n".to_owned());
-        return sse(lines, state.behavior);
+        return sse(lines, state.behavior());
     }
     let value = json!({
         "id": "mock", "object": "chat.completion",
@@ -254,7 +295,7 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
 
 fn whole(state: &MockState, value: &Value) -> Response {
     let mut text = value.to_string();
-    if state.behavior == MockBehavior::Truncated {
+    if state.behavior() == MockBehavior::Truncated {
         text.truncate(text.len() / 2);
     }
     ([(header::CONTENT_TYPE, "application/json")], text).into_response()
@@ -288,7 +329,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
                    "usage": {"output_tokens": output}})
         ));
         lines.push("event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_owned());
-        return sse(lines, state.behavior);
+        return sse(lines, state.behavior());
     }
     let value = json!({
         "id": "mock", "type": "message", "role": "assistant",
@@ -324,7 +365,7 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
                    "done_reason": "stop", "prompt_eval_count": asked.input_tokens,
                    "eval_count": output})
         ));
-        return sse(lines, state.behavior);
+        return sse(lines, state.behavior());
     }
     let value = json!({
         "message": {"role": "assistant", "content": words.concat()}, "done": true,

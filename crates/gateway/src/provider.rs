@@ -12,7 +12,7 @@ use crate::config::{ProviderConfig, ProviderKind};
 pub const MAX_PROVIDER_BYTES: usize = 16 << 20;
 
 /// One message of a conversation, content flattened to text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
@@ -88,6 +88,8 @@ pub struct Provider {
     /// Its API kind.
     pub kind: ProviderKind,
     base_url: String,
+    /// `{base_url}/chat/completions`, formatted once.
+    chat_url: String,
     api_key: Option<String>,
     key_missing: bool,
     /// The whole-call timeout, and the wait for each stream chunk.
@@ -107,6 +109,7 @@ impl Provider {
             name: name.to_owned(),
             kind: config.kind,
             base_url: config.base_url.trim_end_matches('/').to_owned(),
+            chat_url: format!("{}/chat/completions", config.base_url.trim_end_matches('/')),
             key_missing: config.api_key_env.is_some() && api_key.is_none(),
             api_key,
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
@@ -122,27 +125,31 @@ impl Provider {
         if self.key_missing {
             return Err(AttemptError::MissingKey);
         }
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role, "content": m.content}))
-            .collect();
+        let messages = || -> Vec<Value> {
+            request
+                .messages
+                .iter()
+                .map(|m| json!({"role": m.role, "content": m.content}))
+                .collect()
+        };
         let builder = match self.kind {
             ProviderKind::Openai => {
-                let mut body = json!({
-                    "model": request.model, "messages": messages,
-                    "max_tokens": request.max_tokens, "stream": stream,
-                });
-                if stream {
-                    body["stream_options"] = json!({"include_usage": true});
-                }
-                if let Some(t) = request.temperature {
-                    body["temperature"] = json!(t);
-                }
+                // Serialized straight from the request (no intermediate JSON tree).
+                let body = serde_json::to_vec(&OpenaiBody {
+                    model: &request.model,
+                    messages: &request.messages,
+                    max_tokens: request.max_tokens,
+                    stream,
+                    stream_options: stream.then_some(StreamOptions {
+                        include_usage: true,
+                    }),
+                    temperature: request.temperature,
+                })
+                .map_err(|_| AttemptError::Malformed("request not serializable"))?;
                 let mut builder = client
-                    .post(format!("{}/chat/completions", self.base_url))
+                    .post(&self.chat_url)
                     .header("content-type", "application/json")
-                    .body(body.to_string());
+                    .body(body);
                 if let Some(key) = &self.api_key {
                     builder = builder.bearer_auth(key);
                 }
@@ -191,7 +198,7 @@ impl Provider {
                     .header("content-type", "application/json")
                     .body(
                         json!({
-                            "model": request.model, "messages": messages,
+                            "model": request.model, "messages": messages(),
                             "stream": stream, "options": options,
                         })
                         .to_string(),
@@ -247,6 +254,11 @@ impl Provider {
             }
             body.extend_from_slice(&chunk);
         }
+        if self.kind == ProviderKind::Openai
+            && let Some(completion) = openai_fast(&body)
+        {
+            return Ok(completion);
+        }
         let value: Value =
             serde_json::from_slice(&body).map_err(|_| AttemptError::Malformed("not JSON"))?;
         parse_completion(self.kind, &value)
@@ -271,6 +283,67 @@ impl Provider {
             finished: false,
         })
     }
+}
+
+#[derive(serde::Serialize)]
+struct OpenaiBody<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    max_tokens: u32,
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct FastAnswer<'a> {
+    #[serde(borrow)]
+    choices: Vec<FastChoice<'a>>,
+    #[serde(default)]
+    usage: Option<FastUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastChoice<'a> {
+    #[serde(borrow)]
+    message: FastMessage<'a>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastMessage<'a> {
+    #[serde(borrow)]
+    content: std::borrow::Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+/// An OpenAI answer of the usual shape, read without building a JSON tree; `None` for
+/// anything else (which then takes the general path, with its errors).
+fn openai_fast(body: &[u8]) -> Option<Completion> {
+    let answer: FastAnswer<'_> = serde_json::from_slice(body).ok()?;
+    let choice = answer.choices.into_iter().next()?;
+    let usage = answer.usage;
+    Some(Completion {
+        text: choice.message.content.into_owned(),
+        input_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
+        output_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+        finish_reason: finish(choice.finish_reason.as_deref()),
+    })
 }
 
 fn u64_at(value: &Value, path: &[&str]) -> Option<u64> {
@@ -502,5 +575,82 @@ impl UpstreamStream {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openai_fast_path_reads_what_the_general_path_reads_or_steps_aside() {
+        // (body, whether the fast path must take it): when it takes one, it must read
+        // exactly what the general path reads; odd shapes it leaves to the general path.
+        let bodies = [
+            (
+                r#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"message":{"content":"a \"quoted\" \u00e9"},"finish_reason":"length"}]}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"message":{"content":"x"},"finish_reason":null}],"usage":null}"#,
+                true,
+            ),
+            (
+                r#"{"choices":[{"message":{"content":"x"},"finish_reason":7}],"usage":{"prompt_tokens":-1}}"#,
+                false,
+            ),
+            (
+                r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":2.5,"completion_tokens":4}}"#,
+                false,
+            ),
+            (r#"{"choices":[{"message":{"content":null}}]}"#, false),
+            (r#"{"choices":[]}"#, false),
+        ];
+        for (body, plain) in bodies {
+            let value: Value = serde_json::from_str(body).expect("JSON");
+            let general = parse_completion(ProviderKind::Openai, &value);
+            match openai_fast(body.as_bytes()) {
+                Some(fast) => assert_eq!(Ok(fast), general, "{body}"),
+                None => assert!(!plain, "{body}: the fast path stepped aside"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_openai_request_body_is_the_documented_json() {
+        let request = UpstreamRequest {
+            model: "m".into(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hi \"there\"".into(),
+            }],
+            max_tokens: 7,
+            temperature: Some(0.5),
+        };
+        for stream in [false, true] {
+            let body = serde_json::to_value(OpenaiBody {
+                model: &request.model,
+                messages: &request.messages,
+                max_tokens: request.max_tokens,
+                stream,
+                stream_options: stream.then_some(StreamOptions {
+                    include_usage: true,
+                }),
+                temperature: request.temperature,
+            })
+            .expect("serializes");
+            let mut expected = json!({
+                "model": "m", "messages": [{"role": "user", "content": "hi \"there\""}],
+                "max_tokens": 7, "stream": stream, "temperature": 0.5,
+            });
+            if stream {
+                expected["stream_options"] = json!({"include_usage": true});
+            }
+            assert_eq!(body, expected);
+        }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use calybris_digest::SealedPolicy;
 use calybris_gate::{
-    Admission, BudgetOutcome, CallerMeta, ExecutionAttempt, ExecutionRecord, ExecutionStatus, Gate,
-    GateConfig, GateError, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
-    ReservationId,
+    Admission, AttemptSkip, BudgetOutcome, CallerMeta, ExecutionAttempt, ExecutionRecord,
+    ExecutionStatus, Gate, GateConfig, GateError, LeaseRefusal, MAX_EXECUTION_ATTEMPTS,
+    MAX_EXECUTION_NAME_BYTES, ReservationId,
 };
 use calybris_kernel::KernelInput;
 use serde::Deserialize;
@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{Compiled, CompiledModel, GatewayConfig, sha256};
 use crate::error::ApiError;
+use crate::health::{Admit, ProviderHealth, Transition, counts_as_failure};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, escape};
 use crate::provider::{AttemptError, ChatMessage, Provider, StreamEvent, UpstreamRequest};
@@ -64,6 +65,10 @@ struct Inner {
     keys: Vec<(usize, usize, [u8; 32])>,
     max_body_bytes: usize,
     concurrency: Semaphore,
+    health: HashMap<String, ProviderHealth>,
+    local_slot_wait: Duration,
+    #[cfg(test)]
+    fault: parking_lot::Mutex<Option<Fault>>,
     sequence: AtomicU64,
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
@@ -114,7 +119,8 @@ impl Gateway {
             &config.server.gate_dir,
             SealedPolicy::new(compiled.policy.clone()),
         )
-        .policy_names(compiled.names.clone());
+        .policy_names(compiled.names.clone())
+        .group_commit_window(Duration::from_micros(config.server.group_commit_window_us));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
@@ -124,8 +130,19 @@ impl Gateway {
             .iter()
             .map(|(name, provider)| (name.clone(), Provider::from_config(name, provider)))
             .collect();
+        let health = config
+            .providers
+            .iter()
+            .map(|(name, provider)| (name.clone(), ProviderHealth::from_config(provider)))
+            .collect();
+        // Keep-alive connections to providers are kept for as many requests as may run at
+        // once (a smaller pool closes and reopens connections under load); no proxy
+        // lookup from the environment per request; Nagle off.
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(config.server.max_concurrent_requests.max(1))
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .no_proxy()
             .build()
             .map_err(|error| GatewayError::Client(error.to_string()))?;
         let keys = compiled
@@ -164,6 +181,10 @@ impl Gateway {
                 keys,
                 max_body_bytes: config.server.max_body_bytes,
                 concurrency: Semaphore::new(config.server.max_concurrent_requests.max(1)),
+                health,
+                local_slot_wait: Duration::from_millis(config.routing.local_slot_wait_ms),
+                #[cfg(test)]
+                fault: parking_lot::Mutex::new(None),
                 sequence: AtomicU64::new(sequence),
                 nonce,
                 routing: config.routing.clone(),
@@ -230,9 +251,90 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
+        let probes = self.spawn_probes();
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        for probe in probes {
+            probe.abort();
+        }
+        served
+    }
+
+    /// Starts one task per provider with a probe interval: every interval it asks the
+    /// provider's health URL (within the probe timeout) and reports the outcome to the
+    /// provider's breaker (while the breaker is open and cooling down, it does not
+    /// probe). The tasks hold the gateway weakly and end with it (or when aborted).
+    pub fn spawn_probes(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        for (name, health) in &self.inner.health {
+            let Some(interval) = health.probe_interval else {
+                continue;
+            };
+            let weak = Arc::downgrade(&self.inner);
+            let name = name.clone();
+            handles.push(tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let gateway = Gateway { inner };
+                    gateway.probe(&name).await;
+                }
+            }));
+        }
+        handles
+    }
+
+    /// One health probe of provider `name` (see [`Gateway::spawn_probes`]).
+    pub async fn probe(&self, name: &str) {
+        let Some(health) = self.inner.health.get(name) else {
+            return;
+        };
+        let (counts, transition) = health.breaker.probe_counts(Instant::now());
+        self.breaker_moved(name, transition);
+        if !counts {
+            return;
+        }
+        let healthy = matches!(
+            tokio::time::timeout(
+                health.probe_timeout,
+                self.inner.client.get(&health.probe_url).send()
+            )
+            .await,
+            Ok(Ok(response)) if response.status().is_success()
+        );
+        self.inner.metrics.inc(
+            "calybris_gateway_probes_total",
+            format!(
+                "provider=\"{}\",outcome=\"{}\"",
+                escape(name),
+                if healthy { "ok" } else { "failed" }
+            ),
+        );
+        let transition = health.breaker.record(healthy, Instant::now());
+        self.breaker_moved(name, transition);
+    }
+
+    fn breaker_moved(&self, provider: &str, transition: Transition) {
+        if let Some((from, to)) = transition {
+            self.inner.metrics.inc(
+                "calybris_gateway_breaker_transitions_total",
+                format!(
+                    "provider=\"{}\",from=\"{}\",to=\"{}\"",
+                    escape(provider),
+                    from.label(),
+                    to.label()
+                ),
+            );
+        }
+    }
+
+    /// The breaker state of provider `name`, if it is configured.
+    #[must_use]
+    pub fn breaker_state(&self, name: &str) -> Option<crate::health::BreakerState> {
+        self.inner.health.get(name).map(|h| h.breaker.state())
     }
 
     /// The Prometheus text of the counters and of every tenant's books.
@@ -262,8 +364,56 @@ impl Gateway {
                 ));
             }
         }
+        for (name, health) in &self.inner.health {
+            gauges.push((
+                "calybris_gateway_breaker_state",
+                "Circuit breaker state per provider: 0 closed, 1 open, 2 half-open.",
+                format!("provider=\"{}\"", escape(name)),
+                i64::from(health.breaker.state().code()),
+            ));
+        }
         gauges.sort_by(|a, b| a.0.cmp(b.0).then_with(|| a.2.cmp(&b.2)));
-        self.inner.metrics.render(&gauges)
+        let mut text = self.inner.metrics.render(&gauges);
+        let stats = self.inner.gate.log_stats();
+        for (name, help, value) in [
+            (
+                "calybris_gateway_log_batches_total",
+                "Group-commit batches written and fdatasynced.",
+                stats.batches,
+            ),
+            (
+                "calybris_gateway_log_records_total",
+                "Records in those batches (records / batches: the mean batch size).",
+                stats.records,
+            ),
+            (
+                "calybris_gateway_log_bytes_total",
+                "Bytes in those batches.",
+                stats.bytes,
+            ),
+            (
+                "calybris_gateway_log_data_sync_nanoseconds_total",
+                "Time in the batches' data fdatasyncs, nanoseconds.",
+                stats.data_sync_nanos,
+            ),
+            (
+                "calybris_gateway_log_watermarks_total",
+                "Acknowledgement watermark writes (each fdatasynced).",
+                stats.watermarks,
+            ),
+            (
+                "calybris_gateway_log_watermark_sync_nanoseconds_total",
+                "Time in watermark writes and fdatasyncs, nanoseconds.",
+                stats.watermark_sync_nanos,
+            ),
+        ] {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        text
     }
 
     fn refuse(&self, error: ApiError) -> Response {
@@ -622,40 +772,89 @@ async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) ->
     };
     // The rest runs in its own task: a client that goes away does not cut the
     // settlement and the execution record short.
-    let decided = Arc::new(parking_lot::Mutex::new(None));
+    let progress = Progress::shared();
     let request_sha256 = sha256(&body);
     let task = tokio::spawn(handle(
         gateway.clone(),
         headers,
         body,
         (tenant, key),
-        decided.clone(),
+        request_sha256,
+        progress.clone(),
     ));
     match task.await {
         Ok(Ok(response)) => response,
+        // An internal error after an admitted decision whose execution was not logged
+        // yet (a failed settlement, say): the failure record still goes to the log.
+        Ok(Err(error)) if error.status == StatusCode::INTERNAL_SERVER_ERROR => {
+            match gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await
+            {
+                Ok(()) => gateway.refuse(error),
+                Err(logged) => gateway.refuse(logged),
+            }
+        }
         Ok(Err(error)) => gateway.refuse(error),
         Err(_) => {
             // The task failed unexpectedly (a bug): its admission was abandoned as it
             // unwound (logged); log a failure record bound to the decision, if any.
             let error = ApiError::internal("internal failure; nothing was served");
-            let decision = *decided.lock();
-            if let Some(decision) = decision {
-                let record = ExecutionRecord {
-                    request_sha256,
-                    response_sha256: sha256(error.body().to_string().as_bytes()),
-                    ..blank_execution(request_sha256, ExecutionStatus::InternalError, 500)
-                };
-                if let Err(logged) = gateway.log_execution(decision, record).await {
-                    return gateway.refuse(logged);
-                }
+            match gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await
+            {
+                Ok(()) => gateway.refuse(error),
+                Err(logged) => gateway.refuse(logged),
             }
-            gateway.refuse(error)
         }
     }
 }
 
+/// How far a request got: its admitted decision, and whether its execution record
+/// was handed to the log (so an internal failure logs one exactly when none was).
+#[derive(Debug, Default)]
+struct Progress {
+    decision: Option<calybris_gate::DecisionRef>,
+    executed: bool,
+}
+
+type SharedProgress = Arc<parking_lot::Mutex<Progress>>;
+
+impl Progress {
+    fn shared() -> SharedProgress {
+        Arc::new(parking_lot::Mutex::new(Self::default()))
+    }
+}
+
+/// Places where a unit test makes the gateway fail on purpose (compiled only for the
+/// crate's own tests): the internal-failure path must still log a failure record and
+/// answer with a clean error body.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Panic in the request task after the provider served, before settling.
+    PanicAfterProvider,
+    /// The settlement reports an internal error.
+    FailSettle,
+    /// Panic in a stream's relay task before it settles.
+    PanicInStream,
+}
+
+#[cfg(test)]
+fn inject(gateway: &Gateway, at: Fault) -> Result<(), ApiError> {
+    if *gateway.inner.fault.lock() == Some(at) {
+        if at == Fault::FailSettle {
+            return Err(ApiError::internal("settling: injected failure"));
+        }
+        panic!("injected failure at {at:?}");
+    }
+    Ok(())
+}
+
 struct Plan {
     chain: Vec<(usize, u32)>,
+    progress: SharedProgress,
     input_estimate: u64,
     request_sha256: [u8; 32],
     messages: Vec<ChatMessage>,
@@ -671,7 +870,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
     (tenant_index, key_index): (usize, usize),
-    decided: Arc<parking_lot::Mutex<Option<calybris_gate::DecisionRef>>>,
+    request_sha256: [u8; 32],
+    progress: SharedProgress,
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let started = Instant::now();
@@ -764,7 +964,6 @@ async fn handle(
             },
         )
         .map_err(|e| ApiError::internal(format!("the gate refused to decide: {e}")))?;
-    *decided.lock() = Some(admission.decision_ref());
     let decision = *admission.decision();
     inner.metrics.inc(
         "calybris_gateway_decisions_total",
@@ -796,6 +995,7 @@ async fn handle(
             _ => ApiError::budget(format!("budget refused: {}", budget_label(budget))),
         });
     }
+    progress.lock().decision = Some(admission.decision_ref());
     // The chain: the decision's model, then the contract's order; each model asked for
     // no more output than the hold covers at its own prices.
     let held = admission.budget().held_microunits();
@@ -831,7 +1031,8 @@ async fn handle(
     let plan = Plan {
         chain,
         input_estimate,
-        request_sha256: sha256(&body),
+        request_sha256,
+        progress,
         messages,
         temperature,
         started,
@@ -887,6 +1088,18 @@ impl Gateway {
         result: Result<(), &AttemptError>,
     ) -> ExecutionAttempt {
         let latency_ms = elapsed_ms(started);
+        if let Some(health) = self.inner.health.get(&model.provider) {
+            let now = Instant::now();
+            let transition = match result {
+                Ok(()) => health.breaker.record(true, now),
+                Err(error) if counts_as_failure(error) => health.breaker.record(false, now),
+                Err(_) => {
+                    health.breaker.abandon_trial();
+                    None
+                }
+            };
+            self.breaker_moved(&model.provider, transition);
+        }
         let provider = escape(&model.provider);
         self.inner.metrics.inc(
             "calybris_gateway_provider_requests_total",
@@ -918,6 +1131,61 @@ impl Gateway {
             },
             success: result.is_ok(),
             latency_ms,
+            skipped: None,
+        }
+    }
+
+    /// Whether `model`'s provider may be called now: its breaker admits the attempt and,
+    /// for a local provider, its single slot was free within the configured wait (the
+    /// permit is then held for the attempt). Otherwise the skipped attempt to record.
+    async fn gate_attempt(
+        &self,
+        model: &CompiledModel,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ExecutionAttempt> {
+        let Some(health) = self.inner.health.get(&model.provider) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let (admit, transition) = health.breaker.admit(started);
+        self.breaker_moved(&model.provider, transition);
+        if admit == Admit::Skip {
+            return Err(self.attempt_skipped(model, started, AttemptSkip::CircuitOpen));
+        }
+        match health.take_slot(self.inner.local_slot_wait).await {
+            Ok(permit) => Ok(permit),
+            Err(()) => {
+                if admit == Admit::Trial {
+                    health.breaker.abandon_trial();
+                }
+                Err(self.attempt_skipped(model, started, AttemptSkip::LocalSlotBusy))
+            }
+        }
+    }
+
+    fn attempt_skipped(
+        &self,
+        model: &CompiledModel,
+        started: Instant,
+        skip: AttemptSkip,
+    ) -> ExecutionAttempt {
+        self.inner.metrics.inc(
+            "calybris_gateway_attempts_skipped_total",
+            format!(
+                "provider=\"{}\",reason=\"{}\"",
+                escape(&model.provider),
+                match skip {
+                    AttemptSkip::CircuitOpen => "circuit_open",
+                    AttemptSkip::LocalSlotBusy => "local_slot_busy",
+                }
+            ),
+        );
+        ExecutionAttempt {
+            provider: bounded(&model.provider),
+            model: bounded(&model.name),
+            http_status: 0,
+            success: false,
+            latency_ms: elapsed_ms(started),
+            skipped: Some(skip),
         }
     }
 
@@ -954,6 +1222,45 @@ impl Gateway {
         }
     }
 
+    /// Logs the failure record of an internal error, bound to the request's admitted
+    /// decision, unless its execution was already handed to the log (or no decision
+    /// was admitted: a refused decision's record is its own account).
+    async fn log_internal_failure(
+        &self,
+        progress: &SharedProgress,
+        request_sha256: [u8; 32],
+        error: &ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = {
+            let mut progress = progress.lock();
+            match progress.decision {
+                Some(decision) if !progress.executed => {
+                    progress.executed = true;
+                    decision
+                }
+                _ => return Ok(()),
+            }
+        };
+        self.inner
+            .metrics
+            .inc("calybris_gateway_internal_failures_total", String::new());
+        let mut record = blank_execution(request_sha256, ExecutionStatus::InternalError, 500);
+        record.response_sha256 = sha256(error.body().to_string().as_bytes());
+        self.log_execution(decision, record).await
+    }
+
+    /// Marks the request's execution as logged, then logs it (see
+    /// [`Gateway::log_execution`]).
+    async fn log_execution_of(
+        &self,
+        plan: &Plan,
+        decision: calybris_gate::DecisionRef,
+        record: ExecutionRecord,
+    ) -> Result<(), ApiError> {
+        plan.progress.lock().executed = true;
+        self.log_execution(decision, record).await
+    }
+
     /// Records the execution and waits until it, and so everything before it, is durable.
     async fn log_execution(
         &self,
@@ -988,7 +1295,15 @@ struct Served {
     finish_reason: String,
 }
 
-fn failure(last: Option<&AttemptError>) -> ApiError {
+fn failure(last: Option<&AttemptError>, attempts: &[ExecutionAttempt]) -> ApiError {
+    if last.is_none()
+        && let Some(skip) = attempts.iter().rev().find_map(|a| a.skipped)
+    {
+        return ApiError::provider(format!(
+            "no provider could be called (last {})",
+            skip.as_str()
+        ));
+    }
     match last {
         Some(AttemptError::Timeout) => {
             ApiError::timeout("every provider attempt timed out or failed")
@@ -1039,6 +1354,13 @@ async fn run_whole(
         let Some(provider) = inner.providers.get(&model.provider) else {
             continue;
         };
+        let _slot = match gateway.gate_attempt(model).await {
+            Ok(slot) => slot,
+            Err(skipped) => {
+                attempts.push(skipped);
+                continue;
+            }
+        };
         let started = Instant::now();
         match provider
             .complete(&inner.client, &upstream(&plan, model, max_tokens))
@@ -1066,7 +1388,7 @@ async fn run_whole(
     }
     let sequence = admission.log_sequence();
     let Some(served) = served else {
-        let error = failure(last_error.as_ref());
+        let error = failure(last_error.as_ref(), &attempts);
         gateway.settle(admission, 0)?;
         let mut record = execution(
             &plan,
@@ -1076,12 +1398,16 @@ async fn run_whole(
         record.response_sha256 = sha256(error.body().to_string().as_bytes());
         record.latency_ms = elapsed_ms(plan.started);
         record.attempts = attempts;
-        gateway.log_execution(decision, record).await?;
+        gateway.log_execution_of(&plan, decision, record).await?;
         return Err(error);
     };
     let model = &inner.compiled.models[served.model];
     gateway.fallback_served(&attempts, model);
     let cost = model.cost_microunits(served.input_tokens, served.output_tokens);
+    #[cfg(test)]
+    inject(gateway, Fault::PanicAfterProvider)?;
+    #[cfg(test)]
+    inject(gateway, Fault::FailSettle)?;
     gateway.settle(admission, cost)?;
     let body = crate::answer::whole_body(&crate::answer::Whole {
         sequence,
@@ -1101,13 +1427,14 @@ async fn run_whole(
     record.output_tokens = served.output_tokens;
     record.cost_microunits = cost;
     record.attempts = attempts;
-    gateway.log_execution(decision, record).await?;
+    gateway.log_execution_of(&plan, decision, record).await?;
     Ok(with_headers(
         ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         sequence,
         model,
     ))
 }
+
 
 fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) -> Response {
     let headers = response.headers_mut();
@@ -1132,6 +1459,13 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         let Some(provider) = inner.providers.get(&model.provider) else {
             continue;
         };
+        let slot = match gateway.gate_attempt(model).await {
+            Ok(slot) => slot,
+            Err(skipped) => {
+                attempts.push(skipped);
+                continue;
+            }
+        };
         let started = Instant::now();
         let result = async {
             let mut stream = provider
@@ -1144,7 +1478,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         match result {
             Ok((stream, first)) => {
                 attempts.push(gateway.attempt_done(model, started, Ok(())));
-                opened = Some((index, max_tokens, stream, first));
+                // A local provider's slot is held until its stream ends.
+                opened = Some((index, max_tokens, stream, first, slot));
                 break;
             }
             Err(error) => {
@@ -1153,8 +1488,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         }
     }
-    let Some((index, max_tokens, mut stream, first)) = opened else {
-        let error = failure(last_error.as_ref());
+    let Some((index, max_tokens, mut stream, first, slot)) = opened else {
+        let error = failure(last_error.as_ref(), &attempts);
         let result = async {
             gateway.settle(admission, 0)?;
             let mut record = execution(
@@ -1165,15 +1500,28 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             record.response_sha256 = sha256(error.body().to_string().as_bytes());
             record.latency_ms = elapsed_ms(plan.started);
             record.attempts = attempts;
-            gateway.log_execution(decision, record).await
+            gateway.log_execution_of(&plan, decision, record).await
         }
         .await;
-        return gateway.refuse(result.err().unwrap_or(error));
+        return match result {
+            Ok(()) => gateway.refuse(error),
+            Err(internal) => {
+                // A failed settlement, say: the failure record still goes to the log.
+                let logged = gateway
+                    .log_internal_failure(&plan.progress, plan.request_sha256, &internal)
+                    .await;
+                gateway.refuse(logged.err().unwrap_or(internal))
+            }
+        };
     };
     // Nothing reaches the client before the decision is durable.
     if let Err(e) = admission.ticket().clone().await {
         drop(admission);
-        return gateway.refuse(ApiError::internal(format!("logging the decision: {e}")));
+        let error = ApiError::internal(format!("logging the decision: {e}"));
+        let logged = gateway
+            .log_internal_failure(&plan.progress, plan.request_sha256, &error)
+            .await;
+        return gateway.refuse(logged.err().unwrap_or(error));
     }
     let model = inner.compiled.models[index].clone();
     gateway.fallback_served(&attempts, &model);
@@ -1181,7 +1529,9 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     let id = format!("chatcmpl-{sequence}");
     let created = plan.created;
     let pump_gateway = gateway.clone();
-    tokio::spawn(async move {
+    let (supervisor_gateway, progress, request_sha256) =
+        (gateway.clone(), plan.progress.clone(), plan.request_sha256);
+    let pump = tokio::spawn(async move {
         let gateway = pump_gateway;
         let mut hasher = Sha256::new();
         let mut connected = true;
@@ -1241,6 +1591,7 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             }
         }
         drop(stream);
+        drop(slot);
         let status = if ended {
             ExecutionStatus::Served
         } else if failed {
@@ -1265,6 +1616,8 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         };
         hasher.update(tail.as_bytes());
         let response_sha256: [u8; 32] = hasher.finalize().into();
+        #[cfg(test)]
+        let _ = inject(&gateway, Fault::PanicInStream);
         let logged = async {
             gateway.settle(admission, cost)?;
             let mut record = execution(&plan, status, 200);
@@ -1276,12 +1629,32 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
             record.output_tokens = output_tokens;
             record.cost_microunits = cost;
             record.attempts = attempts;
-            gateway.log_execution(decision, record).await
+            gateway.log_execution_of(&plan, decision, record).await
         }
         .await;
-        // The end marker goes out only once the execution is in the log.
-        if logged.is_ok() && connected {
-            let _ = sender.send(Bytes::from(tail)).await;
+        match logged {
+            // The end marker goes out only once the execution is in the log.
+            Ok(()) if connected => {
+                let _ = sender.send(Bytes::from(tail)).await;
+            }
+            Ok(()) => {}
+            Err(error) => {
+                // The client sees the stream end without its end marker.
+                let _ = gateway
+                    .log_internal_failure(&plan.progress, plan.request_sha256, &error)
+                    .await;
+            }
+        }
+    });
+    // A relay task that fails unexpectedly (a bug) dropped its admission as it unwound
+    // (abandoned, logged) and its sender (the client's stream ends without its end
+    // marker); its failure record is logged here.
+    tokio::spawn(async move {
+        if pump.await.is_err() {
+            let error = ApiError::internal("internal failure; the stream was cut");
+            let _ = supervisor_gateway
+                .log_internal_failure(&progress, request_sha256, &error)
+                .await;
         }
     });
     let body = Body::from_stream(futures_util::stream::unfold(
@@ -1302,4 +1675,188 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     )
         .into_response();
     with_headers(response, sequence, &gateway.inner.compiled.models[index])
+}
+
+#[cfg(test)]
+mod tests {
+    //! The internal-failure path, driven by the typed [`Fault`] hook over real loopback
+    //! HTTP: a failure record is logged, bound to the admitted decision, the client
+    //! gets a clean OpenAI-style error body, the hold is released and the log verifies.
+
+    use super::*;
+    use crate::config::{ProviderKind, key_hash_hex};
+    use crate::mock::{MockBehavior, MockProvider};
+    use calybris_gate::GateRecord;
+    use calybris_testkit::TempDir;
+
+    const KEY: &str = "sk-fault";
+
+    struct Running {
+        gateway: Gateway,
+        addr: std::net::SocketAddr,
+        stop: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+        _mock: MockProvider,
+    }
+
+    async fn start(dir: &std::path::Path) -> Running {
+        let mock = MockProvider::start("mock", MockBehavior::Ok, 8)
+            .await
+            .expect("mock");
+        let text = format!(
+            "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+             [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality = \"0.5\"\n\n\
+             [tenants.t]\nbudget_usd = \"10\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
+            dir.join("gate").display().to_string(),
+            mock.base_url(ProviderKind::Openai),
+            key_hash_hex(KEY)
+        );
+        let config = GatewayConfig::from_toml(&text).expect("config");
+        let gateway = Gateway::open(&config).expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = gateway.clone();
+        let server = tokio::spawn(async move {
+            serving
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Running {
+            gateway,
+            addr,
+            stop,
+            server,
+            _mock: mock,
+        }
+    }
+
+    async fn stop(running: Running) {
+        let _ = running.stop.send(());
+        let _ = running.server.await;
+        for _ in 0..500 {
+            if running.gateway.handles() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.gateway.close().expect("the gate closes");
+    }
+
+    async fn chat(addr: std::net::SocketAddr, stream: bool) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(
+                json!({"model": "m", "max_tokens": 8, "stream": stream,
+                       "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    fn executions(gate_dir: &std::path::Path) -> Vec<ExecutionRecord> {
+        let frames =
+            calybris_wal::LogFrames::open(&gate_dir.join("log"), None, None).expect("log opens");
+        let mut reader = calybris_wal::LogReader::<GateRecord>::new(frames);
+        let mut out = Vec::new();
+        while let Some(entry) = reader.next_entry().expect("log reads") {
+            if let GateRecord::Execution(execution) = entry.record {
+                out.push(execution);
+            }
+        }
+        out
+    }
+
+    fn verified(gate_dir: &std::path::Path) {
+        let report = calybris_gate::verify_dir(gate_dir, &calybris_gate::VerifyOptions::default())
+            .expect("the directory verifies");
+        assert!(report.conservation.balanced, "the books balance");
+        assert_eq!(report.open_holds, 0, "no reservation left open");
+        assert_eq!(
+            report.tenants[0].committed_microunits, 0,
+            "nothing served, nothing spent"
+        );
+    }
+
+    async fn whole_request_fails_cleanly(fault: Fault) {
+        let dir = TempDir::new("gateway-fault");
+        let running = start(dir.path()).await;
+        *running.gateway.inner.fault.lock() = Some(fault);
+        let (status, body) = chat(running.addr, false).await;
+        assert_eq!(status, 500, "{body}");
+        let value: Value = serde_json::from_str(&body).expect("a JSON error body");
+        assert_eq!(value["error"]["code"], "internal_error", "{value}");
+        assert_eq!(value["error"]["type"], "api_error", "{value}");
+        // The next request, without the fault, is served: the gate is not poisoned.
+        *running.gateway.inner.fault.lock() = None;
+        let (status, body) = chat(running.addr, false).await;
+        assert_eq!(status, 200, "{body}");
+        let metrics = running.gateway.metrics_text();
+        assert!(
+            metrics.contains("calybris_gateway_internal_failures_total{} 1"),
+            "{metrics}"
+        );
+        stop(running).await;
+        let gate_dir = dir.path().join("gate");
+        let executions = executions(&gate_dir);
+        assert_eq!(executions.len(), 2, "{executions:?}");
+        let failed = &executions[0];
+        assert_eq!(failed.status, ExecutionStatus::InternalError);
+        assert_eq!(failed.http_status, 500);
+        assert_eq!(failed.cost_microunits, 0);
+        assert_eq!(
+            failed.response_sha256,
+            sha256(body_of_internal(&value).as_bytes()),
+            "the record hashes the error body the client got"
+        );
+        assert_eq!(executions[1].status, ExecutionStatus::Served);
+        let report = calybris_gate::verify_dir(&gate_dir, &calybris_gate::VerifyOptions::default())
+            .expect("verifies");
+        assert!(report.conservation.balanced);
+        assert_eq!(report.open_holds, 0);
+    }
+
+    fn body_of_internal(value: &Value) -> String {
+        value.to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_after_the_provider_logs_a_failure_record_and_answers_cleanly() {
+        whole_request_fails_cleanly(Fault::PanicAfterProvider).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_settlement_logs_a_failure_record_and_answers_cleanly() {
+        whole_request_fails_cleanly(Fault::FailSettle).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_a_stream_logs_a_failure_record_and_no_end_marker() {
+        let dir = TempDir::new("gateway-fault-stream");
+        let running = start(dir.path()).await;
+        *running.gateway.inner.fault.lock() = Some(Fault::PanicInStream);
+        let (status, body) = chat(running.addr, true).await;
+        assert_eq!(status, 200, "the stream had started");
+        assert!(body.starts_with("data: "), "{body}");
+        assert!(
+            !body.contains("[DONE]"),
+            "no end marker without an execution record: {body}"
+        );
+        stop(running).await;
+        let gate_dir = dir.path().join("gate");
+        let executions = executions(&gate_dir);
+        assert_eq!(executions.len(), 1, "{executions:?}");
+        assert_eq!(executions[0].status, ExecutionStatus::InternalError);
+        verified(&gate_dir);
+    }
 }

@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,6 +74,39 @@ impl Default for DurableConfig {
             start_anchor: None,
         }
     }
+}
+
+/// Group-commit counters of a [`DurableWal`] since it was opened (see
+/// [`DurableWal::stats`]): how many batches were written, how large, and how long
+/// their data and watermark syncs took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DurableStats {
+    /// Batches written and synced (one write and one fdatasync each).
+    pub batches: u64,
+    /// Records in those batches.
+    pub records: u64,
+    /// Bytes in those batches.
+    pub bytes: u64,
+    /// Total time in the batches' data fdatasyncs, nanoseconds.
+    pub data_sync_nanos: u64,
+    /// Watermark writes (each one write and one fdatasync of the `ACK` file).
+    pub watermarks: u64,
+    /// Total time in the watermark writes and fdatasyncs, nanoseconds.
+    pub watermark_sync_nanos: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    data_sync_nanos: AtomicU64,
+    watermarks: AtomicU64,
+    watermark_sync_nanos: AtomicU64,
+}
+
+fn nanos_since(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What [`DurableWal::retire_segments_before`] removed.
@@ -152,6 +186,7 @@ struct Core {
     key: Option<WalKey>,
     window: Duration,
     batch_budget_bytes: usize,
+    counters: Counters,
 }
 
 impl Core {
@@ -487,6 +522,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             key: config.key.clone(),
             window: config.window,
             batch_budget_bytes: config.batch_budget_bytes.max(1),
+            counters: Counters::default(),
         });
         let dir = Arc::new(dir);
         let flusher = Flusher {
@@ -617,6 +653,21 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     #[must_use]
     pub fn appended_anchor(&self) -> WalAnchor {
         self.core.state.lock().appended
+    }
+
+    /// The group-commit counters since this log was opened (relaxed reads: each
+    /// counter is exact, the set is not one snapshot).
+    #[must_use]
+    pub fn stats(&self) -> DurableStats {
+        let counters = &self.core.counters;
+        DurableStats {
+            batches: counters.batches.load(Ordering::Relaxed),
+            records: counters.records.load(Ordering::Relaxed),
+            bytes: counters.bytes.load(Ordering::Relaxed),
+            data_sync_nanos: counters.data_sync_nanos.load(Ordering::Relaxed),
+            watermarks: counters.watermarks.load(Ordering::Relaxed),
+            watermark_sync_nanos: counters.watermark_sync_nanos.load(Ordering::Relaxed),
+        }
     }
 
     /// How many segments this writer has created by rotation.
@@ -774,8 +825,12 @@ impl<D: Directory> Flusher<D> {
 
     fn flush_until_closed_or_poisoned(&mut self) {
         let mut batch = Vec::new();
+        let mut previous_end = self.core.state.lock().durable.next_sequence;
         while let Some(batch_end) = self.next_batch(&mut batch) {
-            let result = self.write_batch(&batch, batch_end);
+            debug_assert!(batch_end.next_sequence > previous_end);
+            let records = batch_end.next_sequence - previous_end;
+            previous_end = batch_end.next_sequence;
+            let result = self.write_batch(&batch, batch_end, records);
             batch.clear();
             let mut state = self.core.state.lock();
             match result {
@@ -835,10 +890,25 @@ impl<D: Directory> Flusher<D> {
 
     /// One write and one fdatasync; then a new segment if this one is full.
     /// Returns the synced position for the watermark.
-    fn write_batch(&mut self, batch: &[u8], batch_end: WalAnchor) -> io::Result<AckPoint> {
+    fn write_batch(
+        &mut self,
+        batch: &[u8],
+        batch_end: WalAnchor,
+        records: u64,
+    ) -> io::Result<AckPoint> {
         debug_assert!(!batch.is_empty());
         self.storage.append(batch)?;
+        let syncing = Instant::now();
         self.storage.sync_data()?;
+        let counters = &self.core.counters;
+        counters
+            .data_sync_nanos
+            .fetch_add(nanos_since(syncing), Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.records.fetch_add(records, Ordering::Relaxed);
+        counters
+            .bytes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.segment_len_bytes += batch.len() as u64;
         let point = AckPoint {
             segment_first_sequence: self.segment,
@@ -875,7 +945,13 @@ struct Acker<S: Storage, G> {
 impl<S: Storage, G> Acker<S, G> {
     fn run(mut self) {
         while let Some(point) = self.next_point() {
+            let writing = Instant::now();
             let result = self.ack.write(point);
+            let counters = &self.core.counters;
+            counters
+                .watermark_sync_nanos
+                .fetch_add(nanos_since(writing), Ordering::Relaxed);
+            counters.watermarks.fetch_add(1, Ordering::Relaxed);
             let wakers = {
                 let mut state = self.core.state.lock();
                 match result {

@@ -136,7 +136,7 @@ pub use audit::{
 };
 pub use durable::{
     DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_WINDOW, DurableConfig,
-    DurableWal, MAX_PENDING_BYTES, RetiredSegments, Ticket, TicketFuture,
+    DurableStats, DurableWal, MAX_PENDING_BYTES, RetiredSegments, Ticket, TicketFuture,
 };
 pub use error::WalError;
 pub use format::{AckPoint, EntryHash, WalKey};

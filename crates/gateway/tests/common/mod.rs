@@ -36,6 +36,8 @@ pub struct Upstream {
     pub behavior: MockBehavior,
     pub timeout_ms: u64,
     pub quality: &'static str,
+    /// More lines of the provider's section (breaker, probes).
+    pub provider_extra: String,
 }
 
 impl Upstream {
@@ -47,6 +49,7 @@ impl Upstream {
             behavior: MockBehavior::Ok,
             timeout_ms: 5_000,
             quality: "0.5",
+            provider_extra: String::new(),
         }
     }
     pub fn behaving(mut self, behavior: MockBehavior) -> Self {
@@ -55,6 +58,10 @@ impl Upstream {
     }
     pub fn quality(mut self, quality: &'static str) -> Self {
         self.quality = quality;
+        self
+    }
+    pub fn extra(mut self, lines: &str) -> Self {
+        self.provider_extra = lines.to_owned();
         self
     }
     pub fn timeout(mut self, ms: u64) -> Self {
@@ -120,11 +127,12 @@ impl Harness {
                 _ => calybris_gateway::config::ProviderKind::Ollama,
             };
             text.push_str(&format!(
-                "[providers.{}]\nkind = {:?}\nbase_url = {:?}\ntimeout_ms = {}\n\n",
+                "[providers.{}]\nkind = {:?}\nbase_url = {:?}\ntimeout_ms = {}\n{}\n\n",
                 upstream.provider,
                 upstream.kind,
                 mock.base_url(kind),
-                upstream.timeout_ms
+                upstream.timeout_ms,
+                upstream.provider_extra
             ));
             text.push_str(&format!(
                 "[[policy.models]]\nname = {:?}\nprovider = {:?}\ninput_usd_per_mtok = {:?}\noutput_usd_per_mtok = {:?}\nquality_bps = {}\np95_latency_ms = 0\n\n",
