@@ -581,7 +581,14 @@ fn interop() -> Result {
         std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     }
     let mut build = cargo();
-    build.args(["build", "--release", "-p", "calybris-tlog", "--example", "interop"]);
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "calybris-tlog",
+        "--example",
+        "interop",
+    ]);
     run(build)?;
     let rust_side = root().join("target/release/examples/interop");
     let go_side = work.join("interop-go");

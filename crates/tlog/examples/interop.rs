@@ -53,7 +53,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("interop (rust, seed {seed:#x}; rerun with CALYBRIS_SEED={seed:#x}): FAILED: {e}");
+            eprintln!(
+                "interop (rust, seed {seed:#x}; rerun with CALYBRIS_SEED={seed:#x}): FAILED: {e}"
+            );
             ExitCode::FAILURE
         }
     }
@@ -128,7 +130,9 @@ fn generate(dir: &Path, seed: u64) -> Result<String> {
             chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         inputs.extend_from_slice(&input);
-        writer.append(leaf_hash(&input)).map_err(|e| e.to_string())?;
+        writer
+            .append(leaf_hash(&input))
+            .map_err(|e| e.to_string())?;
         if next_checkpoint.peek() == Some(&&writer.size()) {
             next_checkpoint.next();
             let (at, root) = writer.checkpoint().map_err(|e| e.to_string())?;
@@ -145,20 +149,37 @@ fn generate(dir: &Path, seed: u64) -> Result<String> {
                         .map_err(|e| e.to_string())?,
                 );
             }
-            write(&dir.join("checkpoints").join(at.to_string()), note.as_bytes())?;
+            write(
+                &dir.join("checkpoints").join(at.to_string()),
+                note.as_bytes(),
+            )?;
             roots.push((at, root));
         }
     }
-    assert_eq!(roots.len(), checkpoint_sizes.len(), "every checkpoint size was reached");
+    assert_eq!(
+        roots.len(),
+        checkpoint_sizes.len(),
+        "every checkpoint size was reached"
+    );
     write(&dir.join("leaves.bin"), &inputs)?;
-    write(&dir.join("log.vkey"), format!("{}\n", log.vkey()).as_bytes())?;
-    write(&dir.join("witness.vkey"), format!("{}\n", witness.vkey()).as_bytes())?;
+    write(
+        &dir.join("log.vkey"),
+        format!("{}\n", log.vkey()).as_bytes(),
+    )?;
+    write(
+        &dir.join("witness.vkey"),
+        format!("{}\n", witness.vkey()).as_bytes(),
+    )?;
 
     let store = TileStore::new(FsTiles::new(dir), size).map_err(|e| e.to_string())?;
     let mut inclusion = String::new();
     for i in 0..PROOFS {
         // Half at the final size, half at a random earlier size.
-        let tree = if i % 2 == 0 { size } else { rng.between(1, size) };
+        let tree = if i % 2 == 0 {
+            size
+        } else {
+            rng.between(1, size)
+        };
         let index = rng.below(tree);
         let proof = inclusion_proof(&store, index, tree).map_err(|e| e.to_string())?;
         let root = range_hash(&store, 0, tree).map_err(|e| e.to_string())?;
@@ -183,7 +204,12 @@ fn generate(dir: &Path, seed: u64) -> Result<String> {
         let proof = consistency_proof(&store, old, new).map_err(|e| e.to_string())?;
         let old_root = range_hash(&store, 0, old).map_err(|e| e.to_string())?;
         let new_root = range_hash(&store, 0, new).map_err(|e| e.to_string())?;
-        let _ = write!(consistency, "{old} {new} {} {}", hex(&old_root), hex(&new_root));
+        let _ = write!(
+            consistency,
+            "{old} {new} {} {}",
+            hex(&old_root),
+            hex(&new_root)
+        );
         for hash in &proof {
             let _ = write!(consistency, " {}", hex(hash));
         }
@@ -213,8 +239,14 @@ fn parse_lines(text: &str, roots: usize) -> Result<Vec<ProofLine>> {
             let number = |s: &str| s.parse::<u64>().map_err(|_| format!("not a number: {s:?}"));
             Ok(ProofLine {
                 numbers: (number(fields[0])?, number(fields[1])?),
-                roots: fields[2..2 + roots].iter().map(|f| unhex(f)).collect::<Result<_>>()?,
-                hashes: fields[2 + roots..].iter().map(|f| unhex(f)).collect::<Result<_>>()?,
+                roots: fields[2..2 + roots]
+                    .iter()
+                    .map(|f| unhex(f))
+                    .collect::<Result<_>>()?,
+                hashes: fields[2 + roots..]
+                    .iter()
+                    .map(|f| unhex(f))
+                    .collect::<Result<_>>()?,
             })
         })
         .collect()
@@ -241,7 +273,9 @@ fn mutations(
             changed[i] = bytes[i] ^ mask;
             tried += 1;
             if accepts(&changed) {
-                return Err(format!("{what}: byte {i} changed by xor {mask:#04x} is accepted"));
+                return Err(format!(
+                    "{what}: byte {i} changed by xor {mask:#04x} is accepted"
+                ));
             }
         }
         changed[i] = bytes[i];
@@ -283,7 +317,8 @@ fn check(dir: &Path, seed: u64) -> Result<String> {
     let both = [log.verifier(), witness.verifier()];
     for path in &ours {
         let note = read(path)?;
-        let (cp, verified) = open_checkpoint(&note, &both).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (cp, verified) =
+            open_checkpoint(&note, &both).map_err(|e| format!("{}: {e}", path.display()))?;
         let signers_needed = verified.signatures.len();
         if verified.verified_by.len() != signers_needed {
             return Err(format!("{}: not every signature verified", path.display()));
@@ -292,13 +327,13 @@ fn check(dir: &Path, seed: u64) -> Result<String> {
             return Err(format!("{}: root is not the tiles' root", path.display()));
         }
         tried += mutations(&note, &mut rng, signers_needed > 1, "our note", &mut |m| {
-            open_checkpoint(m, &both)
-                .is_ok_and(|(_, v)| v.verified_by.len() == signers_needed)
+            open_checkpoint(m, &both).is_ok_and(|(_, v)| v.verified_by.len() == signers_needed)
         })?;
     }
 
     // Notes the Go program signed with sumdb/note over our tree heads.
-    let go_key = Verifier::from_vkey(&read_text(&go.join("go.vkey"))?).map_err(|e| e.to_string())?;
+    let go_key =
+        Verifier::from_vkey(&read_text(&go.join("go.vkey"))?).map_err(|e| e.to_string())?;
     let go_keys = [go_key];
     let mut notes: Vec<PathBuf> = std::fs::read_dir(go.join("notes"))
         .map_err(|e| e.to_string())?
@@ -310,13 +345,19 @@ fn check(dir: &Path, seed: u64) -> Result<String> {
     }
     for path in &notes {
         let note = read(path)?;
-        let (cp, _) = open_checkpoint(&note, &go_keys).map_err(|e| format!("Go note {}: {e}", path.display()))?;
+        let (cp, _) = open_checkpoint(&note, &go_keys)
+            .map_err(|e| format!("Go note {}: {e}", path.display()))?;
         if cp.origin != ORIGIN
             || cp.root != range_hash(&store, 0, cp.size).map_err(|e| e.to_string())?
         {
-            return Err(format!("Go note {}: another tree head than ours", path.display()));
+            return Err(format!(
+                "Go note {}: another tree head than ours",
+                path.display()
+            ));
         }
-        tried += mutations(&note, &mut rng, false, "Go note", &mut |m| open_checkpoint(m, &go_keys).is_ok())?;
+        tried += mutations(&note, &mut rng, false, "Go note", &mut |m| {
+            open_checkpoint(m, &go_keys).is_ok()
+        })?;
     }
 
     // Inclusion proofs the Go program made from our tiles: equal to ours, valid,
@@ -324,38 +365,69 @@ fn check(dir: &Path, seed: u64) -> Result<String> {
     let go_inclusion = parse_lines(&read_text(&go.join("inclusion.txt"))?, 1)?;
     let our_inclusion = parse_lines(&read_text(&dir.join("inclusion.txt"))?, 1)?;
     if go_inclusion.len() != our_inclusion.len() || go_inclusion.len() < PROOFS {
-        return Err(format!("{} Go inclusion proofs for {} of ours", go_inclusion.len(), our_inclusion.len()));
+        return Err(format!(
+            "{} Go inclusion proofs for {} of ours",
+            go_inclusion.len(),
+            our_inclusion.len()
+        ));
     }
     for (g, o) in go_inclusion.iter().zip(&our_inclusion) {
         let (tree, index) = g.numbers;
         if g.numbers != o.numbers || g.roots != o.roots || g.hashes != o.hashes {
-            return Err(format!("Go's inclusion proof of {index} in {tree} differs from ours"));
+            return Err(format!(
+                "Go's inclusion proof of {index} in {tree} differs from ours"
+            ));
         }
         let root = g.roots[0];
         let leaf = leaf(index);
-        verify_inclusion(&leaf, index, tree, &g.hashes, &root).map_err(|e| format!("Go inclusion proof of {index} in {tree}: {e}"))?;
-        tried += mutations(&hashes_bytes(&g.hashes), &mut rng, false, "inclusion proof", &mut |m| {
-            verify_inclusion(&leaf, index, tree, &bytes_hashes(m), &root).is_ok()
-        })?;
-        if verify_inclusion(&leaf, index, tree, &g.hashes[..g.hashes.len().saturating_sub(1)], &root).is_ok() && !g.hashes.is_empty() {
+        verify_inclusion(&leaf, index, tree, &g.hashes, &root)
+            .map_err(|e| format!("Go inclusion proof of {index} in {tree}: {e}"))?;
+        tried += mutations(
+            &hashes_bytes(&g.hashes),
+            &mut rng,
+            false,
+            "inclusion proof",
+            &mut |m| verify_inclusion(&leaf, index, tree, &bytes_hashes(m), &root).is_ok(),
+        )?;
+        if verify_inclusion(
+            &leaf,
+            index,
+            tree,
+            &g.hashes[..g.hashes.len().saturating_sub(1)],
+            &root,
+        )
+        .is_ok()
+            && !g.hashes.is_empty()
+        {
             return Err("a truncated inclusion proof is accepted".to_owned());
         }
     }
     let go_consistency = parse_lines(&read_text(&go.join("consistency.txt"))?, 2)?;
     let our_consistency = parse_lines(&read_text(&dir.join("consistency.txt"))?, 2)?;
     if go_consistency.len() != our_consistency.len() || go_consistency.len() < PROOFS {
-        return Err(format!("{} Go consistency proofs for {} of ours", go_consistency.len(), our_consistency.len()));
+        return Err(format!(
+            "{} Go consistency proofs for {} of ours",
+            go_consistency.len(),
+            our_consistency.len()
+        ));
     }
     for (g, o) in go_consistency.iter().zip(&our_consistency) {
         let (old, new) = g.numbers;
         if g.numbers != o.numbers || g.roots != o.roots || g.hashes != o.hashes {
-            return Err(format!("Go's consistency proof {old} -> {new} differs from ours"));
+            return Err(format!(
+                "Go's consistency proof {old} -> {new} differs from ours"
+            ));
         }
         let (old_root, new_root) = (g.roots[0], g.roots[1]);
-        verify_consistency(old, new, &old_root, &new_root, &g.hashes).map_err(|e| format!("Go consistency proof {old} -> {new}: {e}"))?;
-        tried += mutations(&hashes_bytes(&g.hashes), &mut rng, false, "consistency proof", &mut |m| {
-            verify_consistency(old, new, &old_root, &new_root, &bytes_hashes(m)).is_ok()
-        })?;
+        verify_consistency(old, new, &old_root, &new_root, &g.hashes)
+            .map_err(|e| format!("Go consistency proof {old} -> {new}: {e}"))?;
+        tried += mutations(
+            &hashes_bytes(&g.hashes),
+            &mut rng,
+            false,
+            "consistency proof",
+            &mut |m| verify_consistency(old, new, &old_root, &new_root, &bytes_hashes(m)).is_ok(),
+        )?;
     }
     Ok(format!(
         "verified {} of our notes, {} Go notes, {} Go inclusion and {} Go consistency proofs (all equal to ours); {tried} single-byte changes all rejected",

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
     HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash,
@@ -335,21 +335,84 @@ impl<S: TileStorage> TileWriter<S> {
     }
 }
 
+/// Hash slots of an expanded tile: the 256 hashes of its base level, then the
+/// 128 of the level above, and so on up to its one root: 511.
+const EXPANDED_SLOTS: usize = 2 * TILE_WIDTH as usize - 1;
+
+/// Where the hashes of height `h` (0..=8) above a tile's base start in an
+/// expanded tile.
+const fn expanded_offset(height: u8) -> usize {
+    // 256 + 128 + ... over the heights below `height`.
+    (2 * TILE_WIDTH as usize) - ((2 * TILE_WIDTH as usize) >> height)
+}
+
+/// A tile with every complete subtree inside it hashed once when it is read:
+/// `hashes[expanded_offset(h) + i]` is the `i`-th subtree of height `h`, for
+/// the `width >> h` complete ones. A proof then reads each hash it needs and
+/// recomputes none.
+#[derive(Debug)]
+struct ExpandedTile {
+    width: usize,
+    hashes: Box<[Hash]>,
+}
+
+impl ExpandedTile {
+    fn new(base: &[u8]) -> Self {
+        debug_assert_eq!(base.len() % HASH_LEN_BYTES, 0);
+        let width = base.len() / HASH_LEN_BYTES;
+        debug_assert!((1..=TILE_WIDTH as usize).contains(&width));
+        let mut hashes = vec![[0u8; HASH_LEN_BYTES]; EXPANDED_SLOTS].into_boxed_slice();
+        for (slot, chunk) in hashes.iter_mut().zip(base.chunks_exact(HASH_LEN_BYTES)) {
+            slot.copy_from_slice(chunk);
+        }
+        for height in 1..=TILE_HEIGHT {
+            let below = expanded_offset(height - 1);
+            let here = expanded_offset(height);
+            for i in 0..(width >> height) {
+                hashes[here + i] = node_hash(&hashes[below + 2 * i], &hashes[below + 2 * i + 1]);
+            }
+        }
+        Self { width, hashes }
+    }
+
+    /// The `i`-th complete subtree of `height` in the tile, if it is complete.
+    fn get(&self, height: u8, i: usize) -> Option<&Hash> {
+        debug_assert!(height <= TILE_HEIGHT);
+        if i >= self.width >> height {
+            return None;
+        }
+        self.hashes.get(expanded_offset(height) + i)
+    }
+}
+
 /// Reads the complete subtree hashes of a tree of a given size from its tiles,
-/// for proof generation.
+/// for proof generation. Each tile read is expanded once (every complete
+/// subtree inside it hashed) and kept, shared, in a bounded cache, so a proof
+/// from cached tiles only looks hashes up.
 #[derive(Debug)]
 pub struct TileStore<S: TileStorage> {
     storage: S,
     size: u64,
-    cache: Mutex<HashMap<(u8, u64), Vec<Hash>>>,
+    capacity: usize,
+    cache: Mutex<HashMap<(u8, u64), Arc<ExpandedTile>>>,
 }
 
 impl<S: TileStorage> TileStore<S> {
-    /// The tree of `size` leaves stored in `storage`.
+    /// The tree of `size` leaves stored in `storage`, with a cache of
+    /// [`TILE_CACHE_MAX`] tiles.
     ///
     /// # Errors
     /// [`ProofError::SizeOutOfRange`] above [`MAX_TREE_SIZE`].
     pub fn new(storage: S, size: u64) -> Result<Self, ProofError> {
+        Self::with_cache_capacity(storage, size, TILE_CACHE_MAX)
+    }
+
+    /// As [`TileStore::new`], keeping at most `capacity` tiles (at least one)
+    /// in memory, each 511 hashes (16 KiB) once expanded.
+    ///
+    /// # Errors
+    /// [`ProofError::SizeOutOfRange`] above [`MAX_TREE_SIZE`].
+    pub fn with_cache_capacity(storage: S, size: u64, capacity: usize) -> Result<Self, ProofError> {
         if size > MAX_TREE_SIZE {
             return Err(ProofError::SizeOutOfRange {
                 detail: format!("{size} exceeds {MAX_TREE_SIZE}"),
@@ -358,6 +421,7 @@ impl<S: TileStorage> TileStore<S> {
         Ok(Self {
             storage,
             size,
+            capacity: capacity.max(1),
             cache: Mutex::new(HashMap::new()),
         })
     }
@@ -368,8 +432,8 @@ impl<S: TileStorage> TileStore<S> {
         self.size
     }
 
-    /// The hashes of tile (`tile_level`, `index`) as of this tree size.
-    fn tile(&self, tile_level: u8, index: u64) -> Result<Vec<Hash>, ProofError> {
+    /// Tile (`tile_level`, `index`) as of this tree size, expanded.
+    fn tile(&self, tile_level: u8, index: u64) -> Result<Arc<ExpandedTile>, ProofError> {
         let unavailable = |detail: String| ProofError::HashUnavailable {
             level: tile_level.saturating_mul(TILE_HEIGHT),
             index,
@@ -378,7 +442,7 @@ impl<S: TileStorage> TileStore<S> {
         if let Ok(cache) = self.cache.lock()
             && let Some(tile) = cache.get(&(tile_level, index))
         {
-            return Ok(tile.clone());
+            return Ok(Arc::clone(tile));
         }
         let shift = u32::from(tile_level) * u32::from(TILE_HEIGHT);
         let count = if shift >= 64 { 0 } else { self.size >> shift };
@@ -405,21 +469,14 @@ impl<S: TileStorage> TileStore<S> {
                 bytes.len()
             )));
         }
-        let hashes: Vec<Hash> = bytes
-            .chunks_exact(HASH_LEN_BYTES)
-            .map(|chunk| {
-                let mut hash = [0u8; HASH_LEN_BYTES];
-                hash.copy_from_slice(chunk);
-                hash
-            })
-            .collect();
+        let tile = Arc::new(ExpandedTile::new(&bytes));
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= TILE_CACHE_MAX {
+            if cache.len() >= self.capacity {
                 cache.clear();
             }
-            cache.insert((tile_level, index), hashes.clone());
+            cache.insert((tile_level, index), Arc::clone(&tile));
         }
-        Ok(hashes)
+        Ok(tile)
     }
 }
 
@@ -427,10 +484,6 @@ impl<S: TileStorage> HashSource for TileStore<S> {
     fn subtree(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
         let tile_level = level / TILE_HEIGHT;
         let height = level % TILE_HEIGHT;
-        // The subtree spans 2^height consecutive hashes of the tile's base level,
-        // all in one tile because tiles are aligned to 2^8.
-        let first = index << height;
-        let span = 1u64 << height;
         if (index.checked_add(1).map(|i| i << level)).is_none_or(|end| end > self.size) {
             return Err(ProofError::HashUnavailable {
                 level,
@@ -438,23 +491,17 @@ impl<S: TileStorage> HashSource for TileStore<S> {
                 detail: format!("not complete in the tree of size {}", self.size),
             });
         }
-        let tile = self.tile(tile_level, first / TILE_WIDTH)?;
-        let start = usize::try_from(first % TILE_WIDTH).unwrap_or(usize::MAX);
-        let end = start + usize::try_from(span).unwrap_or(usize::MAX);
-        let Some(base) = tile.get(start..end) else {
-            return Err(ProofError::HashUnavailable {
+        // The subtree is the `index mod (256 >> height)`-th one of its height
+        // inside tile `index >> (8 - height)` of its tile level.
+        let per_tile = TILE_WIDTH >> height;
+        let tile = self.tile(tile_level, index / per_tile)?;
+        let position = usize::try_from(index % per_tile).unwrap_or(usize::MAX);
+        tile.get(height, position)
+            .copied()
+            .ok_or_else(|| ProofError::HashUnavailable {
                 level,
                 index,
                 detail: "the tile is too short".to_owned(),
-            });
-        };
-        let mut row = base.to_vec();
-        while row.len() > 1 {
-            row = row
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-        }
-        Ok(row[0])
+            })
     }
 }
