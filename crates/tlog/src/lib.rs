@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod fuzzing;
 pub mod merkle;
 pub mod note;
 pub mod tiles;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
-    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash,
+    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash, range_hash,
 };
 
 /// Tree levels covered by one tile level (C2SP tlog-tiles).
@@ -394,7 +394,44 @@ pub struct TileStore<S: TileStorage> {
     storage: S,
     size: u64,
     capacity: usize,
-    cache: Mutex<HashMap<(u8, u64), Arc<ExpandedTile>>>,
+    cache: Mutex<HashMap<(u8, u64), Arc<ExpandedTile>, KeyHasher>>,
+    /// Hashes of the ranges `[lo, size)` that are not complete subtrees: the
+    /// right edge, the same for every proof of this size (at most 63).
+    edge: Mutex<Vec<(u64, Hash)>>,
+}
+
+/// A multiply-shift hasher for the cache's tile coordinates, cheaper than the
+/// default SipHash. Keys a caller picks to collide cost at most a scan of the
+/// bounded cache ([`TILE_CACHE_MAX`] entries by default).
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyHasher;
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = MulHasher;
+    fn build_hasher(&self) -> MulHasher {
+        MulHasher(0)
+    }
+}
+
+/// The hasher of [`KeyHasher`].
+#[derive(Debug)]
+struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl<S: TileStorage> TileStore<S> {
@@ -422,7 +459,8 @@ impl<S: TileStorage> TileStore<S> {
             storage,
             size,
             capacity: capacity.max(1),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::with_hasher(KeyHasher)),
+            edge: Mutex::new(Vec::new()),
         })
     }
 
@@ -481,6 +519,26 @@ impl<S: TileStorage> TileStore<S> {
 }
 
 impl<S: TileStorage> HashSource for TileStore<S> {
+    fn range(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+        if hi != self.size || (hi - lo).is_power_of_two() {
+            return range_hash(self, lo, hi);
+        }
+        if let Ok(edge) = self.edge.lock()
+            && let Some((_, hash)) = edge.iter().find(|(start, _)| *start == lo)
+        {
+            return Ok(*hash);
+        }
+        let hash = range_hash(self, lo, hi)?;
+        if let Ok(mut edge) = self.edge.lock() {
+            // One entry per split along the right edge: at most 63; the bound
+            // is a guard, not a policy.
+            if edge.len() < 64 {
+                edge.push((lo, hash));
+            }
+        }
+        Ok(hash)
+    }
+
     fn subtree(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
         let tile_level = level / TILE_HEIGHT;
         let height = level % TILE_HEIGHT;
