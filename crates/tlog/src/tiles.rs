@@ -264,6 +264,61 @@ impl<S: TileStorage> TileWriter<S> {
         }
     }
 
+    /// Resumes the tree of `size` leaves whose tiles (full ones, and the
+    /// partial ones of exactly this size, as [`TileWriter::checkpoint`] wrote
+    /// them) are in `storage`: the right edge and the pending hashes are read
+    /// back from the tiles, nothing is rehashed but the edge's own root.
+    ///
+    /// # Errors
+    /// [`TileError::Tree`] when a tile is missing or has the wrong length, or
+    /// `size` is out of range.
+    pub fn resume(storage: S, size: u64) -> Result<Self, TileError> {
+        let (edge, pending) = {
+            let store = TileStore::with_cache_capacity(&storage, size, 64)?;
+            let mut edge = Vec::with_capacity(size.count_ones() as usize);
+            let mut start = 0u64;
+            for level in (0..64u8).rev() {
+                if size & (1 << level) != 0 {
+                    edge.push(store.subtree(level, start >> level)?);
+                    start += 1 << level;
+                }
+            }
+            let mut pending = Vec::new();
+            let mut tile_level = 0u8;
+            loop {
+                let shift = u32::from(tile_level) * u32::from(TILE_HEIGHT);
+                let count = if shift >= 64 { 0 } else { size >> shift };
+                if count == 0 {
+                    break;
+                }
+                let width = count % TILE_WIDTH;
+                let mut row = Vec::with_capacity(TILE_WIDTH as usize);
+                if width > 0 {
+                    let tile = store.tile(tile_level, count / TILE_WIDTH)?;
+                    let width = usize::try_from(width).unwrap_or(usize::MAX);
+                    for i in 0..width {
+                        row.push(*tile.get(0, i).ok_or(ProofError::HashUnavailable {
+                            level: tile_level.saturating_mul(TILE_HEIGHT),
+                            index: count,
+                            detail: "the partial tile is too short".to_owned(),
+                        })?);
+                    }
+                }
+                pending.push(row);
+                tile_level += 1;
+            }
+            (RightEdge::from_parts(size, edge)?, pending)
+        };
+        let writer = Self {
+            storage,
+            edge,
+            pending,
+            error: None,
+        };
+        debug_assert_eq!(writer.size(), size);
+        Ok(writer)
+    }
+
     /// Leaves so far.
     #[must_use]
     pub fn size(&self) -> u64 {
@@ -274,6 +329,43 @@ impl<S: TileStorage> TileWriter<S> {
     #[must_use]
     pub fn root(&self) -> Hash {
         self.edge.root()
+    }
+
+    /// The leaf hashes `[from, size)` of level 0 in tile order, read back from
+    /// the tiles this writer wrote (for checking a log's earlier records
+    /// against them): tile `tile_index` of level 0, full or (the last one)
+    /// partial.
+    ///
+    /// # Errors
+    /// [`TileError::Tree`] when a tile is missing or malformed.
+    pub fn stored_leaves(&self, tile_index: u64) -> Result<Vec<Hash>, TileError> {
+        let size = self.edge.size();
+        let full = size / TILE_WIDTH;
+        if tile_index < full {
+            let bytes = self.storage.read(&tile_path(0, tile_index, TILE_WIDTH))?;
+            if bytes.len() != FULL_TILE_BYTES {
+                return Err(TileError::BadLength {
+                    path: PathBuf::from(tile_path(0, tile_index, TILE_WIDTH)),
+                    len_bytes: bytes.len() as u64,
+                    expected_bytes: FULL_TILE_BYTES as u64,
+                });
+            }
+            return Ok(bytes
+                .chunks_exact(HASH_LEN_BYTES)
+                .map(|c| {
+                    let mut h = [0u8; HASH_LEN_BYTES];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect());
+        }
+        if tile_index == full {
+            return Ok(self.pending.first().cloned().unwrap_or_default());
+        }
+        Err(TileError::Tree(ProofError::IndexOutOfRange {
+            index: tile_index * TILE_WIDTH,
+            size,
+        }))
     }
 
     /// The storage.
