@@ -11,7 +11,7 @@ use crate::merkle::{
     verify_consistency, verify_inclusion,
 };
 use crate::note::{Ed25519Signer, Verifier, encode_base64, open_note, parse_note};
-use crate::tiles::{MemTiles, TILE_WIDTH, TileStorage as _, TileStore, tile_path};
+use crate::tiles::{MemTiles, TILE_HEIGHT, TILE_WIDTH, TileStorage as _, TileStore, tile_path};
 use crate::{consistency_proof, inclusion_proof};
 
 /// The key the note and checkpoint targets verify with.
@@ -175,7 +175,9 @@ pub fn tile(data: &[u8]) {
     };
     let right_length = bytes.len() as u64 == size * HASH_LEN_BYTES as u64;
     let leaves = hashes_of(bytes);
-    for level in 0u8..=8 {
+    // Levels inside the tile (level 8 of a full tile lives in tile level 1,
+    // which this storage does not hold).
+    for level in 0u8..TILE_HEIGHT {
         for index in 0..=(size >> level) {
             let got = store.subtree(level, index);
             let complete = (index + 1) << level <= size;
