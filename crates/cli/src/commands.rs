@@ -721,6 +721,12 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&promotion.previous_policy_digest),
             digest_to_hex(&promotion.report_digest)
         ),
+        GateRecord::Checkpoint(checkpoint) => format!(
+            "{head}: tree size {}, root {}, signed note of {} bytes\n",
+            checkpoint.tree_size,
+            calybris_tlog::note::encode_base64(&checkpoint.root),
+            checkpoint.note.len()
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -69,6 +69,9 @@ pub enum GateRecord {
     LeaseRefused(LeaseRefusal),
     /// 12: a policy was promoted (or rolled back) after an offline evaluation.
     Promotion(PromotionRecord),
+    /// 17: a tree head the gate signed, covering every record before it
+    /// (issue 13; see [`crate::transparency`]). Folded as a no-op.
+    Checkpoint(crate::transparency::CheckpointRecord),
 }
 
 impl GateRecord {
@@ -89,6 +92,7 @@ impl GateRecord {
             Self::Execution(_) => "execution",
             Self::LeaseRefused(_) => "lease-refused",
             Self::Promotion(_) => "promotion",
+            Self::Checkpoint(_) => "checkpoint",
         }
     }
 }
