@@ -33,6 +33,14 @@ fn expect(run: &Run, code: i32, reason: Option<Reason>) {
     }
 }
 
+/// A base64 hash with its first character changed (so one decoded byte changes).
+fn flip_first_char(hash: &str) -> String {
+    match hash.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", hash.get(1..).unwrap_or_default()),
+    }
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read")
 }
@@ -238,11 +246,7 @@ fn keys_checkpoints_proofs_consistency_and_a_witness_over_a_demo_log() {
     let mut json: serde_json::Value =
         serde_json::from_slice(&read(&proof)).expect("the proof is JSON");
     let first = json["hashes"][0].as_str().expect("a hash").to_owned();
-    let changed = if first.starts_with('A') {
-        format!("B{}", &first[1..])
-    } else {
-        format!("A{}", &first[1..])
-    };
+    let changed = flip_first_char(&first);
     json["hashes"][0] = serde_json::Value::String(changed);
     let bad_proof = root.join("bad-proof.json");
     write(&bad_proof, json.to_string().as_bytes());
@@ -306,11 +310,7 @@ fn keys_checkpoints_proofs_consistency_and_a_witness_over_a_demo_log() {
     // A consistency proof with one hash changed.
     let mut json: serde_json::Value = serde_json::from_slice(&read(&consistency)).expect("JSON");
     let first = json["hashes"][0].as_str().expect("a hash").to_owned();
-    let changed = if first.starts_with('A') {
-        format!("B{}", &first[1..])
-    } else {
-        format!("A{}", &first[1..])
-    };
+    let changed = flip_first_char(&first);
     json["hashes"][0] = serde_json::Value::String(changed);
     let bad_consistency = root.join("bad-consistency.json");
     write(&bad_consistency, json.to_string().as_bytes());

@@ -128,6 +128,7 @@ impl Model {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
+            | GateRecord::Checkpoint(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

@@ -96,7 +96,7 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 fn signers(seed: u64) -> Result<(Ed25519Signer, Ed25519Signer)> {
-    let mut rng = SplitMix64::new(seed ^ 0x5eed_0f_4b3e);
+    let mut rng = SplitMix64::new(seed ^ 0x5eed_0f4b);
     let mut key = || {
         let mut k = [0u8; 32];
         for chunk in k.chunks_exact_mut(8) {
@@ -295,7 +295,7 @@ fn bytes_hashes(bytes: &[u8]) -> Vec<Hash> {
 }
 
 fn check(dir: &Path, seed: u64) -> Result<String> {
-    let mut rng = SplitMix64::new(seed ^ 0xc4ec_4);
+    let mut rng = SplitMix64::new(seed ^ 0xc4ec);
     let go = dir.join("go");
     let leaves = read(&dir.join("leaves.bin"))?;
     let size = leaves.len() as u64 / 32;
