@@ -154,3 +154,52 @@ fn a_forged_checkpoint_record_is_refused_by_the_verifier() {
         }
     }
 }
+
+static NOW_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn test_clock() -> u64 {
+    NOW_MS.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_time_schedule_follows_the_gates_clock() {
+    use std::sync::atomic::Ordering;
+    let dir = TempDir::new("checkpoint-time");
+    NOW_MS.store(1_000, Ordering::SeqCst);
+    let config = GateConfig::new(&dir.0, policy(false))
+        .tenant("acme", 1_000_000_000)
+        .clock(test_clock)
+        .checkpoints(CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_ms(500));
+    let gate = Gate::open(config).expect("open");
+    // Records within 500 ms of the opening: no checkpoint.
+    for i in 0..5 {
+        let admission = gate.decide("acme", request(i, 1)).expect("decide");
+        gate.release(admission).expect("release");
+    }
+    NOW_MS.store(1_499, Ordering::SeqCst);
+    let admission = gate.decide("acme", request(5, 1)).expect("decide");
+    gate.release(admission).expect("release");
+    // 500 ms after the opening the next record brings one, and only one (one
+    // taken before would make two).
+    NOW_MS.store(1_500, Ordering::SeqCst);
+    for i in 6..9 {
+        let admission = gate.decide("acme", request(i, 1)).expect("decide");
+        gate.release(admission).expect("release");
+    }
+    gate.close().expect("close");
+    let all = records(&dir.0);
+    let checkpoints: Vec<u64> = all
+        .iter()
+        .filter_map(|(s, _, r)| matches!(r, GateRecord::Checkpoint(_)).then_some(*s))
+        .collect();
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    // It follows the first record appended at 1,500 ms: the decision of request 6.
+    let first_late = all
+        .iter()
+        .position(
+            |(_, _, r)| matches!(r, GateRecord::Decision(d) if d.audit.input.request_sequence == 6),
+        )
+        .expect("the decision of request 6");
+    assert_eq!(checkpoints[0], first_late as u64 + 1);
+    verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+}
