@@ -343,3 +343,57 @@ fn keys_checkpoints_proofs_consistency_and_a_witness_over_a_demo_log() {
 
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn verify_names_a_forged_checkpoint_record_in_a_gate_directory() {
+    use calybris::gate::{CheckpointConfig, Gate, GateConfig, GateRecord, LOG_DIR};
+    use calybris::wal::storage::FsDirectory;
+    use calybris::wal::{DurableConfig, DurableWal, SegmentedReader};
+    use std::sync::Arc;
+
+    let root = temp_dir("tlog-gate");
+    let dir = root.join("gate");
+    let signer =
+        calybris_tlog::Ed25519Signer::from_seed("example.com/gate", &[3; 32]).expect("signer");
+    let gate = Gate::open(
+        GateConfig::new(&dir, policy(1))
+            .tenant("acme", 1_000_000)
+            .clock(|| 1_700_000_000_000)
+            .checkpoints(
+                CheckpointConfig::new("example.com/gate", Arc::new(signer)).every_records(4),
+            ),
+    )
+    .expect("open the gate");
+    for i in 0..8 {
+        let admission = gate.decide("acme", request(i)).expect("decide");
+        gate.release(admission).expect("release");
+    }
+    gate.close().expect("close");
+    let run = calybris(&["verify", path_str(&dir)]);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // A well-chained checkpoint record whose root is not the tree before it.
+    let mut reader =
+        SegmentedReader::<GateRecord>::open(&dir.join(LOG_DIR), None, None).expect("reader");
+    let mut last_checkpoint = None;
+    let mut records = 0u64;
+    while let Some(entry) = reader.next_entry().expect("entry") {
+        if let GateRecord::Checkpoint(checkpoint) = entry.record {
+            last_checkpoint = Some(checkpoint);
+        }
+        records += 1;
+    }
+    let mut forged = last_checkpoint.expect("the gate took checkpoints");
+    forged.tree_size = records;
+    let wal =
+        DurableWal::<GateRecord, FsDirectory>::open(&dir.join(LOG_DIR), DurableConfig::default())
+            .expect("open the log");
+    wal.append_durable(&GateRecord::Checkpoint(forged))
+        .expect("append");
+    wal.close().expect("close");
+    let run = calybris(&["verify", path_str(&dir)]);
+    run.assert_contract();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains(Reason::NotConsistent.code()), "{run:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
