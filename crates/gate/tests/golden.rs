@@ -178,6 +178,13 @@ fn records() -> Vec<GateRecord> {
             report_digest: calybris_digest::Digest([0x22; 32]),
             rollback: false,
         }),
+        // Code 17 (issue 13) once the variants are ordered at merge; its position
+        // on the branch that added it is 13.
+        GateRecord::Checkpoint(calybris_gate::CheckpointRecord {
+            tree_size: 16,
+            root: [0x33; 32],
+            note: "example.com/gate\n16\nMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=\n\n\u{2014} example.com/gate AAAAAA==\n".into(),
+        }),
     ]
 }
 
@@ -215,8 +222,9 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12]);
+    // policy names, execution, lease refusal, promotion, checkpoint (17 after the
+    // merge orders the variants; 13 on this branch)
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13]);
 }
 
 #[test]
