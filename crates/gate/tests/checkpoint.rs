@@ -203,3 +203,35 @@ fn a_time_schedule_follows_the_gates_clock() {
     assert_eq!(checkpoints[0], first_late as u64 + 1);
     verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
 }
+
+#[test]
+fn checkpoints_on_a_log_with_retired_segments_are_a_typed_refusal() {
+    let dir = TempDir::new("checkpoint-retired");
+    let config = || {
+        GateConfig::new(&dir.0, policy(false))
+            .tenant("a", u64::MAX / 4)
+            .snapshot_every_records(500)
+            .segment_limit_bytes(16 * 1024)
+            .retention(calybris_gate::Retention::SinceLastSnapshot)
+    };
+    let gate = Gate::open(config()).expect("open");
+    for k in 0..3_000 {
+        let admission = gate.decide("a", request(k, 1)).expect("decide");
+        gate.release(admission).expect("release");
+    }
+    let start = gate.start_anchor().expect("old segments were retired");
+    gate.close().expect("close");
+    let with_checkpoints =
+        config().checkpoints(CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(10));
+    match Gate::open(with_checkpoints) {
+        Err(calybris_gate::GateError::CheckpointsNeedWholeLog { first_sequence }) => {
+            assert!(first_sequence > 0 && first_sequence <= start.next_sequence);
+        }
+        other => panic!("expected CheckpointsNeedWholeLog, got {other:?}"),
+    }
+    // Without checkpoints the same directory opens.
+    Gate::open(config())
+        .expect("reopen")
+        .close()
+        .expect("close");
+}
