@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         "examples" => examples(),
         "msrv" => msrv(),
         "package" => package(),
+        "interop" => interop(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(60)),
         "bench" => bench(rest),
         "man" => man(),
@@ -107,6 +108,7 @@ fn main() -> ExitCode {
                  examples  run every example\n\
                  msrv      build each published crate on its minimum supported Rust\n\
                  package   cargo package of every published crate, then its tests from the package\n\
+                 interop   the Go interop check of calybris-tlog (installs golang-go and golang-golang-x-mod-dev when missing)
                  fuzz [S]  run each cargo-fuzz target for S seconds (default 60; nightly)\n\
                  bench [ARGS]  criterion benchmarks, side by side with calybris-core\n\
                  openai    the official `openai` Python client against `calybris serve --demo`, then replay\n\
@@ -130,7 +132,7 @@ fn main() -> ExitCode {
 }
 
 fn ci() -> Result {
-    let steps: [Step; 12] = [
+    let steps: [Step; 13] = [
         ("fmt", fmt_check),
         ("clippy", clippy),
         ("test", test),
@@ -142,6 +144,7 @@ fn ci() -> Result {
         ("package", package),
         ("loom", loom),
         ("miri", miri),
+        ("interop", interop),
         ("fuzz smoke", || fuzz(FUZZ_SMOKE_SECONDS)),
     ];
     for (name, step) in steps {
@@ -634,6 +637,108 @@ fn fuzz(seconds: u32) -> Result {
         run(c)?;
     }
     Ok(())
+}
+
+/// The Debian packages of the Go interop check: the compiler and the reference
+/// `golang.org/x/mod/sumdb/{note,tlog}`.
+const GO_PACKAGES: [&str; 2] = ["golang-go", "golang-golang-x-mod-dev"];
+/// The seed of the interop fixtures unless `CALYBRIS_SEED` says otherwise.
+const INTEROP_SEED: &str = "0x13579bdf2468ace0";
+
+/// The GOPATH folder that `golang-golang-x-mod-dev` installs (the one holding
+/// `src/golang.org/x/mod`), or `None` when the package is missing.
+fn x_mod_gopath() -> Option<PathBuf> {
+    let out = Command::new("dpkg")
+        .args(["-L", "golang-golang-x-mod-dev"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .find(|p| p.join("src/golang.org/x/mod/sumdb/note").is_dir())
+}
+
+/// Installs the Go packages with apt-get when `go` or x/mod is missing.
+fn ensure_go() -> std::result::Result<PathBuf, String> {
+    let have_go = succeeds({
+        let mut c = Command::new("go");
+        c.arg("version");
+        c
+    });
+    if !have_go || x_mod_gopath().is_none() {
+        // As root directly; otherwise through sudo when there is one.
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let apt = |args: &[&str]| {
+            let mut c = if root_user {
+                Command::new("apt-get")
+            } else {
+                let mut c = Command::new("sudo");
+                c.arg("apt-get");
+                c
+            };
+            c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            run(c)
+        };
+        apt(&["update"])?;
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend(GO_PACKAGES);
+        apt(&args)?;
+    }
+    x_mod_gopath().ok_or_else(|| {
+        "golang-golang-x-mod-dev installs no GOPATH folder with golang.org/x/mod".to_owned()
+    })
+}
+
+/// The Go interop check of calybris-tlog (interop/README.md): the Rust example
+/// writes a log's tiles, signed checkpoints and proofs; the Go program verifies
+/// them with `sumdb/note` and `sumdb/tlog` and signs notes and makes proofs of
+/// its own; the Rust example verifies those. Both sides reject every single-byte
+/// change. Built in GOPATH mode with no network.
+fn interop() -> Result {
+    let gopath = ensure_go()?;
+    let work = root().join("target/interop");
+    let data = work.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    }
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "calybris-tlog",
+        "--example",
+        "interop",
+    ]);
+    run(build)?;
+    let rust_side = root().join("target/release/examples/interop");
+    let go_side = work.join("interop-go");
+    let mut go = Command::new("go");
+    go.current_dir(root())
+        .args(["build", "-o"])
+        .arg(&go_side)
+        .arg("./interop/go")
+        .env("GO111MODULE", "off")
+        .env("GOPATH", &gopath)
+        .env("GOCACHE", work.join("gocache"))
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("CGO_ENABLED", "0");
+    run(go)?;
+    let seed = env::var("CALYBRIS_SEED").unwrap_or_else(|_| INTEROP_SEED.to_owned());
+    for (program, first) in [
+        (&rust_side, "generate"),
+        (&go_side, seed.as_str()),
+        (&rust_side, "check"),
+    ] {
+        let mut c = Command::new(program);
+        c.arg(first).arg(&data).env("CALYBRIS_SEED", &seed);
+        run(c)?;
+    }
+    std::fs::remove_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))
 }
 
 fn bench(args: &[String]) -> Result {

@@ -761,6 +761,12 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             top_up.window,
             amount_u64(top_up.amount_microunits)
         ),
+        GateRecord::Checkpoint(checkpoint) => format!(
+            "{head}: tree size {}, root {}, signed note of {} bytes\n",
+            checkpoint.tree_size,
+            calybris_tlog::note::encode_base64(&checkpoint.root),
+            checkpoint.note.len()
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -99,6 +99,12 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *sequence,
             Finding::new(Reason::PolicyMissing, error.to_string()),
         ),
+        // A checkpoint record (code 17) whose tree head is not the tree over the
+        // records before it: the log is not consistent with what it published.
+        VerifyError::CheckpointMismatch { sequence, .. } => located(
+            *sequence,
+            Finding::new(Reason::NotConsistent, error.to_string()),
+        ),
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }
 }

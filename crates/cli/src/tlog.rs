@@ -242,14 +242,27 @@ pub fn keygen(name: &str, out: &Path, witness: bool) -> u8 {
 }
 
 /// `calybris checkpoint DIR --key SKEY [--origin O] [--key-file F]`: builds the
-/// tiles of every record of the log, signs the tree head, writes
-/// `tlog/checkpoint` and prints it.
+/// tiles of every record of the log (resuming from the tiles of the last
+/// checkpoint, whose records are checked against their stored leaves), signs
+/// the tree head, writes `tlog/checkpoint` and prints it.
 pub fn checkpoint(target: &Path, key: &Path, origin: Option<&str>, key_file: Option<&Path>) -> u8 {
     finish((|| {
         let signer = signer(key)?;
         let wal_key = wal_key(key_file)?;
         let dir = tree_dir(target);
-        let mut writer = TileWriter::new(FsTiles::new(&dir));
+        // Resumed from the tiles of the last checkpoint when there is one: the
+        // earlier records are only checked against their stored leaves.
+        let mut writer = if dir.join(CHECKPOINT_FILE).exists() {
+            let last = local_checkpoint(&dir)?;
+            TileWriter::resume(FsTiles::new(&dir), last.size).map_err(|e| {
+                fail(
+                    Reason::UnknownFormat,
+                    format!("tiles of size {}: {e}", last.size),
+                )
+            })?
+        } else {
+            TileWriter::new(FsTiles::new(&dir))
+        };
         let (size, root) = build_from_log(&log_path(target), wal_key.as_ref(), &mut writer)
             .map_err(|e| fail(Reason::ChainBroken, e.to_string()))?;
         let checkpoint = Checkpoint {

@@ -414,7 +414,8 @@ impl Books {
             | GateRecord::PolicyNames(_)
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
-            | GateRecord::Promotion(_) => None,
+            | GateRecord::Promotion(_)
+            | GateRecord::Checkpoint(_) => None,
             GateRecord::BudgetDefined(record) => {
                 self.windows.define(record)?;
                 None

@@ -123,4 +123,20 @@ pub enum GateError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A checkpoint could not be taken: the signer failed, or its note is too
+    /// large for a checkpoint record.
+    #[error("checkpoint: {detail}")]
+    CheckpointFailed {
+        /// What went wrong.
+        detail: String,
+    },
+    /// Checkpoints are configured on a log whose first segments were retired:
+    /// leaf `n` of the tree is sequence `n`, so it needs the log from 0.
+    #[error(
+        "checkpoints need the whole log, but it starts at sequence {first_sequence} (retired segments)"
+    )]
+    CheckpointsNeedWholeLog {
+        /// The first sequence in the log.
+        first_sequence: u64,
+    },
 }

@@ -31,6 +31,8 @@ use crate::record::{
     SnapshotTenant, TenantCreated, TopUp,
 };
 use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
+use crate::transparency::{CheckpointConfig, TreeState};
+use calybris_tlog::{RightEdge, leaf_hash};
 
 /// The log's directory inside a gate directory.
 pub const LOG_DIR: &str = "log";
@@ -90,6 +92,7 @@ pub struct GateConfig {
     retention: Retention,
     segment_limit_bytes: u64,
     clock: fn() -> u64,
+    checkpoints: Option<CheckpointConfig>,
 }
 
 impl GateConfig {
@@ -110,6 +113,7 @@ impl GateConfig {
             retention: Retention::KeepAll,
             segment_limit_bytes: calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES,
             clock: system_clock_unix_ms,
+            checkpoints: None,
         }
     }
 
@@ -182,6 +186,16 @@ impl GateConfig {
     #[must_use]
     pub fn clock(mut self, clock: fn() -> u64) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Signed checkpoint records in the log (record code 17, off by default):
+    /// the gate keeps the Merkle tree's right edge over every record and logs
+    /// a signed tree head on the schedule of `checkpoints`, and on
+    /// [`Gate::checkpoint`]. See [`crate::transparency`].
+    #[must_use]
+    pub fn checkpoints(mut self, checkpoints: CheckpointConfig) -> Self {
+        self.checkpoints = Some(checkpoints);
         self
     }
 }
@@ -345,6 +359,9 @@ struct Inner {
     dir: PathBuf,
     key: Option<WalKey>,
     recovery: GateRecovery,
+    /// The Merkle tree over the log, when checkpoints are configured; every
+    /// append goes through its lock, so its edge follows the log exactly.
+    merkle: Option<Mutex<TreeState>>,
 }
 
 /// The decision gate: one chained log per directory holds every decision, its
@@ -468,7 +485,19 @@ impl Gate {
         // refused before anything is read), then verifies the log once, folding each
         // verified record into the books as it goes; a torn tail is cut, not folded.
         let mut fold = Fold::default();
+        let mut edge = config.checkpoints.as_ref().map(|_| RightEdge::new());
         let wal = DurableWal::<GateRecord, D>::open_in_visiting(dir, wal_config, |frame| {
+            if let Some(edge) = &mut edge {
+                if frame.sequence != edge.size() {
+                    return Err(GateError::CheckpointsNeedWholeLog {
+                        first_sequence: frame.sequence,
+                    });
+                }
+                edge.append(leaf_hash(&frame.hash))
+                    .map_err(|e| GateError::CheckpointFailed {
+                        detail: e.to_string(),
+                    })?;
+            }
             fold.visit(frame)
         })?;
         if let Some(first_sequence) = fold.first_sequence
@@ -533,6 +562,23 @@ impl Gate {
                 records_replayed: replayed,
                 open_holds: books.open_holds().len() as u64,
                 released_holds: 0,
+            },
+            merkle: match (config.checkpoints.clone(), edge) {
+                (Some(checkpoints), Some(edge)) => {
+                    // A log whose first segments were retired visits no frame
+                    // from 0 but still has records: refused, it has no tree.
+                    if edge.size() != records {
+                        return Err(GateError::CheckpointsNeedWholeLog {
+                            first_sequence: records - edge.size(),
+                        });
+                    }
+                    Some(Mutex::new(TreeState::new(
+                        checkpoints,
+                        edge,
+                        (config.clock)(),
+                    )))
+                }
+                _ => None,
             },
         };
         let mut gate = Self {
@@ -729,12 +775,76 @@ impl Gate {
         Ok(())
     }
 
-    /// Appends one record; any failure poisons the gate.
+    /// Appends one record; any failure poisons the gate. With checkpoints
+    /// configured, the record's leaf joins the tree under the tree's lock, and
+    /// a checkpoint record follows when one is due.
     fn append(&self, record: &GateRecord) -> Result<Ticket, GateError> {
-        self.inner
+        let Some(tree) = &self.inner.merkle else {
+            return self
+                .inner
+                .wal
+                .append(record)
+                .map_err(|error| self.poison(error));
+        };
+        let mut tree = tree.lock();
+        let ticket = self.append_to_tree(&mut tree, record)?;
+        let now = (self.inner.clock)();
+        if tree.due(now) {
+            // The record is appended whatever happens next: its ticket tells
+            // whether it is durable. A log failure here poisons the gate (and
+            // so every later call); a signer failure leaves the checkpoint
+            // due, retried on the next append.
+            let _checkpoint = self.checkpoint_locked(&mut tree, now);
+        }
+        Ok(ticket)
+    }
+
+    fn append_to_tree(
+        &self,
+        tree: &mut TreeState,
+        record: &GateRecord,
+    ) -> Result<Ticket, GateError> {
+        let ticket = self
+            .inner
             .wal
             .append(record)
-            .map_err(|error| self.poison(error))
+            .map_err(|error| self.poison(error))?;
+        // Every append holds the tree's lock: the head is this record's.
+        let anchor = self.inner.wal.appended_anchor();
+        debug_assert_eq!(anchor.next_sequence, ticket.sequence() + 1);
+        if let Err(error) = tree.appended(ticket.sequence(), &anchor.head_hash) {
+            self.inner.poisoned.store(true, Ordering::Release);
+            return Err(error);
+        }
+        Ok(ticket)
+    }
+
+    fn checkpoint_locked(&self, tree: &mut TreeState, now: u64) -> Result<Ticket, GateError> {
+        let size = tree.size();
+        let record = tree.record()?;
+        let ticket = self.append_to_tree(tree, &record)?;
+        debug_assert_eq!(ticket.sequence(), size);
+        tree.taken(size + 1, now);
+        Ok(ticket)
+    }
+
+    /// Logs a signed checkpoint of every record so far now (record code 17),
+    /// whatever the schedule; returns its ticket. Call it from a background
+    /// thread to keep signing off the decisions' path.
+    ///
+    /// # Errors
+    /// [`GateError::CheckpointFailed`] when checkpoints are not configured or
+    /// the signer fails; [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn checkpoint(&self) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let Some(tree) = &self.inner.merkle else {
+            return Err(GateError::CheckpointFailed {
+                detail: "checkpoints are not configured (GateConfig::checkpoints)".to_owned(),
+            });
+        };
+        let mut tree = tree.lock();
+        let now = (self.inner.clock)();
+        self.checkpoint_locked(&mut tree, now)
     }
 
     fn poison(&self, error: WalError) -> GateError {

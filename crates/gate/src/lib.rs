@@ -116,6 +116,7 @@ mod error;
 mod gate;
 pub mod names;
 pub mod record;
+pub mod transparency;
 mod verify;
 pub mod windows;
 
@@ -134,6 +135,7 @@ pub use record::{
     MAX_EXECUTION_NAME_BYTES, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord,
     SettlementKind,
 };
+pub use transparency::{CheckpointConfig, CheckpointRecord, MAX_CHECKPOINT_NOTE_BYTES};
 pub use verify::{
     GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
     verify_dir,

@@ -79,6 +79,9 @@ pub enum GateRecord {
     AlertFired(crate::windows::AlertFiredRecord),
     /// 16: a budget node's current window grows.
     BudgetTopUp(crate::windows::BudgetTopUp),
+    /// 17: a tree head the gate signed, covering every record before it
+    /// (issue 13; see [`crate::transparency`]). Folded as a no-op.
+    Checkpoint(crate::transparency::CheckpointRecord),
 }
 
 impl GateRecord {
@@ -103,6 +106,7 @@ impl GateRecord {
             Self::WindowReset(_) => "window-reset",
             Self::AlertFired(_) => "alert-fired",
             Self::BudgetTopUp(_) => "budget-top-up",
+            Self::Checkpoint(_) => "checkpoint",
         }
     }
 }

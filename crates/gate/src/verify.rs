@@ -317,6 +317,15 @@ pub enum VerifyError {
         /// Its kind.
         kind: &'static str,
     },
+    /// A checkpoint record (code 17) does not match the tree over the records
+    /// before it, or its note is malformed or too large.
+    #[error("record {sequence}: checkpoint does not match the log before it: {detail}")]
+    CheckpointMismatch {
+        /// The checkpoint record.
+        sequence: u64,
+        /// What does not match.
+        detail: String,
+    },
 }
 
 impl VerifyError {
@@ -345,6 +354,7 @@ impl VerifyError {
             | Self::ExecutionUnknownDecision { sequence, .. }
             | Self::ExecutionDigestMismatch { sequence, .. }
             | Self::RecordOutOfBounds { sequence, .. }
+            | Self::CheckpointMismatch { sequence, .. }
             | Self::PromotionUnknownPolicy { sequence, .. } => Some(*sequence),
         }
     }
@@ -394,10 +404,16 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut policies: std::collections::HashMap<Digest, calybris_digest::SealedPolicy> =
         std::collections::HashMap::new();
     let mut tally = SelectionTally::default();
+    // The Merkle tree over the records so far (its right edge), for checkpoint
+    // records; a log that starts after sequence 0 has no tree to check against.
+    let mut tree = Some(calybris_tlog::RightEdge::new());
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
             first_sequence = Some(sequence);
+            if sequence != 0 {
+                tree = None;
+            }
             folding = sequence == 0;
         }
         if !folding {
@@ -558,6 +574,19 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 }
                 counts.lease_refusals += 1;
             }
+            GateRecord::Checkpoint(record) => {
+                if let Some(tree) = &tree {
+                    crate::transparency::check_record(record, sequence, tree)
+                        .map_err(|detail| VerifyError::CheckpointMismatch { sequence, detail })?;
+                }
+            }
+        }
+        if let Some(tree) = &mut tree {
+            tree.append(calybris_tlog::leaf_hash(&entry.hash))
+                .map_err(|error| VerifyError::CheckpointMismatch {
+                    sequence,
+                    detail: error.to_string(),
+                })?;
         }
         books
             .apply(sequence, &entry.record)

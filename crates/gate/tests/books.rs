@@ -77,6 +77,7 @@ impl Model {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
+            | GateRecord::Checkpoint(_)
             | GateRecord::LimitsChanged(_) => true,
             // Budget nodes are not generated here (tests/windows.rs covers them).
             GateRecord::BudgetDefined(_)

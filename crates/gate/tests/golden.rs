@@ -247,6 +247,11 @@ fn records() -> Vec<GateRecord> {
             window: 684,
             amount_microunits: 1_000_000,
         }),
+        GateRecord::Checkpoint(calybris_gate::CheckpointRecord {
+            tree_size: 16,
+            root: [0x33; 32],
+            note: "example.com/gate\n16\nMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=\n\n\u{2014} example.com/gate AAAAAA==\n".into(),
+        }),
     ]
 }
 
@@ -285,11 +290,11 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
-    // alert fired, budget top-up
+    // alert fired, budget top-up, checkpoint
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16
+            2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17
         ]
     );
 }

@@ -16,7 +16,7 @@
 //!   static file server can.
 //! - Store entry bundles (`tile/entries/`): the records stay in the log.
 //! - Handle logs whose first segments were retired: leaf `n` is sequence `n`,
-//!   so the log must start at sequence 0.
+//!   so the log must start at sequence 0 ([`BuildError::Retired`] says so).
 //!
 //! # Main types
 //! - [`merkle`]: [`RightEdge`] (append with O(log n) memory), [`MemoryTree`],
@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod fuzzing;
 pub mod merkle;
 pub mod note;
 pub mod tiles;
@@ -75,6 +76,7 @@ pub use note::{
 pub use tiles::{FsTiles, MemTiles, TileError, TileStorage, TileStore, TileWriter, tile_path};
 
 use calybris_wal::{FrameSource as _, LogFrames, Recovery, WalError, WalKey};
+use tiles::TILE_WIDTH;
 
 /// Why a log's tree cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,31 @@ pub enum BuildError {
         /// The sequence found.
         found: u64,
     },
+    /// The log's first record is not sequence 0: its first segments were
+    /// retired (calybris-wal retention). Leaf `n` is sequence `n`, so the tree
+    /// needs the log from its start; build it before retiring segments.
+    #[error(
+        "the log starts at sequence {first_sequence}: its first segments were retired, and the tree needs every record from 0"
+    )]
+    Retired {
+        /// The first sequence in the log.
+        first_sequence: u64,
+    },
+    /// A record below the tree a writer resumed from has another leaf than the
+    /// one stored in the tiles: the log was changed under its tree head.
+    #[error("record {sequence} differs from the leaf stored in the tiles")]
+    Rewritten {
+        /// The record.
+        sequence: u64,
+    },
+    /// The log holds fewer records than the tree a writer resumed from.
+    #[error("the log holds {records} records, fewer than the tree size {tree_size}")]
+    Shorter {
+        /// Records in the log.
+        records: u64,
+        /// The resumed tree's size.
+        tree_size: u64,
+    },
     /// Tiles.
     #[error(transparent)]
     Tiles(#[from] TileError),
@@ -103,27 +130,62 @@ pub enum BuildError {
 /// verifying the chain, and appends each entry hash as a leaf to `writer`,
 /// then writes the partial tiles. Returns the tree size and root.
 ///
+/// A writer that already holds leaves ([`TileWriter::resume`] from the tiles
+/// of an earlier checkpoint) gets only the records after them: each earlier
+/// record's leaf is compared with the leaf stored in its level-0 tile (one
+/// hash per record, no tree rebuilt, no tile rewritten), so a log that was
+/// changed below the earlier tree head is refused
+/// ([`BuildError::Rewritten`]). The log itself is still read from its start:
+/// its chain is what authenticates the records.
+///
 /// # Errors
-/// [`BuildError`].
+/// [`BuildError`]; [`BuildError::Retired`] for a log whose first segments were
+/// retired (leaf `n` is sequence `n`, so a tree needs the log from sequence 0).
 pub fn build_from_log<S: TileStorage>(
     log: &Path,
     key: Option<&WalKey>,
     writer: &mut TileWriter<S>,
 ) -> Result<(u64, Hash), BuildError> {
     let mut frames = LogFrames::open(log, key, None)?;
+    let resumed = writer.size();
+    let mut next = 0u64;
+    let mut stored: Vec<Hash> = Vec::new();
     while let Some(frame) = frames.next_frame()? {
-        let expected = writer.size();
-        if frame.sequence != expected {
-            return Err(BuildError::Sequence {
-                expected,
-                found: frame.sequence,
+        if frame.sequence != next {
+            return Err(if next == 0 {
+                BuildError::Retired {
+                    first_sequence: frame.sequence,
+                }
+            } else {
+                BuildError::Sequence {
+                    expected: next,
+                    found: frame.sequence,
+                }
             });
         }
-        writer.append(leaf_hash(&frame.hash))?;
+        let leaf = leaf_hash(&frame.hash);
+        if next < resumed {
+            let in_tile = usize::try_from(next % TILE_WIDTH).unwrap_or(usize::MAX);
+            if in_tile == 0 {
+                stored = writer.stored_leaves(next / TILE_WIDTH)?;
+            }
+            if stored.get(in_tile) != Some(&leaf) {
+                return Err(BuildError::Rewritten { sequence: next });
+            }
+        } else {
+            writer.append(leaf)?;
+        }
+        next += 1;
     }
     match frames.scan_to_end()? {
         Recovery::Clean { .. } => {}
         other => return Err(BuildError::NotClean(Box::new(other))),
+    }
+    if next < resumed {
+        return Err(BuildError::Shorter {
+            records: next,
+            tree_size: resumed,
+        });
     }
     Ok(writer.checkpoint()?)
 }

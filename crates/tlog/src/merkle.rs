@@ -224,6 +224,16 @@ pub trait HashSource {
     /// # Errors
     /// [`ProofError::HashUnavailable`] when it is not stored.
     fn subtree(&self, level: u8, index: u64) -> Result<Hash, ProofError>;
+
+    /// The hash of leaves `[lo, hi)` (see the free function [`range_hash`]); a
+    /// source may keep the ones it is asked for again and again (the right
+    /// edge of its tree).
+    ///
+    /// # Errors
+    /// The source's error.
+    fn range(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+        range_hash(self, lo, hi)
+    }
 }
 
 /// The hash of leaves `[lo, hi)` of a tree, where `lo` is aligned the way RFC
@@ -231,7 +241,11 @@ pub trait HashSource {
 ///
 /// # Errors
 /// The source's error.
-pub fn range_hash(source: &impl HashSource, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+pub fn range_hash<S: HashSource + ?Sized>(
+    source: &S,
+    lo: u64,
+    hi: u64,
+) -> Result<Hash, ProofError> {
     debug_assert!(lo < hi);
     let width = hi - lo;
     if width.is_power_of_two() {
@@ -274,10 +288,10 @@ pub fn inclusion_proof(
     while hi - lo > 1 {
         let k = split_point(hi - lo);
         if index < lo + k {
-            path.push(range_hash(source, lo + k, hi)?);
+            path.push(source.range(lo + k, hi)?);
             hi = lo + k;
         } else {
-            path.push(range_hash(source, lo, lo + k)?);
+            path.push(source.range(lo, lo + k)?);
             lo += k;
         }
     }
@@ -314,16 +328,16 @@ pub fn consistency_proof(
         let n = hi - lo;
         if m == n {
             if !whole_old_tree {
-                path.push(range_hash(source, lo, hi)?);
+                path.push(source.range(lo, hi)?);
             }
             break;
         }
         let k = split_point(n);
         if m <= k {
-            path.push(range_hash(source, lo + k, hi)?);
+            path.push(source.range(lo + k, hi)?);
             hi = lo + k;
         } else {
-            path.push(range_hash(source, lo, lo + k)?);
+            path.push(source.range(lo, lo + k)?);
             lo += k;
             m -= k;
             whole_old_tree = false;

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
-    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash,
+    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash, range_hash,
 };
 
 /// Tree levels covered by one tile level (C2SP tlog-tiles).
@@ -264,6 +264,61 @@ impl<S: TileStorage> TileWriter<S> {
         }
     }
 
+    /// Resumes the tree of `size` leaves whose tiles (full ones, and the
+    /// partial ones of exactly this size, as [`TileWriter::checkpoint`] wrote
+    /// them) are in `storage`: the right edge and the pending hashes are read
+    /// back from the tiles, nothing is rehashed but the edge's own root.
+    ///
+    /// # Errors
+    /// [`TileError::Tree`] when a tile is missing or has the wrong length, or
+    /// `size` is out of range.
+    pub fn resume(storage: S, size: u64) -> Result<Self, TileError> {
+        let (edge, pending) = {
+            let store = TileStore::with_cache_capacity(&storage, size, 64)?;
+            let mut edge = Vec::with_capacity(size.count_ones() as usize);
+            let mut start = 0u64;
+            for level in (0..64u8).rev() {
+                if size & (1 << level) != 0 {
+                    edge.push(store.subtree(level, start >> level)?);
+                    start += 1 << level;
+                }
+            }
+            let mut pending = Vec::new();
+            let mut tile_level = 0u8;
+            loop {
+                let shift = u32::from(tile_level) * u32::from(TILE_HEIGHT);
+                let count = if shift >= 64 { 0 } else { size >> shift };
+                if count == 0 {
+                    break;
+                }
+                let width = count % TILE_WIDTH;
+                let mut row = Vec::with_capacity(TILE_WIDTH as usize);
+                if width > 0 {
+                    let tile = store.tile(tile_level, count / TILE_WIDTH)?;
+                    let width = usize::try_from(width).unwrap_or(usize::MAX);
+                    for i in 0..width {
+                        row.push(*tile.get(0, i).ok_or(ProofError::HashUnavailable {
+                            level: tile_level.saturating_mul(TILE_HEIGHT),
+                            index: count,
+                            detail: "the partial tile is too short".to_owned(),
+                        })?);
+                    }
+                }
+                pending.push(row);
+                tile_level += 1;
+            }
+            (RightEdge::from_parts(size, edge)?, pending)
+        };
+        let writer = Self {
+            storage,
+            edge,
+            pending,
+            error: None,
+        };
+        debug_assert_eq!(writer.size(), size);
+        Ok(writer)
+    }
+
     /// Leaves so far.
     #[must_use]
     pub fn size(&self) -> u64 {
@@ -274,6 +329,43 @@ impl<S: TileStorage> TileWriter<S> {
     #[must_use]
     pub fn root(&self) -> Hash {
         self.edge.root()
+    }
+
+    /// The leaf hashes `[from, size)` of level 0 in tile order, read back from
+    /// the tiles this writer wrote (for checking a log's earlier records
+    /// against them): tile `tile_index` of level 0, full or (the last one)
+    /// partial.
+    ///
+    /// # Errors
+    /// [`TileError::Tree`] when a tile is missing or malformed.
+    pub fn stored_leaves(&self, tile_index: u64) -> Result<Vec<Hash>, TileError> {
+        let size = self.edge.size();
+        let full = size / TILE_WIDTH;
+        if tile_index < full {
+            let bytes = self.storage.read(&tile_path(0, tile_index, TILE_WIDTH))?;
+            if bytes.len() != FULL_TILE_BYTES {
+                return Err(TileError::BadLength {
+                    path: PathBuf::from(tile_path(0, tile_index, TILE_WIDTH)),
+                    len_bytes: bytes.len() as u64,
+                    expected_bytes: FULL_TILE_BYTES as u64,
+                });
+            }
+            return Ok(bytes
+                .chunks_exact(HASH_LEN_BYTES)
+                .map(|c| {
+                    let mut h = [0u8; HASH_LEN_BYTES];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect());
+        }
+        if tile_index == full {
+            return Ok(self.pending.first().cloned().unwrap_or_default());
+        }
+        Err(TileError::Tree(ProofError::IndexOutOfRange {
+            index: tile_index * TILE_WIDTH,
+            size,
+        }))
     }
 
     /// The storage.
@@ -335,21 +427,121 @@ impl<S: TileStorage> TileWriter<S> {
     }
 }
 
+/// Hash slots of an expanded tile: the 256 hashes of its base level, then the
+/// 128 of the level above, and so on up to its one root: 511.
+const EXPANDED_SLOTS: usize = 2 * TILE_WIDTH as usize - 1;
+
+/// Where the hashes of height `h` (0..=8) above a tile's base start in an
+/// expanded tile.
+const fn expanded_offset(height: u8) -> usize {
+    // 256 + 128 + ... over the heights below `height`.
+    (2 * TILE_WIDTH as usize) - ((2 * TILE_WIDTH as usize) >> height)
+}
+
+/// A tile with every complete subtree inside it hashed once when it is read:
+/// `hashes[expanded_offset(h) + i]` is the `i`-th subtree of height `h`, for
+/// the `width >> h` complete ones. A proof then reads each hash it needs and
+/// recomputes none.
+#[derive(Debug)]
+struct ExpandedTile {
+    width: usize,
+    hashes: Box<[Hash]>,
+}
+
+impl ExpandedTile {
+    fn new(base: &[u8]) -> Self {
+        debug_assert_eq!(base.len() % HASH_LEN_BYTES, 0);
+        let width = base.len() / HASH_LEN_BYTES;
+        debug_assert!((1..=TILE_WIDTH as usize).contains(&width));
+        let mut hashes = vec![[0u8; HASH_LEN_BYTES]; EXPANDED_SLOTS].into_boxed_slice();
+        for (slot, chunk) in hashes.iter_mut().zip(base.chunks_exact(HASH_LEN_BYTES)) {
+            slot.copy_from_slice(chunk);
+        }
+        for height in 1..=TILE_HEIGHT {
+            let below = expanded_offset(height - 1);
+            let here = expanded_offset(height);
+            for i in 0..(width >> height) {
+                hashes[here + i] = node_hash(&hashes[below + 2 * i], &hashes[below + 2 * i + 1]);
+            }
+        }
+        Self { width, hashes }
+    }
+
+    /// The `i`-th complete subtree of `height` in the tile, if it is complete.
+    fn get(&self, height: u8, i: usize) -> Option<&Hash> {
+        debug_assert!(height <= TILE_HEIGHT);
+        if i >= self.width >> height {
+            return None;
+        }
+        self.hashes.get(expanded_offset(height) + i)
+    }
+}
+
 /// Reads the complete subtree hashes of a tree of a given size from its tiles,
-/// for proof generation.
+/// for proof generation. Each tile read is expanded once (every complete
+/// subtree inside it hashed) and kept, shared, in a bounded cache, so a proof
+/// from cached tiles only looks hashes up.
 #[derive(Debug)]
 pub struct TileStore<S: TileStorage> {
     storage: S,
     size: u64,
-    cache: Mutex<HashMap<(u8, u64), Vec<Hash>>>,
+    capacity: usize,
+    cache: Mutex<HashMap<(u8, u64), Arc<ExpandedTile>, KeyHasher>>,
+    /// Hashes of the ranges `[lo, size)` that are not complete subtrees: the
+    /// right edge, the same for every proof of this size (at most 63).
+    edge: Mutex<Vec<(u64, Hash)>>,
+}
+
+/// A multiply-shift hasher for the cache's tile coordinates, cheaper than the
+/// default SipHash. Keys a caller picks to collide cost at most a scan of the
+/// bounded cache ([`TILE_CACHE_MAX`] entries by default).
+#[derive(Clone, Copy, Debug, Default)]
+struct KeyHasher;
+
+impl std::hash::BuildHasher for KeyHasher {
+    type Hasher = MulHasher;
+    fn build_hasher(&self) -> MulHasher {
+        MulHasher(0)
+    }
+}
+
+/// The hasher of [`KeyHasher`].
+#[derive(Debug)]
+struct MulHasher(u64);
+
+impl std::hash::Hasher for MulHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, value: u8) {
+        self.write_u64(u64::from(value));
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl<S: TileStorage> TileStore<S> {
-    /// The tree of `size` leaves stored in `storage`.
+    /// The tree of `size` leaves stored in `storage`, with a cache of
+    /// [`TILE_CACHE_MAX`] tiles.
     ///
     /// # Errors
     /// [`ProofError::SizeOutOfRange`] above [`MAX_TREE_SIZE`].
     pub fn new(storage: S, size: u64) -> Result<Self, ProofError> {
+        Self::with_cache_capacity(storage, size, TILE_CACHE_MAX)
+    }
+
+    /// As [`TileStore::new`], keeping at most `capacity` tiles (at least one)
+    /// in memory, each 511 hashes (16 KiB) once expanded.
+    ///
+    /// # Errors
+    /// [`ProofError::SizeOutOfRange`] above [`MAX_TREE_SIZE`].
+    pub fn with_cache_capacity(storage: S, size: u64, capacity: usize) -> Result<Self, ProofError> {
         if size > MAX_TREE_SIZE {
             return Err(ProofError::SizeOutOfRange {
                 detail: format!("{size} exceeds {MAX_TREE_SIZE}"),
@@ -358,7 +550,9 @@ impl<S: TileStorage> TileStore<S> {
         Ok(Self {
             storage,
             size,
-            cache: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            cache: Mutex::new(HashMap::with_hasher(KeyHasher)),
+            edge: Mutex::new(Vec::new()),
         })
     }
 
@@ -368,8 +562,8 @@ impl<S: TileStorage> TileStore<S> {
         self.size
     }
 
-    /// The hashes of tile (`tile_level`, `index`) as of this tree size.
-    fn tile(&self, tile_level: u8, index: u64) -> Result<Vec<Hash>, ProofError> {
+    /// Tile (`tile_level`, `index`) as of this tree size, expanded.
+    fn tile(&self, tile_level: u8, index: u64) -> Result<Arc<ExpandedTile>, ProofError> {
         let unavailable = |detail: String| ProofError::HashUnavailable {
             level: tile_level.saturating_mul(TILE_HEIGHT),
             index,
@@ -378,7 +572,7 @@ impl<S: TileStorage> TileStore<S> {
         if let Ok(cache) = self.cache.lock()
             && let Some(tile) = cache.get(&(tile_level, index))
         {
-            return Ok(tile.clone());
+            return Ok(Arc::clone(tile));
         }
         let shift = u32::from(tile_level) * u32::from(TILE_HEIGHT);
         let count = if shift >= 64 { 0 } else { self.size >> shift };
@@ -405,32 +599,41 @@ impl<S: TileStorage> TileStore<S> {
                 bytes.len()
             )));
         }
-        let hashes: Vec<Hash> = bytes
-            .chunks_exact(HASH_LEN_BYTES)
-            .map(|chunk| {
-                let mut hash = [0u8; HASH_LEN_BYTES];
-                hash.copy_from_slice(chunk);
-                hash
-            })
-            .collect();
+        let tile = Arc::new(ExpandedTile::new(&bytes));
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= TILE_CACHE_MAX {
+            if cache.len() >= self.capacity {
                 cache.clear();
             }
-            cache.insert((tile_level, index), hashes.clone());
+            cache.insert((tile_level, index), Arc::clone(&tile));
         }
-        Ok(hashes)
+        Ok(tile)
     }
 }
 
 impl<S: TileStorage> HashSource for TileStore<S> {
+    fn range(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
+        if hi != self.size || (hi - lo).is_power_of_two() {
+            return range_hash(self, lo, hi);
+        }
+        if let Ok(edge) = self.edge.lock()
+            && let Some((_, hash)) = edge.iter().find(|(start, _)| *start == lo)
+        {
+            return Ok(*hash);
+        }
+        let hash = range_hash(self, lo, hi)?;
+        if let Ok(mut edge) = self.edge.lock() {
+            // One entry per split along the right edge: at most 63; the bound
+            // is a guard, not a policy.
+            if edge.len() < 64 {
+                edge.push((lo, hash));
+            }
+        }
+        Ok(hash)
+    }
+
     fn subtree(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
         let tile_level = level / TILE_HEIGHT;
         let height = level % TILE_HEIGHT;
-        // The subtree spans 2^height consecutive hashes of the tile's base level,
-        // all in one tile because tiles are aligned to 2^8.
-        let first = index << height;
-        let span = 1u64 << height;
         if (index.checked_add(1).map(|i| i << level)).is_none_or(|end| end > self.size) {
             return Err(ProofError::HashUnavailable {
                 level,
@@ -438,23 +641,17 @@ impl<S: TileStorage> HashSource for TileStore<S> {
                 detail: format!("not complete in the tree of size {}", self.size),
             });
         }
-        let tile = self.tile(tile_level, first / TILE_WIDTH)?;
-        let start = usize::try_from(first % TILE_WIDTH).unwrap_or(usize::MAX);
-        let end = start + usize::try_from(span).unwrap_or(usize::MAX);
-        let Some(base) = tile.get(start..end) else {
-            return Err(ProofError::HashUnavailable {
+        // The subtree is the `index mod (256 >> height)`-th one of its height
+        // inside tile `index >> (8 - height)` of its tile level.
+        let per_tile = TILE_WIDTH >> height;
+        let tile = self.tile(tile_level, index / per_tile)?;
+        let position = usize::try_from(index % per_tile).unwrap_or(usize::MAX);
+        tile.get(height, position)
+            .copied()
+            .ok_or_else(|| ProofError::HashUnavailable {
                 level,
                 index,
                 detail: "the tile is too short".to_owned(),
-            });
-        };
-        let mut row = base.to_vec();
-        while row.len() > 1 {
-            row = row
-                .chunks_exact(2)
-                .map(|pair| node_hash(&pair[0], &pair[1]))
-                .collect();
-        }
-        Ok(row[0])
+            })
     }
 }

@@ -2,7 +2,7 @@
 //! recursive definitions on seeded random trees, from memory and from tiles.
 
 // The workspace's seeded generator (SplitMix64).
-use calybris_tlog::merkle::{HASH_LEN_BYTES, MAX_TREE_SIZE};
+use calybris_tlog::merkle::{HASH_LEN_BYTES, HashSource as _, MAX_TREE_SIZE};
 use calybris_tlog::{
     Hash, MemTiles, MemoryTree, ProofError, RightEdge, TileStore, TileWriter, consistency_proof,
     empty_root, inclusion_proof, leaf_hash, tile_path, tree_hash, verify_consistency,
@@ -346,5 +346,39 @@ fn mutating_any_byte_of_a_proof_is_rejected() {
             verify_consistency(old, 777, &old_root, &root, &short).is_err(),
             "seed {seed}"
         );
+    }
+}
+
+#[test]
+fn every_stored_subtree_from_expanded_tiles_equals_the_tree() {
+    // 2^16 + 300 leaves: three tile levels, partial tiles at levels 0 and 1.
+    let size = (1u64 << 16) + 300;
+    let mut tree = MemoryTree::new();
+    let mut writer = TileWriter::new(MemTiles::new());
+    for i in 0..size {
+        let leaf = leaf_hash(&i.to_le_bytes());
+        tree.append(leaf).expect("append");
+        writer.append(leaf).expect("append");
+    }
+    writer.checkpoint().expect("partial tiles");
+    // A cache of three tiles: most lookups evict, and still give the same hash.
+    for capacity in [3, calybris_tlog::tiles::TILE_CACHE_MAX] {
+        let tiles =
+            TileStore::with_cache_capacity(writer.storage(), size, capacity).expect("store");
+        for level in 0u8..=16 {
+            let complete = size >> level;
+            for index in 0..complete {
+                assert_eq!(
+                    tiles.subtree(level, index),
+                    tree.subtree(level, index),
+                    "level {level}, index {index}, capacity {capacity}"
+                );
+            }
+            // The first incomplete subtree is not available.
+            assert!(matches!(
+                tiles.subtree(level, complete),
+                Err(ProofError::HashUnavailable { .. })
+            ));
+        }
     }
 }

@@ -1,0 +1,66 @@
+//! Runs one operation a given number of times, for instruction counts under
+//! callgrind, which a loaded machine does not disturb (docs/BENCHMARKS.md):
+//!
+//! ```sh
+//! cargo build --release -p calybris-tlog --example op_counts
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/op_counts verify 1000
+//! ```
+//!
+//! The count of `OP 0` is the fixed cost to subtract; the rest divided by the
+//! repetitions is the operation's. Operations: `node` (one interior node
+//! hash), `verify` (an inclusion proof of 24 hashes, as for a tree of 10^7
+//! leaves), `sign` (a checkpoint note), `sign-bare` (the same text with
+//! ed25519-dalek alone).
+
+use std::hint::black_box;
+
+use calybris_tlog::{Checkpoint, Ed25519Signer, leaf_hash, node_hash, verify_inclusion};
+use ed25519_dalek::Signer as _;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let op = args.first().map_or("node", String::as_str);
+    let times: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1);
+    let size = 10_000_000u64;
+    let index = 1_234_567u64;
+    // 24 hashes: the path length of a leaf in a tree of 10^7 leaves. Random
+    // hashes do not verify, but verification does the same work either way.
+    let proof: Vec<_> = (0..24u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+    let leaf = leaf_hash(b"leaf");
+    let root = leaf_hash(b"root");
+    let signer = Ed25519Signer::from_seed("bench.example/log", &[5; 32]).expect("signer");
+    let checkpoint = Checkpoint {
+        origin: "bench.example/log".into(),
+        size,
+        root,
+        extensions: vec![],
+    };
+    let text = checkpoint.to_text();
+    let bare = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    for _ in 0..times {
+        match op {
+            "node" => {
+                black_box(node_hash(black_box(&leaf), black_box(&root)));
+            }
+            "verify" => {
+                let _ = black_box(verify_inclusion(
+                    &leaf,
+                    index,
+                    size,
+                    black_box(&proof),
+                    &root,
+                ));
+            }
+            "sign" => {
+                black_box(checkpoint.sign(&[&signer]).expect("sign"));
+            }
+            "sign-bare" => {
+                black_box(bare.sign(black_box(text.as_bytes())));
+            }
+            other => {
+                eprintln!("unknown operation {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+}

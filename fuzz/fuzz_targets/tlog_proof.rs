@@ -1,0 +1,9 @@
+//! Arbitrary bytes through the proof parser of calybris-tlog: never a panic,
+//! and the invariants of `calybris_tlog::fuzzing::proof` hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    calybris_tlog::fuzzing::proof(data);
+});
