@@ -114,8 +114,10 @@
 mod books;
 mod error;
 mod gate;
+pub mod holdout;
 pub mod names;
 pub mod record;
+pub mod shadow;
 mod verify;
 
 pub use books::{Books, BooksError, Hold, TenantBooks};
@@ -126,7 +128,9 @@ pub use gate::{
     GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention, START_ANCHOR_FILE,
     Settled,
 };
+pub use holdout::{HoldoutConfig, HoldoutError, HoldoutKey, HoldoutNote};
 pub use names::{NameMap, NameMapError};
+pub use shadow::{ShadowNote, StageRole};
 pub use record::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
     GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,

@@ -11,7 +11,9 @@
 
 use calybris_digest::Digest;
 
+use crate::holdout::HoldoutNote;
 use crate::names::NameMap;
+pub use crate::shadow::{ShadowNote, StageRole, StagedPolicy, UnstagedPolicy};
 use calybris_wal::{DecisionRecord, PolicyRecord};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +71,12 @@ pub enum GateRecord {
     LeaseRefused(LeaseRefusal),
     /// 12: a policy was promoted (or rolled back) after an offline evaluation.
     Promotion(PromotionRecord),
+    /// 20: a policy other than the one in force is staged: the live shadow candidate
+    /// or the holdout's baseline (or restated after a snapshot or a reopen); see
+    /// [`crate::shadow`]. Folded as a no-op.
+    Staged(StagedPolicy),
+    /// 21: a staged policy is unstaged. Folded as a no-op.
+    Unstaged(UnstagedPolicy),
 }
 
 impl GateRecord {
@@ -89,6 +97,8 @@ impl GateRecord {
             Self::Execution(_) => "execution",
             Self::LeaseRefused(_) => "lease-refused",
             Self::Promotion(_) => "promotion",
+            Self::Staged(_) => "staged",
+            Self::Unstaged(_) => "unstaged",
         }
     }
 }
@@ -117,6 +127,12 @@ pub struct GateDecision {
     pub tenant: String,
     /// What the budget made of the decision.
     pub budget: BudgetOutcome,
+    /// The holdout assignment, when the gate has a holdout on ([`crate::holdout`]):
+    /// a held-out decision was made under the baseline policy the note names.
+    pub holdout: Option<HoldoutNote>,
+    /// What the staged shadow candidate would have decided, when one is staged
+    /// ([`crate::shadow`]); it never changed the decision.
+    pub shadow: Option<ShadowNote>,
 }
 
 /// What the budget made of one decision.
