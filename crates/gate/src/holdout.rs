@@ -231,9 +231,15 @@ mod tests {
             calybris_kernel::PolicySnapshot::builder()
                 .model(calybris_kernel::KernelModel {
                     model_id: 1,
+                    provider_id: 0,
+                    quality_bps: 9_000,
+                    risk_ceiling_bps: 9_000,
                     enabled: 1,
+                    p95_latency_ms: 100,
+                    capabilities: 0,
                     region_mask: 1,
-                    ..calybris_kernel::KernelModel::default()
+                    input_cost_microunits_per_million_tokens: 1_000_000,
+                    output_cost_microunits_per_million_tokens: 1_000_000,
                 })
                 .build()
                 .unwrap(),

@@ -106,6 +106,8 @@ fn decision(
         },
         tenant: tenant.into(),
         budget,
+        holdout: None,
+        shadow: None,
     })
 }
 
@@ -128,6 +130,8 @@ impl Model {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
+            | GateRecord::Staged(_)
+            | GateRecord::Unstaged(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

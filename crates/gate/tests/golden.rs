@@ -67,6 +67,8 @@ fn records() -> Vec<GateRecord> {
             budget: BudgetOutcome::Reserved {
                 amount_microunits: decision.estimated_cost_microunits,
             },
+            holdout: None,
+            shadow: None,
         }),
         GateRecord::Decision(GateDecision {
             audit,
@@ -74,6 +76,19 @@ fn records() -> Vec<GateRecord> {
             budget: BudgetOutcome::Insufficient {
                 remaining_microunits: -1,
             },
+            holdout: Some(calybris_gate::HoldoutNote {
+                share_bps: 2_000,
+                key_fingerprint: [0x33; 8],
+                held_out: true,
+                baseline_digest: *policy.digest(),
+            }),
+            shadow: Some(calybris_gate::ShadowNote {
+                candidate_digest: calybris_digest::Digest([0x44; 32]),
+                action: calybris_kernel::KernelAction::Substitute,
+                selected_model_id: 2,
+                reason: calybris_kernel::KernelReason::AlternativeMaximizesUtility,
+                decision_digest: calybris_digest::Digest([0x55; 32]),
+            }),
         }),
         GateRecord::Settlement(SettlementRecord {
             decision_sequence: 5,
@@ -178,6 +193,17 @@ fn records() -> Vec<GateRecord> {
             report_digest: calybris_digest::Digest([0x22; 32]),
             rollback: false,
         }),
+        GateRecord::Staged(calybris_gate::record::StagedPolicy {
+            role: calybris_gate::StageRole::Shadow,
+            policy: calybris_wal::PolicyRecord {
+                policy_digest: *policy.digest(),
+                policy: policy.clone(),
+            },
+        }),
+        GateRecord::Unstaged(calybris_gate::record::UnstagedPolicy {
+            role: calybris_gate::StageRole::Baseline,
+            policy_digest: *policy.digest(),
+        }),
     ]
 }
 
@@ -215,8 +241,12 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12]);
+    // policy names, execution, lease refusal, promotion, staged, unstaged (assigned codes
+    // 20 and 21: in this branch they directly follow 12; the merge orders them)
+    assert_eq!(
+        codes,
+        [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    );
 }
 
 #[test]
