@@ -721,6 +721,17 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&promotion.previous_policy_digest),
             digest_to_hex(&promotion.report_digest)
         ),
+        GateRecord::Staged(staged) => format!(
+            "{head}: policy {} staged as the {} ({} models)\n",
+            digest_to_hex(&staged.policy.policy_digest),
+            staged.role.name(),
+            staged.policy.policy.models().len()
+        ),
+        GateRecord::Unstaged(unstaged) => format!(
+            "{head}: the {} policy {} is unstaged\n",
+            unstaged.role.name(),
+            digest_to_hex(&unstaged.policy_digest)
+        ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

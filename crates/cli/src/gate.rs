@@ -155,6 +155,7 @@ pub fn verify(target: &Target) -> Report {
         key: target.key.clone(),
         anchor: target.anchor,
         start_anchor: target.start_anchor,
+        ..VerifyOptions::default()
     };
     let mut report = Report {
         path: target.path.clone(),
