@@ -18,7 +18,7 @@
 //! Every figure is a mean over rows taken in log order, with the 95 % normal interval
 //! of `calybris_adapt::ope` (IPS with all weights 1 is the sample mean, so its
 //! interval is `mean ± Z_95 · s / √n`); the estimators, sums and intervals are those
-//! of `docs/OPE.md`, so the same directory gives the same figures on every machine.
+//! of `docs/SPECIFICATION.md` ("Off-policy estimators"), so the same directory gives the same figures on every machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
