@@ -369,8 +369,11 @@ pub struct HoldoutComparison {
 /// held out, or none was not).
 #[must_use]
 pub fn holdout_comparison(log: &JoinedLog) -> Option<HoldoutComparison> {
-    let assigned: Vec<&LoggedDecision> =
-        log.decisions.iter().filter(|d| d.holdout.is_some()).collect();
+    let assigned: Vec<&LoggedDecision> = log
+        .decisions
+        .iter()
+        .filter(|d| d.holdout.is_some())
+        .collect();
     let share_bps = assigned.last()?.holdout?.share_bps;
     let reward = |held: bool| -> Vec<f64> {
         assigned

@@ -48,13 +48,14 @@ impl Keys {
             options.key = Some(key);
         }
         if let Some(path) = &self.holdout_key_file {
-            let bytes = crate::files::read_at_most(path, crate::scan::MAX_KEY_FILE_BYTES)
-                .map_err(|_| {
+            let bytes = crate::files::read_at_most(path, crate::scan::MAX_KEY_FILE_BYTES).map_err(
+                |_| {
                     error(
                         Code::Usage,
                         &format!("holdout key file {} cannot be read", path.display()),
                     )
-                })?;
+                },
+            )?;
             let key = HoldoutKey::new(&bytes).map_err(|e| {
                 error(
                     Code::Usage,

@@ -61,7 +61,10 @@ fn check(root: &Value, node: &Value, value: &Value, at: &str) {
         assert_eq!(options.len(), 2, "{at}: {node}");
         assert!(options.contains(&null), "{at}: {node}");
         if !value.is_null() {
-            let other = options.iter().find(|o| **o != null).expect("the definition");
+            let other = options
+                .iter()
+                .find(|o| **o != null)
+                .expect("the definition");
             check(root, other, value, at);
         }
         return;
@@ -86,7 +89,10 @@ fn check(root: &Value, node: &Value, value: &Value, at: &str) {
         Some("^[0-9a-f]{64}$") => {
             let text = value.as_str().expect("a string");
             assert!(
-                text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                text.len() == 64
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
                 "{at}: {text} is not a lowercase hex digest"
             );
         }
@@ -235,7 +241,12 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
     std::fs::write(&key_file, KEY).expect("key file");
     let holdout_file = root.join("holdout.key");
     std::fs::write(&holdout_file, HOLDOUT_KEY).expect("holdout key file");
-    let keys = ["--key-file", s(&key_file), "--holdout-key-file", s(&holdout_file)];
+    let keys = [
+        "--key-file",
+        s(&key_file),
+        "--holdout-key-file",
+        s(&holdout_file),
+    ];
     let with = |args: &[&str]| -> Vec<String> {
         args.iter()
             .chain(keys.iter())
@@ -332,7 +343,10 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
     assert_eq!(run.code, 0, "{run:?}");
     let promoted = run.json();
     assert_eq!(promoted["result"], "PROMOTED");
-    assert_eq!(promoted["report_digest"], shadow["promotion"]["report_digest"]);
+    assert_eq!(
+        promoted["report_digest"],
+        shadow["promotion"]["report_digest"]
+    );
     let run = run_with(&["rollback", s(&dir), "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let rolled = run.json();
@@ -350,11 +364,16 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
     } else {
         // Record 5 may not be a decision: take the first that is.
         let seq = (6..40)
-            .find(|seq| {
-                run_with(&["counterfactual", s(&dir), "--seq", &seq.to_string()]).code == 0
-            })
+            .find(|seq| run_with(&["counterfactual", s(&dir), "--seq", &seq.to_string()]).code == 0)
             .expect("a decision among the first records");
-        run_with(&["counterfactual", s(&dir), "--seq", &seq.to_string(), "--json"]).json()
+        run_with(&[
+            "counterfactual",
+            s(&dir),
+            "--seq",
+            &seq.to_string(),
+            "--json",
+        ])
+        .json()
     };
 
     let Some(docs) = docs else {

@@ -22,13 +22,13 @@ use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
 use crate::holdout::HoldoutConfig;
 use crate::names::NameMap;
-use crate::shadow::{ShadowNote, StageRole};
 use crate::record::{
     BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
     LeaseRefusal, LimitsChanged, LogHeader, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES,
     OpenHold, OutcomeRecord, PolicyNames, PromotionRecord, SettlementKind, SettlementRecord,
     SnapshotTenant, TenantCreated, TopUp,
 };
+use crate::shadow::{ShadowNote, StageRole};
 
 /// The log's directory inside a gate directory.
 pub const LOG_DIR: &str = "log";
@@ -1287,10 +1287,7 @@ impl Gate {
                 candidate: *candidate.digest(),
             });
         }
-        let ticket = self.append(&crate::shadow::staged_record(
-            StageRole::Shadow,
-            &candidate,
-        ))?;
+        let ticket = self.append(&crate::shadow::staged_record(StageRole::Shadow, &candidate))?;
         *staged = Some(Arc::new(candidate));
         drop(staged);
         drop(barrier);

@@ -267,6 +267,9 @@ mod tests {
         let differ = (0..64u8)
             .filter(|n| a.bucket(&Digest([*n; 32])) != b.bucket(&Digest([*n; 32])))
             .count();
-        assert!(differ > 50, "only {differ} of 64 buckets differ between keys");
+        assert!(
+            differ > 50,
+            "only {differ} of 64 buckets differ between keys"
+        );
     }
 }

@@ -130,12 +130,12 @@ pub use gate::{
 };
 pub use holdout::{HoldoutConfig, HoldoutError, HoldoutKey, HoldoutNote};
 pub use names::{NameMap, NameMapError};
-pub use shadow::{ShadowNote, StageRole};
 pub use record::{
     BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus, GATE_FORMAT_VERSION,
     GateRecord, LeaseRefusal, MAX_EXECUTION_ATTEMPTS, MAX_EXECUTION_NAME_BYTES,
     MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord, SettlementKind,
 };
+pub use shadow::{ShadowNote, StageRole};
 pub use verify::{
     GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
     verify_dir,

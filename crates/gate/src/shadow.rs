@@ -238,7 +238,9 @@ impl StageCheck {
                 });
             }
             (staged, Some(note)) => {
-                let Some(candidate) = staged.as_ref().filter(|c| *c.digest() == note.candidate_digest)
+                let Some(candidate) = staged
+                    .as_ref()
+                    .filter(|c| *c.digest() == note.candidate_digest)
                 else {
                     return Err(VerifyError::NotStaged {
                         sequence,

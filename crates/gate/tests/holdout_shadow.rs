@@ -133,8 +133,8 @@ fn the_realised_holdout_share_over_20_000_requests_is_within_half_a_point() -> R
 }
 
 #[test]
-fn a_share_of_zero_turns_the_holdout_off_and_a_forged_assignment_is_named()
--> Result<(), GateError> {
+fn a_share_of_zero_turns_the_holdout_off_and_a_forged_assignment_is_named() -> Result<(), GateError>
+{
     let off = TempDir::new("off");
     let holdout = HoldoutConfig::new(holdout_key(), baseline())
         .share_bps(0)
@@ -147,7 +147,11 @@ fn a_share_of_zero_turns_the_holdout_off_and_a_forged_assignment_is_named()
     assert!(gate.holdout().is_none());
     drop(gate.decide("a", request(1, 1))?);
     gate.close()?;
-    assert!(decisions(&records(&off)).iter().all(|d| d.holdout.is_none()));
+    assert!(
+        decisions(&records(&off))
+            .iter()
+            .all(|d| d.holdout.is_none())
+    );
 
     let dir = TempDir::new("forged-holdout");
     let gate = Gate::open(
@@ -212,7 +216,10 @@ fn one_candidate_at_a_time_and_its_notes_re_derive() -> Result<(), GateError> {
     let _ticket = gate.stage_shadow(candidate())?;
     let refused = gate.stage_shadow(policy(true));
     match refused {
-        Err(GateError::ShadowAlreadyStaged { staged, candidate: second }) => {
+        Err(GateError::ShadowAlreadyStaged {
+            staged,
+            candidate: second,
+        }) => {
             assert_eq!(staged, *candidate().digest());
             assert_eq!(second, *policy(true).digest());
         }
@@ -244,7 +251,10 @@ fn one_candidate_at_a_time_and_its_notes_re_derive() -> Result<(), GateError> {
         assert_eq!(note.action, ours.action);
         assert_eq!(note.selected_model_id, ours.selected_model_id);
         assert_eq!(note.reason, ours.reason);
-        assert_eq!(note.decision_digest, calybris_digest::decision_digest(&ours));
+        assert_eq!(
+            note.decision_digest,
+            calybris_digest::decision_digest(&ours)
+        );
     }
     let staged = all
         .iter()
