@@ -194,6 +194,12 @@ impl Visitor for Inventory {
             GateRecord::PolicyNames(names) => {
                 self.by_model.names(&names.policy_digest, &names.names);
             }
+            // A staged policy (a holdout baseline decides some requests): its models
+            // are labelled like the policy in force's; it is not listed as one.
+            GateRecord::Staged(staged) => {
+                self.by_model
+                    .policy(staged.policy.policy_digest, &staged.policy.policy);
+            }
             _ => {}
         }
     }
@@ -604,6 +610,12 @@ impl Visitor for Finder {
                     budget: decision.budget,
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
+            }
+            // A held-out decision names the staged baseline.
+            GateRecord::Staged(staged) if sequence != self.sequence && self.found.is_none() => {
+                self.policies
+                    .entry(staged.policy.policy_digest)
+                    .or_insert_with(|| staged.policy.policy.clone());
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));

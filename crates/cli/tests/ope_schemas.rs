@@ -353,6 +353,33 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
     assert_eq!(rolled["result"], "ROLLED_BACK");
     assert_eq!(rolled["report_digest"], Value::Null);
     assert_eq!(rolled["policy_digest"], promoted["previous_policy_digest"]);
+    // inspect replays the held-out decisions (their baseline is a staged policy) and
+    // show finds a held-out decision's policy.
+    let run = calybris(&["inspect", s(&dir), "--key-file", s(&key_file), "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let held_out_sequence = calybris::wal::SegmentedReader::<calybris::gate::GateRecord>::open(
+        &dir.join(calybris::gate::LOG_DIR),
+        Some(&key()),
+        None,
+    )
+    .expect("log")
+    .map(|entry| entry.expect("entry"))
+    .find_map(|entry| match entry.record {
+        calybris::gate::GateRecord::Decision(d) if d.holdout.is_some_and(|h| h.held_out) => {
+            Some(entry.sequence)
+        }
+        _ => None,
+    })
+    .expect("a held-out decision");
+    let run = calybris(&[
+        "show",
+        s(&dir),
+        "--key-file",
+        s(&key_file),
+        "--seq",
+        &held_out_sequence.to_string(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
     // The directory still verifies with both keys after both.
     let (verified, _) = verify_json(&dir, &["--key-file", s(&key_file)]);
     assert_eq!(verified.code, 0, "{verified:?}");
