@@ -6,7 +6,9 @@
 //! become reason codes.
 
 use calybris::finance::LedgerDigestError;
-use calybris::gate::{BooksError, GateReport, LOG_DIR, VerifyError, VerifyOptions, verify_dir};
+use calybris::gate::{
+    BooksError, GateReport, LOG_DIR, StageRole, VerifyError, VerifyOptions, verify_dir,
+};
 
 use crate::report::{Counts, Finding, GateCounts, GateSummary, Reason, Report, TenantTotals};
 use crate::scan::{self, Target};
@@ -98,6 +100,27 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
         | VerifyError::PromotionUnknownPolicy { sequence, .. } => located(
             *sequence,
             Finding::new(Reason::PolicyMissing, error.to_string()),
+        ),
+        VerifyError::HoldoutNotUnderBaseline { sequence }
+        | VerifyError::HoldoutMismatch { sequence, .. }
+        | VerifyError::NotStaged {
+            sequence,
+            role: StageRole::Baseline,
+            ..
+        } => located(
+            *sequence,
+            Finding::new(Reason::HoldoutMismatch, error.to_string()),
+        ),
+        // The holdout key given is another key than the gate's.
+        VerifyError::HoldoutKeyMismatch { sequence } => {
+            located(*sequence, Finding::new(Reason::WrongKey, error.to_string()))
+        }
+        VerifyError::ShadowAlreadyStaged { sequence, .. }
+        | VerifyError::NotStaged { sequence, .. }
+        | VerifyError::ShadowNoteMissing { sequence, .. }
+        | VerifyError::ShadowMismatch { sequence } => located(
+            *sequence,
+            Finding::new(Reason::ShadowMismatch, error.to_string()),
         ),
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }

@@ -380,6 +380,56 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
         &held_out_sequence.to_string(),
     ]);
     assert_eq!(run.code, 0, "{run:?}");
+    // `calybris verify` names a forged shadow note and a forged holdout assignment.
+    let records: Vec<calybris::gate::GateRecord> =
+        calybris::wal::SegmentedReader::<calybris::gate::GateRecord>::open(
+            &dir.join(calybris::gate::LOG_DIR),
+            Some(&key()),
+            None,
+        )
+        .expect("log")
+        .map(|entry| entry.expect("entry").record)
+        .collect();
+    for (name, reason) in [
+        ("shadow", "SHADOW_MISMATCH"),
+        ("holdout", "HOLDOUT_MISMATCH"),
+    ] {
+        let mut forged = records.clone();
+        let target = forged
+            .iter_mut()
+            .find_map(|record| match record {
+                calybris::gate::GateRecord::Decision(d)
+                    if d.shadow.is_some() && d.holdout.is_some_and(|h| !h.held_out) =>
+                {
+                    Some(d)
+                }
+                _ => None,
+            })
+            .expect("a noted decision");
+        if name == "shadow" {
+            target.shadow.as_mut().expect("note").selected_model_id ^= 7;
+        } else {
+            target.holdout.as_mut().expect("note").held_out = true;
+        }
+        let forged_dir = root.join(format!("forged-{name}"));
+        std::fs::create_dir_all(&forged_dir).expect("dir");
+        let wal = calybris::wal::DurableWal::<calybris::gate::GateRecord>::open(
+            &forged_dir.join(calybris::gate::LOG_DIR),
+            calybris::wal::DurableConfig {
+                key: Some(key()),
+                ..calybris::wal::DurableConfig::default()
+            },
+        )
+        .expect("open");
+        for record in &forged {
+            let _ticket = wal.append(record).expect("append");
+        }
+        wal.close().expect("close");
+        let (run, report) = verify_json(&forged_dir, &["--key-file", s(&key_file)]);
+        assert_eq!(run.code, 1, "{name}: {run:?}");
+        assert_eq!(report["reason"], reason, "{name}: {report}");
+    }
+
     // The directory still verifies with both keys after both.
     let (verified, _) = verify_json(&dir, &["--key-file", s(&key_file)]);
     assert_eq!(verified.code, 0, "{verified:?}");
