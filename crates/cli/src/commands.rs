@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::files::{self, FileError};
 use crate::report::{
-    Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Report, parse_anchor,
+    Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Reason, Report, parse_anchor,
 };
 use crate::scan::{self, NoVisitor, Target, Visitor};
 use crate::{human, render};
@@ -32,6 +32,8 @@ pub struct LogArgs {
     pub anchor: Option<String>,
     /// Trusted start of a retained log, `NEXT_SEQUENCE:HEAD_HASH_HEX`.
     pub start_anchor: Option<String>,
+    /// File holding a gate's holdout key (gate directories only).
+    pub holdout_key_file: Option<PathBuf>,
 }
 
 impl LogArgs {
@@ -106,12 +108,37 @@ fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
     }
 }
 
+/// The holdout key of `--holdout-key-file`, if given.
+fn holdout_key(args: &LogArgs) -> Result<Option<calybris::gate::HoldoutKey>, Finding> {
+    let Some(path) = &args.holdout_key_file else {
+        return Ok(None);
+    };
+    let bytes = crate::files::read_at_most(path, scan::MAX_KEY_FILE_BYTES).map_err(|_| {
+        Finding::new(
+            Reason::Unreadable,
+            format!("cannot read holdout key file {}", path.display()),
+        )
+    })?;
+    calybris::gate::HoldoutKey::new(&bytes)
+        .map(Some)
+        .map_err(|e| {
+            Finding::new(
+                Reason::BadArgument,
+                format!("holdout key file {}: {e}", path.display()),
+            )
+        })
+}
+
 /// `calybris verify`: a gate directory (one holding `log/`) with
-/// `calybris_gate::verify_dir` (chain, replay, books); a file or a segment directory
-/// with the scan (chain, replay).
+/// `calybris_gate::verify_dir` (chain, replay, books; every holdout assignment
+/// recomputed with `--holdout-key-file`); a file or a segment directory with the scan
+/// (chain, replay).
 pub fn verify(args: &LogArgs, json: bool) -> u8 {
     let report = match args.target() {
-        Ok(target) if scan::is_gate_dir(&target.path) => crate::gate::verify(&target),
+        Ok(target) if scan::is_gate_dir(&target.path) => match holdout_key(args) {
+            Ok(key) => crate::gate::verify_with(&target, key),
+            Err(finding) => setup_report(args, finding),
+        },
         Ok(target) => scan::scan(&target, &mut NoVisitor),
         Err(finding) => setup_report(args, finding),
     };

@@ -174,11 +174,18 @@ fn summary(report: &GateReport) -> GateSummary {
 /// Verifies the gate directory `target.path` with `verify_dir`.
 #[must_use]
 pub fn verify(target: &Target) -> Report {
+    verify_with(target, None)
+}
+
+/// Verifies the gate directory `target.path` with `verify_dir`, recomputing every
+/// holdout assignment under `holdout_key` when given.
+#[must_use]
+pub fn verify_with(target: &Target, holdout_key: Option<calybris::gate::HoldoutKey>) -> Report {
     let options = VerifyOptions {
         key: target.key.clone(),
         anchor: target.anchor,
         start_anchor: target.start_anchor,
-        ..VerifyOptions::default()
+        holdout_key,
     };
     let mut report = Report {
         path: target.path.clone(),

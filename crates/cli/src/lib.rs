@@ -160,6 +160,10 @@ struct LogOptions {
     /// writes it to DIR/log-start.anchor when it retires old segments).
     #[arg(long, value_name = "A")]
     start_anchor: Option<String>,
+    /// File holding a gate's holdout key: `verify` then recomputes every decision's
+    /// holdout assignment (without it they are only counted).
+    #[arg(long, value_name = "F")]
+    holdout_key_file: Option<PathBuf>,
 }
 
 impl LogOptions {
@@ -169,6 +173,7 @@ impl LogOptions {
             key_file: self.key_file,
             anchor: self.anchor,
             start_anchor: self.start_anchor,
+            holdout_key_file: self.holdout_key_file,
         }
     }
 }

@@ -430,9 +430,24 @@ fn every_off_policy_command_reads_a_keyed_gate_and_prints_its_schema() {
         assert_eq!(report["reason"], reason, "{name}: {report}");
     }
 
-    // The directory still verifies with both keys after both.
-    let (verified, _) = verify_json(&dir, &["--key-file", s(&key_file)]);
+    // The directory still verifies with both keys after both; `verify` with another
+    // holdout key is WRONG_KEY.
+    let (verified, _) = verify_json(
+        &dir,
+        &[
+            "--key-file",
+            s(&key_file),
+            "--holdout-key-file",
+            s(&holdout_file),
+        ],
+    );
     assert_eq!(verified.code, 0, "{verified:?}");
+    let (refused, report) = verify_json(
+        &dir,
+        &["--key-file", s(&key_file), "--holdout-key-file", s(&wrong)],
+    );
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert_eq!(report["reason"], "WRONG_KEY", "{report}");
 
     // counterfactual of a decision.
     let run = run_with(&["counterfactual", s(&dir), "--seq", "5", "--json"]);
