@@ -99,7 +99,10 @@ fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
         Ok(target) => {
             let report = scan::scan(&target, visitor);
             if report.finding.is_none() && scan::is_gate_dir(&target.path) {
-                crate::gate::verify(&target)
+                match holdout_key(args) {
+                    Ok(key) => crate::gate::verify_with(&target, key),
+                    Err(finding) => setup_report(args, finding),
+                }
             } else {
                 report
             }
