@@ -7,7 +7,7 @@
 //! response is the policy in force's alone: the note is computed after the decision
 //! and nothing reads it back. [`Gate::unstage_shadow`](crate::Gate::unstage_shadow)
 //! logs an [`UnstagedPolicy`] record (code 21). One candidate at a time: staging a
-//! second is [`GateError::ShadowAlreadyStaged`](crate::GateError::ShadowAlreadyStaged).
+//! second is [`GateError::ShadowAlreadyStaged`].
 //!
 //! The verifier re-derives every note from the staged candidate and the decision's
 //! input, and refuses a note that differs, names another candidate, or appears while
