@@ -472,6 +472,111 @@ fn buffered(c: &mut Criterion) {
     g.finish();
 }
 
+/// What a `gate_notes` run adds to every decision.
+#[derive(Clone, Copy)]
+enum Notes {
+    Plain,
+    Holdout,
+    Shadow,
+    Both,
+}
+
+/// The workload's policy rebuilt at another epoch: another digest, the same rules.
+fn variant(w: &Workload, epoch: u64) -> SealedPolicy {
+    SealedPolicy::new(
+        calybris_kernel::PolicySnapshot::builder()
+            .models(w.policy.snapshot().models().to_vec())
+            .policy_epoch(epoch)
+            .build()
+            .expect("valid variant"),
+    )
+}
+
+/// Times `iters` decisions (settlements untimed) on a buffered gate with a 20 %
+/// holdout, a staged shadow candidate, both or neither.
+fn gate_notes_run(w: &Workload, iters: u64, notes: Notes) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    let mut batch = Vec::with_capacity(BATCH);
+    let key = calybris_gate::HoldoutKey::new(&[0x5a; 32]).expect("key");
+    while done < iters {
+        let n = (iters - done).min(CHUNK);
+        let dir = Scratch::new("notes");
+        let mut config = w.config(dir.path(), LONG_WINDOW);
+        if matches!(notes, Notes::Holdout | Notes::Both) {
+            config = config.holdout(calybris_gate::HoldoutConfig::new(
+                key.clone(),
+                variant(w, 101),
+            ));
+        }
+        let gate = Gate::open(config).expect("open");
+        if matches!(notes, Notes::Shadow | Notes::Both) {
+            let _staged = gate.stage_shadow(variant(w, 102)).expect("stage");
+        }
+        let mut k = done;
+        while k < done + n {
+            let end = (k + BATCH as u64).min(done + n);
+            let start = Instant::now();
+            for j in k..end {
+                let (tenant, input) = w.request(0, j);
+                let input = KernelInput {
+                    request_sequence: j,
+                    ..input
+                };
+                batch.push((j, gate.decide(tenant, input).expect("decide")));
+            }
+            total += start.elapsed();
+            for (j, admission) in batch.drain(..) {
+                settle(&gate, black_box(admission), j);
+            }
+            k = end;
+        }
+        gate.close().expect("close");
+        done += n;
+    }
+    total
+}
+
+/// `gate_notes`: what the holdout (an HMAC-SHA-256 per decision, a baseline deciding
+/// a fifth of them) and a staged shadow candidate (a second `prescribe` and a
+/// decision digest per decision) add to `decide`, against the plain gate, in
+/// interleaved rounds.
+fn notes(c: &mut Criterion) {
+    let w = workload();
+    if selected("gate_notes") {
+        let mut per = [const { Vec::new() }; 4];
+        let mut ratios = [const { Vec::new() }; 3];
+        for _ in 0..BUFFERED_ROUNDS {
+            let ns = |d: Duration| d.as_nanos() as f64 / BUFFERED_ROUND as f64;
+            let round = [Notes::Plain, Notes::Holdout, Notes::Shadow, Notes::Both]
+                .map(|notes| ns(gate_notes_run(&w, BUFFERED_ROUND, notes)));
+            for (all, value) in per.iter_mut().zip(round) {
+                all.push(value);
+            }
+            for (r, value) in ratios.iter_mut().zip(&round[1..]) {
+                r.push(value / round[0]);
+            }
+        }
+        let [plain, holdout, shadow, both] = per.map(|mut v| median(&mut v));
+        let [holdout_ratio, shadow_ratio, both_ratio] = ratios.map(|mut v| median(&mut v));
+        println!(
+            "gate-figure: notes, 1 thread, buffered, medians of {BUFFERED_ROUNDS} interleaved rounds of {BUFFERED_ROUND}: decide {plain:.0} ns, with a 20 % holdout {holdout:.0} ns ({holdout_ratio:.2}x), with a staged shadow candidate {shadow:.0} ns ({shadow_ratio:.2}x), with both {both:.0} ns ({both_ratio:.2}x)"
+        );
+    }
+    let mut g = c.benchmark_group("gate_notes");
+    g.throughput(Throughput::Elements(1));
+    for (name, notes) in [
+        ("decide", Notes::Plain),
+        ("decide+holdout", Notes::Holdout),
+        ("decide+shadow", Notes::Shadow),
+    ] {
+        g.bench_function(BenchmarkId::new("calybris-gate", name), |b| {
+            b.iter_custom(|iters| gate_notes_run(&w, iters, notes))
+        });
+    }
+    g.finish();
+}
+
 /// Bytes of the files under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir).map_or(0, |entries| {
@@ -551,5 +656,5 @@ fn reopen(_c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, durable, buffered, reopen);
+criterion_group!(benches, durable, buffered, notes, reopen);
 criterion_main!(benches);

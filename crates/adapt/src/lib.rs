@@ -25,7 +25,7 @@
 //! effective sample size and a 95 % normal interval; a percentile bootstrap whose
 //! resampling is keyed replays bit for bit. Results are bit-identical on every
 //! platform: sums run left to right in the given order, and only correctly rounded
-//! operations are used. The formulas are in `docs/OPE.md`; they agree with obp 0.4.1
+//! operations are used. The formulas are in `docs/SPECIFICATION.md` ("Off-policy estimators"); they agree with obp 0.4.1
 //! on the Open Bandit Dataset to within 1e-12 (see `tests/obd.rs`).
 //!
 //! # What it deliberately does not do

@@ -1,6 +1,6 @@
 //! The keyed bootstrap against golden vectors computed independently (Python's
 //! hashlib and IEEE-754 doubles, `tests/data/bootstrap_golden.py`) from the
-//! definitions in `docs/OPE.md`: index streams, and whole bootstraps bit for bit.
+//! definitions in `docs/SPECIFICATION.md` ("Off-policy estimators"): index streams, and whole bootstraps bit for bit.
 
 use calybris_adapt::ope::{
     BootstrapKey, Estimator, EstimatorConfig, IndexStream, LoggedRound, Probability, bootstrap,

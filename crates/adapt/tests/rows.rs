@@ -1,5 +1,6 @@
-//! One test per row check and per refused parameter (docs/OPE.md, "Which rounds are
-//! used"), and small logs whose estimates are worked out by hand.
+//! One test per row check and per refused parameter (docs/SPECIFICATION.md,
+//! "Off-policy estimators", "Which rounds are used"), and small logs whose estimates
+//! are worked out by hand.
 
 use calybris_adapt::ope::{
     BootstrapKey, Estimator, EstimatorConfig, Field, LoggedRound, OpeError, Probability,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::files::{self, FileError};
 use crate::report::{
-    Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Report, parse_anchor,
+    Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK, Finding, Outcome, Reason, Report, parse_anchor,
 };
 use crate::scan::{self, NoVisitor, Target, Visitor};
 use crate::{human, render};
@@ -32,6 +32,8 @@ pub struct LogArgs {
     pub anchor: Option<String>,
     /// Trusted start of a retained log, `NEXT_SEQUENCE:HEAD_HASH_HEX`.
     pub start_anchor: Option<String>,
+    /// File holding a gate's holdout key (gate directories only).
+    pub holdout_key_file: Option<PathBuf>,
 }
 
 impl LogArgs {
@@ -97,7 +99,10 @@ fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
         Ok(target) => {
             let report = scan::scan(&target, visitor);
             if report.finding.is_none() && scan::is_gate_dir(&target.path) {
-                crate::gate::verify(&target)
+                match holdout_key(args) {
+                    Ok(key) => crate::gate::verify_with(&target, key),
+                    Err(finding) => setup_report(args, finding),
+                }
             } else {
                 report
             }
@@ -106,12 +111,37 @@ fn scan_args(args: &LogArgs, visitor: &mut impl Visitor) -> Report {
     }
 }
 
+/// The holdout key of `--holdout-key-file`, if given.
+fn holdout_key(args: &LogArgs) -> Result<Option<calybris::gate::HoldoutKey>, Finding> {
+    let Some(path) = &args.holdout_key_file else {
+        return Ok(None);
+    };
+    let bytes = crate::files::read_at_most(path, scan::MAX_KEY_FILE_BYTES).map_err(|_| {
+        Finding::new(
+            Reason::Unreadable,
+            format!("cannot read holdout key file {}", path.display()),
+        )
+    })?;
+    calybris::gate::HoldoutKey::new(&bytes)
+        .map(Some)
+        .map_err(|e| {
+            Finding::new(
+                Reason::BadArgument,
+                format!("holdout key file {}: {e}", path.display()),
+            )
+        })
+}
+
 /// `calybris verify`: a gate directory (one holding `log/`) with
-/// `calybris_gate::verify_dir` (chain, replay, books); a file or a segment directory
-/// with the scan (chain, replay).
+/// `calybris_gate::verify_dir` (chain, replay, books; every holdout assignment
+/// recomputed with `--holdout-key-file`); a file or a segment directory with the scan
+/// (chain, replay).
 pub fn verify(args: &LogArgs, json: bool) -> u8 {
     let report = match args.target() {
-        Ok(target) if scan::is_gate_dir(&target.path) => crate::gate::verify(&target),
+        Ok(target) if scan::is_gate_dir(&target.path) => match holdout_key(args) {
+            Ok(key) => crate::gate::verify_with(&target, key),
+            Err(finding) => setup_report(args, finding),
+        },
         Ok(target) => scan::scan(&target, &mut NoVisitor),
         Err(finding) => setup_report(args, finding),
     };
@@ -193,6 +223,12 @@ impl Visitor for Inventory {
             }
             GateRecord::PolicyNames(names) => {
                 self.by_model.names(&names.policy_digest, &names.names);
+            }
+            // A staged policy (a holdout baseline decides some requests): its models
+            // are labelled like the policy in force's; it is not listed as one.
+            GateRecord::Staged(staged) => {
+                self.by_model
+                    .policy(staged.policy.policy_digest, &staged.policy.policy);
             }
             _ => {}
         }
@@ -614,6 +650,12 @@ impl Visitor for Finder {
             GateRecord::PolicyNames(names) if sequence != self.sequence && self.found.is_none() => {
                 self.names.insert(names.policy_digest, names.names.clone());
             }
+            // A held-out decision names the staged baseline.
+            GateRecord::Staged(staged) if sequence != self.sequence && self.found.is_none() => {
+                self.policies
+                    .entry(staged.policy.policy_digest)
+                    .or_insert_with(|| staged.policy.policy.clone());
+            }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
             }
@@ -766,6 +808,17 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             checkpoint.tree_size,
             calybris_tlog::note::encode_base64(&checkpoint.root),
             checkpoint.note.len()
+        ),
+        GateRecord::Staged(staged) => format!(
+            "{head}: policy {} staged as the {} ({} models)\n",
+            digest_to_hex(&staged.policy.policy_digest),
+            staged.role.name(),
+            staged.policy.policy.models().len()
+        ),
+        GateRecord::Unstaged(unstaged) => format!(
+            "{head}: the {} policy {} is unstaged\n",
+            unstaged.role.name(),
+            digest_to_hex(&unstaged.policy_digest)
         ),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }

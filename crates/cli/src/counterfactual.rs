@@ -23,7 +23,6 @@
 use std::path::Path;
 
 use calybris::digest::SealedPolicy;
-use calybris::gate::VerifyOptions;
 use calybris::kernel::{KernelAction, KernelDecision, KernelInput};
 use serde_json::{Value, json};
 
@@ -251,8 +250,12 @@ fn action_name(action: KernelAction) -> &'static str {
 
 /// `calybris counterfactual DIR --seq N`.
 #[must_use]
-pub fn run(dir: &Path, sequence: u64, json: bool) -> u8 {
-    let log = match ope::load(dir, &VerifyOptions::default()) {
+pub fn run(dir: &Path, sequence: u64, keys: &crate::ope_cmd::Keys, json: bool) -> u8 {
+    let options = match keys.options() {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    let log = match ope::load(dir, &options) {
         Ok(log) => log,
         Err(e) => {
             stderr_line(&format!(

@@ -27,6 +27,14 @@
 //! waits for durability once per batch of [`BATCH`] decisions, on the batch's last
 //! ticket, so many admissions are in flight and each group commit is large.
 //!
+//! # Outcomes
+//! Every admitted selection also gets an outcome record, drawn from a generator
+//! seeded by [`SEED`] and the request's sequence number ([`demo_outcome`]), so the
+//! rewards are the same on every run and `calybris regret` and `calybris shadow` have
+//! something to measure: the work succeeds with probability equal to the selected
+//! model's quality, and the reward is the request's business value on success, less
+//! the actual cost either way.
+//!
 //! # Budgets
 //! Each tenant's opening budget is a fixed share of what its own requests would
 //! cost if every selection were admitted (computed with `prescribe`, which is
@@ -41,7 +49,7 @@ use std::time::{Duration, Instant};
 use calybris::digest::SealedPolicy;
 use calybris::gate::names::{BitName, ModelName, ProviderName};
 use calybris::gate::{
-    BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, NameMap, TenantBooks, Ticket,
+    BudgetOutcome, Gate, GateConfig, GateError, LOG_DIR, NameMap, Outcome, TenantBooks, Ticket,
 };
 use calybris::kernel::{KernelAction, KernelReason, PolicyError};
 use calybris_workload::catalog::{self, CATALOG, PROVIDERS};
@@ -221,6 +229,36 @@ fn budget_refusal_name(outcome: BudgetOutcome) -> &'static str {
     }
 }
 
+/// The outcome of an admitted demo request: success with probability `quality_bps` /
+/// 10,000 (the selected model's quality), drawn from SplitMix64 seeded by [`SEED`]
+/// xor the request's sequence number; the reward is the business value on success,
+/// minus the actual cost either way; the latency is the model's p95 scaled by a draw
+/// in 50..=100 %.
+#[must_use]
+pub fn demo_outcome(
+    request_sequence: u64,
+    business_value_microunits: i64,
+    actual_microunits: u64,
+    quality_bps: u16,
+    p95_latency_ms: u32,
+) -> Outcome {
+    let mut rng = calybris_workload::SplitMix64::new(SEED ^ request_sequence);
+    let success = rng.below(10_000) < u64::from(quality_bps);
+    let cost = i64::try_from(actual_microunits).unwrap_or(i64::MAX);
+    let value = if success {
+        business_value_microunits
+    } else {
+        0
+    };
+    let latency = u64::from(p95_latency_ms) * rng.between(50, 100) / 100;
+    Outcome {
+        reward_microunits: value.saturating_sub(cost),
+        success,
+        latency_ms: u32::try_from(latency).unwrap_or(u32::MAX),
+        detail: Vec::new(),
+    }
+}
+
 /// Serves the jobs of a group of tenants, each tenant's in request order (the
 /// tenants take turns), settling every admission at once and waiting for
 /// durability once per [`BATCH`] decisions.
@@ -230,6 +268,7 @@ fn serve(
     progress: &indicatif::ProgressBar,
 ) -> Result<Tally, GateError> {
     let mut tally = Tally::default();
+    let policy = gate.policy();
     let mut last_ticket: Option<Ticket> = None;
     let mut in_batch = 0;
     let longest = group.iter().map(|(_, jobs)| jobs.len()).max().unwrap_or(0);
@@ -252,7 +291,20 @@ fn serve(
                 // Floor division: the actual cost never exceeds the estimate.
                 let actual =
                     (decision.estimated_cost_microunits / 100).saturating_mul(job.actual_percent);
+                let reference = admission.decision_ref();
                 let settled = gate.settle(admission, actual)?;
+                let model = policy
+                    .models()
+                    .iter()
+                    .find(|m| m.model_id == decision.selected_model_id);
+                let outcome = demo_outcome(
+                    job.input.request_sequence,
+                    job.input.business_value_microunits,
+                    actual,
+                    model.map_or(0, |m| m.quality_bps),
+                    model.map_or(0, |m| m.p95_latency_ms),
+                );
+                last_ticket = Some(gate.record_outcome(reference, outcome)?);
                 tally.committed_microunits = tally
                     .committed_microunits
                     .saturating_add(settled.committed_microunits);
@@ -444,10 +496,11 @@ fn check(
         || c.admitted != tally.admitted
         || c.refused_by_budget != refused
         || c.settlements != tally.admitted
+        || c.outcomes != tally.admitted
     {
         return Err(DemoError::Check(format!(
-            "the log holds {} decisions ({} admitted, {} settlements), {requests} were made ({} admitted)",
-            c.decisions, c.admitted, c.settlements, tally.admitted
+            "the log holds {} decisions ({} admitted, {} settlements, {} outcomes), {requests} were made ({} admitted)",
+            c.decisions, c.admitted, c.settlements, c.outcomes, tally.admitted
         )));
     }
     let mut sorted: Vec<&TenantBooks> = books.iter().collect();
@@ -697,7 +750,7 @@ fn summary(s: &Summary<'_>) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Speed: {} decisions in {} = {} decisions/s ({WORKERS} threads; decided and settled at once, durable by group commit, waited on every {BATCH} decisions)",
+        "Speed: {} decisions in {} = {} decisions/s ({WORKERS} threads; decided, settled and its outcome recorded at once, durable by group commit, waited on every {BATCH} decisions)",
         thousands(n),
         human::duration_text(s.decide_elapsed),
         thousands(per_second(n, s.decide_elapsed))

@@ -6,7 +6,9 @@
 //! become reason codes.
 
 use calybris::finance::LedgerDigestError;
-use calybris::gate::{BooksError, GateReport, LOG_DIR, VerifyError, VerifyOptions, verify_dir};
+use calybris::gate::{
+    BooksError, GateReport, LOG_DIR, StageRole, VerifyError, VerifyOptions, verify_dir,
+};
 
 use crate::report::{Counts, Finding, GateCounts, GateSummary, Reason, Report, TenantTotals};
 use crate::scan::{self, Target};
@@ -105,6 +107,27 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *sequence,
             Finding::new(Reason::NotConsistent, error.to_string()),
         ),
+        VerifyError::HoldoutNotUnderBaseline { sequence }
+        | VerifyError::HoldoutMismatch { sequence, .. }
+        | VerifyError::NotStaged {
+            sequence,
+            role: StageRole::Baseline,
+            ..
+        } => located(
+            *sequence,
+            Finding::new(Reason::HoldoutMismatch, error.to_string()),
+        ),
+        // The holdout key given is another key than the gate's.
+        VerifyError::HoldoutKeyMismatch { sequence } => {
+            located(*sequence, Finding::new(Reason::WrongKey, error.to_string()))
+        }
+        VerifyError::ShadowAlreadyStaged { sequence, .. }
+        | VerifyError::NotStaged { sequence, .. }
+        | VerifyError::ShadowNoteMissing { sequence, .. }
+        | VerifyError::ShadowMismatch { sequence } => located(
+            *sequence,
+            Finding::new(Reason::ShadowMismatch, error.to_string()),
+        ),
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }
 }
@@ -164,10 +187,18 @@ fn summary(report: &GateReport) -> GateSummary {
 /// Verifies the gate directory `target.path` with `verify_dir`.
 #[must_use]
 pub fn verify(target: &Target) -> Report {
+    verify_with(target, None)
+}
+
+/// Verifies the gate directory `target.path` with `verify_dir`, recomputing every
+/// holdout assignment under `holdout_key` when given.
+#[must_use]
+pub fn verify_with(target: &Target, holdout_key: Option<calybris::gate::HoldoutKey>) -> Report {
     let options = VerifyOptions {
         key: target.key.clone(),
         anchor: target.anchor,
         start_anchor: target.start_anchor,
+        holdout_key,
     };
     let mut report = Report {
         path: target.path.clone(),

@@ -25,7 +25,7 @@
 //!   ([`policy_file`]).
 //! - `demo [--requests N] [--dir DIR]`: an LLM-routing workload through the
 //!   decision gate into one gate directory, verified at the end with `verify_dir`.
-//! - `regret DIR`, `shadow DIR --candidate P`, `promote DIR --candidate P --report R`,
+//! - `regret DIR`, `shadow DIR [--candidate P]`, `promote DIR --candidate P --report R`,
 //!   `rollback DIR`: off-policy evaluation of a gate directory's outcomes and the
 //!   promotion gate ([`ope`], [`promotion`], [`ope_cmd`]).
 //! - `counterfactual DIR --seq N`: the winner's margin and the nearest change of each
@@ -164,6 +164,10 @@ struct LogOptions {
     /// writes it to DIR/log-start.anchor when it retires old segments).
     #[arg(long, value_name = "A")]
     start_anchor: Option<String>,
+    /// File holding a gate's holdout key: `verify` then recomputes every decision's
+    /// holdout assignment (without it they are only counted).
+    #[arg(long, value_name = "F")]
+    holdout_key_file: Option<PathBuf>,
 }
 
 impl LogOptions {
@@ -173,6 +177,7 @@ impl LogOptions {
             key_file: self.key_file,
             anchor: self.anchor,
             start_anchor: self.start_anchor,
+            holdout_key_file: self.holdout_key_file,
         }
     }
 }
@@ -312,6 +317,8 @@ enum Command {
     Regret {
         /// The gate directory.
         dir: PathBuf,
+        #[command(flatten)]
+        keys: GateKeys,
         /// Print one JSON object on one line.
         #[arg(long)]
         json: bool,
@@ -327,6 +334,8 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         criteria: CriteriaArgs,
+        #[command(flatten)]
+        keys: GateKeys,
         /// Print one JSON object on one line (what `promote --report` reads).
         #[arg(long)]
         json: bool,
@@ -346,6 +355,11 @@ enum Command {
         /// The report (`shadow --json` output).
         #[arg(long, value_name = "R")]
         report: PathBuf,
+        #[command(flatten)]
+        keys: GateKeys,
+        /// Print the promotion recorded as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Reinstall the policy in force before the last promotion.
     #[command(after_help = after!(
@@ -355,6 +369,11 @@ enum Command {
     Rollback {
         /// The gate directory.
         dir: PathBuf,
+        #[command(flatten)]
+        keys: GateKeys,
+        /// Print the rollback recorded as one JSON object on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// For one logged decision: the margin by which the winner won, and for each
     /// numeric request field the nearest value that changes the decision.
@@ -368,6 +387,8 @@ enum Command {
         /// Sequence number of the decision record.
         #[arg(long, value_name = "N")]
         seq: u64,
+        #[command(flatten)]
+        keys: GateKeys,
         /// Print one JSON object on one line.
         #[arg(long)]
         json: bool,
@@ -435,8 +456,9 @@ enum Command {
 #[derive(Debug, Args)]
 struct CriteriaArgs {
     /// The candidate policy: TOML or JSON by name, or the kernel's numeric JSON.
+    /// Without it, only the live shadow results recorded in the log are summarised.
     #[arg(long, value_name = "POLICY")]
-    candidate: PathBuf,
+    candidate: Option<PathBuf>,
     /// Fewest supported rows (the effective sample size).
     #[arg(long, value_name = "N", default_value_t = 30)]
     min_ess: u64,
@@ -451,6 +473,27 @@ struct CriteriaArgs {
     /// Most decisions decided otherwise, per mille.
     #[arg(long, value_name = "K", default_value_t = 200)]
     max_mismatch_per_mille: u64,
+}
+
+/// The keys of a gate directory, for the commands that read one.
+#[derive(Debug, Args)]
+struct GateKeys {
+    /// File holding the HMAC key of a keyed gate log, its bytes used as they are.
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
+    /// File holding the gate's holdout key: every decision's holdout assignment is
+    /// then recomputed (without it, only counted).
+    #[arg(long, value_name = "F")]
+    holdout_key_file: Option<PathBuf>,
+}
+
+impl GateKeys {
+    fn into_keys(self) -> ope_cmd::Keys {
+        ope_cmd::Keys {
+            key_file: self.key_file,
+            holdout_key_file: self.holdout_key_file,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -516,28 +559,37 @@ where
             json,
         }),
         Command::Completions { shell } => completions(shell),
-        Command::Regret { dir, json } => ope_cmd::regret(&dir, json),
+        Command::Regret { dir, keys, json } => ope_cmd::regret(&dir, &keys.into_keys(), json),
         Command::Shadow {
             dir,
             criteria,
+            keys,
             json,
         } => ope_cmd::shadow(
             &dir,
-            &criteria.candidate,
+            criteria.candidate.as_deref(),
             promotion::Criteria {
                 min_ess: criteria.min_ess,
                 margin_microunits: criteria.margin,
                 max_mismatch_per_mille: criteria.max_mismatch_per_mille,
             },
+            &keys.into_keys(),
             json,
         ),
         Command::Promote {
             dir,
             candidate,
             report,
-        } => ope_cmd::promote(&dir, &candidate, &report),
-        Command::Rollback { dir } => ope_cmd::rollback(&dir),
-        Command::Counterfactual { dir, seq, json } => counterfactual::run(&dir, seq, json),
+            keys,
+            json,
+        } => ope_cmd::promote(&dir, &candidate, &report, &keys.into_keys(), json),
+        Command::Rollback { dir, keys, json } => ope_cmd::rollback(&dir, &keys.into_keys(), json),
+        Command::Counterfactual {
+            dir,
+            seq,
+            keys,
+            json,
+        } => counterfactual::run(&dir, seq, &keys.into_keys(), json),
         Command::Tlog(command) => tlog::run(command),
         Command::Serve {
             config,

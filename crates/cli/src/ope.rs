@@ -18,7 +18,7 @@
 //! Every figure is a mean over rows taken in log order, with the 95 % normal interval
 //! of `calybris_adapt::ope` (IPS with all weights 1 is the sample mean, so its
 //! interval is `mean ± Z_95 · s / √n`); the estimators, sums and intervals are those
-//! of `docs/OPE.md`, so the same directory gives the same figures on every machine.
+//! of `docs/SPECIFICATION.md` ("Off-policy estimators"), so the same directory gives the same figures on every machine.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +26,8 @@ use std::path::Path;
 use calybris::digest::{Digest, SealedPolicy};
 use calybris::gate::record::{GateDecision, OutcomeRecord, PromotionRecord};
 use calybris::gate::{
-    BudgetOutcome, GateRecord, LOG_DIR, NameMap, VerifyError, VerifyOptions, verify_dir,
+    BudgetOutcome, GateRecord, HoldoutNote, LOG_DIR, NameMap, ShadowNote, VerifyError,
+    VerifyOptions, verify_dir,
 };
 use calybris::kernel::{KernelDecision, KernelInput};
 use calybris::wal::{SegmentedReader, WalAnchor, WalError};
@@ -70,6 +71,18 @@ pub struct LoggedDecision {
     pub reward_out_of_range: bool,
     /// The joined outcome (`None`: no outcome, or one out of range).
     pub outcome: Option<JoinedOutcome>,
+    /// The holdout assignment recorded with it, when the gate had a holdout on.
+    pub holdout: Option<HoldoutNote>,
+    /// The live shadow note recorded with it, when a candidate was staged.
+    pub shadow: Option<ShadowNote>,
+}
+
+impl LoggedDecision {
+    /// Whether the decision was held out (decided by the holdout's baseline).
+    #[must_use]
+    pub fn is_held_out(&self) -> bool {
+        self.holdout.is_some_and(|note| note.held_out)
+    }
 }
 
 /// Where the decisions and outcome records went. Every outcome record is counted in
@@ -100,7 +113,8 @@ pub struct JoinCounts {
 pub struct JoinedLog {
     /// Every decision, in log order.
     pub decisions: Vec<LoggedDecision>,
-    /// Every policy recorded, by digest.
+    /// Every policy recorded, by digest (the staged ones included: shadow candidates
+    /// and holdout baselines).
     pub policies: BTreeMap<[u8; 32], SealedPolicy>,
     /// The last names recorded for each policy, by digest.
     pub names: BTreeMap<[u8; 32], NameMap>,
@@ -154,6 +168,12 @@ pub fn join(records: impl IntoIterator<Item = (u64, GateRecord)>) -> JoinedLog {
             GateRecord::Decision(decision) => log.push_decision(sequence, &decision),
             GateRecord::Outcome(outcome) => log.push_outcome(sequence, &outcome),
             GateRecord::Promotion(promotion) => log.promotions.push(promotion),
+            // Staged policies decide nothing in force; they are known by digest.
+            GateRecord::Staged(staged) => {
+                log.policies
+                    .entry(staged.policy.policy_digest.0)
+                    .or_insert(staged.policy.policy);
+            }
             _ => {}
         }
     }
@@ -179,6 +199,8 @@ impl JoinedLog {
             budget: record.budget,
             reward_out_of_range: false,
             outcome: None,
+            holdout: record.holdout,
+            shadow: record.shadow,
         });
     }
 
@@ -318,6 +340,80 @@ pub struct Regret {
     pub total: Option<RegretRow>,
     /// The calibration check.
     pub calibration: Calibration,
+    /// The policy against the holdout's baseline, when the log has held-out rows.
+    pub holdout: Option<HoldoutComparison>,
+}
+
+/// The observed value of the policy against the holdout's baseline on the same
+/// traffic: the keyed hash that holds a request out reads nothing the policy reads,
+/// so each group is an unbiased sample of its policy's value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldoutComparison {
+    /// The share held out (of the last decision with a note), in basis points.
+    pub share_bps: u16,
+    /// Decisions held out, of every decision with a holdout note.
+    pub held_out: u64,
+    /// Decisions with a holdout note.
+    pub assigned: u64,
+    /// The mean observed reward of the held-out rows with an outcome (the baseline).
+    pub baseline: Mean,
+    /// The mean observed reward of the other rows with an outcome (the policy).
+    pub policy: Mean,
+    /// `policy − baseline`, with the 95 % normal interval of a difference of two
+    /// independent means (`± Z_95 · √(s₁²/n₁ + s₂²/n₂)`; `None` below two rows in
+    /// either group).
+    pub uplift: Mean,
+}
+
+/// The policy against the holdout's baseline (`None` when no row with an outcome was
+/// held out, or none was not).
+#[must_use]
+pub fn holdout_comparison(log: &JoinedLog) -> Option<HoldoutComparison> {
+    let assigned: Vec<&LoggedDecision> = log
+        .decisions
+        .iter()
+        .filter(|d| d.holdout.is_some())
+        .collect();
+    let share_bps = assigned.last()?.holdout?.share_bps;
+    let reward = |held: bool| -> Vec<f64> {
+        assigned
+            .iter()
+            .filter(|d| d.is_held_out() == held && d.decision.is_selection())
+            .filter_map(|d| d.outcome.map(|o| f(o.reward_microunits)))
+            .collect()
+    };
+    let (baseline_rows, policy_rows) = (reward(true), reward(false));
+    let baseline = mean(&baseline_rows)?;
+    let policy = mean(&policy_rows)?;
+    let variance_of_mean = |rows: &[f64], m: f64| -> Option<f64> {
+        let n = rows.len();
+        (n >= 2).then(|| {
+            let ss: f64 = rows.iter().map(|r| (r - m) * (r - m)).sum();
+            ss / (n - 1) as f64 / n as f64
+        })
+    };
+    let value = policy.value - baseline.value;
+    let interval = variance_of_mean(&policy_rows, policy.value)
+        .zip(variance_of_mean(&baseline_rows, baseline.value))
+        .map(|(a, b)| {
+            let half = calybris_adapt::ope::Z_95 * (a + b).sqrt();
+            Interval {
+                lower: value - half,
+                upper: value + half,
+            }
+        });
+    Some(HoldoutComparison {
+        share_bps,
+        held_out: assigned.iter().filter(|d| d.is_held_out()).count() as u64,
+        assigned: assigned.len() as u64,
+        baseline,
+        policy,
+        uplift: Mean {
+            n: baseline.n + policy.n,
+            value,
+            interval,
+        },
+    })
 }
 
 fn regret_row(tenant: &str, model_id: u32, rows: &[&LoggedDecision]) -> Option<RegretRow> {
@@ -377,6 +473,7 @@ pub fn regret(log: &JoinedLog) -> Regret {
         rows,
         total,
         calibration: calibration(&used),
+        holdout: holdout_comparison(log),
     }
 }
 
@@ -472,12 +569,27 @@ pub struct Shadow {
     pub unsupported: u64,
     /// Newly admitted decisions: no outcome can exist; unsupported too.
     pub unsupported_no_outcome: u64,
-    /// The logged policy's value: the mean observed reward of the rows.
+    /// The logged policy's value: the mean observed reward of the rows it decided
+    /// (every row but the held-out ones).
     pub incumbent: Option<Mean>,
+    /// The holdout baseline's value: the mean observed reward of the held-out rows
+    /// (`None` without a holdout).
+    pub baseline: Option<Mean>,
     /// The candidate's value by estimator (IPS, SNIPS, DM, DR, SNDR, switch-DR, DRos).
     pub estimates: Vec<Estimate>,
     /// Per row, DR term minus observed reward: the candidate's gain over the log.
     pub gain: Option<Mean>,
+}
+
+/// How a candidate that selects (or not) `model_id` compares with the logged decision.
+fn mismatch(logged: &KernelDecision, selects: bool, model_id: u32) -> MismatchKind {
+    match (logged.is_selection(), selects) {
+        (false, false) => MismatchKind::Same,
+        (true, true) if model_id == logged.selected_model_id => MismatchKind::Same,
+        (true, true) => MismatchKind::OtherModel,
+        (true, false) => MismatchKind::NewlyRejected,
+        (false, true) => MismatchKind::NewlyAdmitted,
+    }
 }
 
 fn kind_index(kind: MismatchKind) -> usize {
@@ -506,20 +618,13 @@ pub fn shadow(log: &JoinedLog, candidate: &SealedPolicy) -> Result<Shadow, OpeEr
     let mut by_reason = BTreeMap::new();
     let mut rounds = Vec::new();
     let mut observed = Vec::new();
+    let mut held_out = Vec::new();
     let mut unsupported_no_outcome = 0;
     let snapshot = candidate.snapshot();
     for d in &log.decisions {
         let ours = snapshot.prescribe(d.input);
         let logged = &d.decision;
-        let kind = match (logged.is_selection(), ours.is_selection()) {
-            (false, false) => MismatchKind::Same,
-            (true, true) if ours.selected_model_id == logged.selected_model_id => {
-                MismatchKind::Same
-            }
-            (true, true) => MismatchKind::OtherModel,
-            (true, false) => MismatchKind::NewlyRejected,
-            (false, true) => MismatchKind::NewlyAdmitted,
-        };
+        let kind = mismatch(logged, ours.is_selection(), ours.selected_model_id);
         by_kind[kind_index(kind)] += 1;
         if kind != MismatchKind::Same {
             let reason = if kind == MismatchKind::NewlyAdmitted {
@@ -554,7 +659,11 @@ pub fn shadow(log: &JoinedLog, candidate: &SealedPolicy) -> Result<Shadow, OpeEr
             f(logged.expected_utility_microunits),
             dm,
         ));
-        observed.push(f(outcome.reward_microunits));
+        if d.is_held_out() {
+            held_out.push(f(outcome.reward_microunits));
+        } else {
+            observed.push(f(outcome.reward_microunits));
+        }
     }
     let supported = rounds
         .iter()
@@ -595,7 +704,61 @@ pub fn shadow(log: &JoinedLog, candidate: &SealedPolicy) -> Result<Shadow, OpeEr
         unsupported: rounds.len() as u64 - supported,
         unsupported_no_outcome,
         incumbent: mean(&observed),
+        baseline: mean(&held_out),
         estimates,
         gain: mean(&gain),
     })
+}
+
+/// The live shadow results of one staged candidate, from the notes in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveShadow {
+    /// Digest of the candidate.
+    pub candidate_digest: Digest,
+    /// Decisions that carry its note.
+    pub decisions: u64,
+    /// Of those, by kind: same, other model, newly rejected, newly admitted.
+    pub by_kind: [u64; 4],
+    /// Mismatches by kind and reason (as in [`Shadow::by_reason`]).
+    pub by_reason: BTreeMap<(MismatchKind, &'static str), u64>,
+}
+
+/// The live shadow results in the log, one per candidate, in the order each was
+/// first noted. Needs no candidate file: each note holds the candidate's action,
+/// model and reason (the verifier has re-derived it from the staged candidate).
+#[must_use]
+pub fn live_shadow(log: &JoinedLog) -> Vec<LiveShadow> {
+    let mut out: Vec<LiveShadow> = Vec::new();
+    for d in &log.decisions {
+        let Some(note) = d.shadow else { continue };
+        let at = match out
+            .iter()
+            .position(|s| s.candidate_digest == note.candidate_digest)
+        {
+            Some(at) => at,
+            None => {
+                out.push(LiveShadow {
+                    candidate_digest: note.candidate_digest,
+                    decisions: 0,
+                    by_kind: [0; 4],
+                    by_reason: BTreeMap::new(),
+                });
+                out.len() - 1
+            }
+        };
+        let entry = &mut out[at];
+        let logged = &d.decision;
+        let kind = mismatch(logged, note.is_selection(), note.selected_model_id);
+        entry.decisions += 1;
+        entry.by_kind[kind_index(kind)] += 1;
+        if kind != MismatchKind::Same {
+            let reason = if kind == MismatchKind::NewlyAdmitted {
+                logged.reason.name()
+            } else {
+                note.reason.name()
+            };
+            *entry.by_reason.entry((kind, reason)).or_insert(0) += 1;
+        }
+    }
+    out
 }

@@ -2,15 +2,15 @@
 //! the commands over [`crate::ope`] and [`crate::promotion`]. What each figure is, is
 //! written in `docs/CLI.md`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use calybris::digest::{Digest, SealedPolicy, digest_to_hex, parse_digest_hex};
 use calybris::gate::record::PromotionRecord;
-use calybris::gate::{Gate, GateConfig, ReopenHolds, VerifyOptions};
+use calybris::gate::{Gate, GateConfig, HoldoutKey, ReopenHolds, VerifyOptions};
 use calybris_adapt::ope::Interval;
 use serde_json::{Value, json};
 
-use crate::ope::{self, JoinedLog, Mean, MismatchKind, Regret, Shadow};
+use crate::ope::{self, JoinedLog, LiveShadow, Mean, MismatchKind, Regret, Shadow};
 use crate::policy_file::{self, LoadedPolicy};
 use crate::promotion::{Criteria, PromotionReport};
 use crate::report::{Code, EXIT_DIVERGED, EXIT_ERROR, EXIT_OK};
@@ -25,9 +25,54 @@ fn error(code: Code, detail: &str) -> u8 {
     fail("ERROR", code, detail, EXIT_ERROR)
 }
 
-fn load(dir: &Path) -> Result<JoinedLog, u8> {
-    ope::load(dir, &VerifyOptions::default())
-        .map_err(|e| error(Code::LogNotVerified, &format!("{}: {e}", dir.display())))
+/// The keys of a gate directory, as given on the command line (`--key-file`,
+/// `--holdout-key-file`): each file's bytes are the key, used as they are.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// The log's HMAC key (a keyed gate: `calybris verify --key-file`).
+    pub key_file: Option<PathBuf>,
+    /// The holdout key, to recompute every decision's holdout assignment.
+    pub holdout_key_file: Option<PathBuf>,
+}
+
+impl Keys {
+    /// The verifier's options from the key files.
+    ///
+    /// # Errors
+    /// The exit code after printing why a key file is unreadable or not a key.
+    pub fn options(&self) -> Result<VerifyOptions, u8> {
+        let mut options = VerifyOptions::default();
+        if let Some(path) = &self.key_file {
+            let key = crate::scan::read_key_file(path)
+                .map_err(|f| fail("ERROR", Code::Usage, &f.detail, EXIT_ERROR))?;
+            options.key = Some(key);
+        }
+        if let Some(path) = &self.holdout_key_file {
+            let bytes = crate::files::read_at_most(path, crate::scan::MAX_KEY_FILE_BYTES).map_err(
+                |_| {
+                    error(
+                        Code::Usage,
+                        &format!("holdout key file {} cannot be read", path.display()),
+                    )
+                },
+            )?;
+            let key = HoldoutKey::new(&bytes).map_err(|e| {
+                error(
+                    Code::Usage,
+                    &format!("holdout key file {}: {e}", path.display()),
+                )
+            })?;
+            options.holdout_key = Some(key);
+        }
+        Ok(options)
+    }
+}
+
+fn load(dir: &Path, keys: &Keys) -> Result<(JoinedLog, VerifyOptions), u8> {
+    let options = keys.options()?;
+    let log = ope::load(dir, &options)
+        .map_err(|e| error(Code::LogNotVerified, &format!("{}: {e}", dir.display())))?;
+    Ok((log, options))
 }
 
 fn candidate(path: &Path) -> Result<LoadedPolicy, u8> {
@@ -103,15 +148,20 @@ fn regret_json(log: &JoinedLog, r: &Regret) -> Value {
             "deciles_same_sign": cal.deciles_same_sign,
             "systematic": cal.systematic,
         },
+        "holdout": r.holdout.as_ref().map(|h| json!({
+            "share_bps": h.share_bps, "held_out": h.held_out, "assigned": h.assigned,
+            "baseline_reward": mean_json(&h.baseline), "policy_reward": mean_json(&h.policy),
+            "uplift": mean_json(&h.uplift),
+        })),
     })
 }
 
 /// `calybris regret DIR`: the regret per tenant and selected model, and the
 /// calibration of the kernel's expected utility.
 #[must_use]
-pub fn regret(dir: &Path, json: bool) -> u8 {
-    let log = match load(dir) {
-        Ok(log) => log,
+pub fn regret(dir: &Path, keys: &Keys, json: bool) -> u8 {
+    let log = match load(dir, keys) {
+        Ok((log, _)) => log,
         Err(code) => return code,
     };
     let r = ope::regret(&log);
@@ -154,6 +204,17 @@ pub fn regret(dir: &Path, json: bool) -> u8 {
     if cal.systematic {
         text.push_str("WARNING systematic calibration bias: the bias interval excludes 0 and at least 8 of 10 deciles share its sign\n");
     }
+    if let Some(h) = &r.holdout {
+        text.push_str(&format!(
+            "holdout ({} bps): {} of {} decisions held out; observed reward of the baseline {}, of the policy {}, uplift {}\n",
+            h.share_bps,
+            h.held_out,
+            h.assigned,
+            mean_text(&h.baseline),
+            mean_text(&h.policy),
+            mean_text(&h.uplift)
+        ));
+    }
     stdout_text(&text);
     EXIT_OK
 }
@@ -181,6 +242,7 @@ fn shadow_json(s: &Shadow) -> Value {
         "rows": s.rows, "supported": s.supported, "unsupported": s.unsupported,
         "unsupported_no_outcome": s.unsupported_no_outcome,
         "incumbent_value": s.incumbent.as_ref().map(mean_json),
+        "baseline_value": s.baseline.as_ref().map(mean_json),
         "estimates": s.estimates.iter().map(|e| json!({
             "estimator": e.estimator.name(), "value": e.value,
             "interval": interval_json(e.normal_interval), "used": e.counts.used,
@@ -188,6 +250,48 @@ fn shadow_json(s: &Shadow) -> Value {
         })).collect::<Vec<_>>(),
         "gain": s.gain.as_ref().map(mean_json),
     })
+}
+
+fn live_json(live: &[LiveShadow]) -> Value {
+    Value::Array(
+        live.iter()
+            .map(|l| {
+                let kinds: serde_json::Map<String, Value> = kind_names()
+                    .iter()
+                    .zip(l.by_kind)
+                    .map(|(k, n)| (k.name().to_owned(), json!(n)))
+                    .collect();
+                json!({
+                    "candidate_digest": digest_to_hex(&l.candidate_digest.0),
+                    "decisions": l.decisions,
+                    "by_kind": kinds,
+                    "by_reason": l.by_reason.iter().map(|((k, r), n)| json!({"kind": k.name(), "reason": r, "count": n})).collect::<Vec<_>>(),
+                })
+            })
+            .collect(),
+    )
+}
+
+fn live_text(live: &[LiveShadow]) -> String {
+    let mut text = String::new();
+    if live.is_empty() {
+        text.push_str("live shadow: no decision in the log carries a shadow note\n");
+    }
+    for l in live {
+        text.push_str(&format!(
+            "live shadow of candidate {}: {} decisions: same {}, other model {}, newly rejected {}, newly admitted {}\n",
+            digest_to_hex(&l.candidate_digest.0),
+            l.decisions,
+            l.by_kind[0],
+            l.by_kind[1],
+            l.by_kind[2],
+            l.by_kind[3]
+        ));
+        for ((kind, reason), n) in &l.by_reason {
+            text.push_str(&format!("  {} {reason}: {n}\n", kind.name()));
+        }
+    }
+    text
 }
 
 fn report_json(report: &PromotionReport) -> Value {
@@ -212,8 +316,9 @@ fn evaluate(
     dir: &Path,
     candidate_path: &Path,
     criteria: Criteria,
-) -> Result<(JoinedLog, LoadedPolicy, PromotionReport), u8> {
-    let log = load(dir)?;
+    keys: &Keys,
+) -> Result<(JoinedLog, LoadedPolicy, PromotionReport, VerifyOptions), u8> {
+    let (log, options) = load(dir, keys)?;
     let loaded = candidate(candidate_path)?;
     let Some(incumbent) = log.current().cloned() else {
         return Err(error(Code::LogNotVerified, "the log holds no policy"));
@@ -221,21 +326,46 @@ fn evaluate(
     let shadow =
         ope::shadow(&log, &loaded.policy).map_err(|e| error(Code::NoOutcomes, &e.to_string()))?;
     let report = PromotionReport::new(&incumbent, &loaded.policy, log.anchor, criteria, shadow);
-    Ok((log, loaded, report))
+    Ok((log, loaded, report, options))
 }
 
-/// `calybris shadow DIR --candidate P`: the replay under the candidate, its value by
-/// every estimator, and the promotion report.
+/// `calybris shadow DIR [--candidate P]`: the live shadow results recorded in the log
+/// and, with a candidate, the offline replay under it, its value by every estimator,
+/// and the promotion report.
 #[must_use]
-pub fn shadow(dir: &Path, candidate_path: &Path, criteria: Criteria, json: bool) -> u8 {
-    let (log, _, report) = match evaluate(dir, candidate_path, criteria) {
+pub fn shadow(
+    dir: &Path,
+    candidate_path: Option<&Path>,
+    criteria: Criteria,
+    keys: &Keys,
+    json: bool,
+) -> u8 {
+    let Some(candidate_path) = candidate_path else {
+        let log = match load(dir, keys) {
+            Ok((log, _)) => log,
+            Err(code) => return code,
+        };
+        let live = ope::live_shadow(&log);
+        if json {
+            let out = json!({
+                "join": join_json(&log), "shadow": null, "promotion": null, "live": live_json(&live),
+            });
+            stdout_text(&format!("{out}\n"));
+        } else {
+            stdout_text(&format!("{}{}", join_text(&log), live_text(&live)));
+        }
+        return EXIT_OK;
+    };
+    let (log, _, report, _) = match evaluate(dir, candidate_path, criteria, keys) {
         Ok(done) => done,
         Err(code) => return code,
     };
+    let live = ope::live_shadow(&log);
     let s = &report.shadow;
     if json {
         let out = json!({
             "join": join_json(&log), "shadow": shadow_json(s), "promotion": report_json(&report),
+            "live": live_json(&live),
         });
         stdout_text(&format!("{out}\n"));
         return EXIT_OK;
@@ -259,6 +389,12 @@ pub fn shadow(dir: &Path, candidate_path: &Path, criteria: Criteria, json: bool)
     ));
     if let Some(m) = &s.incumbent {
         text.push_str(&format!("incumbent (logged) value: {}\n", mean_text(m)));
+    }
+    if let Some(m) = &s.baseline {
+        text.push_str(&format!(
+            "holdout baseline (held-out rows) value: {}\n",
+            mean_text(m)
+        ));
     }
     for e in &s.estimates {
         let m = Mean {
@@ -305,6 +441,7 @@ pub fn shadow(dir: &Path, candidate_path: &Path, criteria: Criteria, json: bool)
         },
         digest_to_hex(&report.digest().0)
     ));
+    text.push_str(&live_text(&live));
     stdout_text(&text);
     EXIT_OK
 }
@@ -326,8 +463,16 @@ fn saved_report(path: &Path) -> Result<(Criteria, Digest), String> {
     Ok((criteria, Digest(digest)))
 }
 
-fn open_gate(dir: &Path, log: &JoinedLog, policy: &SealedPolicy) -> Result<Gate, u8> {
+fn open_gate(
+    dir: &Path,
+    log: &JoinedLog,
+    policy: &SealedPolicy,
+    options: &VerifyOptions,
+) -> Result<Gate, u8> {
     let mut config = GateConfig::new(dir, policy.clone()).reopen_holds(ReopenHolds::Keep);
+    if let Some(key) = &options.key {
+        config = config.key(key.clone());
+    }
     if let Some(names) = log.names.get(&policy.digest().0) {
         config = config.policy_names(names.clone());
     }
@@ -362,12 +507,18 @@ fn finish(gate: Gate, record: PromotionRecord) -> Result<(), u8> {
 /// directory and the candidate under the criteria R names; installs the candidate and
 /// records the promotion only when the recomputed digest is R's and it passes.
 #[must_use]
-pub fn promote(dir: &Path, candidate_path: &Path, report_path: &Path) -> u8 {
+pub fn promote(
+    dir: &Path,
+    candidate_path: &Path,
+    report_path: &Path,
+    keys: &Keys,
+    json: bool,
+) -> u8 {
     let (criteria, digest) = match saved_report(report_path) {
         Ok(saved) => saved,
         Err(detail) => return fail("INVALID", Code::InvalidJson, &detail, EXIT_DIVERGED),
     };
-    let (log, loaded, report) = match evaluate(dir, candidate_path, criteria) {
+    let (log, loaded, report, options) = match evaluate(dir, candidate_path, criteria, keys) {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -401,11 +552,15 @@ pub fn promote(dir: &Path, candidate_path: &Path, report_path: &Path) -> u8 {
         report_digest: recomputed,
         rollback: false,
     };
-    let result = open_gate(dir, &log, &incumbent)
+    let result = open_gate(dir, &log, &incumbent, &options)
         .and_then(|gate| install(&gate, &log, loaded).map(|()| gate))
         .and_then(|gate| finish(gate, record.clone()));
     if let Err(code) = result {
         return code;
+    }
+    if json {
+        stdout_text(&format!("{}\n", promotion_json(&record)));
+        return EXIT_OK;
     }
     stdout_text(&format!(
         "PROMOTED {} (previous {}), report digest {}\n",
@@ -419,9 +574,9 @@ pub fn promote(dir: &Path, candidate_path: &Path, report_path: &Path) -> u8 {
 /// `calybris rollback DIR`: reinstalls the policy in force before the last promotion
 /// that installed the current policy, recorded as a promotion with the rollback flag.
 #[must_use]
-pub fn rollback(dir: &Path) -> u8 {
-    let log = match load(dir) {
-        Ok(log) => log,
+pub fn rollback(dir: &Path, keys: &Keys, json: bool) -> u8 {
+    let (log, options) = match load(dir, keys) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let Some(current) = log.current().cloned() else {
@@ -454,11 +609,15 @@ pub fn rollback(dir: &Path) -> u8 {
         policy: previous,
         names: None,
     };
-    let result = open_gate(dir, &log, &current)
+    let result = open_gate(dir, &log, &current, &options)
         .and_then(|gate| install(&gate, &log, loaded).map(|()| gate))
         .and_then(|gate| finish(gate, record.clone()));
     if let Err(code) = result {
         return code;
+    }
+    if json {
+        stdout_text(&format!("{}\n", promotion_json(&record)));
+        return EXIT_OK;
     }
     stdout_text(&format!(
         "ROLLED_BACK to {} (from {})\n",
@@ -466,4 +625,14 @@ pub fn rollback(dir: &Path) -> u8 {
         digest_to_hex(&record.previous_policy_digest.0)
     ));
     EXIT_OK
+}
+
+/// The `--json` line of `promote` and `rollback`: the promotion record written.
+fn promotion_json(record: &PromotionRecord) -> Value {
+    json!({
+        "result": if record.rollback { "ROLLED_BACK" } else { "PROMOTED" },
+        "policy_digest": digest_to_hex(&record.policy_digest.0),
+        "previous_policy_digest": digest_to_hex(&record.previous_policy_digest.0),
+        "report_digest": if record.rollback { Value::Null } else { json!(digest_to_hex(&record.report_digest.0)) },
+    })
 }

@@ -117,6 +117,13 @@ pub enum Reason {
     OutcomeDigestMismatch,
     /// An outcome record's detail is longer than 4,096 bytes.
     OutcomeTooLarge,
+    /// A decision's holdout assignment does not hold: recomputed otherwise, a held-out
+    /// decision not made by the baseline, or a baseline that is not staged.
+    HoldoutMismatch,
+    /// A live shadow record does not hold: a note that does not re-derive, a missing
+    /// note, a note of a candidate not staged, a second candidate staged, or an
+    /// unstaging of a policy not staged.
+    ShadowMismatch,
     /// A checkpoint is not signed by the given key, or a signature does not verify.
     CheckpointSignatureInvalid,
     /// An inclusion proof does not lead to the checkpoint's root.
@@ -127,7 +134,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in docs/CLI.md.
-    pub const ALL: [Self; 33] = [
+    pub const ALL: [Self; 35] = [
         Self::ChainBroken,
         Self::TornTail,
         Self::SuffixTruncated,
@@ -158,6 +165,8 @@ impl Reason {
         Self::OutcomeUnknownDecision,
         Self::OutcomeDigestMismatch,
         Self::OutcomeTooLarge,
+        Self::HoldoutMismatch,
+        Self::ShadowMismatch,
         Self::CheckpointSignatureInvalid,
         Self::InclusionProofInvalid,
         Self::NotConsistent,
@@ -197,6 +206,8 @@ impl Reason {
             Self::OutcomeUnknownDecision => "OUTCOME_UNKNOWN_DECISION",
             Self::OutcomeDigestMismatch => "OUTCOME_DIGEST_MISMATCH",
             Self::OutcomeTooLarge => "OUTCOME_TOO_LARGE",
+            Self::HoldoutMismatch => "HOLDOUT_MISMATCH",
+            Self::ShadowMismatch => "SHADOW_MISMATCH",
             Self::CheckpointSignatureInvalid => "CHECKPOINT_SIGNATURE_INVALID",
             Self::InclusionProofInvalid => "INCLUSION_PROOF_INVALID",
             Self::NotConsistent => "NOT_CONSISTENT",
@@ -231,6 +242,8 @@ impl Reason {
             | Self::OutcomeUnknownDecision
             | Self::OutcomeDigestMismatch
             | Self::OutcomeTooLarge
+            | Self::HoldoutMismatch
+            | Self::ShadowMismatch
             | Self::CheckpointSignatureInvalid
             | Self::InclusionProofInvalid
             | Self::NotConsistent => Outcome::Diverged,

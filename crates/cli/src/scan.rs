@@ -544,6 +544,10 @@ fn walk_records(
                 GateRecord::Decision(decision) => {
                     replayer.check_decision(sequence, offset_bytes, &decision.audit)
                 }
+                // A staged policy decides too (a holdout's baseline): learnt for replay.
+                GateRecord::Staged(staged) => {
+                    replayer.check_policy(sequence, offset_bytes, &staged.policy)
+                }
                 _ => Ok(()),
             },
         };

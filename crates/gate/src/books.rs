@@ -415,7 +415,9 @@ impl Books {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
-            | GateRecord::Checkpoint(_) => None,
+            | GateRecord::Checkpoint(_)
+            | GateRecord::Staged(_)
+            | GateRecord::Unstaged(_) => None,
             GateRecord::BudgetDefined(record) => {
                 self.windows.define(record)?;
                 None

@@ -139,4 +139,15 @@ pub enum GateError {
         /// The first sequence in the log.
         first_sequence: u64,
     },
+    /// A shadow candidate is already staged: one at a time (unstage it first).
+    #[error("candidate {staged} is already staged for shadow evaluation; unstage it before staging {candidate}", staged = calybris_digest::Hex(&staged.0), candidate = calybris_digest::Hex(&candidate.0))]
+    ShadowAlreadyStaged {
+        /// Digest of the candidate staged.
+        staged: calybris_digest::Digest,
+        /// Digest of the candidate refused.
+        candidate: calybris_digest::Digest,
+    },
+    /// No shadow candidate is staged.
+    #[error("no shadow candidate is staged")]
+    NoShadowStaged,
 }

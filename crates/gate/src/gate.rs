@@ -23,6 +23,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::books::{Books, TenantBooks};
 use crate::error::GateError;
+use crate::holdout::HoldoutConfig;
 use crate::names::NameMap;
 use crate::record::{
     BookSnapshot, BudgetOutcome, ExecutionRecord, GATE_FORMAT_VERSION, GateDecision, GateRecord,
@@ -33,6 +34,7 @@ use crate::record::{
 use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
 use crate::transparency::{CheckpointConfig, TreeState};
 use calybris_tlog::{RightEdge, leaf_hash};
+use crate::shadow::{ShadowNote, StageRole};
 
 /// The log's directory inside a gate directory.
 pub const LOG_DIR: &str = "log";
@@ -93,6 +95,7 @@ pub struct GateConfig {
     segment_limit_bytes: u64,
     clock: fn() -> u64,
     checkpoints: Option<CheckpointConfig>,
+    holdout: Option<HoldoutConfig>,
 }
 
 impl GateConfig {
@@ -114,7 +117,18 @@ impl GateConfig {
             segment_limit_bytes: calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES,
             clock: system_clock_unix_ms,
             checkpoints: None,
+            holdout: None,
         }
+    }
+
+    /// Holds out a share of requests, assigned by a keyed hash of each request's input
+    /// digest, and decides them under the holdout's baseline policy
+    /// ([`crate::holdout`]). Every decision then records its assignment; a share of 0
+    /// turns the holdout off.
+    #[must_use]
+    pub fn holdout(mut self, holdout: HoldoutConfig) -> Self {
+        self.holdout = Some(holdout).filter(HoldoutConfig::is_on);
+        self
     }
 
     /// The names of the policy's ids and bits (built by `calybris-policy` from a
@@ -362,6 +376,12 @@ struct Inner {
     /// The Merkle tree over the log, when checkpoints are configured; every
     /// append goes through its lock, so its edge follows the log exactly.
     merkle: Option<Mutex<TreeState>>,
+    /// The holdout, when on (fixed for the gate's life).
+    holdout: Option<HoldoutConfig>,
+    /// The staged shadow candidate; changed only while the policy's lock is held
+    /// exclusively, so every decision record after its staging record carries its note
+    /// and none after its unstaging record does.
+    shadow: RwLock<Option<Arc<SealedPolicy>>>,
 }
 
 /// The decision gate: one chained log per directory holds every decision, its
@@ -517,6 +537,7 @@ impl Gate {
             last_policy,
             last_names,
             folded: replayed,
+            staged_shadow,
             ..
         } = fold;
         let config_digest = *config.policy.digest();
@@ -556,6 +577,8 @@ impl Gate {
             clock: config.clock,
             dir: config.dir.clone(),
             key: config.key.clone(),
+            holdout: config.holdout.clone(),
+            shadow: RwLock::new(None),
             recovery: GateRecovery {
                 log: log_recovery,
                 records,
@@ -641,6 +664,7 @@ impl Gate {
                 let _names = gate.append(&names_record(config_digest, names))?;
             }
         }
+        crate::shadow::resume(&gate, staged_shadow)?;
         Ok(gate)
     }
 
@@ -1070,11 +1094,31 @@ impl Gate {
 
         self.check_open()?;
         check_tenant_name(tenant)?;
-        let policy = self.inner.policy.read();
+        let in_force = self.inner.policy.read();
+        let input_digest = input_digest(&input);
+        let holdout = self
+            .inner
+            .holdout
+            .as_ref()
+            .map(|holdout| (holdout.assign(&input_digest), holdout.baseline()));
+        // A held-out request is decided by the baseline, every other by the policy in
+        // force.
+        let policy: &SealedPolicy = match &holdout {
+            Some((note, baseline)) if note.held_out => baseline,
+            _ => &in_force,
+        };
         let decision = policy.prescribe_checked(input)?;
         // Written from what was just computed; the verifier replays it, and debug
         // builds check here that it replays before it is written.
         debug_assert!(policy.verify_decision(input, &decision).is_ok());
+        // The shadow candidate sees the same input after the decision is made; its
+        // note is only written down.
+        let shadow = self
+            .inner
+            .shadow
+            .read()
+            .as_ref()
+            .map(|candidate| ShadowNote::derive(candidate, input));
         let (mut budget, mut hold) = self.reserve(tenant, &decision)?;
         let mut tree_hold = None;
         let mut scopes = Vec::new();
@@ -1153,7 +1197,7 @@ impl Gate {
                 input,
                 decision,
                 policy_digest: *policy.digest(),
-                input_digest: input_digest(&input),
+                input_digest,
                 decision_digest,
                 meta: DecisionMeta {
                     recorded_at_unix_ms: caller.recorded_at_unix_ms,
@@ -1164,6 +1208,8 @@ impl Gate {
             tenant: tenant.to_owned(),
             budget,
             scopes,
+            holdout: holdout.map(|(note, _)| note),
+            shadow,
         });
         // On failure the hold is dropped here (released in memory); the gate is
         // poisoned, so the in-memory books are not used again before a reopen.
@@ -1182,7 +1228,7 @@ impl Gate {
             debug_assert!(previous.is_none(), "a sequence number is never reused");
         }
         let policy_digest = *policy.digest();
-        drop(policy);
+        drop(in_force);
 
         #[cfg(feature = "tracing")]
         {
@@ -1753,6 +1799,89 @@ impl Gate {
         Ok(ticket)
     }
 
+    /// Stages `candidate` for live shadow evaluation: logs a
+    /// [`GateRecord::Staged`] record carrying it, and from then on every decision
+    /// record carries the candidate's [`ShadowNote`] on the same input. The responses
+    /// do not change. Stays staged across reopens until
+    /// [`unstage_shadow`](Self::unstage_shadow).
+    ///
+    /// # Errors
+    /// [`GateError::ShadowAlreadyStaged`] when a candidate is staged (nothing logged);
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn stage_shadow(&self, candidate: SealedPolicy) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let barrier = self.inner.policy.write();
+        let mut staged = self.inner.shadow.write();
+        if let Some(staged) = staged.as_ref() {
+            return Err(GateError::ShadowAlreadyStaged {
+                staged: *staged.digest(),
+                candidate: *candidate.digest(),
+            });
+        }
+        let ticket = self.append(&crate::shadow::staged_record(StageRole::Shadow, &candidate))?;
+        *staged = Some(Arc::new(candidate));
+        drop(staged);
+        drop(barrier);
+        Ok(ticket)
+    }
+
+    /// Unstages the shadow candidate: logs a [`GateRecord::Unstaged`] record; later
+    /// decisions carry no shadow note.
+    ///
+    /// # Errors
+    /// [`GateError::NoShadowStaged`] when none is staged;
+    /// [`GateError::Poisoned`] or [`GateError::Log`].
+    pub fn unstage_shadow(&self) -> Result<Ticket, GateError> {
+        self.check_open()?;
+        let barrier = self.inner.policy.write();
+        let mut staged = self.inner.shadow.write();
+        let Some(candidate) = staged.as_ref() else {
+            return Err(GateError::NoShadowStaged);
+        };
+        let ticket = self.append(&GateRecord::Unstaged(crate::shadow::UnstagedPolicy {
+            role: StageRole::Shadow,
+            policy_digest: *candidate.digest(),
+        }))?;
+        *staged = None;
+        drop(staged);
+        drop(barrier);
+        Ok(ticket)
+    }
+
+    /// The staged shadow candidate, if any.
+    #[must_use]
+    pub fn staged_shadow(&self) -> Option<Arc<SealedPolicy>> {
+        self.inner.shadow.read().clone()
+    }
+
+    /// The holdout, when on.
+    #[must_use]
+    pub fn holdout(&self) -> Option<&HoldoutConfig> {
+        self.inner.holdout.as_ref()
+    }
+
+    /// Appends the staging records of what is staged (the baseline, the shadow
+    /// candidate); only under the policy's exclusive lock or while opening.
+    pub(crate) fn restate_staged(&self) -> Result<(), GateError> {
+        if let Some(holdout) = &self.inner.holdout {
+            let _baseline = self.append(&crate::shadow::staged_record(
+                StageRole::Baseline,
+                holdout.baseline(),
+            ))?;
+        }
+        let candidate = self.inner.shadow.read().clone();
+        if let Some(candidate) = candidate {
+            let _shadow =
+                self.append(&crate::shadow::staged_record(StageRole::Shadow, &candidate))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the staged shadow candidate while opening (from the log).
+    pub(crate) fn resume_shadow(&self, candidate: SealedPolicy) {
+        *self.inner.shadow.write() = Some(Arc::new(candidate));
+    }
+
     /// The names of the current policy's ids and bits, when it was given any.
     #[must_use]
     pub fn policy_names(&self) -> Option<Arc<NameMap>> {
@@ -1830,6 +1959,8 @@ impl Gate {
         if let Some(names) = names {
             let _names = self.append(&names_record(*policy.digest(), &names))?;
         }
+        // What is staged is restated, so a suffix from this snapshot re-derives it.
+        self.restate_staged()?;
         drop(policy);
         self.inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         if self.inner.retention == Retention::SinceLastSnapshot {
@@ -2093,6 +2224,9 @@ const SNAPSHOT_CODE: u8 = 8;
 const POLICY_CODE: u8 = 0;
 /// The payload code (first byte) of a policy-names record.
 const NAMES_CODE: u8 = 9;
+/// The payload code (first byte) of a promotion record; the staging records come
+/// after it (their codes are decoded, not assumed).
+const PROMOTION_CODE: u8 = 12;
 /// Payload bytes kept unfolded since the last book snapshot before they are folded
 /// anyway (bounds reopen's memory when snapshots are rare or off).
 const MAX_UNFOLDED_BYTES: usize = 64 << 20;
@@ -2118,6 +2252,8 @@ struct Fold {
     unfolded: Vec<u8>,
     /// (sequence, offset in its segment, end in `unfolded`) of each of them.
     unfolded_frames: Vec<(u64, u64, usize)>,
+    /// The shadow candidate staged at the end of the log, if any.
+    staged_shadow: Option<SealedPolicy>,
 }
 
 fn decode_gate_record(
@@ -2171,6 +2307,18 @@ impl Fold {
                     decode_gate_record(sequence, frame.offset_bytes, frame.payload)?
                 {
                     self.last_names = Some(names);
+                }
+            }
+            // The rare kinds after the promotion record: staging is among them.
+            Some(&code) if code > PROMOTION_CODE => {
+                match decode_gate_record(sequence, frame.offset_bytes, frame.payload)? {
+                    GateRecord::Staged(staged) if staged.role == StageRole::Shadow => {
+                        self.staged_shadow = Some(staged.policy.policy);
+                    }
+                    GateRecord::Unstaged(unstaged) if unstaged.role == StageRole::Shadow => {
+                        self.staged_shadow = None;
+                    }
+                    _ => {}
                 }
             }
             _ => {}

@@ -114,9 +114,11 @@
 mod books;
 mod error;
 mod gate;
+pub mod holdout;
 pub mod names;
 pub mod record;
 pub mod transparency;
+pub mod shadow;
 mod verify;
 pub mod windows;
 
@@ -128,6 +130,7 @@ pub use gate::{
     GateConfig, GateRecovery, LOG_DIR, Outcome, ReopenHolds, ReservationId, Retention,
     START_ANCHOR_FILE, Settled,
 };
+pub use holdout::{HoldoutConfig, HoldoutError, HoldoutKey, HoldoutNote};
 pub use names::{NameMap, NameMapError};
 pub use record::{
     AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
@@ -136,6 +139,7 @@ pub use record::{
     SettlementKind,
 };
 pub use transparency::{CheckpointConfig, CheckpointRecord, MAX_CHECKPOINT_NOTE_BYTES};
+pub use shadow::{ShadowNote, StageRole};
 pub use verify::{
     GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
     verify_dir,

@@ -11,7 +11,9 @@
 
 use calybris_digest::Digest;
 
+use crate::holdout::HoldoutNote;
 use crate::names::NameMap;
+pub use crate::shadow::{ShadowNote, StageRole, StagedPolicy, UnstagedPolicy};
 use calybris_wal::{DecisionRecord, PolicyRecord};
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +84,12 @@ pub enum GateRecord {
     /// 17: a tree head the gate signed, covering every record before it
     /// (issue 13; see [`crate::transparency`]). Folded as a no-op.
     Checkpoint(crate::transparency::CheckpointRecord),
+    /// 18: a policy other than the one in force is staged: the live shadow candidate
+    /// or the holdout's baseline (or restated after a snapshot or a reopen); see
+    /// [`crate::shadow`]. Folded as a no-op.
+    Staged(StagedPolicy),
+    /// 19: a staged policy is unstaged. Folded as a no-op.
+    Unstaged(UnstagedPolicy),
 }
 
 impl GateRecord {
@@ -107,6 +115,8 @@ impl GateRecord {
             Self::AlertFired(_) => "alert-fired",
             Self::BudgetTopUp(_) => "budget-top-up",
             Self::Checkpoint(_) => "checkpoint",
+            Self::Staged(_) => "staged",
+            Self::Unstaged(_) => "unstaged",
         }
     }
 }
@@ -140,6 +150,12 @@ pub struct GateDecision {
     /// ([`BudgetOutcome::Insufficient`] with a non-empty list), exactly the refusing
     /// node.
     pub scopes: Vec<crate::windows::ScopeHold>,
+    /// The holdout assignment, when the gate has a holdout on ([`crate::holdout`]):
+    /// a held-out decision was made under the baseline policy the note names.
+    pub holdout: Option<HoldoutNote>,
+    /// What the staged shadow candidate would have decided, when one is staged
+    /// ([`crate::shadow`]); it never changed the decision.
+    pub shadow: Option<ShadowNote>,
 }
 
 /// What the budget made of one decision.

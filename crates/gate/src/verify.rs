@@ -25,6 +25,9 @@ pub struct VerifyOptions {
     /// them, kept somewhere the log's writer cannot rewrite. Without it, a log that
     /// does not start at sequence 0 is refused as `GenesisMissing`.
     pub start_anchor: Option<WalAnchor>,
+    /// The holdout key, to recompute every decision's holdout assignment; without it
+    /// the assignments are counted as [`RecordCounts::holdout_unchecked`].
+    pub holdout_key: Option<crate::HoldoutKey>,
 }
 
 /// Counts of what a verified gate log holds.
@@ -72,6 +75,17 @@ pub struct RecordCounts {
     /// others failed (every provider failed, the client went away, or the executor
     /// failed).
     pub executions_served: u64,
+    /// Staging records (a shadow candidate or a holdout baseline, restatements
+    /// included).
+    pub staged: u64,
+    /// Unstaging records.
+    pub unstaged: u64,
+    /// Decisions held out (decided under the holdout's baseline).
+    pub held_out: u64,
+    /// Decisions whose holdout assignment was not recomputed (no holdout key given).
+    pub holdout_unchecked: u64,
+    /// Decisions whose shadow note was re-derived from the staged candidate.
+    pub shadow_notes: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -309,6 +323,59 @@ pub enum VerifyError {
         /// The decision it names.
         decision_sequence: u64,
     },
+    /// A second shadow candidate is staged while one is.
+    #[error("record {sequence}: a second shadow candidate staged while {staged} is", staged = calybris_digest::Hex(&staged.0))]
+    ShadowAlreadyStaged {
+        /// The record's sequence number.
+        sequence: u64,
+        /// Digest of the candidate staged before it.
+        staged: Digest,
+    },
+    /// A record names a policy as staged in a role it is not staged in (an unstaging,
+    /// a holdout note's baseline, a shadow note's candidate).
+    #[error("record {sequence}: {policy} is not the staged {role} policy", role = role.name(), policy = calybris_digest::Hex(&policy_digest.0))]
+    NotStaged {
+        /// The record's sequence number.
+        sequence: u64,
+        /// The role.
+        role: crate::StageRole,
+        /// The policy it names.
+        policy_digest: Digest,
+    },
+    /// A held-out decision was not made under the baseline its note names.
+    #[error("record {sequence}: a held-out decision not made under the holdout's baseline")]
+    HoldoutNotUnderBaseline {
+        /// The decision's sequence number.
+        sequence: u64,
+    },
+    /// The holdout key given is not the one that assigned the decision.
+    #[error("record {sequence}: the holdout key given is not the key that assigned it")]
+    HoldoutKeyMismatch {
+        /// The decision's sequence number.
+        sequence: u64,
+    },
+    /// The recomputed holdout assignment is not the recorded one.
+    #[error("record {sequence}: recorded as {}, the holdout key assigns it otherwise", if *recorded { "held out" } else { "not held out" })]
+    HoldoutMismatch {
+        /// The decision's sequence number.
+        sequence: u64,
+        /// The recorded assignment.
+        recorded: bool,
+    },
+    /// A decision made while a shadow candidate was staged carries no shadow note.
+    #[error("record {sequence}: no shadow note, with {candidate} staged", candidate = calybris_digest::Hex(&candidate_digest.0))]
+    ShadowNoteMissing {
+        /// The decision's sequence number.
+        sequence: u64,
+        /// The staged candidate.
+        candidate_digest: Digest,
+    },
+    /// The shadow note is not what the staged candidate decides on the input.
+    #[error("record {sequence}: the shadow note does not re-derive from the staged candidate")]
+    ShadowMismatch {
+        /// The decision's sequence number.
+        sequence: u64,
+    },
     /// An execution or lease refusal breaks a bound (attempts, name lengths).
     #[error("record {sequence}: a {kind} record out of bounds")]
     RecordOutOfBounds {
@@ -355,7 +422,14 @@ impl VerifyError {
             | Self::ExecutionDigestMismatch { sequence, .. }
             | Self::RecordOutOfBounds { sequence, .. }
             | Self::CheckpointMismatch { sequence, .. }
-            | Self::PromotionUnknownPolicy { sequence, .. } => Some(*sequence),
+            | Self::PromotionUnknownPolicy { sequence, .. }
+            | Self::ShadowAlreadyStaged { sequence, .. }
+            | Self::NotStaged { sequence, .. }
+            | Self::HoldoutNotUnderBaseline { sequence }
+            | Self::HoldoutKeyMismatch { sequence }
+            | Self::HoldoutMismatch { sequence, .. }
+            | Self::ShadowNoteMissing { sequence, .. }
+            | Self::ShadowMismatch { sequence } => Some(*sequence),
         }
     }
 }
@@ -407,6 +481,8 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     // The Merkle tree over the records so far (its right edge), for checkpoint
     // records; a log that starts after sequence 0 has no tree to check against.
     let mut tree = Some(calybris_tlog::RightEdge::new());
+    let mut stages = crate::shadow::StageCheck::default();
+    let mut stage_counts = crate::shadow::StageCounts::default();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
@@ -468,6 +544,23 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     _ => counts.refused_by_budget += 1,
                 }
                 decisions.push((sequence, record.audit.decision_digest));
+                stages.decision(
+                    sequence,
+                    record,
+                    options.holdout_key.as_ref(),
+                    &mut stage_counts,
+                )?;
+            }
+            GateRecord::Staged(record) => {
+                replayer
+                    .check_policy(sequence, offset_bytes, &record.policy)
+                    .map_err(VerifyError::Replay)?;
+                stages.staged(sequence, record)?;
+                stage_counts.staged += 1;
+            }
+            GateRecord::Unstaged(record) => {
+                stages.unstaged(sequence, record)?;
+                stage_counts.unstaged += 1;
             }
             GateRecord::Settlement(record) => {
                 counts.settlements += 1;
@@ -618,6 +711,11 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut tenants = books.tenants().to_vec();
     tenants.sort_unstable_by(|a, b| a.tenant.as_bytes().cmp(b.tenant.as_bytes()));
     debug_assert_eq!(replayer.decisions(), counts.decisions);
+    counts.staged = stage_counts.staged;
+    counts.unstaged = stage_counts.unstaged;
+    counts.held_out = stage_counts.held_out;
+    counts.holdout_unchecked = stage_counts.holdout_unchecked;
+    counts.shadow_notes = stage_counts.shadow_notes;
     Ok(GateReport {
         anchor,
         counts,

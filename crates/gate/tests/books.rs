@@ -78,6 +78,8 @@ impl Model {
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
             | GateRecord::Checkpoint(_)
+            | GateRecord::Staged(_)
+            | GateRecord::Unstaged(_)
             | GateRecord::LimitsChanged(_) => true,
             // Budget nodes are not generated here (tests/windows.rs covers them).
             GateRecord::BudgetDefined(_)

@@ -92,6 +92,31 @@ fn records() -> Vec<GateRecord> {
                 remaining_microunits: -1,
             },
         ),
+        {
+            let mut record = common::gate_decision(
+                audit,
+                "acme",
+                BudgetOutcome::Insufficient {
+                    remaining_microunits: -1,
+                },
+            );
+            if let GateRecord::Decision(ref mut d) = record {
+                d.holdout = Some(calybris_gate::HoldoutNote {
+                    share_bps: 2_000,
+                    key_fingerprint: [0x33; 8],
+                    held_out: true,
+                    baseline_digest: *policy.digest(),
+                });
+                d.shadow = Some(calybris_gate::ShadowNote {
+                    candidate_digest: calybris_digest::Digest([0x44; 32]),
+                    action: calybris_kernel::KernelAction::Substitute,
+                    selected_model_id: 2,
+                    reason: calybris_kernel::KernelReason::AlternativeMaximizesUtility,
+                    decision_digest: calybris_digest::Digest([0x55; 32]),
+                });
+            }
+            record
+        },
         GateRecord::Settlement(SettlementRecord {
             decision_sequence: 5,
             tenant: "acme".into(),
@@ -252,6 +277,17 @@ fn records() -> Vec<GateRecord> {
             root: [0x33; 32],
             note: "example.com/gate\n16\nMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=\n\n\u{2014} example.com/gate AAAAAA==\n".into(),
         }),
+        GateRecord::Staged(calybris_gate::record::StagedPolicy {
+            role: calybris_gate::StageRole::Shadow,
+            policy: calybris_wal::PolicyRecord {
+                policy_digest: *policy.digest(),
+                policy: policy.clone(),
+            },
+        }),
+        GateRecord::Unstaged(calybris_gate::record::UnstagedPolicy {
+            role: calybris_gate::StageRole::Baseline,
+            policy_digest: *policy.digest(),
+        }),
     ]
 }
 
@@ -288,13 +324,13 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .iter()
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
-    // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
+    // header, policy, tenant, top-up, limits, decision x3, settlement x2, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
-    // alert fired, budget top-up, checkpoint
+    // alert fired, budget top-up, checkpoint, staged, unstaged
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17
+            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 19
         ]
     );
 }

@@ -55,6 +55,8 @@ fn decision(sequence: u64, cost: u64, budget: BudgetOutcome, scopes: &[(&str, u6
                 window: *window,
             })
             .collect(),
+        holdout: None,
+        shadow: None,
     })
 }
 

@@ -524,7 +524,7 @@ pub(crate) fn mean_only<T: Summand>(items: &[T]) -> f64 {
 
 /// Estimates the value of the evaluation policy from a log.
 ///
-/// Rounds are checked and summed in the given order; see `docs/OPE.md` for every
+/// Rounds are checked and summed in the given order; see `docs/SPECIFICATION.md` ("Off-policy estimators") for every
 /// formula.
 ///
 /// # Errors

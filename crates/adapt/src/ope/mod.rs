@@ -2,7 +2,7 @@
 //! a behaviour policy.
 //!
 //! Every formula, count, interval and the bootstrap's PRF are written down in
-//! `docs/OPE.md`. The short version:
+//! `docs/SPECIFICATION.md` ("Off-policy estimators"). The short version:
 //!
 //! - [`estimate`] checks every [`LoggedRound`] in order, counts it as used, excluded
 //!   or unsupported ([`RowCounts`]), and returns the mean of the per-round terms of

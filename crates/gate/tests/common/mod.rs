@@ -113,6 +113,8 @@ pub fn gate_decision(audit: DecisionRecord, tenant: &str, budget: BudgetOutcome)
         tenant: tenant.into(),
         budget,
         scopes: Vec::new(),
+        holdout: None,
+        shadow: None,
     })
 }
 
