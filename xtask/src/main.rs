@@ -28,7 +28,7 @@ const EXAMPLES: [(&str, &str, &str); 4] = [
 /// The oldest toolchain each published crate builds on, as measured, with the cargo
 /// arguments that select it: (toolchain, package, features arguments). Each package's
 /// `rust-version` says the same; what sets it is named in a comment.
-const MSRV_BUILDS: [(&str, &str, &[&str]); 13] = [
+const MSRV_BUILDS: [(&str, &str, &[&str]); 15] = [
     // `core::hint::select_unpredictable` (1.88); no dependencies.
     ("1.88", "calybris-kernel", &["--no-default-features"]),
     ("1.88", "calybris-kernel", &["--all-features"]),
@@ -42,11 +42,14 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 13] = [
     // `File::try_lock` (1.89), and everything that builds on the log.
     ("1.89", "calybris-wal", &["--all-features"]),
     ("1.89", "calybris-finance", &[]),
+    // The Merkle tree and notes (ed25519-dalek), which the gate's checkpoints use.
+    ("1.89", "calybris-tlog", &[]),
     ("1.89", "calybris-gate", &["--all-features"]),
     // Builds on the gate (its name map).
     ("1.89", "calybris-policy", &["--all-features"]),
     ("1.89", "calybris", &["--all-features"]),
     ("1.89", "calybris-adapt", &[]),
+    ("1.89", "calybris-gateway", &[]),
     ("1.89", "calybris-cli", &[]),
 ];
 /// The crates that go to crates.io, in dependency order.

@@ -1705,7 +1705,7 @@ mod tests {
             .expect("mock");
         let text = format!(
             "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
-             [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality = \"0.5\"\n\n\
+             [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality_bps = 5000\np95_latency_ms = 0\n\n\
              [tenants.t]\nbudget_usd = \"10\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.join("gate").display().to_string(),
             mock.base_url(ProviderKind::Openai),
