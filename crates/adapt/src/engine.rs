@@ -62,6 +62,9 @@ pub struct Decision {
     pub floor_bps: u32,
     /// Whether the exploration gate opened (the policy chose the arm).
     pub explored: bool,
+    /// The exploration gate's keyed draw, a uniform integer in `[0, 10,000)` (the gate
+    /// opens when it is below `exploration_bps`); `None` when exploration is off.
+    pub draw: Option<u32>,
     /// The digest of the state the decision saw.
     pub state_digest: [u8; DIGEST_LEN],
 }
@@ -234,11 +237,16 @@ impl Engine {
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
         let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
-        let explored = exploring
-            && prf
+        let draw = if exploring {
+            let d = prf
                 .stream(Purpose::Exploration, 0)
-                .below(u64::from(BPS_ONE))?
-                < u64::from(self.config.exploration_bps);
+                .below(u64::from(BPS_ONE))?;
+            // below(10,000) < 10,000 fits a u32.
+            Some(u32::try_from(d).unwrap_or_else(|_| unreachable!("below 10,000")))
+        } else {
+            None
+        };
+        let explored = draw.is_some_and(|d| d < self.config.exploration_bps);
         let arm = if explored {
             let posteriors = self.posteriors(regime)?;
             match self.config.policy {
@@ -255,6 +263,7 @@ impl Engine {
             arm,
             floor_bps,
             explored,
+            draw,
             state_digest: self.digest,
         })
     }

@@ -403,7 +403,9 @@ impl Books {
             | GateRecord::PolicyNames(_)
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
-            | GateRecord::Promotion(_) => None,
+            | GateRecord::Promotion(_)
+            | GateRecord::EngineSnapshot(_)
+            | GateRecord::AdaptiveSetup(_) => None,
             GateRecord::TenantCreated(created) => Some(self.create(created)?),
             GateRecord::TopUp(top_up) => Some(self.top_up(top_up)?),
             GateRecord::LimitsChanged(limits) => Some(self.limits(limits)?),

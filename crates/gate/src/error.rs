@@ -119,4 +119,29 @@ pub enum GateError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The adaptive setup does not build an engine; nothing was logged.
+    #[cfg(feature = "adaptive")]
+    #[error("{0}")]
+    AdaptiveSetup(#[from] crate::adaptive_engine::SetupError),
+    /// The engine refuses a request (its features); nothing was logged.
+    #[cfg(feature = "adaptive")]
+    #[error("the adaptive engine: {0}")]
+    Learn(#[from] calybris_adapt::error::LearnError),
+    /// [`Gate::decide_adaptive`](crate::Gate::decide_adaptive) on a gate opened
+    /// without an adaptive setup.
+    #[error("this gate has no adaptive engine")]
+    AdaptiveNotConfigured,
+    /// Too many adaptive decisions wait for their outcome; nothing was logged.
+    #[error("{pending} adaptive decisions wait for their outcome: record outcomes first")]
+    AdaptivePendingFull {
+        /// The bound, [`MAX_ADAPTIVE_PENDING`](crate::adaptive::MAX_ADAPTIVE_PENDING).
+        pending: usize,
+    },
+    /// An adaptive gate was opened on a log that already holds records: rebuilding
+    /// the engine's state at reopen is not implemented.
+    #[error("an adaptive gate starts a fresh log; this one holds {records} records")]
+    AdaptiveReopen {
+        /// The records the log holds.
+        records: u64,
+    },
 }

@@ -86,6 +86,8 @@ pub struct GateConfig {
     retention: Retention,
     segment_limit_bytes: u64,
     clock: fn() -> u64,
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<crate::adaptive::AdaptiveSetup>,
 }
 
 impl GateConfig {
@@ -106,7 +108,20 @@ impl GateConfig {
             retention: Retention::KeepAll,
             segment_limit_bytes: calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES,
             clock: system_clock_unix_ms,
+            #[cfg(feature = "adaptive")]
+            adaptive: None,
         }
+    }
+
+    /// Runs the adaptive engine configured by `setup` (feature `adaptive`): logged in
+    /// a [`GateRecord::AdaptiveSetup`] record at open, then consulted by
+    /// [`Gate::decide_adaptive`] and taught by [`Gate::record_outcome`].
+    /// [`Gate::open`] refuses a setup the engine refuses ([`GateError::AdaptiveSetup`]).
+    #[cfg(feature = "adaptive")]
+    #[must_use]
+    pub fn adaptive(mut self, setup: crate::adaptive::AdaptiveSetup) -> Self {
+        self.adaptive = Some(setup);
+        self
     }
 
     /// The names of the policy's ids and bits (built by `calybris-policy` from a
@@ -317,6 +332,10 @@ struct Inner {
     dir: PathBuf,
     key: Option<WalKey>,
     recovery: GateRecovery,
+    /// The adaptive engine, if configured. Locked before the policy barrier by the
+    /// operations that step it, so the log's order is the engine's.
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<Mutex<crate::adaptive_engine::AdaptiveState>>,
 }
 
 /// The decision gate: one chained log per directory holds every decision, its
@@ -428,6 +447,12 @@ impl Gate {
         if let Some(names) = &config.names {
             names.validate_for(&config.policy)?;
         }
+        #[cfg(feature = "adaptive")]
+        let adaptive = config
+            .adaptive
+            .clone()
+            .map(crate::adaptive_engine::AdaptiveState::new)
+            .transpose()?;
         let start_anchor = start_of(&dir, config.key.as_ref())?;
         let wal_config = DurableConfig {
             key: config.key.clone(),
@@ -503,6 +528,8 @@ impl Gate {
                 open_holds: books.open_holds().len() as u64,
                 released_holds: 0,
             },
+            #[cfg(feature = "adaptive")]
+            adaptive: None,
         };
         let mut gate = Self {
             inner: Arc::new(inner),
@@ -554,6 +581,18 @@ impl Gate {
                 .is_some_and(|last| last.policy_digest == config_digest && last.names == *names);
             if policy_written || !logged {
                 let _names = gate.append(&names_record(config_digest, names))?;
+            }
+        }
+        #[cfg(feature = "adaptive")]
+        if let Some(state) = adaptive {
+            // The engine's state is a function of the log from its setup on; rebuilding
+            // it at reopen is not implemented, so an adaptive gate starts a fresh log.
+            if records > 0 {
+                return Err(GateError::AdaptiveReopen { records });
+            }
+            let _setup = gate.append(&GateRecord::AdaptiveSetup(state.setup().clone()))?;
+            if let Some(inner) = Arc::get_mut(&mut gate.inner) {
+                inner.adaptive = Some(Mutex::new(state));
             }
         }
         Ok(gate)
@@ -645,6 +684,53 @@ impl Gate {
         input: KernelInput,
         caller: CallerMeta,
     ) -> Result<Admission, GateError> {
+        self.decide_noted(tenant, input, caller, None)
+    }
+
+    /// Decides one request with the adaptive engine (feature `adaptive`): the engine
+    /// classifies it, draws its tier and proposes its floor on the current engine
+    /// state; the kernel decides on the caller's input with the floor raised to the
+    /// engine's (and the tier's) and the tier's model requested, under every hard
+    /// gate of the caller's input; the record carries the [`AdaptiveNote`]. The
+    /// caller's `minimum_quality_bps`, if not 0, is the client floor: it always wins.
+    ///
+    /// [`AdaptiveNote`]: crate::adaptive::AdaptiveNote
+    ///
+    /// # Errors
+    /// [`GateError::AdaptiveNotConfigured`]; [`GateError::Learn`] for a request the
+    /// engine refuses (feature count); [`GateError::AdaptivePendingFull`]; those of
+    /// [`decide_with`](Self::decide_with). Nothing is logged on an error.
+    #[cfg(feature = "adaptive")]
+    pub fn decide_adaptive(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        request: crate::adaptive_engine::AdaptiveRequest<'_>,
+    ) -> Result<Admission, GateError> {
+        self.check_open()?;
+        let Some(adaptive) = self.inner.adaptive.as_ref() else {
+            return Err(GateError::AdaptiveNotConfigured);
+        };
+        let mut state = adaptive.lock();
+        if state.pending_full() {
+            return Err(GateError::AdaptivePendingFull {
+                pending: crate::adaptive::MAX_ADAPTIVE_PENDING,
+            });
+        }
+        let step = state.step(&input, request)?;
+        let admission = self.decide_noted(tenant, step.input, caller, Some(step.note.clone()))?;
+        state.logged(admission.ticket.sequence(), step);
+        Ok(admission)
+    }
+
+    fn decide_noted(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        adaptive: Option<crate::adaptive::AdaptiveNote>,
+    ) -> Result<Admission, GateError> {
         #[cfg(feature = "tracing")]
         let span = tracing::info_span!(
             "calybris.gate.decide",
@@ -683,6 +769,7 @@ impl Gate {
             },
             tenant: tenant.to_owned(),
             budget,
+            adaptive,
         });
         // On failure the hold is dropped here (released in memory); the gate is
         // poisoned, so the in-memory books are not used again before a reopen.
@@ -1004,6 +1091,11 @@ impl Gate {
                 len_bytes: outcome.detail.len(),
             });
         }
+        // The engine learns in log order: its lock is held from the outcome record to
+        // the update (and the snapshot it makes due).
+        #[cfg(feature = "adaptive")]
+        let mut adaptive = self.inner.adaptive.as_ref().map(|a| a.lock());
+        let success = outcome.success;
         // Under the barrier like every record, so nothing lands between a book
         // snapshot and the policy record that follows it.
         let barrier = self.inner.policy.read();
@@ -1011,11 +1103,19 @@ impl Gate {
             decision_sequence: decision.sequence,
             decision_digest: decision.decision_digest,
             reward_microunits: outcome.reward_microunits,
-            success: outcome.success,
+            success,
             latency_ms: outcome.latency_ms,
             detail: outcome.detail,
         }))?;
+        #[cfg(feature = "adaptive")]
+        if let Some(state) = adaptive.as_mut()
+            && let Some(snapshot) = state.learn(decision.sequence, success)
+        {
+            let _snapshot = self.append(&GateRecord::EngineSnapshot(snapshot))?;
+        }
         drop(barrier);
+        #[cfg(not(feature = "adaptive"))]
+        let _ = success;
         self.maybe_snapshot(ticket.sequence());
         Ok(ticket)
     }

@@ -11,6 +11,9 @@
 
 use calybris_digest::Digest;
 
+pub use crate::adaptive::{
+    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, EngineSnapshot,
+};
 use crate::names::NameMap;
 use calybris_wal::{DecisionRecord, PolicyRecord};
 use serde::{Deserialize, Serialize};
@@ -69,6 +72,12 @@ pub enum GateRecord {
     LeaseRefused(LeaseRefusal),
     /// 12: a policy was promoted (or rolled back) after an offline evaluation.
     Promotion(PromotionRecord),
+    /// 18: the adaptive engine's state digest after some updates (issue 11; the lead
+    /// orders codes 13..=17 before it at merge). Folded as a no-op.
+    EngineSnapshot(EngineSnapshot),
+    /// 19: the adaptive engine's configuration and replay key, before the first
+    /// adaptive decision (issue 11). Folded as a no-op.
+    AdaptiveSetup(AdaptiveSetup),
 }
 
 impl GateRecord {
@@ -89,6 +98,8 @@ impl GateRecord {
             Self::Execution(_) => "execution",
             Self::LeaseRefused(_) => "lease-refused",
             Self::Promotion(_) => "promotion",
+            Self::EngineSnapshot(_) => "engine-snapshot",
+            Self::AdaptiveSetup(_) => "adaptive-setup",
         }
     }
 }
@@ -117,6 +128,9 @@ pub struct GateDecision {
     pub tenant: String,
     /// What the budget made of the decision.
     pub budget: BudgetOutcome,
+    /// What the adaptive engine suggested and why; `None` for a decision the engine
+    /// was not asked about.
+    pub adaptive: Option<AdaptiveNote>,
 }
 
 /// What the budget made of one decision.

@@ -67,6 +67,10 @@ pub struct RecordCounts {
     pub lease_refusals: u64,
     /// Promotion and rollback records, each checked to name recorded policies.
     pub promotions: u64,
+    /// Adaptive decisions, each re-derived (regime, draw, tier, floor, propensity).
+    pub adaptive_decisions: u64,
+    /// Engine snapshots, each checked against the replayed engine state.
+    pub engine_snapshots: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -312,6 +316,17 @@ pub enum VerifyError {
         /// Its kind.
         kind: &'static str,
     },
+    /// An adaptive step does not re-derive from the log: the first decision (or
+    /// snapshot, or setup) that differs.
+    #[error("record {sequence}: adaptive {kind:?} mismatch: {detail}")]
+    Adaptive {
+        /// The record.
+        sequence: u64,
+        /// What differs.
+        kind: crate::adaptive::AdaptiveMismatch,
+        /// Logged against derived, in words.
+        detail: String,
+    },
 }
 
 impl VerifyError {
@@ -340,6 +355,7 @@ impl VerifyError {
             | Self::ExecutionUnknownDecision { sequence, .. }
             | Self::ExecutionDigestMismatch { sequence, .. }
             | Self::RecordOutOfBounds { sequence, .. }
+            | Self::Adaptive { sequence, .. }
             | Self::PromotionUnknownPolicy { sequence, .. } => Some(*sequence),
         }
     }
@@ -389,6 +405,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut policies: std::collections::HashMap<Digest, calybris_digest::SealedPolicy> =
         std::collections::HashMap::new();
     let mut tally = SelectionTally::default();
+    let mut adaptive = crate::adaptive::Verifier::default();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
@@ -447,6 +464,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     _ => counts.refused_by_budget += 1,
                 }
                 decisions.push((sequence, record.audit.decision_digest));
+                adaptive.decision(sequence, record)?;
             }
             GateRecord::Settlement(record) => {
                 counts.settlements += 1;
@@ -486,6 +504,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     }
                     counts.outcomes += 1;
                 }
+                adaptive.outcome(record);
             }
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             GateRecord::TenantCreated(_) | GateRecord::TopUp(_) | GateRecord::LimitsChanged(_) => {
@@ -503,6 +522,8 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 counts.promotions += 1;
             }
             GateRecord::Header(_) => {}
+            GateRecord::AdaptiveSetup(record) => adaptive.setup(sequence, record)?,
+            GateRecord::EngineSnapshot(record) => adaptive.snapshot(sequence, record)?,
             GateRecord::Execution(record) => {
                 if !record.within_bounds() {
                     return Err(VerifyError::RecordOutOfBounds {
@@ -573,6 +594,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut tenants = books.tenants().to_vec();
     tenants.sort_unstable_by(|a, b| a.tenant.as_bytes().cmp(b.tenant.as_bytes()));
     debug_assert_eq!(replayer.decisions(), counts.decisions);
+    (counts.adaptive_decisions, counts.engine_snapshots) = adaptive.counts();
     Ok(GateReport {
         anchor,
         counts,

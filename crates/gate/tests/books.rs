@@ -106,6 +106,7 @@ fn decision(
         },
         tenant: tenant.into(),
         budget,
+        adaptive: None,
     })
 }
 
@@ -128,6 +129,8 @@ impl Model {
             | GateRecord::Execution(_)
             | GateRecord::LeaseRefused(_)
             | GateRecord::Promotion(_)
+            | GateRecord::EngineSnapshot(_)
+            | GateRecord::AdaptiveSetup(_)
             | GateRecord::LimitsChanged(_) => true,
             GateRecord::TenantCreated(c) => {
                 if self.tenants.contains_key(&c.tenant) {

@@ -9,7 +9,8 @@ mod common;
 use calybris_digest::{SealedPolicy, decision_digest, input_digest, tenant_number};
 use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
-    BookSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
+    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, BookSnapshot,
+    EngineSnapshot, GateDecision, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
     PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::{
@@ -67,6 +68,7 @@ fn records() -> Vec<GateRecord> {
             budget: BudgetOutcome::Reserved {
                 amount_microunits: decision.estimated_cost_microunits,
             },
+            adaptive: None,
         }),
         GateRecord::Decision(GateDecision {
             audit,
@@ -74,6 +76,23 @@ fn records() -> Vec<GateRecord> {
             budget: BudgetOutcome::Insufficient {
                 remaining_microunits: -1,
             },
+            adaptive: Some(AdaptiveNote {
+                regime: 1,
+                tier: 2,
+                static_tier: 0,
+                explored: true,
+                draw: Some(1_234),
+                propensity_numerator: 7,
+                propensity_denominator: 17,
+                floor_suggested_bps: 7_200,
+                client_floor_bps: Some(8_000),
+                client_floor_overrode: true,
+                floor_bps: 8_000,
+                requested_model_id: 3,
+                label: Some("coding".into()),
+                features: vec![12, -3],
+                state_digest: calybris_digest::Digest([0x33; 32]),
+            }),
         }),
         GateRecord::Settlement(SettlementRecord {
             decision_sequence: 5,
@@ -178,6 +197,42 @@ fn records() -> Vec<GateRecord> {
             report_digest: calybris_digest::Digest([0x22; 32]),
             rollback: false,
         }),
+        GateRecord::EngineSnapshot(EngineSnapshot {
+            updates: 1_000,
+            refused_updates: 1,
+            pending: 3,
+            state_digest: calybris_digest::Digest([0x44; 32]),
+        }),
+        GateRecord::AdaptiveSetup(AdaptiveSetup {
+            format_version: 1,
+            regimes: vec![AdaptiveRegime {
+                label: "coding".into(),
+                domain: 2,
+                custom_floor_bps: 0,
+            }],
+            features: 2,
+            floor_min_bps: 5_000,
+            floor_max_bps: 9_900,
+            step_bps: 10,
+            min_observations: 8,
+            fallback: 0,
+            priors: vec![(1, 1), (3, 2)],
+            policy: AdaptivePolicy::Thompson { redraws: 15 },
+            exploration_bps: 10_000,
+            key: [0x55; 32],
+            tiers: vec![
+                AdaptiveTier {
+                    floor_bps: 0,
+                    requested_model_id: None,
+                },
+                AdaptiveTier {
+                    floor_bps: 8_500,
+                    requested_model_id: Some(4),
+                },
+            ],
+            static_tier: 0,
+            snapshot_every_updates: 10_000,
+        }),
     ]
 }
 
@@ -215,8 +270,9 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12]);
+    // policy names, execution, lease refusal, promotion, engine snapshot, adaptive
+    // setup (final codes 18 and 19 once codes 13..=17 are merged before them)
+    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
 }
 
 #[test]

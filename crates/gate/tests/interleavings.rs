@@ -124,6 +124,7 @@ fn decision_record(sequence: u64, cost: i64, reserved: bool) -> GateRecord {
                 remaining_microunits: 0,
             }
         },
+        adaptive: None,
     })
 }
 
