@@ -536,6 +536,8 @@ struct Finder {
     sequence: u64,
     policies: HashMap<Digest, SealedPolicy>,
     found: Option<Found>,
+    /// The log's adaptive setup, to name an adaptive decision's regime and tier.
+    adaptive_setup: Option<calybris::gate::adaptive::AdaptiveSetup>,
 }
 
 enum Found {
@@ -555,6 +557,7 @@ enum Found {
 struct GateDecisionInfo {
     tenant: String,
     budget: BudgetOutcome,
+    adaptive: Option<calybris::gate::adaptive::AdaptiveNote>,
 }
 
 impl Finder {
@@ -602,8 +605,14 @@ impl Visitor for Finder {
                 let info = GateDecisionInfo {
                     tenant: decision.tenant.clone(),
                     budget: decision.budget,
+                    adaptive: decision.adaptive.clone(),
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
+            }
+            GateRecord::AdaptiveSetup(setup) if sequence != self.sequence => {
+                if self.found.is_none() {
+                    self.adaptive_setup = Some(setup.clone());
+                }
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
@@ -721,6 +730,10 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             digest_to_hex(&promotion.previous_policy_digest),
             digest_to_hex(&promotion.report_digest)
         ),
+        GateRecord::AdaptiveSetup(setup) => crate::adaptive_text::setup_text(&head, setup),
+        GateRecord::EngineSnapshot(snapshot) => {
+            crate::adaptive_text::snapshot_text(&head, snapshot)
+        }
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }
@@ -740,6 +753,7 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
         sequence,
         policies: HashMap::new(),
         found: None,
+        adaptive_setup: None,
     };
     let report = scan_args(args, &mut finder);
     match finder.found {
@@ -787,6 +801,12 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
                 };
                 if let Some(gate) = &gate {
                     let _ = writeln!(text, "budget outcome (gate): {}", budget_text(gate.budget));
+                }
+                if let Some(note) = gate.as_ref().and_then(|g| g.adaptive.as_ref()) {
+                    text.push_str(&crate::adaptive_text::note_text(
+                        note,
+                        finder.adaptive_setup.as_ref(),
+                    ));
                 }
                 text.push_str(&render::explanation_text(
                     policy.digest(),

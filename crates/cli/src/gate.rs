@@ -99,6 +99,20 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *sequence,
             Finding::new(Reason::PolicyMissing, error.to_string()),
         ),
+        VerifyError::Adaptive { sequence, kind, .. } => {
+            use calybris::gate::adaptive::AdaptiveMismatch;
+            let reason = match kind {
+                AdaptiveMismatch::Setup => Reason::AdaptiveSetupInvalid,
+                AdaptiveMismatch::State => Reason::AdaptiveStateMismatch,
+                AdaptiveMismatch::Regime => Reason::AdaptiveRegimeMismatch,
+                AdaptiveMismatch::Draw => Reason::AdaptiveDrawMismatch,
+                AdaptiveMismatch::Floor => Reason::AdaptiveFloorMismatch,
+                AdaptiveMismatch::Propensity => Reason::AdaptivePropensityMismatch,
+                AdaptiveMismatch::Input => Reason::AdaptiveInputMismatch,
+                _ => Reason::AdaptiveUnsupported,
+            };
+            located(*sequence, Finding::new(reason, error.to_string()))
+        }
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }
 }
@@ -129,6 +143,8 @@ fn summary(report: &GateReport) -> GateSummary {
             outcomes: c.outcomes,
             snapshots: c.snapshots,
             budget_changes: c.budget_changes,
+            adaptive_decisions: c.adaptive_decisions,
+            engine_snapshots: c.engine_snapshots,
         },
         tenants: report
             .tenants
