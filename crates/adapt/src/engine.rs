@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::LearnError;
-use crate::prf::{DIGEST_LEN, Prf, PrfKey, Purpose};
+use crate::prf::{DIGEST_LEN, PrfKey, PrfKeyed, Purpose};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
     ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, epsilon_greedy_propensity,
@@ -73,7 +73,8 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    key: PrfKey,
+    /// The PRF key with its HMAC keyed once.
+    keyed: PrfKeyed,
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
@@ -129,7 +130,7 @@ impl Engine {
             .collect();
         let mut engine = Self {
             config,
-            key,
+            keyed: PrfKeyed::new(&key),
             regimes,
             posteriors,
             regime_digests: Vec::new(),
@@ -236,7 +237,7 @@ impl Engine {
         let floor_bps =
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
-        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
+        let prf = self.keyed.context(&self.digest, &request.input_digest);
         let draw = if exploring {
             let d = prf
                 .stream(Purpose::Exploration, 0)
@@ -289,7 +290,7 @@ impl Engine {
             return Ok(Propensity::ONE);
         }
         let posteriors = self.posteriors(decision.regime)?;
-        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
+        let prf = self.keyed.context(&self.digest, &request.input_digest);
         let policy = match self.config.policy {
             Policy::Thompson { redraws } => {
                 thompson_propensity(&prf, posteriors, decision.arm, redraws)?
