@@ -185,9 +185,18 @@ fn a_log_of_adaptive_decisions_re_derives_with_zero_divergences() {
     let seed = seed_from_env(0x11_ada9);
     let n = if cfg!(debug_assertions) { 20_000 } else { 1_000_000 };
     let tmp = TempDir::new("adaptive-replay");
+    let started = std::time::Instant::now();
     write(tmp.0.as_path(), seed, n, setup(10_000, 3, 10_000));
+    let written = started.elapsed();
+    let started = std::time::Instant::now();
     let report = verify_dir(tmp.0.as_path(), &VerifyOptions::default())
         .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+    let verified = started.elapsed();
+    // Figures for docs/BENCHMARKS.md (not asserted: the machine is shared).
+    eprintln!(
+        "{n} adaptive decisions: written in {written:?}, verified in {verified:?} ({:.0} decisions/s)",
+        n as f64 / verified.as_secs_f64()
+    );
     assert_eq!(report.counts.decisions, n, "seed {seed:#x}");
     assert_eq!(report.counts.adaptive_decisions, n, "seed {seed:#x}");
     // About 0.9·n updates: one snapshot per 10,000.
