@@ -22,6 +22,10 @@ pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
 /// The domain-separation prefix of one regime's digest (24 ASCII bytes).
 pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
 
+/// The domain-separation prefix of one step of the state digest chain (29 ASCII
+/// bytes).
+pub const ENGINE_STEP_TAG: &[u8; 29] = b"calybris/adapt/engine-step/v1";
+
 /// The engine's configuration: fixed for its lifetime (a verifier gets it with the
 /// snapshot).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,8 +82,8 @@ pub struct Engine {
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
-    /// The digest of each regime's bytes, so an update rehashes one regime only.
-    regime_digests: Vec<[u8; DIGEST_LEN]>,
+    /// The state digest: the layout digest of the initial state, then chained
+    /// through every applied update (two SHA-256 compressions per update).
     digest: [u8; DIGEST_LEN],
 }
 
@@ -133,13 +137,9 @@ impl Engine {
             keyed: PrfKeyed::new(&key),
             regimes,
             posteriors,
-            regime_digests: Vec::new(),
             digest: [0; DIGEST_LEN],
         };
-        engine.regime_digests = (0..engine.regimes.len())
-            .map(|r| engine.regime_digest(r))
-            .collect();
-        engine.digest = engine.compute_digest();
+        engine.digest = engine.layout_digest();
         Ok(engine)
     }
 
@@ -176,10 +176,30 @@ impl Engine {
         Ok(&self.posteriors[regime as usize * a..(regime as usize + 1) * a])
     }
 
-    /// The SHA-256 digest of the state's canonical byte layout (`docs/ADAPT.md`).
+    /// The state digest every decision's PRF is keyed with: the
+    /// [`layout_digest`](Self::layout_digest) of the initial state, then
+    /// `SHA-256(ENGINE_STEP_TAG ‖ previous ‖ regime ‖ arm ‖ success ‖ features)` after
+    /// each applied update (`docs/ADAPT.md` section 5). The state is a function of the
+    /// configuration and the updates, so this digest commits to the state; an update
+    /// costs two SHA-256 compressions instead of rehashing the state.
     #[must_use]
     pub const fn state_digest(&self) -> [u8; DIGEST_LEN] {
         self.digest
+    }
+
+    /// The SHA-256 digest of the state's canonical byte layout (`docs/ADAPT.md`
+    /// section 5), recomputed from every field: for snapshots and checks, not per step.
+    #[must_use]
+    pub fn layout_digest(&self) -> [u8; DIGEST_LEN] {
+        let mut h = Sha256::new();
+        h.update(ENGINE_STATE_TAG);
+        h.update(u32_of(self.regimes.len()).to_be_bytes());
+        h.update(u32_of(self.config.regimes.features).to_be_bytes());
+        h.update(u32_of(self.arms()).to_be_bytes());
+        for r in 0..self.regimes.len() {
+            h.update(self.regime_digest(r));
+        }
+        h.finalize().into()
     }
 
     /// `SHA-256(REGIME_STATE_TAG ‖ r ‖ floor ‖ Welford states ‖ posteriors)`.
@@ -196,20 +216,6 @@ impl Engine {
         for p in &self.posteriors[r * arms..(r + 1) * arms] {
             h.update(p.alpha().to_be_bytes());
             h.update(p.beta().to_be_bytes());
-        }
-        h.finalize().into()
-    }
-
-    /// `SHA-256(ENGINE_STATE_TAG ‖ regimes ‖ features ‖ arms ‖ regime digests)`.
-    fn compute_digest(&self) -> [u8; DIGEST_LEN] {
-        debug_assert_eq!(self.regime_digests.len(), self.regimes.len());
-        let mut h = Sha256::new();
-        h.update(ENGINE_STATE_TAG);
-        h.update(u32_of(self.regimes.len()).to_be_bytes());
-        h.update(u32_of(self.config.regimes.features).to_be_bytes());
-        h.update(u32_of(self.arms()).to_be_bytes());
-        for d in &self.regime_digests {
-            h.update(d);
         }
         h.finalize().into()
     }
@@ -333,15 +339,17 @@ impl Engine {
             self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
         self.regimes.observe(decision.regime, features, success)?;
         self.posteriors[index] = posterior;
-        self.regime_digests[decision.regime as usize] =
-            self.regime_digest(decision.regime as usize);
-        self.digest = self.compute_digest();
-        debug_assert!(
-            self.regime_digests
-                .iter()
-                .enumerate()
-                .all(|(r, d)| *d == self.regime_digest(r))
-        );
+        let mut h = Sha256::new();
+        h.update(ENGINE_STEP_TAG);
+        h.update(self.digest);
+        h.update(decision.regime.to_be_bytes());
+        h.update(decision.arm.to_be_bytes());
+        h.update([u8::from(success)]);
+        h.update(u32_of(features.len()).to_be_bytes());
+        for x in features {
+            h.update(x.to_be_bytes());
+        }
+        self.digest = h.finalize().into();
         Ok(())
     }
 }
@@ -389,6 +397,8 @@ mod tests {
                 static_arm: 1,
             })
             .unwrap();
+        let initial = e.layout_digest();
+        assert_eq!(e.state_digest(), initial);
         e.update(&d, &[-5], false).unwrap();
         // By hand: regime 0, floor 7200 + 20, Welford (1, -5, 0), arms (3, 4), (1, 2).
         let mut regime = Vec::new();
@@ -409,6 +419,19 @@ mod tests {
         }
         top.extend_from_slice(&Sha256::digest(&regime));
         let expected: [u8; 32] = Sha256::digest(&top).into();
-        assert_eq!(e.state_digest(), expected);
+        assert_eq!(e.layout_digest(), expected);
+        // The chain: tag, the initial layout digest, regime 0, arm 1, failure, one
+        // feature -5.
+        let mut step = Vec::new();
+        step.extend_from_slice(b"calybris/adapt/engine-step/v1");
+        step.extend_from_slice(&initial);
+        step.extend_from_slice(&0u32.to_be_bytes());
+        step.extend_from_slice(&1u32.to_be_bytes());
+        step.push(0);
+        step.extend_from_slice(&1u32.to_be_bytes());
+        step.extend_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(step.len(), 29 + 32 + 4 + 4 + 1 + 4 + 4);
+        let chained: [u8; 32] = Sha256::digest(&step).into();
+        assert_eq!(e.state_digest(), chained);
     }
 }

@@ -159,8 +159,12 @@ pub struct EngineSnapshot {
     pub refused_updates: u64,
     /// Adaptive decisions still waiting for their outcome.
     pub pending: u64,
-    /// The engine state digest after those updates.
+    /// The engine state digest after those updates (the chained digest the next
+    /// decision's PRF is keyed with, `docs/ADAPT.md` section 5).
     pub state_digest: Digest,
+    /// The digest of the state's canonical byte layout (every regime's floor,
+    /// statistics and posteriors), recomputed from the fields.
+    pub layout_digest: Digest,
 }
 
 impl AdaptiveSetup {

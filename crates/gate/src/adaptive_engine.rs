@@ -239,6 +239,7 @@ impl AdaptiveState {
             refused_updates: self.refused,
             pending: self.pending.len() as u64,
             state_digest: Digest(self.engine.state_digest()),
+            layout_digest: Digest(self.engine.layout_digest()),
         }
     }
 }

@@ -202,6 +202,7 @@ fn records() -> Vec<GateRecord> {
             refused_updates: 1,
             pending: 3,
             state_digest: calybris_digest::Digest([0x44; 32]),
+            layout_digest: calybris_digest::Digest([0x66; 32]),
         }),
         GateRecord::AdaptiveSetup(AdaptiveSetup {
             format_version: 1,
