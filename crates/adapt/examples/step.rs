@@ -35,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         arms += u64::from(d.arm);
         engine.update(&d, &features, i % 3 != 0)?;
     }
-    println!("{n} steps, arm sum {arms}, digest {:02x?}", &engine.state_digest()[..4]);
+    println!(
+        "{n} steps, arm sum {arms}, digest {:02x?}",
+        &engine.state_digest()[..4]
+    );
     Ok(())
 }

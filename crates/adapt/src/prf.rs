@@ -112,11 +112,7 @@ impl PrfKeyed {
 
     /// The PRF of one decision context (see [`Prf::new`]).
     #[must_use]
-    pub fn context(
-        &self,
-        state_digest: &[u8; DIGEST_LEN],
-        input_digest: &[u8; DIGEST_LEN],
-    ) -> Prf {
+    pub fn context(&self, state_digest: &[u8; DIGEST_LEN], input_digest: &[u8; DIGEST_LEN]) -> Prf {
         let mut mac = self.mac.clone();
         mac.update(PRF_DOMAIN_TAG);
         mac.update(state_digest);
@@ -349,9 +345,22 @@ mod tests {
         }
         let out = chacha_block_rounds(&key, 1, &[0x0900_0000, 0x4a00_0000, 0], 20);
         let expected = [
-            0xe4e7_f110, 0x1559_3bd1, 0x1fdd_0f50, 0xc471_20a3, 0xc7f4_d1c7, 0x0368_c033,
-            0x9aaa_2204, 0x4e6c_d4c3, 0x4664_82d2, 0x09aa_9f07, 0x05d7_c214, 0xa202_8bd9,
-            0xd19c_12b5, 0xb94e_16de, 0xe883_d0cb, 0x4e3c_50a2,
+            0xe4e7_f110,
+            0x1559_3bd1,
+            0x1fdd_0f50,
+            0xc471_20a3,
+            0xc7f4_d1c7,
+            0x0368_c033,
+            0x9aaa_2204,
+            0x4e6c_d4c3,
+            0x4664_82d2,
+            0x09aa_9f07,
+            0x05d7_c214,
+            0xa202_8bd9,
+            0xd19c_12b5,
+            0xb94e_16de,
+            0xe883_d0cb,
+            0x4e3c_50a2,
         ];
         assert_eq!(out, expected);
     }
@@ -378,7 +387,10 @@ mod tests {
             let _ = s.next_u64();
         }
         let block1 = chacha_block_rounds(&key, 1, &[3, 5, 0], 12);
-        assert_eq!(s.next_u64(), u64::from(block1[0]) | (u64::from(block1[1]) << 32));
+        assert_eq!(
+            s.next_u64(),
+            u64::from(block1[0]) | (u64::from(block1[1]) << 32)
+        );
         // The pre-keyed HMAC gives the same seed.
         let keyed = PrfKeyed::new(&PrfKey::from_bytes([9; 32])).context(&[1; 32], &[2; 32]);
         assert_eq!(keyed, prf());

@@ -18,7 +18,10 @@ pub fn note_text(note: &AdaptiveNote, setup: Option<&AdaptiveSetup>) -> String {
     let mut text = String::from("adaptive engine:\n");
     let regime_label = setup
         .and_then(|s| s.regimes.get(note.regime as usize))
-        .map_or_else(|| format!("regime {}", note.regime), |r| format!("regime {} ({:?})", note.regime, r.label));
+        .map_or_else(
+            || format!("regime {}", note.regime),
+            |r| format!("regime {} ({:?})", note.regime, r.label),
+        );
     let how = match &note.label {
         Some(label)
             if setup.is_some_and(|s| {

@@ -114,14 +114,19 @@ fn an_adaptive_log_verifies_and_show_explains_the_suggestion() {
     let run = calybris(&["verify", s(&dir), "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let report = run.json();
-    assert_eq!(report["gate"]["counts"]["adaptive_decisions"], 60, "{report}");
+    assert_eq!(
+        report["gate"]["counts"]["adaptive_decisions"], 60,
+        "{report}"
+    );
     assert_eq!(report["gate"]["counts"]["engine_snapshots"], 6, "{report}");
     let log = records(&dir);
     let (at, note) = log
         .iter()
         .enumerate()
         .find_map(|(i, r)| match r {
-            GateRecord::Decision(d) if d.adaptive.as_ref().is_some_and(|n| n.client_floor_overrode) => {
+            GateRecord::Decision(d)
+                if d.adaptive.as_ref().is_some_and(|n| n.client_floor_overrode) =>
+            {
                 Some((i, d.adaptive.clone().expect("note")))
             }
             _ => None,
@@ -132,7 +137,10 @@ fn an_adaptive_log_verifies_and_show_explains_the_suggestion() {
     let text = &shown.stdout;
     assert!(text.contains("adaptive engine:"), "{text}");
     assert!(text.contains(&format!("regime {}", note.regime)), "{text}");
-    assert!(text.contains("the client's floor 0.90 is higher and wins"), "{text}");
+    assert!(
+        text.contains("the client's floor 0.90 is higher and wins"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "propensity {}/{}",
@@ -147,7 +155,12 @@ fn an_adaptive_log_verifies_and_show_explains_the_suggestion() {
         .position(|r| matches!(r, GateRecord::AdaptiveSetup(_)))
         .expect("a setup record");
     let shown = calybris(&["show", s(&dir), "--seq", &setup_at.to_string()]);
-    assert!(shown.stdout.contains("2 regimes, 1 features, 3 tiers (static tier 2)"), "{shown:?}");
+    assert!(
+        shown
+            .stdout
+            .contains("2 regimes, 1 features, 3 tiers (static tier 2)"),
+        "{shown:?}"
+    );
     let snapshot_at = log
         .iter()
         .position(|r| matches!(r, GateRecord::EngineSnapshot(_)))

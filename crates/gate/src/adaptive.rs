@@ -236,14 +236,17 @@ fn unsupported(sequence: u64) -> crate::VerifyError {
     crate::VerifyError::Adaptive {
         sequence,
         kind: AdaptiveMismatch::Unsupported,
-        detail: "this build of the verifier has no adaptive engine (feature `adaptive`)"
-            .to_owned(),
+        detail: "this build of the verifier has no adaptive engine (feature `adaptive`)".to_owned(),
     }
 }
 
 #[cfg(not(feature = "adaptive"))]
 impl Verifier {
-    pub(crate) fn setup(&mut self, sequence: u64, _: &AdaptiveSetup) -> Result<(), crate::VerifyError> {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        _: &AdaptiveSetup,
+    ) -> Result<(), crate::VerifyError> {
         Err(unsupported(sequence))
     }
 
@@ -275,7 +278,11 @@ impl Verifier {
 
 #[cfg(feature = "adaptive")]
 impl Verifier {
-    pub(crate) fn setup(&mut self, sequence: u64, setup: &AdaptiveSetup) -> Result<(), crate::VerifyError> {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        setup: &AdaptiveSetup,
+    ) -> Result<(), crate::VerifyError> {
         self.replay.setup(sequence, setup)
     }
 

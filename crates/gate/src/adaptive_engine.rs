@@ -13,12 +13,12 @@ use calybris_adapt::thompson::{Policy, Posterior};
 use calybris_digest::{Digest, input_digest};
 use calybris_kernel::KernelInput;
 
+use crate::adaptive::AdaptiveMismatch;
 use crate::adaptive::{
     ADAPTIVE_FORMAT_VERSION, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot,
     MAX_ADAPTIVE_PENDING,
 };
 use crate::record::{GateDecision, OutcomeRecord};
-use crate::adaptive::AdaptiveMismatch;
 use crate::verify::VerifyError;
 
 /// What a caller tells the engine about a request besides its kernel input.
@@ -149,7 +149,8 @@ impl AdaptiveState {
         input: &KernelInput,
         request: AdaptiveRequest<'_>,
     ) -> Result<Step, LearnError> {
-        let client = (input.minimum_quality_bps > 0).then_some(u32::from(input.minimum_quality_bps));
+        let client =
+            (input.minimum_quality_bps > 0).then_some(u32::from(input.minimum_quality_bps));
         let engine_request = Request {
             input_digest: input_digest(input).0,
             label: request.label,
@@ -216,7 +217,11 @@ impl AdaptiveState {
     /// The first outcome of the adaptive decision at `decision_sequence` was logged:
     /// the engine learns from it (an outcome of another decision, or a second one,
     /// changes nothing). Returns the snapshot to log, when one is due.
-    pub(crate) fn learn(&mut self, decision_sequence: u64, success: bool) -> Option<EngineSnapshot> {
+    pub(crate) fn learn(
+        &mut self,
+        decision_sequence: u64,
+        success: bool,
+    ) -> Option<EngineSnapshot> {
         let pending = self.pending.remove(&decision_sequence)?;
         match self
             .engine
@@ -263,7 +268,11 @@ fn mismatch(sequence: u64, kind: AdaptiveMismatch, detail: String) -> VerifyErro
 }
 
 impl AdaptiveReplay {
-    pub(crate) fn setup(&mut self, sequence: u64, setup: &AdaptiveSetup) -> Result<(), VerifyError> {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        setup: &AdaptiveSetup,
+    ) -> Result<(), VerifyError> {
         if self.state.is_some() {
             return Err(mismatch(
                 sequence,
@@ -277,7 +286,11 @@ impl AdaptiveReplay {
         Ok(())
     }
 
-    pub(crate) fn decision(&mut self, sequence: u64, record: &GateDecision) -> Result<(), VerifyError> {
+    pub(crate) fn decision(
+        &mut self,
+        sequence: u64,
+        record: &GateDecision,
+    ) -> Result<(), VerifyError> {
         let Some(note) = &record.adaptive else {
             return Ok(());
         };
@@ -311,16 +324,16 @@ impl AdaptiveReplay {
         // put back.
         let mut caller = record.audit.input;
         caller.requested_model_id = note.requested_model_id;
-        caller.minimum_quality_bps = note
-            .client_floor_bps
-            .map_or(Ok(0), u16::try_from)
-            .map_err(|_| {
-                mismatch(
-                    sequence,
-                    AdaptiveMismatch::Floor,
-                    "the client floor is above 10,000".to_owned(),
-                )
-            })?;
+        caller.minimum_quality_bps =
+            note.client_floor_bps
+                .map_or(Ok(0), u16::try_from)
+                .map_err(|_| {
+                    mismatch(
+                        sequence,
+                        AdaptiveMismatch::Floor,
+                        "the client floor is above 10,000".to_owned(),
+                    )
+                })?;
         let request = AdaptiveRequest {
             label: note.label.as_deref(),
             features: &note.features,

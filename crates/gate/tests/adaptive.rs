@@ -48,7 +48,16 @@ fn policy() -> SealedPolicy {
 }
 
 fn setup(exploration_bps: u32, redraws: u32, snapshot_every_updates: u64) -> AdaptiveSetup {
-    let domains = [(1, 0), (2, 0), (3, 0), (4, 0), (5, 5_500), (5, 5_500), (5, 5_500), (5, 5_500)];
+    let domains = [
+        (1, 0),
+        (2, 0),
+        (3, 0),
+        (4, 0),
+        (5, 5_500),
+        (5, 5_500),
+        (5, 5_500),
+        (5, 5_500),
+    ];
     AdaptiveSetup {
         format_version: 1,
         regimes: LABELS
@@ -83,7 +92,10 @@ fn setup(exploration_bps: u32, redraws: u32, snapshot_every_updates: u64) -> Ada
 
 /// One seeded request: its kernel input, label and features.
 fn request(rng: &mut SplitMix64, sequence: u64) -> (KernelInput, Option<&'static str>, [i32; 4]) {
-    let mut input = common::request(sequence, 1 + u32::try_from(rng.below(u64::from(TIERS))).unwrap());
+    let mut input = common::request(
+        sequence,
+        1 + u32::try_from(rng.below(u64::from(TIERS))).unwrap(),
+    );
     // A client floor on a quarter of the requests.
     if rng.percent(25) {
         input.minimum_quality_bps = u16::try_from(rng.between(5_000, 9_700)).unwrap();
@@ -183,7 +195,11 @@ fn rewrite(dir: &std::path::Path, records: &[GateRecord]) {
 #[test]
 fn a_log_of_adaptive_decisions_re_derives_with_zero_divergences() {
     let seed = seed_from_env(0x11_ada9);
-    let n = if cfg!(debug_assertions) { 20_000 } else { 1_000_000 };
+    let n = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        1_000_000
+    };
     let tmp = TempDir::new("adaptive-replay");
     let started = std::time::Instant::now();
     write(tmp.0.as_path(), seed, n, setup(10_000, 3, 10_000));
@@ -213,7 +229,8 @@ fn a_flipped_outcome_fails_at_the_first_decision_it_changes() {
     let tmp = TempDir::new("adaptive-flip");
     let source = tmp.0.as_path().join("source");
     write(&source, seed, 600, setup(10_000, 3, 0));
-    verify_dir(&source, &VerifyOptions::default()).unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+    verify_dir(&source, &VerifyOptions::default())
+        .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
     let mut log = records(&source);
     // The outcome of the 200th outcome record, flipped.
     let (flipped, _) = log
@@ -288,7 +305,10 @@ fn the_learner_never_loosens_a_gate_and_the_client_floor_wins() {
         assert!(logged.minimum_quality_bps >= caller.minimum_quality_bps);
         // The client floor always wins.
         if caller.minimum_quality_bps > 0 {
-            assert_eq!(note.client_floor_bps, Some(u32::from(caller.minimum_quality_bps)));
+            assert_eq!(
+                note.client_floor_bps,
+                Some(u32::from(caller.minimum_quality_bps))
+            );
             assert!(note.floor_bps >= u32::from(caller.minimum_quality_bps));
             if u32::from(caller.minimum_quality_bps) > note.floor_suggested_bps {
                 assert!(note.client_floor_overrode);
@@ -303,13 +323,19 @@ fn the_learner_never_loosens_a_gate_and_the_client_floor_wins() {
                 .iter()
                 .find(|m| m.model_id == d.audit.decision.selected_model_id)
                 .expect("a policy model");
-            assert!(m.quality_bps >= caller.minimum_quality_bps, "seed {seed:#x}");
+            assert!(
+                m.quality_bps >= caller.minimum_quality_bps,
+                "seed {seed:#x}"
+            );
             assert!((1u64 << m.provider_id) & caller.allowed_provider_mask != 0);
         }
         decisions += 1;
     }
     assert_eq!(decisions, 3_000);
-    assert!(overridden > 0, "seed {seed:#x}: no client floor above the engine's");
+    assert!(
+        overridden > 0,
+        "seed {seed:#x}: no client floor above the engine's"
+    );
 }
 
 #[test]
@@ -326,11 +352,18 @@ fn with_exploration_off_the_decisions_are_the_static_policys() {
         };
         let note = d.adaptive.expect("adaptive");
         assert_eq!((note.tier, note.explored, note.draw), (0, false, None));
-        assert_eq!((note.propensity_numerator, note.propensity_denominator), (1, 1));
+        assert_eq!(
+            (note.propensity_numerator, note.propensity_denominator),
+            (1, 1)
+        );
         // The static policy: the warm-start floor of the regime, raised to the client's.
         assert_eq!(note.floor_suggested_bps, warm[note.regime as usize]);
         let client = note.client_floor_bps.unwrap_or(0);
-        assert_eq!(note.floor_bps, client.max(note.floor_suggested_bps), "seed {seed:#x}");
+        assert_eq!(
+            note.floor_bps,
+            client.max(note.floor_suggested_bps),
+            "seed {seed:#x}"
+        );
         assert_eq!(d.audit.input.requested_model_id, 1);
         assert_eq!(u32::from(d.audit.input.minimum_quality_bps), note.floor_bps);
     }
@@ -342,9 +375,13 @@ fn an_adaptive_gate_refuses_what_it_cannot_do() {
     let mut bad = setup(10_000, 3, 0);
     bad.static_tier = TIERS;
     let refused = Gate::open(GateConfig::new(tmp.0.as_path().join("bad"), policy()).adaptive(bad));
-    assert!(matches!(refused, Err(calybris_gate::GateError::AdaptiveSetup(_))));
-    let plain = Gate::open(GateConfig::new(tmp.0.as_path().join("plain"), policy()).tenant("acme", 10))
-        .expect("open");
+    assert!(matches!(
+        refused,
+        Err(calybris_gate::GateError::AdaptiveSetup(_))
+    ));
+    let plain =
+        Gate::open(GateConfig::new(tmp.0.as_path().join("plain"), policy()).tenant("acme", 10))
+            .expect("open");
     let features = [0; 4];
     let request = AdaptiveRequest {
         label: None,
@@ -363,7 +400,10 @@ fn an_adaptive_gate_refuses_what_it_cannot_do() {
     let dir = tmp.0.as_path().join("reopen");
     write(&dir, 1, 5, setup(10_000, 3, 0));
     let reopened = Gate::open(GateConfig::new(&dir, policy()).adaptive(setup(10_000, 3, 0)));
-    assert!(matches!(reopened, Err(calybris_gate::GateError::AdaptiveReopen { .. })));
+    assert!(matches!(
+        reopened,
+        Err(calybris_gate::GateError::AdaptiveReopen { .. })
+    ));
     // A wrong feature count is a typed error and logs nothing.
     let gate = Gate::open(
         GateConfig::new(tmp.0.as_path().join("features"), policy())

@@ -273,7 +273,10 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
     // header, policy, tenant, top-up, limits, decision x2, settlement x2, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, engine snapshot, adaptive
     // setup (final codes 18 and 19 once codes 13..=17 are merged before them)
-    assert_eq!(codes, [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+    assert_eq!(
+        codes,
+        [2, 0, 3, 4, 5, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+    );
 }
 
 #[test]
