@@ -609,10 +609,10 @@ impl Visitor for Finder {
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
             }
-            GateRecord::AdaptiveSetup(setup) if sequence != self.sequence => {
-                if self.found.is_none() {
-                    self.adaptive_setup = Some(setup.clone());
-                }
+            GateRecord::AdaptiveSetup(setup)
+                if sequence != self.sequence && self.found.is_none() =>
+            {
+                self.adaptive_setup = Some(setup.clone());
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
