@@ -5,8 +5,8 @@
 //! request, so that an auditor can re-derive every suggestion, draw and propensity
 //! from the log and a state snapshot alone (definitions in `docs/ADAPT.md`):
 //! - [`prf`]: the keyed PRF (HMAC-SHA-256 seed over the engine-state digest and the
-//!   input digest, then ChaCha12 blocks keyed by it): unbiased uniform integers, exact uniform
-//!   fractions; no clock, no OS randomness.
+//!   input digest, then ChaCha12 blocks keyed by it): unbiased uniform integers, exact
+//!   uniform fractions; no clock, no OS randomness.
 //! - [`beta`]: Beta draws bit-identical on every platform (Marsaglia–Tsang Gamma
 //!   pairs, polar normals, our own logarithm; only correctly rounded `+ − × ÷ sqrt`).
 //! - [`thompson`]: Thompson selection over Beta posteriors with the exact propensity
