@@ -412,6 +412,31 @@ impl AdaptiveReplay {
         Ok(())
     }
 
+    /// Feeds one record of a log being reopened (the same checks as the verifier's).
+    pub(crate) fn visit(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::GateRecord,
+    ) -> Result<(), crate::GateError> {
+        use crate::record::GateRecord;
+        let checked = match record {
+            GateRecord::AdaptiveSetup(setup) => self.setup(sequence, setup),
+            GateRecord::Decision(decision) => self.decision(sequence, decision),
+            GateRecord::Outcome(outcome) => {
+                self.outcome(outcome);
+                Ok(())
+            }
+            GateRecord::EngineSnapshot(snapshot) => self.snapshot(sequence, snapshot),
+            _ => Ok(()),
+        };
+        checked.map_err(|e| crate::GateError::AdaptiveReplay(Box::new(e)))
+    }
+
+    /// The replayed engine, if the log held a setup.
+    pub(crate) fn into_state(self) -> Option<AdaptiveState> {
+        self.state
+    }
+
     pub(crate) fn outcome(&mut self, record: &OutcomeRecord) {
         if let Some(state) = self.state.as_mut() {
             // Whether a snapshot is due is the writer's business; the verifier checks

@@ -137,11 +137,18 @@ pub enum GateError {
         /// The bound, [`MAX_ADAPTIVE_PENDING`](crate::adaptive::MAX_ADAPTIVE_PENDING).
         pending: usize,
     },
-    /// An adaptive gate was opened on a log that already holds records: rebuilding
-    /// the engine's state at reopen is not implemented.
-    #[error("an adaptive gate starts a fresh log; this one holds {records} records")]
+    /// An adaptive gate was opened on a retained log (one that starts after record 0):
+    /// the engine replays from its setup record, which retention has cut.
+    #[error("an adaptive gate cannot reopen a retained log (it starts at record {records})")]
     AdaptiveReopen {
-        /// The records the log holds.
+        /// The first record the log holds.
         records: u64,
     },
+    /// The log's adaptive setup is not the configured one; nothing was logged.
+    #[error("the log's adaptive setup differs from the configured one")]
+    AdaptiveSetupChanged,
+    /// Replaying the log's adaptive records at reopen failed (as the verifier would).
+    #[cfg(feature = "adaptive")]
+    #[error("{0}")]
+    AdaptiveReplay(Box<crate::VerifyError>),
 }

@@ -114,9 +114,13 @@ impl GateConfig {
     }
 
     /// Runs the adaptive engine configured by `setup` (feature `adaptive`): logged in
-    /// a [`GateRecord::AdaptiveSetup`] record at open, then consulted by
+    /// a [`GateRecord::AdaptiveSetup`] record at open (unless the log holds it: then
+    /// the engine is replayed from the log, every step checked), then consulted by
     /// [`Gate::decide_adaptive`] and taught by [`Gate::record_outcome`].
-    /// [`Gate::open`] refuses a setup the engine refuses ([`GateError::AdaptiveSetup`]).
+    /// [`Gate::open`] refuses a setup the engine refuses ([`GateError::AdaptiveSetup`]),
+    /// one that is not the log's ([`GateError::AdaptiveSetupChanged`]), a log whose
+    /// adaptive steps do not replay ([`GateError::AdaptiveReplay`]) and a retained log
+    /// ([`GateError::AdaptiveReopen`]).
     #[cfg(feature = "adaptive")]
     #[must_use]
     pub fn adaptive(mut self, setup: crate::adaptive::AdaptiveSetup) -> Self {
@@ -465,6 +469,10 @@ impl Gate {
         // refused before anything is read), then verifies the log once, folding each
         // verified record into the books as it goes; a torn tail is cut, not folded.
         let mut fold = Fold::default();
+        #[cfg(feature = "adaptive")]
+        if adaptive.is_some() {
+            fold.adaptive = Some(crate::adaptive_engine::AdaptiveReplay::default());
+        }
         let wal = DurableWal::<GateRecord, D>::open_in_visiting(dir, wal_config, |frame| {
             fold.visit(frame)
         })?;
@@ -480,11 +488,21 @@ impl Gate {
         }
         fold.fold_unfolded()?;
         let log_recovery = wal.recovery().clone();
+        #[cfg(feature = "adaptive")]
+        if let Some(first) = fold.first_sequence
+            && first > 0
+            && fold.adaptive.is_some()
+        {
+            // The engine replays from its setup record, which a retained log has cut.
+            return Err(GateError::AdaptiveReopen { records: first });
+        }
         let Fold {
             books,
             last_policy,
             last_names,
             folded: replayed,
+            #[cfg(feature = "adaptive")]
+                adaptive: fold_adaptive,
             ..
         } = fold;
         let config_digest = *config.policy.digest();
@@ -585,12 +603,18 @@ impl Gate {
         }
         #[cfg(feature = "adaptive")]
         if let Some(state) = adaptive {
-            // The engine's state is a function of the log from its setup on; rebuilding
-            // it at reopen is not implemented, so an adaptive gate starts a fresh log.
-            if records > 0 {
-                return Err(GateError::AdaptiveReopen { records });
-            }
-            let _setup = gate.append(&GateRecord::AdaptiveSetup(state.setup().clone()))?;
+            // The engine's state is a function of the log from its setup on: at reopen,
+            // the fold replayed it (and checked every step, as the verifier does).
+            let replayed =
+                fold_adaptive.and_then(crate::adaptive_engine::AdaptiveReplay::into_state);
+            let state = match replayed {
+                Some(replayed) if replayed.setup() == state.setup() => replayed,
+                Some(_) => return Err(GateError::AdaptiveSetupChanged),
+                None => {
+                    let _setup = gate.append(&GateRecord::AdaptiveSetup(state.setup().clone()))?;
+                    state
+                }
+            };
             if let Some(inner) = Arc::get_mut(&mut gate.inner) {
                 inner.adaptive = Some(Mutex::new(state));
             }
@@ -1640,6 +1664,9 @@ struct Fold {
     unfolded: Vec<u8>,
     /// (sequence, offset in its segment, end in `unfolded`) of each of them.
     unfolded_frames: Vec<(u64, u64, usize)>,
+    /// The adaptive engine replayed from the log (an adaptive gate's reopen).
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<crate::adaptive_engine::AdaptiveReplay>,
 }
 
 fn decode_gate_record(
@@ -1664,6 +1691,11 @@ impl Fold {
             self.started = sequence == 0;
         }
         let books_error = |error| GateError::Books { sequence, error };
+        #[cfg(feature = "adaptive")]
+        if let Some(replay) = self.adaptive.as_mut() {
+            let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;
+            replay.visit(sequence, &record)?;
+        }
         match frame.payload.first() {
             Some(&SNAPSHOT_CODE) => {
                 let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;

@@ -396,13 +396,24 @@ fn an_adaptive_gate_refuses_what_it_cannot_do() {
         Err(calybris_gate::GateError::AdaptiveNotConfigured)
     ));
     plain.close().expect("close");
-    // A reopened log is refused (rebuilding the engine at reopen is not implemented).
-    let dir = tmp.0.as_path().join("reopen");
-    write(&dir, 1, 5, setup(10_000, 3, 0));
-    let reopened = Gate::open(GateConfig::new(&dir, policy()).adaptive(setup(10_000, 3, 0)));
+    // A reopened log replays the engine from the log and goes on; the whole log
+    // then verifies, every adaptive decision before and after the reopen.
+    let dir = tmp.0.join("reopen");
+    write(&dir, 1, 300, setup(10_000, 3, 50));
+    write(&dir, 2, 300, setup(10_000, 3, 50));
+    let report = verify_dir(&dir, &VerifyOptions::default()).expect("verifies");
+    assert_eq!(report.counts.adaptive_decisions, 600);
+    assert!(report.counts.engine_snapshots >= 8, "{:?}", report.counts);
+    let setups = records(&dir)
+        .iter()
+        .filter(|r| matches!(r, GateRecord::AdaptiveSetup(_)))
+        .count();
+    assert_eq!(setups, 1, "the reopen does not write a second setup");
+    // Another setup on the same log is refused.
+    let changed = Gate::open(GateConfig::new(&dir, policy()).adaptive(setup(5_000, 3, 50)));
     assert!(matches!(
-        reopened,
-        Err(calybris_gate::GateError::AdaptiveReopen { .. })
+        changed,
+        Err(calybris_gate::GateError::AdaptiveSetupChanged)
     ));
     // A wrong feature count is a typed error and logs nothing.
     let gate = Gate::open(
