@@ -103,7 +103,7 @@ fn main() -> ExitCode {
                  ci        every gate below, in order (what CI runs)\n\
                  fmt       cargo fmt --check\n\
                  clippy    clippy on all targets and features, warnings denied\n\
-                 test      workspace tests (all features), no_std crates without defaults, the gate race in release\n\
+                 test      workspace tests (all features), no_std crates without defaults, the gate race and the adaptive replay in release\n\
                  embedded  build the no_std crates for {EMBEDDED_TARGET}\n\
                  doc       cargo doc with warnings denied, then as docs.rs builds it (nightly)\n\
                  miri      the kernel and digest tests under Miri (nightly)\n\
@@ -368,6 +368,20 @@ fn test() -> Result {
     let mut c = cargo();
     c.args(["test", "--release", "-p", "calybris-gate", "--test", "race"]);
     c.env("CALYBRIS_RACE_PAIRS", "1000000");
+    run(c)?;
+    // The adaptive replay at full size: 10^6 adaptive decisions on 22 tiers written
+    // and re-derived by the verifier (the debug run above does 20,000).
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "calybris-gate",
+        "--features",
+        "adaptive",
+        "--test",
+        "adaptive",
+    ]);
     run(c)
 }
 

@@ -1,6 +1,7 @@
 //! The adaptive step for 22 arms: classify, draw (22 keyed Beta samples), update
-//! (posterior, Welford, floor, state digest), and its parts; the Thompson
-//! propensity's cost per re-draw; the epsilon-greedy baseline.
+//! (posterior, Welford, floor, state digest), and its parts (the PRF context, keyed
+//! once; 1,000 ChaCha12 words); the Thompson propensity's cost per re-draw; the
+//! epsilon-greedy baseline.
 //!
 //! Target (issue "The adaptive engine"): at most 200 ns added per decision.
 //! `cargo bench -p calybris-adapt --bench adapt`.
@@ -9,7 +10,7 @@
 #![allow(missing_docs)]
 
 use calybris_adapt::engine::{Engine, EngineConfig, Request};
-use calybris_adapt::prf::{Prf, PrfKey};
+use calybris_adapt::prf::{Prf, PrfKey, PrfKeyed, Purpose};
 use calybris_adapt::regime::RegimeConfig;
 use calybris_adapt::thompson::{Policy, Posterior, thompson_draw};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -100,6 +101,33 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("prf_context", |b| {
         b.iter(|| Prf::new(black_box(&PrfKey::from_bytes([7; 32])), &[1; 32], &[2; 32]));
+    });
+    let keyed = PrfKeyed::new(&PrfKey::from_bytes([7; 32]));
+    group.bench_function("prf_context_keyed_once", |b| {
+        b.iter(|| keyed.context(black_box(&[1; 32]), black_box(&[2; 32])));
+    });
+    group.bench_function("words_1000", |b| {
+        b.iter(|| {
+            let mut s = prf.stream(Purpose::External, black_box(0));
+            (0..1000).fold(0u64, |acc, _| acc ^ s.next_u64())
+        });
+    });
+    // The v1 stream's cost for the same 1,000 words: one 52-byte SHA-256 per 4 words.
+    group.bench_function("v1_sha256_words_1000", |b| {
+        use sha2::{Digest, Sha256};
+        b.iter(|| {
+            let mut acc = 0u64;
+            for block in 0..250u64 {
+                let mut h = Sha256::new();
+                h.update([1u8; 32]);
+                h.update(0xFFFF_FFFFu32.to_be_bytes());
+                h.update(black_box(0u64).to_be_bytes());
+                h.update(block.to_be_bytes());
+                let out: [u8; 32] = h.finalize().into();
+                acc ^= u64::from_be_bytes(out[..8].try_into().expect("8 bytes"));
+            }
+            acc
+        });
     });
     group.bench_function("update_with_digest", |b| {
         let d = thompson.decide(&request).expect("decide");

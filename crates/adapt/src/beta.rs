@@ -32,6 +32,18 @@ pub const GAMMA_ATTEMPTS_MAX: u32 = 64;
 /// `f^2 ≤ 0.0295` and the first omitted term is below 2^-60 relative.
 const LN_SERIES_TERMS: usize = 12;
 
+/// `1/(2k + 1)` for `k` in `0..LN_SERIES_TERMS`, each one correctly rounded binary64
+/// division (evaluated at compile time: the same bits as dividing at run time).
+const LN_SERIES_COEFFICIENTS: [f64; LN_SERIES_TERMS] = {
+    let mut c = [0.0; LN_SERIES_TERMS];
+    let mut k = 0;
+    while k < LN_SERIES_TERMS {
+        c[k] = 1.0 / ((2 * k + 1) as f64);
+        k += 1;
+    }
+    c
+};
+
 /// Marsaglia and Tsang's squeeze constant.
 const SQUEEZE: f64 = 0.0331;
 
@@ -81,7 +93,7 @@ pub fn ln(x: f64) -> f64 {
     let mut series = 0.0;
     for k in (0..LN_SERIES_TERMS).rev() {
         // 1/(2k + 1), correctly rounded; the loop order is fixed.
-        series = series * f2 + 1.0 / ((2 * k + 1) as f64);
+        series = series * f2 + LN_SERIES_COEFFICIENTS[k];
     }
     let ln_m = 2.0 * f * series;
     // |e| ≤ 1128, exact in binary64.

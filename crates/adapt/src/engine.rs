@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::LearnError;
-use crate::prf::{DIGEST_LEN, Prf, PrfKey, Purpose};
+use crate::prf::{DIGEST_LEN, PrfKey, PrfKeyed, Purpose};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
     ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, epsilon_greedy_propensity,
@@ -21,6 +21,10 @@ pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
 
 /// The domain-separation prefix of one regime's digest (24 ASCII bytes).
 pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
+
+/// The domain-separation prefix of one step of the state digest chain (29 ASCII
+/// bytes).
+pub const ENGINE_STEP_TAG: &[u8; 29] = b"calybris/adapt/engine-step/v1";
 
 /// The engine's configuration: fixed for its lifetime (a verifier gets it with the
 /// snapshot).
@@ -62,6 +66,9 @@ pub struct Decision {
     pub floor_bps: u32,
     /// Whether the exploration gate opened (the policy chose the arm).
     pub explored: bool,
+    /// The exploration gate's keyed draw, a uniform integer in `[0, 10,000)` (the gate
+    /// opens when it is below `exploration_bps`); `None` when exploration is off.
+    pub draw: Option<u32>,
     /// The digest of the state the decision saw.
     pub state_digest: [u8; DIGEST_LEN],
 }
@@ -70,12 +77,13 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    key: PrfKey,
+    /// The PRF key with its HMAC keyed once.
+    keyed: PrfKeyed,
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
-    /// The digest of each regime's bytes, so an update rehashes one regime only.
-    regime_digests: Vec<[u8; DIGEST_LEN]>,
+    /// The state digest: the layout digest of the initial state, then chained
+    /// through every applied update (two SHA-256 compressions per update).
     digest: [u8; DIGEST_LEN],
 }
 
@@ -126,16 +134,12 @@ impl Engine {
             .collect();
         let mut engine = Self {
             config,
-            key,
+            keyed: PrfKeyed::new(&key),
             regimes,
             posteriors,
-            regime_digests: Vec::new(),
             digest: [0; DIGEST_LEN],
         };
-        engine.regime_digests = (0..engine.regimes.len())
-            .map(|r| engine.regime_digest(r))
-            .collect();
-        engine.digest = engine.compute_digest();
+        engine.digest = engine.layout_digest();
         Ok(engine)
     }
 
@@ -172,10 +176,30 @@ impl Engine {
         Ok(&self.posteriors[regime as usize * a..(regime as usize + 1) * a])
     }
 
-    /// The SHA-256 digest of the state's canonical byte layout (`docs/ADAPT.md`).
+    /// The state digest every decision's PRF is keyed with: the
+    /// [`layout_digest`](Self::layout_digest) of the initial state, then
+    /// `SHA-256(ENGINE_STEP_TAG ‖ previous ‖ regime ‖ arm ‖ success ‖ features)` after
+    /// each applied update (`docs/ADAPT.md` section 5). The state is a function of the
+    /// configuration and the updates, so this digest commits to the state; an update
+    /// costs two SHA-256 compressions instead of rehashing the state.
     #[must_use]
     pub const fn state_digest(&self) -> [u8; DIGEST_LEN] {
         self.digest
+    }
+
+    /// The SHA-256 digest of the state's canonical byte layout (`docs/ADAPT.md`
+    /// section 5), recomputed from every field: for snapshots and checks, not per step.
+    #[must_use]
+    pub fn layout_digest(&self) -> [u8; DIGEST_LEN] {
+        let mut h = Sha256::new();
+        h.update(ENGINE_STATE_TAG);
+        h.update(u32_of(self.regimes.len()).to_be_bytes());
+        h.update(u32_of(self.config.regimes.features).to_be_bytes());
+        h.update(u32_of(self.arms()).to_be_bytes());
+        for r in 0..self.regimes.len() {
+            h.update(self.regime_digest(r));
+        }
+        h.finalize().into()
     }
 
     /// `SHA-256(REGIME_STATE_TAG ‖ r ‖ floor ‖ Welford states ‖ posteriors)`.
@@ -192,20 +216,6 @@ impl Engine {
         for p in &self.posteriors[r * arms..(r + 1) * arms] {
             h.update(p.alpha().to_be_bytes());
             h.update(p.beta().to_be_bytes());
-        }
-        h.finalize().into()
-    }
-
-    /// `SHA-256(ENGINE_STATE_TAG ‖ regimes ‖ features ‖ arms ‖ regime digests)`.
-    fn compute_digest(&self) -> [u8; DIGEST_LEN] {
-        debug_assert_eq!(self.regime_digests.len(), self.regimes.len());
-        let mut h = Sha256::new();
-        h.update(ENGINE_STATE_TAG);
-        h.update(u32_of(self.regimes.len()).to_be_bytes());
-        h.update(u32_of(self.config.regimes.features).to_be_bytes());
-        h.update(u32_of(self.arms()).to_be_bytes());
-        for d in &self.regime_digests {
-            h.update(d);
         }
         h.finalize().into()
     }
@@ -233,12 +243,17 @@ impl Engine {
         let floor_bps =
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
-        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
-        let explored = exploring
-            && prf
+        let prf = self.keyed.context(&self.digest, &request.input_digest);
+        let draw = if exploring {
+            let d = prf
                 .stream(Purpose::Exploration, 0)
-                .below(u64::from(BPS_ONE))?
-                < u64::from(self.config.exploration_bps);
+                .below(u64::from(BPS_ONE))?;
+            // below(10,000) < 10,000 fits a u32.
+            Some(u32::try_from(d).unwrap_or_else(|_| unreachable!("below 10,000")))
+        } else {
+            None
+        };
+        let explored = draw.is_some_and(|d| d < self.config.exploration_bps);
         let arm = if explored {
             let posteriors = self.posteriors(regime)?;
             match self.config.policy {
@@ -255,6 +270,7 @@ impl Engine {
             arm,
             floor_bps,
             explored,
+            draw,
             state_digest: self.digest,
         })
     }
@@ -280,7 +296,7 @@ impl Engine {
             return Ok(Propensity::ONE);
         }
         let posteriors = self.posteriors(decision.regime)?;
-        let prf = Prf::new(&self.key, &self.digest, &request.input_digest);
+        let prf = self.keyed.context(&self.digest, &request.input_digest);
         let policy = match self.config.policy {
             Policy::Thompson { redraws } => {
                 thompson_propensity(&prf, posteriors, decision.arm, redraws)?
@@ -323,15 +339,17 @@ impl Engine {
             self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
         self.regimes.observe(decision.regime, features, success)?;
         self.posteriors[index] = posterior;
-        self.regime_digests[decision.regime as usize] =
-            self.regime_digest(decision.regime as usize);
-        self.digest = self.compute_digest();
-        debug_assert!(
-            self.regime_digests
-                .iter()
-                .enumerate()
-                .all(|(r, d)| *d == self.regime_digest(r))
-        );
+        let mut h = Sha256::new();
+        h.update(ENGINE_STEP_TAG);
+        h.update(self.digest);
+        h.update(decision.regime.to_be_bytes());
+        h.update(decision.arm.to_be_bytes());
+        h.update([u8::from(success)]);
+        h.update(u32_of(features.len()).to_be_bytes());
+        for x in features {
+            h.update(x.to_be_bytes());
+        }
+        self.digest = h.finalize().into();
         Ok(())
     }
 }
@@ -379,6 +397,8 @@ mod tests {
                 static_arm: 1,
             })
             .unwrap();
+        let initial = e.layout_digest();
+        assert_eq!(e.state_digest(), initial);
         e.update(&d, &[-5], false).unwrap();
         // By hand: regime 0, floor 7200 + 20, Welford (1, -5, 0), arms (3, 4), (1, 2).
         let mut regime = Vec::new();
@@ -399,6 +419,19 @@ mod tests {
         }
         top.extend_from_slice(&Sha256::digest(&regime));
         let expected: [u8; 32] = Sha256::digest(&top).into();
-        assert_eq!(e.state_digest(), expected);
+        assert_eq!(e.layout_digest(), expected);
+        // The chain: tag, the initial layout digest, regime 0, arm 1, failure, one
+        // feature -5.
+        let mut step = Vec::new();
+        step.extend_from_slice(b"calybris/adapt/engine-step/v1");
+        step.extend_from_slice(&initial);
+        step.extend_from_slice(&0u32.to_be_bytes());
+        step.extend_from_slice(&1u32.to_be_bytes());
+        step.push(0);
+        step.extend_from_slice(&1u32.to_be_bytes());
+        step.extend_from_slice(&(-5i32).to_be_bytes());
+        assert_eq!(step.len(), 29 + 32 + 4 + 4 + 1 + 4 + 4);
+        let chained: [u8; 32] = Sha256::digest(&step).into();
+        assert_eq!(e.state_digest(), chained);
     }
 }

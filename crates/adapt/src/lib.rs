@@ -5,15 +5,16 @@
 //! request, so that an auditor can re-derive every suggestion, draw and propensity
 //! from the log and a state snapshot alone (definitions in `docs/ADAPT.md`):
 //! - [`prf`]: the keyed PRF (HMAC-SHA-256 seed over the engine-state digest and the
-//!   input digest, SHA-256 counter blocks): unbiased uniform integers, exact uniform
-//!   fractions; no clock, no OS randomness.
+//!   input digest, then ChaCha12 blocks keyed by it): unbiased uniform integers, exact
+//!   uniform fractions; no clock, no OS randomness.
 //! - [`beta`]: Beta draws bit-identical on every platform (Marsaglia–Tsang Gamma
 //!   pairs, polar normals, our own logarithm; only correctly rounded `+ − × ÷ sqrt`).
 //! - [`thompson`]: Thompson selection over Beta posteriors with the exact propensity
 //!   `(c + 1)/(K + 1)` over `K` keyed re-draws, and a keyed epsilon-greedy baseline.
 //! - [`regime`]: exact integer Welford statistics, an anomaly score, classification,
 //!   and floors calibrated by outcomes (failures count twice) within bounds.
-//! - [`engine`]: the engine tying them together, with its SHA-256 state digest.
+//! - [`engine`]: the engine tying them together, with its SHA-256 state digest
+//!   (the layout digest of the initial state, chained through every update).
 //!
 //! The other module, [`ope`], holds off-policy estimators that say what a new policy
 //! would have earned, from rounds logged under the policy that actually ran.
@@ -119,8 +120,9 @@
 //! ```
 //!
 //! # Features
-//! None. The crate needs `std` (vectors), `sha2` for the keyed streams and the state
-//! digest, `hmac` for the PRF seed and `thiserror`.
+//! None. The crate needs `std` (vectors), `sha2` for the state digest and the PRF
+//! seed, `hmac` for the PRF seed and `thiserror`; the ChaCha12 block function of the
+//! word streams is its own (written from RFC 8439, tested on its vector).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -5,11 +5,13 @@
 //! the engine state the decision saw, and the digest of the decision's input. There is
 //! no clock and no OS randomness.
 //!
-//! - Seed: `HMAC-SHA-256(key, PRF_DOMAIN_TAG ‖ state_digest ‖ input_digest)`.
-//! - Block `b` of stream `(purpose, index)`:
-//!   `SHA-256(seed ‖ purpose (u32 BE) ‖ index (u64 BE) ‖ b (u64 BE))`, 52 bytes, so
-//!   one SHA-256 compression per block.
-//! - Each block gives four 64-bit words, read big-endian in order.
+//! - Seed, once per decision: `HMAC-SHA-256(key, PRF_DOMAIN_TAG ‖ state_digest ‖
+//!   input_digest)` ([`PrfKeyed`] keys the HMAC once, so a decision costs three
+//!   SHA-256 compressions).
+//! - Stream `(purpose, index)`: the ChaCha12 block function (RFC 8439's layout with 12
+//!   rounds instead of 20) keyed by the seed, with the block counter from 0 and the
+//!   nonce `purpose (u32 LE) ‖ index (u64 LE)`. Each 64-byte block gives eight 64-bit
+//!   words, read little-endian in order.
 //!
 //! On the words: [`Stream::below`] draws a uniform integer in `[0, n)` by rejection
 //! (no modulo bias), [`Stream::unit_f64`] a uniform multiple of 2^-53 in `[0, 1)`,
@@ -17,12 +19,12 @@
 //! [`Stream::fixed_unit`] a `bits`-bit fixed-point fraction. All conversions are exact.
 
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::error::LearnError;
 
 /// The domain-separation prefix of the seed derivation (21 ASCII bytes).
-pub const PRF_DOMAIN_TAG: &[u8; 21] = b"calybris/adapt/prf/v1";
+pub const PRF_DOMAIN_TAG: &[u8; 21] = b"calybris/adapt/prf/v2";
 
 /// The length of a PRF key, in bytes.
 pub const PRF_KEY_LEN: usize = 32;
@@ -34,8 +36,14 @@ pub const DIGEST_LEN: usize = 32;
 /// n / 2^64 ≤ 1/2) before it gives up.
 pub const REJECTED_WORDS_MAX: u32 = 128;
 
-/// The number of 64-bit words one SHA-256 block output gives.
-const WORDS_PER_BLOCK: usize = 4;
+/// The number of ChaCha rounds of a block (six double rounds).
+pub const CHACHA_ROUNDS: usize = 12;
+
+/// The number of 64-bit words one ChaCha block gives.
+const WORDS_PER_BLOCK: usize = 8;
+
+/// "expand 32-byte k", RFC 8439's constants.
+const CHACHA_CONSTANTS: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
 
 /// The scale 2^-53 of [`Stream::unit_f64`], exact.
 const TWO_POW_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
@@ -78,10 +86,47 @@ impl PrfKey {
     }
 }
 
+/// A [`PrfKey`] with its HMAC keyed once: binding it to a decision context costs the
+/// HMAC of the context only (three SHA-256 compressions, against five for
+/// [`Prf::new`]); the seed is the same.
+#[derive(Clone)]
+pub struct PrfKeyed {
+    mac: Hmac<Sha256>,
+}
+
+impl core::fmt::Debug for PrfKeyed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PrfKeyed(..)")
+    }
+}
+
+impl PrfKeyed {
+    /// Keys the HMAC with `key`.
+    #[must_use]
+    pub fn new(key: &PrfKey) -> Self {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail on 32 bytes.
+        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        Self { mac }
+    }
+
+    /// The PRF of one decision context (see [`Prf::new`]).
+    #[must_use]
+    pub fn context(&self, state_digest: &[u8; DIGEST_LEN], input_digest: &[u8; DIGEST_LEN]) -> Prf {
+        let mut mac = self.mac.clone();
+        mac.update(PRF_DOMAIN_TAG);
+        mac.update(state_digest);
+        mac.update(input_digest);
+        let seed: [u8; 32] = mac.finalize().into_bytes().into();
+        Prf::from_seed(seed)
+    }
+}
+
 /// The PRF bound to one context (state digest, input digest): a factory of streams.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Prf {
-    seed: [u8; 32],
+    /// The ChaCha key: the seed as eight little-endian words.
+    key: [u32; 8],
 }
 
 impl core::fmt::Debug for Prf {
@@ -99,24 +144,26 @@ impl Prf {
         state_digest: &[u8; DIGEST_LEN],
         input_digest: &[u8; DIGEST_LEN],
     ) -> Self {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail on 32 bytes.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(PRF_DOMAIN_TAG);
-        mac.update(state_digest);
-        mac.update(input_digest);
-        Self {
-            seed: mac.finalize().into_bytes().into(),
+        PrfKeyed::new(key).context(state_digest, input_digest)
+    }
+
+    fn from_seed(seed: [u8; 32]) -> Self {
+        let mut key = [0u32; 8];
+        for (word, chunk) in key.iter_mut().zip(seed.chunks_exact(4)) {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(chunk);
+            *word = u32::from_le_bytes(bytes);
         }
+        Self { key }
     }
 
     /// The stream `(purpose, index)`, positioned at its first word.
     #[must_use]
     pub const fn stream(&self, purpose: Purpose, index: u64) -> Stream {
         Stream {
-            seed: self.seed,
-            purpose: purpose as u32,
-            index,
+            key: self.key,
+            // The nonce purpose ‖ index (u64 LE) as three little-endian words.
+            nonce: [purpose as u32, index as u32, (index >> 32) as u32],
             block: 0,
             words: [0; WORDS_PER_BLOCK],
             next_word: WORDS_PER_BLOCK,
@@ -124,14 +171,58 @@ impl Prf {
     }
 }
 
+#[inline(always)]
+const fn quarter_round(s: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize) {
+    s[a] = s[a].wrapping_add(s[b]);
+    s[d] = (s[d] ^ s[a]).rotate_left(16);
+    s[c] = s[c].wrapping_add(s[d]);
+    s[b] = (s[b] ^ s[c]).rotate_left(12);
+    s[a] = s[a].wrapping_add(s[b]);
+    s[d] = (s[d] ^ s[a]).rotate_left(8);
+    s[c] = s[c].wrapping_add(s[d]);
+    s[b] = (s[b] ^ s[c]).rotate_left(7);
+}
+
+/// The ChaCha block function with [`CHACHA_ROUNDS`] rounds: RFC 8439 section 2.3's
+/// state (constants, key, counter, nonce), the rounds, the input added back.
+#[must_use]
+pub fn chacha_block(key: &[u32; 8], counter: u32, nonce: &[u32; 3]) -> [u32; 16] {
+    chacha_block_rounds(key, counter, nonce, CHACHA_ROUNDS)
+}
+
+/// The block function with `rounds` rounds (even): 20 is RFC 8439's ChaCha20.
+#[inline(always)]
+fn chacha_block_rounds(key: &[u32; 8], counter: u32, nonce: &[u32; 3], rounds: usize) -> [u32; 16] {
+    debug_assert!(rounds.is_multiple_of(2));
+    let mut input = [0u32; 16];
+    input[..4].copy_from_slice(&CHACHA_CONSTANTS);
+    input[4..12].copy_from_slice(key);
+    input[12] = counter;
+    input[13..].copy_from_slice(nonce);
+    let mut s = input;
+    for _ in 0..rounds / 2 {
+        quarter_round(&mut s, 0, 4, 8, 12);
+        quarter_round(&mut s, 1, 5, 9, 13);
+        quarter_round(&mut s, 2, 6, 10, 14);
+        quarter_round(&mut s, 3, 7, 11, 15);
+        quarter_round(&mut s, 0, 5, 10, 15);
+        quarter_round(&mut s, 1, 6, 11, 12);
+        quarter_round(&mut s, 2, 7, 8, 13);
+        quarter_round(&mut s, 3, 4, 9, 14);
+    }
+    for (out, x) in s.iter_mut().zip(input) {
+        *out = out.wrapping_add(x);
+    }
+    s
+}
+
 /// A sequence of 64-bit words, taken in order; the same PRF, purpose and index give
 /// the same words everywhere.
 #[derive(Clone, Debug)]
 pub struct Stream {
-    seed: [u8; 32],
-    purpose: u32,
-    index: u64,
-    block: u64,
+    key: [u32; 8],
+    nonce: [u32; 3],
+    block: u32,
     words: [u64; WORDS_PER_BLOCK],
     next_word: usize,
 }
@@ -139,24 +230,19 @@ pub struct Stream {
 impl Stream {
     /// Computes the next block of words.
     fn refill(&mut self) {
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(self.purpose.to_be_bytes());
-        h.update(self.index.to_be_bytes());
-        h.update(self.block.to_be_bytes());
-        let out: [u8; 32] = h.finalize().into();
-        for (word, chunk) in self.words.iter_mut().zip(out.chunks_exact(8)) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(chunk);
-            *word = u64::from_be_bytes(bytes);
+        let out = chacha_block(&self.key, self.block, &self.nonce);
+        // Bytes 8i..8i+8 little-endian: the low word first.
+        for (word, pair) in self.words.iter_mut().zip(out.chunks_exact(2)) {
+            *word = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
         }
-        // 2^64 blocks of 32 bytes are beyond any bound of this crate; wrapping would
-        // only repeat words, never misbehave.
+        // 2^32 blocks (2^35 words) are beyond any bound of this crate (a draw takes a
+        // few words per arm); wrapping would only repeat words, never misbehave.
         self.block = self.block.wrapping_add(1);
         self.next_word = 0;
     }
 
     /// The next word.
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         if self.next_word == WORDS_PER_BLOCK {
             self.refill();
@@ -166,7 +252,6 @@ impl Stream {
         self.next_word += 1;
         w
     }
-
     /// A uniform integer in `[0, n)`: words at or above the largest multiple of `n`
     /// not above 2^64 are rejected, then the word is reduced modulo `n`.
     ///
@@ -250,22 +335,65 @@ mod tests {
     }
 
     #[test]
-    fn the_first_word_is_the_documented_hash() {
-        // Recompute the layout by hand: HMAC seed, then SHA-256 of the 52-byte block.
+    fn the_block_function_is_rfc_8439s() {
+        // RFC 8439 section 2.3.2: key 00..1f, counter 1, nonce 00 00 00 09 00 00 00 4a
+        // 00 00 00 00, with 20 rounds.
+        let mut key = [0u32; 8];
+        for (i, w) in key.iter_mut().enumerate() {
+            let b = u8::try_from(4 * i).unwrap();
+            *w = u32::from_le_bytes([b, b + 1, b + 2, b + 3]);
+        }
+        let out = chacha_block_rounds(&key, 1, &[0x0900_0000, 0x4a00_0000, 0], 20);
+        let expected = [
+            0xe4e7_f110,
+            0x1559_3bd1,
+            0x1fdd_0f50,
+            0xc471_20a3,
+            0xc7f4_d1c7,
+            0x0368_c033,
+            0x9aaa_2204,
+            0x4e6c_d4c3,
+            0x4664_82d2,
+            0x09aa_9f07,
+            0x05d7_c214,
+            0xa202_8bd9,
+            0xd19c_12b5,
+            0xb94e_16de,
+            0xe883_d0cb,
+            0x4e3c_50a2,
+        ];
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_first_word_is_the_documented_block() {
+        // By hand: the HMAC seed, then ChaCha12 with the seed as key, counter 0 and
+        // the nonce purpose ‖ index (little-endian); word 0 is bytes 0..8 LE.
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&[9; 32]).unwrap();
-        mac.update(b"calybris/adapt/prf/v1");
+        mac.update(b"calybris/adapt/prf/v2");
         mac.update(&[1; 32]);
         mac.update(&[2; 32]);
         let seed: [u8; 32] = mac.finalize().into_bytes().into();
-        let mut block = Vec::new();
-        block.extend_from_slice(&seed);
-        block.extend_from_slice(&3u32.to_be_bytes());
-        block.extend_from_slice(&5u64.to_be_bytes());
-        block.extend_from_slice(&0u64.to_be_bytes());
-        assert_eq!(block.len(), 52);
-        let out: [u8; 32] = Sha256::digest(&block).into();
-        let expected = u64::from_be_bytes(out[..8].try_into().unwrap());
-        assert_eq!(prf().stream(Purpose::Exploration, 5).next_u64(), expected);
+        let mut key = [0u32; 8];
+        for (w, c) in key.iter_mut().zip(seed.chunks_exact(4)) {
+            *w = u32::from_le_bytes(c.try_into().unwrap());
+        }
+        let block = chacha_block_rounds(&key, 0, &[3, 5, 0], 12);
+        let expected = u64::from(block[0]) | (u64::from(block[1]) << 32);
+        let mut s = prf().stream(Purpose::Exploration, 5);
+        assert_eq!(s.next_u64(), expected);
+        // Word 8 is the first of block 1.
+        for _ in 1..8 {
+            let _ = s.next_u64();
+        }
+        let block1 = chacha_block_rounds(&key, 1, &[3, 5, 0], 12);
+        assert_eq!(
+            s.next_u64(),
+            u64::from(block1[0]) | (u64::from(block1[1]) << 32)
+        );
+        // The pre-keyed HMAC gives the same seed.
+        let keyed = PrfKeyed::new(&PrfKey::from_bytes([9; 32])).context(&[1; 32], &[2; 32]);
+        assert_eq!(keyed, prf());
     }
 
     #[test]

@@ -176,6 +176,7 @@ proptest! {
             c.update(d, &s.2, s.5).unwrap();
         }
         prop_assert_eq!(c.state_digest(), a.state_digest());
+        prop_assert_eq!(c.layout_digest(), a.layout_digest());
         // One flipped outcome changes the digest.
         let flip = flip % steps.len();
         let mut f = engine(policy, exploration_bps, 5_000);
@@ -183,6 +184,7 @@ proptest! {
             f.update(d, &s.2, if i == flip { !s.5 } else { s.5 }).unwrap();
         }
         prop_assert_ne!(f.state_digest(), a.state_digest());
+        prop_assert_ne!(f.layout_digest(), a.layout_digest());
     }
 }
 

@@ -57,6 +57,8 @@
 //!   `finance`).
 //! - `policy`: `policy`, human policy files `calybris-policy` (TOML or JSON, names
 //!   compiled to a snapshot and a name map; implies `gate`).
+//! - `adaptive`: the adaptive engine in the gate and the verifier's re-derivation of
+//!   every adaptive step (implies `gate`; forwards to `calybris-gate/adaptive`).
 //! - `tracing`: one `tracing` span per gate decision, named `calybris.gate.decide`,
 //!   with the tenant, request sequence, action, reason, cost, budget outcome and log
 //!   sequence as fields (implies `gate`; forwards to `calybris-gate/tracing`).

@@ -574,6 +574,8 @@ struct Finder {
     /// The names of those policies, from the log's policy-names records.
     names: HashMap<Digest, calybris::gate::NameMap>,
     found: Option<Found>,
+    /// The log's adaptive setup, to name an adaptive decision's regime and tier.
+    adaptive_setup: Option<calybris::gate::adaptive::AdaptiveSetup>,
 }
 
 enum Found {
@@ -594,6 +596,7 @@ enum Found {
 struct GateDecisionInfo {
     tenant: String,
     budget: BudgetOutcome,
+    adaptive: Option<calybris::gate::adaptive::AdaptiveNote>,
 }
 
 impl Finder {
@@ -644,6 +647,7 @@ impl Visitor for Finder {
                 let info = GateDecisionInfo {
                     tenant: decision.tenant.clone(),
                     budget: decision.budget,
+                    adaptive: decision.adaptive.clone(),
                 };
                 self.found_decision(sequence, &decision.audit, Some(info));
             }
@@ -655,6 +659,11 @@ impl Visitor for Finder {
                 self.policies
                     .entry(staged.policy.policy_digest)
                     .or_insert_with(|| staged.policy.policy.clone());
+            }
+            GateRecord::AdaptiveSetup(setup)
+                if sequence != self.sequence && self.found.is_none() =>
+            {
+                self.adaptive_setup = Some(setup.clone());
             }
             other if sequence == self.sequence => {
                 self.found = Some(Found::GateOther(gate_record_text(sequence, other)));
@@ -820,6 +829,10 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             unstaged.role.name(),
             digest_to_hex(&unstaged.policy_digest)
         ),
+        GateRecord::AdaptiveSetup(setup) => crate::adaptive_text::setup_text(&head, setup),
+        GateRecord::EngineSnapshot(snapshot) => {
+            crate::adaptive_text::snapshot_text(&head, snapshot)
+        }
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }
@@ -840,6 +853,7 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
         policies: HashMap::new(),
         names: HashMap::new(),
         found: None,
+        adaptive_setup: None,
     };
     let report = scan_args(args, &mut finder);
     match finder.found {
@@ -897,6 +911,12 @@ pub fn show(args: &LogArgs, sequence: u64, json: bool) -> u8 {
                 };
                 if let Some(gate) = &gate {
                     let _ = writeln!(text, "budget outcome (gate): {}", budget_text(gate.budget));
+                }
+                if let Some(note) = gate.as_ref().and_then(|g| g.adaptive.as_ref()) {
+                    text.push_str(&crate::adaptive_text::note_text(
+                        note,
+                        finder.adaptive_setup.as_ref(),
+                    ));
                 }
                 text.push_str(&render::explanation_text(
                     policy.digest(),

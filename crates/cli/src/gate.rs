@@ -128,6 +128,20 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
             *sequence,
             Finding::new(Reason::ShadowMismatch, error.to_string()),
         ),
+        VerifyError::Adaptive { sequence, kind, .. } => {
+            use calybris::gate::adaptive::AdaptiveMismatch;
+            let reason = match kind {
+                AdaptiveMismatch::Setup => Reason::AdaptiveSetupInvalid,
+                AdaptiveMismatch::State => Reason::AdaptiveStateMismatch,
+                AdaptiveMismatch::Regime => Reason::AdaptiveRegimeMismatch,
+                AdaptiveMismatch::Draw => Reason::AdaptiveDrawMismatch,
+                AdaptiveMismatch::Floor => Reason::AdaptiveFloorMismatch,
+                AdaptiveMismatch::Propensity => Reason::AdaptivePropensityMismatch,
+                AdaptiveMismatch::Input => Reason::AdaptiveInputMismatch,
+                _ => Reason::AdaptiveUnsupported,
+            };
+            located(*sequence, Finding::new(reason, error.to_string()))
+        }
         _ => Finding::new(Reason::UnknownFormat, error.to_string()),
     }
 }
@@ -165,6 +179,8 @@ fn summary(report: &GateReport) -> GateSummary {
                 .saturating_sub(c.executions_served),
             lease_refusals: c.lease_refusals,
             promotions: c.promotions,
+            adaptive_decisions: c.adaptive_decisions,
+            engine_snapshots: c.engine_snapshots,
         },
         tenants: report
             .tenants

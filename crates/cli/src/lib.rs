@@ -65,6 +65,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod adaptive_text;
 pub mod commands;
 pub mod counterfactual;
 pub mod demo;

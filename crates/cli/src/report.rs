@@ -130,11 +130,30 @@ pub enum Reason {
     InclusionProofInvalid,
     /// Two checkpoints (or a checkpoint and a witness's state) are not consistent.
     NotConsistent,
+    /// The adaptive setup record is missing before an adaptive record, repeated, or
+    /// refused by the engine.
+    AdaptiveSetupInvalid,
+    /// The engine state an adaptive decision (or engine snapshot) saw is not the state
+    /// the log's outcomes give.
+    AdaptiveStateMismatch,
+    /// An adaptive decision's regime does not re-derive.
+    AdaptiveRegimeMismatch,
+    /// An adaptive decision's exploration draw or drawn tier does not re-derive.
+    AdaptiveDrawMismatch,
+    /// An adaptive decision's floor (suggested, applied, client override) does not re-derive.
+    AdaptiveFloorMismatch,
+    /// An adaptive decision's propensity does not re-derive.
+    AdaptivePropensityMismatch,
+    /// An adaptive note is out of bounds, or the kernel input is not the caller's with
+    /// the engine's floor and tier.
+    AdaptiveInputMismatch,
+    /// The log holds adaptive records and this build has no adaptive engine.
+    AdaptiveUnsupported,
 }
 
 impl Reason {
     /// Every reason, in the order of the table in docs/CLI.md.
-    pub const ALL: [Self; 35] = [
+    pub const ALL: [Self; 43] = [
         Self::ChainBroken,
         Self::TornTail,
         Self::SuffixTruncated,
@@ -170,6 +189,14 @@ impl Reason {
         Self::CheckpointSignatureInvalid,
         Self::InclusionProofInvalid,
         Self::NotConsistent,
+        Self::AdaptiveSetupInvalid,
+        Self::AdaptiveStateMismatch,
+        Self::AdaptiveRegimeMismatch,
+        Self::AdaptiveDrawMismatch,
+        Self::AdaptiveFloorMismatch,
+        Self::AdaptivePropensityMismatch,
+        Self::AdaptiveInputMismatch,
+        Self::AdaptiveUnsupported,
     ];
 
     /// The reason code as printed and as written in JSON.
@@ -211,6 +238,14 @@ impl Reason {
             Self::CheckpointSignatureInvalid => "CHECKPOINT_SIGNATURE_INVALID",
             Self::InclusionProofInvalid => "INCLUSION_PROOF_INVALID",
             Self::NotConsistent => "NOT_CONSISTENT",
+            Self::AdaptiveSetupInvalid => "ADAPTIVE_SETUP_INVALID",
+            Self::AdaptiveStateMismatch => "ADAPTIVE_STATE_MISMATCH",
+            Self::AdaptiveRegimeMismatch => "ADAPTIVE_REGIME_MISMATCH",
+            Self::AdaptiveDrawMismatch => "ADAPTIVE_DRAW_MISMATCH",
+            Self::AdaptiveFloorMismatch => "ADAPTIVE_FLOOR_MISMATCH",
+            Self::AdaptivePropensityMismatch => "ADAPTIVE_PROPENSITY_MISMATCH",
+            Self::AdaptiveInputMismatch => "ADAPTIVE_INPUT_MISMATCH",
+            Self::AdaptiveUnsupported => "ADAPTIVE_UNSUPPORTED",
         }
     }
 
@@ -246,13 +281,21 @@ impl Reason {
             | Self::ShadowMismatch
             | Self::CheckpointSignatureInvalid
             | Self::InclusionProofInvalid
-            | Self::NotConsistent => Outcome::Diverged,
+            | Self::NotConsistent
+            | Self::AdaptiveSetupInvalid
+            | Self::AdaptiveStateMismatch
+            | Self::AdaptiveRegimeMismatch
+            | Self::AdaptiveDrawMismatch
+            | Self::AdaptiveFloorMismatch
+            | Self::AdaptivePropensityMismatch
+            | Self::AdaptiveInputMismatch => Outcome::Diverged,
             Self::Unreadable
             | Self::UnknownFormat
             | Self::WrongKey
             | Self::PolicyMissing
             | Self::TooManyPolicies
-            | Self::BadArgument => Outcome::Error,
+            | Self::BadArgument
+            | Self::AdaptiveUnsupported => Outcome::Error,
         }
     }
 }
@@ -584,6 +627,10 @@ pub struct GateCounts {
     pub lease_refusals: u64,
     /// Promotion and rollback records.
     pub promotions: u64,
+    /// Adaptive decisions, each re-derived.
+    pub adaptive_decisions: u64,
+    /// Engine snapshots, each checked.
+    pub engine_snapshots: u64,
 }
 
 /// What verifying a gate directory established besides the chain and the replay:

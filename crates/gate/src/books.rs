@@ -417,7 +417,9 @@ impl Books {
             | GateRecord::Promotion(_)
             | GateRecord::Checkpoint(_)
             | GateRecord::Staged(_)
-            | GateRecord::Unstaged(_) => None,
+            | GateRecord::Unstaged(_)
+            | GateRecord::EngineSnapshot(_)
+            | GateRecord::AdaptiveSetup(_) => None,
             GateRecord::BudgetDefined(record) => {
                 self.windows.define(record)?;
                 None

@@ -150,4 +150,36 @@ pub enum GateError {
     /// No shadow candidate is staged.
     #[error("no shadow candidate is staged")]
     NoShadowStaged,
+    /// The adaptive setup does not build an engine; nothing was logged.
+    #[cfg(feature = "adaptive")]
+    #[error("{0}")]
+    AdaptiveSetup(#[from] crate::adaptive_engine::SetupError),
+    /// The engine refuses a request (its features); nothing was logged.
+    #[cfg(feature = "adaptive")]
+    #[error("the adaptive engine: {0}")]
+    Learn(#[from] calybris_adapt::error::LearnError),
+    /// [`Gate::decide_adaptive`](crate::Gate::decide_adaptive) on a gate opened
+    /// without an adaptive setup.
+    #[error("this gate has no adaptive engine")]
+    AdaptiveNotConfigured,
+    /// Too many adaptive decisions wait for their outcome; nothing was logged.
+    #[error("{pending} adaptive decisions wait for their outcome: record outcomes first")]
+    AdaptivePendingFull {
+        /// The bound, [`MAX_ADAPTIVE_PENDING`](crate::adaptive::MAX_ADAPTIVE_PENDING).
+        pending: usize,
+    },
+    /// An adaptive gate was opened on a retained log (one that starts after record 0):
+    /// the engine replays from its setup record, which retention has cut.
+    #[error("an adaptive gate cannot reopen a retained log (it starts at record {records})")]
+    AdaptiveReopen {
+        /// The first record the log holds.
+        records: u64,
+    },
+    /// The log's adaptive setup is not the configured one; nothing was logged.
+    #[error("the log's adaptive setup differs from the configured one")]
+    AdaptiveSetupChanged,
+    /// Replaying the log's adaptive records at reopen failed (as the verifier would).
+    #[cfg(feature = "adaptive")]
+    #[error("{0}")]
+    AdaptiveReplay(Box<crate::VerifyError>),
 }

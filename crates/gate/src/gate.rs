@@ -31,10 +31,10 @@ use crate::record::{
     OpenHold, OutcomeRecord, PolicyNames, PromotionRecord, SettlementKind, SettlementRecord,
     SnapshotTenant, TenantCreated, TopUp,
 };
-use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
-use crate::transparency::{CheckpointConfig, TreeState};
-use calybris_tlog::{RightEdge, leaf_hash};
 use crate::shadow::{ShadowNote, StageRole};
+use crate::transparency::{CheckpointConfig, TreeState};
+use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
+use calybris_tlog::{RightEdge, leaf_hash};
 
 /// The log's directory inside a gate directory.
 pub const LOG_DIR: &str = "log";
@@ -96,6 +96,8 @@ pub struct GateConfig {
     clock: fn() -> u64,
     checkpoints: Option<CheckpointConfig>,
     holdout: Option<HoldoutConfig>,
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<crate::adaptive::AdaptiveSetup>,
 }
 
 impl GateConfig {
@@ -118,6 +120,8 @@ impl GateConfig {
             clock: system_clock_unix_ms,
             checkpoints: None,
             holdout: None,
+            #[cfg(feature = "adaptive")]
+            adaptive: None,
         }
     }
 
@@ -128,6 +132,21 @@ impl GateConfig {
     #[must_use]
     pub fn holdout(mut self, holdout: HoldoutConfig) -> Self {
         self.holdout = Some(holdout).filter(HoldoutConfig::is_on);
+        self
+    }
+
+    /// Runs the adaptive engine configured by `setup` (feature `adaptive`): logged in
+    /// a [`GateRecord::AdaptiveSetup`] record at open (unless the log holds it: then
+    /// the engine is replayed from the log, every step checked), then consulted by
+    /// [`Gate::decide_adaptive`] and taught by [`Gate::record_outcome`].
+    /// [`Gate::open`] refuses a setup the engine refuses ([`GateError::AdaptiveSetup`]),
+    /// one that is not the log's ([`GateError::AdaptiveSetupChanged`]), a log whose
+    /// adaptive steps do not replay ([`GateError::AdaptiveReplay`]) and a retained log
+    /// ([`GateError::AdaptiveReopen`]).
+    #[cfg(feature = "adaptive")]
+    #[must_use]
+    pub fn adaptive(mut self, setup: crate::adaptive::AdaptiveSetup) -> Self {
+        self.adaptive = Some(setup);
         self
     }
 
@@ -382,6 +401,10 @@ struct Inner {
     /// exclusively, so every decision record after its staging record carries its note
     /// and none after its unstaging record does.
     shadow: RwLock<Option<Arc<SealedPolicy>>>,
+    /// The adaptive engine, if configured. Locked before the policy barrier by the
+    /// operations that step it, so the log's order is the engine's.
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<Mutex<crate::adaptive_engine::AdaptiveState>>,
 }
 
 /// The decision gate: one chained log per directory holds every decision, its
@@ -493,6 +516,12 @@ impl Gate {
         if let Some(names) = &config.names {
             names.validate_for(&config.policy)?;
         }
+        #[cfg(feature = "adaptive")]
+        let adaptive = config
+            .adaptive
+            .clone()
+            .map(crate::adaptive_engine::AdaptiveState::new)
+            .transpose()?;
         let start_anchor = start_of(&dir, config.key.as_ref())?;
         let wal_config = DurableConfig {
             key: config.key.clone(),
@@ -506,6 +535,10 @@ impl Gate {
         // verified record into the books as it goes; a torn tail is cut, not folded.
         let mut fold = Fold::default();
         let mut edge = config.checkpoints.as_ref().map(|_| RightEdge::new());
+        #[cfg(feature = "adaptive")]
+        if adaptive.is_some() {
+            fold.adaptive = Some(crate::adaptive_engine::AdaptiveReplay::default());
+        }
         let wal = DurableWal::<GateRecord, D>::open_in_visiting(dir, wal_config, |frame| {
             if let Some(edge) = &mut edge {
                 if frame.sequence != edge.size() {
@@ -532,12 +565,22 @@ impl Gate {
         }
         fold.fold_unfolded()?;
         let log_recovery = wal.recovery().clone();
+        #[cfg(feature = "adaptive")]
+        if let Some(first) = fold.first_sequence
+            && first > 0
+            && fold.adaptive.is_some()
+        {
+            // The engine replays from its setup record, which a retained log has cut.
+            return Err(GateError::AdaptiveReopen { records: first });
+        }
         let Fold {
             mut books,
             last_policy,
             last_names,
             folded: replayed,
             staged_shadow,
+            #[cfg(feature = "adaptive")]
+                adaptive: fold_adaptive,
             ..
         } = fold;
         let config_digest = *config.policy.digest();
@@ -603,6 +646,8 @@ impl Gate {
                 }
                 _ => None,
             },
+            #[cfg(feature = "adaptive")]
+            adaptive: None,
         };
         let mut gate = Self {
             inner: Arc::new(inner),
@@ -665,6 +710,24 @@ impl Gate {
             }
         }
         crate::shadow::resume(&gate, staged_shadow)?;
+        #[cfg(feature = "adaptive")]
+        if let Some(state) = adaptive {
+            // The engine's state is a function of the log from its setup on: at reopen,
+            // the fold replayed it (and checked every step, as the verifier does).
+            let replayed =
+                fold_adaptive.and_then(crate::adaptive_engine::AdaptiveReplay::into_state);
+            let state = match replayed {
+                Some(replayed) if replayed.setup() == state.setup() => replayed,
+                Some(_) => return Err(GateError::AdaptiveSetupChanged),
+                None => {
+                    let _setup = gate.append(&GateRecord::AdaptiveSetup(state.setup().clone()))?;
+                    state
+                }
+            };
+            if let Some(inner) = Arc::get_mut(&mut gate.inner) {
+                inner.adaptive = Some(Mutex::new(state));
+            }
+        }
         Ok(gate)
     }
 
@@ -907,7 +970,7 @@ impl Gate {
         input: KernelInput,
         caller: CallerMeta,
     ) -> Result<Admission, GateError> {
-        self.decide_routed(tenant, input, caller, None)
+        self.decide_routed(tenant, input, caller, None, None)
     }
 
     /// Decides one request like [`decide_with`](Self::decide_with), also holding the
@@ -946,7 +1009,7 @@ impl Gate {
         due.extend(self.inner.model_scopes.read().values().copied());
         due.extend(self.inner.provider_scopes.read().values().copied());
         self.advance_nodes(&due, caller.recorded_at_unix_ms)?;
-        self.decide_routed(tenant, input, caller, Some((key, scopes)))
+        self.decide_routed(tenant, input, caller, Some((key, scopes)), None)
     }
 
     /// Resets every node of `nodes` that `unix_ms` puts in a later window, logging
@@ -1071,12 +1134,51 @@ impl Gate {
         self.inner.tree.subscribe()
     }
 
+    /// Decides one request with the adaptive engine (feature `adaptive`): the engine
+    /// classifies it, draws its tier and proposes its floor on the current engine
+    /// state; the kernel decides on the caller's input with the floor raised to the
+    /// engine's (and the tier's) and the tier's model requested, under every hard
+    /// gate of the caller's input; the record carries the [`AdaptiveNote`]. The
+    /// caller's `minimum_quality_bps`, if not 0, is the client floor: it always wins.
+    ///
+    /// [`AdaptiveNote`]: crate::adaptive::AdaptiveNote
+    ///
+    /// # Errors
+    /// [`GateError::AdaptiveNotConfigured`]; [`GateError::Learn`] for a request the
+    /// engine refuses (feature count); [`GateError::AdaptivePendingFull`]; those of
+    /// [`decide_with`](Self::decide_with). Nothing is logged on an error.
+    #[cfg(feature = "adaptive")]
+    pub fn decide_adaptive(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        request: crate::adaptive_engine::AdaptiveRequest<'_>,
+    ) -> Result<Admission, GateError> {
+        self.check_open()?;
+        let Some(adaptive) = self.inner.adaptive.as_ref() else {
+            return Err(GateError::AdaptiveNotConfigured);
+        };
+        let mut state = adaptive.lock();
+        if state.pending_full() {
+            return Err(GateError::AdaptivePendingFull {
+                pending: crate::adaptive::MAX_ADAPTIVE_PENDING,
+            });
+        }
+        let step = state.step(&input, request)?;
+        let admission =
+            self.decide_routed(tenant, step.input, caller, None, Some(step.note.clone()))?;
+        state.logged(admission.ticket.sequence(), step);
+        Ok(admission)
+    }
+
     fn decide_routed(
         &self,
         tenant: &str,
         input: KernelInput,
         caller: CallerMeta,
         route: Option<(NodeId, Vec<NodeId>)>,
+        adaptive: Option<crate::adaptive::AdaptiveNote>,
     ) -> Result<Admission, GateError> {
         #[cfg(feature = "tracing")]
         let span = tracing::info_span!(
@@ -1210,6 +1312,7 @@ impl Gate {
             scopes,
             holdout: holdout.map(|(note, _)| note),
             shadow,
+            adaptive,
         });
         // On failure the hold is dropped here (released in memory); the gate is
         // poisoned, so the in-memory books are not used again before a reopen.
@@ -1581,6 +1684,11 @@ impl Gate {
                 len_bytes: outcome.detail.len(),
             });
         }
+        // The engine learns in log order: its lock is held from the outcome record to
+        // the update (and the snapshot it makes due).
+        #[cfg(feature = "adaptive")]
+        let mut adaptive = self.inner.adaptive.as_ref().map(|a| a.lock());
+        let success = outcome.success;
         // Under the barrier like every record, so nothing lands between a book
         // snapshot and the policy record that follows it.
         let barrier = self.inner.policy.read();
@@ -1588,11 +1696,19 @@ impl Gate {
             decision_sequence: decision.sequence,
             decision_digest: decision.decision_digest,
             reward_microunits: outcome.reward_microunits,
-            success: outcome.success,
+            success,
             latency_ms: outcome.latency_ms,
             detail: outcome.detail,
         }))?;
+        #[cfg(feature = "adaptive")]
+        if let Some(state) = adaptive.as_mut()
+            && let Some(snapshot) = state.learn(decision.sequence, success)
+        {
+            let _snapshot = self.append(&GateRecord::EngineSnapshot(snapshot))?;
+        }
         drop(barrier);
+        #[cfg(not(feature = "adaptive"))]
+        let _ = success;
         self.maybe_snapshot(ticket.sequence());
         Ok(ticket)
     }
@@ -2254,6 +2370,9 @@ struct Fold {
     unfolded_frames: Vec<(u64, u64, usize)>,
     /// The shadow candidate staged at the end of the log, if any.
     staged_shadow: Option<SealedPolicy>,
+    /// The adaptive engine replayed from the log (an adaptive gate's reopen).
+    #[cfg(feature = "adaptive")]
+    adaptive: Option<crate::adaptive_engine::AdaptiveReplay>,
 }
 
 fn decode_gate_record(
@@ -2278,6 +2397,11 @@ impl Fold {
             self.started = sequence == 0;
         }
         let books_error = |error| GateError::Books { sequence, error };
+        #[cfg(feature = "adaptive")]
+        if let Some(replay) = self.adaptive.as_mut() {
+            let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;
+            replay.visit(sequence, &record)?;
+        }
         match frame.payload.first() {
             Some(&SNAPSHOT_CODE) => {
                 let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;

@@ -105,23 +105,33 @@
 //! - The verifier keeps 40 bytes per decision in memory to check outcome bindings.
 //!
 //! # Features
+//! - `adaptive`: the adaptive engine (`calybris-adapt`): [`GateConfig::adaptive`],
+//!   [`Gate::decide_adaptive`], learning from outcomes, and the verifier's
+//!   re-derivation of every adaptive step. Without it the records are still read and
+//!   written (the format does not depend on features), but a log holding adaptive
+//!   records fails verification with [`adaptive::AdaptiveMismatch::Unsupported`].
 //! - `tracing`: one span per decision, `calybris.gate.decide`, with the tenant,
 //!   request sequence, action, reason, cost, budget outcome and log sequence.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod adaptive;
+#[cfg(feature = "adaptive")]
+mod adaptive_engine;
 mod books;
 mod error;
 mod gate;
 pub mod holdout;
 pub mod names;
 pub mod record;
-pub mod transparency;
 pub mod shadow;
+pub mod transparency;
 mod verify;
 pub mod windows;
 
+#[cfg(feature = "adaptive")]
+pub use adaptive_engine::{AdaptiveRequest, SetupError, engine_config};
 pub use books::{Books, BooksError, Hold, TenantBooks};
 pub use calybris_wal::Ticket;
 pub use error::GateError;
@@ -138,8 +148,8 @@ pub use record::{
     MAX_EXECUTION_NAME_BYTES, MAX_OUTCOME_DETAIL_BYTES, MAX_TENANT_NAME_BYTES, PromotionRecord,
     SettlementKind,
 };
-pub use transparency::{CheckpointConfig, CheckpointRecord, MAX_CHECKPOINT_NOTE_BYTES};
 pub use shadow::{ShadowNote, StageRole};
+pub use transparency::{CheckpointConfig, CheckpointRecord, MAX_CHECKPOINT_NOTE_BYTES};
 pub use verify::{
     GateReport, ModelSelections, RecordCounts, SelectionTally, VerifyError, VerifyOptions,
     verify_dir,

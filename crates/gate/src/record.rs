@@ -11,6 +11,9 @@
 
 use calybris_digest::Digest;
 
+pub use crate::adaptive::{
+    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, EngineSnapshot,
+};
 use crate::holdout::HoldoutNote;
 use crate::names::NameMap;
 pub use crate::shadow::{ShadowNote, StageRole, StagedPolicy, UnstagedPolicy};
@@ -90,6 +93,12 @@ pub enum GateRecord {
     Staged(StagedPolicy),
     /// 19: a staged policy is unstaged. Folded as a no-op.
     Unstaged(UnstagedPolicy),
+    /// 20: the adaptive engine's state digest after some updates (issue 11).
+    /// Folded as a no-op.
+    EngineSnapshot(EngineSnapshot),
+    /// 21: the adaptive engine's configuration and replay key, before the first
+    /// adaptive decision (issue 11). Folded as a no-op.
+    AdaptiveSetup(AdaptiveSetup),
 }
 
 impl GateRecord {
@@ -117,6 +126,8 @@ impl GateRecord {
             Self::Checkpoint(_) => "checkpoint",
             Self::Staged(_) => "staged",
             Self::Unstaged(_) => "unstaged",
+            Self::EngineSnapshot(_) => "engine-snapshot",
+            Self::AdaptiveSetup(_) => "adaptive-setup",
         }
     }
 }
@@ -156,6 +167,9 @@ pub struct GateDecision {
     /// What the staged shadow candidate would have decided, when one is staged
     /// ([`crate::shadow`]); it never changed the decision.
     pub shadow: Option<ShadowNote>,
+    /// What the adaptive engine suggested and why; `None` for a decision the engine
+    /// was not asked about.
+    pub adaptive: Option<AdaptiveNote>,
 }
 
 /// What the budget made of one decision.

@@ -86,6 +86,10 @@ pub struct RecordCounts {
     pub holdout_unchecked: u64,
     /// Decisions whose shadow note was re-derived from the staged candidate.
     pub shadow_notes: u64,
+    /// Adaptive decisions, each re-derived (regime, draw, tier, floor, propensity).
+    pub adaptive_decisions: u64,
+    /// Engine snapshots, each checked against the replayed engine state.
+    pub engine_snapshots: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -393,6 +397,17 @@ pub enum VerifyError {
         /// What does not match.
         detail: String,
     },
+    /// An adaptive step does not re-derive from the log: the first decision (or
+    /// snapshot, or setup) that differs.
+    #[error("record {sequence}: adaptive {kind:?} mismatch: {detail}")]
+    Adaptive {
+        /// The record.
+        sequence: u64,
+        /// What differs.
+        kind: crate::adaptive::AdaptiveMismatch,
+        /// Logged against derived, in words.
+        detail: String,
+    },
 }
 
 impl VerifyError {
@@ -421,6 +436,7 @@ impl VerifyError {
             | Self::ExecutionUnknownDecision { sequence, .. }
             | Self::ExecutionDigestMismatch { sequence, .. }
             | Self::RecordOutOfBounds { sequence, .. }
+            | Self::Adaptive { sequence, .. }
             | Self::CheckpointMismatch { sequence, .. }
             | Self::PromotionUnknownPolicy { sequence, .. }
             | Self::ShadowAlreadyStaged { sequence, .. }
@@ -483,6 +499,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut tree = Some(calybris_tlog::RightEdge::new());
     let mut stages = crate::shadow::StageCheck::default();
     let mut stage_counts = crate::shadow::StageCounts::default();
+    let mut adaptive = crate::adaptive::Verifier::default();
     while let Some(entry) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
@@ -544,6 +561,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     _ => counts.refused_by_budget += 1,
                 }
                 decisions.push((sequence, record.audit.decision_digest));
+                adaptive.decision(sequence, record)?;
                 stages.decision(
                     sequence,
                     record,
@@ -600,6 +618,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     }
                     counts.outcomes += 1;
                 }
+                adaptive.outcome(record);
             }
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             // Budget nodes, windows and alerts (codes 13..=16) are checked by the fold,
@@ -625,6 +644,8 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 counts.promotions += 1;
             }
             GateRecord::Header(_) => {}
+            GateRecord::AdaptiveSetup(record) => adaptive.setup(sequence, record)?,
+            GateRecord::EngineSnapshot(record) => adaptive.snapshot(sequence, record)?,
             GateRecord::Execution(record) => {
                 if !record.within_bounds() {
                     return Err(VerifyError::RecordOutOfBounds {
@@ -716,6 +737,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     counts.held_out = stage_counts.held_out;
     counts.holdout_unchecked = stage_counts.holdout_unchecked;
     counts.shadow_notes = stage_counts.shadow_notes;
+    (counts.adaptive_decisions, counts.engine_snapshots) = adaptive.counts();
     Ok(GateReport {
         anchor,
         counts,

@@ -80,6 +80,8 @@ impl Model {
             | GateRecord::Checkpoint(_)
             | GateRecord::Staged(_)
             | GateRecord::Unstaged(_)
+            | GateRecord::EngineSnapshot(_)
+            | GateRecord::AdaptiveSetup(_)
             | GateRecord::LimitsChanged(_) => true,
             // Budget nodes are not generated here (tests/windows.rs covers them).
             GateRecord::BudgetDefined(_)

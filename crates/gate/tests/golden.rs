@@ -9,8 +9,9 @@ mod common;
 use calybris_digest::{SealedPolicy, tenant_number};
 use calybris_gate::names::{BitName, ModelName, NameMap, ProviderName};
 use calybris_gate::record::{
-    BookSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames, PromotionRecord,
-    SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
+    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, BookSnapshot,
+    EngineSnapshot, LimitsChanged, LogHeader, OpenHold, OutcomeRecord, PolicyNames,
+    PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::windows::{
     AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
@@ -113,6 +114,23 @@ fn records() -> Vec<GateRecord> {
                     selected_model_id: 2,
                     reason: calybris_kernel::KernelReason::AlternativeMaximizesUtility,
                     decision_digest: calybris_digest::Digest([0x55; 32]),
+                });
+                d.adaptive = Some(AdaptiveNote {
+                    regime: 1,
+                    tier: 2,
+                    static_tier: 0,
+                    explored: true,
+                    draw: Some(1_234),
+                    propensity_numerator: 7,
+                    propensity_denominator: 17,
+                    floor_suggested_bps: 7_200,
+                    client_floor_bps: Some(8_000),
+                    client_floor_overrode: true,
+                    floor_bps: 8_000,
+                    requested_model_id: 3,
+                    label: Some("coding".into()),
+                    features: vec![12, -3],
+                    state_digest: calybris_digest::Digest([0x33; 32]),
                 });
             }
             record
@@ -288,6 +306,43 @@ fn records() -> Vec<GateRecord> {
             role: calybris_gate::StageRole::Baseline,
             policy_digest: *policy.digest(),
         }),
+        GateRecord::EngineSnapshot(EngineSnapshot {
+            updates: 1_000,
+            refused_updates: 1,
+            pending: 3,
+            state_digest: calybris_digest::Digest([0x44; 32]),
+            layout_digest: calybris_digest::Digest([0x66; 32]),
+        }),
+        GateRecord::AdaptiveSetup(AdaptiveSetup {
+            format_version: 1,
+            regimes: vec![AdaptiveRegime {
+                label: "coding".into(),
+                domain: 2,
+                custom_floor_bps: 0,
+            }],
+            features: 2,
+            floor_min_bps: 5_000,
+            floor_max_bps: 9_900,
+            step_bps: 10,
+            min_observations: 8,
+            fallback: 0,
+            priors: vec![(1, 1), (3, 2)],
+            policy: AdaptivePolicy::Thompson { redraws: 15 },
+            exploration_bps: 10_000,
+            key: [0x55; 32],
+            tiers: vec![
+                AdaptiveTier {
+                    floor_bps: 0,
+                    requested_model_id: None,
+                },
+                AdaptiveTier {
+                    floor_bps: 8_500,
+                    requested_model_id: Some(4),
+                },
+            ],
+            static_tier: 0,
+            snapshot_every_updates: 10_000,
+        }),
     ]
 }
 
@@ -326,11 +381,13 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .collect();
     // header, policy, tenant, top-up, limits, decision x3, settlement x2, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
-    // alert fired, budget top-up, checkpoint, staged, unstaged
+    // alert fired, budget top-up, checkpoint, staged, unstaged, engine snapshot,
+    // adaptive setup
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 19
+            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 19, 20,
+            21
         ]
     );
 }

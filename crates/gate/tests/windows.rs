@@ -57,6 +57,7 @@ fn decision(sequence: u64, cost: u64, budget: BudgetOutcome, scopes: &[(&str, u6
             .collect(),
         holdout: None,
         shadow: None,
+        adaptive: None,
     })
 }
 

@@ -1435,7 +1435,6 @@ async fn run_whole(
     ))
 }
 
-
 fn with_headers(mut response: Response, sequence: u64, model: &CompiledModel) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&sequence.to_string()) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference of docs/ADAPT.md sections 1 and 2: recomputes
+"""Independent reference of docs/ADAPT.md sections 1 and 2 (the v2 stream: ChaCha12): recomputes
 beta_golden.txt from the written definitions (Python floats are IEEE binary64 with
 correctly rounded + - * / and math.sqrt; no libm logarithm is used).
 
@@ -15,15 +15,43 @@ SHAPES = [(1, 1), (2, 5), (47, 12198), (500, 500), (1, 1000000), (1000000, 3), (
 EXTERNAL = 0xFFFFFFFF
 
 
+MASK = 0xFFFFFFFF
+
+
+def rotl(x, n):
+    return ((x << n) | (x >> (32 - n))) & MASK
+
+
+def quarter(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & MASK; s[d] = rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & MASK; s[b] = rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & MASK; s[d] = rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & MASK; s[b] = rotl(s[b] ^ s[c], 7)
+
+
+def chacha_block(key, counter, nonce, rounds=12):
+    """RFC 8439 section 2.3: the block function, here with 12 rounds."""
+    state = list(struct.unpack("<4I", b"expand 32-byte k")) + list(struct.unpack("<8I", key)) \
+        + [counter] + list(struct.unpack("<3I", nonce))
+    s = list(state)
+    for _ in range(rounds // 2):
+        quarter(s, 0, 4, 8, 12); quarter(s, 1, 5, 9, 13)
+        quarter(s, 2, 6, 10, 14); quarter(s, 3, 7, 11, 15)
+        quarter(s, 0, 5, 10, 15); quarter(s, 1, 6, 11, 12)
+        quarter(s, 2, 7, 8, 13); quarter(s, 3, 4, 9, 14)
+    return struct.pack("<16I", *[(a + b) & MASK for a, b in zip(s, state)])
+
+
 class Stream:
     def __init__(self, key, state, inp, purpose, index):
-        self.seed = hmac.new(key, b"calybris/adapt/prf/v1" + state + inp, hashlib.sha256).digest()
-        self.purpose, self.index, self.block, self.words = purpose, index, 0, []
+        self.seed = hmac.new(key, b"calybris/adapt/prf/v2" + state + inp, hashlib.sha256).digest()
+        self.nonce = struct.pack("<IQ", purpose, index)
+        self.block, self.words = 0, []
 
     def word(self):
         if not self.words:
-            out = hashlib.sha256(self.seed + struct.pack(">IQQ", self.purpose, self.index, self.block)).digest()
-            self.words = list(struct.unpack(">4Q", out))
+            out = chacha_block(self.seed, self.block, self.nonce)
+            self.words = list(struct.unpack("<8Q", out))
             self.block += 1
         return self.words.pop(0)
 

@@ -115,6 +115,7 @@ pub fn gate_decision(audit: DecisionRecord, tenant: &str, budget: BudgetOutcome)
         scopes: Vec::new(),
         holdout: None,
         shadow: None,
+        adaptive: None,
     })
 }
 

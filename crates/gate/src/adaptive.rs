@@ -1,0 +1,312 @@
+//! The adaptive engine's records in the gate log (issue 11): what the engine suggested
+//! for a decision ([`AdaptiveNote`], in [`GateDecision::adaptive`]), the engine's
+//! configuration and replay key ([`AdaptiveSetup`], code 21) and its periodic state
+//! digest ([`EngineSnapshot`], code 20).
+//!
+//! These types are plain data and always compiled, so every build reads and writes the
+//! same bytes. Running the engine (deciding, learning from outcomes, re-deriving every
+//! step in the verifier) needs the `adaptive` feature, which brings in
+//! `calybris-adapt`. The procedure is normative in `docs/ADAPT.md` section 8.
+//!
+//! [`GateDecision::adaptive`]: crate::record::GateDecision::adaptive
+
+use calybris_digest::Digest;
+use serde::{Deserialize, Serialize};
+
+/// The version of the adaptive record set, in every [`AdaptiveSetup`].
+pub const ADAPTIVE_FORMAT_VERSION: u16 = 1;
+
+/// The longest regime label an [`AdaptiveSetup`] or an [`AdaptiveNote`] may carry, in
+/// bytes.
+pub const MAX_ADAPTIVE_LABEL_BYTES: usize = 64;
+
+/// The most tiers an [`AdaptiveSetup`] may configure (the engine's arm bound).
+pub const MAX_ADAPTIVE_TIERS: usize = 1024;
+
+/// The most decisions an adaptive gate keeps waiting for their outcome: a decision
+/// beyond it is refused ([`GateError::AdaptivePendingFull`]), so memory stays bounded
+/// (each waits with its features, at most 32 integers).
+///
+/// [`GateError::AdaptivePendingFull`]: crate::GateError::AdaptivePendingFull
+pub const MAX_ADAPTIVE_PENDING: usize = 1 << 20;
+
+/// What the adaptive engine suggested for one decision, and why.
+///
+/// The gate's kernel input ([`DecisionRecord::input`]) is the caller's input with the
+/// two fields the engine may change: `minimum_quality_bps` raised to
+/// `max(floor_bps, tier floor)`, and `requested_model_id` set to the tier's model if
+/// it names one. Both the caller's values are here, so a verifier rebuilds the
+/// caller's input, its digest (the engine's input digest) and the whole step.
+///
+/// [`DecisionRecord::input`]: calybris_wal::DecisionRecord
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveNote {
+    /// The regime the request was classified into.
+    pub regime: u32,
+    /// The tier (arm) the engine chose.
+    pub tier: u32,
+    /// The tier the static policy would have chosen.
+    pub static_tier: u32,
+    /// Whether the exploration gate opened (the learning policy chose the tier).
+    pub explored: bool,
+    /// The exploration gate's keyed draw in `[0, 10,000)`; `None` with exploration off.
+    pub draw: Option<u32>,
+    /// The chosen tier's exact propensity: numerator.
+    pub propensity_numerator: u64,
+    /// The chosen tier's exact propensity: denominator.
+    pub propensity_denominator: u64,
+    /// The engine's own floor for the regime (the calibrated floor, or the warm-start
+    /// floor with exploration off), in basis points.
+    pub floor_suggested_bps: u32,
+    /// The caller's floor (its `minimum_quality_bps`, if not 0), in basis points.
+    pub client_floor_bps: Option<u32>,
+    /// Whether the client floor was above the engine's, so it won.
+    pub client_floor_overrode: bool,
+    /// The floor the decision got: `max(floor_suggested_bps, client floor)`.
+    pub floor_bps: u32,
+    /// The caller's `requested_model_id` (the tier may have replaced it).
+    pub requested_model_id: u32,
+    /// The caller's regime label, if any.
+    pub label: Option<String>,
+    /// The request's features (the configured number of them).
+    pub features: Vec<i32>,
+    /// The engine state digest before this step (`docs/ADAPT.md` section 5).
+    pub state_digest: Digest,
+}
+
+/// One regime of an [`AdaptiveSetup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveRegime {
+    /// The label a caller gives to route a request to it.
+    pub label: String,
+    /// Its domain: 1 support, 2 coding, 3 compliance, 4 security, 5 custom.
+    pub domain: u8,
+    /// The warm-start floor of a custom domain, in basis points (0 for the others,
+    /// whose floors are fixed by the domain).
+    pub custom_floor_bps: u32,
+}
+
+/// The learning policy of an [`AdaptiveSetup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdaptivePolicy {
+    /// Thompson sampling with `redraws` propensity re-draws.
+    Thompson {
+        /// `K` of the propensity `(c + 1) / (K + 1)`.
+        redraws: u32,
+    },
+    /// Epsilon-greedy, exploring with `epsilon_bps`.
+    EpsilonGreedy {
+        /// The exploration probability, in basis points.
+        epsilon_bps: u32,
+    },
+}
+
+/// One tier: what the engine's arm means for the kernel input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveTier {
+    /// The quality floor of the tier, in basis points (raised, never lowered, into the
+    /// input's `minimum_quality_bps`).
+    pub floor_bps: u16,
+    /// The model the tier asks the kernel for, if any (the kernel still applies every
+    /// hard gate to it, and may substitute or reject).
+    pub requested_model_id: Option<u32>,
+}
+
+/// The engine's configuration and replay key (record code 21): written once, before
+/// the first adaptive decision, so the log alone re-derives every step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdaptiveSetup {
+    /// [`ADAPTIVE_FORMAT_VERSION`].
+    pub format_version: u16,
+    /// The regimes, in index order.
+    pub regimes: Vec<AdaptiveRegime>,
+    /// Features per request.
+    pub features: u32,
+    /// The lowest floor the learner may propose, in basis points.
+    pub floor_min_bps: u32,
+    /// The highest floor the learner may propose, in basis points.
+    pub floor_max_bps: u32,
+    /// The calibration step (a failure moves twice as far).
+    pub step_bps: u32,
+    /// Observations a regime needs before classification by nearest score.
+    pub min_observations: u64,
+    /// The fallback regime.
+    pub fallback: u32,
+    /// The prior `(α, β)` of each tier, in every regime.
+    pub priors: Vec<(u32, u32)>,
+    /// The learning policy.
+    pub policy: AdaptivePolicy,
+    /// The probability of exploring, in basis points; 0 is the static policy.
+    pub exploration_bps: u32,
+    /// The PRF key (the replay seed; anyone holding the log can re-derive the draws).
+    pub key: [u8; 32],
+    /// The tiers, one per prior.
+    pub tiers: Vec<AdaptiveTier>,
+    /// The static policy's tier.
+    pub static_tier: u32,
+    /// An [`EngineSnapshot`] follows every this many engine updates (0: never).
+    pub snapshot_every_updates: u64,
+}
+
+/// The engine state digest after some updates (record code 20): a verifier checks its
+/// replayed state against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineSnapshot {
+    /// The engine updates applied since the [`AdaptiveSetup`].
+    pub updates: u64,
+    /// Outcomes the engine refused to learn from (a posterior shape at its bound); the
+    /// state did not change for them.
+    pub refused_updates: u64,
+    /// Adaptive decisions still waiting for their outcome.
+    pub pending: u64,
+    /// The engine state digest after those updates (the chained digest the next
+    /// decision's PRF is keyed with, `docs/ADAPT.md` section 5).
+    pub state_digest: Digest,
+    /// The digest of the state's canonical byte layout (every regime's floor,
+    /// statistics and posteriors), recomputed from the fields.
+    pub layout_digest: Digest,
+}
+
+impl AdaptiveSetup {
+    /// Whether the record is within its bounds (labels, tiers, features); the engine
+    /// checks the rest when it is built.
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.regimes
+            .iter()
+            .all(|r| r.label.len() <= MAX_ADAPTIVE_LABEL_BYTES)
+            && self.tiers.len() <= MAX_ADAPTIVE_TIERS
+            && self.tiers.len() == self.priors.len()
+            && (self.static_tier as usize) < self.tiers.len()
+    }
+}
+
+impl AdaptiveNote {
+    /// Whether the note is within its bounds (label length, at most 32 features).
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.label
+            .as_ref()
+            .is_none_or(|l| l.len() <= MAX_ADAPTIVE_LABEL_BYTES)
+            && self.features.len() <= 32
+            && self.propensity_denominator > 0
+            && self.propensity_numerator <= self.propensity_denominator
+    }
+}
+
+/// Which part of an adaptive step does not re-derive from the log
+/// ([`VerifyError::Adaptive`]).
+///
+/// [`VerifyError::Adaptive`]: crate::VerifyError::Adaptive
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdaptiveMismatch {
+    /// The adaptive setup is missing, repeated or refused by the engine.
+    Setup,
+    /// The engine state a decision saw (or a snapshot's) is not the state the log's
+    /// outcomes give.
+    State,
+    /// The regime differs.
+    Regime,
+    /// The exploration draw, the exploring bit or the tier drawn differs.
+    Draw,
+    /// The floor (suggested, applied, or the client override) differs.
+    Floor,
+    /// The propensity differs.
+    Propensity,
+    /// The note is out of bounds, or the kernel input is not the caller's with the
+    /// engine's floor and tier.
+    Input,
+    /// The log holds adaptive records but this build cannot run the engine (built
+    /// without the `adaptive` feature).
+    Unsupported,
+}
+
+/// The verifier's adaptive replay: the engine's with the `adaptive` feature; without
+/// it, any adaptive record fails verification with [`AdaptiveMismatch::Unsupported`]
+/// (never skipped in silence).
+#[derive(Debug, Default)]
+pub(crate) struct Verifier {
+    #[cfg(feature = "adaptive")]
+    replay: crate::adaptive_engine::AdaptiveReplay,
+}
+
+#[cfg(not(feature = "adaptive"))]
+fn unsupported(sequence: u64) -> crate::VerifyError {
+    crate::VerifyError::Adaptive {
+        sequence,
+        kind: AdaptiveMismatch::Unsupported,
+        detail: "this build of the verifier has no adaptive engine (feature `adaptive`)".to_owned(),
+    }
+}
+
+#[cfg(not(feature = "adaptive"))]
+impl Verifier {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        _: &AdaptiveSetup,
+    ) -> Result<(), crate::VerifyError> {
+        Err(unsupported(sequence))
+    }
+
+    pub(crate) fn decision(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::GateDecision,
+    ) -> Result<(), crate::VerifyError> {
+        match record.adaptive {
+            Some(_) => Err(unsupported(sequence)),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn outcome(&mut self, _: &crate::record::OutcomeRecord) {}
+
+    pub(crate) fn snapshot(
+        &mut self,
+        sequence: u64,
+        _: &EngineSnapshot,
+    ) -> Result<(), crate::VerifyError> {
+        Err(unsupported(sequence))
+    }
+
+    pub(crate) const fn counts(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+#[cfg(feature = "adaptive")]
+impl Verifier {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        setup: &AdaptiveSetup,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.setup(sequence, setup)
+    }
+
+    pub(crate) fn decision(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::GateDecision,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.decision(sequence, record)
+    }
+
+    pub(crate) fn outcome(&mut self, record: &crate::record::OutcomeRecord) {
+        self.replay.outcome(record);
+    }
+
+    pub(crate) fn snapshot(
+        &mut self,
+        sequence: u64,
+        snapshot: &EngineSnapshot,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.snapshot(sequence, snapshot)
+    }
+
+    pub(crate) const fn counts(&self) -> (u64, u64) {
+        (self.replay.decisions, self.replay.snapshots)
+    }
+}

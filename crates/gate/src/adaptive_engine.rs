@@ -1,0 +1,478 @@
+//! Running the adaptive engine inside the gate and re-deriving it in the verifier
+//! (feature `adaptive`). One [`AdaptiveState`] is both: the gate steps it under its
+//! lock, in log order; the verifier steps a fresh one from the log's records and
+//! compares every field of every [`AdaptiveNote`] with what it derives.
+
+use std::collections::HashMap;
+
+use calybris_adapt::engine::{Decision, Engine, EngineConfig, Request};
+use calybris_adapt::error::LearnError;
+use calybris_adapt::prf::PrfKey;
+use calybris_adapt::regime::{Domain, RegimeConfig, RegimeSpec};
+use calybris_adapt::thompson::{Policy, Posterior};
+use calybris_digest::{Digest, input_digest};
+use calybris_kernel::KernelInput;
+
+use crate::adaptive::AdaptiveMismatch;
+use crate::adaptive::{
+    ADAPTIVE_FORMAT_VERSION, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot,
+    MAX_ADAPTIVE_PENDING,
+};
+use crate::record::{GateDecision, OutcomeRecord};
+use crate::verify::VerifyError;
+
+/// What a caller tells the engine about a request besides its kernel input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveRequest<'a> {
+    /// The regime label, if the caller knows it.
+    pub label: Option<&'a str>,
+    /// The request's integer features (the configured number of them).
+    pub features: &'a [i32],
+}
+
+/// Why an [`AdaptiveSetup`] does not build an engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The record breaks a bound or has another version.
+    #[error("adaptive setup out of bounds: {0}")]
+    Bounds(&'static str),
+    /// The engine refuses the configuration.
+    #[error("adaptive setup refused by the engine: {0}")]
+    Engine(#[from] LearnError),
+}
+
+/// The engine configuration and key of `setup`.
+///
+/// # Errors
+/// [`SetupError`].
+pub fn engine_config(setup: &AdaptiveSetup) -> Result<(EngineConfig, PrfKey), SetupError> {
+    if setup.format_version != ADAPTIVE_FORMAT_VERSION {
+        return Err(SetupError::Bounds("unknown adaptive format version"));
+    }
+    if !setup.within_bounds() {
+        return Err(SetupError::Bounds(
+            "labels, tiers (one per prior) or the static tier",
+        ));
+    }
+    let mut regimes = Vec::with_capacity(setup.regimes.len());
+    for r in &setup.regimes {
+        let domain = match r.domain {
+            1 => Domain::Support,
+            2 => Domain::Coding,
+            3 => Domain::Compliance,
+            4 => Domain::Security,
+            5 => Domain::Custom {
+                floor_bps: r.custom_floor_bps,
+            },
+            _ => return Err(SetupError::Bounds("unknown regime domain")),
+        };
+        regimes.push(RegimeSpec {
+            label: r.label.clone(),
+            domain,
+        });
+    }
+    let priors = setup
+        .priors
+        .iter()
+        .map(|&(a, b)| Posterior::new(a, b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = EngineConfig {
+        regimes: RegimeConfig {
+            regimes,
+            features: setup.features as usize,
+            floor_min_bps: setup.floor_min_bps,
+            floor_max_bps: setup.floor_max_bps,
+            step_bps: setup.step_bps,
+            min_observations: setup.min_observations,
+            fallback: setup.fallback,
+        },
+        priors,
+        policy: match setup.policy {
+            AdaptivePolicy::Thompson { redraws } => Policy::Thompson { redraws },
+            AdaptivePolicy::EpsilonGreedy { epsilon_bps } => Policy::EpsilonGreedy { epsilon_bps },
+        },
+        exploration_bps: setup.exploration_bps,
+    };
+    Ok((config, PrfKey::from_bytes(setup.key)))
+}
+
+/// A decision waiting for its outcome.
+#[derive(Debug, Clone)]
+struct Pending {
+    decision: Decision,
+    features: Vec<i32>,
+}
+
+/// One engine step: the note to log and the kernel input the gate decides on.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub(crate) note: AdaptiveNote,
+    pub(crate) input: KernelInput,
+    decision: Decision,
+}
+
+/// The engine, its setup, and the adaptive decisions waiting for an outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct AdaptiveState {
+    engine: Engine,
+    setup: AdaptiveSetup,
+    pending: HashMap<u64, Pending>,
+    updates: u64,
+    refused: u64,
+}
+
+impl AdaptiveState {
+    /// A fresh engine from `setup`.
+    pub(crate) fn new(setup: AdaptiveSetup) -> Result<Self, SetupError> {
+        let (config, key) = engine_config(&setup)?;
+        Ok(Self {
+            engine: Engine::new(config, key)?,
+            setup,
+            pending: HashMap::new(),
+            updates: 0,
+            refused: 0,
+        })
+    }
+
+    pub(crate) const fn setup(&self) -> &AdaptiveSetup {
+        &self.setup
+    }
+
+    pub(crate) fn pending_full(&self) -> bool {
+        self.pending.len() >= MAX_ADAPTIVE_PENDING
+    }
+
+    /// The engine's suggestion for `input` (the caller's) on the current state, and the
+    /// kernel input that carries it. Pure.
+    pub(crate) fn step(
+        &self,
+        input: &KernelInput,
+        request: AdaptiveRequest<'_>,
+    ) -> Result<Step, LearnError> {
+        let client =
+            (input.minimum_quality_bps > 0).then_some(u32::from(input.minimum_quality_bps));
+        let engine_request = Request {
+            input_digest: input_digest(input).0,
+            label: request.label,
+            features: request.features,
+            client_floor_bps: client,
+            static_arm: self.setup.static_tier,
+        };
+        let decision = self.engine.decide(&engine_request)?;
+        let propensity = self.engine.propensity(&engine_request, &decision)?;
+        let own = self.engine.regimes().decision_floor_bps(
+            decision.regime,
+            None,
+            self.setup.exploration_bps > 0,
+        )?;
+        let tier = self.setup.tiers[decision.arm as usize];
+        let mut adapted = *input;
+        // floor_bps ≤ 10,000 (the engine's bound), so it fits a u16.
+        let floor = u16::try_from(decision.floor_bps).unwrap_or(u16::MAX);
+        adapted.minimum_quality_bps = adapted.minimum_quality_bps.max(floor).max(tier.floor_bps);
+        if let Some(model) = tier.requested_model_id {
+            adapted.requested_model_id = model;
+        }
+        // The learner only raises the floor and names a candidate: every other limit
+        // of the caller's input reaches the kernel unchanged.
+        debug_assert!(adapted.minimum_quality_bps >= input.minimum_quality_bps);
+        debug_assert!(decision.floor_bps >= own && client.is_none_or(|c| decision.floor_bps >= c));
+        let note = AdaptiveNote {
+            regime: decision.regime,
+            tier: decision.arm,
+            static_tier: self.setup.static_tier,
+            explored: decision.explored,
+            draw: decision.draw,
+            propensity_numerator: propensity.numerator,
+            propensity_denominator: propensity.denominator,
+            floor_suggested_bps: own,
+            client_floor_bps: client,
+            client_floor_overrode: client.is_some_and(|c| c > own),
+            floor_bps: decision.floor_bps,
+            requested_model_id: input.requested_model_id,
+            label: request.label.map(str::to_owned),
+            features: request.features.to_vec(),
+            state_digest: Digest(decision.state_digest),
+        };
+        Ok(Step {
+            note,
+            input: adapted,
+            decision,
+        })
+    }
+
+    /// The decision of `step` was logged at `sequence`: it now waits for its outcome.
+    pub(crate) fn logged(&mut self, sequence: u64, step: Step) {
+        debug_assert!(self.pending.len() < MAX_ADAPTIVE_PENDING);
+        let previous = self.pending.insert(
+            sequence,
+            Pending {
+                decision: step.decision,
+                features: step.note.features,
+            },
+        );
+        debug_assert!(previous.is_none(), "a sequence number is never reused");
+    }
+
+    /// The first outcome of the adaptive decision at `decision_sequence` was logged:
+    /// the engine learns from it (an outcome of another decision, or a second one,
+    /// changes nothing). Returns the snapshot to log, when one is due.
+    pub(crate) fn learn(
+        &mut self,
+        decision_sequence: u64,
+        success: bool,
+    ) -> Option<EngineSnapshot> {
+        let pending = self.pending.remove(&decision_sequence)?;
+        match self
+            .engine
+            .update(&pending.decision, &pending.features, success)
+        {
+            Ok(()) => self.updates += 1,
+            // A posterior at its shape bound (or a Welford count at its bound): the
+            // state does not change, and the refusal is counted in every snapshot.
+            Err(_) => self.refused += 1,
+        }
+        let every = self.setup.snapshot_every_updates;
+        let applied = self.updates + self.refused;
+        (every > 0 && applied.is_multiple_of(every)).then(|| self.snapshot())
+    }
+
+    /// The snapshot of the current state.
+    pub(crate) fn snapshot(&self) -> EngineSnapshot {
+        EngineSnapshot {
+            updates: self.updates,
+            refused_updates: self.refused,
+            pending: self.pending.len() as u64,
+            state_digest: Digest(self.engine.state_digest()),
+            layout_digest: Digest(self.engine.layout_digest()),
+        }
+    }
+}
+
+/// The verifier's side: re-derives every adaptive step from the log.
+#[derive(Debug, Default)]
+pub(crate) struct AdaptiveReplay {
+    state: Option<AdaptiveState>,
+    /// Adaptive decisions re-derived.
+    pub(crate) decisions: u64,
+    /// Engine snapshots checked.
+    pub(crate) snapshots: u64,
+}
+
+fn mismatch(sequence: u64, kind: AdaptiveMismatch, detail: String) -> VerifyError {
+    VerifyError::Adaptive {
+        sequence,
+        kind,
+        detail,
+    }
+}
+
+impl AdaptiveReplay {
+    pub(crate) fn setup(
+        &mut self,
+        sequence: u64,
+        setup: &AdaptiveSetup,
+    ) -> Result<(), VerifyError> {
+        if self.state.is_some() {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::Setup,
+                "a second adaptive setup in one log".to_owned(),
+            ));
+        }
+        let state = AdaptiveState::new(setup.clone())
+            .map_err(|e| mismatch(sequence, AdaptiveMismatch::Setup, e.to_string()))?;
+        self.state = Some(state);
+        Ok(())
+    }
+
+    pub(crate) fn decision(
+        &mut self,
+        sequence: u64,
+        record: &GateDecision,
+    ) -> Result<(), VerifyError> {
+        let Some(note) = &record.adaptive else {
+            return Ok(());
+        };
+        let Some(state) = self.state.as_mut() else {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::Setup,
+                "an adaptive decision before any adaptive setup".to_owned(),
+            ));
+        };
+        if !note.within_bounds() {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::Input,
+                "the adaptive note is out of bounds".to_owned(),
+            ));
+        }
+        let here = Digest(state.engine.state_digest());
+        if note.state_digest != here {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::State,
+                format!(
+                    "the decision saw engine state {}, the log's outcomes give {}",
+                    calybris_digest::Hex(note.state_digest.as_slice()),
+                    calybris_digest::Hex(here.as_slice())
+                ),
+            ));
+        }
+        // The caller's input: the logged one with the two fields the engine may change
+        // put back.
+        let mut caller = record.audit.input;
+        caller.requested_model_id = note.requested_model_id;
+        caller.minimum_quality_bps =
+            note.client_floor_bps
+                .map_or(Ok(0), u16::try_from)
+                .map_err(|_| {
+                    mismatch(
+                        sequence,
+                        AdaptiveMismatch::Floor,
+                        "the client floor is above 10,000".to_owned(),
+                    )
+                })?;
+        let request = AdaptiveRequest {
+            label: note.label.as_deref(),
+            features: &note.features,
+        };
+        let step = state
+            .step(&caller, request)
+            .map_err(|e| mismatch(sequence, AdaptiveMismatch::Input, e.to_string()))?;
+        let d = &step.note;
+        let check = |ok: bool, kind: AdaptiveMismatch, what: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(mismatch(sequence, kind, what))
+            }
+        };
+        check(
+            d.regime == note.regime,
+            AdaptiveMismatch::Regime,
+            format!("regime {} logged, {} derived", note.regime, d.regime),
+        )?;
+        check(
+            d.draw == note.draw && d.explored == note.explored && d.static_tier == note.static_tier,
+            AdaptiveMismatch::Draw,
+            format!(
+                "exploration draw {:?} (explored {}) logged, {:?} (explored {}) derived",
+                note.draw, note.explored, d.draw, d.explored
+            ),
+        )?;
+        check(
+            d.tier == note.tier,
+            AdaptiveMismatch::Draw,
+            format!("tier {} logged, {} derived", note.tier, d.tier),
+        )?;
+        check(
+            d.floor_suggested_bps == note.floor_suggested_bps
+                && d.floor_bps == note.floor_bps
+                && d.client_floor_overrode == note.client_floor_overrode,
+            AdaptiveMismatch::Floor,
+            format!(
+                "floor {} (suggested {}, client overrode {}) logged, {} (suggested {}, client overrode {}) derived",
+                note.floor_bps,
+                note.floor_suggested_bps,
+                note.client_floor_overrode,
+                d.floor_bps,
+                d.floor_suggested_bps,
+                d.client_floor_overrode
+            ),
+        )?;
+        check(
+            d.propensity_numerator == note.propensity_numerator
+                && d.propensity_denominator == note.propensity_denominator,
+            AdaptiveMismatch::Propensity,
+            format!(
+                "propensity {}/{} logged, {}/{} derived",
+                note.propensity_numerator,
+                note.propensity_denominator,
+                d.propensity_numerator,
+                d.propensity_denominator
+            ),
+        )?;
+        check(
+            step.input == record.audit.input,
+            AdaptiveMismatch::Input,
+            "the kernel input is not the caller's input with the engine's floor and tier"
+                .to_owned(),
+        )?;
+        if state.pending_full() {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::State,
+                "more adaptive decisions wait for an outcome than the gate allows".to_owned(),
+            ));
+        }
+        state.logged(sequence, step);
+        self.decisions += 1;
+        Ok(())
+    }
+
+    /// Feeds one record of a log being reopened (the same checks as the verifier's).
+    pub(crate) fn visit(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::GateRecord,
+    ) -> Result<(), crate::GateError> {
+        use crate::record::GateRecord;
+        let checked = match record {
+            GateRecord::AdaptiveSetup(setup) => self.setup(sequence, setup),
+            GateRecord::Decision(decision) => self.decision(sequence, decision),
+            GateRecord::Outcome(outcome) => {
+                self.outcome(outcome);
+                Ok(())
+            }
+            GateRecord::EngineSnapshot(snapshot) => self.snapshot(sequence, snapshot),
+            _ => Ok(()),
+        };
+        checked.map_err(|e| crate::GateError::AdaptiveReplay(Box::new(e)))
+    }
+
+    /// The replayed engine, if the log held a setup.
+    pub(crate) fn into_state(self) -> Option<AdaptiveState> {
+        self.state
+    }
+
+    pub(crate) fn outcome(&mut self, record: &OutcomeRecord) {
+        if let Some(state) = self.state.as_mut() {
+            // Whether a snapshot is due is the writer's business; the verifier checks
+            // every snapshot the log holds against the state at its place.
+            let _due = state.learn(record.decision_sequence, record.success);
+        }
+    }
+
+    /// Checks a logged snapshot against the replayed state at its place in the log.
+    pub(crate) fn snapshot(
+        &mut self,
+        sequence: u64,
+        logged: &EngineSnapshot,
+    ) -> Result<(), VerifyError> {
+        let Some(state) = self.state.as_ref() else {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::Setup,
+                "an engine snapshot before any adaptive setup".to_owned(),
+            ));
+        };
+        let here = state.snapshot();
+        if here != *logged {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::State,
+                format!(
+                    "snapshot after {} updates with digest {} logged; replay gives {} updates, digest {}",
+                    logged.updates,
+                    calybris_digest::Hex(logged.state_digest.as_slice()),
+                    here.updates,
+                    calybris_digest::Hex(here.state_digest.as_slice())
+                ),
+            ));
+        }
+        self.snapshots += 1;
+        Ok(())
+    }
+}
