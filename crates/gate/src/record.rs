@@ -44,6 +44,9 @@ pub const MAX_OUTCOME_DETAIL_BYTES: usize = 4_096;
 /// records: a policy record is byte for byte the audited log's, and a gate decision
 /// starts with the audited decision record and adds the gate's fields after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Decisions are by far the most common record and the one on the hot path: boxing
+// the variant would cost an allocation per decision to save stack on the rare kinds.
+#[allow(clippy::large_enum_variant)]
 pub enum GateRecord {
     /// 0: a policy snapshot, written before the first decision that names it.
     Policy(PolicyRecord),
