@@ -539,7 +539,7 @@ struct Registry {
 
 type Subscribers = Vec<std::sync::mpsc::Sender<AlertEvent>>;
 
-/// A budget hierarchy with scopes, windows and alerts (see the [module](self)).
+/// A budget hierarchy with scopes, windows and alerts (see the [crate documentation](crate)).
 pub struct BudgetTree {
     registry: RwLock<Registry>,
     subscribers: Mutex<Subscribers>,

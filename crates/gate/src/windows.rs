@@ -13,7 +13,7 @@
 //! - 16 [`BudgetTopUp`]: a node's current window grows.
 //!
 //! A decision names the nodes it held, with the window of each, in
-//! [`crate::GateDecision::scopes`]; its settlement settles every one of them against
+//! [`crate::record::GateDecision::scopes`]; its settlement settles every one of them against
 //! that window. After every record, for every node and every window:
 //! `remaining + reserved + committed == limit + top-ups - expired`, and no balance is
 //! negative.
