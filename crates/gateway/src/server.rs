@@ -1686,7 +1686,6 @@ mod tests {
     use crate::config::{ProviderKind, key_hash_hex};
     use crate::mock::{MockBehavior, MockProvider};
     use calybris_gate::GateRecord;
-    use calybris_testkit::TempDir;
 
     const KEY: &str = "sk-fault";
 
@@ -1788,7 +1787,10 @@ mod tests {
     }
 
     async fn whole_request_fails_cleanly(fault: Fault) {
-        let dir = TempDir::new("gateway-fault");
+        let dir = tempfile::Builder::new()
+            .prefix("gateway-fault")
+            .tempdir()
+            .expect("temp dir");
         let running = start(dir.path()).await;
         *running.gateway.inner.fault.lock() = Some(fault);
         let (status, body) = chat(running.addr, false).await;
@@ -1841,7 +1843,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_in_a_stream_logs_a_failure_record_and_no_end_marker() {
-        let dir = TempDir::new("gateway-fault-stream");
+        let dir = tempfile::Builder::new()
+            .prefix("gateway-fault-stream")
+            .tempdir()
+            .expect("temp dir");
         let running = start(dir.path()).await;
         *running.gateway.inner.fault.lock() = Some(Fault::PanicInStream);
         let (status, body) = chat(running.addr, true).await;
