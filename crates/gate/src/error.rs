@@ -182,4 +182,17 @@ pub enum GateError {
     #[cfg(feature = "adaptive")]
     #[error("{0}")]
     AdaptiveReplay(Box<crate::VerifyError>),
+    /// [`Retention::SinceLastSnapshot`](crate::Retention::SinceLastSnapshot) was
+    /// configured with a feature that needs the whole log from record 0 (checkpoints:
+    /// leaf `n` of the tree is record `n`; the adaptive engine: it replays from its
+    /// setup record). Such a gate would retire segments it could never reopen
+    /// without, so [`Gate::open`](crate::Gate::open) refuses it before anything is
+    /// written.
+    #[error(
+        "retention (Retention::SinceLastSnapshot) cannot be combined with {with}: it needs the whole log from record 0"
+    )]
+    RetentionConflict {
+        /// The feature: `"checkpoints"` or `"the adaptive engine"`.
+        with: &'static str,
+    },
 }

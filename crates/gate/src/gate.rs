@@ -71,7 +71,10 @@ pub enum Retention {
     /// snapshot holds the books and the open holds, and the policy record in force
     /// follows it, so the retained suffix is self-contained. The gate writes where the
     /// log now starts into [`START_ANCHOR_FILE`]; verifying the suffix needs that
-    /// anchor, kept where the log's writer cannot rewrite it.
+    /// anchor, kept where the log's writer cannot rewrite it. Not with checkpoints or
+    /// the adaptive engine, which need the log from record 0
+    /// ([`GateError::RetentionConflict`] at open); a gate with budget nodes writes no
+    /// book snapshot, so it retires nothing.
     SinceLastSnapshot,
 }
 
@@ -230,6 +233,27 @@ impl GateConfig {
     pub fn checkpoints(mut self, checkpoints: CheckpointConfig) -> Self {
         self.checkpoints = Some(checkpoints);
         self
+    }
+}
+
+impl GateConfig {
+    /// Refuses retention with a feature that needs the whole log from record 0.
+    fn check_retention(&self) -> Result<(), GateError> {
+        if self.retention != Retention::SinceLastSnapshot {
+            return Ok(());
+        }
+        if self.checkpoints.is_some() {
+            return Err(GateError::RetentionConflict {
+                with: "checkpoints",
+            });
+        }
+        #[cfg(feature = "adaptive")]
+        if self.adaptive.is_some() {
+            return Err(GateError::RetentionConflict {
+                with: "the adaptive engine",
+            });
+        }
+        Ok(())
     }
 }
 
@@ -487,8 +511,11 @@ impl Gate {
     /// [`GateError::Directory`]; [`GateError::Log`] when the log is locked by another
     /// process, corrupt, keyed differently or fails; [`GateError::Books`] when its
     /// records do not fold into balanced books; [`GateError::Budget`] or
-    /// [`GateError::InvalidTenant`] for a configured tenant.
+    /// [`GateError::InvalidTenant`] for a configured tenant;
+    /// [`GateError::RetentionConflict`] for [`Retention::SinceLastSnapshot`] with
+    /// checkpoints or the adaptive engine (nothing is written).
     pub fn open(config: GateConfig) -> Result<Self, GateError> {
+        config.check_retention()?;
         std::fs::create_dir_all(&config.dir).map_err(|source| GateError::Directory {
             path: config.dir.clone(),
             source,
@@ -513,6 +540,7 @@ impl Gate {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_in<D: Directory + Clone>(config: GateConfig, dir: D) -> Result<Self, GateError> {
+        config.check_retention()?;
         if let Some(names) = &config.names {
             names.validate_for(&config.policy)?;
         }
@@ -884,6 +912,21 @@ impl Gate {
             let _checkpoint = self.checkpoint_locked(&mut tree, now);
         }
         Ok(ticket)
+    }
+
+    /// Appends one record that the next record must follow directly (a book
+    /// snapshot, followed by its policy record): a checkpoint falling due on it is
+    /// taken after that next record instead.
+    fn append_leading(&self, record: &GateRecord) -> Result<Ticket, GateError> {
+        let Some(tree) = &self.inner.merkle else {
+            return self
+                .inner
+                .wal
+                .append(record)
+                .map_err(|error| self.poison(error));
+        };
+        let mut tree = tree.lock();
+        self.append_to_tree(&mut tree, record)
     }
 
     fn append_to_tree(
@@ -2067,9 +2110,10 @@ impl Gate {
         }
         let policy = self.inner.policy.write();
         let snapshot = self.books_now(*policy.digest());
-        let ticket = self.append(&GateRecord::BookSnapshot(snapshot))?;
-        // The policy in force follows its snapshot, so a suffix that starts at the
-        // snapshot holds every policy its decisions name.
+        let ticket = self.append_leading(&GateRecord::BookSnapshot(snapshot))?;
+        // The policy in force follows its snapshot directly (no checkpoint between
+        // them), so a suffix that starts at the snapshot holds every policy its
+        // decisions name.
         let _policy = self.append(&policy_record(&policy))?;
         let names = self.inner.names.lock().clone();
         if let Some(names) = names {

@@ -221,8 +221,12 @@ fn checkpoints_on_a_log_with_retired_segments_are_a_typed_refusal() {
     }
     let start = gate.start_anchor().expect("old segments were retired");
     gate.close().expect("close");
-    let with_checkpoints =
-        config().checkpoints(CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(10));
+    // With retention still configured the combination itself is refused
+    // (`tests/combos.rs`); keeping every segment from now on does not bring the
+    // retired ones back.
+    let with_checkpoints = config()
+        .retention(calybris_gate::Retention::KeepAll)
+        .checkpoints(CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(10));
     match Gate::open(with_checkpoints) {
         Err(calybris_gate::GateError::CheckpointsNeedWholeLog { first_sequence }) => {
             assert!(first_sequence > 0 && first_sequence <= start.next_sequence);

@@ -169,3 +169,62 @@ pub fn synthetic_decision(
         budget,
     )
 }
+
+/// Every record of the gate log in `dir` (the gate directory) with its sequence
+/// number, offset in its segment and entry hash.
+pub fn log_entries(dir: &std::path::Path) -> Vec<calybris_wal::Entry<GateRecord>> {
+    let mut reader =
+        calybris_wal::SegmentedReader::<GateRecord>::open(&dir.join("log"), None, None)
+            .expect("the log opens");
+    let mut out = Vec::new();
+    while let Some(entry) = reader.next_entry().expect("a clean entry") {
+        out.push(entry);
+    }
+    out
+}
+
+/// Every record of the gate log in `dir`, in order.
+pub fn log_records(dir: &std::path::Path) -> Vec<GateRecord> {
+    log_entries(dir).into_iter().map(|e| e.record).collect()
+}
+
+/// Writes `records` as the whole (unkeyed) log of the empty gate directory `dir`:
+/// a forged log, well chained, whose records say what the caller made them say.
+pub fn rewrite_log(dir: &std::path::Path, records: &[GateRecord]) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let wal = calybris_wal::DurableWal::<GateRecord>::open(
+        &dir.join("log"),
+        calybris_wal::DurableConfig::default(),
+    )
+    .expect("open the forged log");
+    for record in records {
+        let _ = wal.append(record).expect("append");
+    }
+    wal.close().expect("close");
+}
+
+/// Flips one bit in the middle of the frame of record `sequence` of the log in `dir`
+/// (a log of one segment file).
+pub fn flip_bit_in_record(dir: &std::path::Path, sequence: u64) {
+    let entries = log_entries(dir);
+    let index = entries
+        .iter()
+        .position(|e| e.sequence == sequence)
+        .expect("the record is in the log");
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
+        .expect("log dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cwal"))
+        .collect();
+    assert_eq!(segments.len(), 1, "a log of one segment");
+    let segment = segments.pop().expect("one segment");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    let start = entries[index].offset_bytes as usize;
+    let end = entries
+        .get(index + 1)
+        .map_or(bytes.len(), |next| next.offset_bytes as usize);
+    assert!(end > start + 1, "a frame of more than one byte");
+    bytes[start + (end - start) / 2] ^= 0x10;
+    std::fs::write(&segment, &bytes).expect("write the segment");
+}
