@@ -894,6 +894,21 @@ impl Gate {
     /// configured, the record's leaf joins the tree under the tree's lock, and
     /// a checkpoint record follows when one is due.
     fn append(&self, record: &GateRecord) -> Result<Ticket, GateError> {
+        self.append_checkpointing(record, true)
+    }
+
+    /// Appends one record that the next record must follow directly (a book
+    /// snapshot, followed by its policy record): a checkpoint falling due on it is
+    /// taken after that next record instead.
+    fn append_leading(&self, record: &GateRecord) -> Result<Ticket, GateError> {
+        self.append_checkpointing(record, false)
+    }
+
+    fn append_checkpointing(
+        &self,
+        record: &GateRecord,
+        take_due: bool,
+    ) -> Result<Ticket, GateError> {
         let Some(tree) = &self.inner.merkle else {
             return self
                 .inner
@@ -904,7 +919,7 @@ impl Gate {
         let mut tree = tree.lock();
         let ticket = self.append_to_tree(&mut tree, record)?;
         let now = (self.inner.clock)();
-        if tree.due(now) {
+        if take_due && tree.due(now) {
             // The record is appended whatever happens next: its ticket tells
             // whether it is durable. A log failure here poisons the gate (and
             // so every later call); a signer failure leaves the checkpoint
@@ -912,21 +927,6 @@ impl Gate {
             let _checkpoint = self.checkpoint_locked(&mut tree, now);
         }
         Ok(ticket)
-    }
-
-    /// Appends one record that the next record must follow directly (a book
-    /// snapshot, followed by its policy record): a checkpoint falling due on it is
-    /// taken after that next record instead.
-    fn append_leading(&self, record: &GateRecord) -> Result<Ticket, GateError> {
-        let Some(tree) = &self.inner.merkle else {
-            return self
-                .inner
-                .wal
-                .append(record)
-                .map_err(|error| self.poison(error));
-        };
-        let mut tree = tree.lock();
-        self.append_to_tree(&mut tree, record)
     }
 
     fn append_to_tree(

@@ -17,18 +17,16 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use calybris_digest::SealedPolicy;
 use calybris_gate::record::GateDecision;
 use calybris_gate::windows::{BudgetDefined, BudgetScope, BudgetWindow};
 use calybris_gate::{
     BudgetRoute, CallerMeta, CheckpointConfig, Gate, GateConfig, GateError, GateRecord,
-    HoldoutConfig, HoldoutKey, Retention, VerifyError, VerifyOptions, verify_dir,
+    HoldoutConfig, Retention, VerifyError, VerifyOptions, verify_dir,
 };
-use calybris_kernel::PolicySnapshot;
 use calybris_tlog::{Ed25519Signer, open_checkpoint};
 use common::{
-    Rng, TempDir, flip_bit_in_record, log_entries, log_records, model, policy, request,
-    rewrite_log, seed,
+    Rng, TempDir, baseline, candidate, flip_bit_in_record, holdout_key, log_entries, log_records,
+    policy, request, rewrite_log, seed,
 };
 
 const ORIGIN: &str = "example.com/combos";
@@ -52,30 +50,6 @@ fn signer() -> Ed25519Signer {
 
 fn checkpoints(every: u64) -> CheckpointConfig {
     CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(every)
-}
-
-fn holdout_key() -> HoldoutKey {
-    HoldoutKey::new(&[0x5a; 32]).expect("long enough")
-}
-
-/// The holdout's baseline: model 1 priced ten times higher than in [`policy`].
-fn baseline() -> SealedPolicy {
-    SealedPolicy::new(
-        PolicySnapshot::builder()
-            .models(vec![model(1, 9_300, 20_000_000), model(2, 8_100, 250_000)])
-            .build()
-            .expect("valid baseline"),
-    )
-}
-
-/// A shadow candidate: model 1 priced ten times lower than in [`policy`].
-fn candidate() -> SealedPolicy {
-    SealedPolicy::new(
-        PolicySnapshot::builder()
-            .models(vec![model(1, 9_300, 200_000), model(2, 8_100, 250_000)])
-            .build()
-            .expect("valid candidate"),
-    )
 }
 
 /// Half the requests held out, under [`baseline`].

@@ -12,31 +12,7 @@ use calybris_gate::{
 };
 use calybris_kernel::{KernelInput, PolicySnapshot};
 use calybris_wal::{DurableConfig, DurableWal, SegmentedReader};
-use common::{Rng, TempDir, model, policy, request, seed};
-
-/// The baseline: model 1 priced ten times higher than in [`policy`].
-fn baseline() -> SealedPolicy {
-    SealedPolicy::new(
-        PolicySnapshot::builder()
-            .models(vec![model(1, 9_300, 20_000_000), model(2, 8_100, 250_000)])
-            .build()
-            .expect("valid baseline"),
-    )
-}
-
-/// A candidate that differs from [`policy`]: model 1 priced ten times lower.
-fn candidate() -> SealedPolicy {
-    SealedPolicy::new(
-        PolicySnapshot::builder()
-            .models(vec![model(1, 9_300, 200_000), model(2, 8_100, 250_000)])
-            .build()
-            .expect("valid candidate"),
-    )
-}
-
-fn holdout_key() -> HoldoutKey {
-    HoldoutKey::new(&[0x5a; 32]).expect("long enough")
-}
+use common::{Rng, TempDir, baseline, candidate, holdout_key, model, policy, request, seed};
 
 fn records(dir: &TempDir) -> Vec<GateRecord> {
     SegmentedReader::<GateRecord>::open(&dir.0.join("log"), None, None)

@@ -42,6 +42,32 @@ pub fn policy(with_free: bool) -> SealedPolicy {
     )
 }
 
+/// The holdout's baseline of the holdout tests: model 1 priced ten times higher than
+/// in [`policy`].
+pub fn baseline() -> SealedPolicy {
+    SealedPolicy::new(
+        PolicySnapshot::builder()
+            .models(vec![model(1, 9_300, 20_000_000), model(2, 8_100, 250_000)])
+            .build()
+            .expect("valid baseline"),
+    )
+}
+
+/// A shadow candidate that differs from [`policy`]: model 1 priced ten times lower.
+pub fn candidate() -> SealedPolicy {
+    SealedPolicy::new(
+        PolicySnapshot::builder()
+            .models(vec![model(1, 9_300, 200_000), model(2, 8_100, 250_000)])
+            .build()
+            .expect("valid candidate"),
+    )
+}
+
+/// The holdout key of the holdout tests.
+pub fn holdout_key() -> calybris_gate::HoldoutKey {
+    calybris_gate::HoldoutKey::new(&[0x5a; 32]).expect("long enough")
+}
+
 /// A request for `model_id`: 2,000 tokens in, 1,000 out (12,000 microunits on model 1).
 pub fn request(sequence: u64, model_id: u32) -> KernelInput {
     KernelInput {
