@@ -75,73 +75,35 @@ struct Field {
 const BPS: i128 = 10_000;
 const WIDE: i128 = 1 << 53;
 
+/// The [`Field`] of the input field `$name` of type `$ty`, searched in `$lo..=$hi`
+/// (every value when `exhaustive`, else by doubling then bisection). The name in the
+/// report is the field's own.
+macro_rules! field {
+    ($name:ident: $ty:ty, $lo:expr, $hi:expr, exhaustive: $exhaustive:expr) => {
+        Field {
+            name: stringify!($name),
+            lo: $lo,
+            hi: $hi,
+            exhaustive: $exhaustive,
+            get: |i| i128::from(i.$name),
+            // The search stays within lo..=hi, which the type holds.
+            set: |i, v| i.$name = v as $ty,
+        }
+    };
+}
+
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn fields() -> [Field; 8] {
+    let tokens = i128::from(u32::MAX);
     [
-        Field {
-            name: "risk_bps",
-            lo: 0,
-            hi: BPS,
-            exhaustive: true,
-            get: |i| i128::from(i.risk_bps),
-            set: |i, v| i.risk_bps = v as u16,
-        },
-        Field {
-            name: "confidence_bps",
-            lo: 0,
-            hi: BPS,
-            exhaustive: true,
-            get: |i| i128::from(i.confidence_bps),
-            set: |i, v| i.confidence_bps = v as u16,
-        },
-        Field {
-            name: "minimum_quality_bps",
-            lo: 0,
-            hi: BPS,
-            exhaustive: true,
-            get: |i| i128::from(i.minimum_quality_bps),
-            set: |i, v| i.minimum_quality_bps = v as u16,
-        },
-        Field {
-            name: "input_tokens",
-            lo: 0,
-            hi: i128::from(u32::MAX),
-            exhaustive: false,
-            get: |i| i128::from(i.input_tokens),
-            set: |i, v| i.input_tokens = v as u32,
-        },
-        Field {
-            name: "output_tokens",
-            lo: 0,
-            hi: i128::from(u32::MAX),
-            exhaustive: false,
-            get: |i| i128::from(i.output_tokens),
-            set: |i, v| i.output_tokens = v as u32,
-        },
-        Field {
-            name: "max_p95_latency_ms",
-            lo: 0,
-            hi: i128::from(u32::MAX),
-            exhaustive: false,
-            get: |i| i128::from(i.max_p95_latency_ms),
-            set: |i, v| i.max_p95_latency_ms = v as u32,
-        },
-        Field {
-            name: "budget_limit_microunits",
-            lo: 0,
-            hi: WIDE,
-            exhaustive: false,
-            get: |i| i128::from(i.budget_limit_microunits),
-            set: |i, v| i.budget_limit_microunits = v as u64,
-        },
-        Field {
-            name: "business_value_microunits",
-            lo: -WIDE,
-            hi: WIDE,
-            exhaustive: false,
-            get: |i| i128::from(i.business_value_microunits),
-            set: |i, v| i.business_value_microunits = v as i64,
-        },
+        field!(risk_bps: u16, 0, BPS, exhaustive: true),
+        field!(confidence_bps: u16, 0, BPS, exhaustive: true),
+        field!(minimum_quality_bps: u16, 0, BPS, exhaustive: true),
+        field!(input_tokens: u32, 0, tokens, exhaustive: false),
+        field!(output_tokens: u32, 0, tokens, exhaustive: false),
+        field!(max_p95_latency_ms: u32, 0, tokens, exhaustive: false),
+        field!(budget_limit_microunits: u64, 0, WIDE, exhaustive: false),
+        field!(business_value_microunits: i64, -WIDE, WIDE, exhaustive: false),
     ]
 }
 

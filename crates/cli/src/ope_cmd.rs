@@ -278,20 +278,31 @@ fn live_text(live: &[LiveShadow]) -> String {
         text.push_str("live shadow: no decision in the log carries a shadow note\n");
     }
     for l in live {
-        text.push_str(&format!(
-            "live shadow of candidate {}: {} decisions: same {}, other model {}, newly rejected {}, newly admitted {}\n",
+        let lead = format!(
+            "live shadow of candidate {}: {} decisions:",
             digest_to_hex(&l.candidate_digest.0),
-            l.decisions,
-            l.by_kind[0],
-            l.by_kind[1],
-            l.by_kind[2],
-            l.by_kind[3]
-        ));
-        for ((kind, reason), n) in &l.by_reason {
-            text.push_str(&format!("  {} {reason}: {n}\n", kind.name()));
-        }
+            l.decisions
+        );
+        comparison_text(&mut text, &lead, &l.by_kind, &l.by_reason);
     }
     text
+}
+
+/// A candidate's decisions against the logged ones: `lead`, the counts by kind on
+/// the same line, then one line per mismatch kind and reason.
+fn comparison_text(
+    text: &mut String,
+    lead: &str,
+    by_kind: &[u64; 4],
+    by_reason: &std::collections::BTreeMap<(MismatchKind, &'static str), u64>,
+) {
+    text.push_str(&format!(
+        "{lead} same {}, other model {}, newly rejected {}, newly admitted {}\n",
+        by_kind[0], by_kind[1], by_kind[2], by_kind[3]
+    ));
+    for ((kind, reason), n) in by_reason {
+        text.push_str(&format!("  {} {reason}: {n}\n", kind.name()));
+    }
 }
 
 fn report_json(report: &PromotionReport) -> Value {
@@ -371,18 +382,12 @@ pub fn shadow(
         return EXIT_OK;
     }
     let mut text = join_text(&log);
-    text.push_str(&format!(
-        "candidate {}: {} decisions replayed: same {}, other model {}, newly rejected {}, newly admitted {}\n",
+    let lead = format!(
+        "candidate {}: {} decisions replayed:",
         digest_to_hex(&s.candidate_digest.0),
-        s.decisions,
-        s.by_kind[0],
-        s.by_kind[1],
-        s.by_kind[2],
-        s.by_kind[3]
-    ));
-    for ((kind, reason), n) in &s.by_reason {
-        text.push_str(&format!("  {} {reason}: {n}\n", kind.name()));
-    }
+        s.decisions
+    );
+    comparison_text(&mut text, &lead, &s.by_kind, &s.by_reason);
     text.push_str(&format!(
         "rows with an outcome {}: supported (candidate takes the logged action) {}, unsupported {}; newly admitted (no outcome possible) {}\n",
         s.rows, s.supported, s.unsupported, s.unsupported_no_outcome
@@ -552,23 +557,20 @@ pub fn promote(
         report_digest: recomputed,
         rollback: false,
     };
-    let result = open_gate(dir, &log, &incumbent, &options)
-        .and_then(|gate| install(&gate, &log, loaded).map(|()| gate))
-        .and_then(|gate| finish(gate, record.clone()));
-    if let Err(code) = result {
-        return code;
-    }
-    if json {
-        stdout_text(&format!("{}\n", promotion_json(&record)));
-        return EXIT_OK;
-    }
-    stdout_text(&format!(
-        "PROMOTED {} (previous {}), report digest {}\n",
-        digest_to_hex(&record.policy_digest.0),
-        digest_to_hex(&record.previous_policy_digest.0),
-        digest_to_hex(&recomputed.0)
-    ));
-    EXIT_OK
+    let promotion = Promotion {
+        dir,
+        log: &log,
+        in_force: &incumbent,
+        options: &options,
+    };
+    promotion.write(loaded, &record, json, || {
+        format!(
+            "PROMOTED {} (previous {}), report digest {}\n",
+            digest_to_hex(&record.policy_digest.0),
+            digest_to_hex(&record.previous_policy_digest.0),
+            digest_to_hex(&recomputed.0)
+        )
+    })
 }
 
 /// `calybris rollback DIR`: reinstalls the policy in force before the last promotion
@@ -609,22 +611,53 @@ pub fn rollback(dir: &Path, keys: &Keys, json: bool) -> u8 {
         policy: previous,
         names: None,
     };
-    let result = open_gate(dir, &log, &current, &options)
-        .and_then(|gate| install(&gate, &log, loaded).map(|()| gate))
-        .and_then(|gate| finish(gate, record.clone()));
-    if let Err(code) = result {
-        return code;
+    let promotion = Promotion {
+        dir,
+        log: &log,
+        in_force: &current,
+        options: &options,
+    };
+    promotion.write(loaded, &record, json, || {
+        format!(
+            "ROLLED_BACK to {} (from {})\n",
+            digest_to_hex(&record.policy_digest.0),
+            digest_to_hex(&record.previous_policy_digest.0)
+        )
+    })
+}
+
+/// Where `promote` and `rollback` install a policy: the gate directory, its joined
+/// log, the policy in force there and the options it verified with.
+struct Promotion<'a> {
+    dir: &'a Path,
+    log: &'a JoinedLog,
+    in_force: &'a SealedPolicy,
+    options: &'a VerifyOptions,
+}
+
+impl Promotion<'_> {
+    /// Installs `loaded` through a gate opened on the directory, logs `record` and
+    /// waits for it, then prints its `--json` line or `text()`; returns the exit code.
+    fn write(
+        &self,
+        loaded: LoadedPolicy,
+        record: &PromotionRecord,
+        json: bool,
+        text: impl FnOnce() -> String,
+    ) -> u8 {
+        let result = open_gate(self.dir, self.log, self.in_force, self.options)
+            .and_then(|gate| install(&gate, self.log, loaded).map(|()| gate))
+            .and_then(|gate| finish(gate, record.clone()));
+        if let Err(code) = result {
+            return code;
+        }
+        if json {
+            stdout_text(&format!("{}\n", promotion_json(record)));
+        } else {
+            stdout_text(&text());
+        }
+        EXIT_OK
     }
-    if json {
-        stdout_text(&format!("{}\n", promotion_json(&record)));
-        return EXIT_OK;
-    }
-    stdout_text(&format!(
-        "ROLLED_BACK to {} (from {})\n",
-        digest_to_hex(&record.policy_digest.0),
-        digest_to_hex(&record.previous_policy_digest.0)
-    ));
-    EXIT_OK
 }
 
 /// The `--json` line of `promote` and `rollback`: the promotion record written.

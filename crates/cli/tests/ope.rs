@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use calybris::digest::{Digest, SealedPolicy};
 use calybris::gate::record::OutcomeRecord;
 use calybris::gate::{Gate, GateConfig, GateRecord, LOG_DIR, Outcome};
-use calybris::kernel::{KernelInput, PolicySnapshot};
+use calybris::kernel::KernelInput;
 use calybris::wal::SegmentedReader;
 use common::*;
 use serde_json::{Value, json};
@@ -89,28 +89,6 @@ fn write(dir: &Path, n: u64, bias: i64, noise: i64) -> Made {
     }
     gate.close().expect("close");
     made
-}
-
-/// The kernel's numeric JSON of `policy` (docs/schemas/policy.schema.json).
-fn policy_json(policy: &PolicySnapshot) -> Value {
-    let p = policy.params();
-    json!({
-        "params": {
-            "policy_epoch": p.policy_epoch, "catalog_epoch": p.catalog_epoch,
-            "hard_risk_limit_bps": p.hard_risk_limit_bps,
-            "minimum_confidence_bps": p.minimum_confidence_bps,
-            "risk_penalty_multiplier_bps": p.risk_penalty_multiplier_bps,
-            "latency_penalty_microunits_per_ms": p.latency_penalty_microunits_per_ms,
-        },
-        "models": policy.models().iter().map(|m| json!({
-            "model_id": m.model_id, "provider_id": m.provider_id, "quality_bps": m.quality_bps,
-            "risk_ceiling_bps": m.risk_ceiling_bps, "enabled": m.enabled,
-            "p95_latency_ms": m.p95_latency_ms, "capabilities": m.capabilities,
-            "region_mask": m.region_mask,
-            "input_cost_microunits_per_million_tokens": m.input_cost_microunits_per_million_tokens,
-            "output_cost_microunits_per_million_tokens": m.output_cost_microunits_per_million_tokens,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// `policy(1)` changed by `edit`, written to `dir/name`.

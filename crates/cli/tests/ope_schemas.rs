@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use calybris::digest::SealedPolicy;
 use calybris::gate::{Gate, GateConfig, HoldoutConfig, HoldoutKey, Outcome};
-use calybris::kernel::PolicySnapshot;
 use common::*;
 use serde_json::{Value, json};
 
@@ -148,43 +147,7 @@ fn candidate_policy() -> SealedPolicy {
     let mut models = policy(1).snapshot().models().to_vec();
     models[0].input_cost_microunits_per_million_tokens /= 10;
     models[0].output_cost_microunits_per_million_tokens /= 10;
-    rebuilt(models, 1)
-}
-
-fn rebuilt(models: Vec<calybris::kernel::KernelModel>, epoch: u64) -> SealedPolicy {
-    SealedPolicy::new(
-        PolicySnapshot::builder()
-            .policy_epoch(epoch)
-            .catalog_epoch(1)
-            .hard_risk_limit_bps(9_000)
-            .risk_penalty_multiplier_bps(10_000)
-            .latency_penalty_microunits_per_ms(1)
-            .models(models)
-            .build()
-            .expect("valid"),
-    )
-}
-
-/// The kernel's numeric JSON of a policy (docs/schemas/policy.schema.json).
-fn policy_json(policy: &PolicySnapshot) -> Value {
-    let p = policy.params();
-    json!({
-        "params": {
-            "policy_epoch": p.policy_epoch, "catalog_epoch": p.catalog_epoch,
-            "hard_risk_limit_bps": p.hard_risk_limit_bps,
-            "minimum_confidence_bps": p.minimum_confidence_bps,
-            "risk_penalty_multiplier_bps": p.risk_penalty_multiplier_bps,
-            "latency_penalty_microunits_per_ms": p.latency_penalty_microunits_per_ms,
-        },
-        "models": policy.models().iter().map(|m| json!({
-            "model_id": m.model_id, "provider_id": m.provider_id, "quality_bps": m.quality_bps,
-            "risk_ceiling_bps": m.risk_ceiling_bps, "enabled": m.enabled,
-            "p95_latency_ms": m.p95_latency_ms, "capabilities": m.capabilities,
-            "region_mask": m.region_mask,
-            "input_cost_microunits_per_million_tokens": m.input_cost_microunits_per_million_tokens,
-            "output_cost_microunits_per_million_tokens": m.output_cost_microunits_per_million_tokens,
-        })).collect::<Vec<_>>(),
-    })
+    policy_of(models, 1)
 }
 
 /// A keyed gate directory: 20 % holdout under `policy(3)` as the baseline, the

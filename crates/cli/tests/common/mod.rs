@@ -130,6 +130,18 @@ pub fn model(model_id: u32, provider_id: u16, quality_bps: u16, price: u64) -> K
 
 /// A small valid policy; `epoch` makes policies with distinct digests.
 pub fn policy(epoch: u64) -> SealedPolicy {
+    policy_of(
+        vec![
+            model(1, 0, 9_300, 3_000_000),
+            model(2, 1, 8_100, 250_000),
+            model(3, 2, 7_000, 100_000),
+        ],
+        epoch,
+    )
+}
+
+/// The policy of [`policy`]'s parameters over `models`, at `epoch`.
+pub fn policy_of(models: Vec<KernelModel>, epoch: u64) -> SealedPolicy {
     SealedPolicy::new(
         PolicySnapshot::builder()
             .policy_epoch(epoch)
@@ -137,14 +149,32 @@ pub fn policy(epoch: u64) -> SealedPolicy {
             .hard_risk_limit_bps(9_000)
             .risk_penalty_multiplier_bps(10_000)
             .latency_penalty_microunits_per_ms(1)
-            .models([
-                model(1, 0, 9_300, 3_000_000),
-                model(2, 1, 8_100, 250_000),
-                model(3, 2, 7_000, 100_000),
-            ])
+            .models(models)
             .build()
             .expect("valid policy"),
     )
+}
+
+/// The kernel's numeric JSON of `policy` (docs/schemas/policy.schema.json).
+pub fn policy_json(policy: &PolicySnapshot) -> serde_json::Value {
+    let p = policy.params();
+    serde_json::json!({
+        "params": {
+            "policy_epoch": p.policy_epoch, "catalog_epoch": p.catalog_epoch,
+            "hard_risk_limit_bps": p.hard_risk_limit_bps,
+            "minimum_confidence_bps": p.minimum_confidence_bps,
+            "risk_penalty_multiplier_bps": p.risk_penalty_multiplier_bps,
+            "latency_penalty_microunits_per_ms": p.latency_penalty_microunits_per_ms,
+        },
+        "models": policy.models().iter().map(|m| serde_json::json!({
+            "model_id": m.model_id, "provider_id": m.provider_id, "quality_bps": m.quality_bps,
+            "risk_ceiling_bps": m.risk_ceiling_bps, "enabled": m.enabled,
+            "p95_latency_ms": m.p95_latency_ms, "capabilities": m.capabilities,
+            "region_mask": m.region_mask,
+            "input_cost_microunits_per_million_tokens": m.input_cost_microunits_per_million_tokens,
+            "output_cost_microunits_per_million_tokens": m.output_cost_microunits_per_million_tokens,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The `i`-th request of the test logs: a mix of executions, substitutions and
