@@ -11,6 +11,7 @@ use calybris::gate::record::OutcomeRecord;
 use calybris::gate::{Gate, GateConfig, GateRecord, LOG_DIR, Outcome};
 use calybris::kernel::KernelInput;
 use calybris::wal::SegmentedReader;
+use common::path_str as s;
 use common::*;
 use serde_json::{Value, json};
 
@@ -98,10 +99,6 @@ fn candidate(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, value.to_string()).expect("write candidate");
     path
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use calybris::digest::SealedPolicy;
 use calybris::gate::{Gate, GateConfig, HoldoutConfig, HoldoutKey, Outcome};
+use common::path_str as s;
 use common::*;
 use serde_json::{Value, json};
 
@@ -189,10 +190,6 @@ fn write(dir: &Path) {
             .expect("outcome");
     }
     gate.close().expect("close");
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
 }
 
 #[test]
