@@ -288,11 +288,8 @@ impl Store {
 pub(crate) struct Prepared {
     pub(crate) estimator: Estimator,
     pub(crate) store: Store,
-    counts: RowCounts,
-    weight_max: f64,
-    weight_sum: f64,
-    weight_square_sum: f64,
-    reward_sum: f64,
+    /// The counts and weight statistics of the checking pass.
+    tally: Tally,
 }
 
 /// DRos's shrunk weight `λ·w / (w² + λ)`, with its two limits made exact: λ = ∞
@@ -454,11 +451,7 @@ impl Prepared {
         Ok(Self {
             estimator,
             store,
-            counts: c,
-            weight_max: t.weight_max,
-            weight_sum: t.weight_sum,
-            weight_square_sum: t.weight_square_sum,
-            reward_sum: t.reward_sum,
+            tally: t,
         })
     }
 
@@ -476,19 +469,20 @@ impl Prepared {
                 upper: value + half_width,
             }
         });
-        let effective_sample_size = if self.weight_square_sum == 0.0 {
+        let t = &self.tally;
+        let effective_sample_size = if t.weight_square_sum == 0.0 {
             0.0
         } else {
-            (self.weight_sum * self.weight_sum) / self.weight_square_sum
+            (t.weight_sum * t.weight_sum) / t.weight_square_sum
         };
         Estimate {
             estimator: self.estimator,
             value,
-            counts: self.counts,
-            weight_max: self.weight_max,
-            weight_mean: self.weight_sum / n,
+            counts: t.counts,
+            weight_max: t.weight_max,
+            weight_mean: t.weight_sum / n,
             effective_sample_size,
-            logged_reward_mean: self.reward_sum / n,
+            logged_reward_mean: t.reward_sum / n,
             normal_interval,
         }
     }

@@ -38,13 +38,11 @@ impl LoggedRound {
         dm_term: f64,
     ) -> Self {
         Self {
-            reward,
-            behaviour_propensity,
-            evaluation_probability,
             reward_model: Some(RewardModel {
                 prediction,
                 dm_term,
             }),
+            ..Self::without_model(reward, behaviour_propensity, evaluation_probability)
         }
     }
 
