@@ -18,9 +18,8 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use calybris_gate::windows::{BudgetDefined, BudgetScope, BudgetWindow};
@@ -28,7 +27,8 @@ use calybris_gate::{
     BudgetRoute, CallerMeta, Gate, GateConfig, GateRecord, ReopenHolds, VerifyOptions, verify_dir,
 };
 use calybris_wal::SegmentedReader;
-use common::{Rng, TempDir, policy, request, seed};
+use common::kill::{KillLoop, kills_from_env};
+use common::{Rng, policy, request, seed};
 
 const CHILD_ENV: &str = "CALYBRIS_GATE_BUDGET_CRASH_CHILD";
 const THREADS: u64 = 4;
@@ -198,47 +198,25 @@ fn check_after_kill(dir: &Path, context: &str) -> (u64, u64) {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(CHILD_ENV) {
-        let (dir, seed) = spec.split_once('|').unwrap_or((spec.as_str(), "0"));
-        child(Path::new(dir), seed.parse().unwrap_or(0));
-    }
+    let kill_loop = KillLoop {
+        child_env: CHILD_ENV,
+        dir_name: "budget-crash",
+        kills_per_dir: KILLS_PER_DIR,
+        max_delay_ms: 80,
+    };
+    kill_loop.child_role(child);
     let seed = seed(0xb0d6_e7c4);
-    let kills: u64 = std::env::var("CALYBRIS_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let exe = std::env::current_exe().expect("own executable");
-    let mut rng = Rng::new(seed);
+    let kills = kills_from_env(30);
     let started = Instant::now();
-    let mut dir = TempDir::new("budget-crash");
     let (mut resets_total, mut alerts_total) = (0, 0);
-    for kill in 0..kills {
-        if kill > 0 && kill % KILLS_PER_DIR == 0 {
-            dir = TempDir::new("budget-crash");
-        }
-        let context = format!("seed {seed:#x}, kill {kill}");
-        let mut child = Command::new(&exe)
-            .env(CHILD_ENV, format!("{}|{}", dir.0.display(), rng.next_u64()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the child");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut first = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut first);
-        assert!(
-            first.starts_with("ready"),
-            "{context}: the child never became ready: {first:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5 + rng.below(80)));
-        let _ = child.kill(); // SIGKILL on Unix
-        let _ = child.wait();
-        let (resets, alerts) = check_after_kill(&dir.0, &context);
-        if kill % KILLS_PER_DIR == KILLS_PER_DIR - 1 || kill + 1 == kills {
+    kill_loop.run(seed, kills, |killed| {
+        let (resets, alerts) = check_after_kill(killed.dir, &killed.context);
+        // Counted once per directory, at its last kill (each check counts them all).
+        if killed.kill % KILLS_PER_DIR == KILLS_PER_DIR - 1 || killed.kill + 1 == kills {
             resets_total += resets;
             alerts_total += alerts;
         }
-    }
+    });
     assert!(
         resets_total > kills,
         "seed {seed:#x}: too few resets ({resets_total})"

@@ -17,17 +17,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use calybris_gate::{
     Gate, GateConfig, GateRecord, Outcome, ReopenHolds, VerifyOptions, verify_dir,
 };
 use calybris_wal::SegmentedReader;
-use common::{Rng, TempDir, policy, request, seed};
+use common::kill::{KillLoop, kills_from_env};
+use common::{Rng, policy, request, seed};
 
 const CHILD_ENV: &str = "CALYBRIS_GATE_CRASH_CHILD";
 const THREADS: u64 = 4;
@@ -211,57 +211,22 @@ fn check_after_kill(dir: &Path, acked: &HashMap<u64, Acked>, context: &str) {
 }
 
 fn main() {
-    if let Ok(spec) = std::env::var(CHILD_ENV) {
-        let (dir, seed) = spec.split_once('|').unwrap_or((spec.as_str(), "0"));
-        child(Path::new(dir), seed.parse().unwrap_or(0));
-    }
+    let kill_loop = KillLoop {
+        child_env: CHILD_ENV,
+        dir_name: "crash",
+        kills_per_dir: KILLS_PER_DIR,
+        max_delay_ms: 60,
+    };
+    kill_loop.child_role(child);
     let seed = seed(0xc0a5_4ed0);
-    let kills: u64 = std::env::var("CALYBRIS_CRASH_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
-    let exe = std::env::current_exe().expect("own executable");
-    let mut rng = Rng::new(seed);
+    let kills = kills_from_env(100);
     let started = Instant::now();
-    let mut dir = TempDir::new("crash");
     let mut acked_total = 0_u64;
-    for kill in 0..kills {
-        if kill > 0 && kill % KILLS_PER_DIR == 0 {
-            dir = TempDir::new("crash");
-        }
-        let context = format!("seed {seed:#x}, kill {kill}");
-        let child_seed = rng.next_u64();
-        let mut child = Command::new(&exe)
-            .env(CHILD_ENV, format!("{}|{child_seed}", dir.0.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the child");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Wait until it has opened the gate, then kill it at a random moment of its
-        // workload.
-        let first = lines_rx.recv_timeout(Duration::from_secs(60));
-        assert!(
-            first.as_deref().is_ok_and(|line| line.starts_with("ready")),
-            "{context}: the child never became ready: {first:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
-        let _ = child.kill(); // SIGKILL on Unix
-        let _ = child.wait();
-        reader.join().expect("reader thread");
-        let lines: Vec<String> = lines_rx.try_iter().collect();
-        let acked: HashMap<u64, Acked> = lines.iter().filter_map(|line| parse(line)).collect();
+    kill_loop.run(seed, kills, |killed| {
+        let acked: HashMap<u64, Acked> = killed.lines.iter().filter_map(|l| parse(l)).collect();
         acked_total += acked.len() as u64;
-        check_after_kill(&dir.0, &acked, &context);
-    }
+        check_after_kill(killed.dir, &acked, &killed.context);
+    });
     assert!(
         acked_total > kills,
         "seed {seed:#x}: too few acknowledgements ({acked_total})"

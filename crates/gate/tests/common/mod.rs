@@ -1,6 +1,8 @@
 //! Shared helpers of the gate's test binaries.
 #![allow(dead_code)]
 
+pub mod kill;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
