@@ -13,8 +13,7 @@ use calybris_gate::adaptive::{
 };
 use calybris_gate::record::GateRecord;
 use calybris_gate::{
-    AdaptiveRequest, CallerMeta, Gate, GateConfig, LOG_DIR, Outcome, VerifyError, VerifyOptions,
-    verify_dir,
+    AdaptiveRequest, CallerMeta, Gate, GateConfig, LOG_DIR, VerifyError, VerifyOptions, verify_dir,
 };
 use calybris_kernel::{KernelInput, PolicySnapshot};
 use calybris_wal::{DurableConfig, DurableWal, SegmentedReader};
@@ -151,15 +150,7 @@ fn write(dir: &std::path::Path, seed: u64, n: u64, setup: AdaptiveSetup) {
             let model = u64::from(decision_ref_model(&input));
             let success = outcomes.below(100) < 40 + model * 2;
             let _ = gate
-                .record_outcome(
-                    decision_ref,
-                    Outcome {
-                        reward_microunits: i64::from(success),
-                        success,
-                        latency_ms: 0,
-                        detail: Vec::new(),
-                    },
-                )
+                .record_outcome(decision_ref, common::binary_outcome(success))
                 .expect("outcome");
         }
     }

@@ -531,10 +531,10 @@ mod adaptive {
     //! and (refused) with retention.
 
     use super::*;
+    use calybris_gate::AdaptiveRequest;
     use calybris_gate::adaptive::{
         AdaptiveMismatch, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier,
     };
-    use calybris_gate::{AdaptiveRequest, Outcome};
 
     const LABELS: [&str; 2] = ["support", "coding"];
 
@@ -607,15 +607,7 @@ mod adaptive {
             if rng.percent(90) {
                 let success = rng.percent(60);
                 let _ = gate
-                    .record_outcome(
-                        decision,
-                        Outcome {
-                            reward_microunits: i64::from(success),
-                            success,
-                            latency_ms: 0,
-                            detail: Vec::new(),
-                        },
-                    )
+                    .record_outcome(decision, common::binary_outcome(success))
                     .expect("outcome");
             }
         }

@@ -256,3 +256,13 @@ pub fn flip_bit_in_record(dir: &std::path::Path, sequence: u64) {
     bytes[start + (end - start) / 2] ^= 0x10;
     std::fs::write(&segment, &bytes).expect("write the segment");
 }
+
+/// An outcome that is a success or not, rewarded 1 or 0, with no latency or detail.
+pub fn binary_outcome(success: bool) -> calybris_gate::Outcome {
+    calybris_gate::Outcome {
+        reward_microunits: i64::from(success),
+        success,
+        latency_ms: 0,
+        detail: Vec::new(),
+    }
+}
