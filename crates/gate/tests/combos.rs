@@ -216,7 +216,7 @@ fn assert_flip_is_named(dir: &Path, sequence: u64, options: &VerifyOptions) {
 
 #[test]
 fn budget_nodes_with_checkpoints_reopen_verify_and_a_rewritten_record_breaks_the_next_checkpoint() {
-    let seed = seed(0xc0_4b0d);
+    let seed = seed(0x00c0_4b0d);
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("combo-budget-checkpoints");
     let config = || base_config(&dir.0).checkpoints(checkpoints(7));
@@ -297,7 +297,7 @@ fn budget_nodes_with_checkpoints_reopen_verify_and_a_rewritten_record_breaks_the
 
 #[test]
 fn budget_nodes_with_the_holdout_reopen_verify_and_a_forged_assignment_is_named() {
-    let seed = seed(0x401d_b0d);
+    let seed = seed(0x0401_db0d);
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("combo-budget-holdout");
     let config = || base_config(&dir.0).holdout(holdout());
@@ -367,7 +367,7 @@ fn budget_nodes_with_the_holdout_reopen_verify_and_a_forged_assignment_is_named(
 
 #[test]
 fn the_shadow_with_budget_nodes_reopens_verifies_and_a_dropped_note_is_named() {
-    let seed = seed(0x5ad0_b0d);
+    let seed = seed(0x05ad_0b0d);
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("combo-shadow-budget");
     let gate = Gate::open(base_config(&dir.0)).expect("open");
@@ -425,7 +425,7 @@ fn the_shadow_with_budget_nodes_reopens_verifies_and_a_dropped_note_is_named() {
 
 #[test]
 fn book_snapshots_are_refused_with_budget_nodes_and_retention_then_keeps_the_whole_log() {
-    let seed = seed(0x5a9_b0d);
+    let seed = seed(0x05a9_0b0d);
     let mut rng = Rng::new(seed);
     let dir = TempDir::new("combo-budget-retention");
     let config = || {
@@ -616,7 +616,7 @@ mod adaptive {
     #[test]
     fn holdout_with_the_adaptive_engine_and_snapshots_reopens_verifies_and_a_forged_tier_is_named()
     {
-        let seed = seed(0xada_401d);
+        let seed = seed(0x0ada_401d);
         let mut rng = Rng::new(seed);
         let dir = TempDir::new("combo-holdout-adaptive");
         let config = || {
@@ -696,7 +696,7 @@ mod adaptive {
 
     #[test]
     fn the_adaptive_engine_with_checkpoints_reopens_verifies_and_a_flipped_outcome_is_named() {
-        let seed = seed(0xada_c4e);
+        let seed = seed(0x0ada_0c4e);
         let mut rng = Rng::new(seed);
         let dir = TempDir::new("combo-adaptive-checkpoints");
         let config = || {
