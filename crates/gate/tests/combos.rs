@@ -487,14 +487,19 @@ fn retention_with_checkpoints_is_refused_at_open_before_anything_is_written() {
                 .all(|e| e.path().extension().is_none_or(|x| x != "cwal")),
         "nothing logged"
     );
-    // Book snapshots with checkpoints and the whole log kept: reopen and verify.
+    // Book snapshots with checkpoints and the whole log kept, with the holdout and a
+    // staged shadow candidate (both restated after every snapshot): reopen and verify.
     let config = || {
         base_config(&dir.0)
             .snapshot_every_records(25)
             .checkpoints(checkpoints(9))
+            .holdout(holdout())
     };
     for round in 0..2u64 {
         let gate = Gate::open(config()).expect("open");
+        if round == 0 {
+            let _staged = gate.stage_shadow(candidate()).expect("stage");
+        }
         for k in round * 60..round * 60 + 60 {
             let admission = gate.decide("acme", request(k, 1)).expect("decide");
             let held = admission.budget().held_microunits();
@@ -502,8 +507,10 @@ fn retention_with_checkpoints_is_refused_at_open_before_anything_is_written() {
         }
         gate.close().expect("close");
     }
-    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    let report = verify_dir(&dir.0, &with_holdout_key()).expect("verifies");
     assert!(report.counts.snapshots >= 4, "{:?}", report.counts);
+    assert_eq!(report.counts.shadow_notes, 120);
+    assert!(report.counts.held_out > 0 && report.counts.holdout_unchecked == 0);
     let at = checked_checkpoints(&dir.0);
     assert!(at.len() >= 20, "{at:?}");
     // A snapshot forged (one tenant's committed spend raised by one, balanced by its
@@ -519,7 +526,7 @@ fn retention_with_checkpoints_is_refused_at_open_before_anything_is_written() {
             books.tenants[0].remaining_microunits -= 1;
         }
     });
-    match verify_dir(&copy.0, &VerifyOptions::default()) {
+    match verify_dir(&copy.0, &with_holdout_key()) {
         Err(VerifyError::Books { sequence, .. }) => assert_eq!(sequence, snapshot),
         other => panic!("a forged snapshot: {other:?}"),
     }
