@@ -50,6 +50,9 @@ pub enum GatewayError {
     /// The request-body archive could not be opened.
     #[error("request archive: {0}")]
     Archive(String),
+    /// The log's key file could not be read, or holds no usable key.
+    #[error("log key file: {0}")]
+    Key(String),
 }
 
 /// The most bytes of a lease, in a header or the body.
@@ -123,6 +126,9 @@ impl Gateway {
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
+        }
+        if let Some(path) = &config.server.log_key_file {
+            gate_config = gate_config.key(crate::config::read_log_key(path)?);
         }
         let gate = Gate::open(gate_config)?;
         let providers = config
