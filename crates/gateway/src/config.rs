@@ -392,6 +392,7 @@ impl GatewayConfig {
                     .unwrap_or_else(|| entry.name.clone()),
                 input_micro_per_mtok: kernel.input_cost_microunits_per_million_tokens,
                 output_micro_per_mtok: kernel.output_cost_microunits_per_million_tokens,
+                capabilities: kernel.capabilities,
             });
         }
         if let Some(name) = self
@@ -461,7 +462,12 @@ impl GatewayConfig {
                 "authority_required needs at least one entry in lease_issuers",
             ));
         }
+        let tools_capability = crate::tools::CAPABILITY_NAMES
+            .iter()
+            .find_map(|name| names.capability_bit(name))
+            .map(|bit| 1u64 << bit);
         Ok(Compiled {
+            tools_capability,
             policy,
             names,
             models,
@@ -512,6 +518,8 @@ pub struct CompiledModel {
     pub input_micro_per_mtok: u64,
     /// Output price, microunits per million tokens.
     pub output_micro_per_mtok: u64,
+    /// Its capability bits (the policy's `capabilities` names, by position).
+    pub capabilities: u64,
 }
 
 impl CompiledModel {
@@ -554,6 +562,11 @@ pub struct Compiled {
     pub tenants: Vec<CompiledTenant>,
     /// The business value of one request, microunits.
     pub value_microunits: i64,
+    /// The capability bit a request offering tools requires: the policy's
+    /// `tools` capability, else its `function_calling` one; `None` when the policy
+    /// declares neither (then a request with tools is refused with 400
+    /// `tools_unsupported`).
+    pub tools_capability: Option<u64>,
 }
 
 /// An exact decimal USD amount as microunits (six decimals at most).

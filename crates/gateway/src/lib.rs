@@ -63,6 +63,7 @@ pub mod mock;
 pub mod provider;
 pub mod replay;
 mod server;
+pub mod tools;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use error::ApiError;
