@@ -56,6 +56,7 @@ struct MockState {
     calls: AtomicU64,
     probes: AtomicU64,
     words: usize,
+    last_request: parking_lot::Mutex<Option<Value>>,
 }
 
 /// A running mock provider; stopped when dropped.
@@ -82,6 +83,7 @@ impl MockProvider {
             calls: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             words: words.max(1),
+            last_request: parking_lot::Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
@@ -123,6 +125,13 @@ impl MockProvider {
     #[must_use]
     pub fn probes(&self) -> u64 {
         self.state.probes.load(Ordering::Relaxed)
+    }
+
+    /// The JSON body of the last chat request received (what the gateway sent, in
+    /// this provider's shape).
+    #[must_use]
+    pub fn last_request(&self) -> Option<Value> {
+        self.state.last_request.lock().clone()
     }
 
     /// Requests received so far.
@@ -208,8 +217,9 @@ fn tool_to_call(value: &Value) -> Option<String> {
     named.or(first).map(str::to_owned)
 }
 
-fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
+fn asked(state: &MockState, body: &[u8], max_path: &[&str]) -> Option<Asked> {
     let value: Value = serde_json::from_slice(body).ok()?;
+    *state.last_request.lock() = Some(value.clone());
     // The gateway's own estimate, so that a mock's usage equals the reservation.
     let input_tokens: u64 = value
         .get("messages")?
@@ -313,7 +323,7 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["max_tokens"]) else {
+    let Some(asked) = asked(&state, &body, &["max_tokens"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);
@@ -412,7 +422,7 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["max_tokens"]) else {
+    let Some(asked) = asked(&state, &body, &["max_tokens"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);
@@ -502,7 +512,7 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["options", "num_predict"]) else {
+    let Some(asked) = asked(&state, &body, &["options", "num_predict"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);

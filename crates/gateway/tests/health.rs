@@ -365,3 +365,109 @@ async fn a_local_stream_holds_the_slot_until_it_ends() {
     );
     verified(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_cut_midway_count_as_provider_failures_and_open_the_breaker() {
+    let harness = Harness::start(
+        "breaker-cut-streams",
+        vec![
+            Upstream::new("primary", "openai", "gpt-mock")
+                .quality("0.9")
+                .behaving(MockBehavior::Truncated)
+                .extra("breaker_failures = 2\nbreaker_cooldown_ms = 600000"),
+            Upstream::new("secondary", "anthropic", "claude-mock"),
+        ],
+        Options::default(),
+    )
+    .await;
+    // Each stream opens (its first events arrive) and is then cut: a provider failure
+    // for the breaker, even though the first event counted as an answer.
+    for _ in 0..2 {
+        let response = harness.post_chat(body("gpt-mock", true)).await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.expect("body");
+        assert!(text.contains("Hello from primary."), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+    until_state(&harness, "primary", BreakerState::Open).await;
+    // The breaker is open: the next stream goes straight to the fallback.
+    let response = harness.post_chat(body("gpt-mock", true)).await;
+    let text = response.text().await.expect("body");
+    assert!(text.contains("Hello from secondary."), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(harness.mocks[0].calls(), 2);
+    let metrics = harness.metrics().await;
+    // A cut between events is `truncated`, one inside an event `malformed`.
+    let cut: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("calybris_gateway_provider_streams_cut_total{provider=\"primary\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(cut, 2, "{metrics}");
+    for series in [
+        "calybris_gateway_breaker_transitions_total{provider=\"primary\",from=\"closed\",to=\"open\"} 1",
+        "calybris_gateway_attempts_skipped_total{provider=\"primary\",reason=\"circuit_open\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    let dir = harness.stop().await;
+    let executions = executions(&dir);
+    assert_eq!(executions.len(), 3);
+    for execution in &executions[..2] {
+        assert_eq!(execution.status, ExecutionStatus::StreamCut);
+        assert_eq!(execution.model, "gpt-mock");
+        assert_eq!(execution.attempts.len(), 1);
+        assert!(!execution.attempts[0].success);
+        assert!(execution.output_tokens > 0, "what was relayed is settled");
+        assert!(execution.cost_microunits > 0);
+    }
+    assert_eq!(executions[2].status, ExecutionStatus::Served);
+    assert_eq!(
+        executions[2].attempts[0].skipped,
+        Some(AttemptSkip::CircuitOpen)
+    );
+    verified(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_streams_keep_the_breaker_closed() {
+    // A success is reported at the end of each stream (not at its first event), and
+    // a clean end resets the failure count.
+    let harness = Harness::start(
+        "breaker-streams-ok",
+        vec![
+            Upstream::new("primary", "openai", "gpt-mock")
+                .extra("breaker_failures = 2\nbreaker_cooldown_ms = 600000"),
+        ],
+        Options::default(),
+    )
+    .await;
+    harness.mocks[0].set_behavior(MockBehavior::Truncated);
+    let _ = harness
+        .post_chat(body("gpt-mock", true))
+        .await
+        .text()
+        .await;
+    harness.mocks[0].set_behavior(MockBehavior::Ok);
+    let text = harness
+        .post_chat(body("gpt-mock", true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    harness.mocks[0].set_behavior(MockBehavior::Truncated);
+    let _ = harness
+        .post_chat(body("gpt-mock", true))
+        .await
+        .text()
+        .await;
+    let gateway = harness.gateway.as_ref().expect("running");
+    assert_eq!(
+        gateway.breaker_state("primary"),
+        Some(BreakerState::Closed),
+        "cut, whole, cut: never two failures in a row"
+    );
+    let dir = harness.stop().await;
+    verified(&dir);
+}
