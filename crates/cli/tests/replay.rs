@@ -594,7 +594,9 @@ fn a_keyed_gateway_log_replays_with_its_key_file_only() {
         seq.expect("decision")
     };
     // The log is keyed: an unkeyed reader refuses it.
-    assert!(SegmentedReader::<GateRecord>::open(&gate.join(LOG_DIR), None, None).is_err());
+    let unkeyed = SegmentedReader::<GateRecord>::open(&gate.join(LOG_DIR), None, None)
+        .and_then(|mut reader| reader.next_entry().map(|_| ()));
+    assert!(unkeyed.is_err(), "an unkeyed reader read a keyed log");
     let cfg = path_str(&config);
     let key = dir.join("gate.key");
     let all = [

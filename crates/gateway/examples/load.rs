@@ -301,8 +301,11 @@ async fn run(
                 };
                 if unique_bodies() {
                     // Same length every time, a different body (and SHA-256) each.
-                    let text = String::from_utf8_lossy(&body)
-                        .replacen("gateway?", &format!("g{c:06}-{i:08}?"), 1);
+                    let text = String::from_utf8_lossy(&body).replacen(
+                        "gateway?",
+                        &format!("g{c:06}-{i:08}?"),
+                        1,
+                    );
                     one(&mut sender, &target, &Bytes::from(text)).await;
                 } else {
                     one(&mut sender, &target, &body).await;

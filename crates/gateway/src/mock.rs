@@ -466,7 +466,8 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
             return sse(lines, state.behavior());
         }
         let input: Value = serde_json::from_str(&arguments).unwrap_or_default();
-        let mut call = json!({"type": "tool_use", "id": "toolu_mock", "name": tool, "input": input});
+        let mut call =
+            json!({"type": "tool_use", "id": "toolu_mock", "name": tool, "input": input});
         if bad {
             call.as_object_mut().map(|c| c.remove("name"));
         }
@@ -532,10 +533,7 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
         if asked.stream {
             let lines = vec![
                 format!("{}\n", json!({"message": message, "done": false})),
-                format!(
-                    "{}\n",
-                    done(json!({"role": "assistant", "content": ""}))
-                ),
+                format!("{}\n", done(json!({"role": "assistant", "content": ""}))),
             ];
             return sse(lines, state.behavior());
         }

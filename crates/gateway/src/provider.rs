@@ -631,9 +631,7 @@ impl UpstreamStream {
                 }
                 let choice = value.get("choices").and_then(|c| c.get(0));
                 let delta = choice.and_then(|c| c.get("delta"));
-                if let Some(text) = delta
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
+                if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str)
                     && !text.is_empty()
                 {
                     self.pending.push_back(StreamEvent::Delta(text.to_owned()));
@@ -729,9 +727,7 @@ impl UpstreamStream {
                             let ordinal = value
                                 .get("index")
                                 .and_then(Value::as_u64)
-                                .and_then(|index| {
-                                    self.tool_blocks.iter().position(|b| *b == index)
-                                })
+                                .and_then(|index| self.tool_blocks.iter().position(|b| *b == index))
                                 .ok_or(AttemptError::Malformed("input_json_delta of no tool"))?;
                             let piece = delta
                                 .and_then(|d| d.get("partial_json"))
@@ -743,9 +739,8 @@ impl UpstreamStream {
                                 name: None,
                                 arguments: piece.to_owned(),
                             }));
-                        } else if let Some(text) = delta
-                            .and_then(|d| d.get("text"))
-                            .and_then(Value::as_str)
+                        } else if let Some(text) =
+                            delta.and_then(|d| d.get("text")).and_then(Value::as_str)
                         {
                             self.pending.push_back(StreamEvent::Delta(text.to_owned()));
                         }

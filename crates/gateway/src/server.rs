@@ -24,12 +24,12 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::answer::Piece;
 use crate::config::{Compiled, CompiledModel, GatewayConfig, sha256};
 use crate::error::ApiError;
 use crate::health::{Admit, ProviderHealth, Transition, counts_as_failure};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, escape};
-use crate::answer::Piece;
 use crate::provider::{AttemptError, ChatMessage, Provider, UpstreamRequest};
 
 /// Why a gateway could not start.
@@ -732,8 +732,8 @@ pub(crate) fn interpret(
         })?
     };
     let messages = flatten(request.messages)?;
-    let input_estimate = estimate_input_tokens(&messages)
-        + crate::tools::tools_bytes(&tools).div_ceil(4);
+    let input_estimate =
+        estimate_input_tokens(&messages) + crate::tools::tools_bytes(&tools).div_ceil(4);
     Ok(Interpreted {
         requested,
         output_tokens,
@@ -1114,8 +1114,7 @@ async fn handle(
         }
         // A fallback has what the request requires (tools) as the decision's has.
         if chain.iter().any(|(i, _)| *i == index)
-            || compiled.models[index].capabilities & required_capabilities
-                != required_capabilities
+            || compiled.models[index].capabilities & required_capabilities != required_capabilities
         {
             continue;
         }

@@ -211,10 +211,7 @@ pub fn parse_tools(value: Option<Value>) -> Result<Vec<ToolSpec>, ApiError> {
             return Err(bad(code, format!("tools[{at}] must be an object")));
         };
         if item.get("type").and_then(Value::as_str) != Some("function") {
-            return Err(bad(
-                code,
-                format!("tools[{at}].type must be \"function\""),
-            ));
+            return Err(bad(code, format!("tools[{at}].type must be \"function\"")));
         }
         let Some(Value::Object(mut function)) = item.remove("function") else {
             return Err(bad(code, format!("tools[{at}].function must be an object")));
@@ -316,13 +313,15 @@ pub fn parse_tool_choice(
         Some(_) => return Err(bad(code, "tool_choice must be a string or an object")),
     };
     match &choice {
-        ToolChoice::Required if tools.is_empty() => Err(bad(
-            code,
-            "tool_choice \"required\" needs tools",
-        )),
+        ToolChoice::Required if tools.is_empty() => {
+            Err(bad(code, "tool_choice \"required\" needs tools"))
+        }
         ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => Err(bad(
             code,
-            format!("tool_choice names {}, which is not among the tools", shown(name)),
+            format!(
+                "tool_choice names {}, which is not among the tools",
+                shown(name)
+            ),
         )),
         _ => Ok(Some(choice)),
     }
@@ -350,8 +349,7 @@ pub fn parse_tool_calls(value: Option<Value>) -> Result<Vec<ToolCall>, ApiError>
         .enumerate()
         .map(|(at, item)| {
             let id = item.get("id").and_then(Value::as_str);
-            let Some(id) = id.filter(|id| !id.is_empty() && id.len() <= MAX_TOOL_ID_BYTES)
-            else {
+            let Some(id) = id.filter(|id| !id.is_empty() && id.len() <= MAX_TOOL_ID_BYTES) else {
                 return Err(bad(
                     code,
                     format!("tool_calls[{at}].id must be 1 to {MAX_TOOL_ID_BYTES} bytes"),
@@ -660,14 +658,22 @@ mod tests {
             .map(|i| json!({"type": "function", "function": {"name": format!("f{i}")}}))
             .collect();
         assert!(parse_tools(Some(Value::Array(many))).is_err());
-        let tools = parse_tools(Some(json!([{"type": "function", "function": {"name": "f"}}])))
-            .expect("one tool");
-        assert_eq!(tools[0].parameters, json!({"type": "object", "properties": {}}));
+        let tools = parse_tools(Some(
+            json!([{"type": "function", "function": {"name": "f"}}]),
+        ))
+        .expect("one tool");
+        assert_eq!(
+            tools[0].parameters,
+            json!({"type": "object", "properties": {}})
+        );
         for (choice, ok) in [
             (json!("auto"), true),
             (json!("required"), true),
             (json!({"type": "function", "function": {"name": "f"}}), true),
-            (json!({"type": "function", "function": {"name": "g"}}), false),
+            (
+                json!({"type": "function", "function": {"name": "g"}}),
+                false,
+            ),
             (json!("sometimes"), false),
             (json!(3), false),
         ] {
@@ -695,7 +701,10 @@ mod tests {
                 json!([{"id": "c", "function": {"name": "f", "arguments": {"a": 1}}}]),
                 false,
             ),
-            (json!([{"function": {"name": "f", "arguments": "{}"}}]), false),
+            (
+                json!([{"function": {"name": "f", "arguments": "{}"}}]),
+                false,
+            ),
             (json!({"id": "c"}), false),
         ] {
             let result = parse_tool_calls(Some(calls.clone()));

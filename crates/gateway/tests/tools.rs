@@ -56,7 +56,11 @@ fn assembled(text: &str) -> (Vec<(String, String, String)>, Option<String>) {
         if let Some(reason) = choice["finish_reason"].as_str() {
             finish = Some(reason.to_owned());
         }
-        for piece in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+        for piece in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let index = piece["index"].as_u64().expect("an index") as usize;
             if index == calls.len() {
                 calls.push(Default::default());
@@ -89,9 +93,7 @@ async fn round_trip(kind: &'static str, stream: bool) {
         },
     )
     .await;
-    let response = harness
-        .post_chat(tools_body("m", stream).to_string())
-        .await;
+    let response = harness.post_chat(tools_body("m", stream).to_string()).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("body");
     let (id, name, arguments) = if stream {
@@ -228,9 +230,7 @@ async fn round_trip(kind: &'static str, stream: bool) {
     let required: Vec<u64> = records(&dir)
         .into_iter()
         .filter_map(|(_, record)| match record {
-            calybris_gate::GateRecord::Decision(d) => {
-                Some(d.audit.input.required_capabilities)
-            }
+            calybris_gate::GateRecord::Decision(d) => Some(d.audit.input.required_capabilities),
             _ => None,
         })
         .collect();
@@ -294,7 +294,10 @@ async fn a_request_with_tools_routes_only_to_models_with_the_capability() {
                        "messages": [{"role": "user", "content": "hi"}]});
     let (status, value) = harness.chat(Some(KEY), &plain.to_string()).await;
     assert_eq!(status, 200, "{value}");
-    assert_eq!(value["model"], "plain-mock", "without tools the better model serves");
+    assert_eq!(
+        value["model"], "plain-mock",
+        "without tools the better model serves"
+    );
     // The capable model failing: the fallback chain has no other capable model, so
     // nothing serves rather than a model that cannot call tools.
     harness.mocks[1].set_behavior(MockBehavior::Fail(500));
@@ -302,7 +305,11 @@ async fn a_request_with_tools_routes_only_to_models_with_the_capability() {
         .chat(Some(KEY), &tools_body("tooly-mock", false).to_string())
         .await;
     assert_eq!(status, 502, "{value}");
-    assert_eq!(harness.mocks[0].calls(), 1, "the plain model was never asked");
+    assert_eq!(
+        harness.mocks[0].calls(),
+        1,
+        "the plain model was never asked"
+    );
     let dir = harness.stop().await;
     let executions = executions(&dir);
     assert_eq!(executions.len(), 3);
@@ -377,7 +384,11 @@ async fn malformed_tool_payloads_get_typed_errors_and_nothing_is_reserved() {
     ok["messages"][1]["tool_calls"] = json!([]);
     let (status, value) = harness.chat(Some(KEY), &ok.to_string()).await;
     assert_eq!(status, 200, "{value}");
-    assert_eq!(harness.mocks[0].calls(), 1, "no bad request reached the provider");
+    assert_eq!(
+        harness.mocks[0].calls(),
+        1,
+        "no bad request reached the provider"
+    );
     let dir = harness.stop().await;
     let report = verify_dir(&dir, &VerifyOptions::default()).expect("verifies");
     assert_eq!(report.counts.decisions, 1, "no bad request was decided");
@@ -427,7 +438,10 @@ async fn a_malformed_tool_call_from_a_provider_is_a_provider_failure() {
             let text = response.text().await.expect("body");
             let dir = harness.stop().await;
             let execution = executions(&dir).pop().expect("an execution");
-            assert!(!execution.attempts[0].success, "{kind} {stream}: {execution:?}");
+            assert!(
+                !execution.attempts[0].success,
+                "{kind} {stream}: {execution:?}"
+            );
             if stream && kind == "anthropic" {
                 // Its tool block opened (the first event), then a delta for no block:
                 // garbage after the first event cuts the stream.
