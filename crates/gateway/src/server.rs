@@ -1458,6 +1458,75 @@ impl StreamEnd {
     }
 }
 
+/// What walking a plan's chain found ([`Gateway::walk_chain`]).
+struct Walked<T> {
+    /// Every attempt, skipped ones too, in order.
+    attempts: Vec<ExecutionAttempt>,
+    /// The last attempt's error, if any failed.
+    last_error: Option<AttemptError>,
+    /// The attempt that succeeded: its model (an index), its output cap, what it
+    /// gave, and a local provider's slot, still held.
+    found: Option<(usize, u32, T, Option<tokio::sync::OwnedSemaphorePermit>)>,
+}
+
+impl Gateway {
+    /// Walks `plan`'s chain in order: a model whose provider's breaker is open, or
+    /// whose local slot stays busy, is skipped (a skipped attempt); each other is
+    /// asked with `call` until one succeeds. Failures go to the breaker at once; a
+    /// success too, unless `defer_success` (a stream reports at its end, see
+    /// [`Gateway::stream_ended`]).
+    async fn walk_chain<'a, T, Call, Attempt>(
+        &'a self,
+        plan: &Plan,
+        defer_success: bool,
+        call: Call,
+    ) -> Walked<T>
+    where
+        Call: Fn(&'a Provider, UpstreamRequest) -> Attempt,
+        Attempt: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let inner = &self.inner;
+        let mut walked = Walked {
+            attempts: Vec::with_capacity(plan.chain.len()),
+            last_error: None,
+            found: None,
+        };
+        for &(index, max_tokens) in &plan.chain {
+            let model = &inner.compiled.models[index];
+            let Some(provider) = inner.providers.get(&model.provider) else {
+                continue;
+            };
+            let slot = match self.gate_attempt(model).await {
+                Ok(slot) => slot,
+                Err(skipped) => {
+                    walked.attempts.push(skipped);
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match call(provider, upstream(plan, model, max_tokens)).await {
+                Ok(value) => {
+                    walked.attempts.push(if defer_success {
+                        self.attempt_metrics(model, started, Ok(()))
+                    } else {
+                        self.attempt_done(model, started, Ok(()))
+                    });
+                    walked.found = Some((index, max_tokens, value, slot));
+                    break;
+                }
+                Err(error) => {
+                    walked
+                        .attempts
+                        .push(self.attempt_done(model, started, Err(&error)));
+                    walked.last_error = Some(error);
+                }
+            }
+        }
+        debug_assert!(walked.attempts.len() <= plan.chain.len());
+        walked
+    }
+}
+
 struct Served {
     model: usize,
     text: String,
@@ -1518,47 +1587,27 @@ async fn run_whole(
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let decision = admission.decision_ref();
-    let mut attempts = Vec::new();
-    let mut last_error = None;
-    let mut served = None;
-    for &(index, max_tokens) in &plan.chain {
-        let model = &inner.compiled.models[index];
-        let Some(provider) = inner.providers.get(&model.provider) else {
-            continue;
-        };
-        let _slot = match gateway.gate_attempt(model).await {
-            Ok(slot) => slot,
-            Err(skipped) => {
-                attempts.push(skipped);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        match provider
-            .complete(&inner.client, &upstream(&plan, model, max_tokens))
-            .await
-        {
-            Ok(completion) => {
-                attempts.push(gateway.attempt_done(model, started, Ok(())));
-                let output = completion
-                    .output_tokens
-                    .unwrap_or_else(|| crate::answer::estimate_output(&completion));
-                served = Some(Served {
-                    model: index,
-                    input_tokens: completion.input_tokens.unwrap_or(plan.input_estimate),
-                    output_tokens: output,
-                    text: completion.text,
-                    tool_calls: completion.tool_calls,
-                    finish_reason: completion.finish_reason,
-                });
-                break;
-            }
-            Err(error) => {
-                attempts.push(gateway.attempt_done(model, started, Err(&error)));
-                last_error = Some(error);
-            }
-        }
-    }
+    let client = &inner.client;
+    let Walked {
+        attempts,
+        last_error,
+        found,
+    } = gateway
+        .walk_chain(&plan, false, |provider, request| async move {
+            provider.complete(client, &request).await
+        })
+        .await;
+    // A local provider's slot is free again once the whole answer is in.
+    let served = found.map(|(index, _, completion, _slot)| Served {
+        model: index,
+        input_tokens: completion.input_tokens.unwrap_or(plan.input_estimate),
+        output_tokens: completion
+            .output_tokens
+            .unwrap_or_else(|| crate::answer::estimate_output(&completion)),
+        text: completion.text,
+        tool_calls: completion.tool_calls,
+        finish_reason: completion.finish_reason,
+    });
     let sequence = admission.log_sequence();
     let Some(served) = served else {
         let error = failure(last_error.as_ref(), &attempts);
@@ -1624,45 +1673,21 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     let inner = &gateway.inner;
     let decision = admission.decision_ref();
     let sequence = admission.log_sequence();
-    let mut attempts = Vec::new();
-    let mut last_error = None;
-    let mut opened = None;
-    for &(index, max_tokens) in &plan.chain {
-        let model = &inner.compiled.models[index];
-        let Some(provider) = inner.providers.get(&model.provider) else {
-            continue;
-        };
-        let slot = match gateway.gate_attempt(model).await {
-            Ok(slot) => slot,
-            Err(skipped) => {
-                attempts.push(skipped);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let result = async {
-            let mut stream = provider
-                .stream(&inner.client, &upstream(&plan, model, max_tokens))
-                .await?;
+    let client = &inner.client;
+    // A stream is open once its first event came; the breaker hears of it at its end.
+    let Walked {
+        mut attempts,
+        last_error,
+        found,
+    } = gateway
+        .walk_chain(&plan, true, |provider, request| async move {
+            let mut stream = provider.stream(client, &request).await?;
             let first = stream.next().await?;
-            Ok::<_, AttemptError>((stream, first))
-        }
+            Ok((stream, first))
+        })
         .await;
-        match result {
-            Ok((stream, first)) => {
-                // The breaker hears of this attempt when the stream ends.
-                attempts.push(gateway.attempt_metrics(model, started, Ok(())));
-                // A local provider's slot is held until its stream ends.
-                opened = Some((index, max_tokens, stream, first, slot));
-                break;
-            }
-            Err(error) => {
-                attempts.push(gateway.attempt_done(model, started, Err(&error)));
-                last_error = Some(error);
-            }
-        }
-    }
-    let Some((index, max_tokens, mut stream, first, slot)) = opened else {
+    // A local provider's slot is held until its stream ends.
+    let Some((index, max_tokens, (mut stream, first), slot)) = found else {
         let error = failure(last_error.as_ref(), &attempts);
         let result = async {
             gateway.settle(admission, 0)?;
