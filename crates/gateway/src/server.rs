@@ -1554,6 +1554,51 @@ fn failure(last: Option<&AttemptError>, attempts: &[ExecutionAttempt]) -> ApiErr
     }
 }
 
+/// The execution record of an answer `model` gave (whole, or a stream however it
+/// ended): HTTP 200, its tokens and cost, every attempt.
+fn served_record(
+    plan: &Plan,
+    status: ExecutionStatus,
+    model: &CompiledModel,
+    response_sha256: [u8; 32],
+    (input_tokens, output_tokens, cost_microunits): (u64, u64, u64),
+    attempts: Vec<ExecutionAttempt>,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        provider: bounded(&model.provider),
+        model: bounded(&model.name),
+        response_sha256,
+        latency_ms: elapsed_ms(plan.started),
+        input_tokens,
+        output_tokens,
+        cost_microunits,
+        attempts,
+        ..execution(plan, status, 200)
+    }
+}
+
+impl Gateway {
+    /// Nothing served: the hold is released and a `ProviderFailed` record with every
+    /// attempt and the hash of the error body the client gets is logged.
+    async fn log_nothing_served(
+        &self,
+        admission: Admission,
+        plan: &Plan,
+        attempts: Vec<ExecutionAttempt>,
+        error: &ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = admission.decision_ref();
+        self.settle(admission, 0)?;
+        let record = ExecutionRecord {
+            response_sha256: sha256(error.body().to_string().as_bytes()),
+            latency_ms: elapsed_ms(plan.started),
+            attempts,
+            ..execution(plan, ExecutionStatus::ProviderFailed, error.status.as_u16())
+        };
+        self.log_execution_of(plan, decision, record).await
+    }
+}
+
 fn execution(plan: &Plan, status: ExecutionStatus, http_status: u16) -> ExecutionRecord {
     blank_execution(plan.request_sha256, status, http_status)
 }
@@ -1611,16 +1656,9 @@ async fn run_whole(
     let sequence = admission.log_sequence();
     let Some(served) = served else {
         let error = failure(last_error.as_ref(), &attempts);
-        gateway.settle(admission, 0)?;
-        let mut record = execution(
-            &plan,
-            ExecutionStatus::ProviderFailed,
-            error.status.as_u16(),
-        );
-        record.response_sha256 = sha256(error.body().to_string().as_bytes());
-        record.latency_ms = elapsed_ms(plan.started);
-        record.attempts = attempts;
-        gateway.log_execution_of(&plan, decision, record).await?;
+        gateway
+            .log_nothing_served(admission, &plan, attempts, &error)
+            .await?;
         return Err(error);
     };
     let model = &inner.compiled.models[served.model];
@@ -1641,15 +1679,14 @@ async fn run_whole(
         input_tokens: served.input_tokens,
         output_tokens: served.output_tokens,
     });
-    let mut record = execution(&plan, ExecutionStatus::Served, 200);
-    record.provider = bounded(&model.provider);
-    record.model = bounded(&model.name);
-    record.response_sha256 = sha256(body.as_bytes());
-    record.latency_ms = elapsed_ms(plan.started);
-    record.input_tokens = served.input_tokens;
-    record.output_tokens = served.output_tokens;
-    record.cost_microunits = cost;
-    record.attempts = attempts;
+    let record = served_record(
+        &plan,
+        ExecutionStatus::Served,
+        model,
+        sha256(body.as_bytes()),
+        (served.input_tokens, served.output_tokens, cost),
+        attempts,
+    );
     gateway.log_execution_of(&plan, decision, record).await?;
     Ok(with_headers(
         ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -1689,19 +1726,9 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     // A local provider's slot is held until its stream ends.
     let Some((index, max_tokens, (mut stream, first), slot)) = found else {
         let error = failure(last_error.as_ref(), &attempts);
-        let result = async {
-            gateway.settle(admission, 0)?;
-            let mut record = execution(
-                &plan,
-                ExecutionStatus::ProviderFailed,
-                error.status.as_u16(),
-            );
-            record.response_sha256 = sha256(error.body().to_string().as_bytes());
-            record.latency_ms = elapsed_ms(plan.started);
-            record.attempts = attempts;
-            gateway.log_execution_of(&plan, decision, record).await
-        }
-        .await;
+        let result = gateway
+            .log_nothing_served(admission, &plan, attempts, &error)
+            .await;
         return match result {
             Ok(()) => gateway.refuse(error),
             Err(internal) => {
@@ -1791,15 +1818,14 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         let _ = inject(&gateway, Fault::PanicInStream);
         let logged = async {
             gateway.settle(admission, cost)?;
-            let mut record = execution(&plan, status, 200);
-            record.provider = bounded(&model.provider);
-            record.model = bounded(&model.name);
-            record.response_sha256 = response_sha256;
-            record.latency_ms = elapsed_ms(plan.started);
-            record.input_tokens = input_tokens;
-            record.output_tokens = output_tokens;
-            record.cost_microunits = cost;
-            record.attempts = attempts;
+            let record = served_record(
+                &plan,
+                status,
+                &model,
+                response_sha256,
+                (input_tokens, output_tokens, cost),
+                attempts,
+            );
             gateway.log_execution_of(&plan, decision, record).await
         }
         .await;
