@@ -853,6 +853,75 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_gets_tool_use_and_one_user_message_of_consecutive_results() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: r#"{"q": 1}"#.into(),
+        };
+        let result = |id: &str, text: &str| ChatMessage {
+            tool_call_id: Some(id.into()),
+            ..ChatMessage::text("tool", text)
+        };
+        let request = UpstreamRequest {
+            model: "claude".into(),
+            messages: vec![
+                ChatMessage::text("system", "be brief"),
+                ChatMessage::text("user", "two lookups"),
+                ChatMessage {
+                    tool_calls: vec![call("a"), call("b")],
+                    ..ChatMessage::text("assistant", "looking")
+                },
+                result("a", "1"),
+                result("b", "2"),
+                ChatMessage::text("user", "thanks"),
+            ],
+            max_tokens: 9,
+            temperature: None,
+            tools: vec![ToolSpec {
+                name: "f".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+                strict: Some(true),
+            }],
+            tool_choice: Some(ToolChoice::Required),
+        };
+        let body = anthropic_body(&request, false);
+        assert_eq!(body["system"], "be brief");
+        assert_eq!(
+            body["tools"],
+            json!([{"name": "f", "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(body["tool_choice"], json!({"type": "any"}));
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "two lookups"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "looking"},
+                    {"type": "tool_use", "id": "a", "name": "f", "input": {"q": 1}},
+                    {"type": "tool_use", "id": "b", "name": "f", "input": {"q": 1}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "a", "content": "1"},
+                    {"type": "tool_result", "tool_use_id": "b", "content": "2"}]},
+                {"role": "user", "content": "thanks"}
+            ])
+        );
+        // Ollama: structured arguments, and no tools when the choice is none.
+        let body = ollama_body(&request, false);
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0],
+            json!({"function": {"name": "f", "arguments": {"q": 1}}})
+        );
+        assert_eq!(body["tools"][0]["function"]["strict"], true);
+        let none = UpstreamRequest {
+            tool_choice: Some(ToolChoice::None),
+            ..request
+        };
+        assert!(ollama_body(&none, false).get("tools").is_none());
+    }
+
+    #[test]
     fn the_openai_request_body_is_the_documented_json() {
         let request = UpstreamRequest {
             model: "m".into(),
