@@ -636,7 +636,10 @@ impl UpstreamStream {
                 {
                     self.pending.push_back(StreamEvent::Delta(text.to_owned()));
                 }
-                if let Some(calls) = delta.and_then(|d| d.get("tool_calls")) {
+                if let Some(calls) = delta
+                    .and_then(|d| d.get("tool_calls"))
+                    .filter(|calls| !calls.is_null())
+                {
                     let calls = calls
                         .as_array()
                         .ok_or(AttemptError::Malformed("tool call delta malformed"))?;
