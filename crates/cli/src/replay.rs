@@ -300,9 +300,7 @@ fn read_error(error: &WalError) -> Stop {
 /// and settlement.
 fn find(dir: &Path, seq: u64, key: Option<&WalKey>) -> Result<Found, Stop> {
     let log = dir.join(LOG_DIR);
-    let open = || {
-        SegmentedReader::<GateRecord>::open(&log, key, None).map_err(|e| read_error(&e))
-    };
+    let open = || SegmentedReader::<GateRecord>::open(&log, key, None).map_err(|e| read_error(&e));
     // Pass 1: what record `seq` is.
     let mut reader = open()?;
     let mut target = None;

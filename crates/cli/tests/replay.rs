@@ -616,7 +616,9 @@ fn a_keyed_gateway_log_replays_with_its_key_file_only() {
     let report = expect(&run, "DIVERGED", Some("EDR_HASH_MISMATCH"), 1);
     assert_eq!(report["checks"]["log"], "failed");
     assert!(
-        report["detail"].as_str().is_some_and(|d| d.contains("KeyRequired")),
+        report["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("KeyRequired")),
         "{report}"
     );
     let other = dir.join("other.key");
@@ -627,7 +629,9 @@ fn a_keyed_gateway_log_replays_with_its_key_file_only() {
     );
     let report = expect(&run, "DIVERGED", Some("EDR_HASH_MISMATCH"), 1);
     assert!(
-        report["detail"].as_str().is_some_and(|d| d.contains("DifferentKey")),
+        report["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("DifferentKey")),
         "{report}"
     );
     // A key file too short to be a key is a bad argument, before any check.

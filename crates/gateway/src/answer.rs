@@ -43,7 +43,7 @@ pub(crate) fn whole_body(answer: &Whole<'_>) -> String {
             index: 0,
             message: AnswerMessage {
                 // OpenAI's shape: an answer that only calls tools has no content.
-                content: (!(answer.text.is_empty() && !answer.tool_calls.is_empty()))
+                content: (!answer.text.is_empty() || answer.tool_calls.is_empty())
                     .then_some(answer.text),
                 role: "assistant",
                 tool_calls: answer.tool_calls,

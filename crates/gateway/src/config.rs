@@ -643,34 +643,6 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals_are_exact_or_refused() {
-        assert_eq!(parse_micro("0.15"), Ok(150_000));
-        assert_eq!(parse_micro("15"), Ok(15_000_000));
-        assert_eq!(parse_micro("0.000001"), Ok(1));
-        assert!(parse_micro("0.0000001").is_err());
-        assert!(parse_micro("-1").is_err());
-        assert!(parse_micro("1e-7").is_err());
-        assert!(parse_micro("1.").is_err());
-        assert!(parse_micro("").is_err());
-        assert!(parse_micro("99999999999999999999").is_err());
-    }
-
-    #[test]
-    fn key_hashes_are_sha256() {
-        assert_eq!(
-            key_hash_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert!(parse_hex32(&key_hash_hex("abc")).is_some());
-        assert!(parse_hex32("zz").is_none());
-    }
-}
-
 /// The most bytes of a log key file (the key is hashed by HMAC anyway; the bound keeps
 /// a wrong path, a device say, from being read whole).
 pub const MAX_LOG_KEY_FILE_BYTES: u64 = 64 * 1024;
@@ -698,4 +670,32 @@ pub fn read_log_key(path: &Path) -> Result<calybris_wal::WalKey, crate::GatewayE
     }
     calybris_wal::WalKey::new(&bytes)
         .map_err(|e| crate::GatewayError::Key(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        assert_eq!(parse_micro("0.15"), Ok(150_000));
+        assert_eq!(parse_micro("15"), Ok(15_000_000));
+        assert_eq!(parse_micro("0.000001"), Ok(1));
+        assert!(parse_micro("0.0000001").is_err());
+        assert!(parse_micro("-1").is_err());
+        assert!(parse_micro("1e-7").is_err());
+        assert!(parse_micro("1.").is_err());
+        assert!(parse_micro("").is_err());
+        assert!(parse_micro("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn key_hashes_are_sha256() {
+        assert_eq!(
+            key_hash_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(parse_hex32(&key_hash_hex("abc")).is_some());
+        assert!(parse_hex32("zz").is_none());
+    }
 }
