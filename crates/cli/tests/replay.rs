@@ -646,3 +646,35 @@ fn a_keyed_gateway_log_replays_with_its_key_file_only() {
     drop(mock);
     drop(runtime);
 }
+
+#[test]
+fn a_demo_tool_call_replays_whole_and_streamed() {
+    let dir = temp_dir("replay-tools");
+    let gate = dir.join("gate");
+    let tools = r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]"#;
+    let whole = format!(
+        r#"{{"model": "gpt-4o-mini-2024-07-18", "tools": {tools}, "messages": [{{"role": "user", "content": "Weather?"}}]}}"#
+    );
+    let streamed = format!(
+        r#"{{"model": "gpt-4o-mini-2024-07-18", "stream": true, "tools": {tools}, "tool_choice": "required", "messages": [{{"role": "user", "content": "Weather?"}}]}}"#
+    );
+    let decisions = {
+        let server = Server::start(&["--demo", "--dir", path_str(&gate)]);
+        let (status, whole_seq, body) = server.chat(DEMO_KEY, &whole);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""finish_reason":"tool_calls""#), "{body}");
+        assert!(body.contains("get_weather"), "{body}");
+        let (status, stream_seq, body) = server.chat(DEMO_KEY, &streamed);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("tool_calls"), "{body}");
+        assert!(body.contains("data: [DONE]"), "{body}");
+        [whole_seq.expect("decision"), stream_seq.expect("decision")]
+    };
+    let all = ["--demo", "--allow-side-effects", "--allow-network"];
+    for decision in decisions {
+        let run = replay(&gate, decision, &all);
+        let report = expect(&run, "VERIFIED", None, 0);
+        assert_eq!(report["reexecuted"], true, "{report}");
+        assert_eq!(report["checks"]["output"], "passed", "{report}");
+    }
+}
