@@ -30,9 +30,10 @@
 //! that is not in the log.
 //!
 //! # Token estimate
-//! [`estimate_input_tokens`]: a quarter of each message's bytes, rounded up, plus 4 per
-//! message and 3; output: the request's `max_tokens` (or `max_completion_tokens`, or the
-//! contract's `default_max_tokens`), which is also what the provider is asked for.
+//! [`estimate_input_tokens`]: a quarter of each message's bytes (text and tool calls),
+//! rounded up, plus 4 per message and 3, plus a quarter of the offered tools' bytes;
+//! output: the request's `max_tokens` (or `max_completion_tokens`, or the contract's
+//! `default_max_tokens`), which is also what the provider is asked for.
 //!
 //! # Money
 //! Microunits (10^-6 USD) throughout, as in the gate. A settlement above the hold goes
