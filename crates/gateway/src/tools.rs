@@ -720,6 +720,35 @@ mod tests {
     }
 
     #[test]
+    fn each_choice_in_each_provider_shape() {
+        let named = ToolChoice::Function("f".into());
+        let cases = [
+            (ToolChoice::None, json!("none"), json!({"type": "none"})),
+            (ToolChoice::Auto, json!("auto"), json!({"type": "auto"})),
+            (
+                ToolChoice::Required,
+                json!("required"),
+                json!({"type": "any"}),
+            ),
+            (
+                named,
+                json!({"type": "function", "function": {"name": "f"}}),
+                json!({"type": "tool", "name": "f"}),
+            ),
+        ];
+        for (choice, openai, anthropic) in cases {
+            assert_eq!(openai_tool_choice(&choice), openai);
+            assert_eq!(anthropic_tool_choice(&choice), anthropic);
+            // What the edge reads back is what it would forward.
+            let tools = parse_tools(Some(
+                json!([{"type": "function", "function": {"name": "f"}}]),
+            ))
+            .expect("one tool");
+            assert_eq!(parse_tool_choice(Some(openai), &tools), Ok(Some(choice)));
+        }
+    }
+
+    #[test]
     fn provider_answers_become_tool_calls() {
         let anthropic = [
             json!({"type": "text", "text": "let me look"}),
