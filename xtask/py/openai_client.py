@@ -5,12 +5,14 @@ free loopback port and passes its base URL and the demo key:
 
     python3 xtask/py/openai_client.py http://127.0.0.1:PORT/v1 sk-calybris-demo
 
-It lists the models, asks for a whole answer and for a streamed one, and checks three
+It lists the models, asks for a whole answer and for a streamed one, calls a tool
+(whole and streamed, then the tool's result answered), and checks three
 refusals (a bad key, an unknown model, a bad max_tokens) come back as the client's
 typed errors with the right status. Every check is an assert; the last line printed is
 `decision N`, the log sequence of the whole answer's decision, for `calybris replay`.
 """
 
+import json
 import sys
 
 import openai
@@ -21,6 +23,93 @@ DEMO_MODELS = {
     "claude-3-5-sonnet-20240620",
     "Meta-Llama-3-8B-Instruct",
 }
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    },
+}
+
+
+def tool_calls(client: OpenAI) -> None:
+    """One tool call, whole and streamed (with a named tool_choice), asked of two demo
+    models (the kernel may substitute the one of better utility; every demo model with
+    the function_calling capability can serve), then the second turn with the tool's
+    result."""
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    for model in ("gpt-4o-mini-2024-07-18", "claude-3-5-sonnet-20240620"):
+        answer = client.chat.completions.create(
+            model=model, messages=[question], tools=[WEATHER], tool_choice="auto", max_tokens=32
+        )
+        choice = answer.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        assert choice.message.content is None, choice.message
+        assert len(choice.message.tool_calls) == 1, choice.message
+        call = choice.message.tool_calls[0]
+        assert call.type == "function" and call.id, call
+        assert call.function.name == "get_weather", call
+        arguments = json.loads(call.function.arguments)
+        assert arguments["query"].startswith("Hello from "), arguments
+        print(f"tool call: {answer.model} called {call.function.name}({call.function.arguments})")
+
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[question],
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=32,
+            stream=True,
+        )
+        calls, finish = {}, None
+        for chunk in stream:
+            for piece in chunk.choices:
+                for delta in piece.delta.tool_calls or []:
+                    entry = calls.setdefault(delta.index, {"id": None, "name": None, "arguments": ""})
+                    if delta.id:
+                        entry["id"] = delta.id
+                    if delta.function and delta.function.name:
+                        entry["name"] = delta.function.name
+                    if delta.function and delta.function.arguments:
+                        entry["arguments"] += delta.function.arguments
+                if piece.finish_reason is not None:
+                    finish = piece.finish_reason
+        assert finish == "tool_calls", finish
+        assert list(calls) == [0], calls
+        assert calls[0]["id"] and calls[0]["name"] == "get_weather", calls
+        assert json.loads(calls[0]["arguments"]) == arguments, calls
+        print(f"tool call streamed: {calls[0]['name']}({calls[0]['arguments']})")
+
+        follow = client.chat.completions.create(
+            model=model,
+            messages=[
+                question,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.function.name, "arguments": call.function.arguments},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"},
+            ],
+            tools=[WEATHER],
+            max_tokens=32,
+        )
+        assert follow.choices[0].finish_reason == "stop", follow.choices[0]
+        assert follow.choices[0].message.content.startswith("Hello from "), follow.choices[0]
+        print(f"tool result answered: {follow.choices[0].message.content!r}")
 
 
 def main() -> int:
@@ -75,6 +164,8 @@ def main() -> int:
     assert finish == "stop", finish
     assert usage is not None and usage.completion_tokens > 0, usage
     print(f"stream: {len(pieces)} pieces, {streamed!r}, usage {usage.total_tokens} tokens")
+
+    tool_calls(client)
 
     bad = OpenAI(base_url=base_url, api_key="sk-not-a-key", max_retries=0, timeout=30)
     try:

@@ -426,6 +426,10 @@ enum Command {
         /// `request_archive`, else DIR/request-archive).
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
+        /// File holding the log's HMAC key (a gateway configured with
+        /// `[server] log_key_file`), as for `verify --key-file`.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         /// Print one JSON object on one line.
         #[arg(long)]
         json: bool,
@@ -606,6 +610,7 @@ where
             config,
             demo,
             archive,
+            key_file,
             json,
         } => replay::run(&replay::Options {
             dir,
@@ -616,6 +621,7 @@ where
             config,
             demo,
             archive,
+            key_file,
         }),
     }
 }

@@ -31,7 +31,7 @@ use calybris::gate::{
     BudgetOutcome, ExecutionRecord, ExecutionStatus, GateRecord, LOG_DIR, SettlementKind,
     VerifyError, VerifyOptions, verify_dir,
 };
-use calybris::wal::{AuditError, SegmentedReader, WalError};
+use calybris::wal::{AuditError, SegmentedReader, WalError, WalKey};
 use calybris_gateway::GatewayConfig;
 use calybris_gateway::archive::{ArchiveError, RequestArchive};
 use calybris_gateway::config::{Compiled, ProviderKind};
@@ -61,6 +61,9 @@ pub struct Options {
     /// The request-body archive (default: the configuration's, else
     /// `DIR/request-archive`).
     pub archive: Option<PathBuf>,
+    /// The file holding the log's HMAC key (a gateway with `[server] log_key_file`),
+    /// read as `calybris verify --key-file` reads it.
+    pub key_file: Option<PathBuf>,
 }
 
 /// How one check of a replay ended.
@@ -178,6 +181,19 @@ fn stop(reason: ReplayReason, detail: impl Into<String>) -> Stop {
 /// Runs `calybris replay`; returns the exit code.
 #[must_use]
 pub fn run(options: &Options) -> u8 {
+    let key = match options.key_file.as_deref().map(crate::scan::read_key_file) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(finding)) => {
+            stderr_line(&format!(
+                "{} {}: {}",
+                ReplayOutcome::Error.word(),
+                finding.reason.code(),
+                finding.detail
+            ));
+            return EXIT_ERROR;
+        }
+    };
     let config = match load_config(options) {
         Ok(config) => config,
         Err((code, message)) => {
@@ -190,7 +206,7 @@ pub fn run(options: &Options) -> u8 {
         }
     };
     let mut report = ReplayReport::new(options.seq);
-    match replay(options, config.as_ref(), &mut report) {
+    match replay(options, key.as_ref(), config.as_ref(), &mut report) {
         Ok(detail) => report.detail = detail,
         Err(Stop(reason, detail)) => {
             report.outcome = reason.outcome();
@@ -282,9 +298,9 @@ fn read_error(error: &WalError) -> Stop {
 
 /// Finds the decision that record `seq` is or executes, with its policy, execution
 /// and settlement.
-fn find(dir: &Path, seq: u64) -> Result<Found, Stop> {
+fn find(dir: &Path, seq: u64, key: Option<&WalKey>) -> Result<Found, Stop> {
     let log = dir.join(LOG_DIR);
-    let open = || SegmentedReader::<GateRecord>::open(&log, None, None).map_err(|e| read_error(&e));
+    let open = || SegmentedReader::<GateRecord>::open(&log, key, None).map_err(|e| read_error(&e));
     // Pass 1: what record `seq` is.
     let mut reader = open()?;
     let mut target = None;
@@ -373,17 +389,22 @@ fn hex32(bytes: &[u8; 32]) -> String {
 /// The replay; `Ok` is VERIFIED with its sentence.
 fn replay(
     options: &Options,
+    key: Option<&WalKey>,
     config: Option<&(GatewayConfig, Compiled)>,
     report: &mut ReplayReport,
 ) -> Result<String, Stop> {
-    // 1. The directory.
-    if let Err(error) = verify_dir(&options.dir, &VerifyOptions::default()) {
+    // 1. The directory (under its key, when it is keyed).
+    let verify = VerifyOptions {
+        key: key.cloned(),
+        ..VerifyOptions::default()
+    };
+    if let Err(error) = verify_dir(&options.dir, &verify) {
         report.checks.log = Check::Failed;
         return Err(verify_stop(&error));
     }
     report.checks.log = Check::Passed;
     // 2. The records.
-    let found = find(&options.dir, options.seq)?;
+    let found = find(&options.dir, options.seq, key)?;
     let (decision_seq, decision) = &found.decision;
     report.decision_sequence = Some(*decision_seq);
     // 3. The decision.

@@ -556,3 +556,125 @@ fn an_ollama_request_replays_against_the_provider_and_a_changed_one_diverges() {
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_keyed_gateway_log_replays_with_its_key_file_only() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mock = runtime.block_on(async {
+        MockProvider::start("mock", MockBehavior::Ok, 6)
+            .await
+            .expect("mock")
+    });
+    let url = format!("http://{}", mock.addr);
+    let dir = temp_dir("replay-keyed");
+    // The configuration names the key's file (relative to itself), never the key.
+    std::fs::write(dir.join("gate.key"), [7u8; 40]).expect("key");
+    std::fs::write(dir.join("other.key"), [8u8; 40]).expect("key");
+    std::fs::write(dir.join("short.key"), [7u8; 8]).expect("key");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        demo_like_config(&url, "0.03", "archive").replacen(
+            "[server]\n",
+            "[server]\nlog_key_file = \"gate.key\"\n",
+            1,
+        ),
+    )
+    .expect("write");
+    let gate = dir.join("gate");
+    let greedy = r#"{"model": "llama", "temperature": 0, "messages": [{"role": "user", "content": "Say hi"}]}"#;
+    let seq = {
+        let server = Server::start(&["--config", path_str(&config)]);
+        let (status, seq, body) = server.chat("sk-acme", greedy);
+        assert_eq!(status, 200, "{body}");
+        seq.expect("decision")
+    };
+    // The log is keyed: an unkeyed reader refuses it.
+    let unkeyed = SegmentedReader::<GateRecord>::open(&gate.join(LOG_DIR), None, None)
+        .and_then(|mut reader| reader.next_entry().map(|_| ()));
+    assert!(unkeyed.is_err(), "an unkeyed reader read a keyed log");
+    let cfg = path_str(&config);
+    let key = dir.join("gate.key");
+    let all = [
+        "--config",
+        cfg,
+        "--allow-side-effects",
+        "--allow-network",
+        "--key-file",
+        path_str(&key),
+    ];
+    let run = replay(&gate, seq, &all);
+    let report = expect(&run, "VERIFIED", None, 0);
+    assert_eq!(report["reexecuted"], true, "{report}");
+    assert_eq!(report["checks"]["output"], "passed");
+    // Without the key, or with another one, the log does not verify.
+    let run = replay(&gate, seq, &all[..4]);
+    let report = expect(&run, "DIVERGED", Some("EDR_HASH_MISMATCH"), 1);
+    assert_eq!(report["checks"]["log"], "failed");
+    assert!(
+        report["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("KeyRequired")),
+        "{report}"
+    );
+    let other = dir.join("other.key");
+    let run = replay(
+        &gate,
+        seq,
+        &[&all[..4], &["--key-file", path_str(&other)][..]].concat(),
+    );
+    let report = expect(&run, "DIVERGED", Some("EDR_HASH_MISMATCH"), 1);
+    assert!(
+        report["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("DifferentKey")),
+        "{report}"
+    );
+    // A key file too short to be a key is a bad argument, before any check.
+    let short = dir.join("short.key");
+    let run = replay(&gate, seq, &["--key-file", path_str(&short)]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.starts_with("ERROR BAD_ARGUMENT"), "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    // And `calybris verify` reads the same file the same way.
+    let run = calybris_raw(&["verify", path_str(&gate), "--key-file", path_str(&key)]);
+    assert_eq!(run.code, 0, "{run:?}");
+    drop(mock);
+    drop(runtime);
+}
+
+#[test]
+fn a_demo_tool_call_replays_whole_and_streamed() {
+    let dir = temp_dir("replay-tools");
+    let gate = dir.join("gate");
+    let tools = r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]"#;
+    let whole = format!(
+        r#"{{"model": "gpt-4o-mini-2024-07-18", "tools": {tools}, "messages": [{{"role": "user", "content": "Weather?"}}]}}"#
+    );
+    let streamed = format!(
+        r#"{{"model": "gpt-4o-mini-2024-07-18", "stream": true, "tools": {tools}, "tool_choice": "required", "messages": [{{"role": "user", "content": "Weather?"}}]}}"#
+    );
+    let decisions = {
+        let server = Server::start(&["--demo", "--dir", path_str(&gate)]);
+        let (status, whole_seq, body) = server.chat(DEMO_KEY, &whole);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""finish_reason":"tool_calls""#), "{body}");
+        assert!(body.contains("get_weather"), "{body}");
+        let (status, stream_seq, body) = server.chat(DEMO_KEY, &streamed);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("tool_calls"), "{body}");
+        assert!(body.contains("data: [DONE]"), "{body}");
+        [whole_seq.expect("decision"), stream_seq.expect("decision")]
+    };
+    let all = ["--demo", "--allow-side-effects", "--allow-network"];
+    for decision in decisions {
+        let run = replay(&gate, decision, &all);
+        let report = expect(&run, "VERIFIED", None, 0);
+        assert_eq!(report["reexecuted"], true, "{report}");
+        assert_eq!(report["checks"]["output"], "passed", "{report}");
+    }
+}

@@ -370,6 +370,11 @@ pub enum ExecutionStatus {
     ClientDisconnected,
     /// The executor itself failed before a response could be given.
     InternalError,
+    /// A streamed response's provider failed after its first event (it disconnected,
+    /// timed out, sent something malformed, or never stopped): the client got what was
+    /// relayed until then without the end marker, and that is what was settled; the
+    /// attempt is marked failed.
+    StreamCut,
 }
 
 /// Why a provider of the chain was passed over without being called.

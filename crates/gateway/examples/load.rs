@@ -28,6 +28,12 @@
 //! At the end the gateway child closes its gate and verifies the directory (every
 //! decision and execution chained, the books balanced).
 //!
+//! `CALYBRIS_LOAD_ARCHIVE=1` runs the gateway with a request-body archive
+//! (`[server] request_archive`: each body synced and renamed into place before its
+//! decision), to compare with a run without it; `CALYBRIS_LOAD_UNIQUE=1` makes every
+//! request body different (same length), as it must be for that comparison (the
+//! archive is content-addressed: one repeated body is written once).
+//!
 //! `CALYBRIS_LOAD_GATEWAY_WRAP="valgrind --tool=callgrind --callgrind-out-file=F"` runs
 //! the gateway child under that command (instruction counts per request: run twice
 //! with different request counts and divide the difference).
@@ -92,11 +98,20 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
         .expect("runtime");
     let dir = std::path::PathBuf::from(dir);
     runtime.block_on(async {
+        // CALYBRIS_LOAD_ARCHIVE=1: keep every request body in a request-body archive
+        // (`[server] request_archive`), to measure what it costs.
+        let archive = std::env::var_os("CALYBRIS_LOAD_ARCHIVE")
+            .is_some_and(|v| v == "1")
+            .then(|| dir.join("request-archive"));
+        let archive_line = archive
+            .as_ref()
+            .map(|a| format!("request_archive = {:?}\n", a.display().to_string()))
+            .unwrap_or_default();
         let text = format!(
-            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
-             [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality = \"0.5\"\n\n\
+            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\n{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+             [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
-            dir.display().to_string(),
+            dir.join("gate").display().to_string(),
             mock_url,
             key_hash_hex(KEY)
         );
@@ -132,8 +147,9 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
         );
         gateway.close().expect("close");
     });
-    let report = calybris_gate::verify_dir(&dir, &calybris_gate::VerifyOptions::default())
-        .expect("verifies");
+    let report =
+        calybris_gate::verify_dir(&dir.join("gate"), &calybris_gate::VerifyOptions::default())
+            .expect("verifies");
     println!(
         "gate directory verified: {} decisions, {} executions, books balanced: {}",
         report.counts.decisions, report.counts.executions, report.conservation.balanced
@@ -283,7 +299,17 @@ async fn run(
                     }
                     _ => Instant::now(),
                 };
-                one(&mut sender, &target, &body).await;
+                if unique_bodies() {
+                    // Same length every time, a different body (and SHA-256) each.
+                    let text = String::from_utf8_lossy(&body).replacen(
+                        "gateway?",
+                        &format!("g{c:06}-{i:08}?"),
+                        1,
+                    );
+                    one(&mut sender, &target, &Bytes::from(text)).await;
+                } else {
+                    one(&mut sender, &target, &body).await;
+                }
                 latencies.push(begun.elapsed());
             }
             latencies
@@ -295,6 +321,13 @@ async fn run(
     }
     latencies.sort_unstable();
     (started.elapsed(), latencies)
+}
+
+/// `CALYBRIS_LOAD_UNIQUE=1`: every request's body differs (a content-addressed archive
+/// then writes each one; with one repeated body it would write it once).
+fn unique_bodies() -> bool {
+    static UNIQUE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UNIQUE.get_or_init(|| std::env::var_os("CALYBRIS_LOAD_UNIQUE").is_some_and(|v| v == "1"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -7,6 +7,7 @@
 //! max_body_bytes = 1048576         # larger request bodies get 413
 //! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
 //! group_commit_window_us = 200     # the gate log's group-commit window
+//! log_key_file = "gate.key"        # optional: HMAC-key the gate log (the key's FILE, never the key)
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -143,6 +144,12 @@ pub struct ServerConfig {
     /// load; larger: bigger batches.
     #[serde(default = "default_window_us")]
     pub group_commit_window_us: u64,
+    /// A file holding the gate log's HMAC key (32 bytes or more, used as they are),
+    /// relative to the configuration file's directory; none by default (the log is
+    /// chained by SHA-256 only). The file is named here, never the key; `calybris
+    /// verify`, `show` and `replay` then need `--key-file` with the same file.
+    #[serde(default)]
+    pub log_key_file: Option<PathBuf>,
 }
 
 const fn default_window_us() -> u64 {
@@ -180,6 +187,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: default_concurrency(),
             request_archive: None,
             group_commit_window_us: default_window_us(),
+            log_key_file: None,
         }
     }
 }
@@ -327,7 +335,8 @@ impl GatewayConfig {
         toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))
     }
 
-    /// Reads and parses a file; a relative `gate_dir` is taken from the file's directory.
+    /// Reads and parses a file; a relative `gate_dir`, `request_archive` or `log_key_file`
+    /// is taken from the file's directory.
     ///
     /// # Errors
     /// [`ConfigError::Read`] or [`ConfigError::Parse`].
@@ -346,6 +355,11 @@ impl GatewayConfig {
             && archive.is_relative()
         {
             config.server.request_archive = Some(parent.join(archive));
+        }
+        if let (Some(key), Some(parent)) = (&config.server.log_key_file, path.parent())
+            && key.is_relative()
+        {
+            config.server.log_key_file = Some(parent.join(key));
         }
         Ok(config)
     }
@@ -378,6 +392,7 @@ impl GatewayConfig {
                     .unwrap_or_else(|| entry.name.clone()),
                 input_micro_per_mtok: kernel.input_cost_microunits_per_million_tokens,
                 output_micro_per_mtok: kernel.output_cost_microunits_per_million_tokens,
+                capabilities: kernel.capabilities,
             });
         }
         if let Some(name) = self
@@ -447,7 +462,12 @@ impl GatewayConfig {
                 "authority_required needs at least one entry in lease_issuers",
             ));
         }
+        let tools_capability = crate::tools::CAPABILITY_NAMES
+            .iter()
+            .find_map(|name| names.capability_bit(name))
+            .map(|bit| 1u64 << bit);
         Ok(Compiled {
+            tools_capability,
             policy,
             names,
             models,
@@ -498,6 +518,8 @@ pub struct CompiledModel {
     pub input_micro_per_mtok: u64,
     /// Output price, microunits per million tokens.
     pub output_micro_per_mtok: u64,
+    /// Its capability bits (the policy's `capabilities` names, by position).
+    pub capabilities: u64,
 }
 
 impl CompiledModel {
@@ -540,6 +562,11 @@ pub struct Compiled {
     pub tenants: Vec<CompiledTenant>,
     /// The business value of one request, microunits.
     pub value_microunits: i64,
+    /// The capability bit a request offering tools requires: the policy's
+    /// `tools` capability, else its `function_calling` one; `None` when the policy
+    /// declares neither (then a request with tools is refused with 400
+    /// `tools_unsupported`).
+    pub tools_capability: Option<u64>,
 }
 
 /// An exact decimal USD amount as microunits (six decimals at most).
@@ -614,6 +641,35 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(out, "{byte:02x}");
         out
     })
+}
+
+/// The most bytes of a log key file (the key is hashed by HMAC anyway; the bound keeps
+/// a wrong path, a device say, from being read whole).
+pub const MAX_LOG_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads the gate log's HMAC key from `path` (`[server] log_key_file`): the file's
+/// bytes as they are, 32 to [`MAX_LOG_KEY_FILE_BYTES`] of them (the same rule as
+/// `calybris verify --key-file`).
+///
+/// # Errors
+/// [`crate::GatewayError::Key`] when the file cannot be read, is too large, or holds
+/// fewer than 32 bytes.
+pub fn read_log_key(path: &Path) -> Result<calybris_wal::WalKey, crate::GatewayError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)
+        .map_err(|e| crate::GatewayError::Key(format!("{}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOG_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::GatewayError::Key(format!("{}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_LOG_KEY_FILE_BYTES {
+        return Err(crate::GatewayError::Key(format!(
+            "{}: more than {MAX_LOG_KEY_FILE_BYTES} bytes",
+            path.display()
+        )));
+    }
+    calybris_wal::WalKey::new(&bytes)
+        .map_err(|e| crate::GatewayError::Key(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -19,7 +19,11 @@
 //! given up after another cool-down, so the breaker cannot stay stuck half-open.
 //!
 //! What counts as a failure: no answer (timeout, connection), a cut or malformed
-//! answer, HTTP 5xx and 429. Other 4xx answers are the request's fault, not the
+//! answer, HTTP 5xx and 429. A stream is reported when it ends, not at its first event:
+//! a clean end, or a client that went away while it streamed, is a success; a stream the
+//! provider cuts after its first event (it disconnects, times out, sends something
+//! malformed, or never stops) is a failure, its attempt is marked failed and its
+//! execution record's status is `StreamCut`. Other 4xx answers are the request's fault, not the
 //! provider's health, and a missing key is a configuration fault: neither counts.
 
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@
 //! body over the limit?                       413
 //! Authorization: Bearer KEY -> tenant         401 (SHA-256 of the key, constant-time compare)
 //! JSON of the chat shape?                     400 (invalid_json / invalid_type)
+//! tools, tool_choice, tool calls well formed? 400 (invalid_tools, ...; see [`tools`])
 //! model configured (or "auto")?              404
 //! rate limits (key, tenant; requests, tokens) 429
 //! authority lease, when the contract wants it 403 + a logged LeaseRefused record
@@ -29,9 +30,10 @@
 //! that is not in the log.
 //!
 //! # Token estimate
-//! [`estimate_input_tokens`]: a quarter of each message's bytes, rounded up, plus 4 per
-//! message and 3; output: the request's `max_tokens` (or `max_completion_tokens`, or the
-//! contract's `default_max_tokens`), which is also what the provider is asked for.
+//! [`estimate_input_tokens`]: a quarter of each message's bytes (text and tool calls),
+//! rounded up, plus 4 per message and 3, plus a quarter of the offered tools' bytes;
+//! output: the request's `max_tokens` (or `max_completion_tokens`, or the contract's
+//! `default_max_tokens`), which is also what the provider is asked for.
 //!
 //! # Money
 //! Microunits (10^-6 USD) throughout, as in the gate. A settlement above the hold goes
@@ -44,6 +46,11 @@
 //! of better utility, and says so in the logged decision. The answer's `model` field,
 //! the `x-calybris-served-by` header and the execution record name the model that
 //! actually served; `x-calybris-decision` gives the decision's log sequence.
+//!
+//! Tools (function calling) are forwarded to every provider shape, whole and streamed,
+//! and a request with tools is routed only to models with the `tools` capability: see
+//! [`tools`]. A stream the provider cuts after its first event is a provider failure
+//! for the breaker, and its execution record says `StreamCut` (see [`health`]).
 //!
 //! The configuration is described in [`config`]; the optional request-body archive,
 //! which `calybris replay` re-executes from, in [`archive`]; what replay needs of the
@@ -63,6 +70,7 @@ pub mod mock;
 pub mod provider;
 pub mod replay;
 mod server;
+pub mod tools;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use error::ApiError;

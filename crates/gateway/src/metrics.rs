@@ -41,6 +41,10 @@ const HELP: &[(&str, &str)] = &[
         "Provider attempts by provider and outcome.",
     ),
     (
+        "calybris_gateway_provider_streams_cut_total",
+        "Streams a provider failed after their first event (each a breaker failure), by provider and reason.",
+    ),
+    (
         "calybris_gateway_provider_latency_ms_sum",
         "Total provider attempt latency in milliseconds, by provider.",
     ),

@@ -1,6 +1,15 @@
 //! Mock providers: real HTTP servers on loopback answering in the OpenAI
 //! (`/v1/chat/completions`), Anthropic (`/v1/messages`) and Ollama (`/api/chat`)
 //! shapes, for `calybris serve --demo` and for tests. Nothing here reaches a network.
+//!
+//! Tools: a request that offers tools (and does not say `none`) and whose last message
+//! is not a tool's result is answered, by every well-behaved variant, with one call of
+//! the tool the choice names (else the first tool), arguments
+//! `{"query":"Hello from NAME."}`, in the provider's own shape (OpenAI `tool_calls`,
+//! Anthropic `tool_use` with `stop_reason` `tool_use`, Ollama `message.tool_calls`),
+//! whole or streamed (OpenAI's arguments in two `delta.tool_calls` pieces, Anthropic's
+//! in two `input_json_delta` pieces). A request whose last message is a tool's result
+//! gets a text answer. [`MockBehavior::BadToolCall`] answers a malformed tool call.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +43,10 @@ pub enum MockBehavior {
     Hang,
     /// A good stream, one event every this many milliseconds (a whole answer: at once).
     Drip(u64),
+    /// A tool call the gateway must refuse as malformed: OpenAI's without an id (a
+    /// stream's with an index out of range), Anthropic's `tool_use` without a name
+    /// (a stream's `input_json_delta` for no tool block), Ollama's without a function.
+    BadToolCall,
 }
 
 #[derive(Debug)]
@@ -43,6 +56,7 @@ struct MockState {
     calls: AtomicU64,
     probes: AtomicU64,
     words: usize,
+    last_request: parking_lot::Mutex<Option<Value>>,
 }
 
 /// A running mock provider; stopped when dropped.
@@ -69,6 +83,7 @@ impl MockProvider {
             calls: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             words: words.max(1),
+            last_request: parking_lot::Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
@@ -110,6 +125,13 @@ impl MockProvider {
     #[must_use]
     pub fn probes(&self) -> u64 {
         self.state.probes.load(Ordering::Relaxed)
+    }
+
+    /// The JSON body of the last chat request received (what the gateway sent, in
+    /// this provider's shape).
+    #[must_use]
+    pub fn last_request(&self) -> Option<Value> {
+        self.state.last_request.lock().clone()
     }
 
     /// Requests received so far.
@@ -157,10 +179,47 @@ struct Asked {
     stream: bool,
     max_tokens: u64,
     input_tokens: u64,
+    /// The tool to call, when the answer is a tool call.
+    tool: Option<String>,
 }
 
-fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
+/// The tool a request wants called (see the module docs), in any provider's shape.
+fn tool_to_call(value: &Value) -> Option<String> {
+    let tools = value.get("tools")?.as_array()?;
+    let choice = value.get("tool_choice");
+    let none = choice.is_some_and(|c| c == "none" || c.get("type") == Some(&json!("none")));
+    let messages = value.get("messages")?.as_array()?;
+    let last = messages.last()?;
+    let answered = last.get("role") == Some(&json!("tool"))
+        || last
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|blocks| {
+                blocks
+                    .iter()
+                    .any(|b| b.get("type") == Some(&json!("tool_result")))
+            });
+    if none || answered {
+        return None;
+    }
+    let named = choice.and_then(|c| {
+        c.get("function")
+            .and_then(|f| f.get("name"))
+            .or_else(|| c.get("name"))
+            .and_then(Value::as_str)
+    });
+    let first = tools.first().and_then(|t| {
+        t.get("function")
+            .and_then(|f| f.get("name"))
+            .or_else(|| t.get("name"))
+            .and_then(Value::as_str)
+    });
+    named.or(first).map(str::to_owned)
+}
+
+fn asked(state: &MockState, body: &[u8], max_path: &[&str]) -> Option<Asked> {
     let value: Value = serde_json::from_slice(body).ok()?;
+    *state.last_request.lock() = Some(value.clone());
     // The gateway's own estimate, so that a mock's usage equals the reservation.
     let input_tokens: u64 = value
         .get("messages")?
@@ -179,6 +238,7 @@ fn asked(body: &[u8], max_path: &[&str]) -> Option<Asked> {
         stream: value.get("stream").and_then(Value::as_bool) == Some(true),
         max_tokens,
         input_tokens,
+        tool: tool_to_call(&value),
     })
 }
 
@@ -207,7 +267,10 @@ async fn prelude(state: &MockState) -> Option<Response> {
             )
                 .into_response(),
         ),
-        MockBehavior::Ok | MockBehavior::Truncated | MockBehavior::Drip(_) => None,
+        MockBehavior::Ok
+        | MockBehavior::Truncated
+        | MockBehavior::Drip(_)
+        | MockBehavior::BadToolCall => None,
     }
 }
 
@@ -260,11 +323,60 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["max_tokens"]) else {
+    let Some(asked) = asked(&state, &body, &["max_tokens"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);
     let output = words.len() as u64;
+    let bad = state.behavior() == MockBehavior::BadToolCall;
+    if let Some(tool) = &asked.tool {
+        let arguments = arguments(&state);
+        let usage = json!({"prompt_tokens": asked.input_tokens, "completion_tokens": output});
+        if asked.stream {
+            let (first, rest) = arguments.split_at(arguments.len() / 2);
+            let piece = |index: u64, call: Value| {
+                let mut call = call;
+                call["index"] = json!(index);
+                format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
+                )
+            };
+            let index = if bad { 999 } else { 0 };
+            let lines = vec![
+                piece(
+                    index,
+                    json!({"id": "call_mock", "type": "function",
+                           "function": {"name": tool, "arguments": first}}),
+                ),
+                piece(index, json!({"function": {"arguments": rest}})),
+                format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+                ),
+                format!(
+                    "data: {}\n\n",
+                    json!({"object": "chat.completion.chunk", "choices": [], "usage": usage})
+                ),
+                "data: [DONE]\n\n".to_owned(),
+            ];
+            return sse(lines, state.behavior());
+        }
+        let mut call = json!({"id": "call_mock", "type": "function",
+                              "function": {"name": tool, "arguments": arguments}});
+        if bad {
+            call.as_object_mut().map(|c| c.remove("id"));
+        }
+        let value = json!({
+            "id": "mock", "object": "chat.completion",
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": null, "tool_calls": [call]}}],
+            "usage": usage,
+        });
+        return whole(&state, &value);
+    }
     if asked.stream {
         let mut lines: Vec<String> = words
             .iter()
@@ -293,6 +405,11 @@ async fn openai(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     whole(&state, &value)
 }
 
+/// The arguments of the mock's tool call.
+fn arguments(state: &MockState) -> String {
+    json!({"query": format!("Hello from {}.", state.name)}).to_string()
+}
+
 fn whole(state: &MockState, value: &Value) -> Response {
     let mut text = value.to_string();
     if state.behavior() == MockBehavior::Truncated {
@@ -305,11 +422,63 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["max_tokens"]) else {
+    let Some(asked) = asked(&state, &body, &["max_tokens"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);
     let output = words.len() as u64;
+    let bad = state.behavior() == MockBehavior::BadToolCall;
+    if let Some(tool) = &asked.tool {
+        let arguments = arguments(&state);
+        if asked.stream {
+            let (first, rest) = arguments.split_at(arguments.len() / 2);
+            let block = if bad { 7 } else { 0 };
+            let delta = |piece: &str| {
+                format!(
+                    "event: content_block_delta\ndata: {}\n\n",
+                    json!({"type": "content_block_delta", "index": block,
+                           "delta": {"type": "input_json_delta", "partial_json": piece}})
+                )
+            };
+            let lines = vec![
+                format!(
+                    "event: message_start\ndata: {}\n\n",
+                    json!({"type": "message_start",
+                           "message": {"usage": {"input_tokens": asked.input_tokens, "output_tokens": 0}}})
+                ),
+                format!(
+                    "event: content_block_start\ndata: {}\n\n",
+                    json!({"type": "content_block_start", "index": 0,
+                           "content_block": {"type": "tool_use", "id": "toolu_mock",
+                                             "name": tool, "input": {}}})
+                ),
+                delta(first),
+                delta(rest),
+                "event: content_block_stop\ndata: {\"type\": \"content_block_stop\", \"index\": 0}\n\n"
+                    .to_owned(),
+                format!(
+                    "event: message_delta\ndata: {}\n\n",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                           "usage": {"output_tokens": output}})
+                ),
+                "event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".to_owned(),
+            ];
+            return sse(lines, state.behavior());
+        }
+        let input: Value = serde_json::from_str(&arguments).unwrap_or_default();
+        let mut call =
+            json!({"type": "tool_use", "id": "toolu_mock", "name": tool, "input": input});
+        if bad {
+            call.as_object_mut().map(|c| c.remove("name"));
+        }
+        let value = json!({
+            "id": "mock", "type": "message", "role": "assistant",
+            "content": [call],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": asked.input_tokens, "output_tokens": output},
+        });
+        return whole(&state, &value);
+    }
     if asked.stream {
         let mut lines = vec![format!(
             "event: message_start\ndata: {}\n\n",
@@ -344,11 +513,32 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if let Some(response) = prelude(&state).await {
         return response;
     }
-    let Some(asked) = asked(&body, &["options", "num_predict"]) else {
+    let Some(asked) = asked(&state, &body, &["options", "num_predict"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let words = words(&state, asked.max_tokens);
     let output = words.len() as u64;
+    if let Some(tool) = &asked.tool {
+        let input: Value = serde_json::from_str(&arguments(&state)).unwrap_or_default();
+        let call = if state.behavior() == MockBehavior::BadToolCall {
+            json!({"name": tool})
+        } else {
+            json!({"function": {"name": tool, "arguments": input}})
+        };
+        let message = json!({"role": "assistant", "content": "", "tool_calls": [call]});
+        let done = |message: Value| {
+            json!({"message": message, "done": true, "done_reason": "stop",
+                   "prompt_eval_count": asked.input_tokens, "eval_count": output})
+        };
+        if asked.stream {
+            let lines = vec![
+                format!("{}\n", json!({"message": message, "done": false})),
+                format!("{}\n", done(json!({"role": "assistant", "content": ""}))),
+            ];
+            return sse(lines, state.behavior());
+        }
+        return whole(&state, &done(message));
+    }
     if asked.stream {
         let mut lines: Vec<String> = words
             .iter()

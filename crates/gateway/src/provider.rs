@@ -7,17 +7,38 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::{ProviderConfig, ProviderKind};
+use crate::tools::{self, MAX_TOOL_CALLS, ToolCall, ToolCallDelta, ToolChoice, ToolSpec};
 
 /// The most bytes read from one provider response (whole body, or one stream line).
 pub const MAX_PROVIDER_BYTES: usize = 16 << 20;
 
-/// One message of a conversation, content flattened to text.
+/// One message of a conversation, content flattened to text (serialized in OpenAI's
+/// shape).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
-    /// The text.
+    /// The text (for a `tool` message: the tool's result).
     pub content: String,
+    /// An assistant message's tool calls.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message's answer to this call id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message of text only.
+    #[must_use]
+    pub fn text(role: &str, content: &str) -> Self {
+        Self {
+            role: role.to_owned(),
+            content: content.to_owned(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
 }
 
 /// What one attempt asks of a provider.
@@ -31,13 +52,19 @@ pub struct UpstreamRequest {
     pub max_tokens: u32,
     /// Sampling temperature, passed through.
     pub temperature: Option<f64>,
+    /// The tools offered (see [`crate::tools`]).
+    pub tools: Vec<ToolSpec>,
+    /// The request's `tool_choice`, if it gave one.
+    pub tool_choice: Option<ToolChoice>,
 }
 
 /// A whole answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    /// The text.
+    /// The text (empty when the answer only calls tools).
     pub text: String,
+    /// The tools the answer calls.
+    pub tool_calls: Vec<ToolCall>,
     /// Prompt tokens the provider reported.
     pub input_tokens: Option<u64>,
     /// Completion tokens the provider reported.
@@ -125,13 +152,6 @@ impl Provider {
         if self.key_missing {
             return Err(AttemptError::MissingKey);
         }
-        let messages = || -> Vec<Value> {
-            request
-                .messages
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect()
-        };
         let builder = match self.kind {
             ProviderKind::Openai => {
                 // Serialized straight from the request (no intermediate JSON tree).
@@ -144,6 +164,8 @@ impl Provider {
                         include_usage: true,
                     }),
                     temperature: request.temperature,
+                    tools: (!request.tools.is_empty()).then(|| tools::openai_tools(&request.tools)),
+                    tool_choice: request.tool_choice.as_ref().map(tools::openai_tool_choice),
                 })
                 .map_err(|_| AttemptError::Malformed("request not serializable"))?;
                 let mut builder = client
@@ -156,28 +178,7 @@ impl Provider {
                 builder
             }
             ProviderKind::Anthropic => {
-                let system: Vec<&str> = request
-                    .messages
-                    .iter()
-                    .filter(|m| m.role == "system")
-                    .map(|m| m.content.as_str())
-                    .collect();
-                let rest: Vec<Value> = request
-                    .messages
-                    .iter()
-                    .filter(|m| m.role != "system")
-                    .map(|m| json!({"role": m.role, "content": m.content}))
-                    .collect();
-                let mut body = json!({
-                    "model": request.model, "messages": rest,
-                    "max_tokens": request.max_tokens, "stream": stream,
-                });
-                if !system.is_empty() {
-                    body["system"] = json!(system.join("\n"));
-                }
-                if let Some(t) = request.temperature {
-                    body["temperature"] = json!(t);
-                }
+                let body = anthropic_body(request, stream);
                 let mut builder = client
                     .post(format!("{}/v1/messages", self.base_url))
                     .header("anthropic-version", "2023-06-01")
@@ -188,22 +189,10 @@ impl Provider {
                 }
                 builder
             }
-            ProviderKind::Ollama => {
-                let mut options = json!({"num_predict": request.max_tokens});
-                if let Some(t) = request.temperature {
-                    options["temperature"] = json!(t);
-                }
-                client
-                    .post(format!("{}/api/chat", self.base_url))
-                    .header("content-type", "application/json")
-                    .body(
-                        json!({
-                            "model": request.model, "messages": messages(),
-                            "stream": stream, "options": options,
-                        })
-                        .to_string(),
-                    )
-            }
+            ProviderKind::Ollama => client
+                .post(format!("{}/api/chat", self.base_url))
+                .header("content-type", "application/json")
+                .body(ollama_body(request, stream).to_string()),
         };
         Ok(builder)
     }
@@ -281,8 +270,93 @@ impl Provider {
             pending: VecDeque::new(),
             timeout: self.timeout,
             finished: false,
+            tool_blocks: Vec::new(),
+            tool_count: 0,
         })
     }
+}
+
+/// Anthropic's messages body: system messages joined into `system`, tool calls and
+/// results as content blocks (see [`crate::tools`]).
+fn anthropic_body(request: &UpstreamRequest, stream: bool) -> Value {
+    let mut system: Vec<&str> = Vec::new();
+    let mut rest: Vec<Value> = Vec::new();
+    for m in &request.messages {
+        match m.role.as_str() {
+            "system" => system.push(&m.content),
+            "tool" => {
+                let block = json!({"type": "tool_result",
+                                   "tool_use_id": m.tool_call_id.as_deref().unwrap_or(""),
+                                   "content": m.content});
+                // Consecutive results answer one assistant turn: one user message.
+                let joined = rest.last_mut().and_then(|last| {
+                    let results = last["role"] == "user"
+                        && last["content"].as_array().is_some_and(|blocks| {
+                            blocks.iter().all(|b| b["type"] == "tool_result")
+                        });
+                    results.then(|| last["content"].as_array_mut()).flatten()
+                });
+                match joined {
+                    Some(blocks) => blocks.push(block),
+                    None => rest.push(json!({"role": "user", "content": [block]})),
+                }
+            }
+            "assistant" if !m.tool_calls.is_empty() => {
+                let mut blocks = Vec::new();
+                if !m.content.is_empty() {
+                    blocks.push(json!({"type": "text", "text": m.content}));
+                }
+                blocks.extend(tools::anthropic_tool_use(&m.tool_calls));
+                rest.push(json!({"role": "assistant", "content": blocks}));
+            }
+            _ => rest.push(json!({"role": m.role, "content": m.content})),
+        }
+    }
+    let mut body = json!({
+        "model": request.model, "messages": rest,
+        "max_tokens": request.max_tokens, "stream": stream,
+    });
+    if !system.is_empty() {
+        body["system"] = json!(system.join("\n"));
+    }
+    if let Some(t) = request.temperature {
+        body["temperature"] = json!(t);
+    }
+    if !request.tools.is_empty() {
+        body["tools"] = Value::Array(tools::anthropic_tools(&request.tools));
+        if let Some(choice) = &request.tool_choice {
+            body["tool_choice"] = tools::anthropic_tool_choice(choice);
+        }
+    }
+    body
+}
+
+/// Ollama's chat body: tools in OpenAI's shape unless the choice is `none`, tool
+/// calls with structured arguments.
+fn ollama_body(request: &UpstreamRequest, stream: bool) -> Value {
+    let mut options = json!({"num_predict": request.max_tokens});
+    if let Some(t) = request.temperature {
+        options["temperature"] = json!(t);
+    }
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|m| {
+            let mut message = json!({"role": m.role, "content": m.content});
+            if !m.tool_calls.is_empty() {
+                message["tool_calls"] = Value::Array(tools::ollama_tool_calls(&m.tool_calls));
+            }
+            message
+        })
+        .collect();
+    let mut body = json!({
+        "model": request.model, "messages": messages,
+        "stream": stream, "options": options,
+    });
+    if !request.tools.is_empty() && request.tool_choice != Some(ToolChoice::None) {
+        body["tools"] = Value::Array(tools::openai_tools(&request.tools));
+    }
+    body
 }
 
 #[derive(serde::Serialize)]
@@ -295,6 +369,10 @@ struct OpenaiBody<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
 }
 
 #[derive(serde::Serialize)]
@@ -322,6 +400,9 @@ struct FastChoice<'a> {
 struct FastMessage<'a> {
     #[serde(borrow)]
     content: std::borrow::Cow<'a, str>,
+    /// Present (even empty): the general path reads the answer.
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(serde::Deserialize)]
@@ -337,9 +418,13 @@ struct FastUsage {
 fn openai_fast(body: &[u8]) -> Option<Completion> {
     let answer: FastAnswer<'_> = serde_json::from_slice(body).ok()?;
     let choice = answer.choices.into_iter().next()?;
+    if choice.message.tool_calls.is_some() {
+        return None;
+    }
     let usage = answer.usage;
     Some(Completion {
         text: choice.message.content.into_owned(),
+        tool_calls: Vec::new(),
         input_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
         output_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
         finish_reason: finish(choice.finish_reason.as_deref()),
@@ -352,10 +437,22 @@ fn u64_at(value: &Value, path: &[&str]) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
-fn finish(reason: Option<&str>) -> String {
+/// A provider's stop reason in OpenAI's vocabulary: `length`, `tool_calls` or `stop`.
+pub(crate) fn finish(reason: Option<&str>) -> String {
     match reason {
         Some("max_tokens" | "length") => "length".to_owned(),
+        Some("tool_use" | "tool_calls") => "tool_calls".to_owned(),
         _ => "stop".to_owned(),
+    }
+}
+
+/// The finish of an answer that calls tools is `tool_calls`, whatever the provider
+/// said (Ollama says `stop`).
+fn finish_with(reason: Option<&str>, calls: &[ToolCall]) -> String {
+    if calls.is_empty() {
+        finish(reason)
+    } else {
+        "tool_calls".to_owned()
     }
 }
 
@@ -367,16 +464,23 @@ fn parse_completion(kind: ProviderKind, value: &Value) -> Result<Completion, Att
                 .get("choices")
                 .and_then(|c| c.get(0))
                 .ok_or(malformed)?;
-            let text = choice
-                .get("message")
-                .and_then(|m| m.get("content"))
-                .and_then(Value::as_str)
-                .ok_or(AttemptError::Malformed("no message content"))?;
+            let message = choice.get("message");
+            let tool_calls = tools::from_openai(message.and_then(|m| m.get("tool_calls")))
+                .ok_or(AttemptError::Malformed("tool calls malformed"))?;
+            let text = match message.and_then(|m| m.get("content")) {
+                Some(Value::String(text)) => text.as_str(),
+                None | Some(Value::Null) if !tool_calls.is_empty() => "",
+                _ => return Err(AttemptError::Malformed("no message content")),
+            };
             Ok(Completion {
                 text: text.to_owned(),
                 input_tokens: u64_at(value, &["usage", "prompt_tokens"]),
                 output_tokens: u64_at(value, &["usage", "completion_tokens"]),
-                finish_reason: finish(choice.get("finish_reason").and_then(Value::as_str)),
+                finish_reason: finish_with(
+                    choice.get("finish_reason").and_then(Value::as_str),
+                    &tool_calls,
+                ),
+                tool_calls,
             })
         }
         ProviderKind::Anthropic => {
@@ -389,24 +493,36 @@ fn parse_completion(kind: ProviderKind, value: &Value) -> Result<Completion, Att
                 .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
                 .filter_map(|b| b.get("text").and_then(Value::as_str))
                 .collect();
+            let tool_calls = tools::from_anthropic(blocks)
+                .ok_or(AttemptError::Malformed("tool_use block malformed"))?;
             Ok(Completion {
                 text,
                 input_tokens: u64_at(value, &["usage", "input_tokens"]),
                 output_tokens: u64_at(value, &["usage", "output_tokens"]),
-                finish_reason: finish(value.get("stop_reason").and_then(Value::as_str)),
+                finish_reason: finish_with(
+                    value.get("stop_reason").and_then(Value::as_str),
+                    &tool_calls,
+                ),
+                tool_calls,
             })
         }
         ProviderKind::Ollama => {
-            let text = value
-                .get("message")
+            let message = value.get("message");
+            let text = message
                 .and_then(|m| m.get("content"))
                 .and_then(Value::as_str)
                 .ok_or(malformed)?;
+            let tool_calls = tools::from_ollama(message.and_then(|m| m.get("tool_calls")), 0)
+                .ok_or(AttemptError::Malformed("tool calls malformed"))?;
             Ok(Completion {
                 text: text.to_owned(),
                 input_tokens: u64_at(value, &["prompt_eval_count"]),
                 output_tokens: u64_at(value, &["eval_count"]),
-                finish_reason: finish(value.get("done_reason").and_then(Value::as_str)),
+                finish_reason: finish_with(
+                    value.get("done_reason").and_then(Value::as_str),
+                    &tool_calls,
+                ),
+                tool_calls,
             })
         }
     }
@@ -417,6 +533,10 @@ fn parse_completion(kind: ProviderKind, value: &Value) -> Result<Completion, Att
 pub enum StreamEvent {
     /// Generated text.
     Delta(String),
+    /// A piece of a tool call.
+    ToolCall(ToolCallDelta),
+    /// The provider's stop reason, in OpenAI's vocabulary (see [`Completion`]).
+    Finish(String),
     /// Token counts the provider reported (either may be missing).
     Usage {
         /// Prompt tokens.
@@ -437,6 +557,10 @@ pub struct UpstreamStream {
     pending: VecDeque<StreamEvent>,
     timeout: Duration,
     finished: bool,
+    /// Anthropic: the content-block index of each tool-use block, by call ordinal.
+    tool_blocks: Vec<u64>,
+    /// Ollama: tool calls seen so far (their ids when Ollama gives none).
+    tool_count: usize,
 }
 
 impl UpstreamStream {
@@ -505,15 +629,47 @@ impl UpstreamStream {
                 if value.get("error").is_some() {
                     return Err(AttemptError::Malformed("error event"));
                 }
-                if let Some(text) = value
-                    .get("choices")
-                    .and_then(|c| c.get(0))
-                    .and_then(|c| c.get("delta"))
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
+                let choice = value.get("choices").and_then(|c| c.get(0));
+                let delta = choice.and_then(|c| c.get("delta"));
+                if let Some(text) = delta.and_then(|d| d.get("content")).and_then(Value::as_str)
                     && !text.is_empty()
                 {
                     self.pending.push_back(StreamEvent::Delta(text.to_owned()));
+                }
+                if let Some(calls) = delta
+                    .and_then(|d| d.get("tool_calls"))
+                    .filter(|calls| !calls.is_null())
+                {
+                    let calls = calls
+                        .as_array()
+                        .ok_or(AttemptError::Malformed("tool call delta malformed"))?;
+                    for call in calls {
+                        let index = call
+                            .get("index")
+                            .and_then(Value::as_u64)
+                            .filter(|i| *i < MAX_TOOL_CALLS as u64)
+                            .ok_or(AttemptError::Malformed("tool call index"))?;
+                        let function = call.get("function");
+                        let text = |key: &str| {
+                            function
+                                .and_then(|f| f.get(key))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        self.pending.push_back(StreamEvent::ToolCall(ToolCallDelta {
+                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                            id: call.get("id").and_then(Value::as_str).map(str::to_owned),
+                            name: text("name"),
+                            arguments: text("arguments").unwrap_or_default(),
+                        }));
+                    }
+                }
+                if let Some(reason) = choice
+                    .and_then(|c| c.get("finish_reason"))
+                    .and_then(Value::as_str)
+                {
+                    self.pending
+                        .push_back(StreamEvent::Finish(finish(Some(reason))));
                 }
                 if value.get("usage").is_some_and(Value::is_object) {
                     self.pending.push_back(StreamEvent::Usage {
@@ -533,19 +689,79 @@ impl UpstreamStream {
                         input: u64_at(&value, &["message", "usage", "input_tokens"]),
                         output: None,
                     }),
+                    Some("content_block_start") => {
+                        let block = value.get("content_block");
+                        if block.and_then(|b| b.get("type")).and_then(Value::as_str)
+                            == Some("tool_use")
+                        {
+                            let text = |key: &str| {
+                                block
+                                    .and_then(|b| b.get(key))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)
+                            };
+                            let (Some(index), Some(id), Some(name)) = (
+                                value.get("index").and_then(Value::as_u64),
+                                text("id"),
+                                text("name"),
+                            ) else {
+                                return Err(AttemptError::Malformed("tool_use block malformed"));
+                            };
+                            if self.tool_blocks.len() >= MAX_TOOL_CALLS
+                                || self.tool_blocks.contains(&index)
+                            {
+                                return Err(AttemptError::Malformed("tool_use blocks"));
+                            }
+                            let ordinal = self.tool_blocks.len();
+                            self.tool_blocks.push(index);
+                            self.pending.push_back(StreamEvent::ToolCall(ToolCallDelta {
+                                index: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                                id: Some(id),
+                                name: Some(name),
+                                arguments: String::new(),
+                            }));
+                        }
+                    }
                     Some("content_block_delta") => {
-                        if let Some(text) = value
-                            .get("delta")
-                            .and_then(|d| d.get("text"))
-                            .and_then(Value::as_str)
+                        let delta = value.get("delta");
+                        if delta.and_then(|d| d.get("type")).and_then(Value::as_str)
+                            == Some("input_json_delta")
+                        {
+                            let ordinal = value
+                                .get("index")
+                                .and_then(Value::as_u64)
+                                .and_then(|index| self.tool_blocks.iter().position(|b| *b == index))
+                                .ok_or(AttemptError::Malformed("input_json_delta of no tool"))?;
+                            let piece = delta
+                                .and_then(|d| d.get("partial_json"))
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            self.pending.push_back(StreamEvent::ToolCall(ToolCallDelta {
+                                index: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                                id: None,
+                                name: None,
+                                arguments: piece.to_owned(),
+                            }));
+                        } else if let Some(text) =
+                            delta.and_then(|d| d.get("text")).and_then(Value::as_str)
                         {
                             self.pending.push_back(StreamEvent::Delta(text.to_owned()));
                         }
                     }
-                    Some("message_delta") => self.pending.push_back(StreamEvent::Usage {
-                        input: None,
-                        output: u64_at(&value, &["usage", "output_tokens"]),
-                    }),
+                    Some("message_delta") => {
+                        if let Some(reason) = value
+                            .get("delta")
+                            .and_then(|d| d.get("stop_reason"))
+                            .and_then(Value::as_str)
+                        {
+                            self.pending
+                                .push_back(StreamEvent::Finish(finish(Some(reason))));
+                        }
+                        self.pending.push_back(StreamEvent::Usage {
+                            input: None,
+                            output: u64_at(&value, &["usage", "output_tokens"]),
+                        });
+                    }
                     Some("message_stop") => self.pending.push_back(StreamEvent::Done),
                     Some("error") => return Err(AttemptError::Malformed("error event")),
                     _ => {}
@@ -565,7 +781,26 @@ impl UpstreamStream {
                 {
                     self.pending.push_back(StreamEvent::Delta(text.to_owned()));
                 }
+                let calls = tools::from_ollama(
+                    value.get("message").and_then(|m| m.get("tool_calls")),
+                    self.tool_count,
+                )
+                .ok_or(AttemptError::Malformed("tool calls malformed"))?;
+                for call in calls {
+                    let index = u32::try_from(self.tool_count).unwrap_or(u32::MAX);
+                    self.tool_count += 1;
+                    self.pending.push_back(StreamEvent::ToolCall(ToolCallDelta {
+                        index,
+                        id: Some(call.id),
+                        name: Some(call.name),
+                        arguments: call.arguments,
+                    }));
+                }
                 if value.get("done").and_then(Value::as_bool) == Some(true) {
+                    if let Some(reason) = value.get("done_reason").and_then(Value::as_str) {
+                        self.pending
+                            .push_back(StreamEvent::Finish(finish(Some(reason))));
+                    }
                     self.pending.push_back(StreamEvent::Usage {
                         input: u64_at(&value, &["prompt_eval_count"]),
                         output: u64_at(&value, &["eval_count"]),
@@ -621,15 +856,83 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_gets_tool_use_and_one_user_message_of_consecutive_results() {
+        let call = |id: &str| ToolCall {
+            id: id.into(),
+            name: "f".into(),
+            arguments: r#"{"q": 1}"#.into(),
+        };
+        let result = |id: &str, text: &str| ChatMessage {
+            tool_call_id: Some(id.into()),
+            ..ChatMessage::text("tool", text)
+        };
+        let request = UpstreamRequest {
+            model: "claude".into(),
+            messages: vec![
+                ChatMessage::text("system", "be brief"),
+                ChatMessage::text("user", "two lookups"),
+                ChatMessage {
+                    tool_calls: vec![call("a"), call("b")],
+                    ..ChatMessage::text("assistant", "looking")
+                },
+                result("a", "1"),
+                result("b", "2"),
+                ChatMessage::text("user", "thanks"),
+            ],
+            max_tokens: 9,
+            temperature: None,
+            tools: vec![ToolSpec {
+                name: "f".into(),
+                description: None,
+                parameters: json!({"type": "object"}),
+                strict: Some(true),
+            }],
+            tool_choice: Some(ToolChoice::Required),
+        };
+        let body = anthropic_body(&request, false);
+        assert_eq!(body["system"], "be brief");
+        assert_eq!(
+            body["tools"],
+            json!([{"name": "f", "input_schema": {"type": "object"}}])
+        );
+        assert_eq!(body["tool_choice"], json!({"type": "any"}));
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "two lookups"},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "looking"},
+                    {"type": "tool_use", "id": "a", "name": "f", "input": {"q": 1}},
+                    {"type": "tool_use", "id": "b", "name": "f", "input": {"q": 1}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "a", "content": "1"},
+                    {"type": "tool_result", "tool_use_id": "b", "content": "2"}]},
+                {"role": "user", "content": "thanks"}
+            ])
+        );
+        // Ollama: structured arguments, and no tools when the choice is none.
+        let body = ollama_body(&request, false);
+        assert_eq!(
+            body["messages"][2]["tool_calls"][0],
+            json!({"function": {"name": "f", "arguments": {"q": 1}}})
+        );
+        assert_eq!(body["tools"][0]["function"]["strict"], true);
+        let none = UpstreamRequest {
+            tool_choice: Some(ToolChoice::None),
+            ..request
+        };
+        assert!(ollama_body(&none, false).get("tools").is_none());
+    }
+
+    #[test]
     fn the_openai_request_body_is_the_documented_json() {
         let request = UpstreamRequest {
             model: "m".into(),
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: "hi \"there\"".into(),
-            }],
+            messages: vec![ChatMessage::text("user", "hi \"there\"")],
             max_tokens: 7,
             temperature: Some(0.5),
+            tools: Vec::new(),
+            tool_choice: None,
         };
         for stream in [false, true] {
             let body = serde_json::to_value(OpenaiBody {
@@ -641,6 +944,8 @@ mod tests {
                     include_usage: true,
                 }),
                 temperature: request.temperature,
+                tools: None,
+                tool_choice: None,
             })
             .expect("serializes");
             let mut expected = json!({

@@ -9,9 +9,9 @@
 
 use calybris_kernel::{KernelDecision, KernelInput};
 
-use crate::answer::{Whole, stream_delta, stream_first, stream_tail, whole_body};
+use crate::answer::{Piece, StreamAnswer, Whole, whole_body};
 use crate::config::{Compiled, GatewayConfig, ProviderKind, sha256};
-use crate::provider::{AttemptError, MAX_PROVIDER_BYTES, Provider, StreamEvent, UpstreamRequest};
+use crate::provider::{AttemptError, Provider, UpstreamRequest};
 use crate::server::{Interpreted, interpret, kernel_input, max_output_within};
 
 /// A logged request's body, read again.
@@ -33,6 +33,8 @@ struct InterpretedParts {
     output_tokens: u32,
     input_estimate: u64,
     messages: Vec<crate::provider::ChatMessage>,
+    tools: Vec<crate::tools::ToolSpec>,
+    tool_choice: Option<crate::tools::ToolChoice>,
 }
 
 /// Re-derives the kernel input of `body` under `compiled` and its routing contract,
@@ -54,6 +56,9 @@ pub fn rederive(
         temperature,
         messages,
         input_estimate,
+        tools,
+        tool_choice,
+        required_capabilities,
         ..
     } = interpret(compiled, &config.routing, body)?;
     Ok(Rederived {
@@ -62,6 +67,7 @@ pub fn rederive(
             requested,
             input_estimate,
             output_tokens,
+            required_capabilities,
             request_sequence,
         ),
         stream,
@@ -71,6 +77,8 @@ pub fn rederive(
             output_tokens,
             input_estimate,
             messages,
+            tools,
+            tool_choice,
         },
     })
 }
@@ -188,56 +196,37 @@ pub async fn reexecute(
         messages: parts.messages.clone(),
         max_tokens,
         temperature: rederived.temperature,
+        tools: parts.tools.clone(),
+        tool_choice: parts.tool_choice.clone(),
     };
     let created = recorded_at_unix_ms / 1_000;
     let (body, input_tokens, output_tokens) = if rederived.stream {
         // As the server's pump: the role, each piece, then the finish and the usage.
         let mut stream = provider.stream(&client, &request).await?;
-        let id = format!("chatcmpl-{sequence}");
-        let mut body = stream_first(&id, created, &served.name);
-        let (mut input, mut output) = (None, None);
-        let mut generated = 0u64;
+        let mut answer = StreamAnswer::new(sequence, created, &served.name);
+        let mut body = answer.first();
         loop {
-            match stream.next().await? {
-                Some(StreamEvent::Delta(text)) => {
-                    generated += text.len() as u64;
-                    if generated > MAX_PROVIDER_BYTES as u64 {
-                        return Err(AttemptError::Malformed("answer too large").into());
-                    }
-                    body.push_str(&stream_delta(&id, created, &served.name, &text));
-                }
-                Some(StreamEvent::Usage {
-                    input: i,
-                    output: o,
-                }) => {
-                    input = i.or(input);
-                    output = o.or(output);
-                }
-                Some(StreamEvent::Done) | None => break,
+            match answer.feed(stream.next().await?)? {
+                Piece::Send(piece) => body.push_str(&piece),
+                Piece::Quiet => {}
+                Piece::End => break,
             }
         }
-        let input_tokens = input.unwrap_or(parts.input_estimate);
-        let output_tokens =
-            output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
-        body.push_str(&stream_tail(
-            &id,
-            created,
-            &served.name,
-            input_tokens,
-            output_tokens,
-        ));
+        let (input_tokens, output_tokens) = answer.tokens(parts.input_estimate, max_tokens);
+        body.push_str(&answer.tail(input_tokens, output_tokens));
         (body, input_tokens, output_tokens)
     } else {
         let completion = provider.complete(&client, &request).await?;
         let input_tokens = completion.input_tokens.unwrap_or(parts.input_estimate);
         let output_tokens = completion
             .output_tokens
-            .unwrap_or_else(|| (completion.text.len() as u64).div_ceil(4));
+            .unwrap_or_else(|| crate::answer::estimate_output(&completion));
         let body = whole_body(&Whole {
             sequence,
             created,
             model: &served.name,
             text: &completion.text,
+            tool_calls: &completion.tool_calls,
             finish_reason: &completion.finish_reason,
             input_tokens,
             output_tokens,

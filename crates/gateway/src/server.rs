@@ -24,12 +24,13 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::answer::Piece;
 use crate::config::{Compiled, CompiledModel, GatewayConfig, sha256};
 use crate::error::ApiError;
 use crate::health::{Admit, ProviderHealth, Transition, counts_as_failure};
 use crate::limits::RateLimiter;
 use crate::metrics::{Metrics, escape};
-use crate::provider::{AttemptError, ChatMessage, Provider, StreamEvent, UpstreamRequest};
+use crate::provider::{AttemptError, ChatMessage, Provider, UpstreamRequest};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub enum GatewayError {
     /// The request-body archive could not be opened.
     #[error("request archive: {0}")]
     Archive(String),
+    /// The log's key file could not be read, or holds no usable key.
+    #[error("log key file: {0}")]
+    Key(String),
 }
 
 /// The most bytes of a lease, in a header or the body.
@@ -123,6 +127,9 @@ impl Gateway {
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
+        }
+        if let Some(path) = &config.server.log_key_file {
+            gate_config = gate_config.key(crate::config::read_log_key(path)?);
         }
         let gate = Gate::open(gate_config)?;
         let providers = config
@@ -510,6 +517,17 @@ struct ChatRequest {
     temperature: Option<f64>,
     #[serde(default)]
     metadata: Option<serde_json::Map<String, Value>>,
+    /// Read by [`crate::tools::parse_tools`].
+    #[serde(default)]
+    tools: Option<Value>,
+    /// Read by [`crate::tools::parse_tool_choice`].
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    /// The legacy function-calling fields: refused, never silently dropped.
+    #[serde(default)]
+    functions: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    function_call: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,6 +535,12 @@ struct InMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    /// An assistant message's calls (read by [`crate::tools::parse_tool_calls`]).
+    #[serde(default)]
+    tool_calls: Option<Value>,
+    /// A tool message's call id.
+    #[serde(default)]
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,14 +577,23 @@ enum Scope {
     Many(Vec<String>),
 }
 
-/// The estimate of a request's input tokens: a quarter of each message's bytes,
-/// rounded up, plus 4 per message and 3 for the reply's priming. Simple, documented,
-/// and not a tokenizer: the provider's usage settles the real cost.
+/// The estimate of a request's input tokens: a quarter of each message's bytes
+/// (its text, and its tool calls' ids, names and arguments), rounded up, plus 4 per
+/// message and 3 for the reply's priming. Simple, documented, and not a tokenizer:
+/// the provider's usage settles the real cost. (Tools offered add a quarter of their
+/// bytes, [`crate::tools::tools_bytes`], rounded up.)
 #[must_use]
 pub fn estimate_input_tokens(messages: &[ChatMessage]) -> u64 {
     messages
         .iter()
-        .map(|m| (m.content.len() as u64).div_ceil(4) + 4)
+        .map(|m| {
+            let calls: usize = m
+                .tool_calls
+                .iter()
+                .map(|c| c.id.len() + c.name.len() + c.arguments.len())
+                .sum();
+            ((m.content.len() + calls) as u64).div_ceil(4) + 4
+        })
         .sum::<u64>()
         + 3
 }
@@ -603,12 +636,29 @@ fn flatten(messages: Vec<InMessage>) -> Result<Vec<ChatMessage>, ApiError> {
                     .collect::<Vec<_>>()
                     .join("\n"),
             };
+            let tool_calls = crate::tools::parse_tool_calls(m.tool_calls)?;
+            if !tool_calls.is_empty() && m.role != "assistant" {
+                return Err(ApiError::bad_request(
+                    "invalid_tool_calls",
+                    "only an assistant message has tool_calls",
+                ));
+            }
+            let tool_call_id = if m.role == "tool" {
+                Some(crate::tools::tool_call_id(m.tool_call_id)?)
+            } else {
+                None
+            };
             let role = if m.role == "developer" {
                 "system".to_owned()
             } else {
                 m.role
             };
-            Ok(ChatMessage { role, content })
+            Ok(ChatMessage {
+                role,
+                content,
+                tool_calls,
+                tool_call_id,
+            })
         })
         .collect()
 }
@@ -627,8 +677,14 @@ pub(crate) struct Interpreted {
     pub(crate) metadata: Option<serde_json::Map<String, Value>>,
     /// The conversation, flattened.
     pub(crate) messages: Vec<ChatMessage>,
-    /// [`estimate_input_tokens`] of it.
+    /// [`estimate_input_tokens`] of it, plus the tools' share.
     pub(crate) input_estimate: u64,
+    /// The tools offered.
+    pub(crate) tools: Vec<crate::tools::ToolSpec>,
+    /// The `tool_choice`.
+    pub(crate) tool_choice: Option<crate::tools::ToolChoice>,
+    /// The capability bits the model must have (the tools capability, with tools).
+    pub(crate) required_capabilities: u64,
 }
 
 /// Parses and checks a request body against the contract.
@@ -657,8 +713,27 @@ pub(crate) fn interpret(
             format!("max_tokens must be 1 to {}", routing.max_output_tokens),
         ));
     }
+    if request.functions.is_some() || request.function_call.is_some() {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            "functions and function_call are not supported; use tools and tool_choice",
+        ));
+    }
+    let tools = crate::tools::parse_tools(request.tools)?;
+    let tool_choice = crate::tools::parse_tool_choice(request.tool_choice, &tools)?;
+    let required_capabilities = if tools.is_empty() {
+        0
+    } else {
+        compiled.tools_capability.ok_or_else(|| {
+            ApiError::bad_request(
+                "tools_unsupported",
+                "the request offers tools, and no model of this gateway has the tools capability",
+            )
+        })?
+    };
     let messages = flatten(request.messages)?;
-    let input_estimate = estimate_input_tokens(&messages);
+    let input_estimate =
+        estimate_input_tokens(&messages) + crate::tools::tools_bytes(&tools).div_ceil(4);
     Ok(Interpreted {
         requested,
         output_tokens,
@@ -667,6 +742,9 @@ pub(crate) fn interpret(
         metadata: request.metadata,
         messages,
         input_estimate,
+        tools,
+        tool_choice,
+        required_capabilities,
     })
 }
 
@@ -676,6 +754,7 @@ pub(crate) fn kernel_input(
     requested: usize,
     input_estimate: u64,
     output_tokens: u32,
+    required_capabilities: u64,
     sequence: u64,
 ) -> KernelInput {
     KernelInput {
@@ -684,6 +763,7 @@ pub(crate) fn kernel_input(
         input_tokens: u32::try_from(input_estimate).unwrap_or(u32::MAX),
         output_tokens,
         business_value_microunits: compiled.value_microunits,
+        required_capabilities,
         ..KernelInput::default()
     }
 }
@@ -859,6 +939,8 @@ struct Plan {
     request_sha256: [u8; 32],
     messages: Vec<ChatMessage>,
     temperature: Option<f64>,
+    tools: Vec<crate::tools::ToolSpec>,
+    tool_choice: Option<crate::tools::ToolChoice>,
     started: Instant,
     /// The answer's `created`: the decision's timestamp, in seconds (so the whole
     /// answer is a function of the log and the provider's reply; see `answer`).
@@ -885,6 +967,9 @@ async fn handle(
         metadata,
         messages,
         input_estimate,
+        tools,
+        tool_choice,
+        required_capabilities,
     } = interpret(compiled, routing, &body)?;
     let tenant = &compiled.tenants[tenant_index];
     if let Err(limited) = inner.limiter.admit(
@@ -952,7 +1037,14 @@ async fn handle(
             ))
         })?;
     }
-    let input = kernel_input(compiled, requested, input_estimate, output_tokens, sequence);
+    let input = kernel_input(
+        compiled,
+        requested,
+        input_estimate,
+        output_tokens,
+        required_capabilities,
+        sequence,
+    );
     let admission = inner
         .gate
         .decide_with(
@@ -1020,7 +1112,10 @@ async fn handle(
         if chain.len() >= MAX_EXECUTION_ATTEMPTS {
             break;
         }
-        if chain.iter().any(|(i, _)| *i == index) {
+        // A fallback has what the request requires (tools) as the decision's has.
+        if chain.iter().any(|(i, _)| *i == index)
+            || compiled.models[index].capabilities & required_capabilities != required_capabilities
+        {
             continue;
         }
         let cap = max_output_within(&compiled.models[index], input_estimate, held, output_tokens);
@@ -1035,6 +1130,8 @@ async fn handle(
         progress,
         messages,
         temperature,
+        tools,
+        tool_choice,
         started,
         created: recorded_at_unix_ms / 1_000,
     };
@@ -1077,17 +1174,25 @@ fn upstream(plan: &Plan, model: &CompiledModel, max_tokens: u32) -> UpstreamRequ
         messages: plan.messages.clone(),
         max_tokens,
         temperature: plan.temperature,
+        tools: plan.tools.clone(),
+        tool_choice: plan.tool_choice.clone(),
     }
 }
 
 impl Gateway {
+    /// Reports an attempt's outcome to its provider's breaker and metrics; the attempt.
     fn attempt_done(
         &self,
         model: &CompiledModel,
         started: Instant,
         result: Result<(), &AttemptError>,
     ) -> ExecutionAttempt {
-        let latency_ms = elapsed_ms(started);
+        self.report_health(model, result);
+        self.attempt_metrics(model, started, result)
+    }
+
+    /// Reports an outcome to `model`'s provider's breaker.
+    fn report_health(&self, model: &CompiledModel, result: Result<(), &AttemptError>) {
         if let Some(health) = self.inner.health.get(&model.provider) {
             let now = Instant::now();
             let transition = match result {
@@ -1100,6 +1205,16 @@ impl Gateway {
             };
             self.breaker_moved(&model.provider, transition);
         }
+    }
+
+    /// Counts an attempt in the provider metrics; the attempt.
+    fn attempt_metrics(
+        &self,
+        model: &CompiledModel,
+        started: Instant,
+        result: Result<(), &AttemptError>,
+    ) -> ExecutionAttempt {
+        let latency_ms = elapsed_ms(started);
         let provider = escape(&model.provider);
         self.inner.metrics.inc(
             "calybris_gateway_provider_requests_total",
@@ -1186,6 +1301,41 @@ impl Gateway {
             success: false,
             latency_ms: elapsed_ms(started),
             skipped: Some(skip),
+        }
+    }
+
+    /// A stream that had opened is over: its provider's breaker hears of it (a clean
+    /// end, or a client that went away while the provider was streaming, is a
+    /// success; a cut is a failure, as for a whole answer), a cut is counted in
+    /// `calybris_gateway_provider_streams_cut_total` and its attempt marked failed.
+    fn stream_ended(
+        &self,
+        model: &CompiledModel,
+        attempt: Option<&mut ExecutionAttempt>,
+        end: &StreamEnd,
+    ) {
+        match end {
+            StreamEnd::Ended | StreamEnd::ClientGone => self.report_health(model, Ok(())),
+            StreamEnd::Cut(error) => {
+                self.report_health(model, Err(error));
+                self.inner.metrics.inc(
+                    "calybris_gateway_provider_streams_cut_total",
+                    format!(
+                        "provider=\"{}\",reason=\"{}\"",
+                        escape(&model.provider),
+                        match error {
+                            AttemptError::Timeout => "timeout",
+                            AttemptError::Truncated => "truncated",
+                            _ => "malformed",
+                        }
+                    ),
+                );
+                // The attempt that opened the stream is the chain's last one.
+                debug_assert!(attempt.as_ref().is_some_and(|a| a.success));
+                if let Some(attempt) = attempt {
+                    attempt.success = false;
+                }
+            }
         }
     }
 
@@ -1287,9 +1437,100 @@ impl Gateway {
     }
 }
 
+/// How a relayed stream ended.
+#[derive(Debug)]
+enum StreamEnd {
+    /// The provider's end marker came.
+    Ended,
+    /// The provider failed after its first event.
+    Cut(AttemptError),
+    /// The client went away.
+    ClientGone,
+}
+
+impl StreamEnd {
+    const fn status(&self) -> ExecutionStatus {
+        match self {
+            Self::Ended => ExecutionStatus::Served,
+            Self::Cut(_) => ExecutionStatus::StreamCut,
+            Self::ClientGone => ExecutionStatus::ClientDisconnected,
+        }
+    }
+}
+
+/// What walking a plan's chain found ([`Gateway::walk_chain`]).
+struct Walked<T> {
+    /// Every attempt, skipped ones too, in order.
+    attempts: Vec<ExecutionAttempt>,
+    /// The last attempt's error, if any failed.
+    last_error: Option<AttemptError>,
+    /// The attempt that succeeded: its model (an index), its output cap, what it
+    /// gave, and a local provider's slot, still held.
+    found: Option<(usize, u32, T, Option<tokio::sync::OwnedSemaphorePermit>)>,
+}
+
+impl Gateway {
+    /// Walks `plan`'s chain in order: a model whose provider's breaker is open, or
+    /// whose local slot stays busy, is skipped (a skipped attempt); each other is
+    /// asked with `call` until one succeeds. Failures go to the breaker at once; a
+    /// success too, unless `defer_success` (a stream reports at its end, see
+    /// [`Gateway::stream_ended`]).
+    async fn walk_chain<'a, T, Call, Attempt>(
+        &'a self,
+        plan: &Plan,
+        defer_success: bool,
+        call: Call,
+    ) -> Walked<T>
+    where
+        Call: Fn(&'a Provider, UpstreamRequest) -> Attempt,
+        Attempt: std::future::Future<Output = Result<T, AttemptError>>,
+    {
+        let inner = &self.inner;
+        let mut walked = Walked {
+            attempts: Vec::with_capacity(plan.chain.len()),
+            last_error: None,
+            found: None,
+        };
+        for &(index, max_tokens) in &plan.chain {
+            let model = &inner.compiled.models[index];
+            let Some(provider) = inner.providers.get(&model.provider) else {
+                continue;
+            };
+            let slot = match self.gate_attempt(model).await {
+                Ok(slot) => slot,
+                Err(skipped) => {
+                    walked.attempts.push(skipped);
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            match call(provider, upstream(plan, model, max_tokens)).await {
+                Ok(value) => {
+                    walked.attempts.push(if defer_success {
+                        self.attempt_metrics(model, started, Ok(()))
+                    } else {
+                        self.attempt_done(model, started, Ok(()))
+                    });
+                    walked.found = Some((index, max_tokens, value, slot));
+                    break;
+                }
+                Err(error) => {
+                    walked
+                        .attempts
+                        .push(self.attempt_done(model, started, Err(&error)));
+                    walked.last_error = Some(error);
+                }
+            }
+        }
+        debug_assert!(walked.attempts.len() <= plan.chain.len());
+        walked
+    }
+}
+
 struct Served {
     model: usize,
     text: String,
+    tool_calls: Vec<crate::tools::ToolCall>,
     input_tokens: u64,
     output_tokens: u64,
     finish_reason: String,
@@ -1310,6 +1551,51 @@ fn failure(last: Option<&AttemptError>, attempts: &[ExecutionAttempt]) -> ApiErr
         }
         Some(error) => ApiError::provider(format!("every provider attempt failed; last: {error}")),
         None => ApiError::provider("no provider could serve within the reservation"),
+    }
+}
+
+/// The execution record of an answer `model` gave (whole, or a stream however it
+/// ended): HTTP 200, its tokens and cost, every attempt.
+fn served_record(
+    plan: &Plan,
+    status: ExecutionStatus,
+    model: &CompiledModel,
+    response_sha256: [u8; 32],
+    (input_tokens, output_tokens, cost_microunits): (u64, u64, u64),
+    attempts: Vec<ExecutionAttempt>,
+) -> ExecutionRecord {
+    ExecutionRecord {
+        provider: bounded(&model.provider),
+        model: bounded(&model.name),
+        response_sha256,
+        latency_ms: elapsed_ms(plan.started),
+        input_tokens,
+        output_tokens,
+        cost_microunits,
+        attempts,
+        ..execution(plan, status, 200)
+    }
+}
+
+impl Gateway {
+    /// Nothing served: the hold is released and a `ProviderFailed` record with every
+    /// attempt and the hash of the error body the client gets is logged.
+    async fn log_nothing_served(
+        &self,
+        admission: Admission,
+        plan: &Plan,
+        attempts: Vec<ExecutionAttempt>,
+        error: &ApiError,
+    ) -> Result<(), ApiError> {
+        let decision = admission.decision_ref();
+        self.settle(admission, 0)?;
+        let record = ExecutionRecord {
+            response_sha256: sha256(error.body().to_string().as_bytes()),
+            latency_ms: elapsed_ms(plan.started),
+            attempts,
+            ..execution(plan, ExecutionStatus::ProviderFailed, error.status.as_u16())
+        };
+        self.log_execution_of(plan, decision, record).await
     }
 }
 
@@ -1346,59 +1632,33 @@ async fn run_whole(
 ) -> Result<Response, ApiError> {
     let inner = &gateway.inner;
     let decision = admission.decision_ref();
-    let mut attempts = Vec::new();
-    let mut last_error = None;
-    let mut served = None;
-    for &(index, max_tokens) in &plan.chain {
-        let model = &inner.compiled.models[index];
-        let Some(provider) = inner.providers.get(&model.provider) else {
-            continue;
-        };
-        let _slot = match gateway.gate_attempt(model).await {
-            Ok(slot) => slot,
-            Err(skipped) => {
-                attempts.push(skipped);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        match provider
-            .complete(&inner.client, &upstream(&plan, model, max_tokens))
-            .await
-        {
-            Ok(completion) => {
-                attempts.push(gateway.attempt_done(model, started, Ok(())));
-                let output = completion
-                    .output_tokens
-                    .unwrap_or_else(|| (completion.text.len() as u64).div_ceil(4));
-                served = Some(Served {
-                    model: index,
-                    input_tokens: completion.input_tokens.unwrap_or(plan.input_estimate),
-                    output_tokens: output,
-                    text: completion.text,
-                    finish_reason: completion.finish_reason,
-                });
-                break;
-            }
-            Err(error) => {
-                attempts.push(gateway.attempt_done(model, started, Err(&error)));
-                last_error = Some(error);
-            }
-        }
-    }
+    let client = &inner.client;
+    let Walked {
+        attempts,
+        last_error,
+        found,
+    } = gateway
+        .walk_chain(&plan, false, |provider, request| async move {
+            provider.complete(client, &request).await
+        })
+        .await;
+    // A local provider's slot is free again once the whole answer is in.
+    let served = found.map(|(index, _, completion, _slot)| Served {
+        model: index,
+        input_tokens: completion.input_tokens.unwrap_or(plan.input_estimate),
+        output_tokens: completion
+            .output_tokens
+            .unwrap_or_else(|| crate::answer::estimate_output(&completion)),
+        text: completion.text,
+        tool_calls: completion.tool_calls,
+        finish_reason: completion.finish_reason,
+    });
     let sequence = admission.log_sequence();
     let Some(served) = served else {
         let error = failure(last_error.as_ref(), &attempts);
-        gateway.settle(admission, 0)?;
-        let mut record = execution(
-            &plan,
-            ExecutionStatus::ProviderFailed,
-            error.status.as_u16(),
-        );
-        record.response_sha256 = sha256(error.body().to_string().as_bytes());
-        record.latency_ms = elapsed_ms(plan.started);
-        record.attempts = attempts;
-        gateway.log_execution_of(&plan, decision, record).await?;
+        gateway
+            .log_nothing_served(admission, &plan, attempts, &error)
+            .await?;
         return Err(error);
     };
     let model = &inner.compiled.models[served.model];
@@ -1414,19 +1674,19 @@ async fn run_whole(
         created: plan.created,
         model: &model.name,
         text: &served.text,
+        tool_calls: &served.tool_calls,
         finish_reason: &served.finish_reason,
         input_tokens: served.input_tokens,
         output_tokens: served.output_tokens,
     });
-    let mut record = execution(&plan, ExecutionStatus::Served, 200);
-    record.provider = bounded(&model.provider);
-    record.model = bounded(&model.name);
-    record.response_sha256 = sha256(body.as_bytes());
-    record.latency_ms = elapsed_ms(plan.started);
-    record.input_tokens = served.input_tokens;
-    record.output_tokens = served.output_tokens;
-    record.cost_microunits = cost;
-    record.attempts = attempts;
+    let record = served_record(
+        &plan,
+        ExecutionStatus::Served,
+        model,
+        sha256(body.as_bytes()),
+        (served.input_tokens, served.output_tokens, cost),
+        attempts,
+    );
     gateway.log_execution_of(&plan, decision, record).await?;
     Ok(with_headers(
         ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -1450,58 +1710,25 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     let inner = &gateway.inner;
     let decision = admission.decision_ref();
     let sequence = admission.log_sequence();
-    let mut attempts = Vec::new();
-    let mut last_error = None;
-    let mut opened = None;
-    for &(index, max_tokens) in &plan.chain {
-        let model = &inner.compiled.models[index];
-        let Some(provider) = inner.providers.get(&model.provider) else {
-            continue;
-        };
-        let slot = match gateway.gate_attempt(model).await {
-            Ok(slot) => slot,
-            Err(skipped) => {
-                attempts.push(skipped);
-                continue;
-            }
-        };
-        let started = Instant::now();
-        let result = async {
-            let mut stream = provider
-                .stream(&inner.client, &upstream(&plan, model, max_tokens))
-                .await?;
+    let client = &inner.client;
+    // A stream is open once its first event came; the breaker hears of it at its end.
+    let Walked {
+        mut attempts,
+        last_error,
+        found,
+    } = gateway
+        .walk_chain(&plan, true, |provider, request| async move {
+            let mut stream = provider.stream(client, &request).await?;
             let first = stream.next().await?;
-            Ok::<_, AttemptError>((stream, first))
-        }
+            Ok((stream, first))
+        })
         .await;
-        match result {
-            Ok((stream, first)) => {
-                attempts.push(gateway.attempt_done(model, started, Ok(())));
-                // A local provider's slot is held until its stream ends.
-                opened = Some((index, max_tokens, stream, first, slot));
-                break;
-            }
-            Err(error) => {
-                attempts.push(gateway.attempt_done(model, started, Err(&error)));
-                last_error = Some(error);
-            }
-        }
-    }
-    let Some((index, max_tokens, mut stream, first, slot)) = opened else {
+    // A local provider's slot is held until its stream ends.
+    let Some((index, max_tokens, (mut stream, first), slot)) = found else {
         let error = failure(last_error.as_ref(), &attempts);
-        let result = async {
-            gateway.settle(admission, 0)?;
-            let mut record = execution(
-                &plan,
-                ExecutionStatus::ProviderFailed,
-                error.status.as_u16(),
-            );
-            record.response_sha256 = sha256(error.body().to_string().as_bytes());
-            record.latency_ms = elapsed_ms(plan.started);
-            record.attempts = attempts;
-            gateway.log_execution_of(&plan, decision, record).await
-        }
-        .await;
+        let result = gateway
+            .log_nothing_served(admission, &plan, attempts, &error)
+            .await;
         return match result {
             Ok(()) => gateway.refuse(error),
             Err(internal) => {
@@ -1525,13 +1752,13 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
     let model = inner.compiled.models[index].clone();
     gateway.fallback_served(&attempts, &model);
     let (sender, receiver) = mpsc::channel::<Bytes>(16);
-    let id = format!("chatcmpl-{sequence}");
     let created = plan.created;
     let pump_gateway = gateway.clone();
     let (supervisor_gateway, progress, request_sha256) =
         (gateway.clone(), plan.progress.clone(), plan.request_sha256);
     let pump = tokio::spawn(async move {
         let gateway = pump_gateway;
+        let mut answer = crate::answer::StreamAnswer::new(sequence, created, &model.name);
         let mut hasher = Sha256::new();
         let mut connected = true;
         let send = async |text: String, hasher: &mut Sha256, connected: &mut bool| {
@@ -1542,71 +1769,43 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
                 }
             }
         };
-        send(
-            crate::answer::stream_first(&id, created, &model.name),
-            &mut hasher,
-            &mut connected,
-        )
-        .await;
-        let (mut input, mut output) = (None, None);
-        let mut generated = 0u64;
+        send(answer.first(), &mut hasher, &mut connected).await;
         let mut next = first;
-        let mut ended = false;
-        let mut failed = false;
+        // Until the provider's end marker, the provider failing (a cut, garbage, a
+        // provider that never stops), or the client going away.
+        let mut end = StreamEnd::ClientGone;
         while connected {
-            match next {
-                Some(StreamEvent::Delta(text)) => {
-                    generated += text.len() as u64;
-                    if generated > crate::provider::MAX_PROVIDER_BYTES as u64 {
-                        // A provider that never stops: cut it, as a failure.
-                        failed = true;
-                        break;
-                    }
-                    send(
-                        crate::answer::stream_delta(&id, created, &model.name, &text),
-                        &mut hasher,
-                        &mut connected,
-                    )
-                    .await;
+            match answer.feed(next) {
+                Ok(Piece::Send(bytes)) => send(bytes, &mut hasher, &mut connected).await,
+                Ok(Piece::Quiet) => {}
+                Ok(Piece::End) => {
+                    end = StreamEnd::Ended;
+                    break;
                 }
-                Some(StreamEvent::Usage {
-                    input: i,
-                    output: o,
-                }) => {
-                    input = i.or(input);
-                    output = o.or(output);
-                }
-                Some(StreamEvent::Done) | None => {
-                    ended = true;
+                Err(error) => {
+                    end = StreamEnd::Cut(error);
                     break;
                 }
             }
             match stream.next().await {
                 Ok(event) => next = event,
-                Err(_) => {
-                    failed = true;
+                Err(error) => {
+                    end = StreamEnd::Cut(error);
                     break;
                 }
             }
         }
         drop(stream);
         drop(slot);
-        let status = if ended {
-            ExecutionStatus::Served
-        } else if failed {
-            ExecutionStatus::ProviderFailed
-        } else {
-            ExecutionStatus::ClientDisconnected
-        };
-        let input_tokens = input.unwrap_or(plan.input_estimate);
-        // The provider's count when it sent one; otherwise (a stream cut short, or a
-        // provider that reports none) the relayed text's bytes / 4, rounded up, and never
-        // more than the attempt asked for.
-        let output_tokens =
-            output.unwrap_or_else(|| generated.div_ceil(4).min(u64::from(max_tokens)));
+        let status = end.status();
+        gateway.stream_ended(&model, attempts.last_mut(), &end);
+        let ended = matches!(end, StreamEnd::Ended);
+        // What was relayed is what is settled (the provider's counts when it sent them).
+        let (input_tokens, output_tokens) = answer.tokens(plan.input_estimate, max_tokens);
+        debug_assert_eq!(ended, status == ExecutionStatus::Served);
         let cost = model.cost_microunits(input_tokens, output_tokens);
         let tail = if ended {
-            crate::answer::stream_tail(&id, created, &model.name, input_tokens, output_tokens)
+            answer.tail(input_tokens, output_tokens)
         } else {
             format!(
                 "data: {}\n\n",
@@ -1619,15 +1818,14 @@ async fn run_stream(gateway: Gateway, admission: Admission, plan: Plan) -> Respo
         let _ = inject(&gateway, Fault::PanicInStream);
         let logged = async {
             gateway.settle(admission, cost)?;
-            let mut record = execution(&plan, status, 200);
-            record.provider = bounded(&model.provider);
-            record.model = bounded(&model.name);
-            record.response_sha256 = response_sha256;
-            record.latency_ms = elapsed_ms(plan.started);
-            record.input_tokens = input_tokens;
-            record.output_tokens = output_tokens;
-            record.cost_microunits = cost;
-            record.attempts = attempts;
+            let record = served_record(
+                &plan,
+                status,
+                &model,
+                response_sha256,
+                (input_tokens, output_tokens, cost),
+                attempts,
+            );
             gateway.log_execution_of(&plan, decision, record).await
         }
         .await;

@@ -661,8 +661,11 @@ async fn a_stream_cut_short_ends_without_done_and_is_charged_what_was_relayed() 
         let dir = harness.stop().await;
         let report = verified(&dir);
         let execution = &executions(&dir)[0];
-        assert_eq!(execution.status, ExecutionStatus::ProviderFailed);
+        assert_eq!(execution.status, ExecutionStatus::StreamCut);
         assert_eq!(execution.provider, "primary");
+        assert_eq!(execution.attempts.len(), 1);
+        assert!(!execution.attempts[0].success, "the cut attempt failed");
+        assert!(execution.cost_microunits > 0, "what was relayed is charged");
         // What was relayed, counted from the text, at most what was asked for.
         assert!(execution.output_tokens <= 10, "{execution:?}");
         assert!(text.contains("Hello from primary."), "{text}");

@@ -35,18 +35,39 @@ async fn until_state(harness: &Harness, provider: &str, state: BreakerState) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_local_provider_opens_its_breaker_and_requests_go_straight_to_the_fallback() {
-    let harness = Harness::start(
-        "breaker-open",
+/// A local Ollama model `llama-mock` (the better one: the kernel selects it) behaving
+/// as `behavior`, `provider_lines` in its provider section, then a remote OpenAI
+/// fallback `gpt-mock`; `routing_lines` in the routing section.
+async fn local_then_remote(
+    name: &str,
+    behavior: MockBehavior,
+    provider_lines: &str,
+    routing_lines: &str,
+) -> Harness {
+    Harness::start(
+        name,
         vec![
             Upstream::new("local", "ollama", "llama-mock")
                 .quality("0.9")
-                .behaving(MockBehavior::Fail(503))
-                .extra("breaker_failures = 2\nbreaker_cooldown_ms = 600000"),
+                .behaving(behavior)
+                .extra(provider_lines),
             Upstream::new("remote", "openai", "gpt-mock"),
         ],
-        Options::default(),
+        Options {
+            routing_extra: routing_lines.to_owned(),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_local_provider_opens_its_breaker_and_requests_go_straight_to_the_fallback() {
+    let harness = local_then_remote(
+        "breaker-open",
+        MockBehavior::Fail(503),
+        "breaker_failures = 2\nbreaker_cooldown_ms = 600000",
+        "",
     )
     .await;
     for _ in 0..2 {
@@ -104,16 +125,11 @@ async fn a_failing_local_provider_opens_its_breaker_and_requests_go_straight_to_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_recovers_through_half_open() {
-    let harness = Harness::start(
+    let harness = local_then_remote(
         "breaker-recover",
-        vec![
-            Upstream::new("local", "ollama", "llama-mock")
-                .quality("0.9")
-                .behaving(MockBehavior::Fail(500))
-                .extra("breaker_failures = 1\nbreaker_cooldown_ms = 1000"),
-            Upstream::new("remote", "openai", "gpt-mock"),
-        ],
-        Options::default(),
+        MockBehavior::Fail(500),
+        "breaker_failures = 1\nbreaker_cooldown_ms = 1000",
+        "",
     )
     .await;
     let chat = async || harness.chat(Some(KEY), &body("llama-mock", false)).await;
@@ -172,18 +188,11 @@ async fn an_open_breaker_recovers_through_half_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_open_the_breaker_before_any_request_and_close_it_on_recovery() {
-    let harness = Harness::start(
+    let harness = local_then_remote(
         "probes",
-        vec![
-            Upstream::new("local", "ollama", "llama-mock")
-                .quality("0.9")
-                .behaving(MockBehavior::Fail(503))
-                .extra(
-                    "probe_interval_ms = 40\nprobe_timeout_ms = 500\nbreaker_failures = 2\nbreaker_cooldown_ms = 150",
-                ),
-            Upstream::new("remote", "openai", "gpt-mock"),
-        ],
-        Options::default(),
+        MockBehavior::Fail(503),
+        "probe_interval_ms = 40\nprobe_timeout_ms = 500\nbreaker_failures = 2\nbreaker_cooldown_ms = 150",
+        "",
     )
     .await;
     until_state(&harness, "local", BreakerState::Open).await;
@@ -234,18 +243,11 @@ async fn two_at_once(harness: &Harness) -> [(u16, serde_json::Value); 2] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_local_request_falls_back_when_the_slot_stays_busy() {
-    let harness = Harness::start(
+    let harness = local_then_remote(
         "slot-busy",
-        vec![
-            Upstream::new("local", "ollama", "llama-mock")
-                .quality("0.9")
-                .behaving(MockBehavior::Slow(600)),
-            Upstream::new("remote", "openai", "gpt-mock"),
-        ],
-        Options {
-            routing_extra: "local_slot_wait_ms = 50".to_owned(),
-            ..Options::default()
-        },
+        MockBehavior::Slow(600),
+        "",
+        "local_slot_wait_ms = 50",
     )
     .await;
     let answers = two_at_once(&harness).await;
@@ -285,18 +287,11 @@ async fn a_second_local_request_falls_back_when_the_slot_stays_busy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_local_request_waits_for_the_slot_within_the_wait() {
-    let harness = Harness::start(
+    let harness = local_then_remote(
         "slot-wait",
-        vec![
-            Upstream::new("local", "ollama", "llama-mock")
-                .quality("0.9")
-                .behaving(MockBehavior::Slow(300)),
-            Upstream::new("remote", "openai", "gpt-mock"),
-        ],
-        Options {
-            routing_extra: "local_slot_wait_ms = 10000".to_owned(),
-            ..Options::default()
-        },
+        MockBehavior::Slow(300),
+        "",
+        "local_slot_wait_ms = 10000",
     )
     .await;
     let started = Instant::now();
@@ -322,18 +317,11 @@ async fn a_second_local_request_waits_for_the_slot_within_the_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_stream_holds_the_slot_until_it_ends() {
-    let harness = Harness::start(
+    let harness = local_then_remote(
         "slot-stream",
-        vec![
-            Upstream::new("local", "ollama", "llama-mock")
-                .quality("0.9")
-                .behaving(MockBehavior::Drip(100)),
-            Upstream::new("remote", "openai", "gpt-mock"),
-        ],
-        Options {
-            routing_extra: "local_slot_wait_ms = 50".to_owned(),
-            ..Options::default()
-        },
+        MockBehavior::Drip(100),
+        "",
+        "local_slot_wait_ms = 50",
     )
     .await;
     let stream_body = body("llama-mock", true);
@@ -363,5 +351,105 @@ async fn a_local_stream_holds_the_slot_until_it_ends() {
         fell_back.attempts[0].skipped,
         Some(AttemptSkip::LocalSlotBusy)
     );
+    verified(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_cut_midway_count_as_provider_failures_and_open_the_breaker() {
+    let harness = Harness::start(
+        "breaker-cut-streams",
+        vec![
+            Upstream::new("primary", "openai", "gpt-mock")
+                .quality("0.9")
+                .behaving(MockBehavior::Truncated)
+                .extra("breaker_failures = 2\nbreaker_cooldown_ms = 600000"),
+            Upstream::new("secondary", "anthropic", "claude-mock"),
+        ],
+        Options::default(),
+    )
+    .await;
+    // Each stream opens (its first events arrive) and is then cut: a provider failure
+    // for the breaker, even though the first event counted as an answer.
+    for _ in 0..2 {
+        let response = harness.post_chat(body("gpt-mock", true)).await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.expect("body");
+        assert!(text.contains("Hello from primary."), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+    until_state(&harness, "primary", BreakerState::Open).await;
+    // The breaker is open: the next stream goes straight to the fallback.
+    let response = harness.post_chat(body("gpt-mock", true)).await;
+    let text = response.text().await.expect("body");
+    assert!(text.contains("Hello from secondary."), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(harness.mocks[0].calls(), 2);
+    let metrics = harness.metrics().await;
+    // A cut between events is `truncated`, one inside an event `malformed`.
+    let cut: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("calybris_gateway_provider_streams_cut_total{provider=\"primary\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(cut, 2, "{metrics}");
+    for series in [
+        "calybris_gateway_breaker_transitions_total{provider=\"primary\",from=\"closed\",to=\"open\"} 1",
+        "calybris_gateway_attempts_skipped_total{provider=\"primary\",reason=\"circuit_open\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    let dir = harness.stop().await;
+    let executions = executions(&dir);
+    assert_eq!(executions.len(), 3);
+    for execution in &executions[..2] {
+        assert_eq!(execution.status, ExecutionStatus::StreamCut);
+        assert_eq!(execution.model, "gpt-mock");
+        assert_eq!(execution.attempts.len(), 1);
+        assert!(!execution.attempts[0].success);
+        assert!(execution.output_tokens > 0, "what was relayed is settled");
+        assert!(execution.cost_microunits > 0);
+    }
+    assert_eq!(executions[2].status, ExecutionStatus::Served);
+    assert_eq!(
+        executions[2].attempts[0].skipped,
+        Some(AttemptSkip::CircuitOpen)
+    );
+    verified(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_streams_keep_the_breaker_closed() {
+    // A success is reported at the end of each stream (not at its first event), and
+    // a clean end resets the failure count.
+    let harness = Harness::start(
+        "breaker-streams-ok",
+        vec![
+            Upstream::new("primary", "openai", "gpt-mock")
+                .extra("breaker_failures = 2\nbreaker_cooldown_ms = 600000"),
+        ],
+        Options::default(),
+    )
+    .await;
+    harness.mocks[0].set_behavior(MockBehavior::Truncated);
+    let _ = harness.post_chat(body("gpt-mock", true)).await.text().await;
+    harness.mocks[0].set_behavior(MockBehavior::Ok);
+    let text = harness
+        .post_chat(body("gpt-mock", true))
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    harness.mocks[0].set_behavior(MockBehavior::Truncated);
+    let _ = harness.post_chat(body("gpt-mock", true)).await.text().await;
+    let gateway = harness.gateway.as_ref().expect("running");
+    assert_eq!(
+        gateway.breaker_state("primary"),
+        Some(BreakerState::Closed),
+        "cut, whole, cut: never two failures in a row"
+    );
+    let dir = harness.stop().await;
     verified(&dir);
 }

@@ -38,6 +38,8 @@ pub struct Upstream {
     pub quality: &'static str,
     /// More lines of the provider's section (breaker, probes).
     pub provider_extra: String,
+    /// The model's capabilities, by name (declared in [`Options::capabilities`]).
+    pub capabilities: Vec<&'static str>,
 }
 
 impl Upstream {
@@ -50,7 +52,12 @@ impl Upstream {
             timeout_ms: 5_000,
             quality: "0.5",
             provider_extra: String::new(),
+            capabilities: Vec::new(),
         }
+    }
+    pub fn capable(mut self, capabilities: &[&'static str]) -> Self {
+        self.capabilities = capabilities.to_vec();
+        self
     }
     pub fn behaving(mut self, behavior: MockBehavior) -> Self {
         self.behavior = behavior;
@@ -87,6 +94,8 @@ pub struct Options {
     pub tenant_extra: String,
     pub max_body_bytes: usize,
     pub price: &'static str,
+    /// The policy's capability names.
+    pub capabilities: Vec<&'static str>,
 }
 
 impl Default for Options {
@@ -97,6 +106,7 @@ impl Default for Options {
             tenant_extra: String::new(),
             max_body_bytes: 65_536,
             price: "1",
+            capabilities: Vec::new(),
         }
     }
 }
@@ -117,6 +127,12 @@ impl Harness {
             dir.join("gate").display().to_string(),
             options.max_body_bytes
         );
+        if !options.capabilities.is_empty() {
+            text.push_str(&format!(
+                "[policy]\ncapabilities = {:?}\n\n",
+                options.capabilities
+            ));
+        }
         for upstream in &upstreams {
             let mock = MockProvider::start(upstream.provider, upstream.behavior, 1_000)
                 .await
@@ -135,8 +151,9 @@ impl Harness {
                 upstream.provider_extra
             ));
             text.push_str(&format!(
-                "[[policy.models]]\nname = {:?}\nprovider = {:?}\ninput_usd_per_mtok = {:?}\noutput_usd_per_mtok = {:?}\nquality_bps = {}\np95_latency_ms = 0\n\n",
-                upstream.model, upstream.provider, options.price, options.price, quality_bps(upstream.quality)
+                "[[policy.models]]\nname = {:?}\nprovider = {:?}\ninput_usd_per_mtok = {:?}\noutput_usd_per_mtok = {:?}\nquality_bps = {}\np95_latency_ms = 0\ncapabilities = {:?}\n\n",
+                upstream.model, upstream.provider, options.price, options.price, quality_bps(upstream.quality),
+                upstream.capabilities
             ));
             mocks.push(mock);
         }
