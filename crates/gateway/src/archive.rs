@@ -106,7 +106,10 @@ impl RequestArchive {
         debug_assert_eq!(&sha256(body), hash, "the archive is content-addressed");
         let path = self.path_of(hash);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == body.len() as u64) {
-            return Ok(());
+            // Another request may have renamed this body into place a moment
+            // ago without its directory entry being durable yet: sync the
+            // directory before this request's decision is logged too.
+            return self.sync_dir();
         }
         let temp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -118,12 +121,20 @@ impl RequestArchive {
             let mut file = std::fs::File::create(&temp)?;
             file.write_all(body)?;
             file.sync_all()?;
-            std::fs::rename(&temp, &path)
+            std::fs::rename(&temp, &path)?;
+            // The rename is durable only once the directory is synced: without
+            // this a crash could keep the logged decision and lose its body.
+            self.sync_dir()
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
         written
+    }
+
+    /// Makes the archive directory's entries durable.
+    fn sync_dir(&self) -> std::io::Result<()> {
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 
     /// Reads back the body of SHA-256 `hash`, checking that it hashes to it.
