@@ -75,6 +75,10 @@ pub const EPSILON_BPS: u32 = 200;
 pub const THOMPSON_REDRAWS: u32 = 16;
 /// The prior `(α, β)` of every tier: uniform.
 pub const PRIOR: (u32, u32) = (1, 1);
+/// Observations the engine counts per outcome (reward feedback): the dithered bits
+/// carry only the reward's own variance, about half of the Bernoulli variance a Beta
+/// posterior assumes on this workload (see `docs/ADAPT.md` section 9).
+pub const OBSERVATIONS: u32 = 2;
 /// An engine snapshot record follows every this many engine updates.
 pub const SNAPSHOT_EVERY_UPDATES: u64 = 10_000;
 /// The per-request regret window at the end of the run.
@@ -481,7 +485,9 @@ struct Table {
     outcomes: Vec<TierOutcome>,
     /// `p[model * 8 + regime]`.
     p: Vec<f64>,
-    /// The learners' arms: the tiers of the catalog's Pareto frontier, in catalog order.
+    /// The learners' arms (the engine's tiers, in order): the floor tiers, less those
+    /// under which the kernel selects exactly what a lower floor tier selects on every
+    /// request (the same action under another name).
     tiers: Vec<usize>,
     /// Per request: the oracle's tier (the best arm of its regime, in closed form) and
     /// its expected reward on this request.
@@ -501,6 +507,13 @@ struct Table {
 impl Table {
     fn outcome(&self, job: usize, arm: usize) -> TierOutcome {
         self.outcomes[job * self.arms + arm]
+    }
+
+    /// The engine tier (index into [`Table::tiers`]) of floor arm `arm`.
+    fn tier_of(&self, arm: usize) -> u32 {
+        let tier = self.tiers.iter().position(|&a| a == arm);
+        debug_assert!(tier.is_some(), "arm {arm} is an engine tier");
+        u32::try_from(tier.unwrap_or(0)).unwrap_or(0)
     }
 
     fn expected_reward(&self, job: &Job, outcome: TierOutcome) -> f64 {
@@ -606,6 +619,16 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
         table.per_request_oracle += best;
         table.eligible.push(eligible);
     }
+    // A floor tier the kernel treats as a lower one on every request is not an arm of
+    // its own (this compares the kernel's selections only, not outcomes or rewards).
+    let all: Vec<usize> = std::mem::take(&mut table.tiers);
+    for &arm in &all {
+        let same = |kept: usize| (0..jobs.len()).all(|i| table.outcome(i, arm) == table.outcome(i, kept));
+        if !table.tiers.iter().any(|&kept| same(kept)) {
+            table.tiers.push(arm);
+        }
+    }
+    debug_assert_eq!(table.tiers.first(), Some(&models.len()), "floor 0 is always an arm");
     let argmax = |totals: &[f64]| {
         let mut best = table.tiers[0];
         for &arm in &table.tiers {
@@ -620,9 +643,10 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
     table.static_arm = u32::try_from(static_arm).unwrap_or(0);
     for (r, totals) in regime_totals.iter().enumerate() {
         let requests = jobs.iter().filter(|j| j.regime == r).count() as u64;
-        let means = totals[models.len()..]
+        let means = table
+            .tiers
             .iter()
-            .map(|t| t / requests.max(1) as f64)
+            .map(|&arm| totals[arm] / requests.max(1) as f64)
             .collect();
         table.regimes.push((requests, means));
     }
@@ -749,22 +773,26 @@ fn adaptive_setup(
         step_bps: 0,
         min_observations: 8,
         fallback: 7,
-        priors: vec![PRIOR; catalog.floors.len()],
+        priors: vec![PRIOR; table.tiers.len()],
         policy,
         exploration_bps,
         key: engine_key(seed),
-        tiers: catalog
-            .floors
+        tiers: table
+            .tiers
             .iter()
-            .map(|&level| AdaptiveTier {
-                floor_bps: level,
-                requested_model_id: Some(floor_model(models, level).model_id),
+            .map(|&arm| {
+                let level = catalog.floors[arm - table.models];
+                AdaptiveTier {
+                    floor_bps: level,
+                    requested_model_id: Some(floor_model(models, level).model_id),
+                }
             })
             .collect(),
-        static_tier: u32::try_from(table.static_arm as usize - table.models).unwrap_or(0),
+        static_tier: table.tier_of(table.static_arm as usize),
         snapshot_every_updates: SNAPSHOT_EVERY_UPDATES,
         feedback: AdaptiveFeedback::Reward {
             cost_bound_bps: catalog.cost_bound_bps,
+            observations: OBSERVATIONS,
         },
     })
 }
@@ -981,9 +1009,9 @@ fn run_strategy(
         }
         engine_pulls(&gate_dir, run.anchor, catalog, jobs, table)?
     } else if strategy == Strategy::Oracle {
-        let mut pulls = vec![vec![0u64; catalog.floors.len()]; REGIMES.len()];
+        let mut pulls = vec![vec![0u64; table.tiers.len()]; REGIMES.len()];
         for (job, &(arm, _)) in jobs.iter().zip(&table.oracle) {
-            pulls[job.regime][arm as usize - table.models] += 1;
+            pulls[job.regime][table.tier_of(arm as usize) as usize] += 1;
         }
         pulls
     } else {
@@ -1018,7 +1046,7 @@ fn engine_pulls(
     let read_error = |e: WalError| SimulateError::Check(format!("{}: {e}", log.display()));
     let mut reader =
         SegmentedReader::<GateRecord>::open(&log, None, Some(anchor)).map_err(read_error)?;
-    let mut pulls = vec![vec![0u64; catalog.floors.len()]; REGIMES.len()];
+    let mut pulls = vec![vec![0u64; table.tiers.len()]; REGIMES.len()];
     while let Some(entry) = reader.next_entry().map_err(read_error)? {
         let GateRecord::Decision(record) = entry.record else {
             continue;
@@ -1032,7 +1060,7 @@ fn engine_pulls(
             )));
         };
         let tier = note.tier as usize;
-        if note.regime as usize != job.regime || tier >= catalog.floors.len() {
+        if note.regime as usize != job.regime || tier >= table.tiers.len() {
             return Err(SimulateError::Check(format!(
                 "{}: record {}: regime {} tier {tier}, the request's regime is {}",
                 log.display(),
@@ -1053,7 +1081,7 @@ fn engine_pulls(
                 cost: 0,
             }
         };
-        check_tier(table, i, table.models + tier, got)?;
+        check_tier(table, i, table.tiers[tier], got)?;
         pulls[job.regime][tier] += 1;
     }
     Ok(pulls)
@@ -1284,7 +1312,11 @@ pub fn simulate(options: &Options) -> Result<Summary, SimulateError> {
         frontier,
         cost_at_95,
         runs,
-        floors: catalog.floors.clone(),
+        floors: table
+            .tiers
+            .iter()
+            .map(|&arm| catalog.floors[arm - table.models])
+            .collect(),
         regimes: table.regimes.clone(),
         elapsed,
     };
@@ -1331,13 +1363,14 @@ fn summary_text(s: &Summary, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Calybris routing simulation: {} requests over {} regimes, seed {:#x}; {} tiers ({} model tiers, {} floor tiers: the learners' arms)",
+        "Calybris routing simulation: {} requests over {} regimes, seed {:#x}; {} tiers ({} model tiers, {} floor tiers of which {} select differently: the learners' arms)",
         crate::human::grouped(s.requests),
         REGIMES.len(),
         s.seed,
         s.tiers,
         s.models,
-        s.tiers - s.models
+        s.tiers - s.models,
+        s.floors.len()
     );
     let _ = writeln!(
         out,

@@ -169,8 +169,17 @@ pub enum AdaptiveFeedback {
         /// 10,000: the kernel's positive-utility gate keeps every admitted cost
         /// below the value); lower rewards are clamped to the scale's low end.
         cost_bound_bps: u32,
+        /// Observations one outcome counts for, 1 to [`MAX_REWARD_OBSERVATIONS`]:
+        /// that many dithered bits at the tier's next dither points, each an engine
+        /// update. The bits carry only the reward's own variance, below the Bernoulli
+        /// variance a Beta posterior assumes; counting an outcome `w` times narrows
+        /// the posterior by `√w` (choose `w` at most that variance ratio).
+        observations: u32,
     },
 }
+
+/// The most observations one outcome may count for ([`AdaptiveFeedback::Reward`]).
+pub const MAX_REWARD_OBSERVATIONS: u32 = 8;
 
 /// The engine state digest after some updates (record code 20): a verifier checks its
 /// replayed state against it.
@@ -204,7 +213,13 @@ impl AdaptiveSetup {
             && (self.static_tier as usize) < self.tiers.len()
             && match self.feedback {
                 AdaptiveFeedback::Success => true,
-                AdaptiveFeedback::Reward { cost_bound_bps } => cost_bound_bps <= 10_000,
+                AdaptiveFeedback::Reward {
+                    cost_bound_bps,
+                    observations,
+                } => {
+                    cost_bound_bps <= 10_000
+                        && (1..=MAX_REWARD_OBSERVATIONS).contains(&observations)
+                }
             }
     }
 }

@@ -102,9 +102,9 @@ pub fn engine_config(setup: &AdaptiveSetup) -> Result<(EngineConfig, PrfKey), Se
 struct Pending {
     decision: Decision,
     features: Vec<i32>,
-    /// The reward scale it learns on (feedback [`AdaptiveFeedback::Reward`] and a
-    /// positive value), else its success bit.
-    scale: Option<RewardScale>,
+    /// The reward scale it learns on and the observations per outcome (feedback
+    /// [`AdaptiveFeedback::Reward`] and a positive value), else its success bit.
+    scale: Option<(RewardScale, u32)>,
 }
 
 /// One engine step: the note to log and the kernel input the gate decides on.
@@ -113,7 +113,7 @@ pub(crate) struct Step {
     pub(crate) note: AdaptiveNote,
     pub(crate) input: KernelInput,
     decision: Decision,
-    scale: Option<RewardScale>,
+    scale: Option<(RewardScale, u32)>,
 }
 
 /// The engine, its setup, and the adaptive decisions waiting for an outcome.
@@ -201,9 +201,11 @@ impl AdaptiveState {
         };
         let scale = match self.setup.feedback {
             AdaptiveFeedback::Success => None,
-            AdaptiveFeedback::Reward { cost_bound_bps } => {
-                RewardScale::of_value(input.business_value_microunits, cost_bound_bps)
-            }
+            AdaptiveFeedback::Reward {
+                cost_bound_bps,
+                observations,
+            } => RewardScale::of_value(input.business_value_microunits, cost_bound_bps)
+                .map(|scale| (scale, observations)),
         };
         Ok(Step {
             note,
@@ -239,37 +241,47 @@ impl AdaptiveState {
         reward: i64,
     ) -> Option<EngineSnapshot> {
         let pending = self.pending.remove(&decision_sequence)?;
-        let bit = match pending.scale {
-            None => success,
-            Some(scale) => {
-                // The tier's observations so far: its posterior's shapes less its
-                // prior's (a pure function of the state, so the verifier agrees).
-                let arm = pending.decision.arm as usize;
-                let seen = self
-                    .engine
-                    .posteriors(pending.decision.regime)
-                    .ok()
-                    .and_then(|p| p.get(arm).copied())
-                    .zip(self.engine.config().priors.get(arm).copied())
-                    .map_or(0, |(now, prior)| {
-                        (u64::from(now.alpha()) + u64::from(now.beta()))
-                            .saturating_sub(u64::from(prior.alpha()) + u64::from(prior.beta()))
-                    });
-                scale.bit(reward, seen)
-            }
+        let (scale, observations) = match pending.scale {
+            None => (None, 1),
+            Some((scale, observations)) => (Some(scale), observations),
         };
-        match self
-            .engine
-            .update(&pending.decision, &pending.features, bit)
-        {
-            Ok(()) => self.updates += 1,
-            // A posterior at its shape bound (or a Welford count at its bound): the
-            // state does not change, and the refusal is counted in every snapshot.
-            Err(_) => self.refused += 1,
+        let before = self.updates + self.refused;
+        for _ in 0..observations {
+            let bit = match scale {
+                None => success,
+                Some(scale) => {
+                    // The tier's observations so far: its posterior's shapes less its
+                    // prior's (a pure function of the state, so the verifier agrees).
+                    let arm = pending.decision.arm as usize;
+                    let seen = self
+                        .engine
+                        .posteriors(pending.decision.regime)
+                        .ok()
+                        .and_then(|p| p.get(arm).copied())
+                        .zip(self.engine.config().priors.get(arm).copied())
+                        .map_or(0, |(now, prior)| {
+                            (u64::from(now.alpha()) + u64::from(now.beta())).saturating_sub(
+                                u64::from(prior.alpha()) + u64::from(prior.beta()),
+                            )
+                        });
+                    scale.bit(reward, seen)
+                }
+            };
+            match self
+                .engine
+                .update(&pending.decision, &pending.features, bit)
+            {
+                Ok(()) => self.updates += 1,
+                // A posterior at its shape bound (or a Welford count at its bound): the
+                // state does not change, and the refusal is counted in every snapshot.
+                Err(_) => self.refused += 1,
+            }
         }
         let every = self.setup.snapshot_every_updates;
         let applied = self.updates + self.refused;
-        (every > 0 && applied.is_multiple_of(every)).then(|| self.snapshot())
+        // Due when this outcome's updates reach a multiple of `every` (one outcome may
+        // apply several).
+        (every > 0 && before / every != applied / every).then(|| self.snapshot())
     }
 
     /// The snapshot of the current state.

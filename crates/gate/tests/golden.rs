@@ -344,6 +344,7 @@ fn records() -> Vec<GateRecord> {
             snapshot_every_updates: 10_000,
             feedback: calybris_gate::adaptive::AdaptiveFeedback::Reward {
                 cost_bound_bps: 5_746,
+                observations: 2,
             },
         }),
     ]
