@@ -329,7 +329,11 @@ fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
         .collect();
     floors.sort_unstable();
     floors.dedup();
-    debug_assert_eq!(floors.first(), Some(&0), "floor tier 0 is the caller's request");
+    debug_assert_eq!(
+        floors.first(),
+        Some(&0),
+        "floor tier 0 is the caller's request"
+    );
     let cost_bound_bps = models
         .iter()
         .filter(|m| m.enabled != 0)
@@ -623,12 +627,17 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
     // its own (this compares the kernel's selections only, not outcomes or rewards).
     let all: Vec<usize> = std::mem::take(&mut table.tiers);
     for &arm in &all {
-        let same = |kept: usize| (0..jobs.len()).all(|i| table.outcome(i, arm) == table.outcome(i, kept));
+        let same =
+            |kept: usize| (0..jobs.len()).all(|i| table.outcome(i, arm) == table.outcome(i, kept));
         if !table.tiers.iter().any(|&kept| same(kept)) {
             table.tiers.push(arm);
         }
     }
-    debug_assert_eq!(table.tiers.first(), Some(&models.len()), "floor 0 is always an arm");
+    debug_assert_eq!(
+        table.tiers.first(),
+        Some(&models.len()),
+        "floor 0 is always an arm"
+    );
     let argmax = |totals: &[f64]| {
         let mut best = table.tiers[0];
         for &arm in &table.tiers {

@@ -84,10 +84,9 @@ fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
         ]);
         assert_eq!(run.code, 0, "{}: {run:?}", x.strategy.name());
         let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON line");
-        assert_eq!(report["result"], "VERIFIED", "{run:?}");
+        assert_eq!(report["outcome"], "VERIFIED", "{run:?}");
         assert_eq!(
-            report["gate"]["counts"]["adaptive_decisions"],
-            x.adaptive_decisions,
+            report["gate"]["counts"]["adaptive_decisions"], x.adaptive_decisions,
             "{run:?}"
         );
     }
@@ -129,7 +128,11 @@ fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
         );
         assert!(!svg.contains("plot failed"), "{plot}: {svg}");
         for strategy in Strategy::ALL {
-            assert!(svg.contains(strategy.name()), "{plot}: no {}", strategy.name());
+            assert!(
+                svg.contains(strategy.name()),
+                "{plot}: no {}",
+                strategy.name()
+            );
         }
         // Drawn, not empty: an axis, the legend and one mark per strategy at least.
         assert!(svg.len() > 4_000, "{plot}: {} bytes", svg.len());
@@ -140,7 +143,12 @@ fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
     let regret_svg = std::fs::read_to_string(a_dir.join("regret.svg")).expect("plot");
     assert!(regret_svg.matches("<polyline").count() >= Strategy::ALL.len());
     for r in &a.runs {
-        assert!(r.curve.len() >= 200, "{}: {}", r.strategy.name(), r.curve.len());
+        assert!(
+            r.curve.len() >= 200,
+            "{}: {}",
+            r.strategy.name(),
+            r.curve.len()
+        );
     }
     forged_rewards_are_caught(&a_dir.join(Strategy::Thompson.name()));
     // Another seed gives other logs.
@@ -234,5 +242,9 @@ fn forged_rewards_are_caught(dir: &Path) {
         reasons.push(run.code);
     }
     reasons.sort_unstable();
-    assert_eq!(reasons, [0, 1], "exactly one forgery changes the learned bit");
+    assert_eq!(
+        reasons,
+        [0, 1],
+        "exactly one forgery changes the learned bit"
+    );
 }

@@ -260,9 +260,8 @@ impl AdaptiveState {
                         .and_then(|p| p.get(arm).copied())
                         .zip(self.engine.config().priors.get(arm).copied())
                         .map_or(0, |(now, prior)| {
-                            (u64::from(now.alpha()) + u64::from(now.beta())).saturating_sub(
-                                u64::from(prior.alpha()) + u64::from(prior.beta()),
-                            )
+                            (u64::from(now.alpha()) + u64::from(now.beta()))
+                                .saturating_sub(u64::from(prior.alpha()) + u64::from(prior.beta()))
                         });
                     scale.bit(reward, seen)
                 }
