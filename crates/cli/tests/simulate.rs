@@ -193,9 +193,10 @@ fn the_command_refuses_a_used_directory_and_a_tiny_run() {
 }
 
 /// The engine learns from the outcome's reward (reward feedback): of two forgeries of
-/// one outcome, the reward at the scale's low end and at its high end, exactly one
-/// changes the bit the engine learned, and `calybris verify` names the first decision
-/// after it with ADAPTIVE_STATE_MISMATCH; the other verifies.
+/// one outcome, the reward at the scale's low end (every learned bit 0) and at its
+/// high end (every bit 1), at least one changes a bit the engine learned (both when
+/// the outcome's two bits differ), and `calybris verify` names the first record after
+/// it with ADAPTIVE_STATE_MISMATCH; a forgery that changes no bit verifies.
 fn forged_rewards_are_caught(dir: &Path) {
     let mut reader =
         SegmentedReader::<GateRecord>::open(&dir.join(LOG_DIR), None, None).expect("reader");
@@ -214,9 +215,9 @@ fn forged_rewards_are_caught(dir: &Path) {
         .iter()
         .enumerate()
         .skip(target + 1)
-        .find(|(_, r)| matches!(r, GateRecord::Decision(_)))
+        .find(|(_, r)| matches!(r, GateRecord::Decision(_) | GateRecord::EngineSnapshot(_)))
         .map(|(i, _)| i as u64)
-        .expect("a decision after it");
+        .expect("a record after it");
     let mut reasons = Vec::new();
     for (name, reward) in [("low", i64::MIN), ("high", i64::MAX)] {
         let mut forged = log.clone();
@@ -241,10 +242,5 @@ fn forged_rewards_are_caught(dir: &Path) {
         }
         reasons.push(run.code);
     }
-    reasons.sort_unstable();
-    assert_eq!(
-        reasons,
-        [0, 1],
-        "exactly one forgery changes the learned bit"
-    );
+    assert!(reasons.contains(&1), "no forgery changed the engine state");
 }
