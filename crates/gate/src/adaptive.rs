@@ -160,7 +160,7 @@ pub enum AdaptiveFeedback {
     Success,
     /// The outcome's reward (`reward_microunits`), on the scale `[−V · cost_bound_bps
     /// / 10,000, V]` with `V` the decision input's `business_value_microunits`,
-    /// through a dithered bit ([`calybris_adapt::reward`] with the `adaptive`
+    /// through a dithered bit (`calybris_adapt::reward`, with the `adaptive`
     /// feature): each tier's posterior is over its normalised expected reward, so the
     /// engine weighs what a tier costs as well as how often it succeeds. A decision
     /// whose value is not positive learns from its success bit.
