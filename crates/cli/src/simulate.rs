@@ -1676,6 +1676,17 @@ fn cost_quality_svg(s: &Summary) -> String {
             )])?
             .label("always the best quality")
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 5, BLACK.filled()));
+        // The point RouteLLM reports: the frontier's cost at 95 % of that quality.
+        if let Some(cost) = s.cost_at_95 {
+            let point = (cost, 95.0 * best.1);
+            chart
+                .draw_series([Cross::new(point, 7, BLACK.stroke_width(2))])?
+                .label(format!(
+                    "95 % of its quality at {:.1} % of its cost",
+                    100.0 * cost / best.0.max(f64::MIN_POSITIVE)
+                ))
+                .legend(|(x, y)| Cross::new((x + 10, y), 5, BLACK.stroke_width(2)));
+        }
         for r in &s.runs {
             let colour = r.strategy.colour();
             let point = (

@@ -139,6 +139,10 @@ fn two_runs_write_the_same_logs_with_no_violation_and_every_log_verifies() {
         let marks = svg.matches("<polyline").count() + svg.matches("<circle").count();
         assert!(marks >= Strategy::ALL.len(), "{plot}: {marks} marks");
     }
+    // The cost-quality plot marks the frontier's cost at 95 % of always-the-best.
+    let cost_svg = std::fs::read_to_string(a_dir.join("cost-quality.svg")).expect("plot");
+    assert!(a.cost_at_95.is_some());
+    assert!(cost_svg.contains("95 % of its quality at"), "no 95 % point");
     // The regret plot draws one curve per strategy with a point per 1/200 of the run.
     let regret_svg = std::fs::read_to_string(a_dir.join("regret.svg")).expect("plot");
     assert!(regret_svg.matches("<polyline").count() >= Strategy::ALL.len());
