@@ -1,5 +1,5 @@
 //! The one error type of the learning modules ([`crate::prf`], [`crate::beta`],
-//! [`crate::thompson`], [`crate::regime`], [`crate::engine`]).
+//! [`crate::thompson`], [`crate::regime`], [`crate::engine`], [`crate::reward`]).
 
 use thiserror::Error;
 
@@ -82,6 +82,14 @@ pub enum LearnError {
     /// A propensity was asked for a decision taken on another engine state.
     #[error("the decision was taken on another engine state")]
     StaleState,
+    /// A reward scale is empty or inverted ([`crate::reward::RewardScale`]).
+    #[error("reward scale [{low}, {high}] is empty: the low end must be below the high end")]
+    RewardScale {
+        /// The low end given.
+        low: i64,
+        /// The high end given.
+        high: i64,
+    },
     /// An exact integer state would overflow its bound (count or accumulator).
     #[error("the {what} would overflow its exact integer bound")]
     Overflow {

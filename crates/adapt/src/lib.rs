@@ -15,6 +15,8 @@
 //!   and floors calibrated by outcomes (failures count twice) within bounds.
 //! - [`engine`]: the engine tying them together, with its SHA-256 state digest
 //!   (the layout digest of the initial state, chained through every update).
+//! - [`reward`]: learning from a bounded reward: the reward normalised on a known
+//!   scale becomes a dithered observation bit whose mean is the normalised reward.
 //!
 //! The other module, [`ope`], holds off-policy estimators that say what a new policy
 //! would have earned, from rounds logged under the policy that actually ran.
@@ -134,4 +136,5 @@ pub mod error;
 pub mod ope;
 pub mod prf;
 pub mod regime;
+pub mod reward;
 pub mod thompson;

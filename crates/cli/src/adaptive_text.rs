@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 
 use calybris::digest::digest_to_hex;
-use calybris::gate::adaptive::{AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot};
+use calybris::gate::adaptive::{
+    AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot,
+};
 
 /// Basis points as a fraction with two decimals (`7200` → `0.72`).
 fn bps(value: u32) -> String {
@@ -135,8 +137,18 @@ pub fn setup_text(head: &str, setup: &AdaptiveSetup) -> String {
             format!("epsilon-greedy at {}", bps(epsilon_bps))
         }
     };
+    let feedback = match setup.feedback {
+        AdaptiveFeedback::Success => "learns from each outcome's success bit".to_owned(),
+        AdaptiveFeedback::Reward {
+            cost_bound_bps,
+            observations,
+        } => format!(
+            "learns from each outcome's reward on [-{} of the value, the value], {observations} dithered observations per outcome",
+            bps(cost_bound_bps)
+        ),
+    };
     format!(
-        "{head}: {} regimes, {} features, {} tiers (static tier {}), {policy}, exploration {}, floors in [{}, {}], step {}, a snapshot every {} updates\n",
+        "{head}: {} regimes, {} features, {} tiers (static tier {}), {policy}, exploration {}, floors in [{}, {}], step {}, a snapshot every {} updates; {feedback}\n",
         setup.regimes.len(),
         setup.features,
         setup.tiers.len(),

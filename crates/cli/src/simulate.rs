@@ -10,22 +10,25 @@
 //!   capabilities, allowed providers, a per-request budget limit).
 //! - **Tiers.** A floor tier is a quality floor (0, or the win rate of a model of the
 //!   catalog's Pareto frontier); a model tier `m` is the floor `q_m` and the price
-//!   ceiling `cost_m(request)`. The kernel decides under the tier through
-//!   `Gate::decide_with` (hard gates stay in the kernel) and picks the model of
-//!   highest utility it allows. The learners' arms are the floor tiers; the random
-//!   baseline draws among the eligible model tiers (every model of the catalog).
+//!   ceiling `cost_m(request)`. The kernel decides under the tier (hard gates stay
+//!   in the kernel) and picks the model of highest utility it allows. The engine's
+//!   arms are the floor tiers (an `AdaptiveTier` each); the random baseline draws
+//!   among the eligible model tiers (every model of the catalog).
 //! - **Link function.** A model of length-controlled win rate `q` succeeds in a
 //!   regime of ease `A` with probability `p = A·q² / (A·q² + (1 − q)²)`, i.e. success
 //!   odds `A·(q / (1 − q))²`: exact integers in basis points.
 //! - **Reward** `= value × success − cost` (microunits), recorded with
-//!   `Gate::record_outcome`; the engine learns from one Bernoulli draw of the
-//!   reward normalised into `[0, 1]` (the standard reduction of bounded rewards to
-//!   Beta–Bernoulli Thompson sampling).
-//! - **Strategies:** static (the best fixed floor in hindsight), uniform random among
-//!   eligible models, epsilon-greedy at 2 % and Thompson sampling (both the engine,
-//!   per regime) and the oracle (the best floor of each regime, in closed form from
-//!   the success probabilities). Each writes its own gate directory
-//!   `DIR/<strategy>`, verified with `verify_dir`.
+//!   `Gate::record_outcome`. The gate's engine learns from that record with reward
+//!   feedback (`AdaptiveFeedback::Reward`): the reward normalised on the request's
+//!   scale becomes a dithered bit (`calybris_adapt::reward`), so each tier's
+//!   posterior is over its expected reward, not its success rate.
+//! - **Strategies:** static (the best fixed floor in hindsight; the engine with
+//!   exploration off), uniform random among eligible models, epsilon-greedy at 2 %
+//!   and Thompson sampling (the engine exploring, per regime), all three through
+//!   `Gate::decide_adaptive`, so their logs carry every adaptive note and
+//!   `calybris verify` re-derives every step; random and the oracle (the best floor
+//!   of each regime, in closed form) through `Gate::decide_with`. Each writes its own
+//!   gate directory `DIR/<strategy>`, verified with `verify_dir`.
 //!
 //! # Determinism
 //! Everything (requests, success draws, the random baseline, the engine's keyed
@@ -38,14 +41,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use calybris::digest::SealedPolicy;
-use calybris::gate::{CallerMeta, Gate, GateConfig, GateError, LOG_DIR, Outcome};
+use calybris::gate::adaptive::{
+    ADAPTIVE_FORMAT_VERSION, AdaptiveFeedback, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup,
+    AdaptiveTier,
+};
+use calybris::gate::record::GateRecord;
+use calybris::gate::{AdaptiveRequest, CallerMeta, Gate, GateConfig, GateError, LOG_DIR, Outcome};
 use calybris::kernel::{KernelInput, KernelModel};
-use calybris::wal::WalAnchor;
-use calybris_adapt::engine::{Engine, EngineConfig, Request};
-use calybris_adapt::error::LearnError;
-use calybris_adapt::prf::PrfKey;
-use calybris_adapt::regime::{Domain, RegimeConfig, RegimeSpec};
-use calybris_adapt::thompson::{Policy, Posterior};
+use calybris::wal::{SegmentedReader, WalAnchor, WalError};
 use calybris_policy::{Format, NameMap};
 
 use crate::report::{Code, EXIT_ERROR, EXIT_OK, Reason, anchor_text};
@@ -68,8 +71,16 @@ pub const DEFAULT_CATALOG: &str = "examples/policies/catalog.toml";
 pub const CLOCK_UNIX_MS: u64 = 1_767_225_600_000;
 /// Epsilon of the epsilon-greedy baseline, in basis points (2 %).
 pub const EPSILON_BPS: u32 = 200;
-/// `K` of the Thompson policy (only used by propensities, which the run does not log).
+/// `K` of the Thompson policy's logged propensity `(c + 1) / (K + 1)`.
 pub const THOMPSON_REDRAWS: u32 = 16;
+/// The prior `(α, β)` of every tier: uniform.
+pub const PRIOR: (u32, u32) = (1, 1);
+/// Observations the engine counts per outcome (reward feedback): the dithered bits
+/// carry only the reward's own variance, about half of the Bernoulli variance a Beta
+/// posterior assumes on this workload (see `docs/ADAPT.md` section 9).
+pub const OBSERVATIONS: u32 = 2;
+/// An engine snapshot record follows every this many engine updates.
+pub const SNAPSHOT_EVERY_UPDATES: u64 = 10_000;
 /// The per-request regret window at the end of the run.
 pub const LAST_WINDOW: u64 = 10_000;
 /// The confidence every request declares to the kernel (whose utility is value ×
@@ -86,7 +97,7 @@ const CURVE_POINTS: u64 = 200;
 const TOKENS_PER_PRICE_UNIT: u64 = 1_000_000;
 /// One in basis points.
 const BPS: u64 = 10_000;
-/// 2^53: success and feedback draws are 53-bit integers.
+/// 2^53: success draws are 53-bit integers.
 const UNIT_53: u128 = 1 << 53;
 
 /// One regime of the workload.
@@ -230,9 +241,6 @@ pub enum SimulateError {
     /// The catalog does not compile, or lacks what the workload needs.
     #[error("{0}")]
     Catalog(String),
-    /// The engine refused a configuration or an update (a bug).
-    #[error("the engine: {0}")]
-    Engine(#[from] LearnError),
     /// The gate failed.
     #[error("{0}")]
     Gate(#[from] GateError),
@@ -254,7 +262,7 @@ impl SimulateError {
             Self::Io { .. } => Reason::Unreadable.code(),
             Self::Catalog(_) => Code::InvalidPolicy.code(),
             Self::Check(_) => Code::SimulateCheckFailed.code(),
-            Self::Engine(_) | Self::Gate(_) | Self::Worker => Code::SimulateFailed.code(),
+            Self::Gate(_) | Self::Worker => Code::SimulateFailed.code(),
         }
     }
 }
@@ -267,6 +275,11 @@ struct Catalog {
     masks: Vec<(u64, u64)>,
     /// The levels of the floor tiers: 0, then the quality of each frontier model.
     floors: Vec<u16>,
+    /// The highest quality of an enabled model, in bps: the kernel's positive-utility
+    /// gate (value × confidence × quality − cost > 0, confidence 100 %) keeps every
+    /// admitted cost below this share of the request's value, so it bounds the
+    /// engine's reward scale from below.
+    cost_bound_bps: u32,
 }
 
 fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
@@ -316,11 +329,23 @@ fn load_catalog(path: &Path) -> Result<Catalog, SimulateError> {
         .collect();
     floors.sort_unstable();
     floors.dedup();
+    debug_assert_eq!(
+        floors.first(),
+        Some(&0),
+        "floor tier 0 is the caller's request"
+    );
+    let cost_bound_bps = models
+        .iter()
+        .filter(|m| m.enabled != 0)
+        .map(|m| u32::from(m.quality_bps))
+        .max()
+        .unwrap_or(10_000);
     Ok(Catalog {
         policy: compiled.policy,
         names,
         masks,
         floors,
+        cost_bound_bps,
     })
 }
 
@@ -339,8 +364,6 @@ struct Job {
     output_tokens: u32,
     /// 53-bit uniform: success iff `u < p` of the model that runs.
     u_success: u64,
-    /// 53-bit uniform: the engine's Bernoulli feedback bit.
-    u_feedback: u64,
     /// The random baseline's draw.
     u_random: u64,
 }
@@ -365,7 +388,6 @@ fn workload(requests: u64, seed: u64) -> Vec<Job> {
                 input_tokens: between(&mut rng, r.input_tokens.0, r.input_tokens.1),
                 output_tokens: between(&mut rng, r.output_tokens.0, r.output_tokens.1),
                 u_success: rng.next_u64() >> 11,
-                u_feedback: rng.next_u64() >> 11,
                 u_random: rng.next_u64(),
             }
         })
@@ -416,11 +438,11 @@ fn tier_input(catalog: &Catalog, job: &Job, sequence: u64, arm: usize) -> Kernel
         ),
         None => {
             let level = catalog.floors[arm - models.len()];
-            let model = models
-                .iter()
-                .find(|m| m.quality_bps >= level)
-                .unwrap_or(&models[0]);
-            (model, level, regime.budget_limit_microunits)
+            (
+                floor_model(models, level),
+                level,
+                regime.budget_limit_microunits,
+            )
         }
     };
     let (caps, providers) = catalog.masks[job.regime];
@@ -441,6 +463,15 @@ fn tier_input(catalog: &Catalog, job: &Job, sequence: u64, arm: usize) -> Kernel
     }
 }
 
+/// The model a floor tier requests: the first of the catalog at the level (the kernel
+/// still selects the eligible model of highest utility).
+fn floor_model(models: &[KernelModel], level: u16) -> &KernelModel {
+    models
+        .iter()
+        .find(|m| m.quality_bps >= level)
+        .unwrap_or(&models[0])
+}
+
 /// What the kernel does with one tier of one request: the model index it selects
 /// (`None`: rejected) and its estimated cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,7 +489,9 @@ struct Table {
     outcomes: Vec<TierOutcome>,
     /// `p[model * 8 + regime]`.
     p: Vec<f64>,
-    /// The learners' arms: the tiers of the catalog's Pareto frontier, in catalog order.
+    /// The learners' arms (the engine's tiers, in order): the floor tiers, less those
+    /// under which the kernel selects exactly what a lower floor tier selects on every
+    /// request (the same action under another name).
     tiers: Vec<usize>,
     /// Per request: the oracle's tier (the best arm of its regime, in closed form) and
     /// its expected reward on this request.
@@ -470,11 +503,21 @@ struct Table {
     eligible: Vec<u64>,
     /// The best fixed arm over the whole workload.
     static_arm: u32,
+    /// Per regime: its requests, and each floor tier's mean expected reward per
+    /// request (closed form), in microunits.
+    regimes: Vec<(u64, Vec<f64>)>,
 }
 
 impl Table {
     fn outcome(&self, job: usize, arm: usize) -> TierOutcome {
         self.outcomes[job * self.arms + arm]
+    }
+
+    /// The engine tier (index into [`Table::tiers`]) of floor arm `arm`.
+    fn tier_of(&self, arm: usize) -> u32 {
+        let tier = self.tiers.iter().position(|&a| a == arm);
+        debug_assert!(tier.is_some(), "arm {arm} is an engine tier");
+        u32::try_from(tier.unwrap_or(0)).unwrap_or(0)
     }
 
     fn expected_reward(&self, job: &Job, outcome: TierOutcome) -> f64 {
@@ -546,6 +589,7 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
         per_request_oracle: 0.0,
         eligible: Vec::with_capacity(jobs.len()),
         static_arm: 0,
+        regimes: Vec::new(),
     };
     let mut totals = vec![0f64; arms];
     let mut regime_totals = vec![vec![0f64; arms]; REGIMES.len()];
@@ -579,6 +623,21 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
         table.per_request_oracle += best;
         table.eligible.push(eligible);
     }
+    // A floor tier the kernel treats as a lower one on every request is not an arm of
+    // its own (this compares the kernel's selections only, not outcomes or rewards).
+    let all: Vec<usize> = std::mem::take(&mut table.tiers);
+    for &arm in &all {
+        let same =
+            |kept: usize| (0..jobs.len()).all(|i| table.outcome(i, arm) == table.outcome(i, kept));
+        if !table.tiers.iter().any(|&kept| same(kept)) {
+            table.tiers.push(arm);
+        }
+    }
+    debug_assert_eq!(
+        table.tiers.first(),
+        Some(&models.len()),
+        "floor 0 is always an arm"
+    );
     let argmax = |totals: &[f64]| {
         let mut best = table.tiers[0];
         for &arm in &table.tiers {
@@ -591,6 +650,15 @@ fn build_table(catalog: &Catalog, jobs: &[Job]) -> Table {
     let static_arm = argmax(&totals);
     let oracle_arms: Vec<usize> = regime_totals.iter().map(|t| argmax(t)).collect();
     table.static_arm = u32::try_from(static_arm).unwrap_or(0);
+    for (r, totals) in regime_totals.iter().enumerate() {
+        let requests = jobs.iter().filter(|j| j.regime == r).count() as u64;
+        let means = table
+            .tiers
+            .iter()
+            .map(|&arm| totals[arm] / requests.max(1) as f64)
+            .collect();
+        table.regimes.push((requests, means));
+    }
     for (i, job) in jobs.iter().enumerate() {
         let arm = oracle_arms[job.regime];
         let reward = table.expected_reward(job, table.outcome(i, arm));
@@ -624,12 +692,21 @@ pub struct StrategyRun {
     pub violations: u64,
     /// The regret curve: (requests routed, cumulative regret in microunits).
     pub curve: Vec<(u64, f64)>,
+    /// Regret per regime, in microunits.
+    pub regime_regret: Vec<f64>,
+    /// Requests per regime per floor tier (`pulls[regime][tier]`): from the log's
+    /// adaptive notes for the engine strategies, from the table for the oracle; empty
+    /// for random (its tiers are models).
+    pub pulls: Vec<Vec<u64>>,
     /// The anchor of its gate directory.
     pub anchor: WalAnchor,
     /// Records in its log, as `verify_dir` counted them.
     pub records: u64,
-    /// The engine's state digest at the end (hex), for the engine strategies.
-    pub engine_digest: Option<String>,
+    /// Adaptive decisions `verify_dir` re-derived (every request, for the engine
+    /// strategies).
+    pub adaptive_decisions: u64,
+    /// Engine snapshot records `verify_dir` checked.
+    pub engine_snapshots: u64,
 }
 
 /// The hard limits of a request, checked on a decision without the kernel.
@@ -655,15 +732,47 @@ fn violates(catalog: &Catalog, job: &Job, decision: &calybris::kernel::KernelDec
         || decision.estimated_cost_microunits > regime.budget_limit_microunits
 }
 
-/// The engine of a learning strategy: eight regimes by label, two features (input
-/// and output hundreds of tokens), uniform priors on every tier, always exploring.
-fn engine_config(policy: Policy, arms: usize) -> EngineConfig {
-    let regimes = RegimeConfig {
+/// The adaptive setup of a strategy the engine runs (static with exploration off,
+/// epsilon-greedy, Thompson): eight regimes by label, two features (input and output
+/// hundreds of tokens), one tier per floor level with uniform priors, reward feedback
+/// on the catalog's cost bound; `None` for random and the oracle.
+fn adaptive_setup(
+    strategy: Strategy,
+    seed: u64,
+    catalog: &Catalog,
+    table: &Table,
+) -> Option<AdaptiveSetup> {
+    let (policy, exploration_bps) = match strategy {
+        Strategy::EpsilonGreedy => (
+            AdaptivePolicy::EpsilonGreedy {
+                epsilon_bps: EPSILON_BPS,
+            },
+            10_000,
+        ),
+        Strategy::Thompson => (
+            AdaptivePolicy::Thompson {
+                redraws: THOMPSON_REDRAWS,
+            },
+            10_000,
+        ),
+        // Exploration off: every decision is the static tier's, propensity 1.
+        Strategy::Static => (
+            AdaptivePolicy::Thompson {
+                redraws: THOMPSON_REDRAWS,
+            },
+            0,
+        ),
+        Strategy::Random | Strategy::Oracle => return None,
+    };
+    let models = catalog.policy.models();
+    Some(AdaptiveSetup {
+        format_version: ADAPTIVE_FORMAT_VERSION,
         regimes: REGIMES
             .iter()
-            .map(|r| RegimeSpec {
+            .map(|r| AdaptiveRegime {
                 label: r.label.to_owned(),
-                domain: Domain::Custom { floor_bps: 0 },
+                domain: 5,
+                custom_floor_bps: 0,
             })
             .collect(),
         features: 2,
@@ -673,30 +782,67 @@ fn engine_config(policy: Policy, arms: usize) -> EngineConfig {
         step_bps: 0,
         min_observations: 8,
         fallback: 7,
-    };
-    EngineConfig {
-        regimes,
-        priors: vec![Posterior::UNIFORM; arms],
+        priors: vec![PRIOR; table.tiers.len()],
         policy,
-        exploration_bps: 10_000,
-    }
+        exploration_bps,
+        key: engine_key(seed),
+        tiers: table
+            .tiers
+            .iter()
+            .map(|&arm| {
+                let level = catalog.floors[arm - table.models];
+                AdaptiveTier {
+                    floor_bps: level,
+                    requested_model_id: Some(floor_model(models, level).model_id),
+                }
+            })
+            .collect(),
+        static_tier: table.tier_of(table.static_arm as usize),
+        snapshot_every_updates: SNAPSHOT_EVERY_UPDATES,
+        feedback: AdaptiveFeedback::Reward {
+            cost_bound_bps: catalog.cost_bound_bps,
+            observations: OBSERVATIONS,
+        },
+    })
 }
 
 /// The engine key of a run: the seed, spread over 32 bytes.
-fn engine_key(seed: u64) -> PrfKey {
+fn engine_key(seed: u64) -> [u8; 32] {
     let mut rng = SplitMix64::new(seed ^ 0xE4_61AE);
     let mut key = [0u8; 32];
     for chunk in key.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next_u64().to_be_bytes());
     }
-    PrfKey::from_bytes(key)
+    key
 }
 
 fn clock() -> u64 {
     CLOCK_UNIX_MS
 }
 
-/// Runs one strategy into `dir/<name>`.
+/// The random baseline's tier for request `i`: a uniform model tier among those the
+/// kernel admits.
+fn random_arm(table: &Table, i: usize, job: &Job) -> usize {
+    let eligible = table.eligible[i];
+    let count = u64::from(eligible.count_ones());
+    if count == 0 {
+        return 0;
+    }
+    let mut k = job.u_random % count;
+    for bit in 0..table.models {
+        if eligible & (1 << bit) != 0 {
+            if k == 0 {
+                return bit;
+            }
+            k -= 1;
+        }
+    }
+    0
+}
+
+/// Runs one strategy into `dir/<name>`: the engine strategies through
+/// `Gate::decide_adaptive` (the gate's engine draws the tier, logs its note and learns
+/// from the outcome record), the others through `Gate::decide_with` under their tier.
 fn run_strategy(
     strategy: Strategy,
     seed: u64,
@@ -706,32 +852,15 @@ fn run_strategy(
     table: &Table,
 ) -> Result<StrategyRun, SimulateError> {
     let gate_dir = dir.join(strategy.name());
-    let config = GateConfig::new(&gate_dir, catalog.policy.clone())
+    let setup = adaptive_setup(strategy, seed, catalog, table);
+    let mut config = GateConfig::new(&gate_dir, catalog.policy.clone())
         .policy_names(catalog.names.clone())
         .clock(clock)
         .tenant(TENANT, TENANT_BUDGET_MICROUNITS);
+    if let Some(setup) = &setup {
+        config = config.adaptive(setup.clone());
+    }
     let gate = Gate::open(config)?;
-    let mut engine = match strategy {
-        Strategy::EpsilonGreedy => Some(Engine::new(
-            engine_config(
-                Policy::EpsilonGreedy {
-                    epsilon_bps: EPSILON_BPS,
-                },
-                table.tiers.len(),
-            ),
-            engine_key(seed),
-        )?),
-        Strategy::Thompson => Some(Engine::new(
-            engine_config(
-                Policy::Thompson {
-                    redraws: THOMPSON_REDRAWS,
-                },
-                table.tiers.len(),
-            ),
-            engine_key(seed),
-        )?),
-        Strategy::Static | Strategy::Random | Strategy::Oracle => None,
-    };
     let n = jobs.len() as u64;
     let stride = (n / CURVE_POINTS).max(1);
     let window_start = n.saturating_sub(LAST_WINDOW);
@@ -747,12 +876,15 @@ fn run_strategy(
         rejected: 0,
         violations: 0,
         curve: vec![(0, 0.0)],
+        regime_regret: vec![0.0; REGIMES.len()],
+        pulls: Vec::new(),
         anchor: WalAnchor {
             next_sequence: 0,
             head_hash: [0; 32],
         },
         records: 0,
-        engine_digest: None,
+        adaptive_decisions: 0,
+        engine_snapshots: 0,
     };
     let mut window_regret = 0.0;
     for (i, job) in jobs.iter().enumerate() {
@@ -762,59 +894,34 @@ fn run_strategy(
             i32::try_from(job.input_tokens / 100).unwrap_or(i32::MAX),
             i32::try_from(job.output_tokens / 100).unwrap_or(i32::MAX),
         ];
-        // The engine sees the request before its tier: its digest is of the tier-0 form.
-        let base = tier_input(catalog, job, sequence, 0);
-        let engine_decision = match &engine {
-            Some(engine) => Some(engine.decide(&Request {
-                input_digest: calybris::digest::input_digest(&base).0,
-                label: Some(regime.label),
-                features: &features,
-                client_floor_bps: None,
-                static_arm: 0,
-            })?),
-            None => None,
-        };
-        let arm = match (strategy, &engine_decision) {
-            (Strategy::Static, _) => table.static_arm as usize,
-            (_, Some(d)) => table.tiers[d.arm as usize],
-            (Strategy::Random, _) => {
-                let eligible = table.eligible[i];
-                let count = u64::from(eligible.count_ones());
-                if count == 0 {
-                    0
-                } else {
-                    let mut k = job.u_random % count;
-                    let mut arm = 0;
-                    for bit in 0..table.models {
-                        if eligible & (1 << bit) != 0 {
-                            if k == 0 {
-                                arm = bit;
-                                break;
-                            }
-                            k -= 1;
-                        }
-                    }
-                    arm
-                }
-            }
-            _ => table.oracle[i].0 as usize,
-        };
-        let input = tier_input(catalog, job, sequence, arm);
         let mut request_id = [0u8; 16];
         request_id[8..].copy_from_slice(&sequence.to_be_bytes());
-        let admission = gate.decide_with(
-            TENANT,
-            input,
-            CallerMeta {
-                request_id,
-                recorded_at_unix_ms: CLOCK_UNIX_MS,
-            },
-        )?;
+        let caller = CallerMeta {
+            request_id,
+            recorded_at_unix_ms: CLOCK_UNIX_MS,
+        };
+        // The engine strategies' tier is the engine's (read back from the log after
+        // the run); the others' is known here.
+        let (admission, arm) = if setup.is_some() {
+            // The caller's request is floor tier 0 (level 0): the regime's own limits.
+            let input = tier_input(catalog, job, sequence, table.models);
+            let request = AdaptiveRequest {
+                label: Some(regime.label),
+                features: &features,
+            };
+            (gate.decide_adaptive(TENANT, input, caller, request)?, None)
+        } else {
+            let arm = match strategy {
+                Strategy::Random => random_arm(table, i, job),
+                _ => table.oracle[i].0 as usize,
+            };
+            let input = tier_input(catalog, job, sequence, arm);
+            (gate.decide_with(TENANT, input, caller)?, Some(arm))
+        };
         let decision = *admission.decision();
         if violates(catalog, job, &decision) {
             run.violations += 1;
         }
-        let expected = table.outcome(i, arm);
         let selected = if decision.is_selection() {
             index_of(catalog, decision.selected_model_id)
         } else {
@@ -825,11 +932,12 @@ fn run_strategy(
         } else {
             0
         };
-        if selected != expected.model || cost != expected.cost {
-            return Err(SimulateError::Check(format!(
-                "request {i}: the gate selected {selected:?} at {cost}, the table says {:?} at {}",
-                expected.model, expected.cost
-            )));
+        let got = TierOutcome {
+            model: selected,
+            cost,
+        };
+        if let Some(arm) = arm {
+            check_tier(table, i, arm, got)?;
         }
         let success = match selected {
             Some(m) => {
@@ -850,7 +958,8 @@ fn run_strategy(
             run.rejected += 1;
             drop(admission);
         }
-        // Durable at `close`, which waits for every record before it.
+        // The engine learns from this record (durable at `close`, which waits for
+        // every record before it).
         let _ticket = gate.record_outcome(
             decision_ref,
             Outcome {
@@ -860,18 +969,6 @@ fn run_strategy(
                 detail: Vec::new(),
             },
         )?;
-        if let (Some(engine), Some(d)) = (engine.as_mut(), engine_decision.as_ref()) {
-            // The reward normalised into [0, 1]: with V the value and B = V·c the
-            // value times the declared confidence (the kernel's utility gate keeps
-            // every cost below V·c·q < B), (V·success − cost + B) / (V + B); the
-            // engine sees one Bernoulli draw of it.
-            let b = u128::from(regime.value_microunits) * u128::from(DECLARED_CONFIDENCE_BPS)
-                / u128::from(BPS);
-            let span = u128::from(regime.value_microunits) + b;
-            let shifted = u128::from(value) + b - u128::from(cost).min(b);
-            let bit = u128::from(job.u_feedback) * span < shifted * UNIT_53;
-            engine.update(d, &features, bit)?;
-        }
         if success {
             run.successes += 1;
         }
@@ -879,10 +976,11 @@ fn run_strategy(
             run.expected_successes += table.p[usize::from(m) * REGIMES.len() + job.regime];
         }
         run.realised_reward_microunits += i128::from(reward);
-        let expected_reward = table.expected_reward(job, expected);
+        let expected_reward = table.expected_reward(job, got);
         run.expected_reward_microunits += expected_reward;
         let regret = table.oracle[i].1 - expected_reward;
         run.regret_microunits += regret;
+        run.regime_regret[job.regime] += regret;
         if sequence >= window_start {
             window_regret += regret;
         }
@@ -891,9 +989,6 @@ fn run_strategy(
         }
     }
     run.last_window_regret_per_request = window_regret / (n - window_start).max(1) as f64;
-    run.engine_digest = engine
-        .as_ref()
-        .map(|e| calybris::digest::digest_to_hex(&calybris::digest::Digest(e.state_digest())));
     run.anchor = gate.close()?;
     let report = crate::gate::verify(&Target {
         path: gate_dir.clone(),
@@ -909,7 +1004,96 @@ fn run_strategy(
         )));
     }
     run.records = report.counts.records;
+    if let Some(gate_summary) = &report.gate {
+        run.adaptive_decisions = gate_summary.counts.adaptive_decisions;
+        run.engine_snapshots = gate_summary.counts.engine_snapshots;
+    }
+    run.pulls = if setup.is_some() {
+        if run.adaptive_decisions != n {
+            return Err(SimulateError::Check(format!(
+                "{}: {} adaptive decisions verified, {n} routed",
+                gate_dir.display(),
+                run.adaptive_decisions
+            )));
+        }
+        engine_pulls(&gate_dir, run.anchor, catalog, jobs, table)?
+    } else if strategy == Strategy::Oracle {
+        let mut pulls = vec![vec![0u64; table.tiers.len()]; REGIMES.len()];
+        for (job, &(arm, _)) in jobs.iter().zip(&table.oracle) {
+            pulls[job.regime][table.tier_of(arm as usize) as usize] += 1;
+        }
+        pulls
+    } else {
+        Vec::new()
+    };
     Ok(run)
+}
+
+/// Whether the gate decided request `i` as the table says for tier `arm`.
+fn check_tier(table: &Table, i: usize, arm: usize, got: TierOutcome) -> Result<(), SimulateError> {
+    let expected = table.outcome(i, arm);
+    if got != expected {
+        return Err(SimulateError::Check(format!(
+            "request {i}: the gate selected {:?} at {} under tier {arm}, the table says {:?} at {}",
+            got.model, got.cost, expected.model, expected.cost
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a verified engine log back: every decision's adaptive note (its regime must
+/// be the request's, and the kernel's selection under its tier the table's), counted
+/// per regime and tier.
+fn engine_pulls(
+    gate_dir: &Path,
+    anchor: WalAnchor,
+    catalog: &Catalog,
+    jobs: &[Job],
+    table: &Table,
+) -> Result<Vec<Vec<u64>>, SimulateError> {
+    let log = gate_dir.join(LOG_DIR);
+    let read_error = |e: WalError| SimulateError::Check(format!("{}: {e}", log.display()));
+    let mut reader =
+        SegmentedReader::<GateRecord>::open(&log, None, Some(anchor)).map_err(read_error)?;
+    let mut pulls = vec![vec![0u64; table.tiers.len()]; REGIMES.len()];
+    while let Some(entry) = reader.next_entry().map_err(read_error)? {
+        let GateRecord::Decision(record) = entry.record else {
+            continue;
+        };
+        let i = usize::try_from(record.audit.input.request_sequence).unwrap_or(usize::MAX);
+        let (Some(job), Some(note)) = (jobs.get(i), record.adaptive.as_ref()) else {
+            return Err(SimulateError::Check(format!(
+                "{}: record {} is not an adaptive decision of a routed request",
+                log.display(),
+                entry.sequence
+            )));
+        };
+        let tier = note.tier as usize;
+        if note.regime as usize != job.regime || tier >= table.tiers.len() {
+            return Err(SimulateError::Check(format!(
+                "{}: record {}: regime {} tier {tier}, the request's regime is {}",
+                log.display(),
+                entry.sequence,
+                note.regime,
+                job.regime
+            )));
+        }
+        let decision = &record.audit.decision;
+        let got = if decision.is_selection() {
+            TierOutcome {
+                model: index_of(catalog, decision.selected_model_id),
+                cost: decision.estimated_cost_microunits,
+            }
+        } else {
+            TierOutcome {
+                model: None,
+                cost: 0,
+            }
+        };
+        check_tier(table, i, table.tiers[tier], got)?;
+        pulls[job.regime][tier] += 1;
+    }
+    Ok(pulls)
 }
 
 /// One point of the cost–quality frontier: mean cost per request (microunits) and
@@ -1015,6 +1199,11 @@ pub struct Summary {
     pub cost_at_95: Option<f64>,
     /// Each strategy, in [`Strategy::ALL`] order.
     pub runs: Vec<StrategyRun>,
+    /// The floor tiers' levels, in bps (the learners' arms, in order).
+    pub floors: Vec<u16>,
+    /// Per regime (in [`REGIMES`] order): its requests and each floor tier's mean
+    /// expected reward per request (closed form), in microunits.
+    pub regimes: Vec<(u64, Vec<f64>)>,
     /// Wall time of the strategies (routing and verification).
     pub elapsed: Duration,
 }
@@ -1132,6 +1321,12 @@ pub fn simulate(options: &Options) -> Result<Summary, SimulateError> {
         frontier,
         cost_at_95,
         runs,
+        floors: table
+            .tiers
+            .iter()
+            .map(|&arm| catalog.floors[arm - table.models])
+            .collect(),
+        regimes: table.regimes.clone(),
         elapsed,
     };
     write_file(&dir.join("regret.svg"), &regret_svg(&summary))?;
@@ -1177,13 +1372,14 @@ fn summary_text(s: &Summary, dir: &Path) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Calybris routing simulation: {} requests over {} regimes, seed {:#x}; {} tiers ({} model tiers, {} floor tiers: the learners' arms)",
+        "Calybris routing simulation: {} requests over {} regimes, seed {:#x}; {} tiers ({} model tiers, {} floor tiers of which {} select differently: the learners' arms)",
         crate::human::grouped(s.requests),
         REGIMES.len(),
         s.seed,
         s.tiers,
         s.models,
-        s.tiers - s.models
+        s.tiers - s.models,
+        s.floors.len()
     );
     let _ = writeln!(
         out,
@@ -1248,6 +1444,8 @@ fn summary_text(s: &Summary, dir: &Path) -> String {
         );
     }
     let _ = writeln!(out);
+    regime_text(&mut out, s);
+    let _ = writeln!(out);
     let _ = writeln!(out, "Targets:");
     for (name, met, figure) in s.targets() {
         let _ = writeln!(
@@ -1275,6 +1473,43 @@ fn summary_text(s: &Summary, dir: &Path) -> String {
     out
 }
 
+/// Per regime: each floor tier's gap to the regime's best tier, and how often each
+/// learner pulled it.
+fn regime_text(out: &mut String, s: &Summary) {
+    let levels: Vec<String> = s.floors.iter().map(u16::to_string).collect();
+    let _ = writeln!(
+        out,
+        "Per regime, floor tiers {} bps: each tier's expected reward per request below the regime's best (microunits), and the requests each strategy sent to it",
+        levels.join(" / ")
+    );
+    let learners = [Strategy::Thompson, Strategy::EpsilonGreedy];
+    for (r, (requests, means)) in s.regimes.iter().enumerate() {
+        let best = means.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let gaps: Vec<String> = means.iter().map(|m| format!("{:.0}", best - m)).collect();
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>7} requests; gaps [{}]",
+            REGIMES[r].label,
+            crate::human::grouped(*requests),
+            gaps.join(", ")
+        );
+        for strategy in learners {
+            if let Some(run) = s.run(strategy)
+                && let Some(pulls) = run.pulls.get(r)
+            {
+                let counts: Vec<String> = pulls.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "    {:<15} pulls [{}], regret {} units",
+                    strategy.name(),
+                    counts.join(", "),
+                    units(run.regime_regret.get(r).copied().unwrap_or(0.0))
+                );
+            }
+        }
+    }
+}
+
 /// The summary as one JSON object (what `--json` prints and `summary.json` holds;
 /// no wall time, so two runs write the same file).
 #[must_use]
@@ -1298,7 +1533,10 @@ pub fn summary_json(s: &Summary) -> serde_json::Value {
                 "violations": r.violations,
                 "records": r.records,
                 "anchor": anchor_text(&r.anchor),
-                "engine_state_digest": r.engine_digest,
+                "adaptive_decisions": r.adaptive_decisions,
+                "engine_snapshots": r.engine_snapshots,
+                "regime_regret_microunits": r.regime_regret,
+                "pulls": r.pulls,
             })
         })
         .collect();
@@ -1318,6 +1556,12 @@ pub fn summary_json(s: &Summary) -> serde_json::Value {
         "oracle_last_window_per_request_microunits": s.oracle_last_window_per_request,
         "always_best": {"cost_per_request_microunits": s.always_best.0, "success_rate": s.always_best.1},
         "cost_at_95_per_request_microunits": s.cost_at_95,
+        "floor_tiers_bps": s.floors,
+        "regimes": s.regimes.iter().enumerate().map(|(r, (requests, means))| json!({
+            "regime": REGIMES[r].label,
+            "requests": requests,
+            "tier_mean_expected_reward_microunits": means,
+        })).collect::<Vec<_>>(),
         "strategies": runs,
         "targets": targets,
     })
@@ -1432,6 +1676,17 @@ fn cost_quality_svg(s: &Summary) -> String {
             )])?
             .label("always the best quality")
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 5, BLACK.filled()));
+        // The point RouteLLM reports: the frontier's cost at 95 % of that quality.
+        if let Some(cost) = s.cost_at_95 {
+            let point = (cost, 95.0 * best.1);
+            chart
+                .draw_series([Cross::new(point, 7, BLACK.stroke_width(2))])?
+                .label(format!(
+                    "95 % of its quality at {:.1} % of its cost",
+                    100.0 * cost / best.0.max(f64::MIN_POSITIVE)
+                ))
+                .legend(|(x, y)| Cross::new((x + 10, y), 5, BLACK.stroke_width(2)));
+        }
         for r in &s.runs {
             let colour = r.strategy.colour();
             let point = (

@@ -40,6 +40,7 @@ fn setup() -> AdaptiveSetup {
             .collect(),
         static_tier: 2,
         snapshot_every_updates: 10,
+        feedback: Default::default(),
     }
 }
 

@@ -146,7 +146,40 @@ pub struct AdaptiveSetup {
     pub static_tier: u32,
     /// An [`EngineSnapshot`] follows every this many engine updates (0: never).
     pub snapshot_every_updates: u64,
+    /// What the engine learns from an outcome record (appended last: the record's
+    /// earlier fields keep their place).
+    pub feedback: AdaptiveFeedback,
 }
+
+/// What the engine learns from the first outcome record of an adaptive decision
+/// (`docs/ADAPT.md` section 9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdaptiveFeedback {
+    /// The outcome's success bit: each tier's posterior is over its success rate.
+    #[default]
+    Success,
+    /// The outcome's reward (`reward_microunits`), on the scale `[−V · cost_bound_bps
+    /// / 10,000, V]` with `V` the decision input's `business_value_microunits`,
+    /// through a dithered bit (`calybris_adapt::reward`, with the `adaptive`
+    /// feature): each tier's posterior is over its normalised expected reward, so the
+    /// engine weighs what a tier costs as well as how often it succeeds. A decision
+    /// whose value is not positive learns from its success bit.
+    Reward {
+        /// The most a decision may cost, in basis points of its value (at most
+        /// 10,000: the kernel's positive-utility gate keeps every admitted cost
+        /// below the value); lower rewards are clamped to the scale's low end.
+        cost_bound_bps: u32,
+        /// Observations one outcome counts for, 1 to [`MAX_REWARD_OBSERVATIONS`]:
+        /// that many dithered bits at the tier's next dither points, each an engine
+        /// update. The bits carry only the reward's own variance, below the Bernoulli
+        /// variance a Beta posterior assumes; counting an outcome `w` times narrows
+        /// the posterior by `√w` (choose `w` at most that variance ratio).
+        observations: u32,
+    },
+}
+
+/// The most observations one outcome may count for ([`AdaptiveFeedback::Reward`]).
+pub const MAX_REWARD_OBSERVATIONS: u32 = 8;
 
 /// The engine state digest after some updates (record code 20): a verifier checks its
 /// replayed state against it.
@@ -178,6 +211,16 @@ impl AdaptiveSetup {
             && self.tiers.len() <= MAX_ADAPTIVE_TIERS
             && self.tiers.len() == self.priors.len()
             && (self.static_tier as usize) < self.tiers.len()
+            && match self.feedback {
+                AdaptiveFeedback::Success => true,
+                AdaptiveFeedback::Reward {
+                    cost_bound_bps,
+                    observations,
+                } => {
+                    cost_bound_bps <= 10_000
+                        && (1..=MAX_REWARD_OBSERVATIONS).contains(&observations)
+                }
+            }
     }
 }
 

@@ -9,14 +9,15 @@ use calybris_adapt::engine::{Decision, Engine, EngineConfig, Request};
 use calybris_adapt::error::LearnError;
 use calybris_adapt::prf::PrfKey;
 use calybris_adapt::regime::{Domain, RegimeConfig, RegimeSpec};
+use calybris_adapt::reward::RewardScale;
 use calybris_adapt::thompson::{Policy, Posterior};
 use calybris_digest::{Digest, input_digest};
 use calybris_kernel::KernelInput;
 
 use crate::adaptive::AdaptiveMismatch;
 use crate::adaptive::{
-    ADAPTIVE_FORMAT_VERSION, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot,
-    MAX_ADAPTIVE_PENDING,
+    ADAPTIVE_FORMAT_VERSION, AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup,
+    EngineSnapshot, MAX_ADAPTIVE_PENDING,
 };
 use crate::record::{GateDecision, OutcomeRecord};
 use crate::verify::VerifyError;
@@ -51,7 +52,7 @@ pub fn engine_config(setup: &AdaptiveSetup) -> Result<(EngineConfig, PrfKey), Se
     }
     if !setup.within_bounds() {
         return Err(SetupError::Bounds(
-            "labels, tiers (one per prior) or the static tier",
+            "labels, tiers (one per prior), the static tier or the feedback's cost bound",
         ));
     }
     let mut regimes = Vec::with_capacity(setup.regimes.len());
@@ -101,6 +102,9 @@ pub fn engine_config(setup: &AdaptiveSetup) -> Result<(EngineConfig, PrfKey), Se
 struct Pending {
     decision: Decision,
     features: Vec<i32>,
+    /// The reward scale it learns on and the observations per outcome (feedback
+    /// [`AdaptiveFeedback::Reward`] and a positive value), else its success bit.
+    scale: Option<(RewardScale, u32)>,
 }
 
 /// One engine step: the note to log and the kernel input the gate decides on.
@@ -109,6 +113,7 @@ pub(crate) struct Step {
     pub(crate) note: AdaptiveNote,
     pub(crate) input: KernelInput,
     decision: Decision,
+    scale: Option<(RewardScale, u32)>,
 }
 
 /// The engine, its setup, and the adaptive decisions waiting for an outcome.
@@ -194,10 +199,19 @@ impl AdaptiveState {
             features: request.features.to_vec(),
             state_digest: Digest(decision.state_digest),
         };
+        let scale = match self.setup.feedback {
+            AdaptiveFeedback::Success => None,
+            AdaptiveFeedback::Reward {
+                cost_bound_bps,
+                observations,
+            } => RewardScale::of_value(input.business_value_microunits, cost_bound_bps)
+                .map(|scale| (scale, observations)),
+        };
         Ok(Step {
             note,
             input: adapted,
             decision,
+            scale,
         })
     }
 
@@ -209,6 +223,7 @@ impl AdaptiveState {
             Pending {
                 decision: step.decision,
                 features: step.note.features,
+                scale: step.scale,
             },
         );
         debug_assert!(previous.is_none(), "a sequence number is never reused");
@@ -216,25 +231,56 @@ impl AdaptiveState {
 
     /// The first outcome of the adaptive decision at `decision_sequence` was logged:
     /// the engine learns from it (an outcome of another decision, or a second one,
-    /// changes nothing). Returns the snapshot to log, when one is due.
+    /// changes nothing). With reward feedback it learns the dithered bit of `reward`
+    /// as the tier's next observation (`docs/ADAPT.md` section 9), else `success`.
+    /// Returns the snapshot to log, when one is due.
     pub(crate) fn learn(
         &mut self,
         decision_sequence: u64,
         success: bool,
+        reward: i64,
     ) -> Option<EngineSnapshot> {
         let pending = self.pending.remove(&decision_sequence)?;
-        match self
-            .engine
-            .update(&pending.decision, &pending.features, success)
-        {
-            Ok(()) => self.updates += 1,
-            // A posterior at its shape bound (or a Welford count at its bound): the
-            // state does not change, and the refusal is counted in every snapshot.
-            Err(_) => self.refused += 1,
+        let (scale, observations) = match pending.scale {
+            None => (None, 1),
+            Some((scale, observations)) => (Some(scale), observations),
+        };
+        let before = self.updates + self.refused;
+        for _ in 0..observations {
+            let bit = match scale {
+                None => success,
+                Some(scale) => {
+                    // The tier's observations so far: its posterior's shapes less its
+                    // prior's (a pure function of the state, so the verifier agrees).
+                    let arm = pending.decision.arm as usize;
+                    let seen = self
+                        .engine
+                        .posteriors(pending.decision.regime)
+                        .ok()
+                        .and_then(|p| p.get(arm).copied())
+                        .zip(self.engine.config().priors.get(arm).copied())
+                        .map_or(0, |(now, prior)| {
+                            (u64::from(now.alpha()) + u64::from(now.beta()))
+                                .saturating_sub(u64::from(prior.alpha()) + u64::from(prior.beta()))
+                        });
+                    scale.bit(reward, seen)
+                }
+            };
+            match self
+                .engine
+                .update(&pending.decision, &pending.features, bit)
+            {
+                Ok(()) => self.updates += 1,
+                // A posterior at its shape bound (or a Welford count at its bound): the
+                // state does not change, and the refusal is counted in every snapshot.
+                Err(_) => self.refused += 1,
+            }
         }
         let every = self.setup.snapshot_every_updates;
         let applied = self.updates + self.refused;
-        (every > 0 && applied.is_multiple_of(every)).then(|| self.snapshot())
+        // Due when this outcome's updates reach a multiple of `every` (one outcome may
+        // apply several).
+        (every > 0 && before / every != applied / every).then(|| self.snapshot())
     }
 
     /// The snapshot of the current state.
@@ -441,7 +487,11 @@ impl AdaptiveReplay {
         if let Some(state) = self.state.as_mut() {
             // Whether a snapshot is due is the writer's business; the verifier checks
             // every snapshot the log holds against the state at its place.
-            let _due = state.learn(record.decision_sequence, record.success);
+            let _due = state.learn(
+                record.decision_sequence,
+                record.success,
+                record.reward_microunits,
+            );
         }
     }
 

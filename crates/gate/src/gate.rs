@@ -1731,7 +1731,7 @@ impl Gate {
         // the update (and the snapshot it makes due).
         #[cfg(feature = "adaptive")]
         let mut adaptive = self.inner.adaptive.as_ref().map(|a| a.lock());
-        let success = outcome.success;
+        let (success, reward) = (outcome.success, outcome.reward_microunits);
         // Under the barrier like every record, so nothing lands between a book
         // snapshot and the policy record that follows it.
         let barrier = self.inner.policy.read();
@@ -1745,13 +1745,13 @@ impl Gate {
         }))?;
         #[cfg(feature = "adaptive")]
         if let Some(state) = adaptive.as_mut()
-            && let Some(snapshot) = state.learn(decision.sequence, success)
+            && let Some(snapshot) = state.learn(decision.sequence, success, reward)
         {
             let _snapshot = self.append(&GateRecord::EngineSnapshot(snapshot))?;
         }
         drop(barrier);
         #[cfg(not(feature = "adaptive"))]
-        let _ = success;
+        let _ = (success, reward);
         self.maybe_snapshot(ticket.sequence());
         Ok(ticket)
     }

@@ -86,6 +86,7 @@ fn setup(exploration_bps: u32, redraws: u32, snapshot_every_updates: u64) -> Ada
             .collect(),
         static_tier: 0,
         snapshot_every_updates,
+        feedback: Default::default(),
     }
 }
 

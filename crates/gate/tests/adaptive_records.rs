@@ -42,6 +42,7 @@ fn setup() -> AdaptiveSetup {
         ],
         static_tier: 0,
         snapshot_every_updates: 0,
+        feedback: Default::default(),
     }
 }
 

@@ -342,6 +342,10 @@ fn records() -> Vec<GateRecord> {
             ],
             static_tier: 0,
             snapshot_every_updates: 10_000,
+            feedback: calybris_gate::adaptive::AdaptiveFeedback::Reward {
+                cost_bound_bps: 5_746,
+                observations: 2,
+            },
         }),
     ]
 }
