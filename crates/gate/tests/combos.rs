@@ -580,6 +580,7 @@ mod adaptive {
             ],
             static_tier: 1,
             snapshot_every_updates: 16,
+            feedback: Default::default(),
         }
     }
 
