@@ -126,9 +126,18 @@ pub enum BuildError {
     Tiles(#[from] TileError),
 }
 
+/// Leaf inputs handed from the log reader to the tree thread at a time by
+/// [`build_from_log`]: 16,384 entry hashes (512 KiB).
+pub const BUILD_BATCH_LEAVES: usize = 16_384;
+
 /// Reads every record of the log at `log` (a segment file or directory),
 /// verifying the chain, and appends each entry hash as a leaf to `writer`,
 /// then writes the partial tiles. Returns the tree size and root.
+///
+/// The reader (which verifies the chain) and the tree run side by side: the
+/// entry hashes go to a tree thread in batches of [`BUILD_BATCH_LEAVES`],
+/// which hashes whole level-0 tiles on the cores left
+/// ([`TileWriter::append_entry_hashes`]).
 ///
 /// A writer that already holds leaves ([`TileWriter::resume`] from the tiles
 /// of an earlier checkpoint) gets only the records after them: each earlier
@@ -141,7 +150,7 @@ pub enum BuildError {
 /// # Errors
 /// [`BuildError`]; [`BuildError::Retired`] for a log whose first segments were
 /// retired (leaf `n` is sequence `n`, so a tree needs the log from sequence 0).
-pub fn build_from_log<S: TileStorage>(
+pub fn build_from_log<S: TileStorage + Send>(
     log: &Path,
     key: Option<&WalKey>,
     writer: &mut TileWriter<S>,
@@ -150,33 +159,81 @@ pub fn build_from_log<S: TileStorage>(
     let resumed = writer.size();
     let mut next = 0u64;
     let mut stored: Vec<Hash> = Vec::new();
-    while let Some(frame) = frames.next_frame()? {
-        if frame.sequence != next {
-            return Err(if next == 0 {
-                BuildError::Retired {
-                    first_sequence: frame.sequence,
-                }
-            } else {
-                BuildError::Sequence {
-                    expected: next,
-                    found: frame.sequence,
-                }
-            });
-        }
-        let leaf = leaf_hash(&frame.hash);
-        if next < resumed {
-            let in_tile = usize::try_from(next % TILE_WIDTH).unwrap_or(usize::MAX);
-            if in_tile == 0 {
-                stored = writer.stored_leaves(next / TILE_WIDTH)?;
-            }
-            if stored.get(in_tile) != Some(&leaf) {
-                return Err(BuildError::Rewritten { sequence: next });
-            }
+    let check_sequence = |next: u64, found: u64| {
+        if found == next {
+            Ok(())
+        } else if next == 0 {
+            Err(BuildError::Retired {
+                first_sequence: found,
+            })
         } else {
-            writer.append(leaf)?;
+            Err(BuildError::Sequence {
+                expected: next,
+                found,
+            })
+        }
+    };
+    // The records under the resumed tree: compared with the stored leaves.
+    while next < resumed {
+        let Some(frame) = frames.next_frame()? else {
+            break;
+        };
+        check_sequence(next, frame.sequence)?;
+        let in_tile = usize::try_from(next % TILE_WIDTH).unwrap_or(usize::MAX);
+        if in_tile == 0 {
+            stored = writer.stored_leaves(next / TILE_WIDTH)?;
+        }
+        if stored.get(in_tile) != Some(&leaf_hash(&frame.hash)) {
+            return Err(BuildError::Rewritten { sequence: next });
         }
         next += 1;
     }
+    drop(stored);
+    // The records after it: read here, hashed into the tree on another thread.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .saturating_sub(1)
+        .max(1);
+    let (to_tree, batches) = std::sync::mpsc::sync_channel::<Vec<Hash>>(2);
+    let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Hash>>();
+    let tree_writer = &mut *writer;
+    let read = std::thread::scope(|scope| {
+        let tree = scope.spawn(move || -> Result<(), TileError> {
+            for batch in batches {
+                let appended = tree_writer.append_entry_hashes(&batch, workers);
+                // The reader may be gone after an error of its own.
+                let _ = recycle.send(batch);
+                appended?;
+            }
+            Ok(())
+        });
+        let read = (|| -> Result<(), BuildError> {
+            let mut batch = Vec::with_capacity(BUILD_BATCH_LEAVES);
+            while let Some(frame) = frames.next_frame()? {
+                check_sequence(next, frame.sequence)?;
+                batch.push(frame.hash);
+                next += 1;
+                if batch.len() == BUILD_BATCH_LEAVES {
+                    let mut spare = recycled
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BUILD_BATCH_LEAVES));
+                    spare.clear();
+                    if to_tree.send(std::mem::replace(&mut batch, spare)).is_err() {
+                        // The tree thread stopped on an error: it says which.
+                        return Ok(());
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = to_tree.send(batch);
+            }
+            Ok(())
+        })();
+        drop(to_tree);
+        let tree = tree.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        read.and(tree.map_err(BuildError::from))
+    });
+    read?;
     match frames.scan_to_end()? {
         Recovery::Clean { .. } => {}
         other => return Err(BuildError::NotClean(Box::new(other))),
@@ -187,5 +244,6 @@ pub fn build_from_log<S: TileStorage>(
             tree_size: resumed,
         });
     }
+    debug_assert_eq!(writer.size(), next);
     Ok(writer.checkpoint()?)
 }
