@@ -508,6 +508,47 @@ pub(crate) fn sign_head(
     Ok(note)
 }
 
+/// The right edge of the tree of the first `records` records of the log in
+/// `log_dir`, read again and chain-verified (the verifier builds it when it
+/// meets the first checkpoint record, so a log without any never hashes a
+/// tree); the last record read must have entry hash `last_hash`, the one the
+/// first read saw, so both reads are of the same log.
+pub(crate) fn edge_before(
+    log_dir: &std::path::Path,
+    key: Option<&calybris_wal::WalKey>,
+    records: u64,
+    last_hash: &Hash,
+) -> Result<RightEdge, String> {
+    use calybris_wal::FrameSource as _;
+    let mut edge = RightEdge::new();
+    if records == 0 {
+        return Ok(edge);
+    }
+    let mut frames =
+        calybris_wal::LogFrames::open(log_dir, key, None).map_err(|e| format!("the log: {e}"))?;
+    let mut hash = None;
+    while edge.size() < records {
+        let frame = frames
+            .next_frame()
+            .map_err(|e| format!("reading the log again: {e}"))?
+            .ok_or_else(|| format!("the log ends before record {}", edge.size()))?;
+        if frame.sequence != edge.size() {
+            return Err(format!(
+                "record {} where leaf {} was expected",
+                frame.sequence,
+                edge.size()
+            ));
+        }
+        edge.append(calybris_tlog::merkle::leaf_hash_32(&frame.hash))
+            .map_err(|e| e.to_string())?;
+        hash = Some(frame.hash);
+    }
+    if hash.as_ref() != Some(last_hash) {
+        return Err("the log changed between two reads of it".to_owned());
+    }
+    Ok(edge)
+}
+
 /// Why a checkpoint record does not match the log before it: `edge` is the
 /// tree of the records before it.
 pub(crate) fn check_record(

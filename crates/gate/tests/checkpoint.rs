@@ -382,3 +382,67 @@ fn checkpoints_on_a_log_with_retired_segments_are_a_typed_refusal() {
         .close()
         .expect("close");
 }
+
+/// The verifier builds the tree only when it meets the first checkpoint
+/// record (a second read of the records before it): a log with none counts
+/// none; a first checkpoint far into a log is checked against the tree of
+/// every record before it, true or forged.
+#[test]
+fn the_first_checkpoint_record_is_checked_against_a_tree_built_on_demand() {
+    for forged in [false, true] {
+        let dir = TempDir::new("checkpoint-lazy");
+        let gate = Gate::open(GateConfig::new(&dir.0, policy(false)).tenant("acme", 1_000_000))
+            .expect("open");
+        for i in 0..300 {
+            let admission = gate.decide("acme", request(i, 1)).expect("decide");
+            gate.release(admission).expect("release");
+        }
+        gate.close().expect("close");
+        let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+        assert_eq!(report.counts.checkpoints, 0);
+        let all = records(&dir.0);
+        let leaves: Vec<[u8; 32]> = all.iter().map(|(_, hash, _)| leaf_hash(hash)).collect();
+        // A head over the first 100 records, appended after all of them, with
+        // the consistency proof from the true tree.
+        let mut tree = calybris_tlog::MemoryTree::new();
+        for leaf in &leaves {
+            tree.append(*leaf).expect("append");
+        }
+        let size = 100u64;
+        let mut root = tree_hash(&leaves[..100]);
+        let proof =
+            calybris_tlog::consistency_proof(&tree, size, all.len() as u64).expect("proof");
+        if forged {
+            root[31] ^= 1;
+        }
+        let note = calybris_tlog::Checkpoint {
+            origin: ORIGIN.into(),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .sign(&[&signer()])
+        .expect("sign");
+        let record = calybris_gate::CheckpointRecord {
+            tree_size: size,
+            root,
+            note,
+            proof,
+        };
+        let wal = DurableWal::<GateRecord, FsDirectory>::open(
+            &dir.0.join("log"),
+            DurableConfig::default(),
+        )
+        .expect("open the log");
+        wal.append_durable(&GateRecord::Checkpoint(record))
+            .expect("append");
+        wal.close().expect("close");
+        match verify_dir(&dir.0, &VerifyOptions::default()) {
+            Ok(report) if !forged => assert_eq!(report.counts.checkpoints, 1),
+            Err(VerifyError::CheckpointMismatch { sequence, .. }) if forged => {
+                assert_eq!(sequence, all.len() as u64);
+            }
+            other => panic!("forged {forged}: {other:?}"),
+        }
+    }
+}
