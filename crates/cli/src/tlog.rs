@@ -30,6 +30,11 @@ pub const TLOG_DIR: &str = "tlog";
 /// The file in the tree folder that holds the last signed checkpoint.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 
+/// Beside the checkpoint of a segment directory's tree: the log's position at
+/// its tree size (`SEQ:HEX`, the entry hash of its last record), the link a
+/// later `calybris checkpoint` resumes the chain from.
+pub const LINK_FILE: &str = "checkpoint.link";
+
 /// The `format` of an inclusion proof file.
 pub const INCLUSION_FORMAT: &str = "calybris-inclusion-proof/v1";
 
@@ -242,29 +247,75 @@ pub fn keygen(name: &str, out: &Path, witness: bool) -> u8 {
 }
 
 /// `calybris checkpoint DIR --key SKEY [--origin O] [--key-file F]`: builds the
-/// tiles of every record of the log (resuming from the tiles of the last
-/// checkpoint, whose records are checked against their stored leaves), signs
-/// the tree head, writes `tlog/checkpoint` and prints it.
+/// tiles of every record of the log, signs the tree head, writes
+/// `tlog/checkpoint` (and, for a segment directory, `tlog/checkpoint.link`)
+/// and prints it.
+///
+/// With an earlier checkpoint it resumes: the earlier note must verify under
+/// this key and the tiles must give its root. For a segment directory with
+/// its link file, only the link's segment and the records after it are read
+/// (the link's leaf proves into the signed root, and the chain must pass
+/// through it); otherwise the log is read from its start and every earlier
+/// record is checked against its stored leaf.
 pub fn checkpoint(target: &Path, key: &Path, origin: Option<&str>, key_file: Option<&Path>) -> u8 {
     finish((|| {
         let signer = signer(key)?;
         let wal_key = wal_key(key_file)?;
         let dir = tree_dir(target);
-        // Resumed from the tiles of the last checkpoint when there is one: the
-        // earlier records are only checked against their stored leaves.
+        let log = log_path(target);
+        let mut link = None;
         let mut writer = if dir.join(CHECKPOINT_FILE).exists() {
-            let last = local_checkpoint(&dir)?;
-            TileWriter::resume(FsTiles::new(&dir), last.size).map_err(|e| {
+            let last = open_signed(&dir.join(CHECKPOINT_FILE), &signer.verifier())?;
+            let writer = TileWriter::resume(FsTiles::new(&dir), last.size).map_err(|e| {
                 fail(
                     Reason::UnknownFormat,
                     format!("tiles of size {}: {e}", last.size),
                 )
-            })?
+            })?;
+            if writer.root() != last.root {
+                return Err(fail(
+                    Reason::NotConsistent,
+                    format!(
+                        "the tiles of size {} do not give the root of the last checkpoint",
+                        last.size
+                    ),
+                ));
+            }
+            if log.is_dir() && dir.join(LINK_FILE).exists() {
+                let text = read_text(&dir.join(LINK_FILE))?;
+                let anchor: calybris::wal::WalAnchor = text.trim().parse().map_err(|e| {
+                    fail(
+                        Reason::UnknownFormat,
+                        format!("{}: {e}", dir.join(LINK_FILE).display()),
+                    )
+                })?;
+                link = Some(anchor);
+            }
+            writer
         } else {
             TileWriter::new(FsTiles::new(&dir))
         };
-        let (size, root) = build_from_log(&log_path(target), wal_key.as_ref(), &mut writer)
-            .map_err(|e| fail(Reason::ChainBroken, e.to_string()))?;
+        let built = if log.is_dir() {
+            let start = link.unwrap_or(calybris::wal::WalAnchor::GENESIS);
+            if start.next_sequence != writer.size() {
+                // A link of another size than the checkpoint: read from the start.
+                calybris_tlog::build_from_log(&log, wal_key.as_ref(), &mut writer)
+                    .map(|(size, root)| (size, root, None))
+            } else {
+                calybris_tlog::extend_from_log_dir(&log, wal_key.as_ref(), &mut writer, start)
+                    .map(|(size, root, anchor)| (size, root, Some(anchor)))
+            }
+        } else {
+            build_from_log(&log, wal_key.as_ref(), &mut writer)
+                .map(|(size, root)| (size, root, None))
+        };
+        let (size, root, anchor) = built.map_err(|e| {
+            let reason = match e {
+                calybris_tlog::BuildError::Rewritten { .. } => Reason::NotConsistent,
+                _ => Reason::ChainBroken,
+            };
+            fail(reason, e.to_string())
+        })?;
         let checkpoint = Checkpoint {
             origin: origin
                 .unwrap_or(calybris_tlog::Signer::name(&signer))
@@ -276,6 +327,14 @@ pub fn checkpoint(target: &Path, key: &Path, origin: Option<&str>, key_file: Opt
         let note = checkpoint
             .sign(&[&signer])
             .map_err(|e| fail(Reason::BadArgument, e.to_string()))?;
+        // The link first: a checkpoint file never names a size its link
+        // does not (a stale link is of another size, and ignored).
+        match anchor {
+            Some(anchor) => write_file(&dir.join(LINK_FILE), format!("{anchor}\n").as_bytes())?,
+            None => {
+                let _ = std::fs::remove_file(dir.join(LINK_FILE));
+            }
+        }
         write_file(&dir.join(CHECKPOINT_FILE), note.as_bytes())?;
         stdout_text(&note);
         Ok(format!(

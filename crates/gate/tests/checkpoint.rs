@@ -410,8 +410,7 @@ fn the_first_checkpoint_record_is_checked_against_a_tree_built_on_demand() {
         }
         let size = 100u64;
         let mut root = tree_hash(&leaves[..100]);
-        let proof =
-            calybris_tlog::consistency_proof(&tree, size, all.len() as u64).expect("proof");
+        let proof = calybris_tlog::consistency_proof(&tree, size, all.len() as u64).expect("proof");
         if forged {
             root[31] ^= 1;
         }

@@ -9,14 +9,14 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use calybris_tlog::build_from_log;
 use calybris_tlog::tiles::TILE_WIDTH;
 use calybris_tlog::{
     Checkpoint, Ed25519Signer, MemTiles, RightEdge, TileStore, TileWriter, inclusion_proof,
     leaf_hash, verify_inclusion,
 };
-use calybris_tlog::build_from_log;
-use calybris_wal::{LogFrames, WalWriter};
 use calybris_wal::storage::MemDisk;
+use calybris_wal::{LogFrames, WalWriter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 
@@ -85,7 +85,11 @@ fn append(c: &mut Criterion) {
         for with_tree in [false, true] {
             let name = format!(
                 "{}_sync_every_{per_sync}",
-                if with_tree { "wal_with_tree_and_tiles" } else { "wal_only" }
+                if with_tree {
+                    "wal_with_tree_and_tiles"
+                } else {
+                    "wal_only"
+                }
             );
             let path = dir.path().join(&name);
             let mut writer = WalWriter::<u64>::create(&path, None).expect("create");

@@ -407,14 +407,26 @@ fn fast_hashes_equal_sha256_of_the_prefixed_input() {
         input.extend_from_slice(&left);
         input.extend_from_slice(&right);
         let expected: Hash = Sha256::digest(&input).into();
-        assert_eq!(calybris_tlog::node_hash(&left, &right), expected, "seed {seed}");
+        assert_eq!(
+            calybris_tlog::node_hash(&left, &right),
+            expected,
+            "seed {seed}"
+        );
         let mut input = vec![0x00];
         input.extend_from_slice(&left);
         let expected: Hash = Sha256::digest(&input).into();
         assert_eq!(leaf_hash(&left), expected, "seed {seed}");
-        assert_eq!(calybris_tlog::merkle::leaf_hash_32(&left), expected, "seed {seed}");
+        assert_eq!(
+            calybris_tlog::merkle::leaf_hash_32(&left),
+            expected,
+            "seed {seed}"
+        );
         // Other lengths take the hasher path and agree with it too.
-        assert_eq!(leaf_hash(&left[..31]), Hash::from(Sha256::digest([&[0u8][..], &left[..31]].concat())), "seed {seed}");
+        assert_eq!(
+            leaf_hash(&left[..31]),
+            Hash::from(Sha256::digest([&[0u8][..], &left[..31]].concat())),
+            "seed {seed}"
+        );
     }
 }
 
@@ -447,11 +459,19 @@ fn batched_entry_hashes_equal_leaf_by_leaf_appends() {
             at = end;
         }
         assert_eq!(batched.size(), one.size(), "seed {seed}");
-        assert_eq!(one.checkpoint().expect("c"), batched.checkpoint().expect("c"), "seed {seed}");
+        assert_eq!(
+            one.checkpoint().expect("c"),
+            batched.checkpoint().expect("c"),
+            "seed {seed}"
+        );
         for level in 0..3u8 {
             let count = total >> (8 * u32::from(level));
             for index in 0..=count / TILE_WIDTH {
-                let width = if index < count / TILE_WIDTH { TILE_WIDTH } else { count % TILE_WIDTH };
+                let width = if index < count / TILE_WIDTH {
+                    TILE_WIDTH
+                } else {
+                    count % TILE_WIDTH
+                };
                 if width == 0 {
                     continue;
                 }
