@@ -51,7 +51,8 @@
 //! ```
 //!
 //! # Features
-//! None.
+//! - `json`: [`proof_file`], the JSON inclusion and consistency proof files
+//!   of the `calybris` command line (serde, serde_json).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -60,6 +61,9 @@ pub mod checkpoint;
 pub mod fuzzing;
 pub mod merkle;
 pub mod note;
+#[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+pub mod proof_file;
 pub mod tiles;
 
 use std::path::Path;
