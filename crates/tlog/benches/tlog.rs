@@ -105,7 +105,7 @@ fn append(c: &mut Criterion) {
                                 .expect("tiles");
                         }
                         value += 1;
-                        if value % per_sync == 0 {
+                        if value.is_multiple_of(per_sync) {
                             writer.sync().expect("sync");
                         }
                     }

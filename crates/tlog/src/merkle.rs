@@ -255,7 +255,7 @@ impl RightEdge {
                 detail: format!("the tree is full at {MAX_TREE_SIZE} leaves"),
             });
         }
-        if self.size % width != 0 {
+        if !self.size.is_multiple_of(width) {
             return Err(ProofError::SizeOutOfRange {
                 detail: format!(
                     "a subtree of {width} leaves cannot start at leaf {}",

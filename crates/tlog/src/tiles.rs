@@ -267,7 +267,7 @@ fn keep_tile_hash<S: TileStorage>(
     index: u64,
     hash: &Hash,
 ) -> Result<(), TileError> {
-    if level % TILE_HEIGHT != 0 {
+    if !level.is_multiple_of(TILE_HEIGHT) {
         return Ok(());
     }
     let tile_level = usize::from(level / TILE_HEIGHT);
