@@ -499,10 +499,9 @@ fn a_later_checkpoint_reads_only_the_suffix_from_the_link() {
     let link = fresh.join("tlog/checkpoint.link");
     let text = String::from_utf8(read(&link)).expect("utf-8");
     let (sequence, hash) = text.trim().split_once(':').expect("SEQ:HEX");
-    let flipped = if hash.starts_with('0') {
-        format!("1{}", &hash[1..])
-    } else {
-        format!("0{}", &hash[1..])
+    let flipped = match hash.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", hash.get(1..).unwrap_or_default()),
     };
     write(&link, format!("{sequence}:{flipped}\n").as_bytes());
     let refused = calybris(&["checkpoint", path_str(&fresh), "--key", path_str(&skey)]);

@@ -391,7 +391,7 @@ fn fast_hashes_equal_sha256_of_the_prefixed_input() {
     use sha2::{Digest as _, Sha256};
     let seed = seed();
     let mut rng = Rng::new(seed);
-    let mut random_hash = |rng: &mut Rng| {
+    let random_hash = |rng: &mut Rng| {
         let mut h = [0u8; HASH_LEN_BYTES];
         for chunk in h.chunks_exact_mut(8) {
             chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
