@@ -149,6 +149,24 @@ fn from_log(c: &mut Criterion) {
             black_box(frames.scan_to_end().expect("scan"))
         });
     });
+    // The same work on one thread: read a batch, hash it, read the next.
+    group.bench_function("read_then_hash_one_thread_1M", |b| {
+        b.iter(|| {
+            use calybris_wal::FrameSource as _;
+            let mut frames = LogFrames::open(&log, None, None).expect("open");
+            let mut writer = TileWriter::new(MemTiles::new());
+            let mut batch = Vec::with_capacity(calybris_tlog::BUILD_BATCH_LEAVES);
+            while let Some(frame) = frames.next_frame().expect("frame") {
+                batch.push(frame.hash);
+                if batch.len() == calybris_tlog::BUILD_BATCH_LEAVES {
+                    writer.append_entry_hashes(&batch, 1).expect("append");
+                    batch.clear();
+                }
+            }
+            writer.append_entry_hashes(&batch, 1).expect("append");
+            black_box(writer.checkpoint().expect("checkpoint"))
+        });
+    });
     group.bench_function("build_from_log_1M", |b| {
         b.iter(|| {
             let mut writer = TileWriter::new(MemTiles::new());

@@ -13,7 +13,9 @@
 //! hashes, as for a tree of 10^7 leaves), `tile-batched` and `tile-one-by-one`
 //! (256 entry hashes into a tree with tiles in memory, as a batch on one thread
 //! or leaf by leaf), `sign` (a checkpoint note), `sign-bare` (the same text
-//! with ed25519-dalek alone).
+//! with ed25519-dalek alone), `read-log` and `build-log` (a verified read of
+//! a 10,000-record log file in the system's temporary folder, alone and with
+//! the tree built beside it; `OP 0` writes the file too).
 
 use std::hint::black_box;
 
@@ -44,6 +46,14 @@ fn main() {
     let bare = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let entries: Vec<_> = (0..256u64).map(|i| leaf_hash(&i.to_le_bytes())).collect();
     let mut writer = TileWriter::new(MemTiles::new());
+    let log = std::env::temp_dir().join(format!("calybris-op-counts-{}.cwal", std::process::id()));
+    if op.ends_with("-log") {
+        let mut wal = calybris_wal::WalWriter::<u64>::create(&log, None).expect("create");
+        for value in 0..10_000u64 {
+            wal.append(&value).expect("append");
+        }
+        wal.sync().expect("sync");
+    }
     for _ in 0..times {
         match op {
             "node" => {
@@ -67,6 +77,14 @@ fn main() {
                     writer.append(leaf_hash(entry)).expect("append");
                 }
             }
+            "read-log" => {
+                let mut frames = calybris_wal::LogFrames::open(&log, None, None).expect("open");
+                black_box(frames.scan_to_end().expect("scan"));
+            }
+            "build-log" => {
+                let mut tree = TileWriter::new(MemTiles::new());
+                black_box(calybris_tlog::build_from_log(&log, None, &mut tree).expect("build"));
+            }
             "verify" => {
                 let _ = black_box(verify_inclusion(
                     &leaf,
@@ -88,4 +106,5 @@ fn main() {
             }
         }
     }
+    let _ = std::fs::remove_file(&log);
 }

@@ -135,6 +135,11 @@ pub enum BuildError {
 /// [`build_from_log`]: 16,384 entry hashes (512 KiB).
 pub const BUILD_BATCH_LEAVES: usize = 16_384;
 
+/// Batches queued between the reader and the tree thread of
+/// [`build_from_log`] (8 MiB at most): enough that on a loaded machine
+/// neither side waits for the other's next time slice.
+const BUILD_QUEUE_BATCHES: usize = 16;
+
 /// Reads every record of the log at `log` (a segment file or directory),
 /// verifying the chain, and appends each entry hash as a leaf to `writer`,
 /// then writes the partial tiles. Returns the tree size and root.
@@ -227,7 +232,7 @@ where
         .map_or(1, std::num::NonZero::get)
         .saturating_sub(1)
         .max(1);
-    let (to_tree, batches) = std::sync::mpsc::sync_channel::<Vec<Hash>>(2);
+    let (to_tree, batches) = std::sync::mpsc::sync_channel::<Vec<Hash>>(BUILD_QUEUE_BATCHES);
     let (recycle, recycled) = std::sync::mpsc::channel::<Vec<Hash>>();
     let tree_writer = &mut *writer;
     std::thread::scope(|scope| {
