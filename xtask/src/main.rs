@@ -43,7 +43,7 @@ const MSRV_BUILDS: [(&str, &str, &[&str]); 15] = [
     ("1.89", "calybris-wal", &["--all-features"]),
     ("1.89", "calybris-finance", &[]),
     // The Merkle tree and notes (ed25519-dalek), which the gate's checkpoints use.
-    ("1.89", "calybris-tlog", &[]),
+    ("1.89", "calybris-tlog", &["--all-features"]),
     ("1.89", "calybris-gate", &["--all-features"]),
     // Builds on the gate (its name map).
     ("1.89", "calybris-policy", &["--all-features"]),

@@ -181,6 +181,7 @@ fn summary(report: &GateReport) -> GateSummary {
             promotions: c.promotions,
             adaptive_decisions: c.adaptive_decisions,
             engine_snapshots: c.engine_snapshots,
+            checkpoints: c.checkpoints,
         },
         tenants: report
             .tenants

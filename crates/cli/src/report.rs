@@ -631,6 +631,9 @@ pub struct GateCounts {
     pub adaptive_decisions: u64,
     /// Engine snapshots, each checked.
     pub engine_snapshots: u64,
+    /// Checkpoint records (signed tree heads), each checked against the Merkle
+    /// tree of the records before it.
+    pub checkpoints: u64,
 }
 
 /// What verifying a gate directory established besides the chain and the replay:
@@ -701,8 +704,13 @@ impl GateSummary {
         );
         let _ = writeln!(
             out,
-            "executions: {} ({} served, {} failed), {} lease refusals, {} promotions",
-            c.executions, c.executions_served, c.executions_failed, c.lease_refusals, c.promotions
+            "executions: {} ({} served, {} failed), {} lease refusals, {} promotions, {} checkpoints",
+            c.executions,
+            c.executions_served,
+            c.executions_failed,
+            c.lease_refusals,
+            c.promotions,
+            c.checkpoints
         );
         let _ = writeln!(
             out,

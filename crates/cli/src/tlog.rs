@@ -11,14 +11,12 @@
 use std::path::{Path, PathBuf};
 
 use calybris::wal::WalKey;
-use calybris_tlog::merkle::HASH_LEN_BYTES;
-use calybris_tlog::note::{decode_canonical, encode_base64};
+use calybris_tlog::note::encode_base64;
 use calybris_tlog::{
     Checkpoint, Ed25519Signer, FsTiles, Hash, TileStore, TileWriter, Verifier, build_from_log,
     consistency_proof, inclusion_proof, leaf_hash, open_checkpoint, verify_consistency,
     verify_inclusion, witness_cosign,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::report::{EXIT_OK, Outcome, Reason};
 use crate::scan::log_dir_of;
@@ -30,50 +28,18 @@ pub const TLOG_DIR: &str = "tlog";
 /// The file in the tree folder that holds the last signed checkpoint.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 
-/// The `format` of an inclusion proof file.
-pub const INCLUSION_FORMAT: &str = "calybris-inclusion-proof/v1";
+/// Beside the checkpoint of a segment directory's tree: the log's position at
+/// its tree size (`SEQ:HEX`, the entry hash of its last record), the link a
+/// later `calybris checkpoint` resumes the chain from.
+pub const LINK_FILE: &str = "checkpoint.link";
 
-/// The `format` of a consistency proof file.
-pub const CONSISTENCY_FORMAT: &str = "calybris-consistency-proof/v1";
+pub use calybris_tlog::proof_file::{
+    CONSISTENCY_FORMAT, ConsistencyProofFile, INCLUSION_FORMAT, InclusionProofFile,
+};
+use calybris_tlog::proof_file::{ConsistencyProof, InclusionProof, ProofFileError};
 
 /// Largest proof, key or checkpoint file read, in bytes.
 pub const MAX_INPUT_BYTES: u64 = 64 * 1024;
-
-/// An inclusion proof as written by `calybris prove`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InclusionProofFile {
-    /// Always [`INCLUSION_FORMAT`].
-    pub format: String,
-    /// The checkpoint origin.
-    pub origin: String,
-    /// The tree size the proof is for.
-    pub tree_size: u64,
-    /// The root, base64.
-    pub root_hash: String,
-    /// The record's sequence number, which is its leaf index.
-    pub sequence: u64,
-    /// The record's entry hash (the leaf input), lowercase hex.
-    pub entry_hash: String,
-    /// SHA-256(0x00 || entry hash), base64.
-    pub leaf_hash: String,
-    /// The proof hashes, bottom first, base64.
-    pub hashes: Vec<String>,
-}
-
-/// A consistency proof as written by `calybris consistency`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsistencyProofFile {
-    /// Always [`CONSISTENCY_FORMAT`].
-    pub format: String,
-    /// The older size.
-    pub old_size: u64,
-    /// The newer size.
-    pub new_size: u64,
-    /// The proof hashes, bottom first, base64.
-    pub hashes: Vec<String>,
-}
 
 /// A command's failure: its reason and one sentence.
 #[derive(Debug)]
@@ -179,40 +145,16 @@ fn open_signed(path: &Path, key: &Verifier) -> Result<Checkpoint> {
         })
 }
 
-fn hash_b64(text: &str, what: &str) -> Result<Hash> {
-    decode_canonical(text, "hash")
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-        .ok_or_else(|| {
-            fail(
-                Reason::UnknownFormat,
-                format!("{what} is not base64 of 32 bytes"),
-            )
-        })
-}
-
-fn hashes_b64(texts: &[String]) -> Result<Vec<Hash>> {
-    if texts.len() > calybris_tlog::merkle::MAX_CONSISTENCY_HASHES {
-        return Err(fail(Reason::UnknownFormat, "too many proof hashes"));
-    }
-    texts.iter().map(|t| hash_b64(t, "a proof hash")).collect()
+/// A proof file that does not parse: `UNKNOWN_FORMAT`.
+fn proof_file_failure(path: &Path, error: &ProofFileError) -> Failure {
+    fail(
+        Reason::UnknownFormat,
+        format!("{}: {error}", path.display()),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Hash> {
-    if text.len() != 2 * HASH_LEN_BYTES
-        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return None;
-    }
-    let mut hash = [0u8; HASH_LEN_BYTES];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(hash)
 }
 
 /// `calybris keygen NAME [--out PREFIX] [--witness]`: writes `PREFIX.skey` and
@@ -242,29 +184,75 @@ pub fn keygen(name: &str, out: &Path, witness: bool) -> u8 {
 }
 
 /// `calybris checkpoint DIR --key SKEY [--origin O] [--key-file F]`: builds the
-/// tiles of every record of the log (resuming from the tiles of the last
-/// checkpoint, whose records are checked against their stored leaves), signs
-/// the tree head, writes `tlog/checkpoint` and prints it.
+/// tiles of every record of the log, signs the tree head, writes
+/// `tlog/checkpoint` (and, for a segment directory, `tlog/checkpoint.link`)
+/// and prints it.
+///
+/// With an earlier checkpoint it resumes: the earlier note must verify under
+/// this key and the tiles must give its root. For a segment directory with
+/// its link file, only the link's segment and the records after it are read
+/// (the link's leaf proves into the signed root, and the chain must pass
+/// through it); otherwise the log is read from its start and every earlier
+/// record is checked against its stored leaf.
 pub fn checkpoint(target: &Path, key: &Path, origin: Option<&str>, key_file: Option<&Path>) -> u8 {
     finish((|| {
         let signer = signer(key)?;
         let wal_key = wal_key(key_file)?;
         let dir = tree_dir(target);
-        // Resumed from the tiles of the last checkpoint when there is one: the
-        // earlier records are only checked against their stored leaves.
+        let log = log_path(target);
+        let mut link = None;
         let mut writer = if dir.join(CHECKPOINT_FILE).exists() {
-            let last = local_checkpoint(&dir)?;
-            TileWriter::resume(FsTiles::new(&dir), last.size).map_err(|e| {
+            let last = open_signed(&dir.join(CHECKPOINT_FILE), &signer.verifier())?;
+            let writer = TileWriter::resume(FsTiles::new(&dir), last.size).map_err(|e| {
                 fail(
                     Reason::UnknownFormat,
                     format!("tiles of size {}: {e}", last.size),
                 )
-            })?
+            })?;
+            if writer.root() != last.root {
+                return Err(fail(
+                    Reason::NotConsistent,
+                    format!(
+                        "the tiles of size {} do not give the root of the last checkpoint",
+                        last.size
+                    ),
+                ));
+            }
+            if log.is_dir() && dir.join(LINK_FILE).exists() {
+                let text = read_text(&dir.join(LINK_FILE))?;
+                let anchor: calybris::wal::WalAnchor = text.trim().parse().map_err(|e| {
+                    fail(
+                        Reason::UnknownFormat,
+                        format!("{}: {e}", dir.join(LINK_FILE).display()),
+                    )
+                })?;
+                link = Some(anchor);
+            }
+            writer
         } else {
             TileWriter::new(FsTiles::new(&dir))
         };
-        let (size, root) = build_from_log(&log_path(target), wal_key.as_ref(), &mut writer)
-            .map_err(|e| fail(Reason::ChainBroken, e.to_string()))?;
+        let built = if log.is_dir() {
+            let start = link.unwrap_or(calybris::wal::WalAnchor::GENESIS);
+            if start.next_sequence != writer.size() {
+                // A link of another size than the checkpoint: read from the start.
+                calybris_tlog::build_from_log(&log, wal_key.as_ref(), &mut writer)
+                    .map(|(size, root)| (size, root, None))
+            } else {
+                calybris_tlog::extend_from_log_dir(&log, wal_key.as_ref(), &mut writer, start)
+                    .map(|(size, root, anchor)| (size, root, Some(anchor)))
+            }
+        } else {
+            build_from_log(&log, wal_key.as_ref(), &mut writer)
+                .map(|(size, root)| (size, root, None))
+        };
+        let (size, root, anchor) = built.map_err(|e| {
+            let reason = match e {
+                calybris_tlog::BuildError::Rewritten { .. } => Reason::NotConsistent,
+                _ => Reason::ChainBroken,
+            };
+            fail(reason, e.to_string())
+        })?;
         let checkpoint = Checkpoint {
             origin: origin
                 .unwrap_or(calybris_tlog::Signer::name(&signer))
@@ -276,6 +264,14 @@ pub fn checkpoint(target: &Path, key: &Path, origin: Option<&str>, key_file: Opt
         let note = checkpoint
             .sign(&[&signer])
             .map_err(|e| fail(Reason::BadArgument, e.to_string()))?;
+        // The link first: a checkpoint file never names a size its link
+        // does not (a stale link is of another size, and ignored).
+        match anchor {
+            Some(anchor) => write_file(&dir.join(LINK_FILE), format!("{anchor}\n").as_bytes())?,
+            None => {
+                let _ = std::fs::remove_file(dir.join(LINK_FILE));
+            }
+        }
         write_file(&dir.join(CHECKPOINT_FILE), note.as_bytes())?;
         stdout_text(&note);
         Ok(format!(
@@ -365,43 +361,37 @@ pub fn verify_proof(proof: &Path, checkpoint: &Path, public_key: &Path) -> u8 {
     finish((|| {
         let key = verifier(public_key)?;
         let checkpoint = open_signed(checkpoint, &key)?;
-        let file: InclusionProofFile = serde_json::from_slice(&read_bounded(proof)?)
-            .map_err(|e| fail(Reason::UnknownFormat, format!("{}: {e}", proof.display())))?;
-        if file.format != INCLUSION_FORMAT {
-            return Err(fail(
-                Reason::UnknownFormat,
-                format!("format {:?}", file.format),
-            ));
-        }
+        let file = InclusionProof::parse(&read_bounded(proof)?)
+            .map_err(|e| proof_file_failure(proof, &e))?;
         let invalid = |detail: String| fail(Reason::InclusionProofInvalid, detail);
         if file.origin != checkpoint.origin || file.tree_size != checkpoint.size {
             return Err(invalid(
                 "the proof is for another tree than the checkpoint".into(),
             ));
         }
-        if hash_b64(&file.root_hash, "root_hash")? != checkpoint.root {
+        if file.root != checkpoint.root {
             return Err(invalid("the proof's root is not the checkpoint's".into()));
         }
-        let entry = unhex(&file.entry_hash)
-            .ok_or_else(|| fail(Reason::UnknownFormat, "entry_hash is not 64 hex digits"))?;
-        let leaf = hash_b64(&file.leaf_hash, "leaf_hash")?;
-        if leaf != leaf_hash(&entry) {
+        if !file.leaf_matches_entry() {
             return Err(invalid(
                 "leaf_hash is not the leaf hash of entry_hash".into(),
             ));
         }
-        let hashes = hashes_b64(&file.hashes)?;
+        let (leaf, hashes) = (file.leaf, &file.hashes);
         verify_inclusion(
             &leaf,
             file.sequence,
             checkpoint.size,
-            &hashes,
+            hashes,
             &checkpoint.root,
         )
         .map_err(|e| invalid(format!("record {}: {e}", file.sequence)))?;
         Ok(format!(
             "VERIFIED record {} (entry hash {}) is in {} at tree size {}",
-            file.sequence, file.entry_hash, checkpoint.origin, checkpoint.size
+            file.sequence,
+            hex(&file.entry),
+            checkpoint.origin,
+            checkpoint.size
         ))
     })())
 }
@@ -434,18 +424,15 @@ pub fn consistency(
         }
         let hashes = match (proof, dir) {
             (Some(path), _) => {
-                let file: ConsistencyProofFile = serde_json::from_slice(&read_bounded(path)?)
-                    .map_err(|e| fail(Reason::UnknownFormat, format!("{}: {e}", path.display())))?;
-                if file.format != CONSISTENCY_FORMAT
-                    || file.old_size != old_cp.size
-                    || file.new_size != new_cp.size
-                {
+                let file = ConsistencyProof::parse(&read_bounded(path)?)
+                    .map_err(|e| proof_file_failure(path, &e))?;
+                if file.old_size != old_cp.size || file.new_size != new_cp.size {
                     return Err(fail(
                         Reason::UnknownFormat,
-                        "the proof is for other sizes, or not a consistency proof",
+                        "the proof is for other sizes than the checkpoints",
                     ));
                 }
-                hashes_b64(&file.hashes)?
+                file.hashes
             }
             (None, Some(target)) => {
                 let tiles = TileStore::new(FsTiles::new(&tree_dir(target)), new_cp.size)
@@ -530,9 +517,9 @@ pub fn witness(args: &CosignArgs) -> u8 {
         };
         let proof = match &args.proof {
             Some(path) => {
-                let file: ConsistencyProofFile = serde_json::from_slice(&read_bounded(path)?)
-                    .map_err(|e| fail(Reason::UnknownFormat, format!("{}: {e}", path.display())))?;
-                hashes_b64(&file.hashes)?
+                ConsistencyProof::parse(&read_bounded(path)?)
+                    .map_err(|e| proof_file_failure(path, &e))?
+                    .hashes
             }
             None => vec![],
         };

@@ -397,3 +397,119 @@ fn verify_names_a_forged_checkpoint_record_in_a_gate_directory() {
     assert!(run.stdout.contains(Reason::NotConsistent.code()), "{run:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A second `calybris checkpoint` resumes from the tiles and the link of the
+/// last one: it reads only the link's segment and the records after it (a
+/// damaged early segment is not read), gives the root a full build gives,
+/// and refuses a link that is not the log's.
+#[test]
+fn a_later_checkpoint_reads_only_the_suffix_from_the_link() {
+    use calybris::gate::{Gate, GateConfig, LOG_DIR};
+    let root = temp_dir("tlog-resume-cli");
+    let dir = root.join("gate");
+    let open = |dir: &Path| {
+        Gate::open(
+            GateConfig::new(dir, policy(1))
+                .tenant("acme", 1_000_000_000)
+                .clock(|| 1_700_000_000_000)
+                .segment_limit_bytes(4 * 1024),
+        )
+        .expect("open the gate")
+    };
+    let run_decisions = |dir: &Path, range: std::ops::Range<u64>| {
+        let gate = open(dir);
+        for i in range {
+            let admission = gate.decide("acme", request(i)).expect("decide");
+            gate.release(admission).expect("release");
+        }
+        gate.close().expect("close");
+    };
+    run_decisions(&dir, 0..150);
+    expect(
+        &calybris(&[
+            "keygen",
+            "example.com/gate",
+            "--out",
+            path_str(&root.join("k")),
+        ]),
+        0,
+        None,
+    );
+    let skey = root.join("k.skey");
+    expect(
+        &calybris(&["checkpoint", path_str(&dir), "--key", path_str(&skey)]),
+        0,
+        None,
+    );
+    let link = dir.join("tlog/checkpoint.link");
+    let first_link = String::from_utf8(read(&link)).expect("utf-8");
+    run_decisions(&dir, 150..200);
+    let mut segments: Vec<_> = std::fs::read_dir(dir.join(LOG_DIR))
+        .expect("segments")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+
+    // A fresh copy (no tiles) for the full build to compare with.
+    let fresh = root.join("fresh");
+    copy_dir(&dir, &fresh);
+    std::fs::remove_dir_all(fresh.join("tlog")).expect("rm tiles");
+    // One byte of the first segment damaged: the resumed build never reads it.
+    let mut bytes = read(&segments[0]);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    write(&segments[0], &bytes);
+
+    let resumed = calybris(&["checkpoint", path_str(&dir), "--key", path_str(&skey)]);
+    expect(&resumed, 0, None);
+    let full = calybris(&["checkpoint", path_str(&fresh), "--key", path_str(&skey)]);
+    expect(&full, 0, None);
+    let head = |path: &Path| {
+        let text = String::from_utf8(read(path)).expect("utf-8");
+        text.lines().take(3).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(
+        head(&dir.join("tlog/checkpoint")),
+        head(&fresh.join("tlog/checkpoint")),
+        "the resumed tree head is the full build's"
+    );
+    assert_ne!(String::from_utf8(read(&link)).expect("utf-8"), first_link);
+    // The damage is there: a whole-log verification finds it.
+    assert_ne!(calybris(&["verify", path_str(&dir)]).code, 0);
+
+    // A link that is not the log's (its hash changed) is refused (on the
+    // undamaged copy, grown).
+    run_decisions(&fresh, 200..210);
+    let link = fresh.join("tlog/checkpoint.link");
+    let text = String::from_utf8(read(&link)).expect("utf-8");
+    let (sequence, hash) = text.trim().split_once(':').expect("SEQ:HEX");
+    let flipped = match hash.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", hash.get(1..).unwrap_or_default()),
+    };
+    write(&link, format!("{sequence}:{flipped}\n").as_bytes());
+    let refused = calybris(&["checkpoint", path_str(&fresh), "--key", path_str(&skey)]);
+    refused.assert_contract();
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stdout.contains(Reason::NotConsistent.code())
+            || refused.stderr.contains(Reason::NotConsistent.code()),
+        "{refused:?}"
+    );
+}

@@ -32,7 +32,7 @@ use crate::record::{
     SnapshotTenant, TenantCreated, TopUp,
 };
 use crate::shadow::{ShadowNote, StageRole};
-use crate::transparency::{CheckpointConfig, TreeState};
+use crate::transparency::{CheckpointConfig, SignerHandle, TreeState};
 use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
 use calybris_tlog::{RightEdge, leaf_hash};
 
@@ -419,6 +419,9 @@ struct Inner {
     /// The Merkle tree over the log, when checkpoints are configured; every
     /// append goes through its lock, so its edge follows the log exactly.
     merkle: Option<Mutex<TreeState>>,
+    /// The background signer of scheduled checkpoints (started at the end of
+    /// opening when a schedule is set; stopped by [`Gate::close`]).
+    signer: SignerHandle,
     /// The holdout, when on (fixed for the gate's life).
     holdout: Option<HoldoutConfig>,
     /// The staged shadow candidate; changed only while the policy's lock is held
@@ -674,6 +677,7 @@ impl Gate {
                 }
                 _ => None,
             },
+            signer: SignerHandle::default(),
             #[cfg(feature = "adaptive")]
             adaptive: None,
         };
@@ -756,7 +760,50 @@ impl Gate {
                 inner.adaptive = Some(Mutex::new(state));
             }
         }
+        // Last: the signer holds a weak reference, which `Arc::get_mut` above
+        // would not allow.
+        gate.start_signer();
         Ok(gate)
+    }
+
+    /// Starts the background signer of scheduled checkpoints, if any.
+    fn start_signer(&self) {
+        let Some(tree) = &self.inner.merkle else {
+            return;
+        };
+        let config = tree.lock().config().clone();
+        if !TreeState::scheduled(&config) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.signer.start(config, move |size, signed| {
+            // The gate may be gone: nothing to log then.
+            let Some(inner) = weak.upgrade() else {
+                return false;
+            };
+            Self { inner }.land_checkpoint(size, signed);
+            true
+        });
+    }
+
+    /// Appends the checkpoint record of the in-flight tree head of `size`
+    /// signed by the background signer, unless it was given up meanwhile.
+    fn land_checkpoint(&self, size: u64, signed: crate::transparency::Signed) {
+        if self.check_open().is_err() {
+            return;
+        }
+        let Some(tree) = &self.inner.merkle else {
+            return;
+        };
+        // A book snapshot and its policy record are appended under the policy's
+        // write lock and must stay adjacent: the checkpoint lands after them.
+        let _policy = self.inner.policy.read();
+        let mut tree = tree.lock();
+        if let Some(Ok(record)) = tree.finish(size, signed) {
+            // A log failure poisons the gate, as for any append; a failed
+            // signature left the checkpoint due.
+            let _ticket = self.append_to_tree(&mut tree, &record);
+        }
     }
 
     /// Puts the holds the log left open back into the engine and the registry, then
@@ -919,11 +966,13 @@ impl Gate {
         let mut tree = tree.lock();
         let ticket = self.append_to_tree(&mut tree, record)?;
         let now = (self.inner.clock)();
-        if take_due && tree.due(now) {
-            // The record is appended whatever happens next: its ticket tells
-            // whether it is durable. A log failure here poisons the gate (and
-            // so every later call); a signer failure leaves the checkpoint
-            // due, retried on the next append.
+        if take_due && tree.due(now) && !self.inner.signer.submit(&mut tree, now) {
+            // No background signer (stopped, or none for an unscheduled
+            // configuration): signed here. The record is appended whatever
+            // happens next: its ticket tells whether it is durable. A log
+            // failure here poisons the gate (and so every later call); a
+            // signer failure leaves the checkpoint due, retried on the next
+            // append.
             let _checkpoint = self.checkpoint_locked(&mut tree, now);
         }
         Ok(ticket)
@@ -950,6 +999,10 @@ impl Gate {
     }
 
     fn checkpoint_locked(&self, tree: &mut TreeState, now: u64) -> Result<Ticket, GateError> {
+        // A head the background signer still signs is given up (its
+        // signature is dropped when it arrives): checkpoint records keep
+        // increasing tree sizes.
+        let _given_up = tree.abandon();
         let size = tree.size();
         let record = tree.record()?;
         let ticket = self.append_to_tree(tree, &record)?;
@@ -972,6 +1025,9 @@ impl Gate {
                 detail: "checkpoints are not configured (GateConfig::checkpoints)".to_owned(),
             });
         };
+        // Never between a book snapshot and its policy record (both appended
+        // under the policy's write lock).
+        let _policy = self.inner.policy.read();
         let mut tree = tree.lock();
         let now = (self.inner.clock)();
         self.checkpoint_locked(&mut tree, now)
@@ -2325,13 +2381,25 @@ impl Gate {
     }
 
     /// Makes everything appended durable, stops the log and releases the directory;
-    /// returns the durable anchor (keep it to detect a cut suffix later).
+    /// returns the durable anchor (keep it to detect a cut suffix later). With
+    /// scheduled checkpoints the background signer is stopped first, and a
+    /// checkpoint it was still signing is signed and logged here.
     ///
     /// # Errors
     /// [`GateError::StillShared`] when other handles or unsettled admissions still
     /// refer to the gate (the log then closes when the last of them is dropped);
     /// [`GateError::Log`] when a write or sync failed.
     pub fn close(self) -> Result<WalAnchor, GateError> {
+        // The background signer stops first (it lands a checkpoint it is
+        // signing); a head still in flight is then signed here.
+        self.inner.signer.stop();
+        if let Some(tree) = &self.inner.merkle {
+            let mut tree = tree.lock();
+            if tree.abandon() && self.check_open().is_ok() {
+                let now = (self.inner.clock)();
+                let _checkpoint = self.checkpoint_locked(&mut tree, now);
+            }
+        }
         match Arc::try_unwrap(self.inner) {
             Ok(inner) => Ok(inner.wal.close()?),
             Err(shared) => Err(GateError::StillShared {

@@ -90,6 +90,9 @@ pub struct RecordCounts {
     pub adaptive_decisions: u64,
     /// Engine snapshots, each checked against the replayed engine state.
     pub engine_snapshots: u64,
+    /// Checkpoint records (code 17), each checked against the Merkle tree of
+    /// the records before it (in a log from sequence 0).
+    pub checkpoints: u64,
 }
 
 /// What [`verify_dir`] established.
@@ -495,8 +498,14 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         std::collections::HashMap::new();
     let mut tally = SelectionTally::default();
     // The Merkle tree over the records so far (its right edge), for checkpoint
-    // records; a log that starts after sequence 0 has no tree to check against.
-    let mut tree = Some(calybris_tlog::RightEdge::new());
+    // records. Built lazily: a log without checkpoint records never pays for it;
+    // the first checkpoint record has the edge of the records before it built by
+    // a second read of them (checked to end at the same entry hash), and the
+    // edge follows every record after it. A log that starts after sequence 0
+    // has no tree to check against.
+    let mut tree: Option<calybris_tlog::RightEdge> = None;
+    let mut whole_log = false;
+    let mut last_hash = [0u8; 32];
     let mut stages = crate::shadow::StageCheck::default();
     let mut stage_counts = crate::shadow::StageCounts::default();
     let mut adaptive = crate::adaptive::Verifier::default();
@@ -504,9 +513,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
             first_sequence = Some(sequence);
-            if sequence != 0 {
-                tree = None;
-            }
+            whole_log = sequence == 0;
             folding = sequence == 0;
         }
         if !folding {
@@ -689,12 +696,25 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 counts.lease_refusals += 1;
             }
             GateRecord::Checkpoint(record) => {
+                counts.checkpoints += 1;
+                if tree.is_none() && whole_log {
+                    tree = Some(
+                        crate::transparency::edge_before(
+                            &log_dir,
+                            options.key.as_ref(),
+                            sequence,
+                            &last_hash,
+                        )
+                        .map_err(|detail| VerifyError::CheckpointMismatch { sequence, detail })?,
+                    );
+                }
                 if let Some(tree) = &tree {
                     crate::transparency::check_record(record, sequence, tree)
                         .map_err(|detail| VerifyError::CheckpointMismatch { sequence, detail })?;
                 }
             }
         }
+        last_hash = entry.hash;
         if let Some(tree) = &mut tree {
             tree.append(calybris_tlog::leaf_hash(&entry.hash))
                 .map_err(|error| VerifyError::CheckpointMismatch {

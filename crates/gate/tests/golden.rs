@@ -294,6 +294,7 @@ fn records() -> Vec<GateRecord> {
             tree_size: 16,
             root: [0x33; 32],
             note: "example.com/gate\n16\nMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM=\n\n\u{2014} example.com/gate AAAAAA==\n".into(),
+            proof: vec![[0x44; 32], [0x55; 32]],
         }),
         GateRecord::Staged(calybris_gate::record::StagedPolicy {
             role: calybris_gate::StageRole::Shadow,

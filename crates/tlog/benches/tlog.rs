@@ -9,13 +9,14 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use calybris_tlog::build_from_log;
 use calybris_tlog::tiles::TILE_WIDTH;
 use calybris_tlog::{
     Checkpoint, Ed25519Signer, MemTiles, RightEdge, TileStore, TileWriter, inclusion_proof,
     leaf_hash, verify_inclusion,
 };
-use calybris_wal::WalWriter;
 use calybris_wal::storage::MemDisk;
+use calybris_wal::{LogFrames, WalWriter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ed25519_dalek::Signer as _;
 
@@ -72,6 +73,47 @@ fn append(c: &mut Criterion) {
         );
     });
     group.finish();
+
+    // Against a durable log on disk: each group of records is followed by
+    // its fdatasync (one per record, and one per 64-record group commit), as
+    // the gate's acknowledged appends are.
+    let dir = calybris_testkit::TempDir::new("tlog-bench-append");
+    let mut group = c.benchmark_group("append_synced");
+    group.sample_size(10);
+    for per_sync in [1u64, 64] {
+        group.throughput(Throughput::Elements(64));
+        for with_tree in [false, true] {
+            let name = format!(
+                "{}_sync_every_{per_sync}",
+                if with_tree {
+                    "wal_with_tree_and_tiles"
+                } else {
+                    "wal_only"
+                }
+            );
+            let path = dir.path().join(&name);
+            let mut writer = WalWriter::<u64>::create(&path, None).expect("create");
+            let mut tiles = TileWriter::new(MemTiles::new());
+            let mut value = 0u64;
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    for _ in 0..64 {
+                        writer.append(&value).expect("append");
+                        if with_tree {
+                            tiles
+                                .append(leaf_hash(&writer.anchor().head_hash))
+                                .expect("tiles");
+                        }
+                        value += 1;
+                        if value.is_multiple_of(per_sync) {
+                            writer.sync().expect("sync");
+                        }
+                    }
+                });
+            });
+        }
+    }
+    group.finish();
     c.bench_function("right_edge_append", |b| {
         let mut edge = RightEdge::new();
         let mut i = 0u64;
@@ -82,26 +124,88 @@ fn append(c: &mut Criterion) {
     });
 }
 
+/// Records of the log the `build_from_log` benchmarks read: 10^6.
+const LOG_RECORDS: u64 = 1_000_000;
+
+/// Tree construction from an existing log: the verified read alone (the
+/// chain check every build needs), and the build with the tree thread beside
+/// it, over a page-cached log file of small records; tiles in memory.
+fn from_log(c: &mut Criterion) {
+    let dir = calybris_testkit::TempDir::new("tlog-bench-build");
+    let log = dir.path().join("log.cwal");
+    {
+        let mut writer = WalWriter::<u64>::create(&log, None).expect("create");
+        for value in 0..LOG_RECORDS {
+            writer.append(&value).expect("append");
+        }
+        writer.sync().expect("sync");
+    }
+    let mut group = c.benchmark_group("from_log");
+    group.throughput(Throughput::Elements(LOG_RECORDS));
+    group.sample_size(10);
+    group.bench_function("verified_read_only_1M", |b| {
+        b.iter(|| {
+            let mut frames = LogFrames::open(&log, None, None).expect("open");
+            black_box(frames.scan_to_end().expect("scan"))
+        });
+    });
+    // The same work on one thread: read a batch, hash it, read the next.
+    group.bench_function("read_then_hash_one_thread_1M", |b| {
+        b.iter(|| {
+            use calybris_wal::FrameSource as _;
+            let mut frames = LogFrames::open(&log, None, None).expect("open");
+            let mut writer = TileWriter::new(MemTiles::new());
+            let mut batch = Vec::with_capacity(calybris_tlog::BUILD_BATCH_LEAVES);
+            while let Some(frame) = frames.next_frame().expect("frame") {
+                batch.push(frame.hash);
+                if batch.len() == calybris_tlog::BUILD_BATCH_LEAVES {
+                    writer.append_entry_hashes(&batch, 1).expect("append");
+                    batch.clear();
+                }
+            }
+            writer.append_entry_hashes(&batch, 1).expect("append");
+            black_box(writer.checkpoint().expect("checkpoint"))
+        });
+    });
+    group.bench_function("build_from_log_1M", |b| {
+        b.iter(|| {
+            let mut writer = TileWriter::new(MemTiles::new());
+            black_box(build_from_log(&log, None, &mut writer).expect("build"))
+        });
+    });
+    group.finish();
+}
+
 fn large_tree(c: &mut Criterion) {
-    let leaves: Vec<_> = (0..LEAVES).map(leaf).collect();
+    // The leaf inputs: 32-byte entry hashes, as a log's records give them.
+    let entries: Vec<_> = (0..LEAVES).map(leaf).collect();
     let mut group = c.benchmark_group("build");
     group.throughput(Throughput::Elements(LEAVES));
     group.sample_size(10);
-    group.bench_function("tile_writer_10M", |b| {
+    group.bench_function("tile_writer_leaf_by_leaf_10M", |b| {
         b.iter(|| {
             let mut writer = TileWriter::new(MemTiles::new());
-            for leaf in &leaves {
-                writer.append(*leaf).expect("append");
+            for entry in &entries {
+                writer.append(leaf_hash(entry)).expect("append");
             }
             black_box(writer.checkpoint().expect("checkpoint"))
         });
     });
+    for threads in [1, 2] {
+        group.bench_function(format!("tile_writer_batched_{threads}_threads_10M"), |b| {
+            b.iter(|| {
+                let mut writer = TileWriter::new(MemTiles::new());
+                for batch in entries.chunks(calybris_tlog::BUILD_BATCH_LEAVES) {
+                    writer.append_entry_hashes(batch, threads).expect("append");
+                }
+                black_box(writer.checkpoint().expect("checkpoint"))
+            });
+        });
+    }
     group.finish();
     let mut writer = TileWriter::new(MemTiles::new());
-    for leaf in &leaves {
-        writer.append(*leaf).expect("append");
-    }
-    drop(leaves);
+    writer.append_entry_hashes(&entries, 2).expect("append");
+    drop(entries);
     let (size, root) = writer.checkpoint().expect("checkpoint");
 
     // Every tile read and expanded once, held: proofs only look hashes up.
@@ -124,7 +228,7 @@ fn large_tree(c: &mut Criterion) {
     });
     let index = 1_234_567;
     let proof = inclusion_proof(&warm, index, size).expect("proof");
-    let leaf = leaf(index);
+    let leaf = leaf_hash(&leaf(index));
     c.bench_function("verify_inclusion_10M", |b| {
         b.iter(|| {
             verify_inclusion(&leaf, index, size, black_box(&proof), &root).expect("ok");
@@ -132,6 +236,16 @@ fn large_tree(c: &mut Criterion) {
     });
     c.bench_function("node_hash", |b| {
         b.iter(|| black_box(calybris_tlog::node_hash(black_box(&leaf), black_box(&root))));
+    });
+    // The same hash through sha2's buffered hasher (what node_hash did before).
+    c.bench_function("node_hash_via_hasher", |b| {
+        b.iter(|| {
+            let mut input = [0u8; 65];
+            input[0] = 1;
+            input[1..33].copy_from_slice(black_box(&leaf));
+            input[33..].copy_from_slice(black_box(&root));
+            black_box(<sha2::Sha256 as sha2::Digest>::digest(input))
+        });
     });
 
     let signer = Ed25519Signer::from_seed("bench.example/log", &[5; 32]).expect("signer");
@@ -154,6 +268,6 @@ fn large_tree(c: &mut Criterion) {
 criterion_group! {
     name = tlog;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
-    targets = append, large_tree
+    targets = append, from_log, large_tree
 }
 criterion_main!(tlog);

@@ -191,3 +191,51 @@ pub fn tile(data: &[u8]) {
         }
     }
 }
+
+/// Arbitrary bytes as both JSON proof files (feature `json`): never a panic;
+/// a file that parses writes back to one that parses to the same proof, and
+/// an inclusion proof that parses never verifies against another root than
+/// the one it states.
+#[cfg(feature = "json")]
+pub fn proof_file(data: &[u8]) {
+    use crate::proof_file::{ConsistencyProof, InclusionProof};
+    if let Ok(proof) = InclusionProof::parse(data) {
+        let again = serde_json::to_vec(&proof.to_file()).expect("a parsed file serialises");
+        assert_eq!(
+            InclusionProof::parse(&again).as_ref(),
+            Ok(&proof),
+            "written back, it parses the same"
+        );
+        let mut other_root = proof.root;
+        other_root[0] ^= 1;
+        if proof.sequence < proof.tree_size {
+            assert!(
+                crate::verify_inclusion(
+                    &proof.leaf,
+                    proof.sequence,
+                    proof.tree_size,
+                    &proof.hashes,
+                    &other_root
+                )
+                .is_err()
+                    || crate::verify_inclusion(
+                        &proof.leaf,
+                        proof.sequence,
+                        proof.tree_size,
+                        &proof.hashes,
+                        &proof.root
+                    )
+                    .is_err(),
+                "one proof cannot lead to two roots"
+            );
+        }
+    }
+    if let Ok(proof) = ConsistencyProof::parse(data) {
+        let again = serde_json::to_vec(&proof.to_file()).expect("a parsed file serialises");
+        assert_eq!(
+            ConsistencyProof::parse(&again).as_ref(),
+            Ok(&proof),
+            "written back, it parses the same"
+        );
+    }
+}

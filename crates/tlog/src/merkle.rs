@@ -67,23 +67,75 @@ pub enum ProofError {
     },
 }
 
+/// SHA-256's initial state (FIPS 180-4, section 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The digest bytes of a final SHA-256 state.
+fn state_bytes(state: &[u32; 8]) -> Hash {
+    let mut out = [0u8; HASH_LEN_BYTES];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
 /// The leaf hash of `data`: SHA-256(0x00 || data).
+///
+/// A 32-byte leaf input (an entry hash) is one padded SHA-256 block hashed
+/// with the compression function directly, without a hasher's buffering.
 #[must_use]
 pub fn leaf_hash(data: &[u8]) -> Hash {
+    if let Ok(entry) = <&[u8; HASH_LEN_BYTES]>::try_from(data) {
+        return leaf_hash_32(entry);
+    }
     let mut hasher = Sha256::new();
     hasher.update([LEAF_PREFIX]);
     hasher.update(data);
     hasher.finalize().into()
 }
 
+/// The leaf hash of a 32-byte leaf input: SHA-256(0x00 || data), one block.
+#[must_use]
+pub fn leaf_hash_32(data: &Hash) -> Hash {
+    // 0x00 || data || 0x80 || zeros || the bit length 33 * 8 = 264.
+    let mut block = [0u8; 64];
+    block[0] = LEAF_PREFIX;
+    block[1..=HASH_LEN_BYTES].copy_from_slice(data);
+    block[1 + HASH_LEN_BYTES] = 0x80;
+    block[56..].copy_from_slice(&(33u64 * 8).to_be_bytes());
+    let mut state = SHA256_IV;
+    sha2::block_api::compress256(&mut state, std::slice::from_ref(&block));
+    state_bytes(&state)
+}
+
 /// The interior node hash: SHA-256(0x01 || left || right).
+///
+/// The 65-byte input is laid out as its two padded SHA-256 blocks on the
+/// stack and compressed in one call: no hasher state, no buffering, no
+/// allocation.
 #[must_use]
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut input = [0u8; 1 + 2 * HASH_LEN_BYTES];
-    input[0] = NODE_PREFIX;
-    input[1..=HASH_LEN_BYTES].copy_from_slice(left);
-    input[1 + HASH_LEN_BYTES..].copy_from_slice(right);
-    Sha256::digest(input).into()
+    // Block 1: 0x01 || left || right[..31]; block 2: right[31] || 0x80 ||
+    // zeros || the bit length 65 * 8 = 520.
+    let mut blocks = [[0u8; 64]; 2];
+    blocks[0][0] = NODE_PREFIX;
+    blocks[0][1..=HASH_LEN_BYTES].copy_from_slice(left);
+    blocks[0][1 + HASH_LEN_BYTES..].copy_from_slice(&right[..HASH_LEN_BYTES - 1]);
+    blocks[1][0] = right[HASH_LEN_BYTES - 1];
+    blocks[1][1] = 0x80;
+    blocks[1][56..].copy_from_slice(&(65u64 * 8).to_be_bytes());
+    let mut state = SHA256_IV;
+    sha2::block_api::compress256(&mut state, &blocks);
+    state_bytes(&state)
 }
 
 /// The root of the empty tree: SHA-256 of the empty string (RFC 6962).
@@ -177,30 +229,58 @@ impl RightEdge {
     pub fn append_visiting(
         &mut self,
         leaf: Hash,
+        visit: impl FnMut(u8, u64, &Hash),
+    ) -> Result<(), ProofError> {
+        self.append_subtree_visiting(0, leaf, visit)
+    }
+
+    /// Appends a complete subtree of `2^height` leaves whose hash is `hash`
+    /// (its leaves hashed elsewhere, for instance in parallel) and hands every
+    /// subtree it completes to `visit` as `(level, index, hash)`, the appended
+    /// subtree itself first (level `height`). The size must be a multiple of
+    /// `2^height`, as it is after appending whole subtrees of that height.
+    ///
+    /// # Errors
+    /// [`ProofError::SizeOutOfRange`] when the tree would pass
+    /// [`MAX_TREE_SIZE`] leaves or the size is not aligned to the subtree.
+    pub fn append_subtree_visiting(
+        &mut self,
+        height: u8,
+        hash: Hash,
         mut visit: impl FnMut(u8, u64, &Hash),
     ) -> Result<(), ProofError> {
-        if self.size >= MAX_TREE_SIZE {
+        let width = 1u64.checked_shl(u32::from(height)).unwrap_or(u64::MAX);
+        if height >= 63 || self.size > MAX_TREE_SIZE - width {
             return Err(ProofError::SizeOutOfRange {
                 detail: format!("the tree is full at {MAX_TREE_SIZE} leaves"),
             });
         }
-        let index = self.size;
-        visit(0, index, &leaf);
-        let mut hash = leaf;
-        let mut level: u8 = 0;
-        // Each trailing one bit of the old size is a complete subtree of the same
-        // height as `hash`, immediately to its left: merge them.
-        while (index >> level) & 1 == 1 {
+        if !self.size.is_multiple_of(width) {
+            return Err(ProofError::SizeOutOfRange {
+                detail: format!(
+                    "a subtree of {width} leaves cannot start at leaf {}",
+                    self.size
+                ),
+            });
+        }
+        let index = self.size >> height;
+        visit(height, index, &hash);
+        let mut hash = hash;
+        let mut level = height;
+        // Each trailing one bit of the old size (above `height`) is a complete
+        // subtree of the same height as `hash`, immediately to its left:
+        // merge them.
+        while (index >> (level - height)) & 1 == 1 {
             let left = self
                 .edge
                 .pop()
                 .ok_or(ProofError::WrongLength { hashes: 0 })?;
             hash = node_hash(&left, &hash);
             level += 1;
-            visit(level, index >> level, &hash);
+            visit(level, self.size >> level, &hash);
         }
         self.edge.push(hash);
-        self.size = index + 1;
+        self.size += width;
         debug_assert_eq!(self.edge.len(), self.size.count_ones() as usize);
         Ok(())
     }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
-    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, node_hash, range_hash,
+    HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, leaf_hash_32,
+    node_hash, range_hash,
 };
 
 /// Tree levels covered by one tile level (C2SP tlog-tiles).
@@ -251,6 +252,69 @@ pub struct TileWriter<S: TileStorage> {
     /// `pending[L]`: the hashes of tree level `8 L` after the last full tile.
     pending: Vec<Vec<Hash>>,
     error: Option<TileError>,
+    /// Reused by [`TileWriter::append_entry_hashes`]: the leaf hashes and the
+    /// roots of the full level-0 tiles of one batch.
+    scratch_leaves: Vec<Hash>,
+    scratch_roots: Vec<Hash>,
+}
+
+/// Keeps a hash the tree hands over if its level is a tile base (0, 8, 16,
+/// ...), and writes the tile it completes.
+fn keep_tile_hash<S: TileStorage>(
+    pending: &mut Vec<Vec<Hash>>,
+    storage: &S,
+    level: u8,
+    index: u64,
+    hash: &Hash,
+) -> Result<(), TileError> {
+    if !level.is_multiple_of(TILE_HEIGHT) {
+        return Ok(());
+    }
+    let tile_level = usize::from(level / TILE_HEIGHT);
+    while pending.len() <= tile_level {
+        pending.push(Vec::with_capacity(TILE_WIDTH as usize));
+    }
+    let row = &mut pending[tile_level];
+    debug_assert_eq!(index % TILE_WIDTH, row.len() as u64);
+    row.push(*hash);
+    if row.len() as u64 == TILE_WIDTH {
+        let path = tile_path(level / TILE_HEIGHT, index / TILE_WIDTH, TILE_WIDTH);
+        let written = storage.write_once(&path, row.as_flattened());
+        row.clear();
+        written?;
+    }
+    Ok(())
+}
+
+/// The leaf hashes of `entries` (whole level-0 tiles of 256) into `leaves`
+/// and each tile's root (the level-8 subtree hash) into `roots`.
+fn hash_full_tiles(entries: &[Hash], leaves: &mut [Hash], roots: &mut [Hash]) {
+    debug_assert_eq!(entries.len(), leaves.len());
+    debug_assert_eq!(entries.len(), roots.len() * TILE_WIDTH as usize);
+    let width = TILE_WIDTH as usize;
+    for ((entries, leaves), root) in entries
+        .chunks_exact(width)
+        .zip(leaves.chunks_exact_mut(width))
+        .zip(roots.iter_mut())
+    {
+        for (entry, leaf) in entries.iter().zip(leaves.iter_mut()) {
+            *leaf = leaf_hash_32(entry);
+        }
+        // The tile's tree level by level, in place: node `i` of a level is
+        // written after nodes `2i` and `2i + 1` of the level below are read.
+        let mut nodes = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
+        for (node, pair) in nodes.iter_mut().zip(leaves.chunks_exact(2)) {
+            *node = node_hash(&pair[0], &pair[1]);
+        }
+        let mut count = nodes.len();
+        while count > 1 {
+            for i in 0..count / 2 {
+                nodes[i] = node_hash(&nodes[2 * i], &nodes[2 * i + 1]);
+            }
+            count /= 2;
+        }
+        *root = nodes[0];
+    }
 }
 
 impl<S: TileStorage> TileWriter<S> {
@@ -261,6 +325,8 @@ impl<S: TileStorage> TileWriter<S> {
             edge: RightEdge::new(),
             pending: Vec::new(),
             error: None,
+            scratch_leaves: Vec::new(),
+            scratch_roots: Vec::new(),
         }
     }
 
@@ -314,6 +380,8 @@ impl<S: TileStorage> TileWriter<S> {
             edge,
             pending,
             error: None,
+            scratch_leaves: Vec::new(),
+            scratch_roots: Vec::new(),
         };
         debug_assert_eq!(writer.size(), size);
         Ok(writer)
@@ -382,28 +450,105 @@ impl<S: TileStorage> TileWriter<S> {
         let storage = &self.storage;
         let error = &mut self.error;
         self.edge.append_visiting(leaf, |level, index, hash| {
-            if level % TILE_HEIGHT != 0 || error.is_some() {
-                return;
-            }
-            let tile_level = usize::from(level / TILE_HEIGHT);
-            if pending.len() <= tile_level {
-                pending.push(Vec::with_capacity(TILE_WIDTH as usize));
-            }
-            let row = &mut pending[tile_level];
-            debug_assert_eq!(index % TILE_WIDTH, row.len() as u64);
-            row.push(*hash);
-            if row.len() as u64 == TILE_WIDTH {
-                let path = tile_path(level / TILE_HEIGHT, index / TILE_WIDTH, TILE_WIDTH);
-                if let Err(e) = storage.write_once(&path, &row.concat()) {
-                    *error = Some(e);
-                }
-                row.clear();
+            if error.is_none()
+                && let Err(e) = keep_tile_hash(pending, storage, level, index, hash)
+            {
+                *error = Some(e);
             }
         })?;
         match self.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Appends one leaf per 32-byte leaf input in `entries` (the entry hashes
+    /// of a log's records), as [`TileWriter::append`] of each
+    /// [`leaf_hash`](crate::leaf_hash) would, but with the hashing inside every
+    /// full level-0 tile (256 leaf hashes and 255 node hashes) shared out over
+    /// up to `threads` threads; the level-0 tile is written straight from the
+    /// batch and only its root climbs the tree. The leaves before the first
+    /// tile boundary and after the last are appended one by one. Memory: the
+    /// batch's leaf hashes, reused across calls.
+    ///
+    /// # Errors
+    /// A tile write failure or a full tree; the leaves before the failing
+    /// tile are in the tree.
+    pub fn append_entry_hashes(
+        &mut self,
+        entries: &[Hash],
+        threads: usize,
+    ) -> Result<(), TileError> {
+        let width = TILE_WIDTH as usize;
+        let before = self.size();
+        let head = usize::try_from((TILE_WIDTH - before % TILE_WIDTH) % TILE_WIDTH)
+            .unwrap_or(usize::MAX)
+            .min(entries.len());
+        let (head, rest) = entries.split_at(head);
+        for entry in head {
+            self.append(leaf_hash_32(entry))?;
+        }
+        let tiles = rest.len() / width;
+        let (body, tail) = rest.split_at(tiles * width);
+        if tiles > 0 {
+            debug_assert_eq!(self.size() % TILE_WIDTH, 0);
+            let mut leaves = std::mem::take(&mut self.scratch_leaves);
+            let mut roots = std::mem::take(&mut self.scratch_roots);
+            leaves.resize(body.len(), [0; HASH_LEN_BYTES]);
+            roots.resize(tiles, [0; HASH_LEN_BYTES]);
+            let threads = threads.clamp(1, tiles);
+            if threads == 1 {
+                hash_full_tiles(body, &mut leaves, &mut roots);
+            } else {
+                let per = tiles.div_ceil(threads);
+                std::thread::scope(|scope| {
+                    for ((entries, leaves), roots) in body
+                        .chunks(per * width)
+                        .zip(leaves.chunks_mut(per * width))
+                        .zip(roots.chunks_mut(per))
+                    {
+                        scope.spawn(move || hash_full_tiles(entries, leaves, roots));
+                    }
+                });
+            }
+            let written = self.append_hashed_tiles(&leaves, &roots);
+            self.scratch_leaves = leaves;
+            self.scratch_roots = roots;
+            written?;
+        }
+        for entry in tail {
+            self.append(leaf_hash_32(entry))?;
+        }
+        debug_assert_eq!(self.size(), before + entries.len() as u64);
+        Ok(())
+    }
+
+    /// Writes whole level-0 tiles whose leaf hashes and roots are computed,
+    /// and climbs the tree with each root.
+    fn append_hashed_tiles(&mut self, leaves: &[Hash], roots: &[Hash]) -> Result<(), TileError> {
+        for (tile, root) in leaves.chunks_exact(TILE_WIDTH as usize).zip(roots) {
+            debug_assert!(self.pending.first().is_none_or(Vec::is_empty));
+            let index = self.size() / TILE_WIDTH;
+            self.storage
+                .write_once(&tile_path(0, index, TILE_WIDTH), tile.as_flattened())?;
+            let pending = &mut self.pending;
+            let storage = &self.storage;
+            let error = &mut self.error;
+            self.edge
+                .append_subtree_visiting(TILE_HEIGHT, *root, |level, index, hash| {
+                    // The level-0 tile was written above; its root is the
+                    // first hash of tile level 1.
+                    if error.is_none()
+                        && let Err(e) = keep_tile_hash(pending, storage, level, index, hash)
+                    {
+                        *error = Some(e);
+                    }
+                })?;
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the partial tiles of the current size (the full ones are already
@@ -421,7 +566,7 @@ impl<S: TileStorage> TileWriter<S> {
             let count = size >> (u32::from(level) * u32::from(TILE_HEIGHT));
             debug_assert_eq!(count % TILE_WIDTH, row.len() as u64);
             let path = tile_path(level, count / TILE_WIDTH, row.len() as u64);
-            self.storage.write_once(&path, &row.concat())?;
+            self.storage.write_once(&path, row.as_flattened())?;
         }
         Ok((size, self.edge.root()))
     }
@@ -644,14 +789,20 @@ impl<S: TileStorage> HashSource for TileStore<S> {
         // The subtree is the `index mod (256 >> height)`-th one of its height
         // inside tile `index >> (8 - height)` of its tile level.
         let per_tile = TILE_WIDTH >> height;
-        let tile = self.tile(tile_level, index / per_tile)?;
         let position = usize::try_from(index % per_tile).unwrap_or(usize::MAX);
-        tile.get(height, position)
-            .copied()
-            .ok_or_else(|| ProofError::HashUnavailable {
-                level,
-                index,
-                detail: "the tile is too short".to_owned(),
-            })
+        let too_short = || ProofError::HashUnavailable {
+            level,
+            index,
+            detail: "the tile is too short".to_owned(),
+        };
+        // A cached tile is read under the lock: one lookup, no reference count
+        // taken and dropped.
+        if let Ok(cache) = self.cache.lock()
+            && let Some(tile) = cache.get(&(tile_level, index / per_tile))
+        {
+            return tile.get(height, position).copied().ok_or_else(too_short);
+        }
+        let tile = self.tile(tile_level, index / per_tile)?;
+        tile.get(height, position).copied().ok_or_else(too_short)
     }
 }

@@ -382,3 +382,113 @@ fn every_stored_subtree_from_expanded_tiles_equals_the_tree() {
         }
     }
 }
+
+/// The direct-compression node and leaf hashes equal SHA-256 over the
+/// prefixed bytes, on seeded random inputs (and the all-0x00 / all-0xff
+/// edges that exercise the padding bytes).
+#[test]
+fn fast_hashes_equal_sha256_of_the_prefixed_input() {
+    use sha2::{Digest as _, Sha256};
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let random_hash = |rng: &mut Rng| {
+        let mut h = [0u8; HASH_LEN_BYTES];
+        for chunk in h.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        h
+    };
+    let mut cases = vec![([0u8; 32], [0u8; 32]), ([0xff; 32], [0xff; 32])];
+    for _ in 0..500 {
+        cases.push((random_hash(&mut rng), random_hash(&mut rng)));
+    }
+    for (left, right) in cases {
+        let mut input = vec![0x01];
+        input.extend_from_slice(&left);
+        input.extend_from_slice(&right);
+        let expected: Hash = Sha256::digest(&input).into();
+        assert_eq!(
+            calybris_tlog::node_hash(&left, &right),
+            expected,
+            "seed {seed}"
+        );
+        let mut input = vec![0x00];
+        input.extend_from_slice(&left);
+        let expected: Hash = Sha256::digest(&input).into();
+        assert_eq!(leaf_hash(&left), expected, "seed {seed}");
+        assert_eq!(
+            calybris_tlog::merkle::leaf_hash_32(&left),
+            expected,
+            "seed {seed}"
+        );
+        // Other lengths take the hasher path and agree with it too.
+        assert_eq!(
+            leaf_hash(&left[..31]),
+            Hash::from(Sha256::digest([&[0u8][..], &left[..31]].concat())),
+            "seed {seed}"
+        );
+    }
+}
+
+/// The batch path (whole level-0 tiles hashed on worker threads) gives the
+/// same tree and the same tile files as appending leaf by leaf, from any
+/// starting size, for any batch split and thread count.
+#[test]
+fn batched_entry_hashes_equal_leaf_by_leaf_appends() {
+    use calybris_tlog::tiles::{TILE_WIDTH, TileStorage as _};
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 0xba7c);
+    for round in 0..4 {
+        // The first round fills a level-1 tile (65,536 leaves); the others are
+        // smaller.
+        let total = if round == 0 {
+            TILE_WIDTH * TILE_WIDTH + rng.below(4_096)
+        } else {
+            1 + rng.below(20_000)
+        };
+        let entries: Vec<Hash> = (0..total)
+            .map(|i| calybris_tlog::node_hash(&[round; 32], &leaf_hash(&i.to_le_bytes())))
+            .collect();
+        let mut one = TileWriter::new(MemTiles::new());
+        for entry in &entries {
+            one.append(leaf_hash(entry)).expect("append");
+        }
+        let mut batched = TileWriter::new(MemTiles::new());
+        let mut at = 0usize;
+        while at < entries.len() {
+            let len = (1 + rng.below(3_000)) as usize;
+            let end = (at + len).min(entries.len());
+            let threads = 1 + rng.below(4) as usize;
+            batched
+                .append_entry_hashes(&entries[at..end], threads)
+                .expect("batch");
+            at = end;
+        }
+        assert_eq!(batched.size(), one.size(), "seed {seed}");
+        assert_eq!(
+            one.checkpoint().expect("c"),
+            batched.checkpoint().expect("c"),
+            "seed {seed}"
+        );
+        for level in 0..3u8 {
+            let count = total >> (8 * u32::from(level));
+            for index in 0..=count / TILE_WIDTH {
+                let width = if index < count / TILE_WIDTH {
+                    TILE_WIDTH
+                } else {
+                    count % TILE_WIDTH
+                };
+                if width == 0 {
+                    continue;
+                }
+                let path = tile_path(level, index, width);
+                assert_eq!(
+                    one.storage().read(&path).expect("tile"),
+                    batched.storage().read(&path).expect("same tile"),
+                    "seed {seed}: {path}"
+                );
+            }
+        }
+        assert_eq!(one.storage().len(), batched.storage().len(), "seed {seed}");
+    }
+}
