@@ -48,8 +48,57 @@ fn signer() -> Ed25519Signer {
     Ed25519Signer::from_seed(ORIGIN, &[7; 32]).expect("signer")
 }
 
+/// Scheduled checkpoints signed on the appending thread, so each record covers
+/// exactly the records before it (the tests below name where each one lands).
 fn checkpoints(every: u64) -> CheckpointConfig {
-    CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(every)
+    CheckpointConfig::new(ORIGIN, Arc::new(signer()))
+        .every_records(every)
+        .inline_signing(true)
+}
+
+/// Book snapshots every few records while a background signer lands scheduled
+/// checkpoints from its own thread and four threads decide: a checkpoint never
+/// lands between a snapshot and its policy record, so the log reopens and verifies.
+#[test]
+fn background_checkpoints_never_split_a_snapshot_from_its_policy_record() {
+    let dir = TempDir::new("combos-background");
+    let config = || {
+        base_config(&dir.0)
+            .snapshot_every_records(5)
+            .checkpoints(CheckpointConfig::new(ORIGIN, Arc::new(signer())).every_records(3))
+    };
+    for round in 0..2u64 {
+        let gate = Arc::new(Gate::open(config()).expect("open"));
+        std::thread::scope(|scope| {
+            for thread in 0..4u64 {
+                let gate = Arc::clone(&gate);
+                scope.spawn(move || {
+                    for k in 0..50u64 {
+                        let id = round * 1_000 + thread * 100 + k;
+                        let admission = gate.decide("acme", request(id, 1)).expect("decide");
+                        let held = admission.budget().held_microunits();
+                        gate.settle(admission, held / 2).expect("settle");
+                    }
+                });
+            }
+        });
+        let gate = Arc::into_inner(gate).expect("the only handle");
+        gate.close().expect("close");
+    }
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.counts.snapshots >= 20, "{:?}", report.counts);
+    assert!(report.counts.checkpoints > 0, "{:?}", report.counts);
+    let records = log_records(&dir.0);
+    for (at, record) in records.iter().enumerate() {
+        if matches!(record, GateRecord::BookSnapshot(_)) {
+            assert!(
+                matches!(records.get(at + 1), Some(GateRecord::Policy(_))),
+                "record {} after the snapshot at {at}: {:?}",
+                at + 1,
+                records.get(at + 1).map(std::mem::discriminant)
+            );
+        }
+    }
 }
 
 /// Half the requests held out, under [`baseline`].
