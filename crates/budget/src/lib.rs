@@ -99,13 +99,14 @@
 #![deny(missing_docs)]
 
 mod calendar;
+mod cas;
 mod engine;
 mod error;
 mod reservation;
 mod snapshot;
 mod sync;
 mod tenant;
-mod tree;
+pub mod tree;
 
 pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use engine::{

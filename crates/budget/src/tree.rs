@@ -276,7 +276,9 @@ struct Hot {
     gate: AtomicU64,
     window: AtomicU64,
     remaining: AtomicI64,
-    reserved: AtomicI64,
+    // No `reserved` word: while the node is still, `reserved == granted - remaining
+    // - committed` (the conservation identity of the current window, which has
+    // nothing expired), so reserve and settle save one read-modify-write each.
     committed: AtomicI64,
     granted: AtomicI64,
     fired: AtomicU64,
@@ -338,31 +340,7 @@ impl Node {
     }
 
     fn freeze(&self) {
-        let gate = &self.hot.gate;
-        let mut attempt = 0_u32;
-        let mut current = gate.load(Ordering::Relaxed);
-        loop {
-            if current & FROZEN != 0 {
-                wait_a_little(attempt);
-                attempt = attempt.saturating_add(1);
-                current = reload(gate, Ordering::Relaxed);
-                continue;
-            }
-            match gate.compare_exchange_weak(
-                current,
-                current | FROZEN,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
-        }
-        attempt = 0;
-        while reload(gate, Ordering::Acquire) & IN_FLIGHT_MASK != 0 {
-            wait_a_little(attempt);
-            attempt = attempt.saturating_add(1);
-        }
+        let _still = crate::cas::freeze_gate(&self.hot.gate, FROZEN, IN_FLIGHT_MASK);
     }
 
     fn thaw(&self) {
@@ -378,62 +356,68 @@ impl Node {
             return Err(self.hot.remaining.load(Ordering::Relaxed));
         }
         let window = self.hot.window.load(Ordering::Relaxed);
-        let remaining = &self.hot.remaining;
-        let mut current = remaining.load(Ordering::Relaxed);
-        loop {
-            if current < amount {
-                self.leave(true);
-                return Err(current);
-            }
-            match remaining.compare_exchange_weak(
-                current,
-                current - amount,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if let Err(seen) = crate::cas::take_if_covered(&self.hot.remaining, amount) {
+            self.leave(true);
+            return Err(seen);
         }
-        // Cannot overflow: remaining + reserved <= granted before the debit.
-        self.hot.reserved.fetch_add(amount, Ordering::Relaxed);
         self.leave(false);
         Ok(window)
     }
 
     /// Settles a hold of `held` taken in `window`, spending `actual <= held`.
+    #[inline]
     fn settle(&self, window: u64, held: i64, actual: i64, alerts: &mut Vec<AlertEvent>) {
         debug_assert!(0 <= actual && actual <= held);
         let entered = self.enter(false);
         debug_assert!(entered, "only an opening entry can be refused");
-        if self.hot.window.load(Ordering::Relaxed) == window {
-            self.hot.reserved.fetch_sub(held, Ordering::Relaxed);
-            let committed = if actual > 0 {
-                self.hot.committed.fetch_add(actual, Ordering::Relaxed) + actual
-            } else {
-                0
-            };
-            if held > actual {
-                self.hot
-                    .remaining
-                    .fetch_add(held - actual, Ordering::Relaxed);
-            }
-            if actual > 0 && !self.spec.alert_thresholds_bps.is_empty() {
-                let granted = self.hot.granted.load(Ordering::Relaxed);
-                let fired = &self.hot.fired;
-                for bit in self.crossed(committed, granted, fired.load(Ordering::Relaxed)) {
-                    let mask = 1_u64 << bit;
-                    if fired.fetch_or(mask, Ordering::Relaxed) & mask == 0 {
-                        alerts.push(self.alert(window, bit, committed, granted));
-                    }
-                }
-            }
-            self.leave(true);
+        if self.hot.window.load(Ordering::Relaxed) != window {
+            self.leave(false);
+            self.settle_closed(window, held, actual, alerts);
             return;
         }
-        self.leave(false);
-        // The window was closed by a reset after the hold: settle in its record,
-        // which the reset filed before letting anyone in again.
+        if held > actual {
+            self.hot
+                .remaining
+                .fetch_add(held - actual, Ordering::Relaxed);
+        }
+        if actual > 0 {
+            let committed = self.hot.committed.fetch_add(actual, Ordering::Relaxed) + actual;
+            let granted = self.hot.granted.load(Ordering::Relaxed);
+            let seen = self.hot.fired.load(Ordering::Relaxed);
+            if self.may_cross(committed, granted, seen) {
+                self.fire(window, committed, granted, seen, alerts);
+            }
+        }
+        self.leave(true);
+    }
+
+    /// Fires the thresholds `committed` of `granted` reaches that no other thread
+    /// fired first (one fetch-or per bit decides); only while in flight on the
+    /// current window, so a reset cannot clear the mask in between.
+    #[cold]
+    #[inline(never)]
+    fn fire(
+        &self,
+        window: u64,
+        committed: i64,
+        granted: i64,
+        seen: u64,
+        alerts: &mut Vec<AlertEvent>,
+    ) {
+        let fired = &self.hot.fired;
+        for bit in self.crossed(committed, granted, seen) {
+            let mask = 1_u64 << bit;
+            if fired.fetch_or(mask, Ordering::Relaxed) & mask == 0 {
+                alerts.push(self.alert(window, bit, committed, granted));
+            }
+        }
+    }
+
+    /// Settles a hold whose window was closed by a reset after it was taken, in the
+    /// record the reset filed before letting anyone in again.
+    #[cold]
+    #[inline(never)]
+    fn settle_closed(&self, window: u64, held: i64, actual: i64, alerts: &mut Vec<AlertEvent>) {
         let mut closed = self.closed.lock();
         let Some(books) = closed.get_mut(&window) else {
             debug_assert!(false, "a closed window with open holds is kept");
@@ -467,6 +451,17 @@ impl Node {
         }
     }
 
+    /// Whether `committed` of `granted` reaches the lowest threshold not in `fired`
+    /// (thresholds ascend, so no other unfired one can be reached otherwise): one
+    /// multiplication on the common path instead of a pass over every threshold.
+    fn may_cross(&self, committed: i64, granted: i64, fired: u64) -> bool {
+        let thresholds = &self.spec.alert_thresholds_bps;
+        let lowest = (!fired).trailing_zeros() as usize;
+        thresholds.get(lowest).is_some_and(|bps| {
+            i128::from(committed) * 10_000 >= i128::from(*bps) * i128::from(granted)
+        })
+    }
+
     /// Threshold bits not yet in `fired` that `committed` of `granted` reaches.
     fn crossed(&self, committed: i64, granted: i64, fired: u64) -> impl Iterator<Item = usize> {
         let thresholds = &self.spec.alert_thresholds_bps;
@@ -490,16 +485,31 @@ impl Node {
         }
     }
 
+    /// The current window's books; exact only while the node is held still (every
+    /// caller freezes it).
     fn current_books(&self) -> WindowBooks {
+        let granted = self.hot.granted.load(Ordering::Relaxed);
+        let remaining = self.hot.remaining.load(Ordering::Relaxed);
+        let committed = self.hot.committed.load(Ordering::Relaxed);
+        let open_holds = (self.hot.gate.load(Ordering::Relaxed) & OPEN_MASK) >> OPEN_SHIFT;
+        // Cannot overflow: both are at least zero and at most `granted` together.
+        let reserved = granted - remaining - committed;
+        // Every tree hold is of a positive amount: something is reserved exactly
+        // when a hold is open.
+        debug_assert!(reserved >= 0 && remaining >= 0 && committed >= 0);
+        debug_assert_eq!(
+            reserved > 0,
+            open_holds > 0,
+            "reserved {reserved} with {open_holds} holds"
+        );
         WindowBooks {
             window: self.hot.window.load(Ordering::Relaxed),
-            granted_microcents: self.hot.granted.load(Ordering::Relaxed),
-            remaining_microcents: self.hot.remaining.load(Ordering::Relaxed),
-            reserved_microcents: self.hot.reserved.load(Ordering::Relaxed),
-            committed_microcents: self.hot.committed.load(Ordering::Relaxed),
+            granted_microcents: granted,
+            remaining_microcents: remaining,
+            reserved_microcents: reserved,
+            committed_microcents: committed,
             expired_microcents: 0,
-            // Exact only while the node is held still (every caller freezes it).
-            open_holds: (self.hot.gate.load(Ordering::Relaxed) & OPEN_MASK) >> OPEN_SHIFT,
+            open_holds,
             fired_mask: u32::try_from(self.hot.fired.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
         }
     }
@@ -603,6 +613,16 @@ impl TreeReservation {
             .iter()
             .zip(self.windows.iter())
             .map(|(node, window)| (node.id, *window))
+    }
+
+    /// Each node of the plan with its name and the window it was held in, in plan
+    /// order; no lookup and no copy (the plan holds the nodes).
+    pub fn held(&self) -> impl Iterator<Item = (NodeId, &str, u64)> + '_ {
+        let nodes = self.plan.as_ref().map_or(&[][..], |plan| &plan.nodes[..]);
+        nodes
+            .iter()
+            .zip(self.windows.iter())
+            .map(|(node, window)| (node.id, node.spec.name.as_str(), *window))
     }
 
     /// Spends `actual_microcents` (0 to the hold) on every node and refunds the rest.
@@ -730,7 +750,6 @@ impl BudgetTree {
                 gate: AtomicU64::new(0),
                 window: AtomicU64::new(spec.start_window),
                 remaining: AtomicI64::new(spec.limit_microcents),
-                reserved: AtomicI64::new(0),
                 committed: AtomicI64::new(0),
                 granted: AtomicI64::new(spec.limit_microcents),
                 fired: AtomicU64::new(0),
@@ -757,6 +776,21 @@ impl BudgetTree {
             .get(name)
             .copied()
             .ok_or_else(|| TreeError::UnknownNode(name.to_owned()))
+    }
+
+    /// The name of `node` (a copy of the name alone; [`spec`](Self::spec) copies the
+    /// whole definition).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::UnknownNode`].
+    pub fn name(&self, node: NodeId) -> Result<String, TreeError> {
+        self.registry
+            .read()
+            .nodes
+            .get(node.0 as usize)
+            .map(|node| node.spec.name.clone())
+            .ok_or_else(|| TreeError::UnknownNode(format!("#{}", node.0)))
     }
 
     /// The spec `node` was defined with.
@@ -897,18 +931,9 @@ impl BudgetTree {
         let node = self.node(node)?;
         let entered = node.enter(false);
         debug_assert!(entered, "only an opening entry can be refused");
-        let granted = &node.hot.granted;
-        let mut current = granted.load(Ordering::Relaxed);
-        loop {
-            let Some(next) = current.checked_add(amount_microcents) else {
-                node.leave(false);
-                return Err(TreeError::Overflow);
-            };
-            match granted.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if crate::cas::add_unless_overflow(&node.hot.granted, amount_microcents).is_err() {
+            node.leave(false);
+            return Err(TreeError::Overflow);
         }
         node.hot
             .remaining
@@ -959,7 +984,6 @@ impl BudgetTree {
         node.hot.window.store(to_window, Ordering::Relaxed);
         node.hot.granted.store(limit, Ordering::Relaxed);
         node.hot.remaining.store(limit, Ordering::Relaxed);
-        node.hot.reserved.store(0, Ordering::Relaxed);
         node.hot.committed.store(0, Ordering::Relaxed);
         // The open holds moved to the closed window's record: none is open in the
         // new window (nothing is in flight while the node is frozen).
@@ -1007,7 +1031,6 @@ impl BudgetTree {
             node.hot
                 .remaining
                 .store(books.remaining_microcents, Ordering::Relaxed);
-            node.hot.reserved.store(0, Ordering::Relaxed);
             node.hot
                 .committed
                 .store(books.committed_microcents, Ordering::Relaxed);
