@@ -294,6 +294,17 @@ impl Books {
                 return Err(bad("a tenant's reserved total is not the sum of its holds"));
             }
         }
+        books.windows = crate::windows::WindowFold::from_snapshot(
+            &snapshot.budget_nodes,
+            &snapshot.budget_holds,
+        )?;
+        for hold in &snapshot.budget_holds {
+            // A budget-node hold is one of the tenant holds, of the same amount.
+            match books.open.get(&hold.decision_sequence) {
+                Some(open) if open.held_microunits.unsigned_abs() == hold.held_microunits => {}
+                _ => return Err(bad("a budget-node hold is not an open hold of that amount")),
+            }
+        }
         Ok(books)
     }
 
@@ -701,11 +712,33 @@ impl Books {
                 "tenant {:?} (log: {ours:?}; snapshot: {theirs:?})",
                 ours.tenant
             )
-        } else {
+        } else if expected.open != snapshot.open {
             format!(
                 "open holds ({} in the snapshot, {} in the log)",
                 snapshot.open.len(),
                 expected.open.len()
+            )
+        } else if let Some((ours, theirs)) = expected
+            .budget_nodes
+            .iter()
+            .zip(&snapshot.budget_nodes)
+            .find(|(ours, theirs)| ours != theirs)
+        {
+            format!(
+                "budget node {:?} (log: {ours:?}; snapshot: {theirs:?})",
+                ours.definition.node
+            )
+        } else if expected.budget_nodes.len() != snapshot.budget_nodes.len() {
+            format!(
+                "{} budget nodes in the snapshot, {} in the log",
+                snapshot.budget_nodes.len(),
+                expected.budget_nodes.len()
+            )
+        } else {
+            format!(
+                "budget-node holds ({} in the snapshot, {} in the log)",
+                snapshot.budget_holds.len(),
+                expected.budget_holds.len()
             )
         };
         Err(BooksError::SnapshotMismatch { what })
@@ -749,11 +782,14 @@ impl Books {
                 held_microunits: hold.held_microunits.unsigned_abs(),
             })
             .collect();
+        let (budget_nodes, budget_holds) = self.windows.snapshot();
         BookSnapshot {
             format_version: GATE_FORMAT_VERSION,
             policy_digest,
             tenants,
             open,
+            budget_nodes,
+            budget_holds,
         }
     }
 

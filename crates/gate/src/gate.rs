@@ -33,7 +33,10 @@ use crate::record::{
 };
 use crate::shadow::{ShadowNote, StageRole};
 use crate::transparency::{CheckpointConfig, TreeState};
-use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
+use crate::windows::{
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetWindow, NodeWindowBooks, ScopeHold,
+    SnapshotBudgetNode, SnapshotHeldNode, SnapshotNodeHolds, WindowResetRecord,
+};
 use calybris_tlog::{RightEdge, leaf_hash};
 
 /// The log's directory inside a gate directory.
@@ -1037,7 +1040,7 @@ impl Gate {
             }
             if let Some(reset) = tree.advance_window(*node, due)? {
                 let record = GateRecord::WindowReset(WindowResetRecord {
-                    node: tree.spec(*node)?.name,
+                    node: tree.name(*node)?,
                     from_window: reset.from_window,
                     to_window: reset.to_window,
                     expired_microunits: reset.expired_microcents.unsigned_abs(),
@@ -1266,12 +1269,10 @@ impl Gate {
                 .try_reserve(&plan, to_i64(amount_microunits)?)
             {
                 Ok(held) => {
-                    for (node, window) in held.windows() {
-                        scopes.push(ScopeHold {
-                            node: self.inner.tree.spec(node)?.name,
-                            window,
-                        });
-                    }
+                    scopes.extend(held.held().map(|(_, name, window)| ScopeHold {
+                        node: name.to_owned(),
+                        window,
+                    }));
                     tree_hold = Some(held);
                 }
                 Err(TreeError::Refused {
@@ -1572,7 +1573,7 @@ impl Gate {
             };
             for alert in &settlement.alerts {
                 let record = GateRecord::AlertFired(AlertFiredRecord {
-                    node: self.inner.tree.spec(alert.node)?.name,
+                    node: self.inner.tree.name(alert.node)?,
                     window: alert.window,
                     threshold_bps: alert.threshold_bps,
                     committed_microunits: alert.committed_microcents.unsigned_abs(),
@@ -2060,13 +2061,8 @@ impl Gate {
     /// [`GateError::Poisoned`] or [`GateError::Log`].
     pub fn snapshot_books(&self) -> Result<u64, GateError> {
         self.check_open()?;
-        if !self.inner.tree.is_empty() {
-            return Err(GateError::Restore(
-                "book snapshots do not carry budget nodes yet".to_owned(),
-            ));
-        }
         let policy = self.inner.policy.write();
-        let snapshot = self.books_now(*policy.digest());
+        let snapshot = self.books_now(*policy.digest())?;
         let ticket = self.append(&GateRecord::BookSnapshot(snapshot))?;
         // The policy in force follows its snapshot, so a suffix that starts at the
         // snapshot holds every policy its decisions name.
@@ -2121,7 +2117,7 @@ impl Gate {
     }
 
     /// The in-memory books as a snapshot record; only under the exclusive barrier.
-    fn books_now(&self, policy_digest: Digest) -> BookSnapshot {
+    fn books_now(&self, policy_digest: Digest) -> Result<BookSnapshot, GateError> {
         let engine_snapshot = self.inner.engine.snapshot();
         let tenants: Vec<SnapshotTenant> = engine_snapshot
             .tenants
@@ -2145,8 +2141,24 @@ impl Gate {
             .map(|(index, row)| (row.tenant.as_str(), index as u32))
             .collect();
         let mut open = Vec::new();
+        let mut budget_holds = Vec::new();
         for shard in &*self.inner.open {
             for (sequence, entry) in shard.lock().iter() {
+                if let Some(tree_hold) = &entry.tree_hold {
+                    let mut nodes: Vec<SnapshotHeldNode> = tree_hold
+                        .windows()
+                        .map(|(node, window)| SnapshotHeldNode {
+                            node_index: node.0,
+                            window,
+                        })
+                        .collect();
+                    nodes.sort_unstable_by_key(|held| held.node_index);
+                    budget_holds.push(SnapshotNodeHolds {
+                        decision_sequence: *sequence,
+                        held_microunits: entry.held_microunits,
+                        nodes,
+                    });
+                }
                 open.push(OpenHold {
                     decision_sequence: *sequence,
                     // Every hold's tenant is in the engine: holds are made from it.
@@ -2159,6 +2171,8 @@ impl Gate {
             }
         }
         open.sort_unstable_by_key(|hold| hold.decision_sequence);
+        budget_holds.sort_unstable_by_key(|hold| hold.decision_sequence);
+        let budget_nodes = self.budget_nodes_now()?;
         #[cfg(debug_assertions)]
         {
             // Under the exclusive barrier no decision or settlement is half done: every
@@ -2192,21 +2206,70 @@ impl Gate {
                 );
             }
         }
-        BookSnapshot {
+        Ok(BookSnapshot {
             format_version: GATE_FORMAT_VERSION,
             policy_digest,
             tenants,
             open,
+            budget_nodes,
+            budget_holds,
+        })
+    }
+
+    /// The budget tree's nodes as a snapshot's budget section: in definition order
+    /// (the tree's ids are the log's definition order), each restated in its current
+    /// window, with its kept windows ascending; only under the exclusive barrier.
+    fn budget_nodes_now(&self) -> Result<Vec<SnapshotBudgetNode>, GateError> {
+        let tree = &self.inner.tree;
+        let mut nodes = Vec::with_capacity(tree.len());
+        for index in 0..tree.len() {
+            let id = NodeId(u32::try_from(index).map_err(|_| TreeError::TooManyNodes)?);
+            let spec = tree.spec(id)?;
+            let mut windows: Vec<NodeWindowBooks> = tree
+                .books(id)?
+                .into_iter()
+                .map(|books| NodeWindowBooks {
+                    window: books.window,
+                    granted_microunits: books.granted_microcents,
+                    remaining_microunits: books.remaining_microcents,
+                    reserved_microunits: books.reserved_microcents,
+                    committed_microunits: books.committed_microcents,
+                    expired_microunits: books.expired_microcents,
+                    open_holds: books.open_holds,
+                    fired_mask: books.fired_mask,
+                })
+                .collect();
+            windows.sort_unstable_by_key(|books| books.window);
+            let current = tree.current_window(id)?;
+            debug_assert_eq!(windows.last().map(|books| books.window), Some(current));
+            let parent = spec.parent.map(|parent| tree.name(parent)).transpose()?;
+            nodes.push(SnapshotBudgetNode {
+                definition: BudgetDefined {
+                    node: spec.name,
+                    parent,
+                    scope: match spec.scope {
+                        NodeScope::Chain => BudgetScope::Chain,
+                        NodeScope::Model(name) => BudgetScope::Model(name),
+                        NodeScope::Provider(name) => BudgetScope::Provider(name),
+                        NodeScope::Tag(name) => BudgetScope::Tag(name),
+                    },
+                    limit_microunits: spec.limit_microcents.unsigned_abs(),
+                    window: BudgetWindow::try_from(spec.window)
+                        .map_err(|error| GateError::Restore(error.to_string()))?,
+                    start_window: current,
+                    alert_thresholds_bps: spec.alert_thresholds_bps,
+                },
+                windows,
+            });
         }
+        Ok(nodes)
     }
 
     /// Takes a book snapshot when `sequence` crossed the next snapshot point; only one
     /// thread claims it.
     fn maybe_snapshot(&self, sequence: u64) {
         let due = self.inner.next_snapshot_at.load(Ordering::Relaxed);
-        // Book snapshots do not carry the budget nodes yet: a log with budget nodes
-        // is folded from its start (see docs/SPECIFICATION.md).
-        if sequence < due || !self.inner.tree.is_empty() {
+        if sequence < due {
             return;
         }
         if self

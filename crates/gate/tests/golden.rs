@@ -14,8 +14,8 @@ use calybris_gate::record::{
     PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::windows::{
-    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
-    WindowResetRecord,
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, NodeWindowBooks,
+    ScopeHold, SnapshotBudgetNode, SnapshotHeldNode, SnapshotNodeHolds, WindowResetRecord,
 };
 use calybris_gate::{
     AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
@@ -167,10 +167,56 @@ fn records() -> Vec<GateRecord> {
                 max_reserved_microunits: Some(500_000),
                 max_open_reservations: None,
             }],
-            open: vec![OpenHold {
-                decision_sequence: 9,
-                tenant_index: 0,
-                held_microunits: 0,
+            open: vec![
+                OpenHold {
+                    decision_sequence: 9,
+                    tenant_index: 0,
+                    held_microunits: 0,
+                },
+                OpenHold {
+                    decision_sequence: 11,
+                    tenant_index: 0,
+                    held_microunits: 700,
+                },
+            ],
+            budget_nodes: vec![SnapshotBudgetNode {
+                definition: BudgetDefined {
+                    node: "acme-team".into(),
+                    parent: None,
+                    scope: BudgetScope::Chain,
+                    limit_microunits: 5_000,
+                    window: BudgetWindow::Daily {
+                        utc_offset_minutes: 60,
+                    },
+                    start_window: 20_423,
+                    alert_thresholds_bps: vec![5_000, 10_000],
+                },
+                windows: vec![
+                    NodeWindowBooks {
+                        window: 20_422,
+                        granted_microunits: 5_000,
+                        remaining_microunits: 0,
+                        reserved_microunits: 700,
+                        committed_microunits: 2_600,
+                        expired_microunits: 1_700,
+                        open_holds: 1,
+                        fired_mask: 1,
+                    },
+                    NodeWindowBooks {
+                        window: 20_423,
+                        granted_microunits: 5_000,
+                        remaining_microunits: 5_000,
+                        ..NodeWindowBooks::default()
+                    },
+                ],
+            }],
+            budget_holds: vec![SnapshotNodeHolds {
+                decision_sequence: 11,
+                held_microunits: 700,
+                nodes: vec![SnapshotHeldNode {
+                    node_index: 0,
+                    window: 20_422,
+                }],
             }],
         }),
         GateRecord::PolicyNames(PolicyNames {

@@ -383,3 +383,195 @@ fn the_gate_resets_on_the_callers_clock_and_settles_in_the_old_window() {
     );
     gate.close().expect("closes");
 }
+
+/// A fixed-window chain for the gate tests: org -> team -> key, 1-second windows.
+fn fixed_node(name: &str, parent: Option<&str>, limit: u64) -> BudgetDefined {
+    BudgetDefined {
+        node: name.into(),
+        parent: parent.map(Into::into),
+        scope: BudgetScope::Chain,
+        limit_microunits: limit,
+        window: BudgetWindow::Fixed {
+            duration_ms: 1_000,
+            origin_unix_ms: 0,
+        },
+        start_window: 0,
+        alert_thresholds_bps: vec![5_000, 8_000],
+    }
+}
+
+/// Retention with budget nodes, end to end: book snapshots carry the nodes, their
+/// windows and the open holds' nodes, so old segments are retired while windows
+/// reset, alerts fire, decisions are refused by the team and one hold stays open
+/// across every reset, snapshot and retirement; the retained suffix verifies from its
+/// anchor (conservation per node and window from the snapshot on), and a reopen
+/// rebuilds every node's books as they were.
+#[test]
+fn retention_retires_a_log_with_budget_nodes_and_the_suffix_verifies() {
+    use calybris_gate::{
+        BudgetRoute, CallerMeta, Gate, GateConfig, ReservationId, Retention, VerifyOptions,
+        verify_dir,
+    };
+    use std::collections::VecDeque;
+    let dir = common::TempDir::new("windows-retention");
+    let config = || {
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", u64::MAX / 4)
+            .clock(|| 0)
+            .snapshot_every_records(200)
+            .segment_limit_bytes(16 * 1024)
+            .retention(Retention::SinceLastSnapshot)
+    };
+    let gate = Gate::open(config()).expect("opens");
+    for node in [
+        fixed_node("org", None, 10_000_000),
+        fixed_node("team", Some("org"), 100_000),
+        fixed_node("key", Some("team"), 10_000_000),
+        BudgetDefined {
+            scope: BudgetScope::Provider("0".into()),
+            ..fixed_node("provider-0", None, 10_000_000)
+        },
+    ] {
+        let _ticket = gate.define_budget(&node).expect("valid");
+    }
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let at = |ms| CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    };
+    let alerts = gate.subscribe_alerts();
+    let mut parked: Option<ReservationId> = None;
+    let mut in_flight = VecDeque::new();
+    let (mut admitted, mut refused) = (0_u32, 0_u32);
+    for k in 0..3_000_u64 {
+        // About 140 decisions per 1-second window: the team (100,000 per window at
+        // 1,500 a decision) refuses the last ~70 of each.
+        let admission = gate
+            .decide_budgeted("t", common::request(k, 2), at(k * 7), &route)
+            .expect("decides");
+        if !admission.is_admitted() {
+            refused += 1;
+            continue;
+        }
+        admitted += 1;
+        if parked.is_none() {
+            parked = admission.into_reservation_id();
+            continue;
+        }
+        // Three holds stay open at any time, so snapshots catch holds of windows
+        // that a reset has closed.
+        in_flight.push_back(admission);
+        if in_flight.len() > 3
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            let cost = oldest.budget().held_microunits();
+            let _settled = gate.settle(oldest, cost - k % 3).expect("settles");
+        }
+    }
+    for admission in in_flight {
+        let _settled = gate.release(admission).expect("releases");
+    }
+    assert!(
+        admitted > 1_000 && refused > 1_000,
+        "{admitted} admitted, {refused} refused"
+    );
+    let snapshots = gate.snapshots_taken();
+    assert!(snapshots >= 10, "{snapshots} snapshots");
+    let start = gate.start_anchor().expect("old segments were retired");
+    assert!(start.next_sequence > 0);
+    // The parked hold settles in window 0, closed ~20 resets and every retirement ago.
+    let settled = gate
+        .settle_by_id(parked.expect("admitted"), 1_000)
+        .expect("settles in its own window");
+    settled.ticket.expect("logged").wait().expect("durable");
+    let fired: Vec<_> = alerts.try_iter().collect();
+    assert!(fired.len() >= 40, "{} alerts", fired.len());
+    let nodes = ["org", "team", "key", "provider-0"];
+    let before: Vec<_> = nodes
+        .iter()
+        .map(|node| gate.budget_books(node).expect("defined"))
+        .collect();
+    assert!(
+        before.iter().all(|books| books.len() == 1),
+        "no hold is left open"
+    );
+    gate.close().expect("closes");
+
+    let report = verify_dir(
+        &dir.0,
+        &VerifyOptions {
+            start_anchor: Some(start),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("the retained suffix verifies from its start anchor");
+    assert!(report.conservation.balanced);
+    assert!(report.counts.snapshots >= 1);
+
+    let gate = Gate::open(config()).expect("reopens from the last snapshot");
+    for (node, books) in nodes.iter().zip(&before) {
+        assert_eq!(
+            &gate.budget_books(node).expect("rebuilt"),
+            books,
+            "node {node} rebuilt from the snapshot and the records after it"
+        );
+    }
+    gate.close().expect("closes");
+}
+
+/// The budget section of a book snapshot round-trips through the fold, and a
+/// snapshot whose node books or holds do not add up is refused.
+#[test]
+fn a_snapshot_carries_the_budget_nodes_and_is_checked() {
+    use calybris_gate::record::BookSnapshot;
+    let mut books = start();
+    apply(&mut books, &reserved(6, 60, &PLAN)).expect("fits");
+    apply(&mut books, &reset("team", 10, 11, 40)).expect("resets");
+    let snapshot = books.snapshot(calybris_digest::Digest::from([7; 32]));
+    assert_eq!(snapshot.budget_nodes.len(), 4);
+    assert_eq!(snapshot.budget_holds.len(), 1);
+    let team = &snapshot.budget_nodes[1];
+    assert_eq!(
+        team.definition.start_window, 11,
+        "restated in its current window"
+    );
+    assert_eq!(
+        team.windows.len(),
+        2,
+        "the closed window with its open hold is kept"
+    );
+    let restored = Books::from_snapshot(&snapshot).expect("a well-formed snapshot");
+    assert_eq!(restored.snapshot(snapshot.policy_digest), snapshot);
+    assert_eq!(
+        restored.windows().books("team"),
+        books.windows().books("team")
+    );
+    let broken = |edit: &dyn Fn(&mut BookSnapshot)| {
+        let mut forged = snapshot.clone();
+        edit(&mut forged);
+        Books::from_snapshot(&forged).expect_err("a forged budget section is refused")
+    };
+    let refusals = [
+        broken(&|s| s.budget_nodes[1].windows[0].reserved_microunits += 1),
+        broken(&|s| s.budget_nodes[1].windows[0].open_holds = 0),
+        broken(&|s| s.budget_nodes[1].windows[1].remaining_microunits -= 1),
+        broken(&|s| s.budget_holds[0].held_microunits = 59),
+        broken(&|s| {
+            s.budget_holds[0].nodes.remove(0);
+        }),
+        broken(&|s| s.budget_nodes[1].windows.reverse()),
+        broken(&|s| s.budget_nodes.swap(0, 1)),
+    ];
+    for refusal in refusals {
+        assert!(
+            matches!(
+                refusal,
+                BooksError::Windows(_) | BooksError::SnapshotMismatch { .. }
+            ),
+            "{refusal:?}"
+        );
+    }
+}
