@@ -575,3 +575,119 @@ fn a_snapshot_carries_the_budget_nodes_and_is_checked() {
         );
     }
 }
+
+/// Every record of the gate log in `dir`.
+fn log_records(dir: &std::path::Path) -> Vec<GateRecord> {
+    let mut reader = calybris_wal::SegmentedReader::<GateRecord>::open(
+        &dir.join(calybris_gate::LOG_DIR),
+        None,
+        None,
+    )
+    .expect("reader");
+    let mut out = Vec::new();
+    while let Some(entry) = reader.next_entry().expect("entry") {
+        out.push(entry.record);
+    }
+    out
+}
+
+/// The alert-loss edge: a crash between a settlement that reached a threshold and its
+/// alert record, then a reset of that window before the gate reopens. The closed
+/// window has no open hold, yet the fold keeps it while its alert is due, so the
+/// reopened gate logs the alert (once) and the log verifies.
+#[test]
+fn an_alert_due_in_a_window_closed_before_reopen_is_logged_at_reopen() {
+    use calybris_gate::{BudgetRoute, CallerMeta, Gate, GateConfig, VerifyOptions, verify_dir};
+    let written = common::TempDir::new("windows-alert-written");
+    let config = |dir: &std::path::Path| {
+        GateConfig::new(dir, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0)
+    };
+    let gate = Gate::open(config(&written.0)).expect("opens");
+    let _ticket = gate
+        .define_budget(&BudgetDefined {
+            alert_thresholds_bps: vec![5_000],
+            ..fixed_node("key", None, 2_000)
+        })
+        .expect("valid");
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let admission = gate
+        .decide_budgeted(
+            "t",
+            common::request(1, 2),
+            CallerMeta {
+                request_id: [0; 16],
+                recorded_at_unix_ms: 100,
+            },
+            &route,
+        )
+        .expect("decides");
+    assert!(admission.is_admitted());
+    // 1,500 of 2,000 reaches 50 %: the settlement is followed by its alert record.
+    let _settled = gate.settle(admission, 1_500).expect("settles");
+    gate.close().expect("closes");
+    let mut records = log_records(&written.0);
+    let alert = records.pop().expect("the log ends with the alert");
+    assert!(
+        matches!(&alert, GateRecord::AlertFired(a) if a.window == 0 && a.threshold_bps == 5_000),
+        "{alert:?}"
+    );
+    assert!(matches!(records.last(), Some(GateRecord::Settlement(_))));
+    // The crash cut the alert; then window 0 closed (500 spendable expires) before
+    // the gate reopened.
+    records.push(reset("key", 0, 1, 500));
+    let crashed = common::TempDir::new("windows-alert-crashed");
+    std::fs::create_dir_all(&crashed.0).expect("dir");
+    let wal = calybris_wal::DurableWal::<GateRecord>::open(
+        &crashed.0.join(calybris_gate::LOG_DIR),
+        calybris_wal::DurableConfig::default(),
+    )
+    .expect("open");
+    for record in &records {
+        let _ticket = wal.append(record).expect("append");
+    }
+    wal.close().expect("close");
+    verify_dir(&crashed.0, &VerifyOptions::default()).expect("a log with a due alert verifies");
+
+    let alerts_of = |dir: &std::path::Path| -> Vec<AlertFiredRecord> {
+        log_records(dir)
+            .into_iter()
+            .filter_map(|record| match record {
+                GateRecord::AlertFired(alert) => Some(alert),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(alerts_of(&crashed.0).is_empty());
+    Gate::open(config(&crashed.0))
+        .expect("reopens")
+        .close()
+        .expect("closes");
+    let logged = alerts_of(&crashed.0);
+    assert_eq!(
+        logged.len(),
+        1,
+        "the due alert is logged at reopen: {logged:?}"
+    );
+    assert_eq!(
+        (
+            logged[0].window,
+            logged[0].threshold_bps,
+            logged[0].committed_microunits
+        ),
+        (0, 5_000, 1_500)
+    );
+    let report = verify_dir(&crashed.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.conservation.balanced);
+    // Fired once: the window is forgotten after its alert, a second reopen adds none.
+    Gate::open(config(&crashed.0))
+        .expect("reopens")
+        .close()
+        .expect("closes");
+    assert_eq!(alerts_of(&crashed.0).len(), 1);
+    verify_dir(&crashed.0, &VerifyOptions::default()).expect("verifies");
+}
