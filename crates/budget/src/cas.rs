@@ -32,6 +32,28 @@ pub(crate) fn take_if_covered(balance: &AtomicI64, amount: i64) -> Result<(), i6
     }
 }
 
+/// Takes as much of `amount` (positive) from `balance` as it holds, down to zero;
+/// returns what was taken.
+pub(crate) fn take_up_to(balance: &AtomicI64, amount: i64) -> i64 {
+    debug_assert!(amount > 0, "only a positive amount is taken");
+    let mut current = balance.load(Ordering::Relaxed);
+    loop {
+        let taken = amount.min(current.max(0));
+        if taken == 0 {
+            return 0;
+        }
+        match balance.compare_exchange_weak(
+            current,
+            current - taken,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return taken,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
 /// Adds `amount` (positive) to `total` unless the sum would overflow an `i64`.
 ///
 /// # Errors

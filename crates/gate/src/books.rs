@@ -672,15 +672,10 @@ impl Books {
                 amount_microunits: spent.unsigned_abs(),
             });
         };
-        if self.windows.holds(sequence) {
-            if extra > 0 {
-                return Err(crate::windows::WindowError::BadScopes {
-                    why: "a decision holding budget nodes has no overrun path",
-                }
-                .into());
-            }
-            self.windows.settle(sequence, spent)?;
-        }
+        // Every budget node the decision holds settles the same amount, overrun
+        // included (each node's excess comes out of its own spendable balance as
+        // far as it goes, the rest is its overrun).
+        self.windows.settle(sequence, spent)?;
         let row = self.row_mut(index);
         row.remaining_microunits = row.remaining_microunits - extra + refund;
         row.reserved_microunits -= held;

@@ -302,6 +302,19 @@ pub struct GateRecovery {
     pub released_holds: u64,
 }
 
+/// The snapshot barrier as a settlement holds it: shared, or exclusive for an
+/// overrun on budget nodes.
+enum Barrier<'a> {
+    /// Held for its unlock on drop.
+    Shared {
+        _guard: parking_lot::RwLockReadGuard<'a, Arc<SealedPolicy>>,
+    },
+    /// Held for its unlock on drop.
+    Exclusive {
+        _guard: parking_lot::RwLockWriteGuard<'a, Arc<SealedPolicy>>,
+    },
+}
+
 /// An open hold in memory: the budget engine's linear reservation, if anything is held.
 #[derive(Debug)]
 struct OpenEntry {
@@ -691,6 +704,9 @@ impl Gate {
         }
         let released = gate.adopt_open_holds(&mut books, config.reopen_holds)?;
         gate.rebuild_tree(&books)?;
+        if config.reopen_holds == ReopenHolds::Keep {
+            gate.adopt_tree_holds(&books)?;
+        }
         restore_limits(&gate.inner.engine, &books)?;
         if let Some(inner) = Arc::get_mut(&mut gate.inner) {
             inner.recovery.released_holds = released;
@@ -743,11 +759,6 @@ impl Gate {
             .iter()
             .map(|(sequence, hold)| (*sequence, *hold))
             .collect();
-        if reopen == ReopenHolds::Keep && open.iter().any(|(seq, _)| books.windows().holds(*seq)) {
-            return Err(GateError::Restore(
-                "holds on budget nodes cannot be kept open across a restart: reopen with ReopenHolds::Release".to_owned(),
-            ));
-        }
         for (sequence, hold) in &open {
             let tenant = books
                 .tenant_name(hold.tenant_index)
@@ -798,9 +809,11 @@ impl Gate {
         Ok(released)
     }
 
-    /// Defines the log's budget nodes in the tree, in their current windows with
-    /// their books (no hold is open once the reopen released them), and logs the
-    /// alerts a crash left due (reached in log order, record not written).
+    /// Defines the log's budget nodes in the tree, in their current windows, with
+    /// the books of that window and of every closed window that still has open
+    /// holds (kept ones, [`ReopenHolds::Keep`]), and logs the alerts a crash left
+    /// due (reached in log order, record not written). A closed window the fold
+    /// keeps only for such an alert is not restored: its alert is logged here.
     fn rebuild_tree(&self, books: &Books) -> Result<(), GateError> {
         let fold = books.windows();
         let pending = fold.pending_alerts();
@@ -810,37 +823,40 @@ impl Gate {
                 ..definition.clone()
             };
             let id = self.define_node(&definition)?;
-            let Some(window) = fold
-                .books(&definition.node)
-                .and_then(|all| all.first().copied())
-            else {
+            let Some(kept) = fold.books(&definition.node) else {
                 continue;
             };
-            let mut fired = window.fired_mask;
-            for (node, at, bps) in &pending {
-                if *node == definition.node
-                    && *at == current
-                    && let Some(bit) = definition
-                        .alert_thresholds_bps
-                        .iter()
-                        .position(|b| b == bps)
-                {
-                    fired |= 1 << bit;
-                }
-            }
-            self.inner.tree.restore_window(
-                id,
-                &WindowBooks {
-                    window: current,
-                    granted_microcents: window.granted_microunits,
-                    remaining_microcents: window.remaining_microunits,
-                    reserved_microcents: window.reserved_microunits,
-                    committed_microcents: window.committed_microunits,
-                    expired_microcents: window.expired_microunits,
-                    open_holds: window.open_holds,
-                    fired_mask: fired,
-                },
-            )?;
+            let mut windows: Vec<WindowBooks> = kept
+                .iter()
+                .filter(|window| window.window == current || window.open_holds > 0)
+                .map(|window| {
+                    let mut fired = window.fired_mask;
+                    for (node, at, bps) in &pending {
+                        if *node == definition.node
+                            && *at == window.window
+                            && let Some(bit) = definition
+                                .alert_thresholds_bps
+                                .iter()
+                                .position(|b| b == bps)
+                        {
+                            fired |= 1 << bit;
+                        }
+                    }
+                    WindowBooks {
+                        window: window.window,
+                        granted_microcents: window.granted_microunits,
+                        remaining_microcents: window.remaining_microunits,
+                        reserved_microcents: window.reserved_microunits,
+                        committed_microcents: window.committed_microunits,
+                        expired_microcents: window.expired_microunits,
+                        overrun_microcents: window.overrun_microunits,
+                        open_holds: window.open_holds,
+                        fired_mask: fired,
+                    }
+                })
+                .collect();
+            windows.sort_unstable_by_key(|window| window.window);
+            self.inner.tree.restore_window(id, &windows)?;
         }
         for (node, window, threshold_bps) in pending {
             let books_of = fold
@@ -854,6 +870,61 @@ impl Gate {
                 committed_microunits: books_of.committed_microunits.unsigned_abs(),
                 granted_microunits: books_of.granted_microunits.unsigned_abs(),
             }))?;
+        }
+        Ok(())
+    }
+
+    /// Re-makes the budget-node holds of the holds kept open across the restart
+    /// ([`ReopenHolds::Keep`]), each in the windows the log says it was taken in, on
+    /// the tree [`rebuild_tree`](Self::rebuild_tree) restored (whose books already
+    /// count them).
+    fn adopt_tree_holds(&self, books: &Books) -> Result<(), GateError> {
+        let tree = &self.inner.tree;
+        for (sequence, nodes) in books.windows().open_holds() {
+            let Some(amount) = nodes.first().map(|(_, _, amount)| *amount) else {
+                continue;
+            };
+            let mut key = None;
+            let mut scopes = Vec::new();
+            let mut windows = Vec::with_capacity(nodes.len());
+            for (name, window, _) in &nodes {
+                let id = tree.node_id(name)?;
+                windows.push((id, *window));
+                if tree.spec(id)?.scope != NodeScope::Chain {
+                    scopes.push(id);
+                }
+            }
+            // The key is the chain node no other chain node of the hold has as parent.
+            for (id, _) in &windows {
+                if scopes.contains(id) {
+                    continue;
+                }
+                let is_parent = windows
+                    .iter()
+                    .any(|(other, _)| tree.spec(*other).is_ok_and(|s| s.parent == Some(*id)));
+                if !is_parent {
+                    key = Some(*id);
+                }
+            }
+            let key = key.ok_or_else(|| {
+                GateError::Restore(format!("hold {sequence} holds no key budget node"))
+            })?;
+            let plan = tree.plan(key, &scopes)?;
+            let held = if amount > 0 {
+                Some(tree.adopt(&plan, &windows, amount)?)
+            } else {
+                None
+            };
+            if let Some(entry) = self.inner.open[shard_of(sequence)]
+                .lock()
+                .get_mut(&sequence)
+            {
+                entry.tree_hold = held;
+            } else {
+                return Err(GateError::Restore(format!(
+                    "budget-node hold {sequence} has no open hold"
+                )));
+            }
         }
         Ok(())
     }
@@ -1502,8 +1573,24 @@ impl Gate {
     /// release) frees it only after its record has its position.
     fn settle_entry(&self, sequence: u64, how: SettleHow) -> Result<Settled, GateError> {
         self.check_open()?;
-        let barrier = self.inner.policy.read();
         let shard = &self.inner.open[shard_of(sequence)];
+        // An overrun on budget nodes splits each node's excess between its spendable
+        // balance and its overrun by what is spendable when it runs: it runs with
+        // every other operation held at the barrier, so the log's order is the
+        // memory's and the fold (and the verifier) reproduce the split exactly.
+        let overrun_on_nodes = matches!(how, SettleHow::Commit(actual)
+        if shard.lock().get(&sequence).is_some_and(|entry| {
+            entry.tree_hold.is_some() && actual > entry.held_microunits
+        }));
+        let barrier = if overrun_on_nodes {
+            Barrier::Exclusive {
+                _guard: self.inner.policy.write(),
+            }
+        } else {
+            Barrier::Shared {
+                _guard: self.inner.policy.read(),
+            }
+        };
         let Some(mut entry) = shard.lock().remove(&sequence) else {
             return Err(GateError::UnknownReservation {
                 id: ReservationId(sequence),
@@ -1529,17 +1616,16 @@ impl Gate {
             SettleHow::ReleasedAtReopen => SettlementKind::ReleasedAtReopen,
         };
         let mut settled = Settled::default();
-        if let SettlementKind::CommitWithOverrun { actual_microunits } = kind
+        if matches!(kind, SettlementKind::CommitWithOverrun { .. })
             && entry.tree_hold.is_some()
+            && !matches!(barrier, Barrier::Exclusive { .. })
         {
-            // Budget nodes have no overrun path: the hold stays open.
-            let held_microcents = to_i64(held)?;
-            let actual_microcents = to_i64(actual_microunits)?;
+            // Cannot happen (the entry's hold and amount are fixed once made); kept
+            // so that a node overrun never runs outside the exclusive barrier.
             shard.lock().insert(sequence, entry);
-            return Err(GateError::Tree(TreeError::ActualExceedsHold {
-                held_microcents,
-                actual_microcents,
-            }));
+            return Err(GateError::Restore(
+                "a budget-node overrun needs the exclusive barrier".to_owned(),
+            ));
         }
         if let SettlementKind::CommitWithOverrun { actual_microunits } = kind {
             // Take first: the whole excess leaves `remaining` before the record exists.
@@ -1568,6 +1654,9 @@ impl Gate {
             let settlement = match kind {
                 SettlementKind::Commit { actual_microunits } => {
                     tree_hold.commit(to_i64(actual_microunits)?)?
+                }
+                SettlementKind::CommitWithOverrun { actual_microunits } => {
+                    tree_hold.commit_with_overrun(to_i64(actual_microunits)?)?
                 }
                 _ => tree_hold.release(),
             };
@@ -2235,6 +2324,7 @@ impl Gate {
                     reserved_microunits: books.reserved_microcents,
                     committed_microunits: books.committed_microcents,
                     expired_microunits: books.expired_microcents,
+                    overrun_microunits: books.overrun_microcents,
                     open_holds: books.open_holds,
                     fired_mask: books.fired_mask,
                 })

@@ -223,8 +223,13 @@ pub struct NodeWindowBooks {
     pub reserved_microunits: i64,
     /// Spent in this window.
     pub committed_microunits: i64,
-    /// Expired at the reset, plus refunds of holds settled after it.
+    /// Expired at the reset, plus refunds of holds settled after it, less the
+    /// excess of overruns settled after it that it covered.
     pub expired_microunits: i64,
+    /// Spent beyond the window's budget: the part of overruns (settlements above
+    /// their hold) that the spendable balance, or once closed the expired rest, did
+    /// not cover.
+    pub overrun_microunits: i64,
     /// Open holds of this window.
     pub open_holds: u64,
     /// Alert thresholds fired (bit i = threshold i).
@@ -232,7 +237,7 @@ pub struct NodeWindowBooks {
 }
 
 impl NodeWindowBooks {
-    /// `remaining + reserved + committed - (granted - expired)`, exact.
+    /// `remaining + reserved + committed - (granted - expired + overrun)`, exact.
     #[must_use]
     pub fn imbalance(&self) -> i128 {
         i128::from(self.remaining_microunits)
@@ -240,6 +245,7 @@ impl NodeWindowBooks {
             + i128::from(self.committed_microunits)
             - i128::from(self.granted_microunits)
             + i128::from(self.expired_microunits)
+            - i128::from(self.overrun_microunits)
     }
 
     fn balances(&self) -> bool {
@@ -248,6 +254,7 @@ impl NodeWindowBooks {
             && self.reserved_microunits >= 0
             && self.committed_microunits >= 0
             && self.expired_microunits >= 0
+            && self.overrun_microunits >= 0
     }
 }
 
@@ -947,18 +954,30 @@ impl WindowFold {
 
     /// Folds the settlement of decision `sequence`: `spent` of each hold is
     /// committed in the hold's window, the rest refunded (to `remaining` in the
-    /// current window, to `expired` in a closed one).
+    /// current window, to `expired` in a closed one). Above the hold (the overrun
+    /// path; the caller checks the settlement kind) the excess comes out of that
+    /// same balance as far as it goes and the rest is the window's overrun, so
+    /// `remaining + reserved + committed == granted - expired + overrun` still holds.
     ///
     /// # Errors
-    /// [`WindowError`] if `spent` exceeds a hold; nothing changes on error.
+    /// [`WindowError::Amount`] if `spent` is negative or a total would leave `i64`;
+    /// nothing changes on error.
     pub fn settle(&mut self, sequence: u64, spent: i64) -> Result<(), WindowError> {
         let Some(holds) = self.holds.get(&sequence) else {
             return Ok(());
         };
-        if holds.iter().any(|(_, _, held)| spent > *held || spent < 0) {
-            return Err(WindowError::BadScopes {
-                why: "a budget node settlement spends more than its hold",
+        // Checked before anything changes: every total stays in range.
+        for (index, window, _) in holds {
+            let books = self.nodes[*index].windows.get(window);
+            let fits = books.is_some_and(|books| {
+                books.committed_microunits.checked_add(spent).is_some()
+                    && books.overrun_microunits.checked_add(spent).is_some()
             });
+            if spent < 0 || !fits {
+                return Err(WindowError::Amount {
+                    amount: spent.unsigned_abs(),
+                });
+            }
         }
         let holds = self.holds.remove(&sequence).unwrap_or_default();
         for (index, window, held) in holds {
@@ -971,10 +990,21 @@ impl WindowFold {
             };
             books.reserved_microunits -= held;
             books.committed_microunits += spent;
-            if current {
-                books.remaining_microunits += held - spent;
+            // The refund goes back to the spendable balance, or to the expired rest
+            // once the window is closed; an overrun's excess comes out of the same
+            // place as far as it goes, the rest is overrun.
+            let pool = if current {
+                &mut books.remaining_microunits
             } else {
-                books.expired_microunits += held - spent;
+                &mut books.expired_microunits
+            };
+            if spent <= held {
+                *pool += held - spent;
+            } else {
+                let excess = spent - held;
+                let covered = excess.min(*pool);
+                *pool -= covered;
+                books.overrun_microunits += excess - covered;
             }
             books.open_holds -= 1;
             let drop_closed = !current && books.forgettable(thresholds);

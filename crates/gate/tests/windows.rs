@@ -254,20 +254,30 @@ fn the_binding_level_refuses_in_log_order() {
         ),
         (150, 40, 110)
     );
-    // The overrun path is refused for a decision holding budget nodes.
-    assert!(
-        apply(
-            &mut books,
-            &GateRecord::Settlement(SettlementRecord {
-                decision_sequence: 6,
-                tenant: "t".into(),
-                kind: SettlementKind::CommitWithOverrun {
-                    actual_microunits: 80,
-                },
-            })
-        )
-        .is_err()
+    // The overrun path: the excess comes out of what each node has spendable, the
+    // rest is the node's overrun, and every window still balances.
+    let overrun = |sequence, actual_microunits| {
+        GateRecord::Settlement(SettlementRecord {
+            decision_sequence: sequence,
+            tenant: "t".into(),
+            kind: SettlementKind::CommitWithOverrun { actual_microunits },
+        })
+    };
+    apply(&mut books, &overrun(6, 80)).expect("10 over, 40 spendable at the team");
+    apply(&mut books, &overrun(9, 100)).expect("60 over, 30 spendable at the team");
+    let team = books.windows().books("team").expect("defined")[0];
+    assert_eq!(
+        (
+            team.remaining_microunits,
+            team.reserved_microunits,
+            team.committed_microunits,
+            team.overrun_microunits
+        ),
+        (0, 0, 180, 30)
     );
+    assert_eq!(team.imbalance(), 0);
+    let org = books.windows().books("org").expect("defined")[0];
+    assert_eq!((org.committed_microunits, org.overrun_microunits), (180, 0));
 }
 
 #[test]
@@ -690,4 +700,177 @@ fn an_alert_due_in_a_window_closed_before_reopen_is_logged_at_reopen() {
         .expect("closes");
     assert_eq!(alerts_of(&crashed.0).len(), 1);
     verify_dir(&crashed.0, &VerifyOptions::default()).expect("verifies");
+}
+
+/// The overrun path on budget nodes: a settlement above its hold is logged as an
+/// overrun and accounted at every node it held, each node taking the excess from
+/// what it has spendable and recording the rest as overrun, so every window balances
+/// with the overrun term (checked by the verifier at every record, and rebuilt from a
+/// snapshot on reopen).
+#[test]
+fn an_overrun_on_budget_nodes_is_logged_and_balances_at_every_node() {
+    use calybris_gate::{
+        BudgetRoute, CallerMeta, Gate, GateConfig, SettlementKind, VerifyOptions, verify_dir,
+    };
+    let dir = common::TempDir::new("windows-overrun");
+    let config = || {
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0)
+    };
+    let gate = Gate::open(config()).expect("opens");
+    for node in [
+        fixed_node("org", None, 1_000_000),
+        fixed_node("team", Some("org"), 2_000),
+        fixed_node("key", Some("team"), 1_000_000),
+    ] {
+        let _ticket = gate.define_budget(&node).expect("valid");
+    }
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let at = |ms| CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    };
+    let alerts = gate.subscribe_alerts();
+    // 1,500 held of the team's 2,000; the work cost 2,600.
+    let admission = gate
+        .decide_budgeted("t", common::request(1, 2), at(100), &route)
+        .expect("decides");
+    let settled = gate.settle(admission, 2_600).expect("the overrun path");
+    assert_eq!(
+        (settled.committed_microunits, settled.overrun_microunits),
+        (2_600, 1_100)
+    );
+    let team = gate.budget_books("team").expect("defined")[0];
+    // The excess of 1,100: 500 was spendable, 600 is overrun.
+    assert_eq!(
+        (
+            team.remaining_microcents,
+            team.reserved_microcents,
+            team.committed_microcents,
+            team.overrun_microcents
+        ),
+        (0, 0, 2_600, 600)
+    );
+    assert_eq!(team.imbalance(), 0);
+    let org = gate.budget_books("org").expect("defined")[0];
+    assert_eq!(
+        (org.remaining_microcents, org.overrun_microcents),
+        (1_000_000 - 2_600, 0)
+    );
+    let fired: Vec<_> = alerts
+        .try_iter()
+        .map(|a| (a.node, a.threshold_bps))
+        .collect();
+    assert_eq!(fired.len(), 2, "the team's 50 % and 80 %: {fired:?}");
+    // A hold open across a reset overruns in its closed window: the expired rest
+    // covers what it can.
+    let open = gate
+        .decide_budgeted("t", common::request(2, 1), at(1_100), &route)
+        .expect("decides");
+    let held = open.budget().held_microunits();
+    assert!(open.is_admitted() && held > 0);
+    let _resets = gate.advance_windows(2_100).expect("resets");
+    let _settled = gate.settle(open, held + 1_900).expect("the overrun path");
+    let before = gate.budget_books("team").expect("defined");
+    let _snapshot = gate.snapshot_books().expect("a snapshot with overruns");
+    gate.close().expect("closes");
+    let records = log_records(&dir.0);
+    let overruns = records
+        .iter()
+        .filter(|r| {
+            matches!(r, GateRecord::Settlement(s)
+                if matches!(s.kind, SettlementKind::CommitWithOverrun { .. }))
+        })
+        .count();
+    assert_eq!(overruns, 2);
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.conservation.balanced);
+    let gate = Gate::open(config()).expect("reopens from the snapshot");
+    assert_eq!(gate.budget_books("team").expect("rebuilt"), before);
+    gate.close().expect("closes");
+}
+
+/// Holds on budget nodes kept open across a restart ([`ReopenHolds::Keep`]): the
+/// reopened gate re-makes each in the windows it was taken in (one of them closed by
+/// a reset before the restart), and settling one by id settles those windows.
+#[test]
+fn holds_on_budget_nodes_are_kept_across_a_restart() {
+    use calybris_gate::{
+        BudgetRoute, CallerMeta, Gate, GateConfig, ReopenHolds, VerifyOptions, verify_dir,
+    };
+    let dir = common::TempDir::new("windows-keep");
+    let config = || {
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0)
+            .reopen_holds(ReopenHolds::Keep)
+    };
+    let gate = Gate::open(config()).expect("opens");
+    for node in [
+        fixed_node("org", None, 1_000_000),
+        fixed_node("team", Some("org"), 4_000),
+        fixed_node("key", Some("team"), 1_000_000),
+        BudgetDefined {
+            scope: BudgetScope::Provider("0".into()),
+            ..fixed_node("provider-0", None, 1_000_000)
+        },
+    ] {
+        let _ticket = gate.define_budget(&node).expect("valid");
+    }
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let at = |ms| CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    };
+    let old = gate
+        .decide_budgeted("t", common::request(1, 2), at(100), &route)
+        .expect("decides")
+        .into_reservation_id()
+        .expect("admitted");
+    let new = gate
+        .decide_budgeted("t", common::request(2, 2), at(1_100), &route)
+        .expect("decides in window 1")
+        .into_reservation_id()
+        .expect("admitted");
+    let before: Vec<_> = ["org", "team", "key", "provider-0"]
+        .iter()
+        .map(|node| gate.budget_books(node).expect("defined"))
+        .collect();
+    assert_eq!(before[1].len(), 2, "the team holds in windows 1 and 0");
+    gate.close().expect("closes");
+
+    let gate = Gate::open(config()).expect("reopens keeping the holds");
+    assert_eq!(gate.recovery().open_holds, 2);
+    assert_eq!(gate.recovery().released_holds, 0);
+    for (node, books) in ["org", "team", "key", "provider-0"].iter().zip(&before) {
+        assert_eq!(&gate.budget_books(node).expect("rebuilt"), books, "{node}");
+    }
+    let alerts = gate.subscribe_alerts();
+    // The old hold settles in closed window 0 (1,500 of 4,000 expires nothing more).
+    let _settled = gate.settle_by_id(old, 1_200).expect("settles by id");
+    let _settled = gate.settle_by_id(new, 1_500).expect("settles by id");
+    let team = gate.budget_books("team").expect("defined");
+    assert_eq!(team.len(), 1, "window 0 is settled and forgotten");
+    assert_eq!(
+        (
+            team[0].window,
+            team[0].committed_microcents,
+            team[0].reserved_microcents
+        ),
+        (1, 1_500, 0)
+    );
+    assert!(
+        alerts.try_recv().is_err(),
+        "37.5 % of 4,000 reaches no threshold"
+    );
+    gate.close().expect("closes");
+    let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+    assert!(report.conservation.balanced);
 }
