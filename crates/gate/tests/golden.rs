@@ -199,6 +199,7 @@ fn records() -> Vec<GateRecord> {
                         reserved_microunits: 700,
                         committed_microunits: 2_600,
                         expired_microunits: 1_700,
+                        overrun_microunits: 0,
                         open_holds: 1,
                         fired_mask: 1,
                     },
