@@ -29,7 +29,18 @@
 //! windows: a hold open across a reset commits into the old window, and its
 //! refund goes to the old window's `expired` (it cannot be spent in a window
 //! that is over). Per node and per window, after every operation,
-//! `remaining + reserved + committed == limit + top-ups - expired`.
+//! `remaining + reserved + committed == limit + top-ups - expired + overrun`.
+//!
+//! # Overruns
+//!
+//! Work that cost more than its hold settles with
+//! [`TreeReservation::commit_with_overrun`]: every node commits the actual cost;
+//! its excess over the hold comes out of the node's spendable balance as far as it
+//! goes (once the hold's window is closed, out of that window's expired rest), and
+//! the rest is recorded as [`WindowBooks::overrun_microcents`], so that per node and
+//! window `remaining + reserved + committed == limit + top-ups - expired + overrun`.
+//! The split depends on what is spendable when it runs: a caller that must
+//! reproduce it from a log runs it while nothing else is in flight (the gate does).
 //!
 //! # Alerts
 //!

@@ -15,7 +15,8 @@
 //! A decision names the nodes it held, with the window of each, in
 //! [`crate::record::GateDecision::scopes`]; its settlement settles every one of them against
 //! that window. After every record, for every node and every window:
-//! `remaining + reserved + committed == limit + top-ups - expired`, and no balance is
+//! `remaining + reserved + committed == limit + top-ups - expired + overrun` (the
+//! excess of overruns the window could not cover), and no balance is
 //! negative.
 
 use std::collections::{BTreeMap, HashMap};
