@@ -69,6 +69,22 @@ pub enum BudgetWindow {
         /// Offset from UTC, in minutes.
         utc_offset_minutes: i16,
     },
+    /// Calendar days in a time zone with daylight saving, whose rule is logged
+    /// with the node (so every machine cuts the same windows).
+    ZonedDaily {
+        /// The zone's rule (`calybris_budget::ZoneRule`).
+        zone: calybris_budget::ZoneRule,
+    },
+    /// Calendar weeks from Monday in a time zone.
+    ZonedWeekly {
+        /// The zone's rule.
+        zone: calybris_budget::ZoneRule,
+    },
+    /// Calendar months in a time zone.
+    ZonedMonthly {
+        /// The zone's rule.
+        zone: calybris_budget::ZoneRule,
+    },
 }
 
 impl From<BudgetWindow> for calybris_budget::WindowSpec {
@@ -85,6 +101,9 @@ impl From<BudgetWindow> for calybris_budget::WindowSpec {
             BudgetWindow::Daily { utc_offset_minutes } => Self::Daily { utc_offset_minutes },
             BudgetWindow::Weekly { utc_offset_minutes } => Self::Weekly { utc_offset_minutes },
             BudgetWindow::Monthly { utc_offset_minutes } => Self::Monthly { utc_offset_minutes },
+            BudgetWindow::ZonedDaily { zone } => Self::ZonedDaily { zone },
+            BudgetWindow::ZonedWeekly { zone } => Self::ZonedWeekly { zone },
+            BudgetWindow::ZonedMonthly { zone } => Self::ZonedMonthly { zone },
         }
     }
 }
@@ -106,6 +125,9 @@ impl TryFrom<calybris_budget::WindowSpec> for BudgetWindow {
             WindowSpec::Daily { utc_offset_minutes } => Self::Daily { utc_offset_minutes },
             WindowSpec::Weekly { utc_offset_minutes } => Self::Weekly { utc_offset_minutes },
             WindowSpec::Monthly { utc_offset_minutes } => Self::Monthly { utc_offset_minutes },
+            WindowSpec::ZonedDaily { zone } => Self::ZonedDaily { zone },
+            WindowSpec::ZonedWeekly { zone } => Self::ZonedWeekly { zone },
+            WindowSpec::ZonedMonthly { zone } => Self::ZonedMonthly { zone },
         })
     }
 }

@@ -318,6 +318,18 @@ fn records() -> Vec<GateRecord> {
             start_window: 0,
             alert_thresholds_bps: Vec::new(),
         }),
+        GateRecord::BudgetDefined(BudgetDefined {
+            node: "acme-berlin".into(),
+            parent: None,
+            scope: BudgetScope::Tag("eu".into()),
+            limit_microunits: 1_000_000,
+            window: BudgetWindow::ZonedDaily {
+                zone: calybris_budget::ZoneRule::parse_posix("CET-1CEST,M3.5.0,M10.5.0/3")
+                    .expect("a valid rule"),
+            },
+            start_window: 20_541,
+            alert_thresholds_bps: vec![10_000],
+        }),
         GateRecord::WindowReset(WindowResetRecord {
             node: "acme-team".into(),
             from_window: 683,
@@ -427,14 +439,14 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x3, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
+    // policy names, execution, lease refusal, promotion, budget defined x3, window reset,
     // alert fired, budget top-up, checkpoint, staged, unstaged, engine snapshot,
     // adaptive setup
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 19, 20,
-            21
+            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13, 14, 15, 16, 17, 18, 19,
+            20, 21
         ]
     );
 }

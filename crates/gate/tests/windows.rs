@@ -874,3 +874,89 @@ fn holds_on_budget_nodes_are_kept_across_a_restart() {
     let report = verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
     assert!(report.conservation.balanced);
 }
+
+/// A daily budget in Berlin time, with the zone's rule logged in its definition:
+/// the day of the spring change lasts 23 hours, so its window resets at 22:00 UTC
+/// (local midnight in summer time), and the log verifies on any machine.
+#[test]
+fn a_zoned_daily_budget_resets_at_local_midnight_across_a_change() {
+    use calybris_gate::{BudgetRoute, CallerMeta, Gate, GateConfig, VerifyOptions, verify_dir};
+    let zone =
+        calybris_budget::ZoneRule::parse_posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("a valid rule");
+    let window = BudgetWindow::ZonedDaily { zone };
+    // 2026-03-29 00:00 UTC is day 20,541 since 1970.
+    let day = 20_541_u64;
+    let utc_ms = |hour: u64, minute: u64| (day * 24 + hour) * 3_600_000 + minute * 60_000;
+    let spec = calybris_budget::WindowSpec::from(window);
+    assert_eq!(
+        spec.window_at(utc_ms(0, 0)),
+        Ok(day),
+        "01:00 local, 29 March"
+    );
+    let dir = common::TempDir::new("windows-zoned");
+    let gate = Gate::open(
+        GateConfig::new(&dir.0, common::policy(false))
+            .tenant("t", 1_000_000)
+            .clock(|| 0),
+    )
+    .expect("opens");
+    let _ticket = gate
+        .define_budget(&BudgetDefined {
+            window,
+            start_window: day,
+            ..fixed_node("key", None, 2_000)
+        })
+        .expect("valid");
+    let route = BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    };
+    let decide = |k, ms| {
+        gate.decide_budgeted(
+            "t",
+            common::request(k, 2),
+            CallerMeta {
+                request_id: [0; 16],
+                recorded_at_unix_ms: ms,
+            },
+            &route,
+        )
+        .expect("decides")
+    };
+    let first = decide(1, utc_ms(21, 59));
+    assert!(first.is_admitted(), "23:59 local: still 29 March");
+    let second = decide(2, utc_ms(21, 59) + 59_999);
+    assert!(!second.is_admitted(), "the day's 2,000 has 500 left");
+    drop(second);
+    let third = decide(3, utc_ms(22, 0));
+    assert!(
+        third.is_admitted(),
+        "00:00 local, 30 March: a new day after 23 hours"
+    );
+    let books = gate.budget_books("key").expect("defined");
+    assert_eq!(books[0].window, day + 1);
+    assert_eq!(
+        books[1].window, day,
+        "29 March is kept while its hold is open"
+    );
+    drop((first, third));
+    gate.close().expect("closes");
+    let records = log_records(&dir.0);
+    let resets: Vec<_> = records
+        .iter()
+        .filter_map(|record| match record {
+            GateRecord::WindowReset(reset) => Some(reset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resets.len(), 1);
+    assert_eq!(
+        (
+            resets[0].from_window,
+            resets[0].to_window,
+            resets[0].recorded_at_unix_ms
+        ),
+        (day, day + 1, utc_ms(22, 0))
+    );
+    verify_dir(&dir.0, &VerifyOptions::default()).expect("verifies");
+}
