@@ -410,6 +410,41 @@ fn fixed_node(name: &str, parent: Option<&str>, limit: u64) -> BudgetDefined {
     }
 }
 
+/// Defines org -> team -> key (fixed 1-second windows; the team's limit is
+/// `team_limit`) and, with `provider`, the scope node of provider 0.
+fn define_chain(gate: &calybris_gate::Gate, team_limit: u64, provider: bool) {
+    let mut nodes = vec![
+        fixed_node("org", None, 10_000_000),
+        fixed_node("team", Some("org"), team_limit),
+        fixed_node("key", Some("team"), 10_000_000),
+    ];
+    if provider {
+        nodes.push(BudgetDefined {
+            scope: BudgetScope::Provider("0".into()),
+            ..fixed_node("provider-0", None, 10_000_000)
+        });
+    }
+    for node in &nodes {
+        let _ticket = gate.define_budget(node).expect("valid");
+    }
+}
+
+/// The route through key "key".
+fn key_route() -> calybris_gate::BudgetRoute {
+    calybris_gate::BudgetRoute {
+        key: "key".into(),
+        scopes: Vec::new(),
+    }
+}
+
+/// Caller metadata at `ms` on the caller's clock.
+fn at(ms: u64) -> calybris_gate::CallerMeta {
+    calybris_gate::CallerMeta {
+        request_id: [0; 16],
+        recorded_at_unix_ms: ms,
+    }
+}
+
 /// Retention with budget nodes, end to end: book snapshots carry the nodes, their
 /// windows and the open holds' nodes, so old segments are retired while windows
 /// reset, alerts fire, decisions are refused by the team and one hold stays open
@@ -418,10 +453,7 @@ fn fixed_node(name: &str, parent: Option<&str>, limit: u64) -> BudgetDefined {
 /// rebuilds every node's books as they were.
 #[test]
 fn retention_retires_a_log_with_budget_nodes_and_the_suffix_verifies() {
-    use calybris_gate::{
-        BudgetRoute, CallerMeta, Gate, GateConfig, ReservationId, Retention, VerifyOptions,
-        verify_dir,
-    };
+    use calybris_gate::{Gate, GateConfig, ReservationId, Retention, VerifyOptions, verify_dir};
     use std::collections::VecDeque;
     let dir = common::TempDir::new("windows-retention");
     let config = || {
@@ -433,25 +465,8 @@ fn retention_retires_a_log_with_budget_nodes_and_the_suffix_verifies() {
             .retention(Retention::SinceLastSnapshot)
     };
     let gate = Gate::open(config()).expect("opens");
-    for node in [
-        fixed_node("org", None, 10_000_000),
-        fixed_node("team", Some("org"), 100_000),
-        fixed_node("key", Some("team"), 10_000_000),
-        BudgetDefined {
-            scope: BudgetScope::Provider("0".into()),
-            ..fixed_node("provider-0", None, 10_000_000)
-        },
-    ] {
-        let _ticket = gate.define_budget(&node).expect("valid");
-    }
-    let route = BudgetRoute {
-        key: "key".into(),
-        scopes: Vec::new(),
-    };
-    let at = |ms| CallerMeta {
-        request_id: [0; 16],
-        recorded_at_unix_ms: ms,
-    };
+    define_chain(&gate, 100_000, true);
+    let route = key_route();
     let alerts = gate.subscribe_alerts();
     let mut parked: Option<ReservationId> = None;
     let mut in_flight = VecDeque::new();
@@ -709,9 +724,7 @@ fn an_alert_due_in_a_window_closed_before_reopen_is_logged_at_reopen() {
 /// snapshot on reopen).
 #[test]
 fn an_overrun_on_budget_nodes_is_logged_and_balances_at_every_node() {
-    use calybris_gate::{
-        BudgetRoute, CallerMeta, Gate, GateConfig, SettlementKind, VerifyOptions, verify_dir,
-    };
+    use calybris_gate::{Gate, GateConfig, SettlementKind, VerifyOptions, verify_dir};
     let dir = common::TempDir::new("windows-overrun");
     let config = || {
         GateConfig::new(&dir.0, common::policy(false))
@@ -719,21 +732,8 @@ fn an_overrun_on_budget_nodes_is_logged_and_balances_at_every_node() {
             .clock(|| 0)
     };
     let gate = Gate::open(config()).expect("opens");
-    for node in [
-        fixed_node("org", None, 1_000_000),
-        fixed_node("team", Some("org"), 2_000),
-        fixed_node("key", Some("team"), 1_000_000),
-    ] {
-        let _ticket = gate.define_budget(&node).expect("valid");
-    }
-    let route = BudgetRoute {
-        key: "key".into(),
-        scopes: Vec::new(),
-    };
-    let at = |ms| CallerMeta {
-        request_id: [0; 16],
-        recorded_at_unix_ms: ms,
-    };
+    define_chain(&gate, 2_000, false);
+    let route = key_route();
     let alerts = gate.subscribe_alerts();
     // 1,500 held of the team's 2,000; the work cost 2,600.
     let admission = gate
@@ -759,7 +759,7 @@ fn an_overrun_on_budget_nodes_is_logged_and_balances_at_every_node() {
     let org = gate.budget_books("org").expect("defined")[0];
     assert_eq!(
         (org.remaining_microcents, org.overrun_microcents),
-        (1_000_000 - 2_600, 0)
+        (10_000_000 - 2_600, 0)
     );
     let fired: Vec<_> = alerts
         .try_iter()
@@ -799,9 +799,7 @@ fn an_overrun_on_budget_nodes_is_logged_and_balances_at_every_node() {
 /// a reset before the restart), and settling one by id settles those windows.
 #[test]
 fn holds_on_budget_nodes_are_kept_across_a_restart() {
-    use calybris_gate::{
-        BudgetRoute, CallerMeta, Gate, GateConfig, ReopenHolds, VerifyOptions, verify_dir,
-    };
+    use calybris_gate::{Gate, GateConfig, ReopenHolds, VerifyOptions, verify_dir};
     let dir = common::TempDir::new("windows-keep");
     let config = || {
         GateConfig::new(&dir.0, common::policy(false))
@@ -810,25 +808,8 @@ fn holds_on_budget_nodes_are_kept_across_a_restart() {
             .reopen_holds(ReopenHolds::Keep)
     };
     let gate = Gate::open(config()).expect("opens");
-    for node in [
-        fixed_node("org", None, 1_000_000),
-        fixed_node("team", Some("org"), 4_000),
-        fixed_node("key", Some("team"), 1_000_000),
-        BudgetDefined {
-            scope: BudgetScope::Provider("0".into()),
-            ..fixed_node("provider-0", None, 1_000_000)
-        },
-    ] {
-        let _ticket = gate.define_budget(&node).expect("valid");
-    }
-    let route = BudgetRoute {
-        key: "key".into(),
-        scopes: Vec::new(),
-    };
-    let at = |ms| CallerMeta {
-        request_id: [0; 16],
-        recorded_at_unix_ms: ms,
-    };
+    define_chain(&gate, 4_000, true);
+    let route = key_route();
     let old = gate
         .decide_budgeted("t", common::request(1, 2), at(100), &route)
         .expect("decides")
