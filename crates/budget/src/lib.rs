@@ -49,7 +49,9 @@
 //! [`BudgetTree::advance_window`] ([`WindowSpec`] maps a clock value to a window),
 //! alert thresholds fired once per window, and an overrun path. A reservation holds
 //! on every node of its [`HoldPlan`] or on none, without a lock. The [`tree`]
-//! module's documentation says how.
+//! module's documentation says how. Calendar windows may follow a time zone with
+//! daylight saving ([`ZoneRule`], module [`zone`]), its rule fixed by the
+//! configuration.
 //!
 //! # Concurrency
 //!
@@ -117,7 +119,7 @@ mod snapshot;
 mod sync;
 mod tenant;
 pub mod tree;
-mod zone;
+pub mod zone;
 
 pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use engine::{
