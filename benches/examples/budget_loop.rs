@@ -6,11 +6,13 @@
 //! valgrind --tool=callgrind target/release/examples/budget_loop flat 100000
 //! valgrind --tool=callgrind target/release/examples/budget_loop tree 100000
 //! valgrind --tool=callgrind target/release/examples/budget_loop tree 0
+//! valgrind --tool=callgrind target/release/examples/budget_loop tree-plan 100000
 //! ```
 //!
 //! `flat` reserves and commits on one tenant by handle (the flat path of
 //! `benches/budget.rs`); `tree` does the same through a three-level hierarchy
-//! (organisation, team, key) with one model scope, the bench's `budget_tree` case.
+//! (organisation, team, key) with one model scope, the bench's `budget_tree` case;
+//! `tree-plan` also resolves the plan every time (what the gate does per decision).
 //! Subtract the `N = 0` run (set-up) and divide by N for instructions per pair.
 
 use std::hint::black_box;
@@ -40,7 +42,7 @@ fn main() {
             }
             assert_eq!(engine.verify_conservation(), Ok(()));
         }
-        "tree" => {
+        "tree" | "tree-plan" => {
             let spec = |name: &str, parent: Option<NodeId>, scope: NodeScope| NodeSpec {
                 name: name.to_owned(),
                 parent,
@@ -65,8 +67,12 @@ fn main() {
             let model = tree
                 .define(spec("model", None, NodeScope::Model("large".to_owned())))
                 .expect("valid");
-            let plan = tree.plan(key, &[model]).expect("valid");
+            let mut plan = tree.plan(key, &[model]).expect("valid");
+            let replan = what == "tree-plan";
             for _ in 0..n {
+                if replan {
+                    plan = tree.plan(black_box(key), &[model]).expect("valid");
+                }
                 let hold = tree
                     .try_reserve(black_box(&plan), black_box(HOLD_MICROCENTS))
                     .expect("budget never runs out");
@@ -75,7 +81,7 @@ fn main() {
             assert!(tree.verify_conservation().is_ok());
         }
         other => {
-            eprintln!("usage: budget_loop flat|tree N (not {other:?})");
+            eprintln!("usage: budget_loop flat|tree|tree-plan N (not {other:?})");
             std::process::exit(2);
         }
     }

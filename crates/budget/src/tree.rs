@@ -913,37 +913,43 @@ impl BudgetTree {
             registry
                 .nodes
                 .get(id.0 as usize)
-                .cloned()
                 .ok_or_else(|| TreeError::UnknownNode(format!("#{}", id.0)))
         };
-        let mut nodes = Vec::with_capacity(MAX_PLAN_NODES);
+        // Ids first, on the stack; the plan's one allocation holds the nodes.
+        let mut ids = [NodeId(0); MAX_PLAN_NODES];
+        let mut len = 0;
         let mut at = get(key)?;
         if at.spec.scope != NodeScope::Chain {
             return Err(TreeError::InvalidPlan("the key is a scope node"));
         }
         loop {
-            let parent = at.spec.parent;
-            nodes.push(at);
-            match parent {
+            // A chain is at most MAX_CHAIN_DEPTH deep (checked at definition).
+            debug_assert!(len < MAX_CHAIN_DEPTH);
+            ids[len] = at.id;
+            len += 1;
+            match at.spec.parent {
                 Some(parent) => at = get(parent)?,
                 None => break,
             }
         }
-        debug_assert!(nodes.len() <= MAX_CHAIN_DEPTH);
         for scope in scopes {
             let node = get(*scope)?;
             if node.spec.scope == NodeScope::Chain {
                 return Err(TreeError::InvalidPlan("a scope is a chain node"));
             }
-            if nodes.iter().any(|n| n.id == node.id) {
+            if ids[..len].contains(&node.id) {
                 return Err(TreeError::InvalidPlan("a scope is named twice"));
             }
-            nodes.push(node);
+            ids[len] = node.id;
+            len += 1;
         }
-        nodes.sort_unstable_by_key(|node| node.id);
-        Ok(HoldPlan {
-            nodes: nodes.into(),
-        })
+        let ids = &mut ids[..len];
+        ids.sort_unstable();
+        let nodes: std::sync::Arc<[Arc<Node>]> = ids
+            .iter()
+            .map(|id| Arc::clone(&registry.nodes[id.0 as usize]))
+            .collect();
+        Ok(HoldPlan { nodes })
     }
 
     /// Holds `amount_microcents` on every node of `plan`, or on none.
