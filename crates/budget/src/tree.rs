@@ -1202,6 +1202,21 @@ impl BudgetTree {
         })
     }
 
+    /// Whether any of `nodes` is in a window earlier than the one its calendar puts
+    /// `unix_ms` in (so a reset is due); one registry lookup for all of them. Unknown
+    /// nodes and clock values before a calendar's first window count as not behind.
+    pub fn any_behind(&self, nodes: &[NodeId], unix_ms: u64) -> bool {
+        let registry = self.registry.read();
+        nodes.iter().any(|id| {
+            registry.nodes.get(id.0 as usize).is_some_and(|node| {
+                node.spec
+                    .window
+                    .window_at(unix_ms)
+                    .is_ok_and(|due| due > node.hot.window.load(Ordering::Relaxed))
+            })
+        })
+    }
+
     /// The calendar `node`'s windows follow.
     ///
     /// # Errors

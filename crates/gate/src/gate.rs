@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use calybris_budget::{
-    BudgetEngine, BudgetError, BudgetTree, NodeId, NodeScope, NodeSpec, Reservation, TenantLimits,
-    TreeError, TreeReservation, WindowBooks,
+    BudgetEngine, BudgetError, BudgetTree, HoldPlan, NodeId, NodeScope, NodeSpec, Reservation,
+    TenantLimits, TreeError, TreeReservation, WindowBooks,
 };
 use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenant_number};
 use calybris_finance::{ConservationProof, prove_snapshot};
@@ -44,6 +44,25 @@ pub const LOG_DIR: &str = "log";
 
 /// Default number of records between two book snapshots.
 pub const DEFAULT_SNAPSHOT_EVERY_RECORDS: u64 = 65_536;
+
+/// The most hold plans a gate caches (beyond, routes are planned each time).
+const MAX_CACHED_PLANS: usize = 65_536;
+
+/// A route's cache key: the key node and its scopes, sorted, padded with `u32::MAX`.
+type PlanKey = (u32, [u32; calybris_budget::MAX_PLAN_SCOPES]);
+
+/// The cache key of `key` with `scopes` (`None` for more scopes than a plan holds).
+fn plan_key(key: NodeId, scopes: &[NodeId]) -> Option<PlanKey> {
+    let mut sorted = [u32::MAX; calybris_budget::MAX_PLAN_SCOPES];
+    for (slot, scope) in sorted.iter_mut().zip(scopes) {
+        *slot = scope.0;
+    }
+    if scopes.len() > sorted.len() {
+        return None;
+    }
+    sorted.sort_unstable();
+    Some((key.0, sorted))
+}
 
 /// Shards of the open-hold registry (a power of two).
 const OPEN_SHARDS: usize = 64;
@@ -392,6 +411,10 @@ struct Inner {
     model_scopes: RwLock<HashMap<String, NodeId>>,
     /// Provider-scope nodes by provider name (likewise).
     provider_scopes: RwLock<HashMap<String, NodeId>>,
+    /// Hold plans already resolved, by key and sorted scopes (nodes are never
+    /// removed or changed, so a plan never goes stale); at most
+    /// [`MAX_CACHED_PLANS`].
+    plans: RwLock<HashMap<PlanKey, HoldPlan>>,
     /// Serialises tenant creation, top-ups and limit changes (rare, and checked
     /// before they are logged).
     admin: Mutex<()>,
@@ -625,6 +648,7 @@ impl Gate {
             tree: BudgetTree::new(),
             model_scopes: RwLock::new(HashMap::new()),
             provider_scopes: RwLock::new(HashMap::new()),
+            plans: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             next_snapshot_at: AtomicU64::new(records.saturating_add(config.snapshot_every_records)),
@@ -1078,7 +1102,7 @@ impl Gate {
             scopes.push(self.inner.tree.node_id(name)?);
         }
         // Validate the route before anything is logged.
-        let plan = self.inner.tree.plan(key, &scopes)?;
+        let plan = self.plan_for(key, &scopes)?;
         let mut due: Vec<NodeId> = plan.nodes().collect();
         due.extend(self.inner.model_scopes.read().values().copied());
         due.extend(self.inner.provider_scopes.read().values().copied());
@@ -1086,18 +1110,29 @@ impl Gate {
         self.decide_routed(tenant, input, caller, Some((key, scopes)), None)
     }
 
+    /// The hold plan of `key` with `scopes`, from the cache when this route was
+    /// planned before (a plan costs an allocation and a lookup per node).
+    fn plan_for(&self, key: NodeId, scopes: &[NodeId]) -> Result<HoldPlan, GateError> {
+        let Some(cache_key) = plan_key(key, scopes) else {
+            // More scopes than a plan holds: the tree refuses it.
+            return Ok(self.inner.tree.plan(key, scopes)?);
+        };
+        if let Some(plan) = self.inner.plans.read().get(&cache_key) {
+            return Ok(plan.clone());
+        }
+        let plan = self.inner.tree.plan(key, scopes)?;
+        let mut plans = self.inner.plans.write();
+        if plans.len() < MAX_CACHED_PLANS {
+            plans.insert(cache_key, plan.clone());
+        }
+        Ok(plan)
+    }
+
     /// Resets every node of `nodes` that `unix_ms` puts in a later window, logging
     /// each reset, under the barrier. Returns the resets made.
     fn advance_nodes(&self, nodes: &[NodeId], unix_ms: u64) -> Result<u64, GateError> {
         let tree = &self.inner.tree;
-        let behind = |node: &NodeId| -> bool {
-            let (Ok(spec), Ok(current)) = (tree.window_spec(*node), tree.current_window(*node))
-            else {
-                return false;
-            };
-            spec.window_at(unix_ms).is_ok_and(|due| due > current)
-        };
-        if !nodes.iter().any(behind) {
+        if !tree.any_behind(nodes, unix_ms) {
             return Ok(0);
         }
         let barrier = self.inner.policy.write();
@@ -1333,7 +1368,7 @@ impl Gate {
             {
                 plan_scopes.push(*node);
             }
-            let plan = self.inner.tree.plan(key, &plan_scopes)?;
+            let plan = self.plan_for(key, &plan_scopes)?;
             match self
                 .inner
                 .tree
