@@ -17,7 +17,10 @@
 
 use std::hint::black_box;
 
-use calybris_budget::{BudgetEngine, BudgetTree, NodeId, NodeScope, NodeSpec, WindowSpec};
+#[path = "../common/tree.rs"]
+mod tree;
+
+use calybris_budget::{BudgetEngine, NodeScope};
 
 const INITIAL_MICROCENTS: i64 = i64::MAX / 4;
 const HOLD_MICROCENTS: i64 = 1_000;
@@ -43,31 +46,13 @@ fn main() {
             assert_eq!(engine.verify_conservation(), Ok(()));
         }
         "tree" | "tree-plan" => {
-            let spec = |name: &str, parent: Option<NodeId>, scope: NodeScope| NodeSpec {
-                name: name.to_owned(),
-                parent,
-                scope,
-                limit_microcents: INITIAL_MICROCENTS,
-                window: WindowSpec::Daily {
-                    utc_offset_minutes: 0,
-                },
-                start_window: 0,
-                alert_thresholds_bps: vec![5_000, 8_000, 10_000],
-            };
-            let tree = BudgetTree::new();
-            let org = tree
-                .define(spec("org", None, NodeScope::Chain))
-                .expect("valid");
-            let team = tree
-                .define(spec("team", Some(org), NodeScope::Chain))
-                .expect("valid");
-            let key = tree
-                .define(spec("key", Some(team), NodeScope::Chain))
-                .expect("valid");
-            let model = tree
-                .define(spec("model", None, NodeScope::Model("large".to_owned())))
-                .expect("valid");
-            let mut plan = tree.plan(key, &[model]).expect("valid");
+            let (tree, plans) = tree::three_levels_one_scope(INITIAL_MICROCENTS, 1);
+            let mut plan = plans[0].clone();
+            let key = plan.nodes().max().expect("the key has the largest id");
+            let model = plan
+                .nodes()
+                .find(|node| tree.spec(*node).is_ok_and(|s| s.scope != NodeScope::Chain))
+                .expect("the model scope");
             let replan = what == "tree-plan";
             for _ in 0..n {
                 if replan {
