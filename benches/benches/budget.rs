@@ -13,6 +13,9 @@
 // criterion's group macros generate public functions without docs.
 #![allow(missing_docs)]
 
+#[path = "../common/tree.rs"]
+mod tree;
+
 use calybris_budget::BudgetEngine;
 use calybris_core::budget as core_b;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -217,37 +220,8 @@ fn durable_four_threads(c: &mut Criterion) {
 /// the tree has four keys under one team, so the team, the org and the model node
 /// are shared by all four threads (the contended case a gateway has).
 fn tree(c: &mut Criterion) {
-    use calybris_budget::{BudgetTree, NodeId, NodeScope, NodeSpec, WindowSpec};
     const THREADS: usize = 4;
-    let spec = |name: &str, parent: Option<NodeId>, scope: NodeScope| NodeSpec {
-        name: name.to_owned(),
-        parent,
-        scope,
-        limit_microcents: INITIAL_MICROCENTS,
-        window: WindowSpec::Daily {
-            utc_offset_minutes: 0,
-        },
-        start_window: 0,
-        alert_thresholds_bps: vec![5_000, 8_000, 10_000],
-    };
-    let tree = BudgetTree::new();
-    let org = tree
-        .define(spec("org", None, NodeScope::Chain))
-        .expect("valid");
-    let team = tree
-        .define(spec("team", Some(org), NodeScope::Chain))
-        .expect("valid");
-    let model = tree
-        .define(spec("model", None, NodeScope::Model("large".to_owned())))
-        .expect("valid");
-    let plans: Vec<_> = (0..THREADS)
-        .map(|k| {
-            let key = tree
-                .define(spec(&format!("key{k}"), Some(team), NodeScope::Chain))
-                .expect("valid");
-            tree.plan(key, &[model]).expect("valid")
-        })
-        .collect();
+    let (tree, plans) = tree::three_levels_one_scope(INITIAL_MICROCENTS, THREADS);
     let engine = ours(&["acme"]);
     let handle = engine.tenant("acme").expect("tenant exists");
     let tree_pair = |plan: &calybris_budget::HoldPlan| {

@@ -6,6 +6,7 @@
 //! cargo build --release -p calybris-benches --example gate_loop
 //! # one thread, nobody waits for the disk (100 ms group-commit window):
 //! valgrind --tool=callgrind target/release/examples/gate_loop decide 100000
+//! valgrind --tool=callgrind target/release/examples/gate_loop budgeted 100000
 //! valgrind --tool=callgrind target/release/examples/gate_loop audit 100000
 //! valgrind --tool=callgrind target/release/examples/gate_loop writer 100000
 //! # durable, 4 threads, 64 admissions in flight each (for perf):
@@ -31,7 +32,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use calybris_digest::SealedPolicy;
-use calybris_gate::{Admission, Books, Gate, GateConfig, GateRecord, LOG_DIR, ReopenHolds};
+use calybris_gate::windows::{BudgetDefined, BudgetScope, BudgetWindow};
+use calybris_gate::{
+    Admission, Books, BudgetRoute, CallerMeta, Gate, GateConfig, GateRecord, LOG_DIR, ReopenHolds,
+};
 use calybris_kernel::KernelInput;
 use calybris_wal::storage::FsDirectory;
 use calybris_wal::{
@@ -128,6 +132,52 @@ fn main() {
             for k in 0..n {
                 let (tenant, input) = w.request(0, k);
                 let admission = gate.decide(tenant, input).expect("decide");
+                settle(&gate, admission, k);
+            }
+            gate.close().expect("close");
+        }
+        "budgeted" => {
+            // As `decide`, through org -> team -> key and the selected model's scope
+            // node (`Gate::decide_budgeted`): compare the two per decision.
+            n = arg(&args, 1, 100_000u64);
+            let dir = scratch("budgeted");
+            let gate = Gate::open(w.config(&dir.0, LONG_WINDOW)).expect("open");
+            let node = |name: &str, parent: Option<&str>, scope| BudgetDefined {
+                node: name.to_owned(),
+                parent: parent.map(str::to_owned),
+                scope,
+                limit_microunits: BUDGET_MICROUNITS,
+                window: BudgetWindow::Daily {
+                    utc_offset_minutes: 0,
+                },
+                start_window: 0,
+                alert_thresholds_bps: vec![5_000, 8_000, 10_000],
+            };
+            let mut nodes = vec![
+                node("org", None, BudgetScope::Chain),
+                node("team", Some("org"), BudgetScope::Chain),
+                node("key", Some("team"), BudgetScope::Chain),
+            ];
+            for model in w.policy.snapshot().models() {
+                let name = model.model_id.to_string();
+                nodes.push(node(
+                    &format!("model-{name}"),
+                    None,
+                    BudgetScope::Model(name),
+                ));
+            }
+            for definition in &nodes {
+                let _ticket = gate.define_budget(definition).expect("define");
+            }
+            let route = BudgetRoute {
+                key: "key".to_owned(),
+                scopes: Vec::new(),
+            };
+            for k in 0..n {
+                let (tenant, input) = w.request(0, k);
+                let admission = gate
+                    .decide_budgeted(tenant, input, CallerMeta::default(), &route)
+                    .expect("decide");
                 settle(&gate, admission, k);
             }
             gate.close().expect("close");

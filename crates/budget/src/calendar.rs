@@ -8,10 +8,13 @@
 //! with the new id.
 //!
 //! Calendars are civil-time windows (day, week starting Monday, month) in a
-//! fixed UTC offset, or fixed durations from an origin. IANA time zones (with
-//! their daylight-saving changes) are not supported: a zone whose offset
-//! changes needs a zone database, which this dependency-light crate does not
-//! carry; a caller in such a zone resets on its standard offset.
+//! fixed UTC offset or in a time zone with daylight saving ([`ZoneRule`]: the
+//! rule of an IANA zone, read from its POSIX `TZ` string or its TZif file and
+//! fixed by the configuration, so no zone database is consulted at run time), or
+//! fixed durations from an origin. In a zone, the day a change happens lasts 23
+//! or 25 hours.
+
+use crate::zone::ZoneRule;
 
 /// Milliseconds in one day.
 const MS_PER_DAY: i64 = 86_400_000;
@@ -47,6 +50,22 @@ pub enum WindowSpec {
         /// Offset of local time from UTC, in minutes (east positive).
         utc_offset_minutes: i16,
     },
+    /// Calendar days in a time zone with daylight saving: as [`Self::Daily`], in
+    /// the zone's local time (a 23- or 25-hour day at a change).
+    ZonedDaily {
+        /// The zone's rule.
+        zone: ZoneRule,
+    },
+    /// Calendar weeks from Monday in a time zone.
+    ZonedWeekly {
+        /// The zone's rule.
+        zone: ZoneRule,
+    },
+    /// Calendar months in a time zone.
+    ZonedMonthly {
+        /// The zone's rule.
+        zone: ZoneRule,
+    },
 }
 
 /// Why a window could not be computed.
@@ -56,6 +75,9 @@ pub enum CalendarError {
     /// A fixed window of zero length.
     #[error("a fixed window must last at least one millisecond")]
     ZeroDuration,
+    /// A zone rule is out of range ([`ZoneRule::validate`]).
+    #[error("the zone rule is out of range")]
+    BadZone,
     /// The UTC offset is beyond +-18:00.
     #[error("UTC offset {minutes} minutes is beyond +-18:00")]
     OffsetOutOfRange {
@@ -98,6 +120,9 @@ impl WindowSpec {
                     Ok(())
                 }
             }
+            Self::ZonedDaily { zone }
+            | Self::ZonedWeekly { zone }
+            | Self::ZonedMonthly { zone } => zone.validate().map_err(|_| CalendarError::BadZone),
         }
     }
 
@@ -133,40 +158,65 @@ impl WindowSpec {
                 .map(|since| since / duration_ms)
                 .ok_or(before),
             Self::Daily { utc_offset_minutes } => {
-                let days = local_days(unix_ms, utc_offset_minutes).ok_or(before)?;
-                Ok(days)
+                daily(fixed_local_ms(unix_ms, utc_offset_minutes)).ok_or(before)
             }
             Self::Weekly { utc_offset_minutes } => {
-                // 1970-01-01 was a Thursday: day 0 is 3 days after Monday 1969-12-29.
-                let days = local_days_signed(unix_ms, utc_offset_minutes);
-                u64::try_from((days + 3).div_euclid(7)).map_err(|_| before)
+                weekly(fixed_local_ms(unix_ms, utc_offset_minutes)).ok_or(before)
             }
             Self::Monthly { utc_offset_minutes } => {
-                let days = local_days(unix_ms, utc_offset_minutes).ok_or(before)?;
-                let (year, month, _) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
-                let months = (year - 1970) * 12 + i64::from(month) - 1;
-                u64::try_from(months).map_err(|_| before)
+                monthly(fixed_local_ms(unix_ms, utc_offset_minutes)).ok_or(before)
             }
+            Self::ZonedDaily { zone } => daily(zone.local_ms(unix_ms)).ok_or(before),
+            Self::ZonedWeekly { zone } => weekly(zone.local_ms(unix_ms)).ok_or(before),
+            Self::ZonedMonthly { zone } => monthly(zone.local_ms(unix_ms)).ok_or(before),
         }
     }
 }
 
-/// Whole local days since 1970-01-01 (may be negative just after the epoch in
-/// an offset west of UTC).
-fn local_days_signed(unix_ms: u64, utc_offset_minutes: i16) -> i64 {
-    let ms = i128::from(unix_ms) + i128::from(utc_offset_minutes) * 60_000;
-    // |ms| < 2^65: the quotient fits an i64.
-    i64::try_from(ms.div_euclid(i128::from(MS_PER_DAY))).unwrap_or(i64::MAX)
+/// Local milliseconds since 1970-01-01 local in a fixed offset.
+fn fixed_local_ms(unix_ms: u64, utc_offset_minutes: i16) -> i128 {
+    i128::from(unix_ms) + i128::from(utc_offset_minutes) * 60_000
 }
 
-fn local_days(unix_ms: u64, utc_offset_minutes: i16) -> Option<u64> {
-    u64::try_from(local_days_signed(unix_ms, utc_offset_minutes)).ok()
+/// Whole local days since 1970-01-01 (may be negative just after the epoch west of
+/// UTC).
+fn local_days_signed(local_ms: i128) -> i64 {
+    // |local_ms| < 2^65: the quotient fits an i64.
+    i64::try_from(local_ms.div_euclid(i128::from(MS_PER_DAY))).unwrap_or(i64::MAX)
+}
+
+fn daily(local_ms: i128) -> Option<u64> {
+    u64::try_from(local_days_signed(local_ms)).ok()
+}
+
+fn weekly(local_ms: i128) -> Option<u64> {
+    // 1970-01-01 was a Thursday: day 0 is 3 days after Monday 1969-12-29.
+    u64::try_from((local_days_signed(local_ms) + 3).div_euclid(7)).ok()
+}
+
+fn monthly(local_ms: i128) -> Option<u64> {
+    let days = daily(local_ms)?;
+    let (year, month, _) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
+    u64::try_from((year - 1970) * 12 + i64::from(month) - 1).ok()
+}
+
+/// Days from 1970-01-01 to the proleptic Gregorian date (`month` 1..=12), the
+/// inverse of [`civil_from_days`].
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month = i64::from(month);
+    let march_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * march_month + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 /// The proleptic Gregorian date (year, month 1..=12, day 1..=31) of `days`
 /// since 1970-01-01, by counting 400-year eras of 146,097 days starting on
 /// 1 March (so the leap day ends a year).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097); // 0..=146_096
@@ -191,7 +241,95 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{WindowSpec, civil_from_days};
+    use super::{WindowSpec, civil_from_days, days_from_civil};
+    use crate::ZoneRule;
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        for days in -800_000..800_000_i64 {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(
+                days_from_civil(year, month, day),
+                days,
+                "{year}-{month}-{day}"
+            );
+        }
+    }
+
+    /// A day of 23 hours and a day of 25 hours in Berlin (2026-03-29 and
+    /// 2026-10-25), and the weeks and months around them, hour by hour.
+    #[test]
+    fn zoned_days_last_23_and_25_hours_at_the_changes() {
+        let zone = ZoneRule::parse_posix("CET-1CEST,M3.5.0,M10.5.0/3").expect("valid");
+        let daily = WindowSpec::ZonedDaily { zone };
+        let hour = 3_600_000_u64;
+        let length_of = |local_day: i64| {
+            // The UTC hours whose window is `local_day`.
+            let from = u64::try_from(local_day - 1).expect("after 1970") * 24 * hour;
+            (0..72)
+                .filter(|h| daily.window_at(from + h * hour) == Ok(local_day.unsigned_abs()))
+                .count()
+        };
+        let spring = days_from_civil(2026, 3, 29);
+        let autumn = days_from_civil(2026, 10, 25);
+        assert_eq!(length_of(spring - 1), 24);
+        assert_eq!(length_of(spring), 23);
+        assert_eq!(length_of(autumn), 25);
+        assert_eq!(length_of(autumn + 1), 24);
+        // Local midnight of 2026-03-30 is 22:00 UTC (CEST); of 2026-10-26, 23:00 UTC.
+        let at = |days: i64, h: u64| u64::try_from(days).expect("positive") * 24 * hour + h * hour;
+        assert_eq!(
+            daily.window_at(at(spring, 22) - 1),
+            Ok(spring.unsigned_abs())
+        );
+        assert_eq!(
+            daily.window_at(at(spring, 22)),
+            Ok(spring.unsigned_abs() + 1)
+        );
+        assert_eq!(
+            daily.window_at(at(autumn, 23) - 1),
+            Ok(autumn.unsigned_abs())
+        );
+        assert_eq!(
+            daily.window_at(at(autumn, 23)),
+            Ok(autumn.unsigned_abs() + 1)
+        );
+        // Every id is monotone over the year, minute by minute through each change.
+        for spec in [
+            daily,
+            WindowSpec::ZonedWeekly { zone },
+            WindowSpec::ZonedMonthly { zone },
+        ] {
+            let mut previous = 0;
+            for m in 0..(366 * 24 * 4) {
+                let t = at(days_from_civil(2026, 1, 1), 0) + m * 15 * 60_000;
+                let id = spec.window_at(t).expect("after 1970");
+                assert!(
+                    id == previous || id == previous + 1 || previous == 0,
+                    "{spec:?} {m}"
+                );
+                previous = id;
+            }
+        }
+        // A fall-back at local midnight (the repeated hour crosses the day boundary)
+        // holds the old day through the repeated hour instead of going back.
+        let midnight = ZoneRule::parse_posix("AAA3BBB,M3.2.0/0,M11.1.0/0").expect("valid");
+        let spec = WindowSpec::ZonedDaily { zone: midnight };
+        let mut previous = 0;
+        for m in 0..(366 * 24 * 12) {
+            let t = at(days_from_civil(2026, 1, 1), 0) + m * 5 * 60_000;
+            let id = spec.window_at(t).expect("after 1970");
+            assert!(id >= previous, "minute {}", m * 5);
+            previous = id;
+        }
+        assert!(
+            WindowSpec::ZonedDaily {
+                zone: ZoneRule::fixed(30 * 3_600)
+            }
+            .validate()
+            .is_err()
+        );
+    }
 
     #[test]
     fn civil_dates_of_known_days() {

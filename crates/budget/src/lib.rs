@@ -41,6 +41,18 @@
 //!   [`ConservationViolation`]: typed refusals. No operation panics on caller
 //!   input, and no total ever wraps: an addition that would overflow is refused.
 //!
+//! # Budget trees
+//!
+//! [`BudgetTree`] (module [`tree`]) adds what gateway operators budget with:
+//! organisation -> team -> key chains, per-model, per-provider and per-tag scope
+//! budgets, windows that reset on an explicit, caller-clocked
+//! [`BudgetTree::advance_window`] ([`WindowSpec`] maps a clock value to a window),
+//! alert thresholds fired once per window, and an overrun path. A reservation holds
+//! on every node of its [`HoldPlan`] or on none, without a lock. The [`tree`]
+//! module's documentation says how. Calendar windows may follow a time zone with
+//! daylight saving ([`ZoneRule`], module [`zone`]), its rule fixed by the
+//! configuration.
+//!
 //! # Concurrency
 //!
 //! Each tenant's balances and a small gate word sit alone on one 128-byte
@@ -99,13 +111,15 @@
 #![deny(missing_docs)]
 
 mod calendar;
+mod cas;
 mod engine;
 mod error;
 mod reservation;
 mod snapshot;
 mod sync;
 mod tenant;
-mod tree;
+pub mod tree;
+pub mod zone;
 
 pub use calendar::{CalendarError, MAX_UTC_OFFSET_MINUTES, WindowSpec};
 pub use engine::{
@@ -119,6 +133,10 @@ pub use tree::{
     AlertEvent, BudgetTree, HoldPlan, MAX_ALERT_THRESHOLDS, MAX_CHAIN_DEPTH, MAX_NODE_NAME_BYTES,
     MAX_PLAN_NODES, MAX_PLAN_SCOPES, MAX_TREE_NODES, NodeId, NodeScope, NodeSpec, TreeError,
     TreeReservation, TreeSettlement, TreeStats, WindowBooks, WindowReset,
+};
+pub use zone::{
+    DstRule, MAX_POSIX_TZ_BYTES, MAX_ZONE_OFFSET_SECONDS, Transition, TransitionDate, ZoneError,
+    ZoneRule,
 };
 
 /// Microcents in one cent: amounts are `i64` microcents throughout.

@@ -243,25 +243,12 @@ impl TenantCell {
 
     /// The lock-free heart: takes `amount_microcents` from `remaining` if it is there.
     fn debit_remaining(&self, amount_microcents: i64) -> Result<(), BudgetError> {
-        let remaining = &self.hot.remaining_microcents;
-        let mut current = remaining.load(Ordering::Relaxed);
-        loop {
-            if current < amount_microcents {
-                return Err(BudgetError::Insufficient {
-                    remaining_microcents: current,
-                    requested_microcents: amount_microcents,
-                });
-            }
-            match remaining.compare_exchange_weak(
-                current,
-                current - amount_microcents,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(seen) => current = seen,
-            }
-        }
+        crate::cas::take_if_covered(&self.hot.remaining_microcents, amount_microcents).map_err(
+            |remaining_microcents| BudgetError::Insufficient {
+                remaining_microcents,
+                requested_microcents: amount_microcents,
+            },
+        )
     }
 
     /// Settles an open reservation of `held_microcents`: `actual_microcents` is
@@ -302,18 +289,10 @@ impl TenantCell {
     pub(crate) fn top_up(&self, amount_microcents: i64) -> Result<(), BudgetError> {
         debug_assert!(amount_microcents > 0);
         self.enter(Entry::Adjust)?;
-        let initial = &self.hot.initial_microcents;
-        let mut current = initial.load(Ordering::Relaxed);
-        loop {
-            let Some(next) = current.checked_add(amount_microcents) else {
-                self.leave(false);
-                return Err(BudgetError::Overflow { total: "initial" });
-            };
-            match initial.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if crate::cas::add_unless_overflow(&self.hot.initial_microcents, amount_microcents).is_err()
+        {
+            self.leave(false);
+            return Err(BudgetError::Overflow { total: "initial" });
         }
         // Cannot overflow: remaining <= old initial, and old initial + amount fit.
         self.hot
@@ -359,37 +338,7 @@ impl TenantCell {
     ///
     /// Returns the gate word seen once the row is still.
     pub(crate) fn freeze(&self) -> u64 {
-        let gate = &self.hot.gate;
-        let mut attempt = 0_u32;
-        let mut current = gate.load(Ordering::Relaxed);
-        loop {
-            if current & FROZEN != 0 {
-                wait_a_little(attempt);
-                attempt = attempt.saturating_add(1);
-                current = reload(gate, Ordering::Relaxed);
-                continue;
-            }
-            match gate.compare_exchange_weak(
-                current,
-                current | FROZEN,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
-        }
-        attempt = 0;
-        loop {
-            // Acquire pairs with the release in `leave`, so every balance update
-            // of every finished operation is visible once the count reads zero.
-            let word = reload(gate, Ordering::Acquire);
-            if word & IN_FLIGHT_MASK == 0 {
-                return word;
-            }
-            wait_a_little(attempt);
-            attempt = attempt.saturating_add(1);
-        }
+        crate::cas::freeze_gate(&self.hot.gate, FROZEN, IN_FLIGHT_MASK)
     }
 
     /// Clears the frozen bit, optionally retiring the tenant at the same time.

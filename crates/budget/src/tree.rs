@@ -29,7 +29,18 @@
 //! windows: a hold open across a reset commits into the old window, and its
 //! refund goes to the old window's `expired` (it cannot be spent in a window
 //! that is over). Per node and per window, after every operation,
-//! `remaining + reserved + committed == limit + top-ups - expired`.
+//! `remaining + reserved + committed == limit + top-ups - expired + overrun`.
+//!
+//! # Overruns
+//!
+//! Work that cost more than its hold settles with
+//! [`TreeReservation::commit_with_overrun`]: every node commits the actual cost;
+//! its excess over the hold comes out of the node's spendable balance as far as it
+//! goes (once the hold's window is closed, out of that window's expired rest), and
+//! the rest is recorded as [`WindowBooks::overrun_microcents`], so that per node and
+//! window `remaining + reserved + committed == limit + top-ups - expired + overrun`.
+//! The split depends on what is spendable when it runs: a caller that must
+//! reproduce it from a log runs it while nothing else is in flight (the gate does).
 //!
 //! # Alerts
 //!
@@ -174,7 +185,8 @@ pub enum TreeError {
         /// The amount requested.
         requested_microcents: i64,
     },
-    /// The commit is above the hold (the tree has no overrun path).
+    /// The commit is above the hold ([`TreeReservation::commit`]; the overrun path
+    /// is [`TreeReservation::commit_with_overrun`]).
     #[error("actual {actual_microcents} exceeds the hold of {held_microcents}")]
     ActualExceedsHold {
         /// The hold.
@@ -241,8 +253,13 @@ pub struct WindowBooks {
     pub reserved_microcents: i64,
     /// Spent in this window.
     pub committed_microcents: i64,
-    /// Expired at the reset, plus refunds of holds settled after it.
+    /// Expired at the reset, plus refunds of holds settled after it, less the
+    /// excess of overruns settled after it that it covered.
     pub expired_microcents: i64,
+    /// Spent beyond the window's budget: the part of overruns (commits above their
+    /// hold) that the spendable balance (or, once closed, the expired rest) could
+    /// not cover.
+    pub overrun_microcents: i64,
     /// Open reservations taken in this window.
     pub open_holds: u64,
     /// Which thresholds have fired (bit i = threshold i).
@@ -250,7 +267,7 @@ pub struct WindowBooks {
 }
 
 impl WindowBooks {
-    /// `remaining + reserved + committed - (granted - expired)`, exactly.
+    /// `remaining + reserved + committed - (granted - expired + overrun)`, exactly.
     #[must_use]
     pub fn imbalance(&self) -> i128 {
         i128::from(self.remaining_microcents)
@@ -258,6 +275,7 @@ impl WindowBooks {
             + i128::from(self.committed_microcents)
             - i128::from(self.granted_microcents)
             + i128::from(self.expired_microcents)
+            - i128::from(self.overrun_microcents)
     }
 }
 
@@ -276,9 +294,13 @@ struct Hot {
     gate: AtomicU64,
     window: AtomicU64,
     remaining: AtomicI64,
-    reserved: AtomicI64,
+    // No `reserved` word: while the node is still, `reserved == granted + overrun -
+    // remaining - committed` (the conservation identity of the current window, which
+    // has nothing expired), so reserve and settle save one read-modify-write each.
     committed: AtomicI64,
     granted: AtomicI64,
+    /// Spent beyond the window's budget (written on the overrun path only).
+    overrun: AtomicI64,
     fired: AtomicU64,
 }
 
@@ -338,31 +360,7 @@ impl Node {
     }
 
     fn freeze(&self) {
-        let gate = &self.hot.gate;
-        let mut attempt = 0_u32;
-        let mut current = gate.load(Ordering::Relaxed);
-        loop {
-            if current & FROZEN != 0 {
-                wait_a_little(attempt);
-                attempt = attempt.saturating_add(1);
-                current = reload(gate, Ordering::Relaxed);
-                continue;
-            }
-            match gate.compare_exchange_weak(
-                current,
-                current | FROZEN,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
-        }
-        attempt = 0;
-        while reload(gate, Ordering::Acquire) & IN_FLIGHT_MASK != 0 {
-            wait_a_little(attempt);
-            attempt = attempt.saturating_add(1);
-        }
+        let _still = crate::cas::freeze_gate(&self.hot.gate, FROZEN, IN_FLIGHT_MASK);
     }
 
     fn thaw(&self) {
@@ -378,62 +376,85 @@ impl Node {
             return Err(self.hot.remaining.load(Ordering::Relaxed));
         }
         let window = self.hot.window.load(Ordering::Relaxed);
-        let remaining = &self.hot.remaining;
-        let mut current = remaining.load(Ordering::Relaxed);
-        loop {
-            if current < amount {
-                self.leave(true);
-                return Err(current);
-            }
-            match remaining.compare_exchange_weak(
-                current,
-                current - amount,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if let Err(seen) = crate::cas::take_if_covered(&self.hot.remaining, amount) {
+            self.leave(true);
+            return Err(seen);
         }
-        // Cannot overflow: remaining + reserved <= granted before the debit.
-        self.hot.reserved.fetch_add(amount, Ordering::Relaxed);
         self.leave(false);
         Ok(window)
     }
 
-    /// Settles a hold of `held` taken in `window`, spending `actual <= held`.
+    /// Settles a hold of `held` taken in `window`, spending `actual`. Above the hold
+    /// (the overrun path) the excess is taken from the spendable balance as far as
+    /// it goes and the rest recorded as overrun.
+    #[inline]
     fn settle(&self, window: u64, held: i64, actual: i64, alerts: &mut Vec<AlertEvent>) {
-        debug_assert!(0 <= actual && actual <= held);
+        debug_assert!(0 <= actual && 0 < held);
         let entered = self.enter(false);
         debug_assert!(entered, "only an opening entry can be refused");
-        if self.hot.window.load(Ordering::Relaxed) == window {
-            self.hot.reserved.fetch_sub(held, Ordering::Relaxed);
-            let committed = if actual > 0 {
-                self.hot.committed.fetch_add(actual, Ordering::Relaxed) + actual
-            } else {
-                0
-            };
-            if held > actual {
-                self.hot
-                    .remaining
-                    .fetch_add(held - actual, Ordering::Relaxed);
-            }
-            if actual > 0 && !self.spec.alert_thresholds_bps.is_empty() {
-                let granted = self.hot.granted.load(Ordering::Relaxed);
-                let fired = &self.hot.fired;
-                for bit in self.crossed(committed, granted, fired.load(Ordering::Relaxed)) {
-                    let mask = 1_u64 << bit;
-                    if fired.fetch_or(mask, Ordering::Relaxed) & mask == 0 {
-                        alerts.push(self.alert(window, bit, committed, granted));
-                    }
-                }
-            }
-            self.leave(true);
+        if self.hot.window.load(Ordering::Relaxed) != window {
+            self.leave(false);
+            self.settle_closed(window, held, actual, alerts);
             return;
         }
-        self.leave(false);
-        // The window was closed by a reset after the hold: settle in its record,
-        // which the reset filed before letting anyone in again.
+        if held > actual {
+            self.hot
+                .remaining
+                .fetch_add(held - actual, Ordering::Relaxed);
+        } else if actual > held {
+            self.take_excess(actual - held);
+        }
+        if actual > 0 {
+            let committed = self.hot.committed.fetch_add(actual, Ordering::Relaxed) + actual;
+            let granted = self.hot.granted.load(Ordering::Relaxed);
+            let seen = self.hot.fired.load(Ordering::Relaxed);
+            if self.may_cross(committed, granted, seen) {
+                self.fire(window, committed, granted, seen, alerts);
+            }
+        }
+        self.leave(true);
+    }
+
+    /// The overrun path on the current window: `excess` comes out of `remaining` as
+    /// far as it goes, the rest is overrun.
+    #[cold]
+    #[inline(never)]
+    fn take_excess(&self, excess: i64) {
+        let taken = crate::cas::take_up_to(&self.hot.remaining, excess);
+        if excess > taken {
+            self.hot
+                .overrun
+                .fetch_add(excess - taken, Ordering::Relaxed);
+        }
+    }
+
+    /// Fires the thresholds `committed` of `granted` reaches that no other thread
+    /// fired first (one fetch-or per bit decides); only while in flight on the
+    /// current window, so a reset cannot clear the mask in between.
+    #[cold]
+    #[inline(never)]
+    fn fire(
+        &self,
+        window: u64,
+        committed: i64,
+        granted: i64,
+        seen: u64,
+        alerts: &mut Vec<AlertEvent>,
+    ) {
+        let fired = &self.hot.fired;
+        for bit in self.crossed(committed, granted, seen) {
+            let mask = 1_u64 << bit;
+            if fired.fetch_or(mask, Ordering::Relaxed) & mask == 0 {
+                alerts.push(self.alert(window, bit, committed, granted));
+            }
+        }
+    }
+
+    /// Settles a hold whose window was closed by a reset after it was taken, in the
+    /// record the reset filed before letting anyone in again.
+    #[cold]
+    #[inline(never)]
+    fn settle_closed(&self, window: u64, held: i64, actual: i64, alerts: &mut Vec<AlertEvent>) {
         let mut closed = self.closed.lock();
         let Some(books) = closed.get_mut(&window) else {
             debug_assert!(false, "a closed window with open holds is kept");
@@ -441,7 +462,15 @@ impl Node {
         };
         books.reserved_microcents -= held;
         books.committed_microcents += actual;
-        books.expired_microcents += held - actual;
+        if actual <= held {
+            books.expired_microcents += held - actual;
+        } else {
+            // An overrun after the reset: the expired rest covers what it can.
+            let excess = actual - held;
+            let covered = excess.min(books.expired_microcents);
+            books.expired_microcents -= covered;
+            books.overrun_microcents += excess - covered;
+        }
         books.open_holds -= 1;
         if actual > 0 {
             let crossed: Vec<usize> = self
@@ -467,6 +496,17 @@ impl Node {
         }
     }
 
+    /// Whether `committed` of `granted` reaches the lowest threshold not in `fired`
+    /// (thresholds ascend, so no other unfired one can be reached otherwise): one
+    /// multiplication on the common path instead of a pass over every threshold.
+    fn may_cross(&self, committed: i64, granted: i64, fired: u64) -> bool {
+        let thresholds = &self.spec.alert_thresholds_bps;
+        let lowest = (!fired).trailing_zeros() as usize;
+        thresholds.get(lowest).is_some_and(|bps| {
+            i128::from(committed) * 10_000 >= i128::from(*bps) * i128::from(granted)
+        })
+    }
+
     /// Threshold bits not yet in `fired` that `committed` of `granted` reaches.
     fn crossed(&self, committed: i64, granted: i64, fired: u64) -> impl Iterator<Item = usize> {
         let thresholds = &self.spec.alert_thresholds_bps;
@@ -490,16 +530,33 @@ impl Node {
         }
     }
 
+    /// The current window's books; exact only while the node is held still (every
+    /// caller freezes it).
     fn current_books(&self) -> WindowBooks {
+        let granted = self.hot.granted.load(Ordering::Relaxed);
+        let remaining = self.hot.remaining.load(Ordering::Relaxed);
+        let committed = self.hot.committed.load(Ordering::Relaxed);
+        let overrun = self.hot.overrun.load(Ordering::Relaxed);
+        let open_holds = (self.hot.gate.load(Ordering::Relaxed) & OPEN_MASK) >> OPEN_SHIFT;
+        // Cannot overflow: remaining + committed <= granted + overrun, each at least zero.
+        let reserved = granted + overrun - remaining - committed;
+        // Every tree hold is of a positive amount: something is reserved exactly
+        // when a hold is open.
+        debug_assert!(reserved >= 0 && remaining >= 0 && committed >= 0);
+        debug_assert_eq!(
+            reserved > 0,
+            open_holds > 0,
+            "reserved {reserved} with {open_holds} holds"
+        );
         WindowBooks {
             window: self.hot.window.load(Ordering::Relaxed),
-            granted_microcents: self.hot.granted.load(Ordering::Relaxed),
-            remaining_microcents: self.hot.remaining.load(Ordering::Relaxed),
-            reserved_microcents: self.hot.reserved.load(Ordering::Relaxed),
-            committed_microcents: self.hot.committed.load(Ordering::Relaxed),
+            granted_microcents: granted,
+            remaining_microcents: remaining,
+            reserved_microcents: reserved,
+            committed_microcents: committed,
             expired_microcents: 0,
-            // Exact only while the node is held still (every caller freezes it).
-            open_holds: (self.hot.gate.load(Ordering::Relaxed) & OPEN_MASK) >> OPEN_SHIFT,
+            overrun_microcents: overrun,
+            open_holds,
             fired_mask: u32::try_from(self.hot.fired.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
         }
     }
@@ -605,6 +662,16 @@ impl TreeReservation {
             .map(|(node, window)| (node.id, *window))
     }
 
+    /// Each node of the plan with its name and the window it was held in, in plan
+    /// order; no lookup and no copy (the plan holds the nodes).
+    pub fn held(&self) -> impl Iterator<Item = (NodeId, &str, u64)> + '_ {
+        let nodes = self.plan.as_ref().map_or(&[][..], |plan| &plan.nodes[..]);
+        nodes
+            .iter()
+            .zip(self.windows.iter())
+            .map(|(node, window)| (node.id, node.spec.name.as_str(), *window))
+    }
+
     /// Spends `actual_microcents` (0 to the hold) on every node and refunds the rest.
     ///
     /// # Errors
@@ -626,6 +693,34 @@ impl TreeReservation {
         Ok(self.settle(actual_microcents))
     }
 
+    /// Spends `actual_microcents`, which may exceed the hold, on every node: the
+    /// overrun path, for work already done that cost more than its estimate. Each
+    /// node takes the excess from its spendable balance as far as it goes (once its
+    /// window has closed, from the expired rest) and records the rest as
+    /// [`WindowBooks::overrun_microcents`], so every window still balances:
+    /// `remaining + reserved + committed == granted - expired + overrun`. A cost
+    /// up to the hold is a plain [`commit`](Self::commit).
+    ///
+    /// The split between spendable and overrun depends on the order of operations
+    /// on the node; a caller that must reproduce it from a log (the gate) runs the
+    /// overrun while no other operation is in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::InvalidAmount`] for a negative cost; the reservation is then
+    /// released.
+    pub fn commit_with_overrun(
+        mut self,
+        actual_microcents: i64,
+    ) -> Result<TreeSettlement, TreeError> {
+        if actual_microcents < 0 {
+            return Err(TreeError::InvalidAmount {
+                amount_microcents: actual_microcents,
+            });
+        }
+        Ok(self.settle(actual_microcents))
+    }
+
     /// Releases the hold on every node.
     pub fn release(mut self) -> TreeSettlement {
         self.settle(0)
@@ -634,7 +729,7 @@ impl TreeReservation {
     fn settle(&mut self, actual: i64) -> TreeSettlement {
         let mut settlement = TreeSettlement {
             committed_microcents: actual,
-            refunded_microcents: self.held_microcents - actual,
+            refunded_microcents: (self.held_microcents - actual).max(0),
             alerts: Vec::new(),
         };
         if let Some(plan) = self.plan.take() {
@@ -730,9 +825,9 @@ impl BudgetTree {
                 gate: AtomicU64::new(0),
                 window: AtomicU64::new(spec.start_window),
                 remaining: AtomicI64::new(spec.limit_microcents),
-                reserved: AtomicI64::new(0),
                 committed: AtomicI64::new(0),
                 granted: AtomicI64::new(spec.limit_microcents),
+                overrun: AtomicI64::new(0),
                 fired: AtomicU64::new(0),
             },
             id,
@@ -757,6 +852,21 @@ impl BudgetTree {
             .get(name)
             .copied()
             .ok_or_else(|| TreeError::UnknownNode(name.to_owned()))
+    }
+
+    /// The name of `node` (a copy of the name alone; [`spec`](Self::spec) copies the
+    /// whole definition).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::UnknownNode`].
+    pub fn name(&self, node: NodeId) -> Result<String, TreeError> {
+        self.registry
+            .read()
+            .nodes
+            .get(node.0 as usize)
+            .map(|node| node.spec.name.clone())
+            .ok_or_else(|| TreeError::UnknownNode(format!("#{}", node.0)))
     }
 
     /// The spec `node` was defined with.
@@ -803,37 +913,43 @@ impl BudgetTree {
             registry
                 .nodes
                 .get(id.0 as usize)
-                .cloned()
                 .ok_or_else(|| TreeError::UnknownNode(format!("#{}", id.0)))
         };
-        let mut nodes = Vec::with_capacity(MAX_PLAN_NODES);
+        // Ids first, on the stack; the plan's one allocation holds the nodes.
+        let mut ids = [NodeId(0); MAX_PLAN_NODES];
+        let mut len = 0;
         let mut at = get(key)?;
         if at.spec.scope != NodeScope::Chain {
             return Err(TreeError::InvalidPlan("the key is a scope node"));
         }
         loop {
-            let parent = at.spec.parent;
-            nodes.push(at);
-            match parent {
+            // A chain is at most MAX_CHAIN_DEPTH deep (checked at definition).
+            debug_assert!(len < MAX_CHAIN_DEPTH);
+            ids[len] = at.id;
+            len += 1;
+            match at.spec.parent {
                 Some(parent) => at = get(parent)?,
                 None => break,
             }
         }
-        debug_assert!(nodes.len() <= MAX_CHAIN_DEPTH);
         for scope in scopes {
             let node = get(*scope)?;
             if node.spec.scope == NodeScope::Chain {
                 return Err(TreeError::InvalidPlan("a scope is a chain node"));
             }
-            if nodes.iter().any(|n| n.id == node.id) {
+            if ids[..len].contains(&node.id) {
                 return Err(TreeError::InvalidPlan("a scope is named twice"));
             }
-            nodes.push(node);
+            ids[len] = node.id;
+            len += 1;
         }
-        nodes.sort_unstable_by_key(|node| node.id);
-        Ok(HoldPlan {
-            nodes: nodes.into(),
-        })
+        let ids = &mut ids[..len];
+        ids.sort_unstable();
+        let nodes: std::sync::Arc<[Arc<Node>]> = ids
+            .iter()
+            .map(|id| Arc::clone(&registry.nodes[id.0 as usize]))
+            .collect();
+        Ok(HoldPlan { nodes })
     }
 
     /// Holds `amount_microcents` on every node of `plan`, or on none.
@@ -897,18 +1013,9 @@ impl BudgetTree {
         let node = self.node(node)?;
         let entered = node.enter(false);
         debug_assert!(entered, "only an opening entry can be refused");
-        let granted = &node.hot.granted;
-        let mut current = granted.load(Ordering::Relaxed);
-        loop {
-            let Some(next) = current.checked_add(amount_microcents) else {
-                node.leave(false);
-                return Err(TreeError::Overflow);
-            };
-            match granted.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(seen) => current = seen,
-            }
+        if crate::cas::add_unless_overflow(&node.hot.granted, amount_microcents).is_err() {
+            node.leave(false);
+            return Err(TreeError::Overflow);
         }
         node.hot
             .remaining
@@ -959,8 +1066,8 @@ impl BudgetTree {
         node.hot.window.store(to_window, Ordering::Relaxed);
         node.hot.granted.store(limit, Ordering::Relaxed);
         node.hot.remaining.store(limit, Ordering::Relaxed);
-        node.hot.reserved.store(0, Ordering::Relaxed);
         node.hot.committed.store(0, Ordering::Relaxed);
+        node.hot.overrun.store(0, Ordering::Relaxed);
         // The open holds moved to the closed window's record: none is open in the
         // new window (nothing is in flight while the node is frozen).
         node.hot.gate.fetch_and(!OPEN_MASK, Ordering::Relaxed);
@@ -975,51 +1082,139 @@ impl BudgetTree {
         }))
     }
 
-    /// Sets `node`'s current window and its books, for recovery from a log.
+    /// Sets `node`'s books, for recovery from a log: `windows` ascending, the last
+    /// one the current window, the others closed windows that still have open holds
+    /// (the holds themselves are re-made with [`adopt`](Self::adopt)).
     ///
-    /// Only for a node with no open hold in any window; `books` must balance with
-    /// nothing reserved, no hold open and nothing expired.
+    /// Only for a node with no open hold in any window; every window must balance
+    /// with no balance negative, reserve something exactly when it has open holds,
+    /// and, unless it is the current one, have nothing spendable; the current one
+    /// has nothing expired.
     ///
     /// # Errors
     ///
     /// [`TreeError::UnknownNode`], or [`TreeError::InvalidSpec`] when the node has
-    /// open holds or `books` is not such a state.
-    pub fn restore_window(&self, node: NodeId, books: &WindowBooks) -> Result<(), TreeError> {
+    /// open holds or `windows` is not such a state.
+    pub fn restore_window(&self, node: NodeId, windows: &[WindowBooks]) -> Result<(), TreeError> {
         let node = self.node(node)?;
-        if books.imbalance() != 0
-            || books.reserved_microcents != 0
-            || books.open_holds != 0
-            || books.expired_microcents != 0
-            || books.remaining_microcents < 0
-            || books.committed_microcents < 0
+        let invalid = TreeError::InvalidSpec(
+            "restored windows must ascend to the current one and each balance",
+        );
+        let Some((current, closed)) = windows.split_last() else {
+            return Err(invalid);
+        };
+        let bad = |books: &WindowBooks| {
+            books.imbalance() != 0
+                || books.remaining_microcents < 0
+                || books.reserved_microcents < 0
+                || books.committed_microcents < 0
+                || books.expired_microcents < 0
+                || books.overrun_microcents < 0
+                || (books.reserved_microcents > 0) != (books.open_holds > 0)
+        };
+        if bad(current)
+            || current.expired_microcents != 0
+            || current.open_holds >= OPEN_MASK >> OPEN_SHIFT
+            || closed.iter().any(|books| {
+                bad(books)
+                    || books.remaining_microcents != 0
+                    || books.open_holds == 0
+                    || books.window >= current.window
+            })
+            || closed
+                .windows(2)
+                .any(|pair| pair[0].window >= pair[1].window)
         {
-            return Err(TreeError::InvalidSpec(
-                "restored books must balance with no hold",
-            ));
+            return Err(invalid);
         }
         node.freeze();
         let busy = node.current_books().open_holds != 0 || !node.closed.lock().is_empty();
         if !busy {
-            node.hot.window.store(books.window, Ordering::Relaxed);
-            node.hot
-                .granted
-                .store(books.granted_microcents, Ordering::Relaxed);
-            node.hot
-                .remaining
-                .store(books.remaining_microcents, Ordering::Relaxed);
-            node.hot.reserved.store(0, Ordering::Relaxed);
-            node.hot
-                .committed
-                .store(books.committed_microcents, Ordering::Relaxed);
-            node.hot
-                .fired
-                .store(u64::from(books.fired_mask), Ordering::Relaxed);
+            let hot = &node.hot;
+            hot.window.store(current.window, Ordering::Relaxed);
+            hot.granted
+                .store(current.granted_microcents, Ordering::Relaxed);
+            hot.remaining
+                .store(current.remaining_microcents, Ordering::Relaxed);
+            hot.committed
+                .store(current.committed_microcents, Ordering::Relaxed);
+            hot.overrun
+                .store(current.overrun_microcents, Ordering::Relaxed);
+            hot.fired
+                .store(u64::from(current.fired_mask), Ordering::Relaxed);
+            // Nothing is in flight while frozen: the word is the frozen bit alone.
+            hot.gate.store(
+                FROZEN | (current.open_holds << OPEN_SHIFT),
+                Ordering::Relaxed,
+            );
+            let mut kept = node.closed.lock();
+            for books in closed {
+                kept.insert(books.window, *books);
+            }
+            debug_assert_eq!(node.current_books(), *current);
         }
         node.thaw();
         if busy {
             return Err(TreeError::InvalidSpec("the node has open holds"));
         }
         Ok(())
+    }
+
+    /// Re-makes a reservation of `amount_microcents` on every node of `plan`, held
+    /// in the windows `windows` names (one per node of the plan), for recovery from
+    /// a log: the books [`restore_window`](Self::restore_window) set already count
+    /// it, so no balance changes. Settling it settles those windows as the original
+    /// reservation would have.
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::InvalidAmount`] for a non-positive amount, or
+    /// [`TreeError::InvalidPlan`] when `windows` does not name each node of the
+    /// plan once, or names a window the node neither is in nor keeps open holds of.
+    pub fn adopt(
+        &self,
+        plan: &HoldPlan,
+        windows: &[(NodeId, u64)],
+        amount_microcents: i64,
+    ) -> Result<TreeReservation, TreeError> {
+        if amount_microcents <= 0 {
+            return Err(TreeError::InvalidAmount { amount_microcents });
+        }
+        if windows.len() != plan.nodes.len() {
+            return Err(TreeError::InvalidPlan("one window per node of the plan"));
+        }
+        let mut held = [0_u64; MAX_PLAN_NODES];
+        for (slot, node) in held.iter_mut().zip(plan.nodes.iter()) {
+            let mut named = windows.iter().filter(|(id, _)| *id == node.id);
+            let (Some((_, window)), None) = (named.next(), named.next()) else {
+                return Err(TreeError::InvalidPlan("one window per node of the plan"));
+            };
+            let current = node.hot.window.load(Ordering::Relaxed);
+            if *window != current && !node.closed.lock().contains_key(window) {
+                return Err(TreeError::InvalidPlan("a window the node does not hold"));
+            }
+            *slot = *window;
+        }
+        Ok(TreeReservation {
+            plan: Some(plan.clone()),
+            windows: held,
+            held_microcents: amount_microcents,
+        })
+    }
+
+    /// Whether any of `nodes` is in a window earlier than the one its calendar puts
+    /// `unix_ms` in (so a reset is due); one registry lookup for all of them. Unknown
+    /// nodes and clock values before a calendar's first window count as not behind.
+    pub fn any_behind(&self, nodes: &[NodeId], unix_ms: u64) -> bool {
+        let registry = self.registry.read();
+        nodes.iter().any(|id| {
+            registry.nodes.get(id.0 as usize).is_some_and(|node| {
+                node.spec
+                    .window
+                    .window_at(unix_ms)
+                    .is_ok_and(|due| due > node.hot.window.load(Ordering::Relaxed))
+            })
+        })
     }
 
     /// The calendar `node`'s windows follow.
@@ -1168,5 +1363,73 @@ mod tests {
         assert_eq!(books[0].window, 1);
         assert_eq!(books[0].remaining_microcents, 100);
         tree.verify_conservation().expect("balanced");
+    }
+
+    #[test]
+    fn an_overrun_takes_what_is_spendable_and_records_the_rest() {
+        let tree = BudgetTree::new();
+        let key = tree.define(spec("key", None, 100)).expect("valid");
+        let plan = tree.plan(key, &[]).expect("valid");
+        let hold = tree.try_reserve(&plan, 60).expect("fits");
+        let settled = hold.commit_with_overrun(130).expect("the overrun path");
+        assert_eq!(settled.alerts.len(), 2, "50 % and 100 % both reached");
+        let books = tree.books(key).expect("exists")[0];
+        assert_eq!(
+            (
+                books.remaining_microcents,
+                books.reserved_microcents,
+                books.committed_microcents,
+                books.overrun_microcents
+            ),
+            (0, 0, 130, 30)
+        );
+        assert_eq!(books.imbalance(), 0);
+        // Once the window is closed, the expired rest covers what it can.
+        let next = tree.try_reserve(&plan, 1).expect_err("nothing spendable");
+        assert!(matches!(next, TreeError::Refused { .. }));
+        let _reset = tree.advance_window(key, 1).expect("forward");
+        let hold = tree.try_reserve(&plan, 40).expect("a fresh window");
+        let _reset = tree.advance_window(key, 2).expect("forward");
+        let _settled = hold.commit_with_overrun(120).expect("the overrun path");
+        let books = tree.books(key).expect("exists");
+        assert_eq!(books.len(), 1, "the closed window is settled and forgotten");
+        tree.verify_conservation().expect("balanced");
+    }
+
+    #[test]
+    fn restored_books_and_adopted_holds_settle_as_the_originals() {
+        let first = BudgetTree::new();
+        let second = BudgetTree::new();
+        let mut plans = Vec::new();
+        for tree in [&first, &second] {
+            let org = tree.define(spec("org", None, 1_000)).expect("valid");
+            let key = tree.define(spec("key", Some(org), 500)).expect("valid");
+            plans.push((key, tree.plan(key, &[]).expect("valid")));
+        }
+        let (key, plan) = &plans[0];
+        let old = first.try_reserve(plan, 70).expect("fits");
+        let _reset = first.advance_window(*key, 3).expect("forward");
+        let new = first.try_reserve(plan, 20).expect("fits");
+        let windows_old: Vec<_> = old.windows().collect();
+        let windows_new: Vec<_> = new.windows().collect();
+        for id in [super::NodeId(0), super::NodeId(1)] {
+            let mut books = first.books(id).expect("exists");
+            books.rotate_left(1);
+            second.restore_window(id, &books).expect("valid books");
+            assert!(second.restore_window(id, &books).is_err(), "only once");
+        }
+        let (_, plan) = &plans[1];
+        let adopted_old = second.adopt(plan, &windows_old, 70).expect("held");
+        let adopted_new = second.adopt(plan, &windows_new, 20).expect("held");
+        assert!(second.adopt(plan, &windows_old[..1], 70).is_err());
+        for (original, adopted, actual) in [(old, adopted_old, 90), (new, adopted_new, 5)] {
+            let a = original.commit_with_overrun(actual).expect("settles");
+            let b = adopted.commit_with_overrun(actual).expect("settles");
+            assert_eq!(a.alerts.len(), b.alerts.len());
+        }
+        for id in [super::NodeId(0), super::NodeId(1)] {
+            assert_eq!(first.books(id), second.books(id));
+        }
+        second.verify_conservation().expect("balanced");
     }
 }

@@ -328,3 +328,73 @@ fn two_level_reservation_races_a_reset() {
         );
     });
 }
+
+/// An overrun commit of a key -> team hold races a reset of the team's window:
+/// whichever way it falls, the excess comes out of what the hold's window had
+/// spendable (its `remaining`, or once closed its expired rest) and the rest is
+/// overrun, and every window balances with the overrun term.
+#[test]
+fn overrun_commit_races_a_reset() {
+    use calybris_budget::{BudgetTree, NodeScope, NodeSpec, WindowSpec};
+    loom::model(|| {
+        let tree = Arc::new(BudgetTree::new());
+        let spec = |name: &str, parent, limit| NodeSpec {
+            name: name.to_owned(),
+            parent,
+            scope: NodeScope::Chain,
+            limit_microcents: limit,
+            window: WindowSpec::Lifetime,
+            start_window: 0,
+            alert_thresholds_bps: Vec::new(),
+        };
+        let team = tree.define(spec("team", None, 10)).expect("valid");
+        let key = tree.define(spec("key", Some(team), 100)).expect("valid");
+        let plan = tree.plan(key, &[]).expect("valid");
+        let hold = tree.try_reserve(&plan, 6).expect("both levels cover 6");
+        // A second hold on the team alone keeps window 0 in view after the reset.
+        let witness = tree
+            .try_reserve(&tree.plan(team, &[]).expect("valid"), 1)
+            .expect("the team covers 1");
+        let resetter = {
+            let tree = Arc::clone(&tree);
+            thread::spawn(move || {
+                tree.advance_window(team, 1)
+                    .expect("forward")
+                    .expect("opened once")
+            })
+        };
+        // 7 over the hold of 6, with 3 spendable in window 0.
+        let _settled = hold.commit_with_overrun(13).expect("the overrun path");
+        let reset = resetter.join().expect("no panic");
+        tree.verify_conservation().expect("every window balances");
+        // Overrun first: 3 from remaining, 4 overrun, the reset expires 0. Reset
+        // first: 3 expired, then taken back from the expired rest, 4 overrun. Either
+        // way window 0 ends the same.
+        assert!(matches!(reset.expired_microcents, 0 | 3), "{reset:?}");
+        let books = tree.books(team).expect("exists");
+        assert_eq!(books.len(), 2, "window 0 is kept for the witness");
+        assert_eq!(
+            (books[0].window, books[0].remaining_microcents),
+            (1, 10),
+            "the new window is untouched"
+        );
+        let old = books[1];
+        assert_eq!(
+            (
+                old.window,
+                old.remaining_microcents,
+                old.reserved_microcents,
+                old.committed_microcents,
+                old.expired_microcents,
+                old.overrun_microcents
+            ),
+            (0, 0, 1, 13, 0, 4)
+        );
+        drop(witness);
+        let key_books = tree.books(key).expect("exists")[0];
+        assert_eq!(
+            (key_books.committed_microcents, key_books.overrun_microcents),
+            (13, 0)
+        );
+    });
+}

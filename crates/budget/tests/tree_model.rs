@@ -1,6 +1,6 @@
 //! The budget tree against a simple sequential reference: random trees (chains up
 //! to depth 4 plus scope nodes), random reservations over random plans, commits,
-//! releases, top-ups and window resets. After every operation the tree's books of
+//! releases, overruns, top-ups and window resets. After every operation the tree's books of
 //! every node and window, its refusals (which node) and its alerts must equal the
 //! reference's. proptest prints the failing case and its seed.
 
@@ -70,7 +70,7 @@ fn gen_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0_usize..16, prop::collection::vec(0_usize..16, 0..3), 1_i64..120)
             .prop_map(|(key, scopes, amount)| Op::Reserve { key, scopes, amount }),
-        2 => (0_usize..32, 0_i64..=100).prop_map(|(open, actual_pct)| Op::Commit { open, actual_pct }),
+        2 => (0_usize..32, 0_i64..=200).prop_map(|(open, actual_pct)| Op::Commit { open, actual_pct }),
         1 => (0_usize..32).prop_map(|open| Op::Release { open }),
         1 => (0_usize..16, 1_i64..100).prop_map(|(node, amount)| Op::TopUp { node, amount }),
         1 => (0_usize..16, 1_u64..3).prop_map(|(node, skip)| Op::Reset { node, skip }),
@@ -119,10 +119,19 @@ fn ref_settle(nodes: &mut [RefNode], hold: &RefHold, actual: i64) -> Vec<AlertEv
         let books = n.books.get_mut(&window).expect("window exists");
         books.reserved_microcents -= hold.amount;
         books.committed_microcents += actual;
-        if current {
-            books.remaining_microcents += hold.amount - actual;
+        let pool = if current {
+            &mut books.remaining_microcents
         } else {
-            books.expired_microcents += hold.amount - actual;
+            &mut books.expired_microcents
+        };
+        if actual <= hold.amount {
+            *pool += hold.amount - actual;
+        } else {
+            // The overrun path: the excess from the pool as far as it goes.
+            let excess = actual - hold.amount;
+            let covered = excess.min(*pool);
+            *pool -= covered;
+            books.overrun_microcents += excess - covered;
         }
         books.open_holds -= 1;
         if actual > 0 {
@@ -281,7 +290,11 @@ fn run(spec: &[GenNode], ops: &[Op]) -> Result<(), TestCaseError> {
                 let (hold, reference) = open.swap_remove(i % open.len());
                 let actual = reference.amount * actual_pct / 100;
                 let expected = ref_settle(&mut nodes, &reference, actual);
-                let settled = hold.commit(actual).expect("within the hold");
+                let settled = if actual <= reference.amount {
+                    hold.commit(actual).expect("within the hold")
+                } else {
+                    hold.commit_with_overrun(actual).expect("the overrun path")
+                };
                 prop_assert_eq!(settled.alerts, expected);
             }
             Op::Release { open: i } => {

@@ -749,9 +749,11 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
             outcome.detail.len()
         ),
         GateRecord::BookSnapshot(snapshot) => format!(
-            "{head}: {} tenants, {} open holds, policy {}\n",
+            "{head}: {} tenants, {} open holds, {} budget nodes ({} holding), policy {}\n",
             snapshot.tenants.len(),
             snapshot.open.len(),
+            snapshot.budget_nodes.len(),
+            snapshot.budget_holds.len(),
             digest_to_hex(&snapshot.policy_digest)
         ),
         GateRecord::PolicyNames(names) => crate::policy_file::names_record_text(&head, names),

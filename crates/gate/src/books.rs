@@ -294,6 +294,17 @@ impl Books {
                 return Err(bad("a tenant's reserved total is not the sum of its holds"));
             }
         }
+        books.windows = crate::windows::WindowFold::from_snapshot(
+            &snapshot.budget_nodes,
+            &snapshot.budget_holds,
+        )?;
+        for hold in &snapshot.budget_holds {
+            // A budget-node hold is one of the tenant holds, of the same amount.
+            match books.open.get(&hold.decision_sequence) {
+                Some(open) if open.held_microunits.unsigned_abs() == hold.held_microunits => {}
+                _ => return Err(bad("a budget-node hold is not an open hold of that amount")),
+            }
+        }
         Ok(books)
     }
 
@@ -661,15 +672,10 @@ impl Books {
                 amount_microunits: spent.unsigned_abs(),
             });
         };
-        if self.windows.holds(sequence) {
-            if extra > 0 {
-                return Err(crate::windows::WindowError::BadScopes {
-                    why: "a decision holding budget nodes has no overrun path",
-                }
-                .into());
-            }
-            self.windows.settle(sequence, spent)?;
-        }
+        // Every budget node the decision holds settles the same amount, overrun
+        // included (each node's excess comes out of its own spendable balance as
+        // far as it goes, the rest is its overrun).
+        self.windows.settle(sequence, spent)?;
         let row = self.row_mut(index);
         row.remaining_microunits = row.remaining_microunits - extra + refund;
         row.reserved_microunits -= held;
@@ -701,11 +707,33 @@ impl Books {
                 "tenant {:?} (log: {ours:?}; snapshot: {theirs:?})",
                 ours.tenant
             )
-        } else {
+        } else if expected.open != snapshot.open {
             format!(
                 "open holds ({} in the snapshot, {} in the log)",
                 snapshot.open.len(),
                 expected.open.len()
+            )
+        } else if let Some((ours, theirs)) = expected
+            .budget_nodes
+            .iter()
+            .zip(&snapshot.budget_nodes)
+            .find(|(ours, theirs)| ours != theirs)
+        {
+            format!(
+                "budget node {:?} (log: {ours:?}; snapshot: {theirs:?})",
+                ours.definition.node
+            )
+        } else if expected.budget_nodes.len() != snapshot.budget_nodes.len() {
+            format!(
+                "{} budget nodes in the snapshot, {} in the log",
+                snapshot.budget_nodes.len(),
+                expected.budget_nodes.len()
+            )
+        } else {
+            format!(
+                "budget-node holds ({} in the snapshot, {} in the log)",
+                snapshot.budget_holds.len(),
+                expected.budget_holds.len()
             )
         };
         Err(BooksError::SnapshotMismatch { what })
@@ -749,11 +777,14 @@ impl Books {
                 held_microunits: hold.held_microunits.unsigned_abs(),
             })
             .collect();
+        let (budget_nodes, budget_holds) = self.windows.snapshot();
         BookSnapshot {
             format_version: GATE_FORMAT_VERSION,
             policy_digest,
             tenants,
             open,
+            budget_nodes,
+            budget_holds,
         }
     }
 

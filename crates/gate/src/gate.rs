@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use calybris_budget::{
-    BudgetEngine, BudgetError, BudgetTree, NodeId, NodeScope, NodeSpec, Reservation, TenantLimits,
-    TreeError, TreeReservation, WindowBooks,
+    BudgetEngine, BudgetError, BudgetTree, HoldPlan, NodeId, NodeScope, NodeSpec, Reservation,
+    TenantLimits, TreeError, TreeReservation, WindowBooks,
 };
 use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenant_number};
 use calybris_finance::{ConservationProof, prove_snapshot};
@@ -33,7 +33,10 @@ use crate::record::{
 };
 use crate::shadow::{ShadowNote, StageRole};
 use crate::transparency::{CheckpointConfig, SignerHandle, TreeState};
-use crate::windows::{AlertFiredRecord, BudgetDefined, BudgetScope, ScopeHold, WindowResetRecord};
+use crate::windows::{
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetWindow, NodeWindowBooks, ScopeHold,
+    SnapshotBudgetNode, SnapshotHeldNode, SnapshotNodeHolds, WindowResetRecord,
+};
 use calybris_tlog::{RightEdge, leaf_hash};
 
 /// The log's directory inside a gate directory.
@@ -41,6 +44,25 @@ pub const LOG_DIR: &str = "log";
 
 /// Default number of records between two book snapshots.
 pub const DEFAULT_SNAPSHOT_EVERY_RECORDS: u64 = 65_536;
+
+/// The most hold plans a gate caches (beyond, routes are planned each time).
+const MAX_CACHED_PLANS: usize = 65_536;
+
+/// A route's cache key: the key node and its scopes, sorted, padded with `u32::MAX`.
+type PlanKey = (u32, [u32; calybris_budget::MAX_PLAN_SCOPES]);
+
+/// The cache key of `key` with `scopes` (`None` for more scopes than a plan holds).
+fn plan_key(key: NodeId, scopes: &[NodeId]) -> Option<PlanKey> {
+    let mut sorted = [u32::MAX; calybris_budget::MAX_PLAN_SCOPES];
+    for (slot, scope) in sorted.iter_mut().zip(scopes) {
+        *slot = scope.0;
+    }
+    if scopes.len() > sorted.len() {
+        return None;
+    }
+    sorted.sort_unstable();
+    Some((key.0, sorted))
+}
 
 /// Shards of the open-hold registry (a power of two).
 const OPEN_SHARDS: usize = 64;
@@ -323,6 +345,19 @@ pub struct GateRecovery {
     pub released_holds: u64,
 }
 
+/// The snapshot barrier as a settlement holds it: shared, or exclusive for an
+/// overrun on budget nodes.
+enum Barrier<'a> {
+    /// Held for its unlock on drop.
+    Shared {
+        _guard: parking_lot::RwLockReadGuard<'a, Arc<SealedPolicy>>,
+    },
+    /// Held for its unlock on drop.
+    Exclusive {
+        _guard: parking_lot::RwLockWriteGuard<'a, Arc<SealedPolicy>>,
+    },
+}
+
 /// An open hold in memory: the budget engine's linear reservation, if anything is held.
 #[derive(Debug)]
 struct OpenEntry {
@@ -400,6 +435,10 @@ struct Inner {
     model_scopes: RwLock<HashMap<String, NodeId>>,
     /// Provider-scope nodes by provider name (likewise).
     provider_scopes: RwLock<HashMap<String, NodeId>>,
+    /// Hold plans already resolved, by key and sorted scopes (nodes are never
+    /// removed or changed, so a plan never goes stale); at most
+    /// [`MAX_CACHED_PLANS`].
+    plans: RwLock<HashMap<PlanKey, HoldPlan>>,
     /// Serialises tenant creation, top-ups and limit changes (rare, and checked
     /// before they are logged).
     admin: Mutex<()>,
@@ -640,6 +679,7 @@ impl Gate {
             tree: BudgetTree::new(),
             model_scopes: RwLock::new(HashMap::new()),
             provider_scopes: RwLock::new(HashMap::new()),
+            plans: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             next_snapshot_at: AtomicU64::new(records.saturating_add(config.snapshot_every_records)),
@@ -720,6 +760,9 @@ impl Gate {
         }
         let released = gate.adopt_open_holds(&mut books, config.reopen_holds)?;
         gate.rebuild_tree(&books)?;
+        if config.reopen_holds == ReopenHolds::Keep {
+            gate.adopt_tree_holds(&books)?;
+        }
         restore_limits(&gate.inner.engine, &books)?;
         if let Some(inner) = Arc::get_mut(&mut gate.inner) {
             inner.recovery.released_holds = released;
@@ -815,11 +858,6 @@ impl Gate {
             .iter()
             .map(|(sequence, hold)| (*sequence, *hold))
             .collect();
-        if reopen == ReopenHolds::Keep && open.iter().any(|(seq, _)| books.windows().holds(*seq)) {
-            return Err(GateError::Restore(
-                "holds on budget nodes cannot be kept open across a restart: reopen with ReopenHolds::Release".to_owned(),
-            ));
-        }
         for (sequence, hold) in &open {
             let tenant = books
                 .tenant_name(hold.tenant_index)
@@ -870,9 +908,11 @@ impl Gate {
         Ok(released)
     }
 
-    /// Defines the log's budget nodes in the tree, in their current windows with
-    /// their books (no hold is open once the reopen released them), and logs the
-    /// alerts a crash left due (reached in log order, record not written).
+    /// Defines the log's budget nodes in the tree, in their current windows, with
+    /// the books of that window and of every closed window that still has open
+    /// holds (kept ones, [`ReopenHolds::Keep`]), and logs the alerts a crash left
+    /// due (reached in log order, record not written). A closed window the fold
+    /// keeps only for such an alert is not restored: its alert is logged here.
     fn rebuild_tree(&self, books: &Books) -> Result<(), GateError> {
         let fold = books.windows();
         let pending = fold.pending_alerts();
@@ -882,37 +922,40 @@ impl Gate {
                 ..definition.clone()
             };
             let id = self.define_node(&definition)?;
-            let Some(window) = fold
-                .books(&definition.node)
-                .and_then(|all| all.first().copied())
-            else {
+            let Some(kept) = fold.books(&definition.node) else {
                 continue;
             };
-            let mut fired = window.fired_mask;
-            for (node, at, bps) in &pending {
-                if *node == definition.node
-                    && *at == current
-                    && let Some(bit) = definition
-                        .alert_thresholds_bps
-                        .iter()
-                        .position(|b| b == bps)
-                {
-                    fired |= 1 << bit;
-                }
-            }
-            self.inner.tree.restore_window(
-                id,
-                &WindowBooks {
-                    window: current,
-                    granted_microcents: window.granted_microunits,
-                    remaining_microcents: window.remaining_microunits,
-                    reserved_microcents: window.reserved_microunits,
-                    committed_microcents: window.committed_microunits,
-                    expired_microcents: window.expired_microunits,
-                    open_holds: window.open_holds,
-                    fired_mask: fired,
-                },
-            )?;
+            let mut windows: Vec<WindowBooks> = kept
+                .iter()
+                .filter(|window| window.window == current || window.open_holds > 0)
+                .map(|window| {
+                    let mut fired = window.fired_mask;
+                    for (node, at, bps) in &pending {
+                        if *node == definition.node
+                            && *at == window.window
+                            && let Some(bit) = definition
+                                .alert_thresholds_bps
+                                .iter()
+                                .position(|b| b == bps)
+                        {
+                            fired |= 1 << bit;
+                        }
+                    }
+                    WindowBooks {
+                        window: window.window,
+                        granted_microcents: window.granted_microunits,
+                        remaining_microcents: window.remaining_microunits,
+                        reserved_microcents: window.reserved_microunits,
+                        committed_microcents: window.committed_microunits,
+                        expired_microcents: window.expired_microunits,
+                        overrun_microcents: window.overrun_microunits,
+                        open_holds: window.open_holds,
+                        fired_mask: fired,
+                    }
+                })
+                .collect();
+            windows.sort_unstable_by_key(|window| window.window);
+            self.inner.tree.restore_window(id, &windows)?;
         }
         for (node, window, threshold_bps) in pending {
             let books_of = fold
@@ -926,6 +969,61 @@ impl Gate {
                 committed_microunits: books_of.committed_microunits.unsigned_abs(),
                 granted_microunits: books_of.granted_microunits.unsigned_abs(),
             }))?;
+        }
+        Ok(())
+    }
+
+    /// Re-makes the budget-node holds of the holds kept open across the restart
+    /// ([`ReopenHolds::Keep`]), each in the windows the log says it was taken in, on
+    /// the tree [`rebuild_tree`](Self::rebuild_tree) restored (whose books already
+    /// count them).
+    fn adopt_tree_holds(&self, books: &Books) -> Result<(), GateError> {
+        let tree = &self.inner.tree;
+        for (sequence, nodes) in books.windows().open_holds() {
+            let Some(amount) = nodes.first().map(|(_, _, amount)| *amount) else {
+                continue;
+            };
+            let mut key = None;
+            let mut scopes = Vec::new();
+            let mut windows = Vec::with_capacity(nodes.len());
+            for (name, window, _) in &nodes {
+                let id = tree.node_id(name)?;
+                windows.push((id, *window));
+                if tree.spec(id)?.scope != NodeScope::Chain {
+                    scopes.push(id);
+                }
+            }
+            // The key is the chain node no other chain node of the hold has as parent.
+            for (id, _) in &windows {
+                if scopes.contains(id) {
+                    continue;
+                }
+                let is_parent = windows
+                    .iter()
+                    .any(|(other, _)| tree.spec(*other).is_ok_and(|s| s.parent == Some(*id)));
+                if !is_parent {
+                    key = Some(*id);
+                }
+            }
+            let key = key.ok_or_else(|| {
+                GateError::Restore(format!("hold {sequence} holds no key budget node"))
+            })?;
+            let plan = tree.plan(key, &scopes)?;
+            let held = if amount > 0 {
+                Some(tree.adopt(&plan, &windows, amount)?)
+            } else {
+                None
+            };
+            if let Some(entry) = self.inner.open[shard_of(sequence)]
+                .lock()
+                .get_mut(&sequence)
+            {
+                entry.tree_hold = held;
+            } else {
+                return Err(GateError::Restore(format!(
+                    "budget-node hold {sequence} has no open hold"
+                )));
+            }
         }
         Ok(())
     }
@@ -1103,7 +1201,7 @@ impl Gate {
             scopes.push(self.inner.tree.node_id(name)?);
         }
         // Validate the route before anything is logged.
-        let plan = self.inner.tree.plan(key, &scopes)?;
+        let plan = self.plan_for(key, &scopes)?;
         let mut due: Vec<NodeId> = plan.nodes().collect();
         due.extend(self.inner.model_scopes.read().values().copied());
         due.extend(self.inner.provider_scopes.read().values().copied());
@@ -1111,18 +1209,29 @@ impl Gate {
         self.decide_routed(tenant, input, caller, Some((key, scopes)), None)
     }
 
+    /// The hold plan of `key` with `scopes`, from the cache when this route was
+    /// planned before (a plan costs an allocation and a lookup per node).
+    fn plan_for(&self, key: NodeId, scopes: &[NodeId]) -> Result<HoldPlan, GateError> {
+        let Some(cache_key) = plan_key(key, scopes) else {
+            // More scopes than a plan holds: the tree refuses it.
+            return Ok(self.inner.tree.plan(key, scopes)?);
+        };
+        if let Some(plan) = self.inner.plans.read().get(&cache_key) {
+            return Ok(plan.clone());
+        }
+        let plan = self.inner.tree.plan(key, scopes)?;
+        let mut plans = self.inner.plans.write();
+        if plans.len() < MAX_CACHED_PLANS {
+            plans.insert(cache_key, plan.clone());
+        }
+        Ok(plan)
+    }
+
     /// Resets every node of `nodes` that `unix_ms` puts in a later window, logging
     /// each reset, under the barrier. Returns the resets made.
     fn advance_nodes(&self, nodes: &[NodeId], unix_ms: u64) -> Result<u64, GateError> {
         let tree = &self.inner.tree;
-        let behind = |node: &NodeId| -> bool {
-            let (Ok(spec), Ok(current)) = (tree.window_spec(*node), tree.current_window(*node))
-            else {
-                return false;
-            };
-            spec.window_at(unix_ms).is_ok_and(|due| due > current)
-        };
-        if !nodes.iter().any(behind) {
+        if !tree.any_behind(nodes, unix_ms) {
             return Ok(0);
         }
         let barrier = self.inner.policy.write();
@@ -1136,7 +1245,7 @@ impl Gate {
             }
             if let Some(reset) = tree.advance_window(*node, due)? {
                 let record = GateRecord::WindowReset(WindowResetRecord {
-                    node: tree.spec(*node)?.name,
+                    node: tree.name(*node)?,
                     from_window: reset.from_window,
                     to_window: reset.to_window,
                     expired_microunits: reset.expired_microcents.unsigned_abs(),
@@ -1358,19 +1467,17 @@ impl Gate {
             {
                 plan_scopes.push(*node);
             }
-            let plan = self.inner.tree.plan(key, &plan_scopes)?;
+            let plan = self.plan_for(key, &plan_scopes)?;
             match self
                 .inner
                 .tree
                 .try_reserve(&plan, to_i64(amount_microunits)?)
             {
                 Ok(held) => {
-                    for (node, window) in held.windows() {
-                        scopes.push(ScopeHold {
-                            node: self.inner.tree.spec(node)?.name,
-                            window,
-                        });
-                    }
+                    scopes.extend(held.held().map(|(_, name, window)| ScopeHold {
+                        node: name.to_owned(),
+                        window,
+                    }));
                     tree_hold = Some(held);
                 }
                 Err(TreeError::Refused {
@@ -1600,8 +1707,24 @@ impl Gate {
     /// release) frees it only after its record has its position.
     fn settle_entry(&self, sequence: u64, how: SettleHow) -> Result<Settled, GateError> {
         self.check_open()?;
-        let barrier = self.inner.policy.read();
         let shard = &self.inner.open[shard_of(sequence)];
+        // An overrun on budget nodes splits each node's excess between its spendable
+        // balance and its overrun by what is spendable when it runs: it runs with
+        // every other operation held at the barrier, so the log's order is the
+        // memory's and the fold (and the verifier) reproduce the split exactly.
+        let overrun_on_nodes = matches!(how, SettleHow::Commit(actual)
+        if shard.lock().get(&sequence).is_some_and(|entry| {
+            entry.tree_hold.is_some() && actual > entry.held_microunits
+        }));
+        let barrier = if overrun_on_nodes {
+            Barrier::Exclusive {
+                _guard: self.inner.policy.write(),
+            }
+        } else {
+            Barrier::Shared {
+                _guard: self.inner.policy.read(),
+            }
+        };
         let Some(mut entry) = shard.lock().remove(&sequence) else {
             return Err(GateError::UnknownReservation {
                 id: ReservationId(sequence),
@@ -1627,17 +1750,16 @@ impl Gate {
             SettleHow::ReleasedAtReopen => SettlementKind::ReleasedAtReopen,
         };
         let mut settled = Settled::default();
-        if let SettlementKind::CommitWithOverrun { actual_microunits } = kind
+        if matches!(kind, SettlementKind::CommitWithOverrun { .. })
             && entry.tree_hold.is_some()
+            && !matches!(barrier, Barrier::Exclusive { .. })
         {
-            // Budget nodes have no overrun path: the hold stays open.
-            let held_microcents = to_i64(held)?;
-            let actual_microcents = to_i64(actual_microunits)?;
+            // Cannot happen (the entry's hold and amount are fixed once made); kept
+            // so that a node overrun never runs outside the exclusive barrier.
             shard.lock().insert(sequence, entry);
-            return Err(GateError::Tree(TreeError::ActualExceedsHold {
-                held_microcents,
-                actual_microcents,
-            }));
+            return Err(GateError::Restore(
+                "a budget-node overrun needs the exclusive barrier".to_owned(),
+            ));
         }
         if let SettlementKind::CommitWithOverrun { actual_microunits } = kind {
             // Take first: the whole excess leaves `remaining` before the record exists.
@@ -1667,11 +1789,14 @@ impl Gate {
                 SettlementKind::Commit { actual_microunits } => {
                     tree_hold.commit(to_i64(actual_microunits)?)?
                 }
+                SettlementKind::CommitWithOverrun { actual_microunits } => {
+                    tree_hold.commit_with_overrun(to_i64(actual_microunits)?)?
+                }
                 _ => tree_hold.release(),
             };
             for alert in &settlement.alerts {
                 let record = GateRecord::AlertFired(AlertFiredRecord {
-                    node: self.inner.tree.spec(alert.node)?.name,
+                    node: self.inner.tree.name(alert.node)?,
                     window: alert.window,
                     threshold_bps: alert.threshold_bps,
                     committed_microunits: alert.committed_microcents.unsigned_abs(),
@@ -2159,13 +2284,8 @@ impl Gate {
     /// [`GateError::Poisoned`] or [`GateError::Log`].
     pub fn snapshot_books(&self) -> Result<u64, GateError> {
         self.check_open()?;
-        if !self.inner.tree.is_empty() {
-            return Err(GateError::Restore(
-                "book snapshots do not carry budget nodes yet".to_owned(),
-            ));
-        }
         let policy = self.inner.policy.write();
-        let snapshot = self.books_now(*policy.digest());
+        let snapshot = self.books_now(*policy.digest())?;
         let ticket = self.append_leading(&GateRecord::BookSnapshot(snapshot))?;
         // The policy in force follows its snapshot directly (no checkpoint between
         // them), so a suffix that starts at the snapshot holds every policy its
@@ -2221,7 +2341,7 @@ impl Gate {
     }
 
     /// The in-memory books as a snapshot record; only under the exclusive barrier.
-    fn books_now(&self, policy_digest: Digest) -> BookSnapshot {
+    fn books_now(&self, policy_digest: Digest) -> Result<BookSnapshot, GateError> {
         let engine_snapshot = self.inner.engine.snapshot();
         let tenants: Vec<SnapshotTenant> = engine_snapshot
             .tenants
@@ -2245,8 +2365,24 @@ impl Gate {
             .map(|(index, row)| (row.tenant.as_str(), index as u32))
             .collect();
         let mut open = Vec::new();
+        let mut budget_holds = Vec::new();
         for shard in &*self.inner.open {
             for (sequence, entry) in shard.lock().iter() {
+                if let Some(tree_hold) = &entry.tree_hold {
+                    let mut nodes: Vec<SnapshotHeldNode> = tree_hold
+                        .windows()
+                        .map(|(node, window)| SnapshotHeldNode {
+                            node_index: node.0,
+                            window,
+                        })
+                        .collect();
+                    nodes.sort_unstable_by_key(|held| held.node_index);
+                    budget_holds.push(SnapshotNodeHolds {
+                        decision_sequence: *sequence,
+                        held_microunits: entry.held_microunits,
+                        nodes,
+                    });
+                }
                 open.push(OpenHold {
                     decision_sequence: *sequence,
                     // Every hold's tenant is in the engine: holds are made from it.
@@ -2259,6 +2395,8 @@ impl Gate {
             }
         }
         open.sort_unstable_by_key(|hold| hold.decision_sequence);
+        budget_holds.sort_unstable_by_key(|hold| hold.decision_sequence);
+        let budget_nodes = self.budget_nodes_now()?;
         #[cfg(debug_assertions)]
         {
             // Under the exclusive barrier no decision or settlement is half done: every
@@ -2292,21 +2430,71 @@ impl Gate {
                 );
             }
         }
-        BookSnapshot {
+        Ok(BookSnapshot {
             format_version: GATE_FORMAT_VERSION,
             policy_digest,
             tenants,
             open,
+            budget_nodes,
+            budget_holds,
+        })
+    }
+
+    /// The budget tree's nodes as a snapshot's budget section: in definition order
+    /// (the tree's ids are the log's definition order), each restated in its current
+    /// window, with its kept windows ascending; only under the exclusive barrier.
+    fn budget_nodes_now(&self) -> Result<Vec<SnapshotBudgetNode>, GateError> {
+        let tree = &self.inner.tree;
+        let mut nodes = Vec::with_capacity(tree.len());
+        for index in 0..tree.len() {
+            let id = NodeId(u32::try_from(index).map_err(|_| TreeError::TooManyNodes)?);
+            let spec = tree.spec(id)?;
+            let mut windows: Vec<NodeWindowBooks> = tree
+                .books(id)?
+                .into_iter()
+                .map(|books| NodeWindowBooks {
+                    window: books.window,
+                    granted_microunits: books.granted_microcents,
+                    remaining_microunits: books.remaining_microcents,
+                    reserved_microunits: books.reserved_microcents,
+                    committed_microunits: books.committed_microcents,
+                    expired_microunits: books.expired_microcents,
+                    overrun_microunits: books.overrun_microcents,
+                    open_holds: books.open_holds,
+                    fired_mask: books.fired_mask,
+                })
+                .collect();
+            windows.sort_unstable_by_key(|books| books.window);
+            let current = tree.current_window(id)?;
+            debug_assert_eq!(windows.last().map(|books| books.window), Some(current));
+            let parent = spec.parent.map(|parent| tree.name(parent)).transpose()?;
+            nodes.push(SnapshotBudgetNode {
+                definition: BudgetDefined {
+                    node: spec.name,
+                    parent,
+                    scope: match spec.scope {
+                        NodeScope::Chain => BudgetScope::Chain,
+                        NodeScope::Model(name) => BudgetScope::Model(name),
+                        NodeScope::Provider(name) => BudgetScope::Provider(name),
+                        NodeScope::Tag(name) => BudgetScope::Tag(name),
+                    },
+                    limit_microunits: spec.limit_microcents.unsigned_abs(),
+                    window: BudgetWindow::try_from(spec.window)
+                        .map_err(|error| GateError::Restore(error.to_string()))?,
+                    start_window: current,
+                    alert_thresholds_bps: spec.alert_thresholds_bps,
+                },
+                windows,
+            });
         }
+        Ok(nodes)
     }
 
     /// Takes a book snapshot when `sequence` crossed the next snapshot point; only one
     /// thread claims it.
     fn maybe_snapshot(&self, sequence: u64) {
         let due = self.inner.next_snapshot_at.load(Ordering::Relaxed);
-        // Book snapshots do not carry the budget nodes yet: a log with budget nodes
-        // is folded from its start (see docs/SPECIFICATION.md).
-        if sequence < due || !self.inner.tree.is_empty() {
+        if sequence < due {
             return;
         }
         if self

@@ -313,6 +313,10 @@ pub struct BookSnapshot {
     pub tenants: Vec<SnapshotTenant>,
     /// Every open hold (admitted decisions not yet settled), ascending by sequence.
     pub open: Vec<OpenHold>,
+    /// Every budget node (issue 14), in definition order, with its windows.
+    pub budget_nodes: Vec<crate::windows::SnapshotBudgetNode>,
+    /// The budget nodes every open hold that has them holds, ascending by sequence.
+    pub budget_holds: Vec<crate::windows::SnapshotNodeHolds>,
 }
 
 /// One tenant's books in a [`BookSnapshot`], in microunits.

@@ -15,7 +15,8 @@
 //! A decision names the nodes it held, with the window of each, in
 //! [`crate::record::GateDecision::scopes`]; its settlement settles every one of them against
 //! that window. After every record, for every node and every window:
-//! `remaining + reserved + committed == limit + top-ups - expired`, and no balance is
+//! `remaining + reserved + committed == limit + top-ups - expired + overrun` (the
+//! excess of overruns the window could not cover), and no balance is
 //! negative.
 
 use std::collections::{BTreeMap, HashMap};
@@ -68,6 +69,22 @@ pub enum BudgetWindow {
         /// Offset from UTC, in minutes.
         utc_offset_minutes: i16,
     },
+    /// Calendar days in a time zone with daylight saving, whose rule is logged
+    /// with the node (so every machine cuts the same windows).
+    ZonedDaily {
+        /// The zone's rule (`calybris_budget::ZoneRule`).
+        zone: calybris_budget::ZoneRule,
+    },
+    /// Calendar weeks from Monday in a time zone.
+    ZonedWeekly {
+        /// The zone's rule.
+        zone: calybris_budget::ZoneRule,
+    },
+    /// Calendar months in a time zone.
+    ZonedMonthly {
+        /// The zone's rule.
+        zone: calybris_budget::ZoneRule,
+    },
 }
 
 impl From<BudgetWindow> for calybris_budget::WindowSpec {
@@ -84,7 +101,34 @@ impl From<BudgetWindow> for calybris_budget::WindowSpec {
             BudgetWindow::Daily { utc_offset_minutes } => Self::Daily { utc_offset_minutes },
             BudgetWindow::Weekly { utc_offset_minutes } => Self::Weekly { utc_offset_minutes },
             BudgetWindow::Monthly { utc_offset_minutes } => Self::Monthly { utc_offset_minutes },
+            BudgetWindow::ZonedDaily { zone } => Self::ZonedDaily { zone },
+            BudgetWindow::ZonedWeekly { zone } => Self::ZonedWeekly { zone },
+            BudgetWindow::ZonedMonthly { zone } => Self::ZonedMonthly { zone },
         }
+    }
+}
+
+impl TryFrom<calybris_budget::WindowSpec> for BudgetWindow {
+    type Error = WindowError;
+
+    fn try_from(spec: calybris_budget::WindowSpec) -> Result<Self, Self::Error> {
+        use calybris_budget::WindowSpec;
+        Ok(match spec {
+            WindowSpec::Lifetime => Self::Lifetime,
+            WindowSpec::Fixed {
+                duration_ms,
+                origin_unix_ms,
+            } => Self::Fixed {
+                duration_ms,
+                origin_unix_ms,
+            },
+            WindowSpec::Daily { utc_offset_minutes } => Self::Daily { utc_offset_minutes },
+            WindowSpec::Weekly { utc_offset_minutes } => Self::Weekly { utc_offset_minutes },
+            WindowSpec::Monthly { utc_offset_minutes } => Self::Monthly { utc_offset_minutes },
+            WindowSpec::ZonedDaily { zone } => Self::ZonedDaily { zone },
+            WindowSpec::ZonedWeekly { zone } => Self::ZonedWeekly { zone },
+            WindowSpec::ZonedMonthly { zone } => Self::ZonedMonthly { zone },
+        })
     }
 }
 
@@ -157,6 +201,38 @@ pub struct ScopeHold {
     pub window: u64,
 }
 
+/// One budget node in a [`crate::record::BookSnapshot`]: its definition restated
+/// with `start_window` set to the node's current window, and the books of that
+/// window and of every closed window still kept (open holds, or an alert due).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBudgetNode {
+    /// The definition; `start_window` is the current window at the snapshot.
+    pub definition: BudgetDefined,
+    /// The books per window, ascending by window; the last is the current one.
+    pub windows: Vec<NodeWindowBooks>,
+}
+
+/// The budget nodes one open hold holds, in a [`crate::record::BookSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotNodeHolds {
+    /// The decision record's sequence number (the reservation id); its tenant hold
+    /// is in [`crate::record::BookSnapshot::open`] with the same amount.
+    pub decision_sequence: u64,
+    /// The amount held on every node, in microunits.
+    pub held_microunits: u64,
+    /// The nodes held, ascending by position.
+    pub nodes: Vec<SnapshotHeldNode>,
+}
+
+/// One node of a [`SnapshotNodeHolds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeldNode {
+    /// The node's position in [`crate::record::BookSnapshot::budget_nodes`].
+    pub node_index: u32,
+    /// The window the hold was taken in.
+    pub window: u64,
+}
+
 /// One node's books in one window, in microunits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodeWindowBooks {
@@ -170,8 +246,13 @@ pub struct NodeWindowBooks {
     pub reserved_microunits: i64,
     /// Spent in this window.
     pub committed_microunits: i64,
-    /// Expired at the reset, plus refunds of holds settled after it.
+    /// Expired at the reset, plus refunds of holds settled after it, less the
+    /// excess of overruns settled after it that it covered.
     pub expired_microunits: i64,
+    /// Spent beyond the window's budget: the part of overruns (settlements above
+    /// their hold) that the spendable balance, or once closed the expired rest, did
+    /// not cover.
+    pub overrun_microunits: i64,
     /// Open holds of this window.
     pub open_holds: u64,
     /// Alert thresholds fired (bit i = threshold i).
@@ -179,7 +260,7 @@ pub struct NodeWindowBooks {
 }
 
 impl NodeWindowBooks {
-    /// `remaining + reserved + committed - (granted - expired)`, exact.
+    /// `remaining + reserved + committed - (granted - expired + overrun)`, exact.
     #[must_use]
     pub fn imbalance(&self) -> i128 {
         i128::from(self.remaining_microunits)
@@ -187,6 +268,7 @@ impl NodeWindowBooks {
             + i128::from(self.committed_microunits)
             - i128::from(self.granted_microunits)
             + i128::from(self.expired_microunits)
+            - i128::from(self.overrun_microunits)
     }
 
     fn balances(&self) -> bool {
@@ -195,6 +277,7 @@ impl NodeWindowBooks {
             && self.reserved_microunits >= 0
             && self.committed_microunits >= 0
             && self.expired_microunits >= 0
+            && self.overrun_microunits >= 0
     }
 }
 
@@ -317,7 +400,8 @@ struct FoldNode {
     depth: u8,
     parent: Option<usize>,
     current: u64,
-    /// The current window and every closed window that still has open holds.
+    /// The current window and every closed window that still has open holds or a
+    /// due alert.
     windows: BTreeMap<u64, NodeWindowBooks>,
 }
 
@@ -344,7 +428,8 @@ impl WindowFold {
             })
     }
 
-    /// The books of `node`: current window first, then closed windows with open holds.
+    /// The books of `node`: current window first, then closed windows with open holds
+    /// or a due alert.
     #[must_use]
     pub fn books(&self, node: &str) -> Option<Vec<NodeWindowBooks>> {
         let node = &self.nodes[*self.index.get(node)?];
@@ -396,6 +481,153 @@ impl WindowFold {
             }
         }
         out
+    }
+
+    /// The fold as the budget section of a book snapshot: every node in definition
+    /// order (its definition restated in its current window) with its kept windows
+    /// ascending, and every open hold's nodes ascending by position.
+    #[must_use]
+    pub fn snapshot(&self) -> (Vec<SnapshotBudgetNode>, Vec<SnapshotNodeHolds>) {
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|node| SnapshotBudgetNode {
+                definition: BudgetDefined {
+                    start_window: node.current,
+                    ..node.definition.clone()
+                },
+                windows: node.windows.values().copied().collect(),
+            })
+            .collect();
+        let holds = self
+            .holds
+            .iter()
+            .map(|(sequence, holds)| {
+                let mut nodes: Vec<SnapshotHeldNode> = holds
+                    .iter()
+                    .map(|(index, window, _)| SnapshotHeldNode {
+                        node_index: u32::try_from(*index).unwrap_or(u32::MAX),
+                        window: *window,
+                    })
+                    .collect();
+                nodes.sort_unstable_by_key(|held| held.node_index);
+                SnapshotNodeHolds {
+                    decision_sequence: *sequence,
+                    held_microunits: holds
+                        .first()
+                        .map_or(0, |(_, _, amount)| amount.unsigned_abs()),
+                    nodes,
+                }
+            })
+            .collect();
+        (nodes, holds)
+    }
+
+    /// The fold a book snapshot's budget section describes, checked: definitions as
+    /// [`define`](Self::define) checks them, windows ascending with the current one
+    /// last, every window balanced, a closed window with nothing spendable and kept
+    /// only for an open hold or a due alert, and every node window's reserved total
+    /// and open-hold count exactly those of the holds listed (each a key's chain plus
+    /// distinct scope nodes).
+    ///
+    /// # Errors
+    /// The [`WindowError`] of the first thing that does not fit.
+    pub fn from_snapshot(
+        nodes: &[SnapshotBudgetNode],
+        holds: &[SnapshotNodeHolds],
+    ) -> Result<Self, WindowError> {
+        let mut fold = Self::default();
+        for entry in nodes {
+            let definition = &entry.definition;
+            let bad = |why| WindowError::BadDefinition {
+                node: definition.node.clone(),
+                why,
+            };
+            fold.define(definition)?;
+            let current = definition.start_window;
+            let thresholds = &definition.alert_thresholds_bps;
+            let mut windows = BTreeMap::new();
+            for (position, books) in entry.windows.iter().enumerate() {
+                let last = position + 1 == entry.windows.len();
+                if (last && books.window != current) || (!last && books.window >= current) {
+                    return Err(bad("snapshot windows not ascending to the current one"));
+                }
+                if !books.balances()
+                    || books.granted_microunits < 0
+                    || u64::from(books.fired_mask) >> thresholds.len() != 0
+                {
+                    return Err(bad("a snapshot window does not balance"));
+                }
+                if last && books.expired_microunits != 0 {
+                    return Err(bad("the current window has expired budget"));
+                }
+                if !last && (books.remaining_microunits != 0 || books.forgettable(thresholds)) {
+                    return Err(bad("a closed snapshot window that is not kept"));
+                }
+                if windows.insert(books.window, *books).is_some() {
+                    return Err(bad("a snapshot window is listed twice"));
+                }
+            }
+            if windows.is_empty() {
+                return Err(bad("a snapshot node has no current window"));
+            }
+            let index = fold.nodes.len() - 1;
+            fold.nodes[index].current = current;
+            fold.nodes[index].windows = windows;
+        }
+        // Every node window's holds, summed: (reserved, open holds).
+        let mut held: HashMap<(usize, u64), (i128, u64)> = HashMap::new();
+        let mut previous = None;
+        for entry in holds {
+            let bad = |why| WindowError::BadScopes { why };
+            if previous.is_some_and(|before| before >= entry.decision_sequence) {
+                return Err(bad("snapshot holds out of order or repeated"));
+            }
+            previous = Some(entry.decision_sequence);
+            let amount = to_i64(entry.held_microunits)?;
+            let mut resolved = Vec::with_capacity(entry.nodes.len());
+            for node in &entry.nodes {
+                let index = usize::try_from(node.node_index)
+                    .ok()
+                    .filter(|index| *index < fold.nodes.len())
+                    .ok_or(bad("a snapshot hold names no node"))?;
+                if resolved.iter().any(|(seen, _)| *seen == index) {
+                    return Err(bad("a node is named twice"));
+                }
+                if !fold.nodes[index].windows.contains_key(&node.window) {
+                    return Err(bad("a snapshot hold names a window not kept"));
+                }
+                let slot = held.entry((index, node.window)).or_default();
+                slot.0 += i128::from(amount);
+                slot.1 += 1;
+                resolved.push((index, node.window));
+            }
+            if resolved.is_empty() || resolved.len() > calybris_budget::MAX_PLAN_NODES {
+                return Err(bad("a snapshot hold holds no node or too many"));
+            }
+            fold.check_chain(resolved.iter().map(|(index, _)| *index))?;
+            fold.holds.insert(
+                entry.decision_sequence,
+                resolved
+                    .into_iter()
+                    .map(|(index, window)| (index, window, amount))
+                    .collect(),
+            );
+        }
+        for (index, node) in fold.nodes.iter().enumerate() {
+            for books in node.windows.values() {
+                let (reserved, open) = held
+                    .get(&(index, books.window))
+                    .copied()
+                    .unwrap_or_default();
+                if i128::from(books.reserved_microunits) != reserved || books.open_holds != open {
+                    return Err(WindowError::BadScopes {
+                        why: "a snapshot window's reserved total is not the sum of its holds",
+                    });
+                }
+            }
+        }
+        Ok(fold)
     }
 
     /// Folds a 13 record.
@@ -497,17 +729,18 @@ impl WindowFold {
             });
         }
         let limit = to_i64(node.definition.limit_microunits)?;
-        if old.open_holds == 0 {
+        // A closed window is kept while a hold of it is open or an alert of it is
+        // due (reached, not logged: a crash between a settlement and its alert
+        // record), so the alert can still be logged, and checked, after the reset.
+        let closed = NodeWindowBooks {
+            remaining_microunits: 0,
+            expired_microunits: old.remaining_microunits,
+            ..old
+        };
+        if closed.forgettable(&node.definition.alert_thresholds_bps) {
             node.windows.remove(&old.window);
         } else {
-            node.windows.insert(
-                old.window,
-                NodeWindowBooks {
-                    remaining_microunits: 0,
-                    expired_microunits: old.remaining_microunits,
-                    ..old
-                },
-            );
+            node.windows.insert(old.window, closed);
         }
         node.current = record.to_window;
         node.windows.insert(
@@ -558,6 +791,10 @@ impl WindowFold {
             return Err(bad("not reached in log order"));
         }
         books.fired_mask |= 1 << bit;
+        if record.window != node.current && books.forgettable(&node.definition.alert_thresholds_bps)
+        {
+            node.windows.remove(&record.window);
+        }
         Ok(())
     }
 
@@ -635,9 +872,14 @@ impl WindowFold {
             }
             out.push((index, scope.window));
         }
-        let chain: Vec<usize> = out
-            .iter()
-            .map(|(index, _)| *index)
+        self.check_chain(out.iter().map(|(index, _)| *index))?;
+        Ok(out)
+    }
+
+    /// Checks that the chain nodes among `nodes` (distinct) are one key and all its
+    /// ancestors.
+    fn check_chain(&self, nodes: impl Iterator<Item = usize>) -> Result<(), WindowError> {
+        let chain: Vec<usize> = nodes
             .filter(|index| self.nodes[*index].definition.scope == BudgetScope::Chain)
             .collect();
         let deepest = chain.iter().map(|index| self.nodes[*index].depth).max();
@@ -649,7 +891,7 @@ impl WindowFold {
                 why: "the chain nodes are not one key and its ancestors",
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Folds the holds of an admitted decision (`amount` is what it holds; zero for
@@ -735,18 +977,30 @@ impl WindowFold {
 
     /// Folds the settlement of decision `sequence`: `spent` of each hold is
     /// committed in the hold's window, the rest refunded (to `remaining` in the
-    /// current window, to `expired` in a closed one).
+    /// current window, to `expired` in a closed one). Above the hold (the overrun
+    /// path; the caller checks the settlement kind) the excess comes out of that
+    /// same balance as far as it goes and the rest is the window's overrun, so
+    /// `remaining + reserved + committed == granted - expired + overrun` still holds.
     ///
     /// # Errors
-    /// [`WindowError`] if `spent` exceeds a hold; nothing changes on error.
+    /// [`WindowError::Amount`] if `spent` is negative or a total would leave `i64`;
+    /// nothing changes on error.
     pub fn settle(&mut self, sequence: u64, spent: i64) -> Result<(), WindowError> {
         let Some(holds) = self.holds.get(&sequence) else {
             return Ok(());
         };
-        if holds.iter().any(|(_, _, held)| spent > *held || spent < 0) {
-            return Err(WindowError::BadScopes {
-                why: "a budget node settlement spends more than its hold",
+        // Checked before anything changes: every total stays in range.
+        for (index, window, _) in holds {
+            let books = self.nodes[*index].windows.get(window);
+            let fits = books.is_some_and(|books| {
+                books.committed_microunits.checked_add(spent).is_some()
+                    && books.overrun_microunits.checked_add(spent).is_some()
             });
+            if spent < 0 || !fits {
+                return Err(WindowError::Amount {
+                    amount: spent.unsigned_abs(),
+                });
+            }
         }
         let holds = self.holds.remove(&sequence).unwrap_or_default();
         for (index, window, held) in holds {
@@ -759,13 +1013,24 @@ impl WindowFold {
             };
             books.reserved_microunits -= held;
             books.committed_microunits += spent;
-            if current {
-                books.remaining_microunits += held - spent;
+            // The refund goes back to the spendable balance, or to the expired rest
+            // once the window is closed; an overrun's excess comes out of the same
+            // place as far as it goes, the rest is overrun.
+            let pool = if current {
+                &mut books.remaining_microunits
             } else {
-                books.expired_microunits += held - spent;
+                &mut books.expired_microunits
+            };
+            if spent <= held {
+                *pool += held - spent;
+            } else {
+                let excess = spent - held;
+                let covered = excess.min(*pool);
+                *pool -= covered;
+                books.overrun_microunits += excess - covered;
             }
             books.open_holds -= 1;
-            let drop_closed = !current && books.open_holds == 0 && books.fired_complete(thresholds);
+            let drop_closed = !current && books.forgettable(thresholds);
             self.check(index, window)?;
             if drop_closed {
                 self.nodes[index].windows.remove(&window);
@@ -788,13 +1053,15 @@ impl WindowFold {
 }
 
 impl NodeWindowBooks {
-    /// Whether no more alert can be due in this window (every reached threshold
-    /// has fired), so a closed window with no open holds can be forgotten.
-    fn fired_complete(&self, thresholds: &[u16]) -> bool {
-        thresholds.iter().enumerate().all(|(bit, bps)| {
-            self.fired_mask & (1 << bit) != 0
-                || !reached(self.committed_microunits, self.granted_microunits, *bps)
-        })
+    /// Whether a closed window can be forgotten: no hold of it is open, so nothing
+    /// more settles in it, and every threshold it reached has fired, so no alert of
+    /// it is due.
+    fn forgettable(&self, thresholds: &[u16]) -> bool {
+        self.open_holds == 0
+            && thresholds.iter().enumerate().all(|(bit, bps)| {
+                self.fired_mask & (1 << bit) != 0
+                    || !reached(self.committed_microunits, self.granted_microunits, *bps)
+            })
     }
 }
 

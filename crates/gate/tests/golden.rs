@@ -14,8 +14,8 @@ use calybris_gate::record::{
     PromotionRecord, SettlementRecord, SnapshotTenant, TenantCreated, TopUp,
 };
 use calybris_gate::windows::{
-    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, ScopeHold,
-    WindowResetRecord,
+    AlertFiredRecord, BudgetDefined, BudgetScope, BudgetTopUp, BudgetWindow, NodeWindowBooks,
+    ScopeHold, SnapshotBudgetNode, SnapshotHeldNode, SnapshotNodeHolds, WindowResetRecord,
 };
 use calybris_gate::{
     AttemptSkip, BudgetOutcome, ExecutionAttempt, ExecutionRecord, ExecutionStatus,
@@ -167,10 +167,57 @@ fn records() -> Vec<GateRecord> {
                 max_reserved_microunits: Some(500_000),
                 max_open_reservations: None,
             }],
-            open: vec![OpenHold {
-                decision_sequence: 9,
-                tenant_index: 0,
-                held_microunits: 0,
+            open: vec![
+                OpenHold {
+                    decision_sequence: 9,
+                    tenant_index: 0,
+                    held_microunits: 0,
+                },
+                OpenHold {
+                    decision_sequence: 11,
+                    tenant_index: 0,
+                    held_microunits: 700,
+                },
+            ],
+            budget_nodes: vec![SnapshotBudgetNode {
+                definition: BudgetDefined {
+                    node: "acme-team".into(),
+                    parent: None,
+                    scope: BudgetScope::Chain,
+                    limit_microunits: 5_000,
+                    window: BudgetWindow::Daily {
+                        utc_offset_minutes: 60,
+                    },
+                    start_window: 20_423,
+                    alert_thresholds_bps: vec![5_000, 10_000],
+                },
+                windows: vec![
+                    NodeWindowBooks {
+                        window: 20_422,
+                        granted_microunits: 5_000,
+                        remaining_microunits: 0,
+                        reserved_microunits: 700,
+                        committed_microunits: 2_600,
+                        expired_microunits: 1_700,
+                        overrun_microunits: 0,
+                        open_holds: 1,
+                        fired_mask: 1,
+                    },
+                    NodeWindowBooks {
+                        window: 20_423,
+                        granted_microunits: 5_000,
+                        remaining_microunits: 5_000,
+                        ..NodeWindowBooks::default()
+                    },
+                ],
+            }],
+            budget_holds: vec![SnapshotNodeHolds {
+                decision_sequence: 11,
+                held_microunits: 700,
+                nodes: vec![SnapshotHeldNode {
+                    node_index: 0,
+                    window: 20_422,
+                }],
             }],
         }),
         GateRecord::PolicyNames(PolicyNames {
@@ -270,6 +317,18 @@ fn records() -> Vec<GateRecord> {
             },
             start_window: 0,
             alert_thresholds_bps: Vec::new(),
+        }),
+        GateRecord::BudgetDefined(BudgetDefined {
+            node: "acme-berlin".into(),
+            parent: None,
+            scope: BudgetScope::Tag("eu".into()),
+            limit_microunits: 1_000_000,
+            window: BudgetWindow::ZonedDaily {
+                zone: calybris_budget::ZoneRule::parse_posix("CET-1CEST,M3.5.0,M10.5.0/3")
+                    .expect("a valid rule"),
+            },
+            start_window: 20_541,
+            alert_thresholds_bps: vec![10_000],
         }),
         GateRecord::WindowReset(WindowResetRecord {
             node: "acme-team".into(),
@@ -385,14 +444,14 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
     // header, policy, tenant, top-up, limits, decision x3, settlement x2, outcome, snapshot,
-    // policy names, execution, lease refusal, promotion, budget defined x2, window reset,
+    // policy names, execution, lease refusal, promotion, budget defined x3, window reset,
     // alert fired, budget top-up, checkpoint, staged, unstaged, engine snapshot,
     // adaptive setup
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 14, 15, 16, 17, 18, 19, 20,
-            21
+            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13, 14, 15, 16, 17, 18, 19,
+            20, 21
         ]
     );
 }
