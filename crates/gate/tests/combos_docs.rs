@@ -19,7 +19,7 @@ fn the_refused_combinations_are_documented() {
     let spec = folded(&doc("SPECIFICATION.md"));
     for sentence in [
         "`Retention::SinceLastSnapshot` with checkpoints or with the adaptive engine is refused by `Gate::open` before anything is written (`GateError::RetentionConflict`)",
-        "a gate with budget nodes writes none (and `snapshot_books` refuses)",
+        "book snapshots carry the nodes, their windows and the holds on them (record 8)",
         "a checkpoint falling due on the snapshot record is written after the policy record",
         "`crates/gate/tests/combos.rs`",
     ] {
