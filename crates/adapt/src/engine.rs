@@ -9,15 +9,15 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::LearnError;
-use crate::prf::{DIGEST_LEN, PrfKey, PrfKeyed, Purpose};
+use crate::prf::{DIGEST_LEN, PrfKey, StateStreams, VersionKey};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
-    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, epsilon_greedy_propensity,
-    epsilon_greedy_select, thompson_draw, thompson_propensity,
+    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, ThompsonTable, epsilon_greedy_on,
+    epsilon_greedy_propensity,
 };
 
 /// The domain-separation prefix of the state digest (30 ASCII bytes).
-pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
+pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v2";
 
 /// The domain-separation prefix of one regime's digest (24 ASCII bytes).
 pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
@@ -77,8 +77,14 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    /// The PRF key with its HMAC keyed once.
-    keyed: PrfKeyed,
+    /// ChaCha12 keyed once with the engine key.
+    streams: StateStreams,
+    /// Applied updates: the state version the decision streams are keyed by.
+    version: u64,
+    /// The key of this version's decision streams.
+    version_key: VersionKey,
+    /// The Thompson table (Thompson policy only).
+    table: Option<ThompsonTable>,
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
@@ -125,16 +131,30 @@ impl Engine {
             }
         }
         let regimes = Regimes::new(config.regimes.clone())?;
-        let posteriors = config
+        let posteriors: Vec<Posterior> = config
             .priors
             .iter()
             .copied()
             .cycle()
             .take(config.priors.len() * regimes.len())
             .collect();
+        let streams = StateStreams::new(&key);
+        let table = match config.policy {
+            Policy::Thompson { redraws } => Some(ThompsonTable::new(
+                &streams,
+                regimes.len(),
+                &posteriors,
+                redraws as usize + 1,
+            )?),
+            Policy::EpsilonGreedy { .. } => None,
+        };
+        let version_key = streams.version_key(0);
         let mut engine = Self {
             config,
-            keyed: PrfKeyed::new(&key),
+            streams,
+            version: 0,
+            version_key,
+            table,
             regimes,
             posteriors,
             digest: [0; DIGEST_LEN],
@@ -153,6 +173,19 @@ impl Engine {
     #[must_use]
     pub const fn regimes(&self) -> &Regimes {
         &self.regimes
+    }
+
+    /// The Thompson table (`None` under epsilon-greedy).
+    #[must_use]
+    pub const fn table(&self) -> Option<&ThompsonTable> {
+        self.table.as_ref()
+    }
+
+    /// The state version: the number of applied updates (the decision streams are
+    /// keyed by it).
+    #[must_use]
+    pub const fn version(&self) -> u64 {
+        self.version
     }
 
     /// The number of arms.
@@ -196,6 +229,7 @@ impl Engine {
         h.update(u32_of(self.regimes.len()).to_be_bytes());
         h.update(u32_of(self.config.regimes.features).to_be_bytes());
         h.update(u32_of(self.arms()).to_be_bytes());
+        h.update(self.version.to_be_bytes());
         for r in 0..self.regimes.len() {
             h.update(self.regime_digest(r));
         }
@@ -216,6 +250,15 @@ impl Engine {
         for p in &self.posteriors[r * arms..(r + 1) * arms] {
             h.update(p.alpha().to_be_bytes());
             h.update(p.beta().to_be_bytes());
+        }
+        if let Some(table) = &self.table {
+            let regime = u32_of(r);
+            h.update(table.updates(regime).to_be_bytes());
+            for refresh in table.refreshes(regime) {
+                h.update(refresh.refreshed_at.to_be_bytes());
+                h.update(refresh.posterior.alpha().to_be_bytes());
+                h.update(refresh.posterior.beta().to_be_bytes());
+            }
         }
         h.finalize().into()
     }
@@ -243,11 +286,9 @@ impl Engine {
         let floor_bps =
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
-        let prf = self.keyed.context(&self.digest, &request.input_digest);
+        let mut stream = StateStreams::decision(&self.version_key, &request.input_digest);
         let draw = if exploring {
-            let d = prf
-                .stream(Purpose::Exploration, 0)
-                .below(u64::from(BPS_ONE))?;
+            let d = stream.below(u64::from(BPS_ONE))?;
             // below(10,000) < 10,000 fits a u32.
             Some(u32::try_from(d).unwrap_or_else(|_| unreachable!("below 10,000")))
         } else {
@@ -255,11 +296,16 @@ impl Engine {
         };
         let explored = draw.is_some_and(|d| d < self.config.exploration_bps);
         let arm = if explored {
-            let posteriors = self.posteriors(regime)?;
-            match self.config.policy {
-                Policy::Thompson { .. } => thompson_draw(&prf, 0, posteriors)?,
-                Policy::EpsilonGreedy { epsilon_bps } => {
-                    epsilon_greedy_select(&prf, posteriors, epsilon_bps)?.0
+            match (&self.table, self.config.policy) {
+                (Some(table), _) => {
+                    let row = stream.below(table.rows() as u64)?;
+                    table.winner(regime, row)
+                }
+                (None, Policy::EpsilonGreedy { epsilon_bps }) => {
+                    epsilon_greedy_on(&mut stream, self.posteriors(regime)?, epsilon_bps)?.0
+                }
+                (None, Policy::Thompson { .. }) => {
+                    unreachable!("a Thompson engine has its table")
                 }
             }
         } else {
@@ -296,14 +342,16 @@ impl Engine {
             return Ok(Propensity::ONE);
         }
         let posteriors = self.posteriors(decision.regime)?;
-        let prf = self.keyed.context(&self.digest, &request.input_digest);
-        let policy = match self.config.policy {
-            Policy::Thompson { redraws } => {
-                thompson_propensity(&prf, posteriors, decision.arm, redraws)?
-            }
-            Policy::EpsilonGreedy { epsilon_bps } => {
+        self.check_static_arm(decision.arm)?;
+        let policy = match (&self.table, self.config.policy) {
+            (Some(table), _) => Propensity {
+                numerator: table.wins(decision.regime, decision.arm),
+                denominator: table.rows() as u64,
+            },
+            (None, Policy::EpsilonGreedy { epsilon_bps }) => {
                 epsilon_greedy_propensity(posteriors, epsilon_bps, decision.arm)?
             }
+            (None, Policy::Thompson { .. }) => unreachable!("a Thompson engine has its table"),
         };
         let one = u64::from(BPS_ONE);
         let stays = if decision.arm == request.static_arm {
@@ -315,7 +363,10 @@ impl Engine {
             numerator: stays + e * policy.numerator,
             denominator: one * policy.denominator,
         };
-        debug_assert!(p.numerator <= p.denominator && p.numerator > 0);
+        // 0 only for an arm no decision on this state can take (neither the static
+        // arm nor the winner of a row): a decided arm's propensity is never 0.
+        debug_assert!(p.numerator <= p.denominator);
+        debug_assert!(decision.arm != request.static_arm || e == u64::from(BPS_ONE) || p.numerator > 0);
         Ok(p)
     }
 
@@ -335,10 +386,24 @@ impl Engine {
     ) -> Result<(), LearnError> {
         self.check_static_arm(decision.arm)?;
         let index = decision.regime as usize * self.arms() + decision.arm as usize;
-        let posterior =
-            self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
+        let before = self.posteriors(decision.regime)?;
+        let posterior = before[decision.arm as usize].observed(success)?;
+        // Every fallible step first (the table's redraws included), then the changes.
+        let table_update = match &self.table {
+            Some(table) => Some(table.prepare(
+                &self.streams,
+                decision.regime,
+                decision.arm,
+                posterior,
+                before,
+            )?),
+            None => None,
+        };
         self.regimes.observe(decision.regime, features, success)?;
         self.posteriors[index] = posterior;
+        if let (Some(table), Some(update)) = (self.table.as_mut(), table_update) {
+            table.commit(update);
+        }
         let mut h = Sha256::new();
         h.update(ENGINE_STEP_TAG);
         h.update(self.digest);
@@ -350,6 +415,8 @@ impl Engine {
             h.update(x.to_be_bytes());
         }
         self.digest = h.finalize().into();
+        self.version += 1;
+        self.version_key = self.streams.version_key(self.version);
         Ok(())
     }
 }
@@ -411,12 +478,18 @@ mod tests {
         for x in [3u32, 4, 1, 2] {
             regime.extend_from_slice(&x.to_be_bytes());
         }
-        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16);
+        // The Thompson table: 1 update; arm 0 drawn at 0 from (3, 4), arm 1 redrawn at
+        // update 1 from (1, 2) (its count grew from 2 to 3).
+        for x in [1u32, 0, 3, 4, 1, 1, 2] {
+            regime.extend_from_slice(&x.to_be_bytes());
+        }
+        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16 + 4 + 24);
         let mut top = Vec::new();
-        top.extend_from_slice(b"calybris/adapt/engine-state/v1");
+        top.extend_from_slice(b"calybris/adapt/engine-state/v2");
         for x in [1u32, 1, 2] {
             top.extend_from_slice(&x.to_be_bytes());
         }
+        top.extend_from_slice(&1u64.to_be_bytes());
         top.extend_from_slice(&Sha256::digest(&regime));
         let expected: [u8; 32] = Sha256::digest(&top).into();
         assert_eq!(e.layout_digest(), expected);

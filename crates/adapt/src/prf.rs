@@ -58,6 +58,12 @@ pub enum Purpose {
     EpsilonGreedy = 2,
     /// The engine's exploration gate (explore with `exploration_bps`).
     Exploration = 3,
+    /// A column of the engine's Thompson table: the keyed posterior draws of one arm
+    /// in one regime ([`StateStreams::column`]).
+    Table = 4,
+    /// The per-version key of the engine's decision streams
+    /// ([`StateStreams::version_key`]).
+    Version = 5,
     /// Free for tests, benches and callers outside the engine.
     External = 0xFFFF_FFFF,
 }
@@ -148,27 +154,110 @@ impl Prf {
     }
 
     fn from_seed(seed: [u8; 32]) -> Self {
-        let mut key = [0u32; 8];
-        for (word, chunk) in key.iter_mut().zip(seed.chunks_exact(4)) {
-            let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(chunk);
-            *word = u32::from_le_bytes(bytes);
+        Self {
+            key: words_le(&seed),
         }
-        Self { key }
     }
 
     /// The stream `(purpose, index)`, positioned at its first word.
     #[must_use]
     pub const fn stream(&self, purpose: Purpose, index: u64) -> Stream {
-        Stream {
-            key: self.key,
-            // The nonce purpose ‖ index (u64 LE) as three little-endian words.
-            nonce: [purpose as u32, index as u32, (index >> 32) as u32],
-            block: 0,
-            words: [0; WORDS_PER_BLOCK],
-            next_word: WORDS_PER_BLOCK,
+        // The nonce purpose ‖ index (u64 LE) as three little-endian words.
+        Stream::chacha(
+            self.key,
+            [purpose as u32, index as u32, (index >> 32) as u32],
+        )
+    }
+}
+
+/// The engine's streams (PRF v3, `docs/ADAPT.md` section 1): ChaCha12 keyed once with
+/// the engine key itself, every stream named by its nonce, so no SHA-256 is computed
+/// per decision.
+///
+/// - [`column`](Self::column): the draws of one column of the Thompson table, named by
+///   the state (regime, arm, the regime's update count at the refresh): nonce
+///   `[Table, regime · 2^16 + arm, refreshed_at]`.
+/// - [`version_key`](Self::version_key): the key of the decisions seen by one state
+///   version (the count of applied updates): words 0..8 of the block with nonce
+///   `[Version, version low 32 bits, version high 32 bits]`, counter 0.
+/// - [`decision`](Self::decision): a decision's stream, ChaCha12 keyed by its version's
+///   key with the nonce = the first 12 bytes of the decision's input digest (three
+///   `u32` LE).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateStreams {
+    key: [u32; 8],
+}
+
+impl core::fmt::Debug for StateStreams {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("StateStreams(..)")
+    }
+}
+
+/// The key of the decision streams of one state version ([`StateStreams::version_key`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VersionKey([u32; 8]);
+
+impl core::fmt::Debug for VersionKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("VersionKey(..)")
+    }
+}
+
+impl StateStreams {
+    /// The streams of `key` (its 32 bytes read as eight `u32` LE: the ChaCha key).
+    #[must_use]
+    pub fn new(key: &PrfKey) -> Self {
+        Self {
+            key: words_le(&key.0),
         }
     }
+
+    /// The stream of the Thompson table column of `arm` in `regime`, refreshed when the
+    /// regime had applied `refreshed_at` updates.
+    #[must_use]
+    pub const fn column(&self, regime: u16, arm: u16, refreshed_at: u32) -> Stream {
+        let named = ((regime as u32) << 16) | arm as u32;
+        Stream::chacha(self.key, [Purpose::Table as u32, named, refreshed_at])
+    }
+
+    /// The key of the decision streams of state version `version`.
+    #[must_use]
+    pub fn version_key(&self, version: u64) -> VersionKey {
+        // The version split into its two u32 halves (truncation intended).
+        let nonce = [
+            Purpose::Version as u32,
+            version as u32,
+            (version >> 32) as u32,
+        ];
+        let block = chacha_block(&self.key, 0, &nonce);
+        let mut key = [0u32; 8];
+        key.copy_from_slice(&block[..8]);
+        VersionKey(key)
+    }
+
+    /// The stream of the decision on `input_digest` under the version of `key`.
+    #[must_use]
+    pub fn decision(key: &VersionKey, input_digest: &[u8; DIGEST_LEN]) -> Stream {
+        let mut nonce = [0u32; 3];
+        for (word, chunk) in nonce.iter_mut().zip(input_digest.chunks_exact(4)) {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(chunk);
+            *word = u32::from_le_bytes(bytes);
+        }
+        Stream::chacha(key.0, nonce)
+    }
+}
+
+/// 32 bytes as eight little-endian words.
+fn words_le(bytes: &[u8; 32]) -> [u32; 8] {
+    let mut key = [0u32; 8];
+    for (word, chunk) in key.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(chunk);
+        *word = u32::from_le_bytes(b);
+    }
+    key
 }
 
 #[inline(always)]
@@ -228,6 +317,17 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// The stream of ChaCha12 blocks 0, 1, ... under `key` and `nonce`.
+    const fn chacha(key: [u32; 8], nonce: [u32; 3]) -> Self {
+        Self {
+            key,
+            nonce,
+            block: 0,
+            words: [0; WORDS_PER_BLOCK],
+            next_word: WORDS_PER_BLOCK,
+        }
+    }
+
     /// Computes the next block of words.
     fn refill(&mut self) {
         let out = chacha_block(&self.key, self.block, &self.nonce);
@@ -394,6 +494,42 @@ mod tests {
         // The pre-keyed HMAC gives the same seed.
         let keyed = PrfKeyed::new(&PrfKey::from_bytes([9; 32])).context(&[1; 32], &[2; 32]);
         assert_eq!(keyed, prf());
+    }
+
+    #[test]
+    fn the_state_streams_are_the_documented_blocks() {
+        // v3: ChaCha12 keyed with the engine key itself (eight u32 LE).
+        let key_bytes: [u8; 32] = core::array::from_fn(|i| u8::try_from(i * 7 % 256).unwrap());
+        let key = words_le(&key_bytes);
+        assert_eq!(key[0], u32::from_le_bytes([0, 7, 14, 21]));
+        let streams = StateStreams::new(&PrfKey::from_bytes(key_bytes));
+        // A column: nonce [4, regime · 2^16 + arm, refreshed_at].
+        let block = chacha_block_rounds(&key, 0, &[4, (3 << 16) | 17, 250], 12);
+        let mut column = streams.column(3, 17, 250);
+        assert_eq!(
+            column.next_u64(),
+            u64::from(block[0]) | (u64::from(block[1]) << 32)
+        );
+        // A version key: words 0..8 of the block with nonce [5, low, high].
+        let version = 0x0000_0001_0000_0002u64;
+        let block = chacha_block_rounds(&key, 0, &[5, 2, 1], 12);
+        let version_key = streams.version_key(version);
+        assert_eq!(version_key.0[..], block[..8]);
+        // A decision: ChaCha12 under the version key, nonce = input digest bytes 0..12.
+        let mut input = [0u8; 32];
+        input[..12].copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+        input[12..].fill(0xee); // not part of the nonce
+        let block = chacha_block_rounds(&version_key.0, 0, &[1, 2, 3], 12);
+        assert_eq!(
+            StateStreams::decision(&version_key, &input).next_u64(),
+            u64::from(block[0]) | (u64::from(block[1]) << 32)
+        );
+        // Distinct names, distinct words.
+        assert_ne!(
+            streams.column(3, 17, 250).next_u64(),
+            streams.column(3, 17, 251).next_u64()
+        );
+        assert_ne!(streams.version_key(1), streams.version_key(2));
     }
 
     #[test]
