@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::LearnError;
-use crate::prf::{DIGEST_LEN, PrfKey, StateStreams, VersionKey};
+use crate::prf::{DIGEST_LEN, PrfKey, StateStreams, VERSION_LIMIT};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
     ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, ThompsonTable, epsilon_greedy_on,
@@ -22,9 +22,9 @@ pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v2";
 /// The domain-separation prefix of one regime's digest (24 ASCII bytes).
 pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
 
-/// The domain-separation prefix of one step of the state digest chain (29 ASCII
-/// bytes).
-pub const ENGINE_STEP_TAG: &[u8; 29] = b"calybris/adapt/engine-step/v1";
+/// The domain-separation prefix of one step of the state digest chain (2 ASCII bytes:
+/// short, so that a step with up to four features is one SHA-256 block).
+pub const ENGINE_STEP_TAG: &[u8; 2] = b"S2";
 
 /// The engine's configuration: fixed for its lifetime (a verifier gets it with the
 /// snapshot).
@@ -79,17 +79,16 @@ pub struct Engine {
     config: EngineConfig,
     /// ChaCha12 keyed once with the engine key.
     streams: StateStreams,
-    /// Applied updates: the state version the decision streams are keyed by.
+    /// Applied updates: the state version the decision streams are named by.
     version: u64,
-    /// The key of this version's decision streams.
-    version_key: VersionKey,
     /// The Thompson table (Thompson policy only).
     table: Option<ThompsonTable>,
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
     /// The state digest: the layout digest of the initial state, then chained
-    /// through every applied update (two SHA-256 compressions per update).
+    /// through every applied update (one SHA-256 compression per update with up to
+    /// four features).
     digest: [u8; DIGEST_LEN],
 }
 
@@ -148,12 +147,10 @@ impl Engine {
             )?),
             Policy::EpsilonGreedy { .. } => None,
         };
-        let version_key = streams.version_key(0);
         let mut engine = Self {
             config,
             streams,
             version: 0,
-            version_key,
             table,
             regimes,
             posteriors,
@@ -214,7 +211,8 @@ impl Engine {
     /// `SHA-256(ENGINE_STEP_TAG ‖ previous ‖ regime ‖ arm ‖ success ‖ features)` after
     /// each applied update (`docs/ADAPT.md` section 5). The state is a function of the
     /// configuration and the updates, so this digest commits to the state; an update
-    /// costs two SHA-256 compressions instead of rehashing the state.
+    /// costs one SHA-256 compression (up to four features) instead of rehashing the
+    /// state.
     #[must_use]
     pub const fn state_digest(&self) -> [u8; DIGEST_LEN] {
         self.digest
@@ -286,7 +284,7 @@ impl Engine {
         let floor_bps =
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
-        let mut stream = StateStreams::decision(&self.version_key, &request.input_digest);
+        let mut stream = self.streams.decision(self.version, &request.input_digest);
         let draw = if exploring {
             let d = stream.below(u64::from(BPS_ONE))?;
             // below(10,000) < 10,000 fits a u32.
@@ -404,19 +402,22 @@ impl Engine {
         if let (Some(table), Some(update)) = (self.table.as_mut(), table_update) {
             table.commit(update);
         }
-        let mut h = Sha256::new();
-        h.update(ENGINE_STEP_TAG);
-        h.update(self.digest);
-        h.update(decision.regime.to_be_bytes());
-        h.update(decision.arm.to_be_bytes());
-        h.update([u8::from(success)]);
-        h.update(u32_of(features.len()).to_be_bytes());
-        for x in features {
-            h.update(x.to_be_bytes());
+        // One SHA-256 block with up to four features: 2 + 32 + 2 + 2 + 1 + 4·4 = 55
+        // bytes. The feature count is the configuration's, so it is not repeated.
+        let mut message = [0u8; 39 + 4 * crate::regime::FEATURES_MAX];
+        message[..2].copy_from_slice(ENGINE_STEP_TAG);
+        message[2..34].copy_from_slice(&self.digest);
+        // regime < 64 and arm < 1,024: both fit a u16.
+        message[34..36].copy_from_slice(&u16_of(decision.regime).to_be_bytes());
+        message[36..38].copy_from_slice(&u16_of(decision.arm).to_be_bytes());
+        message[38] = u8::from(success);
+        for (chunk, x) in message[39..].chunks_exact_mut(4).zip(features) {
+            chunk.copy_from_slice(&x.to_be_bytes());
         }
-        self.digest = h.finalize().into();
+        self.digest = Sha256::digest(&message[..39 + 4 * features.len()]).into();
         self.version += 1;
-        self.version_key = self.streams.version_key(self.version);
+        // At most 64 regimes × (2^31 − 1) Welford observations: far below the limit.
+        debug_assert!(self.version < VERSION_LIMIT);
         Ok(())
     }
 }
@@ -424,6 +425,11 @@ impl Engine {
 fn u32_of(n: usize) -> u32 {
     // Every count here is bounded far below 2^32 (REGIMES_MAX, FEATURES_MAX, ARMS_MAX).
     u32::try_from(n).unwrap_or_else(|_| unreachable!("bounded count"))
+}
+
+fn u16_of(n: u32) -> u16 {
+    // Regimes are below REGIMES_MAX (64) and arms below ARMS_MAX (1,024).
+    u16::try_from(n).unwrap_or_else(|_| unreachable!("bounded index"))
 }
 
 fn write_welford(h: &mut Sha256, w: &Welford) {
@@ -493,17 +499,16 @@ mod tests {
         top.extend_from_slice(&Sha256::digest(&regime));
         let expected: [u8; 32] = Sha256::digest(&top).into();
         assert_eq!(e.layout_digest(), expected);
-        // The chain: tag, the initial layout digest, regime 0, arm 1, failure, one
-        // feature -5.
+        // The chain: tag, the initial layout digest, regime 0 and arm 1 (u16), failure,
+        // the one feature -5.
         let mut step = Vec::new();
-        step.extend_from_slice(b"calybris/adapt/engine-step/v1");
+        step.extend_from_slice(b"S2");
         step.extend_from_slice(&initial);
-        step.extend_from_slice(&0u32.to_be_bytes());
-        step.extend_from_slice(&1u32.to_be_bytes());
+        step.extend_from_slice(&0u16.to_be_bytes());
+        step.extend_from_slice(&1u16.to_be_bytes());
         step.push(0);
-        step.extend_from_slice(&1u32.to_be_bytes());
         step.extend_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(step.len(), 29 + 32 + 4 + 4 + 1 + 4 + 4);
+        assert_eq!(step.len(), 2 + 32 + 2 + 2 + 1 + 4);
         let chained: [u8; 32] = Sha256::digest(&step).into();
         assert_eq!(e.state_digest(), chained);
     }

@@ -61,9 +61,8 @@ pub enum Purpose {
     /// A column of the engine's Thompson table: the keyed posterior draws of one arm
     /// in one regime ([`StateStreams::column`]).
     Table = 4,
-    /// The per-version key of the engine's decision streams
-    /// ([`StateStreams::version_key`]).
-    Version = 5,
+    /// A decision of the engine ([`StateStreams::decision`]).
+    Decision = 6,
     /// Free for tests, benches and callers outside the engine.
     External = 0xFFFF_FFFF,
 }
@@ -165,24 +164,24 @@ impl Prf {
         // The nonce purpose ‖ index (u64 LE) as three little-endian words.
         Stream::chacha(
             self.key,
+            0,
             [purpose as u32, index as u32, (index >> 32) as u32],
         )
     }
 }
 
 /// The engine's streams (PRF v3, `docs/ADAPT.md` section 1): ChaCha12 keyed once with
-/// the engine key itself, every stream named by its nonce, so no SHA-256 is computed
-/// per decision.
+/// the engine key itself, every stream named by the block function's four input words
+/// (counter and nonce), so no SHA-256 is computed per decision.
 ///
 /// - [`column`](Self::column): the draws of one column of the Thompson table, named by
-///   the state (regime, arm, the regime's update count at the refresh): nonce
-///   `[Table, regime · 2^16 + arm, refreshed_at]`.
-/// - [`version_key`](Self::version_key): the key of the decisions seen by one state
-///   version (the count of applied updates): words 0..8 of the block with nonce
-///   `[Version, version low 32 bits, version high 32 bits]`, counter 0.
-/// - [`decision`](Self::decision): a decision's stream, ChaCha12 keyed by its version's
-///   key with the nonce = the first 12 bytes of the decision's input digest (three
-///   `u32` LE).
+///   the state (regime, arm, the regime's update count at the refresh): counter from
+///   0, nonce `[4, regime · 2^16 + arm, refreshed_at]`.
+/// - [`decision`](Self::decision): a decision's words, named by the state version `v`
+///   (the count of applied updates, below 2^40) and the first 8 bytes of the input
+///   digest: counter `(v mod 2^24) · 2^8 + block` (blocks 0..256 of the stream), nonce
+///   `[6 + ⌊v / 2^24⌋ · 2^16, input word 0, input word 1]` (words `u32` LE). The low 16
+///   bits of the first nonce word (4 or 6) keep the two kinds apart.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StateStreams {
     key: [u32; 8],
@@ -194,15 +193,13 @@ impl core::fmt::Debug for StateStreams {
     }
 }
 
-/// The key of the decision streams of one state version ([`StateStreams::version_key`]).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct VersionKey([u32; 8]);
+/// The largest state version a decision stream can name (exclusive): 2^40. An engine
+/// applies at most 64 regimes × (2^31 − 1) updates, below 2^37.
+pub const VERSION_LIMIT: u64 = 1 << 40;
 
-impl core::fmt::Debug for VersionKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("VersionKey(..)")
-    }
-}
+/// The blocks of one decision stream: 2^8 (2,048 words). A decision takes at most four
+/// uniform integers of at most [`REJECTED_WORDS_MAX`] words each (512 words).
+pub const DECISION_BLOCKS: u32 = 1 << 8;
 
 impl StateStreams {
     /// The streams of `key` (its 32 bytes read as eight `u32` LE: the ChaCha key).
@@ -218,34 +215,27 @@ impl StateStreams {
     #[must_use]
     pub const fn column(&self, regime: u16, arm: u16, refreshed_at: u32) -> Stream {
         let named = ((regime as u32) << 16) | arm as u32;
-        Stream::chacha(self.key, [Purpose::Table as u32, named, refreshed_at])
+        Stream::chacha(self.key, 0, [Purpose::Table as u32, named, refreshed_at])
     }
 
-    /// The key of the decision streams of state version `version`.
+    /// The stream of the decision on `input_digest` under state version `version`
+    /// (below [`VERSION_LIMIT`]).
     #[must_use]
-    pub fn version_key(&self, version: u64) -> VersionKey {
-        // The version split into its two u32 halves (truncation intended).
-        let nonce = [
-            Purpose::Version as u32,
-            version as u32,
-            (version >> 32) as u32,
-        ];
-        let block = chacha_block(&self.key, 0, &nonce);
-        let mut key = [0u32; 8];
-        key.copy_from_slice(&block[..8]);
-        VersionKey(key)
-    }
-
-    /// The stream of the decision on `input_digest` under the version of `key`.
-    #[must_use]
-    pub fn decision(key: &VersionKey, input_digest: &[u8; DIGEST_LEN]) -> Stream {
-        let mut nonce = [0u32; 3];
-        for (word, chunk) in nonce.iter_mut().zip(input_digest.chunks_exact(4)) {
+    pub fn decision(&self, version: u64, input_digest: &[u8; DIGEST_LEN]) -> Stream {
+        debug_assert!(version < VERSION_LIMIT);
+        let word = |i: usize| {
             let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(chunk);
-            *word = u32::from_le_bytes(bytes);
-        }
-        Stream::chacha(key.0, nonce)
+            bytes.copy_from_slice(&input_digest[4 * i..4 * i + 4]);
+            u32::from_le_bytes(bytes)
+        };
+        // Truncations intended: the version's low 24 bits and its next 16 bits.
+        let low = ((version & 0xFF_FFFF) as u32) << 8;
+        let high = (((version >> 24) & 0xFFFF) as u32) << 16;
+        Stream::chacha(
+            self.key,
+            low,
+            [Purpose::Decision as u32 | high, word(0), word(1)],
+        )
     }
 }
 
@@ -317,12 +307,12 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// The stream of ChaCha12 blocks 0, 1, ... under `key` and `nonce`.
-    const fn chacha(key: [u32; 8], nonce: [u32; 3]) -> Self {
+    /// The stream of ChaCha12 blocks `first`, `first + 1`, ... under `key` and `nonce`.
+    const fn chacha(key: [u32; 8], first: u32, nonce: [u32; 3]) -> Self {
         Self {
             key,
             nonce,
-            block: 0,
+            block: first,
             words: [0; WORDS_PER_BLOCK],
             next_word: WORDS_PER_BLOCK,
         }
@@ -503,33 +493,34 @@ mod tests {
         let key = words_le(&key_bytes);
         assert_eq!(key[0], u32::from_le_bytes([0, 7, 14, 21]));
         let streams = StateStreams::new(&PrfKey::from_bytes(key_bytes));
-        // A column: nonce [4, regime · 2^16 + arm, refreshed_at].
+        let word = |b: &[u32; 16], i: usize| u64::from(b[2 * i]) | (u64::from(b[2 * i + 1]) << 32);
+        // A column: counter from 0, nonce [4, regime · 2^16 + arm, refreshed_at].
         let block = chacha_block_rounds(&key, 0, &[4, (3 << 16) | 17, 250], 12);
         let mut column = streams.column(3, 17, 250);
-        assert_eq!(
-            column.next_u64(),
-            u64::from(block[0]) | (u64::from(block[1]) << 32)
-        );
-        // A version key: words 0..8 of the block with nonce [5, low, high].
-        let version = 0x0000_0001_0000_0002u64;
-        let block = chacha_block_rounds(&key, 0, &[5, 2, 1], 12);
-        let version_key = streams.version_key(version);
-        assert_eq!(version_key.0[..], block[..8]);
-        // A decision: ChaCha12 under the version key, nonce = input digest bytes 0..12.
-        let mut input = [0u8; 32];
-        input[..12].copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
-        input[12..].fill(0xee); // not part of the nonce
-        let block = chacha_block_rounds(&version_key.0, 0, &[1, 2, 3], 12);
-        assert_eq!(
-            StateStreams::decision(&version_key, &input).next_u64(),
-            u64::from(block[0]) | (u64::from(block[1]) << 32)
-        );
+        assert_eq!(column.next_u64(), word(&block, 0));
+        // A decision: counter (v mod 2^24)·2^8 + block, nonce [6 + ⌊v/2^24⌋·2^16,
+        // input words 0 and 1]; the rest of the input digest is not named.
+        let version = (5u64 << 24) | 0x00_0102;
+        let mut input = [0xeeu8; 32];
+        input[..8].copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        let nonce = [6 | (5 << 16), 1, 2];
+        let first = chacha_block_rounds(&key, 0x0102 << 8, &nonce, 12);
+        let second = chacha_block_rounds(&key, (0x0102 << 8) + 1, &nonce, 12);
+        let mut decision = streams.decision(version, &input);
+        assert_eq!(decision.next_u64(), word(&first, 0));
+        for _ in 1..8 {
+            let _ = decision.next_u64();
+        }
+        assert_eq!(decision.next_u64(), word(&second, 0));
         // Distinct names, distinct words.
         assert_ne!(
             streams.column(3, 17, 250).next_u64(),
             streams.column(3, 17, 251).next_u64()
         );
-        assert_ne!(streams.version_key(1), streams.version_key(2));
+        assert_ne!(
+            streams.decision(1, &input).next_u64(),
+            streams.decision(2, &input).next_u64()
+        );
     }
 
     #[test]

@@ -481,19 +481,48 @@ impl ThompsonTable {
         })
     }
 
-    /// Applies a prepared update.
+    /// Applies a prepared update. Each redrawn column moves the winners incrementally:
+    /// in a row the column's arm did not win, it wins now if its new sample is higher
+    /// than the winner's (or equal, from a lower index); a row it won is scanned again.
     pub fn commit(&mut self, update: TableUpdate) {
         let r = update.regime;
         debug_assert_eq!(update.updates, self.updates[r] + 1);
         self.updates[r] = update.updates;
-        let rescore = !update.columns.is_empty();
+        let arms = self.arms;
         for (a, refresh, column) in update.columns {
             self.write_column(r, a, &column);
-            self.refreshes[r * self.arms + a] = refresh;
+            self.refreshes[r * arms + a] = refresh;
+            for (j, &x) in column.iter().enumerate() {
+                let row = &self.samples[(r * self.rows + j) * arms..][..arms];
+                let winner = self.winners[r * self.rows + j] as usize;
+                let best = if winner == a {
+                    let mut best = 0usize;
+                    for (b, &y) in row.iter().enumerate().skip(1) {
+                        if y > row[best] {
+                            best = b;
+                        }
+                    }
+                    best
+                } else if x > row[winner] || (x == row[winner] && a < winner) {
+                    a
+                } else {
+                    winner
+                };
+                if best != winner {
+                    self.winners[r * self.rows + j] = arm_index(best);
+                    self.wins[r * arms + winner] -= 1;
+                    self.wins[r * arms + best] += 1;
+                }
+            }
         }
-        if rescore {
-            self.rescore(r);
-        }
+        debug_assert!(self.scored(r), "incremental winners equal a full rescore");
+    }
+
+    /// Whether the winners and win counts of `regime` are a full rescore's.
+    fn scored(&self, regime: usize) -> bool {
+        let mut copy = self.clone();
+        copy.rescore(regime);
+        copy.winners == self.winners && copy.wins == self.wins
     }
 }
 
