@@ -20,7 +20,7 @@ mod workload;
 
 use calybris_digest::SealedPolicy;
 use calybris_gate::adaptive::{AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier};
-use calybris_gate::{Admission, AdaptiveRequest, CallerMeta, Gate, GateConfig, Outcome};
+use calybris_gate::{AdaptiveRequest, Admission, CallerMeta, Gate, GateConfig, Outcome};
 use calybris_kernel::KernelInput;
 use calybris_testkit::TempDir;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -63,9 +63,23 @@ fn workload() -> Workload {
     }
 }
 
+/// How the engine starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// No engine: `decide_with`.
+    Off,
+    /// Uniform priors (day one): every outcome redraws its arm's column until the
+    /// arm's count reaches 32, which a 20,000-decision round over 8 × 22 arms never
+    /// leaves.
+    DayOne,
+    /// Priors worth 1,000 outcomes (600, 400): a column is redrawn every 62nd outcome
+    /// of its arm, plus the round robin.
+    Warm,
+}
+
 /// One tier per model (its floor 0, the model requested), Thompson with 16 re-draws
-/// (a table of 17 rows), always exploring, uniform priors, eight regimes.
-fn setup(w: &Workload) -> AdaptiveSetup {
+/// (a table of 17 rows), always exploring, eight regimes.
+fn setup(w: &Workload, engine: Engine) -> AdaptiveSetup {
     let domains = [1, 2, 3, 4, 5, 5, 5, 5];
     let models = w.policy.snapshot().models();
     AdaptiveSetup {
@@ -85,7 +99,14 @@ fn setup(w: &Workload) -> AdaptiveSetup {
         step_bps: 10,
         min_observations: 8,
         fallback: 7,
-        priors: vec![(1, 1); models.len()],
+        priors: vec![
+            if engine == Engine::Warm {
+                (600, 400)
+            } else {
+                (1, 1)
+            };
+            models.len()
+        ],
         policy: AdaptivePolicy::Thompson { redraws: 16 },
         exploration_bps: 10_000,
         key: [0x5a; 32],
@@ -109,7 +130,8 @@ fn settle(gate: &Gate, admission: Admission, k: u64) {
 
 /// Times `iters` decisions with their outcomes (settlements untimed), adaptive or
 /// plain, over fresh gates of at most `CHUNK` decisions.
-fn run(w: &Workload, iters: u64, adaptive: bool) -> Duration {
+fn run(w: &Workload, iters: u64, engine: Engine) -> Duration {
+    let adaptive = engine != Engine::Off;
     let mut total = Duration::ZERO;
     let mut done = 0;
     let mut batch = Vec::with_capacity(BATCH);
@@ -120,7 +142,7 @@ fn run(w: &Workload, iters: u64, adaptive: bool) -> Duration {
             .group_commit_window(LONG_WINDOW)
             .tenant("acme", 1 << 52);
         if adaptive {
-            config = config.adaptive(setup(w));
+            config = config.adaptive(setup(w, engine));
         }
         let gate = Gate::open(config).expect("open");
         let mut k = done;
@@ -236,28 +258,33 @@ fn selected(name: &str) -> bool {
 fn adaptive(c: &mut Criterion) {
     let w = workload();
     if selected("gate_adaptive") {
-        let (mut plain, mut with, mut added) = (Vec::new(), Vec::new(), Vec::new());
+        let mut per = [const { Vec::new() }; 3];
+        let mut added = [const { Vec::new() }; 2];
         for _ in 0..ROUNDS {
             let ns = |d: Duration| d.as_nanos() as f64 / ROUND as f64;
-            let p = ns(run(&w, ROUND, false));
-            let a = ns(run(&w, ROUND, true));
-            plain.push(p);
-            with.push(a);
-            added.push(a - p);
+            let round = [Engine::Off, Engine::DayOne, Engine::Warm].map(|e| ns(run(&w, ROUND, e)));
+            for (all, value) in per.iter_mut().zip(round) {
+                all.push(value);
+            }
+            for (all, value) in added.iter_mut().zip(&round[1..]) {
+                all.push(value - round[0]);
+            }
         }
-        let (p, a, d) = (median(&mut plain), median(&mut with), median(&mut added));
+        let [p, day_one, warm] = per.map(|mut v| median(&mut v));
+        let [added_day_one, added_warm] = added.map(|mut v| median(&mut v));
         println!(
-            "gate-figure: adaptive, 1 thread, buffered, 22 models, medians of {ROUNDS} interleaved rounds of {ROUND}: decide_with + record_outcome {p:.0} ns, decide_adaptive + record_outcome {a:.0} ns, added {d:.0} ns per decision"
+            "gate-figure: adaptive, 1 thread, buffered, 22 models, medians of {ROUNDS} interleaved rounds of {ROUND}: decide_with + record_outcome {p:.0} ns; decide_adaptive + record_outcome, uniform priors {day_one:.0} ns (added {added_day_one:.0} ns), priors worth 1,000 outcomes {warm:.0} ns (added {added_warm:.0} ns)"
         );
     }
     let mut g = c.benchmark_group("gate_adaptive");
     g.throughput(Throughput::Elements(1));
-    for (name, adaptive) in [
-        ("decide+outcome", false),
-        ("decide_adaptive+outcome", true),
+    for (name, engine) in [
+        ("decide+outcome", Engine::Off),
+        ("decide_adaptive+outcome/uniform-priors", Engine::DayOne),
+        ("decide_adaptive+outcome/warm-priors", Engine::Warm),
     ] {
         g.bench_function(BenchmarkId::new("calybris-gate", name), |b| {
-            b.iter_custom(|iters| run(&w, iters, adaptive))
+            b.iter_custom(|iters| run(&w, iters, engine))
         });
     }
     g.finish();

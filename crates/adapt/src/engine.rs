@@ -364,7 +364,9 @@ impl Engine {
         // 0 only for an arm no decision on this state can take (neither the static
         // arm nor the winner of a row): a decided arm's propensity is never 0.
         debug_assert!(p.numerator <= p.denominator);
-        debug_assert!(decision.arm != request.static_arm || e == u64::from(BPS_ONE) || p.numerator > 0);
+        debug_assert!(
+            decision.arm != request.static_arm || e == u64::from(BPS_ONE) || p.numerator > 0
+        );
         Ok(p)
     }
 

@@ -134,7 +134,12 @@ impl Welford {
     /// The population variance as the exact fraction `(D, n²)`; `None` when empty.
     #[must_use]
     pub fn variance(&self) -> Option<(i128, u128)> {
-        (self.count > 0).then(|| (self.spread(), u128::from(self.count) * u128::from(self.count)))
+        (self.count > 0).then(|| {
+            (
+                self.spread(),
+                u128::from(self.count) * u128::from(self.count),
+            )
+        })
     }
 
     /// `floor(1000 · z²)` for `x`, `z² = (n·x − S)² / D`; saturating at

@@ -424,7 +424,9 @@ impl ThompsonTable {
             self.wins[regime * arms + best] += 1;
         }
         debug_assert_eq!(
-            self.wins[regime * arms..(regime + 1) * arms].iter().sum::<u64>(),
+            self.wins[regime * arms..(regime + 1) * arms]
+                .iter()
+                .sum::<u64>(),
             self.rows as u64
         );
     }

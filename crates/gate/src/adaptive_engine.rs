@@ -271,7 +271,9 @@ impl AdaptiveState {
 
     fn waits(&mut self, sequence: u64, decision: Decision, features: Vec<i32>) {
         debug_assert!(self.pending.len() < MAX_ADAPTIVE_PENDING);
-        let previous = self.pending.insert(sequence, Pending { decision, features });
+        let previous = self
+            .pending
+            .insert(sequence, Pending { decision, features });
         debug_assert!(previous.is_none(), "a sequence number is never reused");
     }
 
@@ -409,9 +411,16 @@ impl AdaptiveReplay {
                 Err(mismatch(sequence, kind, what()))
             }
         };
-        check(d.decision.regime == note.regime, AdaptiveMismatch::Regime, &|| {
-            format!("regime {} logged, {} derived", note.regime, d.decision.regime)
-        })?;
+        check(
+            d.decision.regime == note.regime,
+            AdaptiveMismatch::Regime,
+            &|| {
+                format!(
+                    "regime {} logged, {} derived",
+                    note.regime, d.decision.regime
+                )
+            },
+        )?;
         check(
             d.decision.draw == note.draw
                 && d.decision.explored == note.explored
@@ -458,10 +467,14 @@ impl AdaptiveReplay {
                 )
             },
         )?;
-        check(d.input == record.audit.input, AdaptiveMismatch::Input, &|| {
-            "the kernel input is not the caller's input with the engine's floor and tier"
-                .to_owned()
-        })?;
+        check(
+            d.input == record.audit.input,
+            AdaptiveMismatch::Input,
+            &|| {
+                "the kernel input is not the caller's input with the engine's floor and tier"
+                    .to_owned()
+            },
+        )?;
         if state.pending_full() {
             return Err(mismatch(
                 sequence,
