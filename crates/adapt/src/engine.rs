@@ -321,8 +321,8 @@ impl Engine {
 
     /// The exact propensity of `decision.arm` for `request` on this state:
     /// `((10,000 − e)·[arm = static]·d + e·n) / (10,000·d)` with `n / d` the policy's
-    /// propensity of the arm (Thompson: `(c + 1) / (K + 1)`; epsilon-greedy: exact);
-    /// 1 when exploration is off.
+    /// propensity of the arm (Thompson: `w / (K + 1)`, the share of the regime's table
+    /// rows the arm wins, a lookup; epsilon-greedy: exact); 1 when exploration is off.
     ///
     /// # Errors
     /// [`LearnError::StaleState`] if the decision saw another state; those of the
