@@ -69,10 +69,10 @@ enum Engine {
     /// No engine: `decide_with`.
     Off,
     /// Uniform priors (day one): every outcome redraws its arm's column until the
-    /// arm's count reaches 32, which a 20,000-decision round over 8 × 22 arms never
+    /// arm's count reaches 128, which a 20,000-decision round over 8 × 22 arms hardly
     /// leaves.
     DayOne,
-    /// Priors worth 1,000 outcomes (600, 400): a column is redrawn every 62nd outcome
+    /// Priors worth 1,000 outcomes (600, 400): a column is redrawn every 15th outcome
     /// of its arm, plus the round robin.
     Warm,
 }
