@@ -1,6 +1,6 @@
 //! The adaptive step for 22 arms: classify, draw (a row of the Thompson table), its
 //! propensity (the row share), update (posterior, Welford, floor, state digest, the
-//! table's due redraws, the version key), and its parts; a fresh 22-arm Thompson draw
+//! table's due redraws), and its parts; a fresh 22-arm Thompson draw
 //! (22 keyed Beta samples) for comparison; the epsilon-greedy baseline.
 //!
 //! `steady_*` run a sequence of steps on one engine (fresh every 50,000 steps,
