@@ -1,7 +1,11 @@
-//! The adaptive step for 22 arms: classify, draw (22 keyed Beta samples), update
-//! (posterior, Welford, floor, state digest), and its parts (the PRF context, keyed
-//! once; 1,000 ChaCha12 words); the Thompson propensity's cost per re-draw; the
-//! epsilon-greedy baseline.
+//! The adaptive step for 22 arms: classify, draw (a row of the Thompson table), its
+//! propensity (the row share), update (posterior, Welford, floor, state digest, the
+//! table's due redraws), and its parts; a fresh 22-arm Thompson draw
+//! (22 keyed Beta samples) for comparison; the epsilon-greedy baseline.
+//!
+//! `steady_*` run a sequence of steps on one engine (fresh every 50,000 steps,
+//! outside the timed part), so the table's redraws are counted at their real rate;
+//! `step_*` time one step on a clone of the same warmed engine.
 //!
 //! Target (issue "The adaptive engine"): at most 200 ns added per decision.
 //! `cargo bench -p calybris-adapt --bench adapt`.
@@ -137,11 +141,63 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         );
     });
-    group.bench_function("propensity_100_redraws_22_arms", |b| {
+    for (name, engine) in [
+        ("steady_step_thompson_22_arms", &thompson),
+        ("steady_step_epsilon_greedy_22_arms", &greedy),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| steady(engine, iters));
+        });
+    }
+    group.bench_function("propensity_table_101_rows_22_arms", |b| {
         let d = thompson.decide(&request).expect("decide");
         b.iter(|| thompson.propensity(black_box(&request), black_box(&d)));
     });
     group.finish();
+}
+
+/// Steps per fresh engine in the steady benches.
+const STEADY_CHUNK: u64 = 50_000;
+
+/// Times `iters` steps (decide, propensity, update) on clones of `warm`, one per
+/// `STEADY_CHUNK` steps: labels for seven in eight requests, features and outcomes
+/// varying with the step.
+fn steady(warm: &Engine, iters: u64) -> Duration {
+    const LABELS: [&str; 7] = [
+        "support",
+        "coding",
+        "compliance",
+        "security",
+        "analysis",
+        "writing",
+        "extraction",
+    ];
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(STEADY_CHUNK);
+        let mut e = warm.clone();
+        let start = std::time::Instant::now();
+        for i in done..done + n {
+            let mut input_digest = [0u8; 32];
+            input_digest[..8].copy_from_slice(&i.to_le_bytes());
+            let features = [(i % 50) as i32, 100 + (i % 7) as i32, (i % 3) as i32, 4];
+            let request = Request {
+                input_digest,
+                label: (i % 8 != 7).then(|| LABELS[(i % 8) as usize]),
+                features: &features,
+                client_floor_bps: None,
+                static_arm: 0,
+            };
+            let d = e.decide(black_box(&request)).expect("decide");
+            let p = e.propensity(&request, &d).expect("propensity");
+            black_box(p);
+            e.update(&d, &features, i % 3 != 0).expect("update");
+        }
+        total += start.elapsed();
+        done += n;
+    }
+    total
 }
 
 criterion_group!(benches, bench);

@@ -9,22 +9,22 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::LearnError;
-use crate::prf::{DIGEST_LEN, PrfKey, PrfKeyed, Purpose};
+use crate::prf::{DIGEST_LEN, PrfKey, StateStreams, VERSION_LIMIT};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
-    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, epsilon_greedy_propensity,
-    epsilon_greedy_select, thompson_draw, thompson_propensity,
+    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, ThompsonTable, epsilon_greedy_on,
+    epsilon_greedy_propensity,
 };
 
 /// The domain-separation prefix of the state digest (30 ASCII bytes).
-pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v1";
+pub const ENGINE_STATE_TAG: &[u8; 30] = b"calybris/adapt/engine-state/v2";
 
 /// The domain-separation prefix of one regime's digest (24 ASCII bytes).
 pub const REGIME_STATE_TAG: &[u8; 24] = b"calybris/adapt/regime/v1";
 
-/// The domain-separation prefix of one step of the state digest chain (29 ASCII
-/// bytes).
-pub const ENGINE_STEP_TAG: &[u8; 29] = b"calybris/adapt/engine-step/v1";
+/// The domain-separation prefix of one step of the state digest chain (2 ASCII bytes:
+/// short, so that a step with up to four features is one SHA-256 block).
+pub const ENGINE_STEP_TAG: &[u8; 2] = b"S2";
 
 /// The engine's configuration: fixed for its lifetime (a verifier gets it with the
 /// snapshot).
@@ -77,13 +77,18 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
-    /// The PRF key with its HMAC keyed once.
-    keyed: PrfKeyed,
+    /// ChaCha12 keyed once with the engine key.
+    streams: StateStreams,
+    /// Applied updates: the state version the decision streams are named by.
+    version: u64,
+    /// The Thompson table (Thompson policy only).
+    table: Option<ThompsonTable>,
     regimes: Regimes,
     /// Regime-major: `posteriors[r * arms + a]`.
     posteriors: Vec<Posterior>,
     /// The state digest: the layout digest of the initial state, then chained
-    /// through every applied update (two SHA-256 compressions per update).
+    /// through every applied update (one SHA-256 compression per update with up to
+    /// four features).
     digest: [u8; DIGEST_LEN],
 }
 
@@ -125,16 +130,28 @@ impl Engine {
             }
         }
         let regimes = Regimes::new(config.regimes.clone())?;
-        let posteriors = config
+        let posteriors: Vec<Posterior> = config
             .priors
             .iter()
             .copied()
             .cycle()
             .take(config.priors.len() * regimes.len())
             .collect();
+        let streams = StateStreams::new(&key);
+        let table = match config.policy {
+            Policy::Thompson { redraws } => Some(ThompsonTable::new(
+                &streams,
+                regimes.len(),
+                &posteriors,
+                redraws as usize + 1,
+            )?),
+            Policy::EpsilonGreedy { .. } => None,
+        };
         let mut engine = Self {
             config,
-            keyed: PrfKeyed::new(&key),
+            streams,
+            version: 0,
+            table,
             regimes,
             posteriors,
             digest: [0; DIGEST_LEN],
@@ -153,6 +170,19 @@ impl Engine {
     #[must_use]
     pub const fn regimes(&self) -> &Regimes {
         &self.regimes
+    }
+
+    /// The Thompson table (`None` under epsilon-greedy).
+    #[must_use]
+    pub const fn table(&self) -> Option<&ThompsonTable> {
+        self.table.as_ref()
+    }
+
+    /// The state version: the number of applied updates (the decision streams are
+    /// keyed by it).
+    #[must_use]
+    pub const fn version(&self) -> u64 {
+        self.version
     }
 
     /// The number of arms.
@@ -181,7 +211,8 @@ impl Engine {
     /// `SHA-256(ENGINE_STEP_TAG ‖ previous ‖ regime ‖ arm ‖ success ‖ features)` after
     /// each applied update (`docs/ADAPT.md` section 5). The state is a function of the
     /// configuration and the updates, so this digest commits to the state; an update
-    /// costs two SHA-256 compressions instead of rehashing the state.
+    /// costs one SHA-256 compression (up to four features) instead of rehashing the
+    /// state.
     #[must_use]
     pub const fn state_digest(&self) -> [u8; DIGEST_LEN] {
         self.digest
@@ -196,6 +227,7 @@ impl Engine {
         h.update(u32_of(self.regimes.len()).to_be_bytes());
         h.update(u32_of(self.config.regimes.features).to_be_bytes());
         h.update(u32_of(self.arms()).to_be_bytes());
+        h.update(self.version.to_be_bytes());
         for r in 0..self.regimes.len() {
             h.update(self.regime_digest(r));
         }
@@ -216,6 +248,15 @@ impl Engine {
         for p in &self.posteriors[r * arms..(r + 1) * arms] {
             h.update(p.alpha().to_be_bytes());
             h.update(p.beta().to_be_bytes());
+        }
+        if let Some(table) = &self.table {
+            let regime = u32_of(r);
+            h.update(table.updates(regime).to_be_bytes());
+            for refresh in table.refreshes(regime) {
+                h.update(refresh.refreshed_at.to_be_bytes());
+                h.update(refresh.posterior.alpha().to_be_bytes());
+                h.update(refresh.posterior.beta().to_be_bytes());
+            }
         }
         h.finalize().into()
     }
@@ -243,11 +284,9 @@ impl Engine {
         let floor_bps =
             self.regimes
                 .decision_floor_bps(regime, request.client_floor_bps, exploring)?;
-        let prf = self.keyed.context(&self.digest, &request.input_digest);
+        let mut stream = self.streams.decision(self.version, &request.input_digest);
         let draw = if exploring {
-            let d = prf
-                .stream(Purpose::Exploration, 0)
-                .below(u64::from(BPS_ONE))?;
+            let d = stream.below(u64::from(BPS_ONE))?;
             // below(10,000) < 10,000 fits a u32.
             Some(u32::try_from(d).unwrap_or_else(|_| unreachable!("below 10,000")))
         } else {
@@ -255,11 +294,16 @@ impl Engine {
         };
         let explored = draw.is_some_and(|d| d < self.config.exploration_bps);
         let arm = if explored {
-            let posteriors = self.posteriors(regime)?;
-            match self.config.policy {
-                Policy::Thompson { .. } => thompson_draw(&prf, 0, posteriors)?,
-                Policy::EpsilonGreedy { epsilon_bps } => {
-                    epsilon_greedy_select(&prf, posteriors, epsilon_bps)?.0
+            match (&self.table, self.config.policy) {
+                (Some(table), _) => {
+                    let row = stream.below(table.rows() as u64)?;
+                    table.winner(regime, row)
+                }
+                (None, Policy::EpsilonGreedy { epsilon_bps }) => {
+                    epsilon_greedy_on(&mut stream, self.posteriors(regime)?, epsilon_bps)?.0
+                }
+                (None, Policy::Thompson { .. }) => {
+                    unreachable!("a Thompson engine has its table")
                 }
             }
         } else {
@@ -277,8 +321,8 @@ impl Engine {
 
     /// The exact propensity of `decision.arm` for `request` on this state:
     /// `((10,000 − e)·[arm = static]·d + e·n) / (10,000·d)` with `n / d` the policy's
-    /// propensity of the arm (Thompson: `(c + 1) / (K + 1)`; epsilon-greedy: exact);
-    /// 1 when exploration is off.
+    /// propensity of the arm (Thompson: `w / (K + 1)`, the share of the regime's table
+    /// rows the arm wins, a lookup; epsilon-greedy: exact); 1 when exploration is off.
     ///
     /// # Errors
     /// [`LearnError::StaleState`] if the decision saw another state; those of the
@@ -296,14 +340,16 @@ impl Engine {
             return Ok(Propensity::ONE);
         }
         let posteriors = self.posteriors(decision.regime)?;
-        let prf = self.keyed.context(&self.digest, &request.input_digest);
-        let policy = match self.config.policy {
-            Policy::Thompson { redraws } => {
-                thompson_propensity(&prf, posteriors, decision.arm, redraws)?
-            }
-            Policy::EpsilonGreedy { epsilon_bps } => {
+        self.check_static_arm(decision.arm)?;
+        let policy = match (&self.table, self.config.policy) {
+            (Some(table), _) => Propensity {
+                numerator: table.wins(decision.regime, decision.arm),
+                denominator: table.rows() as u64,
+            },
+            (None, Policy::EpsilonGreedy { epsilon_bps }) => {
                 epsilon_greedy_propensity(posteriors, epsilon_bps, decision.arm)?
             }
+            (None, Policy::Thompson { .. }) => unreachable!("a Thompson engine has its table"),
         };
         let one = u64::from(BPS_ONE);
         let stays = if decision.arm == request.static_arm {
@@ -315,7 +361,12 @@ impl Engine {
             numerator: stays + e * policy.numerator,
             denominator: one * policy.denominator,
         };
-        debug_assert!(p.numerator <= p.denominator && p.numerator > 0);
+        // 0 only for an arm no decision on this state can take (neither the static
+        // arm nor the winner of a row): a decided arm's propensity is never 0.
+        debug_assert!(p.numerator <= p.denominator);
+        debug_assert!(
+            decision.arm != request.static_arm || e == u64::from(BPS_ONE) || p.numerator > 0
+        );
         Ok(p)
     }
 
@@ -335,21 +386,40 @@ impl Engine {
     ) -> Result<(), LearnError> {
         self.check_static_arm(decision.arm)?;
         let index = decision.regime as usize * self.arms() + decision.arm as usize;
-        let posterior =
-            self.posteriors(decision.regime)?[decision.arm as usize].observed(success)?;
+        let before = self.posteriors(decision.regime)?;
+        let posterior = before[decision.arm as usize].observed(success)?;
+        // Every fallible step first (the table's redraws included), then the changes.
+        let table_update = match &self.table {
+            Some(table) => Some(table.prepare(
+                &self.streams,
+                decision.regime,
+                decision.arm,
+                posterior,
+                before,
+            )?),
+            None => None,
+        };
         self.regimes.observe(decision.regime, features, success)?;
         self.posteriors[index] = posterior;
-        let mut h = Sha256::new();
-        h.update(ENGINE_STEP_TAG);
-        h.update(self.digest);
-        h.update(decision.regime.to_be_bytes());
-        h.update(decision.arm.to_be_bytes());
-        h.update([u8::from(success)]);
-        h.update(u32_of(features.len()).to_be_bytes());
-        for x in features {
-            h.update(x.to_be_bytes());
+        if let (Some(table), Some(update)) = (self.table.as_mut(), table_update) {
+            table.commit(update);
         }
-        self.digest = h.finalize().into();
+        // One SHA-256 block with up to four features: 2 + 32 + 2 + 2 + 1 + 4·4 = 55
+        // bytes. The feature count is the configuration's, so it is not repeated.
+        let mut message = [0u8; 39 + 4 * crate::regime::FEATURES_MAX];
+        message[..2].copy_from_slice(ENGINE_STEP_TAG);
+        message[2..34].copy_from_slice(&self.digest);
+        // regime < 64 and arm < 1,024: both fit a u16.
+        message[34..36].copy_from_slice(&u16_of(decision.regime).to_be_bytes());
+        message[36..38].copy_from_slice(&u16_of(decision.arm).to_be_bytes());
+        message[38] = u8::from(success);
+        for (chunk, x) in message[39..].chunks_exact_mut(4).zip(features) {
+            chunk.copy_from_slice(&x.to_be_bytes());
+        }
+        self.digest = Sha256::digest(&message[..39 + 4 * features.len()]).into();
+        self.version += 1;
+        // At most 64 regimes × (2^31 − 1) Welford observations: far below the limit.
+        debug_assert!(self.version < VERSION_LIMIT);
         Ok(())
     }
 }
@@ -357,6 +427,11 @@ impl Engine {
 fn u32_of(n: usize) -> u32 {
     // Every count here is bounded far below 2^32 (REGIMES_MAX, FEATURES_MAX, ARMS_MAX).
     u32::try_from(n).unwrap_or_else(|_| unreachable!("bounded count"))
+}
+
+fn u16_of(n: u32) -> u16 {
+    // Regimes are below REGIMES_MAX (64) and arms below ARMS_MAX (1,024).
+    u16::try_from(n).unwrap_or_else(|_| unreachable!("bounded index"))
 }
 
 fn write_welford(h: &mut Sha256, w: &Welford) {
@@ -411,26 +486,31 @@ mod tests {
         for x in [3u32, 4, 1, 2] {
             regime.extend_from_slice(&x.to_be_bytes());
         }
-        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16);
+        // The Thompson table: 1 update; arm 0 drawn at 0 from (3, 4), arm 1 redrawn at
+        // update 1 from (1, 2) (its count grew from 2 to 3).
+        for x in [1u32, 0, 3, 4, 1, 1, 2] {
+            regime.extend_from_slice(&x.to_be_bytes());
+        }
+        assert_eq!(regime.len(), 24 + 4 + 4 + 40 + 16 + 4 + 24);
         let mut top = Vec::new();
-        top.extend_from_slice(b"calybris/adapt/engine-state/v1");
+        top.extend_from_slice(b"calybris/adapt/engine-state/v2");
         for x in [1u32, 1, 2] {
             top.extend_from_slice(&x.to_be_bytes());
         }
+        top.extend_from_slice(&1u64.to_be_bytes());
         top.extend_from_slice(&Sha256::digest(&regime));
         let expected: [u8; 32] = Sha256::digest(&top).into();
         assert_eq!(e.layout_digest(), expected);
-        // The chain: tag, the initial layout digest, regime 0, arm 1, failure, one
-        // feature -5.
+        // The chain: tag, the initial layout digest, regime 0 and arm 1 (u16), failure,
+        // the one feature -5.
         let mut step = Vec::new();
-        step.extend_from_slice(b"calybris/adapt/engine-step/v1");
+        step.extend_from_slice(b"S2");
         step.extend_from_slice(&initial);
-        step.extend_from_slice(&0u32.to_be_bytes());
-        step.extend_from_slice(&1u32.to_be_bytes());
+        step.extend_from_slice(&0u16.to_be_bytes());
+        step.extend_from_slice(&1u16.to_be_bytes());
         step.push(0);
-        step.extend_from_slice(&1u32.to_be_bytes());
         step.extend_from_slice(&(-5i32).to_be_bytes());
-        assert_eq!(step.len(), 29 + 32 + 4 + 4 + 1 + 4 + 4);
+        assert_eq!(step.len(), 2 + 32 + 2 + 2 + 1 + 4);
         let chained: [u8; 32] = Sha256::digest(&step).into();
         assert_eq!(e.state_digest(), chained);
     }

@@ -4,13 +4,16 @@
 //! The learning modules propose a regime, a quality floor and a tier (arm) for each
 //! request, so that an auditor can re-derive every suggestion, draw and propensity
 //! from the log and a state snapshot alone (definitions in `docs/ADAPT.md`):
-//! - [`prf`]: the keyed PRF (HMAC-SHA-256 seed over the engine-state digest and the
-//!   input digest, then ChaCha12 blocks keyed by it): unbiased uniform integers, exact
-//!   uniform fractions; no clock, no OS randomness.
+//! - [`prf`]: the keyed PRF: ChaCha12 streams keyed by an HMAC-SHA-256 seed over the
+//!   engine-state digest and the input digest (`Prf`), or, for the engine, keyed once
+//!   with the engine key and named by the state and the input (`StateStreams`):
+//!   unbiased uniform integers, exact uniform fractions; no clock, no OS randomness.
 //! - [`beta`]: Beta draws bit-identical on every platform (Marsaglia–Tsang Gamma
 //!   pairs, polar normals, our own logarithm; only correctly rounded `+ − × ÷ sqrt`).
 //! - [`thompson`]: Thompson selection over Beta posteriors with the exact propensity
-//!   `(c + 1)/(K + 1)` over `K` keyed re-draws, and a keyed epsilon-greedy baseline.
+//!   `(c + 1)/(K + 1)` over `K` keyed re-draws; the engine's Thompson table (`K + 1`
+//!   state-keyed draws per regime, redrawn lazily) whose row shares are exact
+//!   propensities; and a keyed epsilon-greedy baseline.
 //! - [`regime`]: exact integer Welford statistics, an anomaly score, classification,
 //!   and floors calibrated by outcomes (failures count twice) within bounds.
 //! - [`engine`]: the engine tying them together, with its SHA-256 state digest
@@ -122,8 +125,8 @@
 //! ```
 //!
 //! # Features
-//! None. The crate needs `std` (vectors), `sha2` for the state digest and the PRF
-//! seed, `hmac` for the PRF seed and `thiserror`; the ChaCha12 block function of the
+//! None. The crate needs `std` (vectors), `sha2` for the state digest and the `Prf`
+//! seed, `hmac` for the `Prf` seed and `thiserror`; the ChaCha12 block function of the
 //! word streams is its own (written from RFC 8439, tested on its vector).
 
 #![forbid(unsafe_code)]

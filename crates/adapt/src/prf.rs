@@ -58,6 +58,11 @@ pub enum Purpose {
     EpsilonGreedy = 2,
     /// The engine's exploration gate (explore with `exploration_bps`).
     Exploration = 3,
+    /// A column of the engine's Thompson table: the keyed posterior draws of one arm
+    /// in one regime ([`StateStreams::column`]).
+    Table = 4,
+    /// A decision of the engine ([`StateStreams::decision`]).
+    Decision = 6,
     /// Free for tests, benches and callers outside the engine.
     External = 0xFFFF_FFFF,
 }
@@ -148,27 +153,101 @@ impl Prf {
     }
 
     fn from_seed(seed: [u8; 32]) -> Self {
-        let mut key = [0u32; 8];
-        for (word, chunk) in key.iter_mut().zip(seed.chunks_exact(4)) {
-            let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(chunk);
-            *word = u32::from_le_bytes(bytes);
+        Self {
+            key: words_le(&seed),
         }
-        Self { key }
     }
 
     /// The stream `(purpose, index)`, positioned at its first word.
     #[must_use]
     pub const fn stream(&self, purpose: Purpose, index: u64) -> Stream {
-        Stream {
-            key: self.key,
-            // The nonce purpose ‖ index (u64 LE) as three little-endian words.
-            nonce: [purpose as u32, index as u32, (index >> 32) as u32],
-            block: 0,
-            words: [0; WORDS_PER_BLOCK],
-            next_word: WORDS_PER_BLOCK,
+        // The nonce purpose ‖ index (u64 LE) as three little-endian words.
+        Stream::chacha(
+            self.key,
+            0,
+            [purpose as u32, index as u32, (index >> 32) as u32],
+        )
+    }
+}
+
+/// The engine's streams (PRF v3, `docs/ADAPT.md` section 1): ChaCha12 keyed once with
+/// the engine key itself, every stream named by the block function's four input words
+/// (counter and nonce), so no SHA-256 is computed per decision.
+///
+/// - [`column`](Self::column): the draws of one column of the Thompson table, named by
+///   the state (regime, arm, the regime's update count at the refresh): counter from
+///   0, nonce `[4, regime · 2^16 + arm, refreshed_at]`.
+/// - [`decision`](Self::decision): a decision's words, named by the state version `v`
+///   (the count of applied updates, below 2^40) and the first 8 bytes of the input
+///   digest: counter `(v mod 2^24) · 2^8 + block` (blocks 0..256 of the stream), nonce
+///   `[6 + ⌊v / 2^24⌋ · 2^16, input word 0, input word 1]` (words `u32` LE). The low 16
+///   bits of the first nonce word (4 or 6) keep the two kinds apart.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateStreams {
+    key: [u32; 8],
+}
+
+impl core::fmt::Debug for StateStreams {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("StateStreams(..)")
+    }
+}
+
+/// The largest state version a decision stream can name (exclusive): 2^40. An engine
+/// applies at most 64 regimes × (2^31 − 1) updates, below 2^37.
+pub const VERSION_LIMIT: u64 = 1 << 40;
+
+/// The blocks of one decision stream: 2^8 (2,048 words). A decision takes at most four
+/// uniform integers of at most [`REJECTED_WORDS_MAX`] words each (512 words).
+pub const DECISION_BLOCKS: u32 = 1 << 8;
+
+impl StateStreams {
+    /// The streams of `key` (its 32 bytes read as eight `u32` LE: the ChaCha key).
+    #[must_use]
+    pub fn new(key: &PrfKey) -> Self {
+        Self {
+            key: words_le(&key.0),
         }
     }
+
+    /// The stream of the Thompson table column of `arm` in `regime`, refreshed when the
+    /// regime had applied `refreshed_at` updates.
+    #[must_use]
+    pub const fn column(&self, regime: u16, arm: u16, refreshed_at: u32) -> Stream {
+        let named = ((regime as u32) << 16) | arm as u32;
+        Stream::chacha(self.key, 0, [Purpose::Table as u32, named, refreshed_at])
+    }
+
+    /// The stream of the decision on `input_digest` under state version `version`
+    /// (below [`VERSION_LIMIT`]).
+    #[must_use]
+    pub fn decision(&self, version: u64, input_digest: &[u8; DIGEST_LEN]) -> Stream {
+        debug_assert!(version < VERSION_LIMIT);
+        let word = |i: usize| {
+            let mut bytes = [0u8; 4];
+            bytes.copy_from_slice(&input_digest[4 * i..4 * i + 4]);
+            u32::from_le_bytes(bytes)
+        };
+        // Truncations intended: the version's low 24 bits and its next 16 bits.
+        let low = ((version & 0xFF_FFFF) as u32) << 8;
+        let high = (((version >> 24) & 0xFFFF) as u32) << 16;
+        Stream::chacha(
+            self.key,
+            low,
+            [Purpose::Decision as u32 | high, word(0), word(1)],
+        )
+    }
+}
+
+/// 32 bytes as eight little-endian words.
+fn words_le(bytes: &[u8; 32]) -> [u32; 8] {
+    let mut key = [0u32; 8];
+    for (word, chunk) in key.iter_mut().zip(bytes.chunks_exact(4)) {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(chunk);
+        *word = u32::from_le_bytes(b);
+    }
+    key
 }
 
 #[inline(always)]
@@ -228,6 +307,17 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// The stream of ChaCha12 blocks `first`, `first + 1`, ... under `key` and `nonce`.
+    const fn chacha(key: [u32; 8], first: u32, nonce: [u32; 3]) -> Self {
+        Self {
+            key,
+            nonce,
+            block: first,
+            words: [0; WORDS_PER_BLOCK],
+            next_word: WORDS_PER_BLOCK,
+        }
+    }
+
     /// Computes the next block of words.
     fn refill(&mut self) {
         let out = chacha_block(&self.key, self.block, &self.nonce);
@@ -394,6 +484,43 @@ mod tests {
         // The pre-keyed HMAC gives the same seed.
         let keyed = PrfKeyed::new(&PrfKey::from_bytes([9; 32])).context(&[1; 32], &[2; 32]);
         assert_eq!(keyed, prf());
+    }
+
+    #[test]
+    fn the_state_streams_are_the_documented_blocks() {
+        // v3: ChaCha12 keyed with the engine key itself (eight u32 LE).
+        let key_bytes: [u8; 32] = core::array::from_fn(|i| u8::try_from(i * 7 % 256).unwrap());
+        let key = words_le(&key_bytes);
+        assert_eq!(key[0], u32::from_le_bytes([0, 7, 14, 21]));
+        let streams = StateStreams::new(&PrfKey::from_bytes(key_bytes));
+        let word = |b: &[u32; 16], i: usize| u64::from(b[2 * i]) | (u64::from(b[2 * i + 1]) << 32);
+        // A column: counter from 0, nonce [4, regime · 2^16 + arm, refreshed_at].
+        let block = chacha_block_rounds(&key, 0, &[4, (3 << 16) | 17, 250], 12);
+        let mut column = streams.column(3, 17, 250);
+        assert_eq!(column.next_u64(), word(&block, 0));
+        // A decision: counter (v mod 2^24)·2^8 + block, nonce [6 + ⌊v/2^24⌋·2^16,
+        // input words 0 and 1]; the rest of the input digest is not named.
+        let version = (5u64 << 24) | 0x00_0102;
+        let mut input = [0xeeu8; 32];
+        input[..8].copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        let nonce = [6 | (5 << 16), 1, 2];
+        let first = chacha_block_rounds(&key, 0x0102 << 8, &nonce, 12);
+        let second = chacha_block_rounds(&key, (0x0102 << 8) + 1, &nonce, 12);
+        let mut decision = streams.decision(version, &input);
+        assert_eq!(decision.next_u64(), word(&first, 0));
+        for _ in 1..8 {
+            let _ = decision.next_u64();
+        }
+        assert_eq!(decision.next_u64(), word(&second, 0));
+        // Distinct names, distinct words.
+        assert_ne!(
+            streams.column(3, 17, 250).next_u64(),
+            streams.column(3, 17, 251).next_u64()
+        );
+        assert_ne!(
+            streams.decision(1, &input).next_u64(),
+            streams.decision(2, &input).next_u64()
+        );
     }
 
     #[test]

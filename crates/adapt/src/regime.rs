@@ -1,7 +1,8 @@
 //! Regimes: exact integer Welford statistics per regime and feature, an anomaly score,
 //! classification, and the outcome-calibrated quality floor of each regime.
 //!
-//! - [`Welford`] keeps `(n, S = Σx, D = n·Σ(x − x̄)²)` exactly in integers; merging
+//! - [`Welford`] keeps `(n, S = Σx, Σx²)` exactly in integers and derives
+//!   `D = n·Σ(x − x̄)² = n·Σx² − S²` from them; merging
 //!   two states gives exactly the state of one pass over both inputs.
 //! - The anomaly score of a request in a regime is `Σ_f z_f²` in thousandths,
 //!   `z_f² = (n·x_f − S_f)² / D_f`, floored, saturating at [`ANOMALY_CAP_MILLI`].
@@ -40,8 +41,9 @@ const MILLI: u32 = 1000;
 pub struct Welford {
     count: u64,
     sum: i128,
-    /// `n · Σ(x − x̄)² = n·Σx² − S²`, always ≥ 0 and exactly an integer.
-    spread: i128,
+    /// `Σx²` (below `2^93`): kept instead of `D` so that a push is three additions
+    /// (no 128-bit division); `D = n·Σx² − S²` is derived, exactly.
+    squares: i128,
 }
 
 impl Welford {
@@ -51,7 +53,7 @@ impl Welford {
         Self {
             count: 0,
             sum: 0,
-            spread: 0,
+            squares: 0,
         }
     }
 
@@ -67,25 +69,21 @@ impl Welford {
         self.sum
     }
 
-    /// `D = n · Σ(x − x̄)²`, so the population variance is `D / n²` exactly.
+    /// `D = n · Σ(x − x̄)² = n·Σx² − S²`, so the population variance is `D / n²`
+    /// exactly.
     #[must_use]
     pub const fn spread(&self) -> i128 {
-        self.spread
+        // n < 2^31 and Σx² < 2^93: the product is below 2^124; S² ≤ n·Σx².
+        self.count as i128 * self.squares - self.sum * self.sum
     }
 
-    /// `Σx²`, exact: `(D + S²) / n` divides exactly.
-    fn sum_squares(&self) -> i128 {
-        if self.count == 0 {
-            return 0;
-        }
-        let n = i128::from(self.count);
-        let q = (self.spread + self.sum * self.sum) / n;
-        debug_assert_eq!((self.spread + self.sum * self.sum) % n, 0);
-        q
+    /// `Σx²`, exact.
+    const fn sum_squares(&self) -> i128 {
+        self.squares
     }
 
-    /// Adds one observation (Welford's update in exact integers:
-    /// `D' = D + Σx² + n·x² − 2·x·S`, which is `(n + 1)·Σ'x² − S'²`).
+    /// Adds one observation: `n + 1`, `S + x`, `Σx² + x²`; `D` follows exactly
+    /// (Welford's `M2' = M2 + (x − x̄)(x − x̄')` multiplied through by `n + 1`).
     ///
     /// # Errors
     /// [`LearnError::Overflow`] past [`WELFORD_COUNT_MAX`] (the state is unchanged).
@@ -96,12 +94,10 @@ impl Welford {
             });
         }
         let x = i128::from(x);
-        let n = i128::from(self.count);
-        let spread = self.spread + self.sum_squares() + n * x * x - 2 * x * self.sum;
-        debug_assert!(spread >= 0);
-        self.spread = spread;
+        self.squares += x * x;
         self.sum += x;
         self.count += 1;
+        debug_assert!(self.spread() >= 0);
         Ok(())
     }
 
@@ -116,11 +112,13 @@ impl Welford {
                 what: "Welford count",
             });
         }
-        let sum = self.sum + other.sum;
-        let squares = self.sum_squares() + other.sum_squares();
-        let spread = i128::from(count) * squares - sum * sum;
-        debug_assert!(spread >= 0);
-        Ok(Self { count, sum, spread })
+        let merged = Self {
+            count,
+            sum: self.sum + other.sum,
+            squares: self.sum_squares() + other.sum_squares(),
+        };
+        debug_assert!(merged.spread() >= 0);
+        Ok(merged)
     }
 
     /// The mean as the exact fraction `(S, n)`; `None` when empty.
@@ -136,7 +134,12 @@ impl Welford {
     /// The population variance as the exact fraction `(D, n²)`; `None` when empty.
     #[must_use]
     pub fn variance(&self) -> Option<(i128, u128)> {
-        (self.count > 0).then(|| (self.spread, u128::from(self.count) * u128::from(self.count)))
+        (self.count > 0).then(|| {
+            (
+                self.spread(),
+                u128::from(self.count) * u128::from(self.count),
+            )
+        })
     }
 
     /// `floor(1000 · z²)` for `x`, `z² = (n·x − S)² / D`; saturating at
@@ -149,7 +152,7 @@ impl Welford {
         }
         let deviation = (i128::from(self.count) * i128::from(x) - self.sum).unsigned_abs();
         let numerator = deviation * deviation;
-        let d = self.spread.unsigned_abs();
+        let d = self.spread().unsigned_abs();
         if d == 0 {
             return if numerator == 0 { 0 } else { ANOMALY_CAP_MILLI };
         }

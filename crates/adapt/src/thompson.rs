@@ -11,7 +11,7 @@
 
 use crate::beta::{SHAPE_MAX, Sampler, check_shape};
 use crate::error::LearnError;
-use crate::prf::{Prf, Purpose};
+use crate::prf::{Prf, Purpose, StateStreams, Stream};
 
 /// The most arms a policy accepts: bounds a decision's draws.
 pub const ARMS_MAX: usize = 1024;
@@ -21,6 +21,22 @@ pub const REDRAWS_MAX: u32 = 1_000_000;
 
 /// Basis points in one (probability 1).
 pub const BPS_ONE: u32 = 10_000;
+
+/// The most samples a [`ThompsonTable`] holds (regimes × rows × arms): 64 MiB of
+/// `f64` (100,000 rows of the 80 Open Bandit Dataset items fit).
+pub const TABLE_SAMPLES_MAX: usize = 1 << 23;
+
+/// An arm's column is redrawn once its count `n = α + β` reaches
+/// `n_ref + max(1, ⌊n_ref / REFRESH_GROWTH_DIVISOR⌋)`, `n_ref` the count it was drawn
+/// at: every outcome while `n_ref < 128`, then every 1/64 growth. (1/16 was tried:
+/// cheaper, but the simulation's Thompson regret at 100,000 requests rose by half.)
+pub const REFRESH_GROWTH_DIVISOR: u32 = 64;
+
+/// Every `REFRESH_PERIOD` applied updates of a regime, the next arm of the regime in
+/// round robin (arm `(u / REFRESH_PERIOD) mod arms` at update count `u`) is redrawn
+/// too, played or not: no column is older than `REFRESH_PERIOD × arms` updates of
+/// its regime.
+pub const REFRESH_PERIOD: u32 = 32;
 
 /// A Beta posterior of one arm with integer shapes in [1, [`SHAPE_MAX`]].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,6 +234,301 @@ fn check_arm(arm: u32, arms: usize) -> Result<(), LearnError> {
     Ok(())
 }
 
+/// When and from which posterior one column of a [`ThompsonTable`] was drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Refresh {
+    /// The regime's count of applied updates when the column was drawn (0: at the
+    /// engine's start); it names the column's stream.
+    pub refreshed_at: u32,
+    /// The posterior the column was drawn from.
+    pub posterior: Posterior,
+}
+
+/// The engine's Thompson table (`docs/ADAPT.md` section 3): per regime, `rows` rows of
+/// one keyed `Beta` draw per arm; a row's winner is its highest sample (the lowest
+/// index on ties). A decision picks a uniformly random row and plays its winner, so
+/// the arm's probability is exactly the share of rows it wins, which the table knows.
+///
+/// The column of arm `a` in regime `r` (its `rows` samples, rows in order, one
+/// [`Sampler`] over [`StateStreams::column`]`(r, a, refreshed_at)`) is a function of
+/// the state alone, redrawn lazily: when the arm's count has grown by
+/// `1/`[`REFRESH_GROWTH_DIVISOR`] since it was drawn, and in round robin every
+/// [`REFRESH_PERIOD`] updates of the regime.
+#[derive(Debug, Clone)]
+pub struct ThompsonTable {
+    regimes: usize,
+    arms: usize,
+    rows: usize,
+    /// `samples[(r · rows + j) · arms + a]`.
+    samples: Vec<f64>,
+    /// `winners[r · rows + j]`.
+    winners: Vec<u32>,
+    /// `wins[r · arms + a]`: the rows of `r` that `a` wins.
+    wins: Vec<u64>,
+    /// `refreshes[r · arms + a]`.
+    refreshes: Vec<Refresh>,
+    /// Applied updates per regime.
+    updates: Vec<u32>,
+}
+
+/// The columns an update redraws, computed before anything changes
+/// ([`ThompsonTable::prepare`], then [`ThompsonTable::commit`]).
+#[derive(Debug, Clone)]
+pub struct TableUpdate {
+    regime: usize,
+    updates: u32,
+    /// (arm, refresh, its samples by row).
+    columns: Vec<(usize, Refresh, Vec<f64>)>,
+}
+
+impl TableUpdate {
+    /// How many columns the update redraws (0, 1 or 2).
+    #[must_use]
+    pub fn redrawn(&self) -> usize {
+        self.columns.len()
+    }
+}
+
+/// The `rows` samples of one column.
+fn draw_column(
+    streams: &StateStreams,
+    regime: usize,
+    arm: usize,
+    refresh: Refresh,
+    rows: usize,
+) -> Result<Vec<f64>, LearnError> {
+    // regime < 64 and arm < 1,024: both fit a u16.
+    let stream: Stream = streams.column(
+        u16::try_from(regime).unwrap_or(u16::MAX),
+        u16::try_from(arm).unwrap_or(u16::MAX),
+        refresh.refreshed_at,
+    );
+    let mut sampler = Sampler::new(stream);
+    let p = refresh.posterior;
+    (0..rows).map(|_| sampler.beta(p.alpha, p.beta)).collect()
+}
+
+impl ThompsonTable {
+    /// The table of a fresh engine: every column drawn at update count 0 from
+    /// `posteriors` (regime-major, `regimes × arms`).
+    ///
+    /// # Errors
+    /// [`LearnError::ArmCount`]; [`LearnError::Redraws`] for 0 rows or more than
+    /// [`TABLE_SAMPLES_MAX`] samples; [`LearnError::Exhausted`].
+    pub fn new(
+        streams: &StateStreams,
+        regimes: usize,
+        posteriors: &[Posterior],
+        rows: usize,
+    ) -> Result<Self, LearnError> {
+        let arms = posteriors.len() / regimes.max(1);
+        if regimes == 0 || arms == 0 || arms > ARMS_MAX || arms * regimes != posteriors.len() {
+            return Err(LearnError::ArmCount {
+                arms,
+                max: ARMS_MAX,
+            });
+        }
+        let samples = regimes * arms * rows;
+        if rows == 0 || samples > TABLE_SAMPLES_MAX {
+            return Err(LearnError::Redraws {
+                redraws: u32::try_from(rows).unwrap_or(u32::MAX),
+                max: u32::try_from(TABLE_SAMPLES_MAX / (regimes * arms)).unwrap_or(u32::MAX),
+            });
+        }
+        let mut table = Self {
+            regimes,
+            arms,
+            rows,
+            samples: vec![0.0; samples],
+            winners: vec![0; regimes * rows],
+            wins: vec![0; regimes * arms],
+            refreshes: posteriors
+                .iter()
+                .map(|&posterior| Refresh {
+                    refreshed_at: 0,
+                    posterior,
+                })
+                .collect(),
+            updates: vec![0; regimes],
+        };
+        for r in 0..regimes {
+            for a in 0..arms {
+                let column = draw_column(streams, r, a, table.refreshes[r * arms + a], rows)?;
+                table.write_column(r, a, &column);
+            }
+            table.rescore(r);
+        }
+        Ok(table)
+    }
+
+    /// Rows per regime.
+    #[must_use]
+    pub const fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The winner of `row` in `regime` (both in range: checked by the engine).
+    #[must_use]
+    pub fn winner(&self, regime: u32, row: u64) -> u32 {
+        debug_assert!((regime as usize) < self.regimes && row < self.rows as u64);
+        self.winners[regime as usize * self.rows + row as usize]
+    }
+
+    /// The rows of `regime` that `arm` wins.
+    #[must_use]
+    pub fn wins(&self, regime: u32, arm: u32) -> u64 {
+        debug_assert!((regime as usize) < self.regimes && (arm as usize) < self.arms);
+        self.wins[regime as usize * self.arms + arm as usize]
+    }
+
+    /// When and from which posterior each column of `regime` was drawn, by arm.
+    #[must_use]
+    pub fn refreshes(&self, regime: u32) -> &[Refresh] {
+        let r = regime as usize;
+        &self.refreshes[r * self.arms..(r + 1) * self.arms]
+    }
+
+    /// The applied updates of `regime`.
+    #[must_use]
+    pub fn updates(&self, regime: u32) -> u32 {
+        self.updates[regime as usize]
+    }
+
+    /// The sample of `arm` in `row` of `regime`.
+    #[must_use]
+    pub fn sample(&self, regime: u32, row: usize, arm: u32) -> f64 {
+        self.samples[(regime as usize * self.rows + row) * self.arms + arm as usize]
+    }
+
+    fn write_column(&mut self, regime: usize, arm: usize, column: &[f64]) {
+        debug_assert_eq!(column.len(), self.rows);
+        for (j, &x) in column.iter().enumerate() {
+            self.samples[(regime * self.rows + j) * self.arms + arm] = x;
+        }
+    }
+
+    /// Recomputes the winners of `regime`'s rows and the arms' win counts.
+    fn rescore(&mut self, regime: usize) {
+        let arms = self.arms;
+        self.wins[regime * arms..(regime + 1) * arms].fill(0);
+        for j in 0..self.rows {
+            let row = &self.samples[(regime * self.rows + j) * arms..][..arms];
+            let mut best = 0usize;
+            for (a, &x) in row.iter().enumerate().skip(1) {
+                // Strictly greater: an equal later sample does not displace the lower
+                // index.
+                if x > row[best] {
+                    best = a;
+                }
+            }
+            self.winners[regime * self.rows + j] = arm_index(best);
+            self.wins[regime * arms + best] += 1;
+        }
+        debug_assert_eq!(
+            self.wins[regime * arms..(regime + 1) * arms]
+                .iter()
+                .sum::<u64>(),
+            self.rows as u64
+        );
+    }
+
+    /// The columns the update of `arm` in `regime` redraws: `posteriors` are the
+    /// regime's before the update, `updated` the arm's after it. Draws them; changes
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`LearnError::Overflow`] past `u32::MAX` updates of a regime;
+    /// [`LearnError::Exhausted`].
+    pub fn prepare(
+        &self,
+        streams: &StateStreams,
+        regime: u32,
+        arm: u32,
+        updated: Posterior,
+        posteriors: &[Posterior],
+    ) -> Result<TableUpdate, LearnError> {
+        let r = regime as usize;
+        debug_assert!(r < self.regimes && posteriors.len() == self.arms);
+        let updates = self.updates[r].checked_add(1).ok_or(LearnError::Overflow {
+            what: "regime updates",
+        })?;
+        let mut due = Vec::with_capacity(2);
+        let then = self.refreshes[r * self.arms + arm as usize].posterior;
+        let n_ref = then.alpha + then.beta;
+        let now = updated;
+        if now.alpha + now.beta >= n_ref + (n_ref / REFRESH_GROWTH_DIVISOR).max(1) {
+            due.push(arm as usize);
+        }
+        if updates.is_multiple_of(REFRESH_PERIOD) {
+            let next = (updates / REFRESH_PERIOD) as usize % self.arms;
+            if !due.contains(&next) {
+                due.push(next);
+            }
+        }
+        let mut columns = Vec::with_capacity(due.len());
+        for a in due {
+            let refresh = Refresh {
+                refreshed_at: updates,
+                posterior: if a == arm as usize {
+                    updated
+                } else {
+                    posteriors[a]
+                },
+            };
+            columns.push((a, refresh, draw_column(streams, r, a, refresh, self.rows)?));
+        }
+        Ok(TableUpdate {
+            regime: r,
+            updates,
+            columns,
+        })
+    }
+
+    /// Applies a prepared update. Each redrawn column moves the winners incrementally:
+    /// in a row the column's arm did not win, it wins now if its new sample is higher
+    /// than the winner's (or equal, from a lower index); a row it won is scanned again.
+    pub fn commit(&mut self, update: TableUpdate) {
+        let r = update.regime;
+        debug_assert_eq!(update.updates, self.updates[r] + 1);
+        self.updates[r] = update.updates;
+        let arms = self.arms;
+        for (a, refresh, column) in update.columns {
+            self.write_column(r, a, &column);
+            self.refreshes[r * arms + a] = refresh;
+            for (j, &x) in column.iter().enumerate() {
+                let row = &self.samples[(r * self.rows + j) * arms..][..arms];
+                let winner = self.winners[r * self.rows + j] as usize;
+                let best = if winner == a {
+                    let mut best = 0usize;
+                    for (b, &y) in row.iter().enumerate().skip(1) {
+                        if y > row[best] {
+                            best = b;
+                        }
+                    }
+                    best
+                } else if x > row[winner] || (x == row[winner] && a < winner) {
+                    a
+                } else {
+                    winner
+                };
+                if best != winner {
+                    self.winners[r * self.rows + j] = arm_index(best);
+                    self.wins[r * arms + winner] -= 1;
+                    self.wins[r * arms + best] += 1;
+                }
+            }
+        }
+        debug_assert!(self.scored(r), "incremental winners equal a full rescore");
+    }
+
+    /// Whether the winners and win counts of `regime` are a full rescore's.
+    fn scored(&self, regime: usize) -> bool {
+        let mut copy = self.clone();
+        copy.rescore(regime);
+        copy.winners == self.winners && copy.wins == self.wins
+    }
+}
+
 /// The arm of highest posterior mean `α / (α + β)`, compared exactly by
 /// cross-multiplication in `u64`; the lowest index on ties.
 ///
@@ -250,6 +561,23 @@ pub fn epsilon_greedy_select(
     posteriors: &[Posterior],
     epsilon_bps: u32,
 ) -> Result<(u32, Propensity), LearnError> {
+    epsilon_greedy_on(
+        &mut prf.stream(Purpose::EpsilonGreedy, 0),
+        posteriors,
+        epsilon_bps,
+    )
+}
+
+/// [`epsilon_greedy_select`] on the next words of `stream` (the engine's decision
+/// stream): the coin `below(10,000)`, then `below(n)` if it explores.
+///
+/// # Errors
+/// [`LearnError::ArmCount`], [`LearnError::BasisPoints`], [`LearnError::Exhausted`].
+pub fn epsilon_greedy_on(
+    stream: &mut Stream,
+    posteriors: &[Posterior],
+    epsilon_bps: u32,
+) -> Result<(u32, Propensity), LearnError> {
     check_arms(posteriors)?;
     if epsilon_bps > BPS_ONE {
         return Err(LearnError::BasisPoints {
@@ -259,7 +587,6 @@ pub fn epsilon_greedy_select(
     }
     let greedy = greedy_arm(posteriors)?;
     let n = posteriors.len() as u64;
-    let mut stream = prf.stream(Purpose::EpsilonGreedy, 0);
     let coin = stream.below(u64::from(BPS_ONE))?;
     let arm = if coin < u64::from(epsilon_bps) {
         arm_index(usize::try_from(stream.below(n)?).unwrap_or(0))
@@ -344,6 +671,78 @@ mod tests {
         assert!(thompson_propensity(&p, &arms, 2, 10).is_err());
         assert!(thompson_propensity(&p, &arms, 0, 0).is_err());
         assert!(thompson_draw(&p, 0, &[]).is_err());
+    }
+
+    #[test]
+    fn the_table_is_a_function_of_its_refreshes() {
+        let streams = StateStreams::new(&PrfKey::from_bytes([3; 32]));
+        let arms = 5;
+        let mut posteriors: Vec<Posterior> = (0..2 * arms)
+            .map(|i| Posterior::new(1 + i, 2).unwrap())
+            .collect();
+        let mut table = ThompsonTable::new(&streams, 2, &posteriors, 7).unwrap();
+        let mut redrawn = 0;
+        for step in 0u32..300 {
+            let (r, a) = (step % 2, (step * 7 / 3) % arms);
+            let i = (r * arms + a) as usize;
+            let regime = &posteriors[(r * arms) as usize..((r + 1) * arms) as usize];
+            let updated = posteriors[i].observed(step % 3 == 0).unwrap();
+            let update = table.prepare(&streams, r, a, updated, regime).unwrap();
+            redrawn += update.redrawn();
+            table.commit(update);
+            posteriors[i] = updated;
+        }
+        assert_eq!(table.updates(0), 150);
+        // Small counts: every update redraws its arm's column, plus one column in round
+        // robin every 32 updates of a regime (4 per regime here) when it is another.
+        assert!((300..=308).contains(&redrawn), "{redrawn}");
+        for r in 0..2u32 {
+            let mut wins = [0u64; 5];
+            for j in 0..7 {
+                // Every column is the keyed draw its refresh names.
+                let mut best = 0;
+                for a in 0..arms {
+                    let refresh = table.refreshes(r)[a as usize];
+                    let column = draw_column(&streams, r as usize, a as usize, refresh, 7).unwrap();
+                    assert_eq!(table.sample(r, j, a).to_bits(), column[j].to_bits());
+                    if table.sample(r, j, a) > table.sample(r, j, best) {
+                        best = a;
+                    }
+                }
+                assert_eq!(table.winner(r, j as u64), best);
+                wins[best as usize] += 1;
+            }
+            for a in 0..arms {
+                assert_eq!(table.wins(r, a), wins[a as usize]);
+                // No column is older than REFRESH_PERIOD × arms updates of its regime.
+                let age = table.updates(r) - table.refreshes(r)[a as usize].refreshed_at;
+                assert!(age <= REFRESH_PERIOD * arms, "{age}");
+            }
+        }
+        assert!(ThompsonTable::new(&streams, 2, &posteriors, 0).is_err());
+        // A large count: arm 0 at 10,000 is redrawn once it grows by 10,000 / 64 = 156,
+        // and arms 1, 2, ..., 6 of 8 in round robin at updates 32, 64, ..., 192.
+        let mut posteriors = vec![Posterior::new(5_000, 5_000).unwrap(); 8];
+        let mut table = ThompsonTable::new(&streams, 1, &posteriors, 3).unwrap();
+        let mut redraws = Vec::new();
+        for u in 1..=200u32 {
+            let updated = posteriors[0].observed(u % 2 == 0).unwrap();
+            let update = table.prepare(&streams, 0, 0, updated, &posteriors).unwrap();
+            if update.redrawn() > 0 {
+                redraws.push(u);
+            }
+            table.commit(update);
+            posteriors[0] = updated;
+        }
+        assert_eq!(redraws, [32, 64, 96, 128, 156, 160, 192]);
+        assert_eq!(table.refreshes(0)[0].refreshed_at, 156);
+        assert_eq!(table.refreshes(0)[5].refreshed_at, 160);
+        assert_eq!(table.refreshes(0)[7].refreshed_at, 0);
+        assert_eq!(
+            table.refreshes(0)[0].posterior.alpha() + table.refreshes(0)[0].posterior.beta(),
+            10_156
+        );
+        assert!(ThompsonTable::new(&streams, 2, &posteriors, TABLE_SAMPLES_MAX).is_err());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! Apache-2.0; Saito et al., "Open Bandit Dataset and Pipeline", NeurIPS 2021 Datasets
 //! and Benchmarks, arXiv:2008.07146). Without it the test fails and names the path.
 
-use calybris_adapt::prf::{Prf, PrfKey};
-use calybris_adapt::thompson::{Posterior, thompson_wins};
+use calybris_adapt::prf::{Prf, PrfKey, StateStreams};
+use calybris_adapt::thompson::{Posterior, ThompsonTable, thompson_wins};
 
 /// The priors file, from this crate's manifest directory.
 const PRIORS_PATH: &str = concat!(
@@ -84,8 +84,32 @@ fn win_shares_match_the_exact_top_probabilities() {
     let key = PrfKey::from_bytes(*b"calybris/tests/thompson-obd/v1.0");
     let prf = Prf::new(&key, &[0; 32], &[0; 32]);
     let wins = thompson_wins(&prf, &posteriors, DRAWS).expect("valid arms");
+    check_shares("fresh draws", &items, &wins);
+}
+
+/// The engine's Thompson table (`docs/ADAPT.md` section 3): its rows are independent
+/// Thompson draws keyed by the state, so the share of rows each item wins (its
+/// propensity) matches `p_top_exact` within the same tolerance.
+#[test]
+fn the_tables_win_shares_match_the_exact_top_probabilities() {
+    let items = read_items();
+    let posteriors: Vec<Posterior> = items
+        .iter()
+        .map(|it| Posterior::new(it.alpha, it.beta).expect("OBD shapes are in range"))
+        .collect();
+    let key = PrfKey::from_bytes(*b"calybris/tests/thompson-obd/v1.0");
+    let table = ThompsonTable::new(&StateStreams::new(&key), 1, &posteriors, DRAWS as usize)
+        .expect("a table within bounds");
+    let wins: Vec<u64> = (0..ITEMS)
+        .map(|a| table.wins(0, u32::try_from(a).expect("80 items")))
+        .collect();
+    assert_eq!(wins.iter().sum::<u64>(), u64::from(DRAWS));
+    check_shares("table rows", &items, &wins);
+}
+
+fn check_shares(what: &str, items: &[Item], wins: &[u64]) {
     let mut worst = (0usize, 0.0f64);
-    for (i, (item, &w)) in items.iter().zip(&wins).enumerate() {
+    for (i, (item, &w)) in items.iter().zip(wins).enumerate() {
         let share = w as f64 / f64::from(DRAWS);
         let err = (share - item.p_top_exact).abs();
         if err > worst.1 {
@@ -93,17 +117,17 @@ fn win_shares_match_the_exact_top_probabilities() {
         }
     }
     println!(
-        "{DRAWS} draws: largest |share - p_top_exact| = {:.5} (item {}, exact {:.5}, share {:.5}); tolerance {TOLERANCE:.5}",
+        "{what}: {DRAWS} draws: largest |share - p_top_exact| = {:.5} (item {}, exact {:.5}, share {:.5}); tolerance {TOLERANCE:.5}",
         worst.1,
         worst.0,
         items[worst.0].p_top_exact,
         wins[worst.0] as f64 / f64::from(DRAWS)
     );
-    for (i, (item, &w)) in items.iter().zip(&wins).enumerate() {
+    for (i, (item, &w)) in items.iter().zip(wins).enumerate() {
         let share = w as f64 / f64::from(DRAWS);
         assert!(
             (share - item.p_top_exact).abs() <= TOLERANCE,
-            "item {i}: share {share} of {DRAWS} draws, exact {}",
+            "{what}: item {i}: share {share} of {DRAWS} draws, exact {}",
             item.p_top_exact
         );
     }

@@ -83,7 +83,7 @@ pub fn note_text(note: &AdaptiveNote, setup: Option<&AdaptiveSetup>) -> String {
         format!(" (asks for {model}, floor {})", bps(u32::from(t.floor_bps)))
     });
     let policy = setup.map(|s| match s.policy {
-        AdaptivePolicy::Thompson { redraws } => format!("Thompson sampling over the regime's Beta posteriors, propensity over {redraws} keyed re-draws"),
+        AdaptivePolicy::Thompson { redraws } => format!("Thompson sampling over the regime's Beta posteriors, a table of {} keyed draws per regime, propensity the share of its rows the tier wins", u64::from(redraws) + 1),
         AdaptivePolicy::EpsilonGreedy { epsilon_bps } => format!("epsilon-greedy at {}", bps(epsilon_bps)),
     });
     match note.draw {
@@ -132,7 +132,9 @@ pub fn note_text(note: &AdaptiveNote, setup: Option<&AdaptiveSetup>) -> String {
 #[must_use]
 pub fn setup_text(head: &str, setup: &AdaptiveSetup) -> String {
     let policy = match setup.policy {
-        AdaptivePolicy::Thompson { redraws } => format!("Thompson, {redraws} propensity re-draws"),
+        AdaptivePolicy::Thompson { redraws } => {
+            format!("Thompson, a table of {} rows", u64::from(redraws) + 1)
+        }
         AdaptivePolicy::EpsilonGreedy { epsilon_bps } => {
             format!("epsilon-greedy at {}", bps(epsilon_bps))
         }

@@ -89,9 +89,10 @@ pub struct AdaptiveRegime {
 /// The learning policy of an [`AdaptiveSetup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdaptivePolicy {
-    /// Thompson sampling with `redraws` propensity re-draws.
+    /// Thompson sampling over a table of `redraws + 1` keyed draws per regime
+    /// (`docs/ADAPT.md` section 3).
     Thompson {
-        /// `K` of the propensity `(c + 1) / (K + 1)`.
+        /// `K`: the table has `K + 1` rows, so a propensity is `w / (K + 1)`.
         redraws: u32,
     },
     /// Epsilon-greedy, exploring with `epsilon_bps`.

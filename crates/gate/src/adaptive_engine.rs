@@ -116,12 +116,56 @@ pub(crate) struct Step {
     scale: Option<(RewardScale, u32)>,
 }
 
+/// What one engine step derives (see [`AdaptiveState::derive`]).
+#[derive(Debug, Clone, Copy)]
+struct Derived {
+    decision: Decision,
+    propensity: calybris_adapt::thompson::Propensity,
+    /// The engine's own floor (before the client's).
+    own: u32,
+    client: Option<u32>,
+    /// The kernel input with the engine's floor and tier.
+    input: KernelInput,
+}
+
+impl Derived {
+    fn client_overrode(&self) -> bool {
+        self.client.is_some_and(|c| c > self.own)
+    }
+}
+
+/// Hashes the waiting decisions' sequence numbers: a multiply and a shift (Fibonacci
+/// hashing). Keys are sequence numbers the log assigned in order (never chosen by a
+/// caller), and lookups by an outcome's claimed sequence only read, so SipHash's
+/// flooding resistance buys nothing here and costs a fifth of a replayed step.
+#[derive(Debug, Clone, Copy, Default)]
+struct SequenceHasher(u64);
+
+impl std::hash::Hasher for SequenceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 ^= self.0 >> 29;
+    }
+}
+
+type SequenceMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<SequenceHasher>>;
+
 /// The engine, its setup, and the adaptive decisions waiting for an outcome.
 #[derive(Debug, Clone)]
 pub(crate) struct AdaptiveState {
     engine: Engine,
     setup: AdaptiveSetup,
-    pending: HashMap<u64, Pending>,
+    pending: SequenceMap<Pending>,
     updates: u64,
     refused: u64,
 }
@@ -133,7 +177,7 @@ impl AdaptiveState {
         Ok(Self {
             engine: Engine::new(config, key)?,
             setup,
-            pending: HashMap::new(),
+            pending: SequenceMap::default(),
             updates: 0,
             refused: 0,
         })
@@ -154,6 +198,39 @@ impl AdaptiveState {
         input: &KernelInput,
         request: AdaptiveRequest<'_>,
     ) -> Result<Step, LearnError> {
+        let d = self.derive(input, request)?;
+        let note = AdaptiveNote {
+            regime: d.decision.regime,
+            tier: d.decision.arm,
+            static_tier: self.setup.static_tier,
+            explored: d.decision.explored,
+            draw: d.decision.draw,
+            propensity_numerator: d.propensity.numerator,
+            propensity_denominator: d.propensity.denominator,
+            floor_suggested_bps: d.own,
+            client_floor_bps: d.client,
+            client_floor_overrode: d.client_overrode(),
+            floor_bps: d.decision.floor_bps,
+            requested_model_id: input.requested_model_id,
+            label: request.label.map(str::to_owned),
+            features: request.features.to_vec(),
+            state_digest: Digest(d.decision.state_digest),
+        };
+        Ok(Step {
+            note,
+            input: d.input,
+            decision: d.decision,
+            scale: self.scale_of(input.business_value_microunits),
+        })
+    }
+
+    /// What [`step`](Self::step) derives, without building the note (the verifier
+    /// compares it with the logged note field by field).
+    fn derive(
+        &self,
+        input: &KernelInput,
+        request: AdaptiveRequest<'_>,
+    ) -> Result<Derived, LearnError> {
         let client =
             (input.minimum_quality_bps > 0).then_some(u32::from(input.minimum_quality_bps));
         let engine_request = Request {
@@ -182,48 +259,49 @@ impl AdaptiveState {
         // of the caller's input reaches the kernel unchanged.
         debug_assert!(adapted.minimum_quality_bps >= input.minimum_quality_bps);
         debug_assert!(decision.floor_bps >= own && client.is_none_or(|c| decision.floor_bps >= c));
-        let note = AdaptiveNote {
-            regime: decision.regime,
-            tier: decision.arm,
-            static_tier: self.setup.static_tier,
-            explored: decision.explored,
-            draw: decision.draw,
-            propensity_numerator: propensity.numerator,
-            propensity_denominator: propensity.denominator,
-            floor_suggested_bps: own,
-            client_floor_bps: client,
-            client_floor_overrode: client.is_some_and(|c| c > own),
-            floor_bps: decision.floor_bps,
-            requested_model_id: input.requested_model_id,
-            label: request.label.map(str::to_owned),
-            features: request.features.to_vec(),
-            state_digest: Digest(decision.state_digest),
-        };
-        let scale = match self.setup.feedback {
-            AdaptiveFeedback::Success => None,
-            AdaptiveFeedback::Reward {
-                cost_bound_bps,
-                observations,
-            } => RewardScale::of_value(input.business_value_microunits, cost_bound_bps)
-                .map(|scale| (scale, observations)),
-        };
-        Ok(Step {
-            note,
-            input: adapted,
+        // A decided tier is never improbable.
+        debug_assert!(propensity.numerator > 0 && propensity.numerator <= propensity.denominator);
+        Ok(Derived {
             decision,
-            scale,
+            propensity,
+            own,
+            client,
+            input: adapted,
         })
     }
 
     /// The decision of `step` was logged at `sequence`: it now waits for its outcome.
     pub(crate) fn logged(&mut self, sequence: u64, step: Step) {
+        self.waits(sequence, step.decision, step.note.features, step.scale);
+    }
+
+    /// The reward scale and observations per outcome a decision whose request is
+    /// worth `business_value_microunits` learns on (`None` with success feedback).
+    fn scale_of(&self, business_value_microunits: i64) -> Option<(RewardScale, u32)> {
+        match self.setup.feedback {
+            AdaptiveFeedback::Success => None,
+            AdaptiveFeedback::Reward {
+                cost_bound_bps,
+                observations,
+            } => RewardScale::of_value(business_value_microunits, cost_bound_bps)
+                .map(|scale| (scale, observations)),
+        }
+    }
+
+    fn waits(
+        &mut self,
+        sequence: u64,
+        decision: Decision,
+        features: Vec<i32>,
+        scale: Option<(RewardScale, u32)>,
+    ) {
         debug_assert!(self.pending.len() < MAX_ADAPTIVE_PENDING);
         let previous = self.pending.insert(
             sequence,
             Pending {
-                decision: step.decision,
-                features: step.note.features,
-                scale: step.scale,
+                decision,
+                features,
+                scale,
             },
         );
         debug_assert!(previous.is_none(), "a sequence number is never reused");
@@ -384,67 +462,79 @@ impl AdaptiveReplay {
             label: note.label.as_deref(),
             features: &note.features,
         };
-        let step = state
-            .step(&caller, request)
+        let d = state
+            .derive(&caller, request)
             .map_err(|e| mismatch(sequence, AdaptiveMismatch::Input, e.to_string()))?;
-        let d = &step.note;
-        let check = |ok: bool, kind: AdaptiveMismatch, what: String| {
+        let check = |ok: bool, kind: AdaptiveMismatch, what: &dyn Fn() -> String| {
             if ok {
                 Ok(())
             } else {
-                Err(mismatch(sequence, kind, what))
+                Err(mismatch(sequence, kind, what()))
             }
         };
         check(
-            d.regime == note.regime,
+            d.decision.regime == note.regime,
             AdaptiveMismatch::Regime,
-            format!("regime {} logged, {} derived", note.regime, d.regime),
+            &|| {
+                format!(
+                    "regime {} logged, {} derived",
+                    note.regime, d.decision.regime
+                )
+            },
         )?;
         check(
-            d.draw == note.draw && d.explored == note.explored && d.static_tier == note.static_tier,
+            d.decision.draw == note.draw
+                && d.decision.explored == note.explored
+                && state.setup.static_tier == note.static_tier,
             AdaptiveMismatch::Draw,
-            format!(
-                "exploration draw {:?} (explored {}) logged, {:?} (explored {}) derived",
-                note.draw, note.explored, d.draw, d.explored
-            ),
+            &|| {
+                format!(
+                    "exploration draw {:?} (explored {}) logged, {:?} (explored {}) derived",
+                    note.draw, note.explored, d.decision.draw, d.decision.explored
+                )
+            },
         )?;
+        check(d.decision.arm == note.tier, AdaptiveMismatch::Draw, &|| {
+            format!("tier {} logged, {} derived", note.tier, d.decision.arm)
+        })?;
         check(
-            d.tier == note.tier,
-            AdaptiveMismatch::Draw,
-            format!("tier {} logged, {} derived", note.tier, d.tier),
-        )?;
-        check(
-            d.floor_suggested_bps == note.floor_suggested_bps
-                && d.floor_bps == note.floor_bps
-                && d.client_floor_overrode == note.client_floor_overrode,
+            d.own == note.floor_suggested_bps
+                && d.decision.floor_bps == note.floor_bps
+                && d.client_overrode() == note.client_floor_overrode,
             AdaptiveMismatch::Floor,
-            format!(
-                "floor {} (suggested {}, client overrode {}) logged, {} (suggested {}, client overrode {}) derived",
-                note.floor_bps,
-                note.floor_suggested_bps,
-                note.client_floor_overrode,
-                d.floor_bps,
-                d.floor_suggested_bps,
-                d.client_floor_overrode
-            ),
+            &|| {
+                format!(
+                    "floor {} (suggested {}, client overrode {}) logged, {} (suggested {}, client overrode {}) derived",
+                    note.floor_bps,
+                    note.floor_suggested_bps,
+                    note.client_floor_overrode,
+                    d.decision.floor_bps,
+                    d.own,
+                    d.client_overrode()
+                )
+            },
         )?;
         check(
-            d.propensity_numerator == note.propensity_numerator
-                && d.propensity_denominator == note.propensity_denominator,
+            d.propensity.numerator == note.propensity_numerator
+                && d.propensity.denominator == note.propensity_denominator,
             AdaptiveMismatch::Propensity,
-            format!(
-                "propensity {}/{} logged, {}/{} derived",
-                note.propensity_numerator,
-                note.propensity_denominator,
-                d.propensity_numerator,
-                d.propensity_denominator
-            ),
+            &|| {
+                format!(
+                    "propensity {}/{} logged, {}/{} derived",
+                    note.propensity_numerator,
+                    note.propensity_denominator,
+                    d.propensity.numerator,
+                    d.propensity.denominator
+                )
+            },
         )?;
         check(
-            step.input == record.audit.input,
+            d.input == record.audit.input,
             AdaptiveMismatch::Input,
-            "the kernel input is not the caller's input with the engine's floor and tier"
-                .to_owned(),
+            &|| {
+                "the kernel input is not the caller's input with the engine's floor and tier"
+                    .to_owned()
+            },
         )?;
         if state.pending_full() {
             return Err(mismatch(
@@ -453,7 +543,8 @@ impl AdaptiveReplay {
                 "more adaptive decisions wait for an outcome than the gate allows".to_owned(),
             ));
         }
-        state.logged(sequence, step);
+        let scale = state.scale_of(d.input.business_value_microunits);
+        state.waits(sequence, d.decision, note.features.clone(), scale);
         self.decisions += 1;
         Ok(())
     }
