@@ -94,7 +94,7 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
     runtime.block_on(async {
         let text = format!(
             "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
-             [models.m]\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality = \"0.5\"\n\n\
+             [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\np95_latency_ms = 0\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.display().to_string(),
             mock_url,
