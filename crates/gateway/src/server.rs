@@ -120,7 +120,8 @@ impl Gateway {
             SealedPolicy::new(compiled.policy.clone()),
         )
         .policy_names(compiled.names.clone())
-        .group_commit_window(Duration::from_micros(config.server.group_commit_window_us));
+        .group_commit_window(Duration::from_micros(config.server.group_commit_window_us))
+        .sync_concurrency(config.server.group_commit_syncs);
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
