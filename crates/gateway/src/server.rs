@@ -379,7 +379,7 @@ impl Gateway {
         for (name, help, value) in [
             (
                 "calybris_gateway_log_batches_total",
-                "Group-commit batches written and fdatasynced.",
+                "Group-commit batches written (each covered by a data fdatasync).",
                 stats.batches,
             ),
             (
@@ -394,8 +394,13 @@ impl Gateway {
             ),
             (
                 "calybris_gateway_log_data_sync_nanoseconds_total",
-                "Time in the batches' data fdatasyncs, nanoseconds.",
+                "Time in the data fdatasyncs (overlapping ones each counted), nanoseconds.",
                 stats.data_sync_nanos,
+            ),
+            (
+                "calybris_gateway_log_data_syncs_total",
+                "Data fdatasyncs (one covers every batch written before it began).",
+                stats.data_syncs,
             ),
             (
                 "calybris_gateway_log_watermarks_total",
