@@ -1176,7 +1176,9 @@ struct Acker<S: Storage, G> {
 impl<S: Storage, G> Acker<S, G> {
     fn run(mut self) {
         while let Some(point) = self.next_point() {
-            debug_assert!(point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence);
+            debug_assert!(
+                point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence
+            );
             let writing = Instant::now();
             let result = self.ack.write(point);
             let counters = &self.core.counters;

@@ -173,7 +173,12 @@ fn records_after_a_lagging_watermark_are_kept<B: DirBackend>() {
     let durable = wal.durable_anchor();
     wal.close().expect("close");
     backend.set_ack_bytes(Some(stale));
-    let last = *backend.dir().list_segments().expect("list").last().expect("a segment");
+    let last = *backend
+        .dir()
+        .list_segments()
+        .expect("list")
+        .last()
+        .expect("a segment");
     let mut bytes = backend.segment_bytes(last);
     let cut = bytes.len() as u64;
     // Half a frame of the next batch: a torn write after the last data sync.
