@@ -114,6 +114,7 @@ pub struct GateConfig {
     key: Option<WalKey>,
     tenants: Vec<(String, u64)>,
     window: Duration,
+    sync_concurrency: usize,
     snapshot_every_records: u64,
     reopen_holds: ReopenHolds,
     retention: Retention,
@@ -138,6 +139,7 @@ impl GateConfig {
             key: None,
             tenants: Vec::new(),
             window: DEFAULT_WINDOW,
+            sync_concurrency: calybris_wal::DEFAULT_SYNC_CONCURRENCY,
             snapshot_every_records: DEFAULT_SNAPSHOT_EVERY_RECORDS,
             reopen_holds: ReopenHolds::Release,
             retention: Retention::KeepAll,
@@ -221,6 +223,15 @@ impl GateConfig {
     #[must_use]
     pub fn group_commit_window(mut self, window: Duration) -> Self {
         self.window = window;
+        self
+    }
+
+    /// How many data fdatasyncs of the log may be in flight at once (default
+    /// [`calybris_wal::DEFAULT_SYNC_CONCURRENCY`]; 0 syncs inline, one at a time;
+    /// see [`calybris_wal::DurableConfig::sync_concurrency`]).
+    #[must_use]
+    pub fn sync_concurrency(mut self, syncs: usize) -> Self {
+        self.sync_concurrency = syncs;
         self
     }
 
@@ -596,6 +607,7 @@ impl Gate {
         let wal_config = DurableConfig {
             key: config.key.clone(),
             window: config.window,
+            sync_concurrency: config.sync_concurrency,
             segment_limit_bytes: config.segment_limit_bytes,
             start_anchor,
             ..DurableConfig::default()

@@ -4,10 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p calybris-gateway --example load -- \
-//!     [REQUESTS] [CONNECTIONS] [PACED_RATE] [GATEWAY_THREADS] [WINDOW_US]
+//!     [REQUESTS] [CONNECTIONS] [PACED_RATE] [GATEWAY_THREADS] [WINDOW_US] [SYNCS]
 //! ```
 //! (defaults 20,000 requests, 256 connections, 2,000 requests/s for the paced phase, 2
-//! gateway worker threads, the default group-commit window of 200 microseconds).
+//! gateway worker threads, the default group-commit window of 200 microseconds, 2
+//! data fdatasyncs in flight at once: `[server] group_commit_syncs`).
 //!
 //! Three processes, so that each one's CPU time can be read apart: this one drives the
 //! load (a lean keep-alive HTTP/1 client, hyper, one task per connection, one tokio
@@ -51,6 +52,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
+/// The allocator of the `calybris` binary (its default `mimalloc` feature), so these
+/// figures are the served binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "sk-load";
 const IDLE_CONNECTIONS: usize = 1_000;
 
@@ -58,7 +64,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--role-mock") => role_mock(),
-        Some("--role-gateway") => role_gateway(&args[1], &args[2], &args[3], &args[4]),
+        Some("--role-gateway") => role_gateway(&args[1], &args[2], &args[3], &args[4], &args[5]),
         _ => drive(&args),
     }
 }
@@ -89,7 +95,7 @@ fn role_mock() {
     });
 }
 
-fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
+fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str, syncs: &str) {
     let threads: usize = threads.parse().expect("threads");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -108,8 +114,8 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
             .map(|a| format!("request_archive = {:?}\n", a.display().to_string()))
             .unwrap_or_default();
         let text = format!(
-            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\n{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
-             [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\n\n\
+            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\ngroup_commit_syncs = {syncs}\n{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+             [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\np95_latency_ms = 0\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.join("gate").display().to_string(),
             mock_url,
@@ -139,10 +145,12 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str) {
         let stats = gateway.gate().log_stats();
         let per = |total: u64, n: u64| total as f64 / n.max(1) as f64;
         println!(
-            "log: {} batches, {:.1} records per batch, data fdatasync mean {:.3} ms, watermark write+fdatasync mean {:.3} ms",
+            "log: {} batches, {:.1} records per batch, {} data fdatasyncs (mean {:.3} ms), {} watermark writes (write+fdatasync mean {:.3} ms)",
             stats.batches,
             per(stats.records, stats.batches),
-            per(stats.data_sync_nanos, stats.batches) / 1e6,
+            stats.data_syncs,
+            per(stats.data_sync_nanos, stats.data_syncs) / 1e6,
+            stats.watermarks,
             per(stats.watermark_sync_nanos, stats.watermarks) / 1e6
         );
         gateway.close().expect("close");
@@ -350,6 +358,7 @@ fn drive(args: &[String]) {
     let paced = arg(2, 2_000.0).max(1.0);
     let threads = (arg(3, 2.0) as usize).max(1);
     let window_us = arg(4, 200.0) as u64;
+    let syncs = arg(5, 2.0) as usize;
     let dir = std::env::temp_dir().join(format!("calybris-gateway-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (mock, mock_url) = Proc::spawn(&["--role-mock"]);
@@ -359,6 +368,7 @@ fn drive(args: &[String]) {
         &dir.display().to_string(),
         &threads.to_string(),
         &window_us.to_string(),
+        &syncs.to_string(),
     ]);
     let mock_addr = mock_url
         .trim_start_matches("http://")
@@ -389,7 +399,7 @@ fn drive(args: &[String]) {
         let _ = run(direct.clone(), body.clone(), connections * 8, connections, None).await;
         let _ = run(through.clone(), body.clone(), connections * 8, connections, None).await;
         println!(
-            "{requests} requests per phase, {connections} connections, loopback, gateway threads {threads}, group-commit window {window_us} us"
+            "{requests} requests per phase, {connections} connections, loopback, gateway threads {threads}, group-commit window {window_us} us, {syncs} syncs in flight"
         );
         let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
         let mock_cpu = mock.cpu();

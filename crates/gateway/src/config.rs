@@ -8,6 +8,7 @@
 //! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
 //! group_commit_window_us = 200     # the gate log's group-commit window
 //! log_key_file = "gate.key"        # optional: HMAC-key the gate log (the key's FILE, never the key)
+//! group_commit_syncs = 2            # data fdatasyncs in flight at once
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -138,10 +139,12 @@ pub struct ServerConfig {
     /// a request only from its archived body.
     #[serde(default)]
     pub request_archive: Option<PathBuf>,
-    /// The gate log's group-commit window, microseconds: how long the log waits after
-    /// a batch's first record before writing and syncing it (records arriving during
-    /// a sync join the next batch whatever the window). Smaller: less latency at low
-    /// load; larger: bigger batches.
+    /// The gate log's group-commit window, microseconds. Adaptive: a record that
+    /// finds no sync in flight is written and synced at once; while syncs are in
+    /// flight, a batch waits up to this long after its first record before it starts
+    /// another, overlapping sync (records arriving while every sync slot is busy join
+    /// the next batch whatever the window). Smaller: less latency under load; larger:
+    /// fewer, bigger syncs.
     #[serde(default = "default_window_us")]
     pub group_commit_window_us: u64,
     /// A file holding the gate log's HMAC key (32 bytes or more, used as they are),
@@ -150,6 +153,16 @@ pub struct ServerConfig {
     /// verify`, `show` and `replay` then need `--key-file` with the same file.
     #[serde(default)]
     pub log_key_file: Option<PathBuf>,
+    /// How many of the gate log's data fdatasyncs may be in flight at once (default
+    /// 2; 0: one at a time, inline). A sync covers every batch written before it, so
+    /// a second sync lets a batch become durable without waiting for the previous
+    /// batch's sync to return.
+    #[serde(default = "default_syncs")]
+    pub group_commit_syncs: usize,
+}
+
+const fn default_syncs() -> usize {
+    calybris_wal::DEFAULT_SYNC_CONCURRENCY
 }
 
 const fn default_window_us() -> u64 {
@@ -188,6 +201,7 @@ impl Default for ServerConfig {
             request_archive: None,
             group_commit_window_us: default_window_us(),
             log_key_file: None,
+            group_commit_syncs: default_syncs(),
         }
     }
 }

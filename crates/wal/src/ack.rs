@@ -3,9 +3,14 @@
 //! acknowledged as durable. The byte layout is [`AckSlot`] in `format.rs`; this
 //! module reads and writes it through [`Storage`].
 //!
-//! Writers update it after a batch's data is synced and before any ticket of the
-//! batch is completed, so every acknowledged record is at or before it. Recovery
-//! refuses damage at or before it and cuts only what follows it.
+//! It is a lower bound of what was acknowledged: writers update it only after the
+//! data it names is synced, so it never runs ahead of durable data. The
+//! single-file [`WalWriter`](crate::WalWriter) writes it before `sync` returns;
+//! the group-commit [`DurableWal`](crate::DurableWal) completes tickets as soon as
+//! their data is synced and writes the watermark afterwards, off the
+//! acknowledgement path, so acknowledged records may follow it (by the batches
+//! synced while one watermark write was in flight). Recovery refuses damage at or
+//! before it, keeps every verified record after it, and cuts only a torn tail.
 
 use std::io;
 

@@ -1,6 +1,8 @@
 //! Group commit: [`DurableWal`] lets many threads append at once and acknowledges
-//! each record once it is durable, with one write and one fdatasync per batch,
-//! then one watermark write and fdatasync (pipelined with the next batch).
+//! each record once its data is durable: one write per batch and one fdatasync
+//! covering it, with up to [`DurableConfig::sync_concurrency`] fdatasyncs in
+//! flight at once; the acknowledgement watermark follows behind, off the
+//! acknowledgement path (it is a lower bound of what was acknowledged).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -24,12 +26,23 @@ use crate::format::{AckPoint, SegmentHeader, WalKey, encode_frame};
 use crate::reader::{Frame, FrameReader};
 use crate::recovery::{Recovery, WalAnchor};
 use crate::segmented::SegmentedFrames;
-use crate::storage::{Directory, FsDirectory, Storage};
+use crate::storage::{Directory, FsDirectory, Storage, SyncHandle};
 use crate::writer::encode_record;
 
-/// Default group-commit window: how long the flusher waits after the first record
-/// of a batch arrives before it writes the batch.
+/// Default group-commit window. The window is adaptive: a batch is written at once
+/// when no sync is in flight (a lone record never waits for a timer); while syncs
+/// are in flight and a sync slot is free, the flusher waits up to the window after
+/// the batch's first record for more records before it starts an overlapping sync;
+/// while every slot is busy, records gather until one frees.
 pub const DEFAULT_WINDOW: Duration = Duration::from_micros(200);
+
+/// Default number of data fdatasyncs that may be in flight at once (see
+/// [`DurableConfig::sync_concurrency`]).
+pub const DEFAULT_SYNC_CONCURRENCY: usize = 2;
+
+/// Upper bound of [`DurableConfig::sync_concurrency`] (larger values are clamped):
+/// one thread per slot.
+pub const MAX_SYNC_CONCURRENCY: usize = 16;
 
 /// Default byte budget of a batch: the flusher writes as soon as this many bytes
 /// are pending, without waiting for the window to close.
@@ -48,8 +61,15 @@ pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 pub struct DurableConfig {
     /// HMAC key, or `None` for the unkeyed (SHA-256) chain.
     pub key: Option<WalKey>,
-    /// Group-commit window.
+    /// Group-commit window (adaptive: see [`DEFAULT_WINDOW`]).
     pub window: Duration,
+    /// How many data fdatasyncs may be in flight at once, each on its own thread
+    /// (clamped to [`MAX_SYNC_CONCURRENCY`]). A sync covers every batch written
+    /// before it began, so overlapping syncs let a new batch become durable without
+    /// waiting for the previous batch's sync to return. 0: the flusher syncs
+    /// inline, one sync at a time (also what happens for a storage without a
+    /// [`Storage::sync_handle`]).
+    pub sync_concurrency: usize,
     /// Batch byte budget.
     pub batch_budget_bytes: usize,
     /// Segment size limit.
@@ -68,6 +88,7 @@ impl Default for DurableConfig {
         Self {
             key: None,
             window: DEFAULT_WINDOW,
+            sync_concurrency: DEFAULT_SYNC_CONCURRENCY,
             batch_budget_bytes: DEFAULT_BATCH_BUDGET_BYTES,
             segment_limit_bytes: DEFAULT_SEGMENT_LIMIT_BYTES,
             anchor: None,
@@ -81,14 +102,18 @@ impl Default for DurableConfig {
 /// their data and watermark syncs took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DurableStats {
-    /// Batches written and synced (one write and one fdatasync each).
+    /// Batches written (one write each; each covered by a data fdatasync).
     pub batches: u64,
     /// Records in those batches.
     pub records: u64,
     /// Bytes in those batches.
     pub bytes: u64,
-    /// Total time in the batches' data fdatasyncs, nanoseconds.
+    /// Total time in the data fdatasyncs, nanoseconds (overlapping syncs each
+    /// count their own time).
     pub data_sync_nanos: u64,
+    /// Data fdatasyncs (one may cover several batches written while every sync
+    /// slot was busy).
+    pub data_syncs: u64,
     /// Watermark writes (each one write and one fdatasync of the `ACK` file).
     pub watermarks: u64,
     /// Total time in the watermark writes and fdatasyncs, nanoseconds.
@@ -101,6 +126,7 @@ struct Counters {
     records: AtomicU64,
     bytes: AtomicU64,
     data_sync_nanos: AtomicU64,
+    data_syncs: AtomicU64,
     watermarks: AtomicU64,
     watermark_sync_nanos: AtomicU64,
 }
@@ -135,15 +161,24 @@ struct State {
     first_pending_at: Option<Instant>,
     appended: WalAnchor,
     durable: WalAnchor,
+    /// The position the watermark file last recorded (at or before `durable`).
+    watermarked: WalAnchor,
     poisoned: Option<(io::ErrorKind, String)>,
     closing: bool,
     /// The newest position whose data is synced but whose watermark is not
     /// written yet (latest wins: one watermark write covers every batch before it).
     ack_pending: Option<AckPoint>,
+    /// The newest written batch end no sync has claimed yet (latest wins: one sync
+    /// covers every batch written before it).
+    sync_target: Option<SyncTarget>,
+    /// Sync slots in use: syncs running, plus one for an unclaimed `sync_target`.
+    busy_syncs: usize,
+    /// Sync threads that have exited.
+    syncers_exited: usize,
     /// Set by the data flusher as it exits.
     data_exited: bool,
-    /// Set by the watermark thread as it exits (after the data flusher); after
-    /// that nothing more becomes durable.
+    /// Set once the flusher and every sync thread have exited; after that nothing
+    /// more becomes durable.
     flusher_exited: bool,
     segments_created: u64,
     /// First sequence of the segment the flusher writes to.
@@ -172,11 +207,21 @@ impl State {
     }
 }
 
+/// A written batch end and the handle whose sync makes it durable.
+#[derive(Debug, Clone)]
+struct SyncTarget {
+    point: AckPoint,
+    handle: Arc<dyn SyncHandle>,
+}
+
 #[derive(Debug)]
 struct Core {
     state: Mutex<State>,
-    /// The flusher waits here for work; appenders notify it.
+    /// The flusher waits here for work (appenders notify it) and for a free sync
+    /// slot (sync threads notify it).
     work: Condvar,
+    /// Sync threads wait here for a written batch.
+    sync_work: Condvar,
     /// Ticket holders wait here; the flusher notifies after each batch.
     done: Condvar,
     /// Appenders wait here while the pending buffer is full.
@@ -186,6 +231,8 @@ struct Core {
     key: Option<WalKey>,
     window: Duration,
     batch_budget_bytes: usize,
+    /// Sync threads (0: the flusher syncs inline).
+    sync_slots: usize,
     counters: Counters,
 }
 
@@ -203,10 +250,48 @@ impl Core {
         self.done.notify_all();
         self.room.notify_all();
         self.work.notify_all();
+        self.sync_work.notify_all();
         self.ack_work.notify_all();
         for waker in wakers {
             waker.wake();
         }
+    }
+
+    /// Records that a sync covering `point` returned: moves the durable position
+    /// (never backwards: overlapping syncs may return out of order), hands the
+    /// point to the watermark thread, and completes the tickets it covers.
+    fn made_durable(&self, point: AckPoint) {
+        let wakers = {
+            let mut state = self.state.lock();
+            if point.anchor.next_sequence > state.durable.next_sequence {
+                debug_assert!(point.anchor.next_sequence <= state.appended.next_sequence);
+                debug_assert!(
+                    state
+                        .ack_pending
+                        .is_none_or(|p| p.anchor.next_sequence < point.anchor.next_sequence)
+                );
+                state.durable = point.anchor;
+                state.ack_pending = Some(point);
+            }
+            state.take_ready_wakers()
+        };
+        self.ack_work.notify_one();
+        self.done.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Poisons the log with `error` and wakes everyone.
+    fn poison(&self, error: &io::Error) {
+        let wakers = {
+            let mut state = self.state.lock();
+            state
+                .poisoned
+                .get_or_insert((error.kind(), error.to_string()));
+            state.take_ready_wakers()
+        };
+        self.wake_all(wakers);
     }
 
     /// What a ticket for `sequence` resolves to now; `None` while pending.
@@ -356,19 +441,24 @@ thread_local! {
 /// rotation, in a directory of segment files and one watermark file (`ACK`).
 ///
 /// `append` encodes and chains the record and returns a [`Ticket`]; one
-/// background flusher thread writes everything that arrived within the window
-/// (or the byte budget) with one write and one fdatasync, and hands the synced
-/// position to a second thread that writes it into the watermark file and
-/// fdatasyncs that, then wakes the tickets. The watermark sync of one batch
-/// overlaps the data write and sync of the next; one watermark write covers
-/// every batch synced before it. A failed write or sync (data or watermark)
-/// poisons the log: every waiting ticket and every later append gets
-/// [`WalError::Poisoned`]; reopening recovers to the last durable record.
+/// background flusher thread writes what is pending as one batch (at once when no
+/// sync is in flight, else after the adaptive window, see [`DEFAULT_WINDOW`]) and
+/// hands the written position to one of [`DurableConfig::sync_concurrency`] sync
+/// threads, whose fdatasync covers every batch written before it; when it
+/// returns, the tickets it covers complete. A watermark thread then writes the
+/// newest durable position into the watermark file and fdatasyncs that, off the
+/// acknowledgement path: the watermark is a lower bound of what was acknowledged
+/// (recovery refuses damage at or before it, and records after it are kept when
+/// they verify; see `docs/SPECIFICATION.md`). One watermark write covers every
+/// batch synced before it. A failed write or sync (data or watermark) poisons the
+/// log: every waiting ticket and every later append gets [`WalError::Poisoned`];
+/// reopening recovers every acknowledged record.
 #[derive(Debug)]
 pub struct DurableWal<T: ?Sized, D: Directory = FsDirectory> {
     core: Arc<Core>,
     dir: Arc<D>,
     flusher: Option<JoinHandle<()>>,
+    syncers: Vec<JoinHandle<()>>,
     acker: Option<JoinHandle<()>>,
     recovery: Recovery,
     _record: PhantomData<fn(&T)>,
@@ -499,15 +589,25 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
                 AckWriter::new(ack, config.key.clone(), 1, point)
             }
         };
+        let handle = storage.sync_handle()?;
+        let sync_slots = if handle.is_some() {
+            config.sync_concurrency.min(MAX_SYNC_CONCURRENCY)
+        } else {
+            0
+        };
         let core = Arc::new(Core {
             state: Mutex::new(State {
                 pending: Vec::new(),
                 first_pending_at: None,
                 appended: position,
                 durable: position,
+                watermarked: position,
                 poisoned: None,
                 closing: false,
                 ack_pending: None,
+                sync_target: None,
+                busy_syncs: 0,
+                syncers_exited: 0,
                 data_exited: false,
                 flusher_exited: false,
                 segments_created: 0,
@@ -516,12 +616,14 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
                 next_waker_id: 0,
             }),
             work: Condvar::new(),
+            sync_work: Condvar::new(),
             done: Condvar::new(),
             room: Condvar::new(),
             ack_work: Condvar::new(),
             key: config.key.clone(),
             window: config.window,
             batch_budget_bytes: config.batch_budget_bytes.max(1),
+            sync_slots,
             counters: Counters::default(),
         });
         let dir = Arc::new(dir);
@@ -529,6 +631,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             core: Arc::clone(&core),
             dir: Arc::clone(&dir),
             storage,
+            handle,
             segment,
             segment_len_bytes,
             segment_limit_bytes: config.segment_limit_bytes,
@@ -541,17 +644,49 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         let acker = std::thread::Builder::new()
             .name("calybris-wal-ack".into())
             .spawn(move || acker.run())?;
+        // Threads that could not start are counted as exited, so the others finish.
+        let shut_down = |core: &Arc<Core>, syncers: Vec<JoinHandle<()>>, missing: usize| {
+            {
+                let mut state = core.state.lock();
+                state.data_exited = true;
+                state.closing = true;
+                state.syncers_exited += missing;
+            }
+            core.wake_all(Vec::new());
+            for syncer in syncers {
+                let _ = syncer.join();
+            }
+            let mut state = core.state.lock();
+            if state.syncers_exited == core.sync_slots {
+                state.flusher_exited = true;
+            }
+            drop(state);
+            core.wake_all(Vec::new());
+        };
+        let mut syncers = Vec::with_capacity(sync_slots);
+        for slot in 0..sync_slots {
+            let syncer = Syncer {
+                core: Arc::clone(&core),
+            };
+            match std::thread::Builder::new()
+                .name(format!("calybris-wal-sync-{slot}"))
+                .spawn(move || syncer.run())
+            {
+                Ok(handle) => syncers.push(handle),
+                Err(error) => {
+                    shut_down(&core, syncers, sync_slots - slot);
+                    let _ = acker.join();
+                    return Err(WalError::Io(error));
+                }
+            }
+        }
         let flusher = match std::thread::Builder::new()
             .name("calybris-wal-flusher".into())
             .spawn(move || flusher.run())
         {
             Ok(handle) => handle,
             Err(error) => {
-                let mut state = core.state.lock();
-                state.data_exited = true;
-                state.closing = true;
-                drop(state);
-                core.ack_work.notify_all();
+                shut_down(&core, syncers, 0);
                 let _ = acker.join();
                 return Err(WalError::Io(error));
             }
@@ -560,6 +695,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             core,
             dir,
             flusher: Some(flusher),
+            syncers,
             acker: Some(acker),
             recovery,
             _record: PhantomData,
@@ -649,6 +785,14 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         self.core.state.lock().durable
     }
 
+    /// The position the acknowledgement watermark last recorded: at or before
+    /// [`DurableWal::durable_anchor`], which it follows off the acknowledgement
+    /// path (a lower bound of what was acknowledged).
+    #[must_use]
+    pub fn watermarked_anchor(&self) -> WalAnchor {
+        self.core.state.lock().watermarked
+    }
+
     /// The position after the last appended record.
     #[must_use]
     pub fn appended_anchor(&self) -> WalAnchor {
@@ -665,6 +809,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             records: counters.records.load(Ordering::Relaxed),
             bytes: counters.bytes.load(Ordering::Relaxed),
             data_sync_nanos: counters.data_sync_nanos.load(Ordering::Relaxed),
+            data_syncs: counters.data_syncs.load(Ordering::Relaxed),
             watermarks: counters.watermarks.load(Ordering::Relaxed),
             watermark_sync_nanos: counters.watermark_sync_nanos.load(Ordering::Relaxed),
         }
@@ -761,9 +906,13 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         self.core.state.lock().closing = true;
         self.core.wake_all(Vec::new());
         let mut panicked = false;
-        for handle in [self.flusher.take(), self.acker.take()]
+        let syncers = std::mem::take(&mut self.syncers);
+        for handle in self
+            .flusher
+            .take()
             .into_iter()
-            .flatten()
+            .chain(syncers)
+            .chain(self.acker.take())
         {
             // The threads do not panic on any input; if one did, the poisoned
             // state below still tells waiters the truth.
@@ -787,9 +936,13 @@ impl<T: ?Sized, D: Directory> Drop for DurableWal<T, D> {
     fn drop(&mut self) {
         self.core.state.lock().closing = true;
         self.core.wake_all(Vec::new());
-        for handle in [self.flusher.take(), self.acker.take()]
+        let syncers = std::mem::take(&mut self.syncers);
+        for handle in self
+            .flusher
+            .take()
             .into_iter()
-            .flatten()
+            .chain(syncers)
+            .chain(self.acker.take())
         {
             let _ = handle.join();
         }
@@ -802,11 +955,13 @@ impl<T: ?Sized, D: Directory> Drop for DurableWal<T, D> {
     }
 }
 
-/// The data thread: it alone touches the segments.
+/// The data thread: it alone writes the segments.
 struct Flusher<D: Directory> {
     core: Arc<Core>,
     dir: Arc<D>,
     storage: D::Storage,
+    /// Syncs the current segment from a sync thread (`None`: inline syncs).
+    handle: Option<Arc<dyn SyncHandle>>,
     segment: u64,
     segment_len_bytes: u64,
     segment_limit_bytes: u64,
@@ -818,6 +973,9 @@ impl<D: Directory> Flusher<D> {
         let wakers = {
             let mut state = self.core.state.lock();
             state.data_exited = true;
+            if state.syncers_exited == self.core.sync_slots {
+                state.flusher_exited = true;
+            }
             state.take_ready_wakers()
         };
         self.core.wake_all(wakers);
@@ -825,6 +983,8 @@ impl<D: Directory> Flusher<D> {
 
     fn flush_until_closed_or_poisoned(&mut self) {
         let mut batch = Vec::new();
+        // Nothing is written or synced before this thread runs, so the durable
+        // position is where the first batch starts (appends may already be pending).
         let mut previous_end = self.core.state.lock().durable.next_sequence;
         while let Some(batch_end) = self.next_batch(&mut batch) {
             debug_assert!(batch_end.next_sequence > previous_end);
@@ -832,31 +992,18 @@ impl<D: Directory> Flusher<D> {
             previous_end = batch_end.next_sequence;
             let result = self.write_batch(&batch, batch_end, records);
             batch.clear();
-            let mut state = self.core.state.lock();
-            match result {
-                Ok(point) => {
-                    debug_assert!(
-                        state
-                            .ack_pending
-                            .is_none_or(|p| p.anchor.next_sequence < point.anchor.next_sequence)
-                    );
-                    state.ack_pending = Some(point);
-                    drop(state);
-                    self.core.ack_work.notify_one();
-                }
-                Err(error) => {
-                    state.poisoned = Some((error.kind(), error.to_string()));
-                    let wakers = state.take_ready_wakers();
-                    drop(state);
-                    self.core.wake_all(wakers);
-                    return;
-                }
+            if let Err(error) = result {
+                self.core.poison(&error);
+                return;
             }
         }
     }
 
-    /// Waits for a batch (window closed, budget reached, or closing) and moves it
-    /// into `batch`; `None` when the log is closing with nothing pending.
+    /// Waits for a batch and moves it into `batch`; `None` when the log is closing
+    /// with nothing pending (or poisoned). The window is adaptive: with no sync in
+    /// flight the batch goes at once; with a free sync slot it goes once its first
+    /// record has waited the window (or the byte budget is reached, or the log is
+    /// closing); with every slot busy it waits for one to free.
     fn next_batch(&self, batch: &mut Vec<u8>) -> Option<WalAnchor> {
         let core = &*self.core;
         let mut state = core.state.lock();
@@ -866,6 +1013,14 @@ impl<D: Directory> Flusher<D> {
             }
             match state.first_pending_at {
                 Some(first) if !state.pending.is_empty() => {
+                    debug_assert!(state.busy_syncs <= core.sync_slots);
+                    if core.sync_slots == 0 || state.busy_syncs == 0 {
+                        break;
+                    }
+                    if state.busy_syncs >= core.sync_slots {
+                        core.work.wait(&mut state);
+                        continue;
+                    }
                     if state.closing || state.pending.len() >= core.batch_budget_bytes {
                         break;
                     }
@@ -888,22 +1043,14 @@ impl<D: Directory> Flusher<D> {
         Some(state.appended)
     }
 
-    /// One write and one fdatasync; then a new segment if this one is full.
-    /// Returns the synced position for the watermark.
-    fn write_batch(
-        &mut self,
-        batch: &[u8],
-        batch_end: WalAnchor,
-        records: u64,
-    ) -> io::Result<AckPoint> {
+    /// One write; then either hands the batch end to a sync thread, or (inline
+    /// mode, or a segment about to be closed) syncs it here. A full segment is
+    /// synced before the next one is created, so only the last segment can hold
+    /// bytes that are not durable.
+    fn write_batch(&mut self, batch: &[u8], batch_end: WalAnchor, records: u64) -> io::Result<()> {
         debug_assert!(!batch.is_empty());
         self.storage.append(batch)?;
-        let syncing = Instant::now();
-        self.storage.sync_data()?;
         let counters = &self.core.counters;
-        counters
-            .data_sync_nanos
-            .fetch_add(nanos_since(syncing), Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.records.fetch_add(records, Ordering::Relaxed);
         counters
@@ -915,7 +1062,32 @@ impl<D: Directory> Flusher<D> {
             end_offset_bytes: self.segment_len_bytes,
             anchor: batch_end,
         };
-        if self.segment_len_bytes >= self.segment_limit_bytes {
+        let rotate = self.segment_len_bytes >= self.segment_limit_bytes;
+        match &self.handle {
+            Some(handle) if self.core.sync_slots > 0 && !rotate => {
+                let mut state = self.core.state.lock();
+                if state.sync_target.is_none() {
+                    state.busy_syncs += 1;
+                }
+                // The write above returned: a sync that begins after this covers it.
+                state.sync_target = Some(SyncTarget {
+                    point,
+                    handle: Arc::clone(handle),
+                });
+                drop(state);
+                self.core.sync_work.notify_one();
+            }
+            _ => {
+                let syncing = Instant::now();
+                self.storage.sync_data()?;
+                counters
+                    .data_sync_nanos
+                    .fetch_add(nanos_since(syncing), Ordering::Relaxed);
+                counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+                self.core.made_durable(point);
+            }
+        }
+        if rotate {
             let header = SegmentHeader::new(
                 self.core.key.as_ref(),
                 batch_end.next_sequence,
@@ -923,18 +1095,77 @@ impl<D: Directory> Flusher<D> {
             )
             .encode();
             self.storage = self.dir.create_segment(batch_end.next_sequence, &header)?;
+            self.handle = self.storage.sync_handle()?;
             self.segment = batch_end.next_sequence;
             self.segment_len_bytes = header.len() as u64;
             let mut state = self.core.state.lock();
             state.segments_created += 1;
             state.current_segment = self.segment;
         }
-        Ok(point)
+        Ok(())
     }
 }
 
-/// The watermark thread: it alone writes the `ACK` file, and it alone moves the
-/// durable position, so no ticket completes before the watermark covers it.
+/// A sync thread: it fdatasyncs the newest written batch end and completes the
+/// tickets that sync covers. Several run at once (one per sync slot).
+struct Syncer {
+    core: Arc<Core>,
+}
+
+impl Syncer {
+    fn run(self) {
+        while let Some(target) = self.next_target() {
+            let syncing = Instant::now();
+            let result = target.handle.sync_data();
+            let counters = &self.core.counters;
+            counters
+                .data_sync_nanos
+                .fetch_add(nanos_since(syncing), Ordering::Relaxed);
+            counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(()) => self.core.made_durable(target.point),
+                Err(error) => self.core.poison(&error),
+            }
+            {
+                let mut state = self.core.state.lock();
+                debug_assert!(state.busy_syncs > 0);
+                state.busy_syncs = state.busy_syncs.saturating_sub(1);
+            }
+            self.core.work.notify_one();
+        }
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.syncers_exited += 1;
+            debug_assert!(state.syncers_exited <= self.core.sync_slots);
+            if state.data_exited && state.syncers_exited == self.core.sync_slots {
+                state.flusher_exited = true;
+            }
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
+    }
+
+    /// Waits for a written batch end to sync; `None` once poisoned, or once the
+    /// flusher has exited with nothing left to sync.
+    fn next_target(&self) -> Option<SyncTarget> {
+        let mut state = self.core.state.lock();
+        loop {
+            if state.poisoned.is_some() {
+                return None;
+            }
+            if let Some(target) = state.sync_target.take() {
+                return Some(target);
+            }
+            if state.data_exited {
+                return None;
+            }
+            self.core.sync_work.wait(&mut state);
+        }
+    }
+}
+
+/// The watermark thread: it alone writes the `ACK` file, behind the durable
+/// position (never ahead of it): tickets complete without waiting for it.
 struct Acker<S: Storage, G> {
     core: Arc<Core>,
     ack: AckWriter<S>,
@@ -945,6 +1176,9 @@ struct Acker<S: Storage, G> {
 impl<S: Storage, G> Acker<S, G> {
     fn run(mut self) {
         while let Some(point) = self.next_point() {
+            debug_assert!(
+                point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence
+            );
             let writing = Instant::now();
             let result = self.ack.write(point);
             let counters = &self.core.counters;
@@ -952,32 +1186,19 @@ impl<S: Storage, G> Acker<S, G> {
                 .watermark_sync_nanos
                 .fetch_add(nanos_since(writing), Ordering::Relaxed);
             counters.watermarks.fetch_add(1, Ordering::Relaxed);
-            let wakers = {
-                let mut state = self.core.state.lock();
-                match result {
-                    Ok(()) => {
-                        debug_assert!(point.anchor.next_sequence >= state.durable.next_sequence);
-                        debug_assert!(point.anchor.next_sequence <= state.appended.next_sequence);
-                        state.durable = point.anchor;
-                    }
-                    Err(error) => {
-                        state.poisoned = Some((error.kind(), error.to_string()));
-                    }
+            match result {
+                Ok(()) => {
+                    let mut state = self.core.state.lock();
+                    debug_assert!(point.anchor.next_sequence >= state.watermarked.next_sequence);
+                    state.watermarked = point.anchor;
                 }
-                state.take_ready_wakers()
-            };
-            self.core.wake_all(wakers);
+                Err(error) => self.core.poison(&error),
+            }
         }
-        let wakers = {
-            let mut state = self.core.state.lock();
-            state.flusher_exited = true;
-            state.take_ready_wakers()
-        };
-        self.core.wake_all(wakers);
     }
 
-    /// Waits for a synced position to record; `None` once poisoned, or once
-    /// the data thread has exited with nothing left to record.
+    /// Waits for a durable position to record; `None` once poisoned, or once
+    /// nothing more can become durable and everything was recorded.
     fn next_point(&self) -> Option<AckPoint> {
         let mut state = self.core.state.lock();
         loop {
@@ -987,7 +1208,7 @@ impl<S: Storage, G> Acker<S, G> {
             if let Some(point) = state.ack_pending.take() {
                 return Some(point);
             }
-            if state.data_exited {
+            if state.flusher_exited {
                 return None;
             }
             self.core.ack_work.wait(&mut state);

@@ -135,8 +135,9 @@ pub use audit::{
     replay_audited_frames, replay_audited_log, replay_audited_segments,
 };
 pub use durable::{
-    DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_WINDOW, DurableConfig,
-    DurableStats, DurableWal, MAX_PENDING_BYTES, RetiredSegments, Ticket, TicketFuture,
+    DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_SYNC_CONCURRENCY,
+    DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal, MAX_PENDING_BYTES,
+    MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
 };
 pub use error::WalError;
 pub use format::{AckPoint, EntryHash, WalKey};

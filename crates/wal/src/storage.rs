@@ -17,8 +17,31 @@ use parking_lot::Mutex;
 
 use crate::error::WalError;
 
+/// Makes a segment's written bytes durable from a thread other than the one
+/// writing it, so that [`DurableWal`](crate::DurableWal) can overlap a batch's
+/// sync with the next batch's (see [`Storage::sync_handle`]).
+pub trait SyncHandle: Send + Sync + std::fmt::Debug + 'static {
+    /// Makes every byte written to the segment before this call durable
+    /// (fdatasync of the same file).
+    ///
+    /// # Errors
+    /// The storage's own failure; nothing is then known to be durable.
+    fn sync_data(&self) -> io::Result<()>;
+}
+
 /// One segment's bytes: append-only writes, positional reads, sync and truncate.
 pub trait Storage: Send + std::fmt::Debug + 'static {
+    /// A handle that syncs this storage from another thread: a sync through it
+    /// covers every byte appended before the sync began, like
+    /// [`Storage::sync_data`]. `None` (the default) when the storage has none;
+    /// the group-commit writer then syncs inline, one sync at a time.
+    ///
+    /// # Errors
+    /// The storage's own failure to make one.
+    fn sync_handle(&self) -> io::Result<Option<Arc<dyn SyncHandle>>> {
+        Ok(None)
+    }
+
     /// Current length, in bytes.
     ///
     /// # Errors
@@ -284,7 +307,21 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Syncs a [`FileStorage`]'s file through a second descriptor of it.
+#[derive(Debug)]
+struct FileSyncHandle(File);
+
+impl SyncHandle for FileSyncHandle {
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
 impl Storage for FileStorage {
+    fn sync_handle(&self) -> io::Result<Option<Arc<dyn SyncHandle>>> {
+        Ok(Some(Arc::new(FileSyncHandle(self.file.try_clone()?))))
+    }
+
     fn len_bytes(&mut self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
@@ -598,7 +635,23 @@ fn injected(what: &str) -> io::Error {
     io::Error::other(format!("injected {what} failure"))
 }
 
+impl SyncHandle for MemDisk {
+    fn sync_data(&self) -> io::Result<()> {
+        let mut state = self.state.lock();
+        if state.failing_syncs > 0 {
+            state.failing_syncs -= 1;
+            return Err(injected("sync"));
+        }
+        state.durable = state.data.clone();
+        Ok(())
+    }
+}
+
 impl Storage for MemStorage {
+    fn sync_handle(&self) -> io::Result<Option<Arc<dyn SyncHandle>>> {
+        Ok(Some(Arc::new(self.disk.clone())))
+    }
+
     fn len_bytes(&mut self) -> io::Result<u64> {
         Ok(self.disk.state.lock().data.len() as u64)
     }
@@ -632,13 +685,7 @@ impl Storage for MemStorage {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        let mut state = self.disk.state.lock();
-        if state.failing_syncs > 0 {
-            state.failing_syncs -= 1;
-            return Err(injected("sync"));
-        }
-        state.durable = state.data.clone();
-        Ok(())
+        SyncHandle::sync_data(&self.disk)
     }
 
     fn truncate(&mut self, len_bytes: u64) -> io::Result<()> {

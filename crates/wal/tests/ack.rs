@@ -112,6 +112,22 @@ impl DirBackend for MemBackend {
     }
 }
 
+/// Waits until the watermark (written off the acknowledgement path) has caught
+/// up with everything acknowledged.
+fn watermark_caught_up<D: Directory>(wal: &DurableWal<Rec, D>) {
+    for _ in 0..10_000 {
+        if wal.watermarked_anchor() == wal.durable_anchor() {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    panic!(
+        "the watermark stays at {:?}, durable {:?}",
+        wal.watermarked_anchor(),
+        wal.durable_anchor()
+    );
+}
+
 /// Writes `batches` batches of `per_batch` records, each waited for (so each
 /// is acknowledged, and its watermark written, before the next); returns the
 /// watermark file after every batch (index 0: before any record).
@@ -125,10 +141,97 @@ fn write_batches<B: DirBackend>(backend: &B, batches: u64, per_batch: u64) -> Ve
         for ticket in tickets {
             ticket.wait().expect("durable");
         }
+        watermark_caught_up(&wal);
         acks.push(backend.ack_bytes().expect("watermark"));
     }
     wal.close().expect("close");
     acks
+}
+
+// Row: acknowledged records after a lagging watermark (tickets complete on the
+// data sync; the watermark follows) -> kept, even across a rotation; only a torn
+// tail after them is cut.
+fn records_after_a_lagging_watermark_are_kept<B: DirBackend>() {
+    let backend = B::new("ack-lagging");
+    let small = DurableConfig {
+        segment_limit_bytes: 200,
+        ..config()
+    };
+    let wal = DurableWal::<Rec, _>::open_in(backend.dir(), small.clone()).expect("open");
+    for id in 0..3 {
+        wal.append_durable(&rec(id)).expect("durable");
+    }
+    watermark_caught_up(&wal);
+    assert_eq!(wal.watermarked_anchor().next_sequence, 3);
+    // The watermark as a crash leaves it when none of the later watermark writes
+    // reached the disk, though their records were acknowledged.
+    let stale = backend.ack_bytes().expect("watermark");
+    for id in 3..20 {
+        wal.append_durable(&rec(id)).expect("durable");
+    }
+    assert!(wal.segments_created() > 0, "the records rotate segments");
+    let durable = wal.durable_anchor();
+    wal.close().expect("close");
+    backend.set_ack_bytes(Some(stale));
+    let last = *backend
+        .dir()
+        .list_segments()
+        .expect("list")
+        .last()
+        .expect("a segment");
+    let mut bytes = backend.segment_bytes(last);
+    let cut = bytes.len() as u64;
+    // Half a frame of the next batch: a torn write after the last data sync.
+    bytes.extend_from_slice(&[0x21, 0, 0, 0, 0xde, 0xff]);
+    backend.set_segment_bytes(last, bytes);
+    let wal = DurableWal::<Rec, _>::open_in(backend.dir(), small).expect("reopen");
+    let Recovery::TornTail {
+        anchor,
+        valid_len_bytes,
+        acknowledged,
+        ..
+    } = wal.recovery()
+    else {
+        panic!("{:?}", wal.recovery());
+    };
+    assert_eq!(*anchor, durable, "every acknowledged record is kept");
+    assert_eq!(*valid_len_bytes, cut);
+    assert_eq!(acknowledged.records(), Some(3), "the watermark lagged");
+    assert_eq!(wal.append_durable(&rec(20)).expect("continues"), 20);
+    watermark_caught_up(&wal);
+    assert_eq!(wal.watermarked_anchor().next_sequence, 21);
+    wal.close().expect("close");
+    assert_eq!(records(&backend), (0..21).map(rec).collect::<Vec<_>>());
+}
+
+// Row: a watermark ahead of the data it names (never written by a writer, which
+// records only synced positions; what a lost suffix or a copied watermark looks
+// like) -> refused, nothing cut, even when the data ends in a torn frame.
+fn a_watermark_ahead_of_torn_data_is_refused<B: DirBackend>() {
+    let backend = B::new("ack-ahead");
+    let acks = write_batches(&backend, 2, 3);
+    let (offsets, _) = offsets(&backend);
+    // The second batch torn in its middle, under the watermark that covers it.
+    let mut bytes = backend.segment_bytes(0);
+    bytes.truncate(usize::try_from(offsets[4]).expect("fits") + 5);
+    backend.set_segment_bytes(0, bytes.clone());
+    backend.set_ack_bytes(Some(acks[2].clone()));
+    let recovery = refusal(reopen(&backend));
+    assert!(
+        matches!(
+            recovery,
+            Recovery::Corrupt {
+                sequence: Some(4),
+                reason: CorruptReason::SuffixMissing {
+                    anchored_records: 6,
+                    found_records: 4
+                },
+                ..
+            }
+        ),
+        "{recovery:?}"
+    );
+    assert_eq!(backend.segment_bytes(0), bytes, "nothing was cut");
 }
 
 /// Byte offsets of every frame of the (only) segment 0, and its length.
@@ -571,6 +674,8 @@ fn retired_segments_need_the_start_anchor<B: DirBackend>() {
 
 on_both_backends_dir!(
     clean_reports_the_watermark,
+    records_after_a_lagging_watermark_are_kept,
+    a_watermark_ahead_of_torn_data_is_refused,
     torn_incomplete_after_watermark,
     torn_zero_filled_after_watermark,
     torn_garbage_after_watermark,
@@ -693,8 +798,28 @@ fn every_bit_of_the_last_acknowledged_record_is_refused_on_real_files() {
     assert!(start > HEADER_LEN_BYTES);
 }
 
-/// A failing watermark sync poisons the log: the waiter gets the error, nothing
-/// later is acknowledged, and reopening keeps every acknowledged record.
+/// Appends until the log reports poisoned; returns the records acknowledged on
+/// the way (their data was synced before the watermark failure was seen).
+fn append_until_poisoned<D: Directory>(wal: &DurableWal<Rec, D>, from: u64) -> Vec<u64> {
+    let mut acknowledged = Vec::new();
+    for id in from..from + 10_000 {
+        match wal.append(&rec(id)).map(|ticket| ticket.wait()) {
+            Ok(Ok(sequence)) => acknowledged.push(sequence),
+            Ok(Err(WalError::Poisoned { .. })) | Err(WalError::Poisoned { .. }) => {
+                return acknowledged;
+            }
+            Ok(Err(other)) | Err(other) => panic!("expected poison, got {other}"),
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    panic!("the failed watermark never poisoned the log");
+}
+
+/// A failing watermark sync poisons the log without taking back what was
+/// acknowledged: the record's ticket completes on its data sync (the watermark
+/// follows, off the acknowledgement path), later appends are refused once the
+/// failure is seen, and reopening after a crash keeps every acknowledged record,
+/// those after the stale watermark included.
 #[test]
 fn a_failed_watermark_sync_poisons_the_log() {
     let dir = MemDirectory::new();
@@ -702,42 +827,50 @@ fn a_failed_watermark_sync_poisons_the_log() {
     for id in 0..3 {
         wal.append_durable(&rec(id)).expect("durable");
     }
+    watermark_caught_up(&wal);
     dir.ack().expect("watermark").fail_next_syncs(1);
-    let ticket = wal.append(&rec(3)).expect("append");
-    assert!(matches!(ticket.wait(), Err(WalError::Poisoned { .. })));
-    assert!(!ticket.is_durable());
-    assert!(matches!(
-        wal.append(&rec(4)),
-        Err(WalError::Poisoned { .. })
-    ));
-    assert_eq!(wal.durable_anchor().next_sequence, 3);
+    assert_eq!(wal.append_durable(&rec(3)).expect("acknowledged"), 3);
+    let later = append_until_poisoned(&wal, 4);
+    assert!(wal.durable_anchor().next_sequence >= 4);
     assert!(wal.close().is_err());
     dir.crash(calybris_wal::storage::CrashMode::DropUnsynced);
     let wal = DurableWal::<Rec, _>::open_in(dir.clone(), config()).expect("reopen");
-    assert!(wal.durable_anchor().next_sequence >= 3);
+    let acknowledged = 4 + later.len() as u64;
+    assert!(wal.durable_anchor().next_sequence >= acknowledged);
+    assert_eq!(
+        wal.recovery().acknowledged().records(),
+        Some(3),
+        "the failed watermark sync left the watermark behind the data"
+    );
     wal.close().expect("close");
     let found: Vec<Rec> = SegmentedReader::<Rec, _>::from_dir(dir, None, None)
         .expect("list")
         .map(|entry| entry.expect("verified").record)
         .collect();
-    assert_eq!(found[..3], (0..3).map(rec).collect::<Vec<_>>()[..]);
+    let expected: Vec<Rec> = (0..4)
+        .map(rec)
+        .chain(later.iter().map(|&sequence| rec(sequence)))
+        .collect();
+    assert_eq!(found[..expected.len()], expected[..]);
 }
 
-/// A failing watermark write (not only its sync) poisons too.
+/// A failing watermark write (not only its sync) poisons too; what was
+/// acknowledged before stays acknowledged.
 #[test]
 fn a_failed_watermark_write_poisons_the_log() {
     let dir = MemDirectory::new();
     let wal = DurableWal::<Rec, _>::open_in(dir.clone(), config()).expect("open");
     wal.append_durable(&rec(0)).expect("durable");
+    watermark_caught_up(&wal);
     dir.ack().expect("watermark").fail_next_writes(1);
+    assert_eq!(wal.append_durable(&rec(1)).expect("acknowledged"), 1);
+    let later = append_until_poisoned(&wal, 2);
     assert!(matches!(
-        wal.append_durable(&rec(1)),
+        wal.append(&rec(99)),
         Err(WalError::Poisoned { .. })
     ));
-    assert!(matches!(
-        wal.append(&rec(2)),
-        Err(WalError::Poisoned { .. })
-    ));
+    assert_eq!(wal.watermarked_anchor().next_sequence, 1);
+    assert!(wal.durable_anchor().next_sequence >= 2 + later.len() as u64);
 }
 
 /// The single-file writer keeps `<file>.ack`: a flipped bit in its last synced
