@@ -280,12 +280,17 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
         let stdout = child.stdout.take().ok_or("child stdout is piped")?;
         let mut last_ack = None;
         let mut acks = 0_u64;
-        for line in BufReader::new(stdout).lines() {
+        // The most records this child reported applying.
+        let mut printed = 0_u64;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
             let line = line?;
             let mut words = line.split_whitespace();
             match (words.next(), words.next(), words.next()) {
                 (Some("applied"), Some(records), Some(digest)) => {
-                    digests.insert(records.parse()?, digest.to_owned());
+                    let records: u64 = records.parse()?;
+                    printed = printed.max(records);
+                    digests.insert(records, digest.to_owned());
                 }
                 (Some("ack"), Some(records), None) => {
                     last_ack = Some(records.parse::<u64>()?);
@@ -301,6 +306,20 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
         child.kill()?;
         child.wait()?;
         acked_total += acks;
+        // The child went on applying until the kill landed: the digests it
+        // printed meanwhile are still in the pipe (a record made durable just
+        // before the kill may have none; that recovery is not compared).
+        for line in lines {
+            let Ok(line) = line else { break };
+            let mut words = line.split_whitespace();
+            if let (Some("applied"), Some(records), Some(digest)) =
+                (words.next(), words.next(), words.next())
+            {
+                let records: u64 = records.parse()?;
+                printed = printed.max(records);
+                digests.insert(records, digest.to_owned());
+            }
+        }
 
         let (ledger, recovery) = open(dir.path())
             .map_err(|e| format!("seed {seed}, kill {kill}: recovery failed: {e}"))?;
@@ -309,6 +328,15 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
         {
             return Err(format!(
                 "seed {seed}, kill {kill}: {acked} records acknowledged, {} recovered",
+                recovery.records_replayed
+            )
+            .into());
+        }
+        // The child runs one operation (one record) at a time: at most the one
+        // in flight when the kill landed can be durable and still unreported.
+        if recovery.records_replayed > printed + 1 {
+            return Err(format!(
+                "seed {seed}, kill {kill}: {} records recovered, the child reported {printed}",
                 recovery.records_replayed
             )
             .into());
@@ -336,8 +364,10 @@ fn sigkilled_writer_loses_no_acknowledged_operation() -> TestResult {
         acked_total >= KILLS,
         "seed {seed}: the children acknowledged too little"
     );
+    // A log that syncs fast often makes the operation in flight durable before
+    // the child reports it (no digest to compare then): a quarter must compare.
     assert!(
-        compared * 2 >= KILLS,
+        compared * 4 >= KILLS,
         "seed {seed}: only {compared} of {KILLS} recoveries could be compared by digest"
     );
     Ok(())
