@@ -485,6 +485,7 @@ struct MemState {
     failing_syncs: u32,
     failing_writes: u32,
     short_write_bytes: Option<usize>,
+    holding_syncs: bool,
 }
 
 /// An in-memory disk holding one segment, with fault injection. Clones share the
@@ -570,6 +571,12 @@ impl MemDisk {
         self.state.lock().failing_syncs = count;
     }
 
+    /// While `hold` is true, every sync waits (a slow device; tests use it to keep a
+    /// record's durability pending); `false` lets the waiting syncs go on.
+    pub fn hold_syncs(&self, hold: bool) {
+        self.state.lock().holding_syncs = hold;
+    }
+
     /// The next `count` appends fail without writing anything.
     pub fn fail_next_writes(&self, count: u32) {
         self.state.lock().failing_writes = count;
@@ -638,6 +645,11 @@ fn injected(what: &str) -> io::Error {
 impl SyncHandle for MemDisk {
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.state.lock();
+        while state.holding_syncs {
+            drop(state);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            state = self.state.lock();
+        }
         if state.failing_syncs > 0 {
             state.failing_syncs -= 1;
             return Err(injected("sync"));

@@ -107,15 +107,18 @@ fn awaiting_tickets_resolves_once_durable() {
 fn a_pending_future_is_woken_by_the_flusher() {
     let dir = MemDirectory::new();
     let wal = DurableWal::<Rec, _>::open_in(
-        dir,
+        dir.clone(),
         DurableConfig {
-            // A long window: the record stays pending until the budget or close.
             window: Duration::from_secs(3_600),
             batch_budget_bytes: 1 << 20,
             ..config()
         },
     )
     .expect("open");
+    // A lone record is synced at once (the window is adaptive): a held sync keeps
+    // it pending until the flusher is let go.
+    let segment = dir.segment(0).expect("segment 0 exists once open");
+    segment.hold_syncs(true);
     let ticket = wal.append(&rec(0)).expect("append");
     let mut future = ticket.durable();
     let waker_state = Arc::new(ThreadWaker {
@@ -126,8 +129,9 @@ fn a_pending_future_is_woken_by_the_flusher() {
     let mut cx = Context::from_waker(&waker);
     assert!(std::pin::Pin::new(&mut future).poll(&mut cx).is_pending());
     assert_eq!(waker_state.wakes.load(Ordering::SeqCst), 0);
-    // Closing flushes the pending record; the flusher wakes the registered
-    // waker (nothing else polls the future meanwhile).
+    // The sync goes on and closing flushes what is left; the flusher wakes the
+    // registered waker (nothing else polls the future meanwhile).
+    segment.hold_syncs(false);
     let closer = std::thread::spawn(move || wal.close());
     for _ in 0..1_000 {
         if waker_state.wakes.load(Ordering::SeqCst) >= 1 {
@@ -149,9 +153,20 @@ fn poison_wakes_every_pending_future_with_the_error() {
     let wal = DurableWal::<Rec, _>::open_in(dir.clone(), config()).expect("open");
     wal.append_durable(&rec(0)).expect("durable");
     dir.segment(0).expect("segment").fail_next_syncs(1);
-    let tickets: Vec<Ticket> = (1..6)
-        .map(|id| wal.append(&rec(id)).expect("append"))
-        .collect();
+    // A lone record is synced at once (the window is adaptive), so the failure
+    // can poison the log before the later appends: those are refused instead.
+    let mut tickets: Vec<Ticket> = Vec::new();
+    for id in 1..6 {
+        match wal.append(&rec(id)) {
+            Ok(ticket) => tickets.push(ticket),
+            Err(WalError::Poisoned { .. }) => break,
+            Err(other) => panic!("append {id}: {other}"),
+        }
+    }
+    assert!(
+        !tickets.is_empty(),
+        "the first append precedes the failed sync"
+    );
     let waiters: Vec<_> = tickets
         .into_iter()
         .map(|ticket| std::thread::spawn(move || block_on(ticket.into_future()).0))
@@ -183,13 +198,17 @@ fn a_future_after_close_resolves() {
 fn a_dropped_pending_future_unregisters_its_waker() {
     let dir = MemDirectory::new();
     let wal = DurableWal::<Rec, _>::open_in(
-        dir,
+        dir.clone(),
         DurableConfig {
             window: Duration::from_secs(3_600),
             ..config()
         },
     )
     .expect("open");
+    // The first record is written and synced at once (the window is adaptive):
+    // a held sync keeps it pending while the futures are polled and dropped.
+    let segment = dir.segment(0).expect("segment 0 exists once open");
+    segment.hold_syncs(true);
     let ticket = wal.append(&rec(0)).expect("append");
     for _ in 0..100 {
         let mut future = ticket.durable();
@@ -203,6 +222,7 @@ fn a_dropped_pending_future_unregisters_its_waker() {
                 .is_pending()
         );
     }
+    segment.hold_syncs(false);
     assert_eq!(wal.close().expect("close").next_sequence, 1);
     assert!(ticket.is_durable());
 }
