@@ -158,7 +158,7 @@ pub enum GateError {
     #[cfg(feature = "adaptive")]
     #[error("the adaptive engine: {0}")]
     Learn(#[from] calybris_adapt::error::LearnError),
-    /// [`Gate::decide_adaptive`](crate::Gate::decide_adaptive) on a gate opened
+    /// `Gate::decide_adaptive` (feature `adaptive`) on a gate opened
     /// without an adaptive setup.
     #[error("this gate has no adaptive engine")]
     AdaptiveNotConfigured,

@@ -105,9 +105,10 @@
 //! - The verifier keeps 40 bytes per decision in memory to check outcome bindings.
 //!
 //! # Features
-//! - `adaptive`: the adaptive engine (`calybris-adapt`): [`GateConfig::adaptive`],
-//!   [`Gate::decide_adaptive`], learning from outcomes, and the verifier's
-//!   re-derivation of every adaptive step. Without it the records are still read and
+//! - `adaptive`: the adaptive engine (`calybris-adapt`): `GateConfig::adaptive`,
+//!   `Gate::decide_adaptive`, learning from outcomes, and the verifier's
+//!   re-derivation of every adaptive step (the items are documented in a build with
+//!   the feature, as on docs.rs). Without it the records are still read and
 //!   written (the format does not depend on features), but a log holding adaptive
 //!   records fails verification with [`adaptive::AdaptiveMismatch::Unsupported`].
 //! - `tracing`: one span per decision, `calybris.gate.decide`, with the tenant,
