@@ -83,30 +83,6 @@ fn one_thread(c: &mut Criterion) {
     assert_eq!(engine.verify_conservation(), Ok(()));
 }
 
-/// Runs `work(thread_index, iters)` on two threads started together; returns
-/// the wall time of the slower one.
-fn two_threads(iters: u64, work: &(dyn Fn(usize, u64) + Sync)) -> Duration {
-    let barrier = Barrier::new(2);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|index| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    work(index, iters);
-                    start.elapsed()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("bench thread does not panic"))
-            .max()
-            .unwrap_or_default()
-    })
-}
-
 fn two_thread_group(c: &mut Criterion, name: &str, tenants: [&'static str; 2]) {
     let mut group = c.benchmark_group(name);
     let unique: Vec<&str> = if tenants[0] == tenants[1] {
@@ -122,7 +98,7 @@ fn two_thread_group(c: &mut Criterion, name: &str, tenants: [&'static str; 2]) {
     let core = theirs(&unique);
     group.bench_function("calybris_by_id", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, &|index, n| {
+            n_threads(2, iters, &|index, n| {
                 for _ in 0..n {
                     ours_by_id(&engine, tenants[index]);
                 }
@@ -131,7 +107,7 @@ fn two_thread_group(c: &mut Criterion, name: &str, tenants: [&'static str; 2]) {
     });
     group.bench_function("calybris_by_handle", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, &|index, n| {
+            n_threads(2, iters, &|index, n| {
                 for _ in 0..n {
                     ours_by_handle(&handles[index]);
                 }
@@ -140,7 +116,7 @@ fn two_thread_group(c: &mut Criterion, name: &str, tenants: [&'static str; 2]) {
     });
     group.bench_function("calybris_core", |b| {
         b.iter_custom(|iters| {
-            two_threads(iters, &|index, n| {
+            n_threads(2, iters, &|index, n| {
                 for _ in 0..n {
                     theirs_pair(&core, tenants[index]);
                 }

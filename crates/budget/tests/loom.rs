@@ -9,7 +9,10 @@
 
 #![cfg(loom)]
 
-use calybris_budget::{BudgetEngine, BudgetError, BudgetSnapshot, RestoreError, TenantLedger};
+use calybris_budget::{
+    BudgetEngine, BudgetError, BudgetSnapshot, BudgetTree, NodeScope, NodeSpec, RestoreError,
+    TenantLedger, WindowSpec,
+};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -23,6 +26,40 @@ fn engine_with(tenant_id: &str, initial_microcents: i64) -> Arc<BudgetEngine> {
 
 fn row(engine: &BudgetEngine, tenant_id: &str) -> TenantLedger {
     engine.ledger(tenant_id).expect("the tenant exists")
+}
+
+/// A chain node of a lifetime window, for the tree models.
+fn chain_node(
+    name: &str,
+    parent: Option<calybris_budget::tree::NodeId>,
+    limit_microcents: i64,
+    alert_thresholds_bps: &[u16],
+) -> NodeSpec {
+    NodeSpec {
+        name: name.to_owned(),
+        parent,
+        scope: NodeScope::Chain,
+        limit_microcents,
+        window: WindowSpec::Lifetime,
+        start_window: 0,
+        alert_thresholds_bps: alert_thresholds_bps.to_vec(),
+    }
+}
+
+/// The 50 % alert of the first tree model.
+const ALERTS: &[u16] = &[5_000];
+
+/// Opens `node`'s window 1 on another thread (the reset a tree model races).
+fn reset_in_thread(
+    tree: &Arc<BudgetTree>,
+    node: calybris_budget::tree::NodeId,
+) -> thread::JoinHandle<calybris_budget::tree::WindowReset> {
+    let tree = Arc::clone(tree);
+    thread::spawn(move || {
+        tree.advance_window(node, 1)
+            .expect("forward")
+            .expect("opened once")
+    })
 }
 
 fn assert_balanced(snapshot: &BudgetSnapshot) {
@@ -269,29 +306,16 @@ fn commit_and_release_race_with_a_snapshot() {
 /// what was spendable at its instant, and every window balances.
 #[test]
 fn two_level_reservation_races_a_reset() {
-    use calybris_budget::{BudgetTree, NodeScope, NodeSpec, WindowSpec};
     loom::model(|| {
         let tree = Arc::new(BudgetTree::new());
-        let spec = |name: &str, parent, limit| NodeSpec {
-            name: name.to_owned(),
-            parent,
-            scope: NodeScope::Chain,
-            limit_microcents: limit,
-            window: WindowSpec::Lifetime,
-            start_window: 0,
-            alert_thresholds_bps: vec![5_000],
-        };
-        let team = tree.define(spec("team", None, 10)).expect("valid");
-        let key = tree.define(spec("key", Some(team), 10)).expect("valid");
+        let team = tree
+            .define(chain_node("team", None, 10, ALERTS))
+            .expect("valid");
+        let key = tree
+            .define(chain_node("key", Some(team), 10, ALERTS))
+            .expect("valid");
         let plan = tree.plan(key, &[]).expect("valid");
-        let resetter = {
-            let tree = Arc::clone(&tree);
-            thread::spawn(move || {
-                tree.advance_window(team, 1)
-                    .expect("forward")
-                    .expect("opened once")
-            })
-        };
+        let resetter = reset_in_thread(&tree, team);
         let hold = tree.try_reserve(&plan, 6).expect("both levels cover 6");
         let team_window = hold
             .windows()
@@ -335,34 +359,21 @@ fn two_level_reservation_races_a_reset() {
 /// overrun, and every window balances with the overrun term.
 #[test]
 fn overrun_commit_races_a_reset() {
-    use calybris_budget::{BudgetTree, NodeScope, NodeSpec, WindowSpec};
     loom::model(|| {
         let tree = Arc::new(BudgetTree::new());
-        let spec = |name: &str, parent, limit| NodeSpec {
-            name: name.to_owned(),
-            parent,
-            scope: NodeScope::Chain,
-            limit_microcents: limit,
-            window: WindowSpec::Lifetime,
-            start_window: 0,
-            alert_thresholds_bps: Vec::new(),
-        };
-        let team = tree.define(spec("team", None, 10)).expect("valid");
-        let key = tree.define(spec("key", Some(team), 100)).expect("valid");
+        let team = tree
+            .define(chain_node("team", None, 10, &[]))
+            .expect("valid");
+        let key = tree
+            .define(chain_node("key", Some(team), 100, &[]))
+            .expect("valid");
         let plan = tree.plan(key, &[]).expect("valid");
         let hold = tree.try_reserve(&plan, 6).expect("both levels cover 6");
         // A second hold on the team alone keeps window 0 in view after the reset.
         let witness = tree
             .try_reserve(&tree.plan(team, &[]).expect("valid"), 1)
             .expect("the team covers 1");
-        let resetter = {
-            let tree = Arc::clone(&tree);
-            thread::spawn(move || {
-                tree.advance_window(team, 1)
-                    .expect("forward")
-                    .expect("opened once")
-            })
-        };
+        let resetter = reset_in_thread(&tree, team);
         // 7 over the hold of 6, with 3 spendable in window 0.
         let _settled = hold.commit_with_overrun(13).expect("the overrun path");
         let reset = resetter.join().expect("no panic");
