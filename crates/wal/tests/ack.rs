@@ -594,10 +594,13 @@ fn retired_segments_need_the_start_anchor<B: DirBackend>() {
     let before = backend.dir().list_segments().expect("list");
     assert!(before.len() >= 4, "{before:?}");
     let plan = wal.plan_retirement(before[2]).expect("plan");
-    assert_eq!(
-        backend.dir().list_segments().expect("list"),
-        before,
-        "planning removes nothing"
+    // The writer may create the next segment after the last acknowledgement
+    // (a full segment is synced, acknowledged, then rotated), so the listing can
+    // only grow here; every segment listed before planning must still be there.
+    let after = backend.dir().list_segments().expect("list");
+    assert!(
+        before.iter().all(|segment| after.contains(segment)),
+        "planning removes nothing: {before:?} -> {after:?}"
     );
     let retired = wal
         .retire_segments_before(plan.before_sequence)
