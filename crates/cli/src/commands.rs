@@ -729,6 +729,9 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
                 SettlementKind::ReleasedAtReopen => {
                     "released when the gate was reopened: nothing spent".to_owned()
                 }
+                SettlementKind::CommittedAtReopen => {
+                    "spent in full when the gate was reopened (the hold is the most the interrupted admission could cost)".to_owned()
+                }
             };
             format!(
                 "{head}: settles decision {} (record {}) of tenant {}: {how}\n",

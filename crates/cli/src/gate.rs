@@ -169,6 +169,7 @@ fn summary(report: &GateReport) -> GateSummary {
             settlements: c.settlements,
             overruns: c.overruns,
             released_at_reopen: c.released_at_reopen,
+            committed_at_reopen: c.committed_at_reopen,
             outcomes: c.outcomes,
             snapshots: c.snapshots,
             budget_changes: c.budget_changes,

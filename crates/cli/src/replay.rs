@@ -485,6 +485,7 @@ fn replay(
     let settled = found.settlement.as_ref().map(|(_, kind)| match kind {
         SettlementKind::Commit { actual_microunits }
         | SettlementKind::CommitWithOverrun { actual_microunits } => *actual_microunits,
+        SettlementKind::CommittedAtReopen => held,
         SettlementKind::Release | SettlementKind::Abandon | SettlementKind::ReleasedAtReopen => 0,
     });
     let cost = execution.cost_microunits;

@@ -608,6 +608,8 @@ pub struct GateCounts {
     pub overruns: u64,
     /// Of those, releases at reopen.
     pub released_at_reopen: u64,
+    /// Of those, holds spent in full at reopen.
+    pub committed_at_reopen: u64,
     /// Outcome records.
     pub outcomes: u64,
     /// Book snapshots, each checked.
@@ -688,7 +690,7 @@ impl GateSummary {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "records by kind: {} policies ({} policy-names records), {} decisions ({} admitted, {} refused by the budget, {} rejected by the kernel), {} settlements ({} overruns, {} released at reopen), {} outcomes, {} book snapshots, {} budget changes",
+            "records by kind: {} policies ({} policy-names records), {} decisions ({} admitted, {} refused by the budget, {} rejected by the kernel), {} settlements ({} overruns, {} released at reopen, {} spent in full at reopen), {} outcomes, {} book snapshots, {} budget changes",
             c.policies,
             c.policy_names,
             c.decisions,
@@ -698,6 +700,7 @@ impl GateSummary {
             c.settlements,
             c.overruns,
             c.released_at_reopen,
+            c.committed_at_reopen,
             c.outcomes,
             c.snapshots,
             c.budget_changes

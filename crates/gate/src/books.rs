@@ -663,6 +663,7 @@ impl Books {
                 }
                 (actual, 0, extra)
             }
+            SettlementKind::CommittedAtReopen => (held, 0, 0),
             SettlementKind::Release
             | SettlementKind::Abandon
             | SettlementKind::ReleasedAtReopen => (0, held, 0),

@@ -78,6 +78,12 @@ pub enum ReopenHolds {
     /// Keep them open, so the service can settle them by [`ReservationId`] after
     /// the restart ([`Gate::settle_by_id`], [`Gate::release_by_id`]).
     Keep,
+    /// Spend each one in full with a logged [`SettlementKind::CommittedAtReopen`]
+    /// record: the conservative choice for a service that may have called a paid
+    /// provider for an admission before it stopped (the hold is the most that call
+    /// could cost), so the books never count less than was spent. The gateway's
+    /// default.
+    CommitHeld,
 }
 
 /// How much of the log a gate keeps on disk.
@@ -352,8 +358,10 @@ pub struct GateRecovery {
     pub records_replayed: u64,
     /// Holds found open.
     pub open_holds: u64,
-    /// Of those, released by a logged record (see [`ReopenHolds`]).
+    /// Of those, released by a logged record ([`ReopenHolds::Release`]).
     pub released_holds: u64,
+    /// Of those, spent in full by a logged record ([`ReopenHolds::CommitHeld`]).
+    pub committed_holds: u64,
 }
 
 /// The snapshot barrier as a settlement holds it: shared, or exclusive for an
@@ -711,6 +719,7 @@ impl Gate {
                 records_replayed: replayed,
                 open_holds: books.open_holds().len() as u64,
                 released_holds: 0,
+                committed_holds: 0,
             },
             merkle: match (config.checkpoints.clone(), edge) {
                 (Some(checkpoints), Some(edge)) => {
@@ -770,6 +779,7 @@ impl Gate {
                 }
             }
         }
+        // Settled (released or spent, by `config.reopen_holds`) at this open.
         let released = gate.adopt_open_holds(&mut books, config.reopen_holds)?;
         gate.rebuild_tree(&books)?;
         if config.reopen_holds == ReopenHolds::Keep {
@@ -777,7 +787,11 @@ impl Gate {
         }
         restore_limits(&gate.inner.engine, &books)?;
         if let Some(inner) = Arc::get_mut(&mut gate.inner) {
-            inner.recovery.released_holds = released;
+            if config.reopen_holds == ReopenHolds::CommitHeld {
+                inner.recovery.committed_holds = released;
+            } else {
+                inner.recovery.released_holds = released;
+            }
         }
         for (tenant, budget) in &config.tenants {
             if books.tenant(tenant).is_none() {
@@ -863,6 +877,9 @@ impl Gate {
 
     /// Puts the holds the log left open back into the engine and the registry, then
     /// releases them (logged) unless they are to be kept.
+    /// Takes the holds a reopened log left open into memory and, unless they are
+    /// kept, settles each one (released or spent in full, by `reopen`) with a logged
+    /// settlement that is folded into `books` too. Returns how many were settled.
     fn adopt_open_holds(&self, books: &mut Books, reopen: ReopenHolds) -> Result<u64, GateError> {
         let mut released = 0;
         let open: Vec<(u64, crate::books::Hold)> = books
@@ -894,18 +911,29 @@ impl Gate {
                     tree_hold: None,
                 },
             );
-            if reopen == ReopenHolds::Release {
+            let how = match reopen {
+                ReopenHolds::Release => Some((SettleHow::ReleasedAtReopen, SettlementKind::ReleasedAtReopen)),
+                ReopenHolds::CommitHeld => Some((SettleHow::CommittedAtReopen, SettlementKind::CommittedAtReopen)),
+                ReopenHolds::Keep => None,
+            };
+            if let Some((how, kind)) = how {
                 let tenant = books
                     .tenant_name(hold.tenant_index)
                     .unwrap_or_default()
                     .to_owned();
-                let settled = self.settle_entry(*sequence, SettleHow::ReleasedAtReopen)?;
-                // Fold the release too, so the budget nodes are rebuilt after it.
+                let settled = self.settle_entry(*sequence, how)?;
+                // Postcondition: spent in full or released in full, nothing else.
+                debug_assert_eq!(
+                    settled.committed_microunits,
+                    if kind == SettlementKind::CommittedAtReopen { held_microunits } else { 0 },
+                    "hold {sequence} settled at reopen"
+                );
+                // Fold the settlement too, so the budget nodes are rebuilt after it.
                 if let Some(log_sequence) = settled.log_sequence {
                     let record = GateRecord::Settlement(SettlementRecord {
                         decision_sequence: *sequence,
                         tenant,
-                        kind: SettlementKind::ReleasedAtReopen,
+                        kind,
                     });
                     books
                         .apply(log_sequence, &record)
@@ -1760,6 +1788,7 @@ impl Gate {
             SettleHow::Release => SettlementKind::Release,
             SettleHow::Abandon => SettlementKind::Abandon,
             SettleHow::ReleasedAtReopen => SettlementKind::ReleasedAtReopen,
+            SettleHow::CommittedAtReopen => SettlementKind::CommittedAtReopen,
         };
         let mut settled = Settled::default();
         if matches!(kind, SettlementKind::CommitWithOverrun { .. })
@@ -1804,6 +1833,7 @@ impl Gate {
                 SettlementKind::CommitWithOverrun { actual_microunits } => {
                     tree_hold.commit_with_overrun(to_i64(actual_microunits)?)?
                 }
+                SettlementKind::CommittedAtReopen => tree_hold.commit(to_i64(held)?)?,
                 _ => tree_hold.release(),
             };
             for alert in &settlement.alerts {
@@ -1828,6 +1858,14 @@ impl Gate {
                 }
                 settled.committed_microunits = actual_microunits;
                 settled.refunded_microunits = held - actual_microunits;
+            }
+            SettlementKind::CommittedAtReopen => {
+                if let Some(hold) = entry.hold.take() {
+                    // Cannot be refused: the whole hold is spent, nothing more.
+                    hold.commit(to_i64(held)?)
+                        .map_err(|refused| GateError::Budget(refused.error))?;
+                }
+                settled.committed_microunits = held;
             }
             SettlementKind::CommitWithOverrun { .. } => {}
             SettlementKind::Release
@@ -2615,6 +2653,7 @@ enum SettleHow {
     Release,
     Abandon,
     ReleasedAtReopen,
+    CommittedAtReopen,
 }
 
 fn unknown(tenant: &str) -> GateError {

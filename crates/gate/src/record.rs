@@ -269,6 +269,11 @@ pub enum SettlementKind {
     Abandon,
     /// The gate was reopened with the hold still open and released it.
     ReleasedAtReopen,
+    /// The gate was reopened with the hold still open and spent the whole of it
+    /// ([`crate::ReopenHolds::CommitHeld`]): whatever the admission did before the
+    /// process stopped cost at most its hold, so the books count the hold as spent
+    /// and a crash can never leave spending out of them.
+    CommittedAtReopen,
 }
 
 /// An admitted decision is settled.

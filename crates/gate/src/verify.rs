@@ -49,6 +49,8 @@ pub struct RecordCounts {
     pub overruns: u64,
     /// Of those, releases at reopen.
     pub released_at_reopen: u64,
+    /// Of those, holds spent in full at reopen ([`crate::ReopenHolds::CommitHeld`]).
+    pub committed_at_reopen: u64,
     /// Outcome records.
     pub outcomes: u64,
     /// Book snapshots, each checked against the books rebuilt before it.
@@ -592,6 +594,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 match record.kind {
                     SettlementKind::CommitWithOverrun { .. } => counts.overruns += 1,
                     SettlementKind::ReleasedAtReopen => counts.released_at_reopen += 1,
+                    SettlementKind::CommittedAtReopen => counts.committed_at_reopen += 1,
                     _ => {}
                 }
             }

@@ -209,6 +209,46 @@ fn reopening_releases_the_holds_left_open_by_a_logged_record() -> Result<(), Gat
 }
 
 #[test]
+fn reopening_can_spend_the_holds_left_open_in_full() -> Result<(), GateError> {
+    let dir = TempDir::new("reopen-commit");
+    let config = || {
+        GateConfig::new(&dir.0, policy(false))
+            .tenant("acme", 100_000)
+            .reopen_holds(ReopenHolds::CommitHeld)
+    };
+    let gate = Gate::open(config())?;
+    let parked = gate.decide("acme", request(1, 1))?;
+    let held = parked.budget().held_microunits() as i64;
+    assert!(held > 0, "the parked decision holds something");
+    let _id = parked.into_reservation_id().expect("admitted");
+    let spent = gate.decide("acme", request(2, 1))?;
+    let cost = spent.budget().held_microunits();
+    gate.settle(spent, cost)?;
+    gate.close()?;
+
+    let gate = Gate::open(config())?;
+    assert_eq!(gate.recovery().open_holds, 1);
+    assert_eq!(gate.recovery().committed_holds, 1);
+    assert_eq!(gate.recovery().released_holds, 0);
+    let books = gate.tenant_books("acme")?;
+    assert_eq!(books.reserved_microunits, 0);
+    assert_eq!(books.committed_microunits, cost as i64 + held);
+    assert_eq!(books.remaining_microunits, 100_000 - cost as i64 - held);
+    gate.close()?;
+    // Reopening again settles nothing more: the spend is in the log.
+    let gate = Gate::open(config())?;
+    assert_eq!(gate.recovery().open_holds, 0);
+    assert_eq!(gate.tenant_books("acme")?.committed_microunits, cost as i64 + held);
+    gate.close()?;
+    let report = verify(&dir);
+    assert_eq!(report.counts.committed_at_reopen, 1);
+    assert_eq!(report.counts.released_at_reopen, 0);
+    assert_eq!(report.tenants[0].committed_microunits, cost as i64 + held);
+    assert!(report.conservation.balanced);
+    Ok(())
+}
+
+#[test]
 fn kept_holds_can_be_settled_by_id_after_a_restart() -> Result<(), GateError> {
     let dir = TempDir::new("keep");
     let config = || {

@@ -147,6 +147,11 @@ fn records() -> Vec<GateRecord> {
             tenant: "acme".into(),
             kind: SettlementKind::ReleasedAtReopen,
         }),
+        GateRecord::Settlement(SettlementRecord {
+            decision_sequence: 5,
+            tenant: "acme".into(),
+            kind: SettlementKind::CommittedAtReopen,
+        }),
         GateRecord::Outcome(OutcomeRecord {
             decision_sequence: 5,
             decision_digest: audit.decision_digest,
@@ -443,15 +448,15 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
         .iter()
         .map(|record| postcard::to_allocvec(record).expect("encodes")[0])
         .collect();
-    // header, policy, tenant, top-up, limits, decision x3, settlement x2, outcome, snapshot,
+    // header, policy, tenant, top-up, limits, decision x3, settlement x3, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, budget defined x3, window reset,
     // alert fired, budget top-up, checkpoint, staged, unstaged, engine snapshot,
     // adaptive setup
     assert_eq!(
         codes,
         [
-            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13, 14, 15, 16, 17, 18, 19,
-            20, 21
+            2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13, 14, 15, 16, 17, 18,
+            19, 20, 21
         ]
     );
 }

@@ -9,6 +9,8 @@
 //! group_commit_window_us = 200     # the gate log's group-commit window
 //! log_key_file = "gate.key"        # optional: HMAC-key the gate log (the key's FILE, never the key)
 //! group_commit_syncs = 2            # data fdatasyncs in flight at once
+//! durable_before_provider = true   # a provider is called only once its reservation is durable
+//! reopen_holds = "commit"          # holds a crash left open: "commit" (spent in full) or "release"
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -159,6 +161,49 @@ pub struct ServerConfig {
     /// batch's sync to return.
     #[serde(default = "default_syncs")]
     pub group_commit_syncs: usize,
+    /// Whether an admitted request waits until its decision record (the reservation)
+    /// is durable before any provider is called (default `true`). With it, every
+    /// provider call the gateway makes has its reservation on disk first, so after a
+    /// crash the books hold every admission that may have been paid for (see
+    /// [`ServerConfig::reopen_holds`]); without it, the call starts at once and the
+    /// decision's sync overlaps the provider's latency, at the price of losing the
+    /// in-flight admissions' spending from the log if the process dies (at most
+    /// `max_concurrent_requests` of them, each within its hold).
+    #[serde(default = "default_durable_before_provider")]
+    pub durable_before_provider: bool,
+    /// What reopening the gate does with the holds a stop left open: `"commit"`
+    /// (default: each is spent in full, by a logged `CommittedAtReopen` settlement,
+    /// since its provider may have served before the stop and the hold is the most
+    /// that could cost) or `"release"` (each is refunded, `ReleasedAtReopen`).
+    #[serde(default)]
+    pub reopen_holds: ReopenHoldsSetting,
+}
+
+/// `[server] reopen_holds`: what reopening does with holds left open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ReopenHoldsSetting {
+    /// Spend each in full ([`calybris_gate::ReopenHolds::CommitHeld`]).
+    #[default]
+    Commit,
+    /// Refund each ([`calybris_gate::ReopenHolds::Release`]).
+    Release,
+}
+
+impl ReopenHoldsSetting {
+    /// The gate's setting.
+    #[must_use]
+    pub const fn to_gate(self) -> calybris_gate::ReopenHolds {
+        match self {
+            Self::Commit => calybris_gate::ReopenHolds::CommitHeld,
+            Self::Release => calybris_gate::ReopenHolds::Release,
+        }
+    }
+}
+
+const fn default_durable_before_provider() -> bool {
+    true
 }
 
 const fn default_syncs() -> usize {
@@ -202,6 +247,8 @@ impl Default for ServerConfig {
             group_commit_window_us: default_window_us(),
             log_key_file: None,
             group_commit_syncs: default_syncs(),
+            durable_before_provider: default_durable_before_provider(),
+            reopen_holds: ReopenHoldsSetting::default(),
         }
     }
 }

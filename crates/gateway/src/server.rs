@@ -77,6 +77,7 @@ struct Inner {
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
     archive: Option<crate::archive::RequestArchive>,
+    durable_before_provider: bool,
 }
 
 /// A running gateway: the gate, the compiled contract, the providers. Cheap to clone.
@@ -125,7 +126,8 @@ impl Gateway {
         )
         .policy_names(compiled.names.clone())
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us))
-        .sync_concurrency(config.server.group_commit_syncs);
+        .sync_concurrency(config.server.group_commit_syncs)
+        .reopen_holds(config.server.reopen_holds.to_gate());
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
@@ -197,6 +199,7 @@ impl Gateway {
                 nonce,
                 routing: config.routing.clone(),
                 archive,
+                durable_before_provider: config.server.durable_before_provider,
             }),
         })
     }
@@ -1094,6 +1097,16 @@ async fn handle(
         });
     }
     progress.lock().decision = Some(admission.decision_ref());
+    if inner.durable_before_provider {
+        // The reservation is on disk before anything is spent on its behalf: an error
+        // here drops the admission (abandoned, logged when the log still takes
+        // records) and the caller logs the failure record.
+        admission
+            .ticket()
+            .clone()
+            .await
+            .map_err(|e| ApiError::internal(format!("logging the decision: {e}")))?;
+    }
     // The chain: the decision's model, then the contract's order; each model asked for
     // no more output than the hold covers at its own prices.
     let held = admission.budget().held_microunits();

@@ -1,7 +1,10 @@
 //! SIGKILL the gateway process under load, again and again: after each kill, every
 //! answer a client received (a 200, or a stream that reached `data: [DONE]`) has its
 //! decision and its execution record in the log; at the end the books balance and the
-//! directory verifies.
+//! directory verifies. With the default `durable_before_provider`, no provider call
+//! is made for a reservation that is not on disk: the mock provider never counts more
+//! calls than the log holds admitted decisions, kills or not; and the holds the kills
+//! left open are spent in full at reopen (`reopen_holds = "commit"`, the default).
 //!
 //! The test binary is its own gateway: run with `CALYBRIS_GATEWAY_CRASH_CONFIG` set, it
 //! serves that configuration on a free loopback port, prints the address, and waits to
@@ -216,7 +219,7 @@ fn parent() {
         );
     }
     assert!(all_acknowledged > 0, "some requests were acknowledged");
-    // Reopen once more (holds left open by the kills are released, logged) and close.
+    // Reopen once more (holds left open by the kills are spent in full, logged) and close.
     let config = GatewayConfig::load(&config_path).expect("config");
     let gateway = runtime
         .block_on(async { Gateway::open(&config) })
@@ -228,9 +231,22 @@ fn parent() {
     assert!(report.counts.executions as usize >= all_acknowledged);
     let acme = &report.tenants[0];
     assert!(acme.committed_microunits <= acme.initial_microunits);
+    // One model, no other fallback: each admitted decision calls the provider at most
+    // once, and only after the decision is durable. A call whose reservation was still
+    // in the log's memory when the process died would make calls exceed admissions.
+    let calls = mock.calls();
+    assert!(
+        calls <= report.counts.admitted,
+        "{calls} provider calls, but only {} admitted decisions in the log",
+        report.counts.admitted
+    );
+    assert_eq!(
+        report.counts.released_at_reopen, 0,
+        "the default spends interrupted holds rather than refunding them"
+    );
     println!(
-        "{KILLS} kills, {all_acknowledged} acknowledged answers all in the log, {} decisions, {} released at reopen",
-        report.counts.decisions, report.counts.released_at_reopen
+        "{KILLS} kills, {all_acknowledged} acknowledged answers all in the log, {} decisions ({} admitted), {calls} provider calls, {} holds spent in full at reopen",
+        report.counts.decisions, report.counts.admitted, report.counts.committed_at_reopen
     );
     drop(mock);
     let _ = std::fs::remove_dir_all(&dir);
