@@ -912,8 +912,14 @@ impl Gate {
                 },
             );
             let how = match reopen {
-                ReopenHolds::Release => Some((SettleHow::ReleasedAtReopen, SettlementKind::ReleasedAtReopen)),
-                ReopenHolds::CommitHeld => Some((SettleHow::CommittedAtReopen, SettlementKind::CommittedAtReopen)),
+                ReopenHolds::Release => Some((
+                    SettleHow::ReleasedAtReopen,
+                    SettlementKind::ReleasedAtReopen,
+                )),
+                ReopenHolds::CommitHeld => Some((
+                    SettleHow::CommittedAtReopen,
+                    SettlementKind::CommittedAtReopen,
+                )),
                 ReopenHolds::Keep => None,
             };
             if let Some((how, kind)) = how {
@@ -925,7 +931,11 @@ impl Gate {
                 // Postcondition: spent in full or released in full, nothing else.
                 debug_assert_eq!(
                     settled.committed_microunits,
-                    if kind == SettlementKind::CommittedAtReopen { held_microunits } else { 0 },
+                    if kind == SettlementKind::CommittedAtReopen {
+                        held_microunits
+                    } else {
+                        0
+                    },
                     "hold {sequence} settled at reopen"
                 );
                 // Fold the settlement too, so the budget nodes are rebuilt after it.

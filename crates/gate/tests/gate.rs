@@ -238,7 +238,10 @@ fn reopening_can_spend_the_holds_left_open_in_full() -> Result<(), GateError> {
     // Reopening again settles nothing more: the spend is in the log.
     let gate = Gate::open(config())?;
     assert_eq!(gate.recovery().open_holds, 0);
-    assert_eq!(gate.tenant_books("acme")?.committed_microunits, cost as i64 + held);
+    assert_eq!(
+        gate.tenant_books("acme")?.committed_microunits,
+        cost as i64 + held
+    );
     gate.close()?;
     let report = verify(&dir);
     assert_eq!(report.counts.committed_at_reopen, 1);
