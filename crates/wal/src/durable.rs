@@ -2,7 +2,8 @@
 //! each record once its data is durable: one write per batch and one fdatasync
 //! covering it, with up to [`DurableConfig::sync_concurrency`] fdatasyncs in
 //! flight at once; the acknowledgement watermark follows behind, off the
-//! acknowledgement path (it is a lower bound of what was acknowledged).
+//! acknowledgement path, at most once per [`DurableConfig::watermark_interval`]
+//! (it is a lower bound of what was acknowledged).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -52,6 +53,10 @@ pub const DEFAULT_BATCH_BUDGET_BYTES: usize = 1024 * 1024;
 /// above it, the next batch goes to a new segment.
 pub const DEFAULT_SEGMENT_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default [`DurableConfig::watermark_interval`]: the watermark is written at most
+/// once per 10 ms.
+pub const DEFAULT_WATERMARK_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Bound on bytes waiting for the flusher: appenders block (on a condition
 /// variable, not spinning) while this many bytes are pending.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
@@ -81,6 +86,21 @@ pub struct DurableConfig {
     /// sequence (normally [`RetiredSegments::start_anchor`]). `None`: the first
     /// segment must start at sequence 0.
     pub start_anchor: Option<WalAnchor>,
+    /// The least time between the starts of two watermark writes (default
+    /// [`DEFAULT_WATERMARK_INTERVAL`]). The watermark thread writes the newest
+    /// durable position when the interval since its previous write (or since the
+    /// log was opened) has passed, so one write covers every sync of the interval
+    /// and the watermark trails the durable position by at most the interval plus
+    /// one watermark write (write and fdatasync of the `ACK` file; plus the one in
+    /// progress when that takes longer than the interval). Acknowledgements never
+    /// wait for it. Closing (or dropping) the log writes the last durable position
+    /// at once, without waiting for the interval. [`Duration::ZERO`]: a watermark
+    /// after every data sync, as soon as the previous one is written. A longer
+    /// interval means fewer `ACK` writes and a wider span of acknowledged records
+    /// after the watermark, in which media damage that looks like a torn tail is
+    /// cut rather than refused (see `docs/SPECIFICATION.md`, "Durability
+    /// contract"); an interval too long to represent waits for the close.
+    pub watermark_interval: Duration,
 }
 
 impl Default for DurableConfig {
@@ -93,6 +113,7 @@ impl Default for DurableConfig {
             segment_limit_bytes: DEFAULT_SEGMENT_LIMIT_BYTES,
             anchor: None,
             start_anchor: None,
+            watermark_interval: DEFAULT_WATERMARK_INTERVAL,
         }
     }
 }
@@ -114,7 +135,9 @@ pub struct DurableStats {
     /// Data fdatasyncs (one may cover several batches written while every sync
     /// slot was busy).
     pub data_syncs: u64,
-    /// Watermark writes (each one write and one fdatasync of the `ACK` file).
+    /// Watermark writes (each one write and one fdatasync of the `ACK` file; at
+    /// most one per [`DurableConfig::watermark_interval`], plus the last one at
+    /// close; the one written when the log is opened is not counted).
     pub watermarks: u64,
     /// Total time in the watermark writes and fdatasyncs, nanoseconds.
     pub watermark_sync_nanos: u64,
@@ -233,6 +256,8 @@ struct Core {
     batch_budget_bytes: usize,
     /// Sync threads (0: the flusher syncs inline).
     sync_slots: usize,
+    /// Least time between the starts of two watermark writes.
+    watermark_interval: Duration,
     counters: Counters,
 }
 
@@ -261,6 +286,7 @@ impl Core {
     /// (never backwards: overlapping syncs may return out of order), hands the
     /// point to the watermark thread, and completes the tickets it covers.
     fn made_durable(&self, point: AckPoint) {
+        let mut new_ack_work = false;
         let wakers = {
             let mut state = self.state.lock();
             if point.anchor.next_sequence > state.durable.next_sequence {
@@ -271,11 +297,16 @@ impl Core {
                         .is_none_or(|p| p.anchor.next_sequence < point.anchor.next_sequence)
                 );
                 state.durable = point.anchor;
-                state.ack_pending = Some(point);
+                // A point already pending means the watermark thread knows there
+                // is work (it is writing, or waiting for its interval, and takes
+                // the newest point then): only the first one needs to wake it.
+                new_ack_work = state.ack_pending.replace(point).is_none();
             }
             state.take_ready_wakers()
         };
-        self.ack_work.notify_one();
+        if new_ack_work {
+            self.ack_work.notify_one();
+        }
         self.done.notify_all();
         for waker in wakers {
             waker.wake();
@@ -447,7 +478,8 @@ thread_local! {
 /// threads, whose fdatasync covers every batch written before it; when it
 /// returns, the tickets it covers complete. A watermark thread then writes the
 /// newest durable position into the watermark file and fdatasyncs that, off the
-/// acknowledgement path: the watermark is a lower bound of what was acknowledged
+/// acknowledgement path and at most once per [`DurableConfig::watermark_interval`]
+/// (the last position at close): the watermark is a lower bound of what was acknowledged
 /// (recovery refuses damage at or before it, and records after it are kept when
 /// they verify; see `docs/SPECIFICATION.md`). One watermark write covers every
 /// batch synced before it. A failed write or sync (data or watermark) poisons the
@@ -624,6 +656,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             window: config.window,
             batch_budget_bytes: config.batch_budget_bytes.max(1),
             sync_slots,
+            watermark_interval: config.watermark_interval,
             counters: Counters::default(),
         });
         let dir = Arc::new(dir);
@@ -639,6 +672,9 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         let acker = Acker {
             core: Arc::clone(&core),
             ack,
+            // The watermark was just written (or created) above: the interval
+            // runs from now.
+            last_write_at: Instant::now(),
             _guard: guard,
         };
         let acker = std::thread::Builder::new()
@@ -1169,6 +1205,8 @@ impl Syncer {
 struct Acker<S: Storage, G> {
     core: Arc<Core>,
     ack: AckWriter<S>,
+    /// When the previous watermark write began.
+    last_write_at: Instant,
     /// Held until the last watermark is written.
     _guard: G,
 }
@@ -1180,6 +1218,7 @@ impl<S: Storage, G> Acker<S, G> {
                 point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence
             );
             let writing = Instant::now();
+            self.last_write_at = writing;
             let result = self.ack.write(point);
             let counters = &self.core.counters;
             counters
@@ -1197,16 +1236,27 @@ impl<S: Storage, G> Acker<S, G> {
         }
     }
 
-    /// Waits for a durable position to record; `None` once poisoned, or once
-    /// nothing more can become durable and everything was recorded.
+    /// Waits for a durable position to record and for the watermark interval
+    /// since the previous write to pass (not when closing: the last position is
+    /// then written at once); `None` once poisoned, or once nothing more can
+    /// become durable and everything was recorded.
     fn next_point(&self) -> Option<AckPoint> {
-        let mut state = self.core.state.lock();
+        let core = &*self.core;
+        let mut state = core.state.lock();
         loop {
             if state.poisoned.is_some() {
                 return None;
             }
-            if let Some(point) = state.ack_pending.take() {
-                return Some(point);
+            if state.ack_pending.is_some() {
+                let hurry = state.closing || state.flusher_exited;
+                match self.last_write_at.checked_add(core.watermark_interval) {
+                    Some(due) if !hurry && Instant::now() < due => {
+                        let _ = core.ack_work.wait_until(&mut state, due);
+                    }
+                    None if !hurry => core.ack_work.wait(&mut state),
+                    _ => return state.ack_pending.take(),
+                }
+                continue;
             }
             if state.flusher_exited {
                 return None;
