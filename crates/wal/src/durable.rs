@@ -5,11 +5,13 @@
 //! acknowledgement path, at most once per [`DurableConfig::watermark_interval`]
 //! (it is a lower bound of what was acknowledged).
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 use crate::ack::{AckWriter, initial_file};
-use crate::error::WalError;
+use crate::error::{MAX_PANIC_MESSAGE_BYTES, WalError, WalThread};
 use crate::format::{AckPoint, SegmentHeader, WalKey, encode_frame};
 use crate::reader::{Frame, FrameReader};
 use crate::recovery::{Recovery, WalAnchor};
@@ -186,7 +188,7 @@ struct State {
     durable: WalAnchor,
     /// The position the watermark file last recorded (at or before `durable`).
     watermarked: WalAnchor,
-    poisoned: Option<(io::ErrorKind, String)>,
+    poisoned: Option<Poison>,
     closing: bool,
     /// The newest position whose data is synced but whose watermark is not
     /// written yet (latest wins: one watermark write covers every batch before it).
@@ -230,6 +232,51 @@ impl State {
     }
 }
 
+/// Why the log stopped acknowledging (the first cause wins).
+#[derive(Debug, Clone)]
+enum Poison {
+    /// A write or sync failed.
+    Io {
+        kind: io::ErrorKind,
+        message: String,
+    },
+    /// A background thread panicked.
+    Panicked { thread: WalThread, message: String },
+}
+
+impl Poison {
+    /// The error every waiter and later caller gets.
+    fn to_error(&self) -> WalError {
+        match self {
+            Self::Io { kind, message } => WalError::Poisoned {
+                kind: *kind,
+                message: message.clone(),
+            },
+            Self::Panicked { thread, message } => WalError::ThreadPanicked {
+                thread: *thread,
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+/// The message of a caught panic, cut to [`MAX_PANIC_MESSAGE_BYTES`] (at a
+/// character boundary).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    let mut end = text.len().min(MAX_PANIC_MESSAGE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = text.get(..end).unwrap_or_default().to_owned();
+    debug_assert!(message.len() <= MAX_PANIC_MESSAGE_BYTES);
+    message
+}
+
 /// A written batch end and the handle whose sync makes it durable.
 #[derive(Debug, Clone)]
 struct SyncTarget {
@@ -262,11 +309,8 @@ struct Core {
 }
 
 impl Core {
-    fn poison_error(poisoned: &(io::ErrorKind, String)) -> WalError {
-        WalError::Poisoned {
-            kind: poisoned.0,
-            message: poisoned.1.clone(),
-        }
+    fn poison_error(poisoned: &Poison) -> WalError {
+        poisoned.to_error()
     }
 
     /// Wakes every thread and future that may have something to do after a
@@ -315,11 +359,27 @@ impl Core {
 
     /// Poisons the log with `error` and wakes everyone.
     fn poison(&self, error: &io::Error) {
+        self.poison_with(Poison::Io {
+            kind: error.kind(),
+            message: error.to_string(),
+        });
+    }
+
+    /// Poisons the log because `thread` panicked (caught at the top of its body)
+    /// and wakes everyone: nothing it had not reported durable ever will be.
+    fn panicked(&self, thread: WalThread, payload: &(dyn Any + Send)) {
+        self.poison_with(Poison::Panicked {
+            thread,
+            message: panic_message(payload),
+        });
+    }
+
+    /// Poisons the log (unless it already is: the first cause is kept) and wakes
+    /// everyone.
+    fn poison_with(&self, poison: Poison) {
         let wakers = {
             let mut state = self.state.lock();
-            state
-                .poisoned
-                .get_or_insert((error.kind(), error.to_string()));
+            state.poisoned.get_or_insert(poison);
             state.take_ready_wakers()
         };
         self.wake_all(wakers);
@@ -359,7 +419,9 @@ impl Ticket {
     ///
     /// # Errors
     /// [`WalError::Poisoned`] when a write or sync failed before the record
-    /// became durable; [`WalError::Closed`] when the log shut down without it.
+    /// became durable, [`WalError::ThreadPanicked`] when one of the log's
+    /// background threads panicked before it; [`WalError::Closed`] when the log
+    /// shut down without it.
     pub fn wait(&self) -> Result<u64, WalError> {
         let mut state = self.core.state.lock();
         loop {
@@ -484,7 +546,11 @@ thread_local! {
 /// they verify; see `docs/SPECIFICATION.md`). One watermark write covers every
 /// batch synced before it. A failed write or sync (data or watermark) poisons the
 /// log: every waiting ticket and every later append gets [`WalError::Poisoned`];
-/// reopening recovers every acknowledged record.
+/// a panic in one of the background threads (flusher, sync, watermark) is caught
+/// and poisons it the same way, with [`WalError::ThreadPanicked`] (nothing the
+/// panicking thread had not reported durable is acknowledged, and no appender is
+/// left waiting; a build with `panic = "abort"` aborts instead). Reopening
+/// recovers every acknowledged record.
 #[derive(Debug)]
 pub struct DurableWal<T: ?Sized, D: Directory = FsDirectory> {
     core: Arc<Core>,
@@ -748,8 +814,9 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// Encodes and chains `record` and queues it for the next batch.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`], [`WalError::Closed`], [`WalError::Encode`],
-    /// [`WalError::RecordTooLarge`] or [`WalError::SequenceExhausted`].
+    /// [`WalError::Poisoned`], [`WalError::ThreadPanicked`], [`WalError::Closed`],
+    /// [`WalError::Encode`], [`WalError::RecordTooLarge`] or
+    /// [`WalError::SequenceExhausted`].
     pub fn append(&self, record: &T) -> Result<Ticket, WalError> {
         self.append_serialized(record)
     }
@@ -928,7 +995,8 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// the lock; returns the durable position.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`] when a write or sync failed.
+    /// [`WalError::Poisoned`] when a write or sync failed,
+    /// [`WalError::ThreadPanicked`] when a background thread panicked.
     pub fn close(mut self) -> Result<WalAnchor, WalError> {
         self.stop();
         let state = self.core.state.lock();
@@ -937,29 +1005,41 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             None => Ok(state.durable),
         }
     }
+}
 
+impl<T: ?Sized, D: Directory> DurableWal<T, D> {
+    /// Stops the threads (the flusher writes and syncs what is pending first,
+    /// the watermark thread records the last durable position) and waits for them.
     fn stop(&mut self) {
         self.core.state.lock().closing = true;
         self.core.wake_all(Vec::new());
-        let mut panicked = false;
+        let mut panicked = None;
         let syncers = std::mem::take(&mut self.syncers);
-        for handle in self
+        for (thread, handle) in self
             .flusher
             .take()
+            .map(|handle| (WalThread::Flusher, handle))
             .into_iter()
-            .chain(syncers)
-            .chain(self.acker.take())
+            .chain(syncers.into_iter().map(|handle| (WalThread::Sync, handle)))
+            .chain(
+                self.acker
+                    .take()
+                    .map(|handle| (WalThread::Watermark, handle)),
+            )
         {
-            // The threads do not panic on any input; if one did, the poisoned
-            // state below still tells waiters the truth.
-            panicked |= handle.join().is_err();
+            // Each thread catches a panic of its body and poisons the log itself;
+            // this is for one escaping its exit bookkeeping.
+            if let Err(payload) = handle.join() {
+                panicked.get_or_insert((thread, payload));
+            }
         }
         let wakers = {
             let mut state = self.core.state.lock();
-            if panicked {
-                state
-                    .poisoned
-                    .get_or_insert((io::ErrorKind::Other, "a flusher thread panicked".to_owned()));
+            if let Some((thread, payload)) = &panicked {
+                state.poisoned.get_or_insert(Poison::Panicked {
+                    thread: *thread,
+                    message: panic_message(payload.as_ref()),
+                });
             }
             state.flusher_exited = true;
             state.take_ready_wakers()
@@ -970,24 +1050,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
 
 impl<T: ?Sized, D: Directory> Drop for DurableWal<T, D> {
     fn drop(&mut self) {
-        self.core.state.lock().closing = true;
-        self.core.wake_all(Vec::new());
-        let syncers = std::mem::take(&mut self.syncers);
-        for handle in self
-            .flusher
-            .take()
-            .into_iter()
-            .chain(syncers)
-            .chain(self.acker.take())
-        {
-            let _ = handle.join();
-        }
-        let wakers = {
-            let mut state = self.core.state.lock();
-            state.flusher_exited = true;
-            state.take_ready_wakers()
-        };
-        self.core.wake_all(wakers);
+        self.stop();
     }
 }
 
@@ -1005,7 +1068,10 @@ struct Flusher<D: Directory> {
 
 impl<D: Directory> Flusher<D> {
     fn run(mut self) {
-        self.flush_until_closed_or_poisoned();
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.flush_until_closed_or_poisoned()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Flusher, payload.as_ref());
+        }
         let wakers = {
             let mut state = self.core.state.lock();
             state.data_exited = true;
@@ -1150,6 +1216,25 @@ struct Syncer {
 
 impl Syncer {
     fn run(self) {
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.sync_until_done()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Sync, payload.as_ref());
+        }
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.syncers_exited += 1;
+            debug_assert!(state.syncers_exited <= self.core.sync_slots);
+            if state.data_exited && state.syncers_exited == self.core.sync_slots {
+                state.flusher_exited = true;
+            }
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
+    }
+
+    /// Syncs written batch ends until poisoned or until the flusher has exited
+    /// with nothing left to sync.
+    fn sync_until_done(&self) {
         while let Some(target) = self.next_target() {
             let syncing = Instant::now();
             let result = target.handle.sync_data();
@@ -1169,16 +1254,6 @@ impl Syncer {
             }
             self.core.work.notify_one();
         }
-        let wakers = {
-            let mut state = self.core.state.lock();
-            state.syncers_exited += 1;
-            debug_assert!(state.syncers_exited <= self.core.sync_slots);
-            if state.data_exited && state.syncers_exited == self.core.sync_slots {
-                state.flusher_exited = true;
-            }
-            state.take_ready_wakers()
-        };
-        self.core.wake_all(wakers);
     }
 
     /// Waits for a written batch end to sync; `None` once poisoned, or once the
@@ -1213,6 +1288,15 @@ struct Acker<S: Storage, G> {
 
 impl<S: Storage, G> Acker<S, G> {
     fn run(mut self) {
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.write_until_done()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Watermark, payload.as_ref());
+        }
+    }
+
+    /// Writes watermarks until poisoned or until the last durable position is
+    /// recorded.
+    fn write_until_done(&mut self) {
         while let Some(point) = self.next_point() {
             debug_assert!(
                 point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence
@@ -1263,5 +1347,32 @@ impl<S: Storage, G> Acker<S, G> {
             }
             self.core.ack_work.wait(&mut state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_message_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_PANIC_MESSAGE_BYTES);
+        let payload: Box<dyn Any + Send> = Box::new(long.clone());
+        let message = panic_message(payload.as_ref());
+        assert_eq!(message.len(), MAX_PANIC_MESSAGE_BYTES);
+        assert!(long.starts_with(&message));
+        let odd = format!("x{long}");
+        let payload: Box<dyn Any + Send> = Box::new(odd.clone());
+        let message = panic_message(payload.as_ref());
+        assert_eq!(
+            message.len(),
+            MAX_PANIC_MESSAGE_BYTES - 1,
+            "one byte short of a split 'é'"
+        );
+        assert!(odd.starts_with(&message));
+        let payload: Box<dyn Any + Send> = Box::new("short");
+        assert_eq!(panic_message(payload.as_ref()), "short");
+        let payload: Box<dyn Any + Send> = Box::new(7u32);
+        assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
     }
 }

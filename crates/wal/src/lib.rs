@@ -41,8 +41,9 @@
 //!   per [`DurableConfig::watermark_interval`] (and at close). `ticket.await` ([`TicketFuture`]) waits without blocking a thread
 //!   and without a runtime. [`DurableWal::open_in_visiting`] hands every verified
 //!   frame of the recovery scan to the caller. A failed write or sync (data or
-//!   watermark) poisons it: every waiter gets the error, nothing later is
-//!   acknowledged.
+//!   watermark), or a panic in one of its background threads
+//!   ([`WalError::ThreadPanicked`]), poisons it: every waiter gets the error,
+//!   nothing later is acknowledged.
 //! - [`WalReader`], [`SegmentedReader`], [`scan`], [`scan_dir`]: streaming
 //!   readers that verify as they go and never hold more than one frame plus a read
 //!   chunk; the outcome is the closed [`Recovery`] enum. All of them decode
@@ -140,7 +141,7 @@ pub use durable::{
     DEFAULT_WATERMARK_INTERVAL, DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal,
     MAX_PENDING_BYTES, MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
 };
-pub use error::WalError;
+pub use error::{MAX_PANIC_MESSAGE_BYTES, WalError, WalThread};
 pub use format::{AckPoint, EntryHash, WalKey};
 pub use reader::{
     Entry, Frame, FrameReader, FrameSource, LogFrames, LogReader, WalReader, decode_next,
