@@ -9,6 +9,7 @@
 //! group_commit_window_us = 200     # the gate log's group-commit window
 //! log_key_file = "gate.key"        # optional: HMAC-key the gate log (the key's FILE, never the key)
 //! group_commit_syncs = 2            # data fdatasyncs in flight at once
+//! watermark_interval_ms = 10       # least time between two writes of the log's ACK watermark
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -159,6 +160,19 @@ pub struct ServerConfig {
     /// batch's sync to return.
     #[serde(default = "default_syncs")]
     pub group_commit_syncs: usize,
+    /// The least time between two writes of the gate log's acknowledgement watermark,
+    /// milliseconds (default 10; 0: one after every data fdatasync). No answer waits
+    /// for the watermark; a longer interval saves watermark writes under load, and
+    /// the watermark then trails the acknowledged records by up to the interval plus
+    /// one write (recovery keeps the verified records after it; see
+    /// `calybris_wal::DurableConfig::watermark_interval`).
+    #[serde(default = "default_watermark_interval_ms")]
+    pub watermark_interval_ms: u64,
+}
+
+#[allow(clippy::cast_possible_truncation)] // 10 ms fits
+const fn default_watermark_interval_ms() -> u64 {
+    calybris_wal::DEFAULT_WATERMARK_INTERVAL.as_millis() as u64
 }
 
 const fn default_syncs() -> usize {
@@ -202,6 +216,7 @@ impl Default for ServerConfig {
             group_commit_window_us: default_window_us(),
             log_key_file: None,
             group_commit_syncs: default_syncs(),
+            watermark_interval_ms: default_watermark_interval_ms(),
         }
     }
 }

@@ -125,7 +125,8 @@ impl Gateway {
         )
         .policy_names(compiled.names.clone())
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us))
-        .sync_concurrency(config.server.group_commit_syncs);
+        .sync_concurrency(config.server.group_commit_syncs)
+        .watermark_interval(Duration::from_millis(config.server.watermark_interval_ms));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }
