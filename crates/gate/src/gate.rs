@@ -121,6 +121,7 @@ pub struct GateConfig {
     tenants: Vec<(String, u64)>,
     window: Duration,
     sync_concurrency: usize,
+    watermark_interval: Duration,
     snapshot_every_records: u64,
     reopen_holds: ReopenHolds,
     retention: Retention,
@@ -146,6 +147,7 @@ impl GateConfig {
             tenants: Vec::new(),
             window: DEFAULT_WINDOW,
             sync_concurrency: calybris_wal::DEFAULT_SYNC_CONCURRENCY,
+            watermark_interval: calybris_wal::DEFAULT_WATERMARK_INTERVAL,
             snapshot_every_records: DEFAULT_SNAPSHOT_EVERY_RECORDS,
             reopen_holds: ReopenHolds::Release,
             retention: Retention::KeepAll,
@@ -238,6 +240,20 @@ impl GateConfig {
     #[must_use]
     pub fn sync_concurrency(mut self, syncs: usize) -> Self {
         self.sync_concurrency = syncs;
+        self
+    }
+
+    /// The least time between two writes of the log's acknowledgement watermark
+    /// (default [`calybris_wal::DEFAULT_WATERMARK_INTERVAL`], 10 ms; zero: one after
+    /// every data fdatasync). No acknowledgement waits for the watermark; a longer
+    /// interval saves `ACK` writes and fdatasyncs under load and lets the watermark
+    /// trail the acknowledged records by up to the interval plus one watermark write
+    /// (recovery keeps the verified records after it; see
+    /// [`calybris_wal::DurableConfig::watermark_interval`]). Closing the gate writes
+    /// the last one.
+    #[must_use]
+    pub fn watermark_interval(mut self, interval: Duration) -> Self {
+        self.watermark_interval = interval;
         self
     }
 
@@ -616,6 +632,7 @@ impl Gate {
             key: config.key.clone(),
             window: config.window,
             sync_concurrency: config.sync_concurrency,
+            watermark_interval: config.watermark_interval,
             segment_limit_bytes: config.segment_limit_bytes,
             start_anchor,
             ..DurableConfig::default()

@@ -820,3 +820,39 @@ fn garbage_after_the_acknowledged_end_is_a_torn_tail_and_damage_before_it_is_ref
     }
     Ok(())
 }
+
+/// `GateConfig::watermark_interval` reaches the log: with an interval of an hour
+/// no watermark is written while the gate runs (the decisions are durable all
+/// the same); with zero, each durable decision gets one.
+#[test]
+fn the_watermark_interval_reaches_the_log() -> Result<(), GateError> {
+    let run = |interval: std::time::Duration, tag: &str| -> Result<u64, GateError> {
+        let name = TempDir::new(tag);
+        let gate = Gate::open_in(
+            GateConfig::new(&name.0, policy(false))
+                .tenant("a", 1_000_000)
+                .watermark_interval(interval),
+            MemDirectory::new(),
+        )?;
+        for k in 0..5 {
+            let before = gate.log_stats().watermarks;
+            let admission = gate.decide("a", request(k, 1))?;
+            admission.wait_durable()?;
+            gate.release(admission)?;
+            if interval.is_zero() {
+                for _ in 0..20_000 {
+                    if gate.log_stats().watermarks > before {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+            }
+        }
+        let stats = gate.log_stats();
+        assert!(stats.data_syncs >= 5, "{stats:?}");
+        Ok(stats.watermarks)
+    };
+    assert_eq!(run(std::time::Duration::from_secs(3_600), "wm-long")?, 0);
+    assert!(run(std::time::Duration::ZERO, "wm-zero")? >= 5);
+    Ok(())
+}

@@ -35,6 +35,10 @@
 //! request body different (same length), as it must be for that comparison (the
 //! archive is content-addressed: one repeated body is written once).
 //!
+//! `CALYBRIS_LOAD_WATERMARK_MS=N` sets `[server] watermark_interval_ms` (the least time
+//! between two writes of the gate log's acknowledgement watermark; default 10, 0: one
+//! after every data fdatasync).
+//!
 //! `CALYBRIS_LOAD_GATEWAY_WRAP="valgrind --tool=callgrind --callgrind-out-file=F"` runs
 //! the gateway child under that command (instruction counts per request: run twice
 //! with different request counts and divide the difference).
@@ -113,8 +117,16 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str, syncs
             .as_ref()
             .map(|a| format!("request_archive = {:?}\n", a.display().to_string()))
             .unwrap_or_default();
+        // CALYBRIS_LOAD_WATERMARK_MS=N: `[server] watermark_interval_ms` (else its default).
+        let watermark_line = std::env::var("CALYBRIS_LOAD_WATERMARK_MS")
+            .ok()
+            .map(|ms| {
+                let ms: u64 = ms.parse().expect("CALYBRIS_LOAD_WATERMARK_MS: milliseconds");
+                format!("watermark_interval_ms = {ms}\n")
+            })
+            .unwrap_or_default();
         let text = format!(
-            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\ngroup_commit_syncs = {syncs}\n{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\ngroup_commit_syncs = {syncs}\n{watermark_line}{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
              [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\np95_latency_ms = 0\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.join("gate").display().to_string(),

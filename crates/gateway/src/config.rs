@@ -11,6 +11,7 @@
 //! group_commit_syncs = 2            # data fdatasyncs in flight at once
 //! durable_before_provider = true   # a provider is called only once its reservation is durable
 //! reopen_holds = "commit"          # holds a crash left open: "commit" (spent in full) or "release"
+//! watermark_interval_ms = 10       # least time between two writes of the log's ACK watermark
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -177,6 +178,14 @@ pub struct ServerConfig {
     /// that could cost) or `"release"` (each is refunded, `ReleasedAtReopen`).
     #[serde(default)]
     pub reopen_holds: ReopenHoldsSetting,
+    /// The least time between two writes of the gate log's acknowledgement watermark,
+    /// milliseconds (default 10; 0: one after every data fdatasync). No answer waits
+    /// for the watermark; a longer interval saves watermark writes under load, and
+    /// the watermark then trails the acknowledged records by up to the interval plus
+    /// one write (recovery keeps the verified records after it; see
+    /// `calybris_wal::DurableConfig::watermark_interval`).
+    #[serde(default = "default_watermark_interval_ms")]
+    pub watermark_interval_ms: u64,
 }
 
 /// `[server] reopen_holds`: what reopening does with holds left open.
@@ -204,6 +213,11 @@ impl ReopenHoldsSetting {
 
 const fn default_durable_before_provider() -> bool {
     true
+}
+
+#[allow(clippy::cast_possible_truncation)] // 10 ms fits
+const fn default_watermark_interval_ms() -> u64 {
+    calybris_wal::DEFAULT_WATERMARK_INTERVAL.as_millis() as u64
 }
 
 const fn default_syncs() -> usize {
@@ -249,6 +263,7 @@ impl Default for ServerConfig {
             group_commit_syncs: default_syncs(),
             durable_before_provider: default_durable_before_provider(),
             reopen_holds: ReopenHoldsSetting::default(),
+            watermark_interval_ms: default_watermark_interval_ms(),
         }
     }
 }

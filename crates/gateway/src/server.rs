@@ -127,7 +127,8 @@ impl Gateway {
         .policy_names(compiled.names.clone())
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us))
         .sync_concurrency(config.server.group_commit_syncs)
-        .reopen_holds(config.server.reopen_holds.to_gate());
+        .reopen_holds(config.server.reopen_holds.to_gate())
+        .watermark_interval(Duration::from_millis(config.server.watermark_interval_ms));
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }

@@ -112,3 +112,25 @@ fn inexact_prices_unknown_references_and_bad_hashes_are_refused() {
         Err(ConfigError::Parse(_))
     ));
 }
+
+#[test]
+fn the_watermark_interval_defaults_to_ten_milliseconds() {
+    let body = format!(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n\n\
+         [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\n\
+         output_usd_per_mtok = \"1\"\nquality_bps = 5000\n\n\
+         [tenants.t]\nbudget_usd = \"1\"\napi_key_sha256 = [{:?}]\n\n\
+         [routing]\nfallback = [\"m\"]\n",
+        calybris_gateway::config::key_hash_hex("k")
+    );
+    let default = GatewayConfig::from_toml(&body).expect("parses");
+    assert_eq!(default.server.watermark_interval_ms, 10);
+    assert_eq!(
+        u128::from(default.server.watermark_interval_ms),
+        calybris_wal::DEFAULT_WATERMARK_INTERVAL.as_millis()
+    );
+    let zero = GatewayConfig::from_toml(&format!("[server]\nwatermark_interval_ms = 0\n\n{body}"))
+        .expect("parses");
+    assert_eq!(zero.server.watermark_interval_ms, 0);
+    zero.compile().expect("compiles");
+}

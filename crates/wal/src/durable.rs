@@ -2,13 +2,16 @@
 //! each record once its data is durable: one write per batch and one fdatasync
 //! covering it, with up to [`DurableConfig::sync_concurrency`] fdatasyncs in
 //! flight at once; the acknowledgement watermark follows behind, off the
-//! acknowledgement path (it is a lower bound of what was acknowledged).
+//! acknowledgement path, at most once per [`DurableConfig::watermark_interval`]
+//! (it is a lower bound of what was acknowledged).
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 
 use crate::ack::{AckWriter, initial_file};
-use crate::error::WalError;
+use crate::error::{MAX_PANIC_MESSAGE_BYTES, WalError, WalThread};
 use crate::format::{AckPoint, SegmentHeader, WalKey, encode_frame};
 use crate::reader::{Frame, FrameReader};
 use crate::recovery::{Recovery, WalAnchor};
@@ -52,6 +55,10 @@ pub const DEFAULT_BATCH_BUDGET_BYTES: usize = 1024 * 1024;
 /// above it, the next batch goes to a new segment.
 pub const DEFAULT_SEGMENT_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Default [`DurableConfig::watermark_interval`]: the watermark is written at most
+/// once per 10 ms.
+pub const DEFAULT_WATERMARK_INTERVAL: Duration = Duration::from_millis(10);
+
 /// Bound on bytes waiting for the flusher: appenders block (on a condition
 /// variable, not spinning) while this many bytes are pending.
 pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
@@ -81,6 +88,21 @@ pub struct DurableConfig {
     /// sequence (normally [`RetiredSegments::start_anchor`]). `None`: the first
     /// segment must start at sequence 0.
     pub start_anchor: Option<WalAnchor>,
+    /// The least time between the starts of two watermark writes (default
+    /// [`DEFAULT_WATERMARK_INTERVAL`]). The watermark thread writes the newest
+    /// durable position when the interval since its previous write (or since the
+    /// log was opened) has passed, so one write covers every sync of the interval
+    /// and the watermark trails the durable position by at most the interval plus
+    /// one watermark write (write and fdatasync of the `ACK` file; plus the one in
+    /// progress when that takes longer than the interval). Acknowledgements never
+    /// wait for it. Closing (or dropping) the log writes the last durable position
+    /// at once, without waiting for the interval. [`Duration::ZERO`]: a watermark
+    /// after every data sync, as soon as the previous one is written. A longer
+    /// interval means fewer `ACK` writes and a wider span of acknowledged records
+    /// after the watermark, in which media damage that looks like a torn tail is
+    /// cut rather than refused (see `docs/SPECIFICATION.md`, "Durability
+    /// contract"); an interval too long to represent waits for the close.
+    pub watermark_interval: Duration,
 }
 
 impl Default for DurableConfig {
@@ -93,6 +115,7 @@ impl Default for DurableConfig {
             segment_limit_bytes: DEFAULT_SEGMENT_LIMIT_BYTES,
             anchor: None,
             start_anchor: None,
+            watermark_interval: DEFAULT_WATERMARK_INTERVAL,
         }
     }
 }
@@ -114,7 +137,9 @@ pub struct DurableStats {
     /// Data fdatasyncs (one may cover several batches written while every sync
     /// slot was busy).
     pub data_syncs: u64,
-    /// Watermark writes (each one write and one fdatasync of the `ACK` file).
+    /// Watermark writes (each one write and one fdatasync of the `ACK` file; at
+    /// most one per [`DurableConfig::watermark_interval`], plus the last one at
+    /// close; the one written when the log is opened is not counted).
     pub watermarks: u64,
     /// Total time in the watermark writes and fdatasyncs, nanoseconds.
     pub watermark_sync_nanos: u64,
@@ -163,7 +188,7 @@ struct State {
     durable: WalAnchor,
     /// The position the watermark file last recorded (at or before `durable`).
     watermarked: WalAnchor,
-    poisoned: Option<(io::ErrorKind, String)>,
+    poisoned: Option<Poison>,
     closing: bool,
     /// The newest position whose data is synced but whose watermark is not
     /// written yet (latest wins: one watermark write covers every batch before it).
@@ -207,6 +232,51 @@ impl State {
     }
 }
 
+/// Why the log stopped acknowledging (the first cause wins).
+#[derive(Debug, Clone)]
+enum Poison {
+    /// A write or sync failed.
+    Io {
+        kind: io::ErrorKind,
+        message: String,
+    },
+    /// A background thread panicked.
+    Panicked { thread: WalThread, message: String },
+}
+
+impl Poison {
+    /// The error every waiter and later caller gets.
+    fn to_error(&self) -> WalError {
+        match self {
+            Self::Io { kind, message } => WalError::Poisoned {
+                kind: *kind,
+                message: message.clone(),
+            },
+            Self::Panicked { thread, message } => WalError::ThreadPanicked {
+                thread: *thread,
+                message: message.clone(),
+            },
+        }
+    }
+}
+
+/// The message of a caught panic, cut to [`MAX_PANIC_MESSAGE_BYTES`] (at a
+/// character boundary).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    let mut end = text.len().min(MAX_PANIC_MESSAGE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = text.get(..end).unwrap_or_default().to_owned();
+    debug_assert!(message.len() <= MAX_PANIC_MESSAGE_BYTES);
+    message
+}
+
 /// A written batch end and the handle whose sync makes it durable.
 #[derive(Debug, Clone)]
 struct SyncTarget {
@@ -233,15 +303,14 @@ struct Core {
     batch_budget_bytes: usize,
     /// Sync threads (0: the flusher syncs inline).
     sync_slots: usize,
+    /// Least time between the starts of two watermark writes.
+    watermark_interval: Duration,
     counters: Counters,
 }
 
 impl Core {
-    fn poison_error(poisoned: &(io::ErrorKind, String)) -> WalError {
-        WalError::Poisoned {
-            kind: poisoned.0,
-            message: poisoned.1.clone(),
-        }
+    fn poison_error(poisoned: &Poison) -> WalError {
+        poisoned.to_error()
     }
 
     /// Wakes every thread and future that may have something to do after a
@@ -261,6 +330,7 @@ impl Core {
     /// (never backwards: overlapping syncs may return out of order), hands the
     /// point to the watermark thread, and completes the tickets it covers.
     fn made_durable(&self, point: AckPoint) {
+        let mut new_ack_work = false;
         let wakers = {
             let mut state = self.state.lock();
             if point.anchor.next_sequence > state.durable.next_sequence {
@@ -271,11 +341,16 @@ impl Core {
                         .is_none_or(|p| p.anchor.next_sequence < point.anchor.next_sequence)
                 );
                 state.durable = point.anchor;
-                state.ack_pending = Some(point);
+                // A point already pending means the watermark thread knows there
+                // is work (it is writing, or waiting for its interval, and takes
+                // the newest point then): only the first one needs to wake it.
+                new_ack_work = state.ack_pending.replace(point).is_none();
             }
             state.take_ready_wakers()
         };
-        self.ack_work.notify_one();
+        if new_ack_work {
+            self.ack_work.notify_one();
+        }
         self.done.notify_all();
         for waker in wakers {
             waker.wake();
@@ -284,11 +359,27 @@ impl Core {
 
     /// Poisons the log with `error` and wakes everyone.
     fn poison(&self, error: &io::Error) {
+        self.poison_with(Poison::Io {
+            kind: error.kind(),
+            message: error.to_string(),
+        });
+    }
+
+    /// Poisons the log because `thread` panicked (caught at the top of its body)
+    /// and wakes everyone: nothing it had not reported durable ever will be.
+    fn panicked(&self, thread: WalThread, payload: &(dyn Any + Send)) {
+        self.poison_with(Poison::Panicked {
+            thread,
+            message: panic_message(payload),
+        });
+    }
+
+    /// Poisons the log (unless it already is: the first cause is kept) and wakes
+    /// everyone.
+    fn poison_with(&self, poison: Poison) {
         let wakers = {
             let mut state = self.state.lock();
-            state
-                .poisoned
-                .get_or_insert((error.kind(), error.to_string()));
+            state.poisoned.get_or_insert(poison);
             state.take_ready_wakers()
         };
         self.wake_all(wakers);
@@ -328,7 +419,9 @@ impl Ticket {
     ///
     /// # Errors
     /// [`WalError::Poisoned`] when a write or sync failed before the record
-    /// became durable; [`WalError::Closed`] when the log shut down without it.
+    /// became durable, [`WalError::ThreadPanicked`] when one of the log's
+    /// background threads panicked before it; [`WalError::Closed`] when the log
+    /// shut down without it.
     pub fn wait(&self) -> Result<u64, WalError> {
         let mut state = self.core.state.lock();
         loop {
@@ -447,12 +540,17 @@ thread_local! {
 /// threads, whose fdatasync covers every batch written before it; when it
 /// returns, the tickets it covers complete. A watermark thread then writes the
 /// newest durable position into the watermark file and fdatasyncs that, off the
-/// acknowledgement path: the watermark is a lower bound of what was acknowledged
+/// acknowledgement path and at most once per [`DurableConfig::watermark_interval`]
+/// (the last position at close): the watermark is a lower bound of what was acknowledged
 /// (recovery refuses damage at or before it, and records after it are kept when
 /// they verify; see `docs/SPECIFICATION.md`). One watermark write covers every
 /// batch synced before it. A failed write or sync (data or watermark) poisons the
 /// log: every waiting ticket and every later append gets [`WalError::Poisoned`];
-/// reopening recovers every acknowledged record.
+/// a panic in one of the background threads (flusher, sync, watermark) is caught
+/// and poisons it the same way, with [`WalError::ThreadPanicked`] (nothing the
+/// panicking thread had not reported durable is acknowledged, and no appender is
+/// left waiting; a build with `panic = "abort"` aborts instead). Reopening
+/// recovers every acknowledged record.
 #[derive(Debug)]
 pub struct DurableWal<T: ?Sized, D: Directory = FsDirectory> {
     core: Arc<Core>,
@@ -624,6 +722,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             window: config.window,
             batch_budget_bytes: config.batch_budget_bytes.max(1),
             sync_slots,
+            watermark_interval: config.watermark_interval,
             counters: Counters::default(),
         });
         let dir = Arc::new(dir);
@@ -639,6 +738,9 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         let acker = Acker {
             core: Arc::clone(&core),
             ack,
+            // The watermark was just written (or created) above: the interval
+            // runs from now.
+            last_write_at: Instant::now(),
             _guard: guard,
         };
         let acker = std::thread::Builder::new()
@@ -712,8 +814,9 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// Encodes and chains `record` and queues it for the next batch.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`], [`WalError::Closed`], [`WalError::Encode`],
-    /// [`WalError::RecordTooLarge`] or [`WalError::SequenceExhausted`].
+    /// [`WalError::Poisoned`], [`WalError::ThreadPanicked`], [`WalError::Closed`],
+    /// [`WalError::Encode`], [`WalError::RecordTooLarge`] or
+    /// [`WalError::SequenceExhausted`].
     pub fn append(&self, record: &T) -> Result<Ticket, WalError> {
         self.append_serialized(record)
     }
@@ -892,7 +995,8 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// the lock; returns the durable position.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`] when a write or sync failed.
+    /// [`WalError::Poisoned`] when a write or sync failed,
+    /// [`WalError::ThreadPanicked`] when a background thread panicked.
     pub fn close(mut self) -> Result<WalAnchor, WalError> {
         self.stop();
         let state = self.core.state.lock();
@@ -901,29 +1005,41 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             None => Ok(state.durable),
         }
     }
+}
 
+impl<T: ?Sized, D: Directory> DurableWal<T, D> {
+    /// Stops the threads (the flusher writes and syncs what is pending first,
+    /// the watermark thread records the last durable position) and waits for them.
     fn stop(&mut self) {
         self.core.state.lock().closing = true;
         self.core.wake_all(Vec::new());
-        let mut panicked = false;
+        let mut panicked = None;
         let syncers = std::mem::take(&mut self.syncers);
-        for handle in self
+        for (thread, handle) in self
             .flusher
             .take()
+            .map(|handle| (WalThread::Flusher, handle))
             .into_iter()
-            .chain(syncers)
-            .chain(self.acker.take())
+            .chain(syncers.into_iter().map(|handle| (WalThread::Sync, handle)))
+            .chain(
+                self.acker
+                    .take()
+                    .map(|handle| (WalThread::Watermark, handle)),
+            )
         {
-            // The threads do not panic on any input; if one did, the poisoned
-            // state below still tells waiters the truth.
-            panicked |= handle.join().is_err();
+            // Each thread catches a panic of its body and poisons the log itself;
+            // this is for one escaping its exit bookkeeping.
+            if let Err(payload) = handle.join() {
+                panicked.get_or_insert((thread, payload));
+            }
         }
         let wakers = {
             let mut state = self.core.state.lock();
-            if panicked {
-                state
-                    .poisoned
-                    .get_or_insert((io::ErrorKind::Other, "a flusher thread panicked".to_owned()));
+            if let Some((thread, payload)) = &panicked {
+                state.poisoned.get_or_insert(Poison::Panicked {
+                    thread: *thread,
+                    message: panic_message(payload.as_ref()),
+                });
             }
             state.flusher_exited = true;
             state.take_ready_wakers()
@@ -934,24 +1050,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
 
 impl<T: ?Sized, D: Directory> Drop for DurableWal<T, D> {
     fn drop(&mut self) {
-        self.core.state.lock().closing = true;
-        self.core.wake_all(Vec::new());
-        let syncers = std::mem::take(&mut self.syncers);
-        for handle in self
-            .flusher
-            .take()
-            .into_iter()
-            .chain(syncers)
-            .chain(self.acker.take())
-        {
-            let _ = handle.join();
-        }
-        let wakers = {
-            let mut state = self.core.state.lock();
-            state.flusher_exited = true;
-            state.take_ready_wakers()
-        };
-        self.core.wake_all(wakers);
+        self.stop();
     }
 }
 
@@ -969,7 +1068,10 @@ struct Flusher<D: Directory> {
 
 impl<D: Directory> Flusher<D> {
     fn run(mut self) {
-        self.flush_until_closed_or_poisoned();
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.flush_until_closed_or_poisoned()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Flusher, payload.as_ref());
+        }
         let wakers = {
             let mut state = self.core.state.lock();
             state.data_exited = true;
@@ -1114,6 +1216,25 @@ struct Syncer {
 
 impl Syncer {
     fn run(self) {
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.sync_until_done()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Sync, payload.as_ref());
+        }
+        let wakers = {
+            let mut state = self.core.state.lock();
+            state.syncers_exited += 1;
+            debug_assert!(state.syncers_exited <= self.core.sync_slots);
+            if state.data_exited && state.syncers_exited == self.core.sync_slots {
+                state.flusher_exited = true;
+            }
+            state.take_ready_wakers()
+        };
+        self.core.wake_all(wakers);
+    }
+
+    /// Syncs written batch ends until poisoned or until the flusher has exited
+    /// with nothing left to sync.
+    fn sync_until_done(&self) {
         while let Some(target) = self.next_target() {
             let syncing = Instant::now();
             let result = target.handle.sync_data();
@@ -1133,16 +1254,6 @@ impl Syncer {
             }
             self.core.work.notify_one();
         }
-        let wakers = {
-            let mut state = self.core.state.lock();
-            state.syncers_exited += 1;
-            debug_assert!(state.syncers_exited <= self.core.sync_slots);
-            if state.data_exited && state.syncers_exited == self.core.sync_slots {
-                state.flusher_exited = true;
-            }
-            state.take_ready_wakers()
-        };
-        self.core.wake_all(wakers);
     }
 
     /// Waits for a written batch end to sync; `None` once poisoned, or once the
@@ -1169,17 +1280,29 @@ impl Syncer {
 struct Acker<S: Storage, G> {
     core: Arc<Core>,
     ack: AckWriter<S>,
+    /// When the previous watermark write began.
+    last_write_at: Instant,
     /// Held until the last watermark is written.
     _guard: G,
 }
 
 impl<S: Storage, G> Acker<S, G> {
     fn run(mut self) {
+        let body = panic::catch_unwind(AssertUnwindSafe(|| self.write_until_done()));
+        if let Err(payload) = body {
+            self.core.panicked(WalThread::Watermark, payload.as_ref());
+        }
+    }
+
+    /// Writes watermarks until poisoned or until the last durable position is
+    /// recorded.
+    fn write_until_done(&mut self) {
         while let Some(point) = self.next_point() {
             debug_assert!(
                 point.anchor.next_sequence <= self.core.state.lock().durable.next_sequence
             );
             let writing = Instant::now();
+            self.last_write_at = writing;
             let result = self.ack.write(point);
             let counters = &self.core.counters;
             counters
@@ -1197,21 +1320,59 @@ impl<S: Storage, G> Acker<S, G> {
         }
     }
 
-    /// Waits for a durable position to record; `None` once poisoned, or once
-    /// nothing more can become durable and everything was recorded.
+    /// Waits for a durable position to record and for the watermark interval
+    /// since the previous write to pass (not when closing: the last position is
+    /// then written at once); `None` once poisoned, or once nothing more can
+    /// become durable and everything was recorded.
     fn next_point(&self) -> Option<AckPoint> {
-        let mut state = self.core.state.lock();
+        let core = &*self.core;
+        let mut state = core.state.lock();
         loop {
             if state.poisoned.is_some() {
                 return None;
             }
-            if let Some(point) = state.ack_pending.take() {
-                return Some(point);
+            if state.ack_pending.is_some() {
+                let hurry = state.closing || state.flusher_exited;
+                match self.last_write_at.checked_add(core.watermark_interval) {
+                    Some(due) if !hurry && Instant::now() < due => {
+                        let _ = core.ack_work.wait_until(&mut state, due);
+                    }
+                    None if !hurry => core.ack_work.wait(&mut state),
+                    _ => return state.ack_pending.take(),
+                }
+                continue;
             }
             if state.flusher_exited {
                 return None;
             }
             self.core.ack_work.wait(&mut state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_message_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_PANIC_MESSAGE_BYTES);
+        let payload: Box<dyn Any + Send> = Box::new(long.clone());
+        let message = panic_message(payload.as_ref());
+        assert_eq!(message.len(), MAX_PANIC_MESSAGE_BYTES);
+        assert!(long.starts_with(&message));
+        let odd = format!("x{long}");
+        let payload: Box<dyn Any + Send> = Box::new(odd.clone());
+        let message = panic_message(payload.as_ref());
+        assert_eq!(
+            message.len(),
+            MAX_PANIC_MESSAGE_BYTES - 1,
+            "one byte short of a split 'é'"
+        );
+        assert!(odd.starts_with(&message));
+        let payload: Box<dyn Any + Send> = Box::new("short");
+        assert_eq!(panic_message(payload.as_ref()), "short");
+        let payload: Box<dyn Any + Send> = Box::new(7u32);
+        assert_eq!(panic_message(payload.as_ref()), "a panic without a message");
     }
 }

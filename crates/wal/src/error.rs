@@ -55,6 +55,18 @@ pub enum WalError {
         /// Its message.
         message: String,
     },
+    /// A background thread of a [`DurableWal`](crate::DurableWal) panicked (a bug,
+    /// in this crate or in a [`Storage`](crate::storage::Storage) it was given).
+    /// Like [`WalError::Poisoned`], the log acknowledges nothing more: every
+    /// pending ticket and every later append gets this error. Reopen the log to
+    /// recover to the last durable record.
+    #[error("log poisoned: its {thread} thread panicked: {message}")]
+    ThreadPanicked {
+        /// Which thread panicked.
+        thread: WalThread,
+        /// The panic's message (cut to [`MAX_PANIC_MESSAGE_BYTES`]).
+        message: String,
+    },
     /// `create` found an existing log.
     #[error("log {path} already exists")]
     AlreadyExists {
@@ -75,7 +87,42 @@ pub enum WalError {
     Closed,
 }
 
+/// Longest panic message kept in [`WalError::ThreadPanicked`], in bytes.
+pub const MAX_PANIC_MESSAGE_BYTES: usize = 1024;
+
+/// A background thread of a [`DurableWal`](crate::DurableWal), as named by
+/// [`WalError::ThreadPanicked`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WalThread {
+    /// The thread that writes the batches (and syncs them inline when there are
+    /// no sync threads, or before a segment rotation).
+    Flusher,
+    /// One of the threads that fdatasync written batches and complete tickets.
+    Sync,
+    /// The thread that writes the acknowledgement watermark.
+    Watermark,
+}
+
+impl std::fmt::Display for WalThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flusher => "flusher",
+            Self::Sync => "sync",
+            Self::Watermark => "watermark",
+        })
+    }
+}
+
 impl WalError {
+    /// True when the log was poisoned: by a failed write or sync
+    /// ([`WalError::Poisoned`]) or by a background thread's panic
+    /// ([`WalError::ThreadPanicked`]). Nothing more is acknowledged after it.
+    #[must_use]
+    pub fn is_poisoned(&self) -> bool {
+        matches!(self, Self::Poisoned { .. } | Self::ThreadPanicked { .. })
+    }
+
     /// The error that every later caller of a poisoned writer receives.
     pub(crate) fn poisoned_by(error: &io::Error) -> Self {
         Self::Poisoned {

@@ -35,13 +35,15 @@
 //! - [`DurableWal`]: many threads append at once; each gets a [`Ticket`] that
 //!   [`Ticket::wait`]s until its record is durable. One flusher thread writes each
 //!   batch (a 200 µs window or a byte budget) with one write and one fdatasync, and
-//!   rotates to a new segment file at a size limit; a second thread records each
-//!   synced batch in the watermark (overlapping the next batch) before its tickets
-//!   complete. `ticket.await` ([`TicketFuture`]) waits without blocking a thread
+//!   rotates to a new segment file at a size limit; sync threads fdatasync the
+//!   batches and complete their tickets; a watermark thread records the newest
+//!   durable position in the watermark, off the acknowledgement path, at most once
+//!   per [`DurableConfig::watermark_interval`] (and at close). `ticket.await` ([`TicketFuture`]) waits without blocking a thread
 //!   and without a runtime. [`DurableWal::open_in_visiting`] hands every verified
 //!   frame of the recovery scan to the caller. A failed write or sync (data or
-//!   watermark) poisons it: every waiter gets the error, nothing later is
-//!   acknowledged.
+//!   watermark), or a panic in one of its background threads
+//!   ([`WalError::ThreadPanicked`]), poisons it: every waiter gets the error,
+//!   nothing later is acknowledged.
 //! - [`WalReader`], [`SegmentedReader`], [`scan`], [`scan_dir`]: streaming
 //!   readers that verify as they go and never hold more than one frame plus a read
 //!   chunk; the outcome is the closed [`Recovery`] enum. All of them decode
@@ -136,10 +138,10 @@ pub use audit::{
 };
 pub use durable::{
     DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_SYNC_CONCURRENCY,
-    DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal, MAX_PENDING_BYTES,
-    MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
+    DEFAULT_WATERMARK_INTERVAL, DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal,
+    MAX_PENDING_BYTES, MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
 };
-pub use error::WalError;
+pub use error::{MAX_PANIC_MESSAGE_BYTES, WalError, WalThread};
 pub use format::{AckPoint, EntryHash, WalKey};
 pub use reader::{
     Entry, Frame, FrameReader, FrameSource, LogFrames, LogReader, WalReader, decode_next,

@@ -486,6 +486,7 @@ struct MemState {
     failing_writes: u32,
     short_write_bytes: Option<usize>,
     holding_syncs: bool,
+    panicking_syncs: u32,
 }
 
 /// An in-memory disk holding one segment, with fault injection. Clones share the
@@ -577,6 +578,16 @@ impl MemDisk {
         self.state.lock().holding_syncs = hold;
     }
 
+    /// The next `count` syncs panic (and make nothing durable): a bug in a storage
+    /// layer or in the thread calling it, so a test can check that a
+    /// [`DurableWal`](crate::DurableWal) whose background thread panics poisons
+    /// itself ([`WalError::ThreadPanicked`]) instead of leaving its appenders
+    /// waiting. Counted after [`MemDisk::hold_syncs`] lets a sync go on, before
+    /// [`MemDisk::fail_next_syncs`].
+    pub fn panic_next_syncs(&self, count: u32) {
+        self.state.lock().panicking_syncs = count;
+    }
+
     /// The next `count` appends fail without writing anything.
     pub fn fail_next_writes(&self, count: u32) {
         self.state.lock().failing_writes = count;
@@ -649,6 +660,12 @@ impl SyncHandle for MemDisk {
             drop(state);
             std::thread::sleep(std::time::Duration::from_millis(1));
             state = self.state.lock();
+        }
+        if state.panicking_syncs > 0 {
+            state.panicking_syncs -= 1;
+            // Released first: the disk stays usable by whoever reads it next.
+            drop(state);
+            panic!("injected sync panic");
         }
         if state.failing_syncs > 0 {
             state.failing_syncs -= 1;
