@@ -1,7 +1,9 @@
 //! The adaptive engine's records in the gate log (issue 11): what the engine suggested
 //! for a decision ([`AdaptiveNote`], in [`GateDecision::adaptive`]), the engine's
-//! configuration and replay key ([`AdaptiveSetup`], code 21) and its periodic state
-//! digest ([`EngineSnapshot`], code 20).
+//! configuration and replay key ([`AdaptiveSetup`], code 21), its periodic state
+//! digest ([`EngineSnapshot`], code 20) and, under retention, its whole state
+//! ([`EngineState`], code 22, with the waiting decisions in [`EnginePending`] records,
+//! code 23), from which a retained log replays the engine.
 //!
 //! These types are plain data and always compiled, so every build reads and writes the
 //! same bytes. Running the engine (deciding, learning from outcomes, re-deriving every
