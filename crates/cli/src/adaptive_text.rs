@@ -217,3 +217,33 @@ pub fn pending_text(head: &str, pending: &EnginePending) -> String {
         pending.decisions.len()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calybris::gate::adaptive::PendingDecision;
+
+    #[test]
+    fn a_pending_record_names_its_decisions() {
+        let pending = EnginePending {
+            decisions: [41, 57]
+                .into_iter()
+                .map(|sequence| PendingDecision {
+                    sequence,
+                    regime: 0,
+                    tier: 1,
+                    features: vec![3],
+                    business_value_microunits: 0,
+                })
+                .collect(),
+        };
+        assert_eq!(
+            pending_text("record 90 (engine-pending)", &pending),
+            "record 90 (engine-pending): 2 decisions waiting for an outcome when the engine state was written, decision records 41 to 57\n"
+        );
+        let empty = EnginePending {
+            decisions: Vec::new(),
+        };
+        assert!(pending_text("r", &empty).starts_with("r: 0 decisions waiting"));
+    }
+}
