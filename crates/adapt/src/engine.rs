@@ -136,6 +136,41 @@ impl Engine {
     /// [`LearnError::RegimeConfig`], [`LearnError::ArmCount`],
     /// [`LearnError::BasisPoints`], [`LearnError::Redraws`].
     pub fn new(config: EngineConfig, key: PrfKey) -> Result<Self, LearnError> {
+        Self::check_config(&config)?;
+        let regimes = Regimes::new(config.regimes.clone())?;
+        let posteriors: Vec<Posterior> = config
+            .priors
+            .iter()
+            .copied()
+            .cycle()
+            .take(config.priors.len() * regimes.len())
+            .collect();
+        let streams = StateStreams::new(&key);
+        let table = match config.policy {
+            Policy::Thompson { redraws } => Some(ThompsonTable::new(
+                &streams,
+                regimes.len(),
+                &posteriors,
+                redraws as usize + 1,
+            )?),
+            Policy::EpsilonGreedy { .. } => None,
+        };
+        let mut engine = Self {
+            config,
+            streams,
+            version: 0,
+            table,
+            regimes,
+            posteriors,
+            digest: [0; DIGEST_LEN],
+        };
+        engine.digest = engine.layout_digest();
+        Ok(engine)
+    }
+
+    /// The checks of [`new`](Self::new) on the arms, the exploration and the policy
+    /// (the regime configuration is checked where the regimes are built).
+    fn check_config(config: &EngineConfig) -> Result<(), LearnError> {
         if config.priors.is_empty() || config.priors.len() > ARMS_MAX {
             return Err(LearnError::ArmCount {
                 arms: config.priors.len(),
@@ -166,35 +201,7 @@ impl Engine {
                 }
             }
         }
-        let regimes = Regimes::new(config.regimes.clone())?;
-        let posteriors: Vec<Posterior> = config
-            .priors
-            .iter()
-            .copied()
-            .cycle()
-            .take(config.priors.len() * regimes.len())
-            .collect();
-        let streams = StateStreams::new(&key);
-        let table = match config.policy {
-            Policy::Thompson { redraws } => Some(ThompsonTable::new(
-                &streams,
-                regimes.len(),
-                &posteriors,
-                redraws as usize + 1,
-            )?),
-            Policy::EpsilonGreedy { .. } => None,
-        };
-        let mut engine = Self {
-            config,
-            streams,
-            version: 0,
-            table,
-            regimes,
-            posteriors,
-            digest: [0; DIGEST_LEN],
-        };
-        engine.digest = engine.layout_digest();
-        Ok(engine)
+        Ok(())
     }
 
     /// The engine's whole state ([`EngineState`]): with the configuration and the
@@ -243,12 +250,16 @@ impl Engine {
         state: &EngineState,
     ) -> Result<Self, LearnError> {
         let bad = |reason| Err(LearnError::InvalidState { reason });
-        // Checks the configuration exactly as a fresh engine does (and gives the
-        // streams).
-        let fresh = Self::new(config, key)?;
-        let regimes = fresh.regimes.len();
-        let arms = fresh.arms();
-        let features = fresh.config.regimes.features;
+        // The configuration's checks, as a fresh engine's (without drawing its table).
+        Self::check_config(&config)?;
+        config.regimes.check()?;
+        let regimes = config.regimes.regimes.len();
+        let arms = config.priors.len();
+        let features = config.regimes.features;
+        let thompson_rows = match config.policy {
+            Policy::Thompson { redraws } => Some(redraws as usize + 1),
+            Policy::EpsilonGreedy { .. } => None,
+        };
         if state.regimes.len() != regimes {
             return bad("the regime count is not the configuration's");
         }
@@ -264,7 +275,7 @@ impl Engine {
             }
             let n = regime.stats[0].count();
             let mut observed = 0u64;
-            for (now, prior) in regime.posteriors.iter().zip(&fresh.config.priors) {
+            for (now, prior) in regime.posteriors.iter().zip(&config.priors) {
                 if now.alpha() < prior.alpha() || now.beta() < prior.beta() {
                     return bad("a posterior below its prior");
                 }
@@ -274,14 +285,14 @@ impl Engine {
             if observed != n {
                 return bad("a regime's posteriors observed another count than its statistics");
             }
-            match (&regime.table, &fresh.table) {
+            match (&regime.table, thompson_rows) {
                 (Some(table), Some(_)) => {
                     if u64::from(table.updates) != n || table.refreshes.len() != arms {
                         return bad("a regime's table is not its statistics' count or arms");
                     }
                     for (refresh, now) in table.refreshes.iter().zip(&regime.posteriors) {
                         let then = refresh.posterior;
-                        let prior = fresh.config.priors[refreshes.len() % arms];
+                        let prior = config.priors[refreshes.len() % arms];
                         if then.alpha() < prior.alpha()
                             || then.beta() < prior.beta()
                             || then.alpha() > now.alpha()
@@ -304,20 +315,21 @@ impl Engine {
         if version != state.version {
             return bad("the version is not the sum of the regimes' counts");
         }
-        let regimes_state = Regimes::from_parts(fresh.config.regimes.clone(), stats, floors)?;
-        let table = match (fresh.table.as_ref(), fresh.config.policy) {
-            (Some(fresh_table), _) => Some(ThompsonTable::from_refreshes(
-                &fresh.streams,
+        let regimes_state = Regimes::from_parts(config.regimes.clone(), stats, floors)?;
+        let streams = StateStreams::new(&key);
+        let table = match thompson_rows {
+            Some(rows) => Some(ThompsonTable::from_refreshes(
+                &streams,
                 regimes,
                 refreshes,
                 table_updates,
-                fresh_table.rows(),
+                rows,
             )?),
-            (None, _) => None,
+            None => None,
         };
         let engine = Self {
-            config: fresh.config,
-            streams: fresh.streams,
+            config,
+            streams,
             version,
             table,
             regimes: regimes_state,
