@@ -279,8 +279,8 @@ impl Engine {
                 if now.alpha() < prior.alpha() || now.beta() < prior.beta() {
                     return bad("a posterior below its prior");
                 }
-                observed += u64::from(now.alpha() - prior.alpha())
-                    + u64::from(now.beta() - prior.beta());
+                observed +=
+                    u64::from(now.alpha() - prior.alpha()) + u64::from(now.beta() - prior.beta());
             }
             if observed != n {
                 return bad("a regime's posteriors observed another count than its statistics");
@@ -704,7 +704,11 @@ mod state_tests {
     fn config(policy: Policy) -> EngineConfig {
         EngineConfig {
             regimes: RegimeConfig::default(),
-            priors: vec![Posterior::UNIFORM, Posterior::new(2, 3).unwrap(), Posterior::UNIFORM],
+            priors: vec![
+                Posterior::UNIFORM,
+                Posterior::new(2, 3).unwrap(),
+                Posterior::UNIFORM,
+            ],
             policy,
             exploration_bps: 4_000,
         }
@@ -761,8 +765,16 @@ mod state_tests {
             let state = running.export_state();
             let mut rebuilt = Engine::from_state(config(policy), key.clone(), &state).unwrap();
             assert_eq!(rebuilt.export_state(), state, "seed {seed:#x}");
-            assert_eq!(rebuilt.layout_digest(), running.layout_digest(), "seed {seed:#x}");
-            assert_eq!(rebuilt.state_digest(), running.state_digest(), "seed {seed:#x}");
+            assert_eq!(
+                rebuilt.layout_digest(),
+                running.layout_digest(),
+                "seed {seed:#x}"
+            );
+            assert_eq!(
+                rebuilt.state_digest(),
+                running.state_digest(),
+                "seed {seed:#x}"
+            );
             if let (Some(a), Some(b)) = (running.table(), rebuilt.table()) {
                 for r in 0..8 {
                     for row in 0..a.rows() {
@@ -833,7 +845,10 @@ mod state_tests {
         // Welford invariants.
         assert!(Welford::from_parts(0, 1, 0).is_err());
         assert!(Welford::from_parts(2, 3, -1).is_err());
-        assert!(Welford::from_parts(2, 3, 2).is_err(), "2 does not divide 2 + 9");
+        assert!(
+            Welford::from_parts(2, 3, 2).is_err(),
+            "2 does not divide 2 + 9"
+        );
         assert!(Welford::from_parts(WELFORD_COUNT_MAX + 1, 0, 0).is_err());
         assert!(Welford::from_parts(1, 1 << 40, 0).is_err());
         let mut w = Welford::new();
@@ -841,6 +856,11 @@ mod state_tests {
             w.push(x).unwrap();
             assert_eq!(Welford::from_parts(w.count(), w.sum(), w.spread()), Ok(w));
         }
-        assert_eq!(Engine::from_state(config(policy), key, &good).unwrap().export_state(), good);
+        assert_eq!(
+            Engine::from_state(config(policy), key, &good)
+                .unwrap()
+                .export_state(),
+            good
+        );
     }
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use calybris::digest::digest_to_hex;
 use calybris::gate::adaptive::{
-    AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EnginePending,
-    EngineSnapshot, EngineState,
+    AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EnginePending, EngineSnapshot,
+    EngineState,
 };
 
 /// Basis points as a fraction with two decimals (`7200` → `0.72`).
@@ -206,10 +206,9 @@ pub fn state_text(head: &str, state: &EngineState) -> String {
 #[must_use]
 pub fn pending_text(head: &str, pending: &EnginePending) -> String {
     let range = match (pending.decisions.first(), pending.decisions.last()) {
-        (Some(first), Some(last)) => format!(
-            ", decision records {} to {}",
-            first.sequence, last.sequence
-        ),
+        (Some(first), Some(last)) => {
+            format!(", decision records {} to {}", first.sequence, last.sequence)
+        }
         _ => String::new(),
     };
     format!(

@@ -241,7 +241,10 @@ fn a_retained_adaptive_log_verifies_from_its_engine_state_and_a_forged_state_is_
     let report = run.json();
     let counts = &report["gate"]["counts"];
     assert!(counts["engine_states"].as_u64() > Some(0), "{report}");
-    assert!(counts["adaptive_decisions"].as_u64() >= Some(10), "{report}");
+    assert!(
+        counts["adaptive_decisions"].as_u64() >= Some(10),
+        "{report}"
+    );
     assert!(counts["decisions"].as_u64() < Some(210), "{report}");
 
     // Retention with segments too large to retire: the log keeps record 0 and holds

@@ -20,7 +20,7 @@ use calybris_kernel::KernelInput;
 use crate::adaptive::AdaptiveMismatch;
 use crate::adaptive::{
     ADAPTIVE_FORMAT_VERSION, AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup,
-    EngineRegimeState, EnginePending, EngineSnapshot, EngineState, MAX_ADAPTIVE_PENDING,
+    EnginePending, EngineRegimeState, EngineSnapshot, EngineState, MAX_ADAPTIVE_PENDING,
     MAX_PENDING_PER_RECORD, PendingDecision, TableRefresh, WelfordState,
 };
 use crate::record::{GateDecision, OutcomeRecord};
@@ -727,9 +727,7 @@ impl AdaptiveReplay {
         if record.decisions.len() as u64 != expected {
             return bad("a pending record with another number of decisions than its share");
         }
-        restoring
-            .decisions
-            .extend(record.decisions.iter().cloned());
+        restoring.decisions.extend(record.decisions.iter().cloned());
         if restoring.decisions.len() as u64 == restoring.record.pending {
             restoring.built = Some(Self::build(restoring)?);
         }

@@ -586,8 +586,7 @@ mod adaptive {
     use super::*;
     use calybris_gate::AdaptiveRequest;
     use calybris_gate::adaptive::{
-        AdaptiveMismatch, AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup,
-        AdaptiveTier,
+        AdaptiveMismatch, AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier,
     };
 
     const LABELS: [&str; 2] = ["support", "coding"];
@@ -879,7 +878,10 @@ mod adaptive {
             verify_dir(&retained.0, &options).unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
         let counts = report.counts;
         assert!(counts.engine_states > 0, "seed {seed:#x}: {counts:?}");
-        assert!(counts.adaptive_decisions >= 10, "seed {seed:#x}: {counts:?}");
+        assert!(
+            counts.adaptive_decisions >= 10,
+            "seed {seed:#x}: {counts:?}"
+        );
         assert!(
             counts.decisions < 300,
             "seed {seed:#x}: a retained log: {counts:?}"
