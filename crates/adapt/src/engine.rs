@@ -732,7 +732,7 @@ mod state_tests {
             -i32::try_from((r >> 30) % 3).unwrap(),
         ];
         let labels = ["support", "coding", "security"];
-        let label = ((r >> 40) % 4 != 0).then(|| labels[((r >> 42) % 3) as usize]);
+        let label = (!(r >> 40).is_multiple_of(4)).then(|| labels[((r >> 42) % 3) as usize]);
         let mut input_digest = [0u8; 32];
         input_digest[..8].copy_from_slice(&r.to_be_bytes());
         let request = Request {
@@ -744,7 +744,9 @@ mod state_tests {
         };
         let d = engine.decide(&request).unwrap();
         let p = engine.propensity(&request, &d).unwrap();
-        engine.update(&d, &features, (r >> 50) % 3 != 0).unwrap();
+        engine
+            .update(&d, &features, !(r >> 50).is_multiple_of(3))
+            .unwrap();
         (d, p)
     }
 

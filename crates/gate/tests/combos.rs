@@ -919,6 +919,9 @@ mod adaptive {
         }
     }
 
+    /// One forgery of a record.
+    type Edit = Box<dyn Fn(&mut GateRecord)>;
+
     #[test]
     fn a_forged_engine_state_record_fails_with_its_own_reason() {
         let seed = seed(0x0ada_57a7);
@@ -952,7 +955,7 @@ mod adaptive {
                 _ => None,
             })
             .expect("a state record with waiting decisions and a busy regime");
-        let edits: [(&str, Box<dyn Fn(&mut GateRecord)>); 5] = [
+        let edits: [(&str, Edit); 5] = [
             (
                 "a Welford sum",
                 Box::new(move |r| {
