@@ -12,7 +12,7 @@ use crate::error::LearnError;
 use crate::prf::{DIGEST_LEN, PrfKey, StateStreams, VERSION_LIMIT};
 use crate::regime::{RegimeConfig, Regimes, Welford};
 use crate::thompson::{
-    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, ThompsonTable, epsilon_greedy_on,
+    ARMS_MAX, BPS_ONE, Policy, Posterior, Propensity, Refresh, ThompsonTable, epsilon_greedy_on,
     epsilon_greedy_propensity,
 };
 
@@ -73,6 +73,43 @@ pub struct Decision {
     pub state_digest: [u8; DIGEST_LEN],
 }
 
+/// The whole state of an [`Engine`] at one point, apart from its configuration and
+/// key: exactly the fields of its [`layout_digest`](Engine::layout_digest) plus the
+/// chained [`state_digest`](Engine::state_digest) (which the layout cannot give back).
+/// The Thompson table's samples are not here: they are a function of the refresh
+/// points and the key, drawn again by [`Engine::from_state`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EngineState {
+    /// Applied updates ([`Engine::version`]).
+    pub version: u64,
+    /// The chained state digest ([`Engine::state_digest`]).
+    pub state_digest: [u8; DIGEST_LEN],
+    /// Every regime, in index order.
+    pub regimes: Vec<RegimeState>,
+}
+
+/// One regime of an [`EngineState`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegimeState {
+    /// The regime's calibrated floor, in basis points.
+    pub floor_bps: u32,
+    /// The Welford state of each feature.
+    pub stats: Vec<Welford>,
+    /// The posterior of each arm.
+    pub posteriors: Vec<Posterior>,
+    /// The Thompson table's part (`None` under epsilon-greedy).
+    pub table: Option<TableState>,
+}
+
+/// One regime's part of the Thompson table in an [`EngineState`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableState {
+    /// The regime's applied updates ([`ThompsonTable::updates`]).
+    pub updates: u32,
+    /// When and from which posterior each arm's column was drawn, by arm.
+    pub refreshes: Vec<Refresh>,
+}
+
 /// The adaptive engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -99,6 +136,41 @@ impl Engine {
     /// [`LearnError::RegimeConfig`], [`LearnError::ArmCount`],
     /// [`LearnError::BasisPoints`], [`LearnError::Redraws`].
     pub fn new(config: EngineConfig, key: PrfKey) -> Result<Self, LearnError> {
+        Self::check_config(&config)?;
+        let regimes = Regimes::new(config.regimes.clone())?;
+        let posteriors: Vec<Posterior> = config
+            .priors
+            .iter()
+            .copied()
+            .cycle()
+            .take(config.priors.len() * regimes.len())
+            .collect();
+        let streams = StateStreams::new(&key);
+        let table = match config.policy {
+            Policy::Thompson { redraws } => Some(ThompsonTable::new(
+                &streams,
+                regimes.len(),
+                &posteriors,
+                redraws as usize + 1,
+            )?),
+            Policy::EpsilonGreedy { .. } => None,
+        };
+        let mut engine = Self {
+            config,
+            streams,
+            version: 0,
+            table,
+            regimes,
+            posteriors,
+            digest: [0; DIGEST_LEN],
+        };
+        engine.digest = engine.layout_digest();
+        Ok(engine)
+    }
+
+    /// The checks of [`new`](Self::new) on the arms, the exploration and the policy
+    /// (the regime configuration is checked where the regimes are built).
+    fn check_config(config: &EngineConfig) -> Result<(), LearnError> {
         if config.priors.is_empty() || config.priors.len() > ARMS_MAX {
             return Err(LearnError::ArmCount {
                 arms: config.priors.len(),
@@ -129,34 +201,142 @@ impl Engine {
                 }
             }
         }
-        let regimes = Regimes::new(config.regimes.clone())?;
-        let posteriors: Vec<Posterior> = config
-            .priors
-            .iter()
-            .copied()
-            .cycle()
-            .take(config.priors.len() * regimes.len())
+        Ok(())
+    }
+
+    /// The engine's whole state ([`EngineState`]): with the configuration and the
+    /// key, [`from_state`](Self::from_state) rebuilds an engine that decides, draws
+    /// and updates exactly as this one.
+    #[must_use]
+    pub fn export_state(&self) -> EngineState {
+        let features = self.config.regimes.features;
+        let arms = self.arms();
+        let regimes = (0..self.regimes.len())
+            .map(|r| RegimeState {
+                floor_bps: self.regimes.floors_bps()[r],
+                stats: self.regimes.all_stats()[r * features..(r + 1) * features].to_vec(),
+                posteriors: self.posteriors[r * arms..(r + 1) * arms].to_vec(),
+                table: self.table.as_ref().map(|table| TableState {
+                    updates: table.updates(u32_of(r)),
+                    refreshes: table.refreshes(u32_of(r)).to_vec(),
+                }),
+            })
             .collect();
-        let streams = StateStreams::new(&key);
-        let table = match config.policy {
-            Policy::Thompson { redraws } => Some(ThompsonTable::new(
-                &streams,
-                regimes.len(),
-                &posteriors,
-                redraws as usize + 1,
-            )?),
+        EngineState {
+            version: self.version,
+            state_digest: self.digest,
+            regimes,
+        }
+    }
+
+    /// The engine of `config` and `key` in `state` (from
+    /// [`export_state`](Self::export_state), possibly through a log record). Every
+    /// invariant of a reachable state is checked: the shapes are the configuration's;
+    /// floors within the bounds; each regime's Welford counts, the observations of
+    /// its posteriors beyond the priors (each shape at least its prior's) and its
+    /// table update count are one number `n_r`, and `version = Σ n_r`; every table
+    /// column was drawn at or before its regime's count from a posterior between the
+    /// prior and the arm's current one. The chained digest is taken as given: it is
+    /// not a function of the state, so the caller checks it (and the
+    /// [`layout_digest`](Self::layout_digest) of the result) against a trusted record.
+    ///
+    /// # Errors
+    /// Those of [`new`](Self::new) for the configuration; [`LearnError::InvalidState`]
+    /// (and those of [`Welford::from_parts`]-style checks) for the state;
+    /// [`LearnError::Exhausted`] when a column cannot be drawn again.
+    pub fn from_state(
+        config: EngineConfig,
+        key: PrfKey,
+        state: &EngineState,
+    ) -> Result<Self, LearnError> {
+        let bad = |reason| Err(LearnError::InvalidState { reason });
+        // The configuration's checks, as a fresh engine's (without drawing its table).
+        Self::check_config(&config)?;
+        config.regimes.check()?;
+        let regimes = config.regimes.regimes.len();
+        let arms = config.priors.len();
+        let features = config.regimes.features;
+        let thompson_rows = match config.policy {
+            Policy::Thompson { redraws } => Some(redraws as usize + 1),
             Policy::EpsilonGreedy { .. } => None,
         };
-        let mut engine = Self {
+        if state.regimes.len() != regimes {
+            return bad("the regime count is not the configuration's");
+        }
+        let mut stats = Vec::with_capacity(regimes * features);
+        let mut floors = Vec::with_capacity(regimes);
+        let mut posteriors = Vec::with_capacity(regimes * arms);
+        let mut refreshes = Vec::new();
+        let mut table_updates = Vec::new();
+        let mut version = 0u64;
+        for regime in &state.regimes {
+            if regime.stats.len() != features || regime.posteriors.len() != arms {
+                return bad("the feature or arm count is not the configuration's");
+            }
+            let n = regime.stats[0].count();
+            let mut observed = 0u64;
+            for (now, prior) in regime.posteriors.iter().zip(&config.priors) {
+                if now.alpha() < prior.alpha() || now.beta() < prior.beta() {
+                    return bad("a posterior below its prior");
+                }
+                observed +=
+                    u64::from(now.alpha() - prior.alpha()) + u64::from(now.beta() - prior.beta());
+            }
+            if observed != n {
+                return bad("a regime's posteriors observed another count than its statistics");
+            }
+            match (&regime.table, thompson_rows) {
+                (Some(table), Some(_)) => {
+                    if u64::from(table.updates) != n || table.refreshes.len() != arms {
+                        return bad("a regime's table is not its statistics' count or arms");
+                    }
+                    for (refresh, now) in table.refreshes.iter().zip(&regime.posteriors) {
+                        let then = refresh.posterior;
+                        let prior = config.priors[refreshes.len() % arms];
+                        if then.alpha() < prior.alpha()
+                            || then.beta() < prior.beta()
+                            || then.alpha() > now.alpha()
+                            || then.beta() > now.beta()
+                        {
+                            return bad("a table column drawn from a posterior the arm never had");
+                        }
+                        refreshes.push(*refresh);
+                    }
+                    table_updates.push(table.updates);
+                }
+                (None, None) => {}
+                _ => return bad("a table part for a policy without a table, or none for one"),
+            }
+            version += n;
+            stats.extend_from_slice(&regime.stats);
+            floors.push(regime.floor_bps);
+            posteriors.extend_from_slice(&regime.posteriors);
+        }
+        if version != state.version {
+            return bad("the version is not the sum of the regimes' counts");
+        }
+        let regimes_state = Regimes::from_parts(config.regimes.clone(), stats, floors)?;
+        let streams = StateStreams::new(&key);
+        let table = match thompson_rows {
+            Some(rows) => Some(ThompsonTable::from_refreshes(
+                &streams,
+                regimes,
+                refreshes,
+                table_updates,
+                rows,
+            )?),
+            None => None,
+        };
+        let engine = Self {
             config,
             streams,
-            version: 0,
+            version,
             table,
-            regimes,
+            regimes: regimes_state,
             posteriors,
-            digest: [0; DIGEST_LEN],
+            digest: state.state_digest,
         };
-        engine.digest = engine.layout_digest();
+        debug_assert_eq!(engine.export_state(), *state);
         Ok(engine)
     }
 
@@ -513,5 +693,176 @@ mod tests {
         assert_eq!(step.len(), 2 + 32 + 2 + 2 + 1 + 4);
         let chained: [u8; 32] = Sha256::digest(&step).into();
         assert_eq!(e.state_digest(), chained);
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::regime::WELFORD_COUNT_MAX;
+
+    fn config(policy: Policy) -> EngineConfig {
+        EngineConfig {
+            regimes: RegimeConfig::default(),
+            priors: vec![
+                Posterior::UNIFORM,
+                Posterior::new(2, 3).unwrap(),
+                Posterior::UNIFORM,
+            ],
+            policy,
+            exploration_bps: 4_000,
+        }
+    }
+
+    /// A seeded request stream (SplitMix64), so the two engines see the same inputs.
+    fn next(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn step(engine: &mut Engine, seed: &mut u64) -> (Decision, Propensity) {
+        let r = next(seed);
+        let features = [
+            i32::try_from(r % 1_000).unwrap() - 500,
+            i32::try_from((r >> 10) % 7).unwrap(),
+            i32::try_from((r >> 20) % 100).unwrap(),
+            -i32::try_from((r >> 30) % 3).unwrap(),
+        ];
+        let labels = ["support", "coding", "security"];
+        let label = (!(r >> 40).is_multiple_of(4)).then(|| labels[((r >> 42) % 3) as usize]);
+        let mut input_digest = [0u8; 32];
+        input_digest[..8].copy_from_slice(&r.to_be_bytes());
+        let request = Request {
+            input_digest,
+            label,
+            features: &features,
+            client_floor_bps: None,
+            static_arm: 0,
+        };
+        let d = engine.decide(&request).unwrap();
+        let p = engine.propensity(&request, &d).unwrap();
+        engine
+            .update(&d, &features, !(r >> 50).is_multiple_of(3))
+            .unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn a_state_round_trips_and_the_rebuilt_engine_goes_on_bit_identically() {
+        for (seed, policy) in [
+            (0x24_5eed_u64, Policy::Thompson { redraws: 7 }),
+            (0x25_5eed_u64, Policy::EpsilonGreedy { epsilon_bps: 500 }),
+        ] {
+            let key = PrfKey::from_bytes([7; 32]);
+            let mut running = Engine::new(config(policy), key.clone()).unwrap();
+            let mut s = seed;
+            // 700 updates: past the table's per-arm refresh threshold and several
+            // round-robin refreshes in every labelled regime.
+            for _ in 0..700 {
+                let _ = step(&mut running, &mut s);
+            }
+            let state = running.export_state();
+            let mut rebuilt = Engine::from_state(config(policy), key.clone(), &state).unwrap();
+            assert_eq!(rebuilt.export_state(), state, "seed {seed:#x}");
+            assert_eq!(
+                rebuilt.layout_digest(),
+                running.layout_digest(),
+                "seed {seed:#x}"
+            );
+            assert_eq!(
+                rebuilt.state_digest(),
+                running.state_digest(),
+                "seed {seed:#x}"
+            );
+            if let (Some(a), Some(b)) = (running.table(), rebuilt.table()) {
+                for r in 0..8 {
+                    for row in 0..a.rows() {
+                        for arm in 0..3 {
+                            assert_eq!(
+                                a.sample(r, row, arm).to_bits(),
+                                b.sample(r, row, arm).to_bits()
+                            );
+                        }
+                    }
+                }
+            }
+            // The same requests from here on: the same draws, tiers, propensities and
+            // digests at every step.
+            let mut s2 = s;
+            for i in 0..500 {
+                let a = step(&mut running, &mut s);
+                let b = step(&mut rebuilt, &mut s2);
+                assert_eq!(a, b, "step {i} after the restore, seed {seed:#x}");
+                assert_eq!(running.layout_digest(), rebuilt.layout_digest());
+            }
+        }
+    }
+
+    #[test]
+    fn an_invalid_state_is_refused_with_a_typed_error() {
+        let key = PrfKey::from_bytes([3; 32]);
+        let policy = Policy::Thompson { redraws: 3 };
+        let mut engine = Engine::new(config(policy), key.clone()).unwrap();
+        let mut s = 11;
+        for _ in 0..50 {
+            let _ = step(&mut engine, &mut s);
+        }
+        let good = engine.export_state();
+        let refused = |state: &EngineState| {
+            matches!(
+                Engine::from_state(config(policy), key.clone(), state),
+                Err(LearnError::InvalidState { .. })
+            )
+        };
+        let busy = good
+            .regimes
+            .iter()
+            .position(|r| r.stats[0].count() > 2)
+            .unwrap();
+        let mut bad = good.clone();
+        bad.version += 1;
+        assert!(refused(&bad), "version");
+        let mut bad = good.clone();
+        bad.regimes.pop();
+        assert!(refused(&bad), "regime count");
+        let mut bad = good.clone();
+        bad.regimes[busy].floor_bps = 9_950;
+        assert!(refused(&bad), "floor above the bound");
+        let mut bad = good.clone();
+        let p = bad.regimes[busy].posteriors[0];
+        bad.regimes[busy].posteriors[0] = Posterior::new(p.alpha() + 1, p.beta()).unwrap();
+        assert!(refused(&bad), "posterior count");
+        let mut bad = good.clone();
+        bad.regimes[busy].stats[1].push(0).unwrap();
+        assert!(refused(&bad), "feature counts differ");
+        let mut bad = good.clone();
+        bad.regimes[busy].table.as_mut().unwrap().refreshes[0].refreshed_at = 10_000;
+        assert!(refused(&bad), "refresh after the count");
+        let mut bad = good.clone();
+        bad.regimes[busy].table = None;
+        assert!(refused(&bad), "table missing");
+        // Welford invariants.
+        assert!(Welford::from_parts(0, 1, 0).is_err());
+        assert!(Welford::from_parts(2, 3, -1).is_err());
+        assert!(
+            Welford::from_parts(2, 3, 2).is_err(),
+            "2 does not divide 2 + 9"
+        );
+        assert!(Welford::from_parts(WELFORD_COUNT_MAX + 1, 0, 0).is_err());
+        assert!(Welford::from_parts(1, 1 << 40, 0).is_err());
+        let mut w = Welford::new();
+        for x in [-5, 9, 12, i32::MIN, i32::MAX] {
+            w.push(x).unwrap();
+            assert_eq!(Welford::from_parts(w.count(), w.sum(), w.spread()), Ok(w));
+        }
+        assert_eq!(
+            Engine::from_state(config(policy), key, &good)
+                .unwrap()
+                .export_state(),
+            good
+        );
     }
 }

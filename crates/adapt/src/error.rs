@@ -90,6 +90,14 @@ pub enum LearnError {
         /// The high end given.
         high: i64,
     },
+    /// An engine state given to [`crate::engine::Engine::from_state`] (or a part of it,
+    /// such as [`crate::regime::Welford::from_parts`]) breaks an invariant of every
+    /// state the engine can reach.
+    #[error("invalid engine state: {reason}")]
+    InvalidState {
+        /// Which invariant.
+        reason: &'static str,
+    },
     /// An exact integer state would overflow its bound (count or accumulator).
     #[error("the {what} would overflow its exact integer bound")]
     Overflow {

@@ -51,7 +51,8 @@
 //! - [`ope::bootstrap`] with a [`ope::BootstrapKey`], returning an [`ope::Bootstrap`].
 //! - [`ope::OpeError`] and [`ope::RowDefect`]: typed reasons.
 //! - [`engine::Engine`] with [`engine::EngineConfig`], [`engine::Request`] and
-//!   [`engine::Decision`]; [`thompson::Posterior`], [`thompson::Policy`],
+//!   [`engine::Decision`]; its whole state [`engine::EngineState`]
+//!   ([`engine::Engine::export_state`], [`engine::Engine::from_state`]); [`thompson::Posterior`], [`thompson::Policy`],
 //!   [`thompson::Propensity`]; [`regime::RegimeConfig`], [`regime::Welford`];
 //!   [`prf::Prf`] and [`beta::Sampler`]; [`error::LearnError`].
 //!

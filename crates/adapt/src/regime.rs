@@ -57,6 +57,53 @@ impl Welford {
         }
     }
 
+    /// The state `(n, S, D)` as [`count`](Self::count), [`sum`](Self::sum) and
+    /// [`spread`](Self::spread) report it (the fields of the engine's layout digest),
+    /// checked against every invariant of a state [`push`](Self::push) can reach:
+    /// `n ≤` [`WELFORD_COUNT_MAX`], an empty state is all zero, `D ≥ 0`, `n` divides
+    /// `D + S²` (that quotient is `Σx²`), `|S| ≤ n · 2^31` and `Σx² ≤ n · 2^62`.
+    ///
+    /// # Errors
+    /// [`LearnError::InvalidState`] naming the broken invariant.
+    pub fn from_parts(count: u64, sum: i128, spread: i128) -> Result<Self, LearnError> {
+        let bad = |reason| Err(LearnError::InvalidState { reason });
+        if count > WELFORD_COUNT_MAX {
+            return bad("a Welford count above its bound");
+        }
+        if count == 0 {
+            return if sum == 0 && spread == 0 {
+                Ok(Self::new())
+            } else {
+                bad("an empty Welford state with a sum or a spread")
+            };
+        }
+        if spread < 0 {
+            return bad("a negative Welford spread");
+        }
+        let n = i128::from(count);
+        // |x| ≤ 2^31 for every observation: |S| ≤ n·2^31 < 2^62, so S² < 2^124.
+        if sum.unsigned_abs() > u128::from(count) << 31 {
+            return bad("a Welford sum beyond what its count can reach");
+        }
+        let Some(total) = sum.checked_mul(sum).and_then(|s2| s2.checked_add(spread)) else {
+            return bad("a Welford spread beyond what its count can reach");
+        };
+        if total % n != 0 {
+            return bad("a Welford spread that no integer sum of squares gives");
+        }
+        let squares = total / n;
+        if squares.unsigned_abs() > u128::from(count) << 62 {
+            return bad("a Welford sum of squares beyond what its count can reach");
+        }
+        let state = Self {
+            count,
+            sum,
+            squares,
+        };
+        debug_assert_eq!(state.spread(), spread);
+        Ok(state)
+    }
+
     /// The number of observations.
     #[must_use]
     pub const fn count(&self) -> u64 {
@@ -353,6 +400,43 @@ impl Regimes {
             stats: vec![Welford::new(); config.regimes.len() * config.features],
             floors_bps,
             config,
+        })
+    }
+
+    /// Statistics and floors restored from a state (the engine's
+    /// [`from_state`](crate::engine::Engine::from_state)): `stats` regime-major
+    /// (`regimes × features`), one floor per regime within the configured bounds, and
+    /// every feature of a regime with the same count (an outcome pushes them all).
+    ///
+    /// # Errors
+    /// Those of [`RegimeConfig::check`]; [`LearnError::InvalidState`].
+    pub fn from_parts(
+        config: RegimeConfig,
+        stats: Vec<Welford>,
+        floors_bps: Vec<u32>,
+    ) -> Result<Self, LearnError> {
+        config.check()?;
+        let bad = |reason| Err(LearnError::InvalidState { reason });
+        let regimes = config.regimes.len();
+        if floors_bps.len() != regimes || stats.len() != regimes * config.features {
+            return bad("the regime or feature count is not the configuration's");
+        }
+        if floors_bps
+            .iter()
+            .any(|&f| f < config.floor_min_bps || f > config.floor_max_bps)
+        {
+            return bad("a regime floor outside the configured bounds");
+        }
+        if stats
+            .chunks_exact(config.features)
+            .any(|regime| regime.iter().any(|w| w.count() != regime[0].count()))
+        {
+            return bad("the features of one regime have different counts");
+        }
+        Ok(Self {
+            config,
+            stats,
+            floors_bps,
         })
     }
 

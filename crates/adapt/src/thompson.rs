@@ -361,6 +361,71 @@ impl ThompsonTable {
         Ok(table)
     }
 
+    /// The table of a restored state: each column drawn again from its
+    /// [`Refresh`] (its stream and posterior), then every row scored. `refreshes` is
+    /// regime-major (`regimes × arms`), `updates` one count per regime; a refresh
+    /// after its regime's count is refused. The samples are a function of the
+    /// refreshes and the key, so the table equals the one the engine had.
+    ///
+    /// # Errors
+    /// [`LearnError::ArmCount`], [`LearnError::Redraws`] as [`new`](Self::new);
+    /// [`LearnError::InvalidState`]; [`LearnError::Exhausted`].
+    pub fn from_refreshes(
+        streams: &StateStreams,
+        regimes: usize,
+        refreshes: Vec<Refresh>,
+        updates: Vec<u32>,
+        rows: usize,
+    ) -> Result<Self, LearnError> {
+        if updates.len() != regimes {
+            return Err(LearnError::InvalidState {
+                reason: "the table's update counts are not one per regime",
+            });
+        }
+        let posteriors: Vec<Posterior> = refreshes.iter().map(|r| r.posterior).collect();
+        // Checks the shape of the table and its size; draws the columns at count 0,
+        // which the refreshes then replace.
+        let arms = posteriors.len() / regimes.max(1);
+        if regimes == 0 || arms == 0 || arms > ARMS_MAX || arms * regimes != posteriors.len() {
+            return Err(LearnError::ArmCount {
+                arms,
+                max: ARMS_MAX,
+            });
+        }
+        let samples = regimes * arms * rows;
+        if rows == 0 || samples > TABLE_SAMPLES_MAX {
+            return Err(LearnError::Redraws {
+                redraws: u32::try_from(rows).unwrap_or(u32::MAX),
+                max: u32::try_from(TABLE_SAMPLES_MAX / (regimes * arms)).unwrap_or(u32::MAX),
+            });
+        }
+        for (r, regime) in refreshes.chunks_exact(arms).enumerate() {
+            if regime.iter().any(|f| f.refreshed_at > updates[r]) {
+                return Err(LearnError::InvalidState {
+                    reason: "a table column refreshed after its regime's update count",
+                });
+            }
+        }
+        let mut table = Self {
+            regimes,
+            arms,
+            rows,
+            samples: vec![0.0; samples],
+            winners: vec![0; regimes * rows],
+            wins: vec![0; regimes * arms],
+            refreshes,
+            updates,
+        };
+        for r in 0..regimes {
+            for a in 0..arms {
+                let column = draw_column(streams, r, a, table.refreshes[r * arms + a], rows)?;
+                table.write_column(r, a, &column);
+            }
+            table.rescore(r);
+        }
+        Ok(table)
+    }
+
     /// Rows per regime.
     #[must_use]
     pub const fn rows(&self) -> usize {

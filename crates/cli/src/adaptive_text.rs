@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 
 use calybris::digest::digest_to_hex;
 use calybris::gate::adaptive::{
-    AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EngineSnapshot,
+    AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup, EnginePending, EngineSnapshot,
+    EngineState,
 };
 
 /// Basis points as a fraction with two decimals (`7200` → `0.72`).
@@ -173,4 +174,75 @@ pub fn snapshot_text(head: &str, snapshot: &EngineSnapshot) -> String {
         snapshot.refused_updates,
         snapshot.pending
     )
+}
+
+/// An engine state record in words.
+#[must_use]
+pub fn state_text(head: &str, state: &EngineState) -> String {
+    let observed: u64 = state
+        .regimes
+        .iter()
+        .map(|r| r.welford.first().map_or(0, |w| w.count))
+        .sum();
+    let floors = state
+        .regimes
+        .iter()
+        .zip(&state.setup.regimes)
+        .map(|(r, spec)| format!("{} {}", spec.label, bps(r.floor_bps)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{head}: the engine's whole state after {} updates ({} refused; {observed} observations over {} regimes), state {}, {} decisions waiting for an outcome in the pending records that follow; floors: {floors}\n",
+        state.updates,
+        state.refused_updates,
+        state.regimes.len(),
+        digest_to_hex(&state.state_digest),
+        state.pending
+    )
+}
+
+/// A pending record (the decisions waiting when an engine state record was written)
+/// in words.
+#[must_use]
+pub fn pending_text(head: &str, pending: &EnginePending) -> String {
+    let range = match (pending.decisions.first(), pending.decisions.last()) {
+        (Some(first), Some(last)) => {
+            format!(", decision records {} to {}", first.sequence, last.sequence)
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{head}: {} decisions waiting for an outcome when the engine state was written{range}\n",
+        pending.decisions.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calybris::gate::adaptive::PendingDecision;
+
+    #[test]
+    fn a_pending_record_names_its_decisions() {
+        let pending = EnginePending {
+            decisions: [41, 57]
+                .into_iter()
+                .map(|sequence| PendingDecision {
+                    sequence,
+                    regime: 0,
+                    tier: 1,
+                    features: vec![3],
+                    business_value_microunits: 0,
+                })
+                .collect(),
+        };
+        assert_eq!(
+            pending_text("record 90 (engine-pending)", &pending),
+            "record 90 (engine-pending): 2 decisions waiting for an outcome when the engine state was written, decision records 41 to 57\n"
+        );
+        let empty = EnginePending {
+            decisions: Vec::new(),
+        };
+        assert!(pending_text("r", &empty).starts_with("r: 0 decisions waiting"));
+    }
 }

@@ -838,6 +838,8 @@ fn gate_record_text(sequence: u64, record: &GateRecord) -> String {
         GateRecord::EngineSnapshot(snapshot) => {
             crate::adaptive_text::snapshot_text(&head, snapshot)
         }
+        GateRecord::EngineState(state) => crate::adaptive_text::state_text(&head, state),
+        GateRecord::EnginePending(pending) => crate::adaptive_text::pending_text(&head, pending),
         GateRecord::Policy(_) | GateRecord::Decision(_) => format!("{head}\n"),
     }
 }

@@ -138,6 +138,7 @@ pub fn finding(error: &VerifyError, target: &Target) -> Finding {
                 AdaptiveMismatch::Floor => Reason::AdaptiveFloorMismatch,
                 AdaptiveMismatch::Propensity => Reason::AdaptivePropensityMismatch,
                 AdaptiveMismatch::Input => Reason::AdaptiveInputMismatch,
+                AdaptiveMismatch::StateRecord => Reason::AdaptiveStateRecordMismatch,
                 _ => Reason::AdaptiveUnsupported,
             };
             located(*sequence, Finding::new(reason, error.to_string()))
@@ -182,6 +183,8 @@ fn summary(report: &GateReport) -> GateSummary {
             promotions: c.promotions,
             adaptive_decisions: c.adaptive_decisions,
             engine_snapshots: c.engine_snapshots,
+            engine_states: c.engine_states,
+            adaptive_unchecked: c.adaptive_unchecked,
             checkpoints: c.checkpoints,
         },
         tenants: report

@@ -136,6 +136,10 @@ pub enum Reason {
     /// The engine state an adaptive decision (or engine snapshot) saw is not the state
     /// the log's outcomes give.
     AdaptiveStateMismatch,
+    /// An engine state record (codes 22 and 23) is out of bounds, is not a state of
+    /// the engine, lacks its pending records or its engine snapshot, or does not
+    /// match that snapshot's digests (or the replayed state).
+    AdaptiveStateRecordMismatch,
     /// An adaptive decision's regime does not re-derive.
     AdaptiveRegimeMismatch,
     /// An adaptive decision's exploration draw or drawn tier does not re-derive.
@@ -153,7 +157,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in docs/CLI.md.
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 44] = [
         Self::ChainBroken,
         Self::TornTail,
         Self::SuffixTruncated,
@@ -191,6 +195,7 @@ impl Reason {
         Self::NotConsistent,
         Self::AdaptiveSetupInvalid,
         Self::AdaptiveStateMismatch,
+        Self::AdaptiveStateRecordMismatch,
         Self::AdaptiveRegimeMismatch,
         Self::AdaptiveDrawMismatch,
         Self::AdaptiveFloorMismatch,
@@ -240,6 +245,7 @@ impl Reason {
             Self::NotConsistent => "NOT_CONSISTENT",
             Self::AdaptiveSetupInvalid => "ADAPTIVE_SETUP_INVALID",
             Self::AdaptiveStateMismatch => "ADAPTIVE_STATE_MISMATCH",
+            Self::AdaptiveStateRecordMismatch => "ADAPTIVE_STATE_RECORD_MISMATCH",
             Self::AdaptiveRegimeMismatch => "ADAPTIVE_REGIME_MISMATCH",
             Self::AdaptiveDrawMismatch => "ADAPTIVE_DRAW_MISMATCH",
             Self::AdaptiveFloorMismatch => "ADAPTIVE_FLOOR_MISMATCH",
@@ -284,6 +290,7 @@ impl Reason {
             | Self::NotConsistent
             | Self::AdaptiveSetupInvalid
             | Self::AdaptiveStateMismatch
+            | Self::AdaptiveStateRecordMismatch
             | Self::AdaptiveRegimeMismatch
             | Self::AdaptiveDrawMismatch
             | Self::AdaptiveFloorMismatch
@@ -633,6 +640,12 @@ pub struct GateCounts {
     pub adaptive_decisions: u64,
     /// Engine snapshots, each checked.
     pub engine_snapshots: u64,
+    /// Engine state records, each checked against its engine snapshot (and the
+    /// replayed state where the log was replayed up to it).
+    pub engine_states: u64,
+    /// Adaptive decisions of a retained log before its first engine state record
+    /// (their effect is in that record; not re-derived).
+    pub adaptive_unchecked: u64,
     /// Checkpoint records (signed tree heads), each checked against the Merkle
     /// tree of the records before it.
     pub checkpoints: u64,

@@ -6,7 +6,9 @@ mod common;
 
 use calybris::gate::adaptive::{AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier};
 use calybris::gate::record::GateRecord;
-use calybris::gate::{AdaptiveRequest, CallerMeta, Gate, GateConfig, LOG_DIR, Outcome};
+use calybris::gate::{
+    AdaptiveRequest, CallerMeta, Gate, GateConfig, LOG_DIR, Outcome, Retention, START_ANCHOR_FILE,
+};
 use calybris::wal::{DurableConfig, DurableWal, SegmentedReader};
 use common::{calybris, policy, request, temp_dir};
 
@@ -45,11 +47,17 @@ fn setup() -> AdaptiveSetup {
 }
 
 fn write(dir: &std::path::Path, n: u64) {
-    let gate = Gate::open(
+    write_with(dir, n, |config| config);
+}
+
+/// Writes `n` adaptive decisions and their outcomes through a gate configured by
+/// `configure`.
+fn write_with(dir: &std::path::Path, n: u64, configure: impl FnOnce(GateConfig) -> GateConfig) {
+    let gate = Gate::open(configure(
         GateConfig::new(dir, policy(1))
             .tenant("acme", 1_000_000_000)
             .adaptive(setup()),
-    )
+    ))
     .expect("open");
     for i in 0..n {
         let mut input = request(i);
@@ -209,5 +217,76 @@ fn a_flipped_outcome_is_an_adaptive_state_mismatch_at_the_next_decision() {
     assert_eq!(v["reason"], "ADAPTIVE_STATE_MISMATCH", "{v}");
     assert_eq!(v["outcome"], "DIVERGED", "{v}");
     assert_eq!(v["sequence"], next, "{v}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_retained_adaptive_log_verifies_from_its_engine_state_and_a_forged_state_is_named() {
+    let root = temp_dir("adaptive-retained");
+    let dir = root.join("gate");
+    let retained = |c: GateConfig| {
+        c.retention(Retention::SinceLastSnapshot)
+            .snapshot_every_records(60)
+            .segment_limit_bytes(8 * 1024)
+    };
+    write_with(&dir, 200, retained);
+    // Reopened on the retained log (the engine replays from its state record), ten
+    // more decisions: fewer records than the snapshot interval, so they follow the
+    // last state record.
+    write_with(&dir, 10, retained);
+    let anchor = std::fs::read_to_string(dir.join(START_ANCHOR_FILE)).expect("segments retired");
+    let anchor = anchor.trim();
+    let run = calybris(&["verify", s(&dir), "--start-anchor", anchor, "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let report = run.json();
+    let counts = &report["gate"]["counts"];
+    assert!(counts["engine_states"].as_u64() > Some(0), "{report}");
+    assert!(
+        counts["adaptive_decisions"].as_u64() >= Some(10),
+        "{report}"
+    );
+    assert!(counts["decisions"].as_u64() < Some(210), "{report}");
+
+    // Retention with segments too large to retire: the log keeps record 0 and holds
+    // state records; `show` describes one, and a forged one is named.
+    let whole = root.join("whole");
+    write_with(&whole, 120, |c| {
+        c.retention(Retention::SinceLastSnapshot)
+            .snapshot_every_records(60)
+    });
+    let mut log = records(&whole);
+    let at = log
+        .iter()
+        .position(|r| matches!(r, GateRecord::EngineState(_)))
+        .expect("a state record");
+    let shown = calybris(&["show", s(&whole), "--seq", &at.to_string()]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert!(
+        shown.stdout.contains("the engine's whole state after"),
+        "{shown:?}"
+    );
+    // Every outcome here follows its decision at once: nothing waits, so no pending
+    // record, and the engine snapshot comes next.
+    assert!(
+        matches!(log[at + 1], GateRecord::EngineSnapshot(_)),
+        "{:?}",
+        log[at + 1]
+    );
+    if let GateRecord::EngineState(state) = &mut log[at] {
+        state.regimes[0].floor_bps += 10;
+    }
+    let copy = root.join("forged");
+    std::fs::create_dir_all(&copy).expect("dir");
+    let wal = DurableWal::<GateRecord>::open(&copy.join(LOG_DIR), DurableConfig::default())
+        .expect("open the forged log");
+    for record in &log {
+        let _ = wal.append(record).expect("append");
+    }
+    wal.close().expect("close");
+    let run = calybris(&["verify", s(&copy), "--json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["reason"], "ADAPTIVE_STATE_RECORD_MISMATCH", "{v}");
+    assert_eq!(v["sequence"], at as u64, "{v}");
     let _ = std::fs::remove_dir_all(&root);
 }

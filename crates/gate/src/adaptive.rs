@@ -1,7 +1,9 @@
 //! The adaptive engine's records in the gate log (issue 11): what the engine suggested
 //! for a decision ([`AdaptiveNote`], in [`GateDecision::adaptive`]), the engine's
-//! configuration and replay key ([`AdaptiveSetup`], code 21) and its periodic state
-//! digest ([`EngineSnapshot`], code 20).
+//! configuration and replay key ([`AdaptiveSetup`], code 21), its periodic state
+//! digest ([`EngineSnapshot`], code 20) and, under retention, its whole state
+//! ([`EngineState`], code 22, with the waiting decisions in [`EnginePending`] records,
+//! code 23), from which a retained log replays the engine.
 //!
 //! These types are plain data and always compiled, so every build reads and writes the
 //! same bytes. Running the engine (deciding, learning from outcomes, re-deriving every
@@ -201,6 +203,125 @@ pub struct EngineSnapshot {
     pub layout_digest: Digest,
 }
 
+/// The most waiting decisions one [`EnginePending`] record carries: 16,384 decisions of
+/// at most 32 features stay below 4 MiB, a quarter of a log record's bound.
+pub const MAX_PENDING_PER_RECORD: usize = 1 << 14;
+
+/// The adaptive engine's whole state (record code 22), written right after a book
+/// snapshot under [`Retention::SinceLastSnapshot`] (in the same barrier), then the
+/// [`EnginePending`] records holding the decisions still waiting for their outcome,
+/// then the [`EngineSnapshot`] of the same state. A log whose first segments were
+/// retired starts its adaptive replay here (`docs/ADAPT.md` section 8).
+///
+/// [`Retention::SinceLastSnapshot`]: crate::Retention::SinceLastSnapshot
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineState {
+    /// The engine's setup, restated (the retained log may no longer hold its
+    /// [`AdaptiveSetup`] record); it must be the log's.
+    pub setup: AdaptiveSetup,
+    /// The engine updates applied since the setup (as [`EngineSnapshot::updates`]).
+    pub updates: u64,
+    /// Updates the engine refused (as [`EngineSnapshot::refused_updates`]).
+    pub refused_updates: u64,
+    /// The engine's state version: its applied updates.
+    pub version: u64,
+    /// The chained state digest the next decision's note carries.
+    pub state_digest: Digest,
+    /// Every regime, in index order (exactly the setup's number of them).
+    pub regimes: Vec<EngineRegimeState>,
+    /// Decisions waiting for their outcome, carried by the [`EnginePending`] records
+    /// that follow: `ceil(pending / MAX_PENDING_PER_RECORD)` of them.
+    pub pending: u64,
+}
+
+/// One regime of an [`EngineState`]: the fields of its part of the layout digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineRegimeState {
+    /// The calibrated floor, in basis points.
+    pub floor_bps: u32,
+    /// The Welford state of each feature (exactly the setup's number of them).
+    pub welford: Vec<WelfordState>,
+    /// The posterior `(α, β)` of each tier.
+    pub posteriors: Vec<(u32, u32)>,
+    /// The regime's applied updates in the Thompson table (0 under epsilon-greedy).
+    pub table_updates: u32,
+    /// When and from which posterior each tier's table column was drawn: one per
+    /// tier under Thompson sampling, none under epsilon-greedy.
+    pub refreshes: Vec<TableRefresh>,
+}
+
+/// One feature's exact statistics in an [`EngineRegimeState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WelfordState {
+    /// Observations `n`.
+    pub count: u64,
+    /// `S = Σx`.
+    pub sum: i128,
+    /// `D = n·Σx² − S²`.
+    pub spread: i128,
+}
+
+/// One column's refresh point in an [`EngineRegimeState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRefresh {
+    /// The regime's update count when the column was drawn.
+    pub refreshed_at: u32,
+    /// The posterior it was drawn from: α.
+    pub alpha: u32,
+    /// The posterior it was drawn from: β.
+    pub beta: u32,
+}
+
+/// Decisions waiting for their outcome when an [`EngineState`] was written (record
+/// code 23): the records that follow it, each with [`MAX_PENDING_PER_RECORD`]
+/// decisions but the last, in ascending sequence order across them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnginePending {
+    /// The waiting decisions.
+    pub decisions: Vec<PendingDecision>,
+}
+
+/// One decision waiting for its outcome, in an [`EnginePending`] record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDecision {
+    /// The decision record's sequence number.
+    pub sequence: u64,
+    /// Its regime.
+    pub regime: u32,
+    /// Its tier.
+    pub tier: u32,
+    /// Its features (the setup's number of them).
+    pub features: Vec<i32>,
+    /// Its kernel input's `business_value_microunits` (the reward scale it learns on).
+    pub business_value_microunits: i64,
+}
+
+impl EngineState {
+    /// Whether the record is within its bounds: its setup's, and no more regimes,
+    /// features or tiers than the setup has.
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.setup.within_bounds()
+            && self.regimes.len() == self.setup.regimes.len()
+            && self.regimes.iter().all(|r| {
+                r.welford.len() == self.setup.features as usize
+                    && r.posteriors.len() == self.setup.priors.len()
+                    && r.refreshes.len() <= self.setup.priors.len()
+            })
+            && self.pending <= MAX_ADAPTIVE_PENDING as u64
+    }
+}
+
+impl EnginePending {
+    /// Whether the record is within its bounds (at most [`MAX_PENDING_PER_RECORD`]
+    /// decisions of at most 32 features).
+    #[must_use]
+    pub fn within_bounds(&self) -> bool {
+        self.decisions.len() <= MAX_PENDING_PER_RECORD
+            && self.decisions.iter().all(|d| d.features.len() <= 32)
+    }
+}
+
 impl AdaptiveSetup {
     /// Whether the record is within its bounds (labels, tiers, features); the engine
     /// checks the rest when it is built.
@@ -264,6 +385,12 @@ pub enum AdaptiveMismatch {
     /// The log holds adaptive records but this build cannot run the engine (built
     /// without the `adaptive` feature).
     Unsupported,
+    /// An engine state record ([`EngineState`], with its [`EnginePending`] records)
+    /// is out of bounds, breaks an invariant of the engine's state, is not followed
+    /// by its pending records and its [`EngineSnapshot`], or does not match that
+    /// snapshot's digests (or, where the log is replayed through it, the replayed
+    /// state).
+    StateRecord,
 }
 
 /// The verifier's adaptive replay: the engine's with the `adaptive` feature; without
@@ -305,7 +432,17 @@ impl Verifier {
         }
     }
 
-    pub(crate) fn outcome(&mut self, _: &crate::record::OutcomeRecord) {}
+    pub(crate) const fn start(&mut self, _: u64) {}
+
+    pub(crate) const fn finish(&mut self) {}
+
+    pub(crate) const fn outcome(
+        &mut self,
+        _: u64,
+        _: &crate::record::OutcomeRecord,
+    ) -> Result<(), crate::VerifyError> {
+        Ok(())
+    }
 
     pub(crate) fn snapshot(
         &mut self,
@@ -315,9 +452,39 @@ impl Verifier {
         Err(unsupported(sequence))
     }
 
-    pub(crate) const fn counts(&self) -> (u64, u64) {
-        (0, 0)
+    pub(crate) fn state_record(
+        &mut self,
+        sequence: u64,
+        _: &EngineState,
+    ) -> Result<(), crate::VerifyError> {
+        Err(unsupported(sequence))
     }
+
+    pub(crate) fn pending_record(
+        &mut self,
+        sequence: u64,
+        _: &EnginePending,
+    ) -> Result<(), crate::VerifyError> {
+        Err(unsupported(sequence))
+    }
+
+    pub(crate) const fn counts(&self) -> AdaptiveCounts {
+        AdaptiveCounts {
+            decisions: 0,
+            snapshots: 0,
+            states: 0,
+            unchecked: 0,
+        }
+    }
+}
+
+/// What the verifier's adaptive replay counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdaptiveCounts {
+    pub(crate) decisions: u64,
+    pub(crate) snapshots: u64,
+    pub(crate) states: u64,
+    pub(crate) unchecked: u64,
 }
 
 #[cfg(feature = "adaptive")]
@@ -338,8 +505,20 @@ impl Verifier {
         self.replay.decision(sequence, record)
     }
 
-    pub(crate) fn outcome(&mut self, record: &crate::record::OutcomeRecord) {
-        self.replay.outcome(record);
+    pub(crate) const fn start(&mut self, first_sequence: u64) {
+        self.replay.start(first_sequence);
+    }
+
+    pub(crate) fn finish(&mut self) {
+        self.replay.finish();
+    }
+
+    pub(crate) fn outcome(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::OutcomeRecord,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.outcome(sequence, record)
     }
 
     pub(crate) fn snapshot(
@@ -350,7 +529,28 @@ impl Verifier {
         self.replay.snapshot(sequence, snapshot)
     }
 
-    pub(crate) const fn counts(&self) -> (u64, u64) {
-        (self.replay.decisions, self.replay.snapshots)
+    pub(crate) fn state_record(
+        &mut self,
+        sequence: u64,
+        state: &EngineState,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.state_record(sequence, state)
+    }
+
+    pub(crate) fn pending_record(
+        &mut self,
+        sequence: u64,
+        pending: &EnginePending,
+    ) -> Result<(), crate::VerifyError> {
+        self.replay.pending_record(sequence, pending)
+    }
+
+    pub(crate) const fn counts(&self) -> AdaptiveCounts {
+        AdaptiveCounts {
+            decisions: self.replay.decisions,
+            snapshots: self.replay.snapshots,
+            states: self.replay.states,
+            unchecked: self.replay.unchecked,
+        }
     }
 }

@@ -5,19 +5,23 @@
 
 use std::collections::HashMap;
 
-use calybris_adapt::engine::{Decision, Engine, EngineConfig, Request};
+use calybris_adapt::engine::{
+    Decision, Engine, EngineConfig, EngineState as AdaptEngineState, RegimeState, Request,
+    TableState,
+};
 use calybris_adapt::error::LearnError;
 use calybris_adapt::prf::PrfKey;
-use calybris_adapt::regime::{Domain, RegimeConfig, RegimeSpec};
+use calybris_adapt::regime::{Domain, RegimeConfig, RegimeSpec, Welford};
 use calybris_adapt::reward::RewardScale;
-use calybris_adapt::thompson::{Policy, Posterior};
+use calybris_adapt::thompson::{Policy, Posterior, Refresh};
 use calybris_digest::{Digest, input_digest};
 use calybris_kernel::KernelInput;
 
 use crate::adaptive::AdaptiveMismatch;
 use crate::adaptive::{
     ADAPTIVE_FORMAT_VERSION, AdaptiveFeedback, AdaptiveNote, AdaptivePolicy, AdaptiveSetup,
-    EngineSnapshot, MAX_ADAPTIVE_PENDING,
+    EnginePending, EngineRegimeState, EngineSnapshot, EngineState, MAX_ADAPTIVE_PENDING,
+    MAX_PENDING_PER_RECORD, PendingDecision, TableRefresh, WelfordState,
 };
 use crate::record::{GateDecision, OutcomeRecord};
 use crate::verify::VerifyError;
@@ -100,8 +104,11 @@ pub fn engine_config(setup: &AdaptiveSetup) -> Result<(EngineConfig, PrfKey), Se
 /// A decision waiting for its outcome.
 #[derive(Debug, Clone)]
 struct Pending {
+    /// The engine's decision (an update reads its regime and arm only).
     decision: Decision,
     features: Vec<i32>,
+    /// The kernel input's `business_value_microunits` (restated in a state record).
+    value: i64,
     /// The reward scale it learns on and the observations per outcome (feedback
     /// [`AdaptiveFeedback::Reward`] and a positive value), else its success bit.
     scale: Option<(RewardScale, u32)>,
@@ -113,6 +120,7 @@ pub(crate) struct Step {
     pub(crate) note: AdaptiveNote,
     pub(crate) input: KernelInput,
     decision: Decision,
+    value: i64,
     scale: Option<(RewardScale, u32)>,
 }
 
@@ -220,6 +228,7 @@ impl AdaptiveState {
             note,
             input: d.input,
             decision: d.decision,
+            value: input.business_value_microunits,
             scale: self.scale_of(input.business_value_microunits),
         })
     }
@@ -272,7 +281,13 @@ impl AdaptiveState {
 
     /// The decision of `step` was logged at `sequence`: it now waits for its outcome.
     pub(crate) fn logged(&mut self, sequence: u64, step: Step) {
-        self.waits(sequence, step.decision, step.note.features, step.scale);
+        self.waits(
+            sequence,
+            step.decision,
+            step.note.features,
+            step.value,
+            step.scale,
+        );
     }
 
     /// The reward scale and observations per outcome a decision whose request is
@@ -293,6 +308,7 @@ impl AdaptiveState {
         sequence: u64,
         decision: Decision,
         features: Vec<i32>,
+        value: i64,
         scale: Option<(RewardScale, u32)>,
     ) {
         debug_assert!(self.pending.len() < MAX_ADAPTIVE_PENDING);
@@ -301,6 +317,7 @@ impl AdaptiveState {
             Pending {
                 decision,
                 features,
+                value,
                 scale,
             },
         );
@@ -373,10 +390,217 @@ impl AdaptiveState {
     }
 }
 
+impl AdaptiveState {
+    /// The state record of the current state and the pending records that follow it
+    /// (waiting decisions in ascending sequence order, [`MAX_PENDING_PER_RECORD`] a
+    /// record).
+    pub(crate) fn state_records(&self) -> (EngineState, Vec<EnginePending>) {
+        let exported = self.engine.export_state();
+        let regimes = exported
+            .regimes
+            .iter()
+            .map(|r| EngineRegimeState {
+                floor_bps: r.floor_bps,
+                welford: r
+                    .stats
+                    .iter()
+                    .map(|w| WelfordState {
+                        count: w.count(),
+                        sum: w.sum(),
+                        spread: w.spread(),
+                    })
+                    .collect(),
+                posteriors: r.posteriors.iter().map(|p| (p.alpha(), p.beta())).collect(),
+                table_updates: r.table.as_ref().map_or(0, |t| t.updates),
+                refreshes: r.table.as_ref().map_or_else(Vec::new, |t| {
+                    t.refreshes
+                        .iter()
+                        .map(|f| TableRefresh {
+                            refreshed_at: f.refreshed_at,
+                            alpha: f.posterior.alpha(),
+                            beta: f.posterior.beta(),
+                        })
+                        .collect()
+                }),
+            })
+            .collect();
+        let mut waiting: Vec<(&u64, &Pending)> = self.pending.iter().collect();
+        waiting.sort_unstable_by_key(|(sequence, _)| **sequence);
+        let parts = waiting
+            .chunks(MAX_PENDING_PER_RECORD)
+            .map(|chunk| EnginePending {
+                decisions: chunk
+                    .iter()
+                    .map(|(sequence, p)| PendingDecision {
+                        sequence: **sequence,
+                        regime: p.decision.regime,
+                        tier: p.decision.arm,
+                        features: p.features.clone(),
+                        business_value_microunits: p.value,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let record = EngineState {
+            setup: self.setup.clone(),
+            updates: self.updates,
+            refused_updates: self.refused,
+            version: exported.version,
+            state_digest: Digest(exported.state_digest),
+            regimes,
+            pending: self.pending.len() as u64,
+        };
+        (record, parts)
+    }
+
+    /// The state a state record and its waiting decisions give (every invariant of
+    /// the engine's state checked; the digests are the caller's to check against the
+    /// engine snapshot that follows).
+    fn from_records(
+        record: &EngineState,
+        decisions: &[PendingDecision],
+        before: u64,
+    ) -> Result<Self, String> {
+        if !record.within_bounds() {
+            return Err("the engine state record is out of bounds".to_owned());
+        }
+        if record.updates != record.version {
+            return Err(format!(
+                "{} updates but state version {}",
+                record.updates, record.version
+            ));
+        }
+        let (config, key) = engine_config(&record.setup).map_err(|e| e.to_string())?;
+        let thompson = matches!(config.policy, Policy::Thompson { .. });
+        let mut regimes = Vec::with_capacity(record.regimes.len());
+        for r in &record.regimes {
+            let stats = r
+                .welford
+                .iter()
+                .map(|w| Welford::from_parts(w.count, w.sum, w.spread))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let posteriors = r
+                .posteriors
+                .iter()
+                .map(|&(a, b)| Posterior::new(a, b))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let table = if thompson {
+                let refreshes = r
+                    .refreshes
+                    .iter()
+                    .map(|f| {
+                        Posterior::new(f.alpha, f.beta).map(|posterior| Refresh {
+                            refreshed_at: f.refreshed_at,
+                            posterior,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?;
+                Some(TableState {
+                    updates: r.table_updates,
+                    refreshes,
+                })
+            } else {
+                if r.table_updates != 0 || !r.refreshes.is_empty() {
+                    return Err("table refreshes under epsilon-greedy".to_owned());
+                }
+                None
+            };
+            regimes.push(RegimeState {
+                floor_bps: r.floor_bps,
+                stats,
+                posteriors,
+                table,
+            });
+        }
+        let exported = AdaptEngineState {
+            version: record.version,
+            state_digest: record.state_digest.0,
+            regimes,
+        };
+        let engine = Engine::from_state(config, key, &exported).map_err(|e| e.to_string())?;
+        let mut state = Self {
+            engine,
+            setup: record.setup.clone(),
+            pending: SequenceMap::default(),
+            updates: record.updates,
+            refused: record.refused_updates,
+        };
+        if decisions.len() as u64 != record.pending {
+            return Err(format!(
+                "{} waiting decisions announced, {} given",
+                record.pending,
+                decisions.len()
+            ));
+        }
+        let arms = state.engine.arms();
+        let regimes = state.engine.regimes().len();
+        let features = record.setup.features as usize;
+        let mut last = None;
+        for d in decisions {
+            if last.is_some_and(|l| d.sequence <= l) || d.sequence >= before {
+                return Err(
+                    "waiting decisions not ascending, or not before the state record".to_owned(),
+                );
+            }
+            last = Some(d.sequence);
+            if d.regime as usize >= regimes
+                || d.tier as usize >= arms
+                || d.features.len() != features
+            {
+                return Err(format!(
+                    "waiting decision {} names a regime, tier or feature count the setup does not have",
+                    d.sequence
+                ));
+            }
+            let decision = Decision {
+                regime: d.regime,
+                arm: d.tier,
+                floor_bps: 0,
+                explored: false,
+                draw: None,
+                state_digest: [0; 32],
+            };
+            let scale = state.scale_of(d.business_value_microunits);
+            state.waits(
+                d.sequence,
+                decision,
+                d.features.clone(),
+                d.business_value_microunits,
+                scale,
+            );
+        }
+        Ok(state)
+    }
+}
+
+/// A state record read, waiting for its pending records and its snapshot.
+#[derive(Debug)]
+struct Restoring {
+    /// The state record's sequence number.
+    sequence: u64,
+    record: EngineState,
+    decisions: Vec<PendingDecision>,
+    /// The state, once every pending record is in.
+    built: Option<AdaptiveState>,
+}
+
 /// The verifier's side: re-derives every adaptive step from the log.
 #[derive(Debug, Default)]
 pub(crate) struct AdaptiveReplay {
     state: Option<AdaptiveState>,
+    /// The log starts after record 0: adaptive records before its first complete
+    /// state record (or its setup) are not re-derived, as the books are not before
+    /// their first snapshot.
+    retained: bool,
+    /// A state record whose pending records or snapshot have not been read yet.
+    restoring: Option<Restoring>,
+    /// Adaptive decisions of a retained log before its first complete state record.
+    pub(crate) unchecked: u64,
+    /// Engine state records, each checked against its snapshot (and the replay).
+    pub(crate) states: u64,
     /// Adaptive decisions re-derived.
     pub(crate) decisions: u64,
     /// Engine snapshots checked.
@@ -392,11 +616,159 @@ fn mismatch(sequence: u64, kind: AdaptiveMismatch, detail: String) -> VerifyErro
 }
 
 impl AdaptiveReplay {
+    /// The first record of the log is at `first_sequence`.
+    pub(crate) const fn start(&mut self, first_sequence: u64) {
+        self.retained = first_sequence > 0;
+    }
+
+    /// An adaptive step (decision, outcome, another state record) while a state
+    /// record waits for its pending records or its snapshot: that state record was
+    /// never finished (a crash cut its tail before the log went on), so it is not
+    /// used; with no replayed state to go on, the log cannot be re-derived.
+    fn abandon_unfinished(&mut self, sequence: u64) -> Result<(), VerifyError> {
+        if let Some(unfinished) = self.restoring.take()
+            && self.state.is_none()
+            && !self.retained
+        {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::StateRecord,
+                format!(
+                    "the engine state record at {} has no engine snapshot",
+                    unfinished.sequence
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether adaptive steps are skipped here: a retained log before its first
+    /// complete state record (their effect is in that record).
+    const fn skipping(&self) -> bool {
+        self.retained && self.state.is_none()
+    }
+
+    /// An engine state record (code 22).
+    pub(crate) fn state_record(
+        &mut self,
+        sequence: u64,
+        record: &EngineState,
+    ) -> Result<(), VerifyError> {
+        self.abandon_unfinished(sequence)?;
+        if self.state.is_none() && !self.retained {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::Setup,
+                "an engine state record before any adaptive setup in a log from record 0"
+                    .to_owned(),
+            ));
+        }
+        if let Some(state) = &self.state
+            && state.setup != record.setup
+        {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::StateRecord,
+                "the engine state record restates another setup than the log's".to_owned(),
+            ));
+        }
+        if !record.within_bounds() {
+            return Err(mismatch(
+                sequence,
+                AdaptiveMismatch::StateRecord,
+                "the engine state record is out of bounds".to_owned(),
+            ));
+        }
+        let mut restoring = Restoring {
+            sequence,
+            record: record.clone(),
+            decisions: Vec::new(),
+            built: None,
+        };
+        if record.pending == 0 {
+            restoring.built = Some(Self::build(&restoring)?);
+        }
+        self.restoring = Some(restoring);
+        Ok(())
+    }
+
+    fn build(restoring: &Restoring) -> Result<AdaptiveState, VerifyError> {
+        AdaptiveState::from_records(&restoring.record, &restoring.decisions, restoring.sequence)
+            .map_err(|detail| {
+                mismatch(
+                    restoring.sequence,
+                    AdaptiveMismatch::StateRecord,
+                    format!("the engine state record is not a state of the engine: {detail}"),
+                )
+            })
+    }
+
+    /// A pending record (code 23): it must follow its state record.
+    pub(crate) fn pending_record(
+        &mut self,
+        sequence: u64,
+        record: &EnginePending,
+    ) -> Result<(), VerifyError> {
+        let bad = |detail: &str| {
+            Err(mismatch(
+                sequence,
+                AdaptiveMismatch::StateRecord,
+                detail.to_owned(),
+            ))
+        };
+        let Some(restoring) = self.restoring.as_mut() else {
+            return bad("a pending record without an engine state record before it");
+        };
+        if restoring.built.is_some() || !record.within_bounds() {
+            return bad("a pending record beyond the state record's count, or out of bounds");
+        }
+        let remaining = restoring.record.pending - restoring.decisions.len() as u64;
+        let expected = remaining.min(MAX_PENDING_PER_RECORD as u64);
+        if record.decisions.len() as u64 != expected {
+            return bad("a pending record with another number of decisions than its share");
+        }
+        restoring.decisions.extend(record.decisions.iter().cloned());
+        if restoring.decisions.len() as u64 == restoring.record.pending {
+            restoring.built = Some(Self::build(restoring)?);
+        }
+        Ok(())
+    }
+
+    /// Feeds one record of a log being reopened (the same checks as the verifier's).
+    pub(crate) fn visit(
+        &mut self,
+        sequence: u64,
+        record: &crate::record::GateRecord,
+    ) -> Result<(), crate::GateError> {
+        use crate::record::GateRecord;
+        let checked = match record {
+            GateRecord::AdaptiveSetup(setup) => self.setup(sequence, setup),
+            GateRecord::Decision(decision) => self.decision(sequence, decision),
+            GateRecord::Outcome(outcome) => self.outcome(sequence, outcome),
+            GateRecord::EngineSnapshot(snapshot) => self.snapshot(sequence, snapshot),
+            GateRecord::EngineState(state) => self.state_record(sequence, state),
+            GateRecord::EnginePending(pending) => self.pending_record(sequence, pending),
+            _ => Ok(()),
+        };
+        checked.map_err(|e| crate::GateError::AdaptiveReplay(Box::new(e)))
+    }
+
+    /// Whether a setup or a complete state record gave the replay a state.
+    pub(crate) const fn has_state(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The replayed engine, if the log held a setup (or a state record).
+    pub(crate) fn into_state(self) -> Option<AdaptiveState> {
+        self.state
+    }
+
     pub(crate) fn setup(
         &mut self,
         sequence: u64,
         setup: &AdaptiveSetup,
     ) -> Result<(), VerifyError> {
+        self.abandon_unfinished(sequence)?;
         if self.state.is_some() {
             return Err(mismatch(
                 sequence,
@@ -418,6 +790,11 @@ impl AdaptiveReplay {
         let Some(note) = &record.adaptive else {
             return Ok(());
         };
+        self.abandon_unfinished(sequence)?;
+        if self.skipping() {
+            self.unchecked += 1;
+            return Ok(());
+        }
         let Some(state) = self.state.as_mut() else {
             return Err(mismatch(
                 sequence,
@@ -543,38 +920,19 @@ impl AdaptiveReplay {
                 "more adaptive decisions wait for an outcome than the gate allows".to_owned(),
             ));
         }
-        let scale = state.scale_of(d.input.business_value_microunits);
-        state.waits(sequence, d.decision, note.features.clone(), scale);
+        let value = d.input.business_value_microunits;
+        let scale = state.scale_of(value);
+        state.waits(sequence, d.decision, note.features.clone(), value, scale);
         self.decisions += 1;
         Ok(())
     }
 
-    /// Feeds one record of a log being reopened (the same checks as the verifier's).
-    pub(crate) fn visit(
+    pub(crate) fn outcome(
         &mut self,
         sequence: u64,
-        record: &crate::record::GateRecord,
-    ) -> Result<(), crate::GateError> {
-        use crate::record::GateRecord;
-        let checked = match record {
-            GateRecord::AdaptiveSetup(setup) => self.setup(sequence, setup),
-            GateRecord::Decision(decision) => self.decision(sequence, decision),
-            GateRecord::Outcome(outcome) => {
-                self.outcome(outcome);
-                Ok(())
-            }
-            GateRecord::EngineSnapshot(snapshot) => self.snapshot(sequence, snapshot),
-            _ => Ok(()),
-        };
-        checked.map_err(|e| crate::GateError::AdaptiveReplay(Box::new(e)))
-    }
-
-    /// The replayed engine, if the log held a setup.
-    pub(crate) fn into_state(self) -> Option<AdaptiveState> {
-        self.state
-    }
-
-    pub(crate) fn outcome(&mut self, record: &OutcomeRecord) {
+        record: &OutcomeRecord,
+    ) -> Result<(), VerifyError> {
+        self.abandon_unfinished(sequence)?;
         if let Some(state) = self.state.as_mut() {
             // Whether a snapshot is due is the writer's business; the verifier checks
             // every snapshot the log holds against the state at its place.
@@ -584,6 +942,7 @@ impl AdaptiveReplay {
                 record.reward_microunits,
             );
         }
+        Ok(())
     }
 
     /// Checks a logged snapshot against the replayed state at its place in the log.
@@ -592,6 +951,12 @@ impl AdaptiveReplay {
         sequence: u64,
         logged: &EngineSnapshot,
     ) -> Result<(), VerifyError> {
+        if let Some(restoring) = self.restoring.take() {
+            self.restored(sequence, restoring, logged)?;
+        }
+        if self.skipping() {
+            return Ok(());
+        }
         let Some(state) = self.state.as_ref() else {
             return Err(mismatch(
                 sequence,
@@ -615,5 +980,64 @@ impl AdaptiveReplay {
         }
         self.snapshots += 1;
         Ok(())
+    }
+
+    /// The snapshot `logged` follows the state record of `restoring`: the state the
+    /// record gives must have the snapshot's counts and digests (its layout digest
+    /// recomputed from the fields); where the log was replayed up to here, the record
+    /// must also be the replayed state's own. Otherwise the replay starts here.
+    fn restored(
+        &mut self,
+        sequence: u64,
+        restoring: Restoring,
+        logged: &EngineSnapshot,
+    ) -> Result<(), VerifyError> {
+        let at = restoring.sequence;
+        let Some(built) = restoring.built else {
+            return Err(mismatch(
+                at,
+                AdaptiveMismatch::StateRecord,
+                format!(
+                    "the engine snapshot at {sequence} follows a state record missing pending records"
+                ),
+            ));
+        };
+        let given = built.snapshot();
+        if given != *logged {
+            return Err(mismatch(
+                at,
+                AdaptiveMismatch::StateRecord,
+                format!(
+                    "the engine state record gives {} updates, state digest {} and layout digest {}; its snapshot at {sequence} has {}, {} and {}",
+                    given.updates,
+                    calybris_digest::Hex(given.state_digest.as_slice()),
+                    calybris_digest::Hex(given.layout_digest.as_slice()),
+                    logged.updates,
+                    calybris_digest::Hex(logged.state_digest.as_slice()),
+                    calybris_digest::Hex(logged.layout_digest.as_slice()),
+                ),
+            ));
+        }
+        match &self.state {
+            Some(replayed) => {
+                if replayed.state_records() != built.state_records() {
+                    return Err(mismatch(
+                        at,
+                        AdaptiveMismatch::StateRecord,
+                        "the engine state record is not the state the log's records give"
+                            .to_owned(),
+                    ));
+                }
+            }
+            None => self.state = Some(built),
+        }
+        self.states += 1;
+        Ok(())
+    }
+
+    /// At the end of the log: a state record still waiting for its snapshot was cut
+    /// by a crash (nothing after it was acknowledged); it is not used.
+    pub(crate) fn finish(&mut self) {
+        self.restoring = None;
     }
 }

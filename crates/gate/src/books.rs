@@ -430,7 +430,9 @@ impl Books {
             | GateRecord::Staged(_)
             | GateRecord::Unstaged(_)
             | GateRecord::EngineSnapshot(_)
-            | GateRecord::AdaptiveSetup(_) => None,
+            | GateRecord::AdaptiveSetup(_)
+            | GateRecord::EngineState(_)
+            | GateRecord::EnginePending(_) => None,
             GateRecord::BudgetDefined(record) => {
                 self.windows.define(record)?;
                 None

@@ -168,9 +168,14 @@ pub enum GateError {
         /// The bound, [`MAX_ADAPTIVE_PENDING`](crate::adaptive::MAX_ADAPTIVE_PENDING).
         pending: usize,
     },
-    /// An adaptive gate was opened on a retained log (one that starts after record 0):
-    /// the engine replays from its setup record, which retention has cut.
-    #[error("an adaptive gate cannot reopen a retained log (it starts at record {records})")]
+    /// An adaptive gate was opened on a retained log (one that starts after record 0)
+    /// that holds adaptive decisions but neither a complete engine state record
+    /// ([`GateRecord::EngineState`](crate::record::GateRecord::EngineState), with its
+    /// pending records and snapshot) nor its setup after its first book snapshot: there
+    /// is no state to replay the engine from.
+    #[error(
+        "an adaptive gate cannot reopen this retained log (it starts at record {records}): no engine state record to replay from"
+    )]
     AdaptiveReopen {
         /// The first record the log holds.
         records: u64,
@@ -184,15 +189,15 @@ pub enum GateError {
     AdaptiveReplay(Box<crate::VerifyError>),
     /// [`Retention::SinceLastSnapshot`](crate::Retention::SinceLastSnapshot) was
     /// configured with a feature that needs the whole log from record 0 (checkpoints:
-    /// leaf `n` of the tree is record `n`; the adaptive engine: it replays from its
-    /// setup record). Such a gate would retire segments it could never reopen
-    /// without, so [`Gate::open`](crate::Gate::open) refuses it before anything is
-    /// written.
+    /// leaf `n` of the tree is record `n`). Such a gate would retire segments it could
+    /// never reopen without, so [`Gate::open`](crate::Gate::open) refuses it before
+    /// anything is written. (The adaptive engine no longer conflicts: it writes its
+    /// whole state after each book snapshot.)
     #[error(
         "retention (Retention::SinceLastSnapshot) cannot be combined with {with}: it needs the whole log from record 0"
     )]
     RetentionConflict {
-        /// The feature: `"checkpoints"` or `"the adaptive engine"`.
+        /// The feature: `"checkpoints"`.
         with: &'static str,
     },
 }

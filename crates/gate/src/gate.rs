@@ -99,10 +99,14 @@ pub enum Retention {
     /// snapshot holds the books and the open holds, and the policy record in force
     /// follows it, so the retained suffix is self-contained. The gate writes where the
     /// log now starts into [`START_ANCHOR_FILE`]; verifying the suffix needs that
-    /// anchor, kept where the log's writer cannot rewrite it. Not with checkpoints or
-    /// the adaptive engine, which need the log from record 0
-    /// ([`GateError::RetentionConflict`] at open); a gate with budget nodes writes no
-    /// book snapshot, so it retires nothing.
+    /// anchor, kept where the log's writer cannot rewrite it. Not with checkpoints,
+    /// which need the log from record 0 ([`GateError::RetentionConflict`] at open); a
+    /// gate with budget nodes writes no book snapshot, so it retires nothing. With
+    /// the adaptive engine, each book snapshot is followed (in the same barrier) by
+    /// the engine's whole state ([`GateRecord::EngineState`], its
+    /// [`GateRecord::EnginePending`] records and an [`GateRecord::EngineSnapshot`]),
+    /// and segments are retired only once that is durable: the retained log replays
+    /// the engine from there.
     SinceLastSnapshot,
 }
 
@@ -175,9 +179,10 @@ impl GateConfig {
     /// the engine is replayed from the log, every step checked), then consulted by
     /// [`Gate::decide_adaptive`] and taught by [`Gate::record_outcome`].
     /// [`Gate::open`] refuses a setup the engine refuses ([`GateError::AdaptiveSetup`]),
-    /// one that is not the log's ([`GateError::AdaptiveSetupChanged`]), a log whose
-    /// adaptive steps do not replay ([`GateError::AdaptiveReplay`]) and a retained log
-    /// ([`GateError::AdaptiveReopen`]).
+    /// one that is not the log's ([`GateError::AdaptiveSetupChanged`]) and a log whose
+    /// adaptive steps do not replay ([`GateError::AdaptiveReplay`]). A retained log
+    /// replays the engine from its first complete engine state record (see
+    /// [`Retention::SinceLastSnapshot`]).
     #[cfg(feature = "adaptive")]
     #[must_use]
     pub fn adaptive(mut self, setup: crate::adaptive::AdaptiveSetup) -> Self {
@@ -300,12 +305,6 @@ impl GateConfig {
         if self.checkpoints.is_some() {
             return Err(GateError::RetentionConflict {
                 with: "checkpoints",
-            });
-        }
-        #[cfg(feature = "adaptive")]
-        if self.adaptive.is_some() {
-            return Err(GateError::RetentionConflict {
-                with: "the adaptive engine",
             });
         }
         Ok(())
@@ -590,7 +589,7 @@ impl Gate {
     /// records do not fold into balanced books; [`GateError::Budget`] or
     /// [`GateError::InvalidTenant`] for a configured tenant;
     /// [`GateError::RetentionConflict`] for [`Retention::SinceLastSnapshot`] with
-    /// checkpoints or the adaptive engine (nothing is written).
+    /// checkpoints (nothing is written).
     pub fn open(config: GateConfig) -> Result<Self, GateError> {
         config.check_retention()?;
         std::fs::create_dir_all(&config.dir).map_err(|source| GateError::Directory {
@@ -673,12 +672,18 @@ impl Gate {
         fold.fold_unfolded()?;
         let log_recovery = wal.recovery().clone();
         #[cfg(feature = "adaptive")]
-        if let Some(first) = fold.first_sequence
-            && first > 0
-            && fold.adaptive.is_some()
-        {
-            // The engine replays from its setup record, which a retained log has cut.
-            return Err(GateError::AdaptiveReopen { records: first });
+        if let Some(replay) = fold.adaptive.as_mut() {
+            // A state record the log ends inside (its snapshot cut with the torn
+            // tail) is not used: the replayed state goes on.
+            replay.finish();
+            if let Some(first) = fold.first_sequence
+                && first > 0
+                && replay.unchecked > 0
+                && !replay.has_state()
+            {
+                // Adaptive decisions, but no state record or setup to replay from.
+                return Err(GateError::AdaptiveReopen { records: first });
+            }
         }
         let Fold {
             mut books,
@@ -1441,13 +1446,37 @@ impl Gate {
             });
         }
         let step = state.step(&input, request)?;
-        let admission =
-            self.decide_routed(tenant, step.input, caller, None, Some(step.note.clone()))?;
-        state.logged(admission.ticket.sequence(), step);
+        let admission = self.decide_routed_unsnapshotted(
+            tenant,
+            step.input,
+            caller,
+            None,
+            Some(step.note.clone()),
+        )?;
+        let sequence = admission.ticket.sequence();
+        state.logged(sequence, step);
+        // A book snapshot takes the engine's lock (under retention): not while held.
+        drop(state);
+        self.maybe_snapshot(sequence);
         Ok(admission)
     }
 
     fn decide_routed(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        route: Option<(NodeId, Vec<NodeId>)>,
+        adaptive: Option<crate::adaptive::AdaptiveNote>,
+    ) -> Result<Admission, GateError> {
+        let admission = self.decide_routed_unsnapshotted(tenant, input, caller, route, adaptive)?;
+        self.maybe_snapshot(admission.ticket.sequence());
+        Ok(admission)
+    }
+
+    /// [`decide_routed`](Self::decide_routed) without the book snapshot it may make
+    /// due (the caller takes it, once it holds no lock a snapshot takes).
+    fn decide_routed_unsnapshotted(
         &self,
         tenant: &str,
         input: KernelInput,
@@ -1615,7 +1644,6 @@ impl Gate {
             span.record("log_sequence", sequence);
         }
 
-        self.maybe_snapshot(sequence);
         Ok(Admission {
             gate: self.clone(),
             tenant: tenant.to_owned(),
@@ -2008,6 +2036,9 @@ impl Gate {
             let _snapshot = self.append(&GateRecord::EngineSnapshot(snapshot))?;
         }
         drop(barrier);
+        // A book snapshot takes the engine's lock (under retention): not while held.
+        #[cfg(feature = "adaptive")]
+        drop(adaptive);
         #[cfg(not(feature = "adaptive"))]
         let _ = (success, reward);
         self.maybe_snapshot(ticket.sequence());
@@ -2361,6 +2392,20 @@ impl Gate {
     /// [`GateError::Poisoned`] or [`GateError::Log`].
     pub fn snapshot_books(&self) -> Result<u64, GateError> {
         self.check_open()?;
+        // Under retention the engine's whole state follows the book snapshot in the
+        // same barrier, so a suffix from the snapshot replays the engine. The engine's
+        // lock is taken first, as every operation that steps the engine takes it
+        // before the policy barrier (the other order could deadlock with
+        // `decide_adaptive`). It stalls no more than the barrier already does: every
+        // decision and outcome waits for the barrier, adaptive or not. The callers
+        // that hold the engine's lock (`decide_adaptive`, `record_outcome`) release
+        // it before they may take a snapshot.
+        #[cfg(feature = "adaptive")]
+        let adaptive = if self.inner.retention == Retention::SinceLastSnapshot {
+            self.inner.adaptive.as_ref().map(|a| a.lock())
+        } else {
+            None
+        };
         let policy = self.inner.policy.write();
         let snapshot = self.books_now(*policy.digest())?;
         let ticket = self.append_leading(&GateRecord::BookSnapshot(snapshot))?;
@@ -2374,12 +2419,26 @@ impl Gate {
         }
         // What is staged is restated, so a suffix from this snapshot re-derives it.
         self.restate_staged()?;
+        #[cfg_attr(not(feature = "adaptive"), allow(unused_mut))]
+        let mut last = ticket.clone();
+        #[cfg(feature = "adaptive")]
+        if let Some(state) = &adaptive {
+            let (record, parts) = state.state_records();
+            let _state = self.append(&GateRecord::EngineState(record))?;
+            for part in parts {
+                let _part = self.append(&GateRecord::EnginePending(part))?;
+            }
+            last = self.append(&GateRecord::EngineSnapshot(state.snapshot()))?;
+        }
         drop(policy);
+        #[cfg(feature = "adaptive")]
+        drop(adaptive);
         self.inner.snapshots_taken.fetch_add(1, Ordering::Relaxed);
         if self.inner.retention == Retention::SinceLastSnapshot {
             // Only a durable snapshot may stand in for the segments before it: a
-            // crash must never leave a log whose books start nowhere.
-            ticket.wait()?;
+            // crash must never leave a log whose books (or engine) start nowhere.
+            // The engine's records are the last of the snapshot's.
+            last.wait()?;
             self.retire_before(ticket.sequence())?;
         }
         Ok(ticket.sequence())
@@ -2773,10 +2832,18 @@ impl Fold {
         if self.first_sequence.is_none() {
             self.first_sequence = Some(sequence);
             self.started = sequence == 0;
+            #[cfg(feature = "adaptive")]
+            if let Some(replay) = self.adaptive.as_mut() {
+                replay.start(sequence);
+            }
         }
         let books_error = |error| GateError::Books { sequence, error };
+        // The engine replays from the first book snapshot on, as the verifier does
+        // (in a retained log, from the first complete engine state record after it).
         #[cfg(feature = "adaptive")]
-        if let Some(replay) = self.adaptive.as_mut() {
+        if self.started
+            && let Some(replay) = self.adaptive.as_mut()
+        {
             let record = decode_gate_record(sequence, frame.offset_bytes, frame.payload)?;
             replay.visit(sequence, &record)?;
         }

@@ -12,7 +12,8 @@
 use calybris_digest::Digest;
 
 pub use crate::adaptive::{
-    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, EngineSnapshot,
+    AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier, EnginePending,
+    EngineSnapshot, EngineState,
 };
 use crate::holdout::HoldoutNote;
 use crate::names::NameMap;
@@ -102,6 +103,12 @@ pub enum GateRecord {
     /// 21: the adaptive engine's configuration and replay key, before the first
     /// adaptive decision (issue 11). Folded as a no-op.
     AdaptiveSetup(AdaptiveSetup),
+    /// 22: the adaptive engine's whole state, after a book snapshot under retention
+    /// (issue 11). Folded as a no-op.
+    EngineState(EngineState),
+    /// 23: decisions waiting for their outcome, following an [`EngineState`] record.
+    /// Folded as a no-op.
+    EnginePending(EnginePending),
 }
 
 impl GateRecord {
@@ -131,6 +138,8 @@ impl GateRecord {
             Self::Unstaged(_) => "unstaged",
             Self::EngineSnapshot(_) => "engine-snapshot",
             Self::AdaptiveSetup(_) => "adaptive-setup",
+            Self::EngineState(_) => "engine-state",
+            Self::EnginePending(_) => "engine-pending",
         }
     }
 }

@@ -92,6 +92,15 @@ pub struct RecordCounts {
     pub adaptive_decisions: u64,
     /// Engine snapshots, each checked against the replayed engine state.
     pub engine_snapshots: u64,
+    /// Engine state records (codes 22 and 23), each checked against the engine
+    /// snapshot that follows it and, where the log was replayed up to it, against
+    /// the replayed state.
+    #[serde(default)]
+    pub engine_states: u64,
+    /// Adaptive decisions of a retained log before its first engine state record:
+    /// their effect is in that record, so they are not re-derived.
+    #[serde(default)]
+    pub adaptive_unchecked: u64,
     /// Checkpoint records (code 17), each checked against the Merkle tree of
     /// the records before it (in a log from sequence 0).
     pub checkpoints: u64,
@@ -517,6 +526,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
             first_sequence = Some(sequence);
             whole_log = sequence == 0;
             folding = sequence == 0;
+            adaptive.start(sequence);
         }
         if !folding {
             if let GateRecord::BookSnapshot(snapshot) = &entry.record {
@@ -628,7 +638,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                     }
                     counts.outcomes += 1;
                 }
-                adaptive.outcome(record);
+                adaptive.outcome(sequence, record)?;
             }
             GateRecord::BookSnapshot(_) => counts.snapshots += 1,
             // Budget nodes, windows and alerts (codes 13..=16) are checked by the fold,
@@ -656,6 +666,8 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
             GateRecord::Header(_) => {}
             GateRecord::AdaptiveSetup(record) => adaptive.setup(sequence, record)?,
             GateRecord::EngineSnapshot(record) => adaptive.snapshot(sequence, record)?,
+            GateRecord::EngineState(record) => adaptive.state_record(sequence, record)?,
+            GateRecord::EnginePending(record) => adaptive.pending_record(sequence, record)?,
             GateRecord::Execution(record) => {
                 if !record.within_bounds() {
                     return Err(VerifyError::RecordOutOfBounds {
@@ -760,7 +772,12 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     counts.held_out = stage_counts.held_out;
     counts.holdout_unchecked = stage_counts.holdout_unchecked;
     counts.shadow_notes = stage_counts.shadow_notes;
-    (counts.adaptive_decisions, counts.engine_snapshots) = adaptive.counts();
+    adaptive.finish();
+    let adaptive_counts = adaptive.counts();
+    counts.adaptive_decisions = adaptive_counts.decisions;
+    counts.engine_snapshots = adaptive_counts.snapshots;
+    counts.engine_states = adaptive_counts.states;
+    counts.adaptive_unchecked = adaptive_counts.unchecked;
     Ok(GateReport {
         anchor,
         counts,

@@ -277,3 +277,125 @@ fn success_feedback_ignores_the_reward_and_bounds_are_checked_at_open() {
         }
     }
 }
+
+/// Decides `n` requests from `from` on; each decision's outcome (a seeded reward) is
+/// recorded only after the next `lag` decisions, so decisions wait for their outcome
+/// whenever a book snapshot (and the engine's state records) is written.
+fn decide_delayed(gate: &Gate, rng: &mut SplitMix64, from: u64, n: u64, lag: usize) {
+    let mut waiting = std::collections::VecDeque::new();
+    for sequence in from..from + n {
+        let input = common::request(sequence, 1);
+        let label = if rng.percent(50) { "coding" } else { "other" };
+        let features = [i32::try_from(rng.below(100)).expect("small")];
+        let admission = gate
+            .decide_adaptive(
+                "acme",
+                input,
+                CallerMeta {
+                    request_id: [0; 16],
+                    recorded_at_unix_ms: 1_764_620_000_000,
+                },
+                AdaptiveRequest {
+                    label: Some(label),
+                    features: &features,
+                },
+            )
+            .expect("decide");
+        waiting.push_back(admission.decision_ref());
+        drop(admission);
+        while waiting.len() > lag {
+            let decision_ref = waiting.pop_front().expect("waiting");
+            let reward = i64::try_from(rng.below(90_001)).expect("small") - 40_000;
+            let _ = gate
+                .record_outcome(
+                    decision_ref,
+                    Outcome {
+                        reward_microunits: reward,
+                        success: reward > 0,
+                        latency_ms: 0,
+                        detail: Vec::new(),
+                    },
+                )
+                .expect("outcome");
+        }
+    }
+}
+
+/// Reward feedback under retention: the state records carry the waiting decisions
+/// with their values (the reward scale they learn on), so a gate reopened on the
+/// retained log goes on exactly as a twin that kept every record, and the suffix
+/// verifies from its start anchor.
+#[test]
+fn a_retained_reward_log_with_waiting_decisions_goes_on_as_its_twin() {
+    let seed = common::seed(0x0ead_2e7a);
+    let retained = TempDir::new("adaptive-reward-retained");
+    let twin = TempDir::new("adaptive-reward-twin");
+    let open = |dir: &std::path::Path, retention| {
+        Gate::open(
+            config(dir, reward_feedback())
+                .snapshot_every_records(45)
+                .segment_limit_bytes(8 * 1024)
+                .retention(retention),
+        )
+        .unwrap_or_else(|e| panic!("seed {seed:#x}: open: {e}"))
+    };
+    for (dir, retention) in [
+        (&retained.0, calybris_gate::Retention::SinceLastSnapshot),
+        (&twin.0, calybris_gate::Retention::KeepAll),
+    ] {
+        let mut rng = SplitMix64::new(seed);
+        let gate = open(dir, retention);
+        decide_delayed(&gate, &mut rng, 0, 150, 7);
+        gate.close().expect("close");
+        let gate = open(dir, retention);
+        decide_delayed(&gate, &mut rng, 150, 100, 7);
+        gate.close().expect("close");
+    }
+    let anchor = std::fs::read_to_string(retained.0.join(calybris_gate::START_ANCHOR_FILE))
+        .unwrap_or_else(|e| panic!("seed {seed:#x}: segments retired: {e}"));
+    let start: calybris_wal::WalAnchor = anchor
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("seed {seed:#x}: {e:?}"));
+    let report = verify_dir(
+        &retained.0,
+        &VerifyOptions {
+            start_anchor: Some(start),
+            ..VerifyOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+    assert!(report.counts.engine_states > 0, "{:?}", report.counts);
+    assert!(report.counts.adaptive_decisions > 0, "{:?}", report.counts);
+    let mut reader = SegmentedReader::<GateRecord>::open(&retained.0.join(LOG_DIR), None, None)
+        .expect("reader")
+        .with_start_anchor(Some(start));
+    let mut kept = Vec::new();
+    while let Some(entry) = reader.next_entry().expect("entry") {
+        kept.push(entry.record);
+    }
+    assert!(
+        kept.iter()
+            .any(|r| matches!(r, GateRecord::EnginePending(p) if !p.decisions.is_empty())),
+        "seed {seed:#x}: a state record with waiting decisions"
+    );
+    let notes = |log: &[GateRecord]| -> std::collections::HashMap<u64, calybris_gate::adaptive::AdaptiveNote> {
+        log.iter()
+            .filter_map(|r| match r {
+                GateRecord::Decision(d) => Some((d.audit.input.request_sequence, d.adaptive.clone()?)),
+                _ => None,
+            })
+            .collect()
+    };
+    let twin_notes = notes(&records(&twin.0));
+    let kept_notes = notes(&kept);
+    assert_eq!(twin_notes.len(), 250);
+    assert!(!kept_notes.is_empty());
+    for (request, note) in &kept_notes {
+        assert_eq!(
+            Some(note),
+            twin_notes.get(request),
+            "seed {seed:#x}: request {request}"
+        );
+    }
+}

@@ -82,6 +82,8 @@ impl Model {
             | GateRecord::Unstaged(_)
             | GateRecord::EngineSnapshot(_)
             | GateRecord::AdaptiveSetup(_)
+            | GateRecord::EngineState(_)
+            | GateRecord::EnginePending(_)
             | GateRecord::LimitsChanged(_) => true,
             // Budget nodes are not generated here (tests/windows.rs covers them).
             GateRecord::BudgetDefined(_)

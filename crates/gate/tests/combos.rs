@@ -581,12 +581,12 @@ fn retention_with_checkpoints_is_refused_at_open_before_anything_is_written() {
 #[cfg(feature = "adaptive")]
 mod adaptive {
     //! The adaptive engine with the holdout, with checkpoints, with book snapshots
-    //! and (refused) with retention.
+    //! and with retention (the engine's state records).
 
     use super::*;
     use calybris_gate::AdaptiveRequest;
     use calybris_gate::adaptive::{
-        AdaptiveMismatch, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier,
+        AdaptiveMismatch, AdaptiveNote, AdaptivePolicy, AdaptiveRegime, AdaptiveSetup, AdaptiveTier,
     };
 
     const LABELS: [&str; 2] = ["support", "coding"];
@@ -829,18 +829,212 @@ mod adaptive {
     }
 
     #[test]
-    fn retention_with_the_adaptive_engine_is_refused_at_open() {
-        let dir = TempDir::new("combo-adaptive-retention");
-        let config = base_config(&dir.0)
-            .snapshot_every_records(50)
-            .segment_limit_bytes(16 * 1024)
-            .retention(Retention::SinceLastSnapshot)
-            .adaptive(setup());
-        // The engine replays from its setup record, which retention would retire:
-        // such a gate could not reopen. Refused up front, by design.
-        match Gate::open(config) {
-            Err(GateError::RetentionConflict { with }) => assert_eq!(with, "the adaptive engine"),
-            other => panic!("retention with the adaptive engine: {other:?}"),
+    fn retention_with_the_adaptive_engine_retires_segments_and_the_suffix_replays_the_engine() {
+        let seed = seed(0x0ada_2e7a);
+        let retained = TempDir::new("combo-adaptive-retention");
+        let twin = TempDir::new("combo-adaptive-keep-all");
+        let config = |dir: &Path, retention| {
+            base_config(dir)
+                .snapshot_every_records(50)
+                .segment_limit_bytes(16 * 1024)
+                .retention(retention)
+                .adaptive(setup())
+        };
+        // The same seeded requests and outcomes through a gate that retires its
+        // segments and through one that keeps every record.
+        let mut rng = Rng::new(seed);
+        let gate = Gate::open(config(&retained.0, Retention::SinceLastSnapshot)).expect("open");
+        adaptive_round(&gate, &mut rng, 0, 150);
+        gate.close().expect("close");
+        // Reopened on the retained log: the engine replays from its first complete
+        // state record and goes on.
+        let gate = Gate::open(config(&retained.0, Retention::SinceLastSnapshot))
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: reopen a retained adaptive log: {e}"));
+        assert!(
+            gate.start_anchor().is_some_and(|a| a.next_sequence > 0),
+            "seed {seed:#x}: the reopened log was already retained"
+        );
+        adaptive_round(&gate, &mut rng, 150, 150);
+        let start = gate
+            .start_anchor()
+            .unwrap_or_else(|| panic!("seed {seed:#x}: segments retired"));
+        gate.close().expect("close");
+        assert!(start.next_sequence > 0);
+        let mut rng = Rng::new(seed);
+        let gate = Gate::open(config(&twin.0, Retention::KeepAll)).expect("open the twin");
+        adaptive_round(&gate, &mut rng, 0, 150);
+        gate.close().expect("close");
+        let gate = Gate::open(config(&twin.0, Retention::KeepAll)).expect("reopen the twin");
+        adaptive_round(&gate, &mut rng, 150, 150);
+        gate.close().expect("close");
+
+        // The suffix verifies from its start anchor, the engine re-derived from the
+        // first state record on with zero divergences.
+        let options = VerifyOptions {
+            start_anchor: Some(start),
+            ..VerifyOptions::default()
+        };
+        let report =
+            verify_dir(&retained.0, &options).unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+        let counts = report.counts;
+        assert!(counts.engine_states > 0, "seed {seed:#x}: {counts:?}");
+        assert!(
+            counts.adaptive_decisions >= 10,
+            "seed {seed:#x}: {counts:?}"
+        );
+        assert!(
+            counts.decisions < 300,
+            "seed {seed:#x}: a retained log: {counts:?}"
+        );
+        // Every decision the retained log still holds carries exactly the twin's
+        // note: the same regime, draw, tier, propensity and state digest, before and
+        // after the reopen from a state record.
+        let mut reader = calybris_wal::SegmentedReader::<GateRecord>::open(
+            &retained.0.join(calybris_gate::LOG_DIR),
+            None,
+            None,
+        )
+        .expect("the retained log opens")
+        .with_start_anchor(Some(start));
+        let mut kept_records = Vec::new();
+        while let Some(entry) = reader.next_entry().expect("a clean entry") {
+            kept_records.push(entry.record);
         }
+        let twin_records = log_records(&twin.0);
+        let kept = decisions(&kept_records);
+        let all = decisions(&twin_records);
+        let twin_notes: std::collections::HashMap<u64, AdaptiveNote> = all
+            .iter()
+            .map(|(_, d)| (d.audit.input.request_sequence, d.adaptive.clone().unwrap()))
+            .collect();
+        assert_eq!(all.len(), 300);
+        assert!(kept.len() as u64 >= counts.decisions, "seed {seed:#x}");
+        for (_, d) in &kept {
+            assert_eq!(
+                d.adaptive.as_ref(),
+                twin_notes.get(&d.audit.input.request_sequence),
+                "seed {seed:#x}: request {}",
+                d.audit.input.request_sequence
+            );
+        }
+    }
+
+    /// One forgery of a record.
+    type Edit = Box<dyn Fn(&mut GateRecord)>;
+
+    #[test]
+    fn a_forged_engine_state_record_fails_with_its_own_reason() {
+        let seed = seed(0x0ada_57a7);
+        let mut rng = Rng::new(seed);
+        let dir = TempDir::new("combo-adaptive-state-forged");
+        // Retention with segments too large to retire: the log keeps record 0, so it
+        // can be rewritten, and holds state records.
+        let config = || {
+            base_config(&dir.0)
+                .snapshot_every_records(60)
+                .retention(Retention::SinceLastSnapshot)
+                .adaptive(setup())
+        };
+        let gate = Gate::open(config()).expect("open");
+        adaptive_round(&gate, &mut rng, 0, 200);
+        gate.close().expect("close");
+        let report = verify_dir(&dir.0, &VerifyOptions::default())
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+        assert!(report.counts.engine_states >= 2, "{:?}", report.counts);
+        let records = log_records(&dir.0);
+        let (at, busy) = records
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, r)| match r {
+                GateRecord::EngineState(state) if state.pending > 0 => state
+                    .regimes
+                    .iter()
+                    .position(|r| r.welford[0].count > 2)
+                    .map(|busy| (i as u64, busy)),
+                _ => None,
+            })
+            .expect("a state record with waiting decisions and a busy regime");
+        let edits: [(&str, Edit); 5] = [
+            (
+                "a Welford sum",
+                Box::new(move |r| {
+                    if let GateRecord::EngineState(s) = r {
+                        s.regimes[busy].welford[0].sum ^= 1;
+                    }
+                }),
+            ),
+            (
+                "a floor",
+                Box::new(move |r| {
+                    if let GateRecord::EngineState(s) = r {
+                        s.regimes[busy].floor_bps ^= 0x10;
+                    }
+                }),
+            ),
+            (
+                "a posterior",
+                Box::new(move |r| {
+                    if let GateRecord::EngineState(s) = r {
+                        let (a, b) = s.regimes[busy].posteriors[0];
+                        s.regimes[busy].posteriors[0] = (a + 1, b - 1);
+                        if b == 1 {
+                            s.regimes[busy].posteriors[0] = (a - 1, b + 1);
+                        }
+                    }
+                }),
+            ),
+            (
+                "the state digest",
+                Box::new(|r| {
+                    if let GateRecord::EngineState(s) = r {
+                        s.state_digest.0[7] ^= 0x40;
+                    }
+                }),
+            ),
+            (
+                "a refresh point",
+                Box::new(move |r| {
+                    if let GateRecord::EngineState(s) = r {
+                        s.regimes[busy].refreshes[0].refreshed_at ^= 1;
+                    }
+                }),
+            ),
+        ];
+        for (what, edit) in &edits {
+            let copy = forged(&dir.0, at, |r| edit(r));
+            match verify_dir(&copy.0, &VerifyOptions::default()) {
+                Err(VerifyError::Adaptive { sequence, kind, .. }) => assert_eq!(
+                    (sequence, kind),
+                    (at, AdaptiveMismatch::StateRecord),
+                    "seed {seed:#x}: {what}"
+                ),
+                other => panic!("seed {seed:#x}: a forged {what}: {other:?}"),
+            }
+            // The writer refuses it too.
+            match Gate::open(
+                base_config(&copy.0)
+                    .snapshot_every_records(60)
+                    .retention(Retention::SinceLastSnapshot)
+                    .adaptive(setup()),
+            ) {
+                Err(GateError::AdaptiveReplay(_)) => {}
+                other => panic!("seed {seed:#x}: reopening a forged {what}: {other:?}"),
+            }
+        }
+        // A waiting decision's tier changed in the pending record that follows.
+        let copy = forged(&dir.0, at + 1, |r| {
+            if let GateRecord::EnginePending(p) = r {
+                p.decisions[0].tier ^= 1;
+            }
+        });
+        match verify_dir(&copy.0, &VerifyOptions::default()) {
+            Err(VerifyError::Adaptive { kind, .. }) => {
+                assert_eq!(kind, AdaptiveMismatch::StateRecord, "seed {seed:#x}");
+            }
+            other => panic!("seed {seed:#x}: a forged pending record: {other:?}"),
+        }
+        // A flipped byte in the record's frame is corruption of that record.
+        assert_flip_is_named(&dir.0, at, &VerifyOptions::default());
     }
 }

@@ -1,5 +1,6 @@
-//! The combinations of gate features refused by design are documented where a user
-//! looks (`tests/combos.rs` asserts the typed errors). Reads the repository's docs,
+//! The combinations of gate features refused by design, and how retention combines
+//! with the adaptive engine, are documented where a user looks (`tests/combos.rs`
+//! asserts the typed errors and the behaviour). Reads the repository's docs,
 //! so it is excluded from the package.
 
 fn doc(name: &str) -> String {
@@ -18,7 +19,8 @@ fn folded(text: &str) -> String {
 fn the_refused_combinations_are_documented() {
     let spec = folded(&doc("SPECIFICATION.md"));
     for sentence in [
-        "`Retention::SinceLastSnapshot` with checkpoints or with the adaptive engine is refused by `Gate::open` before anything is written (`GateError::RetentionConflict`)",
+        "`Retention::SinceLastSnapshot` with checkpoints is refused by `Gate::open` before anything is written (`GateError::RetentionConflict`)",
+        "A retained log replays the engine from its first complete state record",
         "book snapshots carry the nodes, their windows and the holds on them (record 8)",
         "a checkpoint falling due on the snapshot record is written after the policy record",
         "`crates/gate/tests/combos.rs`",
@@ -29,8 +31,11 @@ fn the_refused_combinations_are_documented() {
         );
     }
     let adapt = folded(&doc("ADAPT.md"));
-    assert!(
-        adapt.contains("`Retention::SinceLastSnapshot` is therefore refused at open, before anything is written (`GateError::RetentionConflict`)"),
-        "ADAPT.md lacks the retention refusal"
-    );
+    for sentence in [
+        "under retention every book snapshot is followed, in the same barrier",
+        "The segments before the book snapshot are retired only once that last record is durable.",
+        "`ADAPTIVE_STATE_RECORD_MISMATCH`",
+    ] {
+        assert!(adapt.contains(sentence), "ADAPT.md lacks: {sentence}");
+    }
 }

@@ -378,41 +378,92 @@ fn records() -> Vec<GateRecord> {
             state_digest: calybris_digest::Digest([0x44; 32]),
             layout_digest: calybris_digest::Digest([0x66; 32]),
         }),
-        GateRecord::AdaptiveSetup(AdaptiveSetup {
-            format_version: 1,
-            regimes: vec![AdaptiveRegime {
-                label: "coding".into(),
-                domain: 2,
-                custom_floor_bps: 0,
+        GateRecord::AdaptiveSetup(adaptive_setup()),
+        GateRecord::EngineState(calybris_gate::adaptive::EngineState {
+            setup: adaptive_setup(),
+            updates: 3,
+            refused_updates: 0,
+            version: 3,
+            state_digest: calybris_digest::Digest([0x77; 32]),
+            regimes: vec![calybris_gate::adaptive::EngineRegimeState {
+                floor_bps: 7_230,
+                welford: vec![
+                    calybris_gate::adaptive::WelfordState {
+                        count: 3,
+                        sum: -12,
+                        spread: 96,
+                    },
+                    calybris_gate::adaptive::WelfordState {
+                        count: 3,
+                        sum: 1 << 40,
+                        spread: 0,
+                    },
+                ],
+                posteriors: vec![(2, 2), (4, 2)],
+                table_updates: 3,
+                refreshes: vec![
+                    calybris_gate::adaptive::TableRefresh {
+                        refreshed_at: 2,
+                        alpha: 2,
+                        beta: 2,
+                    },
+                    calybris_gate::adaptive::TableRefresh {
+                        refreshed_at: 3,
+                        alpha: 4,
+                        beta: 2,
+                    },
+                ],
             }],
-            features: 2,
-            floor_min_bps: 5_000,
-            floor_max_bps: 9_900,
-            step_bps: 10,
-            min_observations: 8,
-            fallback: 0,
-            priors: vec![(1, 1), (3, 2)],
-            policy: AdaptivePolicy::Thompson { redraws: 15 },
-            exploration_bps: 10_000,
-            key: [0x55; 32],
-            tiers: vec![
-                AdaptiveTier {
-                    floor_bps: 0,
-                    requested_model_id: None,
-                },
-                AdaptiveTier {
-                    floor_bps: 8_500,
-                    requested_model_id: Some(4),
-                },
-            ],
-            static_tier: 0,
-            snapshot_every_updates: 10_000,
-            feedback: calybris_gate::adaptive::AdaptiveFeedback::Reward {
-                cost_bound_bps: 5_746,
-                observations: 2,
-            },
+            pending: 1,
+        }),
+        GateRecord::EnginePending(calybris_gate::adaptive::EnginePending {
+            decisions: vec![calybris_gate::adaptive::PendingDecision {
+                sequence: 41,
+                regime: 0,
+                tier: 1,
+                features: vec![-3, 7],
+                business_value_microunits: 2_000_000,
+            }],
         }),
     ]
+}
+
+/// The adaptive setup of the golden records (record 21, restated in record 22).
+fn adaptive_setup() -> AdaptiveSetup {
+    AdaptiveSetup {
+        format_version: 1,
+        regimes: vec![AdaptiveRegime {
+            label: "coding".into(),
+            domain: 2,
+            custom_floor_bps: 0,
+        }],
+        features: 2,
+        floor_min_bps: 5_000,
+        floor_max_bps: 9_900,
+        step_bps: 10,
+        min_observations: 8,
+        fallback: 0,
+        priors: vec![(1, 1), (3, 2)],
+        policy: AdaptivePolicy::Thompson { redraws: 15 },
+        exploration_bps: 10_000,
+        key: [0x55; 32],
+        tiers: vec![
+            AdaptiveTier {
+                floor_bps: 0,
+                requested_model_id: None,
+            },
+            AdaptiveTier {
+                floor_bps: 8_500,
+                requested_model_id: Some(4),
+            },
+        ],
+        static_tier: 0,
+        snapshot_every_updates: 10_000,
+        feedback: calybris_gate::adaptive::AdaptiveFeedback::Reward {
+            cost_bound_bps: 5_746,
+            observations: 2,
+        },
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -451,12 +502,12 @@ fn the_first_byte_of_a_payload_is_the_record_code() {
     // header, policy, tenant, top-up, limits, decision x3, settlement x3, outcome, snapshot,
     // policy names, execution, lease refusal, promotion, budget defined x3, window reset,
     // alert fired, budget top-up, checkpoint, staged, unstaged, engine snapshot,
-    // adaptive setup
+    // adaptive setup, engine state, engine pending
     assert_eq!(
         codes,
         [
             2, 0, 3, 4, 5, 1, 1, 1, 6, 6, 6, 7, 8, 9, 10, 11, 12, 13, 13, 13, 14, 15, 16, 17, 18,
-            19, 20, 21
+            19, 20, 21, 22, 23
         ]
     );
 }
