@@ -9,8 +9,9 @@
 //! # Layout
 //!
 //! Append-only **segment files** `<index, 20 digits>.carc` (the first is 1), each a
-//! 24-byte header (the magic `CALYARC1`, the index as a little-endian `u64`, then the
-//! segment's 8-byte *tag*, drawn when the segment is created) followed by entries.
+//! 32-byte header (the magic `CALYARC1`, the index as a little-endian `u64`, the
+//! segment's 8-byte *tag*, drawn when the segment is created, then the first 8 bytes
+//! of the SHA-256 of those 24 bytes) followed by entries.
 //! One entry, defined by [`encode_entry_header`] and read back only through this
 //! module:
 //!
@@ -99,7 +100,7 @@ pub const DEFAULT_SEGMENT_LIMIT_BYTES: u64 = 64 << 20;
 pub const SEGMENT_EXTENSION: &str = "carc";
 
 /// The length of a segment's header, in bytes.
-pub const SEGMENT_HEADER_BYTES: u64 = 24;
+pub const SEGMENT_HEADER_BYTES: u64 = 32;
 
 /// The length of an entry's header (tag, length, SHA-256), in bytes.
 pub const ENTRY_HEADER_BYTES: u64 = 44;
@@ -137,23 +138,23 @@ fn decode_entry_header(tag: &[u8; 8], header: &[u8; 44]) -> Option<(u64, [u8; 32
     Some((u64::from(u32::from_le_bytes(len)), hash))
 }
 
-/// The header of segment `index` tagged `tag`.
-fn segment_header(index: u64, tag: &[u8; 8]) -> [u8; 24] {
-    let mut header = [0u8; 24];
+/// The header of segment `index` tagged `tag`: magic, index, tag, then the first 8
+/// bytes of the SHA-256 of those 24 (a damaged tag must not pass for another).
+fn segment_header(index: u64, tag: &[u8; 8]) -> [u8; 32] {
+    let mut header = [0u8; 32];
     header[..8].copy_from_slice(&SEGMENT_MAGIC);
     header[8..16].copy_from_slice(&index.to_le_bytes());
-    header[16..].copy_from_slice(tag);
+    header[16..24].copy_from_slice(tag);
+    let check = sha256(&header[..24]);
+    header[24..].copy_from_slice(&check[..8]);
     header
 }
 
 /// The tag of segment `index`, `None` when `header` is not its header.
-fn decode_segment_header(index: u64, header: &[u8; 24]) -> Option<[u8; 8]> {
-    if header[..8] != SEGMENT_MAGIC || header[8..16] != index.to_le_bytes() {
-        return None;
-    }
+fn decode_segment_header(index: u64, header: &[u8; 32]) -> Option<[u8; 8]> {
     let mut tag = [0u8; 8];
-    tag.copy_from_slice(&header[16..]);
-    Some(tag)
+    tag.copy_from_slice(&header[16..24]);
+    (segment_header(index, &tag) == *header).then_some(tag)
 }
 
 /// A fresh, unpredictable tag for segment `index` of `dir`.
@@ -353,7 +354,7 @@ impl<'a> Segment<'a> {
     fn open(path: &'a Path, index: u64, limit: u64) -> Result<Self, ArchiveError> {
         let file = File::open(path).map_err(io_at(path))?;
         let len_bytes = file.metadata().map_err(io_at(path))?.len();
-        let mut header = [0u8; 24];
+        let mut header = [0u8; 32];
         let tag = if read_at(&file, 0, &mut header).map_err(io_at(path))? == header.len() {
             decode_segment_header(index, &header)
         } else {
@@ -677,6 +678,9 @@ pub struct ArchiveRecovery {
 #[derive(Debug)]
 struct Newest {
     file: Mutex<Arc<File>>,
+    /// Syncs made through the log, counted for the tests.
+    #[cfg(test)]
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 impl Newest {
@@ -684,6 +688,9 @@ impl Newest {
     /// before the newest replaced them, under the writer's lock.
     fn sync_data(&self) -> io::Result<()> {
         let file = Arc::clone(&self.file.lock());
+        #[cfg(test)]
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         file.sync_data()
     }
 }
@@ -808,6 +815,8 @@ impl ArchiveWriter {
             }),
             newest: Arc::new(Newest {
                 file: Mutex::new(file),
+                #[cfg(test)]
+                syncs: std::sync::atomic::AtomicU64::new(0),
             }),
             recovery,
             _lock: lock,
@@ -1088,5 +1097,308 @@ impl<S: Storage> Storage for SyncedStorage<S> {
 
     fn write_at(&mut self, offset_bytes: u64, bytes: &[u8]) -> io::Result<()> {
         self.inner.write_at(offset_bytes, bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(i: usize) -> Vec<u8> {
+        format!(r#"{{"model":"auto","messages":[{{"role":"user","content":"request {i}"}}]}}"#)
+            .into_bytes()
+    }
+
+    fn small() -> ArchiveOptions {
+        ArchiveOptions {
+            max_body_bytes: 1 << 20,
+            segment_limit_bytes: 1 << 20,
+        }
+    }
+
+    /// Writes `n` bodies into a new archive in `dir`; returns the newest segment's
+    /// path and where each entry starts.
+    fn write(dir: &Path, n: usize) -> (PathBuf, Vec<u64>) {
+        let archive = ArchiveWriter::open(dir, small()).expect("open");
+        let mut starts = Vec::new();
+        for i in 0..n {
+            starts.push(archive.writer.lock().len_bytes);
+            let b = body(i);
+            archive.append(&sha256(&b), &b).expect("append");
+        }
+        (RequestArchive::at(dir).segment_path(1), starts)
+    }
+
+    fn load(dir: &Path, i: usize) -> Result<Vec<u8>, ArchiveError> {
+        RequestArchive::at(dir).load(&sha256(&body(i)))
+    }
+
+    #[test]
+    fn bodies_round_trip_across_segments_and_reopening() {
+        let dir = tempfile::tempdir().expect("temp");
+        let options = ArchiveOptions {
+            max_body_bytes: 1 << 20,
+            segment_limit_bytes: 300,
+        };
+        {
+            let archive = ArchiveWriter::open(dir.path(), options).expect("open");
+            for i in 0..10 {
+                let b = body(i);
+                archive.append(&sha256(&b), &b).expect("append");
+            }
+        }
+        let archive = ArchiveWriter::open(dir.path(), options).expect("reopen");
+        assert!(archive.recovery().segments > 3, "{:?}", archive.recovery());
+        assert_eq!(archive.recovery().cut_at_bytes, None);
+        for i in 10..12 {
+            let b = body(i);
+            archive.append(&sha256(&b), &b).expect("append");
+        }
+        for i in 0..12 {
+            assert_eq!(load(dir.path(), i).expect("load"), body(i), "body {i}");
+        }
+        assert!(matches!(
+            load(dir.path(), 12),
+            Err(ArchiveError::Missing { .. })
+        ));
+        // One writer at a time.
+        assert!(matches!(
+            ArchiveWriter::open(dir.path(), options),
+            Err(ArchiveError::Locked { .. })
+        ));
+        // Bodies out of bounds are refused, nothing written.
+        let huge = vec![b' '; 2 << 20];
+        assert!(matches!(
+            archive.append(&sha256(&huge), &huge),
+            Err(ArchiveError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            archive.append(&sha256(b""), b""),
+            Err(ArchiveError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            ArchiveWriter::open(
+                &dir.path().join("other"),
+                ArchiveOptions {
+                    max_body_bytes: MAX_ARCHIVED_BODY_BYTES + 1,
+                    ..options
+                }
+            ),
+            Err(ArchiveError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_tail_cut_at_every_byte_of_the_last_entry_is_cut_at_open() {
+        let dir = tempfile::tempdir().expect("temp");
+        let (segment, starts) = write(dir.path(), 4);
+        let whole = std::fs::read(&segment).expect("read");
+        let last = usize::try_from(starts[3]).expect("small");
+        for cut in last..whole.len() {
+            std::fs::write(&segment, &whole[..cut]).expect("cut");
+            {
+                let archive = ArchiveWriter::open(dir.path(), small()).expect("a torn tail opens");
+                let recovery = archive.recovery();
+                assert_eq!(recovery.newest_entries, 3, "cut at {cut}");
+                let expected_cut = (cut > last).then_some(starts[3]);
+                assert_eq!(recovery.cut_at_bytes, expected_cut, "cut at {cut}");
+                assert_eq!(recovery.cut_bytes, (cut - last) as u64, "cut at {cut}");
+                // Appending goes on where the entries that check end.
+                let b = body(9);
+                archive.append(&sha256(&b), &b).expect("append");
+            }
+            for i in 0..3 {
+                assert_eq!(load(dir.path(), i).expect("load"), body(i), "cut at {cut}");
+            }
+            assert!(
+                matches!(load(dir.path(), 3), Err(ArchiveError::Missing { .. })),
+                "cut at {cut}"
+            );
+            assert_eq!(load(dir.path(), 9).expect("load"), body(9), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_cut_at_open() {
+        let dir = tempfile::tempdir().expect("temp");
+        let (segment, starts) = write(dir.path(), 4);
+        let whole = std::fs::read(&segment).expect("read");
+        let last = usize::try_from(starts[3]).expect("small");
+        // The last entry zeroed from each of its bytes on, and the file extended by
+        // zeros past it.
+        for from in last..whole.len() {
+            let mut bytes = whole.clone();
+            bytes[from..].fill(0);
+            bytes.resize(whole.len() + 4096, 0);
+            std::fs::write(&segment, &bytes).expect("zero");
+            let archive = ArchiveWriter::open(dir.path(), small()).expect("opens");
+            assert_eq!(archive.recovery().cut_at_bytes, Some(starts[3]), "from {from}");
+            drop(archive);
+            assert_eq!(load(dir.path(), 2).expect("load"), body(2));
+        }
+        // Zeros after the last whole entry only.
+        let mut bytes = whole.clone();
+        bytes.resize(whole.len() + 100, 0);
+        std::fs::write(&segment, &bytes).expect("zero");
+        let archive = ArchiveWriter::open(dir.path(), small()).expect("opens");
+        assert_eq!(archive.recovery().cut_at_bytes, Some(whole.len() as u64));
+        assert_eq!(archive.recovery().newest_entries, 4);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_damage_in_the_middle_and_a_torn_tail_at_the_end() {
+        let dir = tempfile::tempdir().expect("temp");
+        let (segment, starts) = write(dir.path(), 4);
+        let whole = std::fs::read(&segment).expect("read");
+        let (second, third, last) = (
+            usize::try_from(starts[1]).expect("small"),
+            usize::try_from(starts[2]).expect("small"),
+            usize::try_from(starts[3]).expect("small"),
+        );
+        // Every byte of a middle entry: opening fails naming the segment and the
+        // entry; a body before it is still read, one after it is not.
+        for at in second..third {
+            let mut bytes = whole.clone();
+            bytes[at] ^= 0x20;
+            std::fs::write(&segment, &bytes).expect("flip");
+            match ArchiveWriter::open(dir.path(), small()) {
+                Err(ArchiveError::Damaged {
+                    segment: named,
+                    offset_bytes,
+                    ..
+                }) => {
+                    assert_eq!(named, segment, "flip at {at}");
+                    assert_eq!(offset_bytes, starts[1], "flip at {at}");
+                }
+                other => panic!("flip at {at}: {other:?}"),
+            }
+            assert_eq!(load(dir.path(), 0).expect("before"), body(0), "flip at {at}");
+            let after = load(dir.path(), 2);
+            assert!(
+                matches!(after, Err(ArchiveError::Damaged { offset_bytes, .. }) if offset_bytes == starts[1]),
+                "flip at {at}: {after:?}"
+            );
+            // The damaged entry's own body: altered (a body byte) or not found.
+            let own = load(dir.path(), 1);
+            assert!(
+                matches!(
+                    own,
+                    Err(ArchiveError::HashMismatch { offset_bytes, .. }) if offset_bytes == starts[1]
+                ) || matches!(own, Err(ArchiveError::Damaged { .. })),
+                "flip at {at}: {own:?}"
+            );
+            if at >= second + ENTRY_HEADER_BYTES as usize {
+                assert!(
+                    matches!(own, Err(ArchiveError::HashMismatch { .. })),
+                    "flip at {at}: {own:?}"
+                );
+            }
+        }
+        // Every byte of the last entry: indistinguishable from a torn write, cut.
+        for at in last..whole.len() {
+            let mut bytes = whole.clone();
+            bytes[at] ^= 0x20;
+            std::fs::write(&segment, &bytes).expect("flip");
+            let archive = ArchiveWriter::open(dir.path(), small()).expect("opens");
+            assert_eq!(archive.recovery().cut_at_bytes, Some(starts[3]), "flip at {at}");
+        }
+        // The segment's header.
+        for at in 0..usize::try_from(SEGMENT_HEADER_BYTES).expect("small") {
+            let mut bytes = whole.clone();
+            bytes[at] ^= 0x01;
+            std::fs::write(&segment, &bytes).expect("flip");
+            assert!(
+                matches!(
+                    ArchiveWriter::open(dir.path(), small()),
+                    Err(ArchiveError::Damaged {
+                        offset_bytes: 0,
+                        damage: Damage::SegmentHeader,
+                        ..
+                    })
+                ),
+                "flip at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn damage_in_an_older_segment_is_named_when_read() {
+        let dir = tempfile::tempdir().expect("temp");
+        let options = ArchiveOptions {
+            max_body_bytes: 1 << 20,
+            segment_limit_bytes: 200,
+        };
+        {
+            let archive = ArchiveWriter::open(dir.path(), options).expect("open");
+            for i in 0..6 {
+                let b = body(i);
+                archive.append(&sha256(&b), &b).expect("append");
+            }
+        }
+        let reader = RequestArchive::at(dir.path());
+        let first = reader.segment_path(1);
+        let mut bytes = std::fs::read(&first).expect("read");
+        let end = bytes.len();
+        // Its last entry: in an older segment, not a tail.
+        bytes[end - 1] ^= 0x01;
+        std::fs::write(&first, &bytes).expect("flip");
+        let later = body(5);
+        let result = reader.load(&sha256(&later));
+        assert!(
+            matches!(&result, Err(ArchiveError::Damaged { segment, .. }) if *segment == first),
+            "{result:?}"
+        );
+        // The writer only reads the newest segment: it opens.
+        ArchiveWriter::open(dir.path(), options).expect("opens");
+    }
+
+    #[test]
+    fn the_old_one_file_per_body_layout_is_still_read() {
+        let dir = tempfile::tempdir().expect("temp");
+        let reader = RequestArchive::at(dir.path());
+        let b = body(1);
+        let hash = sha256(&b);
+        std::fs::write(reader.legacy_path_of(&hash), &b).expect("write");
+        assert_eq!(reader.load(&hash).expect("load"), b);
+        std::fs::write(reader.legacy_path_of(&hash), body(2)).expect("alter");
+        assert!(matches!(
+            reader.load(&hash),
+            Err(ArchiveError::HashMismatch { offset_bytes: 0, .. })
+        ));
+        // Both layouts in one directory: a gateway of this version appending to an
+        // archive of the old one.
+        let archive = ArchiveWriter::open(dir.path(), small()).expect("open");
+        let new = body(3);
+        archive.append(&sha256(&new), &new).expect("append");
+        assert_eq!(reader.load(&sha256(&new)).expect("load"), new);
+        assert!(reader.load(&hash).is_err());
+    }
+
+    #[test]
+    fn the_logs_data_syncs_sync_the_archive_first() {
+        use calybris_wal::storage::{MemDirectory, Storage as _};
+        let dir = tempfile::tempdir().expect("temp");
+        let archive = ArchiveWriter::open(dir.path(), small()).expect("open");
+        let log = MemDirectory::new();
+        let synced = archive.synced(log.clone());
+        let mut segment = synced.create_segment(0, b"header").expect("segment");
+        let before = archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        segment.sync_data().expect("inline sync");
+        let handle = segment
+            .sync_handle()
+            .expect("handle")
+            .expect("a memory disk has one");
+        handle.sync_data().expect("threaded sync");
+        let after = archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(after, before + 2);
+        // The watermark file's syncs are its own.
+        let mut ack = synced.create_ack(b"ack").expect("ack");
+        ack.sync_data().expect("sync");
+        assert!(ack.sync_handle().expect("handle").is_some());
+        assert_eq!(
+            archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed),
+            after
+        );
+        assert_eq!(synced.list_segments().expect("list"), vec![0]);
     }
 }
