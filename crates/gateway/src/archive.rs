@@ -611,6 +611,31 @@ impl RequestArchive {
         })
     }
 
+    /// Visits every entry of the segments that checks, oldest first, with its SHA-256
+    /// and body (not the old layout's files); returns how many there were. A torn
+    /// tail of the newest segment (a writer crashed, or is appending) ends the scan.
+    ///
+    /// # Errors
+    /// [`ArchiveError::Damaged`] at the first damage elsewhere; [`ArchiveError::Io`].
+    pub fn scan(&self, mut visit: impl FnMut(&[u8; 32], &[u8])) -> Result<u64, ArchiveError> {
+        let segments = list_segments(&self.dir)?;
+        let newest = segments.last().copied();
+        let mut entries = 0u64;
+        for index in segments {
+            let path = self.segment_path(index);
+            Segment::open(&path, index, MAX_ARCHIVED_BODY_BYTES)?.scan(
+                Some(index) == newest,
+                |_, hash, body| {
+                    entries += 1;
+                    visit(hash, body);
+                    false
+                },
+                |_, _| None,
+            )?;
+        }
+        Ok(entries)
+    }
+
     /// The body of `hash` in the old layout's file, if there is one.
     fn load_legacy(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, ArchiveError> {
         let path = self.legacy_path_of(hash);
