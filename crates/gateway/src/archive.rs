@@ -779,7 +779,7 @@ impl ArchiveWriter {
         }
         remove_temporaries(dir)?;
         let reader = RequestArchive::at(dir);
-        let mut segments = list_segments(dir)?;
+        let segments = list_segments(dir)?;
         let mut recovery = ArchiveRecovery {
             segments: segments.len() as u64,
             newest_entries: 0,
@@ -789,7 +789,9 @@ impl ArchiveWriter {
         let (index, file, len_bytes, tag) = if let Some(&index) = segments.last() {
             let path = reader.segment_path(index);
             let mut entries = 0u64;
-            let segment = Segment::open(&path, index, options.max_body_bytes)?;
+            // Read back with the framing's own bound, not this writer's: entries
+            // written under a larger `max_body_bytes` stay readable.
+            let segment = Segment::open(&path, index, MAX_ARCHIVED_BODY_BYTES)?;
             let end = segment.scan(
                 true,
                 |_, _, _| {
@@ -822,7 +824,6 @@ impl ArchiveWriter {
             (index, file, len_bytes, tag)
         } else {
             let (file, tag) = create_segment(dir, 1)?;
-            segments.push(1);
             recovery.segments = 1;
             (1, file, SEGMENT_HEADER_BYTES, tag)
         };
@@ -871,7 +872,7 @@ impl ArchiveWriter {
     pub fn append(&self, hash: &[u8; 32], body: &[u8]) -> Result<(), ArchiveError> {
         debug_assert_eq!(&sha256(body), hash, "an entry records its body's SHA-256");
         let mut writer = self.writer.lock();
-        let path = self.dir.join(segment_file_name(writer.index));
+        let path = |index| self.dir.join(segment_file_name(index));
         if writer.poisoned {
             return Err(ArchiveError::Poisoned {
                 dir: self.dir.clone(),
@@ -881,12 +882,13 @@ impl ArchiveWriter {
             .ok()
             .filter(|&len| len > 0 && u64::from(len) <= self.options.max_body_bytes)
             .ok_or_else(|| ArchiveError::TooLarge {
-                path: path.clone(),
+                path: path(writer.index),
                 len_bytes: body.len() as u64,
                 limit_bytes: self.options.max_body_bytes,
             })?;
         let Writer {
             file,
+            index,
             tag,
             len_bytes,
             buf,
@@ -902,10 +904,11 @@ impl ArchiveWriter {
             file.write_all(buf)
         })();
         if let Err(error) = written {
+            let failed = path(*index);
             if file.set_len(start).is_err() {
                 writer.poisoned = true;
             }
-            return Err(io_at(&path)(error));
+            return Err(io_at(&failed)(error));
         }
         *len_bytes += buf.len() as u64;
         // The buffer holds one body at most; a large one is not kept.
