@@ -1260,7 +1260,11 @@ mod tests {
             bytes.resize(whole.len() + 4096, 0);
             std::fs::write(&segment, &bytes).expect("zero");
             let archive = ArchiveWriter::open(dir.path(), small()).expect("opens");
-            assert_eq!(archive.recovery().cut_at_bytes, Some(starts[3]), "from {from}");
+            assert_eq!(
+                archive.recovery().cut_at_bytes,
+                Some(starts[3]),
+                "from {from}"
+            );
             drop(archive);
             assert_eq!(load(dir.path(), 2).expect("load"), body(2));
         }
@@ -1300,7 +1304,11 @@ mod tests {
                 }
                 other => panic!("flip at {at}: {other:?}"),
             }
-            assert_eq!(load(dir.path(), 0).expect("before"), body(0), "flip at {at}");
+            assert_eq!(
+                load(dir.path(), 0).expect("before"),
+                body(0),
+                "flip at {at}"
+            );
             let after = load(dir.path(), 2);
             assert!(
                 matches!(after, Err(ArchiveError::Damaged { offset_bytes, .. }) if offset_bytes == starts[1]),
@@ -1328,7 +1336,11 @@ mod tests {
             bytes[at] ^= 0x20;
             std::fs::write(&segment, &bytes).expect("flip");
             let archive = ArchiveWriter::open(dir.path(), small()).expect("opens");
-            assert_eq!(archive.recovery().cut_at_bytes, Some(starts[3]), "flip at {at}");
+            assert_eq!(
+                archive.recovery().cut_at_bytes,
+                Some(starts[3]),
+                "flip at {at}"
+            );
         }
         // The segment's header.
         for at in 0..usize::try_from(SEGMENT_HEADER_BYTES).expect("small") {
@@ -1391,7 +1403,10 @@ mod tests {
         std::fs::write(reader.legacy_path_of(&hash), body(2)).expect("alter");
         assert!(matches!(
             reader.load(&hash),
-            Err(ArchiveError::HashMismatch { offset_bytes: 0, .. })
+            Err(ArchiveError::HashMismatch {
+                offset_bytes: 0,
+                ..
+            })
         ));
         // Both layouts in one directory: a gateway of this version appending to an
         // archive of the old one.
@@ -1410,21 +1425,30 @@ mod tests {
         let log = MemDirectory::new();
         let synced = archive.synced(log.clone());
         let mut segment = synced.create_segment(0, b"header").expect("segment");
-        let before = archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        let before = archive
+            .newest
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed);
         segment.sync_data().expect("inline sync");
         let handle = segment
             .sync_handle()
             .expect("handle")
             .expect("a memory disk has one");
         handle.sync_data().expect("threaded sync");
-        let after = archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        let after = archive
+            .newest
+            .syncs
+            .load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(after, before + 2);
         // The watermark file's syncs are its own.
         let mut ack = synced.create_ack(b"ack").expect("ack");
         ack.sync_data().expect("sync");
         assert!(ack.sync_handle().expect("handle").is_some());
         assert_eq!(
-            archive.newest.syncs.load(std::sync::atomic::Ordering::Relaxed),
+            archive
+                .newest
+                .syncs
+                .load(std::sync::atomic::Ordering::Relaxed),
             after
         );
         assert_eq!(synced.list_segments().expect("list"), vec![0]);

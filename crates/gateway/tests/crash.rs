@@ -248,7 +248,9 @@ fn parent() {
     assert!(acme.committed_microunits <= acme.initial_microunits);
     println!(
         "{KILLS} kills, {all_acknowledged} acknowledged answers all in the log with their bodies archived ({} entries), {} decisions, {} released at reopen",
-        RequestArchive::at(&archive_dir).scan(|_, _| {}).expect("archive"),
+        RequestArchive::at(&archive_dir)
+            .scan(|_, _| {})
+            .expect("archive"),
         report.counts.decisions,
         report.counts.released_at_reopen
     );
