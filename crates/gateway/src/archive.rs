@@ -61,7 +61,10 @@
 //! and it is cut. When an entry that checks does follow, the damage is in the middle
 //! and opening fails with [`ArchiveError::Damaged`], naming the segment and the
 //! offset; so does any damage in an older segment when it is read. (Damage to the
-//! newest segment's last entry cannot be told apart from a torn write: it is cut.)
+//! newest segment's last entry cannot be told apart from a torn write: it is cut. The
+//! other way, a power loss that wrote an unsynced entry back whole but an earlier
+//! unsynced one torn is refused as damage, not cut: the operator then cuts the
+//! segment at the named byte, which loses nothing acknowledged.)
 //!
 //! # Lookups
 //!
