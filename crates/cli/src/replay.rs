@@ -527,7 +527,7 @@ fn replay(
         Err(error) => {
             return Err(stop(
                 ReplayReason::InputPointerMissing,
-                format!("the request body is not in the archive: {error}"),
+                format!("the request body cannot be read from the archive: {error}"),
             ));
         }
     };

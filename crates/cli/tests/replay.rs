@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use calybris::gate::{GateRecord, LOG_DIR};
 use calybris::wal::SegmentedReader;
+use calybris_gateway::archive::{ENTRY_HEADER_BYTES, RequestArchive};
 use calybris_gateway::config::key_hash_hex;
 use calybris_gateway::mock::{MockBehavior, MockProvider};
 use common::{Run, calybris, path_str, temp_dir};
@@ -304,13 +305,38 @@ fn a_demo_request_replays_and_every_tampering_is_named() {
     );
     let report = expect(&run, "DIVERGED", Some("ENVIRONMENT_MISMATCH"), 1);
     assert_eq!(report["checks"]["environment"], "failed");
-    // The archived body altered, then gone.
-    let body_file = archive.join(format!("{}.json", hex(&sha256(whole.as_bytes()))));
-    assert!(body_file.is_file(), "{}", body_file.display());
-    std::fs::write(&body_file, whole.replace("Hello", "Hallo")).expect("alter");
+    // The same body in an archive of the old layout (one `<sha256>.json` file per
+    // body, before segments): still replayed.
+    let legacy = dir.join("legacy-archive");
+    std::fs::create_dir_all(&legacy).expect("dir");
+    std::fs::write(
+        legacy.join(format!("{}.json", hex(&sha256(whole.as_bytes())))),
+        whole,
+    )
+    .expect("write");
+    let run = replay(
+        &gate,
+        decision,
+        &[&all[..], &["--archive", path_str(&legacy)][..]].concat(),
+    );
+    let report = expect(&run, "VERIFIED", None, 0);
+    assert_eq!(report["checks"]["input"], "passed");
+    // The archived body altered in its segment, then gone.
+    let segment = RequestArchive::at(&archive).segment_path(1);
+    let original = std::fs::read(&segment).expect("the archive's first segment");
+    let at = original
+        .windows(whole.len())
+        .position(|w| w == whole.as_bytes())
+        .expect("the body is in the segment");
+    let mut altered = original.clone();
+    altered[at + whole.find("Hello").expect("hello")] = b'J';
+    std::fs::write(&segment, &altered).expect("alter");
     let run = replay(&gate, decision, &all);
-    expect(&run, "DIVERGED", Some("INPUT_HASH_MISMATCH"), 1);
-    std::fs::remove_file(&body_file).expect("remove");
+    let report = expect(&run, "DIVERGED", Some("INPUT_HASH_MISMATCH"), 1);
+    assert_eq!(report["checks"]["input"], "failed");
+    // Cut before the body's entry (its header is just before it).
+    let entry_start = at - usize::try_from(ENTRY_HEADER_BYTES).expect("small");
+    std::fs::write(&segment, &original[..entry_start]).expect("cut");
     let run = replay(&gate, decision, &all);
     expect(&run, "ERROR", Some("INPUT_POINTER_MISSING"), 2);
     // One byte flipped inside the execution record (in its request SHA-256).

@@ -591,6 +591,22 @@ impl Gate {
     /// [`GateError::RetentionConflict`] for [`Retention::SinceLastSnapshot`] with
     /// checkpoints (nothing is written).
     pub fn open(config: GateConfig) -> Result<Self, GateError> {
+        Self::open_wrapping(config, |dir| dir)
+    }
+
+    /// Like [`open`](Self::open) (the log in the gate directory's `log/`, the start
+    /// anchor file beside it), with the log's file-system [`Directory`] wrapped by
+    /// `wrap` first: a wrapper can add work to the log's storage, for instance make
+    /// another file durable in each of the log's data syncs before the log's own
+    /// (the gateway's request-body archive does). The wrapper must keep the
+    /// segments' bytes and names as they are: the log is read back without it.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_wrapping<D: Directory + Clone>(
+        config: GateConfig,
+        wrap: impl FnOnce(FsDirectory) -> D,
+    ) -> Result<Self, GateError> {
         config.check_retention()?;
         std::fs::create_dir_all(&config.dir).map_err(|source| GateError::Directory {
             path: config.dir.clone(),
@@ -602,7 +618,7 @@ impl Gate {
             source,
         })?;
         let anchor_file = config.dir.join(START_ANCHOR_FILE);
-        let mut gate = Self::open_in(config, dir)?;
+        let mut gate = Self::open_in(config, wrap(dir))?;
         if let Some(inner) = Arc::get_mut(&mut gate.inner) {
             inner.start_anchor_file = Some(anchor_file);
         }

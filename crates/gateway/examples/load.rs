@@ -30,10 +30,11 @@
 //! decision and execution chained, the books balanced).
 //!
 //! `CALYBRIS_LOAD_ARCHIVE=1` runs the gateway with a request-body archive
-//! (`[server] request_archive`: each body synced and renamed into place before its
-//! decision), to compare with a run without it; `CALYBRIS_LOAD_UNIQUE=1` makes every
-//! request body different (same length), as it must be for that comparison (the
-//! archive is content-addressed: one repeated body is written once).
+//! (`[server] request_archive`: each body appended to a segment before its decision,
+//! made durable by the log's group commit), to compare with a run without it;
+//! `CALYBRIS_LOAD_UNIQUE=1` makes every request body different (same length), as
+//! measured before (the archive of earlier versions was content-addressed and wrote a
+//! repeated body once; the segment archive appends every body).
 //!
 //! `CALYBRIS_LOAD_WATERMARK_MS=N` sets `[server] watermark_interval_ms` (the least time
 //! between two writes of the gate log's acknowledgement watermark; default 10, 0: one
@@ -343,8 +344,8 @@ async fn run(
     (started.elapsed(), latencies)
 }
 
-/// `CALYBRIS_LOAD_UNIQUE=1`: every request's body differs (a content-addressed archive
-/// then writes each one; with one repeated body it would write it once).
+/// `CALYBRIS_LOAD_UNIQUE=1`: every request's body differs (what a real load looks like
+/// to the archive).
 fn unique_bodies() -> bool {
     static UNIQUE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *UNIQUE.get_or_init(|| std::env::var_os("CALYBRIS_LOAD_UNIQUE").is_some_and(|v| v == "1"))

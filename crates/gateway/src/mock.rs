@@ -10,6 +10,8 @@
 //! whole or streamed (OpenAI's arguments in two `delta.tool_calls` pieces, Anthropic's
 //! in two `input_json_delta` pieces). A request whose last message is a tool's result
 //! gets a text answer. [`MockBehavior::BadToolCall`] answers a malformed tool call.
+//! The Ollama mock refuses (400, Ollama's `{"error"}` body) a `tool` message without a
+//! non-empty `tool_name`, the field Ollama needs to know which tool's result it is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -509,6 +511,27 @@ async fn anthropic(State(state): State<Arc<MockState>>, body: Bytes) -> Response
     whole(&state, &value)
 }
 
+/// Whether every `tool` message of an Ollama chat body names its tool (`tool_name`, a
+/// non-empty string).
+fn ollama_tool_messages_named(body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    value
+        .get("messages")
+        .and_then(Value::as_array)
+        .is_some_and(|messages| {
+            messages
+                .iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("tool"))
+                .all(|m| {
+                    m.get("tool_name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|name| !name.is_empty())
+                })
+        })
+}
+
 async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     if let Some(response) = prelude(&state).await {
         return response;
@@ -516,6 +539,13 @@ async fn ollama(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     let Some(asked) = asked(&state, &body, &["options", "num_predict"]) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if !ollama_tool_messages_named(&body) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "a tool message needs its tool_name"})),
+        )
+            .into_response();
+    }
     let words = words(&state, asked.max_tokens);
     let output = words.len() as u64;
     if let Some(tool) = &asked.tool {

@@ -332,7 +332,8 @@ fn anthropic_body(request: &UpstreamRequest, stream: bool) -> Value {
 }
 
 /// Ollama's chat body: tools in OpenAI's shape unless the choice is `none`, tool
-/// calls with structured arguments.
+/// calls with structured arguments, a `tool` message with the `tool_name` of the call
+/// it answers.
 fn ollama_body(request: &UpstreamRequest, stream: bool) -> Value {
     let mut options = json!({"num_predict": request.max_tokens});
     if let Some(t) = request.temperature {
@@ -341,10 +342,14 @@ fn ollama_body(request: &UpstreamRequest, stream: bool) -> Value {
     let messages: Vec<Value> = request
         .messages
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             let mut message = json!({"role": m.role, "content": m.content});
             if !m.tool_calls.is_empty() {
                 message["tool_calls"] = Value::Array(tools::ollama_tool_calls(&m.tool_calls));
+            }
+            if let Some(name) = answered_tool_name(&request.messages[..i], m) {
+                message["tool_name"] = json!(name);
             }
             message
         })
@@ -357,6 +362,23 @@ fn ollama_body(request: &UpstreamRequest, stream: bool) -> Value {
         body["tools"] = Value::Array(tools::openai_tools(&request.tools));
     }
     body
+}
+
+/// The name of the tool whose result `message` is (a `tool` message): that of the
+/// call with its `tool_call_id` in the nearest earlier assistant message calling it.
+/// `None` for another role, or when no earlier call has that id.
+fn answered_tool_name<'a>(earlier: &'a [ChatMessage], message: &ChatMessage) -> Option<&'a str> {
+    if message.role != "tool" {
+        return None;
+    }
+    let id = message.tool_call_id.as_deref()?;
+    earlier
+        .iter()
+        .rev()
+        .filter(|m| m.role == "assistant")
+        .flat_map(|m| m.tool_calls.iter())
+        .find(|call| call.id == id)
+        .map(|call| call.name.as_str())
 }
 
 #[derive(serde::Serialize)]
@@ -917,6 +939,35 @@ mod tests {
             json!({"function": {"name": "f", "arguments": {"q": 1}}})
         );
         assert_eq!(body["tools"][0]["function"]["strict"], true);
+        // Each tool result names the tool of the call it answers; other roles do not.
+        assert_eq!(body["messages"][3]["tool_name"], "f");
+        assert_eq!(body["messages"][4]["tool_name"], "f");
+        assert!(body["messages"][2].get("tool_name").is_none());
+        let renamed = |id: &str, name: &str| ToolCall {
+            name: name.into(),
+            ..call(id)
+        };
+        let named = UpstreamRequest {
+            messages: vec![
+                ChatMessage {
+                    tool_calls: vec![renamed("a", "old")],
+                    ..ChatMessage::text("assistant", "")
+                },
+                ChatMessage {
+                    tool_calls: vec![renamed("b", "g"), renamed("a", "h")],
+                    ..ChatMessage::text("assistant", "")
+                },
+                result("a", "1"),
+                result("b", "2"),
+                result("zz", "3"),
+            ],
+            ..request.clone()
+        };
+        let body = ollama_body(&named, false);
+        // The nearest earlier call with the id; none for an id no call has.
+        assert_eq!(body["messages"][2]["tool_name"], "h");
+        assert_eq!(body["messages"][3]["tool_name"], "g");
+        assert!(body["messages"][4].get("tool_name").is_none());
         let none = UpstreamRequest {
             tool_choice: Some(ToolChoice::None),
             ..request

@@ -76,7 +76,7 @@ struct Inner {
     sequence: AtomicU64,
     nonce: [u8; 16],
     routing: crate::config::RoutingConfig,
-    archive: Option<crate::archive::RequestArchive>,
+    archive: Option<crate::archive::ArchiveWriter>,
     durable_before_provider: bool,
 }
 
@@ -135,7 +135,26 @@ impl Gateway {
         if let Some(path) = &config.server.log_key_file {
             gate_config = gate_config.key(crate::config::read_log_key(path)?);
         }
-        let gate = Gate::open(gate_config)?;
+        // The archive first: the log is opened through it, so that each of the log's
+        // data syncs makes the bodies appended before it durable.
+        let archive = match &config.server.request_archive {
+            Some(dir) => Some(
+                crate::archive::ArchiveWriter::open(
+                    dir,
+                    crate::archive::ArchiveOptions {
+                        max_body_bytes: u64::try_from(config.server.max_body_bytes)
+                            .unwrap_or(u64::MAX),
+                        ..crate::archive::ArchiveOptions::default()
+                    },
+                )
+                .map_err(|e| GatewayError::Archive(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let gate = match &archive {
+            Some(archive) => Gate::open_wrapping(gate_config, |dir| archive.synced(dir))?,
+            None => Gate::open(gate_config)?,
+        };
         let providers = config
             .providers
             .iter()
@@ -167,13 +186,6 @@ impl Gateway {
                     .map(move |(key, hash)| (tenant, key, *hash))
             })
             .collect();
-        let archive = match &config.server.request_archive {
-            Some(dir) => Some(
-                crate::archive::RequestArchive::open(dir)
-                    .map_err(|e| GatewayError::Archive(format!("{}: {e}", dir.display())))?,
-            ),
-            None => None,
-        };
         let sequence = gate.appended_anchor().next_sequence;
         let mut nonce_source = Sha256::new();
         nonce_source.update(now_ms().to_le_bytes());
@@ -1026,26 +1038,13 @@ async fn handle(
             "authority lease refused: {reason}"
         )));
     }
-    // The input pointer of `calybris replay`: the body, durable before its decision.
+    // The input pointer of `calybris replay`: the body, written before its decision
+    // (the log's data sync that acknowledges the decision syncs the archive first).
+    // A write to the page cache, not a sync: done here, not on a blocking thread.
     if let Some(archive) = &inner.archive {
-        let stored = gateway.clone();
-        let hash = sha256(&body);
-        let bytes = body.clone();
-        tokio::task::spawn_blocking(move || {
-            stored
-                .inner
-                .archive
-                .as_ref()
-                .map_or(Ok(()), |a| a.store(&hash, &bytes))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("archiving the request: {e}")))?
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "archiving the request in {}: {e}",
-                archive.dir().display()
-            ))
-        })?;
+        archive
+            .append(&request_sha256, &body)
+            .map_err(|e| ApiError::internal(format!("archiving the request: {e}")))?;
     }
     let input = kernel_input(
         compiled,

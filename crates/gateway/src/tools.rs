@@ -41,7 +41,10 @@
 //!   `finish_reason` `tool_calls`; streamed, `content_block_start` of a `tool_use`
 //!   block opens a call and its `input_json_delta` pieces are its arguments.
 //! - Ollama `/api/chat`: tools in OpenAI's shape; an assistant's tool calls as
-//!   `{"function": {"name", "arguments": OBJECT}}`; `tool_choice` `none` sends no
+//!   `{"function": {"name", "arguments": OBJECT}}`; a `tool` message carries
+//!   `tool_name`, the name of the call its `tool_call_id` answers in the nearest
+//!   earlier assistant message (none when no earlier call has that id; Ollama
+//!   itself then cannot tell which tool answered); `tool_choice` `none` sends no
 //!   tools (Ollama has no `tool_choice`; `required` and a named function are sent as
 //!   plain tools). Answers: `message.tool_calls` become tool calls (id
 //!   `call_<n>` when Ollama gives none, arguments as canonical JSON text).

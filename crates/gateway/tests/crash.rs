@@ -1,10 +1,12 @@
 //! SIGKILL the gateway process under load, again and again: after each kill, every
 //! answer a client received (a 200, or a stream that reached `data: [DONE]`) has its
-//! decision and its execution record in the log; at the end the books balance and the
-//! directory verifies. With the default `durable_before_provider`, no provider call
-//! is made for a reservation that is not on disk: the mock provider never counts more
-//! calls than the log holds admitted decisions, kills or not; and the holds the kills
-//! left open are spent in full at reopen (`reopen_holds = "commit"`, the default).
+//! decision and its execution record in the log, and its request body in the
+//! request-body archive (appended unsynced, made durable by the log's group commit);
+//! at the end the books balance and the directory verifies. With the default
+//! `durable_before_provider`, no provider call is made for a reservation that is not
+//! on disk: the mock provider never counts more calls than the log holds admitted
+//! decisions, kills or not; and the holds the kills left open are spent in full at
+//! reopen (`reopen_holds = "commit"`, the default).
 //!
 //! The test binary is its own gateway: run with `CALYBRIS_GATEWAY_CRASH_CONFIG` set, it
 //! serves that configuration on a free loopback port, prints the address, and waits to
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use calybris_gate::{ExecutionStatus, GateRecord, VerifyOptions, verify_dir};
+use calybris_gateway::archive::RequestArchive;
 use calybris_gateway::config::{ProviderKind, key_hash_hex};
 use calybris_gateway::mock::{MockBehavior, MockProvider};
 use calybris_gateway::{Gateway, GatewayConfig};
@@ -67,7 +70,7 @@ fn records(dir: &std::path::Path) -> Vec<(u64, GateRecord)> {
 }
 
 /// Load for `duration`: each answer acknowledged to the client, by decision sequence.
-async fn load(addr: String, duration: Duration) -> Vec<u64> {
+async fn load(addr: String, duration: Duration, nonce: usize) -> Vec<u64> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -83,9 +86,10 @@ async fn load(addr: String, duration: Duration) -> Vec<u64> {
             while !stop.load(Ordering::Relaxed) && count < 10_000 {
                 count += 1;
                 let stream = (worker + count).is_multiple_of(3);
+                // Every body different: the archive must hold each acknowledged one.
                 let body =
                     serde_json::json!({"model": "gpt-mock", "stream": stream, "max_tokens": 8,
-                    "messages": [{"role": "user", "content": "crash me"}]})
+                    "messages": [{"role": "user", "content": format!("crash me {worker} {count} {nonce}")}]})
                     .to_string();
                 let Ok(response) = client
                     .post(format!("http://{addr}/v1/chat/completions"))
@@ -146,15 +150,17 @@ fn parent() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let gate_dir = dir.join("gate");
+    let archive_dir = dir.join("archive");
     let config_path = dir.join("gateway.toml");
     std::fs::write(
         &config_path,
         format!(
-            "[server]\ngate_dir = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+            "[server]\ngate_dir = {:?}\nrequest_archive = {:?}\n\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
              [[policy.models]]\nname = \"gpt-mock\"\nprovider = \"p\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"1\"\nquality_bps = 5000\n\n\
              [tenants.acme]\nbudget_usd = \"100\"\napi_key_sha256 = [{:?}]\n\n\
              [routing]\nfallback = [\"gpt-mock\"]\n",
             gate_dir.display().to_string(),
+            archive_dir.display().to_string(),
             mock.base_url(ProviderKind::Openai),
             key_hash_hex(KEY)
         ),
@@ -180,7 +186,7 @@ fn parent() {
             .to_owned();
         let duration = Duration::from_millis(150 + (round as u64 * 37) % 200);
         let acknowledged = runtime.block_on(async {
-            let load = tokio::spawn(load(addr, duration + Duration::from_millis(50)));
+            let load = tokio::spawn(load(addr, duration + Duration::from_millis(50), round));
             tokio::time::sleep(duration).await;
             // SIGKILL while requests are in flight.
             child.kill().expect("kill");
@@ -194,22 +200,35 @@ fn parent() {
                 matches!(record, GateRecord::Decision(_)).then_some(*sequence)
             })
             .collect();
-        let executions: HashMap<u64, ExecutionStatus> = records
+        let executions: HashMap<u64, (ExecutionStatus, [u8; 32])> = records
             .iter()
             .filter_map(|(_, record)| match record {
-                GateRecord::Execution(e) => Some((e.decision_sequence, e.status)),
+                GateRecord::Execution(e) => {
+                    Some((e.decision_sequence, (e.status, e.request_sha256)))
+                }
                 _ => None,
             })
             .collect();
+        let mut archived = HashSet::new();
+        RequestArchive::at(&archive_dir)
+            .scan(|hash, _| {
+                archived.insert(*hash);
+            })
+            .expect("the archive reads back after a kill");
         for sequence in &acknowledged {
             assert!(
                 decisions.contains(sequence),
                 "round {round}: acknowledged decision {sequence} is missing"
             );
+            let execution = executions.get(sequence);
             assert_eq!(
-                executions.get(sequence),
-                Some(&ExecutionStatus::Served),
+                execution.map(|e| e.0),
+                Some(ExecutionStatus::Served),
                 "round {round}: the execution of acknowledged decision {sequence} is missing"
+            );
+            assert!(
+                execution.is_some_and(|e| archived.contains(&e.1)),
+                "round {round}: the body of acknowledged decision {sequence} is not archived"
             );
         }
         all_acknowledged += acknowledged.len();
@@ -245,8 +264,13 @@ fn parent() {
         "the default spends interrupted holds rather than refunding them"
     );
     println!(
-        "{KILLS} kills, {all_acknowledged} acknowledged answers all in the log, {} decisions ({} admitted), {calls} provider calls, {} holds spent in full at reopen",
-        report.counts.decisions, report.counts.admitted, report.counts.committed_at_reopen
+        "{KILLS} kills, {all_acknowledged} acknowledged answers all in the log with their bodies archived ({} entries), {} decisions ({} admitted), {calls} provider calls, {} holds spent in full at reopen",
+        RequestArchive::at(&archive_dir)
+            .scan(|_, _| {})
+            .expect("archive"),
+        report.counts.decisions,
+        report.counts.admitted,
+        report.counts.committed_at_reopen
     );
     drop(mock);
     let _ = std::fs::remove_dir_all(&dir);

@@ -207,6 +207,13 @@ async fn round_trip(kind: &'static str, stream: bool) {
                 "{sent}"
             );
             assert_eq!(messages[messages.len() - 1]["role"], "tool");
+            // Ollama learns which tool answered from `tool_name` (the mock refuses a
+            // tool message without it).
+            assert_eq!(
+                messages[messages.len() - 1]["tool_name"],
+                "get_weather",
+                "{sent}"
+            );
         }
         _ => {
             let assistant = &messages[messages.len() - 2];
@@ -456,5 +463,41 @@ async fn a_malformed_tool_call_from_a_provider_is_a_provider_failure() {
             }
             verified(&dir);
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ollama_mock_refuses_a_tool_message_without_its_tool_name() {
+    use calybris_gateway::config::ProviderKind;
+    use calybris_gateway::mock::MockProvider;
+    let mock = MockProvider::start("p", MockBehavior::Ok, 4)
+        .await
+        .expect("mock");
+    let url = format!("{}/api/chat", mock.base_url(ProviderKind::Ollama));
+    let client = reqwest::Client::new();
+    let conversation = |tool_name: Option<&str>| {
+        let mut result = json!({"role": "tool", "content": "18 C, sunny"});
+        if let Some(name) = tool_name {
+            result["tool_name"] = json!(name);
+        }
+        json!({"model": "m", "stream": false, "options": {"num_predict": 8}, "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "get_weather", "arguments": {"query": "Paris"}}}]},
+            result,
+        ]})
+    };
+    for (tool_name, expected) in [(None, 400), (Some(""), 400), (Some("get_weather"), 200)] {
+        let response = client
+            .post(&url)
+            .body(conversation(tool_name).to_string())
+            .send()
+            .await
+            .expect("the mock answers");
+        assert_eq!(
+            response.status().as_u16(),
+            expected,
+            "tool_name {tool_name:?}"
+        );
     }
 }
