@@ -1452,6 +1452,59 @@ impl Gate {
         request: crate::adaptive_engine::AdaptiveRequest<'_>,
     ) -> Result<Admission, GateError> {
         self.check_open()?;
+        self.decide_adaptive_routed(tenant, input, caller, request, None)
+    }
+
+    /// [`decide_adaptive`](Self::decide_adaptive) through budget nodes, as
+    /// [`decide_budgeted`](Self::decide_budgeted) does: the engine proposes the floor
+    /// and tier, the kernel decides, and the estimated cost is held on every node of
+    /// `route` (all or none; a node that cannot cover it refuses the decision, logged
+    /// as [`BudgetOutcome::Insufficient`] with its adaptive note, so the engine's step
+    /// is in the log either way). Windows the caller's clock has crossed are reset
+    /// first, before the engine is asked.
+    ///
+    /// # Errors
+    /// As [`decide_adaptive`](Self::decide_adaptive), and [`GateError::Tree`] for a
+    /// route naming an unknown node or too many scopes. Nothing is logged on an error
+    /// (but the window resets that precede it).
+    #[cfg(feature = "adaptive")]
+    pub fn decide_adaptive_budgeted(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        request: crate::adaptive_engine::AdaptiveRequest<'_>,
+        route: &BudgetRoute,
+    ) -> Result<Admission, GateError> {
+        self.check_open()?;
+        if self.inner.adaptive.is_none() {
+            return Err(GateError::AdaptiveNotConfigured);
+        }
+        let key = self.inner.tree.node_id(&route.key)?;
+        let mut scopes = Vec::with_capacity(route.scopes.len());
+        for name in &route.scopes {
+            scopes.push(self.inner.tree.node_id(name)?);
+        }
+        // Validate the route and reset due windows before the engine's lock is taken:
+        // a reset is logged under the barrier, which is taken after that lock.
+        let plan = self.plan_for(key, &scopes)?;
+        let mut due: Vec<NodeId> = plan.nodes().collect();
+        due.extend(self.inner.model_scopes.read().values().copied());
+        due.extend(self.inner.provider_scopes.read().values().copied());
+        self.advance_nodes(&due, caller.recorded_at_unix_ms)?;
+        self.decide_adaptive_routed(tenant, input, caller, request, Some((key, scopes)))
+    }
+
+    /// The adaptive step and the decision, through `route` when given.
+    #[cfg(feature = "adaptive")]
+    fn decide_adaptive_routed(
+        &self,
+        tenant: &str,
+        input: KernelInput,
+        caller: CallerMeta,
+        request: crate::adaptive_engine::AdaptiveRequest<'_>,
+        route: Option<(NodeId, Vec<NodeId>)>,
+    ) -> Result<Admission, GateError> {
         let Some(adaptive) = self.inner.adaptive.as_ref() else {
             return Err(GateError::AdaptiveNotConfigured);
         };
@@ -1466,7 +1519,7 @@ impl Gate {
             tenant,
             step.input,
             caller,
-            None,
+            route,
             Some(step.note.clone()),
         )?;
         let sequence = admission.ticket.sequence();

@@ -919,6 +919,139 @@ mod adaptive {
         }
     }
 
+    /// As [`adaptive_round`], through the budget nodes of [`define_nodes`]: the team
+    /// refuses some requests in every window. Returns what the budget did.
+    fn adaptive_budget_round(gate: &Gate, rng: &mut Rng, from: u64, n: u64) -> Round {
+        let route = BudgetRoute {
+            key: "key".into(),
+            scopes: Vec::new(),
+        };
+        let mut round = Round::default();
+        for k in from..from + n {
+            let input = request(k, 1 + u32::from(rng.percent(50)));
+            let features = [
+                i32::try_from(rng.below(100)).unwrap(),
+                i32::from(rng.percent(50)),
+            ];
+            let admission = gate
+                .decide_adaptive_budgeted(
+                    "acme",
+                    input,
+                    caller(k),
+                    AdaptiveRequest {
+                        label: Some(LABELS[usize::from(rng.percent(50))]),
+                        features: &features,
+                    },
+                    &route,
+                )
+                .expect("decide");
+            let decision = admission.decision_ref();
+            if admission.is_admitted() {
+                let held = admission.budget().held_microunits();
+                gate.settle(admission, rng.below(held + 1)).expect("settle");
+                round.admitted += 1;
+            } else {
+                round.refused += 1;
+            }
+            if rng.percent(90) {
+                let _ = gate
+                    .record_outcome(decision, common::binary_outcome(rng.percent(60)))
+                    .expect("outcome");
+            }
+        }
+        gate.advance_windows(T0 + (from + n) * STEP_MS + WINDOW_MS)
+            .expect("advance the windows");
+        round
+    }
+
+    #[test]
+    fn budget_nodes_with_the_adaptive_engine_hold_on_every_node_reopen_verify_and_a_forged_tier_is_named()
+     {
+        let seed = seed(0x0ada_b0d9);
+        let mut rng = Rng::new(seed);
+        let dir = TempDir::new("combo-adaptive-budget");
+        let config = || base_config(&dir.0).adaptive(setup());
+        let gate = Gate::open(config()).expect("open");
+        define_nodes(&gate);
+        // An unknown node is refused before the engine is asked or anything logged
+        // (the 240 decisions counted below are the rounds' own).
+        let bad = BudgetRoute {
+            key: "nobody".into(),
+            scopes: Vec::new(),
+        };
+        assert!(matches!(
+            gate.decide_adaptive_budgeted(
+                "acme",
+                request(0, 1),
+                caller(0),
+                AdaptiveRequest {
+                    label: None,
+                    features: &[0, 0],
+                },
+                &bad,
+            ),
+            Err(GateError::Tree(_))
+        ));
+        let first = adaptive_budget_round(&gate, &mut rng, 0, 120);
+        gate.close().expect("close");
+        let gate = Gate::open(config()).expect("reopen");
+        define_nodes(&gate);
+        let second = adaptive_budget_round(&gate, &mut rng, 120, 120);
+        gate.close().expect("close");
+        assert!(
+            first.refused + second.refused > 0 && first.admitted + second.admitted > 0,
+            "seed {seed:#x}: the team limit refuses some and admits some: {first:?} {second:?}"
+        );
+
+        let records = log_records(&dir.0);
+        let logged = decisions(&records);
+        assert_eq!(logged.len(), 240, "seed {seed:#x}");
+        for (_, d) in &logged {
+            assert!(d.adaptive.is_some(), "seed {seed:#x}: an adaptive note");
+            if matches!(d.budget, calybris_gate::BudgetOutcome::Reserved { .. }) {
+                // Held on the key, its ancestors and the selected model's scope.
+                let held: Vec<&str> = d.scopes.iter().map(|h| h.node.as_str()).collect();
+                for node in ["org", "team", "key"] {
+                    assert!(held.contains(&node), "seed {seed:#x}: {held:?}");
+                }
+                assert!(
+                    held.contains(
+                        &format!("model-{}", d.audit.decision.selected_model_id).as_str()
+                    ),
+                    "seed {seed:#x}: {held:?}"
+                );
+            }
+        }
+        let report = verify_dir(&dir.0, &VerifyOptions::default())
+            .unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
+        assert_eq!(report.counts.adaptive_decisions, 240);
+        assert_eq!(
+            report.counts.refused_by_budget,
+            first.refused + second.refused
+        );
+        assert_eq!(report.open_holds, 0);
+        assert!(report.conservation.balanced);
+
+        // A forged tier on a decision the team refused: the engine's draw is named.
+        let (target, _) = *logged
+            .iter()
+            .find(|(_, d)| !d.budget.is_admitted())
+            .expect("a refused decision");
+        let copy = forged(&dir.0, target, |record| {
+            if let GateRecord::Decision(decision) = record
+                && let Some(note) = decision.adaptive.as_mut()
+            {
+                note.tier ^= 1;
+            }
+        });
+        match verify_dir(&copy.0, &VerifyOptions::default()) {
+            Err(VerifyError::Adaptive { sequence, kind, .. }) => {
+                assert_eq!((sequence, kind), (target, AdaptiveMismatch::Draw));
+            }
+            other => panic!("seed {seed:#x}: a forged tier: {other:?}"),
+        }
+    }
+
     /// One forgery of a record.
     type Edit = Box<dyn Fn(&mut GateRecord)>;
 
