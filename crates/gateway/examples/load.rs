@@ -40,6 +40,9 @@
 //! between two writes of the gate log's acknowledgement watermark; default 10, 0: one
 //! after every data fdatasync).
 //!
+//! `CALYBRIS_LOAD_DURABLE_BEFORE=0` sets `[server] durable_before_provider = false`
+//! (the provider called without waiting for the decision's sync; default `true`).
+//!
 //! `CALYBRIS_LOAD_GATEWAY_WRAP="valgrind --tool=callgrind --callgrind-out-file=F"` runs
 //! the gateway child under that command (instruction counts per request: run twice
 //! with different request counts and divide the difference).
@@ -126,8 +129,16 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str, syncs
                 format!("watermark_interval_ms = {ms}\n")
             })
             .unwrap_or_default();
+        // CALYBRIS_LOAD_DURABLE_BEFORE=0: `[server] durable_before_provider = false`.
+        let durable_line = if std::env::var_os("CALYBRIS_LOAD_DURABLE_BEFORE")
+            .is_some_and(|v| v == "0")
+        {
+            "durable_before_provider = false\n"
+        } else {
+            ""
+        };
         let text = format!(
-            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\ngroup_commit_syncs = {syncs}\n{watermark_line}{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
+            "[server]\ngate_dir = {:?}\ngroup_commit_window_us = {window_us}\ngroup_commit_syncs = {syncs}\n{watermark_line}{durable_line}{archive_line}\n[providers.p]\nkind = \"openai\"\nbase_url = {:?}\n\n\
              [[policy.models]]\nname = \"m\"\nprovider = \"p\"\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = \"0.6\"\nquality_bps = 5000\np95_latency_ms = 0\n\n\
              [tenants.t]\nbudget_usd = \"1000000\"\napi_key_sha256 = [{:?}]\n\n[routing]\nfallback = [\"m\"]\n",
             dir.join("gate").display().to_string(),
