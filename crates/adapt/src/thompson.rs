@@ -321,44 +321,15 @@ impl ThompsonTable {
         posteriors: &[Posterior],
         rows: usize,
     ) -> Result<Self, LearnError> {
-        let arms = posteriors.len() / regimes.max(1);
-        if regimes == 0 || arms == 0 || arms > ARMS_MAX || arms * regimes != posteriors.len() {
-            return Err(LearnError::ArmCount {
-                arms,
-                max: ARMS_MAX,
-            });
-        }
-        let samples = regimes * arms * rows;
-        if rows == 0 || samples > TABLE_SAMPLES_MAX {
-            return Err(LearnError::Redraws {
-                redraws: u32::try_from(rows).unwrap_or(u32::MAX),
-                max: u32::try_from(TABLE_SAMPLES_MAX / (regimes * arms)).unwrap_or(u32::MAX),
-            });
-        }
-        let mut table = Self {
-            regimes,
-            arms,
-            rows,
-            samples: vec![0.0; samples],
-            winners: vec![0; regimes * rows],
-            wins: vec![0; regimes * arms],
-            refreshes: posteriors
-                .iter()
-                .map(|&posterior| Refresh {
-                    refreshed_at: 0,
-                    posterior,
-                })
-                .collect(),
-            updates: vec![0; regimes],
-        };
-        for r in 0..regimes {
-            for a in 0..arms {
-                let column = draw_column(streams, r, a, table.refreshes[r * arms + a], rows)?;
-                table.write_column(r, a, &column);
-            }
-            table.rescore(r);
-        }
-        Ok(table)
+        // A fresh table is a restored one whose every column was drawn at count 0.
+        let refreshes = posteriors
+            .iter()
+            .map(|&posterior| Refresh {
+                refreshed_at: 0,
+                posterior,
+            })
+            .collect();
+        Self::from_refreshes(streams, regimes, refreshes, vec![0; regimes], rows)
     }
 
     /// The table of a restored state: each column drawn again from its

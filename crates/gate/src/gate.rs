@@ -1283,18 +1283,29 @@ impl Gate {
         route: &BudgetRoute,
     ) -> Result<Admission, GateError> {
         self.check_open()?;
+        let route = self.enter_route(route, caller.recorded_at_unix_ms)?;
+        self.decide_routed(tenant, input, caller, Some(route), None)
+    }
+
+    /// Resolves `route` to its node ids and validates it (before anything is logged),
+    /// then resets every node of it, and every model and provider scope, whose
+    /// calendar puts `at_unix_ms` in a later window.
+    fn enter_route(
+        &self,
+        route: &BudgetRoute,
+        at_unix_ms: u64,
+    ) -> Result<(NodeId, Vec<NodeId>), GateError> {
         let key = self.inner.tree.node_id(&route.key)?;
         let mut scopes = Vec::with_capacity(route.scopes.len());
         for name in &route.scopes {
             scopes.push(self.inner.tree.node_id(name)?);
         }
-        // Validate the route before anything is logged.
         let plan = self.plan_for(key, &scopes)?;
         let mut due: Vec<NodeId> = plan.nodes().collect();
         due.extend(self.inner.model_scopes.read().values().copied());
         due.extend(self.inner.provider_scopes.read().values().copied());
-        self.advance_nodes(&due, caller.recorded_at_unix_ms)?;
-        self.decide_routed(tenant, input, caller, Some((key, scopes)), None)
+        self.advance_nodes(&due, at_unix_ms)?;
+        Ok((key, scopes))
     }
 
     /// The hold plan of `key` with `scopes`, from the cache when this route was
@@ -1480,19 +1491,10 @@ impl Gate {
         if self.inner.adaptive.is_none() {
             return Err(GateError::AdaptiveNotConfigured);
         }
-        let key = self.inner.tree.node_id(&route.key)?;
-        let mut scopes = Vec::with_capacity(route.scopes.len());
-        for name in &route.scopes {
-            scopes.push(self.inner.tree.node_id(name)?);
-        }
         // Validate the route and reset due windows before the engine's lock is taken:
         // a reset is logged under the barrier, which is taken after that lock.
-        let plan = self.plan_for(key, &scopes)?;
-        let mut due: Vec<NodeId> = plan.nodes().collect();
-        due.extend(self.inner.model_scopes.read().values().copied());
-        due.extend(self.inner.provider_scopes.read().values().copied());
-        self.advance_nodes(&due, caller.recorded_at_unix_ms)?;
-        self.decide_adaptive_routed(tenant, input, caller, request, Some((key, scopes)))
+        let route = self.enter_route(route, caller.recorded_at_unix_ms)?;
+        self.decide_adaptive_routed(tenant, input, caller, request, Some(route))
     }
 
     /// The adaptive step and the decision, through `route` when given.

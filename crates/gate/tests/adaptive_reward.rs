@@ -90,39 +90,8 @@ fn config(dir: &std::path::Path, feedback: AdaptiveFeedback) -> GateConfig {
 /// in `[-40,000, 50,000]` (the value is 50,000; half of the scale's low end is below
 /// it, so some rewards are clamped).
 fn decide(gate: &Gate, rng: &mut SplitMix64, from: u64, n: u64) {
-    for sequence in from..from + n {
-        let input = common::request(sequence, 1);
-        let label = if rng.percent(50) { "coding" } else { "other" };
-        let features = [i32::try_from(rng.below(100)).expect("small")];
-        let admission = gate
-            .decide_adaptive(
-                "acme",
-                input,
-                CallerMeta {
-                    request_id: [0; 16],
-                    recorded_at_unix_ms: 1_764_620_000_000,
-                },
-                AdaptiveRequest {
-                    label: Some(label),
-                    features: &features,
-                },
-            )
-            .expect("decide");
-        let decision_ref = admission.decision_ref();
-        drop(admission);
-        let reward = i64::try_from(rng.below(90_001)).expect("small") - 40_000;
-        let _ = gate
-            .record_outcome(
-                decision_ref,
-                Outcome {
-                    reward_microunits: reward,
-                    success: reward > 0,
-                    latency_ms: 0,
-                    detail: Vec::new(),
-                },
-            )
-            .expect("outcome");
-    }
+    // Each outcome at once: the same draws, in the same order, as no lag.
+    decide_delayed(gate, rng, from, n, 0);
 }
 
 fn records(dir: &std::path::Path) -> Vec<GateRecord> {

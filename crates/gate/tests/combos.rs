@@ -633,6 +633,19 @@ mod adaptive {
     /// Decides requests `from..from + n` with the engine, settles each admitted one
     /// and records an outcome for nine in ten.
     fn adaptive_round(gate: &Gate, rng: &mut Rng, from: u64, n: u64) {
+        let _ = adaptive_round_via(gate, rng, from, n, None);
+    }
+
+    /// As [`adaptive_round`], through `route` when given (then every window is
+    /// advanced past the last request); counts what the budget admitted and refused.
+    fn adaptive_round_via(
+        gate: &Gate,
+        rng: &mut Rng,
+        from: u64,
+        n: u64,
+        route: Option<&BudgetRoute>,
+    ) -> Round {
+        let mut round = Round::default();
         for k in from..from + n {
             let mut input = request(k, 1 + u32::from(rng.percent(50)));
             if rng.percent(20) {
@@ -642,21 +655,24 @@ mod adaptive {
                 i32::try_from(rng.below(100)).unwrap(),
                 i32::from(rng.percent(50)),
             ];
-            let admission = gate
-                .decide_adaptive(
-                    "acme",
-                    input,
-                    caller(k),
-                    AdaptiveRequest {
-                        label: Some(LABELS[usize::from(rng.percent(50))]),
-                        features: &features,
-                    },
-                )
-                .expect("decide");
+            let request = AdaptiveRequest {
+                label: Some(LABELS[usize::from(rng.percent(50))]),
+                features: &features,
+            };
+            let admission = match route {
+                None => gate.decide_adaptive("acme", input, caller(k), request),
+                Some(route) => {
+                    gate.decide_adaptive_budgeted("acme", input, caller(k), request, route)
+                }
+            }
+            .expect("decide");
             let decision = admission.decision_ref();
             if admission.is_admitted() {
                 let held = admission.budget().held_microunits();
                 gate.settle(admission, rng.below(held + 1)).expect("settle");
+                round.admitted += 1;
+            } else if admission.budget() != calybris_gate::BudgetOutcome::RejectedByKernel {
+                round.refused += 1;
             }
             if rng.percent(90) {
                 let success = rng.percent(60);
@@ -665,6 +681,11 @@ mod adaptive {
                     .expect("outcome");
             }
         }
+        if route.is_some() {
+            gate.advance_windows(T0 + (from + n) * STEP_MS + WINDOW_MS)
+                .expect("advance the windows");
+        }
+        round
     }
 
     #[test]
@@ -919,51 +940,6 @@ mod adaptive {
         }
     }
 
-    /// As [`adaptive_round`], through the budget nodes of [`define_nodes`]: the team
-    /// refuses some requests in every window. Returns what the budget did.
-    fn adaptive_budget_round(gate: &Gate, rng: &mut Rng, from: u64, n: u64) -> Round {
-        let route = BudgetRoute {
-            key: "key".into(),
-            scopes: Vec::new(),
-        };
-        let mut round = Round::default();
-        for k in from..from + n {
-            let input = request(k, 1 + u32::from(rng.percent(50)));
-            let features = [
-                i32::try_from(rng.below(100)).unwrap(),
-                i32::from(rng.percent(50)),
-            ];
-            let admission = gate
-                .decide_adaptive_budgeted(
-                    "acme",
-                    input,
-                    caller(k),
-                    AdaptiveRequest {
-                        label: Some(LABELS[usize::from(rng.percent(50))]),
-                        features: &features,
-                    },
-                    &route,
-                )
-                .expect("decide");
-            let decision = admission.decision_ref();
-            if admission.is_admitted() {
-                let held = admission.budget().held_microunits();
-                gate.settle(admission, rng.below(held + 1)).expect("settle");
-                round.admitted += 1;
-            } else {
-                round.refused += 1;
-            }
-            if rng.percent(90) {
-                let _ = gate
-                    .record_outcome(decision, common::binary_outcome(rng.percent(60)))
-                    .expect("outcome");
-            }
-        }
-        gate.advance_windows(T0 + (from + n) * STEP_MS + WINDOW_MS)
-            .expect("advance the windows");
-        round
-    }
-
     #[test]
     fn budget_nodes_with_the_adaptive_engine_hold_on_every_node_reopen_verify_and_a_forged_tier_is_named()
      {
@@ -992,11 +968,15 @@ mod adaptive {
             ),
             Err(GateError::Tree(_))
         ));
-        let first = adaptive_budget_round(&gate, &mut rng, 0, 120);
+        let route = BudgetRoute {
+            key: "key".into(),
+            scopes: Vec::new(),
+        };
+        let first = adaptive_round_via(&gate, &mut rng, 0, 120, Some(&route));
         gate.close().expect("close");
         let gate = Gate::open(config()).expect("reopen");
         define_nodes(&gate);
-        let second = adaptive_budget_round(&gate, &mut rng, 120, 120);
+        let second = adaptive_round_via(&gate, &mut rng, 120, 120, Some(&route));
         gate.close().expect("close");
         assert!(
             first.refused + second.refused > 0 && first.admitted + second.admitted > 0,
@@ -1035,8 +1015,8 @@ mod adaptive {
         // A forged tier on a decision the team refused: the engine's draw is named.
         let (target, _) = *logged
             .iter()
-            .find(|(_, d)| !d.budget.is_admitted())
-            .expect("a refused decision");
+            .find(|(_, d)| matches!(d.budget, calybris_gate::BudgetOutcome::Insufficient { .. }))
+            .expect("a decision the team refused");
         let copy = forged(&dir.0, target, |record| {
             if let GateRecord::Decision(decision) = record
                 && let Some(note) = decision.adaptive.as_mut()

@@ -18,7 +18,7 @@ use calybris_wal::{
     Acknowledged, CorruptReason, DurableConfig, DurableWal, Recovery, SegmentedReader, TornReason,
     WalAnchor, WalError, scan_dir,
 };
-use common::{Rec, Rng, TempDir, rec, seed};
+use common::{Rec, Rng, TempDir, rec, seed, watermark_caught_up};
 
 fn config() -> DurableConfig {
     DurableConfig {
@@ -110,22 +110,6 @@ impl DirBackend for MemBackend {
     fn set_ack_bytes(&self, bytes: Option<Vec<u8>>) {
         self.dir.set_ack(bytes.map(MemDisk::with_bytes));
     }
-}
-
-/// Waits until the watermark (written off the acknowledgement path) has caught
-/// up with everything acknowledged.
-fn watermark_caught_up<D: Directory>(wal: &DurableWal<Rec, D>) {
-    for _ in 0..10_000 {
-        if wal.watermarked_anchor() == wal.durable_anchor() {
-            return;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    panic!(
-        "the watermark stays at {:?}, durable {:?}",
-        wal.watermarked_anchor(),
-        wal.durable_anchor()
-    );
 }
 
 /// Writes `batches` batches of `per_batch` records, each waited for (so each

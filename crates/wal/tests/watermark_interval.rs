@@ -15,7 +15,7 @@ use calybris_wal::storage::{CrashMode, Directory, MemDirectory, MemDisk};
 use calybris_wal::{
     DEFAULT_WATERMARK_INTERVAL, DurableConfig, DurableWal, Recovery, SegmentedReader, WalAnchor,
 };
-use common::{Rec, rec};
+use common::{Rec, rec, watermark_caught_up};
 
 /// An interval no test outlives: no watermark is written before the close.
 const LONG: Duration = Duration::from_secs(3_600);
@@ -26,22 +26,6 @@ fn config(interval: Duration) -> DurableConfig {
         watermark_interval: interval,
         ..DurableConfig::default()
     }
-}
-
-/// Waits until the watermark has caught up with everything acknowledged (only
-/// with a short interval: a long one never catches up before the close).
-fn watermark_caught_up<D: Directory>(wal: &DurableWal<Rec, D>) {
-    for _ in 0..20_000 {
-        if wal.watermarked_anchor() == wal.durable_anchor() {
-            return;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    panic!(
-        "the watermark stays at {:?}, durable {:?}",
-        wal.watermarked_anchor(),
-        wal.durable_anchor()
-    );
 }
 
 fn records(dir: &MemDirectory) -> Vec<Rec> {

@@ -57,6 +57,26 @@ pub struct Rec {
     pub data: Vec<u8>,
 }
 
+/// Waits until the watermark (written off the acknowledgement path, at most once per
+/// `watermark_interval`) has caught up with everything acknowledged: only with a
+/// short interval, a long one never catches up before the close. Panics after about
+/// four seconds.
+pub fn watermark_caught_up<D: calybris_wal::storage::Directory>(
+    wal: &calybris_wal::DurableWal<Rec, D>,
+) {
+    for _ in 0..20_000 {
+        if wal.watermarked_anchor() == wal.durable_anchor() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    panic!(
+        "the watermark stays at {:?}, durable {:?}",
+        wal.watermarked_anchor(),
+        wal.durable_anchor()
+    );
+}
+
 pub fn rec(id: u64) -> Rec {
     Rec {
         id,
