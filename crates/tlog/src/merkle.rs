@@ -4,6 +4,8 @@
 
 use sha2::{Digest as _, Sha256};
 
+use crate::sha256x2::{self, Block};
+
 /// A SHA-256 hash: a leaf hash, an interior node hash or a root.
 pub type Hash = [u8; HASH_LEN_BYTES];
 
@@ -67,17 +69,8 @@ pub enum ProofError {
     },
 }
 
-/// SHA-256's initial state (FIPS 180-4, section 5.3.3).
-const SHA256_IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
+// SHA-256's initial state (FIPS 180-4, section 5.3.3).
+use calybris_wal::format::SHA256_INITIAL_STATE as SHA256_IV;
 
 /// The digest bytes of a final SHA-256 state.
 fn state_bytes(state: &[u32; 8]) -> Hash {
@@ -106,15 +99,21 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 /// The leaf hash of a 32-byte leaf input: SHA-256(0x00 || data), one block.
 #[must_use]
 pub fn leaf_hash_32(data: &Hash) -> Hash {
-    // 0x00 || data || 0x80 || zeros || the bit length 33 * 8 = 264.
+    let block = leaf_block(data);
+    let mut state = SHA256_IV;
+    sha2::block_api::compress256(&mut state, std::slice::from_ref(&block));
+    state_bytes(&state)
+}
+
+/// The one padded block of a leaf over 32 bytes: 0x00 || data || 0x80 ||
+/// zeros || the bit length 33 * 8 = 264.
+fn leaf_block(data: &Hash) -> Block {
     let mut block = [0u8; 64];
     block[0] = LEAF_PREFIX;
     block[1..=HASH_LEN_BYTES].copy_from_slice(data);
     block[1 + HASH_LEN_BYTES] = 0x80;
     block[56..].copy_from_slice(&(33u64 * 8).to_be_bytes());
-    let mut state = SHA256_IV;
-    sha2::block_api::compress256(&mut state, std::slice::from_ref(&block));
-    state_bytes(&state)
+    block
 }
 
 /// The interior node hash: SHA-256(0x01 || left || right).
@@ -124,8 +123,15 @@ pub fn leaf_hash_32(data: &Hash) -> Hash {
 /// allocation.
 #[must_use]
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    // Block 1: 0x01 || left || right[..31]; block 2: right[31] || 0x80 ||
-    // zeros || the bit length 65 * 8 = 520.
+    let blocks = node_blocks(left, right);
+    let mut state = SHA256_IV;
+    sha2::block_api::compress256(&mut state, &blocks);
+    state_bytes(&state)
+}
+
+/// The two padded blocks of a node: 0x01 || left || right[..31], then
+/// right[31] || 0x80 || zeros || the bit length 65 * 8 = 520.
+fn node_blocks(left: &Hash, right: &Hash) -> [Block; 2] {
     let mut blocks = [[0u8; 64]; 2];
     blocks[0][0] = NODE_PREFIX;
     blocks[0][1..=HASH_LEN_BYTES].copy_from_slice(left);
@@ -133,9 +139,62 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     blocks[1][0] = right[HASH_LEN_BYTES - 1];
     blocks[1][1] = 0x80;
     blocks[1][56..].copy_from_slice(&(65u64 * 8).to_be_bytes());
-    let mut state = SHA256_IV;
-    sha2::block_api::compress256(&mut state, &blocks);
-    state_bytes(&state)
+    blocks
+}
+
+/// Two leaf hashes over 32 bytes at once: `[leaf_hash_32(a), leaf_hash_32(b)]`,
+/// the two compressions interleaved where the CPU allows it (`sha256x2`).
+#[must_use]
+pub(crate) fn leaf_hash_32_pair(a: &Hash, b: &Hash) -> [Hash; 2] {
+    let (block_a, block_b) = (leaf_block(a), leaf_block(b));
+    let (mut state_a, mut state_b) = (SHA256_IV, SHA256_IV);
+    sha256x2::compress_pair(
+        &mut state_a,
+        std::slice::from_ref(&block_a),
+        &mut state_b,
+        std::slice::from_ref(&block_b),
+    );
+    [state_bytes(&state_a), state_bytes(&state_b)]
+}
+
+/// Two node hashes at once: `[node_hash(a.0, a.1), node_hash(b.0, b.1)]`.
+#[must_use]
+pub(crate) fn node_hash_pair(a: (&Hash, &Hash), b: (&Hash, &Hash)) -> [Hash; 2] {
+    let (blocks_a, blocks_b) = (node_blocks(a.0, a.1), node_blocks(b.0, b.1));
+    let (mut state_a, mut state_b) = (SHA256_IV, SHA256_IV);
+    sha256x2::compress_pair(&mut state_a, &blocks_a, &mut state_b, &blocks_b);
+    [state_bytes(&state_a), state_bytes(&state_b)]
+}
+
+/// Fills `out[i]` with the parent of `children[2i]` and `children[2i + 1]`,
+/// two parents at a time. `children` holds exactly `2 * out.len()` hashes.
+pub(crate) fn parents_into(children: &[Hash], out: &mut [Hash]) {
+    debug_assert_eq!(children.len(), 2 * out.len());
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut quads = children.chunks_exact(4);
+    for (pair, quad) in (&mut pairs).zip(&mut quads) {
+        let [left, right] = node_hash_pair((&quad[0], &quad[1]), (&quad[2], &quad[3]));
+        pair[0] = left;
+        pair[1] = right;
+    }
+    if let ([last], [l, r]) = (pairs.into_remainder(), quads.remainder()) {
+        *last = node_hash(l, r);
+    }
+}
+
+/// Fills `out[i]` with the leaf hash of `entries[i]`, two at a time.
+pub(crate) fn leaves_into(entries: &[Hash], out: &mut [Hash]) {
+    debug_assert_eq!(entries.len(), out.len());
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut inputs = entries.chunks_exact(2);
+    for (pair, input) in (&mut pairs).zip(&mut inputs) {
+        let [a, b] = leaf_hash_32_pair(&input[0], &input[1]);
+        pair[0] = a;
+        pair[1] = b;
+    }
+    if let ([last], [entry]) = (pairs.into_remainder(), inputs.remainder()) {
+        *last = leaf_hash_32(entry);
+    }
 }
 
 /// The root of the empty tree: SHA-256 of the empty string (RFC 6962).
@@ -314,6 +373,62 @@ pub trait HashSource {
     fn range(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
         range_hash(self, lo, hi)
     }
+
+    /// The hashes of several complete subtrees (`(level, index)` as in
+    /// [`subtree`](Self::subtree)), appended to `out` in order. A proof asks
+    /// for all of its complete subtrees at once, so a source whose lookups
+    /// share a cost (a lock, a tile) can pay it once; the default asks
+    /// [`subtree`](Self::subtree) for each.
+    ///
+    /// # Errors
+    /// The first lookup's error; `out` may then hold the hashes before it.
+    fn subtrees(&self, wanted: &[(u8, u64)], out: &mut Vec<Hash>) -> Result<(), ProofError> {
+        for &(level, index) in wanted {
+            out.push(self.subtree(level, index)?);
+        }
+        Ok(())
+    }
+}
+
+/// The hashes of the leaf ranges `ranges` (each `[lo, hi)` as [`range_hash`]
+/// takes them), in order: the complete subtrees among them asked of the
+/// source in one [`HashSource::subtrees`] call, the others (right edges)
+/// through [`HashSource::range`].
+fn range_hashes<S: HashSource + ?Sized>(
+    source: &S,
+    ranges: &[(u64, u64)],
+) -> Result<Vec<Hash>, ProofError> {
+    let mut wanted = Vec::with_capacity(ranges.len());
+    for &(lo, hi) in ranges {
+        debug_assert!(lo < hi);
+        let width = hi - lo;
+        if width.is_power_of_two() {
+            let level = width.trailing_zeros() as u8;
+            debug_assert_eq!(lo % width, 0, "a complete subtree starts aligned");
+            wanted.push((level, lo >> level));
+        }
+    }
+    let mut complete = Vec::with_capacity(wanted.len());
+    source.subtrees(&wanted, &mut complete)?;
+    if complete.len() != wanted.len() {
+        return Err(ProofError::WrongLength {
+            hashes: complete.len(),
+        });
+    }
+    let mut complete = complete.into_iter();
+    let mut hashes = Vec::with_capacity(ranges.len());
+    for &(lo, hi) in ranges {
+        let hash = if (hi - lo).is_power_of_two() {
+            complete
+                .next()
+                .ok_or(ProofError::WrongLength { hashes: 0 })?
+        } else {
+            source.range(lo, hi)?
+        };
+        hashes.push(hash);
+    }
+    debug_assert_eq!(hashes.len(), ranges.len());
+    Ok(hashes)
 }
 
 /// The hash of leaves `[lo, hi)` of a tree, where `lo` is aligned the way RFC
@@ -364,17 +479,18 @@ pub fn inclusion_proof(
         return Err(ProofError::IndexOutOfRange { index, size });
     }
     let (mut lo, mut hi) = (0, size);
-    let mut path = Vec::with_capacity(64);
+    let mut siblings = Vec::with_capacity(64);
     while hi - lo > 1 {
         let k = split_point(hi - lo);
         if index < lo + k {
-            path.push(source.range(lo + k, hi)?);
+            siblings.push((lo + k, hi));
             hi = lo + k;
         } else {
-            path.push(source.range(lo, lo + k)?);
+            siblings.push((lo, lo + k));
             lo += k;
         }
     }
+    let mut path = range_hashes(source, &siblings)?;
     path.reverse();
     debug_assert!(path.len() <= MAX_INCLUSION_HASHES);
     Ok(path)
@@ -398,31 +514,32 @@ pub fn consistency_proof(
             detail: format!("old size {old_size} exceeds new size {new_size}"),
         });
     }
-    let mut path = Vec::with_capacity(64);
     if old_size == 0 || old_size == new_size {
-        return Ok(path);
+        return Ok(Vec::new());
     }
+    let mut ranges = Vec::with_capacity(64);
     let (mut lo, mut hi, mut m) = (0u64, new_size, old_size);
     let mut whole_old_tree = true;
     loop {
         let n = hi - lo;
         if m == n {
             if !whole_old_tree {
-                path.push(source.range(lo, hi)?);
+                ranges.push((lo, hi));
             }
             break;
         }
         let k = split_point(n);
         if m <= k {
-            path.push(source.range(lo + k, hi)?);
+            ranges.push((lo + k, hi));
             hi = lo + k;
         } else {
-            path.push(source.range(lo, lo + k)?);
+            ranges.push((lo, lo + k));
             lo += k;
             m -= k;
             whole_old_tree = false;
         }
     }
+    let mut path = range_hashes(source, &ranges)?;
     path.reverse();
     debug_assert!(path.len() <= MAX_CONSISTENCY_HASHES);
     Ok(path)

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
     HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, leaf_hash_32,
-    node_hash, range_hash,
+    leaves_into, parents_into, range_hash,
 };
 
 /// Tree levels covered by one tile level (C2SP tlog-tiles).
@@ -297,20 +297,14 @@ fn hash_full_tiles(entries: &[Hash], leaves: &mut [Hash], roots: &mut [Hash]) {
         .zip(leaves.chunks_exact_mut(width))
         .zip(roots.iter_mut())
     {
-        for (entry, leaf) in entries.iter().zip(leaves.iter_mut()) {
-            *leaf = leaf_hash_32(entry);
-        }
-        // The tile's tree level by level, in place: node `i` of a level is
-        // written after nodes `2i` and `2i + 1` of the level below are read.
+        leaves_into(entries, leaves);
         let mut nodes = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
-        for (node, pair) in nodes.iter_mut().zip(leaves.chunks_exact(2)) {
-            *node = node_hash(&pair[0], &pair[1]);
-        }
+        parents_into(leaves, &mut nodes);
         let mut count = nodes.len();
+        let mut upper = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 4];
         while count > 1 {
-            for i in 0..count / 2 {
-                nodes[i] = node_hash(&nodes[2 * i], &nodes[2 * i + 1]);
-            }
+            parents_into(&nodes[..count], &mut upper[..count / 2]);
+            nodes[..count / 2].copy_from_slice(&upper[..count / 2]);
             count /= 2;
         }
         *root = nodes[0];
@@ -605,9 +599,9 @@ impl ExpandedTile {
         for height in 1..=TILE_HEIGHT {
             let below = expanded_offset(height - 1);
             let here = expanded_offset(height);
-            for i in 0..(width >> height) {
-                hashes[here + i] = node_hash(&hashes[below + 2 * i], &hashes[below + 2 * i + 1]);
-            }
+            let count = width >> height;
+            let (lower, upper) = hashes.split_at_mut(here);
+            parents_into(&lower[below..below + 2 * count], &mut upper[..count]);
         }
         Self { width, hashes }
     }
@@ -777,9 +771,83 @@ impl<S: TileStorage> HashSource for TileStore<S> {
     }
 
     fn subtree(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
-        let tile_level = level / TILE_HEIGHT;
-        let height = level % TILE_HEIGHT;
-        if (index.checked_add(1).map(|i| i << level)).is_none_or(|end| end > self.size) {
+        let place = self.locate(level, index)?;
+        // A cached tile is read under the lock: one lookup, no reference count
+        // taken and dropped.
+        if let Ok(cache) = self.cache.lock()
+            && let Some(tile) = cache.get(&place.tile)
+        {
+            return place.read(tile);
+        }
+        let tile = self.tile(place.tile.0, place.tile.1)?;
+        place.read(&tile)
+    }
+
+    /// All of a proof's subtrees under one lock of the cache, the tile of
+    /// the one before reused when the next lies in it too (the eight lowest
+    /// hashes of a proof share the leaf's tile, the next eight the tile
+    /// above); what is not cached is read afterwards, one by one.
+    fn subtrees(&self, wanted: &[(u8, u64)], out: &mut Vec<Hash>) -> Result<(), ProofError> {
+        let start = out.len();
+        if let Ok(cache) = self.cache.lock() {
+            let mut last: Option<(&(u8, u64), &ExpandedTile)> = None;
+            for &(level, index) in wanted {
+                let place = self.locate(level, index)?;
+                let tile = match last {
+                    Some((key, tile)) if *key == place.tile => tile,
+                    _ => match cache.get_key_value(&place.tile) {
+                        Some((key, tile)) => {
+                            last = Some((key, tile));
+                            tile
+                        }
+                        None => break,
+                    },
+                };
+                out.push(place.read(tile)?);
+            }
+        }
+        let done = out.len() - start;
+        for &(level, index) in &wanted[done..] {
+            out.push(self.subtree(level, index)?);
+        }
+        debug_assert_eq!(out.len() - start, wanted.len());
+        Ok(())
+    }
+}
+
+/// Where a complete subtree's hash lies in the tiles.
+struct Place {
+    level: u8,
+    index: u64,
+    /// (tile level, tile index).
+    tile: (u8, u64),
+    /// The subtree's height inside its tile, 0 to 7.
+    height: u8,
+    /// Its position among the tile's hashes of that height.
+    position: usize,
+}
+
+impl Place {
+    fn read(&self, tile: &ExpandedTile) -> Result<Hash, ProofError> {
+        tile.get(self.height, self.position)
+            .copied()
+            .ok_or_else(|| ProofError::HashUnavailable {
+                level: self.level,
+                index: self.index,
+                detail: "the tile is too short".to_owned(),
+            })
+    }
+}
+
+impl<S: TileStorage> TileStore<S> {
+    /// The tile and slot of subtree `(level, index)`, which must be complete
+    /// in this store's tree.
+    fn locate(&self, level: u8, index: u64) -> Result<Place, ProofError> {
+        let end = index
+            .checked_add(1)
+            .and_then(|i| i.checked_shl(u32::from(level)))
+            .filter(|end| end >> level == index + 1);
+        if end.is_none_or(|end| end > self.size) {
             return Err(ProofError::HashUnavailable {
                 level,
                 index,
@@ -788,21 +856,14 @@ impl<S: TileStorage> HashSource for TileStore<S> {
         }
         // The subtree is the `index mod (256 >> height)`-th one of its height
         // inside tile `index >> (8 - height)` of its tile level.
+        let height = level % TILE_HEIGHT;
         let per_tile = TILE_WIDTH >> height;
-        let position = usize::try_from(index % per_tile).unwrap_or(usize::MAX);
-        let too_short = || ProofError::HashUnavailable {
+        Ok(Place {
             level,
             index,
-            detail: "the tile is too short".to_owned(),
-        };
-        // A cached tile is read under the lock: one lookup, no reference count
-        // taken and dropped.
-        if let Ok(cache) = self.cache.lock()
-            && let Some(tile) = cache.get(&(tile_level, index / per_tile))
-        {
-            return tile.get(height, position).copied().ok_or_else(too_short);
-        }
-        let tile = self.tile(tile_level, index / per_tile)?;
-        tile.get(height, position).copied().ok_or_else(too_short)
+            tile: (level / TILE_HEIGHT, index / per_tile),
+            height,
+            position: usize::try_from(index % per_tile).unwrap_or(usize::MAX),
+        })
     }
 }

@@ -492,3 +492,52 @@ fn batched_entry_hashes_equal_leaf_by_leaf_appends() {
         assert_eq!(one.storage().len(), batched.storage().len(), "seed {seed}");
     }
 }
+
+/// Proofs from a store whose cache holds one tile (so a proof's batched
+/// lookup finds some tiles and reads the rest) equal the in-memory tree's, and
+/// a subtree asked at any level, however large, is a typed error, never a
+/// shift overflow.
+#[test]
+fn proofs_from_a_one_tile_cache_and_absurd_levels() {
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let mut tree = MemoryTree::new();
+    let mut writer = TileWriter::new(MemTiles::new());
+    for i in 0..70_000u64 {
+        let leaf = leaf_hash(&i.to_le_bytes());
+        tree.append(leaf).expect("append");
+        writer.append(leaf).expect("append");
+    }
+    let (size, _) = writer.checkpoint().expect("checkpoint");
+    let store = TileStore::with_cache_capacity(writer.storage(), size, 1).expect("store");
+    for _ in 0..200 {
+        let index = rng.below(size);
+        assert_eq!(
+            inclusion_proof(&store, index, size).expect("tiles"),
+            inclusion_proof(&tree, index, size).expect("memory"),
+            "seed {seed}: leaf {index}"
+        );
+        let old = 1 + rng.below(size);
+        assert_eq!(
+            consistency_proof(&store, old, size).expect("tiles"),
+            consistency_proof(&tree, old, size).expect("memory"),
+            "seed {seed}: {old} -> {size}"
+        );
+    }
+    for level in [17u8, 62, 63, 64, 200, 255] {
+        for index in [0u64, 1, u64::MAX >> 1, u64::MAX] {
+            assert!(
+                matches!(
+                    store.subtree(level, index),
+                    Err(ProofError::HashUnavailable { .. })
+                ),
+                "level {level}, index {index}"
+            );
+        }
+    }
+    let mut out = Vec::new();
+    assert!(matches!(
+        store.subtrees(&[(0, 5), (70, 0)], &mut out),
+        Err(ProofError::HashUnavailable { level: 70, .. })
+    ));
+}
