@@ -26,7 +26,7 @@ mod durable;
 mod workload;
 
 use calybris_digest::SealedPolicy;
-use calybris_gate::{Admission, Gate, GateConfig, ReopenHolds};
+use calybris_gate::{Admission, CheckpointConfig, Gate, GateConfig, ReopenHolds};
 use calybris_kernel::KernelInput;
 use calybris_wal::{AuditWriter, DEFAULT_WINDOW, DecisionMeta, DurableAuditWal, DurableConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -329,14 +329,25 @@ fn durable(c: &mut Criterion) {
 /// Times `iters` buffered gate decisions over fresh gates of at most `CHUNK`
 /// decisions (open and close untimed), in batches of `BATCH`; `timed_settle` says
 /// whether the settlements are inside the timed part.
-fn gate_buffered(w: &Workload, iters: u64, timed_settle: bool) -> Duration {
+fn gate_buffered(w: &Workload, iters: u64, timed_settle: bool, tree: bool) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while done < iters {
         let n = (iters - done).min(CHUNK);
         let dir = Scratch::new("buffered");
-        let gate = Gate::open(w.config(dir.path(), LONG_WINDOW)).expect("open");
+        let mut config = w.config(dir.path(), LONG_WINDOW);
+        if tree {
+            // The Merkle tree's right edge kept over every record appended
+            // (a leaf hash and its merges per record), no checkpoint taken.
+            let signer = calybris_tlog::Ed25519Signer::from_seed("bench.example/gate", &[9; 32])
+                .expect("signer");
+            config = config.checkpoints(CheckpointConfig::new(
+                "bench.example/gate",
+                std::sync::Arc::new(signer),
+            ));
+        }
+        let gate = Gate::open(config).expect("open");
         let mut k = done;
         while k < done + n {
             let end = (k + BATCH as u64).min(done + n);
@@ -430,15 +441,16 @@ fn buffered(c: &mut Criterion) {
     if selected("gate_buffered") {
         // Interleaved rounds, so the machine's load hits every variant alike; the
         // ratios are medians of the per-round ratios.
-        let mut per = [const { Vec::new() }; 4];
-        let mut ratios = [const { Vec::new() }; 3];
+        let mut per = [const { Vec::new() }; 5];
+        let mut ratios = [const { Vec::new() }; 4];
         for _ in 0..BUFFERED_ROUNDS {
             let ns = |d: Duration| d.as_nanos() as f64 / BUFFERED_ROUND as f64;
             let round = [
-                ns(gate_buffered(&w, BUFFERED_ROUND, false)),
-                ns(gate_buffered(&w, BUFFERED_ROUND, true)),
+                ns(gate_buffered(&w, BUFFERED_ROUND, false, false)),
+                ns(gate_buffered(&w, BUFFERED_ROUND, true, false)),
                 ns(durable_audit_buffered(&w, BUFFERED_ROUND)),
                 ns(audit_writer_buffered(&w, BUFFERED_ROUND)),
+                ns(gate_buffered(&w, BUFFERED_ROUND, false, true)),
             ];
             for (all, value) in per.iter_mut().zip(round) {
                 all.push(value);
@@ -446,22 +458,28 @@ fn buffered(c: &mut Criterion) {
             ratios[0].push(round[0] / round[3]);
             ratios[1].push(round[1] / round[3]);
             ratios[2].push(round[0] / round[2]);
+            ratios[3].push(round[4] / round[0]);
         }
-        let [decide, life, durable_audit, writer] = per.map(|mut v| median(&mut v));
-        let [decide_ratio, life_ratio, same_machinery] = ratios.map(|mut v| median(&mut v));
+        let [decide, life, durable_audit, writer, with_tree] = per.map(|mut v| median(&mut v));
+        let [decide_ratio, life_ratio, same_machinery, tree_ratio] =
+            ratios.map(|mut v| median(&mut v));
         println!(
-            "gate-figure: buffered, 1 thread, medians of {BUFFERED_ROUNDS} interleaved rounds of {BUFFERED_ROUND}: gate decide {decide:.0} ns, gate decide + settle {life:.0} ns, DurableAuditWal::append_verified (same window, not waiting) {durable_audit:.0} ns, AuditWriter::append_verified {writer:.0} ns; decide / AuditWriter {decide_ratio:.2}x, decide + settle / AuditWriter {life_ratio:.2}x, decide / DurableAuditWal {same_machinery:.2}x"
+            "gate-figure: buffered, 1 thread, medians of {BUFFERED_ROUNDS} interleaved rounds of {BUFFERED_ROUND}: gate decide {decide:.0} ns, gate decide + settle {life:.0} ns, DurableAuditWal::append_verified (same window, not waiting) {durable_audit:.0} ns, AuditWriter::append_verified {writer:.0} ns; decide / AuditWriter {decide_ratio:.2}x, decide + settle / AuditWriter {life_ratio:.2}x, decide / DurableAuditWal {same_machinery:.2}x; gate decide with the Merkle tree kept {with_tree:.0} ns, {tree_ratio:.3}x without"
         );
     }
 
     let mut g = c.benchmark_group("gate_buffered");
     g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("calybris-gate", "decide"), |b| {
-        b.iter_custom(|iters| gate_buffered(&w, iters, false))
+        b.iter_custom(|iters| gate_buffered(&w, iters, false, false))
     });
     g.bench_function(BenchmarkId::new("calybris-gate", "decide+settle"), |b| {
-        b.iter_custom(|iters| gate_buffered(&w, iters, true))
+        b.iter_custom(|iters| gate_buffered(&w, iters, true, false))
     });
+    g.bench_function(
+        BenchmarkId::new("calybris-gate", "decide-with-merkle-tree"),
+        |b| b.iter_custom(|iters| gate_buffered(&w, iters, false, true)),
+    );
     g.bench_function(
         BenchmarkId::new("calybris-wal-durable-audit", "append_verified"),
         |b| b.iter_custom(|iters| durable_audit_buffered(&w, iters)),

@@ -14,7 +14,7 @@ use calybris_digest::{Digest, SealedPolicy, decision_digest, input_digest, tenan
 use calybris_finance::{ConservationProof, prove_snapshot};
 use calybris_kernel::{KernelDecision, KernelInput};
 use calybris_wal::storage::{Directory, FsDirectory};
-use calybris_wal::{CorruptReason, Frame, FrameReader, RetiredSegments, decode_record};
+use calybris_wal::{CorruptReason, EntryHash, Frame, FrameReader, RetiredSegments, decode_record};
 use calybris_wal::{
     DEFAULT_WINDOW, DecisionMeta, DecisionRecord, DurableConfig, DurableWal, PolicyRecord,
     Recovery, Ticket, WalAnchor, WalError, WalKey,
@@ -417,6 +417,7 @@ pub struct BudgetRoute {
 /// in-memory directory that injects faults).
 trait Log: Send + Sync + std::fmt::Debug {
     fn append(&self, record: &GateRecord) -> Result<Ticket, WalError>;
+    fn append_hashed(&self, record: &GateRecord) -> Result<(Ticket, EntryHash), WalError>;
     fn appended_anchor(&self) -> WalAnchor;
     fn durable_anchor(&self) -> WalAnchor;
     fn close(self: Box<Self>) -> Result<WalAnchor, WalError>;
@@ -428,6 +429,9 @@ trait Log: Send + Sync + std::fmt::Debug {
 impl<D: Directory> Log for DurableWal<GateRecord, D> {
     fn append(&self, record: &GateRecord) -> Result<Ticket, WalError> {
         DurableWal::append(self, record)
+    }
+    fn append_hashed(&self, record: &GateRecord) -> Result<(Ticket, EntryHash), WalError> {
+        DurableWal::append_hashed(self, record)
     }
     fn appended_anchor(&self) -> WalAnchor {
         DurableWal::appended_anchor(self)
@@ -1151,8 +1155,17 @@ impl Gate {
         };
         let mut tree = tree.lock();
         let ticket = self.append_to_tree(&mut tree, record)?;
-        let now = (self.inner.clock)();
-        if take_due && tree.due(now) && !self.inner.signer.submit(&mut tree, now) {
+        if !take_due || !tree.schedule_may_be_due() {
+            return Ok(ticket);
+        }
+        // The clock is read only under a time schedule (a record count alone
+        // does not need it).
+        let now = if tree.uses_clock() {
+            (self.inner.clock)()
+        } else {
+            0
+        };
+        if tree.due(now) && !self.inner.signer.submit(&mut tree, now) {
             // No background signer (stopped, or none for an unscheduled
             // configuration): signed here. The record is appended whatever
             // happens next: its ticket tells whether it is durable. A log
@@ -1169,15 +1182,13 @@ impl Gate {
         tree: &mut TreeState,
         record: &GateRecord,
     ) -> Result<Ticket, GateError> {
-        let ticket = self
+        let (ticket, hash) = self
             .inner
             .wal
-            .append(record)
+            .append_hashed(record)
             .map_err(|error| self.poison(error))?;
-        // Every append holds the tree's lock: the head is this record's.
-        let anchor = self.inner.wal.appended_anchor();
-        debug_assert_eq!(anchor.next_sequence, ticket.sequence() + 1);
-        if let Err(error) = tree.appended(ticket.sequence(), &anchor.head_hash) {
+        // Every append holds the tree's lock: leaves join in log order.
+        if let Err(error) = tree.appended(ticket.sequence(), &hash) {
             self.inner.poisoned.store(true, Ordering::Release);
             return Err(error);
         }

@@ -373,6 +373,17 @@ impl TreeState {
         Ok(())
     }
 
+    /// Whether a schedule is set at all: without one, no append can make a
+    /// checkpoint due, and the appending thread skips the check.
+    pub(crate) fn schedule_may_be_due(&self) -> bool {
+        self.config.every_records.is_some() || self.config.every_ms.is_some()
+    }
+
+    /// Whether the schedule counts time (so `due` needs the clock's reading).
+    pub(crate) fn uses_clock(&self) -> bool {
+        self.config.every_ms.is_some()
+    }
+
     /// Whether the schedule asks for a checkpoint now (none being signed).
     pub(crate) fn due(&self, now_ms: u64) -> bool {
         let by_records = self

@@ -54,9 +54,7 @@
 //! - `json`: [`proof_file`], the JSON inclusion and consistency proof files
 //!   of the `calybris` command line (serde, serde_json).
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// `unsafe` is denied but for one call: `sha256x2` runs two SHA-256 streams at
-// once with the CPU's SHA extension after seeing it is there.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod checkpoint;
@@ -66,7 +64,6 @@ pub mod note;
 #[cfg(feature = "json")]
 #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod proof_file;
-mod sha256x2;
 pub mod tiles;
 
 use std::path::Path;

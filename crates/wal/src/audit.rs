@@ -395,7 +395,8 @@ impl<D: Directory> DurableAuditWal<D> {
             .append_serialized(&AuditRecordRef::Policy(PolicyRecordRef {
                 policy_digest: policy.digest(),
                 policy,
-            }))?;
+            }))?
+            .0;
         policies.insert(*policy.digest());
         Ok(Some(ticket))
     }
@@ -418,7 +419,8 @@ impl<D: Directory> DurableAuditWal<D> {
         self.append_policy(policy)?;
         Ok(self
             .wal
-            .append_serialized(&AuditRecordRef::Decision(&record))?)
+            .append_serialized(&AuditRecordRef::Decision(&record))?
+            .0)
     }
 
     /// The underlying group-commit log.

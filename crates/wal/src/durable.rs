@@ -5,6 +5,7 @@
 //! acknowledgement path, at most once per [`DurableConfig::watermark_interval`]
 //! (it is a lower bound of what was acknowledged).
 
+use crate::EntryHash;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -818,6 +819,16 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     /// [`WalError::Encode`], [`WalError::RecordTooLarge`] or
     /// [`WalError::SequenceExhausted`].
     pub fn append(&self, record: &T) -> Result<Ticket, WalError> {
+        self.append_serialized(record).map(|(ticket, _)| ticket)
+    }
+
+    /// As [`append`](Self::append), and also returns the record's entry hash
+    /// (for a Merkle tree kept beside the log), taken under the same lock as
+    /// the append rather than read back with [`appended_anchor`](Self::appended_anchor).
+    ///
+    /// # Errors
+    /// As [`append`](Self::append).
+    pub fn append_hashed(&self, record: &T) -> Result<(Ticket, EntryHash), WalError> {
         self.append_serialized(record)
     }
 
@@ -826,7 +837,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
     pub(crate) fn append_serialized<U: Serialize + ?Sized>(
         &self,
         record: &U,
-    ) -> Result<Ticket, WalError> {
+    ) -> Result<(Ticket, EntryHash), WalError> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             encode_record(record, &mut scratch)?;
@@ -834,7 +845,7 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         })
     }
 
-    fn append_payload(&self, payload: &[u8]) -> Result<Ticket, WalError> {
+    fn append_payload(&self, payload: &[u8]) -> Result<(Ticket, EntryHash), WalError> {
         let core = &*self.core;
         let mut state = core.state.lock();
         while state.pending.len() >= MAX_PENDING_BYTES && state.poisoned.is_none() && !state.closing
@@ -868,10 +879,13 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
         } else if state.pending.len() >= core.batch_budget_bytes {
             core.work.notify_one();
         }
-        Ok(Ticket {
-            sequence,
-            core: Arc::clone(&self.core),
-        })
+        Ok((
+            Ticket {
+                sequence,
+                core: Arc::clone(&self.core),
+            },
+            hash,
+        ))
     }
 
     /// Appends and waits until the record is durable.
