@@ -4,8 +4,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-/// One 64-byte SHA-256 message block.
-type Block = [u8; 64];
+use crate::sha256x2::{self, Block};
 
 /// A SHA-256 hash: a leaf hash, an interior node hash or a root.
 pub type Hash = [u8; HASH_LEN_BYTES];
@@ -143,24 +142,58 @@ fn node_blocks(left: &Hash, right: &Hash) -> [Block; 2] {
     blocks
 }
 
-/// Fills `out[i]` with the parent of `children[2i]` and `children[2i + 1]`.
-/// `children` holds exactly `2 * out.len()` hashes. Each parent is
-/// independent of the others, so the CPU overlaps consecutive compressions
-/// (on the machine of docs/BENCHMARKS.md two independent compressions take
-/// about 1.3 times one: the SHA extension's unit is then busy, and
-/// interleaving the two streams by hand gained under 5 % more).
+/// Two leaf hashes over 32 bytes at once: `[leaf_hash_32(a), leaf_hash_32(b)]`,
+/// the two compressions interleaved where the CPU allows it (`sha256x2`).
+#[must_use]
+pub(crate) fn leaf_hash_32_pair(a: &Hash, b: &Hash) -> [Hash; 2] {
+    let (block_a, block_b) = (leaf_block(a), leaf_block(b));
+    let (mut state_a, mut state_b) = (SHA256_IV, SHA256_IV);
+    sha256x2::compress_pair(
+        &mut state_a,
+        std::slice::from_ref(&block_a),
+        &mut state_b,
+        std::slice::from_ref(&block_b),
+    );
+    [state_bytes(&state_a), state_bytes(&state_b)]
+}
+
+/// Two node hashes at once: `[node_hash(a.0, a.1), node_hash(b.0, b.1)]`.
+#[must_use]
+pub(crate) fn node_hash_pair(a: (&Hash, &Hash), b: (&Hash, &Hash)) -> [Hash; 2] {
+    let (blocks_a, blocks_b) = (node_blocks(a.0, a.1), node_blocks(b.0, b.1));
+    let (mut state_a, mut state_b) = (SHA256_IV, SHA256_IV);
+    sha256x2::compress_pair(&mut state_a, &blocks_a, &mut state_b, &blocks_b);
+    [state_bytes(&state_a), state_bytes(&state_b)]
+}
+
+/// Fills `out[i]` with the parent of `children[2i]` and `children[2i + 1]`,
+/// two parents at a time. `children` holds exactly `2 * out.len()` hashes.
 pub(crate) fn parents_into(children: &[Hash], out: &mut [Hash]) {
     debug_assert_eq!(children.len(), 2 * out.len());
-    for (parent, pair) in out.iter_mut().zip(children.chunks_exact(2)) {
-        *parent = node_hash(&pair[0], &pair[1]);
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut quads = children.chunks_exact(4);
+    for (pair, quad) in (&mut pairs).zip(&mut quads) {
+        let [left, right] = node_hash_pair((&quad[0], &quad[1]), (&quad[2], &quad[3]));
+        pair[0] = left;
+        pair[1] = right;
+    }
+    if let ([last], [l, r]) = (pairs.into_remainder(), quads.remainder()) {
+        *last = node_hash(l, r);
     }
 }
 
-/// Fills `out[i]` with the leaf hash of `entries[i]`.
+/// Fills `out[i]` with the leaf hash of `entries[i]`, two at a time.
 pub(crate) fn leaves_into(entries: &[Hash], out: &mut [Hash]) {
     debug_assert_eq!(entries.len(), out.len());
-    for (leaf, entry) in out.iter_mut().zip(entries) {
-        *leaf = leaf_hash_32(entry);
+    let mut pairs = out.chunks_exact_mut(2);
+    let mut inputs = entries.chunks_exact(2);
+    for (pair, input) in (&mut pairs).zip(&mut inputs) {
+        let [a, b] = leaf_hash_32_pair(&input[0], &input[1]);
+        pair[0] = a;
+        pair[1] = b;
+    }
+    if let ([last], [entry]) = (pairs.into_remainder(), inputs.remainder()) {
+        *last = leaf_hash_32(entry);
     }
 }
 
@@ -340,62 +373,6 @@ pub trait HashSource {
     fn range(&self, lo: u64, hi: u64) -> Result<Hash, ProofError> {
         range_hash(self, lo, hi)
     }
-
-    /// The hashes of several complete subtrees (`(level, index)` as in
-    /// [`subtree`](Self::subtree)), appended to `out` in order. A proof asks
-    /// for all of its complete subtrees at once, so a source whose lookups
-    /// share a cost (a lock, a tile) can pay it once; the default asks
-    /// [`subtree`](Self::subtree) for each.
-    ///
-    /// # Errors
-    /// The first lookup's error; `out` may then hold the hashes before it.
-    fn subtrees(&self, wanted: &[(u8, u64)], out: &mut Vec<Hash>) -> Result<(), ProofError> {
-        for &(level, index) in wanted {
-            out.push(self.subtree(level, index)?);
-        }
-        Ok(())
-    }
-}
-
-/// The hashes of the leaf ranges `ranges` (each `[lo, hi)` as [`range_hash`]
-/// takes them), in order: the complete subtrees among them asked of the
-/// source in one [`HashSource::subtrees`] call, the others (right edges)
-/// through [`HashSource::range`].
-fn range_hashes<S: HashSource + ?Sized>(
-    source: &S,
-    ranges: &[(u64, u64)],
-) -> Result<Vec<Hash>, ProofError> {
-    let mut wanted = Vec::with_capacity(ranges.len());
-    for &(lo, hi) in ranges {
-        debug_assert!(lo < hi);
-        let width = hi - lo;
-        if width.is_power_of_two() {
-            let level = width.trailing_zeros() as u8;
-            debug_assert_eq!(lo % width, 0, "a complete subtree starts aligned");
-            wanted.push((level, lo >> level));
-        }
-    }
-    let mut complete = Vec::with_capacity(wanted.len());
-    source.subtrees(&wanted, &mut complete)?;
-    if complete.len() != wanted.len() {
-        return Err(ProofError::WrongLength {
-            hashes: complete.len(),
-        });
-    }
-    let mut complete = complete.into_iter();
-    let mut hashes = Vec::with_capacity(ranges.len());
-    for &(lo, hi) in ranges {
-        let hash = if (hi - lo).is_power_of_two() {
-            complete
-                .next()
-                .ok_or(ProofError::WrongLength { hashes: 0 })?
-        } else {
-            source.range(lo, hi)?
-        };
-        hashes.push(hash);
-    }
-    debug_assert_eq!(hashes.len(), ranges.len());
-    Ok(hashes)
 }
 
 /// The hash of leaves `[lo, hi)` of a tree, where `lo` is aligned the way RFC
@@ -446,18 +423,17 @@ pub fn inclusion_proof(
         return Err(ProofError::IndexOutOfRange { index, size });
     }
     let (mut lo, mut hi) = (0, size);
-    let mut siblings = Vec::with_capacity(64);
+    let mut path = Vec::with_capacity(64);
     while hi - lo > 1 {
         let k = split_point(hi - lo);
         if index < lo + k {
-            siblings.push((lo + k, hi));
+            path.push(source.range(lo + k, hi)?);
             hi = lo + k;
         } else {
-            siblings.push((lo, lo + k));
+            path.push(source.range(lo, lo + k)?);
             lo += k;
         }
     }
-    let mut path = range_hashes(source, &siblings)?;
     path.reverse();
     debug_assert!(path.len() <= MAX_INCLUSION_HASHES);
     Ok(path)
@@ -481,32 +457,31 @@ pub fn consistency_proof(
             detail: format!("old size {old_size} exceeds new size {new_size}"),
         });
     }
+    let mut path = Vec::with_capacity(64);
     if old_size == 0 || old_size == new_size {
-        return Ok(Vec::new());
+        return Ok(path);
     }
-    let mut ranges = Vec::with_capacity(64);
     let (mut lo, mut hi, mut m) = (0u64, new_size, old_size);
     let mut whole_old_tree = true;
     loop {
         let n = hi - lo;
         if m == n {
             if !whole_old_tree {
-                ranges.push((lo, hi));
+                path.push(source.range(lo, hi)?);
             }
             break;
         }
         let k = split_point(n);
         if m <= k {
-            ranges.push((lo + k, hi));
+            path.push(source.range(lo + k, hi)?);
             hi = lo + k;
         } else {
-            ranges.push((lo, lo + k));
+            path.push(source.range(lo, lo + k)?);
             lo += k;
             m -= k;
             whole_old_tree = false;
         }
     }
-    let mut path = range_hashes(source, &ranges)?;
     path.reverse();
     debug_assert!(path.len() <= MAX_CONSISTENCY_HASHES);
     Ok(path)

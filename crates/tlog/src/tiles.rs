@@ -298,16 +298,17 @@ fn hash_full_tiles(entries: &[Hash], leaves: &mut [Hash], roots: &mut [Hash]) {
         .zip(roots.iter_mut())
     {
         leaves_into(entries, leaves);
-        let mut nodes = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
-        parents_into(leaves, &mut nodes);
-        let mut count = nodes.len();
-        let mut upper = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 4];
+        // Each level from the one below, alternating between two buffers.
+        let mut below = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
+        let mut above = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
+        parents_into(leaves, &mut below);
+        let mut count = below.len();
         while count > 1 {
-            parents_into(&nodes[..count], &mut upper[..count / 2]);
-            nodes[..count / 2].copy_from_slice(&upper[..count / 2]);
+            parents_into(&below[..count], &mut above[..count / 2]);
+            std::mem::swap(&mut below, &mut above);
             count /= 2;
         }
-        *root = nodes[0];
+        *root = below[0];
     }
 }
 
@@ -781,37 +782,6 @@ impl<S: TileStorage> HashSource for TileStore<S> {
         }
         let tile = self.tile(place.tile.0, place.tile.1)?;
         place.read(&tile)
-    }
-
-    /// All of a proof's subtrees under one lock of the cache, the tile of
-    /// the one before reused when the next lies in it too (the eight lowest
-    /// hashes of a proof share the leaf's tile, the next eight the tile
-    /// above); what is not cached is read afterwards, one by one.
-    fn subtrees(&self, wanted: &[(u8, u64)], out: &mut Vec<Hash>) -> Result<(), ProofError> {
-        let start = out.len();
-        if let Ok(cache) = self.cache.lock() {
-            let mut last: Option<(&(u8, u64), &ExpandedTile)> = None;
-            for &(level, index) in wanted {
-                let place = self.locate(level, index)?;
-                let tile = match last {
-                    Some((key, tile)) if *key == place.tile => tile,
-                    _ => match cache.get_key_value(&place.tile) {
-                        Some((key, tile)) => {
-                            last = Some((key, tile));
-                            tile
-                        }
-                        None => break,
-                    },
-                };
-                out.push(place.read(tile)?);
-            }
-        }
-        let done = out.len() - start;
-        for &(level, index) in &wanted[done..] {
-            out.push(self.subtree(level, index)?);
-        }
-        debug_assert_eq!(out.len() - start, wanted.len());
-        Ok(())
     }
 }
 
