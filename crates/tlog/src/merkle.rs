@@ -71,6 +71,9 @@ pub enum ProofError {
 
 // SHA-256's initial state (FIPS 180-4, section 5.3.3).
 use calybris_wal::format::SHA256_INITIAL_STATE as SHA256_IV;
+// Constant-time comparison: roots are public, but a verifier that leaks where
+// two hashes first differ costs nothing to avoid.
+use calybris_wal::format::hashes_equal;
 
 /// The digest bytes of a final SHA-256 state.
 fn state_bytes(state: &[u32; 8]) -> Hash {
@@ -625,12 +628,6 @@ pub fn verify_consistency(
         return Err(ProofError::RootMismatch);
     }
     Ok(())
-}
-
-/// Constant-time comparison: roots are public, but a verifier that leaks where
-/// two hashes first differ costs nothing to avoid.
-fn hashes_equal(a: &Hash, b: &Hash) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Every complete subtree hash of a tree held in memory: level 0 holds the
