@@ -1165,7 +1165,15 @@ impl Gate {
         } else {
             0
         };
-        if tree.due(now) && !self.inner.signer.submit(&mut tree, now) {
+        if !tree.due(now) {
+            return Ok(ticket);
+        }
+        // The tree head to sign covers every record appended.
+        if let Err(error) = tree.fold() {
+            self.inner.poisoned.store(true, Ordering::Release);
+            return Err(error);
+        }
+        if !self.inner.signer.submit(&mut tree, now) {
             // No background signer (stopped, or none for an unscheduled
             // configuration): signed here. The record is appended whatever
             // happens next: its ticket tells whether it is durable. A log

@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 
 use calybris_tlog::merkle::{MAX_CONSISTENCY_HASHES, range_hash, tree_hash};
 use calybris_tlog::{
-    Checkpoint, Hash, HashSource, ProofError, RightEdge, Signer, consistency_proof, leaf_hash,
+    Checkpoint, Hash, HashSource, ProofError, RightEdge, Signer, consistency_proof,
     verify_consistency,
 };
 use serde::{Deserialize, Serialize};
@@ -306,10 +306,20 @@ impl HashSource for InFlightSource<'_> {
 pub(crate) struct TreeState {
     config: CheckpointConfig,
     edge: RightEdge,
+    /// Entry hashes of the records appended since the edge was last brought
+    /// up to date, at most [`FOLD_RECORDS`]: folded into it a run at a time
+    /// (leaf hashes two at a time, a whole tile as one subtree), and before
+    /// anything reads the edge.
+    pending: Vec<Hash>,
+    /// Scratch for the folded leaves.
+    folded: Vec<Hash>,
     last_size: u64,
     last_at_ms: u64,
     in_flight: Option<InFlight>,
 }
+
+/// Records whose leaves wait before they join the tree: one tile.
+const FOLD_RECORDS: usize = 256;
 
 impl TreeState {
     /// The tree of a log from sequence 0; `edge` covers its records so far.
@@ -318,6 +328,8 @@ impl TreeState {
         Self {
             config,
             edge,
+            pending: Vec::with_capacity(FOLD_RECORDS),
+            folded: Vec::with_capacity(FOLD_RECORDS),
             last_size,
             last_at_ms: now_ms,
             in_flight: None,
@@ -337,29 +349,45 @@ impl TreeState {
 
     /// Leaves so far (the next record's sequence).
     pub(crate) fn size(&self) -> u64 {
-        self.edge.size()
+        self.edge.size() + self.pending.len() as u64
     }
 
     /// Adds the record just appended, whose entry hash is `hash`.
     pub(crate) fn appended(&mut self, sequence: u64, hash: &Hash) -> Result<(), GateError> {
-        debug_assert_eq!(sequence, self.edge.size(), "the tree follows the log");
-        if sequence != self.edge.size() {
+        debug_assert_eq!(sequence, self.size(), "the tree follows the log");
+        if sequence != self.size() {
             return Err(GateError::CheckpointFailed {
                 detail: format!(
                     "record {sequence} appended where leaf {} was expected",
-                    self.edge.size()
+                    self.size()
                 ),
             });
         }
-        let leaf = leaf_hash(hash);
+        self.pending.push(*hash);
+        if self.pending.len() >= FOLD_RECORDS {
+            self.fold()?;
+        }
+        Ok(())
+    }
+
+    /// Brings the edge up to date with every record appended (and the
+    /// in-flight head's leaves with it). Everything that reads the edge
+    /// calls it first.
+    pub(crate) fn fold(&mut self) -> Result<(), GateError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let size = self.size();
+        self.folded.clear();
         self.edge
-            .append(leaf)
+            .append_entry_hashes(&self.pending, &mut self.folded)
             .map_err(|e| GateError::CheckpointFailed {
                 detail: e.to_string(),
             })?;
+        self.pending.clear();
         if let Some(in_flight) = &mut self.in_flight {
-            if in_flight.leaves.len() < MAX_CHECKPOINT_LAG_RECORDS {
-                in_flight.leaves.push(leaf);
+            if in_flight.leaves.len() + self.folded.len() <= MAX_CHECKPOINT_LAG_RECORDS {
+                in_flight.leaves.extend_from_slice(&self.folded);
             } else {
                 // The signer fell too far behind: give the head up; its
                 // signature is dropped when it arrives, and the checkpoint is
@@ -370,6 +398,7 @@ impl TreeState {
                 self.in_flight = None;
             }
         }
+        debug_assert_eq!(self.edge.size(), size);
         Ok(())
     }
 
@@ -389,18 +418,19 @@ impl TreeState {
         let by_records = self
             .config
             .every_records
-            .is_some_and(|n| self.edge.size() - self.last_size >= n);
+            .is_some_and(|n| self.size() - self.last_size >= n);
         let by_time = self
             .config
             .every_ms
             .is_some_and(|ms| now_ms.saturating_sub(self.last_at_ms) >= ms);
-        (by_records || by_time) && self.edge.size() > self.last_size && self.in_flight.is_none()
+        (by_records || by_time) && self.size() > self.last_size && self.in_flight.is_none()
     }
 
     /// Hands the current tree head to the background signer: it is in flight
     /// from now on, and the schedule counts from it.
     pub(crate) fn start(&mut self, now_ms: u64) -> SignJob {
         debug_assert!(self.in_flight.is_none());
+        debug_assert!(self.pending.is_empty(), "folded before a head is taken");
         let size = self.edge.size();
         self.in_flight = Some(InFlight {
             edge: self.edge.clone(),
@@ -441,6 +471,11 @@ impl TreeState {
         if self.in_flight.as_ref()?.edge.size() != size {
             return None;
         }
+        if let Err(error) = self.fold() {
+            return Some(Err(error));
+        }
+        // Folding may have given the head up (the signer fell too far behind).
+        self.in_flight.as_ref()?;
         let in_flight = self.in_flight.take()?;
         let (root, note) = match signed {
             Ok(signed) => signed,
@@ -475,7 +510,8 @@ impl TreeState {
 
     /// The signed checkpoint record of the tree so far, signed on the
     /// caller's thread.
-    pub(crate) fn record(&self) -> Result<GateRecord, GateError> {
+    pub(crate) fn record(&mut self) -> Result<GateRecord, GateError> {
+        self.fold()?;
         let root = self.edge.root();
         let note = sign_head(&self.config, self.edge.size(), root)?;
         Ok(GateRecord::Checkpoint(CheckpointRecord {

@@ -185,6 +185,22 @@ pub(crate) fn parents_into(children: &[Hash], out: &mut [Hash]) {
     }
 }
 
+/// The root of 256 consecutive leaves (a level-8 subtree, one full tile),
+/// each level from the one below, two parents at a time.
+pub(crate) fn subtree_of_256(leaves: &[Hash]) -> Hash {
+    debug_assert_eq!(leaves.len(), 256);
+    let mut below = [[0u8; HASH_LEN_BYTES]; 128];
+    let mut above = [[0u8; HASH_LEN_BYTES]; 128];
+    parents_into(leaves, &mut below);
+    let mut count = below.len();
+    while count > 1 {
+        parents_into(&below[..count], &mut above[..count / 2]);
+        std::mem::swap(&mut below, &mut above);
+        count /= 2;
+    }
+    below[0]
+}
+
 /// Fills `out[i]` with the leaf hash of `entries[i]`, two at a time.
 pub(crate) fn leaves_into(entries: &[Hash], out: &mut [Hash]) {
     debug_assert_eq!(entries.len(), out.len());
@@ -294,6 +310,41 @@ impl RightEdge {
         visit: impl FnMut(u8, u64, &Hash),
     ) -> Result<(), ProofError> {
         self.append_subtree_visiting(0, leaf, visit)
+    }
+
+    /// Appends the leaves of `entries` (32-byte leaf inputs, each leaf
+    /// `leaf_hash_32(entry)`), exactly as appending them one by one would,
+    /// and pushes their leaf hashes onto `leaves`. The leaf hashes are
+    /// computed two at a time, and each run of 256 leaves that starts on a
+    /// multiple of 256 joins the edge as one level-8 subtree built two
+    /// parents at a time.
+    ///
+    /// # Errors
+    /// [`ProofError::SizeOutOfRange`] when the tree would pass
+    /// [`MAX_TREE_SIZE`]; the edge then holds the leaves before the run that
+    /// did not fit.
+    pub fn append_entry_hashes(
+        &mut self,
+        entries: &[Hash],
+        leaves: &mut Vec<Hash>,
+    ) -> Result<(), ProofError> {
+        let before = self.size;
+        let start = leaves.len();
+        leaves.resize(start + entries.len(), [0; HASH_LEN_BYTES]);
+        leaves_into(entries, &mut leaves[start..]);
+        let mut rest = &leaves[start..];
+        while !rest.is_empty() {
+            if self.size.is_multiple_of(256) && rest.len() >= 256 {
+                let (tile, after) = rest.split_at(256);
+                self.append_subtree_visiting(8, subtree_of_256(tile), |_, _, _| {})?;
+                rest = after;
+            } else {
+                self.append(rest[0])?;
+                rest = &rest[1..];
+            }
+        }
+        debug_assert_eq!(self.size, before + entries.len() as u64);
+        Ok(())
     }
 
     /// Appends a complete subtree of `2^height` leaves whose hash is `hash`

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::merkle::{
     HASH_LEN_BYTES, Hash, HashSource, MAX_TREE_SIZE, ProofError, RightEdge, leaf_hash_32,
-    leaves_into, parents_into, range_hash,
+    leaves_into, parents_into, range_hash, subtree_of_256,
 };
 
 /// Tree levels covered by one tile level (C2SP tlog-tiles).
@@ -298,17 +298,7 @@ fn hash_full_tiles(entries: &[Hash], leaves: &mut [Hash], roots: &mut [Hash]) {
         .zip(roots.iter_mut())
     {
         leaves_into(entries, leaves);
-        // Each level from the one below, alternating between two buffers.
-        let mut below = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
-        let mut above = [[0u8; HASH_LEN_BYTES]; TILE_WIDTH as usize / 2];
-        parents_into(leaves, &mut below);
-        let mut count = below.len();
-        while count > 1 {
-            parents_into(&below[..count], &mut above[..count / 2]);
-            std::mem::swap(&mut below, &mut above);
-            count /= 2;
-        }
-        *root = below[0];
+        *root = subtree_of_256(leaves);
     }
 }
 

@@ -536,3 +536,37 @@ fn proofs_from_a_one_tile_cache_and_absurd_levels() {
         }
     }
 }
+
+/// Appending runs of entry hashes to a right edge, from any starting size and
+/// in runs of any length (across and along tile boundaries), gives the same
+/// edge and leaves as appending each leaf hash.
+#[test]
+fn edge_runs_of_entry_hashes_equal_one_by_one_appends() {
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let entries: Vec<Hash> = (0..5_000u64).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    for _ in 0..40 {
+        let mut by_runs = RightEdge::new();
+        let mut one_by_one = RightEdge::new();
+        let mut leaves = Vec::new();
+        let mut at = 0usize;
+        while at < entries.len() {
+            let run = (1 + rng.below(700) as usize).min(entries.len() - at);
+            by_runs
+                .append_entry_hashes(&entries[at..at + run], &mut leaves)
+                .expect("runs");
+            for entry in &entries[at..at + run] {
+                one_by_one
+                    .append(calybris_tlog::merkle::leaf_hash_32(entry))
+                    .expect("append");
+            }
+            at += run;
+            assert_eq!(by_runs, one_by_one, "seed {seed}: after {at} leaves");
+        }
+        let want: Vec<Hash> = entries
+            .iter()
+            .map(calybris_tlog::merkle::leaf_hash_32)
+            .collect();
+        assert_eq!(leaves, want, "seed {seed}");
+    }
+}
