@@ -43,6 +43,11 @@
 //! `CALYBRIS_LOAD_DURABLE_BEFORE=0` sets `[server] durable_before_provider = false`
 //! (the provider called without waiting for the decision's sync; default `true`).
 //!
+//! `CALYBRIS_LOAD_TIMELINE=PREFIX` writes each paced phase's requests (scheduled send
+//! time and latency, ms, one per line) to `PREFIX-1.txt` (direct) and `PREFIX-2.txt`
+//! (through the gateway): slow requests that share one stall show as a run of
+//! consecutive send times.
+//!
 //! `CALYBRIS_LOAD_GATEWAY_WRAP="valgrind --tool=callgrind --callgrind-out-file=F"` runs
 //! the gateway child under that command (instruction counts per request: run twice
 //! with different request counts and divide the difference).
@@ -342,17 +347,38 @@ async fn run(
                 } else {
                     one(&mut sender, &target, &body).await;
                 }
-                latencies.push(begun.elapsed());
+                latencies.push((begun - started, begun.elapsed()));
             }
             latencies
         }));
     }
-    let mut latencies = Vec::with_capacity(requests);
+    let mut timeline = Vec::with_capacity(requests);
     for task in tasks {
-        latencies.extend(task.await.expect("worker"));
+        timeline.extend(task.await.expect("worker"));
     }
+    write_timeline(rate, &timeline);
+    let mut latencies: Vec<Duration> = timeline.iter().map(|&(_, latency)| latency).collect();
     latencies.sort_unstable();
     (started.elapsed(), latencies)
+}
+
+/// `CALYBRIS_LOAD_TIMELINE=PREFIX`: each paced phase's requests as lines
+/// `SCHEDULED_MS LATENCY_MS`, in `PREFIX-1.txt` (direct) and `PREFIX-2.txt` (through
+/// the gateway), to see whether the slow ones cluster in time (one stall) or spread.
+fn write_timeline(rate: Option<f64>, timeline: &[(Duration, Duration)]) {
+    static PHASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let (Some(_), Some(prefix)) = (rate, std::env::var_os("CALYBRIS_LOAD_TIMELINE")) else {
+        return;
+    };
+    let phase = PHASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let mut sorted = timeline.to_vec();
+    sorted.sort_unstable();
+    let mut text = String::with_capacity(sorted.len() * 20);
+    for (at, latency) in sorted {
+        text.push_str(&format!("{:.3} {:.3}\n", ms(at), ms(latency)));
+    }
+    let path = format!("{}-{phase}.txt", prefix.to_string_lossy());
+    std::fs::write(&path, text).expect("timeline file");
 }
 
 /// `CALYBRIS_LOAD_UNIQUE=1`: every request's body differs (what a real load looks like
