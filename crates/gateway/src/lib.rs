@@ -7,7 +7,10 @@
 //!
 //! # One request
 //! ```text
+//! head over 64 KiB or 100 headers?           431 (hyper; see Gateway::serve)
+//! head not sent within 10 s?                 connection closed
 //! body over the limit?                       413
+//! body badly framed (a bad chunk, cut short)? 400 (invalid_body)
 //! Authorization: Bearer KEY -> tenant         401 (SHA-256 of the key, constant-time compare)
 //! JSON of the chat shape?                     400 (invalid_json / invalid_type)
 //! tools, tool_choice, tool calls well formed? 400 (invalid_tools, ...; see [`tools`])

@@ -58,6 +58,19 @@ pub enum GatewayError {
 
 /// The most bytes of a lease, in a header or the body.
 const MAX_LEASE_BYTES: usize = 4_096;
+/// The most bytes a request's head (request line and headers) may take; a larger
+/// head is answered `431` and its connection closed. Per connection, the server
+/// buffers at most this much before the body.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// The most headers a request may carry (`431` beyond).
+pub const MAX_HEADERS: usize = 100;
+/// How long a client may take to send a request's head once it began (or, on a
+/// kept-alive connection, once the previous answer went out); a slower client's
+/// connection is closed (`408`), so slow heads cannot hold connections open.
+pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The wait after an accept error other than a connection's own (for instance no
+/// file descriptor left), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 struct Inner {
     gate: Gate,
@@ -266,23 +279,74 @@ impl Gateway {
             .with_state(self.clone())
     }
 
-    /// Serves on `listener` until `shutdown` completes.
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting,
+    /// lets the requests in flight finish and closes idle connections before it
+    /// returns.
+    ///
+    /// Each connection's request heads are bounded: at most [`MAX_HEAD_BYTES`] and
+    /// [`MAX_HEADERS`] (else `431`), sent within [`HEAD_READ_TIMEOUT`] (else the
+    /// connection closes); bodies are bounded by `[server] max_body_bytes` (`413`).
     ///
     /// # Errors
-    /// The server's I/O error.
+    /// None today (accept errors are retried, a connection's errors end that
+    /// connection only); the `Result` is kept for I/O that may fail in future.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let probes = self.spawn_probes();
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let router = self.router();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEAD_READ_TIMEOUT)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(error) => {
+                            // A connection that failed before it was taken
+                            // (reset, aborted) costs nothing; anything else (out of
+                            // file descriptors, say) is waited out, not spun on.
+                            if !matches!(
+                                error.kind(),
+                                std::io::ErrorKind::ConnectionAborted
+                                    | std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::ConnectionRefused
+                                    | std::io::ErrorKind::Interrupted
+                            ) {
+                                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                            }
+                            continue;
+                        }
+                    };
+                    // Answers are written whole; Nagle would only hold them back.
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                    let connection = graceful.watch(
+                        http.serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    );
+                    tokio::spawn(async move {
+                        // A connection's own error (a client that went away, a head
+                        // too large or too slow: hyper answered it) ends only it.
+                        let _ = connection.await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        // In-flight requests finish; idle keep-alive connections close at once.
+        graceful.shutdown().await;
         for probe in probes {
             probe.abort();
         }
-        served
+        Ok(())
     }
 
     /// Starts one task per provider with a probe interval: every interval it asks the
@@ -869,8 +933,24 @@ async fn chat(State(gateway): State<Gateway>, headers: HeaderMap, body: Body) ->
         Ok(found) => found,
         Err(error) => return gateway.refuse(error),
     };
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return gateway.refuse(ApiError::too_large(limit));
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            // Over the limit (a chunked body has no length to check up front), or a
+            // body the client framed badly or cut off: told apart.
+            let over = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            return gateway.refuse(if over {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "invalid_body",
+                    format!("the request body could not be read: {error}"),
+                )
+            });
+        }
     };
     // The rest runs in its own task: a client that goes away does not cut the
     // settlement and the execution record short.
