@@ -12,6 +12,7 @@
 //! durable_before_provider = true   # a provider is called only once its reservation is durable
 //! reopen_holds = "commit"          # holds a crash left open: "commit" (spent in full) or "release"
 //! watermark_interval_ms = 10       # least time between two writes of the log's ACK watermark
+//! head_timeout_ms = 30000          # a request head (or an idle keep-alive gap) longer: closed
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -186,6 +187,13 @@ pub struct ServerConfig {
     /// `calybris_wal::DurableConfig::watermark_interval`).
     #[serde(default = "default_watermark_interval_ms")]
     pub watermark_interval_ms: u64,
+    /// How long a connection may wait for a request's whole head, milliseconds
+    /// (default 30,000; at least 1): from when it opened, or on a kept-alive
+    /// connection from when the previous answer went out. A slower head, or a
+    /// kept-alive connection idle that long, is closed, so neither slow heads nor idle
+    /// connections hold the server's connections for ever.
+    #[serde(default = "default_head_timeout_ms")]
+    pub head_timeout_ms: u64,
 }
 
 /// `[server] reopen_holds`: what reopening does with holds left open.
@@ -218,6 +226,10 @@ const fn default_durable_before_provider() -> bool {
 #[allow(clippy::cast_possible_truncation)] // 10 ms fits
 const fn default_watermark_interval_ms() -> u64 {
     calybris_wal::DEFAULT_WATERMARK_INTERVAL.as_millis() as u64
+}
+
+const fn default_head_timeout_ms() -> u64 {
+    30_000
 }
 
 const fn default_syncs() -> usize {
@@ -264,6 +276,7 @@ impl Default for ServerConfig {
             durable_before_provider: default_durable_before_provider(),
             reopen_holds: ReopenHoldsSetting::default(),
             watermark_interval_ms: default_watermark_interval_ms(),
+            head_timeout_ms: default_head_timeout_ms(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! # One request
 //! ```text
 //! head over 64 KiB or 100 headers?           431 (hyper; see Gateway::serve)
-//! head not sent within 10 s?                 connection closed
+//! head not sent in head_timeout_ms (30 s)?  connection closed (an idle one too)
 //! body over the limit?                       413
 //! body badly framed (a bad chunk, cut short)? 400 (invalid_body)
 //! Authorization: Bearer KEY -> tenant         401 (SHA-256 of the key, constant-time compare)

@@ -64,10 +64,6 @@ const MAX_LEASE_BYTES: usize = 4_096;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most headers a request may carry (`431` beyond).
 pub const MAX_HEADERS: usize = 100;
-/// How long a client may take to send a request's head once it began (or, on a
-/// kept-alive connection, once the previous answer went out); a slower client's
-/// connection is closed (`408`), so slow heads cannot hold connections open.
-pub const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wait after an accept error other than a connection's own (for instance no
 /// file descriptor left), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -81,6 +77,7 @@ struct Inner {
     limiter: RateLimiter,
     keys: Vec<(usize, usize, [u8; 32])>,
     max_body_bytes: usize,
+    head_timeout: Duration,
     concurrency: Semaphore,
     health: HashMap<String, ProviderHealth>,
     local_slot_wait: Duration,
@@ -216,6 +213,7 @@ impl Gateway {
                 metrics: Metrics::default(),
                 keys,
                 max_body_bytes: config.server.max_body_bytes,
+                head_timeout: Duration::from_millis(config.server.head_timeout_ms.max(1)),
                 concurrency: Semaphore::new(config.server.max_concurrent_requests.max(1)),
                 health,
                 local_slot_wait: Duration::from_millis(config.routing.local_slot_wait_ms),
@@ -284,8 +282,9 @@ impl Gateway {
     /// returns.
     ///
     /// Each connection's request heads are bounded: at most [`MAX_HEAD_BYTES`] and
-    /// [`MAX_HEADERS`] (else `431`), sent within [`HEAD_READ_TIMEOUT`] (else the
-    /// connection closes); bodies are bounded by `[server] max_body_bytes` (`413`).
+    /// [`MAX_HEADERS`] (else `431`), sent within `[server] head_timeout_ms` of the
+    /// connection opening or of the previous answer (else the connection closes: a
+    /// slow head and an idle kept-alive connection alike); bodies are bounded by `[server] max_body_bytes` (`413`).
     ///
     /// # Errors
     /// None today (accept errors are retried, a connection's errors end that
@@ -299,7 +298,7 @@ impl Gateway {
         let router = self.router();
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEAD_READ_TIMEOUT)
+            .header_read_timeout(self.inner.head_timeout)
             .max_buf_size(MAX_HEAD_BYTES)
             .max_headers(MAX_HEADERS);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();

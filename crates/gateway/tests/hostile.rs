@@ -387,3 +387,73 @@ async fn raw_http_framing_attacks_are_refused_and_the_server_keeps_serving() {
     assert_eq!(report.open_holds, 0);
     assert_eq!(report.counts.settlements, report.counts.admitted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_head_and_an_idle_connection_are_closed_after_the_head_timeout() {
+    let harness = Harness::start(
+        "hostile-slow-head",
+        vec![Upstream::new("primary", "openai", "gpt-mock")],
+        Options {
+            server_extra: "head_timeout_ms = 300".to_owned(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let address = harness.addr;
+    let valid = body("gpt-mock", false);
+    let (slow, idle) = tokio::task::spawn_blocking(move || {
+        // Half a head, then nothing: the server closes it, without a decision.
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        stream
+            .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            .expect("write");
+        let began = std::time::Instant::now();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+        let slow = began.elapsed();
+        // One whole request, then idle: served, then closed after the timeout.
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{valid}",
+            valid.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let began = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        (
+            slow,
+            (
+                began.elapsed(),
+                String::from_utf8_lossy(&answer).into_owned(),
+            ),
+        )
+    })
+    .await
+    .expect("the exchanges ran");
+    // Closed by the server (well before the client's own 5 s read timeout).
+    assert!(
+        slow >= Duration::from_millis(250) && slow < Duration::from_secs(4),
+        "the slow head's connection closed after {slow:?}"
+    );
+    let (idle, answer) = idle;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(4),
+        "the idle connection closed after {idle:?}"
+    );
+    let dir = harness.stop().await;
+    let report = verified(&dir);
+    assert_eq!(
+        report.counts.decisions, 1,
+        "only the whole request was decided"
+    );
+    assert_eq!(report.open_holds, 0);
+}

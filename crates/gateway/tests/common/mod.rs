@@ -93,6 +93,8 @@ pub struct Options {
     pub routing_extra: String,
     pub tenant_extra: String,
     pub max_body_bytes: usize,
+    /// More lines of the `[server]` section.
+    pub server_extra: String,
     pub price: &'static str,
     /// The policy's capability names.
     pub capabilities: Vec<&'static str>,
@@ -105,6 +107,7 @@ impl Default for Options {
             routing_extra: String::new(),
             tenant_extra: String::new(),
             max_body_bytes: 65_536,
+            server_extra: String::new(),
             price: "1",
             capabilities: Vec::new(),
         }
@@ -123,9 +126,10 @@ impl Harness {
         let dir = scratch(name);
         let mut mocks = Vec::new();
         let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ngate_dir = {:?}\nmax_body_bytes = {}\n\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ngate_dir = {:?}\nmax_body_bytes = {}\n{}\n\n",
             dir.join("gate").display().to_string(),
-            options.max_body_bytes
+            options.max_body_bytes,
+            options.server_extra
         );
         if !options.capabilities.is_empty() {
             text.push_str(&format!(
