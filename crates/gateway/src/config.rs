@@ -13,6 +13,9 @@
 //! reopen_holds = "commit"          # holds a crash left open: "commit" (spent in full) or "release"
 //! watermark_interval_ms = 10       # least time between two writes of the log's ACK watermark
 //! head_timeout_ms = 30000          # a request head (or an idle keep-alive gap) longer: closed
+//! retention = "keep_all"           # or "since_last_snapshot": older log segments deleted
+//! snapshot_every_records = 65536   # a book snapshot (and, with retention, a retirement) this often
+//! segment_limit_bytes = 67108864   # the gate log's segment size
 //!
 //! [providers.openai]
 //! kind = "openai"                  # openai | anthropic | ollama
@@ -194,6 +197,47 @@ pub struct ServerConfig {
     /// connections hold the server's connections for ever.
     #[serde(default = "default_head_timeout_ms")]
     pub head_timeout_ms: u64,
+    /// How much of the gate log is kept on disk: `"keep_all"` (default: every record
+    /// from genesis) or `"since_last_snapshot"`: after each book snapshot is durable,
+    /// the segments wholly before it are deleted and where the log now starts is
+    /// written to the gate directory's `log-start.anchor`
+    /// (`calybris verify --start-anchor` checks the retained log from there). With it,
+    /// the log of a gateway that refuses a flood of requests stays within about
+    /// `snapshot_every_records` records plus two segments. The request archive is not
+    /// pruned with it: the operator removes its old segments (see [`crate::archive`]).
+    #[serde(default)]
+    pub retention: RetentionSetting,
+    /// Records between two book snapshots of the gate (default 65,536; at least 1).
+    #[serde(default = "default_snapshot_every_records")]
+    pub snapshot_every_records: u64,
+    /// The size after which the gate log starts a new segment file, bytes (default
+    /// 64 MiB; at least 4,096): the unit of retention.
+    #[serde(default = "default_segment_limit_bytes")]
+    pub segment_limit_bytes: u64,
+}
+
+/// `[server] retention`: how much of the gate log is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RetentionSetting {
+    /// Every segment ([`calybris_gate::Retention::KeepAll`]).
+    #[default]
+    KeepAll,
+    /// Segments before the last book snapshot are deleted
+    /// ([`calybris_gate::Retention::SinceLastSnapshot`]).
+    SinceLastSnapshot,
+}
+
+impl RetentionSetting {
+    /// The gate's setting.
+    #[must_use]
+    pub const fn to_gate(self) -> calybris_gate::Retention {
+        match self {
+            Self::KeepAll => calybris_gate::Retention::KeepAll,
+            Self::SinceLastSnapshot => calybris_gate::Retention::SinceLastSnapshot,
+        }
+    }
 }
 
 /// `[server] reopen_holds`: what reopening does with holds left open.
@@ -226,6 +270,14 @@ const fn default_durable_before_provider() -> bool {
 #[allow(clippy::cast_possible_truncation)] // 10 ms fits
 const fn default_watermark_interval_ms() -> u64 {
     calybris_wal::DEFAULT_WATERMARK_INTERVAL.as_millis() as u64
+}
+
+const fn default_snapshot_every_records() -> u64 {
+    calybris_gate::DEFAULT_SNAPSHOT_EVERY_RECORDS
+}
+
+const fn default_segment_limit_bytes() -> u64 {
+    calybris_wal::DEFAULT_SEGMENT_LIMIT_BYTES
 }
 
 const fn default_head_timeout_ms() -> u64 {
@@ -277,6 +329,9 @@ impl Default for ServerConfig {
             reopen_holds: ReopenHoldsSetting::default(),
             watermark_interval_ms: default_watermark_interval_ms(),
             head_timeout_ms: default_head_timeout_ms(),
+            retention: RetentionSetting::KeepAll,
+            snapshot_every_records: default_snapshot_every_records(),
+            segment_limit_bytes: default_segment_limit_bytes(),
         }
     }
 }

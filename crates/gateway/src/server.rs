@@ -64,6 +64,8 @@ const MAX_LEASE_BYTES: usize = 4_096;
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most headers a request may carry (`431` beyond).
 pub const MAX_HEADERS: usize = 100;
+/// The smallest `[server] segment_limit_bytes` taken (a smaller one is raised to it).
+pub const MIN_SEGMENT_LIMIT_BYTES: u64 = 4_096;
 /// The wait after an accept error other than a connection's own (for instance no
 /// file descriptor left), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -138,7 +140,15 @@ impl Gateway {
         .group_commit_window(Duration::from_micros(config.server.group_commit_window_us))
         .sync_concurrency(config.server.group_commit_syncs)
         .reopen_holds(config.server.reopen_holds.to_gate())
-        .watermark_interval(Duration::from_millis(config.server.watermark_interval_ms));
+        .watermark_interval(Duration::from_millis(config.server.watermark_interval_ms))
+        .retention(config.server.retention.to_gate())
+        .snapshot_every_records(config.server.snapshot_every_records)
+        .segment_limit_bytes(
+            config
+                .server
+                .segment_limit_bytes
+                .max(MIN_SEGMENT_LIMIT_BYTES),
+        );
         for tenant in &compiled.tenants {
             gate_config = gate_config.tenant(&tenant.name, tenant.budget_microunits);
         }

@@ -457,3 +457,93 @@ async fn a_slow_head_and_an_idle_connection_are_closed_after_the_head_timeout() 
     );
     assert_eq!(report.open_holds, 0);
 }
+
+/// Total bytes of the files under `dir`.
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("a directory")
+        .map(|entry| {
+            let entry = entry.expect("an entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                bytes_under(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_the_budget_refuses_stays_bounded_on_disk_with_retention() {
+    const FLOOD: usize = 3_000;
+    const CONCURRENT: usize = 32;
+    let harness = Harness::start(
+        "hostile-flood",
+        vec![Upstream::new("primary", "openai", "gpt-mock")],
+        Options {
+            budget_usd: "0",
+            server_extra: "retention = \"since_last_snapshot\"\nsnapshot_every_records = 100\n\
+                           segment_limit_bytes = 16384"
+                .to_owned(),
+            ..Options::default()
+        },
+    )
+    .await;
+    let valid = body("gpt-mock", false);
+    let harness = std::sync::Arc::new(harness);
+    let mut tasks = Vec::new();
+    for task in 0..CONCURRENT {
+        let (harness, valid) = (harness.clone(), valid.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in (task..FLOOD).step_by(CONCURRENT) {
+                let (status, value) = harness.chat(Some(KEY), &valid).await;
+                assert!(value["error"]["code"].is_string(), "{value}");
+                statuses.push(status);
+            }
+            statuses
+        }));
+    }
+    let mut refused = 0;
+    for task in tasks {
+        for status in task.await.expect("a flood task") {
+            assert_eq!(status, 402, "a budget of zero refuses every request");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, FLOOD);
+    let harness = std::sync::Arc::into_inner(harness).expect("the tasks are done");
+    let dir = harness.stop().await;
+    let on_disk = bytes_under(&dir.join("log"));
+    let anchor = std::fs::read_to_string(dir.join(calybris_gate::START_ANCHOR_FILE))
+        .expect("segments were retired and the start anchor written");
+    let start: calybris_wal::WalAnchor = anchor.trim().parse().expect("an anchor");
+    let report = calybris_gate::verify_dir(
+        &dir,
+        &calybris_gate::VerifyOptions {
+            start_anchor: Some(start),
+            ..calybris_gate::VerifyOptions::default()
+        },
+    )
+    .unwrap_or_else(|error| panic!("the retained log verifies: {error}"));
+    eprintln!(
+        "{FLOOD} refusals: log reaches sequence {}, {} decisions and {on_disk} bytes kept",
+        report.anchor.next_sequence, report.counts.decisions
+    );
+    // Every refusal was logged (the log reaches past all of them), but only the last
+    // snapshot's stretch is kept: a few hundred records in at most a few segments.
+    assert!(
+        report.anchor.next_sequence > FLOOD as u64,
+        "{:?}",
+        report.anchor
+    );
+    assert!(
+        report.counts.decisions < 500,
+        "{} decisions kept of {FLOOD}",
+        report.counts.decisions
+    );
+    assert!(on_disk < 160 * 1024, "{on_disk} bytes of log kept");
+    assert_eq!(report.counts.admitted, 0);
+    assert_eq!(report.open_holds, 0);
+}
