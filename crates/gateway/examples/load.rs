@@ -182,6 +182,19 @@ fn role_gateway(mock_url: &str, dir: &str, threads: &str, window_us: &str, syncs
             stats.watermarks,
             per(stats.watermark_sync_nanos, stats.watermarks) / 1e6
         );
+        // The slow syncs, from the latency buckets (bounds in microseconds).
+        let above = |us: u64| -> u64 {
+            calybris_wal::DATA_SYNC_BUCKET_BOUNDS_US
+                .iter()
+                .position(|&bound| bound == us)
+                .map_or(0, |i| stats.data_sync_buckets[i + 1..].iter().sum())
+        };
+        println!(
+            "data fdatasyncs over 1 ms: {}, over 5 ms: {}, over 25 ms: {}",
+            above(1_000),
+            above(5_000),
+            above(25_000)
+        );
         gateway.close().expect("close");
     });
     let report =

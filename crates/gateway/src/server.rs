@@ -515,6 +515,7 @@ impl Gateway {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
+        render_sync_histogram(&mut text, &stats);
         text
     }
 
@@ -568,6 +569,36 @@ impl Gateway {
         id.copy_from_slice(&full[..16]);
         id
     }
+}
+
+/// The gate log's data fdatasyncs as a Prometheus histogram in seconds (cumulative
+/// buckets from [`calybris_wal::DATA_SYNC_BUCKET_BOUNDS_US`]; `_count` is the sum of
+/// the buckets, so it always equals the `+Inf` bucket).
+fn render_sync_histogram(text: &mut String, stats: &calybris_wal::DurableStats) {
+    use std::fmt::Write as _;
+    const NAME: &str = "calybris_gateway_log_data_sync_seconds";
+    let _ = writeln!(
+        text,
+        "# HELP {NAME} Data fdatasync latency of the gate log (a slow one delays every \
+         answer waiting on it).\n# TYPE {NAME} histogram"
+    );
+    let mut cumulative = 0u64;
+    for (i, &count) in stats.data_sync_buckets.iter().enumerate() {
+        cumulative = cumulative.saturating_add(count);
+        match calybris_wal::DATA_SYNC_BUCKET_BOUNDS_US.get(i) {
+            Some(&bound_us) => {
+                #[allow(clippy::cast_precision_loss)] // bounds of at most 10^5 us
+                let bound = bound_us as f64 / 1e6;
+                let _ = writeln!(text, "{NAME}_bucket{{le=\"{bound}\"}} {cumulative}");
+            }
+            None => {
+                let _ = writeln!(text, "{NAME}_bucket{{le=\"+Inf\"}} {cumulative}");
+            }
+        }
+    }
+    #[allow(clippy::cast_precision_loss)] // a sum of nanoseconds, shown in seconds
+    let seconds = stats.data_sync_nanos as f64 / 1e9;
+    let _ = writeln!(text, "{NAME}_sum {seconds}\n{NAME}_count {cumulative}");
 }
 
 async fn healthz(State(gateway): State<Gateway>) -> Response {

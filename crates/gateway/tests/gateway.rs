@@ -631,6 +631,39 @@ async fn models_healthz_and_metrics_answer() {
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }
+    // The log's fdatasync latency histogram: cumulative buckets, the +Inf one equal
+    // to the count, and at least the syncs of the two answered requests.
+    let value_of = |prefix: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in\n{metrics}"));
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a count")
+    };
+    let buckets: Vec<u64> = metrics
+        .lines()
+        .filter(|line| line.starts_with("calybris_gateway_log_data_sync_seconds_bucket{"))
+        .map(|line| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("a count")
+        })
+        .collect();
+    assert_eq!(buckets.len(), calybris_wal::DATA_SYNC_BUCKETS, "{metrics}");
+    assert!(
+        buckets.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{buckets:?}"
+    );
+    let count = value_of("calybris_gateway_log_data_sync_seconds_count ");
+    assert_eq!(
+        value_of("calybris_gateway_log_data_sync_seconds_bucket{le=\"+Inf\"}"),
+        count
+    );
+    assert!(count >= 2, "{metrics}");
     let missing = harness
         .client
         .get(harness.url("/nope"))

@@ -144,7 +144,23 @@ pub struct DurableStats {
     pub watermarks: u64,
     /// Total time in the watermark writes and fdatasyncs, nanoseconds.
     pub watermark_sync_nanos: u64,
+    /// The data fdatasyncs by how long each took: entry `i` counts those that took
+    /// at most [`DATA_SYNC_BUCKET_BOUNDS_US`]`[i]` microseconds and more than the
+    /// bound before it; the last entry counts those above the last bound. Each
+    /// entry is exact; read apart from `data_syncs`, their sum may trail it by the
+    /// syncs in flight.
+    pub data_sync_buckets: [u64; DATA_SYNC_BUCKETS],
 }
+
+/// Upper bounds, in microseconds, of the latency buckets of
+/// [`DurableStats::data_sync_buckets`] (a slow fdatasync is what a durable answer's
+/// tail latency is made of: these show how often one is slow, and how slow).
+pub const DATA_SYNC_BUCKET_BOUNDS_US: [u64; 10] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+/// Entries of [`DurableStats::data_sync_buckets`]: one per bound, and one above.
+pub const DATA_SYNC_BUCKETS: usize = DATA_SYNC_BUCKET_BOUNDS_US.len() + 1;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -153,8 +169,24 @@ struct Counters {
     bytes: AtomicU64,
     data_sync_nanos: AtomicU64,
     data_syncs: AtomicU64,
+    data_sync_buckets: [AtomicU64; DATA_SYNC_BUCKETS],
     watermarks: AtomicU64,
     watermark_sync_nanos: AtomicU64,
+}
+
+impl Counters {
+    /// Counts one data fdatasync that took `nanos`.
+    fn data_sync(&self, nanos: u64) {
+        let micros = nanos / 1_000;
+        let bucket = DATA_SYNC_BUCKET_BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(DATA_SYNC_BUCKET_BOUNDS_US.len());
+        debug_assert!(bucket < DATA_SYNC_BUCKETS);
+        self.data_sync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.data_sync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.data_syncs.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn nanos_since(since: Instant) -> u64 {
@@ -929,6 +961,9 @@ impl<T: Serialize + ?Sized, D: Directory> DurableWal<T, D> {
             data_syncs: counters.data_syncs.load(Ordering::Relaxed),
             watermarks: counters.watermarks.load(Ordering::Relaxed),
             watermark_sync_nanos: counters.watermark_sync_nanos.load(Ordering::Relaxed),
+            data_sync_buckets: std::array::from_fn(|i| {
+                counters.data_sync_buckets[i].load(Ordering::Relaxed)
+            }),
         }
     }
 
@@ -1196,10 +1231,7 @@ impl<D: Directory> Flusher<D> {
             _ => {
                 let syncing = Instant::now();
                 self.storage.sync_data()?;
-                counters
-                    .data_sync_nanos
-                    .fetch_add(nanos_since(syncing), Ordering::Relaxed);
-                counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+                counters.data_sync(nanos_since(syncing));
                 self.core.made_durable(point);
             }
         }
@@ -1253,10 +1285,7 @@ impl Syncer {
             let syncing = Instant::now();
             let result = target.handle.sync_data();
             let counters = &self.core.counters;
-            counters
-                .data_sync_nanos
-                .fetch_add(nanos_since(syncing), Ordering::Relaxed);
-            counters.data_syncs.fetch_add(1, Ordering::Relaxed);
+            counters.data_sync(nanos_since(syncing));
             match result {
                 Ok(()) => self.core.made_durable(target.point),
                 Err(error) => self.core.poison(&error),
@@ -1367,6 +1396,33 @@ impl<S: Storage, G> Acker<S, G> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_sync_lands_in_the_bucket_of_its_latency() {
+        let counters = Counters::default();
+        // At a bound, above it by a microsecond, and beyond the last bound.
+        for nanos in [
+            0,
+            100_000,
+            101_000,
+            999_999,
+            1_000_000,
+            1_001_000,
+            100_000_000,
+        ] {
+            counters.data_sync(nanos);
+        }
+        counters.data_sync(u64::MAX);
+        let buckets: Vec<u64> = counters
+            .data_sync_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        // <= 100 us: 0 and 100,000 ns; <= 250 us: 101 us; <= 1 ms: 999.999 us and
+        // 1 ms; <= 2.5 ms: 1.001 ms; <= 100 ms: 100 ms; above: u64::MAX.
+        assert_eq!(buckets, [2, 1, 0, 2, 1, 0, 0, 0, 0, 1, 1]);
+        assert_eq!(counters.data_syncs.load(Ordering::Relaxed), 8);
+    }
 
     #[test]
     fn a_panic_message_is_cut_at_a_character_boundary() {

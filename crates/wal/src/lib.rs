@@ -137,9 +137,10 @@ pub use audit::{
     replay_audited_frames, replay_audited_log, replay_audited_segments,
 };
 pub use durable::{
-    DEFAULT_BATCH_BUDGET_BYTES, DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_SYNC_CONCURRENCY,
-    DEFAULT_WATERMARK_INTERVAL, DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal,
-    MAX_PENDING_BYTES, MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
+    DATA_SYNC_BUCKET_BOUNDS_US, DATA_SYNC_BUCKETS, DEFAULT_BATCH_BUDGET_BYTES,
+    DEFAULT_SEGMENT_LIMIT_BYTES, DEFAULT_SYNC_CONCURRENCY, DEFAULT_WATERMARK_INTERVAL,
+    DEFAULT_WINDOW, DurableConfig, DurableStats, DurableWal, MAX_PENDING_BYTES,
+    MAX_SYNC_CONCURRENCY, RetiredSegments, Ticket, TicketFuture,
 };
 pub use error::{MAX_PANIC_MESSAGE_BYTES, WalError, WalThread};
 pub use format::{AckPoint, EntryHash, WalKey};
