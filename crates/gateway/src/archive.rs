@@ -77,8 +77,11 @@
 //!
 //! One entry per request that reached the gate (after authentication, parsing and
 //! the rate limits), each at most the body limit plus 40 bytes; a repeated body is
-//! stored again. The operator prunes whole segments, oldest first, with the same
-//! retention as the log (never the newest one, which the gateway appends to).
+//! stored again. With [`ArchiveOptions::keep_segments`] (`[server]
+//! request_archive_keep_segments`) the writer deletes the segments beyond the newest
+//! `keep` each time it starts a new one, so the archive's size is bounded whatever
+//! the traffic; without it the operator prunes whole segments, oldest first, with the
+//! same retention as the log (never the newest one, which the gateway appends to).
 //! Nothing in the archive is needed to verify the log.
 
 use std::fs::{File, OpenOptions};
@@ -678,6 +681,13 @@ pub struct ArchiveOptions {
     pub max_body_bytes: u64,
     /// A segment whose length reaches this is closed and a new one started.
     pub segment_limit_bytes: u64,
+    /// How many segments to keep, the newest included (`None`: all; 0 is taken as
+    /// 1). When a new
+    /// segment starts, older ones beyond this many are deleted, oldest first; a
+    /// request whose body went with them replays as `INPUT_POINTER_MISSING`. With a
+    /// limit, the archive holds at most about `keep × segment_limit_bytes` (plus one
+    /// body): a flood of requests cannot fill the disk through it.
+    pub keep_segments: Option<u64>,
 }
 
 impl Default for ArchiveOptions {
@@ -685,6 +695,7 @@ impl Default for ArchiveOptions {
         Self {
             max_body_bytes: MAX_ARCHIVED_BODY_BYTES,
             segment_limit_bytes: DEFAULT_SEGMENT_LIMIT_BYTES,
+            keep_segments: None,
         }
     }
 }
@@ -940,7 +951,35 @@ impl ArchiveWriter {
         writer.index = next;
         writer.tag = tag;
         writer.len_bytes = SEGMENT_HEADER_BYTES;
+        if let Some(keep) = self.options.keep_segments {
+            self.prune(next, keep.max(1));
+        }
         Ok(())
+    }
+
+    /// Deletes the segments older than the newest `keep` (the newest is `newest`),
+    /// oldest first, then syncs the directory. Best effort: a segment that cannot be
+    /// listed or removed now is removed at a later rotation (every rotation lists
+    /// the directory again), and the appends go on either way.
+    fn prune(&self, newest: u64, keep: u64) {
+        debug_assert!(keep >= 1, "the newest segment is always kept");
+        let Some(last_old) = newest.checked_sub(keep) else {
+            return;
+        };
+        let Ok(segments) = list_segments(&self.dir) else {
+            return;
+        };
+        let mut removed = false;
+        for index in segments.into_iter().filter(|&index| index <= last_old) {
+            debug_assert!(index < newest);
+            if std::fs::remove_file(self.dir.join(segment_file_name(index))).is_err() {
+                break;
+            }
+            removed = true;
+        }
+        if removed {
+            let _ = sync_dir(&self.dir);
+        }
     }
 
     /// Wraps the gate log's segment directory `dir` so that each data sync of a log
@@ -1144,6 +1183,7 @@ mod tests {
         ArchiveOptions {
             max_body_bytes: 1 << 20,
             segment_limit_bytes: 1 << 20,
+            keep_segments: None,
         }
     }
 
@@ -1170,6 +1210,7 @@ mod tests {
         let options = ArchiveOptions {
             max_body_bytes: 1 << 20,
             segment_limit_bytes: 300,
+            keep_segments: None,
         };
         {
             let archive = ArchiveWriter::open(dir.path(), options).expect("open");
@@ -1365,11 +1406,52 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_segment_count_bounds_the_archive_and_keeps_the_newest_bodies() {
+        let dir = tempfile::tempdir().expect("temp");
+        let options = ArchiveOptions {
+            max_body_bytes: 1 << 20,
+            segment_limit_bytes: 300,
+            keep_segments: Some(3),
+        };
+        let mut most = 0;
+        {
+            let archive = ArchiveWriter::open(dir.path(), options).expect("open");
+            for i in 0..60 {
+                let b = body(i);
+                archive.append(&sha256(&b), &b).expect("append");
+                let segments = list_segments(dir.path()).expect("list");
+                most = most.max(segments.len());
+                // Always the newest ones, in a row.
+                assert!(
+                    segments.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                    "{segments:?}"
+                );
+            }
+        }
+        assert_eq!(most, 3, "never more than the kept count");
+        // The newest bodies load; the oldest are gone (replay: the input is missing).
+        assert_eq!(load(dir.path(), 59).expect("the newest body"), body(59));
+        assert!(matches!(
+            load(dir.path(), 0),
+            Err(ArchiveError::Missing { .. })
+        ));
+        // It reopens and goes on after the gap in segment numbers.
+        let archive = ArchiveWriter::open(dir.path(), options).expect("reopen");
+        let b = body(60);
+        archive
+            .append(&sha256(&b), &b)
+            .expect("append after reopening");
+        assert_eq!(load(dir.path(), 60).expect("load"), b);
+        assert!(list_segments(dir.path()).expect("list").len() <= 3);
+    }
+
+    #[test]
     fn damage_in_an_older_segment_is_named_when_read() {
         let dir = tempfile::tempdir().expect("temp");
         let options = ArchiveOptions {
             max_body_bytes: 1 << 20,
             segment_limit_bytes: 200,
+            keep_segments: None,
         };
         {
             let archive = ArchiveWriter::open(dir.path(), options).expect("open");

@@ -6,6 +6,7 @@
 //! gate_dir = "gateway-gate"        # the gate directory (one chained log)
 //! max_body_bytes = 1048576         # larger request bodies get 413
 //! request_archive = "requests"     # optional: keep request bodies for `calybris replay`
+//! request_archive_keep_segments = 16 # optional: the archive keeps its newest 16 segments
 //! group_commit_window_us = 200     # the gate log's group-commit window
 //! log_key_file = "gate.key"        # optional: HMAC-key the gate log (the key's FILE, never the key)
 //! group_commit_syncs = 2            # data fdatasyncs in flight at once
@@ -146,6 +147,12 @@ pub struct ServerConfig {
     /// a request only from its archived body.
     #[serde(default)]
     pub request_archive: Option<PathBuf>,
+    /// How many of the request archive's segments (about 64 MiB each) to keep, the
+    /// newest included (absent: all). Older ones are deleted as new ones start; a
+    /// request whose body went with them replays as `INPUT_POINTER_MISSING`. With
+    /// it, the archive's disk use is bounded whatever the traffic.
+    #[serde(default)]
+    pub request_archive_keep_segments: Option<u64>,
     /// The gate log's group-commit window, microseconds. Adaptive: a record that
     /// finds no sync in flight is written and synced at once; while syncs are in
     /// flight, a batch waits up to this long after its first record before it starts
@@ -322,6 +329,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_concurrent_requests: default_concurrency(),
             request_archive: None,
+            request_archive_keep_segments: None,
             group_commit_window_us: default_window_us(),
             log_key_file: None,
             group_commit_syncs: default_syncs(),

@@ -164,6 +164,7 @@ impl Gateway {
                     crate::archive::ArchiveOptions {
                         max_body_bytes: u64::try_from(config.server.max_body_bytes)
                             .unwrap_or(u64::MAX),
+                        keep_segments: config.server.request_archive_keep_segments,
                         ..crate::archive::ArchiveOptions::default()
                     },
                 )
