@@ -349,10 +349,9 @@ fn mutating_any_byte_of_a_proof_is_rejected() {
     }
 }
 
-#[test]
-fn every_stored_subtree_from_expanded_tiles_equals_the_tree() {
-    // 2^16 + 300 leaves: three tile levels, partial tiles at levels 0 and 1.
-    let size = (1u64 << 16) + 300;
+/// The same `size` leaves (the hashes of 0, 1, ... as little-endian u64s) in a
+/// memory tree and in tiles, the tiles checkpointed (partial tiles written).
+fn tree_and_tiles(size: u64) -> (MemoryTree, TileWriter<MemTiles>) {
     let mut tree = MemoryTree::new();
     let mut writer = TileWriter::new(MemTiles::new());
     for i in 0..size {
@@ -360,7 +359,16 @@ fn every_stored_subtree_from_expanded_tiles_equals_the_tree() {
         tree.append(leaf).expect("append");
         writer.append(leaf).expect("append");
     }
-    writer.checkpoint().expect("partial tiles");
+    let (checkpointed, _) = writer.checkpoint().expect("partial tiles");
+    assert_eq!(checkpointed, size);
+    (tree, writer)
+}
+
+#[test]
+fn every_stored_subtree_from_expanded_tiles_equals_the_tree() {
+    // 2^16 + 300 leaves: three tile levels, partial tiles at levels 0 and 1.
+    let size = (1u64 << 16) + 300;
+    let (tree, writer) = tree_and_tiles(size);
     // A cache of three tiles: most lookups evict, and still give the same hash.
     for capacity in [3, calybris_tlog::tiles::TILE_CACHE_MAX] {
         let tiles =
@@ -501,14 +509,8 @@ fn batched_entry_hashes_equal_leaf_by_leaf_appends() {
 fn proofs_from_a_one_tile_cache_and_absurd_levels() {
     let seed = seed();
     let mut rng = Rng::new(seed);
-    let mut tree = MemoryTree::new();
-    let mut writer = TileWriter::new(MemTiles::new());
-    for i in 0..70_000u64 {
-        let leaf = leaf_hash(&i.to_le_bytes());
-        tree.append(leaf).expect("append");
-        writer.append(leaf).expect("append");
-    }
-    let (size, _) = writer.checkpoint().expect("checkpoint");
+    let (tree, writer) = tree_and_tiles(70_000);
+    let size = 70_000;
     let store = TileStore::with_cache_capacity(writer.storage(), size, 1).expect("store");
     for _ in 0..200 {
         let index = rng.below(size);
