@@ -77,4 +77,7 @@ pub mod tools;
 
 pub use config::{ConfigError, GatewayConfig};
 pub use error::ApiError;
-pub use server::{Gateway, GatewayError, estimate_input_tokens};
+pub use server::{
+    Gateway, GatewayError, MAX_HEAD_BYTES, MAX_HEADERS, MIN_SEGMENT_LIMIT_BYTES,
+    estimate_input_tokens,
+};
