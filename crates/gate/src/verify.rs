@@ -473,8 +473,10 @@ impl VerifyError {
 /// before it), checks every outcome's binding to its decision, and proves the final
 /// books balance.
 ///
-/// Memory: one policy per distinct digest, the open holds, and 40 bytes per decision
-/// (to check outcome bindings).
+/// Memory: one policy per distinct digest, the open holds, 40 bytes per decision
+/// (to check outcome bindings), and the records read ahead: the chain is checked and
+/// the records decoded on a second thread, at most a few hundred records (or a few
+/// MiB of frames, plus one record) ahead of the replay.
 ///
 /// Run it on a directory no gate is writing: a live writer's unsynced tail reads as
 /// a torn tail, which fails verification.
@@ -490,11 +492,156 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     if !log_dir.is_dir() {
         return Err(VerifyError::Log(WalError::NotFound { path: log_dir }));
     }
-    let mut reader =
+    let reader =
         SegmentedReader::<GateRecord>::open(&log_dir, options.key.as_ref(), options.anchor)
             .map_err(chain)?
             .with_start_anchor(options.start_anchor);
+    // Two stages on two threads: the reader checks the chain, decodes the records
+    // and replays the policy and decision records through the kernel (about half
+    // of the work) while this thread folds the ones before them (books, bindings,
+    // the adaptive engine). The fold sees the records and their replay results in
+    // log order, and a refusal only after every record before it, exactly as with
+    // one thread.
+    std::thread::scope(|scope| {
+        let (batches, ahead) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
+        let reading = scope.spawn(move || read_ahead(reader, &batches));
+        let mut entries = ReadAhead {
+            batches: ahead,
+            batch: Vec::new().into_iter(),
+        };
+        let folded = fold(&log_dir, options, &mut entries);
+        // Dropping the receiver ends a reader that is still ahead (a refusal was
+        // found before the log's end).
+        drop(entries);
+        let (reader, replayer) = match reading.join() {
+            Ok(ended) => ended,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let (books, counts, tally) = folded?;
+        debug_assert_eq!(replayer.decisions(), counts.decisions);
+        finish(&reader, books, counts, tally)
+    })
+}
+
+/// Batches the reader may be ahead of the fold (each up to [`READ_AHEAD_ENTRIES`]
+/// records or [`READ_AHEAD_BYTES`] of frames, whichever comes first, plus the record
+/// that crosses it): what bounds the verifier's memory beyond one record.
+const READ_AHEAD_BATCHES: usize = 4;
+/// Records per batch handed from the reader thread to the fold.
+const READ_AHEAD_ENTRIES: usize = 256;
+/// Frame bytes after which a batch is handed on early (large policy records).
+const READ_AHEAD_BYTES: u64 = 1 << 20;
+
+/// A record read ahead, with the result of its replay (policy, staging and
+/// decision records of the folded range; `Ok` for the others).
+struct ReadEntry {
+    entry: calybris_wal::Entry<GateRecord>,
+    replayed: Result<(), AuditError>,
+}
+
+/// One batch: records in log order, ending with the reader's error if it met one.
+type Batch = Vec<Result<ReadEntry, WalError>>;
+
+/// The reader thread: reads and replays to the end (or to the first error, sent
+/// last) and gives the reader and the replayer back.
+fn read_ahead(
+    mut reader: SegmentedReader<GateRecord>,
+    batches: &std::sync::mpsc::SyncSender<Batch>,
+) -> (SegmentedReader<GateRecord>, AuditReplayer) {
     let mut replayer = AuditReplayer::new();
+    // The fold's rule (see `fold`): a log from sequence 0 is replayed from its
+    // first record, a retained log from its first book snapshot.
+    let mut folding: Option<bool> = None;
+    let mut batch: Batch = Vec::with_capacity(READ_AHEAD_ENTRIES);
+    let mut bytes = 0u64;
+    let mut last: Option<(Option<u64>, u64)> = None;
+    loop {
+        let next = reader.next_entry();
+        let mut done = !matches!(next, Ok(Some(_)));
+        match next {
+            Ok(Some(entry)) => {
+                let folded = folding.get_or_insert(entry.sequence == 0);
+                if !*folded && matches!(entry.record, GateRecord::BookSnapshot(_)) {
+                    *folded = true;
+                }
+                let replayed = if *folded {
+                    replay(&mut replayer, &entry)
+                } else {
+                    Ok(())
+                };
+                // Nothing after a record that does not replay is needed.
+                done = replayed.is_err();
+                // The previous frame's size, where both lie in one segment.
+                if let Some((segment, offset)) = last
+                    && segment == entry.segment
+                {
+                    bytes += entry.offset_bytes.saturating_sub(offset);
+                }
+                last = Some((entry.segment, entry.offset_bytes));
+                batch.push(Ok(ReadEntry { entry, replayed }));
+            }
+            Ok(None) => {}
+            Err(error) => batch.push(Err(error)),
+        }
+        if done || batch.len() >= READ_AHEAD_ENTRIES || bytes >= READ_AHEAD_BYTES {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_ENTRIES));
+            bytes = 0;
+            if (!full.is_empty() && batches.send(full).is_err()) || done {
+                // The fold stopped (a refusal) or the log ended.
+                return (reader, replayer);
+            }
+        }
+    }
+}
+
+/// Replays one record of the folded range through the kernel.
+fn replay(
+    replayer: &mut AuditReplayer,
+    entry: &calybris_wal::Entry<GateRecord>,
+) -> Result<(), AuditError> {
+    let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
+    match &entry.record {
+        GateRecord::Policy(record) => replayer.check_policy(sequence, offset_bytes, record),
+        GateRecord::Staged(record) => replayer.check_policy(sequence, offset_bytes, &record.policy),
+        GateRecord::Decision(record) => {
+            replayer.check_decision(sequence, offset_bytes, &record.audit)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The fold's side of the read-ahead: the records in log order.
+struct ReadAhead {
+    batches: std::sync::mpsc::Receiver<Batch>,
+    batch: std::vec::IntoIter<Result<ReadEntry, WalError>>,
+}
+
+impl ReadAhead {
+    /// The next record, the reader's error, or `None` at the end of the log.
+    fn next_entry(&mut self) -> Result<Option<ReadEntry>, WalError> {
+        loop {
+            if let Some(next) = self.batch.next() {
+                return next.map(Some);
+            }
+            match self.batches.recv() {
+                Ok(batch) => self.batch = batch.into_iter(),
+                // The reader sent its last batch and ended.
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Replays and folds every record; what [`verify_dir`] proves at the end.
+fn fold(
+    log_dir: &Path,
+    options: &VerifyOptions,
+    reader: &mut ReadAhead,
+) -> Result<(Books, RecordCounts, SelectionTally), VerifyError> {
+    let chain = |error: WalError| match error {
+        WalError::Refused(recovery) => VerifyError::Chain(recovery),
+        other => VerifyError::Log(other),
+    };
     let mut books = Books::new();
     let mut counts = RecordCounts::default();
     // A retained log (one that starts after sequence 0) is folded from its first
@@ -520,7 +667,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let mut stages = crate::shadow::StageCheck::default();
     let mut stage_counts = crate::shadow::StageCounts::default();
     let mut adaptive = crate::adaptive::Verifier::default();
-    while let Some(entry) = reader.next_entry().map_err(chain)? {
+    while let Some(ReadEntry { entry, replayed }) = reader.next_entry().map_err(chain)? {
         let (sequence, offset_bytes) = (entry.sequence, entry.offset_bytes);
         if first_sequence.is_none() {
             first_sequence = Some(sequence);
@@ -544,9 +691,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         }
         match &entry.record {
             GateRecord::Policy(record) => {
-                replayer
-                    .check_policy(sequence, offset_bytes, record)
-                    .map_err(VerifyError::Replay)?;
+                replayed.map_err(VerifyError::Replay)?;
                 counts.policies += 1;
                 tally.policy(record.policy_digest, &record.policy);
                 policies
@@ -569,9 +714,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 tally.names(&record.policy_digest, &record.names);
             }
             GateRecord::Decision(record) => {
-                replayer
-                    .check_decision(sequence, offset_bytes, &record.audit)
-                    .map_err(VerifyError::Replay)?;
+                replayed.map_err(VerifyError::Replay)?;
                 counts.decisions += 1;
                 tally.decision(&record.audit);
                 match record.budget {
@@ -589,9 +732,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 )?;
             }
             GateRecord::Staged(record) => {
-                replayer
-                    .check_policy(sequence, offset_bytes, &record.policy)
-                    .map_err(VerifyError::Replay)?;
+                replayed.map_err(VerifyError::Replay)?;
                 stages.staged(sequence, record)?;
                 stage_counts.staged += 1;
             }
@@ -715,7 +856,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
                 if tree.is_none() && whole_log {
                     tree = Some(
                         crate::transparency::edge_before(
-                            &log_dir,
+                            log_dir,
                             options.key.as_ref(),
                             sequence,
                             &last_hash,
@@ -748,6 +889,27 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     if !folding && let Some(first_sequence) = first_sequence {
         return Err(VerifyError::NoSnapshotInSuffix { first_sequence });
     }
+    counts.staged = stage_counts.staged;
+    counts.unstaged = stage_counts.unstaged;
+    counts.held_out = stage_counts.held_out;
+    counts.holdout_unchecked = stage_counts.holdout_unchecked;
+    counts.shadow_notes = stage_counts.shadow_notes;
+    adaptive.finish();
+    let adaptive_counts = adaptive.counts();
+    counts.adaptive_decisions = adaptive_counts.decisions;
+    counts.engine_snapshots = adaptive_counts.snapshots;
+    counts.engine_states = adaptive_counts.states;
+    counts.adaptive_unchecked = adaptive_counts.unchecked;
+    Ok((books, counts, tally))
+}
+
+/// The end of [`verify_dir`]: the chain's clean end, the final books' proof.
+fn finish(
+    reader: &SegmentedReader<GateRecord>,
+    books: Books,
+    counts: RecordCounts,
+    tally: SelectionTally,
+) -> Result<GateReport, VerifyError> {
     let anchor = match reader.outcome() {
         Some(Recovery::Clean { anchor, .. }) => *anchor,
         Some(other) => return Err(VerifyError::Chain(other.clone())),
@@ -766,18 +928,6 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     let conservation = prove_snapshot(&budget, Some(anchor.next_sequence))?;
     let mut tenants = books.tenants().to_vec();
     tenants.sort_unstable_by(|a, b| a.tenant.as_bytes().cmp(b.tenant.as_bytes()));
-    debug_assert_eq!(replayer.decisions(), counts.decisions);
-    counts.staged = stage_counts.staged;
-    counts.unstaged = stage_counts.unstaged;
-    counts.held_out = stage_counts.held_out;
-    counts.holdout_unchecked = stage_counts.holdout_unchecked;
-    counts.shadow_notes = stage_counts.shadow_notes;
-    adaptive.finish();
-    let adaptive_counts = adaptive.counts();
-    counts.adaptive_decisions = adaptive_counts.decisions;
-    counts.engine_snapshots = adaptive_counts.snapshots;
-    counts.engine_states = adaptive_counts.states;
-    counts.adaptive_unchecked = adaptive_counts.unchecked;
     Ok(GateReport {
         anchor,
         counts,
