@@ -508,6 +508,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         let mut entries = ReadAhead {
             batches: ahead,
             batch: Vec::new().into_iter(),
+            last_sequence: None,
         };
         let folded = fold(&log_dir, options, &mut entries);
         // Dropping the receiver ends a reader that is still ahead (a refusal was
@@ -583,6 +584,10 @@ fn read_ahead(
             Ok(None) => {}
             Err(error) => batch.push(Err(error)),
         }
+        debug_assert!(
+            batch.len() <= READ_AHEAD_ENTRIES,
+            "a batch is handed on when full"
+        );
         if done || batch.len() >= READ_AHEAD_ENTRIES || bytes >= READ_AHEAD_BYTES {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_ENTRIES));
             bytes = 0;
@@ -614,6 +619,8 @@ fn replay(
 struct ReadAhead {
     batches: std::sync::mpsc::Receiver<Batch>,
     batch: std::vec::IntoIter<Result<ReadEntry, WalError>>,
+    /// The sequence of the last record handed to the fold.
+    last_sequence: Option<u64>,
 }
 
 impl ReadAhead {
@@ -621,6 +628,17 @@ impl ReadAhead {
     fn next_entry(&mut self) -> Result<Option<ReadEntry>, WalError> {
         loop {
             if let Some(next) = self.batch.next() {
+                if let Ok(read) = &next {
+                    // The fold sees the records in log order, each once.
+                    debug_assert!(
+                        self.last_sequence
+                            .is_none_or(|last| last + 1 == read.entry.sequence),
+                        "read ahead out of order: {:?} then {}",
+                        self.last_sequence,
+                        read.entry.sequence
+                    );
+                    self.last_sequence = Some(read.entry.sequence);
+                }
                 return next.map(Some);
             }
             match self.batches.recv() {
