@@ -504,7 +504,7 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
     // one thread.
     std::thread::scope(|scope| {
         let (batches, ahead) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
-        let reading = scope.spawn(move || read_ahead(reader, &batches));
+        let reading = scope.spawn(move || read_ahead(reader, &batches, ReadAheadLimits::DEFAULT));
         let mut entries = ReadAhead {
             batches: ahead,
             batch: Vec::new().into_iter(),
@@ -533,6 +533,22 @@ const READ_AHEAD_ENTRIES: usize = 256;
 /// Frame bytes after which a batch is handed on early (large policy records).
 const READ_AHEAD_BYTES: u64 = 1 << 20;
 
+/// When the reader hands a batch on.
+#[derive(Debug, Clone, Copy)]
+struct ReadAheadLimits {
+    /// Records per batch.
+    entries: usize,
+    /// Frame bytes after which a batch is handed on early.
+    bytes: u64,
+}
+
+impl ReadAheadLimits {
+    const DEFAULT: Self = Self {
+        entries: READ_AHEAD_ENTRIES,
+        bytes: READ_AHEAD_BYTES,
+    };
+}
+
 /// A record read ahead, with the result of its replay (policy, staging and
 /// decision records of the folded range; `Ok` for the others).
 struct ReadEntry {
@@ -548,12 +564,14 @@ type Batch = Vec<Result<ReadEntry, WalError>>;
 fn read_ahead(
     mut reader: SegmentedReader<GateRecord>,
     batches: &std::sync::mpsc::SyncSender<Batch>,
+    limits: ReadAheadLimits,
 ) -> (SegmentedReader<GateRecord>, AuditReplayer) {
+    debug_assert!(limits.entries > 0, "a batch holds at least one record");
     let mut replayer = AuditReplayer::new();
     // The fold's rule (see `fold`): a log from sequence 0 is replayed from its
     // first record, a retained log from its first book snapshot.
     let mut folding: Option<bool> = None;
-    let mut batch: Batch = Vec::with_capacity(READ_AHEAD_ENTRIES);
+    let mut batch: Batch = Vec::with_capacity(limits.entries);
     let mut bytes = 0u64;
     let mut last: Option<(Option<u64>, u64)> = None;
     loop {
@@ -585,11 +603,11 @@ fn read_ahead(
             Err(error) => batch.push(Err(error)),
         }
         debug_assert!(
-            batch.len() <= READ_AHEAD_ENTRIES,
+            batch.len() <= limits.entries,
             "a batch is handed on when full"
         );
-        if done || batch.len() >= READ_AHEAD_ENTRIES || bytes >= READ_AHEAD_BYTES {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_ENTRIES));
+        if done || batch.len() >= limits.entries || bytes >= limits.bytes {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(limits.entries));
             bytes = 0;
             if (!full.is_empty() && batches.send(full).is_err()) || done {
                 // The fold stopped (a refusal) or the log ended.
@@ -954,4 +972,113 @@ fn finish(
         conservation,
         selections: tally.into_selections(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calybris_wal::{DurableConfig, DurableWal};
+
+    /// A log of `n` outcome records with `detail` bytes each (the reader checks and
+    /// decodes frames; what the records say is the fold's business).
+    fn log(name: &str, n: u64, detail: usize) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "calybris-gate-read-ahead-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let wal = DurableWal::<GateRecord>::open(&dir, DurableConfig::default()).expect("open");
+        for decision_sequence in 0..n {
+            let record = GateRecord::Outcome(crate::record::OutcomeRecord {
+                decision_sequence,
+                decision_digest: Digest::default(),
+                reward_microunits: 0,
+                success: true,
+                latency_ms: 0,
+                detail: vec![7; detail],
+            });
+            let _ = wal.append(&record).expect("append");
+        }
+        wal.close().expect("close");
+        dir
+    }
+
+    fn reader(dir: &Path) -> SegmentedReader<GateRecord> {
+        SegmentedReader::<GateRecord>::open(dir, None, None).expect("reader")
+    }
+
+    #[test]
+    fn the_reader_hands_on_bounded_batches_in_order_and_ends_clean() {
+        let dir = log("bounded", 1_000, 3_000);
+        for (limits, most) in [
+            // Cut by count.
+            (
+                ReadAheadLimits {
+                    entries: 64,
+                    bytes: u64::MAX,
+                },
+                64,
+            ),
+            // Cut by bytes: frames of about 3,050 bytes, a batch handed on once the
+            // frames counted reach 10,000 bytes (a frame is counted when the next
+            // one is read): at most five records.
+            (
+                ReadAheadLimits {
+                    entries: 1_000,
+                    bytes: 10_000,
+                },
+                5,
+            ),
+        ] {
+            let (batches, ahead) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
+            let (ended, received) = std::thread::scope(|scope| {
+                let path = dir.as_path();
+                // The sender moves to the reader: the receiver's iteration ends
+                // when the reader returns.
+                let reading = scope.spawn(move || read_ahead(reader(path), &batches, limits));
+                let received: Vec<Batch> = ahead.iter().collect();
+                (reading.join().expect("reader thread"), received)
+            });
+            let sizes: Vec<usize> = received.iter().map(Vec::len).collect();
+            assert!(
+                sizes.iter().all(|&len| (1..=most).contains(&len)),
+                "{limits:?}: {sizes:?}"
+            );
+            let sequences: Vec<u64> = received
+                .into_iter()
+                .flatten()
+                .map(|read| read.expect("no error").entry.sequence)
+                .collect();
+            assert_eq!(sequences, (0..1_000).collect::<Vec<_>>(), "{limits:?}");
+            assert!(
+                matches!(ended.0.outcome(), Some(Recovery::Clean { .. })),
+                "{limits:?}: {:?}",
+                ended.0.outcome()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_reader_stops_when_the_fold_does() {
+        let dir = log("stops", 2_000, 16);
+        let (batches, ahead) = std::sync::mpsc::sync_channel(1);
+        let ended = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| {
+                let limits = ReadAheadLimits {
+                    entries: 8,
+                    bytes: u64::MAX,
+                };
+                read_ahead(reader(&dir), &batches, limits)
+            });
+            // The fold takes one batch and stops (as at a refusal).
+            let first = ahead.recv().expect("a first batch");
+            assert_eq!(first.len(), 8);
+            drop(ahead);
+            reading.join().expect("reader thread")
+        });
+        // The reader gave up before the end: no outcome yet.
+        assert!(ended.0.outcome().is_none(), "{:?}", ended.0.outcome());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
