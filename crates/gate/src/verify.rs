@@ -485,10 +485,6 @@ impl VerifyError {
 /// The first problem, as a [`VerifyError`].
 pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, VerifyError> {
     let log_dir = dir.join(LOG_DIR);
-    let chain = |error: WalError| match error {
-        WalError::Refused(recovery) => VerifyError::Chain(recovery),
-        other => VerifyError::Log(other),
-    };
     if !log_dir.is_dir() {
         return Err(VerifyError::Log(WalError::NotFound { path: log_dir }));
     }
@@ -522,6 +518,14 @@ pub fn verify_dir(dir: &Path, options: &VerifyOptions) -> Result<GateReport, Ver
         debug_assert_eq!(replayer.decisions(), counts.decisions);
         finish(&reader, books, counts, tally)
     })
+}
+
+/// A reader's error: a refusal of the chain, or the log's own failure.
+fn chain(error: WalError) -> VerifyError {
+    match error {
+        WalError::Refused(recovery) => VerifyError::Chain(recovery),
+        other => VerifyError::Log(other),
+    }
 }
 
 /// Batches the reader may be ahead of the fold (each up to [`READ_AHEAD_ENTRIES`]
@@ -674,10 +678,6 @@ fn fold(
     options: &VerifyOptions,
     reader: &mut ReadAhead,
 ) -> Result<(Books, RecordCounts, SelectionTally), VerifyError> {
-    let chain = |error: WalError| match error {
-        WalError::Refused(recovery) => VerifyError::Chain(recovery),
-        other => VerifyError::Log(other),
-    };
     let mut books = Books::new();
     let mut counts = RecordCounts::default();
     // A retained log (one that starts after sequence 0) is folded from its first
